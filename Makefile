@@ -1,0 +1,45 @@
+# make run-server / make run-client run the product (standard library only).
+# make test sets up .venv with the pinned dev tools, then runs the suite with coverage.
+PYTHON ?= python3
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+HOST   ?= 127.0.0.1
+PORT   ?= 5000
+BLOCK  ?= 10
+TIMEOUT ?= 300
+CREDENTIALS ?= credentials.txt
+STATE  ?= chat-state.db
+ARGS   ?=
+
+.PHONY: run-server run-client test coverage bench bench-quick clean
+
+run-server:
+	$(PYTHON) server_main.py $(PORT) $(BLOCK) $(TIMEOUT) --host $(HOST) --credentials $(CREDENTIALS) --state $(STATE) $(ARGS)
+
+run-client:
+	$(PYTHON) client_main.py $(HOST) $(PORT)
+
+$(VENV)/.installed: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+test: $(VENV)/.installed
+	$(VPY) -m coverage erase
+	$(VPY) -m coverage run -m pytest -q tests
+	$(VPY) -m coverage combine -q 2>/dev/null || true
+	$(VPY) -m coverage report
+
+coverage: test
+	$(VPY) -m coverage html
+	@echo "HTML report: htmlcov/index.html"
+
+bench: $(VENV)/.installed
+	$(VPY) -m tests.bench.run
+
+bench-quick: $(VENV)/.installed
+	$(VPY) -m tests.bench.run --quick
+
+clean:
+	rm -rf $(VENV) .coverage .coverage.* htmlcov .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

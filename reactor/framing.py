@@ -1,0 +1,96 @@
+"""JSON-lines framing: one JSON object per UTF-8 line, encoded and decoded without I/O."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MAX_FRAME = 64 * 1024  # bytes in one frame, newline excluded
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_decoder = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def encode(frame: dict) -> bytes:
+    """The bytes of one frame, newline included (ASCII: JSON escapes the rest)."""
+    return _encoder.encode(frame).encode("ascii") + b"\n"
+
+
+class BadFrame:
+    """A line that is not a frame; ``fatal`` when the stream cannot go on (too long)."""
+
+    __slots__ = ("detail", "fatal")
+
+    def __init__(self, detail: str, fatal: bool = False) -> None:
+        self.detail = detail
+        self.fatal = fatal
+
+    def __repr__(self) -> str:
+        return f"BadFrame({self.detail!r}, fatal={self.fatal})"
+
+
+class FrameDecoder:
+    """Splits a byte stream into lines and decodes each into a frame (a dict) or a BadFrame.
+
+    Many frames may arrive in one chunk and one frame over many chunks. A line
+    longer than ``max_frame`` bytes is fatal: the decoder yields a fatal
+    BadFrame and then nothing more. Blank lines are skipped.
+    """
+
+    __slots__ = ("_buffer", "_max", "_dead")
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self._buffer = bytearray()
+        self._max = max_frame
+        self._dead = False
+
+    def feed(self, data: bytes) -> list[dict | BadFrame]:
+        if self._dead:
+            return []
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+            end = buffer.rfind(b"\n")
+            if end < 0:
+                return self._too_long([]) if len(buffer) > self._max else []
+            lines = bytes(buffer[:end]).split(b"\n")
+            del buffer[: end + 1]
+        else:
+            lines = data.split(b"\n")
+            tail = lines.pop()
+            if tail:
+                buffer += tail
+        out: list[dict | BadFrame] = []
+        limit = self._max
+        for line in lines:
+            if len(line) > limit:
+                return self._too_long(out)
+            if line:
+                out.append(_decode(line))
+        if len(buffer) > limit:
+            return self._too_long(out)
+        return out
+
+    def _too_long(self, out: list) -> list:
+        self._dead = True
+        self._buffer.clear()
+        out.append(BadFrame(f"frame longer than {self._max} bytes", fatal=True))
+        return out
+
+
+def _decode(line: bytes) -> dict | BadFrame:
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return BadFrame("invalid UTF-8")
+    try:
+        frame = _decoder.decode(text)
+    except (ValueError, RecursionError):
+        return BadFrame("invalid JSON")
+    if type(frame) is not dict:
+        return BadFrame("frame is not a JSON object")
+    return frame

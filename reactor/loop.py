@@ -1,0 +1,274 @@
+"""A single-threaded event loop: file readiness and timers, driven by one selector.
+
+Two kinds of event, as in Redis's ae.c: a file object becoming readable or
+writable, and a timer coming due. Timers live in a heap with lazy cancellation
+(a cancelled handle stays in the heap until it surfaces, and the heap is
+rebuilt when cancelled handles outnumber live ones, as asyncio does).
+Signals arrive through ``signal.set_wakeup_fd`` and run as ordinary callbacks.
+
+One iteration: before-sleep hooks, wait for files (until the next timer),
+dispatch file events, run due timers, run the callbacks queued by ``call_soon``
+so far. Every callback runs on this one thread, one at a time; an exception in
+one is logged and the loop goes on.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import selectors
+import signal
+import socket
+import time
+from collections import deque
+from typing import Any, Callable
+
+log = logging.getLogger("reactor.loop")
+
+_COMPACT_MIN = 100  # cancelled timers tolerated in the heap before it may be rebuilt
+
+
+class Handle:
+    """A callback queued by ``call_soon``; ``cancel()`` keeps it from running."""
+
+    __slots__ = ("callback", "args", "cancelled")
+
+    def __init__(self, callback: Callable[..., Any], args: tuple) -> None:
+        self.callback = callback
+        self.args = args
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class TimerHandle(Handle):
+    """A callback due at ``when`` (loop time); ``cancel()`` removes it lazily."""
+
+    __slots__ = ("when", "_loop")
+
+    def __init__(self, when: float, callback: Callable[..., Any], args: tuple, loop: EventLoop) -> None:
+        super().__init__(callback, args)
+        self.when = when
+        self._loop: EventLoop | None = loop  # None once it has left the heap
+
+    def cancel(self) -> None:
+        if not self.cancelled:
+            self.cancelled = True
+            if self._loop is not None:
+                self._loop._timer_cancelled()
+
+
+class _FileEvents:
+    """The reader and writer callbacks registered for one file descriptor."""
+
+    __slots__ = ("reader", "writer")
+
+    def __init__(self) -> None:
+        self.reader: Callable[[], Any] | None = None
+        self.writer: Callable[[], Any] | None = None
+
+
+class EventLoop:
+    """Runs file-event and timer callbacks on the calling thread until stopped."""
+
+    def __init__(self, selector: selectors.BaseSelector | None = None) -> None:
+        self._selector = selector or selectors.DefaultSelector()
+        self._ready: deque[Handle] = deque()
+        self._timers: list[tuple[float, int, TimerHandle]] = []
+        self._cancelled_timers = 0
+        self._seq = itertools.count()
+        self._before_sleep: list[Callable[[], Any]] = []
+        self._stopping = False
+        self._signals: dict[int, tuple[Callable[[], Any], Any]] = {}
+        self._wakeup: tuple[socket.socket, socket.socket] | None = None
+        self.time = time.monotonic
+
+    # -- file events ---------------------------------------------------
+
+    def add_reader(self, fileobj: Any, callback: Callable[[], Any]) -> None:
+        """Call ``callback()`` whenever ``fileobj`` is readable (replaces any reader)."""
+        self._set(fileobj, callback, writer=False)
+
+    def add_writer(self, fileobj: Any, callback: Callable[[], Any]) -> None:
+        """Call ``callback()`` whenever ``fileobj`` is writable (replaces any writer)."""
+        self._set(fileobj, callback, writer=True)
+
+    def remove_reader(self, fileobj: Any) -> None:
+        self._set(fileobj, None, writer=False)
+
+    def remove_writer(self, fileobj: Any) -> None:
+        self._set(fileobj, None, writer=True)
+
+    def _set(self, fileobj: Any, callback: Callable[[], Any] | None, writer: bool) -> None:
+        try:
+            key = self._selector.get_key(fileobj)
+        except KeyError:
+            if callback is None:
+                return
+            events = _FileEvents()
+            setattr(events, "writer" if writer else "reader", callback)
+            self._selector.register(fileobj, selectors.EVENT_WRITE if writer else selectors.EVENT_READ, events)
+            return
+        events = key.data
+        setattr(events, "writer" if writer else "reader", callback)
+        mask = (selectors.EVENT_READ if events.reader else 0) | (selectors.EVENT_WRITE if events.writer else 0)
+        if mask == 0:
+            self._selector.unregister(fileobj)
+        elif mask != key.events:
+            self._selector.modify(fileobj, mask, events)
+
+    # -- time events ---------------------------------------------------
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> Handle:
+        """Run ``callback(*args)`` in this iteration's ready phase, in call order."""
+        handle = Handle(callback, args)
+        self._ready.append(handle)
+        return handle
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
+        """Run ``callback(*args)`` once ``delay`` seconds have passed."""
+        return self.call_at(self.time() + delay, callback, *args)
+
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
+        """Run ``callback(*args)`` once the loop time reaches ``when``.
+
+        Timers due at the same time run in the order they were scheduled.
+        """
+        handle = TimerHandle(when, callback, args, self)
+        heapq.heappush(self._timers, (when, next(self._seq), handle))
+        return handle
+
+    def _timer_cancelled(self) -> None:
+        self._cancelled_timers += 1
+        if self._cancelled_timers > _COMPACT_MIN and self._cancelled_timers * 2 > len(self._timers):
+            live = []
+            for entry in self._timers:
+                if entry[2].cancelled:
+                    entry[2]._loop = None
+                else:
+                    live.append(entry)
+            heapq.heapify(live)
+            self._timers[:] = live  # in place: run_once may hold the list
+            self._cancelled_timers = 0
+
+    def add_before_sleep(self, callback: Callable[[], Any]) -> None:
+        """Run ``callback()`` at the start of every iteration, before waiting for events."""
+        self._before_sleep.append(callback)
+
+    # -- signals -------------------------------------------------------
+
+    def add_signal_handler(self, signum: int, callback: Callable[[], Any]) -> None:
+        """Run ``callback()`` as an ordinary loop callback when ``signum`` arrives.
+
+        The process-level handler does nothing; the C-level handler writes
+        the signal number to a socket the loop watches.
+        """
+        if self._wakeup is None:
+            rsock, wsock = socket.socketpair()
+            rsock.setblocking(False)
+            wsock.setblocking(False)
+            signal.set_wakeup_fd(wsock.fileno(), warn_on_full_buffer=False)
+            self._wakeup = (rsock, wsock)
+            self.add_reader(rsock, self._read_signals)
+        previous = signal.signal(signum, _ignore_signal)
+        self._signals[signum] = (callback, previous)
+
+    def remove_signal_handler(self, signum: int) -> None:
+        callback, previous = self._signals.pop(signum)
+        signal.signal(signum, previous)
+
+    def _read_signals(self) -> None:
+        try:
+            data = self._wakeup[0].recv(4096)  # type: ignore[index]
+        except (BlockingIOError, InterruptedError):
+            return
+        for signum in data:
+            entry = self._signals.get(signum)
+            if entry is not None:
+                self._ready.append(Handle(entry[0], ()))
+
+    # -- running -------------------------------------------------------
+
+    def stop(self) -> None:
+        """Make ``run()`` return once the current iteration is over."""
+        self._stopping = True
+
+    def run(self) -> None:
+        """Run iterations until ``stop()`` is called."""
+        self._stopping = False
+        try:
+            while not self._stopping:
+                self.run_once()
+        finally:
+            self._stopping = False
+
+    def run_once(self, timeout: float | None = None) -> None:
+        """One iteration; ``timeout`` caps the wait (``None``: until the next timer)."""
+        for hook in self._before_sleep:
+            _call(hook, ())
+        timers = self._timers
+        while timers and timers[0][2].cancelled:
+            heapq.heappop(timers)[2]._loop = None
+            self._cancelled_timers -= 1
+        if self._ready or self._stopping:
+            timeout = 0
+        elif timers:
+            wait = max(0.0, timers[0][0] - self.time())
+            timeout = wait if timeout is None else min(timeout, wait)
+
+        for key, mask in self._selector.select(timeout):
+            events = key.data
+            if mask & selectors.EVENT_READ and events.reader is not None:
+                _call(events.reader, ())
+            if mask & selectors.EVENT_WRITE and events.writer is not None:
+                _call(events.writer, ())
+
+        if timers and timers[0][0] <= self.time():
+            # Take every due timer off the heap first: one scheduled by these
+            # callbacks waits for the next iteration, so I/O is never starved.
+            now = self.time()
+            due = []
+            while timers and timers[0][0] <= now:
+                handle = heapq.heappop(timers)[2]
+                handle._loop = None
+                if handle.cancelled:
+                    self._cancelled_timers -= 1
+                else:
+                    due.append(handle)
+            for handle in due:
+                if not handle.cancelled:
+                    _call(handle.callback, handle.args)
+
+        ready = self._ready
+        for _ in range(len(ready)):
+            handle = ready.popleft()
+            if not handle.cancelled:
+                _call(handle.callback, handle.args)
+
+    def close(self) -> None:
+        """Release the selector and restore signal handlers."""
+        for signum in list(self._signals):
+            self.remove_signal_handler(signum)
+        if self._wakeup is not None:
+            signal.set_wakeup_fd(-1)
+            for sock in self._wakeup:
+                sock.close()
+            self._wakeup = None
+        self._selector.close()
+
+    @property
+    def pending_timers(self) -> int:
+        """Timers in the heap, cancelled ones included (for tests and figures)."""
+        return len(self._timers)
+
+
+def _call(callback: Callable[..., Any], args: tuple) -> None:
+    try:
+        callback(*args)
+    except Exception:
+        log.exception("callback %r raised", callback)
+
+
+def _ignore_signal(signum: int, frame: Any) -> None:
+    """The process-level handler: the wakeup fd already carries the signal."""

@@ -1,0 +1,328 @@
+"""Non-blocking TCP on the event loop: framed streams, listeners and outgoing connects.
+
+A ``Stream`` owns one connected socket. Reads are split into frames and handed
+to its handler; writes go to an output buffer flushed once per loop iteration
+(so many frames to one peer cost one ``send``), and the loop watches for
+writability only while bytes are pending. A peer that stops reading is cut off
+once its buffer passes ``max_output``; a line longer than ``max_frame`` ends the
+stream. Nothing a peer does raises into the loop: failures reach the handler's
+``connection_lost`` exactly once, always from a fresh loop callback.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import struct
+from typing import Any, Callable, Protocol
+
+from .framing import MAX_FRAME, BadFrame, FrameDecoder, encode
+from .loop import EventLoop, TimerHandle
+
+log = logging.getLogger("reactor.stream")
+
+MAX_OUTPUT = 1 << 20   # bytes buffered for a peer before it counts as not reading
+RECV_SIZE = 256 * 1024
+CLOSE_TIMEOUT = 5.0     # seconds a closing stream may take to flush before it is aborted
+
+
+class StreamHandler(Protocol):
+    def frame_received(self, stream: Stream, frame: dict) -> None: ...
+    def frame_error(self, stream: Stream, detail: str) -> None: ...
+    def connection_lost(self, stream: Stream, reason: str | None) -> None: ...
+
+
+class Stream:
+    """One connected TCP socket carrying JSON-line frames in both directions.
+
+    ``tag`` is the owner's to set (a connection id, a user name). ``reason`` in
+    ``connection_lost`` is ``None`` for a close the owner asked for, else why.
+    """
+
+    __slots__ = ("_loop", "_sock", "_handler", "_decoder", "_out", "_max_output",
+                 "_flush_pending", "_writing", "_closing", "_closed", "_close_timer", "_reason",
+                 "tag", "peer_address", "local_address")
+
+    def __init__(self, loop: EventLoop, sock: socket.socket, handler: StreamHandler, *,
+                 max_frame: int = MAX_FRAME, max_output: int = MAX_OUTPUT) -> None:
+        sock.setblocking(False)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._loop = loop
+        self._sock = sock
+        self._handler = handler
+        self._decoder = FrameDecoder(max_frame)
+        self._out = bytearray()
+        self._max_output = max_output
+        self._flush_pending = False
+        self._writing = False
+        self._closing = False
+        self._closed = False
+        self._close_timer: TimerHandle | None = None
+        self._reason: str | None = None  # why it is closing, if the owner did not ask
+        self.tag: Any = None
+        self.peer_address = _address(sock.getpeername)
+        self.local_address = _address(sock.getsockname)
+        loop.add_reader(sock, self._on_readable)
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()``/``abort()`` was called or the peer is gone."""
+        return self._closing or self._closed
+
+    @property
+    def buffered(self) -> int:
+        """Bytes waiting to be sent."""
+        return len(self._out)
+
+    # -- writing -------------------------------------------------------
+
+    def send(self, frame: dict) -> None:
+        """Queue one frame."""
+        self.write(encode(frame))
+
+    def write(self, data: bytes) -> None:
+        """Queue already-encoded frames; they go out in order."""
+        if self._closing or self._closed:
+            return
+        self._out += data
+        if len(self._out) > self._max_output:
+            self._fail(f"output buffer over {self._max_output} bytes: peer not reading")
+        elif not self._flush_pending and not self._writing:
+            self._flush_pending = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        if self._closed or not self._out:
+            return
+        try:
+            sent = self._sock.send(self._out)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self._fail(_describe(exc))
+            return
+        del self._out[:sent]
+        if self._out:
+            if not self._writing:
+                self._writing = True
+                self._loop.add_writer(self._sock, self._flush)
+        else:
+            if self._writing:
+                self._writing = False
+                self._loop.remove_writer(self._sock)
+            if self._closing:
+                self._finish(self._reason)
+
+    # -- reading -------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        try:
+            data = self._sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._fail(_describe(exc))
+            return
+        if not data:  # the peer is done sending; it may still read our replies
+            self._close("peer closed the connection")
+            return
+        handler = self._handler
+        for item in self._decoder.feed(data):
+            if self._closing or self._closed:
+                return
+            if type(item) is dict:
+                handler.frame_received(self, item)
+            else:
+                handler.frame_error(self, item.detail)
+                if item.fatal:
+                    self._close(item.detail)
+
+    # -- closing -------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop reading, send what is buffered, then close (abort after CLOSE_TIMEOUT)."""
+        self._close(None)
+
+    def _close(self, reason: str | None) -> None:
+        if self._closing or self._closed:
+            return
+        self._closing = True
+        self._reason = reason
+        self._loop.remove_reader(self._sock)
+        if self._out:
+            if not self._flush_pending and not self._writing:
+                self._flush_pending = True
+                self._loop.call_soon(self._flush)
+            self._close_timer = self._loop.call_later(CLOSE_TIMEOUT, self._fail, "close timed out")
+        else:
+            self._finish(reason)
+
+    def abort(self) -> None:
+        """Close now, dropping unsent bytes, with a reset (SO_LINGER 0)."""
+        if self._closed:
+            return
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self._finish(None)
+
+    def _fail(self, reason: str) -> None:
+        if not self._closed:
+            log.debug("stream %s: %s", self.peer_address, reason)
+            self._finish(reason)
+
+    def _finish(self, reason: str | None) -> None:
+        self._closed = True
+        self._closing = True
+        self._out.clear()
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+        self._loop.remove_reader(self._sock)
+        self._loop.remove_writer(self._sock)
+        self._sock.close()
+        self._loop.call_soon(self._handler.connection_lost, self, reason)
+
+
+class Listener:
+    """A listening socket that hands each accepted socket to ``on_accept``.
+
+    Accepts up to ``batch`` connections per wake-up. Out of file descriptors
+    (EMFILE/ENFILE) or memory, it stops watching the socket for
+    ``retry_delay`` seconds instead of spinning.
+    """
+
+    def __init__(self, loop: EventLoop, sock: socket.socket, on_accept: Callable[[socket.socket], Any], *,
+                 batch: int = 128, retry_delay: float = 0.5) -> None:
+        sock.setblocking(False)
+        self._loop = loop
+        self._sock = sock
+        self._on_accept = on_accept
+        self._batch = batch
+        self._retry_delay = retry_delay
+        self._retry: TimerHandle | None = None
+        self.address = sock.getsockname()
+        loop.add_reader(sock, self._on_readable)
+
+    def _on_readable(self) -> None:
+        for _ in range(self._batch):
+            try:
+                conn, _addr = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.error("accept: %s; pausing accepts for %.1fs", _describe(exc), self._retry_delay)
+                    self._loop.remove_reader(self._sock)
+                    self._retry = self._loop.call_later(self._retry_delay, self._resume)
+                else:  # ECONNABORTED and friends: that one client is gone
+                    log.debug("accept: %s", _describe(exc))
+                    continue
+                return
+            self._on_accept(conn)
+
+    def _resume(self) -> None:
+        self._retry = None
+        self._loop.add_reader(self._sock, self._on_readable)
+
+    def close(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+        self._loop.remove_reader(self._sock)
+        self._sock.close()
+
+
+def listen(loop: EventLoop, host: str, port: int, on_accept: Callable[[socket.socket], Any], *,
+           backlog: int = 1024, **options: Any) -> Listener:
+    """Bind and listen on ``host:port`` (port 0: the OS picks); raises OSError on failure."""
+    sock = socket.create_server((host, port), backlog=backlog, reuse_port=False)
+    return Listener(loop, sock, on_accept, **options)
+
+
+class Connector:
+    """A non-blocking outgoing TCP connect; calls ``on_done(sock, None)`` or ``on_done(None, error)``."""
+
+    def __init__(self, loop: EventLoop, host: str, port: int,
+                 on_done: Callable[[socket.socket | None, str | None], Any], *, timeout: float = 10.0) -> None:
+        self._loop = loop
+        self._on_done = on_done
+        self._sock: socket.socket | None = None
+        self._error = "no address"
+        try:
+            self._addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            self._addresses = []
+            self._error = _describe(exc) if isinstance(exc, OSError) else str(exc)
+        self._timer: TimerHandle | None = loop.call_later(timeout, self._timed_out)
+        loop.call_soon(self._next)
+
+    def _next(self) -> None:
+        if self._timer is None:
+            return
+        if not self._addresses:
+            self._done(None, self._error)
+            return
+        family, type_, proto, _name, address = self._addresses.pop(0)
+        sock = socket.socket(family, type_, proto)
+        sock.setblocking(False)
+        err = sock.connect_ex(address)
+        if err in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
+            self._sock = sock
+            self._loop.add_writer(sock, self._on_writable)
+        else:
+            sock.close()
+            self._error = _describe(OSError(err, os.strerror(err)))
+            self._loop.call_soon(self._next)
+
+    def _on_writable(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        self._loop.remove_writer(sock)
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        self._sock = None
+        if err == 0:
+            self._done(sock, None)
+        else:
+            sock.close()
+            self._error = _describe(OSError(err, os.strerror(err)))
+            self._next()
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        self._drop_socket()
+        self._on_done(None, "timed out")
+
+    def _done(self, sock: socket.socket | None, error: str | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._on_done(sock, error)
+
+    def _drop_socket(self) -> None:
+        if self._sock is not None:
+            self._loop.remove_writer(self._sock)
+            self._sock.close()
+            self._sock = None
+
+    def cancel(self) -> None:
+        """Give up; ``on_done`` is not called."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._drop_socket()
+
+
+def _address(get: Callable[[], Any]) -> Any:
+    try:
+        return get()
+    except OSError:
+        return None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,276 @@
+"""The event loop: timers, call_soon, stop, file events, signals, failing callbacks."""
+import os
+import signal
+import socket
+
+import pytest
+
+from reactor.loop import EventLoop
+
+
+class FakeClock:
+    def __init__(self, now=1000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def loop():
+    lp = EventLoop()
+    yield lp
+    lp.close()
+
+
+def run_until(loop, predicate, timeout=5.0):
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached before the deadline"
+        loop.run_once(timeout=0.05)
+
+
+def test_timers_fire_in_deadline_order(loop):
+    clock = FakeClock()
+    loop.time = clock
+    fired = []
+    loop.call_at(1003, fired.append, "c")
+    loop.call_at(1001, fired.append, "a")
+    loop.call_at(1002, fired.append, "b")
+    clock.now = 1002.5
+    loop.run_once(timeout=0)
+    assert fired == ["a", "b"]
+    clock.now = 1003
+    loop.run_once(timeout=0)
+    assert fired == ["a", "b", "c"]
+
+
+def test_timer_is_not_early(loop):
+    clock = FakeClock()
+    loop.time = clock
+    fired = []
+    loop.call_later(1.0, fired.append, 1)
+    clock.now = 1000.999999
+    loop.run_once(timeout=0)
+    assert fired == []
+    clock.now = 1001.0
+    loop.run_once(timeout=0)
+    assert fired == [1]
+
+
+def test_equal_deadlines_keep_scheduling_order(loop):
+    clock = FakeClock()
+    loop.time = clock
+    fired = []
+    for i in range(50):
+        loop.call_at(1001, fired.append, i)
+    clock.now = 1001
+    loop.run_once(timeout=0)
+    assert fired == list(range(50))
+
+
+def test_cancelled_timer_does_not_run(loop):
+    clock = FakeClock()
+    loop.time = clock
+    fired = []
+    h = loop.call_later(1, fired.append, "x")
+    loop.call_later(2, fired.append, "y")
+    h.cancel()
+    h.cancel()  # twice is harmless
+    clock.now = 1005
+    loop.run_once(timeout=0)
+    assert fired == ["y"]
+    assert loop.pending_timers == 0
+
+
+def test_cancel_after_firing_is_harmless(loop):
+    clock = FakeClock()
+    loop.time = clock
+    fired = []
+    h = loop.call_later(1, fired.append, "x")
+    clock.now = 1001
+    loop.run_once(timeout=0)
+    h.cancel()
+    assert fired == ["x"]
+    assert loop._cancelled_timers == 0
+
+
+def test_heap_compacts_when_cancelled_timers_pile_up(loop):
+    handles = [loop.call_later(100 + i, lambda: None) for i in range(1000)]
+    for h in handles[:600]:
+        h.cancel()
+    assert loop.pending_timers < 1000  # rebuilt, not left to surface
+    assert loop.pending_timers >= 400
+    assert all(not e[2].cancelled for e in loop._timers) or loop._cancelled_timers > 0
+
+
+def test_cancel_during_timer_phase_with_compaction(loop):
+    clock = FakeClock()
+    loop.time = clock
+    fired = []
+    later = [loop.call_at(1010 + i, fired.append, i) for i in range(300)]
+
+    def cancel_all():
+        for h in later[:250]:
+            h.cancel()
+
+    loop.call_at(1001, cancel_all)
+    loop.call_at(1001, fired.append, "same-tick")
+    clock.now = 2000
+    loop.run_once(timeout=0)
+    assert fired == ["same-tick"] + list(range(250, 300))
+
+
+def test_timer_scheduled_from_a_callback(loop):
+    clock = FakeClock()
+    loop.time = clock
+    fired = []
+
+    def first():
+        fired.append("first")
+        loop.call_later(0, fired.append, "second")  # due now: runs next iteration, not in this one
+
+    loop.call_at(1000, first)
+    loop.run_once(timeout=0)
+    assert fired == ["first"]
+    loop.run_once(timeout=0)
+    assert fired == ["first", "second"]
+
+
+def test_call_soon_runs_in_order_and_new_ones_wait(loop):
+    fired = []
+
+    def a():
+        fired.append("a")
+        loop.call_soon(fired.append, "c")
+
+    loop.call_soon(a)
+    loop.call_soon(fired.append, "b")
+    h = loop.call_soon(fired.append, "cancelled")
+    h.cancel()
+    loop.run_once(timeout=0)
+    assert fired == ["a", "b"]
+    loop.run_once(timeout=0)
+    assert fired == ["a", "b", "c"]
+
+
+def test_stop_from_a_callback_ends_run(loop):
+    fired = []
+    loop.call_soon(fired.append, 1)
+    loop.call_later(0.01, loop.stop)
+    loop.call_later(10, fired.append, "never")
+    loop.run()
+    assert fired == [1]
+
+
+def test_a_raising_callback_is_logged_and_the_loop_goes_on(loop, caplog):
+    fired = []
+
+    def boom():
+        raise RuntimeError("boom")
+
+    loop.call_soon(boom)
+    loop.call_soon(fired.append, "after")
+    loop.run_once(timeout=0)
+    assert fired == ["after"]
+    assert "boom" in caplog.text
+
+
+def test_before_sleep_hook_runs_each_iteration(loop):
+    calls = []
+    loop.add_before_sleep(lambda: calls.append(1))
+    loop.run_once(timeout=0)
+    loop.run_once(timeout=0)
+    assert calls == [1, 1]
+
+
+def test_readers_and_writers_on_a_socketpair(loop):
+    a, b = socket.socketpair()
+    got = []
+    loop.add_reader(b, lambda: got.append(b.recv(100)))
+    writable = []
+    loop.add_writer(a, lambda: writable.append(1))
+    run_until(loop, lambda: writable)
+    loop.remove_writer(a)
+    a.send(b"hello")
+    run_until(loop, lambda: got)
+    assert got == [b"hello"]
+    loop.remove_reader(b)
+    loop.remove_reader(b)  # removing twice is harmless
+    a.send(b"more")
+    loop.run_once(timeout=0.01)
+    assert got == [b"hello"]
+    a.close()
+    b.close()
+
+
+def test_reader_and_writer_on_the_same_fd(loop):
+    a, b = socket.socketpair()
+    events = []
+    loop.add_reader(a, lambda: events.append(("r", a.recv(10))))
+    loop.add_writer(a, lambda: events.append("w"))
+    b.send(b"x")
+    run_until(loop, lambda: any(isinstance(e, tuple) for e in events))
+    loop.remove_writer(a)
+    n = len(events)
+    b.send(b"y")
+    run_until(loop, lambda: ("r", b"y") in events)
+    assert "w" not in events[n:]
+    loop.remove_reader(a)
+    a.close()
+    b.close()
+
+
+def test_callback_removing_another_ready_fd_is_safe(loop):
+    a1, b1 = socket.socketpair()
+    a2, b2 = socket.socketpair()
+    got = []
+
+    def first():
+        got.append("first")
+        loop.remove_reader(b2)
+
+    def second():
+        got.append("second")
+
+    loop.add_reader(b1, first)
+    loop.add_reader(b2, second)
+    a1.send(b"x")
+    a2.send(b"x")
+    loop.run_once(timeout=1)
+    # whichever runs first, the removed one must not run afterwards in the same batch
+    assert got in (["first"], ["second", "first"])
+    loop.remove_reader(b1)
+    for s in (a1, b1, a2, b2):
+        s.close()
+
+
+def test_pipe_reader(loop):
+    r, w = os.pipe()
+    got = []
+    loop.add_reader(r, lambda: got.append(os.read(r, 100)))
+    os.write(w, b"line\n")
+    run_until(loop, lambda: got)
+    assert got == [b"line\n"]
+    loop.remove_reader(r)
+    os.close(r)
+    os.close(w)
+
+
+def test_signal_arrives_as_a_callback(loop):
+    got = []
+    loop.add_signal_handler(signal.SIGUSR1, lambda: got.append("usr1"))
+    try:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        run_until(loop, lambda: got)
+        assert got == ["usr1"]
+    finally:
+        loop.remove_signal_handler(signal.SIGUSR1)
+
+
+def test_sigterm_stops_the_loop(loop):
+    loop.add_signal_handler(signal.SIGTERM, loop.stop)
+    loop.call_soon(os.kill, os.getpid(), signal.SIGTERM)
+    guard = loop.call_later(5, pytest.fail, "SIGTERM did not stop the loop")
+    loop.run()
+    guard.cancel()

@@ -1,0 +1,43 @@
+"""Standard input on the loop: chunks, lines, and end of input, from a pipe."""
+import os
+
+from reactor.loop import EventLoop
+from reactor.stdin import InputReader, LineSplitter
+
+
+def test_pipe_lines_and_end_of_input():
+    loop = EventLoop()
+    r, w = os.pipe()
+    lines, eof = [], []
+    splitter = LineSplitter(lines.append)
+
+    def on_eof():
+        splitter.finish()
+        eof.append(True)
+
+    InputReader(loop, r, splitter.feed, on_eof)
+    os.write(w, b"whoelse\r\nmessage yoda h")
+    os.write(w, "é\n".encode() + b"\xff\nlast without newline")
+    os.close(w)
+    deadline = loop.time() + 5
+    while not eof:
+        assert loop.time() < deadline
+        loop.run_once(timeout=0.05)
+    assert lines == ["whoelse", "message yoda hé", "\ufffd", "last without newline"]
+    os.close(r)
+    loop.close()
+
+
+def test_close_stops_watching():
+    loop = EventLoop()
+    r, w = os.pipe()
+    chunks = []
+    reader = InputReader(loop, r, chunks.append, lambda: None)
+    reader.close()
+    reader.close()
+    os.write(w, b"x")
+    loop.run_once(timeout=0.01)
+    assert chunks == []
+    os.close(r)
+    os.close(w)
+    loop.close()
