@@ -1,0 +1,672 @@
+"""The chat server's rules as a sans-I/O state machine: decoded frames and the time go in, effects come out.
+
+``ChatServer`` never touches a socket, a file or a clock. The host numbers the
+connections, calls one method per event with the current monotonic time
+``now`` (seconds), and carries out the returned effects in order:
+
+- ``Send``: one frame to one or many connections (encode it once);
+- ``Close``: close a connection once what was sent to it is flushed;
+- ``SetTimer`` / ``CancelTimer``: (re)arm or drop a named timer; when it
+  comes due the host calls ``timer_fired(key, now)``;
+- ``Persist``: a durable change; the ``Send``s after it must wait until it is
+  stored.
+
+Timer keys: ``("login", conn)`` the login deadline, ``("idle", conn)`` the
+inactivity deadline of a logged-in connection, ``("private", requester,
+target)`` the life of an accepted private-chat token. A timer that fires for
+something that is gone does nothing, so a stale one is harmless.
+
+Once the logic has said ``Close`` for a connection it forgets it at once: the
+user is logged out then, and later frames or a ``disconnected`` for it are
+ignored.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+__all__ = ["Send", "Close", "SetTimer", "CancelTimer", "Persist", "ChatServer",
+           "PROTOCOL_VERSION", "MAX_LOGIN_FAILURES"]
+
+log = logging.getLogger("chat.server")
+
+PROTOCOL_VERSION = 1
+MAX_LOGIN_FAILURES = 3   # wrong passwords in a row that lock an account
+
+
+# -- effects ----------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """One frame to one or many connections: the host encodes it once."""
+    conns: tuple[int, ...]
+    frame: dict
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close this connection once what was sent to it is flushed."""
+    conn: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetTimer:
+    """(Re)arm the timer ``key`` to fire at ``when`` (the clock of ``now``); replaces one with the same key."""
+    key: object
+    when: float
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    """Drop the timer ``key`` if it is armed."""
+    key: object
+
+
+@dataclass(frozen=True, slots=True)
+class Persist:
+    """A durable change, stored before the Sends that follow it are released.
+
+    ``op``/``args``: ``'add_offline'`` (id, to, sender, text), ``'del_offline'``
+    ((id, ...),), ``'block'`` (blocker, blocked), ``'unblock'`` (blocker, blocked).
+    """
+    op: str
+    args: tuple
+
+
+# -- internal state ---------------------------------------------------------
+
+_HELLO, _LOGIN, _PASSWORD, _ACTIVE = range(4)   # where a connection is
+_EMPTY: frozenset = frozenset()
+_LOGIN_TYPES = frozenset({"hello", "username", "password"})
+_NOT_LOGGED_IN = {"type": "error", "code": "not_logged_in"}
+_USERNAME_OK = {"type": "username_ok"}
+
+
+def _new_token() -> str:
+    return secrets.token_urlsafe(16)
+
+
+class _Conn:
+    """One connection: its login progress and, once logged in, its session."""
+
+    __slots__ = ("id", "state", "claimed", "user", "bad", "deadline", "last_active", "listen", "requests")
+
+    def __init__(self, conn: int, deadline: float) -> None:
+        self.id = conn
+        self.state = _HELLO
+        self.claimed: str | None = None      # the account named by `username`, awaiting its password
+        self.user: str | None = None         # set once logged in
+        self.bad = 0                          # bad frames so far
+        self.deadline = deadline              # login deadline
+        self.last_active = 0.0
+        self.listen: tuple[str, int] | None = None   # where the client accepts peers
+        self.requests: set[tuple[str, str]] = set()  # open private requests it is part of
+
+
+class _Request:
+    """An open private-chat request; ``token`` is set once the target accepted."""
+
+    __slots__ = ("requester", "target", "token", "expires")
+
+    def __init__(self, requester: str, target: str) -> None:
+        self.requester = requester
+        self.target = target
+        self.token: str | None = None
+        self.expires = 0.0
+
+
+def _error(code: str, **fields: Any) -> dict:
+    frame = {"type": "error", "code": code}
+    frame.update(fields)
+    return frame
+
+
+def _unknown(kind: str) -> str:
+    return f"unknown frame type {kind[:40]!r}"
+
+
+def _bad_type(field: str, what: str) -> str:
+    return f"{field!r} must be {what}"
+
+
+# -- the state machine ------------------------------------------------------
+
+class ChatServer:
+    """Every server-side rule of the chat; one method per event, each returning effects in order."""
+
+    def __init__(self, accounts: dict[str, str], block_duration: float, timeout: float, *,
+                 max_text: int = 4096, queue_cap: int = 1000, max_bad_frames: int = 10,
+                 token_ttl: float = 30.0, token_factory: Callable[[], str] = _new_token,
+                 blocks: Iterable[tuple[str, str]] = (),
+                 offline: Iterable[tuple] = (),
+                 wall_offset: float | None = None) -> None:
+        """``blocks``: (blocker, blocked) pairs; ``offline``: stored (id, to, sender, text[, sent]).
+
+        ``wall_offset``: ``now + wall_offset`` is the wall-clock time (seconds
+        since the epoch) stamped as ``sent`` on stored messages; None leaves
+        ``sent`` out (the logic cannot read a clock itself).
+        """
+        self._accounts = dict(accounts)
+        self._block_duration = float(block_duration)
+        self._timeout = float(timeout)
+        self._max_text = max_text
+        self._queue_cap = queue_cap
+        self._max_bad = max_bad_frames
+        self._token_ttl = float(token_ttl)
+        self._token_factory = token_factory
+        self._wall_offset = wall_offset
+        self._conns: dict[int, _Conn] = {}
+        self._online: dict[str, _Conn] = {}          # user -> its logged-in connection
+        self._last_logout: dict[str, float] = {}
+        self._failures: dict[str, int] = {}          # wrong passwords in a row
+        self._locked_until: dict[str, float] = {}
+        self._blocks: dict[str, set[str]] = {}       # blocker -> the users it blocked
+        self._blockers: dict[str, set[str]] = {}     # blocked -> the users who blocked it
+        self._offline: dict[str, dict[int, tuple[str, str, float | None]]] = {}  # to -> id -> (sender, text, sent)
+        self._requests: dict[tuple[str, str], _Request] = {}  # (requester, target) -> request
+        self._next_id = 1
+        self._shut = False
+        for blocker, blocked in blocks:
+            self._blocks.setdefault(blocker, set()).add(blocked)
+            self._blockers.setdefault(blocked, set()).add(blocker)
+        for row in sorted(offline, key=lambda r: r[0]):
+            mid, to, sender, text = row[:4]
+            self._offline.setdefault(to, {})[mid] = (sender, text, row[4] if len(row) > 4 else None)
+            self._next_id = max(self._next_id, mid + 1)
+        self._commands: dict[str, Callable[[_Conn, dict, float], list]] = {
+            "message": self._message,
+            "broadcast": self._broadcast,
+            "whoelse": self._whoelse,
+            "whoelsesince": self._whoelsesince,
+            "block": self._block,
+            "unblock": self._unblock,
+            "logout": self._logout,
+            "activity": self._activity,
+            "ack": self._ack,
+            "listen": self._listen,
+            "startprivate": self._startprivate,
+            "private_answer": self._private_answer,
+            "private_ready": self._private_ready,
+        }
+
+    # -- read-only views ---------------------------------------------------
+
+    def user_of(self, conn: int) -> str | None:
+        """The user logged in on ``conn``, or None."""
+        c = self._conns.get(conn)
+        return c.user if c is not None else None
+
+    def online_users(self) -> list[str]:
+        """The users logged in now, sorted."""
+        return sorted(self._online)
+
+    def is_locked(self, user: str, now: float) -> bool:
+        """Whether ``user``'s account is in its lockout at ``now``."""
+        until = self._locked_until.get(user)
+        return until is not None and now < until
+
+    def stored(self, user: str) -> list[tuple[int, str, str]]:
+        """The messages kept for ``user``, oldest first, as (id, sender, text)."""
+        return [(mid, s, t) for mid, (s, t, _) in self._offline.get(user, {}).items()]
+
+    # -- events ------------------------------------------------------------
+
+    def connected(self, conn: int, now: float) -> list:
+        """A new connection: arm its login deadline (or, after shutdown, turn it away)."""
+        if self._shut:
+            return [Send((conn,), {"type": "bye", "reason": "shutdown"}), Close(conn)]
+        deadline = now + self._timeout
+        self._conns[conn] = _Conn(conn, deadline)
+        return [SetTimer(("login", conn), deadline)]
+
+    def received(self, conn: int, frame: Any, now: float) -> list:
+        """One decoded frame (any JSON value) from ``conn``."""
+        c = self._conns.get(conn)
+        if c is None:
+            return []
+        if type(frame) is not dict:
+            return self._bad(c, "a frame must be a JSON object", now)
+        kind = frame.get("type")
+        if type(kind) is not str:
+            return self._bad(c, "a frame needs a string 'type'", now)
+        if c.state == _ACTIVE:
+            c.last_active = now
+            handler = self._commands.get(kind)
+            if handler is not None:
+                return handler(c, frame, now)
+            return self._bad(c, "already logged in" if kind in _LOGIN_TYPES else _unknown(kind), now)
+        if c.state == _HELLO:
+            return self._hello(c, frame, kind, now)
+        if kind == "username":
+            return self._username(c, frame, now)
+        if kind == "password":
+            return self._password(c, frame, now)
+        if kind in self._commands:
+            return [Send((conn,), _NOT_LOGGED_IN)]
+        return self._bad(c, "hello was already said" if kind == "hello" else _unknown(kind), now)
+
+    def bad_frame(self, conn: int, detail: str, now: float) -> list:
+        """The framing layer could not decode a line from ``conn``."""
+        c = self._conns.get(conn)
+        return self._bad(c, detail, now) if c is not None else []
+
+    def disconnected(self, conn: int, now: float) -> list:
+        """``conn`` is gone: log its user out; nothing is sent to it any more."""
+        c = self._conns.get(conn)
+        if c is None:
+            return []
+        if c.user is None:
+            log.debug("conn %d: gone before logging in", conn)
+        return self._forget(c, now, "connection lost")
+
+    def timer_fired(self, key: Any, now: float) -> list:
+        """The timer ``key`` came due."""
+        if type(key) is not tuple or not key:
+            return []
+        kind = key[0]
+        if kind == "idle":
+            c = self._conns.get(key[1])
+            if c is None or c.state != _ACTIVE:
+                return []
+            deadline = c.last_active + self._timeout
+            if deadline > now:
+                return [SetTimer(key, deadline)]
+            return [Send((c.id,), {"type": "bye", "reason": "timeout"}), Close(c.id),
+                    *self._forget(c, now, "inactivity", fired=True)]
+        if kind == "login":
+            c = self._conns.get(key[1])
+            if c is None or c.state == _ACTIVE:
+                return []
+            if c.deadline > now:
+                return [SetTimer(key, c.deadline)]
+            log.info("conn %d: login timed out", c.id)
+            return [Send((c.id,), _error("login_timeout")), Close(c.id),
+                    *self._forget(c, now, "login timeout", fired=True)]
+        if kind == "private":
+            req = self._requests.get(key[1:])
+            if req is None or req.token is None:
+                return []
+            if req.expires > now:
+                return [SetTimer(key, req.expires)]
+            log.info("private request %r -> %r: token expired", req.requester, req.target)
+            return self._cancel(req, (req.requester, req.target), fired=True)
+        return []
+
+    def shutdown(self, now: float) -> list:
+        """Say bye(shutdown) to every connection and close each; afterwards every event is ignored."""
+        if self._shut:
+            return []
+        self._shut = True
+        conns = tuple(self._conns)
+        log.info("shutdown: %d connections, %d users online", len(conns), len(self._online))
+        for user in self._online:
+            self._last_logout[user] = now
+        self._conns.clear()
+        self._online.clear()
+        self._requests.clear()
+        if not conns:
+            return []
+        return [Send(conns, {"type": "bye", "reason": "shutdown"}), *(Close(conn) for conn in conns)]
+
+    # -- plumbing ----------------------------------------------------------
+
+    def _bad(self, c: _Conn, detail: str, now: float) -> list:
+        """Answer a bad frame; close the connection at the max_bad_frames-th."""
+        c.bad += 1
+        effects: list = [Send((c.id,), _error("bad_frame", detail=detail))]
+        if c.bad >= self._max_bad:
+            log.warning("conn %d: %d bad frames, closing (last: %s)", c.id, c.bad, detail)
+            effects.append(Close(c.id))
+            effects += self._forget(c, now, "too many bad frames")
+        else:
+            log.debug("conn %d: bad frame: %s", c.id, detail)
+        return effects
+
+    def _close(self, c: _Conn, frame: dict, now: float, why: str) -> list:
+        """Send ``frame``, close, and forget the connection."""
+        return [Send((c.id,), frame), Close(c.id), *self._forget(c, now, why)]
+
+    def _forget(self, c: _Conn, now: float, why: str, fired: bool = False) -> list:
+        """Drop ``c``: cancel its timer (unless it is the one that ``fired``) and end its session."""
+        del self._conns[c.id]
+        if c.state != _ACTIVE:
+            return [] if fired else [CancelTimer(("login", c.id))]
+        effects: list = [] if fired else [CancelTimer(("idle", c.id))]
+        user = c.user
+        assert user is not None
+        for key in list(c.requests):
+            req = self._requests[key]
+            other = req.target if req.requester == user else req.requester
+            effects += self._cancel(req, (other,))
+        del self._online[user]
+        self._last_logout[user] = now
+        blocked = self._blocks.get(user, _EMPTY)
+        others = tuple(o.id for name, o in self._online.items() if name not in blocked)
+        if others:
+            effects.append(Send(others, {"type": "presence", "user": user, "online": False}))
+        log.info("%s logged out (%s), conn %d", user, why, c.id)
+        return effects
+
+    def _reply(self, c: _Conn, frame: dict) -> list:
+        return [Send((c.id,), frame)]
+
+    # -- handshake and login -------------------------------------------------
+
+    def _hello(self, c: _Conn, frame: dict, kind: str, now: float) -> list:
+        if kind != "hello":
+            return self._bad(c, "the first frame must be hello", now)
+        version = frame.get("version")
+        if type(version) is int and version == PROTOCOL_VERSION:
+            c.state = _LOGIN
+            return self._reply(c, {"type": "hello", "version": PROTOCOL_VERSION})
+        log.info("conn %d: protocol version %.40r refused", c.id, version)
+        return self._close(c, _error("version", version=PROTOCOL_VERSION), now, "wrong version")
+
+    def _locked(self, user: str, now: float) -> bool:
+        """Whether ``user`` is locked at ``now``; a lock that has ended is cleared (the count starts anew)."""
+        until = self._locked_until.get(user)
+        if until is None:
+            return False
+        if now < until:
+            return True
+        del self._locked_until[user]
+        self._failures.pop(user, None)
+        return False
+
+    def _username(self, c: _Conn, frame: dict, now: float) -> list:
+        user = frame.get("username")
+        if type(user) is not str:
+            return self._bad(c, _bad_type("username", "a string"), now)
+        c.state, c.claimed = _LOGIN, None
+        if user not in self._accounts:
+            log.info("conn %d: unknown user name", c.id)   # not logged: it may be a mistyped password
+            return self._reply(c, _error("invalid_username"))
+        if user in self._online:
+            log.info("conn %d: %s is already logged in", c.id, user)
+            return self._reply(c, _error("already_logged_in", user=user))
+        if self._locked(user, now):
+            log.info("conn %d: %s is locked", c.id, user)
+            return self._close(c, _error("account_locked"), now, "account locked")
+        c.state, c.claimed = _PASSWORD, user
+        return self._reply(c, _USERNAME_OK)
+
+    def _password(self, c: _Conn, frame: dict, now: float) -> list:
+        if c.state != _PASSWORD:
+            return self._bad(c, "send the username first", now)
+        password = frame.get("password")
+        if type(password) is not str:
+            return self._bad(c, _bad_type("password", "a string"), now)
+        user = c.claimed
+        assert user is not None
+        if self._locked(user, now):
+            log.info("conn %d: %s is locked", c.id, user)
+            return self._close(c, _error("account_locked"), now, "account locked")
+        if user in self._online:
+            c.state, c.claimed = _LOGIN, None
+            log.info("conn %d: %s is already logged in", c.id, user)
+            return self._reply(c, _error("already_logged_in", user=user))
+        if not secrets.compare_digest(password.encode("utf-8", "surrogatepass"),
+                                      self._accounts[user].encode("utf-8", "surrogatepass")):
+            failures = self._failures.get(user, 0) + 1
+            if failures >= MAX_LOGIN_FAILURES:
+                self._failures.pop(user, None)
+                self._locked_until[user] = now + self._block_duration
+                log.warning("conn %d: wrong password for %s (%d in a row): locked for %gs",
+                            c.id, user, failures, self._block_duration)
+                return self._close(c, _error("account_blocked"), now, "account blocked")
+            self._failures[user] = failures
+            log.info("conn %d: wrong password for %s (%d in a row)", c.id, user, failures)
+            return self._reply(c, _error("invalid_password"))
+        return self._welcome(c, user, now)
+
+    def _welcome(self, c: _Conn, user: str, now: float) -> list:
+        self._failures.pop(user, None)
+        c.state, c.user, c.claimed, c.last_active = _ACTIVE, user, None, now
+        self._online[user] = c
+        log.info("%s logged in, conn %d", user, c.id)
+        effects: list = [CancelTimer(("login", c.id)), SetTimer(("idle", c.id), now + self._timeout),
+                         Send((c.id,), {"type": "welcome", "user": user})]
+        blocked = self._blocks.get(user, _EMPTY)
+        others = tuple(o.id for name, o in self._online.items() if name != user and name not in blocked)
+        if others:
+            effects.append(Send(others, {"type": "presence", "user": user, "online": True}))
+        for mid, (sender, text, sent) in self._offline.get(user, {}).items():
+            frame = {"type": "message", "from": sender, "text": text, "id": mid}
+            if sent is not None:
+                frame["sent"] = sent
+            effects.append(Send((c.id,), frame))
+        return effects
+
+    # -- commands ------------------------------------------------------------
+
+    def _user_field(self, c: _Conn, frame: dict, field: str, now: float) -> tuple[str | None, list]:
+        """The frame's user name in ``field``, or None and the effects that refuse it (bad type, unknown)."""
+        user = frame.get(field)
+        if type(user) is not str:
+            return None, self._bad(c, _bad_type(field, "a string"), now)
+        if user not in self._accounts:
+            return None, self._reply(c, _error("invalid_user"))
+        return user, []
+
+    def _message(self, c: _Conn, frame: dict, now: float) -> list:
+        to, text = frame.get("to"), frame.get("text")
+        if type(to) is not str:
+            return self._bad(c, _bad_type("to", "a string"), now)
+        if type(text) is not str:
+            return self._bad(c, _bad_type("text", "a string"), now)
+        if to not in self._accounts:
+            return self._reply(c, _error("invalid_user"))
+        sender = c.user
+        if to == sender:
+            return self._reply(c, _error("self", command="message"))
+        if len(text) > self._max_text:
+            return self._reply(c, _error("text_too_long", max=self._max_text))
+        if sender in self._blocks.get(to, _EMPTY):
+            return self._reply(c, _error("blocked_by_recipient", user=to))
+        target = self._online.get(to)
+        if target is not None:
+            return [Send((target.id,), {"type": "message", "from": sender, "text": text})]
+        queue = self._offline.get(to)
+        if queue is None:
+            queue = self._offline[to] = {}
+        elif len(queue) >= self._queue_cap:
+            return self._reply(c, _error("queue_full", user=to))
+        mid = self._next_id
+        self._next_id += 1
+        queue[mid] = (sender, text, None if self._wall_offset is None else now + self._wall_offset)
+        return [Persist("add_offline", (mid, to, sender, text)), Send((c.id,), {"type": "stored", "to": to})]
+
+    def _broadcast(self, c: _Conn, frame: dict, now: float) -> list:
+        text = frame.get("text")
+        if type(text) is not str:
+            return self._bad(c, _bad_type("text", "a string"), now)
+        if len(text) > self._max_text:
+            return self._reply(c, _error("text_too_long", max=self._max_text))
+        sender = c.user
+        online = self._online
+        blockers = self._blockers.get(sender)
+        if blockers:
+            conns = tuple(o.id for name, o in online.items() if o is not c and name not in blockers)
+        else:
+            conns = tuple(o.id for o in online.values() if o is not c)
+        effects: list = []
+        if conns:
+            effects.append(Send(conns, {"type": "message", "from": sender, "text": text, "broadcast": True}))
+        if len(conns) < len(online) - 1:   # someone online was skipped: they blocked the sender
+            effects.append(Send((c.id,), {"type": "broadcast_partial"}))
+        return effects
+
+    def _others(self, me: str, names: Iterable[str]) -> list[str]:
+        """``names`` without ``me`` and those who blocked ``me``, sorted."""
+        blockers = self._blockers.get(me, _EMPTY)
+        return sorted(n for n in names if n != me and n not in blockers)
+
+    def _whoelse(self, c: _Conn, frame: dict, now: float) -> list:
+        return self._reply(c, {"type": "users", "names": self._others(c.user, self._online)})
+
+    def _whoelsesince(self, c: _Conn, frame: dict, now: float) -> list:
+        seconds = frame.get("seconds")
+        kind = type(seconds)
+        if kind is not int and kind is not float:
+            return self._reply(c, _error("bad_argument", detail="whoelsesince needs a number of seconds"))
+        if kind is float and not math.isfinite(seconds):
+            return self._reply(c, _error("bad_argument", detail="whoelsesince needs a finite number of seconds"))
+        if seconds < 0:
+            return self._reply(c, _error("bad_argument", detail="whoelsesince needs seconds that are not negative"))
+        try:
+            cutoff = now - seconds
+        except OverflowError:   # an int too large for a float: the window covers everything
+            cutoff = -math.inf
+        names = set(self._online)
+        names.update(name for name, t in self._last_logout.items() if t >= cutoff)
+        return self._reply(c, {"type": "users", "names": self._others(c.user, names)})
+
+    def _block(self, c: _Conn, frame: dict, now: float) -> list:
+        user, refusal = self._user_field(c, frame, "user", now)
+        if user is None:
+            return refusal
+        me = c.user
+        if user == me:
+            return self._reply(c, _error("self", command="block"))
+        mine = self._blocks.setdefault(me, set())
+        if user in mine:
+            return self._reply(c, _error("already_blocked", user=user))
+        mine.add(user)
+        self._blockers.setdefault(user, set()).add(me)
+        log.info("%s blocked %s", me, user)
+        effects: list = [Persist("block", (me, user)), Send((c.id,), {"type": "blocked", "user": user})]
+        for key in ((me, user), (user, me)):
+            req = self._requests.get(key)
+            if req is not None:
+                effects += self._cancel(req, key)
+        return effects
+
+    def _unblock(self, c: _Conn, frame: dict, now: float) -> list:
+        user, refusal = self._user_field(c, frame, "user", now)
+        if user is None:
+            return refusal
+        me = c.user
+        mine = self._blocks.get(me)
+        if not mine or user not in mine:
+            return self._reply(c, _error("not_blocked", user=user))
+        mine.discard(user)
+        if not mine:
+            del self._blocks[me]
+        theirs = self._blockers[user]
+        theirs.discard(me)
+        if not theirs:
+            del self._blockers[user]
+        log.info("%s unblocked %s", me, user)
+        return [Persist("unblock", (me, user)), Send((c.id,), {"type": "unblocked", "user": user})]
+
+    def _logout(self, c: _Conn, frame: dict, now: float) -> list:
+        return self._close(c, {"type": "bye", "reason": "logout"}, now, "logout")
+
+    def _activity(self, c: _Conn, frame: dict, now: float) -> list:
+        return []   # received() has noted the activity
+
+    def _ack(self, c: _Conn, frame: dict, now: float) -> list:
+        ids = frame.get("ids")
+        if type(ids) is not list or any(type(i) is not int for i in ids):
+            return self._bad(c, _bad_type("ids", "a list of integers"), now)
+        queue = self._offline.get(c.user)
+        if not queue:
+            return []
+        gone = tuple(i for i in ids if queue.pop(i, None) is not None)
+        if not queue:
+            del self._offline[c.user]
+        return [Persist("del_offline", (gone,))] if gone else []
+
+    def _listen(self, c: _Conn, frame: dict, now: float) -> list:
+        host, port = frame.get("host"), frame.get("port")
+        if type(host) is not str or not 0 < len(host) <= 255:
+            return self._bad(c, _bad_type("host", "a non-empty string"), now)
+        if type(port) is not int or not 0 < port < 65536:
+            return self._bad(c, _bad_type("port", "an integer from 1 to 65535"), now)
+        c.listen = (host, port)
+        return []
+
+    # -- private chat brokering ------------------------------------------------
+
+    def _startprivate(self, c: _Conn, frame: dict, now: float) -> list:
+        user, refusal = self._user_field(c, frame, "user", now)
+        if user is None:
+            return refusal
+        me = c.user
+        assert me is not None
+        if user == me:
+            return self._reply(c, _error("self", command="startprivate"))
+        if me in self._blocks.get(user, _EMPTY):   # before `offline`: a blocked user learns no presence
+            return self._reply(c, _error("private_blocked", user=user))
+        target = self._online.get(user)
+        if target is None:
+            return self._reply(c, _error("offline", user=user))
+        if (me, user) in self._requests or (user, me) in self._requests:
+            return self._reply(c, _error("private_pending", user=user))
+        if target.listen is None:
+            return self._reply(c, _error("private_unavailable", user=user))
+        key = (me, user)
+        self._requests[key] = _Request(me, user)
+        c.requests.add(key)
+        target.requests.add(key)
+        log.debug("private request %s -> %s", me, user)
+        return [Send((target.id,), {"type": "private_request", "from": me})]
+
+    def _private_answer(self, c: _Conn, frame: dict, now: float) -> list:
+        requester, accept = frame.get("user"), frame.get("accept")
+        if type(requester) is not str:
+            return self._bad(c, _bad_type("user", "a string"), now)
+        if type(accept) is not bool:
+            return self._bad(c, _bad_type("accept", "true or false"), now)
+        me = c.user
+        req = self._requests.get((requester, me))
+        if req is None or req.token is not None:
+            return self._reply(c, _error("no_request", user=requester))
+        if not accept:
+            log.debug("private request %s -> %s declined", requester, me)
+            return self._cancel(req, ()) + [Send((self._online[requester].id,),
+                                                 _error("private_declined", user=me))]
+        req.token = self._token_factory()
+        req.expires = now + self._token_ttl
+        return [SetTimer(("private", requester, me), req.expires),
+                Send((c.id,), {"type": "private_expect", "user": requester, "token": req.token})]
+
+    def _private_ready(self, c: _Conn, frame: dict, now: float) -> list:
+        requester, token = frame.get("user"), frame.get("token")
+        if type(requester) is not str:
+            return self._bad(c, _bad_type("user", "a string"), now)
+        if type(token) is not str:
+            return self._bad(c, _bad_type("token", "a string"), now)
+        me = c.user
+        req = self._requests.get((requester, me))
+        if req is None or req.token is None or not secrets.compare_digest(
+                token.encode("utf-8", "surrogatepass"), req.token.encode()):
+            log.debug("conn %d: private_ready for no live token from %.40r", c.id, requester)
+            return []   # stale (expired or cancelled, and told so) or bogus: nothing to do
+        assert c.listen is not None
+        host, port = c.listen
+        log.debug("private request %s -> %s: connecting", requester, me)
+        return self._cancel(req, (), fired=False) + [
+            Send((self._online[requester].id,),
+                 {"type": "private_connect", "user": me, "host": host, "port": port, "token": token})]
+
+    def _cancel(self, req: _Request, tell: tuple[str, ...], fired: bool = False) -> list:
+        """Forget ``req``; each user in ``tell`` who is online gets private_cancelled naming the other."""
+        key = (req.requester, req.target)
+        del self._requests[key]
+        for name in key:
+            conn = self._online.get(name)
+            if conn is not None:
+                conn.requests.discard(key)
+        effects: list = []
+        if req.token is not None and not fired:
+            effects.append(CancelTimer(("private",) + key))
+        for name in tell:
+            conn = self._online.get(name)
+            if conn is not None:
+                other = req.target if name == req.requester else req.requester
+                effects.append(Send((conn.id,), {"type": "private_cancelled", "user": other}))
+        return effects

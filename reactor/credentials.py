@@ -1,0 +1,57 @@
+"""Reads the accounts file: one ``<username> <password>`` a line.
+
+Format: the user name and the password are separated by exactly one space and
+neither may contain whitespace (a password is a single word; a line with a
+second space, a tab, or an empty field is malformed). Blank lines (empty or
+whitespace only) and lines whose first character is ``#`` are skipped, so a
+user name cannot start with ``#``. A line may end in ``\\r\\n``; a UTF-8 byte
+order mark at the start of the file is ignored. User names are case-sensitive
+and may appear only once. Any other line is malformed: ``CredentialsError``
+names the file and the line, and never quotes the line (it holds a password).
+"""
+from __future__ import annotations
+
+import os
+
+__all__ = ["CredentialsError", "load_credentials"]
+
+_EXPECTED = "expected '<username> <password>'"
+
+
+class CredentialsError(Exception):
+    """The accounts file cannot be used; the message names the file (and line) for a person."""
+
+
+def load_credentials(path: str | os.PathLike) -> dict[str, str]:
+    """The accounts in ``path`` as {username: password}; raises CredentialsError."""
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise CredentialsError(f"credentials file not found: {name}") from None
+    except OSError as exc:
+        raise CredentialsError(f"cannot read credentials file {name}: {exc.strerror or exc}") from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    accounts: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CredentialsError(f"{name}:{number}: not valid UTF-8") from None
+        if line.endswith("\r"):
+            line = line[:-1]
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split(" ")
+        if len(fields) != 2 or any(f.split() != [f] for f in fields):  # empty or holds whitespace
+            raise CredentialsError(f"{name}:{number}: {_EXPECTED}")
+        user, password = fields
+        if user in accounts:
+            raise CredentialsError(f"{name}:{number}: duplicate username {user!r} "
+                                   f"(first on line {first_line[user]})")
+        accounts[user] = password
+        first_line[user] = number
+    return accounts

@@ -1,0 +1,172 @@
+"""Hosts the sans-I/O chat server on the reactor: sockets in, effects out.
+
+The host owns the I/O the logic must not touch: it numbers connections, hands
+decoded frames and the loop's clock to ``ChatServer``, and carries out the
+effects it returns: frames to send (encoded once, however many recipients),
+connections to close, timers to arm. Durable effects go to an optional store
+and the sends that follow them are held until the store has committed (see
+``Barrier``).
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+from typing import Any, Protocol
+
+from .chat_server import CancelTimer, ChatServer, Close, Persist, Send, SetTimer
+from .framing import encode
+from .loop import EventLoop, TimerHandle
+from .stream import Listener, Stream, listen
+
+log = logging.getLogger("chat.host")
+
+SHUTDOWN_GRACE = 2.0  # seconds to flush goodbyes before the loop stops anyway
+
+
+class Store(Protocol):
+    """Durable state: ``apply`` takes Persist effects, ``commit`` makes them durable."""
+
+    def apply(self, effect: Persist) -> None: ...
+    def commit(self) -> None: ...
+
+
+class ServerHost:
+    """Runs one ``ChatServer`` over a listening socket on ``loop``."""
+
+    def __init__(self, loop: EventLoop, logic: ChatServer, store: Store | None = None, *,
+                 stream_options: dict[str, Any] | None = None) -> None:
+        self._loop = loop
+        self._logic = logic
+        self._store = store
+        self._stream_options = stream_options or {}
+        self._streams: dict[int, Stream] = {}
+        self._timers: dict[Any, TimerHandle] = {}
+        self._ids = itertools.count(1)
+        self._listener: Listener | None = None
+        self._held: list[Send | Close] = []   # waiting for the store's commit
+        self._dirty = False                   # the store has uncommitted changes
+        self._stopping = False
+        if store is not None:
+            loop.add_before_sleep(self._commit)
+
+    @property
+    def address(self) -> tuple:
+        assert self._listener is not None
+        return self._listener.address
+
+    @property
+    def connections(self) -> int:
+        return len(self._streams)
+
+    def serve(self, host: str, port: int) -> None:
+        """Start accepting on ``host:port``; raises OSError if it cannot bind."""
+        self._listener = listen(self._loop, host, port, self._accept)
+
+    # -- sockets -> logic ----------------------------------------------
+
+    def _accept(self, sock: socket.socket) -> None:
+        if self._stopping:
+            sock.close()
+            return
+        try:
+            stream = Stream(self._loop, sock, self, **self._stream_options)
+        except OSError as exc:  # the peer is already gone
+            log.debug("accept: %s", exc)
+            sock.close()
+            return
+        conn = next(self._ids)
+        stream.tag = conn
+        self._streams[conn] = stream
+        log.debug("connection %d from %s", conn, stream.peer_address)
+        self._apply(self._logic.connected(conn, self._loop.time()))
+
+    def frame_received(self, stream: Stream, frame: dict) -> None:
+        self._apply(self._logic.received(stream.tag, frame, self._loop.time()))
+
+    def frame_error(self, stream: Stream, detail: str) -> None:
+        self._apply(self._logic.bad_frame(stream.tag, detail, self._loop.time()))
+
+    def connection_lost(self, stream: Stream, reason: str | None) -> None:
+        conn = stream.tag
+        if self._streams.pop(conn, None) is None:
+            return
+        if reason is not None:
+            log.info("connection %d from %s lost: %s", conn, stream.peer_address, reason)
+        self._apply(self._logic.disconnected(conn, self._loop.time()))
+        if self._stopping and not self._streams:
+            self._loop.stop()
+
+    def _fire(self, key: Any) -> None:
+        del self._timers[key]
+        self._apply(self._logic.timer_fired(key, self._loop.time()))
+
+    # -- effects -> sockets --------------------------------------------
+
+    def _apply(self, effects: list) -> None:
+        for effect in effects:
+            kind = type(effect)
+            if kind is Send or kind is Close:
+                if self._dirty:
+                    self._held.append(effect)
+                else:
+                    self._deliver(effect)
+            elif kind is SetTimer:
+                old = self._timers.get(effect.key)
+                if old is not None:
+                    old.cancel()
+                self._timers[effect.key] = self._loop.call_at(effect.when, self._fire, effect.key)
+            elif kind is CancelTimer:
+                old = self._timers.pop(effect.key, None)
+                if old is not None:
+                    old.cancel()
+            elif kind is Persist:
+                if self._store is not None:
+                    self._store.apply(effect)
+                    self._dirty = True
+            else:
+                raise TypeError(f"unknown effect {effect!r}")
+
+    def _deliver(self, effect: Send | Close) -> None:
+        streams = self._streams
+        if type(effect) is Send:
+            data = encode(effect.frame)
+            for conn in effect.conns:
+                stream = streams.get(conn)
+                if stream is not None:
+                    stream.write(data)
+        else:
+            stream = streams.get(effect.conn)
+            if stream is not None:
+                stream.close()
+
+    def _commit(self) -> None:
+        """Before the loop sleeps: make this iteration's changes durable, then release what waited."""
+        if not self._dirty:
+            return
+        self._store.commit()  # type: ignore[union-attr]
+        self._dirty = False
+        held, self._held = self._held, []
+        for effect in held:
+            self._deliver(effect)
+
+    # -- shutdown ------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Say goodbye to every client, flush, close; the loop stops when all are closed."""
+        if self._stopping:
+            return
+        self._stopping = True
+        log.info("shutting down: %d connections", len(self._streams))
+        if self._listener is not None:
+            self._listener.close()
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self._apply(self._logic.shutdown(self._loop.time()))
+        if not self._streams:
+            self._loop.call_soon(self._loop.stop)
+        else:
+            self._loop.call_later(SHUTDOWN_GRACE, self._loop.stop)
+        if self._store is not None:
+            self._loop.call_soon(self._commit)

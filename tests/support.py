@@ -1,0 +1,297 @@
+"""Test helpers: run the real server process, and speak the wire protocol from a plain socket."""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+ACCOUNTS = {"hans": "falcon*solo", "yoda": "wise@!man", "vader": "sithlord**", "luke": "jedi*knight",
+            "leia": "princess~"}
+
+
+def wait_for(predicate, timeout=5.0, interval=0.01, what="condition"):
+    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s")
+        time.sleep(interval)
+
+
+def write_credentials(directory: pathlib.Path, accounts=ACCOUNTS) -> pathlib.Path:
+    path = directory / "credentials.txt"
+    path.write_text("".join(f"{u} {p}\n" for u, p in accounts.items()))
+    return path
+
+
+class ServerProcess:
+    """``server_main.py`` on 127.0.0.1 with an OS-picked port; stderr goes to a file."""
+
+    def __init__(self, tmp_path: pathlib.Path, block=1.0, timeout=30.0, extra=(), accounts=ACCOUNTS):
+        self.log_path = tmp_path / "server.log"
+        creds = write_credentials(tmp_path, accounts)
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "server_main.py"), "0", str(block), str(timeout),
+             "--credentials", str(creds), "--log-level", "DEBUG", *extra],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=self._log, env=coverage_env())
+        line = self._readline(10.0)
+        assert line.startswith("Server listening on "), line + self.log()
+        self.host, port = line.rsplit(" ", 1)[1].rsplit(":", 1)
+        self.port = int(port)
+
+    def _readline(self, timeout):
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        assert ready, "server printed nothing\n" + self.log()
+        return self.proc.stdout.readline().decode().strip()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def client(self, **kw) -> "WireClient":
+        return WireClient(self.host, self.port, **kw)
+
+    def stop(self, sig=signal.SIGTERM, timeout=10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc.stdout.close()
+            self._log.close()
+
+
+def coverage_env() -> dict:
+    """The environment for child processes: measured by coverage when the suite is."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    if os.environ.get("COVERAGE_PROCESS_START"):
+        env["COVERAGE_PROCESS_START"] = os.environ["COVERAGE_PROCESS_START"]
+    return env
+
+
+class WireClient:
+    """A scripted protocol client on a blocking socket, for driving the server in tests."""
+
+    def __init__(self, host, port, hello=True, timeout=5.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.timeout = timeout
+        self.buffer = b""
+        self.user = None
+        if hello:
+            self.send({"type": "hello", "version": 1})
+            assert self.recv()["type"] == "hello"
+
+    def send(self, frame: dict) -> None:
+        self.sock.sendall(json.dumps(frame).encode() + b"\n")
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv(self, timeout=None) -> dict:
+        """The next frame; AssertionError if none comes in time, EOFError if the server closed."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no frame from the server in time")
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                raise AssertionError("no frame from the server in time") from None
+            if not chunk:
+                raise EOFError("server closed the connection")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def expect(self, type_, timeout=None, **fields) -> dict:
+        """The next frame must be of ``type_`` with these fields."""
+        frame = self.recv(timeout)
+        assert frame.get("type") == type_, frame
+        for k, v in fields.items():
+            assert frame.get(k) == v, (k, frame)
+        return frame
+
+    def until(self, type_, timeout=None, **fields) -> dict:
+        """Skip frames until one of ``type_`` with these fields arrives."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            frame = self.recv(max(0.001, deadline - time.monotonic()))
+            if frame.get("type") == type_ and all(frame.get(k) == v for k, v in fields.items()):
+                return frame
+
+    def expect_closed(self, timeout=None) -> None:
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            try:
+                self.recv(max(0.001, deadline - time.monotonic()))
+            except EOFError:
+                return
+            except ConnectionResetError:
+                return
+
+    def login(self, user, password=None, listen=True) -> dict:
+        self.send({"type": "username", "username": user})
+        self.expect("username_ok")
+        self.send({"type": "password", "password": password or ACCOUNTS[user]})
+        welcome = self.expect("welcome", user=user)
+        self.user = user
+        if listen:
+            self.send({"type": "listen", "host": "127.0.0.1", "port": 9})
+        return welcome
+
+    def silent(self, wait=0.2) -> bool:
+        """True if nothing arrives within ``wait`` seconds."""
+        try:
+            frame = self.recv(wait)
+        except AssertionError:
+            return True
+        raise AssertionError(f"unexpected frame {frame}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class ClientProcess:
+    """``client_main.py`` with piped stdin/stdout, as a script would run it."""
+
+    def __init__(self, host, port, cwd=None):
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "client_main.py"), host, str(port)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     cwd=cwd, env=coverage_env())
+        self.output = b""
+        self.seen = 0  # how much of the output earlier expectations consumed
+
+    def type(self, line: str) -> None:
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def end_input(self) -> None:
+        self.proc.stdin.close()
+
+    def _pump(self, timeout):
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if ready:
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            self.output += chunk
+            return bool(chunk)
+        return True
+
+    def text(self) -> str:
+        return self.output.decode(errors="replace")
+
+    def expect(self, needle: str, timeout=5.0) -> str:
+        """Wait until ``needle`` appears after what earlier calls consumed; return the text up to it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.text()
+            at = text.find(needle, self.seen)
+            if at >= 0:
+                consumed, self.seen = text[self.seen:at + len(needle)], at + len(needle)
+                return consumed
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._pump(min(left, 0.1)) and self.proc.poll() is not None:
+                raise AssertionError(f"{needle!r} not shown; output so far:\n{text}")
+
+    def login(self, user, password=None):
+        self.expect("Username: ")
+        self.type(user)
+        self.expect("Password: ")
+        self.type(password or ACCOUNTS[user])
+        self.expect("Welcome to the greatest messaging application ever!")
+
+    def never_shows(self, needle: str, wait=0.3) -> None:
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            self._pump(0.05)
+        assert needle not in self.text()[self.seen:], self.text()
+
+    def wait(self, timeout=5.0) -> int:
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None:
+            assert time.monotonic() < deadline, "client did not exit\n" + self.text()
+            self._pump(0.05)
+        while self._pump(0) and len(select.select([self.proc.stdout], [], [], 0)[0]):
+            pass
+        return self.proc.returncode
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+class RecordingProxy:
+    """A TCP proxy to the server that records every byte each client sends it (test-side threads)."""
+
+    def __init__(self, target_host, target_port):
+        import threading
+        self.target = (target_host, target_port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.upstream = bytearray()
+        self._lock = threading.Lock()
+        self._threads = []
+        self._closed = False
+        t = threading.Thread(target=self._accept_loop, daemon=True)
+        t.start()
+
+    def _accept_loop(self):
+        import threading
+        while not self._closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            for src, dst, record in ((client, server, True), (server, client, False)):
+                t = threading.Thread(target=self._pipe, args=(src, dst, record), daemon=True)
+                t.start()
+
+    def _pipe(self, src, dst, record):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if record:
+                    with self._lock:
+                        self.upstream += data
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def sent_frames(self):
+        with self._lock:
+            data = bytes(self.upstream)
+        return [json.loads(line) for line in data.splitlines() if line.strip()]
+
+    def close(self):
+        self._closed = True
+        self.listener.close()

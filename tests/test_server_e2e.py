@@ -1,0 +1,264 @@
+"""The real server process on loopback, driven by scripted socket clients."""
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.support import ACCOUNTS, ROOT, ServerProcess, WireClient, coverage_env, wait_for, write_credentials
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = ServerProcess(tmp_path, block=0.5, timeout=30)
+    yield srv
+    srv.stop()
+
+
+def run_server(args, cwd, timeout=10):
+    return subprocess.run([sys.executable, str(ROOT / "server_main.py"), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, env=coverage_env())
+
+
+# -- the command line ---------------------------------------------------
+
+@pytest.mark.parametrize("args", [[], ["5000"], ["5000", "10"], ["x", "10", "10"], ["5000", "-1", "10"],
+                                  ["5000", "10", "zero"], ["70000", "1", "1"], ["5000", "1", "0"],
+                                  ["5000", "1", "1", "--bogus"]])
+def test_bad_arguments_give_usage_and_status_2(tmp_path, args):
+    out = run_server(args, tmp_path)
+    assert out.returncode == 2
+    assert "usage: server_main.py" in out.stderr
+
+
+def test_missing_credentials_file_is_named(tmp_path):
+    out = run_server(["0", "1", "1", "--credentials", "nope.txt"], tmp_path)
+    assert out.returncode == 2
+    assert "nope.txt" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_malformed_credentials_line_is_named(tmp_path):
+    (tmp_path / "creds.txt").write_text("# comment\n\nyoda wise\nbroken\n")
+    out = run_server(["0", "1", "1", "--credentials", "creds.txt"], tmp_path)
+    assert out.returncode == 2
+    assert "creds.txt" in out.stderr and "4" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_port_in_use_is_status_1(tmp_path):
+    write_credentials(tmp_path)
+    busy = socket.create_server(("127.0.0.1", 0))
+    try:
+        out = run_server([str(busy.getsockname()[1]), "1", "1"], tmp_path)
+    finally:
+        busy.close()
+    assert out.returncode == 1
+    assert "in use" in out.stderr
+
+
+# -- the chat -----------------------------------------------------------
+
+def test_login_message_broadcast_presence_logout(server):
+    yoda = server.client()
+    yoda.login("yoda")
+    hans = server.client()
+    hans.login("hans")
+    yoda.expect("presence", user="hans", online=True)
+
+    hans.send({"type": "message", "to": "yoda", "text": "hello there"})
+    yoda.expect("message", **{"from": "hans", "text": "hello there"})
+
+    yoda.send({"type": "broadcast", "text": "all"})
+    hans.expect("message", **{"from": "yoda", "text": "all", "broadcast": True})
+
+    hans.send({"type": "whoelse"})
+    hans.expect("users", names=["yoda"])
+
+    hans.send({"type": "logout"})
+    hans.expect("bye", reason="logout")
+    hans.expect_closed()
+    yoda.expect("presence", user="hans", online=False)
+
+
+def test_offline_message_is_kept_and_delivered_at_login(server):
+    yoda = server.client()
+    yoda.login("yoda")
+    yoda.send({"type": "message", "to": "luke", "text": "first"})
+    yoda.send({"type": "message", "to": "luke", "text": "second"})
+    yoda.expect("stored", to="luke")
+    yoda.expect("stored", to="luke")
+    luke = server.client()
+    luke.login("luke", listen=False)
+    m1 = luke.expect("message", **{"from": "yoda", "text": "first"})
+    m2 = luke.expect("message", **{"from": "yoda", "text": "second"})
+    assert m1["id"] < m2["id"]
+
+
+def test_three_strikes_lock_the_account_for_block_duration(server):
+    for attempt in range(3):
+        c = server.client()
+        c.send({"type": "username", "username": "vader"})
+        c.expect("username_ok")
+        c.send({"type": "password", "password": "wrong"})
+        if attempt < 2:
+            c.expect("error", code="invalid_password")
+            c.close()
+        else:
+            c.expect("error", code="account_blocked")
+            c.expect_closed()
+    locked_at = time.monotonic()
+    c = server.client()
+    c.send({"type": "username", "username": "vader"})
+    frame = c.recv()
+    if frame["type"] == "username_ok":
+        c.send({"type": "password", "password": ACCOUNTS["vader"]})
+        frame = c.recv()
+    assert frame == {"type": "error", "code": "account_locked"}
+    c.expect_closed()
+
+    wait_for(lambda: time.monotonic() - locked_at > 0.6, what="lock over")
+    c = server.client()
+    c.login("vader")
+
+
+def test_inactivity_timeout_comes_on_time(tmp_path):
+    srv = ServerProcess(tmp_path, block=1, timeout=1.0)
+    try:
+        idle = srv.client()
+        start = time.monotonic()
+        idle.login("hans")
+        time.sleep(0.3)
+        idle.send({"type": "activity"})  # re-arms the deadline
+        re_armed = time.monotonic()
+        time.sleep(0.4)
+        watcher = srv.client()           # its own deadline comes 0.4 s after hans's
+        watcher.login("yoda")
+        idle.expect("presence", user="yoda", online=True)
+        idle.expect("bye", reason="timeout", timeout=3)
+        late = time.monotonic() - (re_armed + 1.0)
+        assert time.monotonic() - start > 1.2  # the activity counted
+        assert late < 0.25                     # within a fraction of a second, not a 1 s sweep
+        idle.expect_closed()
+        watcher.expect("presence", user="hans", online=False)
+    finally:
+        srv.stop()
+
+
+def test_login_deadline_closes_idle_unauthenticated_connection(tmp_path):
+    srv = ServerProcess(tmp_path, block=1, timeout=0.3)
+    try:
+        c = srv.client()
+        c.expect("error", code="login_timeout", timeout=3)
+        c.expect_closed()
+    finally:
+        srv.stop()
+
+
+# -- what the server must survive ----------------------------------------
+
+def assert_pair_still_talks(server, a, b, tag):
+    a.send({"type": "message", "to": b.user, "text": tag})
+    b.until("message", text=tag)
+
+
+def test_garbage_from_peers_never_hurts_the_others(server):
+    yoda = server.client()
+    yoda.login("yoda")
+    hans = server.client()
+    hans.login("hans")
+    yoda.until("presence", user="hans")
+
+    garbage = server.client(hello=False)
+    garbage.send_raw(bytes(range(256)) + b"\n")
+    garbage.expect("error", code="bad_frame")
+    assert_pair_still_talks(server, yoda, hans, "after garbage")
+
+    bad_utf8 = server.client()
+    bad_utf8.send_raw(b'{"type":"username","username":"\xff\xfe"}\n')
+    bad_utf8.expect("error", code="bad_frame")
+    assert_pair_still_talks(server, yoda, hans, "after bad utf-8")
+
+    endless = server.client()
+    endless.send_raw(b"a" * 200_000)  # a line with no end, over the frame limit
+    endless.expect("error", code="bad_frame")
+    endless.expect_closed()
+    assert_pair_still_talks(server, yoda, hans, "after endless line")
+
+    flood = server.client()
+    try:
+        flood.send_raw(b"not json\n" * 5000)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    flood.expect_closed()
+    assert_pair_still_talks(server, yoda, hans, "after flood")
+
+    deep = server.client()
+    deep.send_raw(b"[" * 30000 + b"]" * 30000 + b"\n")
+    deep.expect("error", code="bad_frame")
+    assert_pair_still_talks(server, yoda, hans, "after deep nesting")
+
+    wrong_types = server.client()
+    for frame in ([], {"type": 5}, {"type": "username", "username": ["x"]}, {"type": "message"}):
+        wrong_types.send(frame)
+        wrong_types.expect("error")
+    assert_pair_still_talks(server, yoda, hans, "after wrong types")
+    assert server.proc.poll() is None
+
+
+def test_many_silent_connections_do_not_stall_the_others(server):
+    silent = [socket.create_connection((server.host, server.port)) for _ in range(300)]
+    half_open = [server.client() for _ in range(20)]
+    for c in half_open:
+        c.send_raw(b'{"type":"username"')  # half a frame, then nothing
+    yoda = server.client()
+    yoda.login("yoda")
+    hans = server.client()
+    hans.login("hans")
+    start = time.monotonic()
+    for i in range(50):
+        assert_pair_still_talks(server, yoda, hans, f"m{i}")
+    assert time.monotonic() - start < 5
+    for s in silent:
+        s.close()
+    for c in half_open:
+        c.close()
+
+
+def test_a_client_that_never_reads_is_dropped_and_others_are_not_slowed(server):
+    sink = server.client()
+    sink.login("leia")
+    sink.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    yoda = server.client()
+    yoda.login("yoda")
+    hans = server.client()
+    hans.login("hans")
+    big = "x" * 4000
+    deadline = time.monotonic() + 20
+    dropped = False
+    sent = 0
+    while time.monotonic() < deadline and not dropped:
+        for _ in range(50):
+            yoda.send({"type": "message", "to": "leia", "text": big})
+            sent += 1
+        assert_pair_still_talks(server, hans, yoda, f"still fast {sent}")
+        dropped = "not reading" in server.log()
+    assert dropped, "the server kept buffering for a peer that never reads"
+    assert sent * 4000 < 50 * (1 << 20)  # cut off long before 50 MiB piled up
+
+
+def test_sigterm_says_goodbye_to_every_client(server):
+    clients = []
+    for user in ("yoda", "hans", "luke"):
+        c = server.client()
+        c.login(user)
+        clients.append(c)
+    anonymous = server.client()
+    server.proc.send_signal(signal.SIGTERM)
+    for c in clients:
+        c.until("bye", reason="shutdown")
+        c.expect_closed()
+    anonymous.until("bye", reason="shutdown")
+    assert server.proc.wait(10) == 0
