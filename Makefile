@@ -22,8 +22,12 @@ run-client:
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	echo "import coverage; coverage.process_startup()" > "$$($(VPY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/coverage-subprocess.pth"
 	touch $@
 
+# Child processes (the real server and client in end-to-end tests) are measured too.
+test: export COVERAGE_PROCESS_START = $(CURDIR)/.coveragerc
+test: export COVERAGE_DATA_DIR = $(CURDIR)
 test: $(VENV)/.installed
 	$(VPY) -m coverage erase
 	$(VPY) -m coverage run -m pytest -q tests

@@ -1,0 +1,224 @@
+"""Keeps the server's durable state, blocks and offline messages, in one SQLite file that survives restarts."""
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import Any
+
+SCHEMA_VERSION = 1
+MEMORY = ":memory:"
+SYNCHRONOUS = ("FULL", "NORMAL")
+
+_SCHEMA = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE offline (id INTEGER PRIMARY KEY, recipient TEXT NOT NULL, sender TEXT NOT NULL,"
+    " text TEXT NOT NULL, sent REAL)",
+    "CREATE TABLE blocks (blocker TEXT NOT NULL, blocked TEXT NOT NULL, PRIMARY KEY (blocker, blocked))",
+)
+
+
+class StoreError(Exception):
+    """The state file cannot be used; the message says why, for a person."""
+
+
+class Store:
+    """Blocks and offline messages in SQLite: ``apply`` Persist effects, ``commit`` makes them durable.
+
+    Everything applied since the last ``commit`` is one transaction, so the
+    host commits once per loop iteration however many messages it stored
+    (group commit). A file is opened in WAL mode and locked for this process
+    alone: a second server on the same file is refused. After a failed write
+    the store is broken for good: every later call raises, so nothing that
+    waited for a commit is ever confirmed on the strength of a lost one.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self._conn = conn
+        self.path = path
+        self.commits = 0         # transactions committed (for tests and figures)
+        self._pending = False    # a transaction is open
+        self._broken: str | None = None
+
+    # -- opening -------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str, synchronous: str = "FULL") -> Store:
+        """Open (or create) the state at ``path``; ``':memory:'`` keeps it only while the process runs."""
+        if synchronous not in SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {SYNCHRONOUS}, not {synchronous!r}")
+        if path != MEMORY:
+            _check_path(path)
+        try:
+            conn = sqlite3.connect(path, isolation_level=None, timeout=0)
+        except sqlite3.Error as exc:
+            raise _error(path, exc) from None
+        try:
+            if path != MEMORY:
+                # One writer, and no shared-memory index: the lock is taken by
+                # the first write below and held until close.
+                conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode.lower() != "wal":
+                    raise StoreError(f"Cannot use state file {path}: WAL journal mode refused ({mode})")
+                conn.execute(f"PRAGMA synchronous = {synchronous}")
+            conn.execute("BEGIN IMMEDIATE")
+            _prepare(conn, path)
+            conn.execute("COMMIT")
+        except StoreError:
+            conn.close()
+            raise
+        except sqlite3.Error as exc:
+            conn.close()
+            raise _error(path, exc) from None
+        return cls(conn, path)
+
+    # -- reading -------------------------------------------------------
+
+    def load(self) -> tuple[list[tuple[str, str]], list[tuple]]:
+        """Everything kept: blocks as (blocker, blocked); offline messages by id as (id, to, sender, text[, sent]).
+
+        ``sent`` (wall-clock seconds) is there only for a message stored with one.
+        """
+        self._check()
+        try:
+            blocks = [tuple(row) for row in self._conn.execute("SELECT blocker, blocked FROM blocks")]
+            offline = [row[:4] if row[4] is None else row for row in
+                       self._conn.execute("SELECT id, recipient, sender, text, sent FROM offline ORDER BY id")]
+        except sqlite3.Error as exc:
+            raise _error(self.path, exc) from None
+        return blocks, offline  # type: ignore[return-value]
+
+    # -- writing -------------------------------------------------------
+
+    def apply(self, effect: Any) -> None:
+        """Write one ``Persist(op, args)`` into the open transaction (durable at the next ``commit``).
+
+        ``add_offline`` (id, to, sender, text[, sent]); ``del_offline`` ((id, ...),);
+        ``block`` and ``unblock`` (blocker, blocked).
+        """
+        self._check()
+        op, args = effect.op, effect.args
+        sql = _OPS.get(op)
+        if sql is None:
+            raise StoreError(f"unknown state change {op!r}")
+        try:
+            if not self._pending:
+                self._conn.execute("BEGIN")
+                self._pending = True
+            if op == "del_offline":
+                self._conn.executemany(sql, [(i,) for i in args[0]])
+            elif op == "add_offline" and len(args) == 4:
+                self._conn.execute(sql, (*args, None))  # no wall-clock time given
+            else:
+                self._conn.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+
+    def commit(self) -> None:
+        """Make everything applied since the last commit durable, as one transaction."""
+        self._check()
+        if not self._pending:
+            return
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+        self._pending = False
+        self.commits += 1
+
+    def close(self) -> None:
+        """Commit what is pending (unless the store failed) and release the file."""
+        if self._conn is None:
+            return
+        try:
+            if self._pending and self._broken is None:
+                self.commit()
+        finally:
+            self._conn.close()
+            self._conn = None  # type: ignore[assignment]
+
+    @property
+    def broken(self) -> str | None:
+        """Why the store failed, or None while it works."""
+        return self._broken
+
+    def _check(self) -> None:
+        if self._conn is None:
+            raise StoreError(f"state file {self.path} is closed")
+        if self._broken is not None:
+            raise StoreError(self._broken)
+
+    def _fail(self, exc: sqlite3.Error) -> StoreError:
+        self._broken = f"Cannot write state file {self.path}: {exc}"
+        try:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        self._pending = False
+        return StoreError(self._broken)
+
+
+_OPS = {
+    "add_offline": "INSERT INTO offline (id, recipient, sender, text, sent) VALUES (?, ?, ?, ?, ?)",
+    "del_offline": "DELETE FROM offline WHERE id = ?",
+    "block": "INSERT OR IGNORE INTO blocks (blocker, blocked) VALUES (?, ?)",
+    "unblock": "DELETE FROM blocks WHERE blocker = ? AND blocked = ?",
+}
+
+
+def _check_path(path: str) -> None:
+    """Name the usual reasons a state file cannot be opened more clearly than SQLite does."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise StoreError(f"Cannot use state file {path}: it is a directory")
+    if not os.path.isdir(folder):
+        raise StoreError(f"Cannot create state file {path}: directory {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StoreError(f"Cannot use state file {path}: directory {folder} is not writable")
+    if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
+        raise StoreError(f"Cannot use state file {path}: it is not readable and writable")
+
+
+def _prepare(conn: sqlite3.Connection, path: str) -> None:
+    """Create the schema in an empty database, or check the version of an existing one."""
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not tables:
+        for statement in _SCHEMA:
+            conn.execute(statement)
+        conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        return
+    if "meta" not in tables:
+        raise StoreError(f"{path} is a database but not a chat state file (no meta table); "
+                         "give --state another file")
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    value = None if row is None else row[0]
+    try:
+        version = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise StoreError(f"State file {path} has an unknown schema version {value!r}") from None
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"State file {path} was written by a newer server (schema version {version}; "
+                         f"this server reads version {SCHEMA_VERSION})")
+    if version != SCHEMA_VERSION:
+        raise StoreError(f"State file {path} has an unknown schema version {version}")
+    missing = {"offline", "blocks"} - tables
+    if missing:
+        raise StoreError(f"State file {path} is damaged: table {', '.join(sorted(missing))} missing")
+    problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
+    if problems != ["ok"]:
+        raise StoreError(f"State file {path} is corrupt ({problems[0]}); move it aside to start afresh")
+
+
+def _error(path: str, exc: sqlite3.Error) -> StoreError:
+    """A StoreError naming the file and what SQLite found."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or name.startswith("SQLITE_CORRUPT"):
+        return StoreError(f"State file {path} is corrupt or not a database ({exc}); move it aside to start afresh")
+    if name == "SQLITE_BUSY" or name.startswith("SQLITE_BUSY"):
+        return StoreError(f"State file {path} is in use by another server")
+    if name.startswith("SQLITE_READONLY"):
+        return StoreError(f"Cannot write state file {path}: {exc}")
+    if name.startswith("SQLITE_CANTOPEN"):
+        return StoreError(f"Cannot open state file {path}: {exc}")
+    return StoreError(f"Cannot use state file {path}: {exc}")

@@ -1,0 +1,152 @@
+"""Runs the chat server: python3 server_main.py <server_port> <block_duration> <timeout> [options]."""
+import argparse
+import errno
+import logging
+import resource
+import signal
+import sys
+
+from reactor.chat_server import ChatServer
+from reactor.credentials import CredentialsError, load_credentials
+from reactor.loop import EventLoop
+from reactor.server_host import ServerHost
+from reactor.store import Store, StoreError
+
+
+def port_number(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise ValueError(text)
+    return port
+
+
+def seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise ValueError(text)
+    return value
+
+
+port_number.__name__ = "port (0-65535)"
+seconds.__name__ = "number of seconds (> 0)"
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="server_main.py", description="The chat server.")
+    parser.add_argument("server_port", type=port_number, help="TCP port to listen on (0: the OS picks)")
+    parser.add_argument("block_duration", type=seconds, help="seconds an account stays locked after 3 bad passwords")
+    parser.add_argument("timeout", type=seconds, help="seconds of inactivity before a user is logged out")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for a LAN)")
+    parser.add_argument("--credentials", default="credentials.txt", help="accounts file (default credentials.txt)")
+    parser.add_argument("--state", default="chat-state.db",
+                        help="file that keeps blocks and offline messages across restarts "
+                             "(default chat-state.db; :memory: forgets them at exit)")
+    parser.add_argument("--synchronous", default="FULL", type=str.upper, choices=["FULL", "NORMAL"],
+                        help="FULL (default): a confirmed message survives a power cut; "
+                             "NORMAL: faster, survives a crash of the server but maybe not of the machine")
+    parser.add_argument("--log-level", default="INFO", type=str.upper,
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    return parser.parse_args(argv)
+
+
+class StopOnStoreFailure:
+    """The store as the host sees it: a failed write stops the server rather than confirm what was not kept."""
+
+    def __init__(self, store: Store, loop: EventLoop) -> None:
+        self.store = store
+        self.loop = loop
+        self.failure: StoreError | None = None
+
+    def apply(self, effect) -> None:
+        self._guard(self.store.apply, effect)
+
+    def commit(self) -> None:
+        self._guard(self.store.commit)
+
+    def _guard(self, call, *args) -> None:
+        try:
+            call(*args)
+        except StoreError as exc:
+            if self.failure is None:
+                self.failure = exc
+                logging.getLogger("chat.store").critical("%s; stopping", exc)
+                self.loop.stop()
+            raise  # the host must not go on as if it had been kept
+
+
+def raise_open_files_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        accounts = load_credentials(args.credentials)
+    except CredentialsError as exc:
+        print(f"Error. {exc}", file=sys.stderr)
+        return 2
+    try:
+        store = Store.open(args.state, args.synchronous)
+    except StoreError as exc:
+        print(f"Error. {exc}", file=sys.stderr)
+        return 2
+    try:
+        status = serve(args, accounts, store)
+    finally:
+        closed = close_store(store)
+    return status if closed else 1
+
+
+def close_store(store: Store) -> bool:
+    """Commit what the last loop iteration applied and release the file; False (said on stderr) if that failed."""
+    try:
+        store.close()
+    except StoreError as exc:
+        print(f"Error. {exc}", file=sys.stderr)
+        return False
+    return True
+
+
+def serve(args, accounts, store: Store) -> int:
+    """Load the state, serve until stopped; the exit status."""
+    try:
+        blocks, offline = store.load()
+    except StoreError as exc:
+        print(f"Error. {exc}", file=sys.stderr)
+        return 2
+    raise_open_files_limit()
+    loop = EventLoop()
+    guard = StopOnStoreFailure(store, loop)
+    logic = ChatServer(accounts, args.block_duration, args.timeout, blocks=blocks, offline=offline)
+    host = ServerHost(loop, logic, guard)
+    try:
+        host.serve(args.host, args.server_port)
+    except OSError as exc:
+        reason = "the port is already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+        print(f"Error. Cannot listen on {args.host}:{args.server_port}: {reason}", file=sys.stderr)
+        loop.close()
+        return 1
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, host.shutdown)
+    bound_host, bound_port = host.address[:2]
+    print(f"Server listening on {bound_host}:{bound_port}", flush=True)
+    logging.getLogger("chat.server").info("serving %d accounts, block %.3gs, timeout %.3gs",
+                                          len(accounts), args.block_duration, args.timeout)
+    logging.getLogger("chat.store").info("state %s: %d blocks, %d offline messages", store.path,
+                                         len(blocks), len(offline))
+    try:
+        loop.run()
+    finally:
+        loop.close()
+    if guard.failure is not None:
+        print(f"Error. {guard.failure}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

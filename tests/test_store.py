@@ -1,0 +1,365 @@
+"""The state store on its own: round trips, transactions, and every way a state file can be unusable."""
+import os
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from reactor.store import SCHEMA_VERSION, Store, StoreError
+from tests.support import ROOT, coverage_env
+
+try:
+    from reactor.chat_server import Persist
+except ImportError:  # pragma: no cover - only while the chat logic is being written
+    from collections import namedtuple
+    Persist = namedtuple("Persist", "op args")
+
+
+def add(i, to="yoda", sender="hans", text=None):
+    return Persist("add_offline", (i, to, sender, text or f"message {i}"))
+
+
+def fill(store):
+    store.apply(add(1, "yoda", "hans", "hello"))
+    store.apply(add(2, "yoda", "luke", "émoji 🚀 and \"quotes\"\nnewline"))
+    store.apply(add(3, "leia", "hans", "third"))
+    store.apply(Persist("block", ("yoda", "vader")))
+    store.apply(Persist("block", ("leia", "hans")))
+    store.apply(Persist("block", ("leia", "vader")))
+    store.apply(Persist("unblock", ("leia", "hans")))
+    store.apply(Persist("del_offline", ((1, 3),)))
+    store.commit()
+
+
+def test_round_trip_through_a_file(tmp_path):
+    path = str(tmp_path / "state.db")
+    store = Store.open(path)
+    assert store.load() == ([], [])
+    fill(store)
+    assert store.commits == 1
+    store.close()
+    again = Store.open(path)
+    blocks, offline = again.load()
+    assert sorted(blocks) == [("leia", "vader"), ("yoda", "vader")]
+    assert offline == [(2, "yoda", "luke", "émoji 🚀 and \"quotes\"\nnewline")]
+    again.close()
+
+
+def test_a_wall_clock_time_is_kept_when_given():
+    store = Store.open(":memory:")
+    store.apply(add(1))
+    store.apply(Persist("add_offline", (2, "yoda", "hans", "timed", 1764000000.25)))
+    store.commit()
+    assert store.load()[1] == [(1, "yoda", "hans", "message 1"), (2, "yoda", "hans", "timed", 1764000000.25)]
+    store.close()
+
+
+def test_offline_messages_load_in_id_order(tmp_path):
+    store = Store.open(str(tmp_path / "state.db"))
+    for i in (5, 2, 9, 1):
+        store.apply(add(i))
+    store.commit()
+    assert [m[0] for m in store.load()[1]] == [1, 2, 5, 9]
+    store.close()
+
+
+def test_blocking_twice_keeps_one_row_and_unknown_unblock_is_harmless():
+    store = Store.open(":memory:")
+    store.apply(Persist("block", ("yoda", "vader")))
+    store.apply(Persist("block", ("yoda", "vader")))
+    store.apply(Persist("unblock", ("yoda", "hans")))
+    store.apply(Persist("del_offline", ((42,),)))
+    store.commit()
+    assert store.load() == ([("yoda", "vader")], [])
+    store.close()
+
+
+def test_one_commit_for_everything_applied_since_the_last():
+    store = Store.open(":memory:")
+    store.commit()
+    assert store.commits == 0  # nothing pending: no transaction
+    for i in range(1, 101):
+        store.apply(add(i))
+    store.commit()
+    store.apply(add(101))
+    store.commit()
+    assert store.commits == 2
+    assert len(store.load()[1]) == 101
+    store.close()
+
+
+def test_memory_forgets_on_close():
+    store = Store.open(":memory:")
+    fill(store)
+    assert store.load()[1]
+    store.close()
+    assert Store.open(":memory:").load() == ([], [])
+
+
+def test_files_use_wal_and_the_chosen_synchronous_level(tmp_path):
+    for level, number in (("FULL", 2), ("NORMAL", 1)):
+        store = Store.open(str(tmp_path / f"{level}.db"), synchronous=level)
+        assert store._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == number
+        store.close()
+    with pytest.raises(ValueError):
+        Store.open(str(tmp_path / "x.db"), synchronous="OFF")
+
+
+def test_the_schema_is_versioned(tmp_path):
+    path = tmp_path / "state.db"
+    Store.open(str(path)).close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+    conn.close()
+
+
+def test_uncommitted_changes_are_lost_in_a_crash_and_committed_ones_are_not(tmp_path):
+    path = tmp_path / "state.db"
+    script = (
+        "import os\n"
+        "from collections import namedtuple\n"
+        "from reactor.store import Store\n"
+        "P = namedtuple('P', 'op args')\n"
+        f"s = Store.open({str(path)!r})\n"
+        "s.apply(P('add_offline', (1, 'yoda', 'hans', 'kept')))\n"
+        "s.commit()\n"
+        "s.apply(P('add_offline', (2, 'yoda', 'hans', 'lost')))\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=coverage_env(), check=True)
+    store = Store.open(str(path))
+    assert store.load()[1] == [(1, "yoda", "hans", "kept")]
+    store.close()
+
+
+def test_close_commits_what_is_pending(tmp_path):
+    path = str(tmp_path / "state.db")
+    store = Store.open(path)
+    store.apply(add(1))
+    store.close()
+    store.close()  # twice is harmless
+    with pytest.raises(StoreError, match="closed"):
+        store.load()
+    again = Store.open(path)
+    assert again.load()[1] == [(1, "yoda", "hans", "message 1")]
+    again.close()
+
+
+def test_a_second_server_on_the_same_file_is_refused(tmp_path):
+    path = str(tmp_path / "state.db")
+    first = Store.open(path)
+    with pytest.raises(StoreError, match="in use by another server"):
+        Store.open(path)
+    first.close()
+    Store.open(path).close()  # free again once the first has closed
+
+
+# -- files that cannot be used -------------------------------------------------
+
+def write_meta(path, version):
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (version,))
+    conn.commit()
+    conn.close()
+
+
+def test_a_newer_schema_version_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "state.db"
+    store = Store.open(str(path))
+    fill(store)
+    store.close()
+    write_meta(path, "2")
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=r"newer server \(schema version 2; this server reads version 1\)"):
+        Store.open(str(path))
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("version", ["0", "banana", None])
+def test_an_unknown_schema_version_is_refused(tmp_path, version):
+    path = tmp_path / "state.db"
+    Store.open(str(path)).close()
+    if version is None:
+        conn = sqlite3.connect(path)
+        conn.execute("DELETE FROM meta")
+        conn.commit()
+        conn.close()
+    else:
+        write_meta(path, version)
+    with pytest.raises(StoreError, match="unknown schema version"):
+        Store.open(str(path))
+
+
+def test_a_database_that_is_not_a_state_file_is_refused(tmp_path):
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE photos (id INTEGER)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="not a chat state file"):
+        Store.open(str(path))
+
+
+def test_a_state_file_missing_a_table_is_refused(tmp_path):
+    path = tmp_path / "state.db"
+    Store.open(str(path)).close()
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE blocks")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="damaged: table blocks missing"):
+        Store.open(str(path))
+
+
+def test_a_file_that_is_not_a_database_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "state.db"
+    path.write_bytes(b"these are not the droids you are looking for\n" * 200)
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=f"State file {path} is corrupt or not a database"):
+        Store.open(str(path))
+    assert path.read_bytes() == before
+
+
+def test_a_damaged_database_is_refused(tmp_path):
+    path = tmp_path / "state.db"
+    store = Store.open(str(path))
+    for i in range(1, 3001):
+        store.apply(add(i, text="x" * 200))
+    store.commit()
+    store.close()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 8192] = b"\x55" * 8192
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="corrupt"):
+        store = Store.open(str(path))
+        store.load()
+
+
+def test_an_empty_file_becomes_a_new_state_file(tmp_path):
+    path = tmp_path / "state.db"
+    path.touch()
+    store = Store.open(str(path))
+    assert store.load() == ([], [])
+    store.close()
+
+
+def test_a_missing_directory_is_refused(tmp_path):
+    path = tmp_path / "nowhere" / "state.db"
+    with pytest.raises(StoreError, match="directory .*nowhere does not exist"):
+        Store.open(str(path))
+    assert not path.parent.exists()
+
+
+def test_a_directory_is_refused(tmp_path):
+    with pytest.raises(StoreError, match="it is a directory"):
+        Store.open(str(tmp_path))
+
+
+def test_a_path_under_a_file_is_refused(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="does not exist"):
+        Store.open(str(tmp_path / "file" / "state.db"))
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write anywhere")
+def test_an_unwritable_directory_is_refused(tmp_path):  # pragma: no cover - not as root
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(StoreError, match="not writable"):
+            Store.open(str(folder / "state.db"))
+    finally:
+        folder.chmod(0o700)
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write anywhere")
+def test_an_unwritable_file_is_refused(tmp_path):  # pragma: no cover - not as root
+    path = tmp_path / "state.db"
+    Store.open(str(path)).close()
+    path.chmod(0o400)
+    with pytest.raises(StoreError, match="not readable and writable"):
+        Store.open(str(path))
+
+
+def test_sqlite_errors_are_named_for_a_person():
+    from reactor.store import _error
+
+    def err(name, text):
+        exc = sqlite3.OperationalError(text)
+        exc.sqlite_errorname = name
+        return str(_error("s.db", exc))
+
+    assert err("SQLITE_READONLY", "attempt to write a readonly database") == \
+        "Cannot write state file s.db: attempt to write a readonly database"
+    assert err("SQLITE_CANTOPEN", "unable to open database file") == \
+        "Cannot open state file s.db: unable to open database file"
+    assert err("SQLITE_IOERR", "disk I/O error") == "Cannot use state file s.db: disk I/O error"
+    assert "corrupt" in err("SQLITE_CORRUPT_INDEX", "malformed")
+
+
+# -- failures while running ----------------------------------------------------
+
+def test_an_unknown_change_is_an_error():
+    store = Store.open(":memory:")
+    with pytest.raises(StoreError, match="unknown state change 'rename'"):
+        store.apply(Persist("rename", ("a", "b")))
+    store.close()
+
+
+def test_a_failed_write_breaks_the_store_for_good():
+    store = Store.open(":memory:")
+    store.apply(add(1))
+    store.commit()
+    store.apply(add(2))
+    with pytest.raises(StoreError, match="Cannot write state file :memory:.*UNIQUE"):
+        store.apply(add(1))  # the logic and the store disagree: stop trusting the store
+    assert store.broken
+    for call in (store.commit, store.load, lambda: store.apply(add(3))):
+        with pytest.raises(StoreError, match="UNIQUE"):
+            call()
+    store.close()  # does not commit message 2
+
+
+class FailingCommit:
+    """A connection whose COMMIT fails, as on a full disk."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def execute(self, sql, *args):
+        if sql == "COMMIT":
+            self.conn.execute("ROLLBACK")  # what SQLite may do on an I/O error
+            raise sqlite3.OperationalError("disk I/O error")
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+def test_a_failed_commit_is_never_followed_by_a_successful_one(tmp_path):
+    path = str(tmp_path / "state.db")
+    store = Store.open(path)
+    store._conn = FailingCommit(store._conn)
+    store.apply(add(1))
+    with pytest.raises(StoreError, match="disk I/O error"):
+        store.commit()
+    # The host retries its commit each iteration: it must never "succeed" and
+    # release the confirmations of what was rolled back.
+    with pytest.raises(StoreError, match="disk I/O error"):
+        store.commit()
+    assert store.commits == 0
+    store.close()
+    again = Store.open(path)
+    assert again.load() == ([], [])
+    again.close()
+
+
+def test_a_table_that_vanished_under_the_store_is_reported():
+    store = Store.open(":memory:")
+    store._conn.execute("DROP TABLE offline")
+    with pytest.raises(StoreError, match="Cannot use state file :memory:: no such table: offline"):
+        store.load()
+    store.close()
