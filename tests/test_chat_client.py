@@ -1,0 +1,407 @@
+"""The client's logic, command by command, without sockets or sleeps: frames and lines in, effects out."""
+import pytest
+
+from reactor.chat_client import (HELP, MAX_TEXT, CancelTimer, ChatClient, ClosePeer, ConnectPeer, Exit, Listen,
+                                 Print, Prompt, SetTimer, ToPeer, ToServer)
+
+
+def prints(effects):
+    return [e.text for e in effects if type(e) is Print]
+
+
+def frames(effects):
+    return [e.frame for e in effects if type(e) is ToServer]
+
+
+def logged_in(user="yoda", now=0.0):
+    c = ChatClient(token_ttl=30, peer_hello_timeout=10)
+    c.start(now)
+    c.server_frame({"type": "hello", "version": 1}, now)
+    c.line(user, now)
+    c.server_frame({"type": "username_ok"}, now)
+    c.line("secret", now)
+    c.server_frame({"type": "welcome", "user": user}, now)
+    return c
+
+
+# -- logging in -----------------------------------------------------------
+
+def test_login_dialogue():
+    c = ChatClient()
+    assert c.start(0) == [ToServer({"type": "hello", "version": 1})]
+    assert c.server_frame({"type": "hello", "version": 1}, 0) == [Prompt("Username: ")]
+    assert c.line(" yoda ", 0) == [ToServer({"type": "username", "username": "yoda"})]
+    assert c.server_frame({"type": "username_ok"}, 0) == [Prompt("Password: ", secret=True)]
+    assert c.line("wrong", 0) == [ToServer({"type": "password", "password": "wrong"})]
+    assert c.server_frame({"type": "error", "code": "invalid_password"}, 0) == [
+        Print("Invalid Password. Please try again"), Prompt("Password: ", secret=True)]
+    c.line("wise@!man", 0)
+    assert c.server_frame({"type": "welcome", "user": "yoda"}, 0) == [
+        Print("Welcome to the greatest messaging application ever!"), Prompt(""), Listen()]
+    assert c.user == "yoda"
+    assert c.listening("127.0.0.1", 4242, 0) == [ToServer({"type": "listen", "host": "127.0.0.1", "port": 4242})]
+
+
+def test_unknown_and_busy_names_ask_again():
+    c = ChatClient()
+    c.start(0)
+    c.server_frame({"type": "hello", "version": 1}, 0)
+    assert c.line("", 0) == [Prompt("Username: ")]
+    c.line("nobody", 0)
+    assert c.server_frame({"type": "error", "code": "invalid_username"}, 0) == [
+        Print("Invalid Username. Please try again"), Prompt("Username: ")]
+    c.line("hans", 0)
+    assert c.server_frame({"type": "error", "code": "already_logged_in", "user": "hans"}, 0) == [
+        Print("Error. hans is already logged in"), Prompt("Username: ")]
+
+
+def test_lines_typed_ahead_wait_for_each_answer():
+    c = ChatClient()
+    c.start(0)
+    assert c.line("yoda", 0) == []           # before the server's hello
+    assert c.line("wise@!man", 0) == []
+    assert c.line("whoelse", 0) == []
+    effects = c.server_frame({"type": "hello", "version": 1}, 0)
+    assert frames(effects) == [{"type": "username", "username": "yoda"}]   # the password waits
+    effects = c.server_frame({"type": "username_ok"}, 0)
+    assert frames(effects) == [{"type": "password", "password": "wise@!man"}]
+    effects = c.server_frame({"type": "welcome", "user": "yoda"}, 0)
+    assert frames(effects) == [{"type": "whoelse"}]
+
+
+@pytest.mark.parametrize("code, words", [
+    ("account_blocked", "Invalid Password. Your account has been blocked. Please try again later"),
+    ("account_locked", "Your account is blocked due to multiple login failures. Please try again later"),
+    ("login_timeout", "Error. Login timed out"),
+])
+def test_fatal_login_errors_exit_1(code, words):
+    c = ChatClient()
+    c.start(0)
+    c.server_frame({"type": "hello", "version": 1}, 0)
+    c.line("vader", 0)
+    c.line("typed ahead", 0)
+    assert c.server_frame({"type": "error", "code": code}, 0) == [Print(words), Exit(1)]
+    assert c.line("more", 0) == [] and c.server_frame({"type": "username_ok"}, 0) == []
+
+
+def test_another_protocol_version_is_refused():
+    c = ChatClient()
+    c.start(0)
+    assert c.server_frame({"type": "hello", "version": 2}, 0) == [
+        Print("Error. Server speaks protocol version 2"), Exit(1)]
+    c = ChatClient()
+    assert c.server_frame({"type": "error", "code": "version", "version": 7}, 0) == [
+        Print("Error. Server speaks protocol version 7"), Exit(1)]
+
+
+def test_end_of_input_before_login_exits_0():
+    c = ChatClient()
+    c.start(0)
+    assert c.end_of_input(0) == [Exit(0)]
+    assert c.end_of_input(0) == []
+
+
+# -- commands -------------------------------------------------------------
+
+@pytest.mark.parametrize("line, frame", [
+    ("message hans Do or  do not", {"type": "message", "to": "hans", "text": "Do or  do not"}),
+    ("broadcast there is no try", {"type": "broadcast", "text": "there is no try"}),
+    ("whoelse", {"type": "whoelse"}),
+    ("whoelsesince 60", {"type": "whoelsesince", "seconds": 60}),
+    ("whoelsesince 2.5", {"type": "whoelsesince", "seconds": 2.5}),
+    ("block hans", {"type": "block", "user": "hans"}),
+    ("unblock hans", {"type": "unblock", "user": "hans"}),
+    ("startprivate hans", {"type": "startprivate", "user": "hans"}),
+    ("  whoelse  ", {"type": "whoelse"}),
+])
+def test_each_command_sends_its_frame(line, frame):
+    c = logged_in()
+    assert c.line(line, 1) == [ToServer(frame)]
+
+
+@pytest.mark.parametrize("line, words", [
+    ("dance", "Error. Invalid command"),
+    ("message", "Error. Usage: message <user> <text>"),
+    ("message hans", "Error. Usage: message <user> <text>"),
+    ("broadcast", "Error. Usage: broadcast <text>"),
+    ("block", "Error. Usage: block <user>"),
+    ("block hans solo", "Error. Usage: block <user>"),
+    ("whoelse now", "Error. Usage: whoelse"),
+    ("whoelsesince", "Error. Usage: whoelsesince <seconds>"),
+    ("whoelsesince soon", "Error. whoelsesince needs a number of seconds, not 'soon'"),
+    ("whoelsesince -5", "Error. whoelsesince needs seconds that are not negative"),
+    ("whoelsesince nan", "Error. whoelsesince needs a finite number of seconds"),
+    ("private hans hi", "Error. Private messaging to hans not enabled"),
+    ("stopprivate hans", "Error. Private messaging to hans not enabled"),
+    ("message hans " + "x" * (MAX_TEXT + 1), f"Error. Message too long (at most {MAX_TEXT} characters)"),
+    ("broadcast " + "x" * (MAX_TEXT + 1), f"Error. Message too long (at most {MAX_TEXT} characters)"),
+    ("y", "Error. Invalid command"),   # no question is open
+])
+def test_client_side_errors_still_count_as_activity(line, words):
+    c = logged_in()
+    assert c.line(line, 1) == [Print(words), ToServer({"type": "activity"})]
+
+
+def test_help_and_empty_lines_are_activity_too():
+    c = logged_in()
+    assert c.line("help", 1) == [Print(HELP), ToServer({"type": "activity"})]
+    assert "whoelsesince <seconds>" in HELP
+    assert c.line("", 1) == [ToServer({"type": "activity"})]
+
+
+@pytest.mark.parametrize("frame, words", [
+    ({"type": "message", "from": "hans", "text": "hi"}, "hans: hi"),
+    ({"type": "message", "from": "hans", "text": "all", "broadcast": True}, "[broadcast] hans: all"),
+    ({"type": "stored", "to": "luke"}, "luke is offline; the message will be delivered when they log in"),
+    ({"type": "broadcast_partial"}, "Your message could not be delivered to some recipients"),
+    ({"type": "users", "names": []}, "No other users online"),
+    ({"type": "users", "names": ["hans", "luke"]}, "hans\nluke"),
+    ({"type": "blocked", "user": "hans"}, "hans is blocked"),
+    ({"type": "unblocked", "user": "hans"}, "hans is unblocked"),
+    ({"type": "presence", "user": "hans", "online": True}, "hans logged in"),
+    ({"type": "presence", "user": "hans", "online": False}, "hans logged out"),
+    ({"type": "private_request", "from": "hans"}, "hans would like to start private messaging. Accept? (y/n)"),
+    ({"type": "error", "code": "invalid_user"}, "Error. Invalid user"),
+    ({"type": "error", "code": "self", "command": "message"}, "Error. Cannot message yourself"),
+    ({"type": "error", "code": "self", "command": "block"}, "Error. Cannot block yourself"),
+    ({"type": "error", "code": "self", "command": "startprivate"},
+     "Error. Cannot start private messaging with yourself"),
+    ({"type": "error", "code": "blocked_by_recipient"},
+     "Your message could not be delivered as the recipient has blocked you"),
+    ({"type": "error", "code": "already_blocked", "user": "hans"}, "Error. hans is already blocked"),
+    ({"type": "error", "code": "not_blocked", "user": "yoda"}, "Error. yoda was not blocked"),
+    ({"type": "error", "code": "text_too_long", "max": 4096}, "Error. Message too long (at most 4096 characters)"),
+    ({"type": "error", "code": "queue_full", "user": "luke"},
+     "Error. luke has too many messages waiting; yours was not kept"),
+    ({"type": "error", "code": "bad_argument", "detail": "no"}, "Error. no"),
+    ({"type": "error", "code": "offline", "user": "luke"}, "Error. luke is offline"),
+    ({"type": "error", "code": "private_blocked", "user": "hans"},
+     "Error. Cannot start private messaging with hans: you are blocked"),
+    ({"type": "error", "code": "private_pending", "user": "hans"},
+     "Error. A private messaging request with hans is already open"),
+    ({"type": "error", "code": "private_unavailable", "user": "hans"},
+     "Error. hans cannot accept private messaging right now"),
+    ({"type": "error", "code": "private_declined", "user": "hans"}, "Error. hans declined private messaging"),
+    ({"type": "error", "code": "no_request", "user": "hans"}, "Error. No private messaging request from hans"),
+    ({"type": "error", "code": "bad_frame", "detail": "oops"}, "Error. Bad request: oops"),
+    ({"type": "error", "code": "not_logged_in"}, "Error. Not logged in"),
+    ({"type": "error", "code": "brand_new"}, "Error. brand_new"),
+    ({"type": "error", "code": "offline"}, "Error. ? is offline"),
+])
+def test_server_frames_in_the_specs_words(frame, words):
+    c = logged_in()
+    assert prints(c.server_frame(frame, 1)) == [words]
+
+
+def test_odd_server_frames_are_ignored_or_reported():
+    c = logged_in()
+    assert c.server_frame({"type": "from_the_future"}, 1) == []
+    assert c.server_frame({"type": "message", "from": 3}, 1) == []
+    assert c.server_frame({"type": "users", "names": "x"}, 1) == []
+    assert prints(c.server_frame({"no": "type"}, 1)) == ["Error. Bad frame from server: a frame without a type"]
+    assert prints(c.server_bad_frame("invalid JSON", 1)) == ["Error. Bad frame from server: invalid JSON"]
+
+
+def test_stored_messages_are_acknowledged_once_per_burst_and_shown_once():
+    c = logged_in()
+    first = c.server_frame({"type": "message", "from": "hans", "text": "one", "id": 7}, 5)
+    assert first == [SetTimer(("ack",), 5), Print("hans: one")]
+    assert c.server_frame({"type": "message", "from": "hans", "text": "two", "id": 8}, 5) == [Print("hans: two")]
+    assert c.timer_fired(("ack",), 5) == [ToServer({"type": "ack", "ids": [7, 8]})]
+    again = c.server_frame({"type": "message", "from": "hans", "text": "one", "id": 7}, 6)
+    assert again == [SetTimer(("ack",), 6)]           # acknowledged again, not shown again
+    assert c.timer_fired(("ack",), 6) == [ToServer({"type": "ack", "ids": [7]})]
+    assert c.timer_fired(("ack",), 6) == []
+
+
+def test_logout_waits_for_the_goodbye():
+    c = logged_in()
+    assert c.line("logout", 1) == [ToServer({"type": "logout"}), SetTimer(("leave",), 4.0)]
+    assert c.line("whoelse", 1) == []      # leaving: nothing more is sent
+    assert c.server_frame({"type": "bye", "reason": "logout"}, 1) == [Print("Logged out"), Exit(0)]
+
+
+def test_logout_without_a_goodbye_exits_anyway():
+    c = logged_in()
+    c.end_of_input(1)
+    assert c.interrupt(1) == []
+    assert c.timer_fired(("leave",), 4) == [Print("Logged out"), Exit(0)]
+    assert c.timer_fired(("leave",), 5) == []
+
+
+@pytest.mark.parametrize("reason, words, status", [
+    ("timeout", "You have been logged out due to inactivity", 0),
+    ("shutdown", "Error. Server is shutting down", 1),
+])
+def test_goodbyes(reason, words, status):
+    c = logged_in()
+    assert c.server_frame({"type": "bye", "reason": reason}, 1) == [Print(words), Exit(status)]
+
+
+def test_server_lost_exits_1_and_acknowledges_what_was_shown():
+    c = logged_in()
+    c.server_frame({"type": "message", "from": "hans", "text": "one", "id": 3}, 1)
+    assert c.server_lost(1) == [ToServer({"type": "ack", "ids": [3]}),
+                                Print("Error. Connection to server lost"), Exit(1)]
+    assert c.server_lost(1) == [] and c.server_frame({"type": "welcome"}, 1) == []
+
+
+# -- private chat ---------------------------------------------------------
+
+def open_as_requester(c, peer=1, now=1.0):
+    """yoda asked hans; the server says where hans listens; the peer connection completes."""
+    assert c.server_frame({"type": "private_connect", "user": "hans", "host": "127.0.0.1", "port": 9000,
+                           "token": "T"}, now) == [ConnectPeer("hans", "127.0.0.1", 9000)]
+    assert c.peer_connected(peer, "hans", now) == [
+        ToPeer(peer, {"type": "peer_hello", "user": "yoda", "token": "T"}), SetTimer(("peer", peer), now + 10)]
+    return c.peer_frame(peer, {"type": "peer_welcome", "user": "hans"}, now)
+
+
+def open_as_target(c, peer=1, now=1.0):
+    """hans asks yoda, yoda says y, hans's client connects and presents the token."""
+    c.server_frame({"type": "private_request", "from": "hans"}, now)
+    assert c.line("y", now) == [ToServer({"type": "private_answer", "user": "hans", "accept": True})]
+    assert c.server_frame({"type": "private_expect", "user": "hans", "token": "T"}, now) == [
+        SetTimer(("expect", "hans"), now + 30), ToServer({"type": "private_ready", "user": "hans", "token": "T"})]
+    assert c.peer_accepted(peer, now) == [SetTimer(("peer", peer), now + 10)]
+    return c.peer_frame(peer, {"type": "peer_hello", "user": "hans", "token": "T"}, now)
+
+
+def test_requester_side_of_a_private_chat():
+    c = logged_in("yoda")
+    assert c.line("startprivate hans", 1) == [ToServer({"type": "startprivate", "user": "hans"})]
+    assert open_as_requester(c) == [CancelTimer(("peer", 1)), Print("Start private messaging with hans")]
+    assert c.chats() == ["hans"]
+    assert c.line("private hans the plans", 2) == [ToPeer(1, {"type": "private", "text": "the plans"}),
+                                                   ToServer({"type": "activity"})]
+    assert c.peer_frame(1, {"type": "private", "text": "got them"}, 2) == [Print("hans(private): got them")]
+    assert c.peer_frame(1, {"type": "private", "text": 5}, 2) == []
+    assert prints(c.line("startprivate hans", 2)) == ["Error. Private messaging with hans is already enabled"]
+    assert c.line("stopprivate hans", 3) == [ClosePeer(1), Print("Private messaging with hans stopped"),
+                                             ToServer({"type": "activity"})]
+    assert prints(c.line("private hans more", 3)) == ["Error. Private messaging to hans not enabled"]
+    assert c.peer_closed(1, 3) == []       # the host does not report it, and if it did nothing happens
+
+
+def test_target_side_of_a_private_chat():
+    c = logged_in("yoda")
+    assert open_as_target(c) == [CancelTimer(("expect", "hans")), ToPeer(1, {"type": "peer_welcome", "user": "yoda"}),
+                                 CancelTimer(("peer", 1)), Print("Start private messaging with hans")]
+    assert c.peer_closed(1, 5) == [CancelTimer(("peer", 1)), Print("Private messaging with hans stopped")]
+    assert c.chats() == []
+
+
+def test_questions_are_answered_oldest_first_while_commands_keep_working():
+    c = logged_in("yoda")
+    c.server_frame({"type": "private_request", "from": "hans"}, 1)
+    c.server_frame({"type": "private_request", "from": "luke"}, 1)
+    assert c.line("whoelse", 1) == [ToServer({"type": "whoelse"})]
+    assert c.line("N", 1) == [ToServer({"type": "private_answer", "user": "hans", "accept": False})]
+    assert c.line("y", 1) == [ToServer({"type": "private_answer", "user": "luke", "accept": True})]
+    assert prints(c.line("y", 1)) == ["Error. Invalid command"]
+
+
+def test_a_cancelled_request_closes_its_question_and_token():
+    c = logged_in("yoda")
+    c.server_frame({"type": "private_request", "from": "hans"}, 1)
+    assert c.server_frame({"type": "private_cancelled", "user": "hans"}, 1) == [
+        Print("Private messaging request with hans was cancelled")]
+    assert prints(c.line("y", 1)) == ["Error. Invalid command"]
+    c.server_frame({"type": "private_expect", "user": "luke", "token": "L"}, 1)
+    assert c.server_frame({"type": "private_cancelled", "user": "luke"}, 1) == [
+        CancelTimer(("expect", "luke")), Print("Private messaging request with luke was cancelled")]
+    c.peer_accepted(4, 1)
+    assert c.peer_frame(4, {"type": "peer_hello", "user": "luke", "token": "L"}, 1) == [
+        CancelTimer(("peer", 4)), ClosePeer(4)]
+
+
+@pytest.mark.parametrize("hello", [
+    {"type": "peer_hello", "user": "hans", "token": "forged"},
+    {"type": "peer_hello", "user": "luke", "token": "T"},
+    {"type": "peer_hello", "user": "hans"},
+    {"type": "private", "text": "let me in"},
+    ["not", "a", "frame"],
+])
+def test_a_peer_without_a_valid_token_is_dropped_silently(hello):
+    c = logged_in("yoda")
+    c.server_frame({"type": "private_expect", "user": "hans", "token": "T"}, 1)
+    c.peer_accepted(2, 1)
+    effects = c.peer_frame(2, hello, 1)
+    assert ClosePeer(2) in effects and prints(effects) == []
+    assert c.chats() == []
+
+
+def test_a_token_is_good_once_and_until_it_expires():
+    c = logged_in("yoda")
+    open_as_target(c)
+    c.peer_accepted(2, 2)
+    assert ClosePeer(2) in c.peer_frame(2, {"type": "peer_hello", "user": "hans", "token": "T"}, 2)
+    c.server_frame({"type": "private_expect", "user": "luke", "token": "L"}, 3)
+    assert c.timer_fired(("expect", "luke"), 33) == []
+    c.peer_accepted(3, 34)
+    assert ClosePeer(3) in c.peer_frame(3, {"type": "peer_hello", "user": "luke", "token": "L"}, 34)
+
+
+def test_a_silent_peer_is_dropped_at_its_deadline():
+    c = logged_in("yoda")
+    c.peer_accepted(5, 1)
+    assert c.timer_fired(("peer", 5), 11) == [ClosePeer(5), CancelTimer(("peer", 5))]
+    assert c.timer_fired(("peer", 5), 12) == []
+
+
+def test_a_target_that_never_welcomes_is_reported():
+    c = logged_in("yoda")
+    c.server_frame({"type": "private_connect", "user": "hans", "host": "h", "port": 1, "token": "T"}, 1)
+    c.peer_connected(1, "hans", 1)
+    assert prints(c.timer_fired(("peer", 1), 11)) == [
+        "Error. Private messaging with hans could not start: the peer did not answer"]
+    c.server_frame({"type": "private_connect", "user": "hans", "host": "h", "port": 1, "token": "U"}, 12)
+    c.peer_connected(2, "hans", 12)
+    assert prints(c.peer_closed(2, 12)) == ["Error. hans did not accept the private connection"]
+
+
+def test_connecting_to_a_peer_can_fail():
+    c = logged_in("yoda")
+    c.server_frame({"type": "private_connect", "user": "hans", "host": "h", "port": 1, "token": "T"}, 1)
+    assert prints(c.line("startprivate hans", 1)) == ["Error. Private messaging with hans is starting already"]
+    assert c.server_frame({"type": "private_connect", "user": "hans", "host": "h", "port": 1, "token": "T"}, 1) == []
+    assert c.peer_failed("hans", "Connection refused", 1) == [
+        Print("Error. Cannot reach hans for private messaging: Connection refused")]
+    assert c.peer_failed("hans", "again", 1) == []
+    assert c.peer_connected(3, "hans", 1) == [ClosePeer(3)]   # nobody asked for this one any more
+    assert c.server_frame({"type": "private_connect", "user": "hans", "port": "x"}, 1) == []
+
+
+def test_blocking_the_other_side_ends_the_chat():
+    c = logged_in("yoda")
+    open_as_requester(c)
+    assert c.server_frame({"type": "blocked", "user": "hans"}, 2) == [
+        Print("hans is blocked"), ClosePeer(1), Print("Private messaging with hans stopped")]
+
+
+def test_a_bad_peer_frame_ends_the_chat():
+    c = logged_in("yoda")
+    open_as_target(c)
+    assert c.peer_bad_frame(1, "invalid JSON", 2) == [ClosePeer(1), CancelTimer(("peer", 1)),
+                                                      Print("Private messaging with hans stopped")]
+    assert c.peer_bad_frame(1, "again", 2) == []
+    assert c.peer_frame(1, {"type": "private", "text": "x"}, 2) == []
+
+
+def test_leaving_stops_every_chat_first():
+    c = logged_in("yoda")
+    open_as_requester(c, peer=1)
+    c.peer_accepted(2, 1)                       # a stranger still saying nothing
+    c.line("logout", 2)
+    assert c.server_frame({"type": "bye", "reason": "logout"}, 2) == [
+        ClosePeer(1), Print("Private messaging with hans stopped"), ClosePeer(2), Print("Logged out"), Exit(0)]
+
+
+def test_events_after_exit_do_nothing():
+    c = logged_in("yoda")
+    c.server_frame({"type": "bye", "reason": "timeout"}, 1)
+    assert c.line("whoelse", 2) == []
+    assert c.timer_fired(("ack",), 2) == []
+    assert c.server_bad_frame("x", 2) == []
+    assert c.listening("h", 1, 2) == []
+    assert c.peer_connected(1, "hans", 2) == [ClosePeer(1)]
