@@ -263,25 +263,60 @@ def test_a_path_under_a_file_is_refused(tmp_path):
         Store.open(str(tmp_path / "file" / "state.db"))
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write anywhere")
-def test_an_unwritable_directory_is_refused(tmp_path):  # pragma: no cover - not as root
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    folder.chmod(0o500)
-    try:
-        with pytest.raises(StoreError, match="not writable"):
-            Store.open(str(folder / "state.db"))
-    finally:
-        folder.chmod(0o700)
+NOBODY = 65534
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write anywhere")
-def test_an_unwritable_file_is_refused(tmp_path):  # pragma: no cover - not as root
-    path = tmp_path / "state.db"
-    Store.open(str(path)).close()
-    path.chmod(0o400)
-    with pytest.raises(StoreError, match="not readable and writable"):
-        Store.open(str(path))
+def open_as_user(path):
+    """Store.open(path) in a forked child, as an unprivileged user when the tests run as root
+    (root may write anywhere, so the permission checks can only be seen as someone else).
+    Returns the StoreError's text, or '' if the store opened."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child's coverage is not collected
+        status = 0
+        try:
+            os.close(read_end)
+            if os.geteuid() == 0:
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+            try:
+                Store.open(path).close()
+            except StoreError as exc:
+                os.write(write_end, str(exc).encode())
+        except BaseException:
+            status = 1
+        os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        said = pipe.read().decode()
+    assert os.waitpid(pid, 0)[1] == 0
+    return said
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory the unprivileged user may enter (pytest's own temp root is private to root)."""
+    import tempfile
+    folder = tempfile.mkdtemp(prefix="store-perm-")
+    os.chmod(folder, 0o755)
+    yield folder
+    subprocess.run(["rm", "-rf", folder], check=False)
+
+
+def test_an_unwritable_directory_is_refused(shared_dir):
+    folder = os.path.join(shared_dir, "ro")
+    os.mkdir(folder, 0o555)
+    os.chmod(folder, 0o555)
+    assert "is not writable" in open_as_user(os.path.join(folder, "state.db"))
+
+
+def test_an_unwritable_file_is_refused(shared_dir):
+    os.chmod(shared_dir, 0o777)   # the directory is writable: only the file is not
+    path = os.path.join(shared_dir, "state.db")
+    Store.open(path).close()
+    os.chmod(path, 0o444)
+    assert "not readable and writable" in open_as_user(path)
+    assert open(path, "rb").read(16) == b"SQLite format 3\x00"   # refused, not reset
 
 
 def test_sqlite_errors_are_named_for_a_person():
