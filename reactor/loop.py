@@ -263,6 +263,39 @@ class EventLoop:
         return len(self._timers)
 
 
+
+class NamedTimers:
+    """Timers addressed by a key, each key armed at most once: what the hosts need for SetTimer/CancelTimer."""
+
+    def __init__(self, loop: EventLoop, on_fire: Callable[[Any], Any]) -> None:
+        self._loop = loop
+        self._on_fire = on_fire
+        self._handles: dict[Any, TimerHandle] = {}
+
+    def __len__(self) -> int:
+        return len(self._handles)
+
+    def set(self, key: Any, when: float) -> None:
+        """Fire ``on_fire(key)`` at ``when`` (loop time), replacing the timer ``key`` had."""
+        old = self._handles.get(key)
+        if old is not None:
+            old.cancel()
+        self._handles[key] = self._loop.call_at(when, self._fire, key)
+
+    def cancel(self, key: Any) -> None:
+        old = self._handles.pop(key, None)
+        if old is not None:
+            old.cancel()
+
+    def clear(self) -> None:
+        for handle in self._handles.values():
+            handle.cancel()
+        self._handles.clear()
+
+    def _fire(self, key: Any) -> None:
+        del self._handles[key]
+        self._on_fire(key)
+
 def _call(callback: Callable[..., Any], args: tuple) -> None:
     try:
         callback(*args)

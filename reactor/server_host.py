@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from .chat_server import CancelTimer, ChatServer, Close, Persist, Send, SetTimer
 from .framing import encode
-from .loop import EventLoop, TimerHandle
+from .loop import EventLoop, NamedTimers
 from .stream import Listener, Stream, listen
 
 log = logging.getLogger("chat.host")
@@ -41,7 +41,7 @@ class ServerHost:
         self._store = store
         self._stream_options = stream_options or {}
         self._streams: dict[int, Stream] = {}
-        self._timers: dict[Any, TimerHandle] = {}
+        self._timers = NamedTimers(loop, self._fire)
         self._ids = itertools.count(1)
         self._listener: Listener | None = None
         self._held: list[Send | Close] = []   # waiting for the store's commit
@@ -98,7 +98,6 @@ class ServerHost:
             self._loop.stop()
 
     def _fire(self, key: Any) -> None:
-        del self._timers[key]
         self._apply(self._logic.timer_fired(key, self._loop.time()))
 
     # -- effects -> sockets --------------------------------------------
@@ -112,14 +111,9 @@ class ServerHost:
                 else:
                     self._deliver(effect)
             elif kind is SetTimer:
-                old = self._timers.get(effect.key)
-                if old is not None:
-                    old.cancel()
-                self._timers[effect.key] = self._loop.call_at(effect.when, self._fire, effect.key)
+                self._timers.set(effect.key, effect.when)
             elif kind is CancelTimer:
-                old = self._timers.pop(effect.key, None)
-                if old is not None:
-                    old.cancel()
+                self._timers.cancel(effect.key)
             elif kind is Persist:
                 if self._store is not None:
                     self._store.apply(effect)
@@ -160,8 +154,6 @@ class ServerHost:
         log.info("shutting down: %d connections", len(self._streams))
         if self._listener is not None:
             self._listener.close()
-        for timer in self._timers.values():
-            timer.cancel()
         self._timers.clear()
         self._apply(self._logic.shutdown(self._loop.time()))
         if not self._streams:

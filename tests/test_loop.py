@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from reactor.loop import EventLoop
+from reactor.loop import EventLoop, NamedTimers
 
 
 class FakeClock:
@@ -274,3 +274,27 @@ def test_sigterm_stops_the_loop(loop):
     guard = loop.call_later(5, pytest.fail, "SIGTERM did not stop the loop")
     loop.run()
     guard.cancel()
+
+
+def test_named_timers_replace_cancel_and_clear(loop):
+    clock = FakeClock()
+    loop.time = clock
+    fired = []
+    timers = NamedTimers(loop, fired.append)
+    timers.set("a", 1001)
+    timers.set("a", 1003)          # replaces, never fires twice
+    timers.set("b", 1002)
+    timers.set("c", 1002)
+    timers.cancel("c")
+    timers.cancel("never set")
+    clock.now = 1002.5
+    loop.run_once(timeout=0)
+    assert fired == ["b"] and len(timers) == 1
+    clock.now = 1003
+    loop.run_once(timeout=0)
+    assert fired == ["b", "a"] and len(timers) == 0
+    timers.set("d", 1004)
+    timers.clear()
+    clock.now = 1005
+    loop.run_once(timeout=0)
+    assert fired == ["b", "a"] and len(timers) == 0
