@@ -8,7 +8,9 @@ the returned effects in order:
   command; ``secret``: do not echo);
 - ``ToServer`` a frame; ``ToPeer`` a frame to a peer connection (numbered by
   the host); ``ConnectPeer`` to a peer's address; ``ClosePeer``;
-- ``Listen`` for peers (the host answers with ``listening``);
+- ``Listen`` for peers (the host answers with ``listening``), from the start:
+  the server learns the address before the login completes, so no private
+  request can overtake it;
 - ``SetTimer`` / ``CancelTimer`` (the host calls ``timer_fired(key, now)``);
 - ``Exit`` with a status.
 
@@ -214,7 +216,7 @@ class ChatClient:
 
     def start(self, now: float) -> list:
         """Connected to the server: say hello."""
-        return [ToServer({"type": "hello", "version": PROTOCOL_VERSION})]
+        return [ToServer({"type": "hello", "version": PROTOCOL_VERSION}), Listen()]
 
     def line(self, text: str, now: float) -> list:
         """The user typed a line."""
@@ -234,8 +236,8 @@ class ChatClient:
         return self._leave(now)
 
     def listening(self, host: str, port: int, now: float) -> list:
-        """The peer listener is bound: tell the server where."""
-        if self._state != _ACTIVE:
+        """The peer listener is bound: tell the server where (it takes this before the login, too)."""
+        if self._state == _DONE:
             return []
         return [ToServer({"type": "listen", "host": host, "port": port})]
 
@@ -416,7 +418,7 @@ class ChatClient:
         if type(frame.get("user")) is str:
             self._user = frame["user"]
         self._state, self._waiting = _ACTIVE, False
-        return [Print("Welcome to the greatest messaging application ever!"), Prompt(""), Listen()]
+        return [Print("Welcome to the greatest messaging application ever!"), Prompt("")]
 
     def _login_error(self, code: str, frame: dict) -> list | None:
         if code == "invalid_username":

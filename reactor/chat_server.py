@@ -244,6 +244,8 @@ class ChatServer:
             return self._username(c, frame, now)
         if kind == "password":
             return self._password(c, frame, now)
+        if kind == "listen":           # sent right after hello, so it is known before anyone can ask
+            return self._listen(c, frame, now)
         if kind in self._commands:
             return [Send((conn,), _NOT_LOGGED_IN)]
         return self._bad(c, "hello was already said" if kind == "hello" else _unknown(kind), now)

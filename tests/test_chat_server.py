@@ -195,12 +195,23 @@ def test_password_must_be_a_string(w):
 
 
 @pytest.mark.parametrize("frame", [msg("yoda", "hi"), {"type": "whoelse"}, {"type": "logout"},
-                                   {"type": "listen", "host": "h", "port": 1}, {"type": "ack", "ids": []}])
+                                   {"type": "ack", "ids": []}])
 def test_commands_before_welcome_are_not_logged_in(w, frame):
     conn = w.connect()
     assert w.s.received(conn, frame, 0.0) == [Send((conn,), error("not_logged_in"))]
     w.username(conn, "hans")
     assert w.s.received(conn, frame, 0.0) == [Send((conn,), error("not_logged_in"))]
+
+
+def test_listen_is_taken_before_login_so_no_request_can_overtake_it(w):
+    conn = w.connect()
+    assert w.s.received(conn, {"type": "listen", "host": "10.0.0.9", "port": 4000}, 0.0) == []
+    w.username(conn, "hans")
+    w.s.received(conn, {"type": "password", "password": ACCOUNTS["hans"]}, 0.0)
+    w.conn["hans"] = conn
+    w.login("yoda")
+    assert w.to(w.send("yoda", {"type": "startprivate", "user": "hans"}), "hans") == [
+        {"type": "private_request", "from": "yoda"}]
 
 
 def test_login_frames_after_welcome_are_bad_frames(w):
