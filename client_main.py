@@ -1,0 +1,39 @@
+"""Runs the chat client: python3 client_main.py <server_host> <server_port>."""
+import argparse
+import sys
+
+from reactor.chat_client import ChatClient
+from reactor.client_host import ClientHost
+from reactor.console import open_console
+from reactor.loop import EventLoop
+
+
+def port_number(text: str) -> int:
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise ValueError(text)
+    return port
+
+
+port_number.__name__ = "port (1-65535)"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="client_main.py", description="The chat client.")
+    parser.add_argument("server_host", help="the server's name or address")
+    parser.add_argument("server_port", type=port_number, help="the server's port")
+    args = parser.parse_args(argv)
+    loop = EventLoop()
+    console = open_console()
+    host = ClientHost(loop, ChatClient(), console)
+    try:
+        host.start(args.server_host, args.server_port)
+        loop.run()
+    finally:
+        console.close()  # the terminal is restored on every way out, an exception included
+        loop.close()
+    return 1 if host.exit_status is None else host.exit_status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""Hosts the sans-I/O chat client on the reactor: the server stream, the console, peers and timers.
+
+One loop drives everything the client does: the connection to the server,
+standard input (through a ``Console``), the listener for private-chat peers,
+each peer connection, and every timer. The host numbers peer connections and
+carries out the effects ``ChatClient`` returns.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import signal
+import socket
+from typing import Any, Callable, Protocol
+
+from .chat_client import (ChatClient, CancelTimer, ClosePeer, ConnectPeer, Exit, Listen, Print, Prompt,
+                          SetTimer, ToPeer, ToServer)
+from .loop import EventLoop, NamedTimers
+from .stream import Connector, Listener, Stream, listen
+
+log = logging.getLogger("chat.client")
+
+EXIT_GRACE = 1.0  # seconds to flush the last frames before exiting anyway
+
+
+class Console(Protocol):
+    """Where the user types and reads: a terminal with a line editor, or plain pipes."""
+
+    def start(self, loop: EventLoop, on_line: Callable[[str], Any], on_eof: Callable[[], Any]) -> None: ...
+    def print(self, text: str) -> None: ...
+    def prompt(self, text: str, secret: bool) -> None: ...
+    def close(self) -> None: ...
+
+
+class _ServerLink:
+    """Stream events from the server connection, into the client logic."""
+
+    def __init__(self, host: ClientHost) -> None:
+        self._host = host
+
+    def frame_received(self, stream: Stream, frame: dict) -> None:
+        self._host._apply(self._host.logic.server_frame(frame, self._host.now()))
+
+    def frame_error(self, stream: Stream, detail: str) -> None:
+        self._host._apply(self._host.logic.server_bad_frame(detail, self._host.now()))
+
+    def connection_lost(self, stream: Stream, reason: str | None) -> None:
+        self._host._server_gone(reason)
+
+
+class _PeerLink:
+    """Stream events from peer connections (``stream.tag`` is the peer id), into the client logic."""
+
+    def __init__(self, host: ClientHost) -> None:
+        self._host = host
+
+    def frame_received(self, stream: Stream, frame: dict) -> None:
+        self._host._apply(self._host.logic.peer_frame(stream.tag, frame, self._host.now()))
+
+    def frame_error(self, stream: Stream, detail: str) -> None:
+        self._host._apply(self._host.logic.peer_bad_frame(stream.tag, detail, self._host.now()))
+
+    def connection_lost(self, stream: Stream, reason: str | None) -> None:
+        self._host._peer_gone(stream.tag)
+
+
+class ClientHost:
+    """Runs one ``ChatClient`` against a server at ``host:port`` on ``loop``."""
+
+    def __init__(self, loop: EventLoop, logic: ChatClient, console: Console) -> None:
+        self.loop = loop
+        self.logic = logic
+        self.now = loop.time
+        self.exit_status: int | None = None
+        self._console = console
+        self._server: Stream | None = None
+        self._listener: Listener | None = None
+        self._peers: dict[int, Stream] = {}
+        self._peer_ids = itertools.count(1)
+        self._connectors: set[Connector] = set()
+        self._timers = NamedTimers(loop, self._fire)
+        self._peer_link = _PeerLink(self)
+
+    def start(self, host: str, port: int, timeout: float = 10.0) -> None:
+        """Connect to the server; on failure print why and exit with status 1."""
+        def connected(sock: socket.socket | None, error: str | None) -> None:
+            if sock is None:
+                self._console.print(f"Error. Cannot connect to server at {host}:{port}: {error}")
+                self._exit(1)
+                return
+            self._server = Stream(self.loop, sock, _ServerLink(self))
+            self._console.start(self.loop, self._line, self._end_of_input)
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                self.loop.add_signal_handler(signum, self._interrupted)
+            self._apply(self.logic.start(self.now()))
+
+        Connector(self.loop, host, port, connected, timeout=timeout)
+
+    # -- events into the logic -------------------------------------------
+
+    def _line(self, text: str) -> None:
+        self._apply(self.logic.line(text, self.now()))
+
+    def _end_of_input(self) -> None:
+        self._apply(self.logic.end_of_input(self.now()))
+
+    def _interrupted(self) -> None:
+        self._apply(self.logic.interrupt(self.now()))
+
+    def _server_gone(self, reason: str | None) -> None:
+        self._server = None
+        if self.exit_status is None:
+            log.debug("server connection lost: %s", reason)
+            self._apply(self.logic.server_lost(self.now()))
+        self._maybe_stop()
+
+    def _peer_gone(self, peer: int) -> None:
+        if self._peers.pop(peer, None) is not None and self.exit_status is None:
+            self._apply(self.logic.peer_closed(peer, self.now()))
+        self._maybe_stop()
+
+    def _accept_peer(self, sock: socket.socket) -> None:
+        peer = self._add_peer(sock)
+        if peer is not None:
+            self._apply(self.logic.peer_accepted(peer, self.now()))
+
+    def _add_peer(self, sock: socket.socket) -> int | None:
+        if self.exit_status is not None:
+            sock.close()
+            return None
+        try:
+            stream = Stream(self.loop, sock, self._peer_link)
+        except OSError:
+            sock.close()
+            return None
+        peer = next(self._peer_ids)
+        stream.tag = peer
+        self._peers[peer] = stream
+        return peer
+
+    def _connect_peer(self, user: str, host: str, port: int) -> None:
+        def done(sock: socket.socket | None, error: str | None) -> None:
+            self._connectors.discard(connector)
+            if sock is None:
+                self._apply(self.logic.peer_failed(user, error or "failed", self.now()))
+                return
+            peer = self._add_peer(sock)
+            if peer is not None:
+                self._apply(self.logic.peer_connected(peer, user, self.now()))
+
+        connector = Connector(self.loop, host, port, done)
+        self._connectors.add(connector)
+
+    def _fire(self, key: Any) -> None:
+        self._apply(self.logic.timer_fired(key, self.now()))
+
+    # -- effects out of the logic ------------------------------------------
+
+    def _apply(self, effects: list) -> None:
+        for effect in effects:
+            kind = type(effect)
+            if kind is Print:
+                self._console.print(effect.text)
+            elif kind is ToServer:
+                if self._server is not None:
+                    self._server.send(effect.frame)
+            elif kind is ToPeer:
+                stream = self._peers.get(effect.peer)
+                if stream is not None:
+                    stream.send(effect.frame)
+            elif kind is Prompt:
+                self._console.prompt(effect.text, effect.secret)
+            elif kind is ClosePeer:
+                stream = self._peers.pop(effect.peer, None)
+                if stream is not None:
+                    stream.close()
+            elif kind is ConnectPeer:
+                self._connect_peer(effect.user, effect.host, effect.port)
+            elif kind is Listen:
+                self._listen()
+            elif kind is SetTimer:
+                self._timers.set(effect.key, effect.when)
+            elif kind is CancelTimer:
+                self._timers.cancel(effect.key)
+            elif kind is Exit:
+                self._exit(effect.status)
+            else:
+                raise TypeError(f"unknown effect {effect!r}")
+
+    def _listen(self) -> None:
+        if self._listener is not None or self._server is None:
+            return
+        local_host = self._server.local_address[0]
+        try:
+            self._listener = listen(self.loop, local_host, 0, self._accept_peer, backlog=16)
+        except OSError as exc:
+            self._console.print(f"Error. Cannot listen for private messaging: {exc.strerror or exc}")
+            return
+        host, port = self._listener.address[:2]
+        self._apply(self.logic.listening(host, port, self.now()))
+
+    def _exit(self, status: int) -> None:
+        """Flush what is queued, close every connection, restore the console, stop the loop."""
+        if self.exit_status is not None:
+            return
+        self.exit_status = status
+        self._console.close()
+        self._timers.clear()
+        for connector in self._connectors:
+            connector.cancel()
+        if self._listener is not None:
+            self._listener.close()
+        if self._server is not None:
+            self._server.close()
+        for stream in self._peers.values():
+            stream.close()
+        self.loop.call_later(EXIT_GRACE, self.loop.stop)
+        self._maybe_stop()
+
+    def _maybe_stop(self) -> None:
+        if self.exit_status is not None and self._server is None and not self._peers:
+            self.loop.stop()

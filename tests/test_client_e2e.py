@@ -1,0 +1,306 @@
+"""The real client and server processes, the client driven through pipes as a script would."""
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.support import ROOT, ClientProcess, RecordingProxy, ServerProcess, coverage_env, wait_for
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = ServerProcess(tmp_path, block=0.6, timeout=30)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def clients(server):
+    started = []
+
+    def start(user=None, port=None):
+        c = ClientProcess(server.host, port or server.port)
+        started.append(c)
+        if user:
+            c.login(user)
+        return c
+
+    yield start
+    for c in started:
+        c.kill()
+
+
+# -- starting -----------------------------------------------------------
+
+@pytest.mark.parametrize("args", [[], ["localhost"], ["localhost", "port"], ["localhost", "0"], ["a", "1", "extra"]])
+def test_bad_arguments_give_usage_and_status_2(args):
+    out = subprocess.run([sys.executable, str(ROOT / "client_main.py"), *args], capture_output=True, text=True,
+                         timeout=10, env=coverage_env())
+    assert out.returncode == 2
+    assert "usage: client_main.py" in out.stderr
+
+
+def test_cannot_connect_says_where_and_why():
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    out = subprocess.run([sys.executable, str(ROOT / "client_main.py"), "127.0.0.1", str(port)],
+                         capture_output=True, text=True, timeout=20, env=coverage_env(), stdin=subprocess.DEVNULL)
+    assert out.returncode == 1
+    assert f"Error. Cannot connect to server at 127.0.0.1:{port}" in out.stdout + out.stderr
+    assert "refused" in (out.stdout + out.stderr).lower()
+
+
+# -- logging in ---------------------------------------------------------
+
+def test_login_dialogue(clients):
+    c = clients()
+    c.expect("Username: ")
+    c.type("nobody")
+    c.expect("Invalid Username. Please try again")
+    c.expect("Username: ")
+    c.type("yoda")
+    c.expect("Password: ")
+    c.type("wrong")
+    c.expect("Invalid Password. Please try again")
+    c.expect("Password: ")
+    c.type("wise@!man")
+    c.expect("Welcome to the greatest messaging application ever!")
+
+
+def test_already_logged_in(clients):
+    clients("yoda")
+    c = clients()
+    c.expect("Username: ")
+    c.type("yoda")
+    c.expect("Error. yoda is already logged in")
+    c.expect("Username: ")
+
+
+def test_lockout_and_its_end(clients):
+    c = clients()
+    c.expect("Username: ")
+    c.type("vader")
+    for _ in range(2):
+        c.expect("Password: ")
+        c.type("nope")
+        c.expect("Invalid Password. Please try again")
+    c.expect("Password: ")
+    c.type("nope")
+    c.expect("Invalid Password. Your account has been blocked. Please try again later")
+    assert c.wait() == 1
+    locked = time.monotonic()
+
+    d = clients()
+    d.expect("Username: ")
+    d.type("vader")
+    d.type("sithlord**")
+    d.expect("Your account is blocked due to multiple login failures. Please try again later")
+    assert d.wait() == 1
+
+    wait_for(lambda: time.monotonic() - locked > 0.7, what="lock over")
+    clients("vader")
+
+
+# -- commands -----------------------------------------------------------
+
+def test_messages_broadcast_presence_and_who(clients):
+    yoda = clients("yoda")
+    hans = clients("hans")
+    yoda.expect("hans logged in")
+    hans.type("message yoda Do or do not")
+    yoda.expect("hans: Do or do not")
+    yoda.type("broadcast there is no try")
+    hans.expect("yoda: there is no try")
+    hans.type("whoelse")
+    hans.expect("yoda")
+    hans.type("whoelsesince 60")
+    hans.expect("yoda")
+    hans.type("logout")
+    assert hans.wait() == 0
+    yoda.expect("hans logged out")
+    yoda.type("whoelse")
+    yoda.expect("No other users online")
+    yoda.type("whoelsesince 60")
+    yoda.expect("hans")
+
+
+def test_offline_messages_wait_for_login_oldest_first(clients):
+    yoda = clients("yoda")
+    yoda.type("message luke one")
+    yoda.type("message luke two")
+    luke = clients("luke")
+    luke.expect("yoda: one")
+    luke.expect("yoda: two")
+
+
+def test_command_errors(clients):
+    yoda = clients("yoda")
+    for line, words in [
+        ("dance", "Error. Invalid command"),
+        ("message nobody hi", "Error. Invalid user"),
+        ("message yoda hi", "Error."),
+        ("message", "Error."),
+        ("whoelsesince soon", "Error."),
+        ("whoelsesince -5", "Error."),
+        ("block yoda", "Error."),
+        ("unblock hans", "Error. hans was not blocked"),
+        ("unblock yoda", "Error. yoda was not blocked"),
+        ("private hans hi", "Error. Private messaging to hans not enabled"),
+        ("startprivate yoda", "Error."),
+        ("startprivate hans", "Error."),  # offline
+    ]:
+        yoda.type(line)
+        yoda.expect(words)
+    yoda.type("block hans")
+    yoda.expect("hans is blocked")
+    yoda.type("block hans")
+    yoda.expect("Error. hans is already blocked")
+    yoda.type("unblock hans")
+    yoda.expect("hans is unblocked")
+    yoda.type("help")
+    yoda.expect("whoelsesince")
+
+
+def test_blocking_effects(clients):
+    yoda = clients("yoda")
+    hans = clients("hans")
+    luke = clients("luke")
+    yoda.type("block hans")
+    yoda.expect("hans is blocked")
+    hans.never_shows("blocked", wait=0.2)          # no notice to the blocked user
+    hans.type("message yoda hello?")
+    hans.expect("Your message could not be delivered as the recipient has blocked you")
+    hans.type("broadcast anyone?")
+    hans.expect("Your message could not be delivered to some recipients")
+    luke.expect("hans: anyone?")
+    hans.type("whoelse")
+    hans.expect("luke")
+    hans.never_shows("yoda")
+    hans.type("startprivate yoda")
+    hans.expect("Error.")
+    yoda.type("message hans I can still talk")
+    hans.expect("yoda: I can still talk")
+    yoda.type("logout")
+    assert yoda.wait() == 0
+    luke.expect("yoda logged out")
+    hans.never_shows("yoda logged out")
+
+
+def test_logout_end_of_input_and_server_lost(server, clients):
+    a = clients("yoda")
+    a.end_input()
+    assert a.wait() == 0
+    b = clients("hans")
+    server.proc.send_signal(signal.SIGKILL)
+    b.expect("Error. Connection to server lost")
+    assert b.wait() == 1
+
+
+def test_inactivity_logout(tmp_path):
+    srv = ServerProcess(tmp_path, block=1, timeout=0.6)
+    c = ClientProcess(srv.host, srv.port)
+    try:
+        c.login("yoda")
+        c.expect("You have been logged out due to inactivity", timeout=5)
+        assert c.wait() == 0
+    finally:
+        c.kill()
+        srv.stop()
+
+
+def test_login_timeout(tmp_path):
+    srv = ServerProcess(tmp_path, block=1, timeout=0.4)
+    c = ClientProcess(srv.host, srv.port)
+    try:
+        c.expect("Error. Login timed out", timeout=5)
+        assert c.wait() == 1
+    finally:
+        c.kill()
+        srv.stop()
+
+
+# -- private chat -------------------------------------------------------
+
+def test_private_chat_goes_peer_to_peer(server, clients):
+    proxy = RecordingProxy(server.host, server.port)
+    try:
+        yoda = clients("yoda", port=proxy.port)
+        hans = clients("hans", port=proxy.port)
+        yoda.type("startprivate hans")
+        hans.expect("yoda would like to start private messaging. Accept? (y/n)")
+        hans.type("whoelse")            # other commands keep working while the question is open
+        hans.expect("yoda")
+        hans.type("y")
+        yoda.expect("Start private messaging with hans")
+        hans.expect("Start private messaging with yoda")
+
+        secret = "the-secret-plans-of-the-death-star"
+        yoda.type(f"private hans {secret}")
+        hans.expect(f"yoda(private): {secret}")
+        hans.type("private yoda received")
+        yoda.expect("hans(private): received")
+        assert not any(secret in json.dumps(f) for f in proxy.sent_frames())
+        assert any(f.get("type") == "activity" for f in proxy.sent_frames())  # the server still saw activity
+
+        yoda.type("stopprivate hans")
+        yoda.expect("Private messaging with hans stopped")
+        hans.expect("Private messaging with yoda stopped")
+        yoda.type("private hans again?")
+        yoda.expect("Error. Private messaging to hans not enabled")
+    finally:
+        proxy.close()
+
+
+def test_declined_and_forged_token(server, clients):
+    proxy = RecordingProxy(server.host, server.port)
+    try:
+        yoda = clients("yoda", port=proxy.port)
+        hans = clients("hans", port=proxy.port)
+        yoda.type("startprivate hans")
+        hans.expect("Accept? (y/n)")
+        hans.type("n")
+        yoda.expect("Error. hans declined private messaging")
+
+        # A stranger who knows where hans listens, but not a token, is dropped.
+        listens = wait_for(lambda: [f for f in proxy.sent_frames() if f.get("type") == "listen"], what="listen")
+        for frame in listens:
+            forger = socket.create_connection((frame["host"], frame["port"]), timeout=5)
+            forger.sendall(json.dumps({"type": "peer_hello", "user": "yoda", "token": "forged"}).encode() + b"\n")
+            assert forger.recv(100) == b""  # closed without a welcome
+            forger.close()
+        hans.never_shows("Start private messaging")
+        yoda.never_shows("Start private messaging")
+    finally:
+        proxy.close()
+
+
+def test_logout_ends_the_private_chat_for_the_other_side(clients):
+    yoda = clients("yoda")
+    hans = clients("hans")
+    yoda.type("startprivate hans")
+    hans.expect("Accept? (y/n)")
+    hans.type("y")
+    hans.expect("Start private messaging with yoda")
+    yoda.expect("Start private messaging with hans")
+    yoda.type("logout")
+    yoda.expect("Private messaging with hans stopped")
+    assert yoda.wait() == 0
+    hans.expect("Private messaging with yoda stopped")
+
+
+def test_block_ends_an_open_private_chat(clients):
+    yoda = clients("yoda")
+    hans = clients("hans")
+    yoda.type("startprivate hans")
+    hans.expect("Accept? (y/n)")
+    hans.type("y")
+    hans.expect("Start private messaging with yoda")
+    hans.type("block yoda")
+    hans.expect("Private messaging with yoda stopped")
+    yoda.expect("Private messaging with hans stopped")
