@@ -152,10 +152,7 @@ class Stream:
         self._closing = True
         self._reason = reason
         self._loop.remove_reader(self._sock)
-        if self._out:
-            if not self._flush_pending and not self._writing:
-                self._flush_pending = True
-                self._loop.call_soon(self._flush)
+        if self._out:  # a flush is already due (write() saw to it): finish when it empties
             self._close_timer = self._loop.call_later(CLOSE_TIMEOUT, self._fail, "close timed out")
         else:
             self._finish(reason)

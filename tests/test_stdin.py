@@ -41,3 +41,26 @@ def test_close_stops_watching():
     os.close(r)
     os.close(w)
     loop.close()
+
+
+def test_a_vanished_terminal_reads_as_end_of_input(monkeypatch):
+    import reactor.stdin as stdin_mod
+    loop = EventLoop()
+    r, w = os.pipe()
+    chunks, eof = [], []
+    InputReader(loop, r, chunks.append, lambda: eof.append(True))
+    errors = [BlockingIOError(), OSError(5, "Input/output error")]
+
+    def read(fd, size):
+        raise errors.pop(0)
+
+    monkeypatch.setattr(stdin_mod.os, "read", read)
+    os.write(w, b"x")
+    loop.run_once(timeout=1)            # would block: nothing yet
+    assert chunks == [] and eof == []
+    loop.run_once(timeout=1)            # EIO: the terminal is gone
+    assert eof == [True] and chunks == []
+    monkeypatch.undo()
+    os.close(r)
+    os.close(w)
+    loop.close()

@@ -398,3 +398,108 @@ def test_emfile_on_accept_pauses_and_recovers(tmp_path):
     assert "Too many open files" in out.stderr  # ...said so...
     assert int(total) == 3            # ...and every client got in once descriptors were free
     assert float(cpu) < 0.5           # without spinning for the second it was paused
+
+
+# -- the rarer failures, each reported and never raised ---------------------
+
+class FlakySocket(socket.socket):
+    """A real socket whose methods named in ``failures`` raise the given errors once each, in order."""
+
+    def __init__(self, sock, **failures):
+        super().__init__(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        self.failures = {name: list(errors) for name, errors in failures.items()}
+
+    def _maybe_fail(self, name):
+        if self.failures.get(name):
+            raise self.failures[name].pop(0)
+
+    def recv(self, *args):
+        self._maybe_fail("recv")
+        return super().recv(*args)
+
+    def accept(self):
+        self._maybe_fail("accept")
+        return super().accept()
+
+    def setsockopt(self, *args):
+        self._maybe_fail("setsockopt")
+        return super().setsockopt(*args)
+
+
+def test_a_spurious_wakeup_reads_nothing_and_goes_on(loop):
+    a, b = socket.socketpair()
+    rec = Recorder()
+    s = Stream(loop, FlakySocket(a, recv=[BlockingIOError()]), rec)
+    b.sendall(b'{"n": 1}\n')
+    loop.run_once(timeout=1)            # the recv that would block
+    run_until(loop, lambda: rec.frames)
+    assert rec.frames == [{"n": 1}] and rec.lost == []
+    s.abort()
+    b.close()
+
+
+def test_a_send_to_a_vanished_peer_is_reported(loop, pair):
+    s, raw, rec = pair
+    raw.close()
+    s.send({"to": "nobody"})
+    run_until(loop, lambda: rec.lost)
+    assert rec.lost[0] in ("peer closed the connection", "Broken pipe", "Connection reset by peer")
+    s.send({"after": "the end"})       # a no-op, not an error
+
+
+def test_a_send_error_is_reported(loop):
+    a, b = socket.socketpair()
+    rec = Recorder()
+    s = Stream(loop, a, rec)
+    b.shutdown(socket.SHUT_RD)          # the peer still sends nothing, but our sends now fail
+    a.shutdown(socket.SHUT_WR)
+    s.send({"x": 1})
+    run_until(loop, lambda: rec.lost)
+    assert rec.lost == ["Broken pipe"]
+    b.close()
+
+
+def test_abort_survives_a_socket_that_refuses_linger(loop):
+    a, b = socket.socketpair()
+    rec = Recorder()
+    s = Stream(loop, FlakySocket(a, setsockopt=[OSError(22, "Invalid argument")]), rec)
+    s.abort()
+    s.abort()
+    run_until(loop, lambda: rec.lost)
+    assert rec.lost == [None] and s.closed
+    b.close()
+
+
+def test_a_stream_on_a_socket_without_a_peer_has_no_address(loop):
+    rec = Recorder()
+    s = Stream(loop, socket.socket(), rec)
+    assert s.peer_address is None
+    s.abort()
+
+
+def test_accept_skips_an_aborted_client_and_pauses_when_out_of_descriptors(loop):
+    server = socket.create_server(("127.0.0.1", 0))
+    flaky = FlakySocket(server, accept=[ConnectionAbortedError(103, "Software caused connection abort"),
+                                        OSError(24, "Too many open files")])
+    accepted = []
+    listener = stream_mod.Listener(loop, flaky, accepted.append, retry_delay=60)
+    client = socket.create_connection(listener.address)
+    loop.run_once(timeout=1)            # aborted one skipped, then EMFILE: accepting pauses
+    assert accepted == [] and loop.pending_timers == 1   # the retry
+    listener.close()                    # cancels the retry and closes the socket
+    assert flaky.fileno() == -1
+    client.close()
+
+
+def test_connect_can_fail_at_once(loop):
+    results = []
+    Connector(loop, "255.255.255.255", 80, lambda sock, err: results.append((sock, err)), timeout=5)
+    run_until(loop, lambda: results)
+    sock, err = results[0]
+    assert sock is None and err
+
+
+def test_errors_are_described_in_words():
+    assert stream_mod._describe(ConnectionResetError(104, "Connection reset by peer")) == "Connection reset by peer"
+    assert stream_mod._describe(OSError("odd")) == "odd"
+    assert stream_mod._describe(OSError()) == "OSError"
