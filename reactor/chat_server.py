@@ -266,36 +266,56 @@ class ChatServer:
 
     def timer_fired(self, key: Any, now: float) -> list:
         """The timer ``key`` came due."""
-        if type(key) is not tuple or not key:
+        return self.timers_fired((key,), now)
+
+    def timers_fired(self, keys: Iterable[Any], now: float) -> list:
+        """Timers that came due together, in order. Users timed out together are not told of
+        each other's logout (they are leaving at the same instant); everyone who stays is."""
+        effects: list = []
+        timed_out: list[str] = []
+        for key in keys:
+            if type(key) is not tuple or not key:
+                continue
+            kind = key[0]
+            if kind == "idle":
+                effects += self._idle_due(key, now, timed_out)
+            elif kind == "login":
+                effects += self._login_due(key, now)
+            elif kind == "private":
+                effects += self._token_due(key, now)
+        for user in timed_out:
+            effects += self._announce(user, online=False)
+        return effects
+
+    def _idle_due(self, key: tuple, now: float, timed_out: list[str]) -> list:
+        c = self._conns.get(key[1])
+        if c is None or c.state != _ACTIVE:
             return []
-        kind = key[0]
-        if kind == "idle":
-            c = self._conns.get(key[1])
-            if c is None or c.state != _ACTIVE:
-                return []
-            deadline = c.last_active + self._timeout
-            if deadline > now:
-                return [SetTimer(key, deadline)]
-            return [Send((c.id,), {"type": "bye", "reason": "timeout"}), Close(c.id),
-                    *self._forget(c, now, "inactivity", fired=True)]
-        if kind == "login":
-            c = self._conns.get(key[1])
-            if c is None or c.state == _ACTIVE:
-                return []
-            if c.deadline > now:
-                return [SetTimer(key, c.deadline)]
-            log.info("conn %d: login timed out", c.id)
-            return [Send((c.id,), _error("login_timeout")), Close(c.id),
-                    *self._forget(c, now, "login timeout", fired=True)]
-        if kind == "private":
-            req = self._requests.get(key[1:])
-            if req is None or req.token is None:
-                return []
-            if req.expires > now:
-                return [SetTimer(key, req.expires)]
-            log.info("private request %r -> %r: token expired", req.requester, req.target)
-            return self._cancel(req, (req.requester, req.target), fired=True)
-        return []
+        deadline = c.last_active + self._timeout
+        if deadline > now:
+            return [SetTimer(key, deadline)]
+        timed_out.append(c.user)
+        return [Send((c.id,), {"type": "bye", "reason": "timeout"}), Close(c.id),
+                *self._forget(c, now, "inactivity", fired=True, announce=False)]
+
+    def _login_due(self, key: tuple, now: float) -> list:
+        c = self._conns.get(key[1])
+        if c is None or c.state == _ACTIVE:
+            return []
+        if c.deadline > now:
+            return [SetTimer(key, c.deadline)]
+        log.info("conn %d: login timed out", c.id)
+        return [Send((c.id,), _error("login_timeout")), Close(c.id),
+                *self._forget(c, now, "login timeout", fired=True)]
+
+    def _token_due(self, key: tuple, now: float) -> list:
+        req = self._requests.get(key[1:])
+        if req is None or req.token is None:
+            return []
+        if req.expires > now:
+            return [SetTimer(key, req.expires)]
+        log.info("private request %r -> %r: token expired", req.requester, req.target)
+        return self._cancel(req, (req.requester, req.target), fired=True)
 
     def shutdown(self, now: float) -> list:
         """Say bye(shutdown) to every connection and close each; afterwards every event is ignored."""
@@ -331,8 +351,9 @@ class ChatServer:
         """Send ``frame``, close, and forget the connection."""
         return [Send((c.id,), frame), Close(c.id), *self._forget(c, now, why)]
 
-    def _forget(self, c: _Conn, now: float, why: str, fired: bool = False) -> list:
-        """Drop ``c``: cancel its timer (unless it is the one that ``fired``) and end its session."""
+    def _forget(self, c: _Conn, now: float, why: str, fired: bool = False, announce: bool = True) -> list:
+        """Drop ``c``: cancel its timer (unless it is the one that ``fired``) and end its session,
+        telling the others (unless the caller will, ``announce=False``)."""
         del self._conns[c.id]
         if c.state != _ACTIVE:
             return [] if fired else [CancelTimer(("login", c.id))]
@@ -345,12 +366,18 @@ class ChatServer:
             effects += self._cancel(req, (other,))
         del self._online[user]
         self._last_logout[user] = now
-        blocked = self._blocks.get(user, _EMPTY)
-        others = tuple(o.id for name, o in self._online.items() if name not in blocked)
-        if others:
-            effects.append(Send(others, {"type": "presence", "user": user, "online": False}))
+        if announce:
+            effects += self._announce(user, online=False)
         log.info("%s logged out (%s), conn %d", user, why, c.id)
         return effects
+
+    def _announce(self, user: str, online: bool) -> list:
+        """Tell every other online user, except those ``user`` blocked, that ``user`` came or went."""
+        blocked = self._blocks.get(user, _EMPTY)
+        others = tuple(o.id for name, o in self._online.items() if name != user and name not in blocked)
+        if not others:
+            return []
+        return [Send(others, {"type": "presence", "user": user, "online": online})]
 
     def _reply(self, c: _Conn, frame: dict) -> list:
         return [Send((c.id,), frame)]
@@ -431,10 +458,7 @@ class ChatServer:
         log.info("%s logged in, conn %d", user, c.id)
         effects: list = [CancelTimer(("login", c.id)), SetTimer(("idle", c.id), now + self._timeout),
                          Send((c.id,), {"type": "welcome", "user": user})]
-        blocked = self._blocks.get(user, _EMPTY)
-        others = tuple(o.id for name, o in self._online.items() if name != user and name not in blocked)
-        if others:
-            effects.append(Send(others, {"type": "presence", "user": user, "online": True}))
+        effects += self._announce(user, online=True)
         for mid, (sender, text, sent) in self._offline.get(user, {}).items():
             frame = {"type": "message", "from": sender, "text": text, "id": mid}
             if sent is not None:

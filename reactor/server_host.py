@@ -42,6 +42,7 @@ class ServerHost:
         self._stream_options = stream_options or {}
         self._streams: dict[int, Stream] = {}
         self._timers = NamedTimers(loop, self._fire)
+        self._due: list = []                  # timer keys that came due this loop iteration
         self._ids = itertools.count(1)
         self._listener: Listener | None = None
         self._held: list[Send | Close] = []   # waiting for the store's commit
@@ -98,7 +99,14 @@ class ServerHost:
             self._loop.stop()
 
     def _fire(self, key: Any) -> None:
-        self._apply(self._logic.timer_fired(key, self._loop.time()))
+        """Collect the timers due in this iteration; the logic gets them together (see timers_fired)."""
+        self._due.append(key)
+        if len(self._due) == 1:
+            self._loop.call_soon(self._fire_due)
+
+    def _fire_due(self) -> None:
+        keys, self._due = self._due, []
+        self._apply(self._logic.timers_fired(keys, self._loop.time()))
 
     # -- effects -> sockets --------------------------------------------
 

@@ -359,6 +359,23 @@ def test_inactivity_logs_out_exactly_at_the_deadline(w):
     assert w.s.disconnected(hans, 66.0) == []
 
 
+def test_users_timed_out_together_are_not_told_of_each_other(w):
+    for user in ("yoda", "hans", "luke", "leia"):
+        w.login(user, now=0.0)
+    w.send("leia", {"type": "activity"}, 1.0)       # leia stays
+    c = w.conn
+    keys = [("idle", c["yoda"]), ("idle", c["hans"]), ("idle", c["luke"]), ("idle", c["leia"]), ("nope",)]
+    assert w.s.timers_fired(keys, TIMEOUT) == [
+        Send((c["yoda"],), {"type": "bye", "reason": "timeout"}), Close(c["yoda"]),
+        Send((c["hans"],), {"type": "bye", "reason": "timeout"}), Close(c["hans"]),
+        Send((c["luke"],), {"type": "bye", "reason": "timeout"}), Close(c["luke"]),
+        SetTimer(("idle", c["leia"]), 1.0 + TIMEOUT),
+        Send((c["leia"],), {"type": "presence", "user": "yoda", "online": False}),
+        Send((c["leia"],), {"type": "presence", "user": "hans", "online": False}),
+        Send((c["leia"],), {"type": "presence", "user": "luke", "online": False})]
+    assert w.s.online_users() == ["leia"]
+
+
 def test_activity_costs_no_timer_effects_and_a_stale_timer_re_arms(w):
     w.login("hans", now=0.0)
     hans = w.conn["hans"]
