@@ -152,9 +152,11 @@ class Stream:
         self._closing = True
         self._reason = reason
         self._loop.remove_reader(self._sock)
-        if self._out:  # a flush is already due (write() saw to it): finish when it empties
+        if not self._writing:
+            self._flush()  # the last words go out now, not after the rest of this iteration's work
+        if self._out:      # the peer is slow to read: the writer callback finishes the close
             self._close_timer = self._loop.call_later(CLOSE_TIMEOUT, self._fail, "close timed out")
-        else:
+        elif not self._closed:
             self._finish(reason)
 
     def abort(self) -> None:
