@@ -1,0 +1,71 @@
+"""Small helpers shared by the bench hosts, the load generator and the runner."""
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+from typing import Sequence
+
+LISTEN_BACKLOG = 1024  # every host listens with reactor.stream.listen's backlog
+MAX_OUTPUT = 1 << 20   # bytes a host buffers for one peer before it gives up on it (as reactor.stream)
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def rss_kib(pid: int) -> int:
+    """The resident set size of process ``pid`` in KiB (VmRSS)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def load_accounts(path: str) -> dict[str, str]:
+    """``<username> <password>`` lines, as the bench writes them."""
+    accounts = {}
+    with open(path) as lines:
+        for line in lines:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                name, password = line.split(" ", 1)
+                accounts[name] = password
+    return accounts
+
+
+def write_accounts(path: str, count: int) -> None:
+    with open(path, "w") as out:
+        out.writelines(f"user{i} {password(i)}\n" for i in range(count))
+
+
+def password(index: int) -> str:
+    return f"pw{index}"
+
+
+def decode_line(line: bytes) -> dict | str:
+    """A frame (dict) or why the line is not one, as reactor.framing decides."""
+    try:
+        frame = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        return "invalid UTF-8"
+    except (ValueError, RecursionError):
+        return "invalid JSON"
+    return frame if type(frame) is dict else "frame is not a JSON object"
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of already sorted values."""
+    if not sorted_values:
+        return float("nan")
+    rank = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values) + 0.5) - 1))
+    return sorted_values[rank]

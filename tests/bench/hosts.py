@@ -1,0 +1,75 @@
+"""Starts one server under test: ``python -m tests.bench.hosts KIND --credentials FILE [options]``.
+
+KIND is ``reactor`` (reactor.server_host.ServerHost on reactor.loop.EventLoop),
+``asyncio`` (asyncio_host), ``threaded`` (threaded_host) or ``relay``
+(raw_relay, no chat logic). All but the relay host the same sans-I/O
+``ChatServer``; none has a store, so the comparison is the I/O alone. The host
+prints ``listening <port>`` on stdout once it accepts, and stops on SIGTERM.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import signal
+import sys
+
+from .common import load_accounts, raise_open_files_limit
+
+KINDS = ("reactor", "asyncio", "threaded", "relay")
+
+
+def announce(port: int) -> None:
+    print(f"listening {port}", flush=True)
+
+
+def serve_reactor(logic, port: int, profile: str | None) -> None:
+    from reactor.loop import EventLoop
+    from reactor.server_host import ServerHost
+
+    loop = EventLoop()
+    host = ServerHost(loop, logic)
+    host.serve("127.0.0.1", port)
+    loop.add_signal_handler(signal.SIGTERM, loop.stop)
+    announce(host.address[1])
+    profiler = cProfile.Profile() if profile else None
+    if profiler:  # the runner brackets the workload it wants profiled with SIGUSR1 ... SIGUSR2
+        loop.add_signal_handler(signal.SIGUSR1, profiler.enable)
+        loop.add_signal_handler(signal.SIGUSR2, profiler.disable)
+    try:
+        loop.run()
+    finally:
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(profile)
+        loop.close()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.hosts")
+    parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("--credentials", required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--block", type=float, default=60.0)
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--profile", metavar="FILE", help="reactor only: write cProfile stats here at exit")
+    args = parser.parse_args(argv)
+    raise_open_files_limit()
+    if args.kind == "relay":
+        from .raw_relay import serve
+        serve(args.port, announce)
+        return 0
+    from reactor.chat_server import ChatServer
+    logic = ChatServer(load_accounts(args.credentials), args.block, args.timeout)
+    if args.kind == "reactor":
+        serve_reactor(logic, args.port, args.profile)
+    elif args.kind == "asyncio":
+        from .asyncio_host import serve
+        serve(logic, args.port, announce)
+    else:
+        from .threaded_host import serve
+        serve(logic, args.port, announce)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
