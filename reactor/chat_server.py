@@ -373,11 +373,14 @@ class ChatServer:
 
     def _announce(self, user: str, online: bool) -> list:
         """Tell every other online user, except those ``user`` blocked, that ``user`` came or went."""
-        blocked = self._blocks.get(user, _EMPTY)
-        others = tuple(o.id for name, o in self._online.items() if name != user and name not in blocked)
+        blocked = self._blocks.get(user)
+        if blocked:
+            others = [o.id for name, o in self._online.items() if name != user and name not in blocked]
+        else:   # the usual case, and a hot one: every login and logout reaches everyone
+            others = [o.id for name, o in self._online.items() if name != user]
         if not others:
             return []
-        return [Send(others, {"type": "presence", "user": user, "online": online})]
+        return [Send(tuple(others), {"type": "presence", "user": user, "online": online})]
 
     def _reply(self, c: _Conn, frame: dict) -> list:
         return [Send((c.id,), frame)]

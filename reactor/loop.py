@@ -60,13 +60,14 @@ class TimerHandle(Handle):
 
 
 class _FileEvents:
-    """The reader and writer callbacks registered for one file descriptor."""
+    """The reader and writer callbacks registered for one file descriptor, and the mask watched."""
 
-    __slots__ = ("reader", "writer")
+    __slots__ = ("reader", "writer", "mask")
 
     def __init__(self) -> None:
         self.reader: Callable[[], Any] | None = None
         self.writer: Callable[[], Any] | None = None
+        self.mask = 0
 
 
 class EventLoop:
@@ -75,6 +76,7 @@ class EventLoop:
     def __init__(self, selector: selectors.BaseSelector | None = None) -> None:
         self._selector = selector or selectors.DefaultSelector()
         self._ready: deque[Handle] = deque()
+        self._files: dict[int, _FileEvents] = {}
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._cancelled_timers = 0
         self._seq = itertools.count()
@@ -101,22 +103,29 @@ class EventLoop:
         self._set(fileobj, None, writer=True)
 
     def _set(self, fileobj: Any, callback: Callable[[], Any] | None, writer: bool) -> None:
-        try:
-            key = self._selector.get_key(fileobj)
-        except KeyError:
+        # Our own fd map: the selector's get_key raises a KeyError that formats repr(fileobj)
+        # (two system calls for a socket) for every removal from a stream that is not watched.
+        fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
+        events = self._files.get(fd)
+        if events is None:
             if callback is None:
                 return
-            events = _FileEvents()
-            setattr(events, "writer" if writer else "reader", callback)
-            self._selector.register(fileobj, selectors.EVENT_WRITE if writer else selectors.EVENT_READ, events)
-            return
-        events = key.data
-        setattr(events, "writer" if writer else "reader", callback)
+            events = self._files[fd] = _FileEvents()
+        if writer:
+            events.writer = callback
+        else:
+            events.reader = callback
         mask = (selectors.EVENT_READ if events.reader else 0) | (selectors.EVENT_WRITE if events.writer else 0)
+        if mask == events.mask:
+            return
         if mask == 0:
-            self._selector.unregister(fileobj)
-        elif mask != key.events:
-            self._selector.modify(fileobj, mask, events)
+            del self._files[fd]
+            self._selector.unregister(fd)
+        elif events.mask == 0:
+            self._selector.register(fd, mask, events)
+        else:
+            self._selector.modify(fd, mask, events)
+        events.mask = mask
 
     # -- time events ---------------------------------------------------
 

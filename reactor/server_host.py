@@ -130,15 +130,15 @@ class ServerHost:
                 raise TypeError(f"unknown effect {effect!r}")
 
     def _deliver(self, effect: Send | Close) -> None:
-        streams = self._streams
+        get = self._streams.get
         if type(effect) is Send:
             data = encode(effect.frame)
             for conn in effect.conns:
-                stream = streams.get(conn)
+                stream = get(conn)
                 if stream is not None:
                     stream.write(data)
         else:
-            stream = streams.get(effect.conn)
+            stream = get(effect.conn)
             if stream is not None:
                 stream.close()
 

@@ -84,7 +84,7 @@ class Stream:
 
     def write(self, data: bytes) -> None:
         """Queue already-encoded frames; they go out in order."""
-        if self._closing or self._closed:
+        if self._closing:  # (also set once closed)
             return
         self._out += data
         if len(self._out) > self._max_output:
