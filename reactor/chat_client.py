@@ -29,6 +29,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from .timer_effects import CancelTimer, SetTimer
+
 __all__ = ["Print", "Prompt", "ToServer", "ToPeer", "ConnectPeer", "ClosePeer", "Listen", "SetTimer",
            "CancelTimer", "Exit", "ChatClient", "HELP"]
 
@@ -81,17 +83,6 @@ class ClosePeer:
 @dataclass(frozen=True, slots=True)
 class Listen:
     """Start accepting peers on the address used to reach the server; the host answers ``listening``."""
-
-
-@dataclass(frozen=True, slots=True)
-class SetTimer:
-    key: object
-    when: float
-
-
-@dataclass(frozen=True, slots=True)
-class CancelTimer:
-    key: object
 
 
 @dataclass(frozen=True, slots=True)

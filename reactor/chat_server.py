@@ -28,6 +28,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+from .timer_effects import CancelTimer, SetTimer
+
 __all__ = ["Send", "Close", "SetTimer", "CancelTimer", "Persist", "ChatServer",
            "PROTOCOL_VERSION", "MAX_LOGIN_FAILURES"]
 
@@ -50,19 +52,6 @@ class Send:
 class Close:
     """Close this connection once what was sent to it is flushed."""
     conn: int
-
-
-@dataclass(frozen=True, slots=True)
-class SetTimer:
-    """(Re)arm the timer ``key`` to fire at ``when`` (the clock of ``now``); replaces one with the same key."""
-    key: object
-    when: float
-
-
-@dataclass(frozen=True, slots=True)
-class CancelTimer:
-    """Drop the timer ``key`` if it is armed."""
-    key: object
 
 
 @dataclass(frozen=True, slots=True)

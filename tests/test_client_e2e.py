@@ -280,7 +280,8 @@ def test_declined_and_forged_token(server, clients):
         proxy.close()
 
 
-def test_logout_ends_the_private_chat_for_the_other_side(clients):
+def open_private_chat(clients):
+    """yoda and hans logged in, with a private chat open between them."""
     yoda = clients("yoda")
     hans = clients("hans")
     yoda.type("startprivate hans")
@@ -288,6 +289,11 @@ def test_logout_ends_the_private_chat_for_the_other_side(clients):
     hans.type("y")
     hans.expect("Start private messaging with yoda")
     yoda.expect("Start private messaging with hans")
+    return yoda, hans
+
+
+def test_logout_ends_the_private_chat_for_the_other_side(clients):
+    yoda, hans = open_private_chat(clients)
     yoda.type("logout")
     yoda.expect("Private messaging with hans stopped")
     assert yoda.wait() == 0
@@ -295,12 +301,7 @@ def test_logout_ends_the_private_chat_for_the_other_side(clients):
 
 
 def test_block_ends_an_open_private_chat(clients):
-    yoda = clients("yoda")
-    hans = clients("hans")
-    yoda.type("startprivate hans")
-    hans.expect("Accept? (y/n)")
-    hans.type("y")
-    hans.expect("Start private messaging with yoda")
+    yoda, hans = open_private_chat(clients)
     hans.type("block yoda")
     hans.expect("Private messaging with yoda stopped")
     yoda.expect("Private messaging with hans stopped")

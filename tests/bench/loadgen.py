@@ -338,17 +338,23 @@ class Generator:
             self.loop.call_at(start + warmup + k * period, mark)
 
         def done() -> dict | None:
-            if mode["stopped_at"] is None:
+            if not self._finished(mode):
                 return None
             drained = mode["received"] >= mode["sent"]
-            if not drained and self.loop.time() - mode["stopped_at"] < 5.0:
-                return None
-            self.on_lines = self._count
             marks = mode["marks"]
             rates = [(n1 - n0) / (t1 - t0) for (t0, n0), (t1, n1) in zip(marks, marks[1:])]
             return {"rates": rates, "pairs": len(pairs), "drained": drained, "lost": self.lost,
                     "lost_reasons": self.lost_reasons}
         return done
+
+    def _finished(self, mode: dict) -> bool:
+        """A paced workload is over once sending stopped and all it sent arrived (or 5 s went by)."""
+        if mode["stopped_at"] is None:
+            return False
+        if mode["received"] < mode["sent"] and self.loop.time() - mode["stopped_at"] < 5.0:
+            return False
+        self.on_lines = self._count
+        return True
 
     def _relay_lines(self, client: Client, data: bytes) -> None:
         count = data.count(b"\n")
@@ -389,12 +395,8 @@ class Generator:
             mode["stopped_at"] = start
 
         def done() -> dict | None:
-            if mode["stopped_at"] is None:
+            if not self._finished(mode):
                 return None
-            drained = mode["received"] >= mode["sent"]
-            if not drained and self.loop.time() - mode["stopped_at"] < 5.0:
-                return None
-            self.on_lines = self._count
             return {"samples": mode["samples"], "sent": mode["sent"], "received": mode["received"],
                     "lost": self.lost}
         return done
