@@ -5,6 +5,7 @@ connections, calls one method per event with the current monotonic time
 ``now`` (seconds), and carries out the returned effects in order:
 
 - ``Send``: one frame to one or many connections (encode it once);
+  ``SendBatch``: several frames, in order, to each of many connections;
 - ``Close``: close a connection once what was sent to it is flushed;
 - ``SetTimer`` / ``CancelTimer``: (re)arm or drop a named timer; when it
   comes due the host calls ``timer_fired(key, now)``;
@@ -30,7 +31,7 @@ from typing import Any, Callable, Iterable
 
 from .timer_effects import CancelTimer, SetTimer
 
-__all__ = ["Send", "Close", "SetTimer", "CancelTimer", "Persist", "ChatServer",
+__all__ = ["Send", "SendBatch", "Close", "SetTimer", "CancelTimer", "Persist", "ChatServer",
            "PROTOCOL_VERSION", "MAX_LOGIN_FAILURES"]
 
 log = logging.getLogger("chat.server")
@@ -46,6 +47,13 @@ class Send:
     """One frame to one or many connections: the host encodes it once."""
     conns: tuple[int, ...]
     frame: dict
+
+
+@dataclass(frozen=True, slots=True)
+class SendBatch:
+    """Several frames, in order, to each of these connections: encoded once, one write each."""
+    conns: tuple[int, ...]
+    frames: tuple[dict, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,8 +280,10 @@ class ChatServer:
                 effects += self._login_due(key, now)
             elif kind == "private":
                 effects += self._token_due(key, now)
-        for user in timed_out:
-            effects += self._announce(user, online=False)
+        if len(timed_out) == 1:
+            effects += self._announce(timed_out[0], online=False)
+        elif timed_out:
+            effects += self._announce_gone(timed_out)
         return effects
 
     def _idle_due(self, key: tuple, now: float, timed_out: list[str]) -> list:
@@ -358,6 +368,28 @@ class ChatServer:
         if announce:
             effects += self._announce(user, online=False)
         log.info("%s logged out (%s), conn %d", user, why, c.id)
+        return effects
+
+    def _announce_gone(self, users: list[str]) -> list:
+        """Tell everyone online that ``users`` logged out, in one batch of notices each (a thousand
+        timeouts at once cost a thousand writes, not a million), less those from users who blocked them."""
+        frames = [{"type": "presence", "user": user, "online": False} for user in users]
+        blocking = [(frame, self._blocks[user]) for frame, user in zip(frames, users) if self._blocks.get(user)]
+        if not blocking:
+            conns = tuple(o.id for o in self._online.values())
+            return [SendBatch(conns, tuple(frames))] if conns else []
+        plain: list[int] = []
+        effects: list = []
+        for name, o in self._online.items():
+            hidden = [frame for frame, blocked in blocking if name in blocked]
+            if not hidden:
+                plain.append(o.id)
+                continue
+            seen = tuple(frame for frame in frames if frame not in hidden)
+            if seen:
+                effects.append(SendBatch((o.id,), seen))
+        if plain:
+            effects.insert(0, SendBatch(tuple(plain), tuple(frames)))
         return effects
 
     def _announce(self, user: str, online: bool) -> list:

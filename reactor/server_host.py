@@ -14,7 +14,7 @@ import logging
 import socket
 from typing import Any, Protocol
 
-from .chat_server import CancelTimer, ChatServer, Close, Persist, Send, SetTimer
+from .chat_server import CancelTimer, ChatServer, Close, Persist, Send, SendBatch, SetTimer
 from .framing import encode
 from .loop import EventLoop, NamedTimers
 from .stream import Listener, Stream, listen
@@ -45,7 +45,7 @@ class ServerHost:
         self._due: list = []                  # timer keys that came due this loop iteration
         self._ids = itertools.count(1)
         self._listener: Listener | None = None
-        self._held: list[Send | Close] = []   # waiting for the store's commit
+        self._held: list[Send | SendBatch | Close] = []   # waiting for the store's commit
         self._dirty = False                   # the store has uncommitted changes
         self._stopping = False
         if store is not None:
@@ -113,7 +113,7 @@ class ServerHost:
     def _apply(self, effects: list) -> None:
         for effect in effects:
             kind = type(effect)
-            if kind is Send or kind is Close:
+            if kind is Send or kind is SendBatch or kind is Close:
                 if self._dirty:
                     self._held.append(effect)
                 else:
@@ -129,18 +129,18 @@ class ServerHost:
             else:
                 raise TypeError(f"unknown effect {effect!r}")
 
-    def _deliver(self, effect: Send | Close) -> None:
+    def _deliver(self, effect: Send | SendBatch | Close) -> None:
         get = self._streams.get
-        if type(effect) is Send:
-            data = encode(effect.frame)
-            for conn in effect.conns:
-                stream = get(conn)
-                if stream is not None:
-                    stream.write(data)
-        else:
+        if type(effect) is Close:
             stream = get(effect.conn)
             if stream is not None:
                 stream.close()
+            return
+        data = encode(effect.frame) if type(effect) is Send else b"".join(map(encode, effect.frames))
+        for conn in effect.conns:
+            stream = get(conn)
+            if stream is not None:
+                stream.write(data)
 
     def _commit(self) -> None:
         """Before the loop sleeps: make this iteration's changes durable, then release what waited."""

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from reactor.chat_server import CancelTimer, ChatServer, Close, Persist, Send, SetTimer
+from reactor.chat_server import CancelTimer, ChatServer, Close, Persist, Send, SendBatch, SetTimer
 
 ACCOUNTS = {"hans": "falcon*solo", "yoda": "wise@!man", "vader": "sithlord**", "luke": "jedi*knight",
             "leia": "princess~"}
@@ -370,10 +370,25 @@ def test_users_timed_out_together_are_not_told_of_each_other(w):
         Send((c["hans"],), {"type": "bye", "reason": "timeout"}), Close(c["hans"]),
         Send((c["luke"],), {"type": "bye", "reason": "timeout"}), Close(c["luke"]),
         SetTimer(("idle", c["leia"]), 1.0 + TIMEOUT),
-        Send((c["leia"],), {"type": "presence", "user": "yoda", "online": False}),
-        Send((c["leia"],), {"type": "presence", "user": "hans", "online": False}),
-        Send((c["leia"],), {"type": "presence", "user": "luke", "online": False})]
+        SendBatch((c["leia"],), ({"type": "presence", "user": "yoda", "online": False},
+                                 {"type": "presence", "user": "hans", "online": False},
+                                 {"type": "presence", "user": "luke", "online": False}))]
     assert w.s.online_users() == ["leia"]
+
+
+def test_a_batch_of_timeouts_is_announced_without_what_blockers_hide(w):
+    for user in ("yoda", "hans", "luke", "leia", "vader"):
+        w.login(user, now=0.0)
+    w.send("yoda", {"type": "block", "user": "leia"})
+    w.send("luke", {"type": "block", "user": "leia"})
+    w.send("leia", {"type": "activity"}, 1.0)
+    w.send("vader", {"type": "activity"}, 1.0)
+    c = w.conn
+    gone = lambda user: {"type": "presence", "user": user, "online": False}
+    effects = w.s.timers_fired([("idle", c[u]) for u in ("yoda", "hans", "luke")], TIMEOUT)
+    assert [e for e in effects if type(e) is SendBatch] == [
+        SendBatch((c["vader"],), (gone("yoda"), gone("hans"), gone("luke"))),
+        SendBatch((c["leia"],), (gone("hans"),))]
 
 
 def test_activity_costs_no_timer_effects_and_a_stale_timer_re_arms(w):

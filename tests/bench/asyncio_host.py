@@ -14,7 +14,7 @@ import os
 import signal
 from typing import Any, Callable
 
-from reactor.chat_server import CancelTimer, ChatServer, Close, Persist, Send, SetTimer
+from reactor.chat_server import CancelTimer, ChatServer, Close, Persist, Send, SendBatch, SetTimer
 from reactor.framing import MAX_FRAME, encode
 
 from .common import LISTEN_BACKLOG, MAX_OUTPUT, decode_line
@@ -74,8 +74,8 @@ class AsyncioHost:
         writers = self._writers
         for effect in effects:
             kind = type(effect)
-            if kind is Send:
-                data = encode(effect.frame)
+            if kind is Send or kind is SendBatch:
+                data = encode(effect.frame) if kind is Send else b"".join(map(encode, effect.frames))
                 for conn in effect.conns:
                     writer = writers.get(conn)
                     if writer is not None:

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from reactor.chat_server import CancelTimer, ChatServer, Close, Persist, Send, SetTimer
+from reactor.chat_server import CancelTimer, ChatServer, Close, Persist, Send, SendBatch, SetTimer
 from reactor.framing import MAX_FRAME, encode
 
 from .common import LISTEN_BACKLOG, decode_line
@@ -99,8 +99,8 @@ class ThreadedHost:
         """Carry out effects; the caller holds the lock."""
         for effect in effects:
             kind = type(effect)
-            if kind is Send:
-                data = encode(effect.frame)
+            if kind is Send or kind is SendBatch:
+                data = encode(effect.frame) if kind is Send else b"".join(map(encode, effect.frames))
                 for conn in effect.conns:
                     sock = self._socks.get(conn)
                     if sock is not None:
