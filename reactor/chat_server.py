@@ -269,7 +269,7 @@ class ChatServer:
         """Timers that came due together, in order. Users timed out together are not told of
         each other's logout (they are leaving at the same instant); everyone who stays is."""
         effects: list = []
-        timed_out: list[str] = []
+        timed_out: list[_Conn] = []
         for key in keys:
             if type(key) is not tuple or not key:
                 continue
@@ -280,22 +280,24 @@ class ChatServer:
                 effects += self._login_due(key, now)
             elif kind == "private":
                 effects += self._token_due(key, now)
-        if len(timed_out) == 1:
-            effects += self._announce(timed_out[0], online=False)
-        elif timed_out:
-            effects += self._announce_gone(timed_out)
-        return effects
+        if not timed_out:
+            return effects
+        users = [c.user for c in timed_out]
+        effects.insert(0, Send(tuple(c.id for c in timed_out), {"type": "bye", "reason": "timeout"}))
+        if len(users) == 1:
+            return effects + self._announce(users[0], online=False)
+        return effects + self._announce_gone(users)
 
-    def _idle_due(self, key: tuple, now: float, timed_out: list[str]) -> list:
+    def _idle_due(self, key: tuple, now: float, timed_out: list[_Conn]) -> list:
+        """Re-arm a deadline that activity moved, or log the user out (the caller says bye to all at once)."""
         c = self._conns.get(key[1])
         if c is None or c.state != _ACTIVE:
             return []
         deadline = c.last_active + self._timeout
         if deadline > now:
             return [SetTimer(key, deadline)]
-        timed_out.append(c.user)
-        return [Send((c.id,), {"type": "bye", "reason": "timeout"}), Close(c.id),
-                *self._forget(c, now, "inactivity", fired=True, announce=False)]
+        timed_out.append(c)
+        return [Close(c.id), *self._forget(c, now, "inactivity", fired=True, announce=False)]
 
     def _login_due(self, key: tuple, now: float) -> list:
         c = self._conns.get(key[1])

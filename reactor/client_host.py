@@ -151,8 +151,9 @@ class ClientHost:
         connector = Connector(self.loop, host, port, done)
         self._connectors.add(connector)
 
-    def _fire(self, key: Any) -> None:
-        self._apply(self.logic.timer_fired(key, self.now()))
+    def _fire(self, keys: list) -> None:
+        for key in keys:
+            self._apply(self.logic.timer_fired(key, self.now()))
 
     # -- effects out of the logic ------------------------------------------
 

@@ -26,6 +26,7 @@ from typing import Any, Callable
 log = logging.getLogger("reactor.loop")
 
 _COMPACT_MIN = 100  # cancelled timers tolerated in the heap before it may be rebuilt
+_CATCH_UP_ROUNDS = 4  # NamedTimers: rounds of newly due keys handled before I/O gets its turn
 
 
 class Handle:
@@ -274,36 +275,74 @@ class EventLoop:
 
 
 class NamedTimers:
-    """Timers addressed by a key, each key armed at most once: what the hosts need for SetTimer/CancelTimer."""
+    """Timers addressed by a key, each key armed at most once; keys due together fire together.
 
-    def __init__(self, loop: EventLoop, on_fire: Callable[[Any], Any]) -> None:
+    What the hosts need for the SetTimer/CancelTimer effects. The keys live in a
+    heap of their own behind a single loop timer for the earliest deadline, so
+    the thousand deadlines one iteration reaches come to ``on_fire`` as one list,
+    in deadline order, during the loop's timer phase. Replaced and cancelled
+    entries are skipped when they surface, and the heap is rebuilt when they
+    pile up.
+    """
+
+    def __init__(self, loop: EventLoop, on_fire: Callable[[list], Any]) -> None:
         self._loop = loop
         self._on_fire = on_fire
-        self._handles: dict[Any, TimerHandle] = {}
+        self._when: dict[Any, float] = {}               # key -> its deadline
+        self._heap: list[tuple[float, int, Any]] = []   # (deadline, seq, key); stale ones included
+        self._seq = itertools.count()
+        self._armed: TimerHandle | None = None          # the loop timer for the earliest deadline
 
     def __len__(self) -> int:
-        return len(self._handles)
+        return len(self._when)
 
     def set(self, key: Any, when: float) -> None:
-        """Fire ``on_fire(key)`` at ``when`` (loop time), replacing the timer ``key`` had."""
-        old = self._handles.get(key)
-        if old is not None:
-            old.cancel()
-        self._handles[key] = self._loop.call_at(when, self._fire, key)
+        """Fire ``key`` at ``when`` (loop time), replacing the deadline it had."""
+        self._when[key] = when
+        heapq.heappush(self._heap, (when, next(self._seq), key))
+        if len(self._heap) > 2 * len(self._when) + _COMPACT_MIN:
+            self._heap = [(w, next(self._seq), k) for k, w in self._when.items()]
+            heapq.heapify(self._heap)
+        if self._armed is None or when < self._armed.when:
+            self._arm(when)
 
     def cancel(self, key: Any) -> None:
-        old = self._handles.pop(key, None)
-        if old is not None:
-            old.cancel()
+        self._when.pop(key, None)
 
     def clear(self) -> None:
-        for handle in self._handles.values():
-            handle.cancel()
-        self._handles.clear()
+        self._when.clear()
+        self._heap.clear()
+        if self._armed is not None:
+            self._armed.cancel()
+            self._armed = None
 
-    def _fire(self, key: Any) -> None:
-        del self._handles[key]
-        self._on_fire(key)
+    def _arm(self, when: float) -> None:
+        if self._armed is not None:
+            self._armed.cancel()
+        self._armed = self._loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._armed = None
+        for _ in range(_CATCH_UP_ROUNDS):  # deadlines reached while the last ones were handled join them
+            due = self._take_due(self._loop.time())
+            if not due:
+                break
+            self._on_fire(due)
+        heap, when_of = self._heap, self._when
+        while heap and when_of.get(heap[0][2]) != heap[0][0]:
+            heapq.heappop(heap)
+        if heap and self._armed is None:
+            self._arm(heap[0][0])
+
+    def _take_due(self, now: float) -> list:
+        heap, when_of = self._heap, self._when
+        due = []
+        while heap and heap[0][0] <= now:
+            when, _, key = heapq.heappop(heap)
+            if when_of.get(key) == when:
+                del when_of[key]
+                due.append(key)
+        return due
 
 def _call(callback: Callable[..., Any], args: tuple) -> None:
     try:

@@ -42,7 +42,6 @@ class ServerHost:
         self._stream_options = stream_options or {}
         self._streams: dict[int, Stream] = {}
         self._timers = NamedTimers(loop, self._fire)
-        self._due: list = []                  # timer keys that came due this loop iteration
         self._ids = itertools.count(1)
         self._listener: Listener | None = None
         self._held: list[Send | SendBatch | Close] = []   # waiting for the store's commit
@@ -98,14 +97,8 @@ class ServerHost:
         if self._stopping and not self._streams:
             self._loop.stop()
 
-    def _fire(self, key: Any) -> None:
-        """Collect the timers due in this iteration; the logic gets them together (see timers_fired)."""
-        self._due.append(key)
-        if len(self._due) == 1:
-            self._loop.call_soon(self._fire_due)
-
-    def _fire_due(self) -> None:
-        keys, self._due = self._due, []
+    def _fire(self, keys: list) -> None:
+        """Timers that came due together reach the logic together (see ``timers_fired``)."""
         self._apply(self._logic.timers_fired(keys, self._loop.time()))
 
     # -- effects -> sockets --------------------------------------------

@@ -113,8 +113,8 @@ class Stream:
             if self._writing:
                 self._writing = False
                 self._loop.remove_writer(self._sock)
-            if self._closing:
-                self._finish(self._reason)
+            if self._closing:  # all said: release the socket once this turn's other sends are out
+                self._loop.call_soon(self._finish, self._reason)
 
     # -- reading -------------------------------------------------------
 
@@ -152,12 +152,13 @@ class Stream:
         self._closing = True
         self._reason = reason
         self._loop.remove_reader(self._sock)
+        if not self._out:
+            self._finish(reason)
+            return
         if not self._writing:
             self._flush()  # the last words go out now, not after the rest of this iteration's work
         if self._out:      # the peer is slow to read: the writer callback finishes the close
             self._close_timer = self._loop.call_later(CLOSE_TIMEOUT, self._fail, "close timed out")
-        elif not self._closed:
-            self._finish(reason)
 
     def abort(self) -> None:
         """Close now, dropping unsent bytes, with a reset (SO_LINGER 0)."""
@@ -175,6 +176,8 @@ class Stream:
             self._finish(reason)
 
     def _finish(self, reason: str | None) -> None:
+        if self._closed:
+            return
         self._closed = True
         self._closing = True
         self._out.clear()

@@ -366,9 +366,8 @@ def test_users_timed_out_together_are_not_told_of_each_other(w):
     c = w.conn
     keys = [("idle", c["yoda"]), ("idle", c["hans"]), ("idle", c["luke"]), ("idle", c["leia"]), ("nope",)]
     assert w.s.timers_fired(keys, TIMEOUT) == [
-        Send((c["yoda"],), {"type": "bye", "reason": "timeout"}), Close(c["yoda"]),
-        Send((c["hans"],), {"type": "bye", "reason": "timeout"}), Close(c["hans"]),
-        Send((c["luke"],), {"type": "bye", "reason": "timeout"}), Close(c["luke"]),
+        Send((c["yoda"], c["hans"], c["luke"]), {"type": "bye", "reason": "timeout"}),
+        Close(c["yoda"]), Close(c["hans"]), Close(c["luke"]),
         SetTimer(("idle", c["leia"]), 1.0 + TIMEOUT),
         SendBatch((c["leia"],), ({"type": "presence", "user": "yoda", "online": False},
                                  {"type": "presence", "user": "hans", "online": False},

@@ -289,12 +289,37 @@ def test_named_timers_replace_cancel_and_clear(loop):
     timers.cancel("never set")
     clock.now = 1002.5
     loop.run_once(timeout=0)
-    assert fired == ["b"] and len(timers) == 1
+    assert fired == [["b"]] and len(timers) == 1
     clock.now = 1003
     loop.run_once(timeout=0)
-    assert fired == ["b", "a"] and len(timers) == 0
+    assert fired == [["b"], ["a"]] and len(timers) == 0
     timers.set("d", 1004)
     timers.clear()
     clock.now = 1005
     loop.run_once(timeout=0)
-    assert fired == ["b", "a"] and len(timers) == 0
+    assert fired == [["b"], ["a"]] and len(timers) == 0
+
+
+def test_named_timers_due_together_fire_together_in_deadline_order(loop):
+    clock = FakeClock()
+    loop.time = clock
+    fired = []
+    timers = NamedTimers(loop, fired.append)
+    for i in range(5):
+        timers.set(("idle", i), 1001.0 - i / 10)
+    timers.set("later", 1010)
+    timers.set("earlier still", 1000.5)   # arms the loop timer earlier
+    clock.now = 1001
+    loop.run_once(timeout=0)
+    assert fired == [["earlier still", ("idle", 4), ("idle", 3), ("idle", 2), ("idle", 1), ("idle", 0)]]
+    assert loop.pending_timers >= 1 and len(timers) == 1
+    clock.now = 1010
+    loop.run_once(timeout=0)
+    assert fired[-1] == ["later"]
+
+
+def test_named_timers_keep_their_heap_small_under_churn(loop):
+    timers = NamedTimers(loop, lambda keys: None)
+    for i in range(10_000):
+        timers.set("busy", 2000.0 + i)     # one key re-armed again and again
+    assert len(timers) == 1 and len(timers._heap) < 200

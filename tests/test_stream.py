@@ -503,3 +503,15 @@ def test_errors_are_described_in_words():
     assert stream_mod._describe(ConnectionResetError(104, "Connection reset by peer")) == "Connection reset by peer"
     assert stream_mod._describe(OSError("odd")) == "odd"
     assert stream_mod._describe(OSError()) == "OSError"
+
+
+def test_abort_while_a_close_is_releasing_reports_once(loop, pair):
+    s, raw, rec = pair
+    s.send({"last": "words"})
+    s.close()                           # the words go out now; the socket is released later this turn
+    s.abort()
+    run_until(loop, lambda: rec.lost)
+    loop.run_once(timeout=0)
+    assert rec.lost == [None]
+    raw.settimeout(2)
+    assert json.loads(raw.recv(100)) == {"last": "words"}
