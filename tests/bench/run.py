@@ -67,7 +67,7 @@ class Settings:
     def make(cls, quick: bool) -> Settings:
         if not quick:
             return cls(quick=False)
-        return cls(quick=True, capacities=(1_000, 5_000), threaded_max=1_000, storm_cap=10.0, fanouts=7,
+        return cls(quick=True, capacities=(1_000, 5_000), threaded_max=1_000, storm_cap=8.0, fanouts=7,
                    latency_warmup=0.5, latency_time=2.0, throughput_warmup=0.5, throughput_periods=5,
                    throughput_period=0.4, idle_timeout=1.0)
 
