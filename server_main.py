@@ -5,6 +5,7 @@ import logging
 import resource
 import signal
 import sys
+import time
 
 from reactor.chat_server import ChatServer
 from reactor.credentials import CredentialsError, load_credentials
@@ -121,7 +122,8 @@ def serve(args, accounts, store: Store) -> int:
     raise_open_files_limit()
     loop = EventLoop()
     guard = StopOnStoreFailure(store, loop)
-    logic = ChatServer(accounts, args.block_duration, args.timeout, blocks=blocks, offline=offline)
+    logic = ChatServer(accounts, args.block_duration, args.timeout, blocks=blocks, offline=offline,
+                       wall_offset=time.time() - loop.time())  # stamps stored messages with when they were sent
     host = ServerHost(loop, logic, guard)
     try:
         host.serve(args.host, args.server_port)

@@ -66,7 +66,7 @@ class Close:
 class Persist:
     """A durable change, stored before the Sends that follow it are released.
 
-    ``op``/``args``: ``'add_offline'`` (id, to, sender, text), ``'del_offline'``
+    ``op``/``args``: ``'add_offline'`` (id, to, sender, text[, sent]), ``'del_offline'``
     ((id, ...),), ``'block'`` (blocker, blocked), ``'unblock'`` (blocker, blocked).
     """
     op: str
@@ -528,8 +528,14 @@ class ChatServer:
             return self._reply(c, _error("queue_full", user=to))
         mid = self._next_id
         self._next_id += 1
-        queue[mid] = (sender, text, None if self._wall_offset is None else now + self._wall_offset)
-        return [Persist("add_offline", (mid, to, sender, text)), Send((c.id,), {"type": "stored", "to": to})]
+        if self._wall_offset is None:
+            queue[mid] = (sender, text, None)
+            row: tuple = (mid, to, sender, text)
+        else:
+            sent = now + self._wall_offset
+            queue[mid] = (sender, text, sent)
+            row = (mid, to, sender, text, sent)
+        return [Persist("add_offline", row), Send((c.id,), {"type": "stored", "to": to})]
 
     def _broadcast(self, c: _Conn, frame: dict, now: float) -> list:
         text = frame.get("text")

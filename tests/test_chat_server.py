@@ -557,7 +557,7 @@ def test_stored_messages_follow_welcome_and_presence_oldest_first(w):
 def test_stored_messages_carry_sent_when_the_host_gives_the_wall_clock():
     w = World(wall_offset=1_700_000_000.0)
     w.login("hans", now=5.0)
-    w.send("hans", msg("yoda", "hi"), 7.5)
+    assert w.send("hans", msg("yoda", "hi"), 7.5)[0] == Persist("add_offline", (1, "yoda", "hans", "hi", 1_700_000_007.5))
     stored = w.to(w.login("yoda", now=9.0), "yoda")[-1]
     assert stored == {"type": "message", "from": "hans", "text": "hi", "id": 1, "sent": 1_700_000_007.5}
 

@@ -89,6 +89,7 @@ def test_offline_messages_and_blocks_survive_a_restart(tmp_path):
         assert [(f["from"], f["text"]) for f in frames] == \
             [("hans", "one"), ("hans", "two"), ("hans", "three"), ("luke", "four")]
         check_order(frames)
+        assert all(abs(f["sent"] - time.time()) < 60 for f in frames)   # when it was sent, kept across the restart
         yoda.send({"type": "block", "user": "vader"})
         yoda.expect("error", code="already_blocked")
     finally:
