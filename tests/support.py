@@ -231,8 +231,13 @@ class ClientProcess:
         return self.proc.returncode
 
     def kill(self):
+        """End the client: end of input first (it logs out and exits, and its coverage is kept), else SIGKILL."""
         if self.proc.poll() is None:
-            self.proc.kill()
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=3)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
         self.proc.wait()
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             try:
