@@ -460,10 +460,17 @@ class ChatClient:
         return [Print("\n".join(names) if names else "No other users online")]
 
     def _on_blocked(self, frame: dict, now: float) -> list:
+        """A block ends any private chat with that user, open or still being set up."""
         user = frame.get("user")
         effects: list = [Print(f"{user} is blocked")]
         if user in self._chats:
             effects += self._stop_chat(user)
+        self._connecting.pop(user, None)
+        if self._expected.pop(user, None) is not None:
+            effects.append(CancelTimer(("expect", user)))
+        for p in [p for p in self._peers.values() if p.user == user]:
+            del self._peers[p.id]
+            effects += [ClosePeer(p.id), CancelTimer(("peer", p.id))]
         return effects
 
     def _on_private_request(self, frame: dict, now: float) -> list:

@@ -405,3 +405,21 @@ def test_events_after_exit_do_nothing():
     assert c.server_bad_frame("x", 2) == []
     assert c.listening("h", 1, 2) == []
     assert c.peer_connected(1, "hans", 2) == [ClosePeer(1)]
+
+
+def test_a_block_also_ends_a_chat_still_being_set_up():
+    c = logged_in("yoda")
+    c.server_frame({"type": "private_connect", "user": "hans", "host": "h", "port": 1, "token": "T"}, 1)
+    c.peer_connected(1, "hans", 1)                      # hello sent, no welcome yet
+    c.server_frame({"type": "private_expect", "user": "luke", "token": "L"}, 1)
+    c.server_frame({"type": "private_connect", "user": "leia", "host": "h", "port": 2, "token": "E"}, 1)
+    assert c.server_frame({"type": "blocked", "user": "hans"}, 2) == [
+        Print("hans is blocked"), ClosePeer(1), CancelTimer(("peer", 1))]
+    assert c.peer_frame(1, {"type": "peer_welcome", "user": "hans"}, 2) == []
+    assert c.server_frame({"type": "blocked", "user": "luke"}, 2) == [
+        Print("luke is blocked"), CancelTimer(("expect", "luke"))]
+    c.peer_accepted(2, 2)
+    assert ClosePeer(2) in c.peer_frame(2, {"type": "peer_hello", "user": "luke", "token": "L"}, 2)
+    c.server_frame({"type": "blocked", "user": "leia"}, 2)
+    assert c.peer_connected(3, "leia", 2) == [ClosePeer(3)]
+    assert c.chats() == []
