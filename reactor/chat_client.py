@@ -184,6 +184,7 @@ class ChatClient:
         self._state = _CONNECTING
         self._waiting = True                       # a login step awaits the server's answer
         self._typed: deque[str] = deque()          # lines typed while waiting
+        self._input_ended = False                  # standard input is done (acted on once _typed is)
         self._user: str | None = None
         self._claimed: str | None = None           # the name sent, awaiting its password
         self._shown: set[int] = set()              # ids of stored messages already shown
@@ -219,8 +220,10 @@ class ChatClient:
         return self._take(text, now)
 
     def end_of_input(self, now: float) -> list:
-        """Standard input ended (Ctrl-D, a closed pipe): log out and exit 0."""
-        return self._leave(now)
+        """Standard input ended (Ctrl-D, a closed pipe): log out and exit 0, once the lines
+        typed before it have had their turn (a script may pipe a whole session and close)."""
+        self._input_ended = True
+        return self._drain(now)
 
     def interrupt(self, now: float) -> list:
         """A signal asked the client to stop: as the end of input."""
@@ -247,7 +250,7 @@ class ChatClient:
                 log.debug("ignoring a %.40r frame from the server", kind)
                 return []
             effects = handler(self, frame, now)
-        if not self._waiting and self._typed and self._state != _DONE:
+        if not self._waiting and self._state != _DONE:
             effects += self._drain(now)
         return effects
 
@@ -386,10 +389,12 @@ class ChatClient:
         return self._command(text, now)
 
     def _drain(self, now: float) -> list:
-        """Run lines typed ahead, until one needs the server's answer first."""
+        """Run lines typed ahead, until one needs the server's answer first; then the end of input."""
         effects: list = []
         while self._typed and not self._waiting and self._state not in (_DONE, _LEAVING):
             effects += self._take(self._typed.popleft(), now)
+        if self._input_ended and not self._typed and (not self._waiting or self._state == _CONNECTING):
+            effects += self._leave(now)   # (an answer to what was typed is worth waiting for; hello is not)
         return effects
 
     def _ask(self, state: int, text: str, secret: bool = False) -> list:

@@ -94,6 +94,29 @@ def test_another_protocol_version_is_refused():
         Print("Error. Server speaks protocol version 7"), Exit(1)]
 
 
+def test_a_piped_session_runs_to_its_end_before_the_end_of_input_logs_out():
+    c = ChatClient()
+    c.start(0)
+    for line in ("yoda", "wise@!man", "whoelse"):
+        c.line(line, 0)
+    assert c.end_of_input(0) == []              # the lines come first
+    c.server_frame({"type": "hello", "version": 1}, 0)
+    assert c.server_frame({"type": "username_ok"}, 0) == [
+        Prompt("Password: ", secret=True), ToServer({"type": "password", "password": "wise@!man"})]
+    assert c.server_frame({"type": "welcome", "user": "yoda"}, 1) == [
+        Print("Welcome to the greatest messaging application ever!"), Prompt(""),
+        ToServer({"type": "whoelse"}), ToServer({"type": "logout"}), SetTimer(("leave",), 4.0)]
+
+
+def test_end_of_input_after_a_refused_name_exits_0():
+    c = ChatClient()
+    c.start(0)
+    c.server_frame({"type": "hello", "version": 1}, 0)
+    c.line("nobody", 0)
+    assert c.end_of_input(0) == []              # the answer may still matter
+    assert c.server_frame({"type": "error", "code": "invalid_username"}, 0)[-1] == Exit(0)
+
+
 def test_end_of_input_before_login_exits_0():
     c = ChatClient()
     c.start(0)

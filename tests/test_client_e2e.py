@@ -305,3 +305,15 @@ def test_block_ends_an_open_private_chat(clients):
     hans.type("block yoda")
     hans.expect("Private messaging with yoda stopped")
     yoda.expect("Private messaging with hans stopped")
+
+
+def test_a_whole_session_piped_at_once(server):
+    script = "yoda\nwise@!man\nwhoelse\nmessage hans see you later\n"   # and then the end of input
+    out = subprocess.run([sys.executable, str(ROOT / "client_main.py"), server.host, str(server.port)],
+                         input=script, capture_output=True, text=True, timeout=20, env=coverage_env())
+    assert out.returncode == 0, out
+    lines = [line.strip() for line in out.stdout.splitlines()]
+    assert "Welcome to the greatest messaging application ever!" in lines
+    assert "No other users online" in lines
+    assert "hans is offline; the message will be delivered when they log in" in lines
+    assert lines[-1] == "Logged out"
