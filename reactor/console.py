@@ -16,13 +16,18 @@ from .stdin import InputReader, LineSplitter
 
 
 class PipeConsole:
-    """Lines in, lines out: no escape codes, no command prompt; login prompts are printed as text."""
+    """Lines in, lines out: no escape codes, no command prompt; login prompts are printed as text.
+
+    If the reader of standard output goes away (``client | head``), output is
+    dropped from then on and the session ends as at the end of input.
+    """
 
     def __init__(self, stdin_fd: int = 0, stdout: TextIO = sys.stdout) -> None:
         self._fd = stdin_fd
-        self._out = stdout
+        self._out: TextIO | None = stdout
         self._reader: InputReader | None = None
         self._prompted = False   # a prompt is on screen without its line end (input is not echoed)
+        self._end: Callable[[], Any] | None = None
 
     def start(self, loop: EventLoop, on_line: Callable[[str], Any], on_eof: Callable[[], Any]) -> None:
         splitter = LineSplitter(on_line)
@@ -32,19 +37,30 @@ class PipeConsole:
             on_eof()
 
         self._reader = InputReader(loop, self._fd, splitter.feed, eof)
+        self._end = lambda: loop.call_soon(on_eof)
 
     def print(self, text: str) -> None:
         if self._prompted:
             text = "\n" + text
             self._prompted = False
-        self._out.write(text + "\n")
-        self._out.flush()
+        self._write(text + "\n")
 
     def prompt(self, text: str, secret: bool) -> None:
         if text:
-            self._out.write(("\n" if self._prompted else "") + text)
-            self._out.flush()
+            self._write(("\n" if self._prompted else "") + text)
             self._prompted = True
+
+    def _write(self, text: str) -> None:
+        if self._out is None:
+            return
+        try:
+            self._out.write(text)
+            self._out.flush()
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._out.fileno())  # so the exit's flush is quiet too
+            self._out = None
+            if self._end is not None:
+                self._end()
 
     def close(self) -> None:
         if self._reader is not None:

@@ -317,3 +317,26 @@ def test_a_whole_session_piped_at_once(server):
     assert "No other users online" in lines
     assert "hans is offline; the message will be delivered when they log in" in lines
     assert lines[-1] == "Logged out"
+
+
+def test_server_shutdown_reaches_the_client(server, clients):
+    yoda = clients("yoda")
+    hans = clients("hans")
+    server.proc.send_signal(signal.SIGTERM)
+    for c in (yoda, hans):
+        c.expect("Error. Server is shutting down")
+        assert c.wait() == 1
+    assert server.proc.wait(timeout=5) == 0
+
+
+def test_a_reader_that_goes_away_ends_the_session_quietly(server):
+    client = subprocess.Popen([sys.executable, str(ROOT / "client_main.py"), server.host, str(server.port)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=coverage_env())
+    client.stdout.close()                       # as `client_main.py ... | head -0` would
+    client.stdin.write(b"yoda\nwise@!man\n")
+    client.stdin.flush()
+    assert client.wait(timeout=10) == 0        # logged out, as at the end of input
+    assert client.stderr.read() == b""
+    client.stdin.close()
+    client.stderr.close()
