@@ -17,7 +17,7 @@ import socket
 import struct
 from typing import Any, Callable, Protocol
 
-from .framing import MAX_FRAME, BadFrame, FrameDecoder, encode
+from .framing import MAX_FRAME, FrameDecoder, encode
 from .loop import EventLoop, TimerHandle
 
 log = logging.getLogger("reactor.stream")

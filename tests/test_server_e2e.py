@@ -1,5 +1,4 @@
 """The real server process on loopback, driven by scripted socket clients."""
-import json
 import signal
 import socket
 import subprocess
@@ -8,7 +7,7 @@ import time
 
 import pytest
 
-from tests.support import ACCOUNTS, ROOT, ServerProcess, WireClient, coverage_env, wait_for, write_credentials
+from tests.support import ACCOUNTS, ROOT, ServerProcess, coverage_env, wait_for, write_credentials
 
 
 @pytest.fixture
