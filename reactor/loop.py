@@ -273,7 +273,6 @@ class EventLoop:
         return len(self._timers)
 
 
-
 class NamedTimers:
     """Timers addressed by a key, each key armed at most once; keys due together fire together.
 
@@ -343,6 +342,7 @@ class NamedTimers:
                 del when_of[key]
                 due.append(key)
         return due
+
 
 def _call(callback: Callable[..., Any], args: tuple) -> None:
     try:

@@ -3,16 +3,16 @@
 The host owns the I/O the logic must not touch: it numbers connections, hands
 decoded frames and the loop's clock to ``ChatServer``, and carries out the
 effects it returns: frames to send (encoded once, however many recipients),
-connections to close, timers to arm. Durable effects go to an optional store
-and the sends that follow them are held until the store has committed (see
-``Barrier``).
+connections to close, timers to arm. Durable effects go to an optional store,
+and once one has, every send and close waits until the store has committed
+(``_commit``, run before the loop sleeps: one transaction per loop turn).
 """
 from __future__ import annotations
 
 import itertools
 import logging
 import socket
-from typing import Any, Protocol
+from typing import Protocol
 
 from .chat_server import CancelTimer, ChatServer, Close, Persist, Send, SendBatch, SetTimer
 from .framing import encode
@@ -34,12 +34,10 @@ class Store(Protocol):
 class ServerHost:
     """Runs one ``ChatServer`` over a listening socket on ``loop``."""
 
-    def __init__(self, loop: EventLoop, logic: ChatServer, store: Store | None = None, *,
-                 stream_options: dict[str, Any] | None = None) -> None:
+    def __init__(self, loop: EventLoop, logic: ChatServer, store: Store | None = None) -> None:
         self._loop = loop
         self._logic = logic
         self._store = store
-        self._stream_options = stream_options or {}
         self._streams: dict[int, Stream] = {}
         self._timers = NamedTimers(loop, self._fire)
         self._ids = itertools.count(1)
@@ -55,10 +53,6 @@ class ServerHost:
         assert self._listener is not None
         return self._listener.address
 
-    @property
-    def connections(self) -> int:
-        return len(self._streams)
-
     def serve(self, host: str, port: int) -> None:
         """Start accepting on ``host:port``; raises OSError if it cannot bind."""
         self._listener = listen(self._loop, host, port, self._accept)
@@ -70,7 +64,7 @@ class ServerHost:
             sock.close()
             return
         try:
-            stream = Stream(self._loop, sock, self, **self._stream_options)
+            stream = Stream(self._loop, sock, self)
         except OSError as exc:  # the peer is already gone
             log.debug("accept: %s", exc)
             sock.close()
