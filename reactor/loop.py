@@ -6,9 +6,9 @@ writable, and a timer coming due. Timers live in a heap with lazy cancellation
 rebuilt when cancelled handles outnumber live ones, as asyncio does).
 Signals arrive through ``signal.set_wakeup_fd`` and run as ordinary callbacks.
 
-One iteration: before-sleep hooks, wait for files (until the next timer),
-dispatch file events, run due timers, run the callbacks queued by ``call_soon``
-so far. Every callback runs on this one thread, one at a time; an exception in
+One iteration: before-sleep hooks, wait for files (until the next timer, at
+most a day), dispatch file events, run due timers, run the callbacks queued by
+``call_soon`` so far. Every callback runs on this one thread, one at a time; an exception in
 one is logged and the loop goes on.
 """
 from __future__ import annotations
@@ -27,6 +27,7 @@ log = logging.getLogger("reactor.loop")
 
 _COMPACT_MIN = 100  # cancelled timers tolerated in the heap before it may be rebuilt
 _CATCH_UP_ROUNDS = 4  # NamedTimers: rounds of newly due keys handled before I/O gets its turn
+MAX_SELECT_TIMEOUT = 24 * 3600  # seconds; select() overflows past ~24.8 days (asyncio clamps the same way)
 
 
 class Handle:
@@ -226,6 +227,8 @@ class EventLoop:
         elif timers:
             wait = max(0.0, timers[0][0] - self.time())
             timeout = wait if timeout is None else min(timeout, wait)
+        if timeout is not None:
+            timeout = min(timeout, MAX_SELECT_TIMEOUT)  # a far timer: wake up once a day, do not overflow
 
         for key, mask in self._selector.select(timeout):
             events = key.data
