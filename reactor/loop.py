@@ -8,8 +8,8 @@ Signals arrive through ``signal.set_wakeup_fd`` and run as ordinary callbacks.
 
 One iteration: before-sleep hooks, wait for files (until the next timer, at
 most a day), dispatch file events, run due timers, run the callbacks queued by
-``call_soon`` so far. Every callback runs on this one thread, one at a time; an exception in
-one is logged and the loop goes on.
+``call_soon`` so far. Every callback runs on this one thread, one at a time;
+an exception in one is logged and the loop goes on.
 """
 from __future__ import annotations
 
