@@ -26,11 +26,34 @@ def run_server(args, cwd, timeout=10):
 
 @pytest.mark.parametrize("args", [[], ["5000"], ["5000", "10"], ["x", "10", "10"], ["5000", "-1", "10"],
                                   ["5000", "10", "zero"], ["70000", "1", "1"], ["5000", "1", "0"],
-                                  ["5000", "1", "1", "--bogus"]])
+                                  ["5000", "1", "1", "--bogus"], ["5000", "nan", "1"], ["5000", "1", "inf"],
+                                  ["5000", "1", "-inf"], ["5000", "0", "1"], ["5000", "1", "31536000.5"],
+                                  ["5000", "1e400", "1"], ["5000", "3e7", "4e7"]])
 def test_bad_arguments_give_usage_and_status_2(tmp_path, args):
     out = run_server(args, tmp_path)
     assert out.returncode == 2
     assert "usage: server_main.py" in out.stderr
+
+
+@pytest.mark.parametrize("args, name", [(["0", "nan", "1"], "block_duration"), (["0", "1", "31536001"], "timeout")])
+def test_seconds_out_of_range_say_the_limits(tmp_path, args, name):
+    out = run_server(args, tmp_path)
+    assert out.returncode == 2
+    assert f"argument {name}: '{args[1 if name == 'block_duration' else 2]}' is not a number of seconds " \
+           "more than 0 and at most 31536000 (a year)" in out.stderr
+
+
+def test_the_longest_durations_serve_connections(tmp_path):
+    """A year of timeout arms timers a year out: the loop must wait for them without overflowing."""
+    srv = ServerProcess(tmp_path, block=365 * 24 * 3600, timeout=365 * 24 * 3600)
+    try:
+        hans = srv.client()                 # its login deadline: the old loop died here
+        hans.login("hans")
+        hans.send({"type": "whoelse"})
+        hans.expect("users", names=[])
+        assert srv.proc.poll() is None
+    finally:
+        assert srv.stop() == 0
 
 
 def test_missing_credentials_file_is_named(tmp_path):
