@@ -21,22 +21,31 @@ def port_number(text: str) -> int:
     return port
 
 
+MAX_SECONDS = 365 * 24 * 3600   # block_duration and timeout: at most a year
+
+
 def seconds(text: str) -> float:
-    value = float(text)
-    if not 0 < value < float("inf"):
-        raise ValueError(text)
-    return value
+    """More than 0 and at most a year; NaN and infinity are refused."""
+    try:
+        value = float(text)
+        if 0 < value <= MAX_SECONDS:
+            return value
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a number of seconds more than 0 and at most {MAX_SECONDS} (a year)")
 
 
 port_number.__name__ = "port (0-65535)"
-seconds.__name__ = "number of seconds (> 0)"
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="server_main.py", description="The chat server.")
     parser.add_argument("server_port", type=port_number, help="TCP port to listen on (0: the OS picks)")
-    parser.add_argument("block_duration", type=seconds, help="seconds an account stays locked after 3 bad passwords")
-    parser.add_argument("timeout", type=seconds, help="seconds of inactivity before a user is logged out")
+    parser.add_argument("block_duration", type=seconds,
+                        help="seconds an account stays locked after 3 bad passwords (at most a year)")
+    parser.add_argument("timeout", type=seconds,
+                        help="seconds of inactivity before a user is logged out (at most a year)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for a LAN)")
     parser.add_argument("--credentials", default="credentials.txt", help="accounts file (default credentials.txt)")
     parser.add_argument("--state", default="chat-state.db",

@@ -32,12 +32,13 @@ from typing import Any, Callable, Iterable
 from .timer_effects import CancelTimer, SetTimer
 
 __all__ = ["Send", "SendBatch", "Close", "SetTimer", "CancelTimer", "Persist", "ChatServer",
-           "PROTOCOL_VERSION", "MAX_LOGIN_FAILURES"]
+           "PROTOCOL_VERSION", "MAX_LOGIN_FAILURES", "MAX_LOGIN_TIME"]
 
 log = logging.getLogger("chat.server")
 
 PROTOCOL_VERSION = 1
 MAX_LOGIN_FAILURES = 3   # wrong passwords in a row that lock an account
+MAX_LOGIN_TIME = 60.0    # seconds: a connection must log in within timeout, but never more than this
 
 
 # -- effects ----------------------------------------------------------------
@@ -149,6 +150,7 @@ class ChatServer:
         self._accounts = dict(accounts)
         self._block_duration = float(block_duration)
         self._timeout = float(timeout)
+        self._login_time = min(self._timeout, MAX_LOGIN_TIME)
         self._max_text = max_text
         self._queue_cap = queue_cap
         self._max_bad = max_bad_frames
@@ -212,10 +214,11 @@ class ChatServer:
     # -- events ------------------------------------------------------------
 
     def connected(self, conn: int, now: float) -> list:
-        """A new connection: arm its login deadline (or, after shutdown, turn it away)."""
+        """A new connection: arm its login deadline (``timeout``, at most ``MAX_LOGIN_TIME``), or after
+        shutdown turn it away."""
         if self._shut:
             return [Send((conn,), {"type": "bye", "reason": "shutdown"}), Close(conn)]
-        deadline = now + self._timeout
+        deadline = now + self._login_time
         self._conns[conn] = _Conn(conn, deadline)
         return [SetTimer(("login", conn), deadline)]
 

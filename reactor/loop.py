@@ -6,10 +6,10 @@ writable, and a timer coming due. Timers live in a heap with lazy cancellation
 rebuilt when cancelled handles outnumber live ones, as asyncio does).
 Signals arrive through ``signal.set_wakeup_fd`` and run as ordinary callbacks.
 
-One iteration: before-sleep hooks, wait for files (until the next timer),
-dispatch file events, run due timers, run the callbacks queued by ``call_soon``
-so far. Every callback runs on this one thread, one at a time; an exception in
-one is logged and the loop goes on.
+One iteration: before-sleep hooks, wait for files (until the next timer, at
+most a day), dispatch file events, run due timers, run the callbacks queued by
+``call_soon`` so far. Every callback runs on this one thread, one at a time;
+an exception in one is logged and the loop goes on.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ log = logging.getLogger("reactor.loop")
 
 _COMPACT_MIN = 100  # cancelled timers tolerated in the heap before it may be rebuilt
 _CATCH_UP_ROUNDS = 4  # NamedTimers: rounds of newly due keys handled before I/O gets its turn
+MAX_SELECT_TIMEOUT = 24 * 3600  # seconds; select() overflows past ~24.8 days (asyncio clamps the same way)
 
 
 class Handle:
@@ -226,6 +227,8 @@ class EventLoop:
         elif timers:
             wait = max(0.0, timers[0][0] - self.time())
             timeout = wait if timeout is None else min(timeout, wait)
+        if timeout is not None:
+            timeout = min(timeout, MAX_SELECT_TIMEOUT)  # a far timer: wake up once a day, do not overflow
 
         for key, mask in self._selector.select(timeout):
             events = key.data
@@ -282,6 +285,12 @@ class NamedTimers:
     in deadline order, during the loop's timer phase. Replaced and cancelled
     entries are skipped when they surface, and the heap is rebuilt when they
     pile up.
+
+    The invariant: whenever a live key exists, the loop timer is armed no later
+    than the earliest live deadline. ``set`` keeps it by arming earlier; while
+    ``_fire`` runs ``on_fire`` (which may set, cancel or clear) nothing is armed,
+    and ``_fire`` arms the earliest deadline left when it is done, even if
+    ``on_fire`` raised.
     """
 
     def __init__(self, loop: EventLoop, on_fire: Callable[[list], Any]) -> None:
@@ -291,6 +300,7 @@ class NamedTimers:
         self._heap: list[tuple[float, int, Any]] = []   # (deadline, seq, key); stale ones included
         self._seq = itertools.count()
         self._armed: TimerHandle | None = None          # the loop timer for the earliest deadline
+        self._firing = False                            # in _fire: it arms the loop timer at the end
 
     def __len__(self) -> int:
         return len(self._when)
@@ -302,7 +312,7 @@ class NamedTimers:
         if len(self._heap) > 2 * len(self._when) + _COMPACT_MIN:
             self._heap = [(w, next(self._seq), k) for k, w in self._when.items()]
             heapq.heapify(self._heap)
-        if self._armed is None or when < self._armed.when:
+        if not self._firing and (self._armed is None or when < self._armed.when):
             self._arm(when)
 
     def cancel(self, key: Any) -> None:
@@ -322,16 +332,20 @@ class NamedTimers:
 
     def _fire(self) -> None:
         self._armed = None
-        for _ in range(_CATCH_UP_ROUNDS):  # deadlines reached while the last ones were handled join them
-            due = self._take_due(self._loop.time())
-            if not due:
-                break
-            self._on_fire(due)
-        heap, when_of = self._heap, self._when
-        while heap and when_of.get(heap[0][2]) != heap[0][0]:
-            heapq.heappop(heap)
-        if heap and self._armed is None:
-            self._arm(heap[0][0])
+        self._firing = True
+        try:
+            for _ in range(_CATCH_UP_ROUNDS):  # deadlines reached while the last ones were handled join them
+                due = self._take_due(self._loop.time())
+                if not due:
+                    break
+                self._on_fire(due)
+        finally:
+            self._firing = False
+            heap, when_of = self._heap, self._when
+            while heap and when_of.get(heap[0][2]) != heap[0][0]:
+                heapq.heappop(heap)
+            if heap:
+                self._arm(heap[0][0])
 
     def _take_due(self, now: float) -> list:
         heap, when_of = self._heap, self._when

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from reactor.chat_server import CancelTimer, ChatServer, Close, Persist, Send, SendBatch, SetTimer
+from reactor.chat_server import MAX_LOGIN_TIME, CancelTimer, ChatServer, Close, Persist, Send, SendBatch, SetTimer
 
 ACCOUNTS = {"hans": "falcon*solo", "yoda": "wise@!man", "vader": "sithlord**", "luke": "jedi*knight",
             "leia": "princess~"}
@@ -42,7 +42,7 @@ class World:
 
     def connect(self, now=0.0, hello=True):
         conn = next(self._ids)
-        assert self.s.connected(conn, now) == [SetTimer(("login", conn), now + self.timeout)]
+        assert self.s.connected(conn, now) == [SetTimer(("login", conn), now + min(self.timeout, MAX_LOGIN_TIME))]
         if hello:
             assert self.s.received(conn, HELLO, now) == [Send((conn,), HELLO)]
         return conn
@@ -326,6 +326,25 @@ def test_login_deadline_is_not_moved_by_login_frames(w):
     w.username(conn, "hans", 30.0)
     fail(w, conn, 59.0)
     assert w.s.timer_fired(("login", conn), TIMEOUT)[0].frame == error("login_timeout")
+
+
+@pytest.mark.parametrize("timeout, login_time", [(0.5, 0.5), (59.5, 59.5), (60.0, 60.0), (61.0, 60.0),
+                                                 (365 * 24 * 3600, 60.0)])
+def test_the_login_deadline_is_timeout_but_at_most_a_minute(timeout, login_time):
+    w = World(timeout=timeout)
+    conn = w.connect(now=5.0)
+    key = ("login", conn)
+    assert w.s.timer_fired(key, 5.0 + login_time - 0.001) == [SetTimer(key, 5.0 + login_time)]
+    assert w.s.timer_fired(key, 5.0 + login_time) == [Send((conn,), error("login_timeout")), Close(conn)]
+    assert MAX_LOGIN_TIME == 60.0
+
+
+def test_the_idle_deadline_is_the_whole_timeout_even_past_a_minute():
+    w = World(timeout=120.0)
+    w.login("hans", now=1.0)
+    conn = w.conn["hans"]
+    assert w.s.timer_fired(("idle", conn), 61.0) == [SetTimer(("idle", conn), 121.0)]
+    assert frames_to(w.s.timer_fired(("idle", conn), 121.0), conn) == [{"type": "bye", "reason": "timeout"}]
 
 
 def test_an_early_login_timer_re_arms(w):

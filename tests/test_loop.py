@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from reactor.loop import EventLoop, NamedTimers
+from reactor.loop import MAX_SELECT_TIMEOUT, EventLoop, NamedTimers
 
 
 class FakeClock:
@@ -323,3 +323,29 @@ def test_named_timers_keep_their_heap_small_under_churn(loop):
     for i in range(10_000):
         timers.set("busy", 2000.0 + i)     # one key re-armed again and again
     assert len(timers) == 1 and len(timers._heap) < 200
+
+
+@pytest.mark.parametrize("far", [30 * 24 * 3600, 1e12])
+def test_a_far_deadline_never_overflows_the_wait(loop, far):
+    """select() takes at most ~24.8 days (a 32-bit count of ms); the wait is clamped to a day as in asyncio."""
+    a, b = socket.socketpair()
+    got = []
+    loop.add_reader(b, lambda: got.append(b.recv(10)))
+    a.send(b"x")                         # ready at once: the clamped wait returns immediately
+    loop.call_later(far, got.append, "far")
+    loop.run_once()                      # the old loop raised OverflowError: timeout is too large
+    assert got == [b"x"]
+    a.send(b"y")
+    loop.run_once(timeout=far)           # a caller's long cap is clamped too
+    assert got == [b"x", b"y"]
+    loop.remove_reader(b)
+    a.close()
+    b.close()
+
+
+def test_the_wait_is_at_most_a_day(loop):
+    waits = []
+    loop._selector.select = lambda timeout=None: waits.append(timeout) or []
+    loop.call_later(30 * 24 * 3600, lambda: None)
+    loop.run_once()
+    assert waits == [MAX_SELECT_TIMEOUT] and MAX_SELECT_TIMEOUT == 24 * 3600

@@ -1,4 +1,5 @@
 """The real server process on loopback, driven by scripted socket clients."""
+import select
 import signal
 import socket
 import subprocess
@@ -26,11 +27,34 @@ def run_server(args, cwd, timeout=10):
 
 @pytest.mark.parametrize("args", [[], ["5000"], ["5000", "10"], ["x", "10", "10"], ["5000", "-1", "10"],
                                   ["5000", "10", "zero"], ["70000", "1", "1"], ["5000", "1", "0"],
-                                  ["5000", "1", "1", "--bogus"]])
+                                  ["5000", "1", "1", "--bogus"], ["5000", "nan", "1"], ["5000", "1", "inf"],
+                                  ["5000", "1", "-inf"], ["5000", "0", "1"], ["5000", "1", "31536000.5"],
+                                  ["5000", "1e400", "1"], ["5000", "3e7", "4e7"]])
 def test_bad_arguments_give_usage_and_status_2(tmp_path, args):
     out = run_server(args, tmp_path)
     assert out.returncode == 2
     assert "usage: server_main.py" in out.stderr
+
+
+@pytest.mark.parametrize("args, name", [(["0", "nan", "1"], "block_duration"), (["0", "1", "31536001"], "timeout")])
+def test_seconds_out_of_range_say_the_limits(tmp_path, args, name):
+    out = run_server(args, tmp_path)
+    assert out.returncode == 2
+    assert f"argument {name}: '{args[1 if name == 'block_duration' else 2]}' is not a number of seconds " \
+           "more than 0 and at most 31536000 (a year)" in out.stderr
+
+
+def test_the_longest_durations_serve_connections(tmp_path):
+    """A year of timeout arms timers a year out: the loop must wait for them without overflowing."""
+    srv = ServerProcess(tmp_path, block=365 * 24 * 3600, timeout=365 * 24 * 3600)
+    try:
+        hans = srv.client()                 # its login deadline: the old loop died here
+        hans.login("hans")
+        hans.send({"type": "whoelse"})
+        hans.expect("users", names=[])
+        assert srv.proc.poll() is None
+    finally:
+        assert srv.stop() == 0
 
 
 def test_missing_credentials_file_is_named(tmp_path):
@@ -142,6 +166,59 @@ def test_inactivity_timeout_comes_on_time(tmp_path):
         assert late < 0.25                     # within a fraction of a second, not a 1 s sweep
         idle.expect_closed()
         watcher.expect("presence", user="hans", online=False)
+    finally:
+        srv.stop()
+
+
+def test_idle_users_leave_at_their_own_deadlines_while_others_are_active(tmp_path):
+    """Active users' deadlines come and are moved later again and again; each idle user still leaves on time."""
+    timeout, beat, slack = 1.5, 0.2, 0.5
+    srv = ServerProcess(tmp_path, block=1, timeout=timeout)
+    try:
+        active = [srv.client() for _ in range(2)]
+        for c, user in zip(active, ("hans", "yoda")):
+            c.login(user, listen=False)
+        next_beat = time.monotonic()
+
+        def keep_active():
+            nonlocal next_beat
+            if time.monotonic() >= next_beat:
+                for c in active:
+                    c.send({"type": "activity"})
+                next_beat += beat
+
+        idle = {}      # client -> (before its login, after it): its deadline is timeout after some instant between
+        for user in ("vader", "luke", "leia"):
+            started = time.monotonic()
+            while time.monotonic() < started + 0.3:     # logged in at different times, the others busy meanwhile
+                keep_active()
+                time.sleep(min(0.02, max(0.0, next_beat - time.monotonic())))
+            c = srv.client()
+            before = time.monotonic()
+            c.login(user, listen=False)
+            idle[c] = (before, time.monotonic())
+        left = {}      # client -> when its bye arrived
+        give_up = max(after for _, after in idle.values()) + timeout + 3.0
+        while len(left) < len(idle):
+            now = time.monotonic()
+            assert now < give_up, f"no bye for {[c.user for c in idle if c not in left]}"
+            keep_active()
+            waiting = [c for c in idle if c not in left]
+            ready = [c for c in waiting if b"\n" in c.buffer]
+            if not ready:
+                readable = select.select([c.sock for c in waiting], [], [], max(0.0, min(next_beat, give_up) - now))[0]
+                ready = [c for c in waiting if c.sock in readable]
+            for c in ready:
+                frame = c.recv()
+                if frame["type"] == "bye":
+                    left[c] = time.monotonic()
+                    assert frame["reason"] == "timeout", frame
+        for c, (before, after) in idle.items():
+            assert left[c] >= before + timeout, f"{c.user} left early"
+            assert left[c] <= after + timeout + slack, f"{c.user} left {left[c] - after - timeout:.2f}s late"
+        for c in active:                                 # the active ones were never logged out
+            c.send({"type": "whoelse"})
+            assert c.until("users")["names"] == sorted({"hans", "yoda"} - {c.user})
     finally:
         srv.stop()
 
