@@ -340,3 +340,28 @@ def test_a_reader_that_goes_away_ends_the_session_quietly(server):
     assert client.stderr.read() == b""
     client.stdin.close()
     client.stderr.close()
+
+
+# -- input from a file -------------------------------------------------------
+
+def test_a_script_in_a_file_runs_to_its_end(server, tmp_path):
+    script = tmp_path / "script.txt"
+    script.write_text("yoda\nwise@!man\nwhoelse\nmessage hans see you later\n")
+    with open(script, "rb") as stdin:               # `client_main.py host port < script.txt`
+        out = subprocess.run([sys.executable, str(ROOT / "client_main.py"), server.host, str(server.port)],
+                             stdin=stdin, capture_output=True, text=True, timeout=20, env=coverage_env())
+    assert out.returncode == 0, out
+    assert out.stderr == ""
+    lines = [line.strip() for line in out.stdout.splitlines()]
+    assert "No other users online" in lines
+    assert "hans is offline; the message will be delivered when they log in" in lines
+    assert lines[-1] == "Logged out"
+
+
+def test_input_from_dev_null_ends_at_once(server):
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, str(ROOT / "client_main.py"), server.host, str(server.port)],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20, env=coverage_env())
+    assert out.returncode == 0, out
+    assert out.stderr == ""
+    assert time.monotonic() - started < 5
