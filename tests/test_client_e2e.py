@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from reactor.chat_client import LEAVE_GRACE
+from reactor.client_host import EXIT_GRACE
 from tests.support import ROOT, ClientProcess, RecordingProxy, ServerProcess, coverage_env, wait_for
 
 
@@ -342,7 +344,7 @@ def test_a_reader_that_goes_away_ends_the_session_quietly(server):
     client.stderr.close()
 
 
-# -- input from a file -------------------------------------------------------
+# -- input from a file, and signals -------------------------------------------
 
 def test_a_script_in_a_file_runs_to_its_end(server, tmp_path):
     script = tmp_path / "script.txt"
@@ -365,3 +367,37 @@ def test_input_from_dev_null_ends_at_once(server):
     assert out.returncode == 0, out
     assert out.stderr == ""
     assert time.monotonic() - started < 5
+
+
+def stuck_server_session(server, clients):
+    """yoda logged in through a proxy to a server that has stopped answering (SIGSTOP)."""
+    proxy = RecordingProxy(server.host, server.port)
+    yoda = clients("yoda", port=proxy.port)
+    server.proc.send_signal(signal.SIGSTOP)
+    return proxy, yoda
+
+
+def test_a_signal_ends_the_client_even_when_the_server_never_says_goodbye(server, clients):
+    proxy, yoda = stuck_server_session(server, clients)
+    try:
+        yoda.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: {"type": "logout"} in proxy.sent_frames(), what="logout sent")
+        assert yoda.wait(timeout=LEAVE_GRACE + EXIT_GRACE + 2) == 0
+        yoda.expect("Logged out")
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+        proxy.close()
+
+
+def test_a_second_signal_exits_at_once(server, clients):
+    proxy, yoda = stuck_server_session(server, clients)
+    try:
+        yoda.proc.send_signal(signal.SIGINT)
+        wait_for(lambda: {"type": "logout"} in proxy.sent_frames(), what="logout sent")
+        second = time.monotonic()
+        yoda.proc.send_signal(signal.SIGTERM)
+        assert yoda.wait(timeout=LEAVE_GRACE + EXIT_GRACE + 2) == 1
+        assert time.monotonic() - second < LEAVE_GRACE / 2
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+        proxy.close()
