@@ -401,3 +401,35 @@ def test_a_second_signal_exits_at_once(server, clients):
     finally:
         server.proc.send_signal(signal.SIGCONT)
         proxy.close()
+
+
+def test_a_signal_while_still_connecting_exits_quietly():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)                               # never accepted: once its queue is full, connects hang
+    port = listener.getsockname()[1]
+    fillers = [socket.socket() for _ in range(3)]
+    for s in fillers:
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+    client = subprocess.Popen([sys.executable, str(ROOT / "client_main.py"), "127.0.0.1", str(port)],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=coverage_env())
+    try:
+        def catches_sigterm():
+            with open(f"/proc/{client.pid}/status") as status:
+                caught = next(line for line in status if line.startswith("SigCgt:")).split()[1]
+            return int(caught, 16) & (1 << (signal.SIGTERM - 1))
+
+        wait_for(catches_sigterm, what="the client's SIGTERM handler")
+        client.send_signal(signal.SIGTERM)
+        assert client.wait(timeout=5) == 0
+        assert client.stdout.read() == b"" and client.stderr.read() == b""
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        client.stdout.close()
+        client.stderr.close()
+        for s in (listener, *fillers):
+            s.close()
