@@ -90,3 +90,26 @@ def test_terminal_console_restores_the_terminal_on_close(loop):
     assert termios.tcgetattr(slave) == before
     os.close(master)
     os.close(slave)
+
+
+def test_pipe_console_on_a_terminal_hides_a_secret_until_its_line(loop):
+    master, slave = os.openpty()
+    out_r, out_w = os.pipe()
+    lines = []
+    console = PipeConsole(slave, out_w)
+    console.start(loop, lines.append, lambda: None)
+
+    def echoing():
+        return bool(termios.tcgetattr(slave)[3] & termios.ECHO)
+
+    assert echoing()
+    console.prompt("Password: ", True)
+    assert not echoing()
+    os.write(master, b"secret\n")
+    run_until(loop, lambda: lines)
+    assert lines == ["secret"] and echoing()         # back on once the line is in
+    console.prompt("Password: ", True)
+    os.close(master)                                  # the terminal closes while the echo is off
+    console.close()                                   # restoring a gone terminal does not raise
+    for fd in (slave, out_r, out_w):
+        os.close(fd)
