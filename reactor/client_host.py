@@ -73,6 +73,7 @@ class ClientHost:
         self.now = loop.time
         self.exit_status: int | None = None
         self._console = console
+        self._interrupted_once = False
         self._server: Stream | None = None
         self._listener: Listener | None = None
         self._peers: dict[int, Stream] = {}
@@ -84,17 +85,19 @@ class ClientHost:
     def start(self, host: str, port: int, timeout: float = 10.0) -> None:
         """Connect to the server; on failure print why and exit with status 1."""
         def connected(sock: socket.socket | None, error: str | None) -> None:
+            self._connectors.discard(connector)
             if sock is None:
                 self._console.print(f"Error. Cannot connect to server at {host}:{port}: {error}")
                 self._exit(1)
                 return
             self._server = Stream(self.loop, sock, _ServerLink(self))
             self._console.start(self.loop, self._line, self._end_of_input)
-            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                self.loop.add_signal_handler(signum, self._interrupted)
             self._apply(self.logic.start(self.now()))
 
-        Connector(self.loop, host, port, connected, timeout=timeout)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            self.loop.add_signal_handler(signum, self._interrupted)
+        connector = Connector(self.loop, host, port, connected, timeout=timeout)
+        self._connectors.add(connector)
 
     # -- events into the logic -------------------------------------------
 
@@ -105,7 +108,15 @@ class ClientHost:
         self._apply(self.logic.end_of_input(self.now()))
 
     def _interrupted(self) -> None:
-        self._apply(self.logic.interrupt(self.now()))
+        """SIGINT, SIGTERM or SIGHUP: log out and exit; a second one exits at once (status 1 if not
+        already exiting), without waiting for the server's goodbye or the last frames to leave."""
+        if not self._interrupted_once:
+            self._interrupted_once = True
+            self._apply(self.logic.interrupt(self.now()))
+            return
+        log.debug("a second signal: exiting at once")
+        self._exit(1)
+        self.loop.stop()
 
     def _server_gone(self, reason: str | None) -> None:
         self._server = None
@@ -158,35 +169,42 @@ class ClientHost:
     # -- effects out of the logic ------------------------------------------
 
     def _apply(self, effects: list) -> None:
+        """Carry out ``effects`` in order; one that fails is logged and the rest still run."""
         for effect in effects:
-            kind = type(effect)
-            if kind is Print:
-                self._console.print(effect.text)
-            elif kind is ToServer:
-                if self._server is not None:
-                    self._server.send(effect.frame)
-            elif kind is ToPeer:
-                stream = self._peers.get(effect.peer)
-                if stream is not None:
-                    stream.send(effect.frame)
-            elif kind is Prompt:
-                self._console.prompt(effect.text, effect.secret)
-            elif kind is ClosePeer:
-                stream = self._peers.pop(effect.peer, None)
-                if stream is not None:
-                    stream.close()
-            elif kind is ConnectPeer:
-                self._connect_peer(effect.user, effect.host, effect.port)
-            elif kind is Listen:
-                self._listen()
-            elif kind is SetTimer:
-                self._timers.set(effect.key, effect.when)
-            elif kind is CancelTimer:
-                self._timers.cancel(effect.key)
-            elif kind is Exit:
-                self._exit(effect.status)
-            else:
-                raise TypeError(f"unknown effect {effect!r}")
+            try:
+                self._carry_out(effect)
+            except Exception:
+                log.exception("effect %r failed", effect)
+
+    def _carry_out(self, effect: Any) -> None:
+        kind = type(effect)
+        if kind is Print:
+            self._console.print(effect.text)
+        elif kind is ToServer:
+            if self._server is not None:
+                self._server.send(effect.frame)
+        elif kind is ToPeer:
+            stream = self._peers.get(effect.peer)
+            if stream is not None:
+                stream.send(effect.frame)
+        elif kind is Prompt:
+            self._console.prompt(effect.text, effect.secret)
+        elif kind is ClosePeer:
+            stream = self._peers.pop(effect.peer, None)
+            if stream is not None:
+                stream.close()
+        elif kind is ConnectPeer:
+            self._connect_peer(effect.user, effect.host, effect.port)
+        elif kind is Listen:
+            self._listen()
+        elif kind is SetTimer:
+            self._timers.set(effect.key, effect.when)
+        elif kind is CancelTimer:
+            self._timers.cancel(effect.key)
+        elif kind is Exit:
+            self._exit(effect.status)
+        else:
+            raise TypeError(f"unknown effect {effect!r}")
 
     def _listen(self) -> None:
         if self._listener is not None or self._server is None:
@@ -201,10 +219,14 @@ class ClientHost:
         self._apply(self.logic.listening(host, port, self.now()))
 
     def _exit(self, status: int) -> None:
-        """Flush what is queued, close every connection, restore the console, stop the loop."""
+        """Flush what is queued, close every connection, restore the console, stop the loop.
+
+        The loop stops within ``EXIT_GRACE`` whatever happens here.
+        """
         if self.exit_status is not None:
             return
         self.exit_status = status
+        self.loop.call_later(EXIT_GRACE, self.loop.stop)
         self._console.close()
         self._timers.clear()
         for connector in self._connectors:
@@ -215,7 +237,6 @@ class ClientHost:
             self._server.close()
         for stream in self._peers.values():
             stream.close()
-        self.loop.call_later(EXIT_GRACE, self.loop.stop)
         self._maybe_stop()
 
     def _maybe_stop(self) -> None:

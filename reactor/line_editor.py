@@ -64,9 +64,9 @@ class LineEditor:
         return events
 
     def take_output(self) -> bytes:
-        output = "".join(self._output).encode()
-        self._output = []
-        return output
+        """The screen bytes so far, in UTF-8; what cannot be encoded (a lone surrogate) shows as ``?``."""
+        output, self._output = self._output, []
+        return "".join(output).encode("utf-8", "replace")
 
     def set_prompt(self, text: str, secret: bool) -> None:
         self._prompt = text

@@ -124,7 +124,11 @@ class EventLoop:
             del self._files[fd]
             self._selector.unregister(fd)
         elif events.mask == 0:
-            self._selector.register(fd, mask, events)
+            try:
+                self._selector.register(fd, mask, events)
+            except Exception:  # a file epoll refuses (EPERM), a bad fd: leave no trace of it
+                del self._files[fd]
+                raise
         else:
             self._selector.modify(fd, mask, events)
         events.mask = mask

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
-from .loop import EventLoop
+from .loop import EventLoop, Handle
 
 READ_SIZE = 65536
 
@@ -12,8 +12,11 @@ READ_SIZE = 65536
 class InputReader:
     """Calls ``on_data(bytes)`` for each chunk read from ``fd`` and ``on_eof()`` once at its end.
 
-    The descriptor is left blocking (it is shared with the shell); the loop
-    reads only when it is readable, one ``read`` per wake-up, so it never blocks.
+    The descriptor is left blocking (it is shared with the shell). A pipe or a
+    terminal is read only when the loop finds it readable, one ``read`` per
+    wake-up, so it never blocks. A regular file or ``/dev/null``, which epoll
+    refuses to watch (EPERM) and whose reads never wait, is read one chunk per
+    loop turn, so the server and the peers get their turns between chunks.
     """
 
     def __init__(self, loop: EventLoop, fd: int, on_data: Callable[[bytes], Any],
@@ -23,7 +26,16 @@ class InputReader:
         self._on_data = on_data
         self._on_eof = on_eof
         self._open = True
-        loop.add_reader(fd, self._on_readable)
+        try:
+            loop.add_reader(fd, self._on_readable)
+            self._watched = True
+        except PermissionError:
+            self._watched = False
+            self._next_turn: Handle = loop.call_soon(self._read_turn)  # the next read of an unwatchable file
+
+    def _read_turn(self) -> None:
+        self._next_turn = self._loop.call_soon(self._read_turn)  # first, so a failing on_data stops nothing
+        self._on_readable()
 
     def _on_readable(self) -> None:
         try:
@@ -39,10 +51,14 @@ class InputReader:
             self._on_eof()
 
     def close(self) -> None:
-        """Stop watching the descriptor (it is not closed)."""
-        if self._open:
-            self._open = False
+        """Stop reading the descriptor (it is not closed)."""
+        if not self._open:
+            return
+        self._open = False
+        if self._watched:
             self._loop.remove_reader(self._fd)
+        else:
+            self._next_turn.cancel()
 
 
 class LineSplitter:

@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from reactor.chat_client import LEAVE_GRACE
+from reactor.client_host import EXIT_GRACE
 from tests.support import ROOT, ClientProcess, RecordingProxy, ServerProcess, coverage_env, wait_for
 
 
@@ -340,3 +342,94 @@ def test_a_reader_that_goes_away_ends_the_session_quietly(server):
     assert client.stderr.read() == b""
     client.stdin.close()
     client.stderr.close()
+
+
+# -- input from a file, and signals -------------------------------------------
+
+def test_a_script_in_a_file_runs_to_its_end(server, tmp_path):
+    script = tmp_path / "script.txt"
+    script.write_text("yoda\nwise@!man\nwhoelse\nmessage hans see you later\n")
+    with open(script, "rb") as stdin:               # `client_main.py host port < script.txt`
+        out = subprocess.run([sys.executable, str(ROOT / "client_main.py"), server.host, str(server.port)],
+                             stdin=stdin, capture_output=True, text=True, timeout=20, env=coverage_env())
+    assert out.returncode == 0, out
+    assert out.stderr == ""
+    lines = [line.strip() for line in out.stdout.splitlines()]
+    assert "No other users online" in lines
+    assert "hans is offline; the message will be delivered when they log in" in lines
+    assert lines[-1] == "Logged out"
+
+
+def test_input_from_dev_null_ends_at_once(server):
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, str(ROOT / "client_main.py"), server.host, str(server.port)],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20, env=coverage_env())
+    assert out.returncode == 0, out
+    assert out.stderr == ""
+    assert time.monotonic() - started < 5
+
+
+def stuck_server_session(server, clients):
+    """yoda logged in through a proxy to a server that has stopped answering (SIGSTOP)."""
+    proxy = RecordingProxy(server.host, server.port)
+    yoda = clients("yoda", port=proxy.port)
+    server.proc.send_signal(signal.SIGSTOP)
+    return proxy, yoda
+
+
+def test_a_signal_ends_the_client_even_when_the_server_never_says_goodbye(server, clients):
+    proxy, yoda = stuck_server_session(server, clients)
+    try:
+        yoda.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: {"type": "logout"} in proxy.sent_frames(), what="logout sent")
+        assert yoda.wait(timeout=LEAVE_GRACE + EXIT_GRACE + 2) == 0
+        yoda.expect("Logged out")
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+        proxy.close()
+
+
+def test_a_second_signal_exits_at_once(server, clients):
+    proxy, yoda = stuck_server_session(server, clients)
+    try:
+        yoda.proc.send_signal(signal.SIGINT)
+        wait_for(lambda: {"type": "logout"} in proxy.sent_frames(), what="logout sent")
+        second = time.monotonic()
+        yoda.proc.send_signal(signal.SIGTERM)
+        assert yoda.wait(timeout=LEAVE_GRACE + EXIT_GRACE + 2) == 1
+        assert time.monotonic() - second < LEAVE_GRACE / 2
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+        proxy.close()
+
+
+def test_a_signal_while_still_connecting_exits_quietly():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)                               # never accepted: once its queue is full, connects hang
+    port = listener.getsockname()[1]
+    fillers = [socket.socket() for _ in range(3)]
+    for s in fillers:
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+    client = subprocess.Popen([sys.executable, str(ROOT / "client_main.py"), "127.0.0.1", str(port)],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=coverage_env())
+    try:
+        def catches_sigterm():
+            with open(f"/proc/{client.pid}/status") as status:
+                caught = next(line for line in status if line.startswith("SigCgt:")).split()[1]
+            return int(caught, 16) & (1 << (signal.SIGTERM - 1))
+
+        wait_for(catches_sigterm, what="the client's SIGTERM handler")
+        client.send_signal(signal.SIGTERM)
+        assert client.wait(timeout=5) == 0
+        assert client.stdout.read() == b"" and client.stderr.read() == b""
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        client.stdout.close()
+        client.stderr.close()
+        for s in (listener, *fillers):
+            s.close()

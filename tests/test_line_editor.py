@@ -267,6 +267,14 @@ def test_print_above_keeps_the_line_and_the_cursor():
     assert ed.take_output() == b""
 
 
+def test_text_that_cannot_be_encoded_shows_as_question_marks_and_breaks_nothing():
+    ed = editor()
+    assert ed.print_above("bob: \ud800!") == b"\r\x1b[Kbob: ?!\r\n\r> \x1b[K"
+    assert ed.print_above("bob: fine") == b"\r\x1b[Kbob: fine\r\n\r> \x1b[K"
+    ed.feed(b"x")
+    assert ed.take_output() == b"x"
+
+
 def test_print_above_several_lines_after_pending_output():
     ed = editor()
     ed.feed(b"ab")

@@ -257,6 +257,27 @@ def test_pipe_reader(loop):
     os.close(w)
 
 
+def test_a_file_the_selector_refuses_leaves_no_trace(loop, tmp_path):
+    path = tmp_path / "plain-file"
+    path.write_bytes(b"")
+    fd = os.open(path, os.O_RDONLY)
+    stale = []
+    with pytest.raises(PermissionError):          # epoll cannot watch a regular file
+        loop.add_reader(fd, lambda: stale.append(True))
+    os.close(fd)
+    a, b = socket.socketpair()                    # takes the same descriptor number
+    assert a.fileno() == fd
+    written = []
+    loop.add_writer(a, lambda: written.append(True))
+    b.send(b"x")
+    run_until(loop, lambda: written)
+    loop.run_once(timeout=0.05)
+    assert stale == []                            # the refused reader is not called for the new file
+    loop.remove_writer(a)
+    a.close()
+    b.close()
+
+
 def test_signal_arrives_as_a_callback(loop):
     got = []
     loop.add_signal_handler(signal.SIGUSR1, lambda: got.append("usr1"))
