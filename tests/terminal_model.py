@@ -186,8 +186,8 @@ class Screen:
         while len(grid) < self.rows:
             grid.append([BLANK] * cols)
             wrapped.append(False)
-        while len(grid) > self.rows:         # keep the cursor on screen, dropping rows from the top
-            drop = 0 if self.y > 0 else len(grid) - 1
+        while len(grid) > self.rows:         # drop blank rows below the cursor, then rows from the top
+            drop = -1 if len(grid) - 1 > self.y and grid[-1] == [BLANK] * cols else 0
             grid.pop(drop)
             wrapped.pop(drop)
             self.y -= 1 if drop == 0 else 0
