@@ -373,7 +373,7 @@ class ChatServer:
                 del self._offline[to]
             if to in self._online:
                 return [change.confirm] if change.confirm is not None else []
-            log.warning("message %d to %s not kept: the store is full", mid, to)
+            log.info("message %d to %s not kept: the store is full", mid, to)
             refusal = _error("store_full", command="message", user=to)
         elif op in ("block", "unblock"):
             blocker, blocked = args

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.support import ACCOUNTS, ROOT, ServerProcess, coverage_env, wait_for, write_credentials
+from tests.support import ACCOUNTS, ROOT, ClientProcess, ServerProcess, coverage_env, wait_for, write_credentials
 from tests.test_store_e2e import InProcess
 
 
@@ -59,6 +59,20 @@ def test_sighup_reloads_the_accounts_and_a_bad_file_keeps_them(tmp_path):
         assert hans.until("users")["names"] == ["luke", "rey"]
         assert srv.proc.poll() is None
     finally:
+        assert srv.stop() == 0
+
+
+def test_the_client_of_a_removed_account_says_so_and_exits_1(tmp_path):
+    srv = ServerProcess(tmp_path)
+    client = ClientProcess(srv.host, srv.port, cwd=tmp_path)
+    try:
+        client.login("yoda")
+        write_credentials(tmp_path, {u: p for u, p in ACCOUNTS.items() if u != "yoda"})
+        srv.proc.send_signal(signal.SIGHUP)
+        client.expect("Error. Your account was removed")
+        assert client.wait() == 1
+    finally:
+        client.kill()
         assert srv.stop() == 0
 
 
