@@ -189,6 +189,59 @@ def test_in_a_full_turn_the_messages_are_refused_and_the_acks_and_blocks_kept(tm
         store.close()
 
 
+@pytest.mark.parametrize("failing_commits", [1, 2])
+def test_a_commit_that_finds_the_disk_full_refuses_the_turn_and_retries_the_rest(tmp_path, failing_commits):
+    """The disk fills at COMMIT (as on a real disk): the messages are refused; the ack and the block are
+    tried again on their own, and kept, unless that commit fails too: then the block is refused as well."""
+    from reactor.store import Store
+    from tests.test_store import FullCommit
+    store = Store.open(str(tmp_path / "state.db"))
+    world = InProcess(lambda loop: store)
+    try:
+        hans = world.connect()
+        hans.login("hans")
+        hans.send(frame("message", to="yoda", text="kept"))
+        hans.until("stored")
+        yoda = world.connect()
+        got = yoda.login("yoda")
+        if not any(f["type"] == "message" for f in got):
+            got += yoda.until("message")
+        (stored,) = [f for f in got if f["type"] == "message"]
+        store._conn = FullCommit(store._conn)
+        store._conn.fails = failing_commits
+        turn = [frame("message", to="leia", text="lost"), frame("ack", ids=[stored["id"]]),
+                frame("block", user="vader"), frame("whoelse")]
+        yoda.sock.sendall(b"".join(json.dumps(f).encode() + b"\n" for f in turn))
+        replies = [f for f in yoda.until("users") if f["type"] in ("stored", "error", "blocked")]
+        refused = frame("error", code="store_full", command="message", user="leia")
+        if failing_commits == 1:
+            assert replies == [refused, frame("blocked", user="vader")]
+            assert store.load() == ([("yoda", "vader")], [])
+        else:
+            assert replies == [refused, frame("error", code="store_full", command="block", user="vader")]
+            assert store.load() == ([], [(stored["id"], "yoda", "hans", "kept")])   # comes again after a restart
+        vader = world.connect()
+        vader.login("vader")
+        vader.send(frame("message", to="yoda", text="can you hear me?"))
+        vader.send(frame("whoelse"))
+        refused_for_blocking = [f for f in vader.until("users") if f.get("code") == "blocked_by_recipient"]
+        assert bool(refused_for_blocking) == (failing_commits == 1)   # memory agrees with the disk
+    finally:
+        world.close()
+        store.close()
+
+
+def test_without_a_store_a_kept_message_is_confirmed_at_once():
+    world = InProcess(lambda loop: None)
+    try:
+        hans = world.connect()
+        hans.login("hans")
+        hans.send(frame("message", to="yoda", text="kept in memory"))
+        assert hans.until("stored")[-1] == frame("stored", to="yoda")
+    finally:
+        world.close()
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "12X", "K", "1.5M", ""])
 def test_a_bad_state_cap_is_a_usage_error(tmp_path, value):
     out = run_server(tmp_path, "--state-max-bytes", value)

@@ -442,20 +442,25 @@ def test_a_store_at_its_cap_refuses_the_transaction_and_keeps_working(tmp_path, 
     store.close()
 
 
-def test_a_full_commit_is_rolled_back_and_the_next_is_kept(tmp_path):
-    class FullCommit(FailingCommit):
-        def execute(self, sql, *args):
-            if sql == "COMMIT" and self.fail:
-                self.fail = False
-                error = sqlite3.OperationalError("database or disk is full")
-                error.sqlite_errorname = "SQLITE_FULL"
-                raise error
-            return self.conn.execute(sql, *args)
+class FullCommit(FailingCommit):
+    """A connection whose next ``fails`` COMMITs find the disk full (SQLite keeps the transaction open)."""
 
+    fails = 0
+
+    def execute(self, sql, *args):
+        if sql == "COMMIT" and self.fails:
+            self.fails -= 1
+            error = sqlite3.OperationalError("database or disk is full")
+            error.sqlite_errorname = "SQLITE_FULL"
+            raise error
+        return self.conn.execute(sql, *args)
+
+
+def test_a_full_commit_is_rolled_back_and_the_next_is_kept(tmp_path):
     path = str(tmp_path / "state.db")
     store = Store.open(path)
     store._conn = FullCommit(store._conn)
-    store._conn.fail = True
+    store._conn.fails = 1
     store.apply(add(1))
     with pytest.raises(StoreFull):
         store.commit()
