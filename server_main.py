@@ -11,7 +11,7 @@ from reactor.chat_server import ChatServer
 from reactor.credentials import CredentialsError, load_credentials
 from reactor.loop import EventLoop
 from reactor.server_host import ServerHost
-from reactor.store import Store, StoreError
+from reactor.store import Store, StoreError, StoreFull
 
 
 def port_number(text: str) -> int:
@@ -36,7 +36,20 @@ def seconds(text: str) -> float:
         f"{text!r} is not a number of seconds more than 0 and at most {MAX_SECONDS} (a year)")
 
 
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def byte_count(text: str) -> int:
+    """``65536``, ``64K``, ``100M``, ``2G`` (powers of 1024) as a number of bytes > 0."""
+    unit = text[-1:].upper() if text[-1:].isalpha() else ""
+    number = text[:len(text) - len(unit)]
+    if unit not in _UNITS or not number.isdigit() or int(number) <= 0:
+        raise ValueError(text)
+    return int(number) * _UNITS[unit]
+
+
 port_number.__name__ = "port (0-65535)"
+byte_count.__name__ = "size in bytes (> 0; K, M, G allowed)"
 
 
 def parse_args(argv):
@@ -54,13 +67,19 @@ def parse_args(argv):
     parser.add_argument("--synchronous", default="FULL", type=str.upper, choices=["FULL", "NORMAL"],
                         help="FULL (default): a confirmed message survives a power cut; "
                              "NORMAL: faster, survives a crash of the server but maybe not of the machine")
+    parser.add_argument("--state-max-bytes", type=byte_count, default=None, metavar="N",
+                        help="cap on the state file (bytes; K, M, G allowed): when it is full a message "
+                             "that would be kept is refused and its sender told (default: no cap)")
     parser.add_argument("--log-level", default="INFO", type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     return parser.parse_args(argv)
 
 
 class StopOnStoreFailure:
-    """The store as the host sees it: a failed write stops the server rather than confirm what was not kept."""
+    """The store as the host sees it: a failed write stops the server rather than confirm what was not kept.
+
+    A full store (``StoreFull``) is not a failure: the host refuses what did not fit and serves on.
+    """
 
     def __init__(self, store: Store, loop: EventLoop) -> None:
         self.store = store
@@ -76,12 +95,24 @@ class StopOnStoreFailure:
     def _guard(self, call, *args) -> None:
         try:
             call(*args)
+        except StoreFull:
+            raise  # the host refuses what did not fit and goes on
         except StoreError as exc:
             if self.failure is None:
                 self.failure = exc
                 logging.getLogger("chat.store").critical("%s; stopping", exc)
                 self.loop.stop()
             raise  # the host must not go on as if it had been kept
+
+
+def reload_credentials(path: str, host: ServerHost) -> None:
+    """SIGHUP: read the accounts file again; a file that cannot be used keeps the accounts as they are."""
+    try:
+        accounts = load_credentials(path)
+    except CredentialsError as exc:
+        logging.getLogger("chat.server").error("accounts not reloaded, the old ones stay: %s", exc)
+        return
+    host.accounts_changed(accounts)
 
 
 def raise_open_files_limit():
@@ -92,6 +123,8 @@ def raise_open_files_limit():
 
 def main(argv=None):
     args = parse_args(argv)
+    # A reload asked for before the loop takes SIGHUP, or after it let go of it, has nothing to act on.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -100,7 +133,7 @@ def main(argv=None):
         print(f"Error. {exc}", file=sys.stderr)
         return 2
     try:
-        store = Store.open(args.state, args.synchronous)
+        store = Store.open(args.state, args.synchronous, args.state_max_bytes)
     except StoreError as exc:
         print(f"Error. {exc}", file=sys.stderr)
         return 2
@@ -143,6 +176,7 @@ def serve(args, accounts, store: Store) -> int:
         return 1
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, host.shutdown)
+    loop.add_signal_handler(signal.SIGHUP, lambda: reload_credentials(args.credentials, host))
     bound_host, bound_port = host.address[:2]
     print(f"Server listening on {bound_host}:{bound_port}", flush=True)
     logging.getLogger("chat.server").info("serving %d accounts, block %.3gs, timeout %.3gs",

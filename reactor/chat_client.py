@@ -122,6 +122,11 @@ ERRORS = {
     "private_declined": "Error. {user} declined private messaging",
     "no_request": "Error. No private messaging request from {user}",
 }
+STORE_FULL = {   # the server had no room to keep it, by command
+    "message": "Error. The server cannot keep messages right now; {user} did not get yours",
+    "block": "Error. The server cannot keep blocks right now; {user} is not blocked",
+    "unblock": "Error. The server cannot keep blocks right now; {user} is still blocked",
+}
 SELF_ERRORS = {
     "message": "Error. Cannot message yourself",
     "block": "Error. Cannot block yourself",
@@ -438,6 +443,8 @@ class ChatClient:
                 return effects
         if code == "self":
             return [Print(SELF_ERRORS.get(frame.get("command"), "Error. Not with yourself"))]
+        if code == "store_full":
+            return [Print(_words(STORE_FULL.get(frame.get("command"), STORE_FULL["message"]), frame))]
         return [Print(_words(ERRORS.get(code, "Error. " + code), frame))]
 
     def _on_message(self, frame: dict, now: float) -> list:
@@ -519,6 +526,8 @@ class ChatClient:
             return self._finish("You have been logged out due to inactivity", 0)
         if reason == "shutdown":
             return self._finish("Error. Server is shutting down", 1)
+        if reason == "account_removed":
+            return self._finish("Error. Your account was removed", 1)
         return self._finish("Logged out", 0)
 
     _frames = {

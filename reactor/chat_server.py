@@ -10,7 +10,10 @@ connections, calls one method per event with the current monotonic time
 - ``SetTimer`` / ``CancelTimer``: (re)arm or drop a named timer; when it
   comes due the host calls ``timer_fired(key, now)``;
 - ``Persist``: a durable change; the ``Send``s after it must wait until it is
-  stored.
+  stored. Its ``confirm`` (a ``Send``, or None) is the reply that says it is
+  kept: sent in its place once stored; if the store cannot keep it (full),
+  the host calls ``not_stored(change, now)`` instead, which undoes it and
+  answers for it.
 
 Timer keys: ``("login", conn)`` the login deadline, ``("idle", conn)`` the
 inactivity deadline of a logged-in connection, ``("private", requester,
@@ -69,9 +72,11 @@ class Persist:
 
     ``op``/``args``: ``'add_offline'`` (id, to, sender, text[, sent]), ``'del_offline'``
     ((id, ...),), ``'block'`` (blocker, blocked), ``'unblock'`` (blocker, blocked).
+    ``confirm``: the reply sent, in this place, once the change is stored.
     """
     op: str
     args: tuple
+    confirm: Send | None = None
 
 
 # -- internal state ---------------------------------------------------------
@@ -321,6 +326,68 @@ class ChatServer:
         log.info("private request %r -> %r: token expired", req.requester, req.target)
         return self._cancel(req, (req.requester, req.target), fired=True)
 
+    def accounts_changed(self, accounts: dict[str, str], now: float) -> list:
+        """The accounts file was read again: new accounts can log in, a changed password counts from the
+        next login, and the session of a removed account ends (bye ``account_removed``; the others see it
+        log out). A login waiting for the password of a removed name fails at the password. Messages kept
+        for a removed account stay, for the day it comes back."""
+        if self._shut:
+            return []
+        old, self._accounts = self._accounts, dict(accounts)
+        added = [u for u in accounts if u not in old]
+        removed = sorted(u for u in old if u not in accounts)
+        changed = [u for u in accounts if u in old and old[u] != accounts[u]]
+        if added:
+            log.info("accounts reloaded: %d added", len(added))
+        if removed:
+            log.info("accounts reloaded: %d removed: %s", len(removed), ", ".join(removed))
+        if changed:
+            log.info("accounts reloaded: %d with a new password", len(changed))
+        if not (added or removed or changed):
+            log.info("accounts reloaded: no change")
+        for user in removed:
+            self._failures.pop(user, None)
+            self._locked_until.pop(user, None)
+        gone = [self._online[user] for user in removed if user in self._online]
+        if not gone:
+            return []
+        effects: list = [Send(tuple(c.id for c in gone), {"type": "bye", "reason": "account_removed"})]
+        for c in gone:
+            effects += [Close(c.id), *self._forget(c, now, "account removed", announce=False)]
+        users = [c.user for c in gone]
+        if len(users) == 1:
+            return effects + self._announce(users[0], online=False)
+        return effects + self._announce_gone(users)
+
+    def not_stored(self, change: Persist, now: float) -> list:
+        """The store could not keep ``change`` (it is full): undo it and answer in place of its ``confirm``.
+
+        A message is forgotten (never delivered later, not counted in the queue) and its sender gets
+        ``store_full``; unless its recipient logged in meanwhile and was handed it: then it is confirmed
+        after all. A block or unblock is undone and refused with ``store_full``. An acknowledgement that
+        was not recorded leaves those messages on disk: they come again after a restart.
+        """
+        op, args = change.op, change.args
+        conns = change.confirm.conns if change.confirm is not None else ()
+        if op == "add_offline":
+            mid, to = args[0], args[1]
+            queue = self._offline.get(to)
+            if queue is not None and queue.pop(mid, None) is not None and not queue:
+                del self._offline[to]
+            if to in self._online:
+                return [change.confirm] if change.confirm is not None else []
+            log.info("message %d to %s not kept: the store is full", mid, to)
+            refusal = _error("store_full", command="message", user=to)
+        elif op in ("block", "unblock"):
+            blocker, blocked = args
+            self._set_block(blocker, blocked, op == "unblock")
+            log.warning("%s of %s by %s not kept: the store is full", op, blocked, blocker)
+            refusal = _error("store_full", command=op, user=blocked)
+        else:
+            log.warning("%s %r not kept: the store is full", op, args)
+            return []
+        return [Send(conns, refusal)] if conns else []
+
     def shutdown(self, now: float) -> list:
         """Say bye(shutdown) to every connection and close each; afterwards every event is ignored."""
         if self._shut:
@@ -459,6 +526,10 @@ class ChatServer:
             return self._bad(c, _bad_type("password", "a string"), now)
         user = c.claimed
         assert user is not None
+        if user not in self._accounts:   # removed since the name was given
+            c.state, c.claimed = _LOGIN, None
+            log.info("conn %d: %s was removed during its login", c.id, user)
+            return self._reply(c, _error("invalid_username"))
         if self._locked(user, now):
             log.info("conn %d: %s is locked", c.id, user)
             return self._close(c, _error("account_locked"), now, "account locked")
@@ -538,7 +609,7 @@ class ChatServer:
             sent = now + self._wall_offset
             queue[mid] = (sender, text, sent)
             row = (mid, to, sender, text, sent)
-        return [Persist("add_offline", row), Send((c.id,), {"type": "stored", "to": to})]
+        return [Persist("add_offline", row, Send((c.id,), {"type": "stored", "to": to}))]
 
     def _broadcast(self, c: _Conn, frame: dict, now: float) -> list:
         text = frame.get("text")
@@ -592,13 +663,11 @@ class ChatServer:
         me = c.user
         if user == me:
             return self._reply(c, _error("self", command="block"))
-        mine = self._blocks.setdefault(me, set())
-        if user in mine:
+        if user in self._blocks.get(me, _EMPTY):
             return self._reply(c, _error("already_blocked", user=user))
-        mine.add(user)
-        self._blockers.setdefault(user, set()).add(me)
+        self._set_block(me, user, True)
         log.info("%s blocked %s", me, user)
-        effects: list = [Persist("block", (me, user)), Send((c.id,), {"type": "blocked", "user": user})]
+        effects: list = [Persist("block", (me, user), Send((c.id,), {"type": "blocked", "user": user}))]
         for key in ((me, user), (user, me)):
             req = self._requests.get(key)
             if req is not None:
@@ -610,18 +679,23 @@ class ChatServer:
         if user is None:
             return refusal
         me = c.user
-        mine = self._blocks.get(me)
-        if not mine or user not in mine:
+        if user not in self._blocks.get(me, _EMPTY):
             return self._reply(c, _error("not_blocked", user=user))
-        mine.discard(user)
-        if not mine:
-            del self._blocks[me]
-        theirs = self._blockers[user]
-        theirs.discard(me)
-        if not theirs:
-            del self._blockers[user]
+        self._set_block(me, user, False)
         log.info("%s unblocked %s", me, user)
-        return [Persist("unblock", (me, user)), Send((c.id,), {"type": "unblocked", "user": user})]
+        return [Persist("unblock", (me, user), Send((c.id,), {"type": "unblocked", "user": user}))]
+
+    def _set_block(self, blocker: str, blocked: str, on: bool) -> None:
+        if on:
+            self._blocks.setdefault(blocker, set()).add(blocked)
+            self._blockers.setdefault(blocked, set()).add(blocker)
+            return
+        for index, key, member in ((self._blocks, blocker, blocked), (self._blockers, blocked, blocker)):
+            names = index.get(key)
+            if names is not None:
+                names.discard(member)
+                if not names:
+                    del index[key]
 
     def _logout(self, c: _Conn, frame: dict, now: float) -> list:
         return self._close(c, {"type": "bye", "reason": "logout"}, now, "logout")

@@ -6,16 +6,24 @@ second space, a tab, or an empty field is malformed). Blank lines (empty or
 whitespace only) and lines whose first character is ``#`` are skipped, so a
 user name cannot start with ``#``. A line may end in ``\\r\\n``; a UTF-8 byte
 order mark at the start of the file is ignored. User names are case-sensitive
-and may appear only once. Any other line is malformed: ``CredentialsError``
-names the file and the line, and never quotes the line (it holds a password).
+and may appear only once, and hold no control character (C0, DEL, C1: they
+would reach other users' terminals). Any other line is malformed:
+``CredentialsError`` names the file and the line, and never quotes the line
+(it holds a password). The path must be a regular file: a FIFO, a directory
+or a device is refused without being read (a FIFO would wait for a writer).
 """
 from __future__ import annotations
 
 import os
+import re
+import stat
 
 __all__ = ["CredentialsError", "load_credentials"]
 
 _EXPECTED = "expected '<username> <password>'"
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))  # what a path can be instead of a file
 
 
 class CredentialsError(Exception):
@@ -26,7 +34,10 @@ def load_credentials(path: str | os.PathLike) -> dict[str, str]:
     """The accounts in ``path`` as {username: password}; raises CredentialsError."""
     name = os.fspath(path)
     try:
-        with open(name, "rb") as f:
+        _refuse_unless_regular(name, os.stat(name).st_mode)
+        # Non-blocking: should a FIFO take the file's place after the check, opening it does not wait.
+        with open(os.open(name, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            _refuse_unless_regular(name, os.fstat(f.fileno()).st_mode)
             data = f.read()
     except FileNotFoundError:
         raise CredentialsError(f"credentials file not found: {name}") from None
@@ -46,6 +57,10 @@ def load_credentials(path: str | os.PathLike) -> dict[str, str]:
         if not line.strip() or line.startswith("#"):
             continue
         fields = line.split(" ")
+        control = _CONTROL.search(fields[0]) if len(fields) == 2 else None
+        if control is not None:
+            raise CredentialsError(f"{name}:{number}: the username holds a control character "
+                                   f"(U+{ord(control.group()):04X})")
         if len(fields) != 2 or any(f.split() != [f] for f in fields):  # empty or holds whitespace
             raise CredentialsError(f"{name}:{number}: {_EXPECTED}")
         user, password = fields
@@ -55,3 +70,9 @@ def load_credentials(path: str | os.PathLike) -> dict[str, str]:
         accounts[user] = password
         first_line[user] = number
     return accounts
+
+
+def _refuse_unless_regular(name: str, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        kind = next((what for test, what in _KINDS if test(mode)), "of an unknown kind")
+        raise CredentialsError(f"cannot read credentials file {name}: not a regular file ({kind})")

@@ -6,6 +6,12 @@ effects it returns: frames to send (encoded once, however many recipients),
 connections to close, timers to arm. Durable effects go to an optional store,
 and once one has, every send and close waits until the store has committed
 (``_commit``, run before the loop sleeps: one transaction per loop turn).
+
+A turn the store cannot keep because it is full (``StoreFull``: the store
+rolled the transaction back) is not a reason to stop: its messages are refused
+(the logic's ``not_stored`` answers in place of their confirmation), and its
+other changes, acknowledgements that free room and blocks, are tried again in
+a transaction of their own. The next turn stores again.
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from typing import Protocol
 from .chat_server import CancelTimer, ChatServer, Close, Persist, Send, SendBatch, SetTimer
 from .framing import encode
 from .loop import EventLoop, NamedTimers
+from .store import StoreFull
 from .stream import Listener, Stream, listen
 
 log = logging.getLogger("chat.host")
@@ -25,7 +32,8 @@ SHUTDOWN_GRACE = 2.0  # seconds to flush goodbyes before the loop stops anyway
 
 
 class Store(Protocol):
-    """Durable state: ``apply`` takes Persist effects, ``commit`` makes them durable."""
+    """Durable state: ``apply`` takes Persist effects, ``commit`` makes them durable; either raises
+    ``StoreFull`` (the open transaction rolled back) when there is no room."""
 
     def apply(self, effect: Persist) -> None: ...
     def commit(self) -> None: ...
@@ -42,7 +50,9 @@ class ServerHost:
         self._timers = NamedTimers(loop, self._fire)
         self._ids = itertools.count(1)
         self._listener: Listener | None = None
-        self._held: list[Send | SendBatch | Close] = []   # waiting for the store's commit
+        self._held: list[Send | SendBatch | Close | Persist] = []   # waiting for the commit (a Persist: its confirm)
+        self._turn: list[Persist] = []        # the changes of the open transaction
+        self._full = False                    # the store refused this turn's transaction
         self._dirty = False                   # the store has uncommitted changes
         self._stopping = False
         if store is not None:
@@ -110,9 +120,19 @@ class ServerHost:
             elif kind is CancelTimer:
                 self._timers.cancel(effect.key)
             elif kind is Persist:
-                if self._store is not None:
-                    self._store.apply(effect)
-                    self._dirty = True
+                if self._store is None:
+                    if effect.confirm is not None:
+                        self._apply([effect.confirm])
+                    continue
+                self._turn.append(effect)
+                if not self._full:
+                    try:
+                        self._store.apply(effect)
+                    except StoreFull:
+                        self._full = True
+                self._dirty = True
+                if effect.confirm is not None:
+                    self._held.append(effect)
             else:
                 raise TypeError(f"unknown effect {effect!r}")
 
@@ -133,11 +153,50 @@ class ServerHost:
         """Before the loop sleeps: make this iteration's changes durable, then release what waited."""
         if not self._dirty:
             return
-        self._store.commit()  # type: ignore[union-attr]
-        self._dirty = False
+        refused = self._store_turn()
+        self._dirty = self._full = False
+        self._turn = []
         held, self._held = self._held, []
+        now = self._loop.time()
+        answers = {id(change): self._logic.not_stored(change, now) for change in reversed(refused)}
         for effect in held:
-            self._deliver(effect)
+            if type(effect) is not Persist:
+                self._deliver(effect)
+            elif id(effect) in answers:
+                self._apply(answers.pop(id(effect)))
+            else:
+                self._deliver(effect.confirm)  # type: ignore[arg-type]
+        for answer in answers.values():
+            self._apply(answer)
+
+    def _store_turn(self) -> list[Persist]:
+        """Commit this turn's changes; those the store had no room for, in order."""
+        store = self._store
+        assert store is not None
+        if not self._full:
+            try:
+                store.commit()
+                return []
+            except StoreFull:
+                pass
+        others = [change for change in self._turn if change.op != "add_offline"]
+        try:
+            for change in others:
+                store.apply(change)
+            store.commit()
+            kept = True
+        except StoreFull:
+            kept = False
+        log.warning("the store is full: %d messages refused; %d other changes %s",
+                    len(self._turn) - len(others), len(others), "kept" if kept else "refused too")
+        return [change for change in self._turn if change.op == "add_offline" or not kept]
+
+    # -- accounts ------------------------------------------------------
+
+    def accounts_changed(self, accounts: dict[str, str]) -> None:
+        """The accounts file was read again (SIGHUP); moot once shutting down."""
+        if not self._stopping:
+            self._apply(self._logic.accounts_changed(accounts, self._loop.time()))
 
     # -- shutdown ------------------------------------------------------
 

@@ -21,13 +21,20 @@ class StoreError(Exception):
     """The state file cannot be used; the message says why, for a person."""
 
 
+class StoreFull(StoreError):
+    """The disk (or the store's size cap) is full: this transaction was rolled back, the store still works."""
+
+
 class Store:
     """Blocks and offline messages in SQLite: ``apply`` Persist effects, ``commit`` makes them durable.
 
     Everything applied since the last ``commit`` is one transaction, so the
     host commits once per loop iteration however many messages it stored
     (group commit). A file is opened in WAL mode and locked for this process
-    alone: a second server on the same file is refused. After a failed write
+    alone: a second server on the same file is refused. A write that does not
+    fit (SQLITE_FULL: the disk or ``max_bytes`` is full) rolls back the whole
+    open transaction and raises ``StoreFull``; the store goes on working, so a
+    later transaction is kept once there is room. After any other failed write
     the store is broken for good: every later call raises, so nothing that
     waited for a commit is ever confirmed on the strength of a lost one.
     """
@@ -42,8 +49,12 @@ class Store:
     # -- opening -------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str, synchronous: str = "FULL") -> Store:
-        """Open (or create) the state at ``path``; ``':memory:'`` keeps it only while the process runs."""
+    def open(cls, path: str, synchronous: str = "FULL", max_bytes: int | None = None) -> Store:
+        """Open (or create) the state at ``path``; ``':memory:'`` keeps it only while the process runs.
+
+        ``max_bytes`` caps the database (its write-ahead log comes on top):
+        a change that would grow it further raises ``StoreFull``.
+        """
         if synchronous not in SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS}, not {synchronous!r}")
         if path != MEMORY:
@@ -55,15 +66,25 @@ class Store:
         try:
             if path != MEMORY:
                 # One writer, and no shared-memory index: the lock is taken by
-                # the first write below and held until close.
+                # the first read below and held until close.
                 conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+            # Read and check what is there before changing a byte of it: the
+            # journal mode of someone else's database is theirs to keep.
+            conn.execute("BEGIN")
+            empty = _check_contents(conn, path)
+            conn.execute("COMMIT")
+            if path != MEMORY:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if mode.lower() != "wal":
                     raise StoreError(f"Cannot use state file {path}: WAL journal mode refused ({mode})")
                 conn.execute(f"PRAGMA synchronous = {synchronous}")
-            conn.execute("BEGIN IMMEDIATE")
-            _prepare(conn, path)
-            conn.execute("COMMIT")
+            if max_bytes is not None:
+                page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+                conn.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page_size)}")
+            if empty:
+                conn.execute("BEGIN IMMEDIATE")
+                _create(conn)
+                conn.execute("COMMIT")
         except StoreError:
             conn.close()
             raise
@@ -149,14 +170,20 @@ class Store:
             raise StoreError(self._broken)
 
     def _fail(self, exc: sqlite3.Error) -> StoreError:
-        self._broken = f"Cannot write state file {self.path}: {exc}"
+        """Roll the open transaction back; unless it just did not fit, the store is broken from now on."""
+        message = f"Cannot write state file {self.path}: {exc}"
+        full = getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL"
+        if not full:
+            self._broken = message
         try:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
         except sqlite3.Error:
-            pass
+            self._broken = message  # not known to be rolled back: trust nothing after it
         self._pending = False
-        return StoreError(self._broken)
+        if full and self._broken is None:
+            return StoreFull(message)
+        return StoreError(message)
 
 
 _OPS = {
@@ -180,14 +207,14 @@ def _check_path(path: str) -> None:
         raise StoreError(f"Cannot use state file {path}: it is not readable and writable")
 
 
-def _prepare(conn: sqlite3.Connection, path: str) -> None:
-    """Create the schema in an empty database, or check the version of an existing one."""
+def _check_contents(conn: sqlite3.Connection, path: str) -> bool:
+    """Whether the database is empty; raises StoreError unless it is empty or a sound state file.
+
+    Reads only: a file that is refused is left as it was found.
+    """
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if not tables:
-        for statement in _SCHEMA:
-            conn.execute(statement)
-        conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        return
+        return True
     if "meta" not in tables:
         raise StoreError(f"{path} is a database but not a chat state file (no meta table); "
                          "give --state another file")
@@ -208,6 +235,14 @@ def _prepare(conn: sqlite3.Connection, path: str) -> None:
     problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
     if problems != ["ok"]:
         raise StoreError(f"State file {path} is corrupt ({problems[0]}); move it aside to start afresh")
+    return False
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    """The schema, in an empty database."""
+    for statement in _SCHEMA:
+        conn.execute(statement)
+    conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
 
 def _error(path: str, exc: sqlite3.Error) -> StoreError:

@@ -255,6 +255,7 @@ def test_logout_without_a_goodbye_exits_anyway():
 @pytest.mark.parametrize("reason, words, status", [
     ("timeout", "You have been logged out due to inactivity", 0),
     ("shutdown", "Error. Server is shutting down", 1),
+    ("account_removed", "Error. Your account was removed", 1),
 ])
 def test_goodbyes(reason, words, status):
     c = logged_in()

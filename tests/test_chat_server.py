@@ -16,9 +16,19 @@ HELLO = {"type": "hello", "version": 1}
 
 # -- helpers -----------------------------------------------------------------
 
+def sends(effects):
+    """The Sends in ``effects``, a stored change's confirmation in its place."""
+    return [e.confirm if type(e) is Persist else e for e in effects
+            if type(e) is Send or type(e) is Persist and e.confirm is not None]
+
+
 def frames_to(effects, conn):
-    """The frames ``effects`` send to ``conn``, in order."""
-    return [e.frame for e in effects if type(e) is Send and conn in e.conns]
+    """The frames ``effects`` send to ``conn``, in order (a change's confirmation counted as sent)."""
+    return [e.frame for e in sends(effects) if conn in e.conns]
+
+
+def stored_reply(conn, to):
+    return Send((conn,), {"type": "stored", "to": to})
 
 
 def of_type(effects, kind):
@@ -550,8 +560,9 @@ def test_a_message_to_an_offline_user_is_kept_then_the_sender_is_told(w):
     w.login("hans")
     hans = w.conn["hans"]
     assert w.send("hans", msg("yoda", "first")) == [
-        Persist("add_offline", (1, "yoda", "hans", "first")), Send((hans,), {"type": "stored", "to": "yoda"})]
-    assert w.send("hans", msg("yoda", "second"))[0] == Persist("add_offline", (2, "yoda", "hans", "second"))
+        Persist("add_offline", (1, "yoda", "hans", "first"), stored_reply(hans, "yoda"))]
+    assert w.send("hans", msg("yoda", "second")) == [
+        Persist("add_offline", (2, "yoda", "hans", "second"), stored_reply(hans, "yoda"))]
     assert w.s.stored("yoda") == [(1, "hans", "first"), (2, "hans", "second")]
 
 
@@ -576,7 +587,7 @@ def test_stored_messages_follow_welcome_and_presence_oldest_first(w):
 def test_stored_messages_carry_sent_when_the_host_gives_the_wall_clock():
     w = World(wall_offset=1_700_000_000.0)
     w.login("hans", now=5.0)
-    assert w.send("hans", msg("yoda", "hi"), 7.5)[0] == Persist("add_offline", (1, "yoda", "hans", "hi", 1_700_000_007.5))
+    assert w.send("hans", msg("yoda", "hi"), 7.5)[0].args == (1, "yoda", "hans", "hi", 1_700_000_007.5)
     stored = w.to(w.login("yoda", now=9.0), "yoda")[-1]
     assert stored == {"type": "message", "from": "hans", "text": "hi", "id": 1, "sent": 1_700_000_007.5}
 
@@ -621,7 +632,7 @@ def test_the_offline_queue_has_a_cap_per_recipient():
     w.login("yoda")
     w.send("yoda", {"type": "ack", "ids": [1]})
     w.send("yoda", {"type": "logout"})
-    assert w.send("hans", msg("yoda", "3"))[0] == Persist("add_offline", (4, "yoda", "hans", "3"))
+    assert w.send("hans", msg("yoda", "3"))[0].args == (4, "yoda", "hans", "3")
 
 
 def test_stored_messages_loaded_at_start_are_delivered_in_id_order_and_ids_go_on():
@@ -634,7 +645,7 @@ def test_stored_messages_loaded_at_start_are_delivered_in_id_order_and_ids_go_on
     assert "sent" not in frames[0]
     w.send("yoda", {"type": "logout"})
     w.login("hans")
-    assert w.send("hans", msg("luke", "new"))[0] == Persist("add_offline", (8, "luke", "hans", "new"))
+    assert w.send("hans", msg("luke", "new"))[0].args == (8, "luke", "hans", "new")
 
 
 # -- broadcast ----------------------------------------------------------------------------------
@@ -675,9 +686,9 @@ def test_block_and_unblock_replies_and_persist(w):
     w.login("yoda")
     yoda = w.conn["yoda"]
     assert w.send("yoda", {"type": "block", "user": "vader"}) == [
-        Persist("block", ("yoda", "vader")), Send((yoda,), {"type": "blocked", "user": "vader"})]
+        Persist("block", ("yoda", "vader"), Send((yoda,), {"type": "blocked", "user": "vader"}))]
     assert w.send("yoda", {"type": "unblock", "user": "vader"}) == [
-        Persist("unblock", ("yoda", "vader")), Send((yoda,), {"type": "unblocked", "user": "vader"})]
+        Persist("unblock", ("yoda", "vader"), Send((yoda,), {"type": "unblocked", "user": "vader"}))]
 
 
 def test_block_and_unblock_errors(w):
@@ -968,8 +979,7 @@ def test_a_block_cancels_an_open_request_for_both(pair, blocker, blocked, accept
     if accepted:
         answer(w)
     effects = w.send(blocker, {"type": "block", "user": blocked})
-    expected = [Persist("block", (blocker, blocked)),
-                Send((w.conn[blocker],), {"type": "blocked", "user": blocked})]
+    expected = [Persist("block", (blocker, blocked), Send((w.conn[blocker],), {"type": "blocked", "user": blocked}))]
     if accepted:
         expected.append(CancelTimer(("private", "hans", "yoda")))
     expected += [Send((w.conn["hans"],), {"type": "private_cancelled", "user": "yoda"}),

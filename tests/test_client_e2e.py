@@ -248,7 +248,8 @@ def test_private_chat_goes_peer_to_peer(server, clients):
         hans.type("private yoda received")
         yoda.expect("hans(private): received")
         assert not any(secret in json.dumps(f) for f in proxy.sent_frames())
-        assert any(f.get("type") == "activity" for f in proxy.sent_frames())  # the server still saw activity
+        wait_for(lambda: any(f.get("type") == "activity" for f in proxy.sent_frames()),
+                 what="the server seeing the private lines as activity")
 
         yoda.type("stopprivate hans")
         yoda.expect("Private messaging with hans stopped")

@@ -1,4 +1,6 @@
 """The accounts file: format, what is skipped, and every way it can be malformed."""
+import os
+
 import pytest
 
 from reactor.credentials import CredentialsError, load_credentials
@@ -58,7 +60,34 @@ def test_missing_file_is_named(tmp_path, monkeypatch):
 def test_unreadable_path_is_named(tmp_path):
     (tmp_path / "dir.txt").mkdir()
     message = error_of(tmp_path / "dir.txt")
-    assert message.startswith(f"cannot read credentials file {tmp_path / 'dir.txt'}")
+    assert message == f"cannot read credentials file {tmp_path / 'dir.txt'}: not a regular file (a directory)"
+
+
+def test_a_device_is_refused_not_read_as_an_empty_file():
+    assert error_of("/dev/null") == "cannot read credentials file /dev/null: not a regular file (a character device)"
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    import signal
+    path = tmp_path / "creds.fifo"
+    os.mkfifo(path)
+
+    def hung(signum, frame):
+        raise AssertionError("load_credentials waited on the FIFO")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.setitimer(signal.ITIMER_REAL, 2.0)
+    try:
+        assert error_of(path) == f"cannot read credentials file {path}: not a regular file (a FIFO)"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_symlink_to_a_regular_file_is_fine(tmp_path):
+    target = write(tmp_path, "hans a\n", name="real.txt")
+    (tmp_path / "link.txt").symlink_to(target)
+    assert load_credentials(tmp_path / "link.txt") == {"hans": "a"}
 
 
 @pytest.mark.parametrize("line", [
@@ -76,6 +105,16 @@ def test_unreadable_path_is_named(tmp_path):
 def test_malformed_line_names_file_and_line(tmp_path, line):
     path = write(tmp_path, f"# comment\n\nyoda wise\n{line}\nluke jedi\n", name="creds.txt")
     assert error_of(path) == f"{path}:4: expected '<username> <password>'"
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x1b", "\t", "\x1f", "\x7f", "\x85", "\x9b"])
+def test_a_username_with_a_control_character_names_the_line(tmp_path, char):
+    path = write(tmp_path, f"yoda wise\n\nha{char}ns pw\n", name="creds.txt")
+    assert error_of(path) == f"{path}:3: the username holds a control character (U+{ord(char):04X})"
+
+
+def test_a_password_may_hold_what_a_username_may_not(tmp_path):
+    assert load_credentials(write(tmp_path, "hans pa\x1bss\n")) == {"hans": "pa\x1bss"}
 
 
 def test_relative_path_is_named_as_given(tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from reactor.store import SCHEMA_VERSION, Store, StoreError
+from reactor.store import SCHEMA_VERSION, Store, StoreError, StoreFull
 from tests.support import ROOT, coverage_env
 
 try:
@@ -192,14 +192,20 @@ def test_an_unknown_schema_version_is_refused(tmp_path, version):
         Store.open(str(path))
 
 
-def test_a_database_that_is_not_a_state_file_is_refused(tmp_path):
+@pytest.mark.parametrize("journal", ["delete", "wal"])
+def test_a_database_that_is_not_a_state_file_is_refused_without_changing_a_byte(tmp_path, journal):
     path = tmp_path / "other.db"
     conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA journal_mode = {journal}")
     conn.execute("CREATE TABLE photos (id INTEGER)")
+    conn.execute("INSERT INTO photos VALUES (1)")
     conn.commit()
     conn.close()
+    before = path.read_bytes()
     with pytest.raises(StoreError, match="not a chat state file"):
         Store.open(str(path))
+    assert path.read_bytes() == before  # in particular, its journal mode is still its own
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]
 
 
 def test_a_state_file_missing_a_table_is_refused(tmp_path):
@@ -397,4 +403,87 @@ def test_a_table_that_vanished_under_the_store_is_reported():
     store._conn.execute("DROP TABLE offline")
     with pytest.raises(StoreError, match="Cannot use state file :memory:: no such table: offline"):
         store.load()
+    store.close()
+
+
+# -- a store with no room left -----------------------------------------------------
+
+def fill_until_full(store, start=1):
+    """Commit messages one by one until one does not fit; the id of the one refused."""
+    i = start
+    while True:
+        try:
+            store.apply(add(i, text="x" * 1000))
+            store.commit()
+        except StoreFull:
+            return i
+        i += 1
+
+
+@pytest.mark.parametrize("where", ["file", ":memory:"])
+def test_a_store_at_its_cap_refuses_the_transaction_and_keeps_working(tmp_path, where):
+    path = str(tmp_path / "state.db") if where == "file" else ":memory:"
+    store = Store.open(path, max_bytes=64 * 1024)
+    refused = fill_until_full(store)
+    assert 20 < refused < 64, refused
+    assert not store.broken
+    # A transaction that does not fit is rolled back whole, also what did fit in it.
+    store.apply(Persist("block", ("yoda", "vader")))
+    with pytest.raises(StoreFull, match="full"):
+        store.apply(add(refused, text="x" * 50_000))
+    store.commit()   # nothing is pending any more
+    assert store.load() == ([], [add(i, text="x" * 1000).args for i in range(1, refused)])
+    # Deleting frees room: the same message fits now.
+    store.apply(Persist("del_offline", (tuple(range(1, 11)),)))
+    store.commit()
+    store.apply(add(refused, text="x" * 1000))
+    store.commit()
+    assert [m[0] for m in store.load()[1]] == list(range(11, refused + 1))
+    store.close()
+
+
+class FullCommit(FailingCommit):
+    """A connection whose next ``fails`` COMMITs find the disk full (SQLite keeps the transaction open)."""
+
+    fails = 0
+
+    def execute(self, sql, *args):
+        if sql == "COMMIT" and self.fails:
+            self.fails -= 1
+            error = sqlite3.OperationalError("database or disk is full")
+            error.sqlite_errorname = "SQLITE_FULL"
+            raise error
+        return self.conn.execute(sql, *args)
+
+
+def test_a_full_commit_is_rolled_back_and_the_next_is_kept(tmp_path):
+    path = str(tmp_path / "state.db")
+    store = Store.open(path)
+    store._conn = FullCommit(store._conn)
+    store._conn.fails = 1
+    store.apply(add(1))
+    with pytest.raises(StoreFull):
+        store.commit()
+    assert store.commits == 0 and not store.broken
+    store.apply(add(2))
+    store.commit()
+    store.close()
+    again = Store.open(path)
+    assert again.load() == ([], [add(2).args])
+    again.close()
+
+
+def test_a_cap_smaller_than_the_file_keeps_what_is_there_and_refuses_growth(tmp_path):
+    path = str(tmp_path / "state.db")
+    store = Store.open(path)
+    for i in range(1, 101):
+        store.apply(add(i, text="x" * 1000))
+    store.commit()
+    store.close()
+    store = Store.open(path, max_bytes=8192)
+    assert len(store.load()[1]) == 100
+    with pytest.raises(StoreFull):
+        store.apply(add(101, text="x" * 10_000))
+    store.apply(Persist("del_offline", ((1, 2),)))
+    store.commit()
     store.close()

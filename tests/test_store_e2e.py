@@ -258,8 +258,9 @@ def _login_ok(client):
     return True
 
 
-def test_a_full_disk_stops_the_server_and_confirms_nothing_it_lost(tmp_path):
-    """A write that fails (here: a file size limit) stops the server; what it confirmed is there after."""
+def test_a_failed_write_stops_the_server_and_confirms_nothing_it_lost(tmp_path):
+    """A write that fails (here: past a file size limit, an I/O error to SQLite, unlike a full disk which
+    only refuses what does not fit) stops the server; what it confirmed is there after."""
     import resource
     state = tmp_path / "state.db"
     creds = write_credentials(tmp_path)
