@@ -157,6 +157,43 @@ def test_a_reader_that_never_reads_is_still_cut_off(server):
     hans.until("message", text="still here", timeout=20)
 
 
+def test_the_host_paces_a_mailbox_while_the_store_commits_every_turn(tmp_path):
+    """In one process: the server's buffer for the reader stays near one window, though the
+    store is dirty every turn (so each WhenWritable waits for a commit), and a live message
+    sent meanwhile is stored behind the mailbox."""
+    from reactor.chat_server import MAILBOX_CHUNK
+    from reactor.store import Store
+    from reactor.stream import HIGH_WATER
+    from tests.test_store_e2e import InProcess
+    store = Store.open(str(tmp_path / "state.db"))
+    world = InProcess(lambda loop: store)
+    try:
+        hans = world.connect()
+        hans.login("hans")
+        texts = [f"{i:02d}{EMOJI * 4000}" for i in range(30)]
+        for text in texts:
+            hans.send({"type": "message", "to": "yoda", "text": text})
+        hans.until("stored", 30)
+        yoda = world.connect()
+        frames = yoda.login("yoda")
+        hans.send({"type": "message", "to": "yoda", "text": "live"})
+        peak = 0
+        deadline = time.monotonic() + 10
+        while sum(f["type"] == "message" for f in frames) < 31:
+            assert time.monotonic() < deadline, frames[-1:]
+            hans.send({"type": "message", "to": "luke", "text": "x"})   # a store write every turn
+            world.loop.run_once(0.01)
+            peak = max(peak, *(s.buffered for s in world.host._streams.values()))
+            frames += yoda.frames()
+        messages = [f for f in frames if f["type"] == "message"]
+        assert [m["text"] for m in messages] == texts + ["live"]
+        assert messages[-1]["id"] == 31      # stored: it went behind the mailbox
+        assert peak < HIGH_WATER + MAILBOX_CHUNK + 64 * 1024, peak
+    finally:
+        world.close()
+        store.close()
+
+
 # -- invalid text ----------------------------------------------------------------
 
 LONE = b'"\\ud800 lone"'
