@@ -332,6 +332,7 @@ def test_when_drained_is_not_answered_once_the_stream_closes(loop):
     calls = []
     s.when_drained(calls.append)      # answered on the next turn ...
     s.close()                         # ... but the stream is closing by then
+    s.when_drained(calls.append)      # and asking a closing stream is not answered at all
     s2, b2, _ = paced(loop)
     s2.write(b"z" * 100_000 + b"\n")
     s2.when_drained(calls.append)
