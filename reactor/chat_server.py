@@ -11,8 +11,8 @@ connections, calls one method per event with the current monotonic time
   comes due the host calls ``timer_fired(key, now)``;
 - ``Persist``: a durable change; the ``Send``s after it must wait until it is
   stored;
-- ``WhenWritable``: once what was sent to this connection before it has left
-  (there is room for more), call ``writable(conn, now)``.
+- ``WhenWritable``: once this connection has room for more output (what was
+  sent to it before has mostly left), call ``writable(conn, now)``.
 
 Stored messages go out paced by the reader: at login the first chunk of them
 (about ``MAILBOX_CHUNK`` bytes), then one more chunk per ``writable``. A
