@@ -13,7 +13,15 @@ connections, calls one method per event with the current monotonic time
   stored. Its ``confirm`` (a ``Send``, or None) is the reply that says it is
   kept: sent in its place once stored; if the store cannot keep it (full),
   the host calls ``not_stored(change, now)`` instead, which undoes it and
-  answers for it.
+  answers for it;
+- ``WhenWritable``: once this connection has room for more output (what was
+  sent to it before has mostly left), call ``writable(conn, now)``.
+
+Stored messages go out paced by the reader: at login the first chunk of them
+(about ``MAILBOX_CHUNK`` bytes), then one more chunk per ``writable``. A
+connection keeps a cursor (the ids still to send); while it is not empty, a
+message to that user is stored behind them rather than sent at once, so no
+live message overtakes a stored one.
 
 Timer keys: ``("login", conn)`` the login deadline, ``("idle", conn)`` the
 inactivity deadline of a logged-in connection, ``("private", requester,
@@ -29,19 +37,22 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from .timer_effects import CancelTimer, SetTimer
 
-__all__ = ["Send", "SendBatch", "Close", "SetTimer", "CancelTimer", "Persist", "ChatServer",
-           "PROTOCOL_VERSION", "MAX_LOGIN_FAILURES", "MAX_LOGIN_TIME"]
+__all__ = ["Send", "SendBatch", "Close", "SetTimer", "CancelTimer", "Persist", "WhenWritable", "ChatServer",
+           "PROTOCOL_VERSION", "MAX_LOGIN_FAILURES", "MAX_LOGIN_TIME", "MAILBOX_CHUNK"]
 
 log = logging.getLogger("chat.server")
 
 PROTOCOL_VERSION = 1
 MAX_LOGIN_FAILURES = 3   # wrong passwords in a row that lock an account
 MAX_LOGIN_TIME = 60.0    # seconds: a connection must log in within timeout, but never more than this
+MAILBOX_CHUNK = 32 * 1024   # about the bytes of stored messages sent per turn of a mailbox delivery
+_FRAME_OVERHEAD = 64        # about the bytes of a stored message's frame besides its sender and text
 
 
 # -- effects ----------------------------------------------------------------
@@ -79,6 +90,12 @@ class Persist:
     confirm: Send | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class WhenWritable:
+    """Call ``writable(conn, now)`` once this connection has room for more output."""
+    conn: int
+
+
 # -- internal state ---------------------------------------------------------
 
 _HELLO, _LOGIN, _PASSWORD, _ACTIVE = range(4)   # where a connection is
@@ -95,7 +112,8 @@ def _new_token() -> str:
 class _Conn:
     """One connection: its login progress and, once logged in, its session."""
 
-    __slots__ = ("id", "state", "claimed", "user", "bad", "deadline", "last_active", "listen", "requests")
+    __slots__ = ("id", "state", "claimed", "user", "bad", "deadline", "last_active", "listen", "requests",
+                 "mailbox")
 
     def __init__(self, conn: int, deadline: float) -> None:
         self.id = conn
@@ -107,6 +125,7 @@ class _Conn:
         self.last_active = 0.0
         self.listen: tuple[str, int] | None = None   # where the client accepts peers
         self.requests: set[tuple[str, str]] = set()  # open private requests it is part of
+        self.mailbox: deque[int] = deque()   # ids of the stored messages still to send, oldest first
 
 
 class _Request:
@@ -133,6 +152,14 @@ def _unknown(kind: str) -> str:
 
 def _bad_type(field: str, what: str) -> str:
     return f"{field!r} must be {what}"
+
+
+def _wire_size(text: str) -> int:
+    """About the bytes of ``text`` in a frame: JSON escapes each non-ASCII character as ``\\uXXXX``
+    (6 bytes), or two of them (12) beyond the BMP; 4 x UTF-8 bytes - 3 x characters is close to both."""
+    if text.isascii():
+        return len(text)
+    return 4 * len(text.encode("utf-8", "surrogatepass")) - 3 * len(text)
 
 
 # -- the state machine ------------------------------------------------------
@@ -269,6 +296,13 @@ class ChatServer:
             log.debug("conn %d: gone before logging in", conn)
         return self._forget(c, now, "connection lost")
 
+    def writable(self, conn: int, now: float) -> list:
+        """``conn`` has room for more output (the answer to ``WhenWritable``): the next stored messages."""
+        c = self._conns.get(conn)
+        if c is None or not c.mailbox:
+            return []
+        return self._next_stored(c)
+
     def timer_fired(self, key: Any, now: float) -> list:
         """The timer ``key`` came due."""
         return self.timers_fired((key,), now)
@@ -370,12 +404,18 @@ class ChatServer:
         op, args = change.op, change.args
         conns = change.confirm.conns if change.confirm is not None else ()
         if op == "add_offline":
-            mid, to = args[0], args[1]
+            mid, to, sender = args[:3]
             queue = self._offline.get(to)
             if queue is not None and queue.pop(mid, None) is not None and not queue:
                 del self._offline[to]
-            if to in self._online:
+            target = self._online.get(to)
+            if target is not None and mid not in target.mailbox:   # already handed to its recipient
                 return [change.confirm] if change.confirm is not None else []
+            if target is not None:
+                target.mailbox.remove(mid)
+            source = self._online.get(sender)
+            if not conns and source is not None:   # queued behind a mailbox on its way: no confirm was due
+                conns = (source.id,)
             log.info("message %d to %s not kept: the store is full", mid, to)
             refusal = _error("store_full", command="message", user=to)
         elif op in ("block", "unblock"):
@@ -559,11 +599,31 @@ class ChatServer:
         effects: list = [CancelTimer(("login", c.id)), SetTimer(("idle", c.id), now + self._timeout),
                          Send((c.id,), {"type": "welcome", "user": user})]
         effects += self._announce(user, online=True)
-        for mid, (sender, text, sent) in self._offline.get(user, {}).items():
+        queue = self._offline.get(user)
+        if queue:
+            c.mailbox.extend(queue)
+            effects += self._next_stored(c)
+        return effects
+
+    def _next_stored(self, c: _Conn) -> list:
+        """The next chunk of ``c``'s stored messages, oldest first, then WhenWritable if more wait."""
+        queue = self._offline.get(c.user, {})   # type: ignore[arg-type]
+        mailbox = c.mailbox
+        effects: list = []
+        size = 0
+        while mailbox and size < MAILBOX_CHUNK:
+            mid = mailbox.popleft()
+            stored = queue.get(mid)
+            if stored is None:   # acknowledged meanwhile
+                continue
+            sender, text, sent = stored
             frame = {"type": "message", "from": sender, "text": text, "id": mid}
             if sent is not None:
                 frame["sent"] = sent
             effects.append(Send((c.id,), frame))
+            size += _FRAME_OVERHEAD + _wire_size(sender) + _wire_size(text)
+        if mailbox:
+            effects.append(WhenWritable(c.id))
         return effects
 
     # -- commands ------------------------------------------------------------
@@ -593,7 +653,7 @@ class ChatServer:
         if sender in self._blocks.get(to, _EMPTY):
             return self._reply(c, _error("blocked_by_recipient", user=to))
         target = self._online.get(to)
-        if target is not None:
+        if target is not None and not target.mailbox:
             return [Send((target.id,), {"type": "message", "from": sender, "text": text})]
         queue = self._offline.get(to)
         if queue is None:
@@ -609,6 +669,9 @@ class ChatServer:
             sent = now + self._wall_offset
             queue[mid] = (sender, text, sent)
             row = (mid, to, sender, text, sent)
+        if target is not None:   # online, its stored messages still on their way: this one goes behind them
+            target.mailbox.append(mid)
+            return [Persist("add_offline", row)]
         return [Persist("add_offline", row, Send((c.id,), {"type": "stored", "to": to}))]
 
     def _broadcast(self, c: _Conn, frame: dict, now: float) -> list:

@@ -1,7 +1,12 @@
-"""JSON-lines framing: one JSON object per UTF-8 line, encoded and decoded without I/O."""
+"""JSON-lines framing: one JSON object per UTF-8 line, encoded and decoded without I/O.
+
+A decoded frame holds only valid Unicode: a line whose strings (keys or values)
+keep a lone surrogate escape (``\\ud800``) is a BadFrame, not fatal.
+"""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 MAX_FRAME = 64 * 1024  # bytes in one frame, newline excluded
@@ -13,6 +18,8 @@ def _reject_constant(name: str) -> Any:
 
 _encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 _decoder = json.JSONDecoder(parse_constant=_reject_constant)
+_BACKSLASH = ord("\\")   # an int: `in` a bytes line is a memchr, far cheaper than a bytes needle
+_SURROGATE = re.compile(r"[\ud800-\udfff]")   # left in a decoded str only by a lone \udXXX escape
 
 
 def encode(frame: dict) -> bytes:
@@ -93,4 +100,27 @@ def _decode(line: bytes) -> dict | BadFrame:
         return BadFrame("invalid JSON")
     if type(frame) is not dict:
         return BadFrame("frame is not a JSON object")
+    if _BACKSLASH in line and (b"\\ud" in line or b"\\uD" in line) and _has_lone_surrogate(frame):
+        return BadFrame("invalid Unicode: a lone surrogate escape")
     return frame
+
+
+def _has_lone_surrogate(frame: dict) -> bool:
+    """Whether any string in ``frame``, key or value at any depth, holds a lone surrogate.
+
+    JSON allows ``"\\ud800"`` but it is no character: such text cannot be
+    encoded, stored or shown. (A valid pair decodes to one character.)
+    """
+    pending: list = [frame]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is str:
+            if not item.isascii() and _SURROGATE.search(item):
+                return True
+        elif kind is dict:
+            pending += item
+            pending += item.values()
+        elif kind is list:
+            pending += item
+    return False

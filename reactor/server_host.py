@@ -3,9 +3,12 @@
 The host owns the I/O the logic must not touch: it numbers connections, hands
 decoded frames and the loop's clock to ``ChatServer``, and carries out the
 effects it returns: frames to send (encoded once, however many recipients),
-connections to close, timers to arm. Durable effects go to an optional store,
-and once one has, every send and close waits until the store has committed
-(``_commit``, run before the loop sleeps: one transaction per loop turn).
+connections to close, timers to arm. ``WhenWritable`` is how the logic paces
+a big mailbox by its reader: the host calls ``writable`` once the stream has
+room (``Stream.when_drained``). Durable effects go to an optional store, and
+once one has, every send, close and WhenWritable waits until the store has
+committed (``_commit``, run before the loop sleeps: one transaction per loop
+turn).
 
 A turn the store cannot keep because it is full (``StoreFull``: the store
 rolled the transaction back) is not a reason to stop: its messages are refused
@@ -20,7 +23,7 @@ import logging
 import socket
 from typing import Protocol
 
-from .chat_server import CancelTimer, ChatServer, Close, Persist, Send, SendBatch, SetTimer
+from .chat_server import CancelTimer, ChatServer, Close, Persist, Send, SendBatch, SetTimer, WhenWritable
 from .framing import encode
 from .loop import EventLoop, NamedTimers
 from .store import StoreFull
@@ -50,7 +53,7 @@ class ServerHost:
         self._timers = NamedTimers(loop, self._fire)
         self._ids = itertools.count(1)
         self._listener: Listener | None = None
-        self._held: list[Send | SendBatch | Close | Persist] = []   # waiting for the commit (a Persist: its confirm)
+        self._held: list[Send | SendBatch | Close | WhenWritable | Persist] = []   # waiting for the commit
         self._turn: list[Persist] = []        # the changes of the open transaction
         self._full = False                    # the store refused this turn's transaction
         self._dirty = False                   # the store has uncommitted changes
@@ -101,6 +104,10 @@ class ServerHost:
         if self._stopping and not self._streams:
             self._loop.stop()
 
+    def _writable(self, stream: Stream) -> None:
+        """The stream asked for in a WhenWritable has room for more."""
+        self._apply(self._logic.writable(stream.tag, self._loop.time()))
+
     def _fire(self, keys: list) -> None:
         """Timers that came due together reach the logic together (see ``timers_fired``)."""
         self._apply(self._logic.timers_fired(keys, self._loop.time()))
@@ -110,7 +117,7 @@ class ServerHost:
     def _apply(self, effects: list) -> None:
         for effect in effects:
             kind = type(effect)
-            if kind is Send or kind is SendBatch or kind is Close:
+            if kind is Send or kind is SendBatch or kind is Close or kind is WhenWritable:
                 if self._dirty:
                     self._held.append(effect)
                 else:
@@ -136,12 +143,17 @@ class ServerHost:
             else:
                 raise TypeError(f"unknown effect {effect!r}")
 
-    def _deliver(self, effect: Send | SendBatch | Close) -> None:
+    def _deliver(self, effect: Send | SendBatch | Close | WhenWritable) -> None:
         get = self._streams.get
-        if type(effect) is Close:
-            stream = get(effect.conn)
-            if stream is not None:
+        kind = type(effect)
+        if kind is Close or kind is WhenWritable:
+            stream = get(effect.conn)   # type: ignore[union-attr]
+            if stream is None:
+                return
+            if kind is Close:
                 stream.close()
+            else:
+                stream.when_drained(self._writable)
             return
         data = encode(effect.frame) if type(effect) is Send else b"".join(map(encode, effect.frames))
         for conn in effect.conns:

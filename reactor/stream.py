@@ -3,10 +3,15 @@
 A ``Stream`` owns one connected socket. Reads are split into frames and handed
 to its handler; writes go to an output buffer flushed once per loop iteration
 (so many frames to one peer cost one ``send``), and the loop watches for
-writability only while bytes are pending. A peer that stops reading is cut off
-once its buffer passes ``max_output``; a line longer than ``max_frame`` ends the
-stream. Nothing a peer does raises into the loop: failures reach the handler's
-``connection_lost`` exactly once, always from a fresh loop callback.
+writability only while bytes are pending. An owner with much to send paces
+itself with ``when_drained``: it writes while fewer than ``high_water`` bytes
+wait and, beyond that, waits until flushing brings them down to ``low_water``.
+A peer that stops reading is cut off once its buffer passes ``max_output``
+(what its owner sends it anyway: live traffic); a line longer than
+``max_frame`` ends the stream. Nothing a peer does raises into the loop:
+failures reach the handler's ``connection_lost`` exactly once, always from a
+fresh loop callback. A handler that raises on one frame is logged, and the
+frames after it are still handled.
 """
 from __future__ import annotations
 
@@ -23,6 +28,8 @@ from .loop import EventLoop, TimerHandle
 log = logging.getLogger("reactor.stream")
 
 MAX_OUTPUT = 1 << 20   # bytes buffered for a peer before it counts as not reading
+HIGH_WATER = 64 * 1024  # bytes buffered beyond which a paced owner waits (see ``when_drained``)
+LOW_WATER = 16 * 1024   # ... until flushing brings them down to this
 RECV_SIZE = 256 * 1024
 CLOSE_TIMEOUT = 5.0     # seconds a closing stream may take to flush before it is aborted
 
@@ -41,11 +48,12 @@ class Stream:
     """
 
     __slots__ = ("_loop", "_sock", "_handler", "_decoder", "_out", "_max_output",
-                 "_flush_pending", "_writing", "_closing", "_closed", "_close_timer", "_reason",
+                 "_high_water", "_low_water", "_on_drained", "_flush_pending", "_writing", "_closing", "_closed", "_close_timer", "_reason",
                  "tag", "peer_address", "local_address")
 
     def __init__(self, loop: EventLoop, sock: socket.socket, handler: StreamHandler, *,
-                 max_frame: int = MAX_FRAME, max_output: int = MAX_OUTPUT) -> None:
+                 max_frame: int = MAX_FRAME, max_output: int = MAX_OUTPUT,
+                 high_water: int = HIGH_WATER, low_water: int = LOW_WATER) -> None:
         sock.setblocking(False)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -55,6 +63,9 @@ class Stream:
         self._decoder = FrameDecoder(max_frame)
         self._out = bytearray()
         self._max_output = max_output
+        self._high_water = high_water
+        self._low_water = low_water
+        self._on_drained: Callable[[Stream], Any] | None = None
         self._flush_pending = False
         self._writing = False
         self._closing = False
@@ -93,6 +104,25 @@ class Stream:
             self._flush_pending = True
             self._loop.call_soon(self._flush)
 
+    def when_drained(self, callback: Callable[[Stream], Any]) -> None:
+        """Call ``callback(self)`` once there is room for more output: soon if fewer than
+        ``high_water`` bytes wait, else once flushing has brought them down to ``low_water``.
+
+        Always from a fresh loop callback, and never once the stream is closing.
+        One request at a time: a second call before the first was answered replaces it.
+        """
+        if self._closing:
+            return
+        if len(self._out) < self._high_water:
+            self._on_drained = None
+            self._loop.call_soon(self._drained, callback)
+        else:
+            self._on_drained = callback
+
+    def _drained(self, callback: Callable[[Stream], Any]) -> None:
+        if not self._closing:
+            callback(self)
+
     def _flush(self) -> None:
         self._flush_pending = False
         if self._closed or not self._out:
@@ -105,6 +135,9 @@ class Stream:
             self._fail(_describe(exc))
             return
         del self._out[:sent]
+        if self._on_drained is not None and len(self._out) <= self._low_water:
+            self._loop.call_soon(self._drained, self._on_drained)
+            self._on_drained = None
         if self._out:
             if not self._writing:
                 self._writing = True
@@ -133,12 +166,15 @@ class Stream:
         for item in self._decoder.feed(data):
             if self._closing or self._closed:
                 return
-            if type(item) is dict:
-                handler.frame_received(self, item)
-            else:
-                handler.frame_error(self, item.detail)
-                if item.fatal:
-                    self._close(item.detail)
+            try:
+                if type(item) is dict:
+                    handler.frame_received(self, item)
+                else:
+                    handler.frame_error(self, item.detail)
+            except Exception:  # a bug in the owner: the frames after this one are still handled
+                log.exception("stream %s: handler failed on a frame; going on with the next", self.peer_address)
+            if type(item) is not dict and item.fatal:
+                self._close(item.detail)
 
     # -- closing -------------------------------------------------------
 
@@ -181,6 +217,7 @@ class Stream:
         self._closed = True
         self._closing = True
         self._out.clear()
+        self._on_drained = None
         if self._close_timer is not None:
             self._close_timer.cancel()
         self._loop.remove_reader(self._sock)

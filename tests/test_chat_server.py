@@ -5,7 +5,9 @@ import logging
 
 import pytest
 
-from reactor.chat_server import MAX_LOGIN_TIME, CancelTimer, ChatServer, Close, Persist, Send, SendBatch, SetTimer
+from reactor.chat_server import (MAILBOX_CHUNK, MAX_LOGIN_TIME, CancelTimer, ChatServer, Close, Persist, Send,
+                                  SendBatch, SetTimer, WhenWritable)
+from reactor.framing import encode
 
 ACCOUNTS = {"hans": "falcon*solo", "yoda": "wise@!man", "vader": "sithlord**", "luke": "jedi*knight",
             "leia": "princess~"}
@@ -646,6 +648,110 @@ def test_stored_messages_loaded_at_start_are_delivered_in_id_order_and_ids_go_on
     w.send("yoda", {"type": "logout"})
     w.login("hans")
     assert w.send("hans", msg("luke", "new"))[0].args == (8, "luke", "hans", "new")
+
+
+# -- a big mailbox, paced by its reader -----------------------------------------------------------
+
+EMOJI = "\U0001F600"
+
+
+def big_mailbox(count, text, **kw):
+    """A World where yoda has ``count`` stored messages of ``text`` (numbered in front) from hans."""
+    texts = [f"{i:04d}{text[4:]}" for i in range(count)]
+    w = World(offline=[(i + 1, "yoda", "hans", t) for i, t in enumerate(texts)], **kw)
+    return w, texts
+
+
+def deliver_all(w, effects, user="yoda", now=0.0):
+    """Answer every WhenWritable for ``user`` until the mailbox is out; each chunk's frames, in order."""
+    conn = w.conn[user]
+    chunks = []
+    while True:
+        chunks.append([f for f in frames_to(effects, conn) if f["type"] == "message"])
+        waits = [e for e in effects if type(e) is WhenWritable]
+        assert waits in ([], [WhenWritable(conn)]) and (not waits or effects[-1] == waits[0])
+        if not waits:
+            return chunks
+        effects = w.s.writable(conn, now)
+
+
+@pytest.mark.parametrize("count, text", [(30, EMOJI * 4096), (300, "x" * 4000), (1000, "short")])
+def test_a_big_mailbox_goes_out_a_chunk_per_writable_oldest_first(count, text):
+    w, texts = big_mailbox(count, text)
+    chunks = deliver_all(w, w.login("yoda"))
+    assert [f["text"] for chunk in chunks for f in chunk] == texts
+    assert [f["id"] for chunk in chunks for f in chunk] == list(range(1, count + 1))
+    for chunk in chunks:   # about one window each: at least one message, at most a message past the window
+        size = sum(len(encode(f)) for f in chunk)
+        assert chunk and size - len(encode(chunk[-1])) < MAILBOX_CHUNK * 1.1, size
+    assert len(chunks) > 1
+    assert w.s.writable(w.conn["yoda"], 0.0) == []   # nothing left to send
+
+
+def test_welcome_and_presence_go_before_the_first_chunk():
+    w, texts = big_mailbox(30, EMOJI * 4096)
+    w.login("luke")
+    effects = w.login("yoda")
+    frames = w.to(effects, "yoda")
+    assert frames[0] == {"type": "welcome", "user": "yoda"}
+    assert [f["type"] for f in frames[1:]] == ["message"] * len(frames[1:])
+    assert len(frames[1:]) < 30
+    assert effects[-1] == WhenWritable(w.conn["yoda"])
+
+
+def test_a_live_message_waits_behind_a_mailbox_still_on_its_way():
+    w, texts = big_mailbox(30, EMOJI * 4096, wall_offset=1000.0)
+    w.login("hans")
+    first = w.login("yoda", now=1.0)
+    assert w.send("hans", msg("yoda", "live"), 2.0) == [     # kept, not sent; hans is told nothing
+        Persist("add_offline", (31, "yoda", "hans", "live", 1002.0))]
+    chunks = deliver_all(w, first)
+    frames = [f for chunk in chunks for f in chunk]
+    assert [f["text"] for f in frames] == texts + ["live"]
+    assert frames[-1] == {"type": "message", "from": "hans", "text": "live", "id": 31, "sent": 1002.0}
+    # once the mailbox is out, messages go straight through again
+    assert w.send("hans", msg("yoda", "later")) == [Send((w.conn["yoda"],), {"type": "message", "from": "hans",
+                                                                             "text": "later"})]
+
+
+def test_a_message_behind_a_full_mailbox_is_refused_as_queue_full():
+    w, texts = big_mailbox(30, EMOJI * 4096, queue_cap=30)
+    w.login("hans")
+    w.login("yoda")
+    assert w.send("hans", msg("yoda", "one too many")) == [
+        Send((w.conn["hans"],), error("queue_full", user="yoda"))]
+
+
+def test_broadcasts_and_notices_are_not_held_behind_the_mailbox():
+    w, texts = big_mailbox(30, EMOJI * 4096)
+    w.login("hans")
+    w.login("yoda")
+    effects = w.send("hans", {"type": "broadcast", "text": "all"})
+    assert w.to(effects, "yoda") == [{"type": "message", "from": "hans", "text": "all", "broadcast": True}]
+
+
+def test_acks_during_delivery_and_what_is_not_acked_comes_again():
+    w, texts = big_mailbox(30, EMOJI * 4096)
+    yoda_first = w.login("yoda")
+    conn = w.conn["yoda"]
+    shown = [f["id"] for f in w.to(yoda_first, "yoda") if f["type"] == "message"]
+    assert w.send("yoda", {"type": "ack", "ids": shown + [30]}) == [Persist("del_offline", (tuple(shown + [30]),))]
+    rest = [f["id"] for chunk in deliver_all(w, w.s.writable(conn, 0.0)) for f in chunk]
+    assert rest == list(range(len(shown) + 1, 30))   # 30 was acknowledged before it went: skipped
+    w.send("yoda", {"type": "ack", "ids": rest[:5]})
+    w.send("yoda", {"type": "logout"})
+    again = deliver_all(w, w.login("yoda"))
+    assert [f["id"] for chunk in again for f in chunk] == rest[5:]
+
+
+def test_a_mailbox_cut_short_starts_again_at_the_next_login():
+    w, texts = big_mailbox(30, EMOJI * 4096)
+    w.login("yoda")
+    conn = w.conn["yoda"]
+    w.s.disconnected(conn, 1.0)
+    assert w.s.writable(conn, 1.0) == []   # a late answer for a connection that is gone
+    chunks = deliver_all(w, w.login("yoda"))
+    assert [f["text"] for chunk in chunks for f in chunk] == texts
 
 
 # -- broadcast ----------------------------------------------------------------------------------

@@ -211,3 +211,16 @@ def test_the_client_says_what_a_full_store_refused(command, words):
     c = logged_in()
     effects = c.server_frame(error("store_full", command=command, user="hans"), 1.0)
     assert [e.text for e in effects if type(e) is Print] == [words]
+
+
+def test_a_message_behind_a_mailbox_on_its_way_is_refused_to_its_sender_and_never_sent():
+    from tests.test_chat_server import EMOJI, big_mailbox, deliver_all
+    w, texts = big_mailbox(30, EMOJI * 4096)
+    w.login("hans")
+    first = w.login("yoda", now=1.0)
+    (change,) = of_type(w.send("hans", msg("yoda", "lost behind"), 2.0), Persist)
+    assert change.confirm is None                 # nobody is told "stored" for a message to an online user
+    assert w.s.not_stored(change, 2.0) == [Send((w.conn["hans"],), error("store_full", command="message",
+                                                                          user="yoda"))]
+    frames = [f for chunk in deliver_all(w, first) for f in chunk]
+    assert [f["text"] for f in frames] == texts   # the mailbox goes on without it

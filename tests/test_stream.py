@@ -102,6 +102,29 @@ def test_decoder_reports_bad_lines_and_goes_on(line, detail):
     assert out[1] == {"ok": 1}
 
 
+@pytest.mark.parametrize("line", [
+    rb'{"type":"message","text":"\ud800"}',                 # a lone high surrogate
+    rb'{"type":"message","text":"a\uDFFFb"}',               # a lone low one, upper-case hex
+    rb'{"type":"message","text":"\ude00\ud83d"}',          # a pair in the wrong order
+    rb'{"type":"message","\ud800":"x"}',                    # in a key
+    rb'{"type":"x","ids":[1,{"deep":["ok","\udbff"]}]}',   # deep in lists and objects
+])
+def test_decoder_rejects_lone_surrogates_anywhere_and_goes_on(line):
+    out = FrameDecoder().feed(line + b"\n" + encode({"ok": 1}))
+    assert isinstance(out[0], BadFrame) and not out[0].fatal
+    assert out[0].detail == "invalid Unicode: a lone surrogate escape"
+    assert out[1] == {"ok": 1}
+
+
+@pytest.mark.parametrize("line,frame", [
+    (rb'{"t":"\ud83d\ude00"}', {"t": "\U0001F600"}),     # a valid pair is one character
+    (rb'{"t":"\uD83D\uDE00 \u00e9"}', {"t": "\U0001F600 \u00e9"}),
+    (rb'{"t":"\\ud800"}', {"t": "\\ud800"}),              # an escaped backslash: plain text
+])
+def test_decoder_keeps_valid_text_with_escapes(line, frame):
+    assert FrameDecoder().feed(line + b"\n") == [frame]
+
+
 def test_decoder_over_long_line_is_fatal_within_a_chunk():
     d = FrameDecoder(max_frame=10)
     out = d.feed(encode({"a": 1}) + b"x" * 11 + b"\n" + encode({"b": 2}))
@@ -236,6 +259,119 @@ def test_output_cap_cuts_off_a_peer_that_does_not_read(loop):
     run_until(loop, lambda: rec.lost)
     assert "not reading" in rec.lost[0]
     assert s.buffered == 0
+    b.close()
+
+
+def test_a_handler_that_raises_does_not_lose_the_frames_after(loop, pair, caplog):
+    s, raw, rec = pair
+
+    class Buggy(Recorder):
+        def frame_received(self, stream, frame):
+            if frame.get("boom"):
+                raise RuntimeError("bug")
+            super().frame_received(stream, frame)
+
+        def frame_error(self, stream, detail):
+            raise RuntimeError("bug in the error path")
+
+    s._handler = buggy = Buggy()
+    raw.sendall(encode({"i": 1}) + encode({"boom": True}) + b"{oops\n" + encode({"i": 2}))
+    run_until(loop, lambda: len(buggy.frames) == 2)
+    assert buggy.frames == [{"i": 1}, {"i": 2}]
+    assert not s.closed
+    assert [r.message for r in caplog.records].count(
+        f"stream {s.peer_address}: handler failed on a frame; going on with the next") == 2
+
+
+def paced(loop, max_output=1 << 20):
+    """A Stream with small water marks whose peer reads nothing until told to."""
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    b.setblocking(False)
+    rec = Recorder()
+    return Stream(loop, a, rec, high_water=20_000, low_water=5_000, max_output=max_output), b, rec
+
+
+def test_when_drained_under_high_water_is_answered_soon(loop):
+    s, b, rec = paced(loop)
+    calls = []
+    s.write(b"x" * 19_000 + b"\n")
+    s.when_drained(calls.append)
+    assert calls == []                  # never from inside the call
+    loop.run_once(timeout=0)
+    assert calls == [s]
+    loop.run_once(timeout=0)
+    assert calls == [s]                 # once
+    s.abort()
+    b.close()
+
+
+def test_when_drained_over_high_water_waits_for_low_water(loop):
+    s, b, rec = paced(loop)
+    calls = []
+    s.write(b"y" * 200_000 + b"\n")
+    s.when_drained(lambda stream: calls.append(stream.buffered))
+    for _ in range(5):
+        loop.run_once(timeout=0.01)
+    assert calls == [] and s.buffered > 20_000   # the peer reads nothing: no room
+    got = bytearray()
+    while not calls:
+        try:
+            got += b.recv(65536)
+        except BlockingIOError:
+            pass
+        loop.run_once(timeout=0.01)
+    assert calls[0] <= 5_000
+    s.abort()
+    b.close()
+
+
+def test_when_drained_is_not_answered_once_the_stream_closes(loop):
+    s, b, rec = paced(loop)
+    calls = []
+    s.when_drained(calls.append)      # answered on the next turn ...
+    s.close()                         # ... but the stream is closing by then
+    s.when_drained(calls.append)      # and asking a closing stream is not answered at all
+    s2, b2, _ = paced(loop)
+    s2.write(b"z" * 100_000 + b"\n")
+    s2.when_drained(calls.append)
+    s2.abort()
+    run_until(loop, lambda: rec.lost)
+    for _ in range(3):
+        loop.run_once(timeout=0)
+    assert calls == []
+    b.close()
+    b2.close()
+
+
+def test_paced_writes_stay_under_the_output_cap(loop):
+    """An owner that writes only when told there is room never trips the not-reading cap."""
+    s, b, rec = paced(loop, max_output=100_000)
+    frames = [{"i": i, "pad": "p" * 3000} for i in range(300)]   # ~900 kB in all, 9x the cap
+    pending = list(frames)
+
+    def more(stream):
+        while pending and stream.buffered < 20_000:
+            stream.send(pending.pop(0))
+        if pending:
+            stream.when_drained(more)
+
+    more(s)
+    decoder = FrameDecoder()
+    got = []
+
+    def read():
+        try:
+            got.extend(decoder.feed(b.recv(1500)))   # a slow reader
+        except BlockingIOError:
+            pass
+
+    loop.add_reader(b, read)
+    run_until(loop, lambda: len(got) == len(frames) or rec.lost, timeout=30)
+    loop.remove_reader(b)
+    assert rec.lost == [] and got == frames
+    s.abort()
     b.close()
 
 
