@@ -80,6 +80,7 @@ _EMPTY: frozenset = frozenset()
 _LOGIN_TYPES = frozenset({"hello", "username", "password"})
 _NOT_LOGGED_IN = {"type": "error", "code": "not_logged_in"}
 _USERNAME_OK = {"type": "username_ok"}
+_PONG = {"type": "pong"}
 
 
 def _new_token() -> str:
@@ -182,6 +183,7 @@ class ChatServer:
             "unblock": self._unblock,
             "logout": self._logout,
             "activity": self._activity,
+            "ping": self._ping,
             "ack": self._ack,
             "listen": self._listen,
             "startprivate": self._startprivate,
@@ -230,7 +232,8 @@ class ChatServer:
         if type(kind) is not str:
             return self._bad(c, "a frame needs a string 'type'", now)
         if c.state == _ACTIVE:
-            c.last_active = now
+            if kind != "ping":         # a ping is the client's barrier, not the user's doing
+                c.last_active = now
             handler = self._commands.get(kind)
             if handler is not None:
                 return handler(c, frame, now)
@@ -625,6 +628,10 @@ class ChatServer:
 
     def _activity(self, c: _Conn, frame: dict, now: float) -> list:
         return []   # received() has noted the activity
+
+    def _ping(self, c: _Conn, frame: dict, now: float) -> list:
+        """Answer in order: the pong follows every answer to the frames before it (and any store commit)."""
+        return self._reply(c, _PONG)
 
     def _ack(self, c: _Conn, frame: dict, now: float) -> list:
         ids = frame.get("ids")

@@ -195,7 +195,7 @@ def test_password_must_be_a_string(w):
 
 
 @pytest.mark.parametrize("frame", [msg("yoda", "hi"), {"type": "whoelse"}, {"type": "logout"},
-                                   {"type": "ack", "ids": []}])
+                                   {"type": "ack", "ids": []}, {"type": "ping"}])
 def test_commands_before_welcome_are_not_logged_in(w, frame):
     conn = w.connect()
     assert w.s.received(conn, frame, 0.0) == [Send((conn,), error("not_logged_in"))]
@@ -401,7 +401,18 @@ def test_activity_costs_no_timer_effects_and_a_stale_timer_re_arms(w):
     assert w.s.timer_fired(key, 20.0 + TIMEOUT)[0] == Send((hans,), {"type": "bye", "reason": "timeout"})
 
 
-def test_any_frame_from_a_logged_in_user_is_activity(w):
+def test_a_ping_is_answered_after_the_answers_before_it_and_is_not_activity(w):
+    w.login("hans", now=0.0)
+    hans = w.conn["hans"]
+    assert w.send("hans", msg("yoda", "kept"), 30.0) + w.send("hans", {"type": "ping"}, 30.0) == [
+        Persist("add_offline", (1, "yoda", "hans", "kept")), Send((hans,), {"type": "stored", "to": "yoda"}),
+        Send((hans,), {"type": "pong"})]
+    assert w.send("hans", {"type": "ping"}, 50.0) == [Send((hans,), {"type": "pong"})]
+    assert w.s.timer_fired(("idle", hans), TIMEOUT) == [SetTimer(("idle", hans), 30.0 + TIMEOUT)]
+    assert w.s.timer_fired(("idle", hans), 30.0 + TIMEOUT)[0] == Send((hans,), {"type": "bye", "reason": "timeout"})
+
+
+def test_any_other_frame_from_a_logged_in_user_is_activity(w):
     w.login("hans", now=0.0)
     hans = w.conn["hans"]
     w.send("hans", {"type": "bogus"}, 30.0)     # even a bad one
