@@ -16,9 +16,14 @@ the returned effects in order:
 
 The host does not report ``peer_closed`` for a peer the logic closed itself.
 
-Lines typed before the server has answered a login step wait their turn, so a
-script may pipe its whole dialogue at once. The words shown are SPEC.md's; the
-table is in ``PROTOCOL.md`` section 5.
+Lines typed before the server has answered wait their turn, so a script may
+pipe its whole dialogue at once and read the answers in the order of its
+commands: a login step waits for its answer; the welcome and every command
+sent to the server are followed by a ``ping``, and the next line waits for the
+``pong`` (the server answers in order, so the stored messages and every answer
+to the command come before it). Stored messages shown are acknowledged before
+any logout. The words shown are SPEC.md's; the table is in ``PROTOCOL.md``
+section 5.
 """
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ log = logging.getLogger("chat.client")
 PROTOCOL_VERSION = 1
 MAX_TEXT = 4096      # characters in one message, as the server enforces
 LEAVE_GRACE = 3.0    # seconds to wait for the server's goodbye after asking to log out
+PING = {"type": "ping"}
 
 
 # -- effects ----------------------------------------------------------------
@@ -187,7 +193,7 @@ class ChatClient:
         self._token_ttl = token_ttl
         self._peer_hello_timeout = peer_hello_timeout
         self._state = _CONNECTING
-        self._waiting = True                       # a login step awaits the server's answer
+        self._waiting = True                       # a login step, or a pong, awaits the server's answer
         self._typed: deque[str] = deque()          # lines typed while waiting
         self._input_ended = False                  # standard input is done (acted on once _typed is)
         self._user: str | None = None
@@ -274,8 +280,7 @@ class ChatClient:
             return []
         kind = key[0]
         if kind == "ack":
-            ids, self._unacked = self._unacked, []
-            return [ToServer({"type": "ack", "ids": ids})] if ids else []
+            return self._acknowledge()
         if kind == "expect":           # the requester never came: its token is no longer good
             self._expected.pop(key[1], None)
             return []
@@ -415,11 +420,19 @@ class ChatClient:
         return self._ask(_PASSWORD, "Password: ", secret=True)
 
     def _on_welcome(self, frame: dict, now: float) -> list:
+        """Logged in. Typed lines wait for the pong: the stored messages come first, and are shown
+        (and so acknowledged) before a typed ``logout`` can end the session."""
         self._user, self._claimed = self._claimed, None
         if type(frame.get("user")) is str:
             self._user = frame["user"]
-        self._state, self._waiting = _ACTIVE, False
-        return [Print("Welcome to the greatest messaging application ever!"), Prompt("")]
+        self._state, self._waiting = _ACTIVE, True
+        return [Print("Welcome to the greatest messaging application ever!"), Prompt(""), ToServer(PING)]
+
+    def _on_pong(self, frame: dict, now: float) -> list:
+        """Every answer to what was sent before the ping is in: the next typed line may go."""
+        if self._state == _ACTIVE:
+            self._waiting = False
+        return []
 
     def _login_error(self, code: str, frame: dict) -> list | None:
         if code == "invalid_username":
@@ -454,6 +467,8 @@ class ChatClient:
         effects: list = []
         mid = frame.get("id")
         if type(mid) is int:           # a stored message: acknowledge it, show it once
+            if self._state != _ACTIVE:
+                return []              # logout is sent: no ack could precede it, so it waits for the next login
             if not self._unacked:
                 effects.append(SetTimer(("ack",), now))   # one ack for the whole burst
             self._unacked.append(mid)
@@ -547,14 +562,21 @@ class ChatClient:
         "private_connect": _on_private_connect,
         "private_cancelled": _on_private_cancelled,
         "bye": _on_bye,
+        "pong": _on_pong,
     }
 
     # -- commands -----------------------------------------------------------
 
     def _command(self, text: str, now: float) -> list:
-        """A line typed while logged in. Lines the server does not see still count as activity."""
+        """A line typed while logged in. A command the server sees is followed by a ping, and the
+        next line waits for its pong; lines the server does not see still count as activity."""
         effects = self._run(text.strip(), now)
-        if self._state == _ACTIVE and not any(type(e) is ToServer for e in effects):
+        if self._state != _ACTIVE:
+            return effects
+        if any(type(e) is ToServer for e in effects):
+            self._waiting = True
+            effects.append(ToServer(PING))
+        else:
             effects.append(ToServer({"type": "activity"}))
         return effects
 
@@ -631,13 +653,19 @@ class ChatClient:
     # -- ending -------------------------------------------------------------
 
     def _leave(self, now: float) -> list:
-        """The user wants out: log out if logged in (exit once the server says bye), else exit now."""
+        """The user wants out: log out if logged in (exit once the server says bye), else exit now.
+        Every stored message shown is acknowledged first: after the logout the server reads nothing."""
         if self._state == _ACTIVE:
             self._state = _LEAVING
-            return [ToServer({"type": "logout"}), SetTimer(("leave",), now + LEAVE_GRACE)]
+            return [*self._acknowledge(), ToServer({"type": "logout"}), SetTimer(("leave",), now + LEAVE_GRACE)]
         if self._state == _LEAVING or self._state == _DONE:
             return []
         return self._finish(None, 0)
+
+    def _acknowledge(self) -> list:
+        """The ack of the stored messages shown since the last one (an ack timer still armed then finds none)."""
+        ids, self._unacked = self._unacked, []
+        return [ToServer({"type": "ack", "ids": ids})] if ids else []
 
     def _finish(self, words: str | None, status: int) -> list:
         """End every private chat, say ``words``, exit with ``status``."""
@@ -647,9 +675,6 @@ class ChatClient:
         for peer in list(self._peers):
             effects.append(ClosePeer(peer))
         self._peers.clear()
-        if self._unacked:              # what was shown is acknowledged before we go
-            effects.append(ToServer({"type": "ack", "ids": self._unacked}))
-            self._unacked = []
         if words is not None:
             effects.append(Print(words))
         self._state, self._waiting = _DONE, False

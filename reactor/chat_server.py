@@ -103,6 +103,7 @@ _EMPTY: frozenset = frozenset()
 _LOGIN_TYPES = frozenset({"hello", "username", "password"})
 _NOT_LOGGED_IN = {"type": "error", "code": "not_logged_in"}
 _USERNAME_OK = {"type": "username_ok"}
+_PONG = {"type": "pong"}
 
 
 def _new_token() -> str:
@@ -113,7 +114,7 @@ class _Conn:
     """One connection: its login progress and, once logged in, its session."""
 
     __slots__ = ("id", "state", "claimed", "user", "bad", "deadline", "last_active", "listen", "requests",
-                 "mailbox")
+                 "mailbox", "pongs")
 
     def __init__(self, conn: int, deadline: float) -> None:
         self.id = conn
@@ -126,6 +127,7 @@ class _Conn:
         self.listen: tuple[str, int] | None = None   # where the client accepts peers
         self.requests: set[tuple[str, str]] = set()  # open private requests it is part of
         self.mailbox: deque[int] = deque()   # ids of the stored messages still to send, oldest first
+        self.pongs = 0                        # pings answered once the mailbox is out
 
 
 class _Request:
@@ -216,6 +218,7 @@ class ChatServer:
             "unblock": self._unblock,
             "logout": self._logout,
             "activity": self._activity,
+            "ping": self._ping,
             "ack": self._ack,
             "listen": self._listen,
             "startprivate": self._startprivate,
@@ -265,7 +268,8 @@ class ChatServer:
         if type(kind) is not str:
             return self._bad(c, "a frame needs a string 'type'", now)
         if c.state == _ACTIVE:
-            c.last_active = now
+            if kind != "ping":         # a ping is the client's barrier, not the user's doing
+                c.last_active = now
             handler = self._commands.get(kind)
             if handler is not None:
                 return handler(c, frame, now)
@@ -299,9 +303,7 @@ class ChatServer:
     def writable(self, conn: int, now: float) -> list:
         """``conn`` has room for more output (the answer to ``WhenWritable``): the next stored messages."""
         c = self._conns.get(conn)
-        if c is None or not c.mailbox:
-            return []
-        return self._next_stored(c)
+        return [] if c is None else self._next_stored(c)
 
     def timer_fired(self, key: Any, now: float) -> list:
         """The timer ``key`` came due."""
@@ -606,7 +608,8 @@ class ChatServer:
         return effects
 
     def _next_stored(self, c: _Conn) -> list:
-        """The next chunk of ``c``'s stored messages, oldest first, then WhenWritable if more wait."""
+        """The next chunk of ``c``'s stored messages, oldest first, then WhenWritable if more wait
+        (or, once the last is out, the pongs that waited for it)."""
         queue = self._offline.get(c.user, {})   # type: ignore[arg-type]
         mailbox = c.mailbox
         effects: list = []
@@ -624,6 +627,9 @@ class ChatServer:
             size += _FRAME_OVERHEAD + _wire_size(sender) + _wire_size(text)
         if mailbox:
             effects.append(WhenWritable(c.id))
+        elif c.pongs:
+            effects += [Send((c.id,), _PONG)] * c.pongs
+            c.pongs = 0
         return effects
 
     # -- commands ------------------------------------------------------------
@@ -765,6 +771,14 @@ class ChatServer:
 
     def _activity(self, c: _Conn, frame: dict, now: float) -> list:
         return []   # received() has noted the activity
+
+    def _ping(self, c: _Conn, frame: dict, now: float) -> list:
+        """Answer in order: the pong follows every answer to the frames before it (and any store commit),
+        and the whole mailbox: while stored messages are on their way, it goes out after the last."""
+        if c.mailbox:
+            c.pongs += 1
+            return []
+        return self._reply(c, _PONG)
 
     def _ack(self, c: _Conn, frame: dict, now: float) -> list:
         ids = frame.get("ids")

@@ -9,6 +9,9 @@ def prints(effects):
     return [e.text for e in effects if type(e) is Print]
 
 
+PING, PONG = {"type": "ping"}, {"type": "pong"}
+
+
 def frames(effects):
     return [e.frame for e in effects if type(e) is ToServer]
 
@@ -21,6 +24,7 @@ def logged_in(user="yoda", now=0.0):
     c.server_frame({"type": "username_ok"}, now)
     c.line("secret", now)
     c.server_frame({"type": "welcome", "user": user}, now)
+    c.server_frame(PONG, now)
     return c
 
 
@@ -38,8 +42,9 @@ def test_login_dialogue():
         Print("Invalid Password. Please try again"), Prompt("Password: ", secret=True)]
     c.line("wise@!man", 0)
     assert c.server_frame({"type": "welcome", "user": "yoda"}, 0) == [
-        Print("Welcome to the greatest messaging application ever!"), Prompt("")]
+        Print("Welcome to the greatest messaging application ever!"), Prompt(""), ToServer(PING)]
     assert c.user == "yoda"
+    assert c.server_frame(PONG, 0) == []
 
 
 def test_unknown_and_busy_names_ask_again():
@@ -66,7 +71,8 @@ def test_lines_typed_ahead_wait_for_each_answer():
     effects = c.server_frame({"type": "username_ok"}, 0)
     assert frames(effects) == [{"type": "password", "password": "wise@!man"}]
     effects = c.server_frame({"type": "welcome", "user": "yoda"}, 0)
-    assert frames(effects) == [{"type": "whoelse"}]
+    assert frames(effects) == [PING]                                      # the stored messages come first
+    assert frames(c.server_frame(PONG, 0)) == [{"type": "whoelse"}, PING]
 
 
 @pytest.mark.parametrize("code, words", [
@@ -104,8 +110,10 @@ def test_a_piped_session_runs_to_its_end_before_the_end_of_input_logs_out():
     assert c.server_frame({"type": "username_ok"}, 0) == [
         Prompt("Password: ", secret=True), ToServer({"type": "password", "password": "wise@!man"})]
     assert c.server_frame({"type": "welcome", "user": "yoda"}, 1) == [
-        Print("Welcome to the greatest messaging application ever!"), Prompt(""),
-        ToServer({"type": "whoelse"}), ToServer({"type": "logout"}), SetTimer(("leave",), 4.0)]
+        Print("Welcome to the greatest messaging application ever!"), Prompt(""), ToServer(PING)]
+    assert c.server_frame(PONG, 1) == [ToServer({"type": "whoelse"}), ToServer(PING)]
+    assert c.server_frame({"type": "users", "names": []}, 1) == [Print("No other users online")]
+    assert c.server_frame(PONG, 1) == [ToServer({"type": "logout"}), SetTimer(("leave",), 4.0)]
 
 
 def test_end_of_input_after_a_refused_name_exits_0():
@@ -137,9 +145,9 @@ def test_end_of_input_before_login_exits_0():
     ("startprivate hans", {"type": "startprivate", "user": "hans"}),
     ("  whoelse  ", {"type": "whoelse"}),
 ])
-def test_each_command_sends_its_frame(line, frame):
+def test_each_command_sends_its_frame_and_a_ping(line, frame):
     c = logged_in()
-    assert c.line(line, 1) == [ToServer(frame)]
+    assert c.line(line, 1) == [ToServer(frame), ToServer(PING)]
 
 
 @pytest.mark.parametrize("line, words", [
@@ -237,6 +245,101 @@ def test_stored_messages_are_acknowledged_once_per_burst_and_shown_once():
     assert c.timer_fired(("ack",), 6) == []
 
 
+def stored(mid, text="hi", sender="hans"):
+    return {"type": "message", "from": sender, "text": text, "id": mid}
+
+
+ACK_1_2 = ToServer({"type": "ack", "ids": [1, 2]})
+LOGOUT = ToServer({"type": "logout"})
+
+
+def logged_in_with_stored(now=1.0):
+    """luke logged in, two stored messages shown, their ack timer not yet fired."""
+    c = logged_in("luke", now)
+    for mid in (1, 2):
+        c.server_frame(stored(mid), now)
+    return c
+
+
+@pytest.mark.parametrize("end", ["logout", "end_of_input", "interrupt"])
+def test_every_way_out_acknowledges_what_was_shown_before_the_logout(end):
+    c = logged_in_with_stored()
+    effects = {"logout": lambda: c.line("logout", 1), "end_of_input": lambda: c.end_of_input(1),
+               "interrupt": lambda: c.interrupt(1)}[end]()
+    assert effects == [ACK_1_2, LOGOUT, SetTimer(("leave",), 4.0)]
+    assert c.timer_fired(("ack",), 1) == []               # nothing left to acknowledge twice
+
+
+@pytest.mark.parametrize("script", [["logout"], ["whoelse", "logout"], ["whoelse"]])
+def test_a_piped_session_shows_the_stored_messages_and_acknowledges_them_before_it_logs_out(script):
+    c = ChatClient()
+    c.start(0)
+    for line in ["luke", "jedi*knight", *script]:
+        c.line(line, 0)
+    c.end_of_input(0)
+    c.server_frame({"type": "hello", "version": 1}, 0)
+    c.server_frame({"type": "username_ok"}, 0)
+    effects = c.server_frame({"type": "welcome", "user": "luke"}, 0)
+    assert frames(effects) == [PING]                      # no typed line goes before the stored messages
+    effects = c.server_frame(stored(1, "one"), 0) + c.server_frame(stored(2, "two"), 0)
+    assert prints(effects) == ["hans: one", "hans: two"]
+    effects = c.server_frame(PONG, 0)                     # the ack timer has not fired yet
+    if script[0] == "whoelse":
+        assert frames(effects) == [{"type": "whoelse"}, PING]
+        effects = c.server_frame({"type": "users", "names": []}, 0) + c.server_frame(PONG, 0)
+    assert effects[-3:] == [ACK_1_2, LOGOUT, SetTimer(("leave",), 3.0)]
+
+
+def test_a_stored_message_that_comes_after_the_logout_is_left_for_the_next_login():
+    c = logged_in("luke", 1)
+    c.server_frame(stored(1), 1)
+    assert c.interrupt(1) == [ToServer({"type": "ack", "ids": [1]}), LOGOUT, SetTimer(("leave",), 4.0)]
+    assert c.server_frame(stored(2), 1) == []             # not shown: it could no longer be acknowledged
+    assert c.timer_fired(("ack",), 1) == []
+    assert c.server_frame({"type": "message", "from": "hans", "text": "live"}, 1) == [Print("hans: live")]
+
+
+def test_answers_come_in_the_order_of_the_commands():
+    c = ChatClient()
+    c.start(0)
+    for line in ("yoda", "wise@!man", "whoelse", "bogus", "whoelsesince 5", "help"):
+        c.line(line, 0)
+    c.end_of_input(0)
+    shown, sent = [], []
+    for frame in ({"type": "hello", "version": 1}, {"type": "username_ok"}, {"type": "welcome", "user": "yoda"},
+                  PONG, {"type": "users", "names": ["hans"]}, PONG,
+                  {"type": "users", "names": ["hans", "luke"]}, PONG, {"type": "bye", "reason": "logout"}):
+        effects = c.server_frame(frame, 0)
+        shown += prints(effects)
+        sent += frames(effects)
+    assert shown == ["Welcome to the greatest messaging application ever!", "hans", "Error. Invalid command",
+                     "hans\nluke", HELP, "Logged out"]
+    assert sent == [{"type": "username", "username": "yoda"}, {"type": "password", "password": "wise@!man"},
+                    PING, {"type": "whoelse"}, PING, {"type": "activity"}, {"type": "whoelsesince", "seconds": 5},
+                    PING, {"type": "activity"}, {"type": "logout"}]
+
+
+def test_a_line_typed_before_the_pong_waits_for_it():
+    c = logged_in()
+    assert c.line("message hans hi", 1) == [ToServer({"type": "message", "to": "hans", "text": "hi"}),
+                                            ToServer(PING)]   # no answer comes to this one: the pong says so
+    assert c.line("help", 1) == []
+    assert c.line("whoelse", 1) == []
+    assert c.server_frame(PONG, 1) == [Print(HELP), ToServer({"type": "activity"}), ToServer({"type": "whoelse"}),
+                                       ToServer(PING)]
+    assert c.server_frame(PONG, 1) == []
+    assert c.server_frame(PONG, 1) == []                 # a pong nobody waits for changes nothing
+
+
+def test_a_pong_does_not_answer_a_login_step():
+    c = ChatClient()
+    c.start(0)
+    c.server_frame({"type": "hello", "version": 1}, 0)
+    c.line("yoda", 0)
+    c.line("wise@!man", 0)
+    assert c.server_frame(PONG, 0) == []                 # the password still waits for username_ok
+
+
 def test_logout_waits_for_the_goodbye():
     c = logged_in()
     assert c.line("logout", 1) == [ToServer({"type": "logout"}), SetTimer(("leave",), 4.0)]
@@ -262,11 +365,10 @@ def test_goodbyes(reason, words, status):
     assert c.server_frame({"type": "bye", "reason": reason}, 1) == [Print(words), Exit(status)]
 
 
-def test_server_lost_exits_1_and_acknowledges_what_was_shown():
+def test_server_lost_exits_1():
     c = logged_in()
     c.server_frame({"type": "message", "from": "hans", "text": "one", "id": 3}, 1)
-    assert c.server_lost(1) == [ToServer({"type": "ack", "ids": [3]}),
-                                Print("Error. Connection to server lost"), Exit(1)]
+    assert c.server_lost(1) == [Print("Error. Connection to server lost"), Exit(1)]   # no one to acknowledge to
     assert c.server_lost(1) == [] and c.server_frame({"type": "welcome"}, 1) == []
 
 
@@ -284,16 +386,18 @@ def open_as_requester(c, peer=1, now=1.0):
 def open_as_target(c, peer=1, now=1.0):
     """hans asks yoda, yoda says y, hans's client connects and presents the token."""
     c.server_frame({"type": "private_request", "from": "hans"}, now)
-    assert c.line("y", now) == [ToServer({"type": "private_answer", "user": "hans", "accept": True})]
+    assert c.line("y", now) == [ToServer({"type": "private_answer", "user": "hans", "accept": True}), ToServer(PING)]
     assert c.server_frame({"type": "private_expect", "user": "hans", "token": "T"}, now) == [
         SetTimer(("expect", "hans"), now + 30), ToServer({"type": "private_ready", "user": "hans", "token": "T"})]
+    assert c.server_frame(PONG, now) == []
     assert c.peer_accepted(peer, now) == [SetTimer(("peer", peer), now + 10)]
     return c.peer_frame(peer, {"type": "peer_hello", "user": "hans", "token": "T"}, now)
 
 
 def test_requester_side_of_a_private_chat():
     c = logged_in("yoda")
-    assert c.line("startprivate hans", 1) == [ToServer({"type": "startprivate", "user": "hans"})]
+    assert c.line("startprivate hans", 1) == [ToServer({"type": "startprivate", "user": "hans"}), ToServer(PING)]
+    assert c.server_frame(PONG, 1) == []
     assert open_as_requester(c) == [CancelTimer(("peer", 1)), Print("Start private messaging with hans")]
     assert c.chats() == ["hans"]
     assert c.line("private hans the plans", 2) == [ToPeer(1, {"type": "private", "text": "the plans"}),
@@ -319,9 +423,12 @@ def test_questions_are_answered_oldest_first_while_commands_keep_working():
     c = logged_in("yoda")
     c.server_frame({"type": "private_request", "from": "hans"}, 1)
     c.server_frame({"type": "private_request", "from": "luke"}, 1)
-    assert c.line("whoelse", 1) == [ToServer({"type": "whoelse"})]
-    assert c.line("N", 1) == [ToServer({"type": "private_answer", "user": "hans", "accept": False})]
-    assert c.line("y", 1) == [ToServer({"type": "private_answer", "user": "luke", "accept": True})]
+    assert c.line("whoelse", 1) == [ToServer({"type": "whoelse"}), ToServer(PING)]
+    c.server_frame(PONG, 1)
+    assert c.line("N", 1) == [ToServer({"type": "private_answer", "user": "hans", "accept": False}), ToServer(PING)]
+    c.server_frame(PONG, 1)
+    assert c.line("y", 1) == [ToServer({"type": "private_answer", "user": "luke", "accept": True}), ToServer(PING)]
+    c.server_frame(PONG, 1)
     assert prints(c.line("y", 1)) == ["Error. Invalid command"]
 
 

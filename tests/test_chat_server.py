@@ -207,7 +207,7 @@ def test_password_must_be_a_string(w):
 
 
 @pytest.mark.parametrize("frame", [msg("yoda", "hi"), {"type": "whoelse"}, {"type": "logout"},
-                                   {"type": "ack", "ids": []}])
+                                   {"type": "ack", "ids": []}, {"type": "ping"}])
 def test_commands_before_welcome_are_not_logged_in(w, frame):
     conn = w.connect()
     assert w.s.received(conn, frame, 0.0) == [Send((conn,), error("not_logged_in"))]
@@ -432,7 +432,18 @@ def test_activity_costs_no_timer_effects_and_a_stale_timer_re_arms(w):
     assert w.s.timer_fired(key, 20.0 + TIMEOUT)[0] == Send((hans,), {"type": "bye", "reason": "timeout"})
 
 
-def test_any_frame_from_a_logged_in_user_is_activity(w):
+def test_a_ping_is_answered_after_the_answers_before_it_and_is_not_activity(w):
+    w.login("hans", now=0.0)
+    hans = w.conn["hans"]
+    assert w.send("hans", msg("yoda", "kept"), 30.0) + w.send("hans", {"type": "ping"}, 30.0) == [
+        Persist("add_offline", (1, "yoda", "hans", "kept")), Send((hans,), {"type": "stored", "to": "yoda"}),
+        Send((hans,), {"type": "pong"})]
+    assert w.send("hans", {"type": "ping"}, 50.0) == [Send((hans,), {"type": "pong"})]
+    assert w.s.timer_fired(("idle", hans), TIMEOUT) == [SetTimer(("idle", hans), 30.0 + TIMEOUT)]
+    assert w.s.timer_fired(("idle", hans), 30.0 + TIMEOUT)[0] == Send((hans,), {"type": "bye", "reason": "timeout"})
+
+
+def test_any_other_frame_from_a_logged_in_user_is_activity(w):
     w.login("hans", now=0.0)
     hans = w.conn["hans"]
     w.send("hans", {"type": "bogus"}, 30.0)     # even a bad one
@@ -712,6 +723,28 @@ def test_a_live_message_waits_behind_a_mailbox_still_on_its_way():
     # once the mailbox is out, messages go straight through again
     assert w.send("hans", msg("yoda", "later")) == [Send((w.conn["yoda"],), {"type": "message", "from": "hans",
                                                                              "text": "later"})]
+
+
+def test_a_pong_waits_for_the_whole_mailbox():
+    w, texts = big_mailbox(30, EMOJI * 4096)
+    first = w.login("yoda")
+    conn = w.conn["yoda"]
+    assert w.send("yoda", {"type": "ping"}) == []          # stored messages still on their way
+    assert w.send("yoda", {"type": "ping"}) == []
+    effects = first
+    while WhenWritable(conn) in effects:
+        effects = w.s.writable(conn, 0.0)
+    assert frames_to(effects, conn)[-2:] == [{"type": "pong"}, {"type": "pong"}]   # after the last message
+    assert w.send("yoda", {"type": "ping"}) == [Send((conn,), {"type": "pong"})]    # then at once again
+
+
+def test_a_pong_owed_when_the_rest_of_a_mailbox_was_acknowledged_goes_out_at_the_next_writable():
+    w, texts = big_mailbox(30, EMOJI * 4096)
+    w.login("yoda")
+    conn = w.conn["yoda"]
+    w.send("yoda", {"type": "ping"})
+    w.send("yoda", {"type": "ack", "ids": list(range(1, 31))})   # everything, before it was sent
+    assert w.s.writable(conn, 0.0) == [Send((conn,), {"type": "pong"})]
 
 
 def test_a_message_behind_a_full_mailbox_is_refused_as_queue_full():

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from reactor.chat_client import LEAVE_GRACE
+from reactor.chat_client import HELP, LEAVE_GRACE
 from reactor.client_host import EXIT_GRACE
-from tests.support import ROOT, ClientProcess, RecordingProxy, ServerProcess, coverage_env, wait_for
+from tests.support import ACCOUNTS, ROOT, ClientProcess, RecordingProxy, ServerProcess, coverage_env, wait_for
 
 
 @pytest.fixture
@@ -345,6 +345,7 @@ def test_a_reader_that_goes_away_ends_the_session_quietly(server):
     client.stderr.close()
 
 
+<<<<<<< HEAD
 # -- input from a file, and signals -------------------------------------------
 
 def test_a_script_in_a_file_runs_to_its_end(server, tmp_path):
@@ -434,3 +435,36 @@ def test_a_signal_while_still_connecting_exits_quietly():
         client.stderr.close()
         for s in (listener, *fillers):
             s.close()
+=======
+def run_piped(server, *lines):
+    """The client with ``lines`` piped in at once and its input closed: its output lines, stripped."""
+    out = subprocess.run([sys.executable, str(ROOT / "client_main.py"), server.host, str(server.port)],
+                         input="".join(line + "\n" for line in lines), capture_output=True, text=True, timeout=20,
+                         env=coverage_env())
+    assert out.returncode == 0, out
+    return [line.strip() for line in out.stdout.splitlines()]
+
+
+@pytest.mark.parametrize("ending", [["whoelse", "logout"], ["logout"], []], ids=["whoelse-logout", "logout", "eof"])
+def test_a_piped_session_shows_the_stored_messages_once(server, ending):
+    yoda = server.client()
+    yoda.login("yoda")
+    for text in ("one", "two"):
+        yoda.send({"type": "message", "to": "luke", "text": text})
+        yoda.expect("stored", to="luke")
+    first = run_piped(server, "luke", ACCOUNTS["luke"], *ending)
+    assert [line for line in first if line.startswith("yoda: ")] == ["yoda: one", "yoda: two"]
+    assert first[-1] == "Logged out"
+    second = run_piped(server, "luke", ACCOUNTS["luke"], *ending)
+    assert not [line for line in second if line.startswith("yoda: ")], second
+    assert second[-1] == "Logged out"
+
+
+def test_a_piped_script_reads_the_answers_in_the_order_of_its_commands(server):
+    hans = server.client()
+    hans.login("hans")
+    lines = run_piped(server, "yoda", ACCOUNTS["yoda"], "whoelse", "bogus", "whoelsesince 5", "help")
+    after_welcome = lines[lines.index("Welcome to the greatest messaging application ever!") + 1:]
+    assert after_welcome == ["hans", "Error. Invalid command", "hans",
+                             *(line.strip() for line in HELP.splitlines()), "Logged out"]
+>>>>>>> client-logic

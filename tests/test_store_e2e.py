@@ -504,3 +504,24 @@ def test_a_state_file_in_use_by_another_server_stops_the_start(tmp_path):
 def test_a_bad_synchronous_level_is_a_usage_error(tmp_path):
     out = run_server(tmp_path, "--synchronous", "OFF")
     assert out.returncode == 2 and "usage: server_main.py" in out.stderr
+
+
+def test_a_pong_comes_after_the_stored_messages_and_after_the_commit(tmp_path):
+    srv = start(tmp_path, "run", tmp_path / "state.db")
+    try:
+        hans = srv.client()
+        hans.login("hans")
+        store_messages(hans, "luke", ["one", "two"])
+        luke = srv.client()
+        luke.login("luke", listen=False)
+        luke.send({"type": "ping"})
+        assert [luke.expect("message")["text"] for _ in range(2)] == ["one", "two"]
+        luke.expect("pong")
+        luke.send_raw(b'{"type":"message","to":"yoda","text":"kept"}\n{"type":"ping"}\n'
+                      b'{"type":"whoelse"}\n{"type":"ping"}\n')
+        luke.expect("stored", to="yoda")
+        luke.expect("pong")
+        luke.expect("users", names=["hans"])
+        luke.expect("pong")
+    finally:
+        assert srv.stop() == 0
