@@ -436,7 +436,7 @@ def test_a_ping_is_answered_after_the_answers_before_it_and_is_not_activity(w):
     w.login("hans", now=0.0)
     hans = w.conn["hans"]
     assert w.send("hans", msg("yoda", "kept"), 30.0) + w.send("hans", {"type": "ping"}, 30.0) == [
-        Persist("add_offline", (1, "yoda", "hans", "kept")), Send((hans,), {"type": "stored", "to": "yoda"}),
+        Persist("add_offline", (1, "yoda", "hans", "kept"), Send((hans,), {"type": "stored", "to": "yoda"})),
         Send((hans,), {"type": "pong"})]
     assert w.send("hans", {"type": "ping"}, 50.0) == [Send((hans,), {"type": "pong"})]
     assert w.s.timer_fired(("idle", hans), TIMEOUT) == [SetTimer(("idle", hans), 30.0 + TIMEOUT)]

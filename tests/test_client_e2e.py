@@ -345,7 +345,6 @@ def test_a_reader_that_goes_away_ends_the_session_quietly(server):
     client.stderr.close()
 
 
-<<<<<<< HEAD
 # -- input from a file, and signals -------------------------------------------
 
 def test_a_script_in_a_file_runs_to_its_end(server, tmp_path):
@@ -435,7 +434,8 @@ def test_a_signal_while_still_connecting_exits_quietly():
         client.stderr.close()
         for s in (listener, *fillers):
             s.close()
-=======
+
+
 def run_piped(server, *lines):
     """The client with ``lines`` piped in at once and its input closed: its output lines, stripped."""
     out = subprocess.run([sys.executable, str(ROOT / "client_main.py"), server.host, str(server.port)],
@@ -467,4 +467,3 @@ def test_a_piped_script_reads_the_answers_in_the_order_of_its_commands(server):
     after_welcome = lines[lines.index("Welcome to the greatest messaging application ever!") + 1:]
     assert after_welcome == ["hans", "Error. Invalid command", "hans",
                              *(line.strip() for line in HELP.splitlines()), "Logged out"]
->>>>>>> client-logic
