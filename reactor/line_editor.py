@@ -43,8 +43,9 @@ whole characters).  Control and other invisible characters are shown as
 ``^X`` or ``<U+XXXX>``, never sent raw, in the line and in printed text alike.
 A redraw goes up to the first input row, rewrites it all, erases below and
 puts the cursor back; input that ends exactly at the right margin gets a
-space and a carriage return so the cursor sits at the start of the next row
-on every terminal, whatever its pending-wrap rule.
+space, the erase and a carriage return so the cursor sits at the start of the
+next row on every terminal, whatever its pending-wrap rule (erasing from
+column 0 of a row would make tmux unwrap the row above it).
 
 On ``resize(cols)`` the editor must guess how far above the cursor the input
 now begins: when the terminal narrows it goes up as far as the old or the new
@@ -144,7 +145,7 @@ class _Layout:
             places.append((row, col))
             col += width
         # Text that fills the last column leaves the terminal's cursor there with a pending
-        # wrap; the redraw writes " \r" to take it to the next row.
+        # wrap; the redraw writes a space and a carriage return to take it to the next row.
         self.at_margin = col >= cols and bool(self.text)
         self.end = (row + 1, 0) if self.at_margin else (row, col)
         places.append(self.end)
@@ -562,8 +563,10 @@ class LineEditor:
 
     def _redraw(self, layout: _Layout | None = None) -> None:
         layout = layout or self._layout()
-        margin = " \r" if layout.at_margin else ""
-        self._output.append(self._to_top() + layout.text + margin + "\x1b[J")
+        # At the margin: a space takes the cursor to the next row; erasing from column 0 there
+        # would make tmux forget that the row above wraps into it, so the erase comes first.
+        end = " \x1b[J\r" if layout.at_margin else "\x1b[J"
+        self._output.append(self._to_top() + layout.text + end)
         self._output.append(_move(layout.end, self._cursor_place(layout)))
         self._cursor_row = self._cursor_place(layout)[0]
 

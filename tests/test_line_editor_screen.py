@@ -288,6 +288,15 @@ def test_widening_a_reflowing_terminal_like_tmux_loses_nothing():
     assert_input(term, line, 70)
 
 
+@pytest.mark.parametrize("length", [38, 37], ids=["ending-at-the-margin", "not"])
+def test_widening_tmux_after_input_that_ends_at_the_margin_loses_nothing(length):
+    term = Term(20)
+    line = "z" * length                              # with the prompt: two full rows, or not quite
+    term.type(line)
+    term.resize(50, reflow=True)
+    assert_input(term, line, length)
+
+
 def test_resize_with_wide_characters():
     term = Term(40)
     line = CJK * 6
