@@ -1,6 +1,7 @@
-"""Runs the chat client: python3 client_main.py <server_host> <server_port>."""
+"""Runs the chat client: python3 client_main.py <server_host> <server_port> [--timestamps]."""
 import argparse
 import sys
+import time
 
 from reactor.chat_client import ChatClient
 from reactor.client_host import ClientHost
@@ -22,10 +23,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="client_main.py", description="The chat client.")
     parser.add_argument("server_host", help="the server's name or address")
     parser.add_argument("server_port", type=port_number, help="the server's port")
+    parser.add_argument("--timestamps", action="store_true",
+                        help="show the time live messages arrive (stored messages always show when they were sent)")
     args = parser.parse_args(argv)
     loop = EventLoop()
-    console = open_console()
-    host = ClientHost(loop, ChatClient(), console)
+    logic = ChatClient(timestamps=args.timestamps, wall_offset=time.time() - loop.time())
+    console = open_console(complete=logic.completions)
+    host = ClientHost(loop, logic, console)
     try:
         host.start(args.server_host, args.server_port)
         loop.run()

@@ -5,7 +5,8 @@ one method per event with the current monotonic time ``now`` and carries out
 the returned effects in order:
 
 - ``Print`` a line for the user, ``Prompt`` for the next input (``''``: a
-  command; ``secret``: do not echo);
+  command; ``secret``: do not echo; ``remember``: the line may enter the
+  editor's history, which login input never does);
 - ``ToServer`` a frame; ``ToPeer`` a frame to a peer connection (numbered by
   the host); ``ConnectPeer`` to a peer's address; ``ClosePeer``;
 - ``Listen`` for peers (the host answers with ``listening``), from the start:
@@ -22,8 +23,13 @@ commands: a login step waits for its answer; the welcome and every command
 sent to the server are followed by a ``ping``, and the next line waits for the
 ``pong`` (the server answers in order, so the stored messages and every answer
 to the command come before it). Stored messages shown are acknowledged before
-any logout. The words shown are SPEC.md's; the table is in ``PROTOCOL.md``
-section 5.
+any logout. From the moment a user name or password is sent until the server
+answers it, what is typed is not echoed (it may be the password). The words
+shown are README.md's; the table is in ``PROTOCOL.md`` section 5.
+
+Wall-clock time comes only from the host: ``wall_offset`` added to ``now``
+(stored messages carry their own ``sent``); ``tz`` is the time zone shown
+(None: the machine's local time).
 """
 from __future__ import annotations
 
@@ -32,6 +38,7 @@ import math
 import secrets
 from collections import deque
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
 from typing import Any
 
 from .timer_effects import CancelTimer, SetTimer
@@ -57,9 +64,11 @@ class Print:
 
 @dataclass(frozen=True, slots=True)
 class Prompt:
-    """Ask for the next line with ``text`` (``''``: a command); ``secret``: do not echo it."""
+    """Ask for the next line with ``text`` (``''``: a command); ``secret``: do not echo it;
+    ``remember``: the line may be kept in the input history."""
     text: str
     secret: bool = False
+    remember: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,21 +105,26 @@ class Exit:
     status: int
 
 
-HELP = """\
-Commands:
-  message <user> <text>     send <text> to <user> (kept until they log in)
-  broadcast <text>          send <text> to everyone online
-  whoelse                   who else is online
-  whoelsesince <seconds>    who else was online in the last <seconds>
-  block <user>              stop <user> reaching you
-  unblock <user>            let <user> reach you again
-  startprivate <user>       ask <user> for a peer-to-peer chat
-  private <user> <text>     send <text> straight to <user>'s client
-  stopprivate <user>        end the peer-to-peer chat with <user>
-  logout                    log out and exit
-  help                      this list"""
+COMMANDS = {   # name: (usage, what it does)
+    "message": ("message <user> <text>", "send <text> to <user> (kept until they log in)"),
+    "broadcast": ("broadcast <text>", "send <text> to everyone online"),
+    "whoelse": ("whoelse", "who else is online"),
+    "whoelsesince": ("whoelsesince <seconds>", "who else was online in the last <seconds>"),
+    "block": ("block <user>", "stop <user> reaching you"),
+    "unblock": ("unblock <user>", "let <user> reach you again"),
+    "startprivate": ("startprivate <user>", "ask <user> for a peer-to-peer chat"),
+    "private": ("private <user> <text>", "send <text> straight to <user>'s client"),
+    "stopprivate": ("stopprivate <user>", "end the peer-to-peer chat with <user>"),
+    "logout": ("logout", "log out and exit"),
+    "help": ("help [<command>]", "this list, or how to use one command"),
+}
+HELP = "Commands:\n" + "\n".join(f"  {usage:<26}{what}" for usage, what in COMMANDS.values())
+USAGE = {name: usage for name, (usage, _) in COMMANDS.items()}
+HINT = "Type help for commands"
+USER_FIRST = frozenset({"message", "block", "unblock", "startprivate"})  # the first word is an online user
+CHAT_FIRST = frozenset({"private", "stopprivate"})                       # ... a user with an open chat
 
-# What the server's error codes mean, in SPEC.md's words; {user}, {max}, {detail}, {version} are the frame's fields.
+# What the server's error codes mean, in README.md's words; {user}, {max}, {detail}, {version} are the frame's fields.
 ERRORS = {
     "bad_frame": "Error. Bad request: {detail}",
     "not_logged_in": "Error. Not logged in",
@@ -145,19 +159,10 @@ FATAL = {
     "account_locked": "Your account is blocked due to multiple login failures. Please try again later",
     "login_timeout": "Error. Login timed out",
 }
-USAGE = {
-    "message": "message <user> <text>",
-    "broadcast": "broadcast <text>",
-    "whoelsesince": "whoelsesince <seconds>",
-    "block": "block <user>",
-    "unblock": "unblock <user>",
-    "startprivate": "startprivate <user>",
-    "private": "private <user> <text>",
-    "stopprivate": "stopprivate <user>",
-}
 # How many words each command takes after its name.
 ARITY = {"message": 2, "broadcast": 1, "whoelse": 0, "whoelsesince": 1, "block": 1, "unblock": 1,
          "logout": 0, "startprivate": 1, "private": 2, "stopprivate": 1, "help": 0}
+OPTIONAL = {"help": 1}   # how many more words a command may take
 TEXT_LAST = frozenset({"message", "broadcast", "private"})   # the last word is text: it keeps its spaces
 
 _CONNECTING, _USERNAME, _PASSWORD, _ACTIVE, _LEAVING, _DONE = range(6)
@@ -189,9 +194,15 @@ class _Peer:
 class ChatClient:
     """Every client-side rule of the chat; one method per event, each returning effects in order."""
 
-    def __init__(self, *, token_ttl: float = 30.0, peer_hello_timeout: float = 10.0) -> None:
+    def __init__(self, *, token_ttl: float = 30.0, peer_hello_timeout: float = 10.0, timestamps: bool = False,
+                 wall_offset: float | None = None, tz: tzinfo | None = None) -> None:
+        """``timestamps``: live messages show the time they came (it takes ``wall_offset``);
+        stored messages always show when they were sent."""
         self._token_ttl = token_ttl
         self._peer_hello_timeout = peer_hello_timeout
+        self._live_stamps = timestamps and wall_offset is not None
+        self._wall_offset = wall_offset or 0.0
+        self._tz = tz
         self._state = _CONNECTING
         self._waiting = True                       # a login step, or a pong, awaits the server's answer
         self._typed: deque[str] = deque()          # lines typed while waiting
@@ -205,6 +216,8 @@ class ChatClient:
         self._connecting: dict[str, str] = {}      # target -> token, while we connect to it
         self._peers: dict[int, _Peer] = {}
         self._chats: dict[str, _Peer] = {}         # user -> the open private chat with them
+        self._online: set[str] = set()             # other users online, as presence and whoelse told
+        self._asked: deque[bool] = deque()         # users answers to come: True for whoelse, False for since
 
     @property
     def user(self) -> str | None:
@@ -214,6 +227,27 @@ class ChatClient:
     def chats(self) -> list[str]:
         """The users with an open private chat, sorted."""
         return sorted(self._chats)
+
+    def online_users(self) -> frozenset[str]:
+        """The other users online, as far as presence notices and ``whoelse`` have told."""
+        return frozenset(self._online)
+
+    def completions(self, before_cursor: str) -> list[str]:
+        """Whole words that can replace the blank-separated word before the cursor: a command
+        as the first word (or after ``help``), a user as the first word after a command."""
+        words = before_cursor.split(" ")
+        word = words[-1]
+        if self._state != _ACTIVE:
+            return []
+        if len(words) == 1 or (len(words) == 2 and words[0] == "help"):
+            choices: Any = ARITY
+        elif len(words) == 2 and words[0] in USER_FIRST:
+            choices = self._online
+        elif len(words) == 2 and words[0] in CHAT_FIRST:
+            choices = self._chats
+        else:
+            return []
+        return sorted(choice for choice in choices if choice.startswith(word))
 
     # -- events from the host ------------------------------------------------
 
@@ -227,7 +261,7 @@ class ChatClient:
             return []
         if self._waiting:
             self._typed.append(text)
-            return []
+            return [Prompt("", secret=True)] if self._state in (_CONNECTING, _USERNAME, _PASSWORD) else []
         return self._take(text, now)
 
     def end_of_input(self, now: float) -> list:
@@ -324,7 +358,7 @@ class ChatClient:
             text = frame.get("text") if kind == "private" else None
             if type(text) is not str:
                 return []
-            return [Print(f"{p.user}(private): {text}")]
+            return [Print(f"{self._live_stamp(now)}{p.user}(private): {text}")]
         if p.user is None and kind == "peer_hello":
             return self._peer_hello(p, frame)
         if p.token is not None and kind == "peer_welcome" and frame.get("user") == p.user:
@@ -392,10 +426,10 @@ class ChatClient:
             if not name:
                 return [Prompt("Username: ")]
             self._claimed, self._waiting = name, True
-            return [ToServer({"type": "username", "username": name})]
+            return [ToServer({"type": "username", "username": name}), Prompt("", secret=True)]
         if self._state == _PASSWORD:
             self._waiting = True
-            return [ToServer({"type": "password", "password": text.strip()})]
+            return [ToServer({"type": "password", "password": text.strip()}), Prompt("", secret=True)]
         return self._command(text, now)
 
     def _drain(self, now: float) -> list:
@@ -426,7 +460,9 @@ class ChatClient:
         if type(frame.get("user")) is str:
             self._user = frame["user"]
         self._state, self._waiting = _ACTIVE, True
-        return [Print("Welcome to the greatest messaging application ever!"), Prompt(""), ToServer(PING)]
+        # The command prompt first: a terminal whose output is piped echoes again before the welcome shows.
+        return [Prompt("", remember=True), Print("Welcome to the greatest messaging application ever!"), Print(HINT),
+                ToServer(PING)]
 
     def _on_pong(self, frame: dict, now: float) -> list:
         """Every answer to what was sent before the ping is in: the next typed line may go."""
@@ -475,16 +511,41 @@ class ChatClient:
             if mid in self._shown:
                 return effects
             self._shown.add(mid)
+        stamp = self._sent_stamp(frame.get("sent")) if type(mid) is int else self._live_stamp(now)
         marker = "[broadcast] " if frame.get("broadcast") is True else ""
-        effects.append(Print(f"{marker}{sender}: {text}"))
+        effects.append(Print(f"{stamp}{marker}{sender}: {text}"))
         return effects
+
+    def _sent_stamp(self, sent: Any) -> str:
+        """``[Nov 24 14:03] `` for a stored message's ``sent``; nothing when it is missing or absurd."""
+        if type(sent) not in (int, float):
+            return ""
+        try:
+            when = datetime.fromtimestamp(sent, self._tz)
+        except (OverflowError, OSError, ValueError):
+            return ""
+        return f"[{when:%b} {when.day} {when:%H:%M}] "
+
+    def _live_stamp(self, now: float) -> str:
+        """``[14:03] `` when the user asked for timestamps on live messages."""
+        if not self._live_stamps:
+            return ""
+        return f"[{datetime.fromtimestamp(now + self._wall_offset, self._tz):%H:%M}] "
 
     def _on_users(self, frame: dict, now: float) -> list:
         names = frame.get("names")
         if type(names) is not list:
             return []
         names = [n for n in names if type(n) is str]
+        if self._asked and self._asked.popleft():   # the answer to whoelse: exactly who is online
+            self._online = set(names)
         return [Print("\n".join(names) if names else "No other users online")]
+
+    def _on_presence(self, frame: dict, now: float) -> list:
+        user, online = frame.get("user"), frame.get("online") is True
+        if type(user) is str:
+            (self._online.add if online else self._online.discard)(user)
+        return [Print(f"{user} logged {'in' if online else 'out'}")]
 
     def _on_blocked(self, frame: dict, now: float) -> list:
         """A block ends any private chat with that user, open or still being set up."""
@@ -556,7 +617,7 @@ class ChatClient:
         "users": _on_users,
         "blocked": _on_blocked,
         "unblocked": lambda self, f, now: [Print(f"{f.get('user')} is unblocked")],
-        "presence": lambda self, f, now: [Print(f"{f.get('user')} logged {'in' if f.get('online') else 'out'}")],
+        "presence": _on_presence,
         "private_request": _on_private_request,
         "private_expect": _on_private_expect,
         "private_connect": _on_private_connect,
@@ -584,14 +645,15 @@ class ChatClient:
         if not line:
             return []
         if self._questions and line.lower() in ("y", "n"):
-            user = self._questions.popleft()
-            return [ToServer({"type": "private_answer", "user": user, "accept": line.lower() == "y"})]
+            user, accept = self._questions.popleft(), line.lower() == "y"
+            return [ToServer({"type": "private_answer", "user": user, "accept": accept}),
+                    Print(f"{'Accepted' if accept else 'Declined'} private messaging with {user}")]
         name, _, rest = line.partition(" ")
         arity = ARITY.get(name)
         if arity is None:
             return [Print("Error. Invalid command")]
         args = rest.split(None, arity - 1) if name in TEXT_LAST else rest.split()
-        if len(args) != arity:
+        if not arity <= len(args) <= arity + OPTIONAL.get(name, 0):
             return [Print(f"Error. Usage: {USAGE.get(name, name)}")]
         return getattr(self, "_do_" + name)(*args, now=now)
 
@@ -606,6 +668,7 @@ class ChatClient:
         return [ToServer({"type": "broadcast", "text": text})]
 
     def _do_whoelse(self, now: float) -> list:
+        self._asked.append(True)
         return [ToServer({"type": "whoelse"})]
 
     def _do_whoelsesince(self, seconds: str, now: float) -> list:
@@ -618,6 +681,7 @@ class ChatClient:
         if value < 0:
             return [Print("Error. whoelsesince needs seconds that are not negative")]
         number: int | float = int(value) if value.is_integer() and abs(value) < 2 ** 53 else value
+        self._asked.append(False)
         return [ToServer({"type": "whoelsesince", "seconds": number})]
 
     def _do_block(self, user: str, now: float) -> list:
@@ -629,8 +693,13 @@ class ChatClient:
     def _do_logout(self, now: float) -> list:
         return self._leave(now)
 
-    def _do_help(self, now: float) -> list:
-        return [Print(HELP)]
+    def _do_help(self, command: str | None = None, *, now: float) -> list:
+        if command is None:
+            return [Print(HELP)]
+        if command not in COMMANDS:
+            return [Print(f"Error. No command {command}. {HINT}")]
+        usage, what = COMMANDS[command]
+        return [Print(f"Usage: {usage}\n{what[0].upper()}{what[1:]}")]
 
     def _do_startprivate(self, user: str, now: float) -> list:
         if user in self._chats:

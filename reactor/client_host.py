@@ -28,7 +28,7 @@ class Console(Protocol):
 
     def start(self, loop: EventLoop, on_line: Callable[[str], Any], on_eof: Callable[[], Any]) -> None: ...
     def print(self, text: str) -> None: ...
-    def prompt(self, text: str, secret: bool) -> None: ...
+    def prompt(self, text: str, secret: bool, remember: bool) -> None: ...
     def close(self) -> None: ...
 
 
@@ -188,7 +188,7 @@ class ClientHost:
             if stream is not None:
                 stream.send(effect.frame)
         elif kind is Prompt:
-            self._console.prompt(effect.text, effect.secret)
+            self._console.prompt(effect.text, effect.secret, effect.remember)
         elif kind is ClosePeer:
             stream = self._peers.pop(effect.peer, None)
             if stream is not None:

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import signal
 import termios
 from typing import Any, Callable
 
 from .line_editor import LineEditor
-from .loop import EventLoop
+from .loop import EventLoop, TimerHandle
 from .stdin import InputReader, LineSplitter
 
 log = logging.getLogger("chat.client")
+
+QUIT_HINT = "To quit, type logout or press Ctrl-D"
+LINE_ENDS = re.compile(rb"(?<=[\r\n])")   # splits after each line end
 
 
 class _Output:
@@ -76,7 +81,7 @@ class PipeConsole:
             self._prompted = False
         self._write(text + "\n")
 
-    def prompt(self, text: str, secret: bool) -> None:
+    def prompt(self, text: str, secret: bool, remember: bool = False) -> None:
         self._hide_typing(secret)
         if text:
             self._write(("\n" if self._prompted else "") + text)
@@ -112,20 +117,32 @@ class TerminalConsole:
     """A line editor in raw mode; incoming lines print above the half-typed input.
 
     The terminal's settings are saved at ``start`` and restored by ``close``,
-    which the host calls on every way out. If the terminal closes under it, the
-    session ends as at the end of input.
+    which the host calls on every way out, and while the client is stopped by
+    Ctrl-Z. Lines typed before ``start`` are kept (the mode changes without
+    flushing input). SIGWINCH lays the input out again at the new width; a lone
+    Escape counts as the Escape key when nothing follows it within
+    ``ESCAPE_WAIT``. If the terminal closes under it, the session ends as at
+    the end of input. ``complete(text_before_cursor)`` gives Tab its words.
     """
 
-    def __init__(self, stdin_fd: int = 0, stdout_fd: int = 1) -> None:
+    ESCAPE_WAIT = 0.05   # seconds
+
+    def __init__(self, stdin_fd: int = 0, stdout_fd: int = 1,
+                 complete: Callable[[str], list[str]] | None = None) -> None:
         self._in = stdin_fd
+        self._out = stdout_fd
         self._output = _Output(stdout_fd)
-        self._editor = LineEditor()
+        self._editor = LineEditor(self._columns(), complete)
         self._saved: list | None = None
+        self._raw: list | None = None
+        self._loop: EventLoop | None = None
         self._reader: InputReader | None = None
+        self._escape_timer: TimerHandle | None = None
         self._on_line: Callable[[str], Any] = lambda text: None
         self._on_eof: Callable[[], Any] = lambda: None
 
     def start(self, loop: EventLoop, on_line: Callable[[str], Any], on_eof: Callable[[], Any]) -> None:
+        self._loop = loop
         self._on_line = on_line
         self._on_eof = on_eof
         self._saved = termios.tcgetattr(self._in)
@@ -134,11 +151,28 @@ class TerminalConsole:
         raw[3] &= ~(termios.ECHO | termios.ICANON | termios.ISIG | termios.IEXTEN)  # lflag
         raw[6][termios.VMIN] = 1
         raw[6][termios.VTIME] = 0
-        termios.tcsetattr(self._in, termios.TCSAFLUSH, raw)
+        self._raw = raw
+        termios.tcsetattr(self._in, termios.TCSANOW, raw)   # not TCSAFLUSH: typed-ahead lines stay
         self._reader = InputReader(loop, self._in, self._feed, on_eof)
         self._output.on_gone = lambda: loop.call_soon(on_eof)
+        loop.add_signal_handler(signal.SIGWINCH, self._resized)
+        loop.add_signal_handler(signal.SIGCONT, self._resumed)
+
+    def _columns(self) -> int:
+        try:
+            return os.get_terminal_size(self._out).columns or 80
+        except OSError:
+            return 80
 
     def _feed(self, data: bytes) -> None:
+        # Line by line, so that what a line changes (a secret prompt after a user name)
+        # holds for the keys typed after it in the same read.
+        for piece in LINE_ENDS.split(data):
+            if piece:
+                self._take(piece)
+        self._watch_escape()
+
+    def _take(self, data: bytes) -> None:
         events = self._editor.feed(data)
         self._output.write(self._editor.take_output())
         for event in events:
@@ -146,34 +180,79 @@ class TerminalConsole:
                 self._on_line(event[1])
             elif event[0] == "eof":
                 self._on_eof()
-            # 'interrupt' (Ctrl-C): the editor has already cleared the line
+            elif event[0] == "interrupt" and event[1]:   # the editor has already cleared the line
+                self.print(QUIT_HINT)
+            elif event[0] == "suspend":
+                self._suspend()
+
+    def _watch_escape(self) -> None:
+        if self._escape_timer is not None:
+            self._escape_timer.cancel()
+            self._escape_timer = None
+        if self._editor.waiting_for_escape and self._loop is not None:
+            self._escape_timer = self._loop.call_later(self.ESCAPE_WAIT, self._escape_timeout)
+
+    def _escape_timeout(self) -> None:
+        self._escape_timer = None
+        self._editor.escape_timeout()
+        self._output.write(self._editor.take_output())
+
+    def _suspend(self) -> None:
+        """Ctrl-Z: give the terminal back as it was and stop; ``_resumed`` takes it again."""
+        if self._saved is None:
+            return
+        self._set_mode(self._saved, termios.TCSADRAIN)
+        os.kill(0, signal.SIGTSTP)
+
+    def _resumed(self) -> None:
+        """SIGCONT (``fg``): raw mode again, and the input drawn again."""
+        if self._raw is None or self._saved is None:
+            return
+        self._set_mode(self._raw, termios.TCSANOW)
+        self._editor.redraw()
+        self._output.write(self._editor.take_output())
+
+    def _resized(self) -> None:
+        self._editor.resize(self._columns())
+        self._output.write(self._editor.take_output())
+
+    def _set_mode(self, settings: list, when: int) -> None:
+        try:
+            termios.tcsetattr(self._in, when, settings)
+        except termios.error as exc:   # the terminal is gone
+            log.debug("terminal mode: %s", exc)
 
     def print(self, text: str) -> None:
         self._output.write(self._editor.print_above(text))
 
-    def prompt(self, text: str, secret: bool) -> None:
-        self._editor.set_prompt(text or "> ", secret)
+    def prompt(self, text: str, secret: bool, remember: bool = False) -> None:
+        """``''``: the command prompt (``> ``), or, when secret, nothing while a login answer is awaited."""
+        self._editor.set_prompt(text or ("" if secret else "> "), secret, remember)
         self._output.write(self._editor.take_output())
 
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        if self._escape_timer is not None:
+            self._escape_timer.cancel()
+            self._escape_timer = None
         if self._saved is not None:
             saved, self._saved = self._saved, None
-            self._output.write(b"\r\x1b[K")
-            try:
-                termios.tcsetattr(self._in, termios.TCSADRAIN, saved)
-            except termios.error as exc:   # the terminal is gone
-                log.debug("restoring the terminal: %s", exc)
+            if self._loop is not None:
+                self._loop.remove_signal_handler(signal.SIGWINCH)
+                self._loop.remove_signal_handler(signal.SIGCONT)
+            self._output.write(self._editor.erase())
+            self._set_mode(saved, termios.TCSADRAIN)
 
 
-def open_console() -> PipeConsole | TerminalConsole:
-    """A line editor when standard input and output are both a terminal, plain lines otherwise.
+def open_console(complete: Callable[[str], list[str]] | None = None) -> PipeConsole | TerminalConsole:
+    """A line editor (``complete`` gives Tab its words) when standard input and output are both
+    a terminal, plain lines otherwise.
 
     (Input from a terminal with output to a pipe or file gets plain lines, and the
     terminal's echo is turned off while the password is typed.)
     """
     if os.isatty(0) and os.isatty(1):
-        return TerminalConsole()
+        return TerminalConsole(complete=complete)
     return PipeConsole()

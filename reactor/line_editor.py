@@ -32,7 +32,8 @@ owner calls ``escape_timeout()`` and it counts as the Escape key.
 
 With a secret prompt nothing typed is shown, there is no history, search or
 completion, the submitted line is not remembered and kills do not reach the
-kill buffer.
+kill buffer.  A prompt set with ``remember=False`` (a user name) keeps its
+lines out of the history too.
 
 The screen: the prompt and the line wrap over as many rows as the width
 (``cols``, changed by ``resize``) needs.  Widths follow Unicode: East Asian
@@ -42,8 +43,17 @@ whole characters).  Control and other invisible characters are shown as
 ``^X`` or ``<U+XXXX>``, never sent raw, in the line and in printed text alike.
 A redraw goes up to the first input row, rewrites it all, erases below and
 puts the cursor back; input that ends exactly at the right margin gets a
-space and a carriage return so the cursor sits at the start of the next row
-on every terminal, whatever its pending-wrap rule.
+space, the erase and a carriage return so the cursor sits at the start of the
+next row on every terminal, whatever its pending-wrap rule (erasing from
+column 0 of a row would make tmux unwrap the row above it).
+
+On ``resize(cols)`` the editor must guess how far above the cursor the input
+now begins: when the terminal narrows it goes up as far as the old or the new
+layout says, whichever is more (nothing stale is left on any terminal; one
+that does not rewrap may lose rows of output just above the input); when it
+widens it assumes the terminal rewraps its rows, as tmux, VTE and kitty do
+(exact there; one that does not rewrap keeps the input's old first rows above
+the redrawn input).
 """
 from __future__ import annotations
 
@@ -135,7 +145,7 @@ class _Layout:
             places.append((row, col))
             col += width
         # Text that fills the last column leaves the terminal's cursor there with a pending
-        # wrap; the redraw writes " \r" to take it to the next row.
+        # wrap; the redraw writes a space and a carriage return to take it to the next row.
         self.at_margin = col >= cols and bool(self.text)
         self.end = (row + 1, 0) if self.at_margin else (row, col)
         places.append(self.end)
@@ -150,6 +160,7 @@ class LineEditor:
         self._complete_words = complete
         self._prompt = ""
         self._secret = False
+        self._remembering = True
         self._chars: list[str] = []        # units, see clusters()
         self._cursor = 0
         self._cursor_row = 0               # the terminal cursor's row, counted from the first input row
@@ -181,9 +192,12 @@ class LineEditor:
         output, self._output = self._output, []
         return "".join(output).encode("utf-8", "replace")
 
-    def set_prompt(self, text: str, secret: bool) -> None:
+    def set_prompt(self, text: str, secret: bool, remember: bool = True) -> None:
+        """Ask with ``text``; ``secret`` hides what is typed; ``remember``: submitted lines
+        enter the history (a secret line never does)."""
         self._prompt = text
         self._secret = secret
+        self._remembering = remember and not secret
         self._redraw()
 
     def print_above(self, text: str) -> bytes:
@@ -195,14 +209,20 @@ class LineEditor:
 
         Some terminals rewrap the rows on screen to the new width (tmux, VTE,
         kitty, iTerm2), others cut or keep them as they are (xterm, the Linux
-        console).  The input's first row is therefore as far above the cursor
-        as under the old layout or under the new one: the redraw goes up by the
-        larger, so no stale rows survive; when the guess is too high, as many
-        rows of output just above the input are erased.
+        console), and the editor cannot tell which it is on.  When the terminal
+        narrows, the input's first row is as far above the cursor as under the
+        old layout or under the new one: the redraw goes up by the larger, so
+        no stale rows survive (when the guess is too high, as many rows of
+        output just above the input are erased).  When it widens, the editor
+        assumes the terminal rewraps and goes up as the new layout says: exact
+        there, while a terminal that keeps its rows is left with the input's
+        old first rows above the redrawn input.
         """
-        rewrapped = _Layout(self._shown_prompt(), self._shown_chars(), max(cols, 1))
-        self._cols = max(cols, 1)
-        self._cursor_row = max(self._cursor_row, self._cursor_place(rewrapped)[0])
+        cols = max(cols, 1)
+        rewrapped_row = self._cursor_place(_Layout(self._shown_prompt(), self._shown_chars(), cols))[0]
+        narrowing = cols < self._cols
+        self._cols = cols
+        self._cursor_row = max(self._cursor_row, rewrapped_row) if narrowing else rewrapped_row
         self._redraw()
 
     def redraw(self) -> None:
@@ -302,7 +322,7 @@ class LineEditor:
 
     def _enter(self) -> None:
         text = "".join(self._chars)
-        if not self._secret:
+        if self._remembering:
             self._remember(text)
         self._events.append(("line", text))
         self._leave_input("")
@@ -543,8 +563,10 @@ class LineEditor:
 
     def _redraw(self, layout: _Layout | None = None) -> None:
         layout = layout or self._layout()
-        margin = " \r" if layout.at_margin else ""
-        self._output.append(self._to_top() + layout.text + margin + "\x1b[J")
+        # At the margin: a space takes the cursor to the next row; erasing from column 0 there
+        # would make tmux forget that the row above wraps into it, so the erase comes first.
+        end = " \x1b[J\r" if layout.at_margin else "\x1b[J"
+        self._output.append(self._to_top() + layout.text + end)
         self._output.append(_move(layout.end, self._cursor_place(layout)))
         self._cursor_row = self._cursor_place(layout)[0]
 

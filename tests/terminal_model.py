@@ -15,7 +15,8 @@ in the columns left wraps before it is written.
 ``resize`` models both kinds of terminals: ``reflow=False`` cuts rows to the
 new width and keeps the cursor's row (xterm); ``reflow=True`` joins rows that
 were wrapped by autowrap and wraps them again at the new width, the cursor
-staying on the character it was on (tmux, VTE, kitty).
+staying on the character it was on (tmux, VTE, kitty).  Erasing to the end
+of the screen from column 0 unmarks the row above as wrapped, as tmux does.
 """
 from __future__ import annotations
 
@@ -140,6 +141,8 @@ class Screen:
             row, col = (numbers + [1, 1])[:2] if numbers else (1, 1)
             self.y, self.x = max(row, 1) - 1, max(col, 1) - 1
         elif final == "J" and numbers in ([], [0]):
+            if self.x == 0 and self.y > 0:       # as tmux: the row above no longer wraps into this one
+                self.wrapped[self.y - 1] = False
             for x in range(self.x, self.cols):
                 self.grid[self.y][x] = BLANK
             for y in range(self.y + 1, self.rows):

@@ -1,8 +1,13 @@
 """The client's logic, command by command, without sockets or sleeps: frames and lines in, effects out."""
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
-from reactor.chat_client import (HELP, MAX_TEXT, CancelTimer, ChatClient, ClosePeer, ConnectPeer, Exit, Listen,
+from reactor.chat_client import (COMMANDS, HELP, MAX_TEXT, CancelTimer, ChatClient, ClosePeer, ConnectPeer, Exit, Listen,
                                  Print, Prompt, SetTimer, ToPeer, ToServer)
+
+
+HIDDEN = Prompt("", secret=True)   # typing is not shown until the server answers a login step
 
 
 def prints(effects):
@@ -16,8 +21,8 @@ def frames(effects):
     return [e.frame for e in effects if type(e) is ToServer]
 
 
-def logged_in(user="yoda", now=0.0):
-    c = ChatClient(token_ttl=30, peer_hello_timeout=10)
+def logged_in(user="yoda", now=0.0, **options):
+    c = ChatClient(token_ttl=30, peer_hello_timeout=10, **options)
     c.start(now)
     c.server_frame({"type": "hello", "version": 1}, now)
     c.line(user, now)
@@ -35,14 +40,15 @@ def test_login_dialogue():
     assert c.start(0) == [ToServer({"type": "hello", "version": 1}), Listen()]
     assert c.listening("127.0.0.1", 4242, 0) == [ToServer({"type": "listen", "host": "127.0.0.1", "port": 4242})]
     assert c.server_frame({"type": "hello", "version": 1}, 0) == [Prompt("Username: ")]
-    assert c.line(" yoda ", 0) == [ToServer({"type": "username", "username": "yoda"})]
+    assert c.line(" yoda ", 0) == [ToServer({"type": "username", "username": "yoda"}), HIDDEN]
     assert c.server_frame({"type": "username_ok"}, 0) == [Prompt("Password: ", secret=True)]
-    assert c.line("wrong", 0) == [ToServer({"type": "password", "password": "wrong"})]
+    assert c.line("wrong", 0) == [ToServer({"type": "password", "password": "wrong"}), HIDDEN]
     assert c.server_frame({"type": "error", "code": "invalid_password"}, 0) == [
         Print("Invalid Password. Please try again"), Prompt("Password: ", secret=True)]
     c.line("wise@!man", 0)
     assert c.server_frame({"type": "welcome", "user": "yoda"}, 0) == [
-        Print("Welcome to the greatest messaging application ever!"), Prompt(""), ToServer(PING)]
+        Prompt("", remember=True), Print("Welcome to the greatest messaging application ever!"),
+        Print("Type help for commands"), ToServer(PING)]
     assert c.user == "yoda"
     assert c.server_frame(PONG, 0) == []
 
@@ -63,9 +69,9 @@ def test_unknown_and_busy_names_ask_again():
 def test_lines_typed_ahead_wait_for_each_answer():
     c = ChatClient()
     c.start(0)
-    assert c.line("yoda", 0) == []           # before the server's hello
-    assert c.line("wise@!man", 0) == []
-    assert c.line("whoelse", 0) == []
+    assert c.line("yoda", 0) == [HIDDEN]     # before the server's hello: what comes next may be secret
+    assert c.line("wise@!man", 0) == [HIDDEN]
+    assert c.line("whoelse", 0) == [HIDDEN]
     effects = c.server_frame({"type": "hello", "version": 1}, 0)
     assert frames(effects) == [{"type": "username", "username": "yoda"}]   # the password waits
     effects = c.server_frame({"type": "username_ok"}, 0)
@@ -108,9 +114,10 @@ def test_a_piped_session_runs_to_its_end_before_the_end_of_input_logs_out():
     assert c.end_of_input(0) == []              # the lines come first
     c.server_frame({"type": "hello", "version": 1}, 0)
     assert c.server_frame({"type": "username_ok"}, 0) == [
-        Prompt("Password: ", secret=True), ToServer({"type": "password", "password": "wise@!man"})]
+        Prompt("Password: ", secret=True), ToServer({"type": "password", "password": "wise@!man"}), HIDDEN]
     assert c.server_frame({"type": "welcome", "user": "yoda"}, 1) == [
-        Print("Welcome to the greatest messaging application ever!"), Prompt(""), ToServer(PING)]
+        Prompt("", remember=True), Print("Welcome to the greatest messaging application ever!"),
+        Print("Type help for commands"), ToServer(PING)]
     assert c.server_frame(PONG, 1) == [ToServer({"type": "whoelse"}), ToServer(PING)]
     assert c.server_frame({"type": "users", "names": []}, 1) == [Print("No other users online")]
     assert c.server_frame(PONG, 1) == [ToServer({"type": "logout"}), SetTimer(("leave",), 4.0)]
@@ -312,7 +319,8 @@ def test_answers_come_in_the_order_of_the_commands():
         effects = c.server_frame(frame, 0)
         shown += prints(effects)
         sent += frames(effects)
-    assert shown == ["Welcome to the greatest messaging application ever!", "hans", "Error. Invalid command",
+    assert shown == ["Welcome to the greatest messaging application ever!", "Type help for commands", "hans",
+                     "Error. Invalid command",
                      "hans\nluke", HELP, "Logged out"]
     assert sent == [{"type": "username", "username": "yoda"}, {"type": "password", "password": "wise@!man"},
                     PING, {"type": "whoelse"}, PING, {"type": "activity"}, {"type": "whoelsesince", "seconds": 5},
@@ -338,6 +346,111 @@ def test_a_pong_does_not_answer_a_login_step():
     c.line("yoda", 0)
     c.line("wise@!man", 0)
     assert c.server_frame(PONG, 0) == []                 # the password still waits for username_ok
+# -- timestamps ------------------------------------------------------------
+
+NOV_24_1403 = datetime(2025, 11, 24, 14, 3, 59, tzinfo=timezone.utc).timestamp()
+
+
+def test_a_stored_message_shows_when_it_was_sent_in_the_given_zone():
+    c = logged_in(tz=timezone.utc)
+    frame = {"type": "message", "from": "vader", "text": "join me", "id": 1, "sent": NOV_24_1403}
+    assert prints(c.server_frame(frame, 5)) == ["[Nov 24 14:03] vader: join me"]
+    c = logged_in(tz=timezone(timedelta(hours=-15)))
+    frame = {"type": "message", "from": "vader", "text": "all", "id": 2, "sent": NOV_24_1403, "broadcast": True}
+    assert prints(c.server_frame(frame, 5)) == ["[Nov 23 23:03] [broadcast] vader: all"]
+
+
+@pytest.mark.parametrize("sent", [None, "yesterday", True, 1e300, float("nan"), -1e20])
+def test_a_stored_message_with_a_missing_or_absurd_time_shows_none(sent):
+    c = logged_in(tz=timezone.utc)
+    frame = {"type": "message", "from": "vader", "text": "hi", "id": 1, "sent": sent}
+    assert prints(c.server_frame(frame, 5)) == ["vader: hi"]
+
+
+def test_live_messages_show_no_time_unless_asked():
+    c = logged_in(tz=timezone.utc, wall_offset=NOV_24_1403 - 100)
+    assert prints(c.server_frame({"type": "message", "from": "hans", "text": "hi"}, 100)) == ["hans: hi"]
+    c = logged_in(tz=timezone.utc, wall_offset=NOV_24_1403 - 100, timestamps=True)
+    assert prints(c.server_frame({"type": "message", "from": "hans", "text": "hi"}, 100)) == ["[14:03] hans: hi"]
+    assert prints(c.server_frame({"type": "message", "from": "hans", "text": "later"}, 160)) == [
+        "[14:04] hans: later"]                         # the host's monotonic now, turned into wall time
+    frame = {"type": "message", "from": "vader", "text": "old", "id": 1, "sent": NOV_24_1403 - 86400}
+    assert prints(c.server_frame(frame, 160)) == ["[Nov 23 14:03] vader: old"]
+
+
+def test_live_private_messages_show_the_time_when_asked():
+    c = logged_in(tz=timezone.utc, wall_offset=NOV_24_1403 - 1, timestamps=True)
+    open_as_target(c)
+    assert prints(c.peer_frame(1, {"type": "private", "text": "psst"}, 1)) == ["[14:03] hans(private): psst"]
+
+
+# -- completion and help ---------------------------------------------------------
+
+def test_online_users_follow_presence_and_whoelse():
+    c = logged_in()
+    assert c.online_users() == frozenset()
+    c.server_frame({"type": "presence", "user": "hans", "online": True}, 1)
+    c.server_frame({"type": "presence", "user": "luke", "online": True}, 1)
+    assert c.online_users() == {"hans", "luke"}
+    c.server_frame({"type": "presence", "user": "hans", "online": False}, 1)
+    assert c.online_users() == {"luke"}
+    c.line("whoelse", 1)
+    c.line("whoelsesince 60", 1)
+    c.server_frame({"type": "users", "names": ["leia", "vader"]}, 1)        # whoelse: exactly these
+    assert c.online_users() == {"leia", "vader"}
+    c.server_frame({"type": "users", "names": ["hans", "leia", "vader"]}, 1)  # since: hans may be gone
+    assert c.online_users() == {"leia", "vader"}
+    c.server_frame({"type": "presence", "user": 7, "online": True}, 1)
+    assert c.online_users() == {"leia", "vader"}
+
+
+def test_completion_of_commands_and_users():
+    c = logged_in()
+    for name in ("hans", "hera", "luke"):
+        c.server_frame({"type": "presence", "user": name, "online": True}, 1)
+    assert c.completions("") == sorted(COMMANDS)
+    assert c.completions("who") == ["whoelse", "whoelsesince"]
+    assert c.completions("st") == ["startprivate", "stopprivate"]
+    assert c.completions("message h") == ["hans", "hera"]
+    assert c.completions("block l") == ["luke"]
+    assert c.completions("help bl") == ["block"]
+    assert c.completions("message hans h") == []       # the text is the user's own
+    assert c.completions("whoelsesince 1") == []
+    assert c.completions("private h") == []            # only users with an open chat
+    open_as_target(c)
+    assert c.completions("private h") == ["hans"]
+
+
+def test_no_completion_before_the_login():
+    c = ChatClient()
+    c.start(0)
+    c.server_frame({"type": "hello", "version": 1}, 0)
+    assert c.completions("he") == []
+
+
+def test_help_for_one_command():
+    c = logged_in()
+    assert prints(c.line("help message", 1)) == [
+        "Usage: message <user> <text>\nSend <text> to <user> (kept until they log in)"]
+    assert prints(c.line("help whoelse", 1)) == ["Usage: whoelse\nWho else is online"]
+    assert prints(c.line("help fly", 1)) == ["Error. No command fly. Type help for commands"]
+    assert prints(c.line("help me now", 1)) == ["Error. Usage: help [<command>]"]
+    assert all(f"  {name}" in HELP for name in COMMANDS)
+
+
+# -- login input -----------------------------------------------------------------
+
+def test_typing_is_hidden_from_sending_a_name_until_the_answer():
+    c = ChatClient()
+    c.start(0)
+    assert c.server_frame({"type": "hello", "version": 1}, 0) == [Prompt("Username: ")]   # not remembered
+    assert c.line("yoda", 0)[-1] == HIDDEN            # a password typed ahead now is not shown
+    assert c.line("wise@!man", 0) == [HIDDEN]         # queued as before
+    assert c.server_frame({"type": "username_ok"}, 0) == [
+        Prompt("Password: ", secret=True), ToServer({"type": "password", "password": "wise@!man"}), HIDDEN]
+    effects = c.server_frame({"type": "welcome", "user": "yoda"}, 0)
+    assert effects[0] == Prompt("", remember=True)     # only commands enter the history
+    assert not any(type(e) is Prompt and e.remember for e in effects[1:])
 
 
 def test_logout_waits_for_the_goodbye():
@@ -386,7 +499,8 @@ def open_as_requester(c, peer=1, now=1.0):
 def open_as_target(c, peer=1, now=1.0):
     """hans asks yoda, yoda says y, hans's client connects and presents the token."""
     c.server_frame({"type": "private_request", "from": "hans"}, now)
-    assert c.line("y", now) == [ToServer({"type": "private_answer", "user": "hans", "accept": True}), ToServer(PING)]
+    assert c.line("y", now) == [ToServer({"type": "private_answer", "user": "hans", "accept": True}),
+                                Print("Accepted private messaging with hans"), ToServer(PING)]
     assert c.server_frame({"type": "private_expect", "user": "hans", "token": "T"}, now) == [
         SetTimer(("expect", "hans"), now + 30), ToServer({"type": "private_ready", "user": "hans", "token": "T"})]
     assert c.server_frame(PONG, now) == []
@@ -425,9 +539,11 @@ def test_questions_are_answered_oldest_first_while_commands_keep_working():
     c.server_frame({"type": "private_request", "from": "luke"}, 1)
     assert c.line("whoelse", 1) == [ToServer({"type": "whoelse"}), ToServer(PING)]
     c.server_frame(PONG, 1)
-    assert c.line("N", 1) == [ToServer({"type": "private_answer", "user": "hans", "accept": False}), ToServer(PING)]
+    assert c.line("N", 1) == [ToServer({"type": "private_answer", "user": "hans", "accept": False}),
+                              Print("Declined private messaging with hans"), ToServer(PING)]   # whose request
     c.server_frame(PONG, 1)
-    assert c.line("y", 1) == [ToServer({"type": "private_answer", "user": "luke", "accept": True}), ToServer(PING)]
+    assert c.line("y", 1) == [ToServer({"type": "private_answer", "user": "luke", "accept": True}),
+                              Print("Accepted private messaging with luke"), ToServer(PING)]
     c.server_frame(PONG, 1)
     assert prints(c.line("y", 1)) == ["Error. Invalid command"]
 

@@ -18,7 +18,7 @@ class BrokenConsole:
     def print(self, text):
         raise OSError(errno.EIO, "Input/output error")
 
-    def prompt(self, text, secret):
+    def prompt(self, text, secret, remember=False):
         raise UnicodeEncodeError("utf-8", text, 0, 1, "surrogates not allowed")
 
     def close(self):

@@ -1,11 +1,15 @@
 """The consoles on real descriptors: what cannot be encoded or written never breaks them."""
+import fcntl
 import os
+import signal
+import struct
 import termios
 
 import pytest
 
 from reactor.console import PipeConsole, TerminalConsole
 from reactor.loop import EventLoop
+from tests.terminal_model import Screen
 
 
 @pytest.fixture
@@ -113,3 +117,175 @@ def test_pipe_console_on_a_terminal_hides_a_secret_until_its_line(loop):
     console.close()                                   # restoring a gone terminal does not raise
     for fd in (slave, out_r, out_w):
         os.close(fd)
+
+
+# -- the terminal console's keys, signals and timers ------------------------------------
+
+class OnPty:
+    """A TerminalConsole on a fresh pty of ``cols`` columns; what it writes piles up in ``screen``
+    and is shown on ``model``, a model terminal that does not rewrap on a resize."""
+
+    def __init__(self, loop, cols=80, **options):
+        self.loop = loop
+        self.master, self.slave = os.openpty()
+        self.set_size(cols)
+        self.before = termios.tcgetattr(self.slave)
+        self.lines, self.ended = [], []
+        self.console = TerminalConsole(self.slave, self.slave, **options)
+        self.screen = b""
+        self.model = Screen(cols, rows=24)
+
+    def start(self):
+        self.console.start(self.loop, self.lines.append, lambda: self.ended.append(True))
+        self.console.prompt("", False, True)
+
+    def set_size(self, cols):
+        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, cols, 0, 0))
+
+    def resize(self, cols):
+        """The terminal is ``cols`` wide now, and says so with SIGWINCH."""
+        self.read()
+        self.model.resize(cols, reflow=False)
+        self.set_size(cols)
+        os.kill(os.getpid(), signal.SIGWINCH)
+
+    def keys(self, data):
+        os.write(self.master, data)
+
+    def read(self):
+        new = read_all(self.master)
+        self.model.feed(new)
+        self.screen += new
+        return self.screen
+
+    def until_on_screen(self, needle):
+        run_until(self.loop, lambda: needle in self.read())
+
+    def until_shown(self, *lines):
+        """Until the model terminal shows these lines (the pty turns each \\n into \\r\\n)."""
+        run_until(self.loop, lambda: self.read() is not None and self.model.lines() == list(lines))
+
+    def close(self):
+        self.console.close()
+        os.close(self.master)
+        os.close(self.slave)
+
+
+@pytest.fixture
+def pty(loop):
+    on_pty = OnPty(loop)
+    yield on_pty
+    on_pty.close()
+
+
+def test_lines_typed_before_the_start_are_kept(pty):
+    pty.keys(b"typed ahead\n")                       # in cooked mode, before the client took the terminal
+
+    def waiting_to_be_read():
+        return struct.unpack("i", fcntl.ioctl(pty.slave, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+    run_until(pty.loop, lambda: waiting_to_be_read() == len(b"typed ahead\n"))
+    pty.start()
+    run_until(pty.loop, lambda: pty.lines)
+    assert pty.lines == ["typed ahead"]
+
+
+def test_a_secret_prompt_set_by_a_line_hides_the_rest_of_the_same_read(pty):
+    pty.start()
+    pty.lines_seen = []
+
+    def on_line(text):
+        pty.lines_seen.append(text)
+        pty.console.prompt("", True)                 # as the client does once it sent the user name
+
+    pty.console._on_line = on_line
+    pty.keys(b"yoda\rwise@!man\r")                   # pasted: one read
+    run_until(pty.loop, lambda: len(pty.lines_seen) == 2)
+    assert pty.lines_seen == ["yoda", "wise@!man"]
+    assert b"yoda" in pty.read() and b"wise" not in pty.read()
+
+
+def test_ctrl_c_on_an_empty_line_says_how_to_quit(pty):
+    pty.start()
+    pty.keys(b"abc\x03")
+    pty.until_on_screen(b"^C")
+    pty.keys(b"\x03")
+    pty.until_on_screen(b"To quit, type logout or press Ctrl-D")
+    assert pty.screen.count(b"To quit") == 1         # not after a line that held something
+    assert not pty.ended
+
+
+def test_sigwinch_lays_the_input_out_again(pty):
+    pty.start()
+    pty.keys(b"x" * 100)
+    pty.until_shown("> " + "x" * 78, "x" * 22)
+    pty.resize(40)
+    pty.until_shown("> " + "x" * 38, "x" * 40, "x" * 22)
+    pty.keys(b"!")
+    pty.until_shown("> " + "x" * 38, "x" * 40, "x" * 22 + "!")
+    pty.resize(120)
+    # Wider: the editor assumes the terminal rewrapped (tmux does); this one did not, so the old
+    # first rows stay above the input, which is drawn whole from the cursor's row.
+    pty.until_shown("> " + "x" * 38, "x" * 40, "> " + "x" * 100 + "!")
+
+
+def test_a_lone_escape_counts_once_nothing_follows(pty):
+    pty.start()
+    pty.keys(b"hello\r")
+    run_until(pty.loop, lambda: pty.lines)
+    pty.keys(b"\x12hel")                             # reverse search finds it
+    pty.until_on_screen(b"(reverse-i-search)'hel': hello")
+    pty.until_shown("> hello", "(reverse-i-search)'hel': hello")
+    pty.keys(b"\x1b")                                # Escape gives the search up, after a moment
+    pty.until_shown("> hello", ">")
+    pty.keys(b"\r")
+    run_until(pty.loop, lambda: len(pty.lines) == 2)
+    assert pty.lines == ["hello", ""]                # the search was given up, not submitted
+
+
+def test_ctrl_z_gives_the_terminal_back_and_sigcont_takes_it_again(pty, monkeypatch):
+    stops = []
+
+    def kill(pid, signum):                           # stopping the test run itself would not do
+        stops.append((pid, signum, termios.tcgetattr(pty.slave)))
+
+    monkeypatch.setattr("reactor.console.os.kill", kill)
+    pty.start()
+    raw = termios.tcgetattr(pty.slave)
+    pty.keys(b"half typed\x1a")
+    run_until(pty.loop, lambda: stops)
+    assert stops == [(0, signal.SIGTSTP, pty.before)]   # the shell gets its own settings back
+    pty.until_shown("> half typed^Z")
+    signal.raise_signal(signal.SIGCONT)              # fg (os.kill is the stand-in here)
+    pty.until_shown("> half typed^Z", "> half typed")
+    assert termios.tcgetattr(pty.slave) == raw
+
+
+def test_close_erases_every_input_row(loop):
+    pty = OnPty(loop, cols=20)
+    pty.start()
+    pty.keys(b"y" * 50)                              # three rows
+    pty.until_shown("> " + "y" * 18, "y" * 20, "y" * 12)
+    pty.console.close()
+    pty.read()
+    assert pty.model.lines() == [] and pty.model.cursor == (0, 0)
+    assert termios.tcgetattr(pty.slave) == pty.before
+    os.close(pty.master)
+    os.close(pty.slave)
+
+
+def test_tab_asks_the_completion_source(loop):
+    asked = []
+
+    def complete(before_cursor):
+        asked.append(before_cursor)
+        return ["whoelse", "whoelsesince"]
+
+    pty = OnPty(loop, complete=complete)
+    try:
+        pty.start()
+        pty.keys(b"wh\t")
+        pty.until_on_screen(b"whoelse")
+        assert asked == ["wh"]
+    finally:
+        pty.close()

@@ -250,6 +250,23 @@ def test_a_secret_prompt_echoes_nothing_and_stays_out_of_history():
     assert state(ed) == "public|"
 
 
+def test_lines_at_a_prompt_that_does_not_remember_stay_out_of_history():
+    ed = editor()
+    ed.set_prompt("Username: ", False, remember=False)
+    ed.take_output()
+    assert ed.feed(b"yoda\r") == [("line", "yoda")]
+    assert ed.take_output().startswith(b"yoda\r\n")   # shown as typed
+    ed.set_prompt("> ", False)
+    ed.feed(b"whoelse\r")
+    ed.feed(UP)
+    assert state(ed) == "whoelse|"
+    ed.feed(UP)
+    assert state(ed) == "whoelse|"                      # the name is not there
+    ed.take_output()
+    ed.feed(b"\x15\x12yo")
+    assert b"(failed reverse-i-search)'yo': " in ed.take_output()   # nor can a search find it
+
+
 def test_a_secret_prompt_does_not_show_the_line_when_printing_above():
     ed = editor("password: ", True)
     ed.feed(b"hunter2")

@@ -251,12 +251,19 @@ def test_after_a_resize_the_input_is_drawn_once_with_nothing_stale(old, new, ref
     cursor = len(line) - 25
     old_row = place_of("> " + line[:cursor], old, line[cursor])[0]
     new_row = place_of("> " + line[:cursor], new, line[cursor])[0]
-    # The editor cannot know which kind of terminal it is on, so it goes up as far as the cursor
-    # could be from the input's first row; when that is too far, the rows just above are erased.
-    lost = max(old_row, new_row) - (new_row if reflow else old_row)
-    assert_input(term, line, cursor, above=OLDER[:2 - lost])
+    if new < old:
+        # Narrowing: the editor goes up as far as the cursor could be from the input's first row
+        # on either kind of terminal; when that is too far, the rows just above are erased.
+        lost = max(old_row, new_row) - (new_row if reflow else old_row)
+        above = OLDER[:2 - lost]
+    else:
+        # Widening: the editor assumes the terminal rewrapped; one that did not keeps the
+        # input's old first rows above the redrawn input.
+        stale = 0 if reflow else old_row - new_row
+        above = OLDER + rows_of("> " + line, old)[:stale]
+    assert_input(term, line, cursor, above=above)
     term.keys(b"!")
-    assert_input(term, line[:cursor] + "!" + line[cursor:], cursor + 1, above=OLDER[:2 - lost])
+    assert_input(term, line[:cursor] + "!" + line[cursor:], cursor + 1, above=above)
 
 
 def test_narrowing_a_reflowing_terminal_like_tmux_loses_nothing():
@@ -267,6 +274,27 @@ def test_narrowing_a_reflowing_terminal_like_tmux_loses_nothing():
     assert_input(term, line, 60)
     term.resize(30, reflow=True)
     assert_input(term, line, 60)
+
+
+def test_widening_a_reflowing_terminal_like_tmux_loses_nothing():
+    term = Term(20)
+    line = "y" * 70
+    term.type(line)
+    term.resize(40, reflow=True)
+    assert_input(term, line, 70)
+    term.resize(200, reflow=True)
+    assert_input(term, line, 70)
+    term.resize(20, reflow=True)
+    assert_input(term, line, 70)
+
+
+@pytest.mark.parametrize("length", [38, 37], ids=["ending-at-the-margin", "not"])
+def test_widening_tmux_after_input_that_ends_at_the_margin_loses_nothing(length):
+    term = Term(20)
+    line = "z" * length                              # with the prompt: two full rows, or not quite
+    term.type(line)
+    term.resize(50, reflow=True)
+    assert_input(term, line, length)
 
 
 def test_resize_with_wide_characters():

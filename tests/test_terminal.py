@@ -1,8 +1,10 @@
 """The client on a pseudo-terminal, as a person types into it."""
+import fcntl
 import os
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import termios
@@ -18,21 +20,55 @@ WITH_CONTROLLING_TERMINAL = ("import fcntl, os, sys, termios; fcntl.ioctl(0, ter
                              "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
 
 
-class TerminalClient:
-    """client_main.py on a pty; the test holds the slave end to check its settings.
+# A tiny job-control shell: it holds the pty as its controlling terminal and runs the client as the
+# foreground job in a process group of its own (so Ctrl-Z can stop it: the group is not orphaned),
+# writes the client's pid to the descriptor named first, and exits with the client's status.
+JOB_SHELL = """\
+import fcntl, os, signal, sys, termios
+fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+pid = os.fork()
+if pid == 0:
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    os.tcsetpgrp(0, os.getpid())
+    signal.signal(signal.SIGTTOU, signal.SIG_DFL)
+    os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+os.write(int(sys.argv[1]), b"%d\\n" % pid)
+sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
 
-    ``stdout`` other than the pty (a pipe) leaves the pty as stdin only.
+
+class TerminalClient:
+    """client_main.py on a pty of ``cols`` columns; the test holds the slave end to check its settings.
+
+    ``stdout`` other than the pty (a pipe) leaves the pty as stdin only. ``job_control`` runs the
+    client under JOB_SHELL (``pid`` is the client's own).
     """
 
-    def __init__(self, host, port, stdout=None):
+    def __init__(self, host, port, stdout=None, cols=80, job_control=False, args=()):
         self.master, self.slave = os.openpty()
+        self.resize(cols)
         self.settings_before = termios.tcgetattr(self.slave)
-        self.proc = subprocess.Popen([sys.executable, "-c", WITH_CONTROLLING_TERMINAL,
-                                      str(ROOT / "client_main.py"), host, str(port)],
+        pid_r, pid_w = os.pipe()
+        starter = [JOB_SHELL, str(pid_w)] if job_control else [WITH_CONTROLLING_TERMINAL]
+        self.proc = subprocess.Popen([sys.executable, "-c", *starter,
+                                      str(ROOT / "client_main.py"), host, str(port), *args],
                                      stdin=self.slave, stdout=self.slave if stdout is None else stdout,
-                                     stderr=self.slave, start_new_session=True, env=coverage_env())
+                                     stderr=self.slave, start_new_session=True, env=coverage_env(),
+                                     pass_fds=(pid_w,))
+        os.close(pid_w)
+        with os.fdopen(pid_r) as pids:
+            self.pid = int(pids.readline()) if job_control else self.proc.pid
         self.screen = b""
         self.seen = 0
+
+    def resize(self, cols, rows=24):
+        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def state(self):
+        """The client process's state letter from /proc (R, S, T for stopped...)."""
+        with open(f"/proc/{self.pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0]
 
     def keys(self, data: bytes) -> None:
         os.write(self.master, data)
@@ -82,6 +118,8 @@ class TerminalClient:
 
     def close(self):
         if self.proc.poll() is None:
+            if self.pid != self.proc.pid:          # not reaped yet by the job shell: still the client's pid
+                os.kill(self.pid, signal.SIGKILL)
             self.proc.kill()
         self.proc.wait()
         if self.master is not None:
@@ -243,3 +281,87 @@ def test_password_is_not_echoed_on_a_terminal_whose_output_is_piped(server):
     finally:
         term.close()
         os.close(out_r)
+
+
+# -- keys a person uses ------------------------------------------------------------------
+
+def test_tab_completes_a_command_and_an_online_user(server, term):
+    login(term)
+    term.expect("Type help for commands")
+    hans = server.client()
+    hans.login("hans")
+    term.expect("hans logged in")
+    term.keys(b"mes\t")
+    term.expect("message ")
+    term.keys(b"ha\t")
+    term.expect("hans ")
+    term.keys(b"hello there\r")
+    assert hans.until("message")["text"] == "hello there"
+
+
+def test_ctrl_r_finds_an_earlier_line(server, term):
+    login(term)
+    hans = server.client()
+    hans.login("hans")
+    term.expect("hans logged in")
+    term.keys(b"message hans first\r")
+    hans.until("message", text="first")
+    term.keys(b"whoelse\r")
+    term.expect("hans")
+    term.keys(b"\x12firs")
+    term.expect("(reverse-i-search)'firs': message hans first")
+    term.keys(b"\r")
+    assert hans.until("message")["text"] == "first"
+
+
+def test_the_username_stays_out_of_the_history(term):
+    login(term)
+    term.keys(b"\x1b[A")                             # Up: no earlier command, and never the name
+    term.keys(b"\x12yod")
+    term.expect("(failed reverse-i-search)'yod': ")
+
+
+def test_ctrl_z_stops_and_sigcont_restores_raw_mode_and_redraws(server):
+    term = TerminalClient(server.host, server.port, job_control=True)
+    try:
+        login(term)
+        term.settle(0.1)
+        raw = termios.tcgetattr(term.slave)
+        assert raw != term.settings_before
+        term.keys(b"half typed\x1a")
+        term.expect("half typed^Z")
+        wait_for(lambda: term.state() == "T", what="the client stopped")
+        assert termios.tcgetattr(term.slave) == term.settings_before   # the shell's settings, while stopped
+        os.kill(term.pid, signal.SIGCONT)                               # fg
+        term.expect("> half typed")                                     # drawn again
+        wait_for(lambda: termios.tcgetattr(term.slave) == raw, what="raw mode again")
+        term.keys(b"\x15logout\r")
+        assert term.wait() == 0
+    finally:
+        term.close()
+
+
+def test_a_resize_lays_a_long_input_line_out_again(server):
+    term = TerminalClient(server.host, server.port, cols=80)
+    try:
+        login(term)
+        hans = server.client()
+        hans.login("hans")
+        term.expect("hans logged in")
+        text = "".join(chr(ord("a") + n % 26) for n in range(150))
+        term.keys(b"message hans " + text.encode())
+        term.expect(text[-10:])
+        term.resize(40)                            # (the pty itself sends SIGWINCH too: one more redraw)
+        os.kill(term.pid, signal.SIGWINCH)
+        # Narrower: up as far as the old or the new layout says (the new: 4 rows), then all of it again.
+        term.expect("\x1b[4A\r> message hans " + text + "\x1b[J")
+        term.settle()
+        term.seen = len(term.screen)
+        term.resize(200)
+        os.kill(term.pid, signal.SIGWINCH)
+        redraw = term.expect("\r> message hans " + text + "\x1b[J")
+        assert "A" not in redraw                   # wider: the terminal is taken to rewrap, no going up
+        term.keys(b"\r")
+        assert hans.until("message")["text"] == text
+    finally:
+        term.close()
