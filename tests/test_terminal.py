@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.support import ROOT, ServerProcess, coverage_env
+from tests.support import PATIENCE, ROOT, ServerProcess, coverage_env
 
 
 class TerminalClient:
@@ -27,7 +27,7 @@ class TerminalClient:
     def keys(self, data: bytes) -> None:
         os.write(self.master, data)
 
-    def expect(self, needle: str, timeout=5.0) -> str:
+    def expect(self, needle: str, timeout=PATIENCE) -> str:
         deadline = time.monotonic() + timeout
         raw = needle.encode()
         while True:
@@ -54,7 +54,7 @@ class TerminalClient:
         while time.monotonic() < deadline:
             self.pump(0.02)
 
-    def wait(self, timeout=5.0):
+    def wait(self, timeout=PATIENCE):
         deadline = time.monotonic() + timeout
         while self.proc.poll() is None:
             assert time.monotonic() < deadline, self.screen
