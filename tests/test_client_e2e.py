@@ -144,6 +144,8 @@ def test_offline_messages_wait_for_login_oldest_first(clients):
     yoda = clients("yoda")
     yoda.type("message luke one")
     yoda.type("message luke two")
+    for _ in range(2):                   # stored before luke comes, however slowly yoda's client runs
+        yoda.expect("luke is offline; the message will be delivered when they log in")
     luke = clients("luke")
     luke.expect("yoda: one")
     luke.expect("yoda: two")
