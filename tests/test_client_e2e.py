@@ -10,12 +10,13 @@ import pytest
 
 from reactor.chat_client import HELP, LEAVE_GRACE
 from reactor.client_host import EXIT_GRACE
-from tests.support import ACCOUNTS, ROOT, ClientProcess, RecordingProxy, ServerProcess, coverage_env, wait_for
+from tests.support import (ACCOUNTS, PATIENCE, ROOT, ClientProcess, RecordingProxy, ServerProcess, coverage_env,
+                           wait_for)
 
 
 @pytest.fixture
 def server(tmp_path):
-    srv = ServerProcess(tmp_path, block=0.6, timeout=30)
+    srv = ServerProcess(tmp_path, block=30, timeout=30)   # a lock lasts longer than any test
     yield srv
     srv.stop()
 
@@ -84,8 +85,9 @@ def test_already_logged_in(clients):
     c.expect("Username: ")
 
 
-def test_lockout_and_its_end(clients):
-    c = clients()
+def lock_out_vader(clients, port=None):
+    """Three wrong passwords in a row for vader: the client is told and exits."""
+    c = clients(port=port)
     c.expect("Username: ")
     c.type("vader")
     for _ in range(2):
@@ -96,8 +98,10 @@ def test_lockout_and_its_end(clients):
     c.type("nope")
     c.expect("Invalid Password. Your account has been blocked. Please try again later")
     assert c.wait() == 1
-    locked = time.monotonic()
 
+
+def test_lockout_and_its_end(tmp_path, clients):
+    lock_out_vader(clients)              # locked for 30 s: still locked however slowly the next client starts
     d = clients()
     d.expect("Username: ")
     d.type("vader")
@@ -105,8 +109,15 @@ def test_lockout_and_its_end(clients):
     d.expect("Your account is blocked due to multiple login failures. Please try again later")
     assert d.wait() == 1
 
-    wait_for(lambda: time.monotonic() - locked > 0.7, what="lock over")
-    clients("vader")
+    (tmp_path / "short").mkdir()         # the end of a lock, on a server whose locks last 0.6 s
+    short = ServerProcess(tmp_path / "short", block=0.6, timeout=30)
+    try:
+        lock_out_vader(clients, port=short.port)
+        locked = time.monotonic()        # the lock began before this
+        wait_for(lambda: time.monotonic() - locked > 0.7, what="lock over")
+        clients("vader", port=short.port)
+    finally:
+        short.stop()
 
 
 # -- commands -----------------------------------------------------------
@@ -136,6 +147,8 @@ def test_offline_messages_wait_for_login_oldest_first(clients):
     yoda = clients("yoda")
     yoda.type("message luke one")
     yoda.type("message luke two")
+    for _ in range(2):                   # stored before luke comes, however slowly yoda's client runs
+        yoda.expect("luke is offline; the message will be delivered when they log in")
     luke = clients("luke")
     luke.expect("yoda: one")
     luke.expect("yoda: two")
@@ -175,7 +188,7 @@ def test_blocking_effects(clients):
     luke = clients("luke")
     yoda.type("block hans")
     yoda.expect("hans is blocked")
-    hans.never_shows("blocked", wait=0.2)          # no notice to the blocked user
+    hans.never_shows("blocked")                    # no notice to the blocked user
     hans.type("message yoda hello?")
     hans.expect("Your message could not be delivered as the recipient has blocked you")
     hans.type("broadcast anyone?")
@@ -205,11 +218,11 @@ def test_logout_end_of_input_and_server_lost(server, clients):
 
 
 def test_inactivity_logout(tmp_path):
-    srv = ServerProcess(tmp_path, block=1, timeout=0.6)
+    srv = ServerProcess(tmp_path, block=1, timeout=3)   # also the time the login dialogue has
     c = ClientProcess(srv.host, srv.port)
     try:
         c.login("yoda")
-        c.expect("You have been logged out due to inactivity", timeout=5)
+        c.expect("You have been logged out due to inactivity")
         assert c.wait() == 0
     finally:
         c.kill()
@@ -220,7 +233,7 @@ def test_login_timeout(tmp_path):
     srv = ServerProcess(tmp_path, block=1, timeout=0.4)
     c = ClientProcess(srv.host, srv.port)
     try:
-        c.expect("Error. Login timed out", timeout=5)
+        c.expect("Error. Login timed out")
         assert c.wait() == 1
     finally:
         c.kill()
@@ -247,9 +260,10 @@ def test_private_chat_goes_peer_to_peer(server, clients):
         hans.expect(f"yoda(private): {secret}")
         hans.type("private yoda received")
         yoda.expect("hans(private): received")
+        yoda.barrier()                  # what both sent before has passed the proxy
+        hans.barrier()
         assert not any(secret in json.dumps(f) for f in proxy.sent_frames())
-        wait_for(lambda: any(f.get("type") == "activity" for f in proxy.sent_frames()),
-                 what="the server seeing the private lines as activity")
+        assert any(f.get("type") == "activity" for f in proxy.sent_frames())  # the server still saw activity
 
         yoda.type("stopprivate hans")
         yoda.expect("Private messaging with hans stopped")
@@ -273,7 +287,7 @@ def test_declined_and_forged_token(server, clients):
         # A stranger who knows where hans listens, but not a token, is dropped.
         listens = wait_for(lambda: [f for f in proxy.sent_frames() if f.get("type") == "listen"], what="listen")
         for frame in listens:
-            forger = socket.create_connection((frame["host"], frame["port"]), timeout=5)
+            forger = socket.create_connection((frame["host"], frame["port"]), timeout=PATIENCE)
             forger.sendall(json.dumps({"type": "peer_hello", "user": "yoda", "token": "forged"}).encode() + b"\n")
             assert forger.recv(100) == b""  # closed without a welcome
             forger.close()
@@ -329,7 +343,7 @@ def test_server_shutdown_reaches_the_client(server, clients):
     for c in (yoda, hans):
         c.expect("Error. Server is shutting down")
         assert c.wait() == 1
-    assert server.proc.wait(timeout=5) == 0
+    assert server.proc.wait(timeout=PATIENCE) == 0
 
 
 def test_a_reader_that_goes_away_ends_the_session_quietly(server):
@@ -339,7 +353,7 @@ def test_a_reader_that_goes_away_ends_the_session_quietly(server):
     client.stdout.close()                       # as `client_main.py ... | head -0` would
     client.stdin.write(b"yoda\nwise@!man\n")
     client.stdin.flush()
-    assert client.wait(timeout=10) == 0        # logged out, as at the end of input
+    assert client.wait(timeout=PATIENCE) == 0   # logged out, as at the end of input
     assert client.stderr.read() == b""
     client.stdin.close()
     client.stderr.close()

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.support import ACCOUNTS, ROOT, ServerProcess, WireClient, coverage_env, wait_for, write_credentials
+from tests.support import ACCOUNTS, PATIENCE, ROOT, ServerProcess, WireClient, coverage_env, wait_for, write_credentials
 
 
 def start(tmp_path, run, state, *extra, **kw):
@@ -24,13 +24,16 @@ def synced(client):
     client.until("users")
 
 
-def inbox(client, wait=0.5):
-    """The stored-message frames that arrive until the connection is quiet for ``wait`` seconds."""
+def inbox(client):
+    """The stored-message frames that arrive before the answer to a ping sent now.
+
+    The server answers in order, and a pong waits for every stored message still on its way.
+    """
+    client.send({"type": "ping"})
     frames = []
     while True:
-        try:
-            frame = client.recv(wait)
-        except AssertionError:
+        frame = client.recv()
+        if frame.get("type") == "pong":
             return frames
         if frame.get("type") == "message":
             frames.append(frame)
@@ -109,7 +112,7 @@ def test_a_memory_state_forgets_at_exit(tmp_path):
     try:
         yoda = srv.client()
         yoda.login("yoda")
-        assert inbox(yoda, 0.3) == []
+        assert inbox(yoda) == []
     finally:
         srv.stop()
     assert not list(tmp_path.rglob("*.db*"))
@@ -134,6 +137,7 @@ def test_the_default_state_file_is_in_the_current_directory(tmp_path):
 def test_sigkill_during_a_burst_loses_no_confirmed_message(tmp_path):
     state = tmp_path / "state.db"
     total, kill_after = 600, 150
+    in_flight = 100  # at most this many sent but not yet confirmed: the kill comes before the last is confirmed
     srv = start(tmp_path, "first", state)
     try:
         hans = srv.client(timeout=10)
@@ -141,17 +145,16 @@ def test_sigkill_during_a_burst_loses_no_confirmed_message(tmp_path):
         confirmed = sent = 0
         killed = False
         while True:
-            wait = 3.0  # after the kill: read what the server had sent, until it is gone
-            if not killed and sent < total:
+            sending = not killed and sent < total and sent - confirmed < in_flight
+            if sending:
                 hans.send({"type": "message", "to": "yoda", "text": f"m{sent}"})
                 sent += 1
-                wait = 0.001
-            try:
-                frame = hans.recv(wait)
+            try:  # else wait for a confirmation; after the kill: read what the server had sent, until it is gone
+                frame = hans.recv(0.001 if sending else None)
             except AssertionError:
-                if killed or sent == total:
-                    break
-                continue
+                if sending:
+                    continue
+                break
             except (EOFError, ConnectionResetError):
                 break
             assert frame == {"type": "stored", "to": "yoda"}, frame
@@ -184,7 +187,7 @@ def test_sigkill_during_a_burst_loses_no_confirmed_message(tmp_path):
     try:
         yoda = srv.client()
         yoda.login("yoda")
-        assert inbox(yoda, 0.3) == []
+        assert inbox(yoda) == []
     finally:
         srv.stop()
 
@@ -236,7 +239,7 @@ def test_messages_come_again_until_acknowledged(tmp_path):
     try:
         yoda = srv.client()
         yoda.login("yoda")
-        assert inbox(yoda, 0.3) == []
+        assert inbox(yoda) == []
         leia = srv.client()
         leia.login("leia")
         (new,) = inbox(leia)
@@ -372,7 +375,7 @@ class Peer:
         *lines, self.buffer = self.buffer.split(b"\n")
         return [json.loads(line) for line in lines]
 
-    def until(self, type_, count=1, on_frames=None, limit=5.0):
+    def until(self, type_, count=1, on_frames=None, limit=PATIENCE):
         got = []
         deadline = time.monotonic() + limit
         while len([f for f in got if f["type"] == type_]) < count:
@@ -443,7 +446,7 @@ def test_a_failed_commit_stops_the_server_without_confirming(tmp_path):
         store._conn = FailingCommit(store._conn)
         hans.send({"type": "message", "to": "yoda", "text": "doomed"})
         hans.send({"type": "whoelse"})
-        world.loop.call_later(5.0, world.loop.stop)  # in case the guard does not stop it
+        world.loop.call_later(PATIENCE, world.loop.stop)  # in case the guard does not stop it
         world.loop.run()
         assert "disk I/O error" in str(guards[0].failure)
         for _ in range(5):  # however often the host tries again, nothing is confirmed

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.support import ROOT, RecordingProxy, ServerProcess, coverage_env, wait_for
+from tests.support import PATIENCE, ROOT, RecordingProxy, ServerProcess, coverage_env, wait_for
 
 
 # Runs the client with the pty (its stdin) as its controlling terminal, so closing the master hangs it up.
@@ -73,7 +73,7 @@ class TerminalClient:
     def keys(self, data: bytes) -> None:
         os.write(self.master, data)
 
-    def expect(self, needle: str, timeout=5.0) -> str:
+    def expect(self, needle: str, timeout=PATIENCE) -> str:
         deadline = time.monotonic() + timeout
         raw = needle.encode()
         while True:
@@ -103,7 +103,7 @@ class TerminalClient:
         while time.monotonic() < deadline:
             self.pump(0.02)
 
-    def wait(self, timeout=5.0):
+    def wait(self, timeout=PATIENCE):
         deadline = time.monotonic() + timeout
         while self.proc.poll() is None:
             assert time.monotonic() < deadline, self.screen
