@@ -209,3 +209,25 @@ def test_a_message_delivered_at_once_counts_nothing_against_the_quota():
     w = online("hans", "yoda", rate=None, sender_quota=STORED_OVERHEAD)
     assert w.to(w.send("hans", msg("yoda", "x" * 100)), "yoda")
     assert w.s.kept_by("hans") == 0
+
+
+# -- the flags -------------------------------------------------------------------------
+
+def test_the_limits_are_on_by_default_and_zero_turns_each_off():
+    import server_main
+    on = server_main.parse_args(["0", "1", "1"])
+    assert (on.rate, on.burst, on.sender_quota, on.state_max_bytes) == (RATE, BURST, 1 << 20, 1 << 30)
+    off = server_main.parse_args(["0", "1", "1", "--rate", "0", "--sender-quota", "0", "--state-max-bytes", "0"])
+    assert (off.rate, off.sender_quota, off.state_max_bytes) == (None, None, None)
+    given = server_main.parse_args(["0", "1", "1", "--rate", "0.5", "--burst", "3", "--sender-quota", "64K"])
+    assert (given.rate, given.burst, given.sender_quota) == (0.5, 3, 64 << 10)
+
+
+@pytest.mark.parametrize("flag, value", [("--rate", "-1"), ("--rate", "nan"), ("--rate", "inf"), ("--rate", "fast"),
+                                         ("--burst", "0"), ("--burst", "1.5"), ("--sender-quota", "-1"),
+                                         ("--sender-quota", "1.5M")])
+def test_a_bad_limit_is_a_usage_error(flag, value, capsys):
+    import server_main
+    with pytest.raises(SystemExit) as exit_:
+        server_main.parse_args(["0", "1", "1", flag, value])
+    assert exit_.value.code == 2 and flag in capsys.readouterr().err
