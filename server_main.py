@@ -2,12 +2,13 @@
 import argparse
 import errno
 import logging
+import math
 import resource
 import signal
 import sys
 import time
 
-from reactor.chat_server import ChatServer
+from reactor.chat_server import BURST, RATE, SENDER_QUOTA, ChatServer
 from reactor.credentials import CredentialsError, load_credentials
 from reactor.loop import EventLoop
 from reactor.server_host import ServerHost
@@ -48,8 +49,33 @@ def byte_count(text: str) -> int:
     return int(number) * _UNITS[unit]
 
 
+def byte_cap(text: str) -> int | None:
+    """A ``byte_count``, or ``0`` for no cap (None)."""
+    return None if text == "0" else byte_count(text)
+
+
+def rate(text: str) -> float | None:
+    """Tokens a second, finite and >= 0; ``0`` for no limit (None)."""
+    value = float(text)
+    if not 0 <= value < math.inf:
+        raise ValueError(text)
+    return value or None
+
+
+def burst(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
 port_number.__name__ = "port (0-65535)"
 byte_count.__name__ = "size in bytes (> 0; K, M, G allowed)"
+byte_cap.__name__ = "size in bytes (0: no cap; K, M, G allowed)"
+rate.__name__ = "rate (a number >= 0; 0: no limit)"
+burst.__name__ = "burst (an integer >= 1)"
+
+STATE_MAX_BYTES = 1 << 30   # default cap on the state file
 
 
 def parse_args(argv):
@@ -67,9 +93,17 @@ def parse_args(argv):
     parser.add_argument("--synchronous", default="FULL", type=str.upper, choices=["FULL", "NORMAL"],
                         help="FULL (default): a confirmed message survives a power cut; "
                              "NORMAL: faster, survives a crash of the server but maybe not of the machine")
-    parser.add_argument("--state-max-bytes", type=byte_count, default=None, metavar="N",
+    parser.add_argument("--state-max-bytes", type=byte_cap, default=STATE_MAX_BYTES, metavar="N",
                         help="cap on the state file (bytes; K, M, G allowed): when it is full a message "
-                             "that would be kept is refused and its sender told (default: no cap)")
+                             "that would be kept is refused and its sender told (default 1G; 0: no cap)")
+    parser.add_argument("--rate", type=rate, default=RATE, metavar="R",
+                        help=f"messages a second each user may send, sustained (default {RATE:g}; "
+                             "0: no limit); a message counts once per started 4 KiB on the wire")
+    parser.add_argument("--burst", type=burst, default=BURST, metavar="N",
+                        help=f"messages a user may send at once before --rate applies (default {BURST})")
+    parser.add_argument("--sender-quota", type=byte_cap, default=SENDER_QUOTA, metavar="N",
+                        help="bytes each user may have kept for offline recipients, all together "
+                             "(K, M, G allowed; default 1M; 0: no quota)")
     parser.add_argument("--log-level", default="INFO", type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     return parser.parse_args(argv)
@@ -165,7 +199,8 @@ def serve(args, accounts, store: Store) -> int:
     loop = EventLoop()
     guard = StopOnStoreFailure(store, loop)
     logic = ChatServer(accounts, args.block_duration, args.timeout, blocks=blocks, offline=offline,
-                       wall_offset=time.time() - loop.time())  # stamps stored messages with when they were sent
+                       wall_offset=time.time() - loop.time(),  # stamps stored messages with when they were sent
+                       rate=args.rate, burst=args.burst, sender_quota=args.sender_quota)
     host = ServerHost(loop, logic, guard)
     try:
         host.serve(args.host, args.server_port)

@@ -124,7 +124,8 @@ HINT = "Type help for commands"
 USER_FIRST = frozenset({"message", "block", "unblock", "startprivate"})  # the first word is an online user
 CHAT_FIRST = frozenset({"private", "stopprivate"})                       # ... a user with an open chat
 
-# What the server's error codes mean, in README.md's words; {user}, {max}, {detail}, {version} are the frame's fields.
+# What the server's error codes mean, in README.md's words; {user}, {max}, {detail}, {version}, {retry}
+# are the frame's fields.
 ERRORS = {
     "bad_frame": "Error. Bad request: {detail}",
     "not_logged_in": "Error. Not logged in",
@@ -134,6 +135,8 @@ ERRORS = {
     "not_blocked": "Error. {user} was not blocked",
     "text_too_long": "Error. Message too long (at most {max} characters)",
     "queue_full": "Error. {user} has too many messages waiting; yours was not kept",
+    "quota_exceeded": "Error. Too many of your messages wait for offline users; this one was not kept",
+    "rate_limited": "Error. You are sending too fast; try again in {retry} s",
     "bad_argument": "Error. {detail}",
     "offline": "Error. {user} is offline",
     "private_blocked": "Error. Cannot start private messaging with {user}: you are blocked",

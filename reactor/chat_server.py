@@ -31,6 +31,17 @@ something that is gone does nothing, so a stale one is harmless.
 Once the logic has said ``Close`` for a connection it forgets it at once: the
 user is logged out then, and later frames or a ``disconnected`` for it are
 ignored.
+
+Limits per user (not per connection: logging in again resets nothing): a
+token bucket (``rate`` tokens a second, at most ``burst`` saved) pays for
+what reaches others or the disk: a message or broadcast costs one token per
+started ``RATE_UNIT`` bytes of its text on the wire, a startprivate, block or
+unblock one; without the tokens it is refused with ``rate_limited`` (``retry``:
+whole seconds until it would pass). A broadcast costs what a message does,
+whoever hears it: what protects a reader is the bytes that reach it, the same
+for both. And ``sender_quota`` caps the bytes a user has kept for others
+(``STORED_OVERHEAD`` plus each text's UTF-8), freed as recipients acknowledge:
+beyond it a message is refused with ``quota_exceeded``.
 """
 from __future__ import annotations
 
@@ -44,7 +55,8 @@ from typing import Any, Callable, Iterable
 from .timer_effects import CancelTimer, SetTimer
 
 __all__ = ["Send", "SendBatch", "Close", "SetTimer", "CancelTimer", "Persist", "WhenWritable", "ChatServer",
-           "PROTOCOL_VERSION", "MAX_LOGIN_FAILURES", "MAX_LOGIN_TIME", "MAILBOX_CHUNK"]
+           "PROTOCOL_VERSION", "MAX_LOGIN_FAILURES", "MAX_LOGIN_TIME", "MAILBOX_CHUNK", "RATE", "BURST",
+           "RATE_UNIT", "SENDER_QUOTA", "STORED_OVERHEAD"]
 
 log = logging.getLogger("chat.server")
 
@@ -53,6 +65,11 @@ MAX_LOGIN_FAILURES = 3   # wrong passwords in a row that lock an account
 MAX_LOGIN_TIME = 60.0    # seconds: a connection must log in within timeout, but never more than this
 MAILBOX_CHUNK = 32 * 1024   # about the bytes of stored messages sent per turn of a mailbox delivery
 _FRAME_OVERHEAD = 64        # about the bytes of a stored message's frame besides its sender and text
+RATE = 5.0                  # tokens a user earns per second (the sustained rate of messages)
+BURST = 20                  # tokens a user can save up (the messages it may send at once)
+RATE_UNIT = 4096            # bytes of text on the wire one token pays for: a bigger message costs more
+SENDER_QUOTA = 1 << 20      # bytes a user may have kept for others, all recipients together
+STORED_OVERHEAD = 64        # bytes a kept message counts besides its text's UTF-8, so tiny ones are not free
 
 
 # -- effects ----------------------------------------------------------------
@@ -100,6 +117,7 @@ class WhenWritable:
 
 _HELLO, _LOGIN, _PASSWORD, _ACTIVE = range(4)   # where a connection is
 _EMPTY: frozenset = frozenset()
+_NO_QUEUE: dict = {}   # read-only stand-in for a user with no kept messages
 _LOGIN_TYPES = frozenset({"hello", "username", "password"})
 _NOT_LOGGED_IN = {"type": "error", "code": "not_logged_in"}
 _USERNAME_OK = {"type": "username_ok"}
@@ -164,6 +182,16 @@ def _wire_size(text: str) -> int:
     return 4 * len(text.encode("utf-8", "surrogatepass")) - 3 * len(text)
 
 
+def _cost(text: str) -> int:
+    """The tokens a message of ``text`` costs: one per started ``RATE_UNIT`` bytes on the wire, at least one."""
+    return max(1, -(-_wire_size(text) // RATE_UNIT))
+
+
+def _stored_size(text: str) -> int:
+    """What a kept message counts against its sender's quota."""
+    return STORED_OVERHEAD + len(text.encode("utf-8", "surrogatepass"))
+
+
 # -- the state machine ------------------------------------------------------
 
 class ChatServer:
@@ -174,8 +202,13 @@ class ChatServer:
                  token_ttl: float = 30.0, token_factory: Callable[[], str] = _new_token,
                  blocks: Iterable[tuple[str, str]] = (),
                  offline: Iterable[tuple] = (),
-                 wall_offset: float | None = None) -> None:
+                 wall_offset: float | None = None,
+                 rate: float | None = RATE, burst: int = BURST,
+                 sender_quota: int | None = SENDER_QUOTA) -> None:
         """``blocks``: (blocker, blocked) pairs; ``offline``: stored (id, to, sender, text[, sent]).
+
+        ``rate``/``burst``: each user's token bucket (None: no rate limit);
+        ``sender_quota``: bytes a user may have kept for others (None: no quota).
 
         ``wall_offset``: ``now + wall_offset`` is the wall-clock time (seconds
         since the epoch) stamped as ``sent`` on stored messages; None leaves
@@ -202,12 +235,18 @@ class ChatServer:
         self._requests: dict[tuple[str, str], _Request] = {}  # (requester, target) -> request
         self._next_id = 1
         self._shut = False
+        self._rate = rate
+        self._burst = burst
+        self._buckets: dict[str, tuple[float, float]] = {}   # user -> (tokens, when counted)
+        self._sender_quota = sender_quota
+        self._kept_by: dict[str, int] = {}           # sender -> bytes kept for others (quota count)
         for blocker, blocked in blocks:
             self._blocks.setdefault(blocker, set()).add(blocked)
             self._blockers.setdefault(blocked, set()).add(blocker)
         for row in sorted(offline, key=lambda r: r[0]):
             mid, to, sender, text = row[:4]
             self._offline.setdefault(to, {})[mid] = (sender, text, row[4] if len(row) > 4 else None)
+            self._kept_by[sender] = self._kept_by.get(sender, 0) + _stored_size(text)
             self._next_id = max(self._next_id, mid + 1)
         self._commands: dict[str, Callable[[_Conn, dict, float], list]] = {
             "message": self._message,
@@ -241,6 +280,10 @@ class ChatServer:
         """Whether ``user``'s account is in its lockout at ``now``."""
         until = self._locked_until.get(user)
         return until is not None and now < until
+
+    def kept_by(self, sender: str) -> int:
+        """The bytes ``sender`` has kept for others, as its quota counts them."""
+        return self._kept_by.get(sender, 0)
 
     def stored(self, user: str) -> list[tuple[int, str, str]]:
         """The messages kept for ``user``, oldest first, as (id, sender, text)."""
@@ -408,8 +451,10 @@ class ChatServer:
         if op == "add_offline":
             mid, to, sender = args[:3]
             queue = self._offline.get(to)
-            if queue is not None and queue.pop(mid, None) is not None and not queue:
-                del self._offline[to]
+            if queue is not None and mid in queue:
+                self._unkeep(queue, mid)
+                if not queue:
+                    del self._offline[to]
             target = self._online.get(to)
             if target is not None and mid not in target.mailbox:   # already handed to its recipient
                 return [change.confirm] if change.confirm is not None else []
@@ -519,6 +564,32 @@ class ChatServer:
 
     def _reply(self, c: _Conn, frame: dict) -> list:
         return [Send((c.id,), frame)]
+
+    def _spend(self, c: _Conn, cost: int, command: str, now: float) -> list:
+        """Take ``cost`` tokens from ``c``'s user's bucket: [] if it had them, else the refusal (nothing taken)."""
+        if self._rate is None:
+            return []
+        user = c.user
+        assert user is not None
+        tokens, when = self._buckets.get(user, (self._burst, now))
+        tokens = min(self._burst, tokens + (now - when) * self._rate)
+        cost = min(cost, self._burst)   # a low burst must not forbid the biggest messages for good
+        if tokens < cost:
+            self._buckets[user] = (tokens, now)
+            retry = max(1, math.ceil((cost - tokens) / self._rate))
+            return self._reply(c, _error("rate_limited", command=command, retry=retry))
+        self._buckets[user] = (tokens - cost, now)
+        return []
+
+    def _unkeep(self, queue: dict, mid: int) -> bool:
+        """Forget the kept message ``mid`` of ``queue`` and give its bytes back to its sender's quota."""
+        sender, text, _ = queue.pop(mid)
+        left = self._kept_by[sender] - _stored_size(text)
+        if left:
+            self._kept_by[sender] = left
+        else:
+            del self._kept_by[sender]
+        return True
 
     # -- handshake and login -------------------------------------------------
 
@@ -658,14 +729,24 @@ class ChatServer:
             return self._reply(c, _error("text_too_long", max=self._max_text))
         if sender in self._blocks.get(to, _EMPTY):
             return self._reply(c, _error("blocked_by_recipient", user=to))
+        cost = _cost(text)
         target = self._online.get(to)
         if target is not None and not target.mailbox:
-            return [Send((target.id,), {"type": "message", "from": sender, "text": text})]
-        queue = self._offline.get(to)
-        if queue is None:
-            queue = self._offline[to] = {}
-        elif len(queue) >= self._queue_cap:
+            return self._spend(c, cost, "message", now) or [
+                Send((target.id,), {"type": "message", "from": sender, "text": text})]
+        queue = self._offline.get(to, _NO_QUEUE)
+        if len(queue) >= self._queue_cap:
             return self._reply(c, _error("queue_full", user=to))
+        size = _stored_size(text)
+        kept = self._kept_by.get(sender, 0)   # type: ignore[arg-type]
+        if self._sender_quota is not None and kept + size > self._sender_quota:
+            return self._reply(c, _error("quota_exceeded", quota=self._sender_quota))
+        refusal = self._spend(c, cost, "message", now)
+        if refusal:
+            return refusal
+        if queue is _NO_QUEUE:
+            queue = self._offline[to] = {}
+        self._kept_by[sender] = kept + size   # type: ignore[index]
         mid = self._next_id
         self._next_id += 1
         if self._wall_offset is None:
@@ -686,6 +767,9 @@ class ChatServer:
             return self._bad(c, _bad_type("text", "a string"), now)
         if len(text) > self._max_text:
             return self._reply(c, _error("text_too_long", max=self._max_text))
+        refusal = self._spend(c, _cost(text), "broadcast", now)
+        if refusal:
+            return refusal
         sender = c.user
         online = self._online
         blockers = self._blockers.get(sender)
@@ -734,6 +818,9 @@ class ChatServer:
             return self._reply(c, _error("self", command="block"))
         if user in self._blocks.get(me, _EMPTY):
             return self._reply(c, _error("already_blocked", user=user))
+        refusal = self._spend(c, 1, "block", now)
+        if refusal:
+            return refusal
         self._set_block(me, user, True)
         log.info("%s blocked %s", me, user)
         effects: list = [Persist("block", (me, user), Send((c.id,), {"type": "blocked", "user": user}))]
@@ -750,6 +837,9 @@ class ChatServer:
         me = c.user
         if user not in self._blocks.get(me, _EMPTY):
             return self._reply(c, _error("not_blocked", user=user))
+        refusal = self._spend(c, 1, "unblock", now)
+        if refusal:
+            return refusal
         self._set_block(me, user, False)
         log.info("%s unblocked %s", me, user)
         return [Persist("unblock", (me, user), Send((c.id,), {"type": "unblocked", "user": user}))]
@@ -787,7 +877,7 @@ class ChatServer:
         queue = self._offline.get(c.user)
         if not queue:
             return []
-        gone = tuple(i for i in ids if queue.pop(i, None) is not None)
+        gone = tuple(i for i in ids if i in queue and self._unkeep(queue, i))
         if not queue:
             del self._offline[c.user]
         return [Persist("del_offline", (gone,))] if gone else []
@@ -820,6 +910,9 @@ class ChatServer:
             return self._reply(c, _error("private_pending", user=user))
         if target.listen is None:
             return self._reply(c, _error("private_unavailable", user=user))
+        refusal = self._spend(c, 1, "startprivate", now)
+        if refusal:
+            return refusal
         key = (me, user)
         self._requests[key] = _Request(me, user)
         c.requests.add(key)

@@ -37,6 +37,9 @@ def write_credentials(directory: pathlib.Path, accounts=ACCOUNTS) -> pathlib.Pat
     return path
 
 
+NO_LIMITS = ("--rate", "0", "--sender-quota", "0")   # for tests of something else that send many messages fast
+
+
 class ServerProcess:
     """``server_main.py`` on 127.0.0.1 with an OS-picked port; stderr goes to a file."""
 

@@ -5,14 +5,14 @@ import time
 
 import pytest
 
-from tests.support import ServerProcess, WireClient, wait_for
+from tests.support import NO_LIMITS, ServerProcess, WireClient, wait_for
 
 EMOJI = "\U0001F600"   # 12 bytes on the wire once JSON-escaped (a surrogate pair)
 
 
 @pytest.fixture
 def server(tmp_path):
-    srv = ServerProcess(tmp_path, block=0.5, timeout=60)
+    srv = ServerProcess(tmp_path, block=0.5, timeout=60, extra=NO_LIMITS)   # big mailboxes, filled fast
     yield srv
     assert srv.proc.poll() is None, "the server died\n" + srv.log()
     srv.stop()

@@ -8,12 +8,20 @@ import time
 
 import pytest
 
-from tests.support import ACCOUNTS, ROOT, ServerProcess, coverage_env, wait_for, write_credentials
+from tests.support import ACCOUNTS, NO_LIMITS, ROOT, ServerProcess, coverage_env, wait_for, write_credentials
 
 
 @pytest.fixture
 def server(tmp_path):
     srv = ServerProcess(tmp_path, block=30, timeout=30)   # a lock lasts longer than any test
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def unlimited(tmp_path):
+    """A server without the per-user rate limit and quota: one sender here stands for many senders together."""
+    srv = ServerProcess(tmp_path, block=0.5, timeout=30, extra=NO_LIMITS)
     yield srv
     srv.stop()
 
@@ -295,7 +303,8 @@ def test_garbage_from_peers_never_hurts_the_others(server):
     assert server.proc.poll() is None
 
 
-def test_many_silent_connections_do_not_stall_the_others(server):
+def test_many_silent_connections_do_not_stall_the_others(unlimited):
+    server = unlimited
     silent = [socket.create_connection((server.host, server.port)) for _ in range(300)]
     half_open = [server.client() for _ in range(20)]
     for c in half_open:
@@ -314,7 +323,8 @@ def test_many_silent_connections_do_not_stall_the_others(server):
         c.close()
 
 
-def test_a_client_that_never_reads_is_dropped_and_others_are_not_slowed(server):
+def test_a_client_that_never_reads_is_dropped_and_others_are_not_slowed(unlimited):
+    server = unlimited
     sink = server.client()
     sink.login("leia")
     sink.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

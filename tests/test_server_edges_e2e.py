@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.support import ACCOUNTS, ROOT, ClientProcess, ServerProcess, coverage_env, wait_for, write_credentials
+from tests.support import ACCOUNTS, NO_LIMITS, ROOT, ClientProcess, ServerProcess, coverage_env, wait_for, write_credentials
 from tests.test_store_e2e import InProcess
 
 
@@ -109,7 +109,7 @@ def fill(hans, to="yoda", size=3000):
 
 def test_a_full_store_refuses_a_message_serves_everyone_and_stores_again_once_there_is_room(tmp_path):
     state = tmp_path / "state.db"
-    srv = ServerProcess(tmp_path, extra=("--state", str(state), "--state-max-bytes", "96K"))
+    srv = ServerProcess(tmp_path, extra=("--state", str(state), "--state-max-bytes", "96K", *NO_LIMITS))
     try:
         hans, luke, leia = srv.client(), srv.client(), srv.client()
         hans.login("hans")
@@ -242,7 +242,7 @@ def test_without_a_store_a_kept_message_is_confirmed_at_once():
         world.close()
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "12X", "K", "1.5M", ""])
+@pytest.mark.parametrize("value", ["-1", "12X", "K", "1.5M", ""])
 def test_a_bad_state_cap_is_a_usage_error(tmp_path, value):
     out = run_server(tmp_path, "--state-max-bytes", value)
     assert out.returncode == 2 and "--state-max-bytes" in out.stderr, out

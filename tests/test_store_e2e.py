@@ -8,14 +8,15 @@ import time
 
 import pytest
 
-from tests.support import ACCOUNTS, PATIENCE, ROOT, ServerProcess, WireClient, coverage_env, wait_for, write_credentials
+from tests.support import (ACCOUNTS, NO_LIMITS, PATIENCE, ROOT, ServerProcess, WireClient, coverage_env, wait_for,
+                           write_credentials)
 
 
 def start(tmp_path, run, state, *extra, **kw):
     """A server in its own folder (its own log) on the shared state file."""
     cwd = tmp_path / run
     cwd.mkdir()
-    return ServerProcess(cwd, extra=("--state", str(state), *extra), **kw)
+    return ServerProcess(cwd, extra=("--state", str(state), *NO_LIMITS, *extra), **kw)   # bursts of messages
 
 
 def synced(client):
@@ -274,7 +275,7 @@ def test_a_failed_write_stops_the_server_and_confirms_nothing_it_lost(tmp_path):
 
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "server_main.py"), "0", "1", "30", "--credentials", str(creds),
-         "--state", str(state)],
+         "--state", str(state), *NO_LIMITS],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=coverage_env(),
         preexec_fn=small_files)
     try:
@@ -339,7 +340,8 @@ class InProcess:
         from reactor.loop import EventLoop
         from reactor.server_host import ServerHost
         self.loop = EventLoop()
-        self.host = ServerHost(self.loop, ChatServer(dict(ACCOUNTS), 1.0, 30.0), make_store(self.loop))
+        logic = ChatServer(dict(ACCOUNTS), 1.0, 30.0, rate=None, sender_quota=None)   # bursts of messages
+        self.host = ServerHost(self.loop, logic, make_store(self.loop))
         self.host.serve("127.0.0.1", 0)
         self.port = self.host.address[1]
 
