@@ -10,7 +10,7 @@ import time
 from reactor.chat_server import ChatServer
 from reactor.credentials import CredentialsError, load_credentials
 from reactor.loop import EventLoop
-from reactor.server_host import ServerHost
+from reactor.server_host import FAILURE_LOG_INTERVAL, MAX_STRANGERS, MAX_STRANGERS_PER_ADDRESS, ServerHost
 from reactor.store import Store, StoreError, StoreFull
 
 
@@ -48,7 +48,15 @@ def byte_count(text: str) -> int:
     return int(number) * _UNITS[unit]
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError(text)
+    return value
+
+
 port_number.__name__ = "port (0-65535)"
+positive_int.__name__ = "whole number (> 0)"
 byte_count.__name__ = "size in bytes (> 0; K, M, G allowed)"
 
 
@@ -70,6 +78,15 @@ def parse_args(argv):
     parser.add_argument("--state-max-bytes", type=byte_count, default=None, metavar="N",
                         help="cap on the state file (bytes; K, M, G allowed): when it is full a message "
                              "that would be kept is refused and its sender told (default: no cap)")
+    parser.add_argument("--max-strangers", type=positive_int, default=None, metavar="N",
+                        help="connections not logged in, in all; more are refused with 'busy' (default "
+                             f"{MAX_STRANGERS}, but at most a quarter of the open-files limit)")
+    parser.add_argument("--max-strangers-per-address", type=positive_int, default=MAX_STRANGERS_PER_ADDRESS,
+                        metavar="N", help="connections not logged in from one source address "
+                                          f"(default {MAX_STRANGERS_PER_ADDRESS})")
+    parser.add_argument("--failure-log-interval", type=seconds, default=FAILURE_LOG_INTERVAL, metavar="SECONDS",
+                        help="failed logins and refused connections are logged as counts per address once per "
+                             f"interval (default {FAILURE_LOG_INTERVAL:g})")
     parser.add_argument("--log-level", default="INFO", type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     return parser.parse_args(argv)
@@ -115,10 +132,13 @@ def reload_credentials(path: str, host: ServerHost) -> None:
     host.accounts_changed(accounts)
 
 
-def raise_open_files_limit():
+def raise_open_files_limit() -> int:
+    """Raise the soft limit on open files to the hard one; the limit now."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return sys.maxsize if soft == resource.RLIM_INFINITY else soft
 
 
 def main(argv=None):
@@ -161,12 +181,17 @@ def serve(args, accounts, store: Store) -> int:
     except StoreError as exc:
         print(f"Error. {exc}", file=sys.stderr)
         return 2
-    raise_open_files_limit()
+    open_files = raise_open_files_limit()
+    max_strangers = args.max_strangers
+    if max_strangers is None:   # strangers never take the descriptors that logins and users need
+        max_strangers = max(1, min(MAX_STRANGERS, open_files // 4))
     loop = EventLoop()
     guard = StopOnStoreFailure(store, loop)
     logic = ChatServer(accounts, args.block_duration, args.timeout, blocks=blocks, offline=offline,
                        wall_offset=time.time() - loop.time())  # stamps stored messages with when they were sent
-    host = ServerHost(loop, logic, guard)
+    host = ServerHost(loop, logic, guard, max_strangers=max_strangers,
+                      max_strangers_per_address=args.max_strangers_per_address,
+                      failure_log_interval=args.failure_log_interval)
     try:
         host.serve(args.host, args.server_port)
     except OSError as exc:
@@ -179,8 +204,9 @@ def serve(args, accounts, store: Store) -> int:
     loop.add_signal_handler(signal.SIGHUP, lambda: reload_credentials(args.credentials, host))
     bound_host, bound_port = host.address[:2]
     print(f"Server listening on {bound_host}:{bound_port}", flush=True)
-    logging.getLogger("chat.server").info("serving %d accounts, block %.3gs, timeout %.3gs",
-                                          len(accounts), args.block_duration, args.timeout)
+    logging.getLogger("chat.server").info("serving %d accounts, block %.3gs, timeout %.3gs; at most %d strangers "
+                                          "(%d per address)", len(accounts), args.block_duration, args.timeout,
+                                          max_strangers, args.max_strangers_per_address)
     logging.getLogger("chat.store").info("state %s: %d blocks, %d offline messages", store.path,
                                          len(blocks), len(offline))
     try:

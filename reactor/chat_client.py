@@ -144,6 +144,7 @@ FATAL = {
     "account_blocked": "Invalid Password. Your account has been blocked. Please try again later",
     "account_locked": "Your account is blocked due to multiple login failures. Please try again later",
     "login_timeout": "Error. Login timed out",
+    "busy": "Error. Server busy, try again later",
 }
 USAGE = {
     "message": "message <user> <text>",
