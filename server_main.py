@@ -11,7 +11,7 @@ import time
 from reactor.chat_server import BURST, RATE, SENDER_QUOTA, ChatServer
 from reactor.credentials import CredentialsError, load_credentials
 from reactor.loop import EventLoop
-from reactor.server_host import ServerHost
+from reactor.server_host import FAILURE_LOG_INTERVAL, MAX_STRANGERS, MAX_STRANGERS_PER_ADDRESS, ServerHost
 from reactor.store import Store, StoreError, StoreFull
 
 
@@ -62,18 +62,18 @@ def rate(text: str) -> float | None:
     return value or None
 
 
-def burst(text: str) -> int:
+def positive_int(text: str) -> int:
     value = int(text)
-    if value < 1:
+    if value <= 0:
         raise ValueError(text)
     return value
 
 
 port_number.__name__ = "port (0-65535)"
+positive_int.__name__ = "whole number (> 0)"
 byte_count.__name__ = "size in bytes (> 0; K, M, G allowed)"
 byte_cap.__name__ = "size in bytes (0: no cap; K, M, G allowed)"
 rate.__name__ = "rate (a number >= 0; 0: no limit)"
-burst.__name__ = "burst (an integer >= 1)"
 
 STATE_MAX_BYTES = 1 << 30   # default cap on the state file
 
@@ -99,11 +99,20 @@ def parse_args(argv):
     parser.add_argument("--rate", type=rate, default=RATE, metavar="R",
                         help=f"messages a second each user may send, sustained (default {RATE:g}; "
                              "0: no limit); a message counts once per started 4 KiB on the wire")
-    parser.add_argument("--burst", type=burst, default=BURST, metavar="N",
+    parser.add_argument("--burst", type=positive_int, default=BURST, metavar="N",
                         help=f"messages a user may send at once before --rate applies (default {BURST})")
     parser.add_argument("--sender-quota", type=byte_cap, default=SENDER_QUOTA, metavar="N",
                         help="bytes each user may have kept for offline recipients, all together "
                              "(K, M, G allowed; default 1M; 0: no quota)")
+    parser.add_argument("--max-strangers", type=positive_int, default=None, metavar="N",
+                        help="connections not logged in, in all; more are refused with 'busy' (default "
+                             f"{MAX_STRANGERS}, but at most a quarter of the open-files limit)")
+    parser.add_argument("--max-strangers-per-address", type=positive_int, default=MAX_STRANGERS_PER_ADDRESS,
+                        metavar="N", help="connections not logged in from one source address "
+                                          f"(default {MAX_STRANGERS_PER_ADDRESS})")
+    parser.add_argument("--failure-log-interval", type=seconds, default=FAILURE_LOG_INTERVAL, metavar="SECONDS",
+                        help="failed logins and refused connections are logged as counts per address once per "
+                             f"interval (default {FAILURE_LOG_INTERVAL:g})")
     parser.add_argument("--log-level", default="INFO", type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     return parser.parse_args(argv)
@@ -149,10 +158,13 @@ def reload_credentials(path: str, host: ServerHost) -> None:
     host.accounts_changed(accounts)
 
 
-def raise_open_files_limit():
+def raise_open_files_limit() -> int:
+    """Raise the soft limit on open files to the hard one; the limit now."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return sys.maxsize if soft == resource.RLIM_INFINITY else soft
 
 
 def main(argv=None):
@@ -195,13 +207,18 @@ def serve(args, accounts, store: Store) -> int:
     except StoreError as exc:
         print(f"Error. {exc}", file=sys.stderr)
         return 2
-    raise_open_files_limit()
+    open_files = raise_open_files_limit()
+    max_strangers = args.max_strangers
+    if max_strangers is None:   # strangers never take the descriptors that logins and users need
+        max_strangers = max(1, min(MAX_STRANGERS, open_files // 4))
     loop = EventLoop()
     guard = StopOnStoreFailure(store, loop)
     logic = ChatServer(accounts, args.block_duration, args.timeout, blocks=blocks, offline=offline,
                        wall_offset=time.time() - loop.time(),  # stamps stored messages with when they were sent
                        rate=args.rate, burst=args.burst, sender_quota=args.sender_quota)
-    host = ServerHost(loop, logic, guard)
+    host = ServerHost(loop, logic, guard, max_strangers=max_strangers,
+                      max_strangers_per_address=args.max_strangers_per_address,
+                      failure_log_interval=args.failure_log_interval)
     try:
         host.serve(args.host, args.server_port)
     except OSError as exc:
@@ -214,8 +231,9 @@ def serve(args, accounts, store: Store) -> int:
     loop.add_signal_handler(signal.SIGHUP, lambda: reload_credentials(args.credentials, host))
     bound_host, bound_port = host.address[:2]
     print(f"Server listening on {bound_host}:{bound_port}", flush=True)
-    logging.getLogger("chat.server").info("serving %d accounts, block %.3gs, timeout %.3gs",
-                                          len(accounts), args.block_duration, args.timeout)
+    logging.getLogger("chat.server").info("serving %d accounts, block %.3gs, timeout %.3gs; at most %d strangers "
+                                          "(%d per address)", len(accounts), args.block_duration, args.timeout,
+                                          max_strangers, args.max_strangers_per_address)
     logging.getLogger("chat.store").info("state %s: %d blocks, %d offline messages", store.path,
                                          len(blocks), len(offline))
     try:

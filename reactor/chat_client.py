@@ -161,6 +161,7 @@ FATAL = {
     "account_blocked": "Invalid Password. Your account has been blocked. Please try again later",
     "account_locked": "Your account is blocked due to multiple login failures. Please try again later",
     "login_timeout": "Error. Login timed out",
+    "busy": "Error. Server busy, try again later",
 }
 # How many words each command takes after its name.
 ARITY = {"message": 2, "broadcast": 1, "whoelse": 0, "whoelsesince": 1, "block": 1, "unblock": 1,

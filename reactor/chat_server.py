@@ -15,7 +15,17 @@ connections, calls one method per event with the current monotonic time
   the host calls ``not_stored(change, now)`` instead, which undoes it and
   answers for it;
 - ``WhenWritable``: once this connection has room for more output (what was
-  sent to it before has mostly left), call ``writable(conn, now)``.
+  sent to it before has mostly left), call ``writable(conn, now)``;
+- ``LoggedIn``: this connection is a user's now, no longer a stranger's (it
+  comes before the welcome): the host lifts the limits it keeps on strangers;
+- ``LoginFailed``: a login attempt on this connection failed (an unknown
+  name, a wrong password, a locked account, too many errors): the host
+  counts these per source address and logs the counts, not each attempt.
+
+Before login every refusal (a bad frame, an unknown name, a wrong password,
+a command answered ``not_logged_in``) counts toward the connection's budget
+of bad frames: at ``max_bad_frames`` it is closed. Whether a name is online
+is told only to whoever gives its right password.
 
 Stored messages go out paced by the reader: at login the first chunk of them
 (about ``MAILBOX_CHUNK`` bytes), then one more chunk per ``writable``. A
@@ -54,9 +64,9 @@ from typing import Any, Callable, Iterable
 
 from .timer_effects import CancelTimer, SetTimer
 
-__all__ = ["Send", "SendBatch", "Close", "SetTimer", "CancelTimer", "Persist", "WhenWritable", "ChatServer",
-           "PROTOCOL_VERSION", "MAX_LOGIN_FAILURES", "MAX_LOGIN_TIME", "MAILBOX_CHUNK", "RATE", "BURST",
-           "RATE_UNIT", "SENDER_QUOTA", "STORED_OVERHEAD"]
+__all__ = ["Send", "SendBatch", "Close", "SetTimer", "CancelTimer", "Persist", "WhenWritable", "LoggedIn",
+           "LoginFailed", "ChatServer", "PROTOCOL_VERSION", "MAX_LOGIN_FAILURES", "MAX_LOGIN_TIME", "MAILBOX_CHUNK",
+           "RATE", "BURST", "RATE_UNIT", "SENDER_QUOTA", "STORED_OVERHEAD"]
 
 log = logging.getLogger("chat.server")
 
@@ -111,6 +121,19 @@ class Persist:
 class WhenWritable:
     """Call ``writable(conn, now)`` once this connection has room for more output."""
     conn: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedIn:
+    """This connection has logged in: it is no stranger any more."""
+    conn: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoginFailed:
+    """A failed login attempt on this connection; ``reason`` says which kind, in a few words."""
+    conn: int
+    reason: str
 
 
 # -- internal state ---------------------------------------------------------
@@ -326,7 +349,7 @@ class ChatServer:
         if kind == "listen":           # sent right after hello, so it is known before anyone can ask
             return self._listen(c, frame, now)
         if kind in self._commands:
-            return [Send((conn,), _NOT_LOGGED_IN)]
+            return self._refuse(c, _NOT_LOGGED_IN, now)
         return self._bad(c, "hello was already said" if kind == "hello" else _unknown(kind), now)
 
     def bad_frame(self, conn: int, detail: str, now: float) -> list:
@@ -495,15 +518,22 @@ class ChatServer:
 
     def _bad(self, c: _Conn, detail: str, now: float) -> list:
         """Answer a bad frame; close the connection at the max_bad_frames-th."""
+        return self._refuse(c, _error("bad_frame", detail=detail), now)
+
+    def _refuse(self, c: _Conn, answer: dict, now: float) -> list:
+        """Send ``answer`` to a frame that counts toward the bad-frame budget; close at the max_bad_frames-th
+        (a stranger's closing is only counted, in the host's aggregate, a user's is logged)."""
         c.bad += 1
-        effects: list = [Send((c.id,), _error("bad_frame", detail=detail))]
-        if c.bad >= self._max_bad:
-            log.warning("conn %d: %d bad frames, closing (last: %s)", c.id, c.bad, detail)
-            effects.append(Close(c.id))
-            effects += self._forget(c, now, "too many bad frames")
+        effects: list = [Send((c.id,), answer)]
+        if c.bad < self._max_bad:
+            log.debug("conn %d: refused: %s", c.id, answer.get("detail", answer["code"]))
+            return effects
+        if c.state == _ACTIVE:
+            log.warning("conn %d: %d bad frames, closing (last: %s)", c.id, c.bad, answer.get("detail", answer["code"]))
         else:
-            log.debug("conn %d: bad frame: %s", c.id, detail)
-        return effects
+            effects.append(LoginFailed(c.id, "closed after too many errors"))
+        effects.append(Close(c.id))
+        return effects + self._forget(c, now, "too many bad frames")
 
     def _close(self, c: _Conn, frame: dict, now: float, why: str) -> list:
         """Send ``frame``, close, and forget the connection."""
@@ -619,15 +649,10 @@ class ChatServer:
         if type(user) is not str:
             return self._bad(c, _bad_type("username", "a string"), now)
         c.state, c.claimed = _LOGIN, None
-        if user not in self._accounts:
-            log.info("conn %d: unknown user name", c.id)   # not logged: it may be a mistyped password
-            return self._reply(c, _error("invalid_username"))
-        if user in self._online:
-            log.info("conn %d: %s is already logged in", c.id, user)
-            return self._reply(c, _error("already_logged_in", user=user))
+        if user not in self._accounts:   # the name is not logged: it may be a mistyped password
+            return [LoginFailed(c.id, "unknown user name"), *self._refuse(c, _error("invalid_username"), now)]
         if self._locked(user, now):
-            log.info("conn %d: %s is locked", c.id, user)
-            return self._close(c, _error("account_locked"), now, "account locked")
+            return self._locked_out(c, user, now)
         c.state, c.claimed = _PASSWORD, user
         return self._reply(c, _USERNAME_OK)
 
@@ -644,12 +669,7 @@ class ChatServer:
             log.info("conn %d: %s was removed during its login", c.id, user)
             return self._reply(c, _error("invalid_username"))
         if self._locked(user, now):
-            log.info("conn %d: %s is locked", c.id, user)
-            return self._close(c, _error("account_locked"), now, "account locked")
-        if user in self._online:
-            c.state, c.claimed = _LOGIN, None
-            log.info("conn %d: %s is already logged in", c.id, user)
-            return self._reply(c, _error("already_logged_in", user=user))
+            return self._locked_out(c, user, now)
         if not secrets.compare_digest(password.encode("utf-8", "surrogatepass"),
                                       self._accounts[user].encode("utf-8", "surrogatepass")):
             failures = self._failures.get(user, 0) + 1
@@ -658,11 +678,20 @@ class ChatServer:
                 self._locked_until[user] = now + self._block_duration
                 log.warning("conn %d: wrong password for %s (%d in a row): locked for %gs",
                             c.id, user, failures, self._block_duration)
-                return self._close(c, _error("account_blocked"), now, "account blocked")
+                return [LoginFailed(c.id, "wrong password"),
+                        *self._close(c, _error("account_blocked"), now, "account blocked")]
             self._failures[user] = failures
-            log.info("conn %d: wrong password for %s (%d in a row)", c.id, user, failures)
-            return self._reply(c, _error("invalid_password"))
+            log.debug("conn %d: wrong password for %s (%d in a row)", c.id, user, failures)
+            return [LoginFailed(c.id, "wrong password"), *self._refuse(c, _error("invalid_password"), now)]
+        if user in self._online:   # told only now, to whoever knows the password
+            c.state, c.claimed = _LOGIN, None
+            log.info("conn %d: %s is already logged in", c.id, user)
+            return self._reply(c, _error("already_logged_in", user=user))
         return self._welcome(c, user, now)
+
+    def _locked_out(self, c: _Conn, user: str, now: float) -> list:
+        log.debug("conn %d: %s is locked", c.id, user)
+        return [LoginFailed(c.id, "locked account"), *self._close(c, _error("account_locked"), now, "account locked")]
 
     def _welcome(self, c: _Conn, user: str, now: float) -> list:
         self._failures.pop(user, None)
@@ -670,7 +699,7 @@ class ChatServer:
         self._online[user] = c
         log.info("%s logged in, conn %d", user, c.id)
         effects: list = [CancelTimer(("login", c.id)), SetTimer(("idle", c.id), now + self._timeout),
-                         Send((c.id,), {"type": "welcome", "user": user})]
+                         LoggedIn(c.id), Send((c.id,), {"type": "welcome", "user": user})]
         effects += self._announce(user, online=True)
         queue = self._offline.get(user)
         if queue:

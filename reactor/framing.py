@@ -45,17 +45,25 @@ class FrameDecoder:
 
     Many frames may arrive in one chunk and one frame over many chunks. A line
     longer than ``max_frame`` bytes is fatal: the decoder yields a fatal
-    BadFrame and then nothing more. Blank lines are skipped.
+    BadFrame and then nothing more. Blank lines are skipped. ``split`` leaves
+    the lines undecoded (``decode`` each when its turn comes); ``feed`` decodes
+    them all at once. The bytes held between calls (an unfinished line) are
+    never more than ``max_frame``, which ``max_frame`` may change at any time.
     """
 
-    __slots__ = ("_buffer", "_max", "_dead")
+    __slots__ = ("_buffer", "max_frame", "_dead")
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buffer = bytearray()
-        self._max = max_frame
+        self.max_frame = max_frame
         self._dead = False
 
     def feed(self, data: bytes) -> list[dict | BadFrame]:
+        return [decode(item) if type(item) is bytes else item for item in self.split(data)]
+
+    def split(self, data: bytes) -> list[bytes | BadFrame]:
+        """The complete lines in ``data`` (and what came before it), not yet decoded; a fatal
+        BadFrame last if a line is too long."""
         if self._dead:
             return []
         buffer = self._buffer
@@ -63,7 +71,7 @@ class FrameDecoder:
             buffer += data
             end = buffer.rfind(b"\n")
             if end < 0:
-                return self._too_long([]) if len(buffer) > self._max else []
+                return self._too_long([]) if len(buffer) > self.max_frame else []
             lines = bytes(buffer[:end]).split(b"\n")
             del buffer[: end + 1]
         else:
@@ -71,13 +79,13 @@ class FrameDecoder:
             tail = lines.pop()
             if tail:
                 buffer += tail
-        out: list[dict | BadFrame] = []
-        limit = self._max
+        out: list[bytes | BadFrame] = []
+        limit = self.max_frame
         for line in lines:
             if len(line) > limit:
                 return self._too_long(out)
             if line:
-                out.append(_decode(line))
+                out.append(line)
         if len(buffer) > limit:
             return self._too_long(out)
         return out
@@ -85,11 +93,12 @@ class FrameDecoder:
     def _too_long(self, out: list) -> list:
         self._dead = True
         self._buffer.clear()
-        out.append(BadFrame(f"frame longer than {self._max} bytes", fatal=True))
+        out.append(BadFrame(f"frame longer than {self.max_frame} bytes", fatal=True))
         return out
 
 
-def _decode(line: bytes) -> dict | BadFrame:
+def decode(line: bytes) -> dict | BadFrame:
+    """One line (no newline) as a frame, or a BadFrame saying why not."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError:

@@ -15,23 +15,78 @@ rolled the transaction back) is not a reason to stop: its messages are refused
 (the logic's ``not_stored`` answers in place of their confirmation), and its
 other changes, acknowledgements that free room and blocks, are tried again in
 a transaction of their own. The next turn stores again.
+
+Strangers (connections not logged in) get little: at most ``max_strangers`` of
+them, and ``max_strangers_per_address`` from one source address; past either,
+a new connection gets one ``error`` ``busy`` frame and is closed at accept, while
+users and logins from other addresses go on. A stranger's stream takes lines
+of at most ``STRANGER_MAX_FRAME`` bytes, reads ``STRANGER_READ_SIZE`` at a time and
+may leave ``STRANGER_MAX_OUTPUT`` bytes unread, so all strangers together hold
+at most ``max_strangers`` x (those three) bytes. The logic's ``LoggedIn``
+lifts these limits (the host counts strangers itself, so it needs to be told;
+asking ``logic.user_of`` after every frame would cost every frame a lookup).
+
+Failed logins and refused connections are logged per source address, once per
+``failure_log_interval``, with counts (``FailureLog``), not one line each: the
+host knows the addresses and owns the log and the clock, the logic only says
+what failed (``LoginFailed``).
 """
 from __future__ import annotations
 
 import itertools
 import logging
 import socket
+from collections import Counter
 from typing import Protocol
 
-from .chat_server import CancelTimer, ChatServer, Close, Persist, Send, SendBatch, SetTimer, WhenWritable
-from .framing import encode
-from .loop import EventLoop, NamedTimers
+from .chat_server import (CancelTimer, ChatServer, Close, LoggedIn, LoginFailed, Persist, Send, SendBatch, SetTimer,
+                          WhenWritable)
+from .framing import MAX_FRAME, encode
+from .loop import EventLoop, NamedTimers, TimerHandle
 from .store import StoreFull
-from .stream import Listener, Stream, listen
+from .stream import MAX_OUTPUT, RECV_SIZE, Listener, Stream, listen
 
 log = logging.getLogger("chat.host")
 
 SHUTDOWN_GRACE = 2.0  # seconds to flush goodbyes before the loop stops anyway
+MAX_STRANGERS = 512               # connections not logged in, in all
+MAX_STRANGERS_PER_ADDRESS = 32    # ... from one source address
+STRANGER_MAX_FRAME = 1024         # bytes in one line before login
+STRANGER_READ_SIZE = 4096         # bytes one read of a stranger takes
+STRANGER_MAX_OUTPUT = 16 * 1024   # bytes a stranger may leave unread before it is cut off
+FAILURE_LOG_INTERVAL = 60.0       # seconds between the lines that count failed logins per address
+FAILURE_LOG_ADDRESSES = 1000      # addresses counted one by one per interval; the rest are counted together
+_BUSY = encode({"type": "error", "code": "busy"})
+
+
+class FailureLog:
+    """Counts failures per source address and kind, to be logged in one line per address per interval.
+
+    At most ``max_addresses`` addresses are told apart in one interval; the
+    failures of the others are counted under ``"other addresses"``.
+    """
+
+    def __init__(self, max_addresses: int = FAILURE_LOG_ADDRESSES) -> None:
+        self._max = max_addresses
+        self._counts: dict[str, Counter[str]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._counts)
+
+    def note(self, address: str, kind: str) -> None:
+        counts = self._counts.get(address)
+        if counts is None:
+            if len(self._counts) >= self._max:
+                address = "other addresses"
+            counts = self._counts.setdefault(address, Counter())
+        counts[kind] += 1
+
+    def take(self) -> list[str]:
+        """One line per address, most failures first, and start counting anew."""
+        counts, self._counts = self._counts, {}
+        ranked = sorted(counts.items(), key=lambda item: -sum(item[1].values()))
+        return [f"{address}: " + ", ".join(f"{kind} x{n}" for kind, n in sorted(kinds.items()))
+                for address, kinds in ranked]
 
 
 class Store(Protocol):
@@ -45,7 +100,9 @@ class Store(Protocol):
 class ServerHost:
     """Runs one ``ChatServer`` over a listening socket on ``loop``."""
 
-    def __init__(self, loop: EventLoop, logic: ChatServer, store: Store | None = None) -> None:
+    def __init__(self, loop: EventLoop, logic: ChatServer, store: Store | None = None, *,
+                 max_strangers: int = MAX_STRANGERS, max_strangers_per_address: int = MAX_STRANGERS_PER_ADDRESS,
+                 failure_log_interval: float = FAILURE_LOG_INTERVAL) -> None:
         self._loop = loop
         self._logic = logic
         self._store = store
@@ -58,6 +115,13 @@ class ServerHost:
         self._full = False                    # the store refused this turn's transaction
         self._dirty = False                   # the store has uncommitted changes
         self._stopping = False
+        self._max_strangers = max_strangers
+        self._max_per_address = max_strangers_per_address
+        self._strangers: dict[int, str] = {}       # conn -> source address, until it logs in
+        self._per_address: Counter[str] = Counter()   # source address -> its strangers
+        self._failures = FailureLog()
+        self._failure_interval = failure_log_interval
+        self._failure_timer: TimerHandle | None = None
         if store is not None:
             loop.add_before_sleep(self._commit)
 
@@ -77,7 +141,17 @@ class ServerHost:
             sock.close()
             return
         try:
-            stream = Stream(self._loop, sock, self)
+            address = str(sock.getpeername()[0])
+        except OSError as exc:  # the peer is already gone
+            log.debug("accept: %s", exc)
+            sock.close()
+            return
+        if len(self._strangers) >= self._max_strangers or self._per_address[address] >= self._max_per_address:
+            self._turn_away(sock, address)
+            return
+        try:
+            stream = Stream(self._loop, sock, self, max_frame=STRANGER_MAX_FRAME, max_output=STRANGER_MAX_OUTPUT,
+                            read_size=STRANGER_READ_SIZE)
         except OSError as exc:  # the peer is already gone
             log.debug("accept: %s", exc)
             sock.close()
@@ -85,8 +159,52 @@ class ServerHost:
         conn = next(self._ids)
         stream.tag = conn
         self._streams[conn] = stream
+        self._strangers[conn] = address
+        self._per_address[address] += 1
         log.debug("connection %d from %s", conn, stream.peer_address)
         self._apply(self._logic.connected(conn, self._loop.time()))
+
+    def _turn_away(self, sock: socket.socket, address: str) -> None:
+        """Too many strangers (in all, or from ``address``): one ``busy`` frame, if it fits, and close."""
+        try:
+            sock.setblocking(False)
+            sock.send(_BUSY)
+        except OSError:
+            pass
+        sock.close()
+        self._note_failure(address, "refused (busy)")
+
+    def _logged_in(self, conn: int) -> None:
+        """``conn`` is a user's now: no stranger's limits, not counted as one."""
+        self._forget_stranger(conn)
+        stream = self._streams.get(conn)
+        if stream is not None:
+            stream.set_limits(max_frame=MAX_FRAME, max_output=MAX_OUTPUT, read_size=RECV_SIZE)
+
+    def _forget_stranger(self, conn: int) -> None:
+        address = self._strangers.pop(conn, None)
+        if address is not None:
+            left = self._per_address[address] - 1
+            if left:
+                self._per_address[address] = left
+            else:
+                del self._per_address[address]
+
+    @property
+    def strangers(self) -> int:
+        """Connections not logged in now."""
+        return len(self._strangers)
+
+    def _note_failure(self, address: str, kind: str) -> None:
+        self._failures.note(address, kind)
+        if self._failure_timer is None:
+            self._failure_timer = self._loop.call_later(self._failure_interval, self._log_failures)
+
+    def _log_failures(self) -> None:
+        self._failure_timer = None
+        lines = self._failures.take()
+        for line in lines:
+            log.info("failed logins and refused connections in the last %gs from %s", self._failure_interval, line)
 
     def frame_received(self, stream: Stream, frame: dict) -> None:
         self._apply(self._logic.received(stream.tag, frame, self._loop.time()))
@@ -98,8 +216,10 @@ class ServerHost:
         conn = stream.tag
         if self._streams.pop(conn, None) is None:
             return
-        if reason is not None:
-            log.info("connection %d from %s lost: %s", conn, stream.peer_address, reason)
+        if reason is not None:   # a stranger's is not worth a line each
+            level = logging.DEBUG if conn in self._strangers else logging.INFO
+            log.log(level, "connection %d from %s lost: %s", conn, stream.peer_address, reason)
+        self._forget_stranger(conn)
         self._apply(self._logic.disconnected(conn, self._loop.time()))
         if self._stopping and not self._streams:
             self._loop.stop()
@@ -126,6 +246,12 @@ class ServerHost:
                 self._timers.set(effect.key, effect.when)
             elif kind is CancelTimer:
                 self._timers.cancel(effect.key)
+            elif kind is LoggedIn:
+                self._logged_in(effect.conn)
+            elif kind is LoginFailed:
+                address = self._strangers.get(effect.conn)
+                if address is not None:
+                    self._note_failure(address, effect.reason)
             elif kind is Persist:
                 if self._store is None:
                     if effect.confirm is not None:
@@ -221,6 +347,9 @@ class ServerHost:
         if self._listener is not None:
             self._listener.close()
         self._timers.clear()
+        if self._failure_timer is not None:
+            self._failure_timer.cancel()
+            self._log_failures()
         self._apply(self._logic.shutdown(self._loop.time()))
         if not self._streams:
             self._loop.call_soon(self._loop.stop)

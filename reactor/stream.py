@@ -8,7 +8,16 @@ itself with ``when_drained``: it writes while fewer than ``high_water`` bytes
 wait and, beyond that, waits until flushing brings them down to ``low_water``.
 A peer that stops reading is cut off once its buffer passes ``max_output``
 (what its owner sends it anyway: live traffic); a line longer than
-``max_frame`` ends the stream. Nothing a peer does raises into the loop:
+``max_frame`` ends the stream. ``set_limits`` changes these and ``read_size``
+(how much one ``recv`` takes) on a live stream: the server keeps a
+connection's limits small until it logs in.
+
+Fair shares: one readable event handles at most ``frames_per_turn`` frames.
+The lines read but not yet handled wait in the stream (at most one
+``read_size`` of them), the socket is not read meanwhile, and the rest are
+handled from the loop's ready queue, ``frames_per_turn`` a turn, so a client
+that streams frames delays the others by one turn's work, not a whole read's.
+Nothing a peer does raises into the loop:
 failures reach the handler's ``connection_lost`` exactly once, always from a
 fresh loop callback. A handler that raises on one frame is logged, and the
 frames after it are still handled.
@@ -22,7 +31,7 @@ import socket
 import struct
 from typing import Any, Callable, Protocol
 
-from .framing import MAX_FRAME, FrameDecoder, encode
+from .framing import MAX_FRAME, FrameDecoder, decode, encode
 from .loop import EventLoop, TimerHandle
 
 log = logging.getLogger("reactor.stream")
@@ -30,7 +39,8 @@ log = logging.getLogger("reactor.stream")
 MAX_OUTPUT = 1 << 20   # bytes buffered for a peer before it counts as not reading
 HIGH_WATER = 64 * 1024  # bytes buffered beyond which a paced owner waits (see ``when_drained``)
 LOW_WATER = 16 * 1024   # ... until flushing brings them down to this
-RECV_SIZE = 256 * 1024
+RECV_SIZE = 64 * 1024   # bytes one recv takes at most (``read_size``)
+FRAMES_PER_TURN = 32    # frames handled per readable event (or ready-queue turn) before the others' turn
 CLOSE_TIMEOUT = 5.0     # seconds a closing stream may take to flush before it is aborted
 
 
@@ -47,13 +57,15 @@ class Stream:
     ``connection_lost`` is ``None`` for a close the owner asked for, else why.
     """
 
-    __slots__ = ("_loop", "_sock", "_handler", "_decoder", "_out", "_max_output",
+    __slots__ = ("_loop", "_sock", "_handler", "_decoder", "_out", "_max_output", "_read_size", "_per_turn",
+                 "_lines", "_next_line", "_paused",
                  "_high_water", "_low_water", "_on_drained", "_flush_pending", "_writing", "_closing", "_closed", "_close_timer", "_reason",
                  "tag", "peer_address", "local_address")
 
     def __init__(self, loop: EventLoop, sock: socket.socket, handler: StreamHandler, *,
                  max_frame: int = MAX_FRAME, max_output: int = MAX_OUTPUT,
-                 high_water: int = HIGH_WATER, low_water: int = LOW_WATER) -> None:
+                 high_water: int = HIGH_WATER, low_water: int = LOW_WATER,
+                 read_size: int = RECV_SIZE, frames_per_turn: int = FRAMES_PER_TURN) -> None:
         sock.setblocking(False)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -63,6 +75,11 @@ class Stream:
         self._decoder = FrameDecoder(max_frame)
         self._out = bytearray()
         self._max_output = max_output
+        self._read_size = read_size
+        self._per_turn = frames_per_turn
+        self._lines: list = []    # read, not yet handled: raw lines, maybe a fatal BadFrame last
+        self._next_line = 0       # the index in _lines of the next to handle
+        self._paused = False      # not reading: _lines has some left for the next turn
         self._high_water = high_water
         self._low_water = low_water
         self._on_drained: Callable[[Stream], Any] | None = None
@@ -81,6 +98,12 @@ class Stream:
     def closed(self) -> bool:
         """True once ``close()``/``abort()`` was called or the peer is gone."""
         return self._closing or self._closed
+
+    def set_limits(self, *, max_frame: int, max_output: int, read_size: int) -> None:
+        """Change the longest line taken, the output a peer may leave unread, and the bytes one read takes."""
+        self._decoder.max_frame = max_frame
+        self._max_output = max_output
+        self._read_size = read_size
 
     @property
     def buffered(self) -> int:
@@ -153,7 +176,7 @@ class Stream:
 
     def _on_readable(self) -> None:
         try:
-            data = self._sock.recv(RECV_SIZE)
+            data = self._sock.recv(self._read_size)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -162,10 +185,22 @@ class Stream:
         if not data:  # the peer is done sending; it may still read our replies
             self._close("peer closed the connection")
             return
+        self._lines = self._decoder.split(data)
+        self._next_line = 0
+        self._handle_lines()
+
+    def _handle_lines(self) -> None:
+        """Handle up to ``frames_per_turn`` of the lines read; leave the rest for the next turn."""
         handler = self._handler
-        for item in self._decoder.feed(data):
+        lines = self._lines
+        start = self._next_line
+        end = min(len(lines), start + self._per_turn)
+        for index in range(start, end):
             if self._closing or self._closed:
                 return
+            item = lines[index]
+            if type(item) is bytes:
+                item = decode(item)
             try:
                 if type(item) is dict:
                     handler.frame_received(self, item)
@@ -175,6 +210,23 @@ class Stream:
                 log.exception("stream %s: handler failed on a frame; going on with the next", self.peer_address)
             if type(item) is not dict and item.fatal:
                 self._close(item.detail)
+        if self._closing or self._closed:
+            return
+        if end < len(lines):
+            self._next_line = end
+            if not self._paused:
+                self._paused = True
+                self._loop.remove_reader(self._sock)
+            self._loop.call_soon(self._next_turn)
+            return
+        self._lines = []
+        if self._paused:
+            self._paused = False
+            self._loop.add_reader(self._sock, self._on_readable)
+
+    def _next_turn(self) -> None:
+        if not (self._closing or self._closed):
+            self._handle_lines()
 
     # -- closing -------------------------------------------------------
 
@@ -217,6 +269,7 @@ class Stream:
         self._closed = True
         self._closing = True
         self._out.clear()
+        self._lines = []
         self._on_drained = None
         if self._close_timer is not None:
             self._close_timer.cancel()

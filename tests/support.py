@@ -92,8 +92,10 @@ def coverage_env() -> dict:
 class WireClient:
     """A scripted protocol client on a blocking socket, for driving the server in tests."""
 
-    def __init__(self, host, port, hello=True, timeout=PATIENCE):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, host, port, hello=True, timeout=PATIENCE, source=None):
+        """``source``: the loopback address to connect from (any 127.x.y.z), to play another machine."""
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=None if source is None else (source, 0))
         self.timeout = timeout
         self.buffer = b""
         self.user = None

@@ -96,6 +96,13 @@ def test_fatal_login_errors_exit_1(code, words):
     assert c.line("more", 0) == [] and c.server_frame({"type": "username_ok"}, 0) == []
 
 
+def test_a_busy_server_ends_the_client_before_hello():
+    c = ChatClient()
+    c.start(0)
+    assert c.server_frame({"type": "error", "code": "busy"}, 0) == [Print("Error. Server busy, try again later"),
+                                                                    Exit(1)]
+
+
 def test_another_protocol_version_is_refused():
     c = ChatClient()
     c.start(0)

@@ -5,8 +5,8 @@ import logging
 
 import pytest
 
-from reactor.chat_server import (MAILBOX_CHUNK, MAX_LOGIN_TIME, CancelTimer, ChatServer, Close, Persist, Send,
-                                  SendBatch, SetTimer, WhenWritable)
+from reactor.chat_server import (MAILBOX_CHUNK, MAX_LOGIN_TIME, CancelTimer, ChatServer, Close, LoggedIn, LoginFailed,
+                                  Persist, Send, SendBatch, SetTimer, WhenWritable)
 from reactor.framing import encode
 
 ACCOUNTS = {"hans": "falcon*solo", "yoda": "wise@!man", "vader": "sithlord**", "luke": "jedi*knight",
@@ -35,6 +35,11 @@ def stored_reply(conn, to):
 
 def of_type(effects, kind):
     return [e for e in effects if type(e) is kind]
+
+
+def unfailed(effects):
+    """``effects`` without the LoginFailed notes for the host's failure counts."""
+    return [e for e in effects if type(e) is not LoginFailed]
 
 
 def error(code, **fields):
@@ -148,7 +153,7 @@ def test_login_succeeds_and_swaps_the_login_deadline_for_the_inactivity_one(w):
     conn = w.connect(now=1.0)
     assert w.username(conn, "hans", 2.0) == [Send((conn,), {"type": "username_ok"})]
     effects = w.password(conn, "falcon*solo", 3.0)
-    assert effects == [CancelTimer(("login", conn)), SetTimer(("idle", conn), 3.0 + TIMEOUT),
+    assert effects == [CancelTimer(("login", conn)), SetTimer(("idle", conn), 3.0 + TIMEOUT), LoggedIn(conn),
                        Send((conn,), {"type": "welcome", "user": "hans"})]
     assert w.s.user_of(conn) == "hans"
     assert w.s.online_users() == ["hans"]
@@ -156,14 +161,15 @@ def test_login_succeeds_and_swaps_the_login_deadline_for_the_inactivity_one(w):
 
 def test_unknown_username_asks_again(w):
     conn = w.connect()
-    assert w.username(conn, "Hans") == [Send((conn,), error("invalid_username"))]  # case-sensitive
+    assert w.username(conn, "Hans") == [LoginFailed(conn, "unknown user name"),  # case-sensitive
+                                        Send((conn,), error("invalid_username"))]
     assert w.username(conn, "hans") == [Send((conn,), {"type": "username_ok"})]
 
 
 def test_wrong_password_asks_again(w):
     conn = w.connect()
     w.username(conn, "hans")
-    assert w.password(conn, "nope") == [Send((conn,), error("invalid_password"))]
+    assert w.password(conn, "nope") == [LoginFailed(conn, "wrong password"), Send((conn,), error("invalid_password"))]
     assert frames_to(w.password(conn, "falcon*solo"), conn) == [{"type": "welcome", "user": "hans"}]
 
 
@@ -179,10 +185,25 @@ def test_a_new_username_may_replace_the_first(w):
     assert frames_to(w.password(conn, "wise@!man"), conn) == [{"type": "welcome", "user": "yoda"}]
 
 
-def test_an_online_user_is_already_logged_in(w):
+def test_an_online_user_is_already_logged_in_only_after_its_right_password(w):
     w.login("hans")
     conn = w.connect()
-    assert w.username(conn, "hans") == [Send((conn,), error("already_logged_in", user="hans"))]
+    assert w.username(conn, "hans") == [Send((conn,), {"type": "username_ok"})]   # no hint at the name
+    assert frames_to(w.password(conn, "wrong"), conn) == [error("invalid_password")]   # nor for a wrong password
+    assert w.password(conn, "falcon*solo") == [Send((conn,), error("already_logged_in", user="hans"))]
+    assert w.password(conn, "falcon*solo")[0].frame["code"] == "bad_frame"  # back at the username
+    assert w.s.online_users() == ["hans"]
+
+
+def test_a_wrong_password_for_an_online_user_still_counts_toward_the_lock(w):
+    w.login("vader")
+    conn = w.connect()
+    w.username(conn, "vader")
+    fail(w, conn)
+    fail(w, conn)
+    assert unfailed(fail(w, conn)) == [Send((conn,), error("account_blocked")), Close(conn),
+                                       CancelTimer(("login", conn))]
+    assert w.s.is_locked("vader", 0.0) and w.s.online_users() == ["vader"]   # the session goes on
 
 
 def test_already_logged_in_is_checked_again_at_the_password(w):
@@ -243,11 +264,12 @@ def lock(w, user="vader", now=0.0):
     for _ in range(2):
         conn = w.connect(now)
         w.username(conn, user, now)
-        assert fail(w, conn, now) == [Send((conn,), error("invalid_password"))]
+        assert unfailed(fail(w, conn, now)) == [Send((conn,), error("invalid_password"))]
     conn = w.connect(now)
     w.username(conn, user, now)
     effects = fail(w, conn, now)
-    assert effects == [Send((conn,), error("account_blocked")), Close(conn), CancelTimer(("login", conn))]
+    assert effects == [LoginFailed(conn, "wrong password"), Send((conn,), error("account_blocked")), Close(conn),
+                       CancelTimer(("login", conn))]
     return effects
 
 
@@ -262,14 +284,15 @@ def test_three_wrong_passwords_on_one_connection_lock_too(w):
     w.username(conn, "vader")
     fail(w, conn)
     fail(w, conn)
-    assert fail(w, conn)[:2] == [Send((conn,), error("account_blocked")), Close(conn)]
+    assert unfailed(fail(w, conn))[:2] == [Send((conn,), error("account_blocked")), Close(conn)]
 
 
 def test_the_lock_lasts_exactly_block_duration(w):
     lock(w, now=100.0)
     conn = w.connect(100.0 + BLOCK - 1e-6)
     effects = w.username(conn, "vader", 100.0 + BLOCK - 1e-6)
-    assert effects == [Send((conn,), error("account_locked")), Close(conn), CancelTimer(("login", conn))]
+    assert effects == [LoginFailed(conn, "locked account"), Send((conn,), error("account_locked")), Close(conn),
+                       CancelTimer(("login", conn))]
     conn = w.connect(100.0 + BLOCK)
     assert w.username(conn, "vader", 100.0 + BLOCK) == [Send((conn,), {"type": "username_ok"})]
     assert frames_to(w.password(conn, "sithlord**", 100.0 + BLOCK), conn)[0]["type"] == "welcome"
@@ -279,7 +302,7 @@ def test_the_right_password_during_the_lock_is_refused(w):
     conn = w.connect(0.0)
     w.username(conn, "vader", 0.0)   # asked for the password before the lock began
     lock(w, now=1.0)
-    effects = w.password(conn, "sithlord**", 2.0)
+    effects = unfailed(w.password(conn, "sithlord**", 2.0))
     assert effects == [Send((conn,), error("account_locked")), Close(conn), CancelTimer(("login", conn))]
 
 
@@ -287,7 +310,7 @@ def test_attempts_during_the_lock_do_not_extend_it(w):
     lock(w, now=0.0)
     for t in (1.0, 5.0, BLOCK - 0.001):
         conn = w.connect(t)
-        assert w.username(conn, "vader", t)[0].frame == error("account_locked")
+        assert unfailed(w.username(conn, "vader", t))[0].frame == error("account_locked")
     conn = w.connect(BLOCK)
     assert w.username(conn, "vader", BLOCK) == [Send((conn,), {"type": "username_ok"})]
 
@@ -296,9 +319,9 @@ def test_the_count_starts_from_zero_after_the_lock(w):
     lock(w, now=0.0)
     conn = w.connect(BLOCK)
     w.username(conn, "vader", BLOCK)
-    assert fail(w, conn, BLOCK)[0].frame == error("invalid_password")
-    assert fail(w, conn, BLOCK)[0].frame == error("invalid_password")
-    assert fail(w, conn, BLOCK)[0].frame == error("account_blocked")
+    assert unfailed(fail(w, conn, BLOCK))[0].frame == error("invalid_password")
+    assert unfailed(fail(w, conn, BLOCK))[0].frame == error("invalid_password")
+    assert unfailed(fail(w, conn, BLOCK))[0].frame == error("account_blocked")
     assert w.s.is_locked("vader", 2 * BLOCK - 0.001) and not w.s.is_locked("vader", 2 * BLOCK)
 
 
@@ -312,16 +335,16 @@ def test_a_good_login_resets_the_count(w):
     w.send("vader", {"type": "logout"})
     conn = w.connect()
     w.username(conn, "vader")
-    assert fail(w, conn)[0].frame == error("invalid_password")
-    assert fail(w, conn)[0].frame == error("invalid_password")
-    assert fail(w, conn)[0].frame == error("account_blocked")
+    assert unfailed(fail(w, conn))[0].frame == error("invalid_password")
+    assert unfailed(fail(w, conn))[0].frame == error("invalid_password")
+    assert unfailed(fail(w, conn))[0].frame == error("account_blocked")
 
 
 def test_failures_count_per_account(w):
     conn = w.connect()
     for user in ("vader", "vader", "luke", "luke"):
         w.username(conn, user)
-        assert fail(w, conn)[0].frame == error("invalid_password")
+        assert unfailed(fail(w, conn))[0].frame == error("invalid_password")
 
 
 # -- login deadline ---------------------------------------------------------------------
@@ -1173,7 +1196,7 @@ def test_the_tenth_bad_frame_closes_the_connection(w):
         effects = w.s.bad_frame(conn, "invalid JSON", 0.0) if i % 2 else w.s.received(conn, [], 0.0)
         assert of_type(effects, Close) == []
     assert w.s.received(conn, HELLO, 0.0) == [Send((conn,), HELLO)]  # good frames do not reset the count
-    assert w.s.bad_frame(conn, "invalid JSON", 0.0) == [
+    assert unfailed(w.s.bad_frame(conn, "invalid JSON", 0.0)) == [
         Send((conn,), error("bad_frame", detail="invalid JSON")), Close(conn), CancelTimer(("login", conn))]
     assert w.s.received(conn, HELLO, 0.0) == []
 
@@ -1189,11 +1212,21 @@ def test_too_many_bad_frames_log_a_user_out():
         CancelTimer(("idle", hans)), Send((w.conn["yoda"],), {"type": "presence", "user": "hans", "online": False})]
 
 
-def test_not_logged_in_is_not_counted_as_a_bad_frame():
-    w = World(max_bad_frames=2)
+@pytest.mark.parametrize("refused", [{"type": "whoelse"}, {"type": "username", "username": "nobody"},
+                                     {"type": "password", "password": "wrong"}])
+def test_refusals_before_login_count_toward_the_bad_frame_budget(refused):
+    w = World(max_bad_frames=3)
     conn = w.connect()
-    for _ in range(5):
-        assert w.s.received(conn, {"type": "whoelse"}, 0.0) == [Send((conn,), error("not_logged_in"))]
+    if refused["type"] == "password":
+        w.username(conn, "hans")
+    answer = unfailed(w.s.received(conn, refused, 0.0))
+    assert [e.frame["code"] for e in answer] in (["not_logged_in"], ["invalid_username"], ["invalid_password"])
+    assert unfailed(w.s.bad_frame(conn, "invalid JSON", 0.0)) == [
+        Send((conn,), error("bad_frame", detail="invalid JSON"))]
+    effects = w.s.received(conn, refused, 0.0)
+    assert unfailed(effects) == answer + [Close(conn), CancelTimer(("login", conn))]
+    assert LoginFailed(conn, "closed after too many errors") in effects
+    assert w.s.received(conn, refused, 0.0) == []   # forgotten
 
 
 def test_events_for_unknown_connections_are_ignored(w):

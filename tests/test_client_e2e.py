@@ -81,6 +81,8 @@ def test_already_logged_in(clients):
     c = clients()
     c.expect("Username: ")
     c.type("yoda")
+    c.expect("Password: ")   # who is online is told only to whoever knows the password
+    c.type("wise@!man")
     c.expect("Error. yoda is already logged in")
     c.expect("Username: ")
 

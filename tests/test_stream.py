@@ -651,3 +651,70 @@ def test_abort_while_a_close_is_releasing_reports_once(loop, pair):
     assert rec.lost == [None]
     raw.settimeout(2)
     assert json.loads(raw.recv(100)) == {"last": "words"}
+
+
+# -- fair shares and limits that change -----------------------------------------
+
+def test_one_turn_handles_at_most_frames_per_turn_and_the_rest_follow_without_new_bytes(loop):
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    order = []
+
+    class Noting(Recorder):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def frame_received(self, stream, frame):
+            super().frame_received(stream, frame)
+            order.append(self.name)
+
+    hot, calm = Noting("hot"), Noting("calm")
+    Stream(loop, a, hot, frames_per_turn=10)
+    Stream(loop, c, calm, frames_per_turn=10)
+    b.sendall(b"".join(encode({"n": i}) for i in range(35)))   # one read: 35 frames
+    d.sendall(encode({"n": 0}))
+    loop.run_once(timeout=1.0)
+    assert len(hot.frames) <= 20   # its read's turn, and at most one ready-queue turn
+    run_until(loop, lambda: len(hot.frames) == 35)   # nothing more arrives: the rest are handled anyway
+    assert hot.frames == [{"n": i} for i in range(35)]   # in order
+    assert calm.frames == [{"n": 0}] and order.index("calm") <= 20   # not behind all of hot's frames
+    b.sendall(encode({"n": 35}))   # reading again once the backlog is done
+    run_until(loop, lambda: len(hot.frames) == 36)
+    for sock in (a, b, c, d):
+        sock.close()
+
+
+def test_a_backlog_ends_with_the_stream_when_a_frame_closes_it(loop):
+    a, b = socket.socketpair()
+
+    class Closer(Recorder):
+        def frame_received(self, stream, frame):
+            super().frame_received(stream, frame)
+            if frame.get("n") == 12:
+                stream.close()
+
+    rec = Closer()
+    Stream(loop, a, rec, frames_per_turn=5)
+    b.sendall(b"".join(encode({"n": i}) for i in range(30)))
+    run_until(loop, lambda: rec.lost)
+    for _ in range(5):
+        loop.run_once(timeout=0.01)
+    assert [f["n"] for f in rec.frames] == list(range(13))
+    b.close()
+
+
+def test_limits_can_be_raised_on_a_live_stream(loop, pair):
+    a, b = socket.socketpair()
+    rec = Recorder()
+    s = Stream(loop, a, rec, max_frame=100, read_size=16)
+    b.sendall(encode({"t": "x" * 50}))   # under 100 bytes, read 16 at a time
+    run_until(loop, lambda: rec.frames)
+    s.set_limits(max_frame=1000, max_output=1 << 20, read_size=4096)
+    b.sendall(encode({"t": "y" * 500}))
+    run_until(loop, lambda: len(rec.frames) == 2)
+    s.set_limits(max_frame=100, max_output=1 << 20, read_size=4096)
+    b.sendall(encode({"t": "z" * 500}))
+    run_until(loop, lambda: rec.lost)
+    assert rec.errors == ["frame longer than 100 bytes"]
+    b.close()
