@@ -354,8 +354,11 @@ class Bench:
         rates = [sum(period) for period in zip(*(r["rates"] for r in replies))]
         if not all(r["drained"] for r in replies):
             self.notes.append(f"{LABELS[server.kind]}: relay workload did not drain")
-        self.put("relay throughput, 500 pairs (msg/s)", server.kind, sorted(rates)[len(rates) // 2])
+        rate = sorted(rates)[len(rates) // 2]
+        self.put("relay throughput, 500 pairs (msg/s)", server.kind, rate)
         self.put("server CPU during relay (%)", server.kind, cpu * 100)
+        if cpu > 0:  # what a core buys, whatever share of one the server got on a busy machine
+            self.put("relay per server CPU-second (msg)", server.kind, rate / cpu)
         self.put("generator CPU during relay (% of its cores)", server.kind, gen_cpu / gen_cores * 100)
         if gen_cpu / gen_cores > GENERATOR_BUSY:
             self.notes.append(f"{LABELS[server.kind]}: the load generators used {gen_cpu * 100:.0f}% of a core "
@@ -508,6 +511,7 @@ def rows_for(bench: Bench) -> list[Row]:
         Row("relay throughput, 500 pairs (msg/s)", ">= 50,000", True, lambda v: v >= 50_000,
             {"asyncio": 1.5, "threaded": 3.0, "relay": 0.5}),
         Row("server CPU during relay (%)"),
+        Row("relay per server CPU-second (msg)", higher_is_better=True),
         Row("generator CPU during relay (% of its cores)"),
         Row("latency @5k msg/s, 1k clients: p50 (ms)"),
         Row("latency @5k msg/s, 1k clients: p99 (ms)", "<= 2", check=lambda v: v <= 2),
@@ -585,7 +589,7 @@ def print_peers(bench: Bench) -> None:
     print(f"\nrelay, 500 pairs, {WINDOW} messages in flight each way per pair, {rounds} round(s): "
           f"median [min-max]; 'reactor is' = median of the ratios within each round [min-max]")
     head = (f"{'peer':<10} {'msg/s':>10} {'[min-max]':>21} {'reactor is':>10} {'[min-max]':>15} "
-            f"{'server CPU':>10} {'gen CPU':>8} {'p99 ms':>8}")
+            f"{'server CPU':>10} {'msg/CPU-s':>10} {'reactor is':>10} {'gen CPU':>8} {'p99 ms':>8}")
     print(head)
     print("-" * len(head))
     for host in PEERS:
@@ -598,8 +602,12 @@ def print_peers(bench: Bench) -> None:
         cpu = bench.figures.get("server CPU during relay (%)", {}).get(host)
         gen = bench.figures.get("generator CPU during relay (% of its cores)", {}).get(host)
         p99 = bench.figures.get("latency @5k msg/s, 1k clients: p99 (ms)", {}).get(host)
+        per_cpu = bench.figures.get("relay per server CPU-second (msg)", {}).get(host)
+        cpu_ratios = bench.ratios.get("relay per server CPU-second (msg)", {}).get(host)
+        cpu_ratio = f"{statistics.median(cpu_ratios):.2f}x" if cpu_ratios else "-"
         print(f"{LABELS[host]:<10} {values[host]:>10,.0f} {f'[{low:,.0f}-{high:,.0f}]':>21} {ratio:>10} "
-              f"{ratio_spread:>15} {fmt(cpu) + '%':>10} {fmt(gen) + '%':>8} {fmt(p99):>8}")
+              f"{ratio_spread:>15} {fmt(cpu) + '%':>10} {fmt(per_cpu):>10} {cpu_ratio:>10} {fmt(gen) + '%':>8} "
+              f"{fmt(p99):>8}")
     print("peers: miniircd 2.3 relays PRIVMSG (IRC, select, no threads); uvloop and asyncio host the same ChatServer"
           " as the reactor, writing once per connection per loop pass; threaded: a thread per connection;"
           " raw relay: bytes forwarded with no chat logic (the ceiling)")
