@@ -24,7 +24,6 @@ workload and prints where its time goes.
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import platform
 import pstats
