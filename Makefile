@@ -1,6 +1,6 @@
 # make run-server / make run-client run the product (standard library only).
 # make test sets up .venv with the pinned dev tools, then runs the suite with coverage.
-# make bench / make bench-quick also install the pinned bench-only tools (requirements-bench.txt).
+# make bench / make bench-quick also install the pinned bench-only tools (tests/bench/requirements.txt).
 PYTHON ?= python3
 VENV   := .venv
 VPY    := $(VENV)/bin/python
@@ -41,8 +41,8 @@ coverage: test
 	@echo "HTML report: htmlcov/index.html"
 
 # The bench's peers (miniircd, uvloop) and plotting library go into the same venv, only for the bench.
-$(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
-	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+$(VENV)/.bench-installed: tests/bench/requirements.txt $(VENV)/.installed
+	$(VPY) -m pip install --quiet --disable-pip-version-check -r tests/bench/requirements.txt
 	touch $@
 
 bench: $(VENV)/.bench-installed

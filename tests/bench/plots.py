@@ -9,7 +9,7 @@
   offered load, one curve per host (share of messages slower than x, log-log,
   so the tail shows).
 
-matplotlib is a bench-only dependency (``requirements-bench.txt``); without it
+matplotlib is a bench-only dependency (``tests/bench/requirements.txt``); without it
 the bench prints its table and says it drew nothing.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ def write(bench: Any, folder: str, labels: dict[str, str], peers: tuple[str, ...
     try:
         import matplotlib
     except ImportError:
-        print("plots: none (matplotlib is not installed; make bench installs requirements-bench.txt)",
+        print("plots: none (matplotlib is not installed; make bench installs tests/bench/requirements.txt)",
               file=sys.stderr)
         return []
     matplotlib.use("Agg")
