@@ -1,10 +1,10 @@
 """Starts one server under test: ``python -m tests.bench.hosts KIND --credentials FILE [options]``.
 
 KIND is ``reactor`` (reactor.server_host.ServerHost on reactor.loop.EventLoop),
-``asyncio`` (asyncio_host), ``threaded`` (threaded_host) or ``relay``
-(raw_relay, no chat logic). All but the relay host the same sans-I/O
-``ChatServer``; none has a store, so the comparison is the I/O alone. The host
-prints ``listening <port>`` on stdout once it accepts, and stops on SIGTERM.
+``asyncio`` (asyncio_host on the stdlib loop), ``uvloop`` (asyncio_host on
+uvloop), ``threaded`` (threaded_host) or ``relay`` (raw_relay, no chat logic).
+All but the relay host the same sans-I/O ``ChatServer``; none has a store,
+so the comparison is the I/O alone. The host prints ``listening <port>`` on stdout once it accepts, and stops on SIGTERM.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import sys
 
 from .common import load_accounts, raise_open_files_limit
 
-KINDS = ("reactor", "asyncio", "threaded", "relay")
+KINDS = ("reactor", "asyncio", "uvloop", "threaded", "relay")
 
 
 def announce(port: int) -> None:
@@ -62,9 +62,9 @@ def main(argv=None) -> int:
     logic = ChatServer(load_accounts(args.credentials), args.block, args.timeout)
     if args.kind == "reactor":
         serve_reactor(logic, args.port, args.profile)
-    elif args.kind == "asyncio":
+    elif args.kind in ("asyncio", "uvloop"):
         from .asyncio_host import serve
-        serve(logic, args.port, announce)
+        serve(logic, args.port, announce, use_uvloop=args.kind == "uvloop")
     else:
         from .threaded_host import serve
         serve(logic, args.port, announce)
