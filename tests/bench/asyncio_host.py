@@ -19,7 +19,8 @@ import itertools
 import signal
 from typing import Any, Callable
 
-from reactor.chat_server import CancelTimer, ChatServer, Close, Persist, Send, SendBatch, SetTimer, WhenWritable
+from reactor.chat_server import (CancelTimer, ChatServer, Close, LoggedIn, LoginFailed, Persist, Send, SendBatch,
+                                 SetTimer, WhenWritable)
 from reactor.framing import MAX_FRAME, encode
 
 from .common import LISTEN_BACKLOG, MAX_OUTPUT, decode_line
@@ -179,7 +180,7 @@ class AsyncioHost:
             elif kind is Persist:
                 if effect.confirm is not None:  # no store here: stored at once
                     self._apply([effect.confirm])
-            else:
+            elif kind is not LoggedIn and kind is not LoginFailed:   # strangers are not capped here
                 raise TypeError(f"unknown effect {effect!r}")
 
     def abort_all(self) -> None:

@@ -27,7 +27,8 @@ def serve_reactor(logic, port: int, profile: str | None) -> None:
     from reactor.server_host import ServerHost
 
     loop = EventLoop()
-    host = ServerHost(loop, logic)
+    # The load generator logs thousands in at once from one address: no caps on strangers here.
+    host = ServerHost(loop, logic, max_strangers=1 << 30, max_strangers_per_address=1 << 30)
     host.serve("127.0.0.1", port)
     loop.add_signal_handler(signal.SIGTERM, loop.stop)
     announce(host.address[1])
@@ -59,7 +60,8 @@ def main(argv=None) -> int:
         serve(args.port, announce)
         return 0
     from reactor.chat_server import ChatServer
-    logic = ChatServer(load_accounts(args.credentials), args.block, args.timeout)
+    # Each simulated user sends far more than a person would: no per-user rate or quota (the I/O is measured).
+    logic = ChatServer(load_accounts(args.credentials), args.block, args.timeout, rate=None, sender_quota=None)
     if args.kind == "reactor":
         serve_reactor(logic, args.port, args.profile)
     elif args.kind in ("asyncio", "uvloop"):

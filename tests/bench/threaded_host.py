@@ -16,7 +16,8 @@ import threading
 import time
 from typing import Any, Callable
 
-from reactor.chat_server import CancelTimer, ChatServer, Close, Persist, Send, SendBatch, SetTimer
+from reactor.chat_server import (CancelTimer, ChatServer, Close, LoggedIn, LoginFailed, Persist, Send, SendBatch,
+                                 SetTimer, WhenWritable)
 from reactor.framing import MAX_FRAME, encode
 
 from .common import LISTEN_BACKLOG, decode_line
@@ -126,7 +127,12 @@ class ThreadedHost:
                     heapq.heapify(self._heap)
             elif kind is CancelTimer:
                 self._timers.pop(effect.key, None)
-            elif kind is not Persist:
+            elif kind is WhenWritable:   # sendall has waited for room already
+                self._apply(self._logic.writable(effect.conn, time.monotonic()))
+            elif kind is Persist:
+                if effect.confirm is not None:  # no store here: stored at once
+                    self._apply([effect.confirm])
+            elif kind is not LoggedIn and kind is not LoginFailed:   # strangers are not capped here
                 raise TypeError(f"unknown effect {effect!r}")
 
 
