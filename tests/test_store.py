@@ -16,6 +16,19 @@ except ImportError:  # pragma: no cover - only while the chat logic is being wri
     Persist = namedtuple("Persist", "op args")
 
 
+def contents(store):
+    """What ``store`` keeps: blocks, and offline messages as they were given, (id, to, sender, text[, sent]):
+    ``load``'s rows (checked against the texts) with the texts read back by ``texts``."""
+    blocks, offline = store.load()
+    texts = store.texts([row[0] for row in offline])
+    rows = []
+    for mid, to, sender, size, chars, sent in offline:
+        text = texts[mid]
+        assert (size, chars) == (len(text.encode()), len(text))
+        rows.append((mid, to, sender, text) if sent is None else (mid, to, sender, text, sent))
+    return blocks, rows
+
+
 def add(i, to="yoda", sender="hans", text=None):
     return Persist("add_offline", (i, to, sender, text or f"message {i}"))
 
@@ -35,12 +48,12 @@ def fill(store):
 def test_round_trip_through_a_file(tmp_path):
     path = str(tmp_path / "state.db")
     store = Store.open(path)
-    assert store.load() == ([], [])
+    assert contents(store) == ([], [])
     fill(store)
     assert store.commits == 1
     store.close()
     again = Store.open(path)
-    blocks, offline = again.load()
+    blocks, offline = contents(again)
     assert sorted(blocks) == [("leia", "vader"), ("yoda", "vader")]
     assert offline == [(2, "yoda", "luke", "émoji 🚀 and \"quotes\"\nnewline")]
     again.close()
@@ -51,7 +64,7 @@ def test_a_wall_clock_time_is_kept_when_given():
     store.apply(add(1))
     store.apply(Persist("add_offline", (2, "yoda", "hans", "timed", 1764000000.25)))
     store.commit()
-    assert store.load()[1] == [(1, "yoda", "hans", "message 1"), (2, "yoda", "hans", "timed", 1764000000.25)]
+    assert contents(store)[1] == [(1, "yoda", "hans", "message 1"), (2, "yoda", "hans", "timed", 1764000000.25)]
     store.close()
 
 
@@ -60,7 +73,7 @@ def test_offline_messages_load_in_id_order(tmp_path):
     for i in (5, 2, 9, 1):
         store.apply(add(i))
     store.commit()
-    assert [m[0] for m in store.load()[1]] == [1, 2, 5, 9]
+    assert [m[0] for m in contents(store)[1]] == [1, 2, 5, 9]
     store.close()
 
 
@@ -71,7 +84,7 @@ def test_blocking_twice_keeps_one_row_and_unknown_unblock_is_harmless():
     store.apply(Persist("unblock", ("yoda", "hans")))
     store.apply(Persist("del_offline", ((42,),)))
     store.commit()
-    assert store.load() == ([("yoda", "vader")], [])
+    assert contents(store) == ([("yoda", "vader")], [])
     store.close()
 
 
@@ -85,16 +98,16 @@ def test_one_commit_for_everything_applied_since_the_last():
     store.apply(add(101))
     store.commit()
     assert store.commits == 2
-    assert len(store.load()[1]) == 101
+    assert len(contents(store)[1]) == 101
     store.close()
 
 
 def test_memory_forgets_on_close():
     store = Store.open(":memory:")
     fill(store)
-    assert store.load()[1]
+    assert contents(store)[1]
     store.close()
-    assert Store.open(":memory:").load() == ([], [])
+    assert contents(Store.open(":memory:")) == ([], [])
 
 
 def test_files_use_wal_and_the_chosen_synchronous_level(tmp_path):
@@ -130,7 +143,7 @@ def test_uncommitted_changes_are_lost_in_a_crash_and_committed_ones_are_not(tmp_
     )
     subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=coverage_env(), check=True)
     store = Store.open(str(path))
-    assert store.load()[1] == [(1, "yoda", "hans", "kept")]
+    assert contents(store)[1] == [(1, "yoda", "hans", "kept")]
     store.close()
 
 
@@ -143,7 +156,7 @@ def test_close_commits_what_is_pending(tmp_path):
     with pytest.raises(StoreError, match="closed"):
         store.load()
     again = Store.open(path)
-    assert again.load()[1] == [(1, "yoda", "hans", "message 1")]
+    assert contents(again)[1] == [(1, "yoda", "hans", "message 1")]
     again.close()
 
 
@@ -247,7 +260,7 @@ def test_an_empty_file_becomes_a_new_state_file(tmp_path):
     path = tmp_path / "state.db"
     path.touch()
     store = Store.open(str(path))
-    assert store.load() == ([], [])
+    assert contents(store) == ([], [])
     store.close()
 
 
@@ -394,7 +407,7 @@ def test_a_failed_commit_is_never_followed_by_a_successful_one(tmp_path):
     assert store.commits == 0
     store.close()
     again = Store.open(path)
-    assert again.load() == ([], [])
+    assert contents(again) == ([], [])
     again.close()
 
 
@@ -432,13 +445,13 @@ def test_a_store_at_its_cap_refuses_the_transaction_and_keeps_working(tmp_path, 
     with pytest.raises(StoreFull, match="full"):
         store.apply(add(refused, text="x" * 50_000))
     store.commit()   # nothing is pending any more
-    assert store.load() == ([], [add(i, text="x" * 1000).args for i in range(1, refused)])
+    assert contents(store) == ([], [add(i, text="x" * 1000).args for i in range(1, refused)])
     # Deleting frees room: the same message fits now.
     store.apply(Persist("del_offline", (tuple(range(1, 11)),)))
     store.commit()
     store.apply(add(refused, text="x" * 1000))
     store.commit()
-    assert [m[0] for m in store.load()[1]] == list(range(11, refused + 1))
+    assert [m[0] for m in contents(store)[1]] == list(range(11, refused + 1))
     store.close()
 
 
@@ -469,7 +482,7 @@ def test_a_full_commit_is_rolled_back_and_the_next_is_kept(tmp_path):
     store.commit()
     store.close()
     again = Store.open(path)
-    assert again.load() == ([], [add(2).args])
+    assert contents(again) == ([], [add(2).args])
     again.close()
 
 
@@ -481,7 +494,7 @@ def test_a_cap_smaller_than_the_file_keeps_what_is_there_and_refuses_growth(tmp_
     store.commit()
     store.close()
     store = Store.open(path, max_bytes=8192)
-    assert len(store.load()[1]) == 100
+    assert len(contents(store)[1]) == 100
     with pytest.raises(StoreFull):
         store.apply(add(101, text="x" * 10_000))
     store.apply(Persist("del_offline", ((1, 2),)))
