@@ -128,7 +128,7 @@ class Store:
                 if row is not None:
                     found[mid] = row[0]
         except sqlite3.Error as exc:
-            raise self._fail(exc) from None
+            raise self._fail(exc, "read") from None
         return found
 
     # -- writing -------------------------------------------------------
@@ -191,9 +191,9 @@ class Store:
         if self._broken is not None:
             raise StoreError(self._broken)
 
-    def _fail(self, exc: sqlite3.Error) -> StoreError:
+    def _fail(self, exc: sqlite3.Error, doing: str = "write") -> StoreError:
         """Roll the open transaction back; unless it just did not fit, the store is broken from now on."""
-        message = f"Cannot write state file {self.path}: {exc}"
+        message = f"Cannot {doing} state file {self.path}: {exc}"
         full = getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL"
         if not full:
             self._broken = message

@@ -2,6 +2,7 @@
 import dataclasses
 import itertools
 import logging
+import tracemalloc
 
 import pytest
 
@@ -763,6 +764,22 @@ def test_a_big_mailbox_goes_out_a_chunk_per_writable_oldest_first(count, text):
         assert chunk and size - len(encode(chunk[-1])) < MAILBOX_CHUNK * 1.1, size
     assert len(chunks) > 1
     assert w.s.writable(w.conn["yoda"], 0.0) == []   # nothing left to send
+
+
+def test_the_logic_keeps_what_it_needs_of_a_stored_message_but_not_its_text():
+    w = World(rate=None, sender_quota=None)
+    w.login("hans")
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(300):   # straight to the logic: nothing keeps the Persist's text afterwards
+            ChatServer.received(w.s, w.conn["hans"], msg("yoda", f"{i:04d}" + "x" * 3996), 0.0)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 300 * 300, grown   # the texts alone are 300 x 4,000 bytes
+    (first, *_, last) = w.s.stored("yoda")
+    assert (first, last) == ((1, "hans"), (300, "hans"))
 
 
 def test_welcome_and_presence_go_before_the_first_chunk():

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from reactor.store import SCHEMA_VERSION, Store, StoreError, StoreFull
+from reactor.store import SCHEMA_VERSION, MemoryStore, Store, StoreError, StoreFull
 from tests.support import ROOT, coverage_env
 
 try:
@@ -66,6 +66,30 @@ def test_a_wall_clock_time_is_kept_when_given():
     store.commit()
     assert contents(store)[1] == [(1, "yoda", "hans", "message 1"), (2, "yoda", "hans", "timed", 1764000000.25)]
     store.close()
+
+
+def test_load_gives_sizes_not_texts_and_texts_reads_them_also_before_the_commit(tmp_path):
+    store = Store.open(str(tmp_path / "state.db"))
+    fill(store)
+    text = "émoji 🚀 and \"quotes\"\nnewline"
+    assert store.load()[1] == [(2, "yoda", "luke", len(text.encode()), len(text), None)]
+    store.apply(add(7, text="not yet committed"))
+    assert store.texts([7, 2, 1, 99]) == {7: "not yet committed", 2: text}   # 1 was deleted, 99 never kept
+    assert store.texts([]) == {}
+    store.close()
+
+
+def test_the_memory_store_keeps_what_a_state_file_does():
+    memory, sqlite = MemoryStore(), Store.open(":memory:")
+    for store in (memory, sqlite):
+        fill(store)
+        store.apply(Persist("add_offline", (4, "leia", "vader", "timed ✓", 1764000000.25)))
+        store.commit()
+    assert memory.load() == (sorted(sqlite.load()[0]), sqlite.load()[1])
+    assert memory.texts([1, 2, 4]) == sqlite.texts([1, 2, 4])
+    with pytest.raises(StoreError, match="unknown state change"):
+        memory.apply(Persist("drop_everything", ()))
+    sqlite.close()
 
 
 def test_offline_messages_load_in_id_order(tmp_path):
@@ -416,6 +440,9 @@ def test_a_table_that_vanished_under_the_store_is_reported():
     store._conn.execute("DROP TABLE offline")
     with pytest.raises(StoreError, match="Cannot use state file :memory:: no such table: offline"):
         store.load()
+    with pytest.raises(StoreError, match="Cannot read state file :memory:: no such table: offline"):
+        store.texts([1])   # a store that cannot read its messages cannot be trusted to keep them either
+    assert store.broken
     store.close()
 
 

@@ -14,8 +14,10 @@ import os
 import signal
 from typing import Any, Callable
 
-from reactor.chat_server import CancelTimer, ChatServer, Close, Persist, Send, SendBatch, SetTimer
+from reactor.chat_server import CancelTimer, ChatServer, Close, Persist, Send, SendBatch, SendStored, SetTimer
 from reactor.framing import MAX_FRAME, encode
+from reactor.server_host import with_texts
+from reactor.store import MemoryStore
 
 from .common import LISTEN_BACKLOG, MAX_OUTPUT, decode_line
 
@@ -23,6 +25,7 @@ from .common import LISTEN_BACKLOG, MAX_OUTPUT, decode_line
 class AsyncioHost:
     def __init__(self, logic: ChatServer, loop: asyncio.AbstractEventLoop) -> None:
         self._logic = logic
+        self._store = MemoryStore()   # keeps the stored messages' texts, as the reactor host without a file
         self._loop = loop
         self._writers: dict[int, asyncio.StreamWriter] = {}
         self._timers: dict[Any, asyncio.TimerHandle] = {}
@@ -95,7 +98,14 @@ class AsyncioHost:
                 old = self._timers.pop(effect.key, None)
                 if old is not None:
                     old.cancel()
-            elif kind is not Persist:
+            elif kind is SendStored:
+                texts = self._store.texts([frame["id"] for frame in effect.frames])
+                self._apply([SendBatch((effect.conn,), tuple(with_texts(effect.frames, texts)))])
+            elif kind is Persist:
+                self._store.apply(effect)
+                if effect.confirm is not None:
+                    self._apply([effect.confirm])
+            else:
                 raise TypeError(f"unknown effect {effect!r}")
 
 
