@@ -61,6 +61,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+import sys
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -287,6 +288,7 @@ class ChatServer:
             self._blocks.setdefault(blocker, set()).add(blocked)
             self._blockers.setdefault(blocked, set()).add(blocker)
         for mid, to, sender, size, chars, sent in sorted(offline, key=lambda r: r[0]):
+            sender = sys.intern(sender)   # one string per sender, not one per message
             self._offline.setdefault(to, {})[mid] = (sender, size, _wire_bytes(size, chars), sent)
             self._kept_by[sender] = self._kept_by.get(sender, 0) + _stored_size(size)
             self._next_id = max(self._next_id, mid + 1)

@@ -12,6 +12,7 @@ import sqlite3
 from typing import Any, Iterable
 
 SCHEMA_VERSION = 1
+_IDS_PER_QUERY = 500   # ids read in one query (SQLite allows 999 parameters or more)
 MEMORY = ":memory:"
 SYNCHRONOUS = ("FULL", "NORMAL")
 
@@ -120,13 +121,13 @@ class Store:
     def texts(self, ids: Iterable[int]) -> dict[int, str]:
         """The texts of those offline messages ``ids`` that are kept, by id; the open transaction's too."""
         self._check()
-        found = {}
+        ids = list(ids)
+        found: dict[int, str] = {}
         try:
-            execute = self._conn.execute
-            for mid in ids:
-                row = execute("SELECT text FROM offline WHERE id = ?", (mid,)).fetchone()
-                if row is not None:
-                    found[mid] = row[0]
+            for start in range(0, len(ids), _IDS_PER_QUERY):
+                some = ids[start:start + _IDS_PER_QUERY]
+                found.update(self._conn.execute(
+                    f"SELECT id, text FROM offline WHERE id IN ({', '.join('?' * len(some))})", some))
         except sqlite3.Error as exc:
             raise self._fail(exc, "read") from None
         return found

@@ -79,6 +79,14 @@ def test_load_gives_sizes_not_texts_and_texts_reads_them_also_before_the_commit(
     store.close()
 
 
+def test_texts_reads_more_ids_than_one_query_takes():
+    store = Store.open(":memory:")
+    for i in range(1, 1202):
+        store.apply(add(i))
+    assert store.texts(range(1, 1203)) == {i: f"message {i}" for i in range(1, 1202)}
+    store.close()
+
+
 def test_the_memory_store_keeps_what_a_state_file_does():
     memory, sqlite = MemoryStore(), Store.open(":memory:")
     for store in (memory, sqlite):
