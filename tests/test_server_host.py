@@ -8,7 +8,7 @@ import types
 
 from reactor.chat_server import ChatServer
 from reactor.loop import EventLoop
-from reactor.server_host import FailureLog, ServerHost
+from reactor.server_host import FailureLog, ServerHost, with_texts
 from reactor.store import Store
 from tests.test_chat_server import ACCOUNTS
 
@@ -135,6 +135,12 @@ def test_without_a_store_stored_messages_reach_their_reader_with_their_texts():
     assert [f["type"] for f in yoda.got] == ["hello", "username_ok", "welcome", "message", "pong"]
     assert messages(yoda) == [{"type": "message", "from": "hans", "text": "kept in memory", "id": 1}]
     loop.close()
+
+
+def test_a_stored_message_whose_text_is_gone_from_the_store_is_left_out_and_logged(caplog):
+    frames = ({"type": "message", "from": "hans", "id": 1}, {"type": "message", "from": "luke", "id": 2})
+    assert with_texts(frames, {2: ""}) == [{"type": "message", "from": "luke", "id": 2, "text": ""}]
+    assert "stored message 1 has no text in the store: not sent" in caplog.text
 
 
 class FullForLuke:
