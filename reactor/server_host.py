@@ -133,7 +133,7 @@ class ServerHost:
         self._listener: Listener | None = None
         self._held: list[Send | SendBatch | Close | WhenWritable | Persist] = []   # waiting for the commit
         self._turn: list[Persist] = []        # the changes of the open transaction
-        self._kept: dict[int, str] = {}       # the texts of the messages it keeps, by id
+        self._kept: dict[int, str] = {}       # the texts of the messages it adds, by id, until its commit
         self._full = False                    # the store refused this turn's transaction
         self._dirty = False                   # the store has uncommitted changes
         self._stopping = False
