@@ -36,6 +36,10 @@ from .common import password, raise_open_files_limit
 RECV_SIZE = 256 * 1024
 TEXT = "the quick brown fox jumps over the lazy dog"  # the payload of a relayed message
 TICK = 0.001  # seconds between paced sends in the latency workload
+# Clients connect from many loopback source addresses: the server admits only so many strangers per address,
+# and one source address has only ~28,000 ephemeral ports toward one server port.
+SOURCE_ADDRESSES = 250
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # pick the port at connect, per peer
 ACTIVITY = encode({"type": "activity"})
 
 # client states
@@ -67,6 +71,8 @@ class Client:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((f"127.0.1.{1 + self.index % SOURCE_ADDRESSES}", 0))
         self.sock = sock
         err = sock.connect_ex(address)
         if err not in (0, errno.EINPROGRESS):
