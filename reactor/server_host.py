@@ -8,7 +8,8 @@ a big mailbox by its reader: the host calls ``writable`` once the stream has
 room (``Stream.when_drained``). Durable effects go to an optional store, and
 once one has, every send, close and WhenWritable waits until the store has
 committed (``_commit``, run before the loop sleeps: one transaction per loop
-turn).
+turn). Before that the host ends the logic's turn (``end_turn``), so the
+logins and logouts of a turn reach each user in one presence frame.
 
 A turn the store cannot keep because it is full (``StoreFull``: the store
 rolled the transaction back) is not a reason to stop: its messages are refused
@@ -122,6 +123,7 @@ class ServerHost:
         self._failures = FailureLog()
         self._failure_interval = failure_log_interval
         self._failure_timer: TimerHandle | None = None
+        loop.add_before_sleep(self._end_turn)   # first: its notices may wait for the commit
         if store is not None:
             loop.add_before_sleep(self._commit)
 
@@ -286,6 +288,11 @@ class ServerHost:
             stream = get(conn)
             if stream is not None:
                 stream.write(data)
+
+    def _end_turn(self) -> None:
+        """Before the loop sleeps: the turn's presence notices, one frame per user (``ChatServer.end_turn``)."""
+        if not self._stopping:
+            self._apply(self._logic.end_turn(self._loop.time()))
 
     def _commit(self) -> None:
         """Before the loop sleeps: make this iteration's changes durable, then release what waited."""
