@@ -6,7 +6,8 @@ commands as JSON lines on stdin, answering each with one JSON line on stdout
 once it is done. ``LoadGenerators`` starts several workers (one per core
 helps) and fans commands out to them; the runner drives it.
 
-Clients log in as a person's client would (hello, username, password, each
+Clients speak protocol version 2 (presence frames list users) and log in as
+a person's client would (hello, username, password, each
 waiting for its answer, then ``listen``). User ``2k`` and ``2k+1`` are
 partners, always in the same worker. Against the raw relay a client sends
 ``{"type":"relay","pair":k}`` instead and waits for the relay's welcome.
@@ -93,7 +94,7 @@ class Client:
             self.write(encode({"type": "relay", "pair": self.index // 2}))
         else:
             self.state = HELLO
-            self.write(encode({"type": "hello", "version": 1}))
+            self.write(encode({"type": "hello", "version": 2}))
 
     # -- I/O -----------------------------------------------------------
 
@@ -317,7 +318,12 @@ class Generator:
         return lambda: {"lines": self.lines, "lost": self.lost, "lost_reasons": self.lost_reasons}
 
     def _count(self, client: Client, data: bytes) -> None:
-        self.lines += data.count(b"\n")
+        """Presence notices, one per user: a version 2 frame lists them, ``"presence","users":["a","b"]``,
+        so it holds one ``","`` per user (the names are userN); other lines count one each."""
+        if b'"users"' in data:
+            self.lines += data.count(b'","') + data.count(b"\n") - data.count(b'"users"')
+        else:
+            self.lines += data.count(b"\n")
 
     def ready_clients(self) -> list[Client]:
         return [client for client in self.clients if client.state == READY]
