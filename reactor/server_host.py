@@ -8,7 +8,9 @@ a big mailbox by its reader: the host calls ``writable`` once the stream has
 room (``Stream.when_drained``). Durable effects go to the store (without a
 state file, a ``MemoryStore``), and once one has, every send, close and
 WhenWritable waits until the store has committed (``_commit``, run before the
-loop sleeps: one transaction per loop turn).
+loop sleeps: one transaction per loop turn). Before that the host ends the
+logic's turn (``end_turn``), so the logins and logouts of a turn reach each
+user in one presence frame.
 
 Stored messages (``SendStored``) get their texts from the store where the
 effect is carried out, before any later effect: from the open transaction's
@@ -144,6 +146,10 @@ class ServerHost:
         self._failures = FailureLog()
         self._failure_interval = failure_log_interval
         self._failure_timer: TimerHandle | None = None
+        self._telling_since: float | None = None   # when the last turn that told presence began
+        self._quiet_until = 0.0                    # no presence told before this (see _end_turn)
+        self._wake: TimerHandle | None = None
+        loop.add_before_sleep(self._end_turn)   # first: its notices may wait for the commit
         loop.add_before_sleep(self._commit)
 
     @property
@@ -316,6 +322,31 @@ class ServerHost:
             stream = get(conn)
             if stream is not None:
                 stream.write(data)
+
+    def _end_turn(self) -> None:
+        """Before the loop sleeps: the turn's presence notices, one frame per user (``ChatServer.end_turn``).
+
+        Telling everyone costs a write to each; a login storm would spend every turn on it. So after a
+        turn that told presence, as long again passes before the next is told (at most half the time
+        goes to it, and the logins between join one frame); the logic still puts a user's pending
+        notices before any other frame to it."""
+        if self._stopping:
+            return
+        now = self._loop.time()
+        if self._telling_since is not None:
+            self._quiet_until = now + (now - self._telling_since)
+            self._telling_since = None
+        if now < self._quiet_until:
+            if self._wake is None:   # make sure the loop comes round to tell them
+                self._wake = self._loop.call_at(self._quiet_until, self._woken)
+            return
+        effects = self._logic.end_turn(now)
+        if effects:
+            self._telling_since = now
+            self._apply(effects)
+
+    def _woken(self) -> None:
+        self._wake = None
 
     def _commit(self) -> None:
         """Before the loop sleeps: make this iteration's changes durable, then release what waited."""

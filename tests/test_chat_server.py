@@ -92,20 +92,21 @@ class World:
         self._ids = itertools.count(1)
         self.conn = {}   # user -> conn of its last login
 
-    def connect(self, now=0.0, hello=True):
+    def connect(self, now=0.0, hello=True, version=1):
         conn = next(self._ids)
         assert self.s.connected(conn, now) == [SetTimer(("login", conn), now + min(self.timeout, MAX_LOGIN_TIME))]
         if hello:
-            assert self.s.received(conn, HELLO, now) == [Send((conn,), HELLO)]
+            hello = {"type": "hello", "version": version}
+            assert self.s.received(conn, hello, now) == [Send((conn,), hello)]
         return conn
 
     @property
     def timeout(self):
         return self.s._timeout
 
-    def login(self, user, now=0.0, listen=True):
+    def login(self, user, now=0.0, listen=True, version=1):
         """Log ``user`` in on a new connection; returns the effects of the password frame."""
-        conn = self.connect(now)
+        conn = self.connect(now, version=version)
         assert self.s.received(conn, {"type": "username", "username": user}, now) == \
             [Send((conn,), {"type": "username_ok"})]
         effects = self.s.received(conn, {"type": "password", "password": ACCOUNTS[user]}, now)
@@ -162,17 +163,19 @@ def test_connecting_arms_the_login_deadline(w):
     assert w.s.connected(7, 5.0) == [SetTimer(("login", 7), 5.0 + TIMEOUT)]
 
 
-def test_hello_version_1_is_answered(w):
+@pytest.mark.parametrize("version", [1, 2])
+def test_hello_versions_1_and_2_are_answered_in_kind(w, version):
     conn = w.connect(hello=False)
-    assert w.s.received(conn, {"type": "hello", "version": 1, "extra": "ignored"}, 0.0) == [Send((conn,), HELLO)]
+    assert w.s.received(conn, {"type": "hello", "version": version, "extra": "ignored"}, 0.0) == [
+        Send((conn,), {"type": "hello", "version": version})]
 
 
-@pytest.mark.parametrize("version", [2, 0, "1", 1.0, True, None, [1]])
+@pytest.mark.parametrize("version", [3, 0, "1", 1.0, True, None, [1]])
 def test_another_version_is_refused_and_closed(w, version):
     conn = w.connect(hello=False)
     frame = {"type": "hello"} if version is None else {"type": "hello", "version": version}
     effects = w.s.received(conn, frame, 1.0)
-    assert effects == [Send((conn,), error("version", version=1)), Close(conn), CancelTimer(("login", conn))]
+    assert effects == [Send((conn,), error("version", version=2)), Close(conn), CancelTimer(("login", conn))]
     assert w.s.received(conn, HELLO, 1.0) == []      # forgotten once closed
     assert w.s.disconnected(conn, 1.0) == []
 
@@ -483,9 +486,9 @@ def test_a_batch_of_timeouts_is_announced_without_what_blockers_hide(w):
     c = w.conn
     gone = lambda user: {"type": "presence", "user": user, "online": False}
     effects = w.s.timers_fired([("idle", c[u]) for u in ("yoda", "hans", "luke")], TIMEOUT)
-    assert [e for e in effects if type(e) is SendBatch] == [
+    assert [e for e in effects if type(e) is SendBatch or type(e) is Send and e.frame["type"] == "presence"] == [
         SendBatch((c["vader"],), (gone("yoda"), gone("hans"), gone("luke"))),
-        SendBatch((c["leia"],), (gone("hans"),))]
+        Send((c["leia"],), gone("hans"))]
 
 
 def test_activity_costs_no_timer_effects_and_a_stale_timer_re_arms(w):
@@ -1336,3 +1339,137 @@ def test_logins_failures_lockouts_and_logouts_are_logged_without_passwords(caplo
     assert "wrong password for vader" in text and "locked" in text
     for secret in ("guess1", "guess2", "guess3", "falcon*solo", "not-a-user-but-a-password"):
         assert secret not in text
+
+
+# -- presence in turns (protocol version 2) --------------------------------------
+
+def got(effects, conn):
+    """Every frame ``effects`` send to ``conn``, batches included, in order."""
+    frames = []
+    for e in effects:
+        if type(e) is Send and conn in e.conns:
+            frames.append(e.frame)
+        elif type(e) is SendBatch and conn in e.conns:
+            frames += e.frames
+    return frames
+
+
+def came(*users, online=True):
+    return {"type": "presence", "users": list(users), "online": online}
+
+
+def v1(user, online=True):
+    return {"type": "presence", "user": user, "online": online}
+
+
+def in_turns(**kw):
+    w = World(**kw)
+    assert w.s.end_turn(0.0) == []   # the host ends turns from now on
+    return w
+
+
+def test_without_turns_a_v2_user_hears_of_each_login_at_once_in_a_list():
+    w = World()
+    w.login("yoda", version=2)
+    assert w.to(w.login("hans"), "yoda") == [came("hans")]
+
+
+def test_in_turns_the_logins_of_a_turn_reach_a_v2_user_in_one_frame_and_a_v1_user_one_frame_each():
+    w = in_turns()
+    w.login("yoda", version=2)
+    w.login("luke")
+    w.s.end_turn(0.0)
+    effects = w.login("hans") + w.login("leia", version=2)
+    assert got(effects, w.conn["yoda"]) == got(effects, w.conn["luke"]) == []   # nothing before the turn ends
+    effects = w.s.end_turn(0.0)
+    assert got(effects, w.conn["yoda"]) == [came("hans", "leia")]
+    assert got(effects, w.conn["luke"]) == [v1("hans"), v1("leia")]
+    assert got(effects, w.conn["hans"]) == [v1("leia")]     # it came after hans
+    assert got(effects, w.conn["leia"]) == []
+    assert [e for e in effects if w.conn["yoda"] in e.conns] == [Send((w.conn["yoda"],), came("hans", "leia"))]
+    assert w.s.end_turn(0.0) == []
+
+
+def test_in_turns_logins_and_logouts_keep_their_order_in_runs():
+    w = in_turns()
+    w.login("yoda", version=2)
+    w.login("vader")
+    w.s.end_turn(0.0)
+    w.login("hans")
+    w.login("luke")
+    w.send("hans", {"type": "logout"})
+    w.login("leia")
+    effects = w.s.end_turn(0.0)
+    assert got(effects, w.conn["yoda"]) == [came("hans", "luke"), came("hans", online=False), came("leia")]
+    assert got(effects, w.conn["vader"]) == [v1("hans"), v1("luke"), v1("hans", False), v1("leia")]
+
+
+def test_in_turns_a_pending_notice_goes_before_any_later_frame_to_its_recipient():
+    w = in_turns()
+    w.login("yoda", version=2)
+    w.s.end_turn(0.0)
+    w.login("hans")
+    assert got(w.send("hans", msg("yoda", "hi")), w.conn["yoda"]) == [
+        came("hans"), {"type": "message", "from": "hans", "text": "hi"}]
+    assert got(w.send("hans", {"type": "logout"}), w.conn["yoda"]) == []
+    assert got(w.s.end_turn(0.0), w.conn["yoda"]) == [came("hans", online=False)]
+
+
+def test_in_turns_a_reply_to_the_recipient_itself_waits_for_its_notices():
+    w = in_turns()
+    w.login("yoda", version=2)
+    w.s.end_turn(0.0)
+    w.login("hans")
+    assert got(w.send("yoda", {"type": "whoelse"}), w.conn["yoda"]) == [
+        came("hans"), {"type": "users", "names": ["hans"]}]
+    assert got(w.s.end_turn(0.0), w.conn["yoda"]) == []
+
+
+def test_in_turns_a_user_leaving_is_told_what_it_is_owed_before_its_bye():
+    w = in_turns(timeout=10.0)
+    w.login("yoda", version=2)
+    w.s.end_turn(0.0)
+    w.login("hans", now=5.0)
+    assert got(w.send("yoda", {"type": "logout"}, 5.0), w.conn["yoda"]) == [
+        came("hans"), {"type": "bye", "reason": "logout"}]
+    w.login("yoda", now=6.0, version=2)
+    w.s.end_turn(6.0)
+    w.login("luke", now=6.0)
+    effects = w.s.timers_fired([("idle", w.conn["yoda"]), ("idle", w.conn["hans"])], 20.0)
+    assert got(effects, w.conn["yoda"]) == [came("luke"), {"type": "bye", "reason": "timeout"}]
+
+
+def test_in_turns_a_user_is_not_told_of_logins_by_users_who_blocked_it():
+    w = in_turns()
+    for user in ("yoda", "vader"):
+        w.login(user, version=2)
+    w.login("hans")
+    w.send("hans", {"type": "block", "user": "yoda"})
+    w.send("hans", {"type": "logout"})
+    w.s.end_turn(0.0)
+    w.login("hans")
+    w.login("luke")
+    w.send("hans", {"type": "unblock", "user": "yoda"})   # too late for the login it hid
+    effects = w.s.end_turn(0.0)
+    assert got(effects, w.conn["yoda"]) == [came("luke")]
+    assert got(effects, w.conn["vader"]) == [came("hans", "luke")]
+
+
+def test_shutdown_tells_the_turns_notices_before_the_bye():
+    w = in_turns()
+    w.login("yoda", version=2)
+    w.s.end_turn(0.0)
+    w.login("hans")
+    assert got(w.s.shutdown(0.0), w.conn["yoda"]) == [came("hans"), {"type": "bye", "reason": "shutdown"}]
+
+
+def test_in_turns_a_pending_notice_goes_before_the_stored_messages_sent_after_it():
+    w, texts = big_mailbox(30, EMOJI * 4096)
+    assert w.s.end_turn(0.0) == []
+    w.login("yoda", version=2)
+    w.s.end_turn(0.0)
+    w.login("leia")
+    w.send("leia", msg("yoda", "hi, just in"))          # stored behind yoda's mailbox on its way
+    frames = w.to(w.s.writable(w.conn["yoda"], 0.0), "yoda")
+    assert frames[0] == came("leia")                    # before the stored messages, her own among them
+    assert got(w.s.end_turn(0.0), w.conn["yoda"]) == []   # told once
