@@ -33,7 +33,7 @@ class AsyncioHost:
         conn = next(self._ids)
         self._writers[conn] = writer
         logic, loop = self._logic, self._loop
-        self._apply(logic.connected(conn, loop.time()))
+        self._apply(logic.connected(conn, loop.time(), writer.get_extra_info("peername")[0]))
         try:
             while conn in self._writers and not writer.is_closing():
                 try:
