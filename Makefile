@@ -1,5 +1,6 @@
 # make run-server / make run-client run the product (standard library only).
 # make test sets up .venv with the pinned dev tools, then runs the suite with coverage.
+# make bench / make bench-quick also install the pinned bench-only tools (tests/bench/requirements.txt).
 PYTHON ?= python3
 VENV   := .venv
 VPY    := $(VENV)/bin/python
@@ -10,6 +11,7 @@ TIMEOUT ?= 300
 CREDENTIALS ?= credentials.txt
 STATE  ?= chat-state.db
 ARGS   ?=
+BENCH_ARGS ?=
 
 .PHONY: run-server run-client test coverage bench bench-quick clean
 
@@ -38,12 +40,17 @@ coverage: test
 	$(VPY) -m coverage html
 	@echo "HTML report: htmlcov/index.html"
 
-bench: $(VENV)/.installed
-	$(VPY) -m tests.bench.run
+# The bench's peers (miniircd, uvloop) and plotting library go into the same venv, only for the bench.
+$(VENV)/.bench-installed: tests/bench/requirements.txt $(VENV)/.installed
+	$(VPY) -m pip install --quiet --disable-pip-version-check -r tests/bench/requirements.txt
+	touch $@
 
-bench-quick: $(VENV)/.installed
-	$(VPY) -m tests.bench.run --quick
+bench: $(VENV)/.bench-installed
+	$(VPY) -m tests.bench.run $(BENCH_ARGS)
+
+bench-quick: $(VENV)/.bench-installed
+	$(VPY) -m tests.bench.run --quick $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .coverage .coverage.* htmlcov .pytest_cache
+	rm -rf $(VENV) .coverage .coverage.* htmlcov .pytest_cache bench-results
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

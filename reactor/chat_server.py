@@ -6,6 +6,9 @@ connections, calls one method per event with the current monotonic time
 
 - ``Send``: one frame to one or many connections (encode it once);
   ``SendBatch``: several frames, in order, to each of many connections;
+  ``SendStored``: stored messages to one connection, in order, each frame
+  without its ``text``: the host reads the texts from its store (the logic
+  keeps only what it needs to know of a stored message: sender, sizes, time);
 - ``Close``: close a connection once what was sent to it is flushed;
 - ``SetTimer`` / ``CancelTimer``: (re)arm or drop a named timer; when it
   comes due the host calls ``timer_fired(key, now)``;
@@ -28,7 +31,7 @@ of bad frames: at ``max_bad_frames`` it is closed. Whether a name is online
 is told only to whoever gives its right password.
 
 Stored messages go out paced by the reader: at login the first chunk of them
-(about ``MAILBOX_CHUNK`` bytes), then one more chunk per ``writable``. A
+(about ``MAILBOX_CHUNK`` bytes, one ``SendStored``), then one more chunk per ``writable``. A
 connection keeps a cursor (the ids still to send); while it is not empty, a
 message to that user is stored behind them rather than sent at once, so no
 live message overtakes a stored one.
@@ -58,6 +61,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+import sys
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -65,7 +69,7 @@ from typing import Any, Callable, Iterable
 from .text import CONTROL
 from .timer_effects import CancelTimer, SetTimer
 
-__all__ = ["Send", "SendBatch", "Close", "SetTimer", "CancelTimer", "Persist", "WhenWritable", "LoggedIn",
+__all__ = ["Send", "SendBatch", "SendStored", "Close", "SetTimer", "CancelTimer", "Persist", "WhenWritable", "LoggedIn",
            "LoginFailed", "ChatServer", "PROTOCOL_VERSION", "MAX_LOGIN_FAILURES", "MAX_LOGIN_TIME", "MAILBOX_CHUNK",
            "RATE", "BURST", "RATE_UNIT", "SENDER_QUOTA", "STORED_OVERHEAD"]
 
@@ -96,6 +100,14 @@ class Send:
 class SendBatch:
     """Several frames, in order, to each of these connections: encoded once, one write each."""
     conns: tuple[int, ...]
+    frames: tuple[dict, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SendStored:
+    """Stored messages to this connection, in order: each frame is whole but for its ``text``, which the host
+    reads from its store by the frame's ``id`` (the store sees the changes it has not committed yet)."""
+    conn: int
     frames: tuple[dict, ...]
 
 
@@ -202,11 +214,17 @@ def _bad_type(field: str, what: str) -> str:
 
 
 def _wire_size(text: str) -> int:
-    """About the bytes of ``text`` in a frame: JSON escapes each non-ASCII character as ``\\uXXXX``
-    (6 bytes), or two of them (12) beyond the BMP; 4 x UTF-8 bytes - 3 x characters is close to both."""
+    """About the bytes of ``text`` in a frame (see ``_wire_bytes``)."""
     if text.isascii():
         return len(text)
-    return 4 * len(text.encode("utf-8", "surrogatepass")) - 3 * len(text)
+    return _wire_bytes(len(text.encode("utf-8", "surrogatepass")), len(text))
+
+
+def _wire_bytes(size: int, chars: int) -> int:
+    """About the bytes in a frame of a text of ``size`` UTF-8 bytes and ``chars`` characters: JSON escapes
+    each non-ASCII character as ``\\uXXXX`` (6 bytes), or two of them (12) beyond the BMP; 4 x UTF-8
+    bytes - 3 x characters is close to both, and exact for ASCII."""
+    return 4 * size - 3 * chars
 
 
 def _cost(text: str) -> int:
@@ -214,9 +232,9 @@ def _cost(text: str) -> int:
     return max(1, -(-_wire_size(text) // RATE_UNIT))
 
 
-def _stored_size(text: str) -> int:
-    """What a kept message counts against its sender's quota."""
-    return STORED_OVERHEAD + len(text.encode("utf-8", "surrogatepass"))
+def _stored_size(size: int) -> int:
+    """What a kept message of ``size`` UTF-8 bytes counts against its sender's quota."""
+    return STORED_OVERHEAD + size
 
 
 # -- the state machine ------------------------------------------------------
@@ -232,7 +250,9 @@ class ChatServer:
                  wall_offset: float | None = None,
                  rate: float | None = RATE, burst: int = BURST,
                  sender_quota: int | None = SENDER_QUOTA) -> None:
-        """``blocks``: (blocker, blocked) pairs; ``offline``: stored (id, to, sender, text[, sent]).
+        """``blocks``: (blocker, blocked) pairs; ``offline``: the stored messages as (id, to, sender, size,
+        chars, sent): their texts' UTF-8 bytes and characters (the texts stay in the host's store), and
+        when they were sent (or None).
 
         ``rate``/``burst``: each user's token bucket (None: no rate limit);
         ``sender_quota``: bytes a user may have kept for others (None: no quota).
@@ -258,7 +278,8 @@ class ChatServer:
         self._locked_until: dict[str, float] = {}
         self._blocks: dict[str, set[str]] = {}       # blocker -> the users it blocked
         self._blockers: dict[str, set[str]] = {}     # blocked -> the users who blocked it
-        self._offline: dict[str, dict[int, tuple[str, str, float | None]]] = {}  # to -> id -> (sender, text, sent)
+        # to -> id -> (sender, size, wire, sent): the text's UTF-8 bytes and about its bytes on the wire
+        self._offline: dict[str, dict[int, tuple[str, int, int, float | None]]] = {}
         self._requests: dict[tuple[str, str], _Request] = {}  # (requester, target) -> request
         self._next_id = 1
         self._shut = False
@@ -270,10 +291,10 @@ class ChatServer:
         for blocker, blocked in blocks:
             self._blocks.setdefault(blocker, set()).add(blocked)
             self._blockers.setdefault(blocked, set()).add(blocker)
-        for row in sorted(offline, key=lambda r: r[0]):
-            mid, to, sender, text = row[:4]
-            self._offline.setdefault(to, {})[mid] = (sender, text, row[4] if len(row) > 4 else None)
-            self._kept_by[sender] = self._kept_by.get(sender, 0) + _stored_size(text)
+        for mid, to, sender, size, chars, sent in sorted(offline, key=lambda r: r[0]):
+            sender = sys.intern(sender)   # one string per sender, not one per message
+            self._offline.setdefault(to, {})[mid] = (sender, size, _wire_bytes(size, chars), sent)
+            self._kept_by[sender] = self._kept_by.get(sender, 0) + _stored_size(size)
             self._next_id = max(self._next_id, mid + 1)
         self._commands: dict[str, Callable[[_Conn, dict, float], list]] = {
             "message": self._message,
@@ -312,9 +333,9 @@ class ChatServer:
         """The bytes ``sender`` has kept for others, as its quota counts them."""
         return self._kept_by.get(sender, 0)
 
-    def stored(self, user: str) -> list[tuple[int, str, str]]:
-        """The messages kept for ``user``, oldest first, as (id, sender, text)."""
-        return [(mid, s, t) for mid, (s, t, _) in self._offline.get(user, {}).items()]
+    def stored(self, user: str) -> list[tuple[int, str]]:
+        """The messages kept for ``user``, oldest first, as (id, sender)."""
+        return [(mid, meta[0]) for mid, meta in self._offline.get(user, {}).items()]
 
     # -- events ------------------------------------------------------------
 
@@ -618,8 +639,8 @@ class ChatServer:
 
     def _unkeep(self, queue: dict, mid: int) -> bool:
         """Forget the kept message ``mid`` of ``queue`` and give its bytes back to its sender's quota."""
-        sender, text, _ = queue.pop(mid)
-        left = self._kept_by[sender] - _stored_size(text)
+        sender, size, _, _ = queue.pop(mid)
+        left = self._kept_by[sender] - _stored_size(size)
         if left:
             self._kept_by[sender] = left
         else:
@@ -717,19 +738,20 @@ class ChatServer:
         (or, once the last is out, the pongs that waited for it)."""
         queue = self._offline.get(c.user, {})   # type: ignore[arg-type]
         mailbox = c.mailbox
-        effects: list = []
+        frames: list[dict] = []
         size = 0
         while mailbox and size < MAILBOX_CHUNK:
             mid = mailbox.popleft()
             stored = queue.get(mid)
             if stored is None:   # acknowledged meanwhile
                 continue
-            sender, text, sent = stored
-            frame = {"type": "message", "from": sender, "text": text, "id": mid}
+            sender, _, wire, sent = stored
+            frame = {"type": "message", "from": sender, "id": mid}
             if sent is not None:
                 frame["sent"] = sent
-            effects.append(Send((c.id,), frame))
-            size += _FRAME_OVERHEAD + _wire_size(sender) + _wire_size(text)
+            frames.append(frame)
+            size += _FRAME_OVERHEAD + _wire_size(sender) + wire
+        effects: list = [SendStored(c.id, tuple(frames))] if frames else []
         if mailbox:
             effects.append(WhenWritable(c.id))
         elif c.pongs:
@@ -773,7 +795,8 @@ class ChatServer:
         queue = self._offline.get(to, _NO_QUEUE)
         if len(queue) >= self._queue_cap:
             return self._reply(c, _error("queue_full", user=to))
-        size = _stored_size(text)
+        utf8 = len(text.encode("utf-8", "surrogatepass"))
+        size = _stored_size(utf8)
         kept = self._kept_by.get(sender, 0)   # type: ignore[arg-type]
         if self._sender_quota is not None and kept + size > self._sender_quota:
             return self._reply(c, _error("quota_exceeded", quota=self._sender_quota))
@@ -785,12 +808,13 @@ class ChatServer:
         self._kept_by[sender] = kept + size   # type: ignore[index]
         mid = self._next_id
         self._next_id += 1
+        wire = _wire_bytes(utf8, len(text))
         if self._wall_offset is None:
-            queue[mid] = (sender, text, None)
+            queue[mid] = (sender, utf8, wire, None)
             row: tuple = (mid, to, sender, text)
         else:
             sent = now + self._wall_offset
-            queue[mid] = (sender, text, sent)
+            queue[mid] = (sender, utf8, wire, sent)
             row = (mid, to, sender, text, sent)
         if target is not None:   # online, its stored messages still on their way: this one goes behind them
             target.mailbox.append(mid)

@@ -135,15 +135,18 @@ class _Layout:
             part = shown(unit)
             parts.append(" " + part if char_width(part[0]) == 0 else part)  # a mark needs a base
             starts.append(starts[-1] + len(parts[-1]))
-        self.text = "".join(parts)
         row = col = 0
         places = []
-        for char in self.text:
+        out = []
+        for char in "".join(parts):
             width = char_width(char)
-            if width and col + width > cols and col > 0:   # wraps before it, as terminals do
+            if width and col + width > cols and col > 0:   # wraps before it, as terminals do,
+                out.append(" " * (cols - col))             # over a gap written blank: nothing stale shows
                 row, col = row + 1, 0
             places.append((row, col))
+            out.append(char)
             col += width
+        self.text = "".join(out)
         # Text that fills the last column leaves the terminal's cursor there with a pending
         # wrap; the redraw writes a space and a carriage return to take it to the next row.
         self.at_margin = col >= cols and bool(self.text)

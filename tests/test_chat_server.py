@@ -2,12 +2,14 @@
 import dataclasses
 import itertools
 import logging
+import tracemalloc
 
 import pytest
 
 from reactor.chat_server import (MAILBOX_CHUNK, MAX_LOGIN_TIME, CancelTimer, ChatServer, Close, LoggedIn, LoginFailed,
-                                  Persist, Send, SendBatch, SetTimer, WhenWritable)
+                                  Persist, Send, SendBatch, SendStored, SetTimer, WhenWritable)
 from reactor.framing import encode
+from reactor.store import MemoryStore
 
 ACCOUNTS = {"hans": "falcon*solo", "yoda": "wise@!man", "vader": "sithlord**", "luke": "jedi*knight",
             "leia": "princess~"}
@@ -18,15 +20,27 @@ HELLO = {"type": "hello", "version": 1}
 
 # -- helpers -----------------------------------------------------------------
 
-def sends(effects):
-    """The Sends in ``effects``, a stored change's confirmation in its place."""
-    return [e.confirm if type(e) is Persist else e for e in effects
-            if type(e) is Send or type(e) is Persist and e.confirm is not None]
+def sends(effects, store=None):
+    """The Sends in ``effects``, a stored change's confirmation in its place, and a SendStored as one Send
+    per message, its text read from ``store`` as a host does (each one must be there)."""
+    out = []
+    for e in effects:
+        if type(e) is Send:
+            out.append(e)
+        elif type(e) is Persist and e.confirm is not None:
+            out.append(e.confirm)
+        elif type(e) is SendStored:
+            assert store is not None, "a SendStored needs the store that keeps the texts"
+            texts = store.texts([f["id"] for f in e.frames])
+            assert sorted(texts) == sorted(f["id"] for f in e.frames), "a stored message is not in the store"
+            out += [Send((e.conn,), {**f, "text": texts[f["id"]]}) for f in e.frames]
+    return out
 
 
-def frames_to(effects, conn):
-    """The frames ``effects`` send to ``conn``, in order (a change's confirmation counted as sent)."""
-    return [e.frame for e in sends(effects) if conn in e.conns]
+def frames_to(effects, conn, store=None):
+    """The frames ``effects`` send to ``conn``, in order (a change's confirmation counted as sent; stored
+    messages with their texts from ``store``)."""
+    return [e.frame for e in sends(effects, store) if conn in e.conns]
 
 
 def stored_reply(conn, to):
@@ -46,14 +60,35 @@ def error(code, **fields):
     return {"type": "error", "code": code, **fields}
 
 
+class Keeping(ChatServer):
+    """The logic and a store, as a host keeps one: each change ``received`` returns is applied to ``store``."""
+
+    def __init__(self, store, *args, **kw):
+        super().__init__(*args, **kw)
+        self.store = store
+
+    def received(self, conn, frame, now):
+        effects = super().received(conn, frame, now)
+        for effect in effects:
+            if type(effect) is Persist:
+                self.store.apply(effect)
+        return effects
+
+
 class World:
-    """One ChatServer and quick ways to connect, log in and send as a user."""
+    """One ChatServer (with the store that keeps its messages' texts) and quick ways to connect, log in and
+    send as a user. ``offline``: stored messages as the store keeps them, (id, to, sender, text[, sent])."""
 
     def __init__(self, **kw):
         self.tokens = (f"token{i}" for i in itertools.count(1))
         kw.setdefault("token_factory", lambda: next(self.tokens))
         accounts = kw.pop("accounts", ACCOUNTS)
-        self.s = ChatServer(dict(accounts), kw.pop("block_duration", BLOCK), kw.pop("timeout", TIMEOUT), **kw)
+        self.store = MemoryStore()
+        for row in kw.pop("offline", ()):
+            self.store.apply(Persist("add_offline", row))
+        kw["offline"] = self.store.load()[1]
+        self.s = Keeping(self.store, dict(accounts), kw.pop("block_duration", BLOCK), kw.pop("timeout", TIMEOUT),
+                         **kw)
         self._ids = itertools.count(1)
         self.conn = {}   # user -> conn of its last login
 
@@ -76,7 +111,7 @@ class World:
         assert self.s.received(conn, {"type": "username", "username": user}, now) == \
             [Send((conn,), {"type": "username_ok"})]
         effects = self.s.received(conn, {"type": "password", "password": ACCOUNTS[user]}, now)
-        assert frames_to(effects, conn)[0] == {"type": "welcome", "user": user}
+        assert frames_to(effects, conn, self.store)[0] == {"type": "welcome", "user": user}
         self.conn[user] = conn
         if listen:
             assert self.send(user, {"type": "listen", "host": "203.0.113.66", "port": 40000 + conn}, now) == []
@@ -87,7 +122,16 @@ class World:
         return self.s.received(conn, frame, now)
 
     def to(self, effects, user):
-        return frames_to(effects, self.conn[user])
+        return frames_to(effects, self.conn[user], self.store)
+
+    def sends(self, effects):
+        return sends(effects, self.store)
+
+    def stored(self, user):
+        """The messages kept for ``user``, oldest first, as (id, sender, text)."""
+        kept = self.s.stored(user)
+        texts = self.store.texts([mid for mid, _ in kept])
+        return [(mid, sender, texts[mid]) for mid, sender in kept]
 
     def username(self, conn, user, now=0.0):
         return self.s.received(conn, {"type": "username", "username": user}, now)
@@ -633,7 +677,7 @@ def test_a_message_to_an_offline_user_is_kept_then_the_sender_is_told(w):
         Persist("add_offline", (1, "yoda", "hans", "first"), stored_reply(hans, "yoda"))]
     assert w.send("hans", msg("yoda", "second")) == [
         Persist("add_offline", (2, "yoda", "hans", "second"), stored_reply(hans, "yoda"))]
-    assert w.s.stored("yoda") == [(1, "hans", "first"), (2, "hans", "second")]
+    assert w.stored("yoda") == [(1, "hans", "first"), (2, "hans", "second")]
 
 
 def test_stored_messages_follow_welcome_and_presence_oldest_first(w):
@@ -644,7 +688,7 @@ def test_stored_messages_follow_welcome_and_presence_oldest_first(w):
     w.send("hans", msg("yoda", "third"))
     effects = w.login("yoda")
     yoda = w.conn["yoda"]
-    sends = of_type(effects, Send)
+    sends = w.sends(effects)
     assert sends[0] == Send((yoda,), {"type": "welcome", "user": "yoda"})
     assert sends[1].frame["type"] == "presence"
     assert [s.frame for s in sends[2:]] == [
@@ -681,7 +725,7 @@ def test_a_user_cannot_acknowledge_someone_elses_messages(w):
     w.login("hans")
     w.send("hans", msg("yoda", "for yoda"))
     assert w.send("hans", {"type": "ack", "ids": [1]}) == []
-    assert w.s.stored("yoda") == [(1, "hans", "for yoda")]
+    assert w.stored("yoda") == [(1, "hans", "for yoda")]
 
 
 @pytest.mark.parametrize("ids", [None, 1, "1", [1, "2"], [True], [1.0], {"1": 1}])
@@ -735,7 +779,7 @@ def deliver_all(w, effects, user="yoda", now=0.0):
     conn = w.conn[user]
     chunks = []
     while True:
-        chunks.append([f for f in frames_to(effects, conn) if f["type"] == "message"])
+        chunks.append([f for f in frames_to(effects, conn, w.store) if f["type"] == "message"])
         waits = [e for e in effects if type(e) is WhenWritable]
         assert waits in ([], [WhenWritable(conn)]) and (not waits or effects[-1] == waits[0])
         if not waits:
@@ -754,6 +798,22 @@ def test_a_big_mailbox_goes_out_a_chunk_per_writable_oldest_first(count, text):
         assert chunk and size - len(encode(chunk[-1])) < MAILBOX_CHUNK * 1.1, size
     assert len(chunks) > 1
     assert w.s.writable(w.conn["yoda"], 0.0) == []   # nothing left to send
+
+
+def test_the_logic_keeps_what_it_needs_of_a_stored_message_but_not_its_text():
+    w = World(rate=None, sender_quota=None)
+    w.login("hans")
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(300):   # straight to the logic: nothing keeps the Persist's text afterwards
+            ChatServer.received(w.s, w.conn["hans"], msg("yoda", f"{i:04d}" + "x" * 3996), 0.0)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 300 * 300, grown   # the texts alone are 300 x 4,000 bytes
+    (first, *_, last) = w.s.stored("yoda")
+    assert (first, last) == ((1, "hans"), (300, "hans"))
 
 
 def test_welcome_and_presence_go_before_the_first_chunk():
@@ -791,7 +851,7 @@ def test_a_pong_waits_for_the_whole_mailbox():
     effects = first
     while WhenWritable(conn) in effects:
         effects = w.s.writable(conn, 0.0)
-    assert frames_to(effects, conn)[-2:] == [{"type": "pong"}, {"type": "pong"}]   # after the last message
+    assert frames_to(effects, conn, w.store)[-2:] == [{"type": "pong"}, {"type": "pong"}]   # after the last message
     assert w.send("yoda", {"type": "ping"}) == [Send((conn,), {"type": "pong"})]    # then at once again
 
 
@@ -911,7 +971,7 @@ def test_a_blocked_user_cannot_message_the_blocker_online_or_not(w):
     assert w.send("vader", msg("yoda", "hi")) == refused
     w.send("yoda", {"type": "logout"})
     assert w.send("vader", msg("yoda", "hi")) == refused          # offline: not kept either
-    assert w.s.stored("yoda") == []
+    assert w.stored("yoda") == []
 
 
 def test_the_blocker_can_still_message_the_blocked(w):

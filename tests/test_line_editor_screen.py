@@ -308,6 +308,19 @@ def test_resize_with_wide_characters():
     assert_input(term, line, len(line))
 
 
+def test_the_gap_a_wide_character_leaves_at_the_margin_shows_nothing_stale():
+    """Seen in tmux at 30 columns after a resize: the last cell of a row, skipped because the wide
+    character after it did not fit, kept what the terminal had put there (old text, rewrapped)."""
+    term = Term(20, prompt="> a")
+    term.type(CJK * 3)                               # "> a" and 8 wide characters fill 19 cells of row 2
+    term.screen.grid[2][19] = "z"                    # something else the terminal left in the 20th cell
+    assert term.screen.line(2).endswith("z")
+    term.editor.redraw()
+    term.show()
+    assert term.screen.line(2) == "> a" + CJK * 2     # the gap is blank again
+    assert_input(term, CJK * 3, len(CJK * 3))
+
+
 # -- leaving and coming back ---------------------------------------------------------
 
 @pytest.mark.parametrize("cols", WIDTHS)

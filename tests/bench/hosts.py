@@ -1,10 +1,12 @@
 """Starts one server under test: ``python -m tests.bench.hosts KIND --credentials FILE [options]``.
 
 KIND is ``reactor`` (reactor.server_host.ServerHost on reactor.loop.EventLoop),
-``asyncio`` (asyncio_host), ``threaded`` (threaded_host) or ``relay``
-(raw_relay, no chat logic). All but the relay host the same sans-I/O
-``ChatServer``; none has a store, so the comparison is the I/O alone. The host
-prints ``listening <port>`` on stdout once it accepts, and stops on SIGTERM.
+``asyncio`` (asyncio_host on the stdlib loop), ``uvloop`` (asyncio_host on
+uvloop), ``threaded`` (threaded_host) or ``relay`` (raw_relay, no chat logic).
+All but the relay host the same sans-I/O ``ChatServer``; none has a state
+file (the texts of stored messages stay in a ``MemoryStore``), so the
+comparison is the I/O alone. The host prints ``listening <port>`` on stdout
+once it accepts, and stops on SIGTERM.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import sys
 
 from .common import load_accounts, raise_open_files_limit
 
-KINDS = ("reactor", "asyncio", "threaded", "relay")
+KINDS = ("reactor", "asyncio", "uvloop", "threaded", "relay")
 
 
 def announce(port: int) -> None:
@@ -27,7 +29,8 @@ def serve_reactor(logic, port: int, profile: str | None) -> None:
     from reactor.server_host import ServerHost
 
     loop = EventLoop()
-    host = ServerHost(loop, logic)
+    # The load generator logs thousands in at once from one address: no caps on strangers here.
+    host = ServerHost(loop, logic, max_strangers=1 << 30, max_strangers_per_address=1 << 30)
     host.serve("127.0.0.1", port)
     loop.add_signal_handler(signal.SIGTERM, loop.stop)
     announce(host.address[1])
@@ -59,12 +62,13 @@ def main(argv=None) -> int:
         serve(args.port, announce)
         return 0
     from reactor.chat_server import ChatServer
-    logic = ChatServer(load_accounts(args.credentials), args.block, args.timeout)
+    # Each simulated user sends far more than a person would: no per-user rate or quota (the I/O is measured).
+    logic = ChatServer(load_accounts(args.credentials), args.block, args.timeout, rate=None, sender_quota=None)
     if args.kind == "reactor":
         serve_reactor(logic, args.port, args.profile)
-    elif args.kind == "asyncio":
+    elif args.kind in ("asyncio", "uvloop"):
         from .asyncio_host import serve
-        serve(logic, args.port, announce)
+        serve(logic, args.port, announce, use_uvloop=args.kind == "uvloop")
     else:
         from .threaded_host import serve
         serve(logic, args.port, announce)

@@ -10,6 +10,9 @@ Clients log in as a person's client would (hello, username, password, each
 waiting for its answer, then ``listen``). User ``2k`` and ``2k+1`` are
 partners, always in the same worker. Against the raw relay a client sends
 ``{"type":"relay","pair":k}`` instead and waits for the relay's welcome.
+Against an IRC server (``protocol="irc"``: miniircd) a client registers with
+``NICK``/``USER`` and waits for the end of the welcome burst (``376``/``422``);
+its messages are ``PRIVMSG <partner> :<text>``, one line each as in the chat.
 
 Receiving is cheap on purpose so the generator is not what is measured: bytes
 are cut into whole lines and, in most modes, only counted; JSON is decoded
@@ -31,7 +34,7 @@ from typing import Any, Callable
 from reactor.framing import encode
 from reactor.loop import EventLoop, TimerHandle
 
-from .common import password, raise_open_files_limit
+from .common import password, process_cpu_seconds, raise_open_files_limit
 
 RECV_SIZE = 256 * 1024
 TEXT = "the quick brown fox jumps over the lazy dog"  # the payload of a relayed message
@@ -39,7 +42,14 @@ TICK = 0.001  # seconds between paced sends in the latency workload
 ACTIVITY = encode({"type": "activity"})
 
 # client states
-CONNECTING, HELLO, USERNAME, PASSWORD, PAIRING, READY, GONE = range(7)
+CONNECTING, HELLO, USERNAME, PASSWORD, PAIRING, REGISTERING, READY, GONE = range(8)
+PROTOCOLS = ("chat", "relay", "irc")
+IRC_WELCOMED = (b"376", b"422")  # end of the MOTD, or no MOTD: the registration burst is over
+IRC_REFUSED = (b"432", b"433")   # erroneous nickname, nickname in use
+
+
+def irc_message(to: str, text: str) -> bytes:
+    return f"PRIVMSG {to} :{text}\r\n".encode()
 
 
 class Client:
@@ -82,9 +92,12 @@ class Client:
             self.fail(f"connect: {os.strerror(err)}")
             return
         loop.add_reader(self.sock, self._readable)
-        if self.gen.relay:
+        if self.gen.protocol == "relay":
             self.state = PAIRING
             self.write(encode({"type": "relay", "pair": self.index // 2}))
+        elif self.gen.protocol == "irc":
+            self.state = REGISTERING
+            self.write(f"NICK {self.name}\r\nUSER {self.name} 0 * :{self.name}\r\n".encode())
         else:
             self.state = HELLO
             self.write(encode({"type": "hello", "version": 1}))
@@ -143,6 +156,8 @@ class Client:
             self.tail = b""
         if self.state == READY:
             self.gen.on_lines(self, data)
+        elif self.state == REGISTERING:
+            self._irc_login_lines(data)
         else:
             self._login_lines(data)
 
@@ -173,6 +188,23 @@ class Client:
                     self.gen.on_lines(self, b"\n".join(rest) + b"\n")
                 return
             # anything else before the welcome (presence of others...) is not ours to check
+
+    def _irc_login_lines(self, data: bytes) -> None:
+        lines = data.split(b"\n")[:-1]
+        for at, line in enumerate(lines):
+            words = line.split(b" ", 2)  # ":server CODE rest"
+            code = words[1] if len(words) > 1 else b""
+            if line.startswith(b"ERROR") or code in IRC_REFUSED:
+                self.fail(f"registration refused: {line!r}")
+                return
+            if code in IRC_WELCOMED:
+                self.state = READY
+                self.last_sent = time.monotonic()
+                self.gen.login_done(self, None)
+                rest = lines[at + 1:]
+                if rest:
+                    self.gen.on_lines(self, b"\n".join(rest) + b"\n")
+                return
 
     # -- the end -------------------------------------------------------
 
@@ -206,7 +238,7 @@ class Generator:
         self.loop = EventLoop()
         self.clients: list[Client] = []
         self.address: tuple[str, int] = ("127.0.0.1", 0)
-        self.relay = False
+        self.protocol = "chat"
         self.on_lines: Callable[[Client, bytes], None] = self._count
         self.lines = 0             # lines received by logged-in clients in counting modes
         self.lost = 0
@@ -259,14 +291,14 @@ class Generator:
 
     # -- commands ------------------------------------------------------
 
-    def cmd_setup(self, port: int, first: int, count: int, relay: bool) -> Callable[[], dict]:
+    def cmd_setup(self, port: int, first: int, count: int, protocol: str) -> Callable[[], dict]:
         self.address = ("127.0.0.1", port)
-        self.relay = relay
+        self.protocol = protocol
         self.clients = [Client(self, index) for index in range(first, first + count)]
         for a, b in zip(self.clients[0::2], self.clients[1::2]):
             a.partner, b.partner = b, a
         for client in self.clients:
-            client.message = encode({"type": "message", "to": client.partner.name, "text": TEXT})
+            client.message = self.encode_message(client.partner.name, TEXT)
         return lambda: {"clients": len(self.clients)}
 
     def cmd_login(self, concurrency: int, within: float) -> Callable[[], dict | None]:
@@ -312,6 +344,12 @@ class Generator:
 
     def _count(self, client: Client, data: bytes) -> None:
         self.lines += data.count(b"\n")
+
+    def encode_message(self, to: str, text: str) -> bytes:
+        """One message to user ``to`` in this generator's protocol."""
+        if self.protocol == "irc":
+            return irc_message(to, text)
+        return encode({"type": "message", "to": to, "text": text})
 
     def ready_clients(self) -> list[Client]:
         return [client for client in self.clients if client.state == READY]
@@ -385,8 +423,7 @@ class Generator:
             due = int((now - start) * rate) - mode["sent"]
             for _ in range(due):
                 sender = senders[mode["sent"] % len(senders)]
-                sender.write(encode({"type": "message", "to": sender.partner.name,
-                                     "text": repr(time.monotonic())}))
+                sender.write(self.encode_message(sender.partner.name, repr(time.monotonic())))
                 mode["sent"] += 1
             self.loop.call_later(TICK, tick)
         if senders:
@@ -404,12 +441,19 @@ class Generator:
     def _latency_lines(self, client: Client, data: bytes) -> None:
         now = time.monotonic()
         mode = self._mode
+        irc = self.protocol == "irc"
         for line in data.split(b"\n")[:-1]:
-            frame = json.loads(line)
-            if frame.get("type") == "message":
-                mode["received"] += 1
+            if irc:
+                if b" PRIVMSG " not in line:
+                    continue
+                sent = float(line.rsplit(b" :", 1)[1])
+            else:
+                frame = json.loads(line)
+                if frame.get("type") != "message":
+                    continue
                 sent = float(frame["text"])
-                if sent >= mode["keep_from"]:
+            mode["received"] += 1
+            if sent >= mode["keep_from"]:
                     mode["samples"].append(now - sent)
 
     # -- broadcast fan-out ---------------------------------------------
@@ -498,8 +542,10 @@ class GeneratorError(RuntimeError):
 class LoadGenerators:
     """Runner side: ``count`` worker processes sharing users ``0..users-1`` (pairs kept together)."""
 
-    def __init__(self, count: int, port: int, users: int, *, relay: bool = False, cpus: set[int] | None = None,
+    def __init__(self, count: int, port: int, users: int, *, protocol: str = "chat", cpus: set[int] | None = None,
                  cwd: str | None = None, env: dict | None = None) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {protocol!r}")
         share = users // count
         if share % 2:
             share += 1
@@ -513,7 +559,7 @@ class LoadGenerators:
                 self._procs.append(proc)
                 if cpus:
                     os.sched_setaffinity(proc.pid, cpus)
-                self._send(proc, {"cmd": "setup", "port": port, "first": first, "count": n, "relay": relay})
+                self._send(proc, {"cmd": "setup", "port": port, "first": first, "count": n, "protocol": protocol})
                 first += n
             for proc in self._procs:
                 self._receive(proc, 10.0)
@@ -524,6 +570,10 @@ class LoadGenerators:
     @property
     def pids(self) -> list[int]:
         return [proc.pid for proc in self._procs]
+
+    def cpu_seconds(self) -> list[float]:
+        """User + system CPU time each worker has used so far."""
+        return [process_cpu_seconds(pid) for pid in self.pids]
 
     def command(self, name: str, wait: float = 120.0, per_worker: list[dict] | None = None,
                 **args: Any) -> list[dict]:

@@ -1,19 +1,25 @@
-"""The bench runner: ``python -m tests.bench.run [--quick] [--profile]`` prints one table of figures.
+"""The bench runner: ``python -m tests.bench.run [--quick] [--profile] [--only PARTS] [--repeat N]``.
 
 Part A times the reactor beside asyncio in this process (``micro``). Part B
-starts each server under test as its own process (``hosts``) and drives it
-with load generator processes (``loadgen``) over loopback, one fresh server
-per session:
+starts each server under test as its own process (``hosts``, or miniircd) and
+drives it with load generator processes (``loadgen``) over loopback, one fresh
+server per session; by default the server is pinned to the first core and the
+generators to the others:
 
-* chat session, 1,000 clients: login storm and RSS, broadcast fan-out,
-  latency at a fixed offered load, then relay throughput;
+* chat session, 1,000 clients: login storm and RSS, broadcast fan-out;
+* peers (``--repeat`` rounds): 500 pairs relaying messages, and latency at a
+  fixed offered load, on each peer: the reactor, miniircd (an IRC server on
+  ``select``, relaying PRIVMSG), the same chat logic on uvloop, on asyncio
+  (both writing once per connection per loop pass, as the reactor does) and
+  on threads, and the raw relay (no chat logic) as a ceiling;
 * capacity sessions at 5,000 (and 10,000) clients: login storm and RSS;
-* timeout session, 1,000 clients: all go idle at once with a short timeout;
-* the raw relay (no chat logic) gets the throughput and latency workloads.
+* timeout session, 1,000 clients: all go idle at once with a short timeout.
 
-Every figure is a median of repeats or of measuring periods; ratios come from
-runs in this one invocation. ``--profile`` also runs the reactor server under
-cProfile during the relay workload and prints where its time goes.
+Every figure is a median of repeats or of measuring periods; the peers' ratios
+are taken within each round, then their median is printed with its spread.
+Progress goes to stderr, the table to stdout, plots (PNG) to ``--plots``.
+``--profile`` also runs the reactor server under cProfile during the relay
+workload and prints where its time goes.
 """
 from __future__ import annotations
 
@@ -23,6 +29,8 @@ import platform
 import pstats
 import select
 import signal
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,18 +38,25 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import micro
-from .common import percentile, raise_open_files_limit, rss_kib, write_accounts
+from . import micro, plots
+from .common import percentile, process_cpu_seconds, raise_open_files_limit, rss_kib, write_accounts
 from .loadgen import GeneratorError, LoadGenerators
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CHAT_HOSTS = ("reactor", "asyncio", "threaded")
-ALL_HOSTS = CHAT_HOSTS + ("relay",)
-PARTS = ("micro", "chat", "relay", "capacity", "timeout", "store")  # what --only may pick
-LABELS = {"reactor": "reactor", "asyncio": "asyncio", "threaded": "threaded", "relay": "raw relay"}
+CHAT_HOSTS = ("reactor", "asyncio", "uvloop", "threaded")
+PEERS = ("reactor", "miniircd", "uvloop", "asyncio", "threaded", "relay")  # the relay comparison
+ALL_HOSTS = PEERS
+PARTS = ("micro", "chat", "peers", "capacity", "timeout", "store")  # what --only may pick
+LABELS = {"reactor": "reactor", "miniircd": "miniircd", "asyncio": "asyncio", "uvloop": "uvloop",
+          "threaded": "threaded", "relay": "raw relay"}
+PROTOCOL = {"relay": "relay", "miniircd": "irc"}  # the load generator's protocol; "chat" for the others
+GENERATOR_BUSY = 0.8         # generator CPU (share of the cores it has) above which it may be what is measured
 SESSION_CLIENTS = 1_000
 OFFERED_RATE = 5_000         # messages/s in the latency workload
 LOGIN_CONCURRENCY = 200      # logins in flight per generator process
+# miniircd listens with a backlog of 5: more connects at once than that are dropped and retried by TCP
+# after 1, 2, 4... s, so its clients register a few at a time (its login time is not a figure).
+IRC_LOGIN_CONCURRENCY = 4
 # In the timeout session the server's login deadline is the short idle timeout: a host that needs
 # milliseconds per login (presence to everyone online) must not keep 400 logins queued past it.
 TIMEOUT_LOGIN_CONCURRENCY = 10
@@ -52,6 +67,8 @@ WINDOW = 4                   # messages in flight each way per pair in the throu
 class Settings:
     quick: bool
     generators: int = 2
+    repeat: int = 3                    # rounds of the peers comparison
+    pin: bool = True                   # server on the first core, generators on the others
     capacities: tuple[int, ...] = (1_000, 5_000, 10_000)
     threaded_max: int = 10_000         # the threaded host is skipped above this many clients
     storm_cap: float = 60.0            # seconds a capacity login storm may take before it is cut off
@@ -67,7 +84,7 @@ class Settings:
     def make(cls, quick: bool) -> Settings:
         if not quick:
             return cls(quick=False)
-        return cls(quick=True, capacities=(1_000, 5_000), threaded_max=1_000, storm_cap=8.0, fanouts=7,
+        return cls(quick=True, repeat=1, capacities=(1_000, 5_000), threaded_max=1_000, storm_cap=8.0, fanouts=7,
                    latency_warmup=0.5, latency_time=2.0, throughput_warmup=0.5, throughput_periods=5,
                    throughput_period=0.4, idle_timeout=1.0)
 
@@ -82,34 +99,75 @@ def child_env() -> dict:
     return env
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on now (for a server that cannot be told to pick one)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_accepting(proc: subprocess.Popen, port: int, within: float) -> bool:
+    """Poll until something accepts on ``port`` (True) or ``proc`` exits or time runs out (False)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline and proc.poll() is None:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.05)
+    return False
+
+
+def pinned(cpus: set[int] | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` running the child (and every thread it starts) on ``cpus`` only."""
+    return None if not cpus else lambda: os.sched_setaffinity(0, cpus)
+
+
 class Server:
-    """One server under test in its own process; stderr goes to a log file in ``workdir``."""
+    """One server under test in its own process; its output goes to a log file in ``workdir``.
+
+    ``kind`` is one of ``hosts.KINDS``, or ``miniircd`` (the IRC server from the bench dependencies,
+    listening on loopback only, no daemon, no log file, no channel state).
+    """
 
     def __init__(self, kind: str, workdir: str, credentials: str, *, timeout: float = 600.0,
-                 profile: str | None = None) -> None:
+                 profile: str | None = None, cpus: set[int] | None = None) -> None:
         self.kind = kind
         self.log_path = os.path.join(workdir, f"{kind}-{time.monotonic_ns()}.log")
         self._log = open(self.log_path, "wb")
-        command = [sys.executable, "-m", "tests.bench.hosts", kind, "--credentials", credentials,
-                   "--timeout", str(timeout)]
-        if profile:
-            command += ["--profile", profile]
-        self.proc = subprocess.Popen(command, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=self._log)
-        ready, _, _ = select.select([self.proc.stdout], [], [], 15.0)
-        line = self.proc.stdout.readline().decode() if ready else ""
-        if not line.startswith("listening "):
-            self.stop()
-            raise RuntimeError(f"{kind} host did not start: {line!r}\n{self.log_tail()}")
-        self.port = int(line.split()[1])
+        if kind == "miniircd":
+            self._start_miniircd(cpus)
+        else:
+            command = [sys.executable, "-m", "tests.bench.hosts", kind, "--credentials", credentials,
+                       "--timeout", str(timeout)]
+            if profile:
+                command += ["--profile", profile]
+            self.proc = subprocess.Popen(command, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE,
+                                         stderr=self._log, preexec_fn=pinned(cpus))
+            ready, _, _ = select.select([self.proc.stdout], [], [], 15.0)
+            line = self.proc.stdout.readline().decode() if ready else ""
+            if not line.startswith("listening "):
+                self.stop()
+                raise RuntimeError(f"{kind} host did not start: {line!r}\n{self.log_tail()}")
+            self.port = int(line.split()[1])
         self.pid = self.proc.pid
+
+    def _start_miniircd(self, cpus: set[int] | None) -> None:
+        self.port = free_port()
+        command = [sys.executable, "-m", "miniircd", "--listen", "127.0.0.1", "--ports", str(self.port)]
+        if os.getuid() == 0:
+            command += ["--setuid", "root"]  # it refuses to run as root without saying so
+        self.proc = subprocess.Popen(command, cwd=ROOT, env=child_env(), stdout=self._log, stderr=self._log,
+                                     preexec_fn=pinned(cpus))
+        if not wait_accepting(self.proc, self.port, 15.0):
+            self.stop()
+            raise RuntimeError(f"miniircd did not start (is it installed? make bench installs it)\n"
+                               f"{self.log_tail()}")
 
     def rss(self) -> int:
         return rss_kib(self.pid)
 
     def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.pid)
 
     def profiling(self, on: bool) -> None:
         """Start (SIGUSR1) or stop (SIGUSR2) the profiler of a host started with ``profile``."""
@@ -120,8 +178,13 @@ class Server:
         with open(self.log_path, errors="replace") as log:
             return "".join(log.readlines()[-lines:])
 
-    def stop(self) -> None:
-        """SIGTERM (the reactor host writes its profile then), SIGKILL if it lingers."""
+    def stop(self) -> str | None:
+        """SIGTERM (the reactor host writes its profile then), SIGKILL if it lingers.
+
+        Returns what was unclean about the ending, if anything: an exit status other than 0 (miniircd
+        has no SIGTERM handler: its ending by the signal is its clean ending), or lines in its log.
+        """
+        trouble = []
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -129,8 +192,18 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.proc.stdout.close()
+                trouble.append("did not stop within 10 s of SIGTERM")
+        clean = (0, -signal.SIGTERM) if self.kind == "miniircd" else (0,)
+        if self.proc.returncode not in clean:
+            trouble.append(f"exit status {self.proc.returncode}")
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         self._log.close()
+        with open(self.log_path, errors="replace") as log:
+            lines = log.read().splitlines()
+        if lines:
+            trouble.append(f"{len(lines)} lines in its log, the last: {lines[-1][:160]!r}")
+        return "; ".join(trouble) or None
 
 
 @dataclass
@@ -140,31 +213,54 @@ class Bench:
     credentials: str
     figures: dict[str, dict[str, Any]] = field(default_factory=dict)  # figure -> host -> value
     notes: list[str] = field(default_factory=list)
+    rounds: list[dict[str, dict[str, Any]]] = field(default_factory=list)  # the peers' rounds, as ``figures``
+    spread: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)  # figure -> host -> (min, max)
+    ratios: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # figure -> host -> one per round
+    samples: dict[str, list[float]] = field(default_factory=dict)  # host -> latency samples (s), all rounds
+    started: float = field(default_factory=time.monotonic)
+    in_round: bool = False
 
     def put(self, figure: str, host: str, value: Any) -> None:
-        self.figures.setdefault(figure, {})[host] = value
+        target = self.rounds[-1] if self.in_round else self.figures
+        target.setdefault(figure, {})[host] = value
 
     def say(self, text: str) -> None:
-        print(text, flush=True)
+        """Progress, on stderr: the table alone goes to stdout."""
+        print(f"[{time.monotonic() - self.started:6.1f}s] {text}", file=sys.stderr, flush=True)
+
+    def cpus(self) -> tuple[set[int] | None, set[int] | None]:
+        """(server's, generators') cores when pinning: the first core for the server, the rest for the generators."""
+        cores = sorted(os.sched_getaffinity(0))
+        if not self.settings.pin or len(cores) < 2:
+            return None, None
+        return {cores[0]}, set(cores[1:])
 
     def session(self, kind: str, clients: int, body: Callable[[Server, LoadGenerators], None], *,
-                timeout: float = 600.0, profile: str | None = None) -> None:
+                title: str, timeout: float = 600.0, profile: str | None = None) -> None:
         """A fresh server of ``kind`` and generators for ``clients`` users; ``body`` runs the workloads."""
         started = time.monotonic()
-        server = Server(kind, self.workdir, self.credentials, timeout=timeout, profile=profile)
+        self.say(f"start: {title}")
+        server_cpus, generator_cpus = self.cpus()
+        server = Server(kind, self.workdir, self.credentials, timeout=timeout, profile=profile, cpus=server_cpus)
         generators = None
+        outcome = "done"
         try:
-            generators = LoadGenerators(self.settings.generators, server.port, clients, relay=kind == "relay",
+            generators = LoadGenerators(self.settings.generators, server.port, clients,
+                                        protocol=PROTOCOL.get(kind, "chat"), cpus=generator_cpus,
                                         cwd=ROOT, env=child_env())
             body(server, generators)
         except (GeneratorError, RuntimeError) as exc:
-            self.notes.append(f"{kind}, {clients} clients: failed: {exc}")
-            self.say(f"  FAILED: {exc}\n{server.log_tail()}")
+            self.notes.append(f"{LABELS[kind]}, {clients} clients: failed: {exc}")
+            outcome = "FAILED"
+            tail = server.log_tail().strip()
+            self.say(f"failed: {title}: {exc}" + (f"\n{tail}" if tail else ""))
         finally:
-            server.stop()  # first, so the server side holds the TIME_WAITs, not the client ports
+            trouble = server.stop()  # first, so the server side holds the TIME_WAITs, not the client ports
+            if trouble:
+                self.notes.append(f"{LABELS[kind]} host did not end cleanly ({title}): {trouble}")
             if generators is not None:
                 generators.close()
-            self.say(f"  ({time.monotonic() - started:.1f}s)")
+            self.say(f"{outcome}: {title} ({time.monotonic() - started:.1f}s)")
 
     # -- workloads -----------------------------------------------------
 
@@ -179,7 +275,7 @@ class Bench:
         welcomed = max(r["last"] for r in replies) - start
         result = {"ok": ok, "failed": failed, "welcomed_s": welcomed, "settled_s": None, "rss_before": before,
                   "errors": [e for r in replies for e in r["errors"]][:3]}
-        if server.kind == "relay":
+        if server.kind in PROTOCOL:  # no presence notices to wait for
             return result
         expected = ok * (ok - 1) // 2  # everyone hears of everyone who logged in after them
         deadline = start + cap
@@ -237,6 +333,7 @@ class Bench:
         replies = gens.command("latency", rate=OFFERED_RATE / len(gens.pids), warmup=s.latency_warmup,
                                duration=s.latency_time)
         samples = sorted(x for r in replies for x in r["samples"])
+        self.samples.setdefault(server.kind, []).extend(samples)
         lost = sum(r["sent"] - r["received"] for r in replies)
         if lost:
             self.notes.append(f"{LABELS[server.kind]}: {lost} latency messages not delivered")
@@ -245,15 +342,27 @@ class Bench:
 
     def throughput(self, server: Server, gens: LoadGenerators) -> None:
         s = self.settings
-        cpu_before, started = server.cpu_seconds(), time.monotonic()
+        cpu_before, gen_before, started = server.cpu_seconds(), gens.cpu_seconds(), time.monotonic()
         replies = gens.command("throughput", window=WINDOW, warmup=s.throughput_warmup,
                                periods=s.throughput_periods, period=s.throughput_period)
-        cpu = (server.cpu_seconds() - cpu_before) / (time.monotonic() - started)
+        wall = time.monotonic() - started
+        cpu = (server.cpu_seconds() - cpu_before) / wall
+        gen_cpu = sum(after - before for before, after in zip(gen_before, gens.cpu_seconds())) / wall
+        _, generator_cpus = self.cpus()
+        gen_cores = min(len(gens.pids), len(generator_cpus) if generator_cpus else os.cpu_count() or 1)
         rates = [sum(period) for period in zip(*(r["rates"] for r in replies))]
         if not all(r["drained"] for r in replies):
             self.notes.append(f"{LABELS[server.kind]}: relay workload did not drain")
-        self.put("relay throughput, 500 pairs (msg/s)", server.kind, sorted(rates)[len(rates) // 2])
+        rate = sorted(rates)[len(rates) // 2]
+        self.put("relay throughput, 500 pairs (msg/s)", server.kind, rate)
         self.put("server CPU during relay (%)", server.kind, cpu * 100)
+        if cpu > 0:  # what a core buys, whatever share of one the server got on a busy machine
+            self.put("relay per server CPU-second (msg)", server.kind, rate / cpu)
+        self.put("generator CPU during relay (% of its cores)", server.kind, gen_cpu / gen_cores * 100)
+        if gen_cpu / gen_cores > GENERATOR_BUSY:
+            self.notes.append(f"{LABELS[server.kind]}: the load generators used {gen_cpu * 100:.0f}% of a core "
+                              f"({gen_cores} core(s) for {len(gens.pids)} processes): the figure may be the "
+                              f"generator's; try --generators N (and --no-pin)")
 
     def idle_timeout(self, server: Server, gens: LoadGenerators, timeout: float) -> None:
         replies = gens.command("idle_timeout", wait=timeout + 60.0, timeout=timeout, within=timeout + 30.0)
@@ -276,26 +385,51 @@ class Bench:
                 raise RuntimeError(f"only {storm['ok']} of {SESSION_CLIENTS} logged in: {storm['errors']}")
             self.record_capacity(kind, SESSION_CLIENTS, storm)
             self.fanout(server, gens)
-            self.latency(server, gens)
-            self.throughput(server, gens)
-        self.say(f"- {LABELS[kind]}: {SESSION_CLIENTS} clients: login storm, fan-out, latency, throughput")
-        self.session(kind, SESSION_CLIENTS, body)
+        self.session(kind, SESSION_CLIENTS, body, title=f"{LABELS[kind]}, {SESSION_CLIENTS} clients: login storm, "
+                                                        f"fan-out")
 
-    def relay_session(self) -> None:
+    def peer_session(self, kind: str, round_no: int) -> None:
+        """One peer in one round: 1,000 clients log in (register, pair up), then latency and relay throughput."""
+        concurrency = IRC_LOGIN_CONCURRENCY if PROTOCOL.get(kind) == "irc" else LOGIN_CONCURRENCY
+
         def body(server: Server, gens: LoadGenerators) -> None:
-            storm = self.login_storm(server, gens, SESSION_CLIENTS, 60.0)
+            storm = self.login_storm(server, gens, SESSION_CLIENTS, 60.0, concurrency=concurrency)
             if storm["ok"] < SESSION_CLIENTS:
-                raise RuntimeError(f"only {storm['ok']} of {SESSION_CLIENTS} paired: {storm['errors']}")
+                raise RuntimeError(f"only {storm['ok']} of {SESSION_CLIENTS} in: {storm['errors']}")
             self.latency(server, gens)
             self.throughput(server, gens)
-        self.say(f"- raw relay: {SESSION_CLIENTS} clients: latency, throughput")
-        self.session("relay", SESSION_CLIENTS, body)
+        self.session(kind, SESSION_CLIENTS, body, title=f"peers round {round_no} of {self.settings.repeat}: "
+                                                        f"{LABELS[kind]}, 500 pairs: latency, relay")
+
+    def peers(self) -> None:
+        """``repeat`` rounds of every peer; then medians with their spread, and the ratios taken in each round."""
+        self.in_round = True
+        for round_no in range(1, self.settings.repeat + 1):
+            self.rounds.append({})
+            for kind in PEERS:
+                self.peer_session(kind, round_no)
+        self.in_round = False
+        for figure in {f for one in self.rounds for f in one}:
+            row = next((r for r in rows_for(self) if r.figure == figure), Row(figure))
+            for host in PEERS:
+                values = [one[figure][host] for one in self.rounds if host in one.get(figure, {})]
+                if not values:
+                    continue
+                self.put(figure, host, statistics.median(values))
+                self.spread.setdefault(figure, {})[host] = (min(values), max(values))
+                if host == "reactor":
+                    continue
+                per_round = [advantage(row, one[figure].get("reactor"), one[figure].get(host))
+                             for one in self.rounds if figure in one]
+                per_round = [r for r in per_round if r is not None]
+                if per_round:
+                    self.ratios.setdefault(figure, {})[host] = per_round
 
     def capacity_session(self, kind: str, clients: int) -> None:
         def body(server: Server, gens: LoadGenerators) -> None:
             self.record_capacity(kind, clients, self.login_storm(server, gens, clients, self.settings.storm_cap))
-        self.say(f"- {LABELS[kind]}: {clients} clients: login storm (cut off after {self.settings.storm_cap:.0f}s)")
-        self.session(kind, clients, body)
+        self.session(kind, clients, body, title=f"{LABELS[kind]}, {clients} clients: login storm "
+                                                f"(cut off after {self.settings.storm_cap:.0f}s)")
 
     def timeout_session(self, kind: str) -> None:
         timeout = self.settings.idle_timeout
@@ -306,8 +440,8 @@ class Bench:
             if storm["ok"] < SESSION_CLIENTS:
                 raise RuntimeError(f"only {storm['ok']} of {SESSION_CLIENTS} logged in: {storm['errors']}")
             self.idle_timeout(server, gens, timeout)
-        self.say(f"- {LABELS[kind]}: {SESSION_CLIENTS} clients idle at once, timeout {timeout:g}s")
-        self.session(kind, SESSION_CLIENTS, body, timeout=timeout)
+        self.session(kind, SESSION_CLIENTS, body, timeout=timeout,
+                     title=f"{LABELS[kind]}, {SESSION_CLIENTS} clients idle at once, timeout {timeout:g}s")
 
     def profile_sessions(self) -> list[tuple[str, str]]:
         """The reactor server under cProfile: (title, stats file) for the relay and the timeout workloads.
@@ -324,9 +458,9 @@ class Bench:
                                    periods=s.throughput_periods, period=s.throughput_period)
             server.profiling(False)
             rates = sorted(sum(period) for period in zip(*(r["rates"] for r in replies)))
-            self.say(f"  under the profiler: {rates[len(rates) // 2]:,.0f} msg/s")
-        self.say("- reactor under cProfile: relay workload")
-        self.session("reactor", SESSION_CLIENTS, relay, profile=relay_path)
+            self.notes.append(f"reactor relay under the profiler: {rates[len(rates) // 2]:,.0f} msg/s")
+        self.session("reactor", SESSION_CLIENTS, relay, profile=relay_path,
+                     title="reactor under cProfile: relay workload")
 
         timeout_path = os.path.join(self.workdir, "reactor-timeout.prof")
 
@@ -339,10 +473,10 @@ class Bench:
             server.profiling(False)
             late = sorted(x for r in replies for x in r["late"])
             if late:
-                self.say(f"  under the profiler: median {percentile(late, 0.5) * 1e3:.0f} ms late, "
-                         f"last {late[-1] * 1e3:.0f} ms late")
-        self.say("- reactor under cProfile: 1,000 idle timeouts at once")
-        self.session("reactor", SESSION_CLIENTS, timeout, timeout=s.idle_timeout, profile=timeout_path)
+                self.notes.append(f"reactor timeouts under the profiler: median {percentile(late, 0.5) * 1e3:.0f} ms"
+                                  f" late, last {late[-1] * 1e3:.0f} ms late")
+        self.session("reactor", SESSION_CLIENTS, timeout, timeout=s.idle_timeout, profile=timeout_path,
+                     title="reactor under cProfile: 1,000 idle timeouts at once")
         return [("relay workload", relay_path), ("1,000 simultaneous idle timeouts", timeout_path)]
 
 
@@ -376,6 +510,8 @@ def rows_for(bench: Bench) -> list[Row]:
         Row("relay throughput, 500 pairs (msg/s)", ">= 50,000", True, lambda v: v >= 50_000,
             {"asyncio": 1.5, "threaded": 3.0, "relay": 0.5}),
         Row("server CPU during relay (%)"),
+        Row("relay per server CPU-second (msg)", higher_is_better=True),
+        Row("generator CPU during relay (% of its cores)"),
         Row("latency @5k msg/s, 1k clients: p50 (ms)"),
         Row("latency @5k msg/s, 1k clients: p99 (ms)", "<= 2", check=lambda v: v <= 2),
         Row("latency @5k msg/s, 1k clients: p99.9 (ms)"),
@@ -426,7 +562,8 @@ def print_table(bench: Bench) -> None:
             met = "ok" if row.check(ours) else "MISS"
         ratios = []
         for host in others:
-            adv = advantage(row, ours, values.get(host))
+            per_round = bench.ratios.get(row.figure, {}).get(host)
+            adv = statistics.median(per_round) if per_round else advantage(row, ours, values.get(host))
             text = "-" if adv is None else f"{adv:.2f}x"
             wanted = row.ratio_goals.get(host)
             if adv is not None and wanted is not None:
@@ -436,6 +573,43 @@ def print_table(bench: Bench) -> None:
               + " | " + " ".join(ratios))
     print("ratios: how many times better the reactor is (rates: ours/theirs; times and memory: theirs/ours);"
           " '>=x' is the goal")
+    if bench.rounds:
+        print(f"relay, latency and CPU rows: medians of {len(bench.rounds)} round(s), their ratios the median of the"
+              f" ratios taken within each round")
+
+
+def print_peers(bench: Bench) -> None:
+    """The relay comparison: each peer's median with its spread, and the reactor's advantage in each round."""
+    figure = "relay throughput, 500 pairs (msg/s)"
+    values = bench.figures.get(figure)
+    if not values:
+        return
+    rounds = len(bench.rounds)
+    print(f"\nrelay, 500 pairs, {WINDOW} messages in flight each way per pair, {rounds} round(s): "
+          f"median [min-max]; 'reactor is' = median of the ratios within each round [min-max]")
+    head = (f"{'peer':<10} {'msg/s':>10} {'[min-max]':>21} {'reactor is':>10} {'[min-max]':>15} "
+            f"{'server CPU':>10} {'msg/CPU-s':>10} {'reactor is':>10} {'gen CPU':>8} {'p99 ms':>8}")
+    print(head)
+    print("-" * len(head))
+    for host in PEERS:
+        if host not in values:
+            continue
+        low, high = bench.spread.get(figure, {}).get(host, (values[host], values[host]))
+        per_round = bench.ratios.get(figure, {}).get(host)
+        ratio = f"{statistics.median(per_round):.2f}x" if per_round else "-"
+        ratio_spread = f"[{min(per_round):.2f}-{max(per_round):.2f}]" if per_round else ""
+        cpu = bench.figures.get("server CPU during relay (%)", {}).get(host)
+        gen = bench.figures.get("generator CPU during relay (% of its cores)", {}).get(host)
+        p99 = bench.figures.get("latency @5k msg/s, 1k clients: p99 (ms)", {}).get(host)
+        per_cpu = bench.figures.get("relay per server CPU-second (msg)", {}).get(host)
+        cpu_ratios = bench.ratios.get("relay per server CPU-second (msg)", {}).get(host)
+        cpu_ratio = f"{statistics.median(cpu_ratios):.2f}x" if cpu_ratios else "-"
+        print(f"{LABELS[host]:<10} {values[host]:>10,.0f} {f'[{low:,.0f}-{high:,.0f}]':>21} {ratio:>10} "
+              f"{ratio_spread:>15} {fmt(cpu) + '%':>10} {fmt(per_cpu):>10} {cpu_ratio:>10} {fmt(gen) + '%':>8} "
+              f"{fmt(p99):>8}")
+    print("peers: miniircd 2.3 relays PRIVMSG (IRC, select, no threads); uvloop and asyncio host the same ChatServer"
+          " as the reactor, writing once per connection per loop pass; threaded: a thread per connection;"
+          " raw relay: bytes forwarded with no chat logic (the ceiling)")
 
 
 def print_profile(title: str, path: str) -> None:
@@ -472,34 +646,45 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", action="store_true", help="also profile the reactor server under load")
     parser.add_argument("--only", metavar="PARTS", default=",".join(PARTS),
                         help=f"comma-separated subset of {','.join(PARTS)} (default: all)")
+    parser.add_argument("--repeat", type=int, metavar="N", help="rounds of the peers comparison (default: 3, quick: 1)")
+    parser.add_argument("--generators", type=int, metavar="N", default=2, help="load generator processes (default: 2)")
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="do not pin the server to the first core and the generators to the others")
+    parser.add_argument("--plots", metavar="DIR", default=os.path.join(ROOT, "bench-results"),
+                        help="where the PNG plots go (default: bench-results/)")
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
     if not only <= set(PARTS):
         parser.error(f"--only: unknown part(s) {', '.join(sorted(only - set(PARTS)))}")
     raise_open_files_limit()
     settings = Settings.make(args.quick)
+    settings.generators, settings.pin = max(1, args.generators), args.pin
+    if args.repeat is not None:
+        settings.repeat = max(1, args.repeat)
     started = time.monotonic()
     print(f"bench ({'quick' if args.quick else 'full'}): {platform.python_implementation()} "
-          f"{platform.python_version()}, {os.cpu_count()} cores, {platform.machine()}, loopback only", flush=True)
+          f"{platform.python_version()}, {os.cpu_count()} cores, {platform.machine()}, loopback only; "
+          f"{settings.generators} load generator processes; "
+          f"{'server pinned to one core, generators to the others' if settings.pin else 'not pinned'}", flush=True)
     with tempfile.TemporaryDirectory(prefix="chat-bench-") as workdir:
         credentials = os.path.join(workdir, "credentials.txt")
         write_accounts(credentials, max(settings.capacities))
         bench = Bench(settings, workdir, credentials)
 
         if "micro" in only:
-            bench.say("- part A: timers and streams, reactor beside asyncio")
+            bench.say("start: part A: timers and streams, reactor beside asyncio")
             part_started = time.monotonic()
             figures = micro.run(args.quick)
             for host in ("reactor", "asyncio"):
                 bench.put("A: timer schedule+cancel, 100k pending (us/op)", host, figures["timer_us"][host])
                 bench.put("A: Stream frames/s, 1 TCP conn, 100k each way", host, figures["stream_fps"][host])
-            bench.say(f"  ({time.monotonic() - part_started:.1f}s)")
+            bench.say(f"done: part A ({time.monotonic() - part_started:.1f}s)")
 
         if "chat" in only:
             for kind in CHAT_HOSTS:
                 bench.chat_session(kind)
-        if "relay" in only:
-            bench.relay_session()
+        if "peers" in only:
+            bench.peers()
         if "capacity" in only:
             for clients in settings.capacities[1:]:
                 for kind in CHAT_HOSTS:
@@ -514,8 +699,12 @@ def main(argv=None) -> int:
         profiles = bench.profile_sessions() if args.profile else []
 
         print_table(bench)
+        print_peers(bench)
         for note in bench.notes:
             print(f"note: {note}")
+        written = plots.write(bench, args.plots, LABELS, PEERS)
+        if written:
+            print(f"plots: {', '.join(os.path.relpath(path) for path in written)}")
         for title, path in profiles:
             print_profile(title, path)
     if "store" in only:
