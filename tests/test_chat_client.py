@@ -862,3 +862,12 @@ def test_on_loopback_any_loopback_address_with_the_servers_port_is_the_server():
     ask(c, "luke")
     assert c.server_frame(connect("luke", host="::ffff:10.1.2.3", port=5000), 1) == [
         ConnectPeer("luke", "10.1.2.3", 5000)]
+
+
+@pytest.mark.parametrize("frame", [{"type": "blocked", "user": ["hans"]}, {"type": "private_cancelled", "user": {}},
+                                   {"type": "private_request", "from": ["hans"]}])
+def test_a_user_that_is_not_a_string_is_ignored(frame):
+    c = logged_in("yoda")
+    ask(c)
+    assert c.server_frame(frame, 1) == []
+    assert c.server_frame(connect(), 1) == [ConnectPeer("hans", "10.0.0.2", 1)]   # the request is still open
