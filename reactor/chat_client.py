@@ -30,9 +30,21 @@ shown are README.md's; the table is in ``PROTOCOL.md`` section 5.
 Wall-clock time comes only from the host: ``wall_offset`` added to ``now``
 (stored messages carry their own ``sent``); ``tz`` is the time zone shown
 (None: the machine's local time).
+
+Text is never code: every frame from the server or a peer has the control
+characters in its strings made visible (``reactor.text.visible``) before any
+handler reads it, so no text, user name or error detail reaches the terminal
+or the pipe raw; the client's own words keep their newlines. Text holding a
+control character is not sent (``message``, ``broadcast``, ``private``).
+
+A peer is connected to only in answer to a ``private_connect`` for a user
+this client asked (``startprivate``), only at a numeric IP address (a name is
+never resolved: that would stall the loop, and the server sends the address
+it saw), and never at the server's own address.
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import secrets
@@ -41,6 +53,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
+from .text import CONTROL, visible
 from .timer_effects import CancelTimer, SetTimer
 
 __all__ = ["Print", "Prompt", "ToServer", "ToPeer", "ConnectPeer", "ClosePeer", "Listen", "SetTimer",
@@ -49,6 +62,7 @@ __all__ = ["Print", "Prompt", "ToServer", "ToPeer", "ConnectPeer", "ClosePeer", 
 log = logging.getLogger("chat.client")
 
 PROTOCOL_VERSION = 2   # 2: a presence frame may list several users
+SERVER_VERSIONS = (1, 2)   # a server answering 1 speaks the same but for one user a presence frame
 MAX_TEXT = 4096      # characters in one message, as the server enforces
 LEAVE_GRACE = 3.0    # seconds to wait for the server's goodbye after asking to log out
 PING = {"type": "ping"}
@@ -128,6 +142,7 @@ CHAT_FIRST = frozenset({"private", "stopprivate"})                       # ... a
 # are the frame's fields.
 ERRORS = {
     "bad_frame": "Error. Bad request: {detail}",
+    "control_characters": "Error. A message cannot contain control characters",
     "not_logged_in": "Error. Not logged in",
     "invalid_user": "Error. Invalid user",
     "blocked_by_recipient": "Your message could not be delivered as the recipient has blocked you",
@@ -169,6 +184,9 @@ ARITY = {"message": 2, "broadcast": 1, "whoelse": 0, "whoelsesince": 1, "block":
 OPTIONAL = {"help": 1}   # how many more words a command may take
 TEXT_LAST = frozenset({"message", "broadcast", "private"})   # the last word is text: it keeps its spaces
 
+# Errors that answer a startprivate and so end the request (private_pending does not: one is open).
+ENDS_REQUEST = frozenset({"offline", "private_blocked", "private_unavailable", "private_declined"})
+
 _CONNECTING, _USERNAME, _PASSWORD, _ACTIVE, _LEAVING, _DONE = range(6)
 
 
@@ -181,6 +199,26 @@ class _Fields(dict):
 
 def _words(template: str, frame: dict) -> str:
     return template.format_map(_Fields({k: v for k, v in frame.items() if isinstance(v, (str, int, float))}))
+
+
+def _shown_fields(frame: dict) -> dict:
+    """``frame`` with the control characters made visible in its strings, and in the strings of its
+    lists: all a handler shows (anything deeper is shown only as a ``repr``, which escapes them)."""
+    return {key: visible(value) if type(value) is str
+            else [visible(v) if type(v) is str else v for v in value] if type(value) is list
+            else value
+            for key, value in frame.items()}
+
+
+def _peer_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``host`` as an IP address (an IPv4-mapped IPv6 one as IPv4), or None if it is not one."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 class _Peer:
@@ -218,6 +256,8 @@ class ChatClient:
         self._questions: deque[str] = deque()      # users asking us for a private chat, oldest first
         self._expected: dict[str, str] = {}        # requester -> the token its client will present
         self._connecting: dict[str, str] = {}      # target -> token, while we connect to it
+        self._requested: set[str] = set()          # users we asked for a private chat, until it starts or ends
+        self._server: tuple[Any, int] | None = None   # the server's (IP address, port): never a peer's
         self._peers: dict[int, _Peer] = {}
         self._chats: dict[str, _Peer] = {}         # user -> the open private chat with them
         self._online: set[str] = set()             # other users online, as presence and whoelse told
@@ -255,8 +295,11 @@ class ChatClient:
 
     # -- events from the host ------------------------------------------------
 
-    def start(self, now: float) -> list:
-        """Connected to the server: say hello."""
+    def start(self, now: float, server: tuple[str, int] | None = None) -> list:
+        """Connected to the server, at ``server`` (its IP address and port, if known): say hello."""
+        if server is not None:
+            ip = _peer_ip(server[0])
+            self._server = None if ip is None else (ip, server[1])
         return [ToServer({"type": "hello", "version": PROTOCOL_VERSION}), Listen()]
 
     def line(self, text: str, now: float) -> list:
@@ -291,6 +334,7 @@ class ChatClient:
         kind = frame.get("type") if type(frame) is dict else None
         if type(kind) is not str:
             return self.server_bad_frame("a frame without a type", now)
+        frame = _shown_fields(frame)
         if kind == "error":
             effects = self._error(frame, now)
         else:
@@ -357,7 +401,8 @@ class ChatClient:
         p = self._peers.get(peer)
         if p is None:
             return []
-        kind = frame.get("type") if type(frame) is dict else None
+        frame = _shown_fields(frame) if type(frame) is dict else {}
+        kind = frame.get("type")
         if p.open:
             text = frame.get("text") if kind == "private" else None
             if type(text) is not str:
@@ -450,7 +495,8 @@ class ChatClient:
         return [Prompt(text, secret)]
 
     def _on_hello(self, frame: dict, now: float) -> list:
-        if frame.get("version") != PROTOCOL_VERSION:
+        version = frame.get("version")
+        if type(version) is not int or version not in SERVER_VERSIONS:
             return self._finish(_words(FATAL["version"], frame), 1)
         return self._ask(_USERNAME, "Username: ")
 
@@ -490,6 +536,8 @@ class ChatClient:
         code = code if type(code) is str else "?"
         if code in FATAL:
             return self._finish(_words(FATAL[code], frame), 1)
+        if code in ENDS_REQUEST and type(frame.get("user")) is str:
+            self._requested.discard(frame["user"])
         if self._state in (_USERNAME, _PASSWORD):
             effects = self._login_error(code, frame)
             if effects is not None:
@@ -562,7 +610,10 @@ class ChatClient:
     def _on_blocked(self, frame: dict, now: float) -> list:
         """A block ends any private chat with that user, open or still being set up."""
         user = frame.get("user")
+        if type(user) is not str:
+            return []
         effects: list = [Print(f"{user} is blocked")]
+        self._requested.discard(user)
         if user in self._chats:
             effects += self._stop_chat(user)
         self._connecting.pop(user, None)
@@ -593,13 +644,33 @@ class ChatClient:
         user, host, port, token = (frame.get(k) for k in ("user", "host", "port", "token"))
         if type(user) is not str or type(host) is not str or type(port) is not int or type(token) is not str:
             return []
-        if user in self._chats or user in self._connecting:
+        if user not in self._requested or user in self._chats or user in self._connecting:
+            log.info("private_connect for %s, whom we did not ask (or are connecting to already): ignored", user)
             return []
+        self._requested.discard(user)
+        ip = _peer_ip(host)
+        if ip is None:
+            return [Print(f"Error. Cannot reach {user} for private messaging: the server named a host ({host}), "
+                          "not an IP address")]
+        if ip.is_unspecified or ip.is_multicast or not 0 < port < 65536 or self._is_server(ip, port):
+            return [Print(f"Error. Cannot reach {user} for private messaging: {host} port {port} is not "
+                          "an address of theirs")]
         self._connecting[user] = token
-        return [ConnectPeer(user, host, port)]
+        return [ConnectPeer(user, str(ip), port)]
+
+    def _is_server(self, ip: Any, port: int) -> bool:
+        """Whether ``ip:port`` is the server's own address (a loopback one: any loopback address
+        with its port, as all of them reach a server bound on every address)."""
+        if self._server is None:
+            return False
+        server_ip, server_port = self._server
+        return port == server_port and (ip == server_ip or ip.is_loopback and server_ip.is_loopback)
 
     def _on_private_cancelled(self, frame: dict, now: float) -> list:
         user = frame.get("user")
+        if type(user) is not str:
+            return []
+        self._requested.discard(user)
         if user in self._questions:
             self._questions.remove(user)
         effects: list = []
@@ -670,11 +741,15 @@ class ChatClient:
         return getattr(self, "_do_" + name)(*args, now=now)
 
     def _do_message(self, user: str, text: str, now: float) -> list:
+        if CONTROL.search(text):
+            return [Print(ERRORS["control_characters"])]
         if len(text) > MAX_TEXT:
             return [Print(f"Error. Message too long (at most {MAX_TEXT} characters)")]
         return [ToServer({"type": "message", "to": user, "text": text})]
 
     def _do_broadcast(self, text: str, now: float) -> list:
+        if CONTROL.search(text):
+            return [Print(ERRORS["control_characters"])]
         if len(text) > MAX_TEXT:
             return [Print(f"Error. Message too long (at most {MAX_TEXT} characters)")]
         return [ToServer({"type": "broadcast", "text": text})]
@@ -718,12 +793,15 @@ class ChatClient:
             return [Print(f"Error. Private messaging with {user} is already enabled")]
         if user in self._connecting:
             return [Print(f"Error. Private messaging with {user} is starting already")]
+        self._requested.add(user)
         return [ToServer({"type": "startprivate", "user": user})]
 
     def _do_private(self, user: str, text: str, now: float) -> list:
         p = self._chats.get(user)
         if p is None:
             return [Print(f"Error. Private messaging to {user} not enabled")]
+        if CONTROL.search(text):
+            return [Print(ERRORS["control_characters"])]
         return [ToPeer(p.id, {"type": "private", "text": text})]
 
     def _do_stopprivate(self, user: str, now: float) -> list:

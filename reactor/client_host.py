@@ -92,7 +92,8 @@ class ClientHost:
                 return
             self._server = Stream(self.loop, sock, _ServerLink(self))
             self._console.start(self.loop, self._line, self._end_of_input)
-            self._apply(self.logic.start(self.now()))
+            address = self._server.peer_address
+            self._apply(self.logic.start(self.now(), None if address is None else (address[0], address[1])))
 
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             self.loop.add_signal_handler(signum, self._interrupted)
@@ -159,7 +160,7 @@ class ClientHost:
             if peer is not None:
                 self._apply(self.logic.peer_connected(peer, user, self.now()))
 
-        connector = Connector(self.loop, host, port, done)
+        connector = Connector(self.loop, host, port, done, numeric=True)   # a name would stall the loop
         self._connectors.add(connector)
 
     def _fire(self, keys: list) -> None:

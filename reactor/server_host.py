@@ -189,7 +189,7 @@ class ServerHost:
         self._strangers[conn] = address
         self._per_address[address] += 1
         log.debug("connection %d from %s", conn, stream.peer_address)
-        self._apply(self._logic.connected(conn, self._loop.time()))
+        self._apply(self._logic.connected(conn, self._loop.time(), address))
 
     def _turn_away(self, sock: socket.socket, address: str) -> None:
         """Too many strangers (in all, or from ``address``): one ``busy`` frame, if it fits, and close."""

@@ -335,16 +335,22 @@ def listen(loop: EventLoop, host: str, port: int, on_accept: Callable[[socket.so
 
 
 class Connector:
-    """A non-blocking outgoing TCP connect; calls ``on_done(sock, None)`` or ``on_done(None, error)``."""
+    """A non-blocking outgoing TCP connect; calls ``on_done(sock, None)`` or ``on_done(None, error)``.
+
+    A host name is resolved by a blocking ``getaddrinfo``; with ``numeric`` only an IP address is
+    taken, and anything else fails at once without a look-up (for addresses from the network).
+    """
 
     def __init__(self, loop: EventLoop, host: str, port: int,
-                 on_done: Callable[[socket.socket | None, str | None], Any], *, timeout: float = 10.0) -> None:
+                 on_done: Callable[[socket.socket | None, str | None], Any], *, timeout: float = 10.0,
+                 numeric: bool = False) -> None:
         self._loop = loop
         self._on_done = on_done
         self._sock: socket.socket | None = None
         self._error = "no address"
         try:
-            self._addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            self._addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                 flags=socket.AI_NUMERICHOST if numeric else 0)
         except (OSError, UnicodeError) as exc:
             self._addresses = []
             self._error = _describe(exc) if isinstance(exc, OSError) else str(exc)

@@ -5,6 +5,7 @@ import pytest
 
 from reactor.chat_client import (COMMANDS, HELP, MAX_TEXT, CancelTimer, ChatClient, ClosePeer, ConnectPeer, Exit, Listen,
                                  Print, Prompt, SetTimer, ToPeer, ToServer)
+from reactor.text import CONTROL
 
 
 HIDDEN = Prompt("", secret=True)   # typing is not shown until the server answers a login step
@@ -21,9 +22,10 @@ def frames(effects):
     return [e.frame for e in effects if type(e) is ToServer]
 
 
-def logged_in(user="yoda", now=0.0, **options):
+def logged_in(user="yoda", now=0.0, server=None, **options):
+    """A client logged in as ``user`` to a server at ``server`` ((IP address, port), or unknown)."""
     c = ChatClient(token_ttl=30, peer_hello_timeout=10, **options)
-    c.start(now)
+    c.start(now, server)
     c.server_frame({"type": "hello", "version": 2}, now)
     c.line(user, now)
     c.server_frame({"type": "username_ok"}, now)
@@ -101,6 +103,15 @@ def test_a_busy_server_ends_the_client_before_hello():
     c.start(0)
     assert c.server_frame({"type": "error", "code": "busy"}, 0) == [Print("Error. Server busy, try again later"),
                                                                     Exit(1)]
+
+
+def test_a_version_1_server_is_spoken_to_and_true_is_no_version():
+    c = ChatClient()
+    c.start(0)
+    assert c.server_frame({"type": "hello", "version": 1}, 0) == [Prompt("Username: ")]
+    c = ChatClient()
+    c.start(0)
+    assert c.server_frame({"type": "hello", "version": True}, 0)[-1] == Exit(1)
 
 
 def test_another_protocol_version_is_refused():
@@ -504,8 +515,20 @@ def test_server_lost_exits_1():
 
 # -- private chat ---------------------------------------------------------
 
-def open_as_requester(c, peer=1, now=1.0):
-    """yoda asked hans; the server says where hans listens; the peer connection completes."""
+def ask(c, user="hans", now=1.0):
+    """``startprivate user``, and the server's answer to it is in."""
+    assert frames(c.line(f"startprivate {user}", now)) == [{"type": "startprivate", "user": user}, PING]
+    assert c.server_frame(PONG, now) == []
+
+
+def connect(user="hans", token="T", port=1, host="10.0.0.2"):
+    return {"type": "private_connect", "user": user, "host": host, "port": port, "token": token}
+
+
+def open_as_requester(c, peer=1, now=1.0, asked=False):
+    """yoda asks hans (unless ``asked``); the server says where hans listens; the peer connection completes."""
+    if not asked:
+        ask(c, now=now)
     assert c.server_frame({"type": "private_connect", "user": "hans", "host": "127.0.0.1", "port": 9000,
                            "token": "T"}, now) == [ConnectPeer("hans", "127.0.0.1", 9000)]
     assert c.peer_connected(peer, "hans", now) == [
@@ -529,7 +552,7 @@ def test_requester_side_of_a_private_chat():
     c = logged_in("yoda")
     assert c.line("startprivate hans", 1) == [ToServer({"type": "startprivate", "user": "hans"}), ToServer(PING)]
     assert c.server_frame(PONG, 1) == []
-    assert open_as_requester(c) == [CancelTimer(("peer", 1)), Print("Start private messaging with hans")]
+    assert open_as_requester(c, asked=True) == [CancelTimer(("peer", 1)), Print("Start private messaging with hans")]
     assert c.chats() == ["hans"]
     assert c.line("private hans the plans", 2) == [ToPeer(1, {"type": "private", "text": "the plans"}),
                                                    ToServer({"type": "activity"})]
@@ -615,20 +638,23 @@ def test_a_silent_peer_is_dropped_at_its_deadline():
 
 def test_a_target_that_never_welcomes_is_reported():
     c = logged_in("yoda")
-    c.server_frame({"type": "private_connect", "user": "hans", "host": "h", "port": 1, "token": "T"}, 1)
+    ask(c)
+    c.server_frame(connect(), 1)
     c.peer_connected(1, "hans", 1)
     assert prints(c.timer_fired(("peer", 1), 11)) == [
         "Error. Private messaging with hans could not start: the peer did not answer"]
-    c.server_frame({"type": "private_connect", "user": "hans", "host": "h", "port": 1, "token": "U"}, 12)
+    ask(c, now=12)
+    c.server_frame(connect(token="U"), 12)
     c.peer_connected(2, "hans", 12)
     assert prints(c.peer_closed(2, 12)) == ["Error. hans did not accept the private connection"]
 
 
 def test_connecting_to_a_peer_can_fail():
     c = logged_in("yoda")
-    c.server_frame({"type": "private_connect", "user": "hans", "host": "h", "port": 1, "token": "T"}, 1)
+    ask(c)
+    assert c.server_frame(connect(), 1) == [ConnectPeer("hans", "10.0.0.2", 1)]
     assert prints(c.line("startprivate hans", 1)) == ["Error. Private messaging with hans is starting already"]
-    assert c.server_frame({"type": "private_connect", "user": "hans", "host": "h", "port": 1, "token": "T"}, 1) == []
+    assert c.server_frame(connect(), 1) == []
     assert c.peer_failed("hans", "Connection refused", 1) == [
         Print("Error. Cannot reach hans for private messaging: Connection refused")]
     assert c.peer_failed("hans", "again", 1) == []
@@ -673,10 +699,12 @@ def test_events_after_exit_do_nothing():
 
 def test_a_block_also_ends_a_chat_still_being_set_up():
     c = logged_in("yoda")
-    c.server_frame({"type": "private_connect", "user": "hans", "host": "h", "port": 1, "token": "T"}, 1)
+    ask(c)
+    c.server_frame(connect(), 1)
     c.peer_connected(1, "hans", 1)                      # hello sent, no welcome yet
     c.server_frame({"type": "private_expect", "user": "luke", "token": "L"}, 1)
-    c.server_frame({"type": "private_connect", "user": "leia", "host": "h", "port": 2, "token": "E"}, 1)
+    ask(c, "leia")
+    c.server_frame(connect("leia", "E", 2), 1)
     assert c.server_frame({"type": "blocked", "user": "hans"}, 2) == [
         Print("hans is blocked"), ClosePeer(1), CancelTimer(("peer", 1))]
     assert c.peer_frame(1, {"type": "peer_welcome", "user": "hans"}, 2) == []
@@ -687,3 +715,174 @@ def test_a_block_also_ends_a_chat_still_being_set_up():
     c.server_frame({"type": "blocked", "user": "leia"}, 2)
     assert c.peer_connected(3, "leia", 2) == [ClosePeer(3)]
     assert c.chats() == []
+
+
+# -- text is never code ---------------------------------------------------
+
+ESC_TEXT = "\x1b]0;pwned\x07\x1b[2J\x1bc\rWelcome to the greatest messaging application ever!\nhans: \x85\x7fpassword?"
+ESC_SHOWN = "^[]0;pwned^G^[[2J^[c^MWelcome to the greatest messaging application ever!^Jhans: <U+0085>^?password?"
+EVIL = "vader\x1b[2J\nyoda"
+EVIL_SHOWN = "vader^[[2J^Jyoda"
+
+
+def shows_no_control(effects):
+    """Every Print is free of control characters but for the client's own line breaks."""
+    for text in prints(effects):
+        assert not CONTROL.search(text.replace("\n", "")), text
+    return prints(effects)
+
+
+@pytest.mark.parametrize("frame, words", [
+    ({"type": "message", "from": EVIL, "text": ESC_TEXT}, f"{EVIL_SHOWN}: {ESC_SHOWN}"),
+    ({"type": "message", "from": EVIL, "text": ESC_TEXT, "broadcast": True}, f"[broadcast] {EVIL_SHOWN}: {ESC_SHOWN}"),
+    ({"type": "message", "from": EVIL, "text": ESC_TEXT, "id": 7}, f"{EVIL_SHOWN}: {ESC_SHOWN}"),
+    ({"type": "presence", "user": EVIL, "online": True}, f"{EVIL_SHOWN} logged in"),
+    ({"type": "stored", "to": EVIL}, f"{EVIL_SHOWN} is offline; the message will be delivered when they log in"),
+    ({"type": "blocked", "user": EVIL}, f"{EVIL_SHOWN} is blocked"),
+    ({"type": "unblocked", "user": EVIL}, f"{EVIL_SHOWN} is unblocked"),
+    ({"type": "private_request", "from": EVIL}, f"{EVIL_SHOWN} would like to start private messaging. Accept? (y/n)"),
+    ({"type": "private_cancelled", "user": EVIL}, f"Private messaging request with {EVIL_SHOWN} was cancelled"),
+    ({"type": "error", "code": "bad_frame", "detail": ESC_TEXT}, f"Error. Bad request: {ESC_SHOWN}"),
+    ({"type": "error", "code": "bad_argument", "detail": ESC_TEXT}, f"Error. {ESC_SHOWN}"),
+    ({"type": "error", "code": "offline", "user": EVIL}, f"Error. {EVIL_SHOWN} is offline"),
+    ({"type": "error", "code": "self", "command": EVIL}, "Error. Not with yourself"),
+    ({"type": "error", "code": ESC_TEXT}, f"Error. {ESC_SHOWN}"),
+    ({"type": "error", "code": "rate_limited", "retry": ESC_TEXT}, f"Error. You are sending too fast; try again in "
+                                                                    f"{ESC_SHOWN} s"),
+])
+def test_what_the_server_sends_is_shown_with_control_characters_visible(frame, words):
+    c = logged_in("yoda")
+    shown = shows_no_control(c.server_frame(frame, 1))
+    assert shown[0] == words
+
+
+def test_a_user_list_shows_each_name_on_its_own_line_made_visible():
+    c = logged_in("yoda")
+    c.line("whoelse", 1)
+    assert shows_no_control(c.server_frame({"type": "users", "names": [EVIL, "luke", 5]}, 1)) == [
+        f"{EVIL_SHOWN}\nluke"]
+    assert c.online_users() == {EVIL_SHOWN, "luke"}   # completion never types a control character either
+
+
+def test_fatal_words_and_login_errors_are_made_visible_too():
+    c = ChatClient()
+    c.start(0)
+    assert shows_no_control(c.server_frame({"type": "hello", "version": "1\x1b[2J"}, 0)) == [
+        "Error. Server speaks protocol version 1^[[2J"]
+    c = ChatClient()
+    c.start(0)
+    c.server_frame({"type": "hello", "version": 2}, 0)
+    c.line("yoda", 0)
+    assert shows_no_control(c.server_frame({"type": "error", "code": "already_logged_in", "user": EVIL}, 0)) == [
+        f"Error. {EVIL_SHOWN} is already logged in"]
+
+
+def test_a_peer_text_is_shown_made_visible():
+    c = logged_in("yoda")
+    open_as_requester(c)
+    assert shows_no_control(c.peer_frame(1, {"type": "private", "text": ESC_TEXT}, 2)) == [
+        f"hans(private): {ESC_SHOWN}"]
+
+
+def test_the_client_keeps_its_own_line_breaks():
+    c = logged_in("yoda")
+    assert prints(c.line("help", 1)) == [HELP]
+    assert "\n" in HELP
+
+
+@pytest.mark.parametrize("line", ["message hans \x1b[2Jhi", "broadcast hi\rthere", "broadcast a\x85b", "message hans a\x7f",
+                                  "private hans \x1b]0;pwned\x07"])
+def test_text_with_control_characters_is_not_sent(line):
+    c = logged_in("yoda")
+    open_as_requester(c)
+    effects = c.line(line, 2)
+    assert prints(effects) == ["Error. A message cannot contain control characters"]
+    assert not [e for e in effects if type(e) is ToPeer] and frames(effects) == [{"type": "activity"}]
+
+
+def test_a_tab_is_text():
+    c = logged_in("yoda")
+    assert frames(c.line("broadcast a\tb", 1))[0] == {"type": "broadcast", "text": "a\tb"}
+
+
+def test_the_servers_control_characters_error_has_the_spec_words():
+    c = logged_in("yoda")
+    assert prints(c.server_frame({"type": "error", "code": "control_characters"}, 1)) == [
+        "Error. A message cannot contain control characters"]
+
+
+# -- peer addresses -------------------------------------------------------
+
+def test_a_private_connect_nobody_asked_for_is_ignored():
+    c = logged_in("yoda")
+    assert c.server_frame(connect(), 1) == []
+    ask(c, "luke")
+    assert c.server_frame(connect(), 1) == []                       # luke was asked, not hans
+    assert c.server_frame(connect("luke"), 1) == [ConnectPeer("luke", "10.0.0.2", 1)]
+    assert c.peer_failed("luke", "Connection refused", 1)
+    assert c.server_frame(connect("luke"), 1) == []                 # one answer per request
+
+
+@pytest.mark.parametrize("code", ["offline", "private_blocked", "private_unavailable", "private_declined"])
+def test_a_refused_request_is_forgotten(code):
+    c = logged_in("yoda")
+    ask(c)
+    c.server_frame({"type": "error", "code": code, "user": "hans"}, 1)
+    assert c.server_frame(connect(), 1) == []
+
+
+@pytest.mark.parametrize("frame", [{"type": "private_cancelled", "user": "hans"}, {"type": "blocked", "user": "hans"}])
+def test_a_cancelled_request_is_forgotten(frame):
+    c = logged_in("yoda")
+    ask(c)
+    c.server_frame(frame, 1)
+    assert c.server_frame(connect(), 1) == []
+
+
+def test_a_pending_request_stays_asked():
+    c = logged_in("yoda")
+    ask(c)
+    ask(c)
+    c.server_frame({"type": "error", "code": "private_pending", "user": "hans"}, 1)
+    assert c.server_frame(connect(), 1) == [ConnectPeer("hans", "10.0.0.2", 1)]
+
+
+@pytest.mark.parametrize("host", ["evil.example", "localhost", "", "10.0.0.2.example", "0x7f.1"])
+def test_a_host_name_is_refused_never_resolved(host):
+    c = logged_in("yoda")
+    ask(c)
+    effects = c.server_frame(connect(host=host), 1)
+    assert not [e for e in effects if type(e) is ConnectPeer]
+    assert prints(effects)[0].startswith("Error. Cannot reach hans for private messaging: the server named a host")
+
+
+@pytest.mark.parametrize("host, port", [("192.0.2.1", 5000), ("::ffff:192.0.2.1", 5000), ("0.0.0.0", 9),
+                                        ("::", 9), ("224.0.0.1", 9), ("10.0.0.2", 0), ("10.0.0.2", 70000)])
+def test_the_servers_own_address_and_no_address_are_refused(host, port):
+    c = logged_in("yoda", server=("192.0.2.1", 5000))
+    ask(c)
+    effects = c.server_frame(connect(host=host, port=port), 1)
+    assert not [e for e in effects if type(e) is ConnectPeer]
+    assert prints(effects) == [f"Error. Cannot reach hans for private messaging: {host} port {port} is not "
+                               "an address of theirs"]
+
+
+def test_on_loopback_any_loopback_address_with_the_servers_port_is_the_server():
+    c = logged_in("yoda", server=("127.0.0.1", 5000))
+    for host in ("127.0.0.2", "::ffff:127.0.0.1", "127.0.0.1"):
+        ask(c)
+        assert not [e for e in c.server_frame(connect(host=host, port=5000), 1) if type(e) is ConnectPeer]
+    ask(c)
+    assert c.server_frame(connect(host="127.0.0.2", port=5001), 1) == [ConnectPeer("hans", "127.0.0.2", 5001)]
+    ask(c, "luke")
+    assert c.server_frame(connect("luke", host="::ffff:10.1.2.3", port=5000), 1) == [
+        ConnectPeer("luke", "10.1.2.3", 5000)]
+
+
+@pytest.mark.parametrize("frame", [{"type": "blocked", "user": ["hans"]}, {"type": "private_cancelled", "user": {}},
+                                   {"type": "private_request", "from": ["hans"]}])
+def test_a_user_that_is_not_a_string_is_ignored(frame):
+    c = logged_in("yoda")
+    ask(c)
+    assert c.server_frame(frame, 1) == []
+    assert c.server_frame(connect(), 1) == [ConnectPeer("hans", "10.0.0.2", 1)]   # the request is still open

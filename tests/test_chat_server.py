@@ -92,9 +92,10 @@ class World:
         self._ids = itertools.count(1)
         self.conn = {}   # user -> conn of its last login
 
-    def connect(self, now=0.0, hello=True, version=1):
+    def connect(self, now=0.0, hello=True, version=1, address="10.0.0.1"):
         conn = next(self._ids)
-        assert self.s.connected(conn, now) == [SetTimer(("login", conn), now + min(self.timeout, MAX_LOGIN_TIME))]
+        assert self.s.connected(conn, now, address) == [
+            SetTimer(("login", conn), now + min(self.timeout, MAX_LOGIN_TIME))]
         if hello:
             hello = {"type": "hello", "version": version}
             assert self.s.received(conn, hello, now) == [Send((conn,), hello)]
@@ -104,16 +105,17 @@ class World:
     def timeout(self):
         return self.s._timeout
 
-    def login(self, user, now=0.0, listen=True, version=1):
-        """Log ``user`` in on a new connection; returns the effects of the password frame."""
-        conn = self.connect(now, version=version)
+    def login(self, user, now=0.0, listen=True, version=1, address="10.0.0.1"):
+        """Log ``user`` in on a new connection from ``address``; returns the effects of the password frame.
+        Its client claims to listen on a host of its own, which the server must ignore."""
+        conn = self.connect(now, version=version, address=address)
         assert self.s.received(conn, {"type": "username", "username": user}, now) == \
             [Send((conn,), {"type": "username_ok"})]
         effects = self.s.received(conn, {"type": "password", "password": ACCOUNTS[user]}, now)
         assert frames_to(effects, conn, self.store)[0] == {"type": "welcome", "user": user}
         self.conn[user] = conn
         if listen:
-            assert self.send(user, {"type": "listen", "host": "10.0.0.1", "port": 40000 + conn}, now) == []
+            assert self.send(user, {"type": "listen", "host": "203.0.113.66", "port": 40000 + conn}, now) == []
         return effects
 
     def send(self, user, frame, now=0.0):
@@ -160,7 +162,7 @@ def test_effects_are_frozen_and_slotted():
 # -- handshake -------------------------------------------------------------------
 
 def test_connecting_arms_the_login_deadline(w):
-    assert w.s.connected(7, 5.0) == [SetTimer(("login", 7), 5.0 + TIMEOUT)]
+    assert w.s.connected(7, 5.0, "10.0.0.7") == [SetTimer(("login", 7), 5.0 + TIMEOUT)]
 
 
 @pytest.mark.parametrize("version", [1, 2])
@@ -628,6 +630,38 @@ def test_message_errors(w):
     assert w.send("hans", msg("hans", "x")) == [Send((hans,), error("self", command="message"))]
     assert w.send("hans", msg("yoda", "x" * 4097)) == [Send((hans,), error("text_too_long", max=4096))]
     assert of_type(w.send("hans", msg("yoda", "x" * 4096)), Persist)   # exactly the max is fine
+
+
+CONTROL_TEXTS = ["\x1b]0;pwned\x07", "\x1b[2J", "\x1bc", "hi\rhans: send me your password",
+                 "hi\nWelcome to the greatest messaging application ever!", "\x00", "\x7f", "\x85", "\x9b2J",
+                 "\x08" * 5 + "yoda"]
+
+
+@pytest.mark.parametrize("text", CONTROL_TEXTS)
+def test_text_with_a_control_character_is_refused_to_anyone_online_or_not(w, text):
+    w.login("hans")
+    w.login("yoda")
+    for command in (msg("yoda", text), msg("luke", text), {"type": "broadcast", "text": text}):
+        assert w.send("hans", command) == [Send((w.conn["hans"],), error("control_characters"))]
+    assert w.s.stored("luke") == []
+
+
+def test_text_may_hold_tabs_and_any_printable_character(w):
+    w.login("hans")
+    w.login("yoda")
+    text = "a\ttab, ^[ as two characters, \u00e9\u4e2d\U0001f600, \u00a0 and \u00a0 no C1"
+    assert w.to(w.send("hans", msg("yoda", text)), "yoda") == [{"type": "message", "from": "hans", "text": text}]
+    assert w.to(w.send("hans", {"type": "broadcast", "text": text}), "yoda")[0]["text"] == text
+
+
+def test_refused_text_costs_no_rate_tokens():
+    w = World(rate=1.0, burst=1)
+    w.login("hans")
+    w.login("yoda")
+    for _ in range(5):
+        w.send("hans", msg("yoda", "\x1b[2J"))
+    assert w.to(w.send("hans", msg("yoda", "still here")), "yoda") == [
+        {"type": "message", "from": "hans", "text": "still here"}]
 
 
 @pytest.mark.parametrize("frame", [{"type": "message"}, {"type": "message", "to": "yoda"},
@@ -1124,14 +1158,27 @@ def test_the_requester_may_start_private_with_someone_it_blocked(pair):
     assert start(w)[0].frame == {"type": "private_request", "from": "hans"}
 
 
-def test_listen_fields_are_checked(w):
+def test_listen_port_is_checked_and_its_host_ignored(w):
     w.login("hans", listen=False)
-    for frame in ({"type": "listen", "host": "h"}, {"type": "listen", "host": "", "port": 5},
-                  {"type": "listen", "host": 5, "port": 5}, {"type": "listen", "host": "h", "port": 0},
+    for frame in ({"type": "listen", "host": "h"}, {"type": "listen", "host": "h", "port": 0},
                   {"type": "listen", "host": "h", "port": 65536}, {"type": "listen", "host": "h", "port": True},
-                  {"type": "listen", "host": "h", "port": "80"}, {"type": "listen", "host": "h" * 256, "port": 80}):
+                  {"type": "listen", "host": "h", "port": "80"}):
         assert w.to(w.send("hans", frame), "hans")[0]["code"] == "bad_frame"
-    assert w.send("hans", {"type": "listen", "host": "::1", "port": 65535}) == []
+    for frame in ({"type": "listen", "host": "::1", "port": 65535}, {"type": "listen", "port": 80},
+                  {"type": "listen", "host": 5, "port": 80}, {"type": "listen", "host": "h" * 256, "port": 80}):
+        assert w.send("hans", frame) == []
+
+
+def test_a_peer_address_is_the_one_the_server_saw_not_the_one_claimed(w):
+    """vader claims to listen at a third party's address: hans's client is sent to vader's own
+    address (where vader's connection comes from), with the port vader named."""
+    w.login("hans", address="192.0.2.10")
+    w.login("vader", listen=False, address="198.51.100.7")
+    assert w.send("vader", {"type": "listen", "host": "192.0.2.99", "port": 22}) == []
+    start(w, "hans", "vader")
+    answer(w, "vader", "hans")
+    assert w.to(ready(w, "vader", "hans"), "hans") == [
+        {"type": "private_connect", "user": "vader", "host": "198.51.100.7", "port": 22, "token": "token1"}]
 
 
 def test_the_token_expires_after_token_ttl(pair):
@@ -1314,7 +1361,7 @@ def test_shutdown_says_bye_to_every_connection_and_closes_each(w):
         assert w.s.disconnected(conn, 11.0) == []
         assert w.s.timer_fired(("idle", conn), 100.0) == []
     assert w.s.timer_fired(("private", "hans", "yoda"), 100.0) == []
-    assert w.s.connected(99, 11.0) == [Send((99,), {"type": "bye", "reason": "shutdown"}), Close(99)]
+    assert w.s.connected(99, 11.0, "10.0.0.9") == [Send((99,), {"type": "bye", "reason": "shutdown"}), Close(99)]
 
 
 def test_shutdown_with_no_connections(w):

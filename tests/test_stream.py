@@ -453,6 +453,30 @@ def test_connect_bad_host_is_a_clear_error(loop):
     assert done[0][0] is None and done[0][1]
 
 
+def test_a_numeric_connect_never_looks_a_name_up(loop, monkeypatch):
+    """For addresses from the network: a name fails at once, as no IP address, without a DNS query."""
+    real, asked = socket.getaddrinfo, []
+
+    def spy(host, *args, **kw):
+        asked.append((host, kw.get("flags", 0)))
+        return real(host, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", spy)
+    accepted = []
+    lst = listen(loop, "127.0.0.1", 0, accepted.append)
+    done = []
+    Connector(loop, "localhost", lst.address[1], lambda sock, err: done.append((sock, err)), numeric=True)
+    Connector(loop, "127.0.0.1", lst.address[1], lambda sock, err: done.append((sock, err)), numeric=True)
+    run_until(loop, lambda: len(done) == 2 and accepted)
+    assert asked == [("localhost", socket.AI_NUMERICHOST), ("127.0.0.1", socket.AI_NUMERICHOST)]
+    failed, connected = sorted(done, key=lambda d: d[0] is not None)
+    assert failed[0] is None and failed[1]
+    assert connected[1] is None
+    connected[0].close()
+    accepted[0].close()
+    lst.close()
+
+
 def test_connect_timeout(loop):
     # A listener whose backlog is full: SYNs go unanswered, so connect hangs.
     srv = socket.socket()

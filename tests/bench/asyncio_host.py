@@ -94,7 +94,8 @@ class AsyncioHost:
 
     def opened(self, c: Connection) -> None:
         self._conns[c.conn] = c
-        self._apply(self._logic.connected(c.conn, self._loop.time()))
+        address = c.transport.get_extra_info("peername")[0]
+        self._apply(self._logic.connected(c.conn, self._loop.time(), address))
 
     def frame(self, c: Connection, frame: dict | str) -> None:
         if type(frame) is dict:

@@ -41,16 +41,16 @@ class ThreadedHost:
 
     def accept_forever(self, listener: socket.socket) -> None:
         while True:
-            sock, _addr = listener.accept()
+            sock, address = listener.accept()
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+            threading.Thread(target=self._serve, args=(sock, address[0]), daemon=True).start()
 
-    def _serve(self, sock: socket.socket) -> None:
+    def _serve(self, sock: socket.socket, address: str) -> None:
         logic = self._logic
         with self._lock:
             conn = next(self._ids)
             self._socks[conn] = sock
-            self._apply(logic.connected(conn, time.monotonic()))
+            self._apply(logic.connected(conn, time.monotonic(), address))
         buffer = b""
         try:
             while True:
