@@ -18,7 +18,7 @@ CA     ?=
 CERTS  ?= .certs
 BENCH_ARGS ?=
 
-.PHONY: run-server run-client dev-certs test coverage bench bench-quick clean
+.PHONY: run-server run-client dev-certs test coverage bench bench-quick bench-tls clean
 
 run-server:
 	$(PYTHON) server_main.py $(PORT) $(BLOCK) $(TIMEOUT) --host $(HOST) --credentials $(CREDENTIALS) --state $(STATE) \
@@ -74,6 +74,10 @@ bench: $(VENV)/.bench-installed
 
 bench-quick: $(VENV)/.bench-installed
 	$(VPY) -m tests.bench.run --quick $(BENCH_ARGS)
+
+# What TLS costs: the real server's relay throughput and latency, plaintext and TLS side by side.
+bench-tls: $(VENV)/.installed
+	$(VPY) -m tests.bench.tls $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* htmlcov .pytest_cache bench-results
