@@ -8,6 +8,8 @@ written from the output buffer as any stream's: the TLS layer's "want read" and
 "want write" become plain facts (no plaintext yet; wire bytes waiting in the
 output buffer), and every read decrypts all that the bytes received complete,
 so nothing stays decrypted inside the layer where the loop would not wake for it.
+(Writing never waits for reading: both contexts refuse renegotiation, and a
+TLS 1.3 key update is answered from ``receive``, whose output is sent too.)
 
 ``TLSStream`` is a ``Stream`` whose ``write`` takes plaintext: it waits in a
 buffer of its own and is encrypted once per flush (one TLS record for a turn's
@@ -44,9 +46,10 @@ class TLSConfigError(Exception):
 
 
 def server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
-    """The server's context: its certificate chain and key, TLS 1.2 at least."""
+    """The server's context: its certificate chain and key, TLS 1.2 at least, no renegotiation."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.options |= ssl.OP_NO_RENEGOTIATION
     try:
         context.load_cert_chain(cert_file, key_file)
     except (OSError, ssl.SSLError) as exc:
@@ -63,6 +66,7 @@ def client_context(ca_file: str | None = None) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as exc:
         raise TLSConfigError(f"Cannot use the CA file {ca_file}: {describe_error(exc)}") from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.options |= ssl.OP_NO_RENEGOTIATION
     return context
 
 
@@ -234,6 +238,9 @@ class TLSStream(Stream):
             self._close(describe_error(exc))
             return b""
         self._out += tls.take()   # handshake messages, key update answers
+        if len(self._out) > self._max_output:   # a peer that asks for answers and reads none
+            self._fail(f"output buffer over {self._max_output} bytes: peer not reading")
+            return b""
         if tls.established and not was_established:
             if self._handshake_timer is not None:
                 self._handshake_timer.cancel()

@@ -356,3 +356,19 @@ def test_client_refuses_an_unusable_ca_file(tmp_path):
     result = run_main("client_main.py", "127.0.0.1", "9", "--ca", str(tmp_path / "nope.pem"), cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith(f"Error. Cannot use the CA file {tmp_path / 'nope.pem'}"), result.stderr
+
+
+def test_a_peer_that_reads_nothing_is_cut_off_past_max_output(loop, contexts):
+    server, srv, client, cli = tls_pair(loop, contexts, server_options={"max_output": 100_000})
+    run_until(loop, lambda: srv.secure and cli.secure)
+    loop.remove_reader(client._sock)   # the client stops reading
+
+    def more():
+        if not srv.lost:
+            server.send({"type": "fill", "text": "x" * 10_000})
+            loop.call_soon(more)
+
+    more()
+    run_until(loop, lambda: srv.lost, timeout=PATIENCE)
+    assert srv.lost == ["output buffer over 100000 bytes: peer not reading"]
+    client.abort()
