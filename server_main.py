@@ -143,9 +143,12 @@ class StopOnStoreFailure:
     def commit(self) -> None:
         self._guard(self.store.commit)
 
-    def _guard(self, call, *args) -> None:
+    def texts(self, ids) -> dict:
+        return self._guard(self.store.texts, ids)
+
+    def _guard(self, call, *args):
         try:
-            call(*args)
+            return call(*args)
         except StoreFull:
             raise  # the host refuses what did not fit and goes on
         except StoreError as exc:

@@ -48,7 +48,7 @@ __all__ = ["Print", "Prompt", "ToServer", "ToPeer", "ConnectPeer", "ClosePeer", 
 
 log = logging.getLogger("chat.client")
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2   # 2: a presence frame may list several users
 MAX_TEXT = 4096      # characters in one message, as the server enforces
 LEAVE_GRACE = 3.0    # seconds to wait for the server's goodbye after asking to log out
 PING = {"type": "ping"}
@@ -546,10 +546,18 @@ class ChatClient:
         return [Print("\n".join(names) if names else "No other users online")]
 
     def _on_presence(self, frame: dict, now: float) -> list:
-        user, online = frame.get("user"), frame.get("online") is True
-        if type(user) is str:
-            (self._online.add if online else self._online.discard)(user)
-        return [Print(f"{user} logged {'in' if online else 'out'}")]
+        """One line per user, whether the frame lists them (``users``) or names one (``user``)."""
+        users, online = frame.get("users"), frame.get("online") is True
+        if type(users) is not list:
+            users = [frame.get("user")]
+        if not users:
+            return []
+        note = self._online.add if online else self._online.discard
+        for user in users:
+            if type(user) is str:
+                note(user)
+        went = "in" if online else "out"
+        return [Print("\n".join(f"{user} logged {went}" for user in users))]
 
     def _on_blocked(self, frame: dict, now: float) -> list:
         """A block ends any private chat with that user, open or still being set up."""

@@ -6,6 +6,9 @@ connections, calls one method per event with the current monotonic time
 
 - ``Send``: one frame to one or many connections (encode it once);
   ``SendBatch``: several frames, in order, to each of many connections;
+  ``SendStored``: stored messages to one connection, in order, each frame
+  without its ``text``: the host reads the texts from its store (the logic
+  keeps only what it needs to know of a stored message: sender, sizes, time);
 - ``Close``: close a connection once what was sent to it is flushed;
 - ``SetTimer`` / ``CancelTimer``: (re)arm or drop a named timer; when it
   comes due the host calls ``timer_fired(key, now)``;
@@ -28,7 +31,7 @@ of bad frames: at ``max_bad_frames`` it is closed. Whether a name is online
 is told only to whoever gives its right password.
 
 Stored messages go out paced by the reader: at login the first chunk of them
-(about ``MAILBOX_CHUNK`` bytes), then one more chunk per ``writable``. A
+(about ``MAILBOX_CHUNK`` bytes, one ``SendStored``), then one more chunk per ``writable``. A
 connection keeps a cursor (the ids still to send); while it is not empty, a
 message to that user is stored behind them rather than sent at once, so no
 live message overtakes a stored one.
@@ -58,19 +61,22 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+import sys
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from .timer_effects import CancelTimer, SetTimer
 
-__all__ = ["Send", "SendBatch", "Close", "SetTimer", "CancelTimer", "Persist", "WhenWritable", "LoggedIn",
-           "LoginFailed", "ChatServer", "PROTOCOL_VERSION", "MAX_LOGIN_FAILURES", "MAX_LOGIN_TIME", "MAILBOX_CHUNK",
+__all__ = ["Send", "SendBatch", "SendStored", "Close", "SetTimer", "CancelTimer", "Persist", "WhenWritable", "LoggedIn",
+           "LoginFailed", "ChatServer", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS", "MAX_LOGIN_FAILURES", "MAX_LOGIN_TIME",
+           "MAILBOX_CHUNK",
            "RATE", "BURST", "RATE_UNIT", "SENDER_QUOTA", "STORED_OVERHEAD"]
 
 log = logging.getLogger("chat.server")
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2          # the newest version spoken
+PROTOCOL_VERSIONS = (1, 2)    # the versions a client may say hello with (2: presence frames list users)
 MAX_LOGIN_FAILURES = 3   # wrong passwords in a row that lock an account
 MAX_LOGIN_TIME = 60.0    # seconds: a connection must log in within timeout, but never more than this
 MAILBOX_CHUNK = 32 * 1024   # about the bytes of stored messages sent per turn of a mailbox delivery
@@ -95,6 +101,14 @@ class Send:
 class SendBatch:
     """Several frames, in order, to each of these connections: encoded once, one write each."""
     conns: tuple[int, ...]
+    frames: tuple[dict, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SendStored:
+    """Stored messages to this connection, in order: each frame is whole but for its ``text``, which the host
+    reads from its store by the frame's ``id`` (the store sees the changes it has not committed yet)."""
+    conn: int
     frames: tuple[dict, ...]
 
 
@@ -136,6 +150,16 @@ class LoginFailed:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Presence:
+    """Internal, never returned: ``user`` came (``conn``: its connection) or went here. ``hidden``: the
+    users it had blocked then, who are not told. ``_settle`` logs it and tells it in its place."""
+    conn: _Conn | None
+    user: str
+    online: bool
+    hidden: frozenset
+
+
 # -- internal state ---------------------------------------------------------
 
 _HELLO, _LOGIN, _PASSWORD, _ACTIVE = range(4)   # where a connection is
@@ -147,6 +171,23 @@ _USERNAME_OK = {"type": "username_ok"}
 _PONG = {"type": "pong"}
 
 
+def _presence_frames(changes: list[tuple[str, bool, frozenset]], version: int) -> list[dict]:
+    """``changes`` as presence frames: one each in version 1; in version 2 one per run of logins or logouts."""
+    if version == 1:
+        return [{"type": "presence", "user": user, "online": online} for user, online, _ in changes]
+    frames: list[dict] = []
+    for user, online, _ in changes:
+        if frames and frames[-1]["online"] is online:
+            frames[-1]["users"].append(user)
+        else:
+            frames.append({"type": "presence", "users": [user], "online": online})
+    return frames
+
+
+def _send(conns: tuple[int, ...], frames: list[dict]) -> Send | SendBatch:
+    return Send(conns, frames[0]) if len(frames) == 1 else SendBatch(conns, tuple(frames))
+
+
 def _new_token() -> str:
     return secrets.token_urlsafe(16)
 
@@ -155,7 +196,7 @@ class _Conn:
     """One connection: its login progress and, once logged in, its session."""
 
     __slots__ = ("id", "state", "claimed", "user", "bad", "deadline", "last_active", "listen", "requests",
-                 "mailbox", "pongs")
+                 "mailbox", "pongs", "version", "seen")
 
     def __init__(self, conn: int, deadline: float) -> None:
         self.id = conn
@@ -169,6 +210,8 @@ class _Conn:
         self.requests: set[tuple[str, str]] = set()  # open private requests it is part of
         self.mailbox: deque[int] = deque()   # ids of the stored messages still to send, oldest first
         self.pongs = 0                        # pings answered once the mailbox is out
+        self.version = PROTOCOL_VERSION       # the protocol version its hello said
+        self.seen = 0                         # presence changes logged before this one it has been told of
 
 
 class _Request:
@@ -198,11 +241,17 @@ def _bad_type(field: str, what: str) -> str:
 
 
 def _wire_size(text: str) -> int:
-    """About the bytes of ``text`` in a frame: JSON escapes each non-ASCII character as ``\\uXXXX``
-    (6 bytes), or two of them (12) beyond the BMP; 4 x UTF-8 bytes - 3 x characters is close to both."""
+    """About the bytes of ``text`` in a frame (see ``_wire_bytes``)."""
     if text.isascii():
         return len(text)
-    return 4 * len(text.encode("utf-8", "surrogatepass")) - 3 * len(text)
+    return _wire_bytes(len(text.encode("utf-8", "surrogatepass")), len(text))
+
+
+def _wire_bytes(size: int, chars: int) -> int:
+    """About the bytes in a frame of a text of ``size`` UTF-8 bytes and ``chars`` characters: JSON escapes
+    each non-ASCII character as ``\\uXXXX`` (6 bytes), or two of them (12) beyond the BMP; 4 x UTF-8
+    bytes - 3 x characters is close to both, and exact for ASCII."""
+    return 4 * size - 3 * chars
 
 
 def _cost(text: str) -> int:
@@ -210,9 +259,9 @@ def _cost(text: str) -> int:
     return max(1, -(-_wire_size(text) // RATE_UNIT))
 
 
-def _stored_size(text: str) -> int:
-    """What a kept message counts against its sender's quota."""
-    return STORED_OVERHEAD + len(text.encode("utf-8", "surrogatepass"))
+def _stored_size(size: int) -> int:
+    """What a kept message of ``size`` UTF-8 bytes counts against its sender's quota."""
+    return STORED_OVERHEAD + size
 
 
 # -- the state machine ------------------------------------------------------
@@ -228,7 +277,9 @@ class ChatServer:
                  wall_offset: float | None = None,
                  rate: float | None = RATE, burst: int = BURST,
                  sender_quota: int | None = SENDER_QUOTA) -> None:
-        """``blocks``: (blocker, blocked) pairs; ``offline``: stored (id, to, sender, text[, sent]).
+        """``blocks``: (blocker, blocked) pairs; ``offline``: the stored messages as (id, to, sender, size,
+        chars, sent): their texts' UTF-8 bytes and characters (the texts stay in the host's store), and
+        when they were sent (or None).
 
         ``rate``/``burst``: each user's token bucket (None: no rate limit);
         ``sender_quota``: bytes a user may have kept for others (None: no quota).
@@ -254,7 +305,8 @@ class ChatServer:
         self._locked_until: dict[str, float] = {}
         self._blocks: dict[str, set[str]] = {}       # blocker -> the users it blocked
         self._blockers: dict[str, set[str]] = {}     # blocked -> the users who blocked it
-        self._offline: dict[str, dict[int, tuple[str, str, float | None]]] = {}  # to -> id -> (sender, text, sent)
+        # to -> id -> (sender, size, wire, sent): the text's UTF-8 bytes and about its bytes on the wire
+        self._offline: dict[str, dict[int, tuple[str, int, int, float | None]]] = {}
         self._requests: dict[tuple[str, str], _Request] = {}  # (requester, target) -> request
         self._next_id = 1
         self._shut = False
@@ -263,13 +315,22 @@ class ChatServer:
         self._buckets: dict[str, tuple[float, float]] = {}   # user -> (tokens, when counted)
         self._sender_quota = sender_quota
         self._kept_by: dict[str, int] = {}           # sender -> bytes kept for others (quota count)
+        # Presence changes not yet told to everyone (see _settle): (user, online, hidden), the last of
+        # _logged logged so far; _hidden: every name some of them hide from; _leaving: users logged out in
+        # this event, who may still be owed changes before their bye.
+        self._log: list[tuple[str, bool, frozenset]] = []
+        self._logged = 0
+        self._hidden: set[str] = set()
+        self._marked = False          # effects being built hold a _Presence
+        self._turns = False           # the host calls end_turn: changes wait for the end of the turn
+        self._leaving: dict[int, _Conn] = {}
         for blocker, blocked in blocks:
             self._blocks.setdefault(blocker, set()).add(blocked)
             self._blockers.setdefault(blocked, set()).add(blocker)
-        for row in sorted(offline, key=lambda r: r[0]):
-            mid, to, sender, text = row[:4]
-            self._offline.setdefault(to, {})[mid] = (sender, text, row[4] if len(row) > 4 else None)
-            self._kept_by[sender] = self._kept_by.get(sender, 0) + _stored_size(text)
+        for mid, to, sender, size, chars, sent in sorted(offline, key=lambda r: r[0]):
+            sender = sys.intern(sender)   # one string per sender, not one per message
+            self._offline.setdefault(to, {})[mid] = (sender, size, _wire_bytes(size, chars), sent)
+            self._kept_by[sender] = self._kept_by.get(sender, 0) + _stored_size(size)
             self._next_id = max(self._next_id, mid + 1)
         self._commands: dict[str, Callable[[_Conn, dict, float], list]] = {
             "message": self._message,
@@ -308,9 +369,9 @@ class ChatServer:
         """The bytes ``sender`` has kept for others, as its quota counts them."""
         return self._kept_by.get(sender, 0)
 
-    def stored(self, user: str) -> list[tuple[int, str, str]]:
-        """The messages kept for ``user``, oldest first, as (id, sender, text)."""
-        return [(mid, s, t) for mid, (s, t, _) in self._offline.get(user, {}).items()]
+    def stored(self, user: str) -> list[tuple[int, str]]:
+        """The messages kept for ``user``, oldest first, as (id, sender)."""
+        return [(mid, meta[0]) for mid, meta in self._offline.get(user, {}).items()]
 
     # -- events ------------------------------------------------------------
 
@@ -325,6 +386,9 @@ class ChatServer:
 
     def received(self, conn: int, frame: Any, now: float) -> list:
         """One decoded frame (any JSON value) from ``conn``."""
+        return self._settle(self._received(conn, frame, now))
+
+    def _received(self, conn: int, frame: Any, now: float) -> list:
         c = self._conns.get(conn)
         if c is None:
             return []
@@ -355,7 +419,7 @@ class ChatServer:
     def bad_frame(self, conn: int, detail: str, now: float) -> list:
         """The framing layer could not decode a line from ``conn``."""
         c = self._conns.get(conn)
-        return self._bad(c, detail, now) if c is not None else []
+        return self._settle(self._bad(c, detail, now)) if c is not None else []
 
     def disconnected(self, conn: int, now: float) -> list:
         """``conn`` is gone: log its user out; nothing is sent to it any more."""
@@ -364,12 +428,12 @@ class ChatServer:
             return []
         if c.user is None:
             log.debug("conn %d: gone before logging in", conn)
-        return self._forget(c, now, "connection lost")
+        return self._settle(self._forget(c, now, "connection lost"))
 
     def writable(self, conn: int, now: float) -> list:
         """``conn`` has room for more output (the answer to ``WhenWritable``): the next stored messages."""
         c = self._conns.get(conn)
-        return [] if c is None else self._next_stored(c)
+        return [] if c is None else self._settle(self._next_stored(c))
 
     def timer_fired(self, key: Any, now: float) -> list:
         """The timer ``key`` came due."""
@@ -378,6 +442,9 @@ class ChatServer:
     def timers_fired(self, keys: Iterable[Any], now: float) -> list:
         """Timers that came due together, in order. Users timed out together are not told of
         each other's logout (they are leaving at the same instant); everyone who stays is."""
+        return self._settle(self._timers_fired(keys, now))
+
+    def _timers_fired(self, keys: Iterable[Any], now: float) -> list:
         effects: list = []
         timed_out: list[_Conn] = []
         for key in keys:
@@ -392,11 +459,8 @@ class ChatServer:
                 effects += self._token_due(key, now)
         if not timed_out:
             return effects
-        users = [c.user for c in timed_out]
         effects.insert(0, Send(tuple(c.id for c in timed_out), {"type": "bye", "reason": "timeout"}))
-        if len(users) == 1:
-            return effects + self._announce(users[0], online=False)
-        return effects + self._announce_gone(users)
+        return effects + [self._presence(c.user, False) for c in timed_out]   # type: ignore[arg-type]
 
     def _idle_due(self, key: tuple, now: float, timed_out: list[_Conn]) -> list:
         """Re-arm a deadline that activity moved, or log the user out (the caller says bye to all at once)."""
@@ -456,10 +520,7 @@ class ChatServer:
         effects: list = [Send(tuple(c.id for c in gone), {"type": "bye", "reason": "account_removed"})]
         for c in gone:
             effects += [Close(c.id), *self._forget(c, now, "account removed", announce=False)]
-        users = [c.user for c in gone]
-        if len(users) == 1:
-            return effects + self._announce(users[0], online=False)
-        return effects + self._announce_gone(users)
+        return self._settle(effects + [self._presence(c.user, False) for c in gone])   # type: ignore[arg-type]
 
     def not_stored(self, change: Persist, now: float) -> list:
         """The store could not keep ``change`` (it is full): undo it and answer in place of its ``confirm``.
@@ -469,6 +530,9 @@ class ChatServer:
         after all. A block or unblock is undone and refused with ``store_full``. An acknowledgement that
         was not recorded leaves those messages on disk: they come again after a restart.
         """
+        return self._settle(self._not_stored(change))
+
+    def _not_stored(self, change: Persist) -> list:
         op, args = change.op, change.args
         conns = change.confirm.conns if change.confirm is not None else ()
         if op == "add_offline":
@@ -502,6 +566,7 @@ class ChatServer:
         """Say bye(shutdown) to every connection and close each; afterwards every event is ignored."""
         if self._shut:
             return []
+        told = self._tell_all()   # the turn's presence changes before the bye
         self._shut = True
         conns = tuple(self._conns)
         log.info("shutdown: %d connections, %d users online", len(conns), len(self._online))
@@ -511,8 +576,8 @@ class ChatServer:
         self._online.clear()
         self._requests.clear()
         if not conns:
-            return []
-        return [Send(conns, {"type": "bye", "reason": "shutdown"}), *(Close(conn) for conn in conns)]
+            return told
+        return [*told, Send(conns, {"type": "bye", "reason": "shutdown"}), *(Close(conn) for conn in conns)]
 
     # -- plumbing ----------------------------------------------------------
 
@@ -553,44 +618,108 @@ class ChatServer:
             other = req.target if req.requester == user else req.requester
             effects += self._cancel(req, (other,))
         del self._online[user]
+        self._leaving[c.id] = c
         self._last_logout[user] = now
         if announce:
-            effects += self._announce(user, online=False)
+            effects.append(self._presence(user, False))
         log.info("%s logged out (%s), conn %d", user, why, c.id)
         return effects
 
-    def _announce_gone(self, users: list[str]) -> list:
-        """Tell everyone online that ``users`` logged out, in one batch of notices each (a thousand
-        timeouts at once cost a thousand writes, not a million), less those from users who blocked them."""
-        frames = [{"type": "presence", "user": user, "online": False} for user in users]
-        blocking = [(frame, self._blocks[user]) for frame, user in zip(frames, users) if self._blocks.get(user)]
-        if not blocking:
-            conns = tuple(o.id for o in self._online.values())
-            return [SendBatch(conns, tuple(frames))] if conns else []
-        plain: list[int] = []
-        effects: list = []
-        for name, o in self._online.items():
-            hidden = [frame for frame, blocked in blocking if name in blocked]
-            if not hidden:
-                plain.append(o.id)
+    # -- presence ------------------------------------------------------------
+
+    def end_turn(self, now: float) -> list:
+        """The host's loop turn is over (call it before the loop sleeps): tell everyone online the presence
+        changes of the turn they have not been told, one frame per run of logins or logouts (version 2)
+        or one frame per change (version 1). Once a host has called it, the changes wait for it (a storm
+        of logins costs each user one frame a turn, not one a login), except that a user's pending ones
+        always go before any other frame to it; a host that never calls it gets them at once."""
+        self._turns = True
+        return self._tell_all()
+
+    def _presence(self, user: str, online: bool, conn: _Conn | None = None) -> _Presence:
+        """``user`` came (on ``conn``) or went: noted in the effects, told by ``_settle``."""
+        self._marked = True
+        blocked = self._blocks.get(user)
+        return _Presence(conn, user, online, frozenset(blocked) if blocked else _EMPTY)
+
+    def _settle(self, effects: list) -> list:
+        """The effects of one event, its ``_Presence`` notes logged and told: in turns (``end_turn``), a
+        user who is owed changes is told them before any other frame to it, so none comes after a later
+        frame of the same user; otherwise everyone is told each run of changes before the next effect."""
+        if not self._marked and not self._log:
+            return effects
+        self._marked = False
+        out: list = []
+        log = self._log
+        for effect in effects:
+            kind = type(effect)
+            if kind is _Presence:
+                log.append((effect.user, effect.online, effect.hidden))
+                self._logged += 1
+                self._hidden |= effect.hidden
+                if effect.conn is not None:   # it is not told of its own login
+                    effect.conn.seen = self._logged
                 continue
-            seen = tuple(frame for frame in frames if frame not in hidden)
-            if seen:
-                effects.append(SendBatch((o.id,), seen))
-        if plain:
-            effects.insert(0, SendBatch(tuple(plain), tuple(frames)))
+            if log:
+                if not self._turns:
+                    out += self._tell_all()
+                elif kind is Send or kind is SendBatch:
+                    out += self._catch_up(effect.conns)
+                elif kind is SendStored:
+                    out += self._catch_up((effect.conn,))
+                elif kind is Persist and effect.confirm is not None:
+                    out += self._catch_up(effect.confirm.conns)
+            out.append(effect)
+        if log and not self._turns:
+            out += self._tell_all()
+        self._leaving.clear()
+        return out
+
+    def _tell_all(self) -> list:
+        """Tell everyone online what it is owed, and empty the log."""
+        if not self._log:
+            return []
+        effects = self._tell(self._online.values())
+        self._log = []
+        self._hidden = set()
         return effects
 
-    def _announce(self, user: str, online: bool) -> list:
-        """Tell every other online user, except those ``user`` blocked, that ``user`` came or went."""
-        blocked = self._blocks.get(user)
-        if blocked:
-            others = [o.id for name, o in self._online.items() if name != user and name not in blocked]
-        else:   # the usual case, and a hot one: every login and logout reaches everyone
-            others = [o.id for name, o in self._online.items() if name != user]
-        if not others:
-            return []
-        return [Send(tuple(others), {"type": "presence", "user": user, "online": online})]
+    def _catch_up(self, conns: tuple[int, ...]) -> list:
+        """Tell those of ``conns`` who are owed changes (users online, or leaving in this event) what they are owed."""
+        upto = self._logged
+        get, leaving = self._conns.get, self._leaving
+        owed = []
+        for conn in conns:
+            c = get(conn) or leaving.get(conn)
+            if c is not None and c.state == _ACTIVE and c.seen < upto:
+                owed.append(c)
+        return self._tell(owed) if owed else []
+
+    def _tell(self, conns: Iterable[_Conn]) -> list:
+        """Tell each of ``conns`` the logged changes it has not been told, less those hidden from it.
+
+        Those owed the same changes in the same version share one effect (encoded once)."""
+        log, hidden, upto = self._log, self._hidden, self._logged
+        base = upto - len(log)
+        alike: dict[tuple[int, int], list[int]] = {}
+        effects: list = []
+        alone: list = []
+        for c in conns:
+            seen = c.seen
+            if seen >= upto:
+                continue
+            c.seen = upto
+            start = seen - base if seen > base else 0
+            if c.user in hidden:
+                user = c.user
+                frames = _presence_frames([change for change in log[start:] if user not in change[2]], c.version)
+                if frames:
+                    alone.append(_send((c.id,), frames))
+            else:
+                alike.setdefault((start, c.version), []).append(c.id)
+        for (start, version), ids in alike.items():
+            effects.append(_send(tuple(ids), _presence_frames(log[start:], version)))
+        return effects + alone
 
     def _reply(self, c: _Conn, frame: dict) -> list:
         return [Send((c.id,), frame)]
@@ -613,8 +742,8 @@ class ChatServer:
 
     def _unkeep(self, queue: dict, mid: int) -> bool:
         """Forget the kept message ``mid`` of ``queue`` and give its bytes back to its sender's quota."""
-        sender, text, _ = queue.pop(mid)
-        left = self._kept_by[sender] - _stored_size(text)
+        sender, size, _, _ = queue.pop(mid)
+        left = self._kept_by[sender] - _stored_size(size)
         if left:
             self._kept_by[sender] = left
         else:
@@ -627,9 +756,9 @@ class ChatServer:
         if kind != "hello":
             return self._bad(c, "the first frame must be hello", now)
         version = frame.get("version")
-        if type(version) is int and version == PROTOCOL_VERSION:
-            c.state = _LOGIN
-            return self._reply(c, {"type": "hello", "version": PROTOCOL_VERSION})
+        if type(version) is int and version in PROTOCOL_VERSIONS:
+            c.state, c.version = _LOGIN, version
+            return self._reply(c, {"type": "hello", "version": version})
         log.info("conn %d: protocol version %.40r refused", c.id, version)
         return self._close(c, _error("version", version=PROTOCOL_VERSION), now, "wrong version")
 
@@ -697,10 +826,11 @@ class ChatServer:
         self._failures.pop(user, None)
         c.state, c.user, c.claimed, c.last_active = _ACTIVE, user, None, now
         self._online[user] = c
+        c.seen = self._logged   # changes logged before it came are not its news
         log.info("%s logged in, conn %d", user, c.id)
         effects: list = [CancelTimer(("login", c.id)), SetTimer(("idle", c.id), now + self._timeout),
                          LoggedIn(c.id), Send((c.id,), {"type": "welcome", "user": user})]
-        effects += self._announce(user, online=True)
+        effects.append(self._presence(user, True, c))
         queue = self._offline.get(user)
         if queue:
             c.mailbox.extend(queue)
@@ -712,19 +842,20 @@ class ChatServer:
         (or, once the last is out, the pongs that waited for it)."""
         queue = self._offline.get(c.user, {})   # type: ignore[arg-type]
         mailbox = c.mailbox
-        effects: list = []
+        frames: list[dict] = []
         size = 0
         while mailbox and size < MAILBOX_CHUNK:
             mid = mailbox.popleft()
             stored = queue.get(mid)
             if stored is None:   # acknowledged meanwhile
                 continue
-            sender, text, sent = stored
-            frame = {"type": "message", "from": sender, "text": text, "id": mid}
+            sender, _, wire, sent = stored
+            frame = {"type": "message", "from": sender, "id": mid}
             if sent is not None:
                 frame["sent"] = sent
-            effects.append(Send((c.id,), frame))
-            size += _FRAME_OVERHEAD + _wire_size(sender) + _wire_size(text)
+            frames.append(frame)
+            size += _FRAME_OVERHEAD + _wire_size(sender) + wire
+        effects: list = [SendStored(c.id, tuple(frames))] if frames else []
         if mailbox:
             effects.append(WhenWritable(c.id))
         elif c.pongs:
@@ -766,7 +897,8 @@ class ChatServer:
         queue = self._offline.get(to, _NO_QUEUE)
         if len(queue) >= self._queue_cap:
             return self._reply(c, _error("queue_full", user=to))
-        size = _stored_size(text)
+        utf8 = len(text.encode("utf-8", "surrogatepass"))
+        size = _stored_size(utf8)
         kept = self._kept_by.get(sender, 0)   # type: ignore[arg-type]
         if self._sender_quota is not None and kept + size > self._sender_quota:
             return self._reply(c, _error("quota_exceeded", quota=self._sender_quota))
@@ -778,12 +910,13 @@ class ChatServer:
         self._kept_by[sender] = kept + size   # type: ignore[index]
         mid = self._next_id
         self._next_id += 1
+        wire = _wire_bytes(utf8, len(text))
         if self._wall_offset is None:
-            queue[mid] = (sender, text, None)
+            queue[mid] = (sender, utf8, wire, None)
             row: tuple = (mid, to, sender, text)
         else:
             sent = now + self._wall_offset
-            queue[mid] = (sender, text, sent)
+            queue[mid] = (sender, utf8, wire, sent)
             row = (mid, to, sender, text, sent)
         if target is not None:   # online, its stored messages still on their way: this one goes behind them
             target.mailbox.append(mid)

@@ -5,10 +5,20 @@ decoded frames and the loop's clock to ``ChatServer``, and carries out the
 effects it returns: frames to send (encoded once, however many recipients),
 connections to close, timers to arm. ``WhenWritable`` is how the logic paces
 a big mailbox by its reader: the host calls ``writable`` once the stream has
-room (``Stream.when_drained``). Durable effects go to an optional store, and
-once one has, every send, close and WhenWritable waits until the store has
-committed (``_commit``, run before the loop sleeps: one transaction per loop
-turn).
+room (``Stream.when_drained``). Durable effects go to the store (without a
+state file, a ``MemoryStore``), and once one has, every send, close and
+WhenWritable waits until the store has committed (``_commit``, run before the
+loop sleeps: one transaction per loop turn). Before that the host ends the
+logic's turn (``end_turn``), so the logins and logouts of a turn reach each
+user in one presence frame.
+
+Stored messages (``SendStored``) get their texts from the store where the
+effect is carried out, before any later effect: from the open transaction's
+own changes as the host has them (``_kept``: even a turn the store rolled back
+gives the messages it has already handed on), else from the store. The frames
+then wait for the commit as any send does. So the texts of waiting messages
+are on disk, not in memory: the host holds one turn's new texts, and one chunk
+per connection being sent.
 
 A turn the store cannot keep because it is full (``StoreFull``: the store
 rolled the transaction back) is not a reason to stop: its messages are refused
@@ -40,11 +50,11 @@ import ssl
 from collections import Counter
 from typing import Protocol
 
-from .chat_server import (CancelTimer, ChatServer, Close, LoggedIn, LoginFailed, Persist, Send, SendBatch, SetTimer,
-                          WhenWritable)
+from .chat_server import (CancelTimer, ChatServer, Close, LoggedIn, LoginFailed, Persist, Send, SendBatch, SendStored,
+                          SetTimer, WhenWritable)
 from .framing import MAX_FRAME, encode
 from .loop import EventLoop, NamedTimers, TimerHandle
-from .store import StoreFull
+from .store import MemoryStore, StoreFull
 from .stream import MAX_OUTPUT, RECV_SIZE, Listener, Stream, listen
 from .tls import TLSStream
 
@@ -93,10 +103,23 @@ class FailureLog:
 
 class Store(Protocol):
     """Durable state: ``apply`` takes Persist effects, ``commit`` makes them durable; either raises
-    ``StoreFull`` (the open transaction rolled back) when there is no room."""
+    ``StoreFull`` (the open transaction rolled back) when there is no room. ``texts`` reads kept messages."""
 
     def apply(self, effect: Persist) -> None: ...
     def commit(self) -> None: ...
+    def texts(self, ids: list[int]) -> dict[int, str]: ...
+
+
+def with_texts(frames: tuple[dict, ...], texts: dict[int, str]) -> list[dict]:
+    """A ``SendStored``'s frames with their texts, by id; one whose text is missing is left out (logged)."""
+    whole = []
+    for frame in frames:
+        text = texts.get(frame["id"])
+        if text is None:
+            log.error("stored message %d has no text in the store: not sent", frame["id"])
+            continue
+        whole.append({**frame, "text": text})
+    return whole
 
 
 class ServerHost:
@@ -108,13 +131,14 @@ class ServerHost:
         self._loop = loop
         self._tls = tls   # with a context, every connection speaks TLS (reactor/tls.py)
         self._logic = logic
-        self._store = store
+        self._store: Store = store if store is not None else MemoryStore()
         self._streams: dict[int, Stream] = {}
         self._timers = NamedTimers(loop, self._fire)
         self._ids = itertools.count(1)
         self._listener: Listener | None = None
         self._held: list[Send | SendBatch | Close | WhenWritable | Persist] = []   # waiting for the commit
         self._turn: list[Persist] = []        # the changes of the open transaction
+        self._kept: dict[int, str] = {}       # the texts of the messages it adds, by id, until its commit
         self._full = False                    # the store refused this turn's transaction
         self._dirty = False                   # the store has uncommitted changes
         self._stopping = False
@@ -125,8 +149,11 @@ class ServerHost:
         self._failures = FailureLog()
         self._failure_interval = failure_log_interval
         self._failure_timer: TimerHandle | None = None
-        if store is not None:
-            loop.add_before_sleep(self._commit)
+        self._telling_since: float | None = None   # when the last turn that told presence began
+        self._quiet_until = 0.0                    # no presence told before this (see _end_turn)
+        self._wake: TimerHandle | None = None
+        loop.add_before_sleep(self._end_turn)   # first: its notices may wait for the commit
+        loop.add_before_sleep(self._commit)
 
     @property
     def address(self) -> tuple:
@@ -246,6 +273,9 @@ class ServerHost:
     def _apply(self, effects: list) -> None:
         for effect in effects:
             kind = type(effect)
+            if kind is SendStored:
+                effect = self._stored(effect)
+                kind = SendBatch
             if kind is Send or kind is SendBatch or kind is Close or kind is WhenWritable:
                 if self._dirty:
                     self._held.append(effect)
@@ -262,11 +292,9 @@ class ServerHost:
                 if address is not None:
                     self._note_failure(address, effect.reason)
             elif kind is Persist:
-                if self._store is None:
-                    if effect.confirm is not None:
-                        self._apply([effect.confirm])
-                    continue
                 self._turn.append(effect)
+                if effect.op == "add_offline":
+                    self._kept[effect.args[0]] = effect.args[3]
                 if not self._full:
                     try:
                         self._store.apply(effect)
@@ -277,6 +305,14 @@ class ServerHost:
                     self._held.append(effect)
             else:
                 raise TypeError(f"unknown effect {effect!r}")
+
+    def _stored(self, effect: SendStored) -> SendBatch:
+        """The stored messages, texts and all: this turn's from what it keeps, the others' from the store."""
+        kept = self._kept
+        texts = self._store.texts([f["id"] for f in effect.frames if f["id"] not in kept])
+        if kept:
+            texts.update((f["id"], kept[f["id"]]) for f in effect.frames if f["id"] in kept)
+        return SendBatch((effect.conn,), tuple(with_texts(effect.frames, texts)))
 
     def _deliver(self, effect: Send | SendBatch | Close | WhenWritable) -> None:
         get = self._streams.get
@@ -296,6 +332,31 @@ class ServerHost:
             if stream is not None:
                 stream.write(data)
 
+    def _end_turn(self) -> None:
+        """Before the loop sleeps: the turn's presence notices, one frame per user (``ChatServer.end_turn``).
+
+        Telling everyone costs a write to each; a login storm would spend every turn on it. So after a
+        turn that told presence, as long again passes before the next is told (at most half the time
+        goes to it, and the logins between join one frame); the logic still puts a user's pending
+        notices before any other frame to it."""
+        if self._stopping:
+            return
+        now = self._loop.time()
+        if self._telling_since is not None:
+            self._quiet_until = now + (now - self._telling_since)
+            self._telling_since = None
+        if now < self._quiet_until:
+            if self._wake is None:   # make sure the loop comes round to tell them
+                self._wake = self._loop.call_at(self._quiet_until, self._woken)
+            return
+        effects = self._logic.end_turn(now)
+        if effects:
+            self._telling_since = now
+            self._apply(effects)
+
+    def _woken(self) -> None:
+        self._wake = None
+
     def _commit(self) -> None:
         """Before the loop sleeps: make this iteration's changes durable, then release what waited."""
         if not self._dirty:
@@ -303,6 +364,7 @@ class ServerHost:
         refused = self._store_turn()
         self._dirty = self._full = False
         self._turn = []
+        self._kept = {}
         held, self._held = self._held, []
         now = self._loop.time()
         answers = {id(change): self._logic.not_stored(change, now) for change in reversed(refused)}
@@ -319,7 +381,6 @@ class ServerHost:
     def _store_turn(self) -> list[Persist]:
         """Commit this turn's changes; those the store had no room for, in order."""
         store = self._store
-        assert store is not None
         if not self._full:
             try:
                 store.commit()
@@ -364,5 +425,4 @@ class ServerHost:
             self._loop.call_soon(self._loop.stop)
         else:
             self._loop.call_later(SHUTDOWN_GRACE, self._loop.stop)
-        if self._store is not None:
-            self._loop.call_soon(self._commit)
+        self._loop.call_soon(self._commit)

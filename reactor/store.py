@@ -1,11 +1,18 @@
-"""Keeps the server's durable state, blocks and offline messages, in one SQLite file that survives restarts."""
+"""Keeps the server's durable state, blocks and offline messages, in one SQLite file that survives restarts.
+
+The texts of offline messages stay in the store: ``load`` gives what the logic
+keeps of each (its sizes, not its text), and the host reads the texts with
+``texts`` when it sends them. ``MemoryStore`` is the same interface in this
+process alone, for a host without a state file.
+"""
 from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Any
+from typing import Any, Iterable
 
 SCHEMA_VERSION = 1
+_IDS_PER_QUERY = 500   # ids read in one query (SQLite allows 999 parameters or more)
 MEMORY = ":memory:"
 SYNCHRONOUS = ("FULL", "NORMAL")
 
@@ -96,18 +103,34 @@ class Store:
     # -- reading -------------------------------------------------------
 
     def load(self) -> tuple[list[tuple[str, str]], list[tuple]]:
-        """Everything kept: blocks as (blocker, blocked); offline messages by id as (id, to, sender, text[, sent]).
+        """What the logic keeps at start: blocks as (blocker, blocked); offline messages by id, without
+        their texts, as (id, to, sender, size, chars, sent).
 
-        ``sent`` (wall-clock seconds) is there only for a message stored with one.
+        ``size``: the text's UTF-8 bytes; ``chars``: its characters (up to a NUL, if it has one);
+        ``sent``: wall-clock seconds, or None for a message stored without.
         """
         self._check()
         try:
             blocks = [tuple(row) for row in self._conn.execute("SELECT blocker, blocked FROM blocks")]
-            offline = [row[:4] if row[4] is None else row for row in
-                       self._conn.execute("SELECT id, recipient, sender, text, sent FROM offline ORDER BY id")]
+            offline = self._conn.execute("SELECT id, recipient, sender, length(CAST(text AS BLOB)), length(text),"
+                                         " sent FROM offline ORDER BY id").fetchall()
         except sqlite3.Error as exc:
             raise _error(self.path, exc) from None
         return blocks, offline  # type: ignore[return-value]
+
+    def texts(self, ids: Iterable[int]) -> dict[int, str]:
+        """The texts of those offline messages ``ids`` that are kept, by id; the open transaction's too."""
+        self._check()
+        ids = list(ids)
+        found: dict[int, str] = {}
+        try:
+            for start in range(0, len(ids), _IDS_PER_QUERY):
+                some = ids[start:start + _IDS_PER_QUERY]
+                found.update(self._conn.execute(
+                    f"SELECT id, text FROM offline WHERE id IN ({', '.join('?' * len(some))})", some))
+        except sqlite3.Error as exc:
+            raise self._fail(exc, "read") from None
+        return found
 
     # -- writing -------------------------------------------------------
 
@@ -169,9 +192,9 @@ class Store:
         if self._broken is not None:
             raise StoreError(self._broken)
 
-    def _fail(self, exc: sqlite3.Error) -> StoreError:
+    def _fail(self, exc: sqlite3.Error, doing: str = "write") -> StoreError:
         """Roll the open transaction back; unless it just did not fit, the store is broken from now on."""
-        message = f"Cannot write state file {self.path}: {exc}"
+        message = f"Cannot {doing} state file {self.path}: {exc}"
         full = getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL"
         if not full:
             self._broken = message
@@ -184,6 +207,45 @@ class Store:
         if full and self._broken is None:
             return StoreFull(message)
         return StoreError(message)
+
+
+class MemoryStore:
+    """``Store``'s interface in this process alone, for a host without a state file: never full, and gone at
+    exit. It keeps the texts of offline messages, as a state file does, so the logic need not."""
+
+    def __init__(self) -> None:
+        self._offline: dict[int, tuple] = {}   # id -> (to, sender, text, sent)
+        self._blocks: set[tuple[str, str]] = set()
+
+    def load(self) -> tuple[list[tuple[str, str]], list[tuple]]:
+        """As ``Store.load``."""
+        return sorted(self._blocks), [
+            (mid, to, sender, len(text.encode("utf-8", "surrogatepass")), len(text), sent)
+            for mid, (to, sender, text, sent) in sorted(self._offline.items())]
+
+    def texts(self, ids: Iterable[int]) -> dict[int, str]:
+        """As ``Store.texts``."""
+        offline = self._offline
+        return {mid: offline[mid][2] for mid in ids if mid in offline}
+
+    def apply(self, effect: Any) -> None:
+        """As ``Store.apply``; kept at once."""
+        op, args = effect.op, effect.args
+        if op == "add_offline":
+            mid, to, sender, text = args[:4]
+            self._offline[mid] = (to, sender, text, args[4] if len(args) > 4 else None)
+        elif op == "del_offline":
+            for mid in args[0]:
+                self._offline.pop(mid, None)
+        elif op == "block":
+            self._blocks.add(args)
+        elif op == "unblock":
+            self._blocks.discard(args)
+        else:
+            raise StoreError(f"unknown state change {op!r}")
+
+    def commit(self) -> None:
+        """Nothing to do: what was applied is kept already."""
 
 
 _OPS = {

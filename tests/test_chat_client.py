@@ -24,7 +24,7 @@ def frames(effects):
 def logged_in(user="yoda", now=0.0, **options):
     c = ChatClient(token_ttl=30, peer_hello_timeout=10, **options)
     c.start(now)
-    c.server_frame({"type": "hello", "version": 1}, now)
+    c.server_frame({"type": "hello", "version": 2}, now)
     c.line(user, now)
     c.server_frame({"type": "username_ok"}, now)
     c.line("secret", now)
@@ -37,9 +37,9 @@ def logged_in(user="yoda", now=0.0, **options):
 
 def test_login_dialogue():
     c = ChatClient()
-    assert c.start(0) == [ToServer({"type": "hello", "version": 1}), Listen()]
+    assert c.start(0) == [ToServer({"type": "hello", "version": 2}), Listen()]
     assert c.listening("127.0.0.1", 4242, 0) == [ToServer({"type": "listen", "host": "127.0.0.1", "port": 4242})]
-    assert c.server_frame({"type": "hello", "version": 1}, 0) == [Prompt("Username: ")]
+    assert c.server_frame({"type": "hello", "version": 2}, 0) == [Prompt("Username: ")]
     assert c.line(" yoda ", 0) == [ToServer({"type": "username", "username": "yoda"}), HIDDEN]
     assert c.server_frame({"type": "username_ok"}, 0) == [Prompt("Password: ", secret=True)]
     assert c.line("wrong", 0) == [ToServer({"type": "password", "password": "wrong"}), HIDDEN]
@@ -56,7 +56,7 @@ def test_login_dialogue():
 def test_unknown_and_busy_names_ask_again():
     c = ChatClient()
     c.start(0)
-    c.server_frame({"type": "hello", "version": 1}, 0)
+    c.server_frame({"type": "hello", "version": 2}, 0)
     assert c.line("", 0) == [Prompt("Username: ")]
     c.line("nobody", 0)
     assert c.server_frame({"type": "error", "code": "invalid_username"}, 0) == [
@@ -72,7 +72,7 @@ def test_lines_typed_ahead_wait_for_each_answer():
     assert c.line("yoda", 0) == [HIDDEN]     # before the server's hello: what comes next may be secret
     assert c.line("wise@!man", 0) == [HIDDEN]
     assert c.line("whoelse", 0) == [HIDDEN]
-    effects = c.server_frame({"type": "hello", "version": 1}, 0)
+    effects = c.server_frame({"type": "hello", "version": 2}, 0)
     assert frames(effects) == [{"type": "username", "username": "yoda"}]   # the password waits
     effects = c.server_frame({"type": "username_ok"}, 0)
     assert frames(effects) == [{"type": "password", "password": "wise@!man"}]
@@ -89,7 +89,7 @@ def test_lines_typed_ahead_wait_for_each_answer():
 def test_fatal_login_errors_exit_1(code, words):
     c = ChatClient()
     c.start(0)
-    c.server_frame({"type": "hello", "version": 1}, 0)
+    c.server_frame({"type": "hello", "version": 2}, 0)
     c.line("vader", 0)
     c.line("typed ahead", 0)
     assert c.server_frame({"type": "error", "code": code}, 0) == [Print(words), Exit(1)]
@@ -106,8 +106,8 @@ def test_a_busy_server_ends_the_client_before_hello():
 def test_another_protocol_version_is_refused():
     c = ChatClient()
     c.start(0)
-    assert c.server_frame({"type": "hello", "version": 2}, 0) == [
-        Print("Error. Server speaks protocol version 2"), Exit(1)]
+    assert c.server_frame({"type": "hello", "version": 3}, 0) == [
+        Print("Error. Server speaks protocol version 3"), Exit(1)]
     c = ChatClient()
     assert c.server_frame({"type": "error", "code": "version", "version": 7}, 0) == [
         Print("Error. Server speaks protocol version 7"), Exit(1)]
@@ -119,7 +119,7 @@ def test_a_piped_session_runs_to_its_end_before_the_end_of_input_logs_out():
     for line in ("yoda", "wise@!man", "whoelse"):
         c.line(line, 0)
     assert c.end_of_input(0) == []              # the lines come first
-    c.server_frame({"type": "hello", "version": 1}, 0)
+    c.server_frame({"type": "hello", "version": 2}, 0)
     assert c.server_frame({"type": "username_ok"}, 0) == [
         Prompt("Password: ", secret=True), ToServer({"type": "password", "password": "wise@!man"}), HIDDEN]
     assert c.server_frame({"type": "welcome", "user": "yoda"}, 1) == [
@@ -133,7 +133,7 @@ def test_a_piped_session_runs_to_its_end_before_the_end_of_input_logs_out():
 def test_end_of_input_after_a_refused_name_exits_0():
     c = ChatClient()
     c.start(0)
-    c.server_frame({"type": "hello", "version": 1}, 0)
+    c.server_frame({"type": "hello", "version": 2}, 0)
     c.line("nobody", 0)
     assert c.end_of_input(0) == []              # the answer may still matter
     assert c.server_frame({"type": "error", "code": "invalid_username"}, 0)[-1] == Exit(0)
@@ -205,6 +205,8 @@ def test_help_and_empty_lines_are_activity_too():
     ({"type": "unblocked", "user": "hans"}, "hans is unblocked"),
     ({"type": "presence", "user": "hans", "online": True}, "hans logged in"),
     ({"type": "presence", "user": "hans", "online": False}, "hans logged out"),
+    ({"type": "presence", "users": ["hans", "luke"], "online": True}, "hans logged in\nluke logged in"),
+    ({"type": "presence", "users": ["hans", "luke"], "online": False}, "hans logged out\nluke logged out"),
     ({"type": "private_request", "from": "hans"}, "hans would like to start private messaging. Accept? (y/n)"),
     ({"type": "error", "code": "invalid_user"}, "Error. Invalid user"),
     ({"type": "error", "code": "self", "command": "message"}, "Error. Cannot message yourself"),
@@ -295,7 +297,7 @@ def test_a_piped_session_shows_the_stored_messages_and_acknowledges_them_before_
     for line in ["luke", "jedi*knight", *script]:
         c.line(line, 0)
     c.end_of_input(0)
-    c.server_frame({"type": "hello", "version": 1}, 0)
+    c.server_frame({"type": "hello", "version": 2}, 0)
     c.server_frame({"type": "username_ok"}, 0)
     effects = c.server_frame({"type": "welcome", "user": "luke"}, 0)
     assert frames(effects) == [PING]                      # no typed line goes before the stored messages
@@ -324,7 +326,7 @@ def test_answers_come_in_the_order_of_the_commands():
         c.line(line, 0)
     c.end_of_input(0)
     shown, sent = [], []
-    for frame in ({"type": "hello", "version": 1}, {"type": "username_ok"}, {"type": "welcome", "user": "yoda"},
+    for frame in ({"type": "hello", "version": 2}, {"type": "username_ok"}, {"type": "welcome", "user": "yoda"},
                   PONG, {"type": "users", "names": ["hans"]}, PONG,
                   {"type": "users", "names": ["hans", "luke"]}, PONG, {"type": "bye", "reason": "logout"}):
         effects = c.server_frame(frame, 0)
@@ -353,7 +355,7 @@ def test_a_line_typed_before_the_pong_waits_for_it():
 def test_a_pong_does_not_answer_a_login_step():
     c = ChatClient()
     c.start(0)
-    c.server_frame({"type": "hello", "version": 1}, 0)
+    c.server_frame({"type": "hello", "version": 2}, 0)
     c.line("yoda", 0)
     c.line("wise@!man", 0)
     assert c.server_frame(PONG, 0) == []                 # the password still waits for username_ok
@@ -413,6 +415,10 @@ def test_online_users_follow_presence_and_whoelse():
     assert c.online_users() == {"leia", "vader"}
     c.server_frame({"type": "presence", "user": 7, "online": True}, 1)
     assert c.online_users() == {"leia", "vader"}
+    c.server_frame({"type": "presence", "users": ["hans", 7, "luke"], "online": True}, 1)   # version 2: a list
+    assert c.online_users() == {"hans", "leia", "luke", "vader"}
+    c.server_frame({"type": "presence", "users": ["leia", "hans"], "online": False}, 1)
+    assert c.online_users() == {"luke", "vader"}
 
 
 def test_completion_of_commands_and_users():
@@ -435,7 +441,7 @@ def test_completion_of_commands_and_users():
 def test_no_completion_before_the_login():
     c = ChatClient()
     c.start(0)
-    c.server_frame({"type": "hello", "version": 1}, 0)
+    c.server_frame({"type": "hello", "version": 2}, 0)
     assert c.completions("he") == []
 
 
@@ -454,7 +460,7 @@ def test_help_for_one_command():
 def test_typing_is_hidden_from_sending_a_name_until_the_answer():
     c = ChatClient()
     c.start(0)
-    assert c.server_frame({"type": "hello", "version": 1}, 0) == [Prompt("Username: ")]   # not remembered
+    assert c.server_frame({"type": "hello", "version": 2}, 0) == [Prompt("Username: ")]   # not remembered
     assert c.line("yoda", 0)[-1] == HIDDEN            # a password typed ahead now is not shown
     assert c.line("wise@!man", 0) == [HIDDEN]         # queued as before
     assert c.server_frame({"type": "username_ok"}, 0) == [

@@ -2,12 +2,14 @@
 import dataclasses
 import itertools
 import logging
+import tracemalloc
 
 import pytest
 
 from reactor.chat_server import (MAILBOX_CHUNK, MAX_LOGIN_TIME, CancelTimer, ChatServer, Close, LoggedIn, LoginFailed,
-                                  Persist, Send, SendBatch, SetTimer, WhenWritable)
+                                  Persist, Send, SendBatch, SendStored, SetTimer, WhenWritable)
 from reactor.framing import encode
+from reactor.store import MemoryStore
 
 ACCOUNTS = {"hans": "falcon*solo", "yoda": "wise@!man", "vader": "sithlord**", "luke": "jedi*knight",
             "leia": "princess~"}
@@ -18,15 +20,27 @@ HELLO = {"type": "hello", "version": 1}
 
 # -- helpers -----------------------------------------------------------------
 
-def sends(effects):
-    """The Sends in ``effects``, a stored change's confirmation in its place."""
-    return [e.confirm if type(e) is Persist else e for e in effects
-            if type(e) is Send or type(e) is Persist and e.confirm is not None]
+def sends(effects, store=None):
+    """The Sends in ``effects``, a stored change's confirmation in its place, and a SendStored as one Send
+    per message, its text read from ``store`` as a host does (each one must be there)."""
+    out = []
+    for e in effects:
+        if type(e) is Send:
+            out.append(e)
+        elif type(e) is Persist and e.confirm is not None:
+            out.append(e.confirm)
+        elif type(e) is SendStored:
+            assert store is not None, "a SendStored needs the store that keeps the texts"
+            texts = store.texts([f["id"] for f in e.frames])
+            assert sorted(texts) == sorted(f["id"] for f in e.frames), "a stored message is not in the store"
+            out += [Send((e.conn,), {**f, "text": texts[f["id"]]}) for f in e.frames]
+    return out
 
 
-def frames_to(effects, conn):
-    """The frames ``effects`` send to ``conn``, in order (a change's confirmation counted as sent)."""
-    return [e.frame for e in sends(effects) if conn in e.conns]
+def frames_to(effects, conn, store=None):
+    """The frames ``effects`` send to ``conn``, in order (a change's confirmation counted as sent; stored
+    messages with their texts from ``store``)."""
+    return [e.frame for e in sends(effects, store) if conn in e.conns]
 
 
 def stored_reply(conn, to):
@@ -46,35 +60,57 @@ def error(code, **fields):
     return {"type": "error", "code": code, **fields}
 
 
+class Keeping(ChatServer):
+    """The logic and a store, as a host keeps one: each change ``received`` returns is applied to ``store``."""
+
+    def __init__(self, store, *args, **kw):
+        super().__init__(*args, **kw)
+        self.store = store
+
+    def received(self, conn, frame, now):
+        effects = super().received(conn, frame, now)
+        for effect in effects:
+            if type(effect) is Persist:
+                self.store.apply(effect)
+        return effects
+
+
 class World:
-    """One ChatServer and quick ways to connect, log in and send as a user."""
+    """One ChatServer (with the store that keeps its messages' texts) and quick ways to connect, log in and
+    send as a user. ``offline``: stored messages as the store keeps them, (id, to, sender, text[, sent])."""
 
     def __init__(self, **kw):
         self.tokens = (f"token{i}" for i in itertools.count(1))
         kw.setdefault("token_factory", lambda: next(self.tokens))
         accounts = kw.pop("accounts", ACCOUNTS)
-        self.s = ChatServer(dict(accounts), kw.pop("block_duration", BLOCK), kw.pop("timeout", TIMEOUT), **kw)
+        self.store = MemoryStore()
+        for row in kw.pop("offline", ()):
+            self.store.apply(Persist("add_offline", row))
+        kw["offline"] = self.store.load()[1]
+        self.s = Keeping(self.store, dict(accounts), kw.pop("block_duration", BLOCK), kw.pop("timeout", TIMEOUT),
+                         **kw)
         self._ids = itertools.count(1)
         self.conn = {}   # user -> conn of its last login
 
-    def connect(self, now=0.0, hello=True):
+    def connect(self, now=0.0, hello=True, version=1):
         conn = next(self._ids)
         assert self.s.connected(conn, now) == [SetTimer(("login", conn), now + min(self.timeout, MAX_LOGIN_TIME))]
         if hello:
-            assert self.s.received(conn, HELLO, now) == [Send((conn,), HELLO)]
+            hello = {"type": "hello", "version": version}
+            assert self.s.received(conn, hello, now) == [Send((conn,), hello)]
         return conn
 
     @property
     def timeout(self):
         return self.s._timeout
 
-    def login(self, user, now=0.0, listen=True):
+    def login(self, user, now=0.0, listen=True, version=1):
         """Log ``user`` in on a new connection; returns the effects of the password frame."""
-        conn = self.connect(now)
+        conn = self.connect(now, version=version)
         assert self.s.received(conn, {"type": "username", "username": user}, now) == \
             [Send((conn,), {"type": "username_ok"})]
         effects = self.s.received(conn, {"type": "password", "password": ACCOUNTS[user]}, now)
-        assert frames_to(effects, conn)[0] == {"type": "welcome", "user": user}
+        assert frames_to(effects, conn, self.store)[0] == {"type": "welcome", "user": user}
         self.conn[user] = conn
         if listen:
             assert self.send(user, {"type": "listen", "host": "10.0.0.1", "port": 40000 + conn}, now) == []
@@ -85,7 +121,16 @@ class World:
         return self.s.received(conn, frame, now)
 
     def to(self, effects, user):
-        return frames_to(effects, self.conn[user])
+        return frames_to(effects, self.conn[user], self.store)
+
+    def sends(self, effects):
+        return sends(effects, self.store)
+
+    def stored(self, user):
+        """The messages kept for ``user``, oldest first, as (id, sender, text)."""
+        kept = self.s.stored(user)
+        texts = self.store.texts([mid for mid, _ in kept])
+        return [(mid, sender, texts[mid]) for mid, sender in kept]
 
     def username(self, conn, user, now=0.0):
         return self.s.received(conn, {"type": "username", "username": user}, now)
@@ -118,17 +163,19 @@ def test_connecting_arms_the_login_deadline(w):
     assert w.s.connected(7, 5.0) == [SetTimer(("login", 7), 5.0 + TIMEOUT)]
 
 
-def test_hello_version_1_is_answered(w):
+@pytest.mark.parametrize("version", [1, 2])
+def test_hello_versions_1_and_2_are_answered_in_kind(w, version):
     conn = w.connect(hello=False)
-    assert w.s.received(conn, {"type": "hello", "version": 1, "extra": "ignored"}, 0.0) == [Send((conn,), HELLO)]
+    assert w.s.received(conn, {"type": "hello", "version": version, "extra": "ignored"}, 0.0) == [
+        Send((conn,), {"type": "hello", "version": version})]
 
 
-@pytest.mark.parametrize("version", [2, 0, "1", 1.0, True, None, [1]])
+@pytest.mark.parametrize("version", [3, 0, "1", 1.0, True, None, [1]])
 def test_another_version_is_refused_and_closed(w, version):
     conn = w.connect(hello=False)
     frame = {"type": "hello"} if version is None else {"type": "hello", "version": version}
     effects = w.s.received(conn, frame, 1.0)
-    assert effects == [Send((conn,), error("version", version=1)), Close(conn), CancelTimer(("login", conn))]
+    assert effects == [Send((conn,), error("version", version=2)), Close(conn), CancelTimer(("login", conn))]
     assert w.s.received(conn, HELLO, 1.0) == []      # forgotten once closed
     assert w.s.disconnected(conn, 1.0) == []
 
@@ -439,9 +486,9 @@ def test_a_batch_of_timeouts_is_announced_without_what_blockers_hide(w):
     c = w.conn
     gone = lambda user: {"type": "presence", "user": user, "online": False}
     effects = w.s.timers_fired([("idle", c[u]) for u in ("yoda", "hans", "luke")], TIMEOUT)
-    assert [e for e in effects if type(e) is SendBatch] == [
+    assert [e for e in effects if type(e) is SendBatch or type(e) is Send and e.frame["type"] == "presence"] == [
         SendBatch((c["vader"],), (gone("yoda"), gone("hans"), gone("luke"))),
-        SendBatch((c["leia"],), (gone("hans"),))]
+        Send((c["leia"],), gone("hans"))]
 
 
 def test_activity_costs_no_timer_effects_and_a_stale_timer_re_arms(w):
@@ -599,7 +646,7 @@ def test_a_message_to_an_offline_user_is_kept_then_the_sender_is_told(w):
         Persist("add_offline", (1, "yoda", "hans", "first"), stored_reply(hans, "yoda"))]
     assert w.send("hans", msg("yoda", "second")) == [
         Persist("add_offline", (2, "yoda", "hans", "second"), stored_reply(hans, "yoda"))]
-    assert w.s.stored("yoda") == [(1, "hans", "first"), (2, "hans", "second")]
+    assert w.stored("yoda") == [(1, "hans", "first"), (2, "hans", "second")]
 
 
 def test_stored_messages_follow_welcome_and_presence_oldest_first(w):
@@ -610,7 +657,7 @@ def test_stored_messages_follow_welcome_and_presence_oldest_first(w):
     w.send("hans", msg("yoda", "third"))
     effects = w.login("yoda")
     yoda = w.conn["yoda"]
-    sends = of_type(effects, Send)
+    sends = w.sends(effects)
     assert sends[0] == Send((yoda,), {"type": "welcome", "user": "yoda"})
     assert sends[1].frame["type"] == "presence"
     assert [s.frame for s in sends[2:]] == [
@@ -647,7 +694,7 @@ def test_a_user_cannot_acknowledge_someone_elses_messages(w):
     w.login("hans")
     w.send("hans", msg("yoda", "for yoda"))
     assert w.send("hans", {"type": "ack", "ids": [1]}) == []
-    assert w.s.stored("yoda") == [(1, "hans", "for yoda")]
+    assert w.stored("yoda") == [(1, "hans", "for yoda")]
 
 
 @pytest.mark.parametrize("ids", [None, 1, "1", [1, "2"], [True], [1.0], {"1": 1}])
@@ -701,7 +748,7 @@ def deliver_all(w, effects, user="yoda", now=0.0):
     conn = w.conn[user]
     chunks = []
     while True:
-        chunks.append([f for f in frames_to(effects, conn) if f["type"] == "message"])
+        chunks.append([f for f in frames_to(effects, conn, w.store) if f["type"] == "message"])
         waits = [e for e in effects if type(e) is WhenWritable]
         assert waits in ([], [WhenWritable(conn)]) and (not waits or effects[-1] == waits[0])
         if not waits:
@@ -720,6 +767,22 @@ def test_a_big_mailbox_goes_out_a_chunk_per_writable_oldest_first(count, text):
         assert chunk and size - len(encode(chunk[-1])) < MAILBOX_CHUNK * 1.1, size
     assert len(chunks) > 1
     assert w.s.writable(w.conn["yoda"], 0.0) == []   # nothing left to send
+
+
+def test_the_logic_keeps_what_it_needs_of_a_stored_message_but_not_its_text():
+    w = World(rate=None, sender_quota=None)
+    w.login("hans")
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(300):   # straight to the logic: nothing keeps the Persist's text afterwards
+            ChatServer.received(w.s, w.conn["hans"], msg("yoda", f"{i:04d}" + "x" * 3996), 0.0)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 300 * 300, grown   # the texts alone are 300 x 4,000 bytes
+    (first, *_, last) = w.s.stored("yoda")
+    assert (first, last) == ((1, "hans"), (300, "hans"))
 
 
 def test_welcome_and_presence_go_before_the_first_chunk():
@@ -757,7 +820,7 @@ def test_a_pong_waits_for_the_whole_mailbox():
     effects = first
     while WhenWritable(conn) in effects:
         effects = w.s.writable(conn, 0.0)
-    assert frames_to(effects, conn)[-2:] == [{"type": "pong"}, {"type": "pong"}]   # after the last message
+    assert frames_to(effects, conn, w.store)[-2:] == [{"type": "pong"}, {"type": "pong"}]   # after the last message
     assert w.send("yoda", {"type": "ping"}) == [Send((conn,), {"type": "pong"})]    # then at once again
 
 
@@ -877,7 +940,7 @@ def test_a_blocked_user_cannot_message_the_blocker_online_or_not(w):
     assert w.send("vader", msg("yoda", "hi")) == refused
     w.send("yoda", {"type": "logout"})
     assert w.send("vader", msg("yoda", "hi")) == refused          # offline: not kept either
-    assert w.s.stored("yoda") == []
+    assert w.stored("yoda") == []
 
 
 def test_the_blocker_can_still_message_the_blocked(w):
@@ -1276,3 +1339,137 @@ def test_logins_failures_lockouts_and_logouts_are_logged_without_passwords(caplo
     assert "wrong password for vader" in text and "locked" in text
     for secret in ("guess1", "guess2", "guess3", "falcon*solo", "not-a-user-but-a-password"):
         assert secret not in text
+
+
+# -- presence in turns (protocol version 2) --------------------------------------
+
+def got(effects, conn):
+    """Every frame ``effects`` send to ``conn``, batches included, in order."""
+    frames = []
+    for e in effects:
+        if type(e) is Send and conn in e.conns:
+            frames.append(e.frame)
+        elif type(e) is SendBatch and conn in e.conns:
+            frames += e.frames
+    return frames
+
+
+def came(*users, online=True):
+    return {"type": "presence", "users": list(users), "online": online}
+
+
+def v1(user, online=True):
+    return {"type": "presence", "user": user, "online": online}
+
+
+def in_turns(**kw):
+    w = World(**kw)
+    assert w.s.end_turn(0.0) == []   # the host ends turns from now on
+    return w
+
+
+def test_without_turns_a_v2_user_hears_of_each_login_at_once_in_a_list():
+    w = World()
+    w.login("yoda", version=2)
+    assert w.to(w.login("hans"), "yoda") == [came("hans")]
+
+
+def test_in_turns_the_logins_of_a_turn_reach_a_v2_user_in_one_frame_and_a_v1_user_one_frame_each():
+    w = in_turns()
+    w.login("yoda", version=2)
+    w.login("luke")
+    w.s.end_turn(0.0)
+    effects = w.login("hans") + w.login("leia", version=2)
+    assert got(effects, w.conn["yoda"]) == got(effects, w.conn["luke"]) == []   # nothing before the turn ends
+    effects = w.s.end_turn(0.0)
+    assert got(effects, w.conn["yoda"]) == [came("hans", "leia")]
+    assert got(effects, w.conn["luke"]) == [v1("hans"), v1("leia")]
+    assert got(effects, w.conn["hans"]) == [v1("leia")]     # it came after hans
+    assert got(effects, w.conn["leia"]) == []
+    assert [e for e in effects if w.conn["yoda"] in e.conns] == [Send((w.conn["yoda"],), came("hans", "leia"))]
+    assert w.s.end_turn(0.0) == []
+
+
+def test_in_turns_logins_and_logouts_keep_their_order_in_runs():
+    w = in_turns()
+    w.login("yoda", version=2)
+    w.login("vader")
+    w.s.end_turn(0.0)
+    w.login("hans")
+    w.login("luke")
+    w.send("hans", {"type": "logout"})
+    w.login("leia")
+    effects = w.s.end_turn(0.0)
+    assert got(effects, w.conn["yoda"]) == [came("hans", "luke"), came("hans", online=False), came("leia")]
+    assert got(effects, w.conn["vader"]) == [v1("hans"), v1("luke"), v1("hans", False), v1("leia")]
+
+
+def test_in_turns_a_pending_notice_goes_before_any_later_frame_to_its_recipient():
+    w = in_turns()
+    w.login("yoda", version=2)
+    w.s.end_turn(0.0)
+    w.login("hans")
+    assert got(w.send("hans", msg("yoda", "hi")), w.conn["yoda"]) == [
+        came("hans"), {"type": "message", "from": "hans", "text": "hi"}]
+    assert got(w.send("hans", {"type": "logout"}), w.conn["yoda"]) == []
+    assert got(w.s.end_turn(0.0), w.conn["yoda"]) == [came("hans", online=False)]
+
+
+def test_in_turns_a_reply_to_the_recipient_itself_waits_for_its_notices():
+    w = in_turns()
+    w.login("yoda", version=2)
+    w.s.end_turn(0.0)
+    w.login("hans")
+    assert got(w.send("yoda", {"type": "whoelse"}), w.conn["yoda"]) == [
+        came("hans"), {"type": "users", "names": ["hans"]}]
+    assert got(w.s.end_turn(0.0), w.conn["yoda"]) == []
+
+
+def test_in_turns_a_user_leaving_is_told_what_it_is_owed_before_its_bye():
+    w = in_turns(timeout=10.0)
+    w.login("yoda", version=2)
+    w.s.end_turn(0.0)
+    w.login("hans", now=5.0)
+    assert got(w.send("yoda", {"type": "logout"}, 5.0), w.conn["yoda"]) == [
+        came("hans"), {"type": "bye", "reason": "logout"}]
+    w.login("yoda", now=6.0, version=2)
+    w.s.end_turn(6.0)
+    w.login("luke", now=6.0)
+    effects = w.s.timers_fired([("idle", w.conn["yoda"]), ("idle", w.conn["hans"])], 20.0)
+    assert got(effects, w.conn["yoda"]) == [came("luke"), {"type": "bye", "reason": "timeout"}]
+
+
+def test_in_turns_a_user_is_not_told_of_logins_by_users_who_blocked_it():
+    w = in_turns()
+    for user in ("yoda", "vader"):
+        w.login(user, version=2)
+    w.login("hans")
+    w.send("hans", {"type": "block", "user": "yoda"})
+    w.send("hans", {"type": "logout"})
+    w.s.end_turn(0.0)
+    w.login("hans")
+    w.login("luke")
+    w.send("hans", {"type": "unblock", "user": "yoda"})   # too late for the login it hid
+    effects = w.s.end_turn(0.0)
+    assert got(effects, w.conn["yoda"]) == [came("luke")]
+    assert got(effects, w.conn["vader"]) == [came("hans", "luke")]
+
+
+def test_shutdown_tells_the_turns_notices_before_the_bye():
+    w = in_turns()
+    w.login("yoda", version=2)
+    w.s.end_turn(0.0)
+    w.login("hans")
+    assert got(w.s.shutdown(0.0), w.conn["yoda"]) == [came("hans"), {"type": "bye", "reason": "shutdown"}]
+
+
+def test_in_turns_a_pending_notice_goes_before_the_stored_messages_sent_after_it():
+    w, texts = big_mailbox(30, EMOJI * 4096)
+    assert w.s.end_turn(0.0) == []
+    w.login("yoda", version=2)
+    w.s.end_turn(0.0)
+    w.login("leia")
+    w.send("leia", msg("yoda", "hi, just in"))          # stored behind yoda's mailbox on its way
+    frames = w.to(w.s.writable(w.conn["yoda"], 0.0), "yoda")
+    assert frames[0] == came("leia")                    # before the stored messages, her own among them
+    assert got(w.s.end_turn(0.0), w.conn["yoda"]) == []   # told once

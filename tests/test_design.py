@@ -36,7 +36,7 @@ def test_the_check_itself_sees_a_forbidden_import(tmp_path):
 
 def test_top_level_layout():
     allowed = {"Makefile", "reactor", "server_main.py", "client_main.py", "tests", "credentials.txt",
-               "README.md", "requirements-dev.txt"}
+               "README.md", "requirements-dev.txt", "pyproject.toml", "LICENSE"}
     import subprocess
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
     top = {p.split("/")[0] for p in tracked if not p.startswith(".")}

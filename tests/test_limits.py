@@ -155,7 +155,7 @@ def test_the_quota_counts_a_senders_kept_bytes_across_recipients():
     assert w.s.kept_by("hans") == quota
     effects = w.send("hans", msg("vader", "x"))
     assert sends(effects) == [Send((w.conn["hans"],), error("quota_exceeded", quota=quota))] and not kept(effects)
-    assert w.s.stored("vader") == []
+    assert w.stored("vader") == []
 
 
 def test_utf8_bytes_count_not_characters():
@@ -170,7 +170,7 @@ def test_acknowledged_messages_give_their_bytes_back():
     w.send("hans", msg("yoda", "b" * 10))
     assert w.to(w.send("hans", msg("yoda", "c")), "hans")[0]["code"] == "quota_exceeded"
     w.login("yoda")
-    first = w.s.stored("yoda")[0][0]
+    first = w.stored("yoda")[0][0]
     w.send("yoda", {"type": "ack", "ids": [first, first, 999]})
     assert w.s.kept_by("hans") == STORED_OVERHEAD + 10
     assert kept(w.send("hans", msg("luke", "c" * 10)))

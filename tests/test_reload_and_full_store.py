@@ -127,7 +127,7 @@ def test_a_message_the_store_could_not_keep_is_refused_and_forgotten(w):
     w.send("hans", msg("yoda", "kept"))
     change, answer = refused_message(w)
     assert answer == [Send((w.conn["hans"],), error("store_full", command="message", user="yoda"))]
-    assert w.s.stored("yoda") == [(1, "hans", "kept")]
+    assert w.stored("yoda") == [(1, "hans", "kept")]
     frames = w.to(w.login("yoda", 2.0), "yoda")
     assert [f["text"] for f in frames if f["type"] == "message"] == ["kept"]
 
@@ -147,7 +147,7 @@ def test_a_message_handed_over_at_a_login_meanwhile_is_confirmed_after_all(w):
     frames = w.to(w.login("yoda"), "yoda")   # in the same turn: the message went out with the welcome
     assert [f["text"] for f in frames if f["type"] == "message"] == ["just in time"]
     assert w.s.not_stored(change, 1.0) == [change.confirm]
-    assert w.s.stored("yoda") == []
+    assert w.stored("yoda") == []
 
 
 def test_a_block_the_store_could_not_keep_is_undone(w):
@@ -178,7 +178,7 @@ def test_an_unrecorded_acknowledgement_changes_nothing_more(w):
     w.login("yoda")
     (change,) = w.send("yoda", {"type": "ack", "ids": [1]})
     assert w.s.not_stored(change, 1.0) == []
-    assert w.s.stored("yoda") == []
+    assert w.stored("yoda") == []
 
 
 def test_refusals_undone_in_reverse_leave_the_blocks_as_they_were(w):

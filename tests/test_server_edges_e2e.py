@@ -12,6 +12,7 @@ import time
 import pytest
 
 from tests.support import ACCOUNTS, NO_LIMITS, ROOT, ClientProcess, ServerProcess, coverage_env, wait_for, write_credentials
+from tests.test_store import contents
 from tests.test_store_e2e import InProcess
 
 
@@ -180,10 +181,10 @@ def test_in_a_full_turn_the_messages_are_refused_and_the_acks_and_blocks_kept(tm
         replies = [f for f in yoda.until("blocked") if f["type"] in ("stored", "error", "blocked")]
         assert replies == [frame("error", code="store_full", command="message", user="leia"),
                            frame("blocked", user="vader")]
-        assert store.load() == ([("yoda", "vader")], [])
+        assert contents(store) == ([("yoda", "vader")], [])
         yoda.send(frame("message", to="leia", text="now it fits"))
         yoda.until("stored")
-        assert [m[3] for m in store.load()[1]] == ["now it fits"]
+        assert [m[3] for m in contents(store)[1]] == ["now it fits"]
     finally:
         world.close()
         store.close()
@@ -216,10 +217,10 @@ def test_a_commit_that_finds_the_disk_full_refuses_the_turn_and_retries_the_rest
         refused = frame("error", code="store_full", command="message", user="leia")
         if failing_commits == 1:
             assert replies == [refused, frame("blocked", user="vader")]
-            assert store.load() == ([("yoda", "vader")], [])
+            assert contents(store) == ([("yoda", "vader")], [])
         else:
             assert replies == [refused, frame("error", code="store_full", command="block", user="vader")]
-            assert store.load() == ([], [(stored["id"], "yoda", "hans", "kept")])   # comes again after a restart
+            assert contents(store) == ([], [(stored["id"], "yoda", "hans", "kept")])   # comes again after a restart
         vader = world.connect()
         vader.login("vader")
         vader.send(frame("message", to="yoda", text="can you hear me?"))

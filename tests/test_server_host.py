@@ -1,11 +1,15 @@
-"""The host's limits on strangers and its failure counts, on a real loop with an injected clock."""
+"""The host on a real loop: its limits on strangers and its failure counts (with an injected clock), and the
+texts of stored messages, which it reads from the store."""
 import json
 import logging
 import socket
+import sqlite3
+import types
 
 from reactor.chat_server import ChatServer
 from reactor.loop import EventLoop
-from reactor.server_host import FailureLog, ServerHost
+from reactor.server_host import FailureLog, ServerHost, with_texts
+from reactor.store import Store
 from tests.test_chat_server import ACCOUNTS
 
 
@@ -73,3 +77,115 @@ def _closed(sock):
         return sock.recv(4096).startswith(b'{"type":"error","code":"busy"}')
     except (BlockingIOError, socket.timeout):
         return False
+
+
+# -- stored messages: their texts come from the store where the effect is carried out -------------
+
+class Peer:
+    """A plain socket speaking frames to the host on ``loop``."""
+
+    def __init__(self, host):
+        self.sock = socket.create_connection(("127.0.0.1", host.address[1]))
+        self.sock.setblocking(False)
+        self.buffer = b""
+        self.got = []
+
+    def send(self, *frames):
+        self.sock.sendall(b"".join(json.dumps(frame).encode() + b"\n" for frame in frames))
+
+    def read(self):
+        try:
+            while chunk := self.sock.recv(1 << 16):
+                self.buffer += chunk
+        except BlockingIOError:
+            pass
+        *lines, self.buffer = self.buffer.split(b"\n")
+        self.got += [json.loads(line) for line in lines]
+        return self.got
+
+    def has(self, kind):
+        return any(frame["type"] == kind for frame in self.read())
+
+
+def logged_in(loop, host, user, password=True):
+    """A peer that said hello and its name, and its password too unless ``password`` is False."""
+    peer = Peer(host)
+    peer.send({"type": "hello", "version": 1}, {"type": "username", "username": user})
+    run_until(loop, lambda: peer.has("username_ok"))
+    if password:
+        peer.send({"type": "password", "password": ACCOUNTS[user]})
+        run_until(loop, lambda: peer.has("welcome"))
+    return peer
+
+
+def messages(peer):
+    return [{k: v for k, v in frame.items() if k != "sent"} for frame in peer.got if frame["type"] == "message"]
+
+
+def test_without_a_store_stored_messages_reach_their_reader_with_their_texts():
+    loop = EventLoop()
+    host = ServerHost(loop, ChatServer(dict(ACCOUNTS), 10.0, 60.0))
+    host.serve("127.0.0.1", 0)
+    hans = logged_in(loop, host, "hans")
+    hans.send({"type": "message", "to": "yoda", "text": "kept in memory"})
+    run_until(loop, lambda: hans.has("stored"))
+    yoda = logged_in(loop, host, "yoda", password=False)
+    yoda.send({"type": "password", "password": ACCOUNTS["yoda"]}, {"type": "ping"})
+    run_until(loop, lambda: yoda.has("pong"))
+    assert [f["type"] for f in yoda.got] == ["hello", "username_ok", "welcome", "message", "pong"]
+    assert messages(yoda) == [{"type": "message", "from": "hans", "text": "kept in memory", "id": 1}]
+    loop.close()
+
+
+def test_a_stored_message_whose_text_is_gone_from_the_store_is_left_out_and_logged(caplog):
+    frames = ({"type": "message", "from": "hans", "id": 1}, {"type": "message", "from": "luke", "id": 2})
+    assert with_texts(frames, {2: ""}) == [{"type": "message", "from": "luke", "id": 2, "text": ""}]
+    assert "stored message 1 has no text in the store: not sent" in caplog.text
+
+
+class FullForLuke:
+    """A SQLite connection that finds the disk full when a message to luke is inserted."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def execute(self, sql, *args):
+        if sql.startswith("INSERT INTO offline") and args[0][1] == "luke":
+            error = sqlite3.OperationalError("database or disk is full")
+            error.sqlite_errorname = "SQLITE_FULL"
+            raise error
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+def test_a_message_handed_on_in_a_turn_the_store_then_refuses_still_arrives_with_its_text():
+    """One turn: hans keeps a message for yoda, then one for luke that does not fit (the store rolls the
+    whole transaction back, yoda's row too), then yoda logs in and is handed hers: its text comes from the
+    host's copy of the turn, and hans is told it was kept (it was delivered); luke's is refused."""
+    loop = EventLoop()
+    store = Store.open(":memory:")
+    store._conn = FullForLuke(store._conn)
+    logic = ChatServer(dict(ACCOUNTS), 10.0, 60.0, rate=None)
+    host = ServerHost(loop, logic, store)
+    host.serve("127.0.0.1", 0)
+    hans = logged_in(loop, host, "hans")
+    yoda = logged_in(loop, host, "yoda", password=False)
+    assert (logic.user_of(1), logic.user_of(2)) == ("hans", None)   # the host numbers connections from 1
+
+    def one_turn():   # the frames as the streams would hand them on, in this order, in one loop turn
+        for conn, frame in ((1, {"type": "message", "to": "yoda", "text": "just in time"}),
+                            (1, {"type": "message", "to": "luke", "text": "no room"}),
+                            (2, {"type": "password", "password": ACCOUNTS["yoda"]}), (2, {"type": "ping"})):
+            host.frame_received(types.SimpleNamespace(tag=conn), frame)
+
+    loop.call_soon(one_turn)
+    run_until(loop, lambda: yoda.has("pong") and hans.has("error"))
+    assert messages(yoda) == [{"type": "message", "from": "hans", "text": "just in time", "id": 1}]
+    assert [f for f in hans.got if f["type"] in ("stored", "error")] == [
+        {"type": "stored", "to": "yoda"},
+        {"type": "error", "code": "store_full", "command": "message", "user": "luke"}]
+    assert store.load() == ([], []) and not store.broken
+    loop.close()
+    store.close()

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from reactor.store import SCHEMA_VERSION, Store, StoreError, StoreFull
+from reactor.store import SCHEMA_VERSION, MemoryStore, Store, StoreError, StoreFull
 from tests.support import ROOT, coverage_env
 
 try:
@@ -14,6 +14,19 @@ try:
 except ImportError:  # pragma: no cover - only while the chat logic is being written
     from collections import namedtuple
     Persist = namedtuple("Persist", "op args")
+
+
+def contents(store):
+    """What ``store`` keeps: blocks, and offline messages as they were given, (id, to, sender, text[, sent]):
+    ``load``'s rows (checked against the texts) with the texts read back by ``texts``."""
+    blocks, offline = store.load()
+    texts = store.texts([row[0] for row in offline])
+    rows = []
+    for mid, to, sender, size, chars, sent in offline:
+        text = texts[mid]
+        assert (size, chars) == (len(text.encode()), len(text))
+        rows.append((mid, to, sender, text) if sent is None else (mid, to, sender, text, sent))
+    return blocks, rows
 
 
 def add(i, to="yoda", sender="hans", text=None):
@@ -35,12 +48,12 @@ def fill(store):
 def test_round_trip_through_a_file(tmp_path):
     path = str(tmp_path / "state.db")
     store = Store.open(path)
-    assert store.load() == ([], [])
+    assert contents(store) == ([], [])
     fill(store)
     assert store.commits == 1
     store.close()
     again = Store.open(path)
-    blocks, offline = again.load()
+    blocks, offline = contents(again)
     assert sorted(blocks) == [("leia", "vader"), ("yoda", "vader")]
     assert offline == [(2, "yoda", "luke", "émoji 🚀 and \"quotes\"\nnewline")]
     again.close()
@@ -51,8 +64,40 @@ def test_a_wall_clock_time_is_kept_when_given():
     store.apply(add(1))
     store.apply(Persist("add_offline", (2, "yoda", "hans", "timed", 1764000000.25)))
     store.commit()
-    assert store.load()[1] == [(1, "yoda", "hans", "message 1"), (2, "yoda", "hans", "timed", 1764000000.25)]
+    assert contents(store)[1] == [(1, "yoda", "hans", "message 1"), (2, "yoda", "hans", "timed", 1764000000.25)]
     store.close()
+
+
+def test_load_gives_sizes_not_texts_and_texts_reads_them_also_before_the_commit(tmp_path):
+    store = Store.open(str(tmp_path / "state.db"))
+    fill(store)
+    text = "émoji 🚀 and \"quotes\"\nnewline"
+    assert store.load()[1] == [(2, "yoda", "luke", len(text.encode()), len(text), None)]
+    store.apply(add(7, text="not yet committed"))
+    assert store.texts([7, 2, 1, 99]) == {7: "not yet committed", 2: text}   # 1 was deleted, 99 never kept
+    assert store.texts([]) == {}
+    store.close()
+
+
+def test_texts_reads_more_ids_than_one_query_takes():
+    store = Store.open(":memory:")
+    for i in range(1, 1202):
+        store.apply(add(i))
+    assert store.texts(range(1, 1203)) == {i: f"message {i}" for i in range(1, 1202)}
+    store.close()
+
+
+def test_the_memory_store_keeps_what_a_state_file_does():
+    memory, sqlite = MemoryStore(), Store.open(":memory:")
+    for store in (memory, sqlite):
+        fill(store)
+        store.apply(Persist("add_offline", (4, "leia", "vader", "timed ✓", 1764000000.25)))
+        store.commit()
+    assert memory.load() == (sorted(sqlite.load()[0]), sqlite.load()[1])
+    assert memory.texts([1, 2, 4]) == sqlite.texts([1, 2, 4])
+    with pytest.raises(StoreError, match="unknown state change"):
+        memory.apply(Persist("drop_everything", ()))
+    sqlite.close()
 
 
 def test_offline_messages_load_in_id_order(tmp_path):
@@ -60,7 +105,7 @@ def test_offline_messages_load_in_id_order(tmp_path):
     for i in (5, 2, 9, 1):
         store.apply(add(i))
     store.commit()
-    assert [m[0] for m in store.load()[1]] == [1, 2, 5, 9]
+    assert [m[0] for m in contents(store)[1]] == [1, 2, 5, 9]
     store.close()
 
 
@@ -71,7 +116,7 @@ def test_blocking_twice_keeps_one_row_and_unknown_unblock_is_harmless():
     store.apply(Persist("unblock", ("yoda", "hans")))
     store.apply(Persist("del_offline", ((42,),)))
     store.commit()
-    assert store.load() == ([("yoda", "vader")], [])
+    assert contents(store) == ([("yoda", "vader")], [])
     store.close()
 
 
@@ -85,16 +130,16 @@ def test_one_commit_for_everything_applied_since_the_last():
     store.apply(add(101))
     store.commit()
     assert store.commits == 2
-    assert len(store.load()[1]) == 101
+    assert len(contents(store)[1]) == 101
     store.close()
 
 
 def test_memory_forgets_on_close():
     store = Store.open(":memory:")
     fill(store)
-    assert store.load()[1]
+    assert contents(store)[1]
     store.close()
-    assert Store.open(":memory:").load() == ([], [])
+    assert contents(Store.open(":memory:")) == ([], [])
 
 
 def test_files_use_wal_and_the_chosen_synchronous_level(tmp_path):
@@ -130,7 +175,7 @@ def test_uncommitted_changes_are_lost_in_a_crash_and_committed_ones_are_not(tmp_
     )
     subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=coverage_env(), check=True)
     store = Store.open(str(path))
-    assert store.load()[1] == [(1, "yoda", "hans", "kept")]
+    assert contents(store)[1] == [(1, "yoda", "hans", "kept")]
     store.close()
 
 
@@ -143,7 +188,7 @@ def test_close_commits_what_is_pending(tmp_path):
     with pytest.raises(StoreError, match="closed"):
         store.load()
     again = Store.open(path)
-    assert again.load()[1] == [(1, "yoda", "hans", "message 1")]
+    assert contents(again)[1] == [(1, "yoda", "hans", "message 1")]
     again.close()
 
 
@@ -247,7 +292,7 @@ def test_an_empty_file_becomes_a_new_state_file(tmp_path):
     path = tmp_path / "state.db"
     path.touch()
     store = Store.open(str(path))
-    assert store.load() == ([], [])
+    assert contents(store) == ([], [])
     store.close()
 
 
@@ -394,7 +439,7 @@ def test_a_failed_commit_is_never_followed_by_a_successful_one(tmp_path):
     assert store.commits == 0
     store.close()
     again = Store.open(path)
-    assert again.load() == ([], [])
+    assert contents(again) == ([], [])
     again.close()
 
 
@@ -403,6 +448,9 @@ def test_a_table_that_vanished_under_the_store_is_reported():
     store._conn.execute("DROP TABLE offline")
     with pytest.raises(StoreError, match="Cannot use state file :memory:: no such table: offline"):
         store.load()
+    with pytest.raises(StoreError, match="Cannot read state file :memory:: no such table: offline"):
+        store.texts([1])   # a store that cannot read its messages cannot be trusted to keep them either
+    assert store.broken
     store.close()
 
 
@@ -432,13 +480,13 @@ def test_a_store_at_its_cap_refuses_the_transaction_and_keeps_working(tmp_path, 
     with pytest.raises(StoreFull, match="full"):
         store.apply(add(refused, text="x" * 50_000))
     store.commit()   # nothing is pending any more
-    assert store.load() == ([], [add(i, text="x" * 1000).args for i in range(1, refused)])
+    assert contents(store) == ([], [add(i, text="x" * 1000).args for i in range(1, refused)])
     # Deleting frees room: the same message fits now.
     store.apply(Persist("del_offline", (tuple(range(1, 11)),)))
     store.commit()
     store.apply(add(refused, text="x" * 1000))
     store.commit()
-    assert [m[0] for m in store.load()[1]] == list(range(11, refused + 1))
+    assert [m[0] for m in contents(store)[1]] == list(range(11, refused + 1))
     store.close()
 
 
@@ -469,7 +517,7 @@ def test_a_full_commit_is_rolled_back_and_the_next_is_kept(tmp_path):
     store.commit()
     store.close()
     again = Store.open(path)
-    assert again.load() == ([], [add(2).args])
+    assert contents(again) == ([], [add(2).args])
     again.close()
 
 
@@ -481,7 +529,7 @@ def test_a_cap_smaller_than_the_file_keeps_what_is_there_and_refuses_growth(tmp_
     store.commit()
     store.close()
     store = Store.open(path, max_bytes=8192)
-    assert len(store.load()[1]) == 100
+    assert len(contents(store)[1]) == 100
     with pytest.raises(StoreFull):
         store.apply(add(101, text="x" * 10_000))
     store.apply(Persist("del_offline", ((1, 2),)))

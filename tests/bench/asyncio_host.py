@@ -20,8 +20,10 @@ import signal
 from typing import Any, Callable
 
 from reactor.chat_server import (CancelTimer, ChatServer, Close, LoggedIn, LoginFailed, Persist, Send, SendBatch,
-                                 SetTimer, WhenWritable)
+                                 SendStored, SetTimer, WhenWritable)
 from reactor.framing import MAX_FRAME, encode
+from reactor.server_host import with_texts
+from reactor.store import MemoryStore
 
 from .common import LISTEN_BACKLOG, MAX_OUTPUT, decode_line
 
@@ -80,6 +82,7 @@ class Connection(asyncio.Protocol):
 class AsyncioHost:
     def __init__(self, logic: ChatServer, loop: asyncio.AbstractEventLoop) -> None:
         self._logic = logic
+        self._store = MemoryStore()   # keeps the stored messages' texts, as the reactor host without a file
         self._loop = loop
         self.ids = itertools.count(1)
         self._conns: dict[int, Connection] = {}
@@ -177,8 +180,12 @@ class AsyncioHost:
                 old = self._timers.pop(effect.key, None)
                 if old is not None:
                     old.cancel()
+            elif kind is SendStored:
+                texts = self._store.texts([frame["id"] for frame in effect.frames])
+                self._apply([SendBatch((effect.conn,), tuple(with_texts(effect.frames, texts)))])
             elif kind is Persist:
-                if effect.confirm is not None:  # no store here: stored at once
+                self._store.apply(effect)
+                if effect.confirm is not None:
                     self._apply([effect.confirm])
             elif kind is not LoggedIn and kind is not LoginFailed:   # strangers are not capped here
                 raise TypeError(f"unknown effect {effect!r}")

@@ -3,8 +3,10 @@
 KIND is ``reactor`` (reactor.server_host.ServerHost on reactor.loop.EventLoop),
 ``asyncio`` (asyncio_host on the stdlib loop), ``uvloop`` (asyncio_host on
 uvloop), ``threaded`` (threaded_host) or ``relay`` (raw_relay, no chat logic).
-All but the relay host the same sans-I/O ``ChatServer``; none has a store,
-so the comparison is the I/O alone. The host prints ``listening <port>`` on stdout once it accepts, and stops on SIGTERM.
+All but the relay host the same sans-I/O ``ChatServer``; none has a state
+file (the texts of stored messages stay in a ``MemoryStore``), so the
+comparison is the I/O alone. The host prints ``listening <port>`` on stdout
+once it accepts, and stops on SIGTERM.
 """
 from __future__ import annotations
 

@@ -6,7 +6,8 @@ commands as JSON lines on stdin, answering each with one JSON line on stdout
 once it is done. ``LoadGenerators`` starts several workers (one per core
 helps) and fans commands out to them; the runner drives it.
 
-Clients log in as a person's client would (hello, username, password, each
+Clients speak protocol version 2 (presence frames list users) and log in as
+a person's client would (hello, username, password, each
 waiting for its answer, then ``listen``). User ``2k`` and ``2k+1`` are
 partners, always in the same worker. Against the raw relay a client sends
 ``{"type":"relay","pair":k}`` instead and waits for the relay's welcome.
@@ -39,6 +40,10 @@ from .common import password, process_cpu_seconds, raise_open_files_limit
 RECV_SIZE = 256 * 1024
 TEXT = "the quick brown fox jumps over the lazy dog"  # the payload of a relayed message
 TICK = 0.001  # seconds between paced sends in the latency workload
+# Clients connect from many loopback source addresses: the server admits only so many strangers per address,
+# and one source address has only ~28,000 ephemeral ports toward one server port.
+SOURCE_ADDRESSES = 250
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # pick the port at connect, per peer
 ACTIVITY = encode({"type": "activity"})
 
 # client states
@@ -77,6 +82,8 @@ class Client:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((f"127.0.1.{1 + self.index % SOURCE_ADDRESSES}", 0))
         self.sock = sock
         err = sock.connect_ex(address)
         if err not in (0, errno.EINPROGRESS):
@@ -100,7 +107,7 @@ class Client:
             self.write(f"NICK {self.name}\r\nUSER {self.name} 0 * :{self.name}\r\n".encode())
         else:
             self.state = HELLO
-            self.write(encode({"type": "hello", "version": 1}))
+            self.write(encode({"type": "hello", "version": 2}))
 
     # -- I/O -----------------------------------------------------------
 
@@ -343,7 +350,12 @@ class Generator:
         return lambda: {"lines": self.lines, "lost": self.lost, "lost_reasons": self.lost_reasons}
 
     def _count(self, client: Client, data: bytes) -> None:
-        self.lines += data.count(b"\n")
+        """Presence notices, one per user: a version 2 frame lists them, ``"presence","users":["a","b"]``,
+        so it holds one ``","`` per user (the names are userN); other lines count one each."""
+        if b'"users"' in data:
+            self.lines += data.count(b'","') + data.count(b"\n") - data.count(b'"users"')
+        else:
+            self.lines += data.count(b"\n")
 
     def encode_message(self, to: str, text: str) -> bytes:
         """One message to user ``to`` in this generator's protocol."""

@@ -17,8 +17,10 @@ import time
 from typing import Any, Callable
 
 from reactor.chat_server import (CancelTimer, ChatServer, Close, LoggedIn, LoginFailed, Persist, Send, SendBatch,
-                                 SetTimer, WhenWritable)
+                                 SendStored, SetTimer, WhenWritable)
 from reactor.framing import MAX_FRAME, encode
+from reactor.server_host import with_texts
+from reactor.store import MemoryStore
 
 from .common import LISTEN_BACKLOG, decode_line
 
@@ -28,6 +30,7 @@ RECV_SIZE = 64 * 1024
 class ThreadedHost:
     def __init__(self, logic: ChatServer) -> None:
         self._logic = logic
+        self._store = MemoryStore()   # keeps the stored messages' texts, as the reactor host without a file
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)   # the timer thread waits on it
         self._socks: dict[int, socket.socket] = {}
@@ -129,8 +132,12 @@ class ThreadedHost:
                 self._timers.pop(effect.key, None)
             elif kind is WhenWritable:   # sendall has waited for room already
                 self._apply(self._logic.writable(effect.conn, time.monotonic()))
+            elif kind is SendStored:
+                texts = self._store.texts([frame["id"] for frame in effect.frames])
+                self._apply([SendBatch((effect.conn,), tuple(with_texts(effect.frames, texts)))])
             elif kind is Persist:
-                if effect.confirm is not None:  # no store here: stored at once
+                self._store.apply(effect)
+                if effect.confirm is not None:
                     self._apply([effect.confirm])
             elif kind is not LoggedIn and kind is not LoginFailed:   # strangers are not capped here
                 raise TypeError(f"unknown effect {effect!r}")
