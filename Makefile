@@ -11,15 +11,39 @@ TIMEOUT ?= 300
 CREDENTIALS ?= credentials.txt
 STATE  ?= chat-state.db
 ARGS   ?=
+TLS_CERT ?=
+TLS_KEY  ?=
+TLS    ?=
+CA     ?=
+CERTS  ?= .certs
 BENCH_ARGS ?=
 
-.PHONY: run-server run-client test coverage bench bench-quick clean
+.PHONY: run-server run-client dev-certs test coverage bench bench-quick bench-tls clean
 
 run-server:
-	$(PYTHON) server_main.py $(PORT) $(BLOCK) $(TIMEOUT) --host $(HOST) --credentials $(CREDENTIALS) --state $(STATE) $(ARGS)
+	$(PYTHON) server_main.py $(PORT) $(BLOCK) $(TIMEOUT) --host $(HOST) --credentials $(CREDENTIALS) --state $(STATE) \
+		$(if $(TLS_CERT),--tls-cert $(TLS_CERT)) $(if $(TLS_KEY),--tls-key $(TLS_KEY)) $(ARGS)
 
+# TLS=1 speaks TLS, trusting the system's CAs; CA=FILE trusts only that CA (and implies TLS).
 run-client:
-	$(PYTHON) client_main.py $(HOST) $(PORT)
+	$(PYTHON) client_main.py $(HOST) $(PORT) $(if $(TLS),--tls) $(if $(CA),--ca $(CA))
+
+# A development CA and a server certificate for localhost, 127.0.0.1 and ::1 in $(CERTS)/ (git-ignored;
+# the CA for 10 years, the server certificate for 825 days). Not for production: the CA key lies beside them.
+#   make run-server TLS_CERT=.certs/server.pem TLS_KEY=.certs/server.key
+#   make run-client CA=.certs/ca.pem HOST=localhost
+dev-certs: $(CERTS)/server.pem
+
+$(CERTS)/server.pem:
+	mkdir -p $(CERTS)
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+		-subj "/CN=chat development CA" -keyout $(CERTS)/ca.key -out $(CERTS)/ca.pem 2>/dev/null
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=localhost" \
+		-keyout $(CERTS)/server.key -out $(CERTS)/server.csr 2>/dev/null
+	printf 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n' > $(CERTS)/server.ext
+	openssl x509 -req -in $(CERTS)/server.csr -CA $(CERTS)/ca.pem -CAkey $(CERTS)/ca.key -CAcreateserial \
+		-days 825 -extfile $(CERTS)/server.ext -out $@ 2>/dev/null
+	rm -f $(CERTS)/server.csr $(CERTS)/server.ext $(CERTS)/ca.srl
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +74,10 @@ bench: $(VENV)/.bench-installed
 
 bench-quick: $(VENV)/.bench-installed
 	$(VPY) -m tests.bench.run --quick $(BENCH_ARGS)
+
+# What TLS costs: the real server's relay throughput and latency, plaintext and TLS side by side.
+bench-tls: $(VENV)/.installed
+	$(VPY) -m tests.bench.tls $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* htmlcov .pytest_cache bench-results

@@ -1,4 +1,4 @@
-"""Runs the chat client: python3 client_main.py <server_host> <server_port> [--timestamps]."""
+"""Runs the chat client: python3 client_main.py <server_host> <server_port> [--timestamps] [--tls [--ca FILE]]."""
 import argparse
 import sys
 import time
@@ -7,6 +7,7 @@ from reactor.chat_client import ChatClient
 from reactor.client_host import ClientHost
 from reactor.console import open_console
 from reactor.loop import EventLoop
+from reactor.tls import TLSConfigError, client_context
 
 
 def port_number(text: str) -> int:
@@ -25,11 +26,23 @@ def main(argv=None) -> int:
     parser.add_argument("server_port", type=port_number, help="the server's port")
     parser.add_argument("--timestamps", action="store_true",
                         help="show the time live messages arrive (stored messages always show when they were sent)")
+    parser.add_argument("--tls", action="store_true",
+                        help="speak TLS to the server, verifying its certificate and host name")
+    parser.add_argument("--ca", metavar="FILE",
+                        help="trust only the CA certificates in FILE (PEM) for the server (implies --tls; "
+                             "default: the system's CAs)")
     args = parser.parse_args(argv)
+    tls = None
+    if args.tls or args.ca is not None:
+        try:
+            tls = client_context(args.ca)
+        except TLSConfigError as exc:
+            print(f"Error. {exc}", file=sys.stderr)
+            return 2
     loop = EventLoop()
     logic = ChatClient(timestamps=args.timestamps, wall_offset=time.time() - loop.time())
     console = open_console(complete=logic.completions)
-    host = ClientHost(loop, logic, console)
+    host = ClientHost(loop, logic, console, tls)
     try:
         host.start(args.server_host, args.server_port)
         loop.run()

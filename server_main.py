@@ -5,6 +5,7 @@ import logging
 import math
 import resource
 import signal
+import ssl
 import sys
 import time
 
@@ -13,6 +14,7 @@ from reactor.credentials import CredentialsError, load_credentials
 from reactor.loop import EventLoop
 from reactor.server_host import FAILURE_LOG_INTERVAL, MAX_STRANGERS, MAX_STRANGERS_PER_ADDRESS, ServerHost
 from reactor.store import Store, StoreError, StoreFull
+from reactor.tls import TLSConfigError, server_context
 
 
 def port_number(text: str) -> int:
@@ -113,9 +115,15 @@ def parse_args(argv):
     parser.add_argument("--failure-log-interval", type=seconds, default=FAILURE_LOG_INTERVAL, metavar="SECONDS",
                         help="failed logins and refused connections are logged as counts per address once per "
                              f"interval (default {FAILURE_LOG_INTERVAL:g})")
+    parser.add_argument("--tls-cert", metavar="FILE",
+                        help="speak TLS only, with this certificate chain (PEM); needs --tls-key")
+    parser.add_argument("--tls-key", metavar="FILE", help="the private key (PEM) of --tls-cert")
     parser.add_argument("--log-level", default="INFO", type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    return args
 
 
 class StopOnStoreFailure:
@@ -181,13 +189,20 @@ def main(argv=None):
     except CredentialsError as exc:
         print(f"Error. {exc}", file=sys.stderr)
         return 2
+    tls = None
+    if args.tls_cert is not None:
+        try:
+            tls = server_context(args.tls_cert, args.tls_key)
+        except TLSConfigError as exc:
+            print(f"Error. {exc}", file=sys.stderr)
+            return 2
     try:
         store = Store.open(args.state, args.synchronous, args.state_max_bytes)
     except StoreError as exc:
         print(f"Error. {exc}", file=sys.stderr)
         return 2
     try:
-        status = serve(args, accounts, store)
+        status = serve(args, accounts, store, tls)
     finally:
         closed = close_store(store)
     return status if closed else 1
@@ -203,7 +218,7 @@ def close_store(store: Store) -> bool:
     return True
 
 
-def serve(args, accounts, store: Store) -> int:
+def serve(args, accounts, store: Store, tls: ssl.SSLContext | None) -> int:
     """Load the state, serve until stopped; the exit status."""
     try:
         blocks, offline = store.load()
@@ -221,7 +236,7 @@ def serve(args, accounts, store: Store) -> int:
                        rate=args.rate, burst=args.burst, sender_quota=args.sender_quota)
     host = ServerHost(loop, logic, guard, max_strangers=max_strangers,
                       max_strangers_per_address=args.max_strangers_per_address,
-                      failure_log_interval=args.failure_log_interval)
+                      failure_log_interval=args.failure_log_interval, tls=tls)
     try:
         host.serve(args.host, args.server_port)
     except OSError as exc:
@@ -234,6 +249,8 @@ def serve(args, accounts, store: Store) -> int:
     loop.add_signal_handler(signal.SIGHUP, lambda: reload_credentials(args.credentials, host))
     bound_host, bound_port = host.address[:2]
     print(f"Server listening on {bound_host}:{bound_port}", flush=True)
+    if tls is not None:
+        logging.getLogger("chat.server").info("TLS only, certificate %s", args.tls_cert)
     logging.getLogger("chat.server").info("serving %d accounts, block %.3gs, timeout %.3gs; at most %d strangers "
                                           "(%d per address)", len(accounts), args.block_duration, args.timeout,
                                           max_strangers, args.max_strangers_per_address)

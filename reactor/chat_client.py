@@ -177,6 +177,7 @@ FATAL = {
     "account_locked": "Your account is blocked due to multiple login failures. Please try again later",
     "login_timeout": "Error. Login timed out",
     "busy": "Error. Server busy, try again later",
+    "tls_required": "Error. This server requires TLS; connect with --tls (and --ca FILE for a private CA)",
 }
 # How many words each command takes after its name.
 ARITY = {"message": 2, "broadcast": 1, "whoelse": 0, "whoelsesince": 1, "block": 1, "unblock": 1,

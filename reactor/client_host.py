@@ -11,12 +11,14 @@ import itertools
 import logging
 import signal
 import socket
+import ssl
 from typing import Any, Callable, Protocol
 
 from .chat_client import (ChatClient, CancelTimer, ClosePeer, ConnectPeer, Exit, Listen, Print, Prompt,
                           SetTimer, ToPeer, ToServer)
 from .loop import EventLoop, NamedTimers
 from .stream import Connector, Listener, Stream, listen
+from .tls import TLSStream
 
 log = logging.getLogger("chat.client")
 
@@ -67,8 +69,11 @@ class _PeerLink:
 class ClientHost:
     """Runs one ``ChatClient`` against a server at ``host:port`` on ``loop``."""
 
-    def __init__(self, loop: EventLoop, logic: ChatClient, console: Console) -> None:
+    def __init__(self, loop: EventLoop, logic: ChatClient, console: Console,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.loop = loop
+        self._tls = tls   # with a context, the server connection speaks TLS (peers do not, yet)
+        self._connecting: str | None = None   # "host:port" until the TLS handshake with the server is done
         self.logic = logic
         self.now = loop.time
         self.exit_status: int | None = None
@@ -83,22 +88,35 @@ class ClientHost:
         self._peer_link = _PeerLink(self)
 
     def start(self, host: str, port: int, timeout: float = 10.0) -> None:
-        """Connect to the server; on failure print why and exit with status 1."""
+        """Connect to the server (and, with TLS, verify it); on failure print why and exit with status 1."""
         def connected(sock: socket.socket | None, error: str | None) -> None:
             self._connectors.discard(connector)
             if sock is None:
-                self._console.print(f"Error. Cannot connect to server at {host}:{port}: {error}")
-                self._exit(1)
+                self._cannot_connect(f"{host}:{port}", error)
                 return
-            self._server = Stream(self.loop, sock, _ServerLink(self))
-            self._console.start(self.loop, self._line, self._end_of_input)
-            address = self._server.peer_address
-            self._apply(self.logic.start(self.now(), None if address is None else (address[0], address[1])))
+            if self._tls is None:
+                self._server = Stream(self.loop, sock, _ServerLink(self))
+                self._server_ready()
+                return
+            self._connecting = f"{host}:{port}"
+            self._server = TLSStream(self.loop, sock, _ServerLink(self), context=self._tls, server_hostname=host,
+                                     on_secure=lambda stream: self._server_ready())
 
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             self.loop.add_signal_handler(signum, self._interrupted)
         connector = Connector(self.loop, host, port, connected, timeout=timeout)
         self._connectors.add(connector)
+
+    def _server_ready(self) -> None:
+        """Connected (and, with TLS, the handshake done): the console and the logic start."""
+        self._connecting = None
+        self._console.start(self.loop, self._line, self._end_of_input)
+        address = self._server.peer_address if self._server is not None else None
+        self._apply(self.logic.start(self.now(), None if address is None else (address[0], address[1])))
+
+    def _cannot_connect(self, address: str, reason: str | None) -> None:
+        self._console.print(f"Error. Cannot connect to server at {address}: {reason}")
+        self._exit(1)
 
     # -- events into the logic -------------------------------------------
 
@@ -121,7 +139,12 @@ class ClientHost:
 
     def _server_gone(self, reason: str | None) -> None:
         self._server = None
-        if self.exit_status is None:
+        address, self._connecting = self._connecting, None
+        if self.exit_status is not None:
+            pass
+        elif address is not None:   # the TLS handshake failed
+            self._cannot_connect(address, reason)
+        else:
             log.debug("server connection lost: %s", reason)
             self._apply(self.logic.server_lost(self.now()))
         self._maybe_stop()

@@ -46,6 +46,7 @@ from __future__ import annotations
 import itertools
 import logging
 import socket
+import ssl
 from collections import Counter
 from typing import Protocol
 
@@ -55,6 +56,7 @@ from .framing import MAX_FRAME, encode
 from .loop import EventLoop, NamedTimers, TimerHandle
 from .store import MemoryStore, StoreFull
 from .stream import MAX_OUTPUT, RECV_SIZE, Listener, Stream, listen
+from .tls import TLSStream
 
 log = logging.getLogger("chat.host")
 
@@ -125,8 +127,9 @@ class ServerHost:
 
     def __init__(self, loop: EventLoop, logic: ChatServer, store: Store | None = None, *,
                  max_strangers: int = MAX_STRANGERS, max_strangers_per_address: int = MAX_STRANGERS_PER_ADDRESS,
-                 failure_log_interval: float = FAILURE_LOG_INTERVAL) -> None:
+                 failure_log_interval: float = FAILURE_LOG_INTERVAL, tls: ssl.SSLContext | None = None) -> None:
         self._loop = loop
+        self._tls = tls   # with a context, every connection speaks TLS (reactor/tls.py)
         self._logic = logic
         self._store: Store = store if store is not None else MemoryStore()
         self._streams: dict[int, Stream] = {}
@@ -176,9 +179,12 @@ class ServerHost:
         if len(self._strangers) >= self._max_strangers or self._per_address[address] >= self._max_per_address:
             self._turn_away(sock, address)
             return
+        limits = {"max_frame": STRANGER_MAX_FRAME, "max_output": STRANGER_MAX_OUTPUT, "read_size": STRANGER_READ_SIZE}
         try:
-            stream = Stream(self._loop, sock, self, max_frame=STRANGER_MAX_FRAME, max_output=STRANGER_MAX_OUTPUT,
-                            read_size=STRANGER_READ_SIZE)
+            if self._tls is None:
+                stream = Stream(self._loop, sock, self, **limits)
+            else:
+                stream = TLSStream(self._loop, sock, self, context=self._tls, server_side=True, **limits)
         except OSError as exc:  # the peer is already gone
             log.debug("accept: %s", exc)
             sock.close()
@@ -192,12 +198,15 @@ class ServerHost:
         self._apply(self._logic.connected(conn, self._loop.time(), address))
 
     def _turn_away(self, sock: socket.socket, address: str) -> None:
-        """Too many strangers (in all, or from ``address``): one ``busy`` frame, if it fits, and close."""
-        try:
-            sock.setblocking(False)
-            sock.send(_BUSY)
-        except OSError:
-            pass
+        """Too many strangers (in all, or from ``address``): one ``busy`` frame, if it fits, and close.
+
+        Over TLS it is just closed: a handshake first would cost what the cap is there to save."""
+        if self._tls is None:
+            try:
+                sock.setblocking(False)
+                sock.send(_BUSY)
+            except OSError:
+                pass
         sock.close()
         self._note_failure(address, "refused (busy)")
 

@@ -136,7 +136,7 @@ class Stream:
         """
         if self._closing:
             return
-        if len(self._out) < self._high_water:
+        if self.buffered < self._high_water:
             self._on_drained = None
             self._loop.call_soon(self._drained, callback)
         else:

@@ -179,8 +179,8 @@ class WireClient:
 class ClientProcess:
     """``client_main.py`` with piped stdin/stdout, as a script would run it."""
 
-    def __init__(self, host, port, cwd=None):
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "client_main.py"), host, str(port)],
+    def __init__(self, host, port, cwd=None, extra=()):
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "client_main.py"), host, str(port), *extra],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      cwd=cwd, env=coverage_env())
         self.output = b""
@@ -265,7 +265,8 @@ class ClientProcess:
 
 
 class RecordingProxy:
-    """A TCP proxy to the server that records every byte each client sends it (test-side threads)."""
+    """A TCP proxy to the server that records every byte each client sends it, and (``downstream``) every
+    byte the server sends back (test-side threads)."""
 
     def __init__(self, target_host, target_port):
         import threading
@@ -273,6 +274,7 @@ class RecordingProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.upstream = bytearray()
+        self.downstream = bytearray()
         self._lock = threading.Lock()
         self._threads = []
         self._closed = False
@@ -287,19 +289,18 @@ class RecordingProxy:
             except OSError:
                 return
             server = socket.create_connection(self.target)
-            for src, dst, record in ((client, server, True), (server, client, False)):
-                t = threading.Thread(target=self._pipe, args=(src, dst, record), daemon=True)
+            for src, dst, upstream in ((client, server, True), (server, client, False)):
+                t = threading.Thread(target=self._pipe, args=(src, dst, upstream), daemon=True)
                 t.start()
 
-    def _pipe(self, src, dst, record):
+    def _pipe(self, src, dst, upstream):
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
-                if record:
-                    with self._lock:
-                        self.upstream += data
+                with self._lock:
+                    (self.upstream if upstream else self.downstream).extend(data)
                 dst.sendall(data)
         except OSError:
             pass

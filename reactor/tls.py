@@ -1,0 +1,274 @@
+"""TLS on the connection layer: a sans-I/O TLS session, and a ``Stream`` that speaks through one.
+
+``TLSLayer`` is one end of a TLS session over memory buffers (``ssl.SSLObject``
+on two ``ssl.MemoryBIO``): wire bytes go in and come out, plaintext goes in and
+comes out, and it never touches a socket or the loop. So the socket under a
+``TLSStream`` stays an ordinary non-blocking socket, read on readability and
+written from the output buffer as any stream's: the TLS layer's "want read" and
+"want write" become plain facts (no plaintext yet; wire bytes waiting in the
+output buffer), and every read decrypts all that the bytes received complete,
+so nothing stays decrypted inside the layer where the loop would not wake for it.
+(Writing never waits for reading: both contexts refuse renegotiation, and a
+TLS 1.3 key update is answered from ``receive``, whose output is sent too.)
+
+``TLSStream`` is a ``Stream`` whose ``write`` takes plaintext: it waits in a
+buffer of its own and is encrypted once per flush (one TLS record for a turn's
+frames to one peer, not one per frame) into the output buffer, which holds wire
+bytes. Before the handshake is done nothing is encrypted; the handshake must be
+done within ``handshake_timeout`` seconds or the stream fails. ``on_secure``
+is called once it is done (from a fresh loop callback). Closing sends
+close_notify after the last words; an abort does not.
+
+A plaintext client of the chat speaks first, a JSON line: a server-side stream
+whose first byte is ``{`` answers ``TLS_REQUIRED`` in plaintext and closes, so
+such a client shows an error instead of waiting. Anything else that is not TLS
+fails the handshake and is closed.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from typing import Any, Callable
+
+from .loop import EventLoop, TimerHandle
+from .stream import Stream, StreamHandler, _describe
+
+log = logging.getLogger("reactor.tls")
+
+HANDSHAKE_TIMEOUT = 10.0   # seconds a TLS handshake may take before the stream fails
+TLS_REQUIRED = b'{"type":"error","code":"tls_required"}\n'   # the answer to a plaintext client
+READ_CHUNK = 64 * 1024     # plaintext taken from the session per ``SSLObject.read``
+
+
+class TLSConfigError(Exception):
+    """A certificate, key or CA file that cannot be used; the message says which and why."""
+
+
+def server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    """The server's context: its certificate chain and key, TLS 1.2 at least, no renegotiation."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.options |= ssl.OP_NO_RENEGOTIATION
+    try:
+        context.load_cert_chain(cert_file, key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise TLSConfigError(f"Cannot use the TLS certificate {cert_file} with the key {key_file}: "
+                             f"{describe_error(exc)}") from None
+    return context
+
+
+def client_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """The client's context: verifies the server's certificate and host name, against ``ca_file`` only
+    if given, else against the system's CAs."""
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise TLSConfigError(f"Cannot use the CA file {ca_file}: {describe_error(exc)}") from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.options |= ssl.OP_NO_RENEGOTIATION
+    return context
+
+
+def describe_error(exc: BaseException) -> str:
+    """A TLS failure in a few words: ``certificate verify failed: certificate has expired``."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or exc.strerror or type(exc).__name__
+        return "TLS: " + reason.lower().replace("_", " ")
+    return _describe(exc)
+
+
+class NotTLS(ssl.SSLError):
+    """A client spoke plaintext JSON where a TLS handshake was due."""
+
+
+class TLSLayer:
+    """One end of a TLS session over memory buffers: no socket, no loop, no clock."""
+
+    __slots__ = ("_incoming", "_outgoing", "_session", "server_side", "established", "_fresh")
+
+    def __init__(self, context: ssl.SSLContext, *, server_side: bool, server_hostname: str | None = None) -> None:
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._session = context.wrap_bio(self._incoming, self._outgoing, server_side=server_side,
+                                         server_hostname=server_hostname)
+        self.server_side = server_side
+        self.established = False
+        self._fresh = True   # nothing received yet
+
+    def handshake(self) -> bool:
+        """Go on with the handshake as far as the bytes received allow; True once it is done.
+
+        Raises ``ssl.SSLError`` (``SSLCertVerificationError`` among them) if it failed.
+        """
+        try:
+            self._session.do_handshake()
+        except ssl.SSLWantReadError:
+            return False
+        self.established = True
+        return True
+
+    def receive(self, data: bytes) -> bytes:
+        """Take wire bytes from the peer; return all the plaintext they complete (maybe none).
+
+        Goes on with the handshake first while it is not done. After the peer's
+        close_notify there is no more plaintext. Raises ``ssl.SSLError`` on
+        anything that is not a good TLS record (``NotTLS`` for a JSON line
+        where the handshake should start).
+        """
+        if self._fresh:
+            self._fresh = False
+            if self.server_side and data[:1] == b"{":
+                raise NotTLS("a plaintext client")
+        self._incoming.write(data)
+        if not self.established and not self.handshake():
+            return b""
+        chunks = []
+        while True:   # until the session holds no whole record: the loop would not wake for those bytes
+            try:
+                chunk = self._session.read(READ_CHUNK)
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def encrypt(self, data: bytes | bytearray) -> None:
+        """Seal plaintext into records (the handshake must be done); ``take`` gives them."""
+        view = memoryview(data)
+        while view:   # SSLObject.write may take less than all
+            view = view[self._session.write(view):]
+
+    def close(self) -> None:
+        """Say close_notify (best effort: whatever the peer does, nothing more is read)."""
+        try:
+            self._session.unwrap()
+        except ssl.SSLError:   # SSLWantReadError: the peer's close_notify is not awaited
+            pass
+
+    def take(self) -> bytes:
+        """The wire bytes produced so far, to send in order."""
+        return self._outgoing.read()
+
+
+class TLSStream(Stream):
+    """A ``Stream`` over TLS (see the module's docstring); the same API, plaintext frames in and out."""
+
+    __slots__ = ("_tls", "_plain", "_handshake_timer", "_on_secure")
+
+    def __init__(self, loop: EventLoop, sock: socket.socket, handler: StreamHandler, *,
+                 context: ssl.SSLContext, server_side: bool = False, server_hostname: str | None = None,
+                 on_secure: Callable[[Stream], Any] | None = None,
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT, **limits: Any) -> None:
+        self._tls = TLSLayer(context, server_side=server_side, server_hostname=server_hostname)
+        self._plain = bytearray()   # written, not yet encrypted
+        self._on_secure = on_secure
+        self._handshake_timer: TimerHandle | None = None
+        super().__init__(loop, sock, handler, **limits)
+        self._handshake_timer = loop.call_later(handshake_timeout, self._fail, "TLS handshake timed out")
+        if not server_side:   # the client speaks first: its hello goes out now
+            self._advance(b"")
+
+    @property
+    def buffered(self) -> int:
+        return len(self._out) + len(self._plain)
+
+    def write(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self._plain += data
+        if len(self._plain) + len(self._out) > self._max_output:
+            self._fail(f"output buffer over {self._max_output} bytes: peer not reading")
+        elif not self._flush_pending and not self._writing:
+            self._flush_pending = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        if self._plain and self._tls.established and not self._closed:
+            try:
+                self._seal()
+            except ssl.SSLError as exc:
+                self._fail(describe_error(exc))
+                return
+        super()._flush()
+
+    def _seal(self) -> None:
+        """Encrypt the plaintext written so far into the output buffer."""
+        self._tls.encrypt(self._plain)
+        self._plain.clear()
+        self._out += self._tls.take()
+
+    def _on_readable(self) -> None:
+        try:
+            data = self._sock.recv(self._read_size)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._fail(_describe(exc))
+            return
+        if not data:  # the peer is done sending; it may still read our replies
+            self._close("peer closed the connection" if self._tls.established
+                        else "connection closed during the TLS handshake")
+            return
+        data = self._advance(data)
+        if data:
+            self._lines = self._decoder.split(data)
+            self._next_line = 0
+            self._handle_lines()
+
+    def _advance(self, data: bytes) -> bytes:
+        """Give the TLS layer the bytes read; send what it answers; the plaintext, if any."""
+        tls = self._tls
+        was_established = tls.established
+        try:
+            if data:
+                plain = tls.receive(data)
+            else:
+                tls.handshake()
+                plain = b""
+        except NotTLS:
+            self._out += TLS_REQUIRED
+            self._close("a plaintext client on the TLS port")
+            return b""
+        except ssl.SSLError as exc:   # the alert that says why goes out before the close
+            self._out += tls.take()
+            self._close(describe_error(exc))
+            return b""
+        self._out += tls.take()   # handshake messages, key update answers
+        if len(self._out) > self._max_output:   # a peer that asks for answers and reads none
+            self._fail(f"output buffer over {self._max_output} bytes: peer not reading")
+            return b""
+        if tls.established and not was_established:
+            if self._handshake_timer is not None:
+                self._handshake_timer.cancel()
+                self._handshake_timer = None
+            if self._on_secure is not None:
+                self._loop.call_soon(self._secure)
+        if (self._out or self._plain and tls.established) and not self._flush_pending and not self._writing:
+            self._flush_pending = True
+            self._loop.call_soon(self._flush)
+        return plain
+
+    def _secure(self) -> None:
+        if not self.closed and self._on_secure is not None:
+            self._on_secure(self)
+
+    def _close(self, reason: str | None) -> None:
+        if not self._closing and self._tls.established:   # the last words, then close_notify
+            try:
+                self._seal()
+                self._tls.close()
+                self._out += self._tls.take()
+            except ssl.SSLError as exc:   # the session is broken: what is already sealed still goes
+                log.debug("stream %s: %s", self.peer_address, describe_error(exc))
+        super()._close(reason)
+
+    def _finish(self, reason: str | None) -> None:
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+        self._plain.clear()
+        super()._finish(reason)

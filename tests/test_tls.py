@@ -1,0 +1,374 @@
+"""TLS on the connection layer: TLSStream over real sockets on the loop, and the real server and client with TLS.
+
+Certificates are made here (trustme), fresh for each run: nothing in the repository expires.
+"""
+import datetime
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+
+import pytest
+import trustme
+
+from reactor import tls as tls_mod
+from reactor.loop import EventLoop
+from reactor.tls import TLS_REQUIRED, TLSStream
+from tests.support import ACCOUNTS, PATIENCE, ROOT, ClientProcess, RecordingProxy, ServerProcess, coverage_env
+from tests.test_stream import Recorder, run_until
+
+
+@pytest.fixture(scope="module")
+def ca():
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def contexts(ca):
+    """(server context, client context) for a server certificate valid for localhost and 127.0.0.1."""
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(server)
+    client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ca.configure_trust(client)
+    return server, client
+
+
+@pytest.fixture
+def loop():
+    lp = EventLoop()
+    yield lp
+    lp.close()
+
+
+class Secured(Recorder):
+    def __init__(self):
+        super().__init__()
+        self.secure = []
+
+    def on_secure(self, stream):
+        self.secure.append(stream)
+
+
+def tls_pair(loop, contexts, *, server_options=None, client_options=None, sock_options=None):
+    """A server-side and a client-side TLSStream on the two ends of a socketpair, each with a Secured handler."""
+    a, b = socket.socketpair()
+    for sock in (a, b):
+        for option, value in (sock_options or {}).items():
+            sock.setsockopt(socket.SOL_SOCKET, option, value)
+    server_ctx, client_ctx = contexts
+    srv, cli = Secured(), Secured()
+    server = TLSStream(loop, a, srv, context=server_ctx, server_side=True, on_secure=srv.on_secure,
+                       **(server_options or {}))
+    client = TLSStream(loop, b, cli, context=client_ctx, server_hostname="localhost", on_secure=cli.on_secure,
+                       **(client_options or {}))
+    return server, srv, client, cli
+
+
+def client_hello(contexts) -> bytes:
+    """What a TLS client sends first."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    session = contexts[1].wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        session.do_handshake()
+    return outgoing.read()
+
+
+def run_until_received(loop, sock) -> bytes:
+    """Run the loop until the non-blocking ``sock`` has bytes to read; those bytes."""
+    got = []
+
+    def received():
+        try:
+            got.append(sock.recv(65536))
+        except BlockingIOError:
+            return False
+        return True
+
+    run_until(loop, received)
+    return got[0]
+
+
+# -- TLSStream on the loop ----------------------------------------------------
+
+def test_handshake_then_frames_both_ways(loop, contexts):
+    server, srv, client, cli = tls_pair(loop, contexts)
+    client.send({"type": "hello", "n": 1})   # written before the handshake is done: it waits, then goes
+    run_until(loop, lambda: srv.secure and cli.secure and srv.frames)
+    assert srv.frames == [{"type": "hello", "n": 1}]
+    server.send({"type": "hello", "n": 2})
+    run_until(loop, lambda: cli.frames)
+    assert cli.frames == [{"type": "hello", "n": 2}]
+    server.abort()
+    client.abort()
+
+
+def test_big_frames_to_a_slow_reader_arrive_whole_and_in_order(loop, contexts):
+    """Small socket buffers and a reader taking 700 wire bytes a read: partial records on the reading side,
+    partial sends and writability waits on the writing side, paced by when_drained."""
+    small = {socket.SO_SNDBUF: 4096, socket.SO_RCVBUF: 4096}
+    server, srv, client, cli = tls_pair(loop, contexts, client_options={"read_size": 700}, sock_options=small)
+    run_until(loop, lambda: srv.secure and cli.secure)
+    frames = [{"type": "big", "n": n, "text": chr(ord("a") + n % 26) * 50_000} for n in range(40)]
+    left = list(frames)
+
+    def more(stream):
+        while left and stream.buffered < 64 * 1024:
+            stream.send(left.pop(0))
+        if left:
+            stream.when_drained(more)
+
+    more(server)
+    run_until(loop, lambda: len(cli.frames) == len(frames), timeout=PATIENCE)
+    assert cli.frames == frames and not cli.lost and not srv.lost
+    server.abort()
+    client.abort()
+
+
+def test_every_frame_of_one_record_is_handled_without_more_bytes_coming(loop, contexts, monkeypatch):
+    """200 frames sealed into one TLS record, then silence: the reader must take all the plaintext the
+    record holds, not one read's worth, since the socket will not be readable again."""
+    monkeypatch.setattr(tls_mod, "READ_CHUNK", 512)
+    server, srv, client, cli = tls_pair(loop, contexts)
+    run_until(loop, lambda: srv.secure and cli.secure)
+    for n in range(200):
+        client.send({"type": "small", "n": n})
+    run_until(loop, lambda: len(srv.frames) == 200)
+    assert srv.frames == [{"type": "small", "n": n} for n in range(200)]
+    server.abort()
+    client.abort()
+
+
+def test_a_handshake_that_stalls_is_closed_at_the_deadline(loop, contexts):
+    a, b = socket.socketpair()
+    rec = Recorder()
+    server = TLSStream(loop, a, rec, context=contexts[0], server_side=True, handshake_timeout=0.2)
+    b.sendall(client_hello(contexts)[:30])   # part of the hello, then nothing
+    start = loop.time()
+    run_until(loop, lambda: rec.lost)
+    assert rec.lost == ["TLS handshake timed out"] and loop.time() - start >= 0.2
+    assert server.closed
+    b.settimeout(PATIENCE)
+    assert b.recv(100) == b""
+    b.close()
+
+
+def test_a_finished_handshake_is_not_cut_at_the_deadline(loop, contexts):
+    server, srv, client, cli = tls_pair(loop, contexts, server_options={"handshake_timeout": 0.2},
+                                        client_options={"handshake_timeout": 0.2})
+    run_until(loop, lambda: srv.secure and cli.secure)
+    deadline = loop.time() + 0.5
+    run_until(loop, lambda: loop.time() > deadline)
+    assert not srv.lost and not cli.lost
+    client.send({"type": "still", "here": True})
+    run_until(loop, lambda: srv.frames)
+    server.abort()
+    client.abort()
+
+
+def test_a_plaintext_client_is_told_tls_is_required_and_closed(loop, contexts):
+    a, b = socket.socketpair()
+    rec = Recorder()
+    TLSStream(loop, a, rec, context=contexts[0], server_side=True)
+    b.sendall(b'{"type":"hello","version":1}\n')
+    run_until(loop, lambda: rec.lost)
+    assert rec.lost == ["a plaintext client on the TLS port"]
+    b.settimeout(PATIENCE)
+    got = b""
+    while chunk := b.recv(1000):
+        got += chunk
+    assert got == TLS_REQUIRED
+    b.close()
+
+
+def test_bytes_that_are_not_tls_fail_the_handshake(loop, contexts):
+    a, b = socket.socketpair()
+    rec = Recorder()
+    TLSStream(loop, a, rec, context=contexts[0], server_side=True)
+    b.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    run_until(loop, lambda: rec.lost)
+    assert rec.lost[0].startswith("TLS: "), rec.lost
+    b.close()
+
+
+def test_a_tls_client_of_a_plaintext_server_fails_the_handshake(loop, contexts):
+    a, b = socket.socketpair()
+    rec = Recorder()
+    TLSStream(loop, a, rec, context=contexts[1], server_hostname="localhost")
+    b.setblocking(False)
+    hello = run_until_received(loop, b)
+    assert hello[:1] == b"\x16"   # the client's hello: a TLS handshake record
+    b.sendall(b'{"type":"error","code":"bad_frame"}\n')
+    run_until(loop, lambda: rec.lost)
+    assert rec.lost[0].startswith("TLS: "), rec.lost
+    b.close()
+
+
+def test_close_sends_the_last_frames_then_close_notify(loop, contexts):
+    """The peer, a blocking TLS socket in a thread, reads the frame and then a clean TLS end (close_notify),
+    not a bare end of TCP (with suppress_ragged_eofs off, that would raise)."""
+    a, b = socket.socketpair()
+    rec = Recorder()
+    server = TLSStream(loop, a, rec, context=contexts[0], server_side=True)
+    got = {}
+
+    def peer():
+        with contexts[1].wrap_socket(b, server_hostname="localhost", suppress_ragged_eofs=False) as sock:
+            sock.settimeout(PATIENCE)
+            data = b""
+            try:
+                while chunk := sock.recv(4096):
+                    data += chunk
+                got["data"] = data
+            except ssl.SSLError as exc:
+                got["error"] = exc
+
+    thread = threading.Thread(target=peer, daemon=True)
+    thread.start()
+    run_until(loop, lambda: server._tls.established)
+    server.send({"type": "bye"})
+    server.close()
+    run_until(loop, lambda: rec.lost and not thread.is_alive(), timeout=PATIENCE)
+    assert got == {"data": b'{"type":"bye"}\n'}
+
+
+def test_a_verification_failure_says_why(loop, contexts):
+    """A client checking the name example.org against a certificate for localhost."""
+    a, b = socket.socketpair()
+    srv, cli = Recorder(), Recorder()
+    TLSStream(loop, a, srv, context=contexts[0], server_side=True)
+    TLSStream(loop, b, cli, context=contexts[1], server_hostname="example.org")
+    run_until(loop, lambda: cli.lost and srv.lost)
+    assert cli.lost == ["certificate verify failed: Hostname mismatch, certificate is not valid for 'example.org'."]
+    assert srv.lost[0].startswith("TLS: "), srv.lost   # the client's alert
+
+
+# -- the real server and client -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory, ca):
+    """PEM files: the CA, a good server certificate and key, an expired one, one for another host, another CA."""
+    folder = tmp_path_factory.mktemp("certs")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    paths = {"ca": folder / "ca.pem", "other_ca": folder / "other-ca.pem"}
+    ca.cert_pem.write_to_path(str(paths["ca"]))
+    trustme.CA().cert_pem.write_to_path(str(paths["other_ca"]))
+    for name, cert in (("good", ca.issue_cert("localhost", "127.0.0.1")),
+                       ("expired", ca.issue_cert("localhost", "127.0.0.1", not_before=now - datetime.timedelta(days=30),
+                                                 not_after=now - datetime.timedelta(days=1))),
+                       ("other_host", ca.issue_cert("chat.example.org"))):
+        paths[name] = folder / f"{name}.pem"
+        cert.private_key_and_cert_chain_pem.write_to_path(str(paths[name]))
+    return paths
+
+
+def tls_server(tmp_path, cert, extra=()):
+    return ServerProcess(tmp_path, extra=("--tls-cert", str(cert), "--tls-key", str(cert), *extra))
+
+
+def test_e2e_a_relay_sees_no_password_message_or_frame_in_clear(tmp_path, certs):
+    server = tls_server(tmp_path, certs["good"])
+    proxy = RecordingProxy(server.host, server.port)
+    clients = []
+    try:
+        for user in ("hans", "yoda"):
+            client = ClientProcess("127.0.0.1", proxy.port, extra=("--ca", str(certs["ca"])))
+            clients.append(client)
+            client.login(user)
+        hans, yoda = clients
+        hans.type("message yoda the plans are hidden in R2")
+        yoda.expect("hans: the plans are hidden in R2")
+        yoda.type("message hans received, may the force be with you")
+        hans.expect("yoda: received, may the force be with you")
+        for client in clients:
+            client.end_input()
+            assert client.wait() == 0
+        with proxy._lock:
+            wire = bytes(proxy.upstream) + b"|" + bytes(proxy.downstream)
+        assert len(proxy.upstream) > 100 and len(proxy.downstream) > 100
+        for secret in (ACCOUNTS["hans"], ACCOUNTS["yoda"], "hans", "yoda", "plans are hidden", "force be with",
+                       '"type"', "welcome", "password"):
+            assert secret.encode() not in wire, secret
+    finally:
+        for client in clients:
+            client.kill()
+        proxy.close()
+        assert server.stop() == 0
+
+
+def test_e2e_a_plaintext_client_is_refused_and_the_server_serves_on(tmp_path, certs):
+    server = tls_server(tmp_path, certs["good"])
+    try:
+        wire = server.client(hello=False)
+        wire.send({"type": "hello", "version": 1})
+        wire.expect("error", code="tls_required")
+        wire.expect_closed()
+        wire.close()
+        plain = ClientProcess(server.host, server.port)
+        try:
+            plain.expect("Error. This server requires TLS; connect with --tls (and --ca FILE for a private CA)")
+            assert plain.wait() == 1
+        finally:
+            plain.kill()
+        client = ClientProcess(server.host, server.port, extra=("--ca", str(certs["ca"])))
+        try:
+            client.login("luke")
+        finally:
+            client.kill()
+    finally:
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize("cert, trusted, why", [
+    ("expired", "ca", "certificate has expired"),
+    ("other_host", "ca", "Hostname mismatch, certificate is not valid for 'localhost'."),
+    ("good", "other_ca", "unable to get local issuer certificate"),
+])
+def test_e2e_the_client_refuses_a_server_it_cannot_verify(tmp_path, certs, cert, trusted, why):
+    server = tls_server(tmp_path, certs[cert])
+    try:
+        client = ClientProcess("localhost", server.port, extra=("--ca", str(certs[trusted])))
+        try:
+            assert client.wait() == 1
+            assert client.text().strip() == (f"Error. Cannot connect to server at localhost:{server.port}: "
+                                             f"certificate verify failed: {why}")
+        finally:
+            client.kill()
+    finally:
+        assert server.stop() == 0
+
+
+def run_main(script, *args, cwd):
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, env=coverage_env(),
+                          capture_output=True, text=True, timeout=PATIENCE, stdin=subprocess.DEVNULL)
+
+
+def test_server_tls_flags_go_together_and_unusable_files_are_refused(tmp_path, certs):
+    half = run_main("server_main.py", "0", "1", "1", "--tls-cert", str(certs["good"]), cwd=tmp_path)
+    assert half.returncode == 2 and "--tls-cert and --tls-key go together" in half.stderr
+    missing = run_main("server_main.py", "0", "1", "1", "--credentials", str(ROOT / "credentials.txt"),
+                       "--tls-cert", str(tmp_path / "nope.pem"), "--tls-key", str(tmp_path / "nope.pem"), cwd=tmp_path)
+    assert missing.returncode == 2
+    assert missing.stderr.startswith(f"Error. Cannot use the TLS certificate {tmp_path / 'nope.pem'}"), missing.stderr
+
+
+def test_client_refuses_an_unusable_ca_file(tmp_path):
+    result = run_main("client_main.py", "127.0.0.1", "9", "--ca", str(tmp_path / "nope.pem"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"Error. Cannot use the CA file {tmp_path / 'nope.pem'}"), result.stderr
+
+
+def test_a_peer_that_reads_nothing_is_cut_off_past_max_output(loop, contexts):
+    server, srv, client, cli = tls_pair(loop, contexts, server_options={"max_output": 100_000})
+    run_until(loop, lambda: srv.secure and cli.secure)
+    loop.remove_reader(client._sock)   # the client stops reading
+
+    def more():
+        if not srv.lost:
+            server.send({"type": "fill", "text": "x" * 10_000})
+            loop.call_soon(more)
+
+    more()
+    run_until(loop, lambda: srv.lost, timeout=PATIENCE)
+    assert srv.lost == ["output buffer over 100000 bytes: peer not reading"]
+    client.abort()
