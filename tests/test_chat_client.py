@@ -886,3 +886,19 @@ def test_a_user_that_is_not_a_string_is_ignored(frame):
     ask(c)
     assert c.server_frame(frame, 1) == []
     assert c.server_frame(connect(), 1) == [ConnectPeer("hans", "10.0.0.2", 1)]   # the request is still open
+
+
+@pytest.mark.parametrize("frame, words", [
+    ({"type": "error", "code": "a{b}{"}, "Error. a{b}{"),                               # no template, just a code
+    ({"type": "error", "code": "self", "command": ["message"]}, "Error. Not with yourself"),
+    ({"type": "error", "code": "store_full", "command": {}, "user": "hans"},
+     "Error. The server cannot keep messages right now; hans did not get yours"),
+])
+def test_an_odd_error_code_or_command_is_shown_not_obeyed(frame, words):
+    c = logged_in()
+    assert prints(c.server_frame(frame, 1)) == [words]
+
+
+def test_a_login_error_after_the_login_is_an_unknown_code():
+    c = logged_in()
+    assert c.server_frame({"type": "error", "code": "invalid_password"}, 1) == [Print("Error. invalid_password")]
