@@ -3,8 +3,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from reactor.chat_client import (COMMANDS, HELP, MAX_TEXT, CancelTimer, ChatClient, ClosePeer, ConnectPeer, Exit, Listen,
-                                 Print, Prompt, SetTimer, ToPeer, ToServer)
+from reactor.chat_client import (COMMANDS, HELP, MAX_TEXT, CancelTimer, ChatClient, ClosePeer, Command, ConnectPeer, Exit,
+                                 Listen, Param, Print, Prompt, SetTimer, ToPeer, ToServer)
 from reactor.text import CONTROL
 
 
@@ -902,3 +902,10 @@ def test_an_odd_error_code_or_command_is_shown_not_obeyed(frame, words):
 def test_a_login_error_after_the_login_is_an_unknown_code():
     c = logged_in()
     assert c.server_frame({"type": "error", "code": "invalid_password"}, 1) == [Print("Error. invalid_password")]
+
+
+@pytest.mark.parametrize("params", [(Param("text", text=True), Param("user")),
+                                    (Param("a", optional=True), Param("b"))])
+def test_a_command_that_could_not_be_parsed_is_refused_at_its_declaration(params):
+    with pytest.raises(ValueError):
+        Command("odd", params, "cannot be parsed", lambda client, *words, now: [])
