@@ -20,7 +20,7 @@ def port_number(text: str) -> int:
 port_number.__name__ = "port (1-65535)"
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="client_main.py", description="The chat client.")
     parser.add_argument("server_host", help="the server's name or address")
     parser.add_argument("server_port", type=port_number, help="the server's port")

@@ -27,6 +27,11 @@ any logout. From the moment a user name or password is sent until the server
 answers it, what is typed is not echoed (it may be the password). The words
 shown are README.md's; the table is in ``PROTOCOL.md`` section 5.
 
+Each command is declared once, on its handler (``@command``: name, parameters,
+what it does), and help, usage, arity and completion derive from that; each
+server frame likewise (``@on_frame``: its type and the words it shows), and
+each error code has one entry in ``ERRORS``.
+
 Wall-clock time comes only from the host: ``wall_offset`` added to ``now``
 (stored messages carry their own ``sent``); ``tz`` is the time zone shown
 (None: the machine's local time).
@@ -49,23 +54,29 @@ import logging
 import math
 import secrets
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from typing import Any
+from enum import Enum
+from typing import Any, TypeAlias
 
 from .text import CONTROL, visible
 from .timer_effects import CancelTimer, SetTimer
 
 __all__ = ["Print", "Prompt", "ToServer", "ToPeer", "ConnectPeer", "ClosePeer", "Listen", "SetTimer",
-           "CancelTimer", "Exit", "ChatClient", "HELP"]
+           "CancelTimer", "Exit", "ClientEffect", "ChatClient", "State", "Command", "Param", "Choices", "COMMANDS",
+           "HELP", "FRAMES", "ERRORS"]
 
-log = logging.getLogger("chat.client")
+log = logging.getLogger(__name__)
 
+# Protocol constants (to come from reactor/protocol.py once it exists).
 PROTOCOL_VERSION = 2   # 2: a presence frame may list several users
 SERVER_VERSIONS = (1, 2)   # a server answering 1 speaks the same but for one user a presence frame
 MAX_TEXT = 4096      # characters in one message, as the server enforces
 LEAVE_GRACE = 3.0    # seconds to wait for the server's goodbye after asking to log out
 PING = {"type": "ping"}
+
+Frame: TypeAlias = dict[str, Any]
 
 
 # -- effects ----------------------------------------------------------------
@@ -87,13 +98,13 @@ class Prompt:
 
 @dataclass(frozen=True, slots=True)
 class ToServer:
-    frame: dict
+    frame: Frame
 
 
 @dataclass(frozen=True, slots=True)
 class ToPeer:
     peer: int
-    frame: dict
+    frame: Frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,90 +130,198 @@ class Exit:
     status: int
 
 
-COMMANDS = {   # name: (usage, what it does)
-    "message": ("message <user> <text>", "send <text> to <user> (kept until they log in)"),
-    "broadcast": ("broadcast <text>", "send <text> to everyone online"),
-    "whoelse": ("whoelse", "who else is online"),
-    "whoelsesince": ("whoelsesince <seconds>", "who else was online in the last <seconds>"),
-    "block": ("block <user>", "stop <user> reaching you"),
-    "unblock": ("unblock <user>", "let <user> reach you again"),
-    "startprivate": ("startprivate <user>", "ask <user> for a peer-to-peer chat"),
-    "private": ("private <user> <text>", "send <text> straight to <user>'s client"),
-    "stopprivate": ("stopprivate <user>", "end the peer-to-peer chat with <user>"),
-    "logout": ("logout", "log out and exit"),
-    "help": ("help [<command>]", "this list, or how to use one command"),
-}
-HELP = "Commands:\n" + "\n".join(f"  {usage:<26}{what}" for usage, what in COMMANDS.values())
-USAGE = {name: usage for name, (usage, _) in COMMANDS.items()}
+ClientEffect: TypeAlias = (Print | Prompt | ToServer | ToPeer | ConnectPeer | ClosePeer | Listen | SetTimer
+                           | CancelTimer | Exit)
+
+
+class State(Enum):
+    """Where the client is in its session."""
+    CONNECTING = "waiting for the server's hello"
+    USERNAME = "asking for the user name"
+    PASSWORD = "asking for the password"
+    ACTIVE = "logged in"
+    LEAVING = "logged out, waiting for the goodbye"
+    DONE = "exited"
+
+
+LOGIN_STEPS = (State.USERNAME, State.PASSWORD)
+PROMPTS = {State.USERNAME: Prompt("Username: "), State.PASSWORD: Prompt("Password: ", secret=True)}
 HINT = "Type help for commands"
-USER_FIRST = frozenset({"message", "block", "unblock", "startprivate"})  # the first word is an online user
-CHAT_FIRST = frozenset({"private", "stopprivate"})                       # ... a user with an open chat
-
-# What the server's error codes mean, in README.md's words; {user}, {max}, {detail}, {version}, {retry}
-# are the frame's fields.
-ERRORS = {
-    "bad_frame": "Error. Bad request: {detail}",
-    "control_characters": "Error. A message cannot contain control characters",
-    "not_logged_in": "Error. Not logged in",
-    "invalid_user": "Error. Invalid user",
-    "blocked_by_recipient": "Your message could not be delivered as the recipient has blocked you",
-    "already_blocked": "Error. {user} is already blocked",
-    "not_blocked": "Error. {user} was not blocked",
-    "text_too_long": "Error. Message too long (at most {max} characters)",
-    "queue_full": "Error. {user} has too many messages waiting; yours was not kept",
-    "quota_exceeded": "Error. Too many of your messages wait for offline users; this one was not kept",
-    "rate_limited": "Error. You are sending too fast; try again in {retry} s",
-    "bad_argument": "Error. {detail}",
-    "offline": "Error. {user} is offline",
-    "private_blocked": "Error. Cannot start private messaging with {user}: you are blocked",
-    "private_pending": "Error. A private messaging request with {user} is already open",
-    "private_unavailable": "Error. {user} cannot accept private messaging right now",
-    "private_declined": "Error. {user} declined private messaging",
-    "no_request": "Error. No private messaging request from {user}",
-}
-STORE_FULL = {   # the server had no room to keep it, by command
-    "message": "Error. The server cannot keep messages right now; {user} did not get yours",
-    "block": "Error. The server cannot keep blocks right now; {user} is not blocked",
-    "unblock": "Error. The server cannot keep blocks right now; {user} is still blocked",
-}
-SELF_ERRORS = {
-    "message": "Error. Cannot message yourself",
-    "block": "Error. Cannot block yourself",
-    "startprivate": "Error. Cannot start private messaging with yourself",
-}
-# Errors that end the client, with its exit status.
-FATAL = {
-    "version": "Error. Server speaks protocol version {version}",
-    "account_blocked": "Invalid Password. Your account has been blocked. Please try again later",
-    "account_locked": "Your account is blocked due to multiple login failures. Please try again later",
-    "login_timeout": "Error. Login timed out",
-    "busy": "Error. Server busy, try again later",
-    "tls_required": "Error. This server requires TLS; connect with --tls (and --ca FILE for a private CA)",
-}
-# How many words each command takes after its name.
-ARITY = {"message": 2, "broadcast": 1, "whoelse": 0, "whoelsesince": 1, "block": 1, "unblock": 1,
-         "logout": 0, "startprivate": 1, "private": 2, "stopprivate": 1, "help": 0}
-OPTIONAL = {"help": 1}   # how many more words a command may take
-TEXT_LAST = frozenset({"message", "broadcast", "private"})   # the last word is text: it keeps its spaces
-
-# Errors that answer a startprivate and so end the request (private_pending does not: one is open).
-ENDS_REQUEST = frozenset({"offline", "private_blocked", "private_unavailable", "private_declined"})
-
-_CONNECTING, _USERNAME, _PASSWORD, _ACTIVE, _LEAVING, _DONE = range(6)
 
 
-class _Fields(dict):
+# -- commands: each declared once, on its handler (``@command``) -----------------
+
+class Choices(Enum):
+    """What Tab completes a parameter with."""
+    COMMAND = "a command"
+    ONLINE_USER = "another user online"
+    CHAT_USER = "a user with an open private chat"
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One parameter of a command: ``text`` takes the rest of the line, spaces and all (so only the
+    last one may); an ``optional`` one may be left out (so only the last ones may)."""
+    name: str
+    text: bool = False
+    optional: bool = False
+    completes: Choices | None = None
+
+    @property
+    def usage(self) -> str:
+        return f"[<{self.name}>]" if self.optional else f"<{self.name}>"
+
+
+USER = Param("user", completes=Choices.ONLINE_USER)
+CHAT_USER = Param("user", completes=Choices.CHAT_USER)
+TEXT = Param("text", text=True)
+
+CommandHandler: TypeAlias = Callable[..., "list[ClientEffect]"]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A command the user types: its name, its parameters, what it does (for help) and its handler,
+    called as ``handler(client, *words, now=now)``. Usage, help, arity and completion derive from it."""
+    name: str
+    params: tuple[Param, ...]
+    does: str
+    handler: CommandHandler
+
+    def __post_init__(self) -> None:
+        if any(p.text for p in self.params[:-1]):
+            raise ValueError(f"{self.name}: only the last parameter may take the rest of the line")
+        if any(p.optional and not later.optional for p, later in zip(self.params, self.params[1:], strict=False)):
+            raise ValueError(f"{self.name}: only the last parameters may be optional")
+
+    @property
+    def usage(self) -> str:
+        return " ".join([self.name, *(p.usage for p in self.params)])
+
+    def words(self, rest: str) -> list[str] | None:
+        """The parameters given in ``rest`` (the line after the name), or None if they do not fit."""
+        takes_text = bool(self.params) and self.params[-1].text
+        words = rest.split(None, len(self.params) - 1) if takes_text else rest.split()
+        required = sum(not p.optional for p in self.params)
+        return words if required <= len(words) <= len(self.params) else None
+
+
+COMMANDS: dict[str, Command] = {}   # in the order help lists them: the order of their declarations
+
+
+def command(name: str, *params: Param, does: str) -> Callable[[CommandHandler], CommandHandler]:
+    """Declare the decorated method the handler of the command ``name``."""
+    def declare(handler: CommandHandler) -> CommandHandler:
+        COMMANDS[name] = Command(name, params, does, handler)
+        return handler
+    return declare
+
+
+# -- frames from the server: each declared once, on its handler (``@on_frame``) -------
+
+class _Fields(dict[str, Any]):
     """Format fields that show a missing one as '?' rather than fail."""
 
     def __missing__(self, key: str) -> str:
         return "?"
 
 
-def _words(template: str, frame: dict) -> str:
-    return template.format_map(_Fields({k: v for k, v in frame.items() if isinstance(v, (str, int, float))}))
+def _words(template: str, fields: Mapping[str, Any]) -> str:
+    return template.format_map(_Fields({k: v for k, v in fields.items() if isinstance(v, (str, int, float))}))
 
 
-def _shown_fields(frame: dict) -> dict:
+@dataclass(frozen=True, slots=True)
+class Words:
+    """The words a frame's handler shows, in README.md's words, by name: ``{field}`` is filled in
+    from the fields given ('?' when one is missing)."""
+    templates: Mapping[str, str] = field(default_factory=dict)
+
+    def __call__(self, name: str, fields: Mapping[str, Any] | None = None) -> str:
+        return _words(self.templates[name], fields or {})
+
+
+FrameHandler: TypeAlias = Callable[["ChatClient", Frame, float, Words], "list[ClientEffect]"]
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRule:
+    """How the client takes one type of frame from the server: its handler is called with the
+    frame (its strings made visible), ``now`` and its ``words``."""
+    handler: FrameHandler
+    words: Words
+
+
+FRAMES: dict[str, FrameRule] = {}
+
+
+def on_frame(kind: str, **words: str) -> Callable[[FrameHandler], FrameHandler]:
+    """Declare the decorated method the handler of the server's ``kind`` frames; ``words``: what it shows."""
+    def declare(handler: FrameHandler) -> FrameHandler:
+        FRAMES[kind] = FrameRule(handler, Words(words))
+        return handler
+    return declare
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRule:
+    """What the client shows for one error code from the server (README.md's words; ``{user}``,
+    ``{max}``, ``{detail}``, ``{version}``, ``{retry}`` are the frame's fields), and what follows."""
+    words: str | None = None   # None: the first of ``by_command``'s (when the command is none of them)
+    by_command: Mapping[str, str] = field(default_factory=dict)   # by the frame's ``command``, when it is one
+    fatal: bool = False                # the client exits with status 1
+    ask_again: State | None = None     # a login step's error: that step is asked again (else the code is unknown)
+    ends_request: bool = False         # it answers a startprivate, which is no longer open
+
+    def shown(self, frame: Frame) -> str:
+        command = frame.get("command")
+        by_command = self.by_command.get(command) if type(command) is str else None
+        return _words(by_command or self.words or next(iter(self.by_command.values())), frame)
+
+
+ERRORS: dict[str, ErrorRule] = {
+    "version": ErrorRule("Error. Server speaks protocol version {version}", fatal=True),
+    "bad_frame": ErrorRule("Error. Bad request: {detail}"),
+    "not_logged_in": ErrorRule("Error. Not logged in"),
+    "invalid_username": ErrorRule("Invalid Username. Please try again", ask_again=State.USERNAME),
+    "already_logged_in": ErrorRule("Error. {user} is already logged in", ask_again=State.USERNAME),
+    "invalid_password": ErrorRule("Invalid Password. Please try again", ask_again=State.PASSWORD),
+    "account_blocked": ErrorRule("Invalid Password. Your account has been blocked. Please try again later",
+                                 fatal=True),
+    "account_locked": ErrorRule("Your account is blocked due to multiple login failures. Please try again later",
+                                fatal=True),
+    "login_timeout": ErrorRule("Error. Login timed out", fatal=True),
+    "busy": ErrorRule("Error. Server busy, try again later", fatal=True),
+    "tls_required": ErrorRule("Error. This server requires TLS; connect with --tls (and --ca FILE for a private CA)",
+                              fatal=True),
+    "invalid_user": ErrorRule("Error. Invalid user"),
+    "self": ErrorRule("Error. Not with yourself", by_command={
+        "message": "Error. Cannot message yourself",
+        "block": "Error. Cannot block yourself",
+        "startprivate": "Error. Cannot start private messaging with yourself"}),
+    "blocked_by_recipient": ErrorRule("Your message could not be delivered as the recipient has blocked you"),
+    "already_blocked": ErrorRule("Error. {user} is already blocked"),
+    "not_blocked": ErrorRule("Error. {user} was not blocked"),
+    "control_characters": ErrorRule("Error. A message cannot contain control characters"),
+    "text_too_long": ErrorRule("Error. Message too long (at most {max} characters)"),
+    "queue_full": ErrorRule("Error. {user} has too many messages waiting; yours was not kept"),
+    "quota_exceeded": ErrorRule("Error. Too many of your messages wait for offline users; this one was not kept"),
+    "rate_limited": ErrorRule("Error. You are sending too fast; try again in {retry} s"),
+    "store_full": ErrorRule(by_command={   # the server had no room to keep it
+        "message": "Error. The server cannot keep messages right now; {user} did not get yours",
+        "block": "Error. The server cannot keep blocks right now; {user} is not blocked",
+        "unblock": "Error. The server cannot keep blocks right now; {user} is still blocked"}),
+    "bad_argument": ErrorRule("Error. {detail}"),
+    "offline": ErrorRule("Error. {user} is offline", ends_request=True),
+    "private_blocked": ErrorRule("Error. Cannot start private messaging with {user}: you are blocked",
+                                 ends_request=True),
+    "private_pending": ErrorRule("Error. A private messaging request with {user} is already open"),
+    "private_unavailable": ErrorRule("Error. {user} cannot accept private messaging right now", ends_request=True),
+    "private_declined": ErrorRule("Error. {user} declined private messaging", ends_request=True),
+    "no_request": ErrorRule("Error. No private messaging request from {user}"),
+}
+
+
+def _shown_fields(frame: Frame) -> Frame:
     """``frame`` with the control characters made visible in its strings, and in the strings of its
     lists: all a handler shows (anything deeper is shown only as a ``repr``, which escapes them)."""
     return {key: visible(value) if type(value) is str
@@ -211,7 +330,10 @@ def _shown_fields(frame: dict) -> dict:
             for key, value in frame.items()}
 
 
-def _peer_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _peer_ip(host: str) -> IPAddress | None:
     """``host`` as an IP address (an IPv4-mapped IPv6 one as IPv4), or None if it is not one."""
     try:
         ip = ipaddress.ip_address(host)
@@ -223,15 +345,16 @@ def _peer_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 
 class _Peer:
-    """One peer connection; ``user`` is set once the other side is known (and ``open`` once both agreed)."""
+    """One peer connection; ``user`` is set once the other side is known, ``chat`` (the same user)
+    once both agreed and the private chat is open."""
 
-    __slots__ = ("id", "user", "token", "open")
+    __slots__ = ("id", "user", "token", "chat")
 
     def __init__(self, peer: int, user: str | None = None, token: str | None = None) -> None:
         self.id = peer
         self.user = user
         self.token = token   # the token we presented (connecting side)
-        self.open = False
+        self.chat: str | None = None
 
 
 class ChatClient:
@@ -246,7 +369,7 @@ class ChatClient:
         self._live_stamps = timestamps and wall_offset is not None
         self._wall_offset = wall_offset or 0.0
         self._tz = tz
-        self._state = _CONNECTING
+        self._state = State.CONNECTING
         self._waiting = True                       # a login step, or a pong, awaits the server's answer
         self._typed: deque[str] = deque()          # lines typed while waiting
         self._input_ended = False                  # standard input is done (acted on once _typed is)
@@ -269,6 +392,10 @@ class ChatClient:
         """The user logged in, or None."""
         return self._user
 
+    def _done(self) -> bool:
+        """The client has exited: events change nothing any more."""
+        return self._state is State.DONE
+
     def chats(self) -> list[str]:
         """The users with an open private chat, sorted."""
         return sorted(self._chats)
@@ -282,84 +409,87 @@ class ChatClient:
         as the first word (or after ``help``), a user as the first word after a command."""
         words = before_cursor.split(" ")
         word = words[-1]
-        if self._state != _ACTIVE:
+        if self._state != State.ACTIVE:
             return []
-        if len(words) == 1 or (len(words) == 2 and words[0] == "help"):
-            choices: Any = ARITY
-        elif len(words) == 2 and words[0] in USER_FIRST:
-            choices = self._online
-        elif len(words) == 2 and words[0] in CHAT_FIRST:
-            choices = self._chats
+        if len(words) == 1:
+            kind: Choices | None = Choices.COMMAND
         else:
-            return []
-        return sorted(choice for choice in choices if choice.startswith(word))
+            declared = COMMANDS.get(words[0])
+            params = declared.params if declared is not None else ()
+            kind = params[len(words) - 2].completes if len(words) - 2 < len(params) else None
+        return sorted(choice for choice in self._choices(kind) if choice.startswith(word))
+
+    def _choices(self, kind: Choices | None) -> Collection[str]:
+        if kind is Choices.COMMAND:
+            return COMMANDS
+        if kind is Choices.ONLINE_USER:
+            return self._online
+        if kind is Choices.CHAT_USER:
+            return self._chats
+        return ()
 
     # -- events from the host ------------------------------------------------
 
-    def start(self, now: float, server: tuple[str, int] | None = None) -> list:
+    def start(self, now: float, server: tuple[str, int] | None = None) -> list[ClientEffect]:
         """Connected to the server, at ``server`` (its IP address and port, if known): say hello."""
         if server is not None:
             ip = _peer_ip(server[0])
             self._server = None if ip is None else (ip, server[1])
         return [ToServer({"type": "hello", "version": PROTOCOL_VERSION}), Listen()]
 
-    def line(self, text: str, now: float) -> list:
+    def line(self, text: str, now: float) -> list[ClientEffect]:
         """The user typed a line."""
-        if self._state == _DONE or self._state == _LEAVING:
+        if self._state in (State.DONE, State.LEAVING):
             return []
         if self._waiting:
             self._typed.append(text)
-            return [Prompt("", secret=True)] if self._state in (_CONNECTING, _USERNAME, _PASSWORD) else []
+            return [Prompt("", secret=True)] if self._state in (State.CONNECTING, *LOGIN_STEPS) else []
         return self._take(text, now)
 
-    def end_of_input(self, now: float) -> list:
+    def end_of_input(self, now: float) -> list[ClientEffect]:
         """Standard input ended (Ctrl-D, a closed pipe): log out and exit 0, once the lines
         typed before it have had their turn (a script may pipe a whole session and close)."""
         self._input_ended = True
         return self._drain(now)
 
-    def interrupt(self, now: float) -> list:
+    def interrupt(self, now: float) -> list[ClientEffect]:
         """A signal asked the client to stop: as the end of input."""
         return self._leave(now)
 
-    def listening(self, host: str, port: int, now: float) -> list:
+    def listening(self, host: str, port: int, now: float) -> list[ClientEffect]:
         """The peer listener is bound: tell the server where (it takes this before the login, too)."""
-        if self._state == _DONE:
+        if self._done():
             return []
         return [ToServer({"type": "listen", "host": host, "port": port})]
 
-    def server_frame(self, frame: Any, now: float) -> list:
+    def server_frame(self, frame: Any, now: float) -> list[ClientEffect]:
         """One decoded frame from the server."""
-        if self._state == _DONE:
+        if self._done():
             return []
         kind = frame.get("type") if type(frame) is dict else None
         if type(kind) is not str:
             return self.server_bad_frame("a frame without a type", now)
-        frame = _shown_fields(frame)
-        if kind == "error":
-            effects = self._error(frame, now)
-        else:
-            handler = self._frames.get(kind)
-            if handler is None:
-                log.debug("ignoring a %.40r frame from the server", kind)
-                return []
-            effects = handler(self, frame, now)
-        if not self._waiting and self._state != _DONE:
+        rule = FRAMES.get(kind)
+        if rule is None:
+            log.debug("ignoring a %.40r frame from the server", kind)
+            return []
+        effects = rule.handler(self, _shown_fields(frame), now, rule.words)
+        if not self._waiting and not self._done():
             effects += self._drain(now)
         return effects
 
-    def server_bad_frame(self, detail: str, now: float) -> list:
+    def server_bad_frame(self, detail: str, now: float) -> list[ClientEffect]:
         """The server sent something that is not a frame."""
-        return [] if self._state == _DONE else [Print(f"Error. Bad frame from server: {detail}")]
+        return [] if self._done() else [Print(f"Error. Bad frame from server: {detail}")]
 
-    def server_lost(self, now: float) -> list:
+    def server_lost(self, now: float) -> list[ClientEffect]:
         """The server connection closed without a goodbye."""
-        if self._state == _DONE:
+        if self._done():
             return []
         return self._finish("Error. Connection to server lost", 1)
 
-    def timer_fired(self, key: Any, now: float) -> list:
-        if self._state == _DONE:
+    def timer_fired(self, key: Any, now: float) -> list[ClientEffect]:
+        if self._done():
             return []
         kind = key[0]
         if kind == "ack":
@@ -369,7 +499,7 @@ class ChatClient:
             return []
         if kind == "peer":             # a peer connection that never finished its hello
             peer = self._peers.get(key[1])
-            if peer is None or peer.open:
+            if peer is None or peer.chat is not None:
                 return []
             return self._drop_peer(peer, "did not answer")
         if kind == "leave":            # the server never said goodbye
@@ -378,64 +508,64 @@ class ChatClient:
 
     # -- peers ------------------------------------------------------------
 
-    def peer_accepted(self, peer: int, now: float) -> list:
+    def peer_accepted(self, peer: int, now: float) -> list[ClientEffect]:
         """Someone connected to our peer listener: they must present a token in time."""
         self._peers[peer] = _Peer(peer)
         return [SetTimer(("peer", peer), now + self._peer_hello_timeout)]
 
-    def peer_connected(self, peer: int, user: str, now: float) -> list:
+    def peer_connected(self, peer: int, user: str, now: float) -> list[ClientEffect]:
         """Our connection to ``user``'s client is up: present the token."""
         token = self._connecting.pop(user, None)
-        if token is None or self._state != _ACTIVE:
+        if token is None or self._state != State.ACTIVE:
             return [ClosePeer(peer)]
         self._peers[peer] = _Peer(peer, user, token)
         return [ToPeer(peer, {"type": "peer_hello", "user": self._user, "token": token}),
                 SetTimer(("peer", peer), now + self._peer_hello_timeout)]
 
-    def peer_failed(self, user: str, reason: str, now: float) -> list:
+    def peer_failed(self, user: str, reason: str, now: float) -> list[ClientEffect]:
         """We could not connect to ``user``'s client."""
         if self._connecting.pop(user, None) is None:
             return []
         return [Print(f"Error. Cannot reach {user} for private messaging: {reason}")]
 
-    def peer_frame(self, peer: int, frame: Any, now: float) -> list:
+    def peer_frame(self, peer: int, frame: Any, now: float) -> list[ClientEffect]:
         p = self._peers.get(peer)
         if p is None:
             return []
         frame = _shown_fields(frame) if type(frame) is dict else {}
         kind = frame.get("type")
-        if p.open:
+        if p.chat is not None:
             text = frame.get("text") if kind == "private" else None
             if type(text) is not str:
                 return []
-            return [Print(f"{self._live_stamp(now)}{p.user}(private): {text}")]
+            return [Print(f"{self._live_stamp(now)}{p.chat}(private): {text}")]
         if p.user is None and kind == "peer_hello":
             return self._peer_hello(p, frame)
-        if p.token is not None and kind == "peer_welcome" and frame.get("user") == p.user:
-            return self._open_chat(p)
+        if p.token is not None and p.user is not None and kind == "peer_welcome" and frame.get("user") == p.user:
+            return self._open_chat(p, p.user)
         return self._drop_peer(p, "broke the handshake")
 
-    def peer_bad_frame(self, peer: int, detail: str, now: float) -> list:
+    def peer_bad_frame(self, peer: int, detail: str, now: float) -> list[ClientEffect]:
         p = self._peers.get(peer)
         return [] if p is None else self._drop_peer(p, f"sent a bad frame ({detail})")
 
-    def peer_closed(self, peer: int, now: float) -> list:
+    def peer_closed(self, peer: int, now: float) -> list[ClientEffect]:
         """A peer connection closed from the other side (or broke)."""
         p = self._peers.pop(peer, None)
         if p is None:
             return []
-        effects: list = [CancelTimer(("peer", peer))]
-        if p.open:
-            del self._chats[p.user]
-            effects.append(Print(f"Private messaging with {p.user} stopped"))
+        effects: list[ClientEffect] = [CancelTimer(("peer", peer))]
+        if p.chat is not None:
+            del self._chats[p.chat]
+            effects.append(Print(f"Private messaging with {p.chat} stopped"))
         elif p.token is not None:
             effects.append(Print(f"Error. {p.user} did not accept the private connection"))
         return effects
 
-    def _peer_hello(self, p: _Peer, frame: dict) -> list:
+    def _peer_hello(self, p: _Peer, frame: Frame) -> list[ClientEffect]:
         user, token = frame.get("user"), frame.get("token")
         expected = self._expected.get(user) if type(user) is str else None
-        if (expected is None or type(token) is not str or user in self._chats
+        if (type(user) is not str or expected is None or type(token) is not str or user in self._chats
                 or not secrets.compare_digest(token.encode("utf-8", "surrogatepass"), expected.encode())):
             log.info("peer %d: no valid token, dropped", p.id)
             del self._peers[p.id]
@@ -443,120 +573,117 @@ class ChatClient:
         del self._expected[user]
         p.user = user
         return [CancelTimer(("expect", user)), ToPeer(p.id, {"type": "peer_welcome", "user": self._user}),
-                *self._open_chat(p)]
+                *self._open_chat(p, user)]
 
-    def _open_chat(self, p: _Peer) -> list:
-        p.open = True
-        self._chats[p.user] = p
-        return [CancelTimer(("peer", p.id)), Print(f"Start private messaging with {p.user}")]
+    def _open_chat(self, p: _Peer, user: str) -> list[ClientEffect]:
+        p.chat = user
+        self._chats[user] = p
+        return [CancelTimer(("peer", p.id)), Print(f"Start private messaging with {user}")]
 
-    def _drop_peer(self, p: _Peer, why: str) -> list:
+    def _drop_peer(self, p: _Peer, why: str) -> list[ClientEffect]:
         """Close a peer connection ourselves, saying what ended (the host will not report it)."""
         log.info("peer %d (%s) %s: closing", p.id, p.user, why)
         self._peers.pop(p.id, None)
-        effects: list = [ClosePeer(p.id), CancelTimer(("peer", p.id))]
-        if p.open:
-            del self._chats[p.user]
-            effects.append(Print(f"Private messaging with {p.user} stopped"))
+        effects: list[ClientEffect] = [ClosePeer(p.id), CancelTimer(("peer", p.id))]
+        if p.chat is not None:
+            del self._chats[p.chat]
+            effects.append(Print(f"Private messaging with {p.chat} stopped"))
         elif p.token is not None:
             effects.append(Print(f"Error. Private messaging with {p.user} could not start: the peer {why}"))
         return effects
 
-    def _stop_chat(self, user: str) -> list:
+    def _stop_chat(self, user: str) -> list[ClientEffect]:
         p = self._chats.pop(user)
         del self._peers[p.id]
         return [ClosePeer(p.id), Print(f"Private messaging with {user} stopped")]
 
     # -- login ------------------------------------------------------------
 
-    def _take(self, text: str, now: float) -> list:
+    def _take(self, text: str, now: float) -> list[ClientEffect]:
         """Act on one typed line in the current state."""
-        if self._state == _USERNAME:
+        if self._state == State.USERNAME:
             name = text.strip()
             if not name:
-                return [Prompt("Username: ")]
+                return [PROMPTS[State.USERNAME]]
             self._claimed, self._waiting = name, True
             return [ToServer({"type": "username", "username": name}), Prompt("", secret=True)]
-        if self._state == _PASSWORD:
+        if self._state == State.PASSWORD:
             self._waiting = True
             return [ToServer({"type": "password", "password": text.strip()}), Prompt("", secret=True)]
         return self._command(text, now)
 
-    def _drain(self, now: float) -> list:
+    def _drain(self, now: float) -> list[ClientEffect]:
         """Run lines typed ahead, until one needs the server's answer first; then the end of input."""
-        effects: list = []
-        while self._typed and not self._waiting and self._state not in (_DONE, _LEAVING):
+        effects: list[ClientEffect] = []
+        while self._typed and not self._waiting and self._state not in (State.DONE, State.LEAVING):
             effects += self._take(self._typed.popleft(), now)
-        if self._input_ended and not self._typed and (not self._waiting or self._state == _CONNECTING):
+        if self._input_ended and not self._typed and (not self._waiting or self._state == State.CONNECTING):
             effects += self._leave(now)   # (an answer to what was typed is worth waiting for; hello is not)
         return effects
 
-    def _ask(self, state: int, text: str, secret: bool = False) -> list:
-        self._state, self._waiting = state, False
-        return [Prompt(text, secret)]
+    def _ask(self, step: State) -> list[ClientEffect]:
+        """Ask for the login ``step``'s line."""
+        self._state, self._waiting = step, False
+        return [PROMPTS[step]]
 
-    def _on_hello(self, frame: dict, now: float) -> list:
+    # -- what the server says ------------------------------------------------
+
+    @on_frame("hello")
+    def _on_hello(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         version = frame.get("version")
         if type(version) is not int or version not in SERVER_VERSIONS:
-            return self._finish(_words(FATAL["version"], frame), 1)
-        return self._ask(_USERNAME, "Username: ")
+            return self._finish(ERRORS["version"].shown(frame), 1)
+        return self._ask(State.USERNAME)
 
-    def _on_username_ok(self, frame: dict, now: float) -> list:
-        return self._ask(_PASSWORD, "Password: ", secret=True)
+    @on_frame("username_ok", prompt=PROMPTS[State.PASSWORD].text)
+    def _on_username_ok(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        return self._ask(State.PASSWORD)
 
-    def _on_welcome(self, frame: dict, now: float) -> list:
+    @on_frame("welcome", welcome="Welcome to the greatest messaging application ever!", hint=HINT)
+    def _on_welcome(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         """Logged in. Typed lines wait for the pong: the stored messages come first, and are shown
         (and so acknowledged) before a typed ``logout`` can end the session."""
         self._user, self._claimed = self._claimed, None
         if type(frame.get("user")) is str:
             self._user = frame["user"]
-        self._state, self._waiting = _ACTIVE, True
+        self._state, self._waiting = State.ACTIVE, True
         # The command prompt first: a terminal whose output is piped echoes again before the welcome shows.
-        return [Prompt("", remember=True), Print("Welcome to the greatest messaging application ever!"), Print(HINT),
-                ToServer(PING)]
+        return [Prompt("", remember=True), Print(say("welcome")), Print(say("hint")), ToServer(PING)]
 
-    def _on_pong(self, frame: dict, now: float) -> list:
+    @on_frame("pong")
+    def _on_pong(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         """Every answer to what was sent before the ping is in: the next typed line may go."""
-        if self._state == _ACTIVE:
+        if self._state == State.ACTIVE:
             self._waiting = False
         return []
 
-    def _login_error(self, code: str, frame: dict) -> list | None:
-        if code == "invalid_username":
-            return [Print("Invalid Username. Please try again"), *self._ask(_USERNAME, "Username: ")]
-        if code == "already_logged_in":
-            return [Print(_words("Error. {user} is already logged in", frame)), *self._ask(_USERNAME, "Username: ")]
-        if code == "invalid_password":
-            return [Print("Invalid Password. Please try again"), *self._ask(_PASSWORD, "Password: ", secret=True)]
-        return None
-
-    # -- what the server says ------------------------------------------------
-
-    def _error(self, frame: dict, now: float) -> list:
+    @on_frame("error")
+    def _on_error(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        """In ``ERRORS``' words; a login step's error asks for the step again (at another time it is
+        not understood), a fatal one ends the client."""
         code = frame.get("code")
         code = code if type(code) is str else "?"
-        if code in FATAL:
-            return self._finish(_words(FATAL[code], frame), 1)
-        if code in ENDS_REQUEST and type(frame.get("user")) is str:
+        rule = ERRORS.get(code)
+        if rule is None or rule.ask_again is not None and self._state not in LOGIN_STEPS:
+            return [Print("Error. " + code)]
+        if rule.fatal:
+            return self._finish(rule.shown(frame), 1)
+        if rule.ends_request and type(frame.get("user")) is str:
             self._requested.discard(frame["user"])
-        if self._state in (_USERNAME, _PASSWORD):
-            effects = self._login_error(code, frame)
-            if effects is not None:
-                return effects
-        if code == "self":
-            return [Print(SELF_ERRORS.get(frame.get("command"), "Error. Not with yourself"))]
-        if code == "store_full":
-            return [Print(_words(STORE_FULL.get(frame.get("command"), STORE_FULL["message"]), frame))]
-        return [Print(_words(ERRORS.get(code, "Error. " + code), frame))]
+        effects: list[ClientEffect] = [Print(rule.shown(frame))]
+        if rule.ask_again is not None:
+            effects += self._ask(rule.ask_again)
+        return effects
 
-    def _on_message(self, frame: dict, now: float) -> list:
+    @on_frame("message", message="{from}: {text}", broadcast="[broadcast] {from}: {text}")
+    def _on_message(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         sender, text = frame.get("from"), frame.get("text")
         if type(sender) is not str or type(text) is not str:
             return []
-        effects: list = []
+        effects: list[ClientEffect] = []
         mid = frame.get("id")
         if type(mid) is int:           # a stored message: acknowledge it, show it once
-            if self._state != _ACTIVE:
+            if self._state != State.ACTIVE:
                 return []              # logout is sent: no ack could precede it, so it waits for the next login
             if not self._unacked:
                 effects.append(SetTimer(("ack",), now))   # one ack for the whole burst
@@ -565,8 +692,8 @@ class ChatClient:
                 return effects
             self._shown.add(mid)
         stamp = self._sent_stamp(frame.get("sent")) if type(mid) is int else self._live_stamp(now)
-        marker = "[broadcast] " if frame.get("broadcast") is True else ""
-        effects.append(Print(f"{stamp}{marker}{sender}: {text}"))
+        shown = say("broadcast" if frame.get("broadcast") is True else "message", {"from": sender, "text": text})
+        effects.append(Print(stamp + shown))
         return effects
 
     def _sent_stamp(self, sent: Any) -> str:
@@ -585,16 +712,27 @@ class ChatClient:
             return ""
         return f"[{datetime.fromtimestamp(now + self._wall_offset, self._tz):%H:%M}] "
 
-    def _on_users(self, frame: dict, now: float) -> list:
+    @on_frame("stored", stored="{to} is offline; the message will be delivered when they log in")
+    def _on_stored(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        return [Print(say("stored", frame))]
+
+    @on_frame("broadcast_partial", partial="Your message could not be delivered to some recipients")
+    def _on_broadcast_partial(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        return [Print(say("partial"))]
+
+    @on_frame("users", nobody="No other users online")
+    def _on_users(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        """The names one a line (the answer to whoelse or whoelsesince)."""
         names = frame.get("names")
         if type(names) is not list:
             return []
         names = [n for n in names if type(n) is str]
         if self._asked and self._asked.popleft():   # the answer to whoelse: exactly who is online
             self._online = set(names)
-        return [Print("\n".join(names) if names else "No other users online")]
+        return [Print("\n".join(names) if names else say("nobody"))]
 
-    def _on_presence(self, frame: dict, now: float) -> list:
+    @on_frame("presence", online="{user} logged in", offline="{user} logged out")
+    def _on_presence(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         """One line per user, whether the frame lists them (``users``) or names one (``user``)."""
         users, online = frame.get("users"), frame.get("online") is True
         if type(users) is not list:
@@ -605,15 +743,16 @@ class ChatClient:
         for user in users:
             if type(user) is str:
                 note(user)
-        went = "in" if online else "out"
-        return [Print("\n".join(f"{user} logged {went}" for user in users))]
+        went = "online" if online else "offline"
+        return [Print("\n".join(say(went, {"user": user}) for user in users))]
 
-    def _on_blocked(self, frame: dict, now: float) -> list:
+    @on_frame("blocked", blocked="{user} is blocked")
+    def _on_blocked(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         """A block ends any private chat with that user, open or still being set up."""
         user = frame.get("user")
         if type(user) is not str:
             return []
-        effects: list = [Print(f"{user} is blocked")]
+        effects: list[ClientEffect] = [Print(say("blocked", frame))]
         self._requested.discard(user)
         if user in self._chats:
             effects += self._stop_chat(user)
@@ -625,15 +764,23 @@ class ChatClient:
             effects += [ClosePeer(p.id), CancelTimer(("peer", p.id))]
         return effects
 
-    def _on_private_request(self, frame: dict, now: float) -> list:
+    @on_frame("unblocked", unblocked="{user} is unblocked")
+    def _on_unblocked(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        return [Print(say("unblocked", frame))]
+
+    @on_frame("private_request", ask="{from} would like to start private messaging. Accept? (y/n)",
+              accepted="Accepted private messaging with {from}", declined="Declined private messaging with {from}")
+    def _on_private_request(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        """A question the next ``y`` or ``n`` typed answers (``_answer``), oldest first."""
         sender = frame.get("from")
         if type(sender) is not str:
             return []
         if sender not in self._questions:
             self._questions.append(sender)
-        return [Print(f"{sender} would like to start private messaging. Accept? (y/n)")]
+        return [Print(say("ask", frame))]
 
-    def _on_private_expect(self, frame: dict, now: float) -> list:
+    @on_frame("private_expect")
+    def _on_private_expect(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         user, token = frame.get("user"), frame.get("token")
         if type(user) is not str or type(token) is not str:
             return []
@@ -641,7 +788,8 @@ class ChatClient:
         return [SetTimer(("expect", user), now + self._token_ttl),
                 ToServer({"type": "private_ready", "user": user, "token": token})]
 
-    def _on_private_connect(self, frame: dict, now: float) -> list:
+    @on_frame("private_connect")
+    def _on_private_connect(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         user, host, port, token = (frame.get(k) for k in ("user", "host", "port", "token"))
         if type(user) is not str or type(host) is not str or type(port) is not int or type(token) is not str:
             return []
@@ -659,7 +807,7 @@ class ChatClient:
         self._connecting[user] = token
         return [ConnectPeer(user, str(ip), port)]
 
-    def _is_server(self, ip: Any, port: int) -> bool:
+    def _is_server(self, ip: IPAddress, port: int) -> bool:
         """Whether ``ip:port`` is the server's own address (a loopback one: any loopback address
         with its port, as all of them reach a server bound on every address)."""
         if self._server is None:
@@ -667,56 +815,36 @@ class ChatClient:
         server_ip, server_port = self._server
         return port == server_port and (ip == server_ip or ip.is_loopback and server_ip.is_loopback)
 
-    def _on_private_cancelled(self, frame: dict, now: float) -> list:
+    @on_frame("private_cancelled", cancelled="Private messaging request with {user} was cancelled")
+    def _on_private_cancelled(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         user = frame.get("user")
         if type(user) is not str:
             return []
         self._requested.discard(user)
         if user in self._questions:
             self._questions.remove(user)
-        effects: list = []
+        effects: list[ClientEffect] = []
         if self._expected.pop(user, None) is not None:
             effects.append(CancelTimer(("expect", user)))
-        effects.append(Print(f"Private messaging request with {user} was cancelled"))
+        effects.append(Print(say("cancelled", frame)))
         return effects
 
-    def _on_bye(self, frame: dict, now: float) -> list:
+    @on_frame("bye", logout="Logged out", timeout="You have been logged out due to inactivity",
+              shutdown="Error. Server is shutting down", account_removed="Error. Your account was removed")
+    def _on_bye(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        """Goodbye for the ``reason`` given (any other: logged out); the server ending it is an error."""
         reason = frame.get("reason")
-        if reason == "timeout":
-            return self._finish("You have been logged out due to inactivity", 0)
-        if reason == "shutdown":
-            return self._finish("Error. Server is shutting down", 1)
-        if reason == "account_removed":
-            return self._finish("Error. Your account was removed", 1)
-        return self._finish("Logged out", 0)
-
-    _frames = {
-        "hello": _on_hello,
-        "username_ok": _on_username_ok,
-        "welcome": _on_welcome,
-        "message": _on_message,
-        "stored": lambda self, f, now: [Print(f"{f.get('to')} is offline; the message will be delivered "
-                                              "when they log in")],
-        "broadcast_partial": lambda self, f, now: [Print("Your message could not be delivered to some recipients")],
-        "users": _on_users,
-        "blocked": _on_blocked,
-        "unblocked": lambda self, f, now: [Print(f"{f.get('user')} is unblocked")],
-        "presence": _on_presence,
-        "private_request": _on_private_request,
-        "private_expect": _on_private_expect,
-        "private_connect": _on_private_connect,
-        "private_cancelled": _on_private_cancelled,
-        "bye": _on_bye,
-        "pong": _on_pong,
-    }
+        if reason not in ("timeout", "shutdown", "account_removed"):
+            reason = "logout"
+        return self._finish(say(reason), 1 if reason in ("shutdown", "account_removed") else 0)
 
     # -- commands -----------------------------------------------------------
 
-    def _command(self, text: str, now: float) -> list:
+    def _command(self, text: str, now: float) -> list[ClientEffect]:
         """A line typed while logged in. A command the server sees is followed by a ping, and the
         next line waits for its pong; lines the server does not see still count as activity."""
         effects = self._run(text.strip(), now)
-        if self._state != _ACTIVE:
+        if self._state != State.ACTIVE:
             return effects
         if any(type(e) is ToServer for e in effects):
             self._waiting = True
@@ -725,41 +853,50 @@ class ChatClient:
             effects.append(ToServer({"type": "activity"}))
         return effects
 
-    def _run(self, line: str, now: float) -> list:
+    def _run(self, line: str, now: float) -> list[ClientEffect]:
         if not line:
             return []
         if self._questions and line.lower() in ("y", "n"):
-            user, accept = self._questions.popleft(), line.lower() == "y"
-            return [ToServer({"type": "private_answer", "user": user, "accept": accept}),
-                    Print(f"{'Accepted' if accept else 'Declined'} private messaging with {user}")]
+            return self._answer(line.lower() == "y")
         name, _, rest = line.partition(" ")
-        arity = ARITY.get(name)
-        if arity is None:
+        declared = COMMANDS.get(name)
+        if declared is None:
             return [Print("Error. Invalid command")]
-        args = rest.split(None, arity - 1) if name in TEXT_LAST else rest.split()
-        if not arity <= len(args) <= arity + OPTIONAL.get(name, 0):
-            return [Print(f"Error. Usage: {USAGE.get(name, name)}")]
-        return getattr(self, "_do_" + name)(*args, now=now)
+        words = declared.words(rest)
+        if words is None:
+            return [Print(f"Error. Usage: {declared.usage}")]
+        return declared.handler(self, *words, now=now)
 
-    def _do_message(self, user: str, text: str, now: float) -> list:
+    def _answer(self, accept: bool) -> list[ClientEffect]:
+        """The oldest private-chat request is answered."""
+        user = self._questions.popleft()
+        say = FRAMES["private_request"].words
+        return [ToServer({"type": "private_answer", "user": user, "accept": accept}),
+                Print(say("accepted" if accept else "declined", {"from": user}))]
+
+    def _refuse_text(self, text: str, limit: bool = True) -> list[ClientEffect]:
+        """Why ``text`` cannot be sent (control characters; with ``limit``, too long), or nothing."""
         if CONTROL.search(text):
-            return [Print(ERRORS["control_characters"])]
-        if len(text) > MAX_TEXT:
-            return [Print(f"Error. Message too long (at most {MAX_TEXT} characters)")]
-        return [ToServer({"type": "message", "to": user, "text": text})]
+            return [Print(ERRORS["control_characters"].shown({}))]
+        if limit and len(text) > MAX_TEXT:
+            return [Print(ERRORS["text_too_long"].shown({"max": MAX_TEXT}))]
+        return []
 
-    def _do_broadcast(self, text: str, now: float) -> list:
-        if CONTROL.search(text):
-            return [Print(ERRORS["control_characters"])]
-        if len(text) > MAX_TEXT:
-            return [Print(f"Error. Message too long (at most {MAX_TEXT} characters)")]
-        return [ToServer({"type": "broadcast", "text": text})]
+    @command("message", USER, TEXT, does="send <text> to <user> (kept until they log in)")
+    def _message(self, user: str, text: str, *, now: float) -> list[ClientEffect]:
+        return self._refuse_text(text) or [ToServer({"type": "message", "to": user, "text": text})]
 
-    def _do_whoelse(self, now: float) -> list:
+    @command("broadcast", TEXT, does="send <text> to everyone online")
+    def _broadcast(self, text: str, *, now: float) -> list[ClientEffect]:
+        return self._refuse_text(text) or [ToServer({"type": "broadcast", "text": text})]
+
+    @command("whoelse", does="who else is online")
+    def _whoelse(self, *, now: float) -> list[ClientEffect]:
         self._asked.append(True)
         return [ToServer({"type": "whoelse"})]
 
-    def _do_whoelsesince(self, seconds: str, now: float) -> list:
+    @command("whoelsesince", Param("seconds"), does="who else was online in the last <seconds>")
+    def _whoelsesince(self, seconds: str, *, now: float) -> list[ClientEffect]:
         try:
             value = float(seconds)
         except ValueError:
@@ -772,24 +909,16 @@ class ChatClient:
         self._asked.append(False)
         return [ToServer({"type": "whoelsesince", "seconds": number})]
 
-    def _do_block(self, user: str, now: float) -> list:
+    @command("block", USER, does="stop <user> reaching you")
+    def _block(self, user: str, *, now: float) -> list[ClientEffect]:
         return [ToServer({"type": "block", "user": user})]
 
-    def _do_unblock(self, user: str, now: float) -> list:
+    @command("unblock", USER, does="let <user> reach you again")
+    def _unblock(self, user: str, *, now: float) -> list[ClientEffect]:
         return [ToServer({"type": "unblock", "user": user})]
 
-    def _do_logout(self, now: float) -> list:
-        return self._leave(now)
-
-    def _do_help(self, command: str | None = None, *, now: float) -> list:
-        if command is None:
-            return [Print(HELP)]
-        if command not in COMMANDS:
-            return [Print(f"Error. No command {command}. {HINT}")]
-        usage, what = COMMANDS[command]
-        return [Print(f"Usage: {usage}\n{what[0].upper()}{what[1:]}")]
-
-    def _do_startprivate(self, user: str, now: float) -> list:
+    @command("startprivate", USER, does="ask <user> for a peer-to-peer chat")
+    def _startprivate(self, user: str, *, now: float) -> list[ClientEffect]:
         if user in self._chats:
             return [Print(f"Error. Private messaging with {user} is already enabled")]
         if user in self._connecting:
@@ -797,39 +926,53 @@ class ChatClient:
         self._requested.add(user)
         return [ToServer({"type": "startprivate", "user": user})]
 
-    def _do_private(self, user: str, text: str, now: float) -> list:
+    @command("private", CHAT_USER, TEXT, does="send <text> straight to <user>'s client")
+    def _private(self, user: str, text: str, *, now: float) -> list[ClientEffect]:
         p = self._chats.get(user)
         if p is None:
             return [Print(f"Error. Private messaging to {user} not enabled")]
-        if CONTROL.search(text):
-            return [Print(ERRORS["control_characters"])]
-        return [ToPeer(p.id, {"type": "private", "text": text})]
+        return self._refuse_text(text, limit=False) or [ToPeer(p.id, {"type": "private", "text": text})]
 
-    def _do_stopprivate(self, user: str, now: float) -> list:
+    @command("stopprivate", CHAT_USER, does="end the peer-to-peer chat with <user>")
+    def _stopprivate(self, user: str, *, now: float) -> list[ClientEffect]:
         if user not in self._chats:
             return [Print(f"Error. Private messaging to {user} not enabled")]
         return self._stop_chat(user)
 
+    @command("logout", does="log out and exit")
+    def _logout(self, *, now: float) -> list[ClientEffect]:
+        return self._leave(now)
+
+    @command("help", Param("command", optional=True, completes=Choices.COMMAND),
+             does="this list, or how to use one command")
+    def _help(self, name: str | None = None, *, now: float) -> list[ClientEffect]:
+        if name is None:
+            return [Print(HELP)]
+        declared = COMMANDS.get(name)
+        if declared is None:
+            return [Print(f"Error. No command {name}. {HINT}")]
+        return [Print(f"Usage: {declared.usage}\n{declared.does[0].upper()}{declared.does[1:]}")]
+
     # -- ending -------------------------------------------------------------
 
-    def _leave(self, now: float) -> list:
+    def _leave(self, now: float) -> list[ClientEffect]:
         """The user wants out: log out if logged in (exit once the server says bye), else exit now.
         Every stored message shown is acknowledged first: after the logout the server reads nothing."""
-        if self._state == _ACTIVE:
-            self._state = _LEAVING
+        if self._state == State.ACTIVE:
+            self._state = State.LEAVING
             return [*self._acknowledge(), ToServer({"type": "logout"}), SetTimer(("leave",), now + LEAVE_GRACE)]
-        if self._state == _LEAVING or self._state == _DONE:
+        if self._state in (State.LEAVING, State.DONE):
             return []
         return self._finish(None, 0)
 
-    def _acknowledge(self) -> list:
+    def _acknowledge(self) -> list[ClientEffect]:
         """The ack of the stored messages shown since the last one (an ack timer still armed then finds none)."""
         ids, self._unacked = self._unacked, []
         return [ToServer({"type": "ack", "ids": ids})] if ids else []
 
-    def _finish(self, words: str | None, status: int) -> list:
+    def _finish(self, words: str | None, status: int) -> list[ClientEffect]:
         """End every private chat, say ``words``, exit with ``status``."""
-        effects: list = []
+        effects: list[ClientEffect] = []
         for user in sorted(self._chats):
             effects += self._stop_chat(user)
         for peer in list(self._peers):
@@ -837,7 +980,10 @@ class ChatClient:
         self._peers.clear()
         if words is not None:
             effects.append(Print(words))
-        self._state, self._waiting = _DONE, False
+        self._state, self._waiting = State.DONE, False
         self._typed.clear()
         effects.append(Exit(status))
         return effects
+
+
+HELP = "Commands:\n" + "\n".join(f"  {c.usage:<26}{c.does}" for c in COMMANDS.values())

@@ -12,15 +12,29 @@ import logging
 import signal
 import socket
 import ssl
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol
 
-from .chat_client import (ChatClient, CancelTimer, ClosePeer, ConnectPeer, Exit, Listen, Print, Prompt,
-                          SetTimer, ToPeer, ToServer)
+from .chat_client import (
+    CancelTimer,
+    ChatClient,
+    ClientEffect,
+    ClosePeer,
+    ConnectPeer,
+    Exit,
+    Frame,
+    Listen,
+    Print,
+    Prompt,
+    SetTimer,
+    ToPeer,
+    ToServer,
+)
 from .loop import EventLoop, NamedTimers
 from .stream import Connector, Listener, Stream, listen
 from .tls import TLSStream
 
-log = logging.getLogger("chat.client")
+log = logging.getLogger(__name__)
 
 EXIT_GRACE = 1.0  # seconds to flush the last frames before exiting anyway
 
@@ -40,7 +54,7 @@ class _ServerLink:
     def __init__(self, host: ClientHost) -> None:
         self._host = host
 
-    def frame_received(self, stream: Stream, frame: dict) -> None:
+    def frame_received(self, stream: Stream, frame: Frame) -> None:
         self._host._apply(self._host.logic.server_frame(frame, self._host.now()))
 
     def frame_error(self, stream: Stream, detail: str) -> None:
@@ -56,7 +70,7 @@ class _PeerLink:
     def __init__(self, host: ClientHost) -> None:
         self._host = host
 
-    def frame_received(self, stream: Stream, frame: dict) -> None:
+    def frame_received(self, stream: Stream, frame: Frame) -> None:
         self._host._apply(self._host.logic.peer_frame(stream.tag, frame, self._host.now()))
 
     def frame_error(self, stream: Stream, detail: str) -> None:
@@ -186,49 +200,42 @@ class ClientHost:
         connector = Connector(self.loop, host, port, done, numeric=True)   # a name would stall the loop
         self._connectors.add(connector)
 
-    def _fire(self, keys: list) -> None:
+    def _fire(self, keys: list[Any]) -> None:
         for key in keys:
             self._apply(self.logic.timer_fired(key, self.now()))
 
     # -- effects out of the logic ------------------------------------------
 
-    def _apply(self, effects: list) -> None:
+    def _apply(self, effects: list[ClientEffect]) -> None:
         """Carry out ``effects`` in order; one that fails is logged and the rest still run."""
         for effect in effects:
             try:
-                self._carry_out(effect)
+                carry_out = self.CARRY_OUT.get(type(effect))
+                if carry_out is None:
+                    raise TypeError(f"unknown effect {effect!r}")
+                carry_out(self, effect)
             except Exception:
                 log.exception("effect %r failed", effect)
 
-    def _carry_out(self, effect: Any) -> None:
-        kind = type(effect)
-        if kind is Print:
-            self._console.print(effect.text)
-        elif kind is ToServer:
-            if self._server is not None:
-                self._server.send(effect.frame)
-        elif kind is ToPeer:
-            stream = self._peers.get(effect.peer)
-            if stream is not None:
-                stream.send(effect.frame)
-        elif kind is Prompt:
-            self._console.prompt(effect.text, effect.secret, effect.remember)
-        elif kind is ClosePeer:
-            stream = self._peers.pop(effect.peer, None)
-            if stream is not None:
-                stream.close()
-        elif kind is ConnectPeer:
-            self._connect_peer(effect.user, effect.host, effect.port)
-        elif kind is Listen:
-            self._listen()
-        elif kind is SetTimer:
-            self._timers.set(effect.key, effect.when)
-        elif kind is CancelTimer:
-            self._timers.cancel(effect.key)
-        elif kind is Exit:
-            self._exit(effect.status)
-        else:
-            raise TypeError(f"unknown effect {effect!r}")
+    def _print(self, effect: Print) -> None:
+        self._console.print(effect.text)
+
+    def _prompt(self, effect: Prompt) -> None:
+        self._console.prompt(effect.text, effect.secret, effect.remember)
+
+    def _to_server(self, effect: ToServer) -> None:
+        if self._server is not None:
+            self._server.send(effect.frame)
+
+    def _to_peer(self, effect: ToPeer) -> None:
+        stream = self._peers.get(effect.peer)
+        if stream is not None:
+            stream.send(effect.frame)
+
+    def _close_peer(self, effect: ClosePeer) -> None:
+        stream = self._peers.pop(effect.peer, None)
+        if stream is not None:
+            stream.close()
 
     def _listen(self) -> None:
         if self._listener is not None or self._server is None:
@@ -266,3 +273,17 @@ class ClientHost:
     def _maybe_stop(self) -> None:
         if self.exit_status is not None and self._server is None and not self._peers:
             self.loop.stop()
+
+    # How each type of effect is carried out: every member of ``ClientEffect`` has its entry.
+    CARRY_OUT: ClassVar[dict[type[Any], Callable[[ClientHost, Any], None]]] = {
+        Print: _print,
+        Prompt: _prompt,
+        ToServer: _to_server,
+        ToPeer: _to_peer,
+        ConnectPeer: lambda host, effect: host._connect_peer(effect.user, effect.host, effect.port),
+        ClosePeer: _close_peer,
+        Listen: lambda host, effect: host._listen(),
+        SetTimer: lambda host, effect: host._timers.set(effect.key, effect.when),
+        CancelTimer: lambda host, effect: host._timers.cancel(effect.key),
+        Exit: lambda host, effect: host._exit(effect.status),
+    }

@@ -12,13 +12,14 @@ import os
 import re
 import signal
 import termios
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .line_editor import LineEditor
 from .loop import EventLoop, TimerHandle
 from .stdin import InputReader, LineSplitter
 
-log = logging.getLogger("chat.client")
+log = logging.getLogger(__name__)
 
 QUIT_HINT = "To quit, type logout or press Ctrl-D"
 LINE_ENDS = re.compile(rb"(?<=[\r\n])")   # splits after each line end
@@ -59,7 +60,7 @@ class PipeConsole:
         self._reader: InputReader | None = None
         self._prompted = False   # a prompt is on screen without its line end (input is not echoed)
         self._on_terminal = os.isatty(stdin_fd)
-        self._echo_settings: list | None = None  # the terminal's own settings, kept while its echo is off
+        self._echo_settings: list[Any] | None = None  # the terminal's own settings, kept while its echo is off
 
     def start(self, loop: EventLoop, on_line: Callable[[str], Any], on_eof: Callable[[], Any]) -> None:
         def line(text: str) -> None:
@@ -101,7 +102,7 @@ class PipeConsole:
                 quiet[3] = quiet[3] & ~termios.ECHO | termios.ECHONL  # lflag
                 termios.tcsetattr(self._fd, termios.TCSANOW, quiet)
                 self._echo_settings = settings
-            else:
+            elif self._echo_settings is not None:
                 settings, self._echo_settings = self._echo_settings, None
                 termios.tcsetattr(self._fd, termios.TCSANOW, settings)
         except termios.error as exc:   # the terminal is gone
@@ -133,8 +134,8 @@ class TerminalConsole:
         self._out = stdout_fd
         self._output = _Output(stdout_fd)
         self._editor = LineEditor(self._columns(), complete)
-        self._saved: list | None = None
-        self._raw: list | None = None
+        self._saved: list[Any] | None = None
+        self._raw: list[Any] | None = None
         self._loop: EventLoop | None = None
         self._reader: InputReader | None = None
         self._escape_timer: TimerHandle | None = None
@@ -216,7 +217,7 @@ class TerminalConsole:
         self._editor.resize(self._columns())
         self._output.write(self._editor.take_output())
 
-    def _set_mode(self, settings: list, when: int) -> None:
+    def _set_mode(self, settings: list[Any], when: int) -> None:
         try:
             termios.tcsetattr(self._in, when, settings)
         except termios.error as exc:   # the terminal is gone

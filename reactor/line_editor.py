@@ -60,7 +60,8 @@ from __future__ import annotations
 import codecs
 import os
 import unicodedata
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 ESC = "\x1b"
 HISTORY_LIMIT = 500
@@ -180,11 +181,11 @@ class LineEditor:
         self._escape = ""                  # a partial escape sequence
         self._after_cr = False             # so that \r\n submits only once
         self._output: list[str] = []
-        self._events: list[tuple] = []
+        self._events: list[tuple[Any, ...]] = []
 
     # -- the interface -----------------------------------------------------
 
-    def feed(self, data: bytes) -> list[tuple]:
+    def feed(self, data: bytes) -> list[tuple[Any, ...]]:
         for char in self._decoder.decode(data):
             self._take_char(char)
         events, self._events = self._events, []
@@ -513,7 +514,7 @@ class LineEditor:
             self._search_failed = False
             self._search_from(len(self._history) - 1)
         elif _safe(char):
-            self._query += char
+            self._query = (self._query or "") + char
             self._search_from(len(self._history) - 1 if self._found is None else self._found)
         else:
             return False

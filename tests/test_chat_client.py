@@ -3,8 +3,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from reactor.chat_client import (COMMANDS, HELP, MAX_TEXT, CancelTimer, ChatClient, ClosePeer, ConnectPeer, Exit, Listen,
-                                 Print, Prompt, SetTimer, ToPeer, ToServer)
+from reactor.chat_client import (COMMANDS, HELP, MAX_TEXT, CancelTimer, ChatClient, ClosePeer, Command, ConnectPeer, Exit,
+                                 Listen, Param, Print, Prompt, SetTimer, ToPeer, ToServer)
 from reactor.text import CONTROL
 
 
@@ -886,3 +886,26 @@ def test_a_user_that_is_not_a_string_is_ignored(frame):
     ask(c)
     assert c.server_frame(frame, 1) == []
     assert c.server_frame(connect(), 1) == [ConnectPeer("hans", "10.0.0.2", 1)]   # the request is still open
+
+
+@pytest.mark.parametrize("frame, words", [
+    ({"type": "error", "code": "a{b}{"}, "Error. a{b}{"),                               # no template, just a code
+    ({"type": "error", "code": "self", "command": ["message"]}, "Error. Not with yourself"),
+    ({"type": "error", "code": "store_full", "command": {}, "user": "hans"},
+     "Error. The server cannot keep messages right now; hans did not get yours"),
+])
+def test_an_odd_error_code_or_command_is_shown_not_obeyed(frame, words):
+    c = logged_in()
+    assert prints(c.server_frame(frame, 1)) == [words]
+
+
+def test_a_login_error_after_the_login_is_an_unknown_code():
+    c = logged_in()
+    assert c.server_frame({"type": "error", "code": "invalid_password"}, 1) == [Print("Error. invalid_password")]
+
+
+@pytest.mark.parametrize("params", [(Param("text", text=True), Param("user")),
+                                    (Param("a", optional=True), Param("b"))])
+def test_a_command_that_could_not_be_parsed_is_refused_at_its_declaration(params):
+    with pytest.raises(ValueError):
+        Command("odd", params, "cannot be parsed", lambda client, *words, now: [])

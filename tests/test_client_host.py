@@ -1,7 +1,8 @@
 """The client host carrying out effects: one that fails never stops the ones after it."""
 import errno
+import typing
 
-from reactor.chat_client import ChatClient, Exit, Print, Prompt
+from reactor.chat_client import ChatClient, ClientEffect, Exit, Print, Prompt
 from reactor.client_host import ClientHost
 from reactor.loop import EventLoop
 
@@ -33,4 +34,17 @@ def test_an_exit_after_failing_effects_still_exits(caplog):
     assert host.exit_status == 0
     assert console.closed
     assert [r.levelname for r in caplog.records].count("ERROR") == 2   # each failure is logged
+    loop.close()
+
+
+def test_every_effect_the_logic_returns_has_a_way_to_be_carried_out():
+    assert set(typing.get_args(ClientEffect)) == set(ClientHost.CARRY_OUT)
+
+
+def test_an_unknown_effect_is_logged_and_the_rest_still_run(caplog):
+    loop = EventLoop()
+    host = ClientHost(loop, ChatClient(), BrokenConsole())
+    host._apply([object(), Exit(3)])
+    assert host.exit_status == 3
+    assert "unknown effect" in caplog.text
     loop.close()
