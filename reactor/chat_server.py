@@ -12,8 +12,9 @@ connections, calls one method per event with the current monotonic time
 - ``Close``: close a connection once what was sent to it is flushed;
 - ``SetTimer`` / ``CancelTimer``: (re)arm or drop a named timer; when it
   comes due the host calls ``timer_fired(key, now)``;
-- ``Persist``: a durable change; the ``Send``s after it must wait until it is
-  stored. Its ``confirm`` (a ``Send``, or None) is the reply that says it is
+- ``KeepMessage``, ``ForgetMessages``, ``AddBlock``, ``RemoveBlock`` (a
+  ``StoreChange``): a durable change; the ``Send``s after it must wait until it
+  is stored. Its ``confirm`` (a ``Send``, or None) is the reply that says it is
   kept: sent in its place once stored; if the store cannot keep it (full),
   the host calls ``not_stored(change, now)`` instead, which undoes it and
   answers for it;
@@ -69,8 +70,9 @@ from typing import Any, Callable, Iterable
 from .text import CONTROL
 from .timer_effects import CancelTimer, SetTimer
 
-__all__ = ["Send", "SendBatch", "SendStored", "Close", "SetTimer", "CancelTimer", "Persist", "WhenWritable", "LoggedIn",
-           "LoginFailed", "ChatServer", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS", "MAX_LOGIN_FAILURES", "MAX_LOGIN_TIME",
+__all__ = ["Send", "SendBatch", "SendStored", "Close", "SetTimer", "CancelTimer", "KeepMessage", "ForgetMessages",
+           "AddBlock", "RemoveBlock", "WhenWritable", "LoggedIn", "LoginFailed", "StoreChange", "STORE_CHANGES",
+           "ServerEffect", "SERVER_EFFECTS", "ChatServer", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS", "MAX_LOGIN_FAILURES", "MAX_LOGIN_TIME",
            "MAILBOX_CHUNK",
            "RATE", "BURST", "RATE_UNIT", "SENDER_QUOTA", "STORED_OVERHEAD"]
 
@@ -120,15 +122,37 @@ class Close:
 
 
 @dataclass(frozen=True, slots=True)
-class Persist:
-    """A durable change, stored before the Sends that follow it are released.
+class KeepMessage:
+    """A durable change: keep message ``id`` from ``sender`` for ``to`` (``sent``: wall-clock seconds, or None).
+    ``confirm``, as in each store change: the reply sent, in this place, once the change is stored."""
+    id: int
+    to: str
+    sender: str
+    text: str
+    sent: float | None = None
+    confirm: Send | None = None
 
-    ``op``/``args``: ``'add_offline'`` (id, to, sender, text[, sent]), ``'del_offline'``
-    ((id, ...),), ``'block'`` (blocker, blocked), ``'unblock'`` (blocker, blocked).
-    ``confirm``: the reply sent, in this place, once the change is stored.
-    """
-    op: str
-    args: tuple
+
+@dataclass(frozen=True, slots=True)
+class ForgetMessages:
+    """A durable change: forget the kept messages ``ids`` (acknowledged by their recipient)."""
+    ids: tuple[int, ...]
+    confirm: Send | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AddBlock:
+    """A durable change: ``blocker`` blocks ``blocked``."""
+    blocker: str
+    blocked: str
+    confirm: Send | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveBlock:
+    """A durable change: ``blocker`` no longer blocks ``blocked``."""
+    blocker: str
+    blocked: str
     confirm: Send | None = None
 
 
@@ -149,6 +173,14 @@ class LoginFailed:
     """A failed login attempt on this connection; ``reason`` says which kind, in a few words."""
     conn: int
     reason: str
+
+
+StoreChange = KeepMessage | ForgetMessages | AddBlock | RemoveBlock   # a durable change; the store takes these
+STORE_CHANGES: tuple[type[StoreChange], ...] = (KeepMessage, ForgetMessages, AddBlock, RemoveBlock)
+ServerEffect = (Send | SendBatch | SendStored | Close | SetTimer | CancelTimer | KeepMessage | ForgetMessages
+                | AddBlock | RemoveBlock | WhenWritable | LoggedIn | LoginFailed)   # what ChatServer's methods return
+SERVER_EFFECTS: tuple[type[ServerEffect], ...] = (Send, SendBatch, SendStored, Close, SetTimer, CancelTimer,
+                                                  *STORE_CHANGES, WhenWritable, LoggedIn, LoginFailed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -527,7 +559,7 @@ class ChatServer:
             effects += [Close(c.id), *self._forget(c, now, "account removed", announce=False)]
         return self._settle(effects + [self._presence(c.user, False) for c in gone])   # type: ignore[arg-type]
 
-    def not_stored(self, change: Persist, now: float) -> list:
+    def not_stored(self, change: StoreChange, now: float) -> list[ServerEffect]:
         """The store could not keep ``change`` (it is full): undo it and answer in place of its ``confirm``.
 
         A message is forgotten (never delivered later, not counted in the queue) and its sender gets
@@ -537,11 +569,10 @@ class ChatServer:
         """
         return self._settle(self._not_stored(change))
 
-    def _not_stored(self, change: Persist) -> list:
-        op, args = change.op, change.args
+    def _not_stored(self, change: StoreChange) -> list[ServerEffect]:
         conns = change.confirm.conns if change.confirm is not None else ()
-        if op == "add_offline":
-            mid, to, sender = args[:3]
+        if type(change) is KeepMessage:
+            mid, to = change.id, change.to
             queue = self._offline.get(to)
             if queue is not None and mid in queue:
                 self._unkeep(queue, mid)
@@ -552,18 +583,18 @@ class ChatServer:
                 return [change.confirm] if change.confirm is not None else []
             if target is not None:
                 target.mailbox.remove(mid)
-            source = self._online.get(sender)
+            source = self._online.get(change.sender)
             if not conns and source is not None:   # queued behind a mailbox on its way: no confirm was due
                 conns = (source.id,)
             log.info("message %d to %s not kept: the store is full", mid, to)
             refusal = _error("store_full", command="message", user=to)
-        elif op in ("block", "unblock"):
-            blocker, blocked = args
-            self._set_block(blocker, blocked, op == "unblock")
-            log.warning("%s of %s by %s not kept: the store is full", op, blocked, blocker)
-            refusal = _error("store_full", command=op, user=blocked)
+        elif type(change) is AddBlock or type(change) is RemoveBlock:
+            command = "block" if type(change) is AddBlock else "unblock"
+            self._set_block(change.blocker, change.blocked, type(change) is RemoveBlock)
+            log.warning("%s of %s by %s not kept: the store is full", command, change.blocked, change.blocker)
+            refusal = _error("store_full", command=command, user=change.blocked)
         else:
-            log.warning("%s %r not kept: the store is full", op, args)
+            log.warning("%r not kept: the store is full", change)
             return []
         return [Send(conns, refusal)] if conns else []
 
@@ -672,7 +703,7 @@ class ChatServer:
                     out += self._catch_up(effect.conns)
                 elif kind is SendStored:
                     out += self._catch_up((effect.conn,))
-                elif kind is Persist and effect.confirm is not None:
+                elif kind in STORE_CHANGES and effect.confirm is not None:
                     out += self._catch_up(effect.confirm.conns)
             out.append(effect)
         if log and not self._turns:
@@ -918,17 +949,12 @@ class ChatServer:
         mid = self._next_id
         self._next_id += 1
         wire = _wire_bytes(utf8, len(text))
-        if self._wall_offset is None:
-            queue[mid] = (sender, utf8, wire, None)
-            row: tuple = (mid, to, sender, text)
-        else:
-            sent = now + self._wall_offset
-            queue[mid] = (sender, utf8, wire, sent)
-            row = (mid, to, sender, text, sent)
+        sent = None if self._wall_offset is None else now + self._wall_offset
+        queue[mid] = (sender, utf8, wire, sent)
         if target is not None:   # online, its stored messages still on their way: this one goes behind them
             target.mailbox.append(mid)
-            return [Persist("add_offline", row)]
-        return [Persist("add_offline", row, Send((c.id,), {"type": "stored", "to": to}))]
+            return [KeepMessage(mid, to, sender, text, sent)]
+        return [KeepMessage(mid, to, sender, text, sent, Send((c.id,), {"type": "stored", "to": to}))]
 
     def _broadcast(self, c: _Conn, frame: dict, now: float) -> list:
         text = frame.get("text")
@@ -994,7 +1020,7 @@ class ChatServer:
             return refusal
         self._set_block(me, user, True)
         log.info("%s blocked %s", me, user)
-        effects: list = [Persist("block", (me, user), Send((c.id,), {"type": "blocked", "user": user}))]
+        effects: list = [AddBlock(me, user, Send((c.id,), {"type": "blocked", "user": user}))]
         for key in ((me, user), (user, me)):
             req = self._requests.get(key)
             if req is not None:
@@ -1013,7 +1039,7 @@ class ChatServer:
             return refusal
         self._set_block(me, user, False)
         log.info("%s unblocked %s", me, user)
-        return [Persist("unblock", (me, user), Send((c.id,), {"type": "unblocked", "user": user}))]
+        return [RemoveBlock(me, user, Send((c.id,), {"type": "unblocked", "user": user}))]
 
     def _set_block(self, blocker: str, blocked: str, on: bool) -> None:
         if on:
@@ -1051,7 +1077,7 @@ class ChatServer:
         gone = tuple(i for i in ids if i in queue and self._unkeep(queue, i))
         if not queue:
             del self._offline[c.user]
-        return [Persist("del_offline", (gone,))] if gone else []
+        return [ForgetMessages(gone)] if gone else []
 
     def _listen(self, c: _Conn, frame: dict, now: float) -> list:
         """Only the port is the client's word: its peers connect to the address its connection comes
