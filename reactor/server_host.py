@@ -60,7 +60,7 @@ from .store import MemoryStore, StoreFull
 from .stream import MAX_OUTPUT, RECV_SIZE, Listener, Stream, listen
 from .tls import TLSStream
 
-log = logging.getLogger("chat.host")
+log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 2.0  # seconds to flush goodbyes before the loop stops anyway
 MAX_STRANGERS = 512               # connections not logged in, in all

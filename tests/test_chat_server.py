@@ -1378,7 +1378,7 @@ def test_shutdown_with_no_connections(w):
 # -- logging ------------------------------------------------------------------------------------------------
 
 def test_logins_failures_lockouts_and_logouts_are_logged_without_passwords(caplog):
-    caplog.set_level(logging.DEBUG, logger="chat.server")
+    caplog.set_level(logging.DEBUG, logger="reactor.chat_server")
     w = World()
     conn = w.connect()
     w.username(conn, "not-a-user-but-a-password")
@@ -1388,7 +1388,7 @@ def test_logins_failures_lockouts_and_logouts_are_logged_without_passwords(caplo
     w.login("hans")
     w.send("hans", {"type": "logout"})
     text = caplog.text
-    assert all(r.name == "chat.server" for r in caplog.records)
+    assert all(r.name == "reactor.chat_server" for r in caplog.records)
     assert "hans logged in" in text and "hans logged out (logout)" in text
     assert "wrong password for vader" in text and "locked" in text
     for secret in ("guess1", "guess2", "guess3", "falcon*solo", "not-a-user-but-a-password"):

@@ -100,7 +100,7 @@ def test_a_reload_after_shutdown_does_nothing(w):
 
 
 def test_a_reload_logs_one_line_per_kind_of_change_without_passwords(caplog):
-    caplog.set_level(logging.INFO, logger="chat.server")
+    caplog.set_level(logging.INFO, logger="reactor.chat_server")
     w = World()
     accounts = {u: p for u, p in ACCOUNTS.items() if u not in ("yoda", "leia")}
     accounts.update({"hans": "changed*secret", "rey": "new*secret", "finn": "new*secret2"})
