@@ -67,17 +67,17 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from .protocol import LOGIN_FRAMES, MAX_TEXT, PROTOCOL_VERSION, PROTOCOL_VERSIONS, ErrorCode, FrameType
+from .protocol import LOGIN_FRAMES, MAX_TEXT, PROTOCOL_VERSION, PROTOCOL_VERSIONS, ErrorCode, Frame, FrameType
 from .text import CONTROL
 from .timer_effects import CancelTimer, SetTimer
 
 __all__ = ["Send", "SendBatch", "SendStored", "Close", "SetTimer", "CancelTimer", "KeepMessage", "ForgetMessages",
            "AddBlock", "RemoveBlock", "WhenWritable", "LoggedIn", "LoginFailed", "StoreChange", "STORE_CHANGES",
-           "ServerEffect", "SERVER_EFFECTS", "ChatServer", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS", "MAX_LOGIN_FAILURES", "MAX_LOGIN_TIME",
-           "MAILBOX_CHUNK",
-           "RATE", "BURST", "RATE_UNIT", "SENDER_QUOTA", "STORED_OVERHEAD"]
+           "ServerEffect", "SERVER_EFFECTS", "ChatServer", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS",
+           "MAX_LOGIN_FAILURES", "MAX_LOGIN_TIME", "MAILBOX_CHUNK", "RATE", "BURST", "RATE_UNIT", "SENDER_QUOTA",
+           "STORED_OVERHEAD"]
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +98,14 @@ STORED_OVERHEAD = 64        # bytes a kept message counts besides its text's UTF
 class Send:
     """One frame to one or many connections: the host encodes it once."""
     conns: tuple[int, ...]
-    frame: dict
+    frame: Frame
 
 
 @dataclass(frozen=True, slots=True)
 class SendBatch:
     """Several frames, in order, to each of these connections: encoded once, one write each."""
     conns: tuple[int, ...]
-    frames: tuple[dict, ...]
+    frames: tuple[Frame, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +113,7 @@ class SendStored:
     """Stored messages to this connection, in order: each frame is whole but for its ``text``, which the host
     reads from its store by the frame's ``id`` (the store sees the changes it has not committed yet)."""
     conn: int
-    frames: tuple[dict, ...]
+    frames: tuple[Frame, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +191,10 @@ class _Presence:
     conn: _Session | None
     user: str
     online: bool
-    hidden: frozenset
+    hidden: frozenset[str]
+
+
+_Effect = ServerEffect | _Presence   # what the event handlers gather, before _settle tells the presence notes
 
 
 # -- internal state ---------------------------------------------------------
@@ -204,8 +207,8 @@ class _State(Enum):
     ACTIVE = "active"        # logged in: its ``session`` is set
 
 
-_EMPTY: frozenset = frozenset()
-_NO_QUEUE: dict = {}   # read-only stand-in for a user with no kept messages
+_EMPTY: frozenset[str] = frozenset()
+_NO_QUEUE: dict[int, tuple[str, int, int, float | None]] = {}   # read-only stand-in for a user with no kept messages
 _NOT_LOGGED_IN = {"type": "error", "code": ErrorCode.NOT_LOGGED_IN}
 _USERNAME_OK = {"type": "username_ok"}
 _PONG = {"type": "pong"}
@@ -213,11 +216,11 @@ _CONTROL_CHARACTERS = {"type": "error", "code": ErrorCode.CONTROL_CHARACTERS}
 _has_control = CONTROL.search   # (one precompiled search: about 0.3 us on a 100-character text)
 
 
-def _presence_frames(changes: list[tuple[str, bool, frozenset]], version: int) -> list[dict]:
+def _presence_frames(changes: list[tuple[str, bool, frozenset[str]]], version: int) -> list[Frame]:
     """``changes`` as presence frames: one each in version 1; in version 2 one per run of logins or logouts."""
     if version == 1:
         return [{"type": "presence", "user": user, "online": online} for user, online, _ in changes]
-    frames: list[dict] = []
+    frames: list[Frame] = []
     for user, online, _ in changes:
         if frames and frames[-1]["online"] is online:
             frames[-1]["users"].append(user)
@@ -226,7 +229,7 @@ def _presence_frames(changes: list[tuple[str, bool, frozenset]], version: int) -
     return frames
 
 
-def _send(conns: tuple[int, ...], frames: list[dict]) -> Send | SendBatch:
+def _send(conns: tuple[int, ...], frames: list[Frame]) -> Send | SendBatch:
     return Send(conns, frames[0]) if len(frames) == 1 else SendBatch(conns, tuple(frames))
 
 
@@ -280,7 +283,7 @@ class _Request:
         self.expires = 0.0
 
 
-def _error(code: ErrorCode, **fields: Any) -> dict:
+def _error(code: ErrorCode, **fields: Any) -> Frame:
     frame = {"type": "error", "code": code}
     frame.update(fields)
     return frame
@@ -343,7 +346,7 @@ class _Command:
     (checked in order before ``handler`` runs), and whether it counts as the user's ``activity`` (it re-arms
     the inactivity timer). ``handler(server, who, now, *values)``: ``who`` is the ``_Session`` of a command
     taken only after login, else the ``_Conn``; ``values`` are the fields' values, checked."""
-    handler: Callable[..., list[ServerEffect]]
+    handler: Callable[..., list[_Effect]]
     fields: tuple[_Field, ...]
     states: frozenset[_State]
     activity: bool
@@ -351,7 +354,7 @@ class _Command:
 
 
 _COMMANDS: dict[str, _Command] = {}   # frame type -> how it is taken; filled by @_command below
-_Handler = TypeVar("_Handler", bound=Callable[..., list[ServerEffect]])
+_Handler = TypeVar("_Handler", bound=Callable[..., list[_Effect]])
 
 
 def _command(kind: FrameType, *fields: _Field, states: frozenset[_State] = _LOGGED_IN,
@@ -397,7 +400,7 @@ class ChatServer:
                  max_text: int = MAX_TEXT, queue_cap: int = 1000, max_bad_frames: int = 10,
                  token_ttl: float = 30.0, token_factory: Callable[[], str] = _new_token,
                  blocks: Iterable[tuple[str, str]] = (),
-                 offline: Iterable[tuple] = (),
+                 offline: Iterable[tuple[int, str, str, int, int, float | None]] = (),
                  wall_offset: float | None = None,
                  rate: float | None = RATE, burst: int = BURST,
                  sender_quota: int | None = SENDER_QUOTA) -> None:
@@ -442,7 +445,7 @@ class ChatServer:
         # Presence changes not yet told to everyone (see _settle): (user, online, hidden), the last of
         # _logged logged so far; _hidden: every name some of them hide from; _leaving: users logged out in
         # this event, who may still be owed changes before their bye.
-        self._log: list[tuple[str, bool, frozenset]] = []
+        self._log: list[tuple[str, bool, frozenset[str]]] = []
         self._logged = 0
         self._hidden: set[str] = set()
         self._marked = False          # effects being built hold a _Presence
@@ -483,7 +486,7 @@ class ChatServer:
 
     # -- events ------------------------------------------------------------
 
-    def connected(self, conn: int, now: float, address: str) -> list:
+    def connected(self, conn: int, now: float, address: str) -> list[ServerEffect]:
         """A new connection from ``address`` (the IP address the host saw it come from, as text: where
         this client's peers will connect): arm its login deadline (``timeout``, at most
         ``MAX_LOGIN_TIME``), or after shutdown turn it away."""
@@ -493,11 +496,11 @@ class ChatServer:
         self._conns[conn] = _Conn(conn, address, deadline)
         return [SetTimer(("login", conn), deadline)]
 
-    def received(self, conn: int, frame: Any, now: float) -> list:
+    def received(self, conn: int, frame: Any, now: float) -> list[ServerEffect]:
         """One decoded frame (any JSON value) from ``conn``."""
         return self._settle(self._received(conn, frame, now))
 
-    def _received(self, conn: int, frame: Any, now: float) -> list[ServerEffect]:
+    def _received(self, conn: int, frame: Any, now: float) -> list[_Effect]:
         c = self._conns.get(conn)
         if c is None:
             return []
@@ -523,7 +526,7 @@ class ChatServer:
             values.append(value)
         return command.handler(self, session if command.session else c, now, *values)
 
-    def _misplaced(self, c: _Conn, kind: str, command: _Command | None, now: float) -> list[ServerEffect]:
+    def _misplaced(self, c: _Conn, kind: str, command: _Command | None, now: float) -> list[_Effect]:
         """Refuse a frame of a type unknown, or not taken in the connection's state."""
         state = c.state
         if state is _State.HELLO:
@@ -536,12 +539,12 @@ class ChatServer:
             return self._bad(c, "send the username first", now)
         return self._bad(c, "hello was already said" if kind == FrameType.HELLO else _unknown(kind), now)
 
-    def bad_frame(self, conn: int, detail: str, now: float) -> list:
+    def bad_frame(self, conn: int, detail: str, now: float) -> list[ServerEffect]:
         """The framing layer could not decode a line from ``conn``."""
         c = self._conns.get(conn)
         return self._settle(self._bad(c, detail, now)) if c is not None else []
 
-    def disconnected(self, conn: int, now: float) -> list:
+    def disconnected(self, conn: int, now: float) -> list[ServerEffect]:
         """``conn`` is gone: log its user out; nothing is sent to it any more."""
         c = self._conns.get(conn)
         if c is None:
@@ -550,22 +553,22 @@ class ChatServer:
             log.debug("conn %d: gone before logging in", conn)
         return self._settle(self._forget(c, now, "connection lost"))
 
-    def writable(self, conn: int, now: float) -> list:
+    def writable(self, conn: int, now: float) -> list[ServerEffect]:
         """``conn`` has room for more output (the answer to ``WhenWritable``): the next stored messages."""
         c = self._conns.get(conn)
         return [] if c is None or c.session is None else self._settle(self._next_stored(c.session))
 
-    def timer_fired(self, key: Any, now: float) -> list:
+    def timer_fired(self, key: Any, now: float) -> list[ServerEffect]:
         """The timer ``key`` came due."""
         return self.timers_fired((key,), now)
 
-    def timers_fired(self, keys: Iterable[Any], now: float) -> list:
+    def timers_fired(self, keys: Iterable[Any], now: float) -> list[ServerEffect]:
         """Timers that came due together, in order. Users timed out together are not told of
         each other's logout (they are leaving at the same instant); everyone who stays is."""
         return self._settle(self._timers_fired(keys, now))
 
-    def _timers_fired(self, keys: Iterable[Any], now: float) -> list:
-        effects: list = []
+    def _timers_fired(self, keys: Iterable[Any], now: float) -> list[_Effect]:
+        effects: list[_Effect] = []
         timed_out: list[_Session] = []
         for key in keys:
             if type(key) is not tuple or not key:
@@ -582,7 +585,7 @@ class ChatServer:
         effects.insert(0, Send(tuple(s.id for s in timed_out), {"type": "bye", "reason": "timeout"}))
         return effects + [self._presence(s.user, False) for s in timed_out]
 
-    def _idle_due(self, key: tuple, now: float, timed_out: list[_Session]) -> list[ServerEffect]:
+    def _idle_due(self, key: tuple[Any, ...], now: float, timed_out: list[_Session]) -> list[_Effect]:
         """Re-arm a deadline that activity moved, or log the user out (the caller says bye to all at once)."""
         c = self._conns.get(key[1])
         s = c.session if c is not None else None
@@ -594,7 +597,7 @@ class ChatServer:
         timed_out.append(s)
         return [Close(s.id), *self._forget(s.conn, now, "inactivity", fired=True, announce=False)]
 
-    def _login_due(self, key: tuple, now: float) -> list:
+    def _login_due(self, key: tuple[Any, ...], now: float) -> list[_Effect]:
         c = self._conns.get(key[1])
         if c is None or c.session is not None:
             return []
@@ -604,7 +607,7 @@ class ChatServer:
         return [Send((c.id,), _error(ErrorCode.LOGIN_TIMEOUT)), Close(c.id),
                 *self._forget(c, now, "login timeout", fired=True)]
 
-    def _token_due(self, key: tuple, now: float) -> list:
+    def _token_due(self, key: tuple[Any, ...], now: float) -> list[_Effect]:
         req = self._requests.get(key[1:])
         if req is None or req.token is None:
             return []
@@ -613,7 +616,7 @@ class ChatServer:
         log.info("private request %r -> %r: token expired", req.requester, req.target)
         return self._cancel(req, (req.requester, req.target), fired=True)
 
-    def accounts_changed(self, accounts: dict[str, str], now: float) -> list:
+    def accounts_changed(self, accounts: dict[str, str], now: float) -> list[ServerEffect]:
         """The accounts file was read again: new accounts can log in, a changed password counts from the
         next login, and the session of a removed account ends (bye ``account_removed``; the others see it
         log out). A login waiting for the password of a removed name fails at the password. Messages kept
@@ -638,7 +641,7 @@ class ChatServer:
         gone = [self._online[user] for user in removed if user in self._online]
         if not gone:
             return []
-        effects: list[ServerEffect | _Presence] = [
+        effects: list[_Effect] = [
             Send(tuple(s.id for s in gone), {"type": "bye", "reason": "account_removed"})]
         for s in gone:
             effects += [Close(s.id), *self._forget(s.conn, now, "account removed", announce=False)]
@@ -654,7 +657,7 @@ class ChatServer:
         """
         return self._settle(self._not_stored(change))
 
-    def _not_stored(self, change: StoreChange) -> list[ServerEffect]:
+    def _not_stored(self, change: StoreChange) -> list[_Effect]:
         conns = change.confirm.conns if change.confirm is not None else ()
         if type(change) is KeepMessage:
             mid, to = change.id, change.to
@@ -683,7 +686,7 @@ class ChatServer:
             return []
         return [Send(conns, refusal)] if conns else []
 
-    def shutdown(self, now: float) -> list:
+    def shutdown(self, now: float) -> list[ServerEffect]:
         """Say bye(shutdown) to every connection and close each; afterwards every event is ignored."""
         if self._shut:
             return []
@@ -702,15 +705,15 @@ class ChatServer:
 
     # -- plumbing ----------------------------------------------------------
 
-    def _bad(self, c: _Conn, detail: str, now: float) -> list:
+    def _bad(self, c: _Conn, detail: str, now: float) -> list[_Effect]:
         """Answer a bad frame; close the connection at the max_bad_frames-th."""
         return self._refuse(c, _error(ErrorCode.BAD_FRAME, detail=detail), now)
 
-    def _refuse(self, c: _Conn, answer: dict, now: float) -> list:
+    def _refuse(self, c: _Conn, answer: Frame, now: float) -> list[_Effect]:
         """Send ``answer`` to a frame that counts toward the bad-frame budget; close at the max_bad_frames-th
         (a stranger's closing is only counted, in the host's aggregate, a user's is logged)."""
         c.bad += 1
-        effects: list = [Send((c.id,), answer)]
+        effects: list[_Effect] = [Send((c.id,), answer)]
         if c.bad < self._max_bad:
             log.debug("conn %d: refused: %s", c.id, answer.get("detail", answer["code"]))
             return effects
@@ -721,18 +724,18 @@ class ChatServer:
         effects.append(Close(c.id))
         return effects + self._forget(c, now, "too many bad frames")
 
-    def _close(self, c: _Conn, frame: dict, now: float, why: str) -> list:
+    def _close(self, c: _Conn, frame: Frame, now: float, why: str) -> list[_Effect]:
         """Send ``frame``, close, and forget the connection."""
         return [Send((c.id,), frame), Close(c.id), *self._forget(c, now, why)]
 
-    def _forget(self, c: _Conn, now: float, why: str, fired: bool = False, announce: bool = True) -> list:
+    def _forget(self, c: _Conn, now: float, why: str, fired: bool = False, announce: bool = True) -> list[_Effect]:
         """Drop ``c``: cancel its timer (unless it is the one that ``fired``) and end its session,
         telling the others (unless the caller will, ``announce=False``)."""
         del self._conns[c.id]
         s = c.session
         if s is None:
             return [] if fired else [CancelTimer(("login", c.id))]
-        effects: list = [] if fired else [CancelTimer(("idle", c.id))]
+        effects: list[_Effect] = [] if fired else [CancelTimer(("idle", c.id))]
         user = s.user
         for key in list(s.requests):
             req = self._requests[key]
@@ -748,7 +751,7 @@ class ChatServer:
 
     # -- presence ------------------------------------------------------------
 
-    def end_turn(self, now: float) -> list:
+    def end_turn(self, now: float) -> list[ServerEffect]:
         """The host's loop turn is over (call it before the loop sleeps): tell everyone online the presence
         changes of the turn they have not been told, one frame per run of logins or logouts (version 2)
         or one frame per change (version 1). Once a host has called it, the changes wait for it (a storm
@@ -763,18 +766,17 @@ class ChatServer:
         blocked = self._blocks.get(user)
         return _Presence(conn, user, online, frozenset(blocked) if blocked else _EMPTY)
 
-    def _settle(self, effects: list) -> list:
+    def _settle(self, effects: list[_Effect]) -> list[ServerEffect]:
         """The effects of one event, its ``_Presence`` notes logged and told: in turns (``end_turn``), a
         user who is owed changes is told them before any other frame to it, so none comes after a later
         frame of the same user; otherwise everyone is told each run of changes before the next effect."""
         if not self._marked and not self._log:
-            return effects
+            return cast(list[ServerEffect], effects)   # (no _Presence is made without marking)
         self._marked = False
-        out: list = []
+        out: list[ServerEffect] = []
         log = self._log
         for effect in effects:
-            kind = type(effect)
-            if kind is _Presence:
+            if isinstance(effect, _Presence):
                 log.append((effect.user, effect.online, effect.hidden))
                 self._logged += 1
                 self._hidden |= effect.hidden
@@ -784,11 +786,11 @@ class ChatServer:
             if log:
                 if not self._turns:
                     out += self._tell_all()
-                elif kind is Send or kind is SendBatch:
+                elif isinstance(effect, (Send, SendBatch)):
                     out += self._catch_up(effect.conns)
-                elif kind is SendStored:
+                elif isinstance(effect, SendStored):
                     out += self._catch_up((effect.conn,))
-                elif kind in STORE_CHANGES and effect.confirm is not None:
+                elif isinstance(effect, STORE_CHANGES) and effect.confirm is not None:
                     out += self._catch_up(effect.confirm.conns)
             out.append(effect)
         if log and not self._turns:
@@ -796,7 +798,7 @@ class ChatServer:
         self._leaving.clear()
         return out
 
-    def _tell_all(self) -> list:
+    def _tell_all(self) -> list[ServerEffect]:
         """Tell everyone online what it is owed, and empty the log."""
         if not self._log:
             return []
@@ -805,7 +807,7 @@ class ChatServer:
         self._hidden = set()
         return effects
 
-    def _catch_up(self, conns: tuple[int, ...]) -> list:
+    def _catch_up(self, conns: tuple[int, ...]) -> list[ServerEffect]:
         """Tell those of ``conns`` who are owed changes (users online, or leaving in this event) what they are owed."""
         upto = self._logged
         get, leaving = self._conns.get, self._leaving
@@ -817,15 +819,15 @@ class ChatServer:
                 owed.append(s)
         return self._tell(owed) if owed else []
 
-    def _tell(self, conns: Iterable[_Session]) -> list:
+    def _tell(self, conns: Iterable[_Session]) -> list[ServerEffect]:
         """Tell each of ``conns`` the logged changes it has not been told, less those hidden from it.
 
         Those owed the same changes in the same version share one effect (encoded once)."""
         log, hidden, upto = self._log, self._hidden, self._logged
         base = upto - len(log)
         alike: dict[tuple[int, int], list[int]] = {}
-        effects: list = []
-        alone: list = []
+        effects: list[ServerEffect] = []
+        alone: list[ServerEffect] = []
         for c in conns:
             seen = c.seen
             if seen >= upto:
@@ -843,10 +845,10 @@ class ChatServer:
             effects.append(_send(tuple(ids), _presence_frames(log[start:], version)))
         return effects + alone
 
-    def _reply(self, c: _Conn | _Session, frame: dict) -> list[ServerEffect]:
+    def _reply(self, c: _Conn | _Session, frame: Frame) -> list[_Effect]:
         return [Send((c.id,), frame)]
 
-    def _spend(self, s: _Session, cost: int, command: str, now: float) -> list[ServerEffect]:
+    def _spend(self, s: _Session, cost: int, command: str, now: float) -> list[_Effect]:
         """Take ``cost`` tokens from ``s``'s user's bucket: [] if it had them, else the refusal (nothing taken)."""
         if self._rate is None:
             return []
@@ -861,7 +863,7 @@ class ChatServer:
         self._buckets[user] = (tokens - cost, now)
         return []
 
-    def _unkeep(self, queue: dict, mid: int) -> bool:
+    def _unkeep(self, queue: dict[int, tuple[str, int, int, float | None]], mid: int) -> bool:
         """Forget the kept message ``mid`` of ``queue`` and give its bytes back to its sender's quota."""
         sender, size, _, _ = queue.pop(mid)
         left = self._kept_by[sender] - _stored_size(size)
@@ -874,7 +876,7 @@ class ChatServer:
     # -- handshake and login -------------------------------------------------
 
     @_command(FrameType.HELLO, _any("version"), states=frozenset({_State.HELLO}))
-    def _hello(self, c: _Conn, now: float, version: Any) -> list[ServerEffect]:
+    def _hello(self, c: _Conn, now: float, version: Any) -> list[_Effect]:
         if type(version) is int and version in PROTOCOL_VERSIONS:
             c.state, c.version = _State.LOGIN, version
             return self._reply(c, {"type": "hello", "version": version})
@@ -893,7 +895,7 @@ class ChatServer:
         return False
 
     @_command(FrameType.USERNAME, _string("username"), states=_STRANGER)
-    def _username(self, c: _Conn, now: float, user: str) -> list[ServerEffect]:
+    def _username(self, c: _Conn, now: float, user: str) -> list[_Effect]:
         c.state, c.claimed = _State.LOGIN, None
         if user not in self._accounts:   # the name is not logged: it may be a mistyped password
             return [LoginFailed(c.id, "unknown user name"), *self._refuse(c, _error(ErrorCode.INVALID_USERNAME), now)]
@@ -903,7 +905,7 @@ class ChatServer:
         return self._reply(c, _USERNAME_OK)
 
     @_command(FrameType.PASSWORD, _string("password"), states=frozenset({_State.PASSWORD}))
-    def _password(self, c: _Conn, now: float, password: str) -> list[ServerEffect]:
+    def _password(self, c: _Conn, now: float, password: str) -> list[_Effect]:
         user = c.claimed
         assert user is not None   # (set with the PASSWORD state)
         if user not in self._accounts:   # removed since the name was given
@@ -931,17 +933,18 @@ class ChatServer:
             return self._reply(c, _error(ErrorCode.ALREADY_LOGGED_IN, user=user))
         return self._welcome(c, user, now)
 
-    def _locked_out(self, c: _Conn, user: str, now: float) -> list[ServerEffect]:
+    def _locked_out(self, c: _Conn, user: str, now: float) -> list[_Effect]:
         log.debug("conn %d: %s is locked", c.id, user)
-        return [LoginFailed(c.id, "locked account"), *self._close(c, _error(ErrorCode.ACCOUNT_LOCKED), now, "account locked")]
+        return [LoginFailed(c.id, "locked account"),
+                *self._close(c, _error(ErrorCode.ACCOUNT_LOCKED), now, "account locked")]
 
-    def _welcome(self, c: _Conn, user: str, now: float) -> list[ServerEffect]:
+    def _welcome(self, c: _Conn, user: str, now: float) -> list[_Effect]:
         self._failures.pop(user, None)
         s = _Session(c, user, now, self._logged)   # changes logged before it came are not its news
         c.state, c.claimed, c.session = _State.ACTIVE, None, s
         self._online[user] = s
         log.info("%s logged in, conn %d", user, c.id)
-        effects: list = [CancelTimer(("login", c.id)), SetTimer(("idle", c.id), now + self._timeout),
+        effects: list[_Effect] = [CancelTimer(("login", c.id)), SetTimer(("idle", c.id), now + self._timeout),
                          LoggedIn(c.id), Send((c.id,), {"type": "welcome", "user": user})]
         effects.append(self._presence(user, True, s))
         queue = self._offline.get(user)
@@ -950,12 +953,12 @@ class ChatServer:
             effects += self._next_stored(s)
         return effects
 
-    def _next_stored(self, s: _Session) -> list[ServerEffect]:
+    def _next_stored(self, s: _Session) -> list[_Effect]:
         """The next chunk of ``s``'s stored messages, oldest first, then WhenWritable if more wait
         (or, once the last is out, the pongs that waited for it)."""
         queue = self._offline.get(s.user, _NO_QUEUE)
         mailbox = s.mailbox
-        frames: list[dict] = []
+        frames: list[Frame] = []
         size = 0
         while mailbox and size < MAILBOX_CHUNK:
             mid = mailbox.popleft()
@@ -968,7 +971,7 @@ class ChatServer:
                 frame["sent"] = sent
             frames.append(frame)
             size += _FRAME_OVERHEAD + _wire_size(sender) + wire
-        effects: list[ServerEffect] = [SendStored(s.id, tuple(frames))] if frames else []
+        effects: list[_Effect] = [SendStored(s.id, tuple(frames))] if frames else []
         if mailbox:
             effects.append(WhenWritable(s.id))
         elif s.pongs:
@@ -979,7 +982,7 @@ class ChatServer:
     # -- commands ------------------------------------------------------------
 
     @_command(FrameType.MESSAGE, _string("to"), _string("text"))
-    def _message(self, s: _Session, now: float, to: str, text: str) -> list[ServerEffect]:
+    def _message(self, s: _Session, now: float, to: str, text: str) -> list[_Effect]:
         if _has_control(text):
             return self._reply(s, _CONTROL_CHARACTERS)
         if to not in self._accounts:
@@ -1021,7 +1024,7 @@ class ChatServer:
         return [KeepMessage(mid, to, sender, text, sent, Send((s.id,), {"type": "stored", "to": to}))]
 
     @_command(FrameType.BROADCAST, _string("text"))
-    def _broadcast(self, s: _Session, now: float, text: str) -> list[ServerEffect]:
+    def _broadcast(self, s: _Session, now: float, text: str) -> list[_Effect]:
         if _has_control(text):
             return self._reply(s, _CONTROL_CHARACTERS)
         if len(text) > self._max_text:
@@ -1036,7 +1039,7 @@ class ChatServer:
             conns = tuple(o.id for name, o in online.items() if o is not s and name not in blockers)
         else:
             conns = tuple(o.id for o in online.values() if o is not s)
-        effects: list[ServerEffect] = []
+        effects: list[_Effect] = []
         if conns:
             effects.append(Send(conns, {"type": "message", "from": sender, "text": text, "broadcast": True}))
         if len(conns) < len(online) - 1:   # someone online was skipped: they blocked the sender
@@ -1049,11 +1052,11 @@ class ChatServer:
         return sorted(n for n in names if n != me and n not in blockers)
 
     @_command(FrameType.WHOELSE)
-    def _whoelse(self, s: _Session, now: float) -> list[ServerEffect]:
+    def _whoelse(self, s: _Session, now: float) -> list[_Effect]:
         return self._reply(s, {"type": "users", "names": self._others(s.user, self._online)})
 
     @_command(FrameType.WHOELSESINCE, _Field("seconds", _seconds_problem, ErrorCode.BAD_ARGUMENT))
-    def _whoelsesince(self, s: _Session, now: float, seconds: float) -> list[ServerEffect]:
+    def _whoelsesince(self, s: _Session, now: float, seconds: float) -> list[_Effect]:
         try:
             cutoff = now - seconds
         except OverflowError:   # an int too large for a float: the window covers everything
@@ -1063,7 +1066,7 @@ class ChatServer:
         return self._reply(s, {"type": "users", "names": self._others(s.user, names)})
 
     @_command(FrameType.BLOCK, _string("user"))
-    def _block(self, s: _Session, now: float, user: str) -> list[ServerEffect]:
+    def _block(self, s: _Session, now: float, user: str) -> list[_Effect]:
         if user not in self._accounts:
             return self._reply(s, _error(ErrorCode.INVALID_USER))
         me = s.user
@@ -1076,7 +1079,7 @@ class ChatServer:
             return refusal
         self._set_block(me, user, True)
         log.info("%s blocked %s", me, user)
-        effects: list[ServerEffect] = [AddBlock(me, user, Send((s.id,), {"type": "blocked", "user": user}))]
+        effects: list[_Effect] = [AddBlock(me, user, Send((s.id,), {"type": "blocked", "user": user}))]
         for key in ((me, user), (user, me)):
             req = self._requests.get(key)
             if req is not None:
@@ -1084,7 +1087,7 @@ class ChatServer:
         return effects
 
     @_command(FrameType.UNBLOCK, _string("user"))
-    def _unblock(self, s: _Session, now: float, user: str) -> list[ServerEffect]:
+    def _unblock(self, s: _Session, now: float, user: str) -> list[_Effect]:
         if user not in self._accounts:
             return self._reply(s, _error(ErrorCode.INVALID_USER))
         me = s.user
@@ -1110,15 +1113,15 @@ class ChatServer:
                     del index[key]
 
     @_command(FrameType.LOGOUT)
-    def _logout(self, s: _Session, now: float) -> list[ServerEffect]:
+    def _logout(self, s: _Session, now: float) -> list[_Effect]:
         return self._close(s.conn, {"type": "bye", "reason": "logout"}, now, "logout")
 
     @_command(FrameType.ACTIVITY)
-    def _activity(self, s: _Session, now: float) -> list[ServerEffect]:
+    def _activity(self, s: _Session, now: float) -> list[_Effect]:
         return []   # received() has noted the activity
 
     @_command(FrameType.PING, activity=False)
-    def _ping(self, s: _Session, now: float) -> list[ServerEffect]:
+    def _ping(self, s: _Session, now: float) -> list[_Effect]:
         """Answer in order: the pong follows every answer to the frames before it (and any store commit),
         and the whole mailbox: while stored messages are on their way, it goes out after the last."""
         if s.mailbox:
@@ -1128,7 +1131,7 @@ class ChatServer:
 
     @_command(FrameType.ACK, _valid("ids", "a list of integers",
                                     lambda ids: type(ids) is list and all(type(i) is int for i in ids)))
-    def _ack(self, s: _Session, now: float, ids: list[int]) -> list[ServerEffect]:
+    def _ack(self, s: _Session, now: float, ids: list[int]) -> list[_Effect]:
         queue = self._offline.get(s.user)
         if not queue:
             return []
@@ -1140,7 +1143,7 @@ class ChatServer:
     @_command(FrameType.LISTEN, _valid("port", "an integer from 1 to 65535",
                                        lambda port: type(port) is int and 0 < port < 65536),
               states=_STRANGER | _LOGGED_IN)   # sent right after hello, so it is known before anyone can ask
-    def _listen(self, c: _Conn, now: float, port: int) -> list[ServerEffect]:
+    def _listen(self, c: _Conn, now: float, port: int) -> list[_Effect]:
         """Only the port is the client's word: its peers connect to the address its connection comes
         from, so nobody can send another user's client (and its token) to a third party's address.
         A ``host`` field, which older clients send, is ignored."""
@@ -1150,7 +1153,7 @@ class ChatServer:
     # -- private chat brokering ------------------------------------------------
 
     @_command(FrameType.STARTPRIVATE, _string("user"))
-    def _startprivate(self, s: _Session, now: float, user: str) -> list[ServerEffect]:
+    def _startprivate(self, s: _Session, now: float, user: str) -> list[_Effect]:
         if user not in self._accounts:
             return self._reply(s, _error(ErrorCode.INVALID_USER))
         me = s.user
@@ -1176,7 +1179,7 @@ class ChatServer:
         return [Send((target.id,), {"type": "private_request", "from": me})]
 
     @_command(FrameType.PRIVATE_ANSWER, _string("user"), _typed("accept", bool, "true or false"))
-    def _private_answer(self, s: _Session, now: float, requester: str, accept: bool) -> list[ServerEffect]:
+    def _private_answer(self, s: _Session, now: float, requester: str, accept: bool) -> list[_Effect]:
         me = s.user
         req = self._requests.get((requester, me))
         if req is None or req.token is not None:
@@ -1191,7 +1194,7 @@ class ChatServer:
                 Send((s.id,), {"type": "private_expect", "user": requester, "token": req.token})]
 
     @_command(FrameType.PRIVATE_READY, _string("user"), _string("token"))
-    def _private_ready(self, s: _Session, now: float, requester: str, token: str) -> list[ServerEffect]:
+    def _private_ready(self, s: _Session, now: float, requester: str, token: str) -> list[_Effect]:
         me = s.user
         req = self._requests.get((requester, me))
         if req is None or req.token is None or not secrets.compare_digest(
@@ -1206,7 +1209,7 @@ class ChatServer:
             Send((self._online[requester].id,),
                  {"type": "private_connect", "user": me, "host": host, "port": port, "token": token})]
 
-    def _cancel(self, req: _Request, tell: tuple[str, ...], fired: bool = False) -> list:
+    def _cancel(self, req: _Request, tell: tuple[str, ...], fired: bool = False) -> list[_Effect]:
         """Forget ``req``; each user in ``tell`` who is online gets private_cancelled naming the other."""
         key = (req.requester, req.target)
         del self._requests[key]
@@ -1214,7 +1217,7 @@ class ChatServer:
             conn = self._online.get(name)
             if conn is not None:
                 conn.requests.discard(key)
-        effects: list = []
+        effects: list[_Effect] = []
         if req.token is not None and not fired:
             effects.append(CancelTimer(("private",) + key))
         for name in tell:

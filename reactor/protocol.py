@@ -9,9 +9,12 @@ string a peer sent.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
-__all__ = ["PROTOCOL_VERSION", "PROTOCOL_VERSIONS", "MAX_TEXT", "FrameType", "ErrorCode", "ByeReason",
+__all__ = ["Frame", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS", "MAX_TEXT", "FrameType", "ErrorCode", "ByeReason",
            "CLIENT_FRAMES", "LOGIN_FRAMES"]
+
+Frame = dict[str, Any]         # one decoded frame: a JSON object
 
 PROTOCOL_VERSION = 2          # the newest version spoken (2: a presence frame may list several users)
 PROTOCOL_VERSIONS = (1, 2)    # the versions spoken; they differ only in presence frames

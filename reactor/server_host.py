@@ -51,11 +51,27 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from .chat_server import (STORE_CHANGES, AddBlock, CancelTimer, ChatServer, Close, ForgetMessages, KeepMessage,
-                          LoggedIn, LoginFailed, RemoveBlock, Send, SendBatch, SendStored, ServerEffect, SetTimer,
-                          StoreChange, WhenWritable)
+from .chat_server import (
+    AddBlock,
+    CancelTimer,
+    ChatServer,
+    Close,
+    ForgetMessages,
+    KeepMessage,
+    LoggedIn,
+    LoginFailed,
+    RemoveBlock,
+    Send,
+    SendBatch,
+    SendStored,
+    ServerEffect,
+    SetTimer,
+    StoreChange,
+    WhenWritable,
+)
 from .framing import MAX_FRAME, encode
 from .loop import EventLoop, NamedTimers, TimerHandle
+from .protocol import Frame
 from .store import MemoryStore, StoreFull
 from .stream import MAX_OUTPUT, RECV_SIZE, Listener, Stream, listen
 from .tls import TLSStream
@@ -112,7 +128,7 @@ class Store(Protocol):
     def texts(self, ids: Iterable[int]) -> dict[int, str]: ...
 
 
-def with_texts(frames: tuple[dict, ...], texts: dict[int, str]) -> list[dict]:
+def with_texts(frames: tuple[Frame, ...], texts: dict[int, str]) -> list[Frame]:
     """A ``SendStored``'s frames with their texts, by id; one whose text is missing is left out (logged)."""
     whole = []
     for frame in frames:
@@ -166,9 +182,10 @@ class ServerHost:
         loop.add_before_sleep(self._commit)
 
     @property
-    def address(self) -> tuple:
+    def address(self) -> tuple[Any, ...]:
         assert self._listener is not None
-        return self._listener.address
+        address: tuple[Any, ...] = self._listener.address
+        return address
 
     def serve(self, host: str, port: int) -> None:
         """Start accepting on ``host:port``; raises OSError if it cannot bind."""
@@ -194,7 +211,9 @@ class ServerHost:
             if self._tls is None:
                 stream = Stream(self._loop, sock, self, **limits)
             else:
-                stream = TLSStream(self._loop, sock, self, context=self._tls, server_side=True, **limits)
+                stream = TLSStream(self._loop, sock, self, context=self._tls, server_side=True,
+                                   max_frame=STRANGER_MAX_FRAME, max_output=STRANGER_MAX_OUTPUT,
+                                   read_size=STRANGER_READ_SIZE)
         except OSError as exc:  # the peer is already gone
             log.debug("accept: %s", exc)
             sock.close()
@@ -253,7 +272,7 @@ class ServerHost:
         for line in lines:
             log.info("failed logins and refused connections in the last %gs from %s", self._failure_interval, line)
 
-    def frame_received(self, stream: Stream, frame: dict) -> None:
+    def frame_received(self, stream: Stream, frame: Any) -> None:
         self._apply(self._logic.received(stream.tag, frame, self._loop.time()))
 
     def frame_error(self, stream: Stream, detail: str) -> None:
@@ -275,7 +294,7 @@ class ServerHost:
         """The stream asked for in a WhenWritable has room for more."""
         self._apply(self._logic.writable(stream.tag, self._loop.time()))
 
-    def _fire(self, keys: list) -> None:
+    def _fire(self, keys: list[Any]) -> None:
         """Timers that came due together reach the logic together (see ``timers_fired``)."""
         self._apply(self._logic.timers_fired(keys, self._loop.time()))
 
@@ -332,17 +351,16 @@ class ServerHost:
 
     def _deliver(self, effect: Send | SendBatch | Close | WhenWritable) -> None:
         get = self._streams.get
-        kind = type(effect)
-        if kind is Close or kind is WhenWritable:
-            stream = get(effect.conn)   # type: ignore[union-attr]
+        if isinstance(effect, (Close, WhenWritable)):
+            stream = get(effect.conn)
             if stream is None:
                 return
-            if kind is Close:
+            if type(effect) is Close:
                 stream.close()
             else:
                 stream.when_drained(self._writable)
             return
-        data = encode(effect.frame) if type(effect) is Send else b"".join(map(encode, effect.frames))
+        data = encode(effect.frame) if isinstance(effect, Send) else b"".join(map(encode, effect.frames))
         for conn in effect.conns:
             stream = get(conn)
             if stream is not None:
@@ -385,7 +403,7 @@ class ServerHost:
         now = self._loop.time()
         answers = {id(change): self._logic.not_stored(change, now) for change in reversed(refused)}
         for effect in held:
-            if not isinstance(effect, STORE_CHANGES):
+            if isinstance(effect, (Send, SendBatch, Close, WhenWritable)):
                 self._deliver(effect)
             elif id(effect) in answers:
                 self._apply(answers.pop(id(effect)))

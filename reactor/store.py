@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from .chat_server import AddBlock, ForgetMessages, KeepMessage, RemoveBlock, StoreChange
 
 SCHEMA_VERSION = 1
+StoredRow = tuple[int, str, str, int, int, float | None]   # a kept message as load gives it (see there)
 _IDS_PER_QUERY = 500   # ids read in one query (SQLite allows 999 parameters or more)
 MEMORY = ":memory:"
 SYNCHRONOUS = ("FULL", "NORMAL")
@@ -104,7 +106,7 @@ class Store:
 
     # -- reading -------------------------------------------------------
 
-    def load(self) -> tuple[list[tuple[str, str]], list[tuple]]:
+    def load(self) -> tuple[list[tuple[str, str]], list[StoredRow]]:
         """What the logic keeps at start: blocks as (blocker, blocked); offline messages by id, without
         their texts, as (id, to, sender, size, chars, sent).
 
@@ -113,12 +115,13 @@ class Store:
         """
         self._check()
         try:
-            blocks = [tuple(row) for row in self._conn.execute("SELECT blocker, blocked FROM blocks")]
+            rows = self._conn.execute("SELECT blocker, blocked FROM blocks")
+            blocks: list[tuple[str, str]] = [(blocker, blocked) for blocker, blocked in rows]
             offline = self._conn.execute("SELECT id, recipient, sender, length(CAST(text AS BLOB)), length(text),"
                                          " sent FROM offline ORDER BY id").fetchall()
         except sqlite3.Error as exc:
             raise _error(self.path, exc) from None
-        return blocks, offline  # type: ignore[return-value]
+        return blocks, offline
 
     def texts(self, ids: Iterable[int]) -> dict[int, str]:
         """The texts of those offline messages ``ids`` that are kept, by id; the open transaction's too."""
@@ -165,7 +168,7 @@ class Store:
     def _unblock(self, change: RemoveBlock) -> None:
         self._conn.execute("DELETE FROM blocks WHERE blocker = ? AND blocked = ?", (change.blocker, change.blocked))
 
-    _writes: dict[type, Callable] = {KeepMessage: _keep, ForgetMessages: _forget, AddBlock: _block,
+    _writes: dict[type, Callable[[Any, Any], None]] = {KeepMessage: _keep, ForgetMessages: _forget, AddBlock: _block,
                                      RemoveBlock: _unblock}   # each store change -> how it is written
 
     def commit(self) -> None:
@@ -227,7 +230,7 @@ class MemoryStore:
         self._offline: dict[int, tuple[str, str, str, float | None]] = {}   # id -> (to, sender, text, sent)
         self._blocks: set[tuple[str, str]] = set()
 
-    def load(self) -> tuple[list[tuple[str, str]], list[tuple]]:
+    def load(self) -> tuple[list[tuple[str, str]], list[StoredRow]]:
         """As ``Store.load``."""
         return sorted(self._blocks), [
             (mid, to, sender, len(text.encode("utf-8", "surrogatepass")), len(text), sent)
@@ -258,7 +261,7 @@ class MemoryStore:
     def _unblock(self, change: RemoveBlock) -> None:
         self._blocks.discard((change.blocker, change.blocked))
 
-    _writes: dict[type, Callable] = {KeepMessage: _keep, ForgetMessages: _forget, AddBlock: _block,
+    _writes: dict[type, Callable[[Any, Any], None]] = {KeepMessage: _keep, ForgetMessages: _forget, AddBlock: _block,
                                      RemoveBlock: _unblock}
 
     def commit(self) -> None:

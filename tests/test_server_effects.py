@@ -5,9 +5,26 @@ import typing
 
 import pytest
 
-from reactor.chat_server import (SERVER_EFFECTS, STORE_CHANGES, AddBlock, CancelTimer, ChatServer, Close,
-                                 ForgetMessages, KeepMessage, LoggedIn, LoginFailed, RemoveBlock, Send, SendBatch,
-                                 SendStored, ServerEffect, SetTimer, StoreChange, WhenWritable)
+from reactor.chat_server import (
+    SERVER_EFFECTS,
+    STORE_CHANGES,
+    AddBlock,
+    CancelTimer,
+    ChatServer,
+    Close,
+    ForgetMessages,
+    KeepMessage,
+    LoggedIn,
+    LoginFailed,
+    RemoveBlock,
+    Send,
+    SendBatch,
+    SendStored,
+    ServerEffect,
+    SetTimer,
+    StoreChange,
+    WhenWritable,
+)
 from reactor.server_host import ServerHost
 from reactor.store import MemoryStore, Store, StoreError
 
