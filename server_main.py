@@ -1,4 +1,6 @@
 """Runs the chat server: python3 server_main.py <server_port> <block_duration> <timeout> [options]."""
+from __future__ import annotations
+
 import argparse
 import errno
 import logging
@@ -8,13 +10,18 @@ import signal
 import ssl
 import sys
 import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
-from reactor.chat_server import BURST, RATE, SENDER_QUOTA, ChatServer
+from reactor.chat_server import BURST, RATE, SENDER_QUOTA, ChatServer, StoreChange
 from reactor.credentials import CredentialsError, load_credentials
 from reactor.loop import EventLoop
 from reactor.server_host import FAILURE_LOG_INTERVAL, MAX_STRANGERS, MAX_STRANGERS_PER_ADDRESS, ServerHost
 from reactor.store import Store, StoreError, StoreFull
 from reactor.tls import TLSConfigError, server_context
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 def port_number(text: str) -> int:
@@ -80,14 +87,15 @@ rate.__name__ = "rate (a number >= 0; 0: no limit)"
 STATE_MAX_BYTES = 1 << 30   # default cap on the state file
 
 
-def parse_args(argv):
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="server_main.py", description="The chat server.")
     parser.add_argument("server_port", type=port_number, help="TCP port to listen on (0: the OS picks)")
     parser.add_argument("block_duration", type=seconds,
                         help="seconds an account stays locked after 3 bad passwords (at most a year)")
     parser.add_argument("timeout", type=seconds,
                         help="seconds of inactivity before a user is logged out (at most a year)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for a LAN)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1; 0.0.0.0 for a LAN)")
     parser.add_argument("--credentials", default="credentials.txt", help="accounts file (default credentials.txt)")
     parser.add_argument("--state", default="chat-state.db",
                         help="file that keeps blocks and offline messages across restarts "
@@ -137,16 +145,16 @@ class StopOnStoreFailure:
         self.loop = loop
         self.failure: StoreError | None = None
 
-    def apply(self, effect) -> None:
-        self._guard(self.store.apply, effect)
+    def apply(self, change: StoreChange) -> None:
+        self._guard(self.store.apply, change)
 
     def commit(self) -> None:
         self._guard(self.store.commit)
 
-    def texts(self, ids) -> dict:
+    def texts(self, ids: Iterable[int]) -> dict[int, str]:
         return self._guard(self.store.texts, ids)
 
-    def _guard(self, call, *args):
+    def _guard(self, call: Callable[..., _T], *args: Any) -> _T:
         try:
             return call(*args)
         except StoreFull:
@@ -154,7 +162,7 @@ class StopOnStoreFailure:
         except StoreError as exc:
             if self.failure is None:
                 self.failure = exc
-                logging.getLogger("chat.store").critical("%s; stopping", exc)
+                log.critical("%s; stopping", exc)
                 self.loop.stop()
             raise  # the host must not go on as if it had been kept
 
@@ -164,7 +172,7 @@ def reload_credentials(path: str, host: ServerHost) -> None:
     try:
         accounts = load_credentials(path)
     except CredentialsError as exc:
-        logging.getLogger("chat.server").error("accounts not reloaded, the old ones stay: %s", exc)
+        log.error("accounts not reloaded, the old ones stay: %s", exc)
         return
     host.accounts_changed(accounts)
 
@@ -178,7 +186,7 @@ def raise_open_files_limit() -> int:
     return sys.maxsize if soft == resource.RLIM_INFINITY else soft
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # A reload asked for before the loop takes SIGHUP, or after it let go of it, has nothing to act on.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -218,7 +226,7 @@ def close_store(store: Store) -> bool:
     return True
 
 
-def serve(args, accounts, store: Store, tls: ssl.SSLContext | None) -> int:
+def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store, tls: ssl.SSLContext | None) -> int:
     """Load the state, serve until stopped; the exit status."""
     try:
         blocks, offline = store.load()
@@ -250,12 +258,10 @@ def serve(args, accounts, store: Store, tls: ssl.SSLContext | None) -> int:
     bound_host, bound_port = host.address[:2]
     print(f"Server listening on {bound_host}:{bound_port}", flush=True)
     if tls is not None:
-        logging.getLogger("chat.server").info("TLS only, certificate %s", args.tls_cert)
-    logging.getLogger("chat.server").info("serving %d accounts, block %.3gs, timeout %.3gs; at most %d strangers "
-                                          "(%d per address)", len(accounts), args.block_duration, args.timeout,
-                                          max_strangers, args.max_strangers_per_address)
-    logging.getLogger("chat.store").info("state %s: %d blocks, %d offline messages", store.path,
-                                         len(blocks), len(offline))
+        log.info("TLS only, certificate %s", args.tls_cert)
+    log.info("serving %d accounts, block %.3gs, timeout %.3gs; at most %d strangers (%d per address)",
+             len(accounts), args.block_duration, args.timeout, max_strangers, args.max_strangers_per_address)
+    log.info("state %s: %d blocks, %d offline messages", store.path, len(blocks), len(offline))
     try:
         loop.run()
     finally:

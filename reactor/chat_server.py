@@ -12,8 +12,9 @@ connections, calls one method per event with the current monotonic time
 - ``Close``: close a connection once what was sent to it is flushed;
 - ``SetTimer`` / ``CancelTimer``: (re)arm or drop a named timer; when it
   comes due the host calls ``timer_fired(key, now)``;
-- ``Persist``: a durable change; the ``Send``s after it must wait until it is
-  stored. Its ``confirm`` (a ``Send``, or None) is the reply that says it is
+- ``KeepMessage``, ``ForgetMessages``, ``AddBlock``, ``RemoveBlock`` (a
+  ``StoreChange``): a durable change; the ``Send``s after it must wait until it
+  is stored. Its ``confirm`` (a ``Send``, or None) is the reply that says it is
   kept: sent in its place once stored; if the store cannot keep it (full),
   the host calls ``not_stored(change, now)`` instead, which undoes it and
   answers for it;
@@ -63,21 +64,23 @@ import math
 import secrets
 import sys
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from enum import Enum
+from typing import Any, TypeVar, cast
 
+from .protocol import LOGIN_FRAMES, MAX_TEXT, PROTOCOL_VERSION, PROTOCOL_VERSIONS, ErrorCode, Frame, FrameType
 from .text import CONTROL
 from .timer_effects import CancelTimer, SetTimer
 
-__all__ = ["Send", "SendBatch", "SendStored", "Close", "SetTimer", "CancelTimer", "Persist", "WhenWritable", "LoggedIn",
-           "LoginFailed", "ChatServer", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS", "MAX_LOGIN_FAILURES", "MAX_LOGIN_TIME",
-           "MAILBOX_CHUNK",
-           "RATE", "BURST", "RATE_UNIT", "SENDER_QUOTA", "STORED_OVERHEAD"]
+__all__ = ["Send", "SendBatch", "SendStored", "Close", "SetTimer", "CancelTimer", "KeepMessage", "ForgetMessages",
+           "AddBlock", "RemoveBlock", "WhenWritable", "LoggedIn", "LoginFailed", "StoreChange", "STORE_CHANGES",
+           "ServerEffect", "SERVER_EFFECTS", "ChatServer", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS",
+           "MAX_LOGIN_FAILURES", "MAX_LOGIN_TIME", "MAILBOX_CHUNK", "RATE", "BURST", "RATE_UNIT", "SENDER_QUOTA",
+           "STORED_OVERHEAD"]
 
-log = logging.getLogger("chat.server")
+log = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 2          # the newest version spoken
-PROTOCOL_VERSIONS = (1, 2)    # the versions a client may say hello with (2: presence frames list users)
 MAX_LOGIN_FAILURES = 3   # wrong passwords in a row that lock an account
 MAX_LOGIN_TIME = 60.0    # seconds: a connection must log in within timeout, but never more than this
 MAILBOX_CHUNK = 32 * 1024   # about the bytes of stored messages sent per turn of a mailbox delivery
@@ -95,14 +98,14 @@ STORED_OVERHEAD = 64        # bytes a kept message counts besides its text's UTF
 class Send:
     """One frame to one or many connections: the host encodes it once."""
     conns: tuple[int, ...]
-    frame: dict
+    frame: Frame
 
 
 @dataclass(frozen=True, slots=True)
 class SendBatch:
     """Several frames, in order, to each of these connections: encoded once, one write each."""
     conns: tuple[int, ...]
-    frames: tuple[dict, ...]
+    frames: tuple[Frame, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +113,7 @@ class SendStored:
     """Stored messages to this connection, in order: each frame is whole but for its ``text``, which the host
     reads from its store by the frame's ``id`` (the store sees the changes it has not committed yet)."""
     conn: int
-    frames: tuple[dict, ...]
+    frames: tuple[Frame, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,15 +123,37 @@ class Close:
 
 
 @dataclass(frozen=True, slots=True)
-class Persist:
-    """A durable change, stored before the Sends that follow it are released.
+class KeepMessage:
+    """A durable change: keep message ``id`` from ``sender`` for ``to`` (``sent``: wall-clock seconds, or None).
+    ``confirm``, as in each store change: the reply sent, in this place, once the change is stored."""
+    id: int
+    to: str
+    sender: str
+    text: str
+    sent: float | None = None
+    confirm: Send | None = None
 
-    ``op``/``args``: ``'add_offline'`` (id, to, sender, text[, sent]), ``'del_offline'``
-    ((id, ...),), ``'block'`` (blocker, blocked), ``'unblock'`` (blocker, blocked).
-    ``confirm``: the reply sent, in this place, once the change is stored.
-    """
-    op: str
-    args: tuple
+
+@dataclass(frozen=True, slots=True)
+class ForgetMessages:
+    """A durable change: forget the kept messages ``ids`` (acknowledged by their recipient)."""
+    ids: tuple[int, ...]
+    confirm: Send | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AddBlock:
+    """A durable change: ``blocker`` blocks ``blocked``."""
+    blocker: str
+    blocked: str
+    confirm: Send | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveBlock:
+    """A durable change: ``blocker`` no longer blocks ``blocked``."""
+    blocker: str
+    blocked: str
     confirm: Send | None = None
 
 
@@ -151,34 +176,51 @@ class LoginFailed:
     reason: str
 
 
+StoreChange = KeepMessage | ForgetMessages | AddBlock | RemoveBlock   # a durable change; the store takes these
+STORE_CHANGES: tuple[type[StoreChange], ...] = (KeepMessage, ForgetMessages, AddBlock, RemoveBlock)
+ServerEffect = (Send | SendBatch | SendStored | Close | SetTimer | CancelTimer | KeepMessage | ForgetMessages
+                | AddBlock | RemoveBlock | WhenWritable | LoggedIn | LoginFailed)   # what ChatServer's methods return
+SERVER_EFFECTS: tuple[type[ServerEffect], ...] = (Send, SendBatch, SendStored, Close, SetTimer, CancelTimer,
+                                                  *STORE_CHANGES, WhenWritable, LoggedIn, LoginFailed)
+
+
 @dataclass(frozen=True, slots=True)
 class _Presence:
     """Internal, never returned: ``user`` came (``conn``: its connection) or went here. ``hidden``: the
     users it had blocked then, who are not told. ``_settle`` logs it and tells it in its place."""
-    conn: _Conn | None
+    conn: _Session | None
     user: str
     online: bool
-    hidden: frozenset
+    hidden: frozenset[str]
+
+
+_Effect = ServerEffect | _Presence   # what the event handlers gather, before _settle tells the presence notes
 
 
 # -- internal state ---------------------------------------------------------
 
-_HELLO, _LOGIN, _PASSWORD, _ACTIVE = range(4)   # where a connection is
-_EMPTY: frozenset = frozenset()
-_NO_QUEUE: dict = {}   # read-only stand-in for a user with no kept messages
-_LOGIN_TYPES = frozenset({"hello", "username", "password"})
-_NOT_LOGGED_IN = {"type": "error", "code": "not_logged_in"}
+class _State(Enum):
+    """Where a connection is."""
+    HELLO = "hello"          # it must say hello first
+    LOGIN = "login"          # it may give a user name
+    PASSWORD = "password"    # it gave a known name (``claimed``) and may give its password
+    ACTIVE = "active"        # logged in: its ``session`` is set
+
+
+_EMPTY: frozenset[str] = frozenset()
+_NO_QUEUE: dict[int, tuple[str, int, int, float | None]] = {}   # read-only stand-in for a user with no kept messages
+_NOT_LOGGED_IN = {"type": "error", "code": ErrorCode.NOT_LOGGED_IN}
 _USERNAME_OK = {"type": "username_ok"}
 _PONG = {"type": "pong"}
-_CONTROL_CHARACTERS = {"type": "error", "code": "control_characters"}
+_CONTROL_CHARACTERS = {"type": "error", "code": ErrorCode.CONTROL_CHARACTERS}
 _has_control = CONTROL.search   # (one precompiled search: about 0.3 us on a 100-character text)
 
 
-def _presence_frames(changes: list[tuple[str, bool, frozenset]], version: int) -> list[dict]:
+def _presence_frames(changes: list[tuple[str, bool, frozenset[str]]], version: int) -> list[Frame]:
     """``changes`` as presence frames: one each in version 1; in version 2 one per run of logins or logouts."""
     if version == 1:
         return [{"type": "presence", "user": user, "online": online} for user, online, _ in changes]
-    frames: list[dict] = []
+    frames: list[Frame] = []
     for user, online, _ in changes:
         if frames and frames[-1]["online"] is online:
             frames[-1]["users"].append(user)
@@ -187,7 +229,7 @@ def _presence_frames(changes: list[tuple[str, bool, frozenset]], version: int) -
     return frames
 
 
-def _send(conns: tuple[int, ...], frames: list[dict]) -> Send | SendBatch:
+def _send(conns: tuple[int, ...], frames: list[Frame]) -> Send | SendBatch:
     return Send(conns, frames[0]) if len(frames) == 1 else SendBatch(conns, tuple(frames))
 
 
@@ -196,26 +238,37 @@ def _new_token() -> str:
 
 
 class _Conn:
-    """One connection: its login progress and, once logged in, its session."""
+    """One connection: its login progress and, once logged in, its ``session``."""
 
-    __slots__ = ("id", "address", "state", "claimed", "user", "bad", "deadline", "last_active", "listen",
-                 "requests", "mailbox", "pongs", "version", "seen")
+    __slots__ = ("id", "address", "state", "claimed", "bad", "deadline", "listen", "version", "session")
 
     def __init__(self, conn: int, address: str, deadline: float) -> None:
         self.id = conn
         self.address = address                # the host the connection comes from, as the host saw it
-        self.state = _HELLO
+        self.state = _State.HELLO
         self.claimed: str | None = None      # the account named by `username`, awaiting its password
-        self.user: str | None = None         # set once logged in
         self.bad = 0                          # bad frames so far
         self.deadline = deadline              # login deadline
-        self.last_active = 0.0
         self.listen: tuple[str, int] | None = None   # where the client accepts peers: its address, its port
+        self.version = PROTOCOL_VERSION       # the protocol version its hello said
+        self.session: _Session | None = None  # set once logged in
+
+
+class _Session:
+    """The logged-in part of a connection: whose it is and what it is owed."""
+
+    __slots__ = ("conn", "id", "user", "last_active", "requests", "mailbox", "pongs", "version", "seen")
+
+    def __init__(self, conn: _Conn, user: str, now: float, seen: int) -> None:
+        self.conn = conn
+        self.id = conn.id                     # its connection's number
+        self.user = user
+        self.last_active = now
         self.requests: set[tuple[str, str]] = set()  # open private requests it is part of
         self.mailbox: deque[int] = deque()   # ids of the stored messages still to send, oldest first
         self.pongs = 0                        # pings answered once the mailbox is out
-        self.version = PROTOCOL_VERSION       # the protocol version its hello said
-        self.seen = 0                         # presence changes logged before this one it has been told of
+        self.version = conn.version           # the protocol version its hello said
+        self.seen = seen                      # presence changes logged before this one it has been told of
 
 
 class _Request:
@@ -230,7 +283,7 @@ class _Request:
         self.expires = 0.0
 
 
-def _error(code: str, **fields: Any) -> dict:
+def _error(code: ErrorCode, **fields: Any) -> Frame:
     frame = {"type": "error", "code": code}
     frame.update(fields)
     return frame
@@ -240,8 +293,78 @@ def _unknown(kind: str) -> str:
     return f"unknown frame type {kind[:40]!r}"
 
 
-def _bad_type(field: str, what: str) -> str:
-    return f"{field!r} must be {what}"
+# -- the frames a client sends: each declared once --------------------------
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    """A field of a client's frame: ``problem`` says what is wrong with its value (None: it will do), the
+    detail of the refusal: a ``bad_frame`` (counted toward the connection's budget), or an answer with ``code``."""
+    name: str
+    problem: Callable[[Any], str | None]
+    code: ErrorCode = ErrorCode.BAD_FRAME
+
+
+def _typed(name: str, kind: type, what: str) -> _Field:
+    """A field whose value must be of JSON type ``kind`` exactly (``True`` is no integer)."""
+    detail = f"{name!r} must be {what}"
+    return _Field(name, lambda value: None if type(value) is kind else detail)
+
+
+def _valid(name: str, what: str, valid: Callable[[Any], bool]) -> _Field:
+    """A field whose value must pass ``valid``."""
+    detail = f"{name!r} must be {what}"
+    return _Field(name, lambda value: None if valid(value) else detail)
+
+
+def _any(name: str) -> _Field:
+    """A field the handler takes as it comes (absent: None)."""
+    return _Field(name, lambda value: None)
+
+
+def _seconds_problem(seconds: Any) -> str | None:
+    kind = type(seconds)
+    if kind is not int and kind is not float:
+        return "whoelsesince needs a number of seconds"
+    if kind is float and not math.isfinite(seconds):
+        return "whoelsesince needs a finite number of seconds"
+    if seconds < 0:
+        return "whoelsesince needs seconds that are not negative"
+    return None
+
+
+def _string(name: str) -> _Field:
+    return _typed(name, str, "a string")
+
+
+_LOGGED_IN = frozenset({_State.ACTIVE})
+_STRANGER = frozenset({_State.LOGIN, _State.PASSWORD})   # said hello, not logged in
+
+
+@dataclass(frozen=True, slots=True)
+class _Command:
+    """How the server takes one type of client frame: in which connection ``states``, with which ``fields``
+    (checked in order before ``handler`` runs), and whether it counts as the user's ``activity`` (it re-arms
+    the inactivity timer). ``handler(server, who, now, *values)``: ``who`` is the ``_Session`` of a command
+    taken only after login, else the ``_Conn``; ``values`` are the fields' values, checked."""
+    handler: Callable[..., list[_Effect]]
+    fields: tuple[_Field, ...]
+    states: frozenset[_State]
+    activity: bool
+    session: bool
+
+
+_COMMANDS: dict[str, _Command] = {}   # frame type -> how it is taken; filled by @_command below
+_Handler = TypeVar("_Handler", bound=Callable[..., list[_Effect]])
+
+
+def _command(kind: FrameType, *fields: _Field, states: frozenset[_State] = _LOGGED_IN,
+             activity: bool = True) -> Callable[[_Handler], _Handler]:
+    """Declare the handler of client frames of type ``kind``: their fields, and when they are taken (by
+    default after login only; a frame that comes in another state is refused as ``_misplaced`` says)."""
+    def declare(handler: _Handler) -> _Handler:
+        _COMMANDS[kind] = _Command(handler, fields, states, activity, states == _LOGGED_IN)
+        return handler
+    return declare
 
 
 def _wire_size(text: str) -> int:
@@ -274,10 +397,10 @@ class ChatServer:
     """Every server-side rule of the chat; one method per event, each returning effects in order."""
 
     def __init__(self, accounts: dict[str, str], block_duration: float, timeout: float, *,
-                 max_text: int = 4096, queue_cap: int = 1000, max_bad_frames: int = 10,
+                 max_text: int = MAX_TEXT, queue_cap: int = 1000, max_bad_frames: int = 10,
                  token_ttl: float = 30.0, token_factory: Callable[[], str] = _new_token,
                  blocks: Iterable[tuple[str, str]] = (),
-                 offline: Iterable[tuple] = (),
+                 offline: Iterable[tuple[int, str, str, int, int, float | None]] = (),
                  wall_offset: float | None = None,
                  rate: float | None = RATE, burst: int = BURST,
                  sender_quota: int | None = SENDER_QUOTA) -> None:
@@ -303,7 +426,7 @@ class ChatServer:
         self._token_factory = token_factory
         self._wall_offset = wall_offset
         self._conns: dict[int, _Conn] = {}
-        self._online: dict[str, _Conn] = {}          # user -> its logged-in connection
+        self._online: dict[str, _Session] = {}       # user -> its session
         self._last_logout: dict[str, float] = {}
         self._failures: dict[str, int] = {}          # wrong passwords in a row
         self._locked_until: dict[str, float] = {}
@@ -322,12 +445,12 @@ class ChatServer:
         # Presence changes not yet told to everyone (see _settle): (user, online, hidden), the last of
         # _logged logged so far; _hidden: every name some of them hide from; _leaving: users logged out in
         # this event, who may still be owed changes before their bye.
-        self._log: list[tuple[str, bool, frozenset]] = []
+        self._log: list[tuple[str, bool, frozenset[str]]] = []
         self._logged = 0
         self._hidden: set[str] = set()
         self._marked = False          # effects being built hold a _Presence
         self._turns = False           # the host calls end_turn: changes wait for the end of the turn
-        self._leaving: dict[int, _Conn] = {}
+        self._leaving: dict[int, _Session] = {}
         for blocker, blocked in blocks:
             self._blocks.setdefault(blocker, set()).add(blocked)
             self._blockers.setdefault(blocked, set()).add(blocker)
@@ -336,29 +459,13 @@ class ChatServer:
             self._offline.setdefault(to, {})[mid] = (sender, size, _wire_bytes(size, chars), sent)
             self._kept_by[sender] = self._kept_by.get(sender, 0) + _stored_size(size)
             self._next_id = max(self._next_id, mid + 1)
-        self._commands: dict[str, Callable[[_Conn, dict, float], list]] = {
-            "message": self._message,
-            "broadcast": self._broadcast,
-            "whoelse": self._whoelse,
-            "whoelsesince": self._whoelsesince,
-            "block": self._block,
-            "unblock": self._unblock,
-            "logout": self._logout,
-            "activity": self._activity,
-            "ping": self._ping,
-            "ack": self._ack,
-            "listen": self._listen,
-            "startprivate": self._startprivate,
-            "private_answer": self._private_answer,
-            "private_ready": self._private_ready,
-        }
 
     # -- read-only views ---------------------------------------------------
 
     def user_of(self, conn: int) -> str | None:
         """The user logged in on ``conn``, or None."""
         c = self._conns.get(conn)
-        return c.user if c is not None else None
+        return c.session.user if c is not None and c.session is not None else None
 
     def online_users(self) -> list[str]:
         """The users logged in now, sorted."""
@@ -379,7 +486,7 @@ class ChatServer:
 
     # -- events ------------------------------------------------------------
 
-    def connected(self, conn: int, now: float, address: str) -> list:
+    def connected(self, conn: int, now: float, address: str) -> list[ServerEffect]:
         """A new connection from ``address`` (the IP address the host saw it come from, as text: where
         this client's peers will connect): arm its login deadline (``timeout``, at most
         ``MAX_LOGIN_TIME``), or after shutdown turn it away."""
@@ -389,11 +496,11 @@ class ChatServer:
         self._conns[conn] = _Conn(conn, address, deadline)
         return [SetTimer(("login", conn), deadline)]
 
-    def received(self, conn: int, frame: Any, now: float) -> list:
+    def received(self, conn: int, frame: Any, now: float) -> list[ServerEffect]:
         """One decoded frame (any JSON value) from ``conn``."""
         return self._settle(self._received(conn, frame, now))
 
-    def _received(self, conn: int, frame: Any, now: float) -> list:
+    def _received(self, conn: int, frame: Any, now: float) -> list[_Effect]:
         c = self._conns.get(conn)
         if c is None:
             return []
@@ -402,56 +509,67 @@ class ChatServer:
         kind = frame.get("type")
         if type(kind) is not str:
             return self._bad(c, "a frame needs a string 'type'", now)
-        if c.state == _ACTIVE:
-            if kind != "ping":         # a ping is the client's barrier, not the user's doing
-                c.last_active = now
-            handler = self._commands.get(kind)
-            if handler is not None:
-                return handler(c, frame, now)
-            return self._bad(c, "already logged in" if kind in _LOGIN_TYPES else _unknown(kind), now)
-        if c.state == _HELLO:
-            return self._hello(c, frame, kind, now)
-        if kind == "username":
-            return self._username(c, frame, now)
-        if kind == "password":
-            return self._password(c, frame, now)
-        if kind == "listen":           # sent right after hello, so it is known before anyone can ask
-            return self._listen(c, frame, now)
-        if kind in self._commands:
-            return self._refuse(c, _NOT_LOGGED_IN, now)
-        return self._bad(c, "hello was already said" if kind == "hello" else _unknown(kind), now)
+        command = _COMMANDS.get(kind)
+        session = c.session
+        if session is not None and (command is None or command.activity):
+            session.last_active = now   # (a ping is the client's barrier, not the user's doing)
+        if command is None or c.state not in command.states:
+            return self._misplaced(c, kind, command, now)
+        values = []
+        for field in command.fields:
+            value = frame.get(field.name)
+            problem = field.problem(value)
+            if problem is not None:
+                if field.code is ErrorCode.BAD_FRAME:
+                    return self._bad(c, problem, now)
+                return self._reply(c, _error(field.code, detail=problem))
+            values.append(value)
+        return command.handler(self, session if command.session else c, now, *values)
 
-    def bad_frame(self, conn: int, detail: str, now: float) -> list:
+    def _misplaced(self, c: _Conn, kind: str, command: _Command | None, now: float) -> list[_Effect]:
+        """Refuse a frame of a type unknown, or not taken in the connection's state."""
+        state = c.state
+        if state is _State.HELLO:
+            return self._bad(c, "the first frame must be hello", now)
+        if state is _State.ACTIVE:
+            return self._bad(c, "already logged in" if kind in LOGIN_FRAMES else _unknown(kind), now)
+        if command is not None and command.session:
+            return self._refuse(c, _NOT_LOGGED_IN, now)
+        if kind == FrameType.PASSWORD:
+            return self._bad(c, "send the username first", now)
+        return self._bad(c, "hello was already said" if kind == FrameType.HELLO else _unknown(kind), now)
+
+    def bad_frame(self, conn: int, detail: str, now: float) -> list[ServerEffect]:
         """The framing layer could not decode a line from ``conn``."""
         c = self._conns.get(conn)
         return self._settle(self._bad(c, detail, now)) if c is not None else []
 
-    def disconnected(self, conn: int, now: float) -> list:
+    def disconnected(self, conn: int, now: float) -> list[ServerEffect]:
         """``conn`` is gone: log its user out; nothing is sent to it any more."""
         c = self._conns.get(conn)
         if c is None:
             return []
-        if c.user is None:
+        if c.session is None:
             log.debug("conn %d: gone before logging in", conn)
         return self._settle(self._forget(c, now, "connection lost"))
 
-    def writable(self, conn: int, now: float) -> list:
+    def writable(self, conn: int, now: float) -> list[ServerEffect]:
         """``conn`` has room for more output (the answer to ``WhenWritable``): the next stored messages."""
         c = self._conns.get(conn)
-        return [] if c is None else self._settle(self._next_stored(c))
+        return [] if c is None or c.session is None else self._settle(self._next_stored(c.session))
 
-    def timer_fired(self, key: Any, now: float) -> list:
+    def timer_fired(self, key: Any, now: float) -> list[ServerEffect]:
         """The timer ``key`` came due."""
         return self.timers_fired((key,), now)
 
-    def timers_fired(self, keys: Iterable[Any], now: float) -> list:
+    def timers_fired(self, keys: Iterable[Any], now: float) -> list[ServerEffect]:
         """Timers that came due together, in order. Users timed out together are not told of
         each other's logout (they are leaving at the same instant); everyone who stays is."""
         return self._settle(self._timers_fired(keys, now))
 
-    def _timers_fired(self, keys: Iterable[Any], now: float) -> list:
-        effects: list = []
-        timed_out: list[_Conn] = []
+    def _timers_fired(self, keys: Iterable[Any], now: float) -> list[_Effect]:
+        effects: list[_Effect] = []
+        timed_out: list[_Session] = []
         for key in keys:
             if type(key) is not tuple or not key:
                 continue
@@ -464,31 +582,32 @@ class ChatServer:
                 effects += self._token_due(key, now)
         if not timed_out:
             return effects
-        effects.insert(0, Send(tuple(c.id for c in timed_out), {"type": "bye", "reason": "timeout"}))
-        return effects + [self._presence(c.user, False) for c in timed_out]   # type: ignore[arg-type]
+        effects.insert(0, Send(tuple(s.id for s in timed_out), {"type": "bye", "reason": "timeout"}))
+        return effects + [self._presence(s.user, False) for s in timed_out]
 
-    def _idle_due(self, key: tuple, now: float, timed_out: list[_Conn]) -> list:
+    def _idle_due(self, key: tuple[Any, ...], now: float, timed_out: list[_Session]) -> list[_Effect]:
         """Re-arm a deadline that activity moved, or log the user out (the caller says bye to all at once)."""
         c = self._conns.get(key[1])
-        if c is None or c.state != _ACTIVE:
+        s = c.session if c is not None else None
+        if s is None:
             return []
-        deadline = c.last_active + self._timeout
+        deadline = s.last_active + self._timeout
         if deadline > now:
             return [SetTimer(key, deadline)]
-        timed_out.append(c)
-        return [Close(c.id), *self._forget(c, now, "inactivity", fired=True, announce=False)]
+        timed_out.append(s)
+        return [Close(s.id), *self._forget(s.conn, now, "inactivity", fired=True, announce=False)]
 
-    def _login_due(self, key: tuple, now: float) -> list:
+    def _login_due(self, key: tuple[Any, ...], now: float) -> list[_Effect]:
         c = self._conns.get(key[1])
-        if c is None or c.state == _ACTIVE:
+        if c is None or c.session is not None:
             return []
         if c.deadline > now:
             return [SetTimer(key, c.deadline)]
         log.info("conn %d: login timed out", c.id)
-        return [Send((c.id,), _error("login_timeout")), Close(c.id),
+        return [Send((c.id,), _error(ErrorCode.LOGIN_TIMEOUT)), Close(c.id),
                 *self._forget(c, now, "login timeout", fired=True)]
 
-    def _token_due(self, key: tuple, now: float) -> list:
+    def _token_due(self, key: tuple[Any, ...], now: float) -> list[_Effect]:
         req = self._requests.get(key[1:])
         if req is None or req.token is None:
             return []
@@ -497,7 +616,7 @@ class ChatServer:
         log.info("private request %r -> %r: token expired", req.requester, req.target)
         return self._cancel(req, (req.requester, req.target), fired=True)
 
-    def accounts_changed(self, accounts: dict[str, str], now: float) -> list:
+    def accounts_changed(self, accounts: dict[str, str], now: float) -> list[ServerEffect]:
         """The accounts file was read again: new accounts can log in, a changed password counts from the
         next login, and the session of a removed account ends (bye ``account_removed``; the others see it
         log out). A login waiting for the password of a removed name fails at the password. Messages kept
@@ -522,12 +641,13 @@ class ChatServer:
         gone = [self._online[user] for user in removed if user in self._online]
         if not gone:
             return []
-        effects: list = [Send(tuple(c.id for c in gone), {"type": "bye", "reason": "account_removed"})]
-        for c in gone:
-            effects += [Close(c.id), *self._forget(c, now, "account removed", announce=False)]
-        return self._settle(effects + [self._presence(c.user, False) for c in gone])   # type: ignore[arg-type]
+        effects: list[_Effect] = [
+            Send(tuple(s.id for s in gone), {"type": "bye", "reason": "account_removed"})]
+        for s in gone:
+            effects += [Close(s.id), *self._forget(s.conn, now, "account removed", announce=False)]
+        return self._settle(effects + [self._presence(s.user, False) for s in gone])
 
-    def not_stored(self, change: Persist, now: float) -> list:
+    def not_stored(self, change: StoreChange, now: float) -> list[ServerEffect]:
         """The store could not keep ``change`` (it is full): undo it and answer in place of its ``confirm``.
 
         A message is forgotten (never delivered later, not counted in the queue) and its sender gets
@@ -537,11 +657,10 @@ class ChatServer:
         """
         return self._settle(self._not_stored(change))
 
-    def _not_stored(self, change: Persist) -> list:
-        op, args = change.op, change.args
+    def _not_stored(self, change: StoreChange) -> list[_Effect]:
         conns = change.confirm.conns if change.confirm is not None else ()
-        if op == "add_offline":
-            mid, to, sender = args[:3]
+        if type(change) is KeepMessage:
+            mid, to = change.id, change.to
             queue = self._offline.get(to)
             if queue is not None and mid in queue:
                 self._unkeep(queue, mid)
@@ -552,22 +671,22 @@ class ChatServer:
                 return [change.confirm] if change.confirm is not None else []
             if target is not None:
                 target.mailbox.remove(mid)
-            source = self._online.get(sender)
+            source = self._online.get(change.sender)
             if not conns and source is not None:   # queued behind a mailbox on its way: no confirm was due
                 conns = (source.id,)
             log.info("message %d to %s not kept: the store is full", mid, to)
-            refusal = _error("store_full", command="message", user=to)
-        elif op in ("block", "unblock"):
-            blocker, blocked = args
-            self._set_block(blocker, blocked, op == "unblock")
-            log.warning("%s of %s by %s not kept: the store is full", op, blocked, blocker)
-            refusal = _error("store_full", command=op, user=blocked)
+            refusal = _error(ErrorCode.STORE_FULL, command="message", user=to)
+        elif type(change) is AddBlock or type(change) is RemoveBlock:
+            command = "block" if type(change) is AddBlock else "unblock"
+            self._set_block(change.blocker, change.blocked, type(change) is RemoveBlock)
+            log.warning("%s of %s by %s not kept: the store is full", command, change.blocked, change.blocker)
+            refusal = _error(ErrorCode.STORE_FULL, command=command, user=change.blocked)
         else:
-            log.warning("%s %r not kept: the store is full", op, args)
+            log.warning("%r not kept: the store is full", change)
             return []
         return [Send(conns, refusal)] if conns else []
 
-    def shutdown(self, now: float) -> list:
+    def shutdown(self, now: float) -> list[ServerEffect]:
         """Say bye(shutdown) to every connection and close each; afterwards every event is ignored."""
         if self._shut:
             return []
@@ -586,44 +705,44 @@ class ChatServer:
 
     # -- plumbing ----------------------------------------------------------
 
-    def _bad(self, c: _Conn, detail: str, now: float) -> list:
+    def _bad(self, c: _Conn, detail: str, now: float) -> list[_Effect]:
         """Answer a bad frame; close the connection at the max_bad_frames-th."""
-        return self._refuse(c, _error("bad_frame", detail=detail), now)
+        return self._refuse(c, _error(ErrorCode.BAD_FRAME, detail=detail), now)
 
-    def _refuse(self, c: _Conn, answer: dict, now: float) -> list:
+    def _refuse(self, c: _Conn, answer: Frame, now: float) -> list[_Effect]:
         """Send ``answer`` to a frame that counts toward the bad-frame budget; close at the max_bad_frames-th
         (a stranger's closing is only counted, in the host's aggregate, a user's is logged)."""
         c.bad += 1
-        effects: list = [Send((c.id,), answer)]
+        effects: list[_Effect] = [Send((c.id,), answer)]
         if c.bad < self._max_bad:
             log.debug("conn %d: refused: %s", c.id, answer.get("detail", answer["code"]))
             return effects
-        if c.state == _ACTIVE:
+        if c.session is not None:
             log.warning("conn %d: %d bad frames, closing (last: %s)", c.id, c.bad, answer.get("detail", answer["code"]))
         else:
             effects.append(LoginFailed(c.id, "closed after too many errors"))
         effects.append(Close(c.id))
         return effects + self._forget(c, now, "too many bad frames")
 
-    def _close(self, c: _Conn, frame: dict, now: float, why: str) -> list:
+    def _close(self, c: _Conn, frame: Frame, now: float, why: str) -> list[_Effect]:
         """Send ``frame``, close, and forget the connection."""
         return [Send((c.id,), frame), Close(c.id), *self._forget(c, now, why)]
 
-    def _forget(self, c: _Conn, now: float, why: str, fired: bool = False, announce: bool = True) -> list:
+    def _forget(self, c: _Conn, now: float, why: str, fired: bool = False, announce: bool = True) -> list[_Effect]:
         """Drop ``c``: cancel its timer (unless it is the one that ``fired``) and end its session,
         telling the others (unless the caller will, ``announce=False``)."""
         del self._conns[c.id]
-        if c.state != _ACTIVE:
+        s = c.session
+        if s is None:
             return [] if fired else [CancelTimer(("login", c.id))]
-        effects: list = [] if fired else [CancelTimer(("idle", c.id))]
-        user = c.user
-        assert user is not None
-        for key in list(c.requests):
+        effects: list[_Effect] = [] if fired else [CancelTimer(("idle", c.id))]
+        user = s.user
+        for key in list(s.requests):
             req = self._requests[key]
             other = req.target if req.requester == user else req.requester
             effects += self._cancel(req, (other,))
         del self._online[user]
-        self._leaving[c.id] = c
+        self._leaving[c.id] = s
         self._last_logout[user] = now
         if announce:
             effects.append(self._presence(user, False))
@@ -632,7 +751,7 @@ class ChatServer:
 
     # -- presence ------------------------------------------------------------
 
-    def end_turn(self, now: float) -> list:
+    def end_turn(self, now: float) -> list[ServerEffect]:
         """The host's loop turn is over (call it before the loop sleeps): tell everyone online the presence
         changes of the turn they have not been told, one frame per run of logins or logouts (version 2)
         or one frame per change (version 1). Once a host has called it, the changes wait for it (a storm
@@ -641,24 +760,23 @@ class ChatServer:
         self._turns = True
         return self._tell_all()
 
-    def _presence(self, user: str, online: bool, conn: _Conn | None = None) -> _Presence:
+    def _presence(self, user: str, online: bool, conn: _Session | None = None) -> _Presence:
         """``user`` came (on ``conn``) or went: noted in the effects, told by ``_settle``."""
         self._marked = True
         blocked = self._blocks.get(user)
         return _Presence(conn, user, online, frozenset(blocked) if blocked else _EMPTY)
 
-    def _settle(self, effects: list) -> list:
+    def _settle(self, effects: list[_Effect]) -> list[ServerEffect]:
         """The effects of one event, its ``_Presence`` notes logged and told: in turns (``end_turn``), a
         user who is owed changes is told them before any other frame to it, so none comes after a later
         frame of the same user; otherwise everyone is told each run of changes before the next effect."""
         if not self._marked and not self._log:
-            return effects
+            return cast(list[ServerEffect], effects)   # (no _Presence is made without marking)
         self._marked = False
-        out: list = []
+        out: list[ServerEffect] = []
         log = self._log
         for effect in effects:
-            kind = type(effect)
-            if kind is _Presence:
+            if isinstance(effect, _Presence):
                 log.append((effect.user, effect.online, effect.hidden))
                 self._logged += 1
                 self._hidden |= effect.hidden
@@ -668,11 +786,11 @@ class ChatServer:
             if log:
                 if not self._turns:
                     out += self._tell_all()
-                elif kind is Send or kind is SendBatch:
+                elif isinstance(effect, (Send, SendBatch)):
                     out += self._catch_up(effect.conns)
-                elif kind is SendStored:
+                elif isinstance(effect, SendStored):
                     out += self._catch_up((effect.conn,))
-                elif kind is Persist and effect.confirm is not None:
+                elif isinstance(effect, STORE_CHANGES) and effect.confirm is not None:
                     out += self._catch_up(effect.confirm.conns)
             out.append(effect)
         if log and not self._turns:
@@ -680,7 +798,7 @@ class ChatServer:
         self._leaving.clear()
         return out
 
-    def _tell_all(self) -> list:
+    def _tell_all(self) -> list[ServerEffect]:
         """Tell everyone online what it is owed, and empty the log."""
         if not self._log:
             return []
@@ -689,26 +807,27 @@ class ChatServer:
         self._hidden = set()
         return effects
 
-    def _catch_up(self, conns: tuple[int, ...]) -> list:
+    def _catch_up(self, conns: tuple[int, ...]) -> list[ServerEffect]:
         """Tell those of ``conns`` who are owed changes (users online, or leaving in this event) what they are owed."""
         upto = self._logged
         get, leaving = self._conns.get, self._leaving
         owed = []
         for conn in conns:
-            c = get(conn) or leaving.get(conn)
-            if c is not None and c.state == _ACTIVE and c.seen < upto:
-                owed.append(c)
+            c = get(conn)
+            s = c.session if c is not None else leaving.get(conn)
+            if s is not None and s.seen < upto:
+                owed.append(s)
         return self._tell(owed) if owed else []
 
-    def _tell(self, conns: Iterable[_Conn]) -> list:
+    def _tell(self, conns: Iterable[_Session]) -> list[ServerEffect]:
         """Tell each of ``conns`` the logged changes it has not been told, less those hidden from it.
 
         Those owed the same changes in the same version share one effect (encoded once)."""
         log, hidden, upto = self._log, self._hidden, self._logged
         base = upto - len(log)
         alike: dict[tuple[int, int], list[int]] = {}
-        effects: list = []
-        alone: list = []
+        effects: list[ServerEffect] = []
+        alone: list[ServerEffect] = []
         for c in conns:
             seen = c.seen
             if seen >= upto:
@@ -726,26 +845,25 @@ class ChatServer:
             effects.append(_send(tuple(ids), _presence_frames(log[start:], version)))
         return effects + alone
 
-    def _reply(self, c: _Conn, frame: dict) -> list:
+    def _reply(self, c: _Conn | _Session, frame: Frame) -> list[_Effect]:
         return [Send((c.id,), frame)]
 
-    def _spend(self, c: _Conn, cost: int, command: str, now: float) -> list:
-        """Take ``cost`` tokens from ``c``'s user's bucket: [] if it had them, else the refusal (nothing taken)."""
+    def _spend(self, s: _Session, cost: int, command: str, now: float) -> list[_Effect]:
+        """Take ``cost`` tokens from ``s``'s user's bucket: [] if it had them, else the refusal (nothing taken)."""
         if self._rate is None:
             return []
-        user = c.user
-        assert user is not None
+        user = s.user
         tokens, when = self._buckets.get(user, (self._burst, now))
         tokens = min(self._burst, tokens + (now - when) * self._rate)
         cost = min(cost, self._burst)   # a low burst must not forbid the biggest messages for good
         if tokens < cost:
             self._buckets[user] = (tokens, now)
             retry = max(1, math.ceil((cost - tokens) / self._rate))
-            return self._reply(c, _error("rate_limited", command=command, retry=retry))
+            return self._reply(s, _error(ErrorCode.RATE_LIMITED, command=command, retry=retry))
         self._buckets[user] = (tokens - cost, now)
         return []
 
-    def _unkeep(self, queue: dict, mid: int) -> bool:
+    def _unkeep(self, queue: dict[int, tuple[str, int, int, float | None]], mid: int) -> bool:
         """Forget the kept message ``mid`` of ``queue`` and give its bytes back to its sender's quota."""
         sender, size, _, _ = queue.pop(mid)
         left = self._kept_by[sender] - _stored_size(size)
@@ -757,15 +875,13 @@ class ChatServer:
 
     # -- handshake and login -------------------------------------------------
 
-    def _hello(self, c: _Conn, frame: dict, kind: str, now: float) -> list:
-        if kind != "hello":
-            return self._bad(c, "the first frame must be hello", now)
-        version = frame.get("version")
+    @_command(FrameType.HELLO, _any("version"), states=frozenset({_State.HELLO}))
+    def _hello(self, c: _Conn, now: float, version: Any) -> list[_Effect]:
         if type(version) is int and version in PROTOCOL_VERSIONS:
-            c.state, c.version = _LOGIN, version
+            c.state, c.version = _State.LOGIN, version
             return self._reply(c, {"type": "hello", "version": version})
         log.info("conn %d: protocol version %.40r refused", c.id, version)
-        return self._close(c, _error("version", version=PROTOCOL_VERSION), now, "wrong version")
+        return self._close(c, _error(ErrorCode.VERSION, version=PROTOCOL_VERSION), now, "wrong version")
 
     def _locked(self, user: str, now: float) -> bool:
         """Whether ``user`` is locked at ``now``; a lock that has ended is cleared (the count starts anew)."""
@@ -778,30 +894,24 @@ class ChatServer:
         self._failures.pop(user, None)
         return False
 
-    def _username(self, c: _Conn, frame: dict, now: float) -> list:
-        user = frame.get("username")
-        if type(user) is not str:
-            return self._bad(c, _bad_type("username", "a string"), now)
-        c.state, c.claimed = _LOGIN, None
+    @_command(FrameType.USERNAME, _string("username"), states=_STRANGER)
+    def _username(self, c: _Conn, now: float, user: str) -> list[_Effect]:
+        c.state, c.claimed = _State.LOGIN, None
         if user not in self._accounts:   # the name is not logged: it may be a mistyped password
-            return [LoginFailed(c.id, "unknown user name"), *self._refuse(c, _error("invalid_username"), now)]
+            return [LoginFailed(c.id, "unknown user name"), *self._refuse(c, _error(ErrorCode.INVALID_USERNAME), now)]
         if self._locked(user, now):
             return self._locked_out(c, user, now)
-        c.state, c.claimed = _PASSWORD, user
+        c.state, c.claimed = _State.PASSWORD, user
         return self._reply(c, _USERNAME_OK)
 
-    def _password(self, c: _Conn, frame: dict, now: float) -> list:
-        if c.state != _PASSWORD:
-            return self._bad(c, "send the username first", now)
-        password = frame.get("password")
-        if type(password) is not str:
-            return self._bad(c, _bad_type("password", "a string"), now)
+    @_command(FrameType.PASSWORD, _string("password"), states=frozenset({_State.PASSWORD}))
+    def _password(self, c: _Conn, now: float, password: str) -> list[_Effect]:
         user = c.claimed
-        assert user is not None
+        assert user is not None   # (set with the PASSWORD state)
         if user not in self._accounts:   # removed since the name was given
-            c.state, c.claimed = _LOGIN, None
+            c.state, c.claimed = _State.LOGIN, None
             log.info("conn %d: %s was removed during its login", c.id, user)
-            return self._reply(c, _error("invalid_username"))
+            return self._reply(c, _error(ErrorCode.INVALID_USERNAME))
         if self._locked(user, now):
             return self._locked_out(c, user, now)
         if not secrets.compare_digest(password.encode("utf-8", "surrogatepass"),
@@ -813,41 +923,42 @@ class ChatServer:
                 log.warning("conn %d: wrong password for %s (%d in a row): locked for %gs",
                             c.id, user, failures, self._block_duration)
                 return [LoginFailed(c.id, "wrong password"),
-                        *self._close(c, _error("account_blocked"), now, "account blocked")]
+                        *self._close(c, _error(ErrorCode.ACCOUNT_BLOCKED), now, "account blocked")]
             self._failures[user] = failures
             log.debug("conn %d: wrong password for %s (%d in a row)", c.id, user, failures)
-            return [LoginFailed(c.id, "wrong password"), *self._refuse(c, _error("invalid_password"), now)]
+            return [LoginFailed(c.id, "wrong password"), *self._refuse(c, _error(ErrorCode.INVALID_PASSWORD), now)]
         if user in self._online:   # told only now, to whoever knows the password
-            c.state, c.claimed = _LOGIN, None
+            c.state, c.claimed = _State.LOGIN, None
             log.info("conn %d: %s is already logged in", c.id, user)
-            return self._reply(c, _error("already_logged_in", user=user))
+            return self._reply(c, _error(ErrorCode.ALREADY_LOGGED_IN, user=user))
         return self._welcome(c, user, now)
 
-    def _locked_out(self, c: _Conn, user: str, now: float) -> list:
+    def _locked_out(self, c: _Conn, user: str, now: float) -> list[_Effect]:
         log.debug("conn %d: %s is locked", c.id, user)
-        return [LoginFailed(c.id, "locked account"), *self._close(c, _error("account_locked"), now, "account locked")]
+        return [LoginFailed(c.id, "locked account"),
+                *self._close(c, _error(ErrorCode.ACCOUNT_LOCKED), now, "account locked")]
 
-    def _welcome(self, c: _Conn, user: str, now: float) -> list:
+    def _welcome(self, c: _Conn, user: str, now: float) -> list[_Effect]:
         self._failures.pop(user, None)
-        c.state, c.user, c.claimed, c.last_active = _ACTIVE, user, None, now
-        self._online[user] = c
-        c.seen = self._logged   # changes logged before it came are not its news
+        s = _Session(c, user, now, self._logged)   # changes logged before it came are not its news
+        c.state, c.claimed, c.session = _State.ACTIVE, None, s
+        self._online[user] = s
         log.info("%s logged in, conn %d", user, c.id)
-        effects: list = [CancelTimer(("login", c.id)), SetTimer(("idle", c.id), now + self._timeout),
+        effects: list[_Effect] = [CancelTimer(("login", c.id)), SetTimer(("idle", c.id), now + self._timeout),
                          LoggedIn(c.id), Send((c.id,), {"type": "welcome", "user": user})]
-        effects.append(self._presence(user, True, c))
+        effects.append(self._presence(user, True, s))
         queue = self._offline.get(user)
         if queue:
-            c.mailbox.extend(queue)
-            effects += self._next_stored(c)
+            s.mailbox.extend(queue)
+            effects += self._next_stored(s)
         return effects
 
-    def _next_stored(self, c: _Conn) -> list:
-        """The next chunk of ``c``'s stored messages, oldest first, then WhenWritable if more wait
+    def _next_stored(self, s: _Session) -> list[_Effect]:
+        """The next chunk of ``s``'s stored messages, oldest first, then WhenWritable if more wait
         (or, once the last is out, the pongs that waited for it)."""
-        queue = self._offline.get(c.user, {})   # type: ignore[arg-type]
-        mailbox = c.mailbox
-        frames: list[dict] = []
+        queue = self._offline.get(s.user, _NO_QUEUE)
+        mailbox = s.mailbox
+        frames: list[Frame] = []
         size = 0
         while mailbox and size < MAILBOX_CHUNK:
             mid = mailbox.popleft()
@@ -860,99 +971,79 @@ class ChatServer:
                 frame["sent"] = sent
             frames.append(frame)
             size += _FRAME_OVERHEAD + _wire_size(sender) + wire
-        effects: list = [SendStored(c.id, tuple(frames))] if frames else []
+        effects: list[_Effect] = [SendStored(s.id, tuple(frames))] if frames else []
         if mailbox:
-            effects.append(WhenWritable(c.id))
-        elif c.pongs:
-            effects += [Send((c.id,), _PONG)] * c.pongs
-            c.pongs = 0
+            effects.append(WhenWritable(s.id))
+        elif s.pongs:
+            effects += [Send((s.id,), _PONG)] * s.pongs
+            s.pongs = 0
         return effects
 
     # -- commands ------------------------------------------------------------
 
-    def _user_field(self, c: _Conn, frame: dict, field: str, now: float) -> tuple[str | None, list]:
-        """The frame's user name in ``field``, or None and the effects that refuse it (bad type, unknown)."""
-        user = frame.get(field)
-        if type(user) is not str:
-            return None, self._bad(c, _bad_type(field, "a string"), now)
-        if user not in self._accounts:
-            return None, self._reply(c, _error("invalid_user"))
-        return user, []
-
-    def _message(self, c: _Conn, frame: dict, now: float) -> list:
-        to, text = frame.get("to"), frame.get("text")
-        if type(to) is not str:
-            return self._bad(c, _bad_type("to", "a string"), now)
-        if type(text) is not str:
-            return self._bad(c, _bad_type("text", "a string"), now)
+    @_command(FrameType.MESSAGE, _string("to"), _string("text"))
+    def _message(self, s: _Session, now: float, to: str, text: str) -> list[_Effect]:
         if _has_control(text):
-            return self._reply(c, _CONTROL_CHARACTERS)
+            return self._reply(s, _CONTROL_CHARACTERS)
         if to not in self._accounts:
-            return self._reply(c, _error("invalid_user"))
-        sender = c.user
+            return self._reply(s, _error(ErrorCode.INVALID_USER))
+        sender = s.user
         if to == sender:
-            return self._reply(c, _error("self", command="message"))
+            return self._reply(s, _error(ErrorCode.SELF, command="message"))
         if len(text) > self._max_text:
-            return self._reply(c, _error("text_too_long", max=self._max_text))
+            return self._reply(s, _error(ErrorCode.TEXT_TOO_LONG, max=self._max_text))
         if sender in self._blocks.get(to, _EMPTY):
-            return self._reply(c, _error("blocked_by_recipient", user=to))
+            return self._reply(s, _error(ErrorCode.BLOCKED_BY_RECIPIENT, user=to))
         cost = _cost(text)
         target = self._online.get(to)
         if target is not None and not target.mailbox:
-            return self._spend(c, cost, "message", now) or [
+            return self._spend(s, cost, "message", now) or [
                 Send((target.id,), {"type": "message", "from": sender, "text": text})]
         queue = self._offline.get(to, _NO_QUEUE)
         if len(queue) >= self._queue_cap:
-            return self._reply(c, _error("queue_full", user=to))
+            return self._reply(s, _error(ErrorCode.QUEUE_FULL, user=to))
         utf8 = len(text.encode("utf-8", "surrogatepass"))
         size = _stored_size(utf8)
-        kept = self._kept_by.get(sender, 0)   # type: ignore[arg-type]
+        kept = self._kept_by.get(sender, 0)
         if self._sender_quota is not None and kept + size > self._sender_quota:
-            return self._reply(c, _error("quota_exceeded", quota=self._sender_quota))
-        refusal = self._spend(c, cost, "message", now)
+            return self._reply(s, _error(ErrorCode.QUOTA_EXCEEDED, quota=self._sender_quota))
+        refusal = self._spend(s, cost, "message", now)
         if refusal:
             return refusal
         if queue is _NO_QUEUE:
             queue = self._offline[to] = {}
-        self._kept_by[sender] = kept + size   # type: ignore[index]
+        self._kept_by[sender] = kept + size
         mid = self._next_id
         self._next_id += 1
         wire = _wire_bytes(utf8, len(text))
-        if self._wall_offset is None:
-            queue[mid] = (sender, utf8, wire, None)
-            row: tuple = (mid, to, sender, text)
-        else:
-            sent = now + self._wall_offset
-            queue[mid] = (sender, utf8, wire, sent)
-            row = (mid, to, sender, text, sent)
+        sent = None if self._wall_offset is None else now + self._wall_offset
+        queue[mid] = (sender, utf8, wire, sent)
         if target is not None:   # online, its stored messages still on their way: this one goes behind them
             target.mailbox.append(mid)
-            return [Persist("add_offline", row)]
-        return [Persist("add_offline", row, Send((c.id,), {"type": "stored", "to": to}))]
+            return [KeepMessage(mid, to, sender, text, sent)]
+        return [KeepMessage(mid, to, sender, text, sent, Send((s.id,), {"type": "stored", "to": to}))]
 
-    def _broadcast(self, c: _Conn, frame: dict, now: float) -> list:
-        text = frame.get("text")
-        if type(text) is not str:
-            return self._bad(c, _bad_type("text", "a string"), now)
+    @_command(FrameType.BROADCAST, _string("text"))
+    def _broadcast(self, s: _Session, now: float, text: str) -> list[_Effect]:
         if _has_control(text):
-            return self._reply(c, _CONTROL_CHARACTERS)
+            return self._reply(s, _CONTROL_CHARACTERS)
         if len(text) > self._max_text:
-            return self._reply(c, _error("text_too_long", max=self._max_text))
-        refusal = self._spend(c, _cost(text), "broadcast", now)
+            return self._reply(s, _error(ErrorCode.TEXT_TOO_LONG, max=self._max_text))
+        refusal = self._spend(s, _cost(text), "broadcast", now)
         if refusal:
             return refusal
-        sender = c.user
+        sender = s.user
         online = self._online
         blockers = self._blockers.get(sender)
         if blockers:
-            conns = tuple(o.id for name, o in online.items() if o is not c and name not in blockers)
+            conns = tuple(o.id for name, o in online.items() if o is not s and name not in blockers)
         else:
-            conns = tuple(o.id for o in online.values() if o is not c)
-        effects: list = []
+            conns = tuple(o.id for o in online.values() if o is not s)
+        effects: list[_Effect] = []
         if conns:
             effects.append(Send(conns, {"type": "message", "from": sender, "text": text, "broadcast": True}))
         if len(conns) < len(online) - 1:   # someone online was skipped: they blocked the sender
-            effects.append(Send((c.id,), {"type": "broadcast_partial"}))
+            effects.append(Send((s.id,), {"type": "broadcast_partial"}))
         return effects
 
     def _others(self, me: str, names: Iterable[str]) -> list[str]:
@@ -960,60 +1051,54 @@ class ChatServer:
         blockers = self._blockers.get(me, _EMPTY)
         return sorted(n for n in names if n != me and n not in blockers)
 
-    def _whoelse(self, c: _Conn, frame: dict, now: float) -> list:
-        return self._reply(c, {"type": "users", "names": self._others(c.user, self._online)})
+    @_command(FrameType.WHOELSE)
+    def _whoelse(self, s: _Session, now: float) -> list[_Effect]:
+        return self._reply(s, {"type": "users", "names": self._others(s.user, self._online)})
 
-    def _whoelsesince(self, c: _Conn, frame: dict, now: float) -> list:
-        seconds = frame.get("seconds")
-        kind = type(seconds)
-        if kind is not int and kind is not float:
-            return self._reply(c, _error("bad_argument", detail="whoelsesince needs a number of seconds"))
-        if kind is float and not math.isfinite(seconds):
-            return self._reply(c, _error("bad_argument", detail="whoelsesince needs a finite number of seconds"))
-        if seconds < 0:
-            return self._reply(c, _error("bad_argument", detail="whoelsesince needs seconds that are not negative"))
+    @_command(FrameType.WHOELSESINCE, _Field("seconds", _seconds_problem, ErrorCode.BAD_ARGUMENT))
+    def _whoelsesince(self, s: _Session, now: float, seconds: float) -> list[_Effect]:
         try:
             cutoff = now - seconds
         except OverflowError:   # an int too large for a float: the window covers everything
             cutoff = -math.inf
         names = set(self._online)
         names.update(name for name, t in self._last_logout.items() if t >= cutoff)
-        return self._reply(c, {"type": "users", "names": self._others(c.user, names)})
+        return self._reply(s, {"type": "users", "names": self._others(s.user, names)})
 
-    def _block(self, c: _Conn, frame: dict, now: float) -> list:
-        user, refusal = self._user_field(c, frame, "user", now)
-        if user is None:
-            return refusal
-        me = c.user
+    @_command(FrameType.BLOCK, _string("user"))
+    def _block(self, s: _Session, now: float, user: str) -> list[_Effect]:
+        if user not in self._accounts:
+            return self._reply(s, _error(ErrorCode.INVALID_USER))
+        me = s.user
         if user == me:
-            return self._reply(c, _error("self", command="block"))
+            return self._reply(s, _error(ErrorCode.SELF, command="block"))
         if user in self._blocks.get(me, _EMPTY):
-            return self._reply(c, _error("already_blocked", user=user))
-        refusal = self._spend(c, 1, "block", now)
+            return self._reply(s, _error(ErrorCode.ALREADY_BLOCKED, user=user))
+        refusal = self._spend(s, 1, "block", now)
         if refusal:
             return refusal
         self._set_block(me, user, True)
         log.info("%s blocked %s", me, user)
-        effects: list = [Persist("block", (me, user), Send((c.id,), {"type": "blocked", "user": user}))]
+        effects: list[_Effect] = [AddBlock(me, user, Send((s.id,), {"type": "blocked", "user": user}))]
         for key in ((me, user), (user, me)):
             req = self._requests.get(key)
             if req is not None:
                 effects += self._cancel(req, key)
         return effects
 
-    def _unblock(self, c: _Conn, frame: dict, now: float) -> list:
-        user, refusal = self._user_field(c, frame, "user", now)
-        if user is None:
-            return refusal
-        me = c.user
+    @_command(FrameType.UNBLOCK, _string("user"))
+    def _unblock(self, s: _Session, now: float, user: str) -> list[_Effect]:
+        if user not in self._accounts:
+            return self._reply(s, _error(ErrorCode.INVALID_USER))
+        me = s.user
         if user not in self._blocks.get(me, _EMPTY):
-            return self._reply(c, _error("not_blocked", user=user))
-        refusal = self._spend(c, 1, "unblock", now)
+            return self._reply(s, _error(ErrorCode.NOT_BLOCKED, user=user))
+        refusal = self._spend(s, 1, "unblock", now)
         if refusal:
             return refusal
         self._set_block(me, user, False)
         log.info("%s unblocked %s", me, user)
-        return [Persist("unblock", (me, user), Send((c.id,), {"type": "unblocked", "user": user}))]
+        return [RemoveBlock(me, user, Send((s.id,), {"type": "unblocked", "user": user}))]
 
     def _set_block(self, blocker: str, blocked: str, on: bool) -> None:
         if on:
@@ -1027,110 +1112,104 @@ class ChatServer:
                 if not names:
                     del index[key]
 
-    def _logout(self, c: _Conn, frame: dict, now: float) -> list:
-        return self._close(c, {"type": "bye", "reason": "logout"}, now, "logout")
+    @_command(FrameType.LOGOUT)
+    def _logout(self, s: _Session, now: float) -> list[_Effect]:
+        return self._close(s.conn, {"type": "bye", "reason": "logout"}, now, "logout")
 
-    def _activity(self, c: _Conn, frame: dict, now: float) -> list:
+    @_command(FrameType.ACTIVITY)
+    def _activity(self, s: _Session, now: float) -> list[_Effect]:
         return []   # received() has noted the activity
 
-    def _ping(self, c: _Conn, frame: dict, now: float) -> list:
+    @_command(FrameType.PING, activity=False)
+    def _ping(self, s: _Session, now: float) -> list[_Effect]:
         """Answer in order: the pong follows every answer to the frames before it (and any store commit),
         and the whole mailbox: while stored messages are on their way, it goes out after the last."""
-        if c.mailbox:
-            c.pongs += 1
+        if s.mailbox:
+            s.pongs += 1
             return []
-        return self._reply(c, _PONG)
+        return self._reply(s, _PONG)
 
-    def _ack(self, c: _Conn, frame: dict, now: float) -> list:
-        ids = frame.get("ids")
-        if type(ids) is not list or any(type(i) is not int for i in ids):
-            return self._bad(c, _bad_type("ids", "a list of integers"), now)
-        queue = self._offline.get(c.user)
+    @_command(FrameType.ACK, _valid("ids", "a list of integers",
+                                    lambda ids: type(ids) is list and all(type(i) is int for i in ids)))
+    def _ack(self, s: _Session, now: float, ids: list[int]) -> list[_Effect]:
+        queue = self._offline.get(s.user)
         if not queue:
             return []
         gone = tuple(i for i in ids if i in queue and self._unkeep(queue, i))
         if not queue:
-            del self._offline[c.user]
-        return [Persist("del_offline", (gone,))] if gone else []
+            del self._offline[s.user]
+        return [ForgetMessages(gone)] if gone else []
 
-    def _listen(self, c: _Conn, frame: dict, now: float) -> list:
+    @_command(FrameType.LISTEN, _valid("port", "an integer from 1 to 65535",
+                                       lambda port: type(port) is int and 0 < port < 65536),
+              states=_STRANGER | _LOGGED_IN)   # sent right after hello, so it is known before anyone can ask
+    def _listen(self, c: _Conn, now: float, port: int) -> list[_Effect]:
         """Only the port is the client's word: its peers connect to the address its connection comes
         from, so nobody can send another user's client (and its token) to a third party's address.
         A ``host`` field, which older clients send, is ignored."""
-        port = frame.get("port")
-        if type(port) is not int or not 0 < port < 65536:
-            return self._bad(c, _bad_type("port", "an integer from 1 to 65535"), now)
         c.listen = (c.address, port)
         return []
 
     # -- private chat brokering ------------------------------------------------
 
-    def _startprivate(self, c: _Conn, frame: dict, now: float) -> list:
-        user, refusal = self._user_field(c, frame, "user", now)
-        if user is None:
-            return refusal
-        me = c.user
-        assert me is not None
+    @_command(FrameType.STARTPRIVATE, _string("user"))
+    def _startprivate(self, s: _Session, now: float, user: str) -> list[_Effect]:
+        if user not in self._accounts:
+            return self._reply(s, _error(ErrorCode.INVALID_USER))
+        me = s.user
         if user == me:
-            return self._reply(c, _error("self", command="startprivate"))
+            return self._reply(s, _error(ErrorCode.SELF, command="startprivate"))
         if me in self._blocks.get(user, _EMPTY):   # before `offline`: a blocked user learns no presence
-            return self._reply(c, _error("private_blocked", user=user))
+            return self._reply(s, _error(ErrorCode.PRIVATE_BLOCKED, user=user))
         target = self._online.get(user)
         if target is None:
-            return self._reply(c, _error("offline", user=user))
+            return self._reply(s, _error(ErrorCode.OFFLINE, user=user))
         if (me, user) in self._requests or (user, me) in self._requests:
-            return self._reply(c, _error("private_pending", user=user))
-        if target.listen is None:
-            return self._reply(c, _error("private_unavailable", user=user))
-        refusal = self._spend(c, 1, "startprivate", now)
+            return self._reply(s, _error(ErrorCode.PRIVATE_PENDING, user=user))
+        if target.conn.listen is None:
+            return self._reply(s, _error(ErrorCode.PRIVATE_UNAVAILABLE, user=user))
+        refusal = self._spend(s, 1, "startprivate", now)
         if refusal:
             return refusal
         key = (me, user)
         self._requests[key] = _Request(me, user)
-        c.requests.add(key)
+        s.requests.add(key)
         target.requests.add(key)
         log.debug("private request %s -> %s", me, user)
         return [Send((target.id,), {"type": "private_request", "from": me})]
 
-    def _private_answer(self, c: _Conn, frame: dict, now: float) -> list:
-        requester, accept = frame.get("user"), frame.get("accept")
-        if type(requester) is not str:
-            return self._bad(c, _bad_type("user", "a string"), now)
-        if type(accept) is not bool:
-            return self._bad(c, _bad_type("accept", "true or false"), now)
-        me = c.user
+    @_command(FrameType.PRIVATE_ANSWER, _string("user"), _typed("accept", bool, "true or false"))
+    def _private_answer(self, s: _Session, now: float, requester: str, accept: bool) -> list[_Effect]:
+        me = s.user
         req = self._requests.get((requester, me))
         if req is None or req.token is not None:
-            return self._reply(c, _error("no_request", user=requester))
+            return self._reply(s, _error(ErrorCode.NO_REQUEST, user=requester))
         if not accept:
             log.debug("private request %s -> %s declined", requester, me)
             return self._cancel(req, ()) + [Send((self._online[requester].id,),
-                                                 _error("private_declined", user=me))]
+                                                 _error(ErrorCode.PRIVATE_DECLINED, user=me))]
         req.token = self._token_factory()
         req.expires = now + self._token_ttl
         return [SetTimer(("private", requester, me), req.expires),
-                Send((c.id,), {"type": "private_expect", "user": requester, "token": req.token})]
+                Send((s.id,), {"type": "private_expect", "user": requester, "token": req.token})]
 
-    def _private_ready(self, c: _Conn, frame: dict, now: float) -> list:
-        requester, token = frame.get("user"), frame.get("token")
-        if type(requester) is not str:
-            return self._bad(c, _bad_type("user", "a string"), now)
-        if type(token) is not str:
-            return self._bad(c, _bad_type("token", "a string"), now)
-        me = c.user
+    @_command(FrameType.PRIVATE_READY, _string("user"), _string("token"))
+    def _private_ready(self, s: _Session, now: float, requester: str, token: str) -> list[_Effect]:
+        me = s.user
         req = self._requests.get((requester, me))
         if req is None or req.token is None or not secrets.compare_digest(
                 token.encode("utf-8", "surrogatepass"), req.token.encode()):
-            log.debug("conn %d: private_ready for no live token from %.40r", c.id, requester)
+            log.debug("conn %d: private_ready for no live token from %.40r", s.id, requester)
             return []   # stale (expired or cancelled, and told so) or bogus: nothing to do
-        assert c.listen is not None
-        host, port = c.listen
+        listen = s.conn.listen
+        assert listen is not None   # (the request was made only to a user who said where it listens)
+        host, port = listen
         log.debug("private request %s -> %s: connecting", requester, me)
         return self._cancel(req, (), fired=False) + [
             Send((self._online[requester].id,),
                  {"type": "private_connect", "user": me, "host": host, "port": port, "token": token})]
 
-    def _cancel(self, req: _Request, tell: tuple[str, ...], fired: bool = False) -> list:
+    def _cancel(self, req: _Request, tell: tuple[str, ...], fired: bool = False) -> list[_Effect]:
         """Forget ``req``; each user in ``tell`` who is online gets private_cancelled naming the other."""
         key = (req.requester, req.target)
         del self._requests[key]
@@ -1138,7 +1217,7 @@ class ChatServer:
             conn = self._online.get(name)
             if conn is not None:
                 conn.requests.discard(key)
-        effects: list = []
+        effects: list[_Effect] = []
         if req.token is not None and not fired:
             effects.append(CancelTimer(("private",) + key))
         for name in tell:

@@ -30,7 +30,7 @@ class CredentialsError(Exception):
     """The accounts file cannot be used; the message names the file (and line) for a person."""
 
 
-def load_credentials(path: str | os.PathLike) -> dict[str, str]:
+def load_credentials(path: str | os.PathLike[str]) -> dict[str, str]:
     """The accounts in ``path`` as {username: password}; raises CredentialsError."""
     name = os.fspath(path)
     try:

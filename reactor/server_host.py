@@ -48,17 +48,35 @@ import logging
 import socket
 import ssl
 from collections import Counter
-from typing import Protocol
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
-from .chat_server import (CancelTimer, ChatServer, Close, LoggedIn, LoginFailed, Persist, Send, SendBatch, SendStored,
-                          SetTimer, WhenWritable)
+from .chat_server import (
+    AddBlock,
+    CancelTimer,
+    ChatServer,
+    Close,
+    ForgetMessages,
+    KeepMessage,
+    LoggedIn,
+    LoginFailed,
+    RemoveBlock,
+    Send,
+    SendBatch,
+    SendStored,
+    ServerEffect,
+    SetTimer,
+    StoreChange,
+    WhenWritable,
+)
 from .framing import MAX_FRAME, encode
 from .loop import EventLoop, NamedTimers, TimerHandle
+from .protocol import Frame
 from .store import MemoryStore, StoreFull
 from .stream import MAX_OUTPUT, RECV_SIZE, Listener, Stream, listen
 from .tls import TLSStream
 
-log = logging.getLogger("chat.host")
+log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 2.0  # seconds to flush goodbyes before the loop stops anyway
 MAX_STRANGERS = 512               # connections not logged in, in all
@@ -102,15 +120,15 @@ class FailureLog:
 
 
 class Store(Protocol):
-    """Durable state: ``apply`` takes Persist effects, ``commit`` makes them durable; either raises
+    """Durable state: ``apply`` takes store changes, ``commit`` makes them durable; either raises
     ``StoreFull`` (the open transaction rolled back) when there is no room. ``texts`` reads kept messages."""
 
-    def apply(self, effect: Persist) -> None: ...
+    def apply(self, change: StoreChange) -> None: ...
     def commit(self) -> None: ...
-    def texts(self, ids: list[int]) -> dict[int, str]: ...
+    def texts(self, ids: Iterable[int]) -> dict[int, str]: ...
 
 
-def with_texts(frames: tuple[dict, ...], texts: dict[int, str]) -> list[dict]:
+def with_texts(frames: tuple[Frame, ...], texts: dict[int, str]) -> list[Frame]:
     """A ``SendStored``'s frames with their texts, by id; one whose text is missing is left out (logged)."""
     whole = []
     for frame in frames:
@@ -125,6 +143,12 @@ def with_texts(frames: tuple[dict, ...], texts: dict[int, str]) -> list[dict]:
 class ServerHost:
     """Runs one ``ChatServer`` over a listening socket on ``loop``."""
 
+    # Each ServerEffect type -> the method that carries it out (``_apply``); a test checks that none is missing.
+    CARRY_OUT: dict[type, str] = {
+        Send: "_send", SendBatch: "_send", Close: "_send", WhenWritable: "_send", SendStored: "_send_stored",
+        SetTimer: "_set_timer", CancelTimer: "_cancel_timer", LoggedIn: "_logged_in", LoginFailed: "_login_failed",
+        KeepMessage: "_keep", ForgetMessages: "_change", AddBlock: "_change", RemoveBlock: "_change"}
+
     def __init__(self, loop: EventLoop, logic: ChatServer, store: Store | None = None, *,
                  max_strangers: int = MAX_STRANGERS, max_strangers_per_address: int = MAX_STRANGERS_PER_ADDRESS,
                  failure_log_interval: float = FAILURE_LOG_INTERVAL, tls: ssl.SSLContext | None = None) -> None:
@@ -136,8 +160,8 @@ class ServerHost:
         self._timers = NamedTimers(loop, self._fire)
         self._ids = itertools.count(1)
         self._listener: Listener | None = None
-        self._held: list[Send | SendBatch | Close | WhenWritable | Persist] = []   # waiting for the commit
-        self._turn: list[Persist] = []        # the changes of the open transaction
+        self._held: list[Send | SendBatch | Close | WhenWritable | StoreChange] = []   # waiting for the commit
+        self._turn: list[StoreChange] = []    # the changes of the open transaction
         self._kept: dict[int, str] = {}       # the texts of the messages it adds, by id, until its commit
         self._full = False                    # the store refused this turn's transaction
         self._dirty = False                   # the store has uncommitted changes
@@ -152,13 +176,16 @@ class ServerHost:
         self._telling_since: float | None = None   # when the last turn that told presence began
         self._quiet_until = 0.0                    # no presence told before this (see _end_turn)
         self._wake: TimerHandle | None = None
+        self._carry_out: dict[type, Callable[[Any], None]] = {
+            kind: getattr(self, name) for kind, name in self.CARRY_OUT.items()}
         loop.add_before_sleep(self._end_turn)   # first: its notices may wait for the commit
         loop.add_before_sleep(self._commit)
 
     @property
-    def address(self) -> tuple:
+    def address(self) -> tuple[Any, ...]:
         assert self._listener is not None
-        return self._listener.address
+        address: tuple[Any, ...] = self._listener.address
+        return address
 
     def serve(self, host: str, port: int) -> None:
         """Start accepting on ``host:port``; raises OSError if it cannot bind."""
@@ -184,7 +211,9 @@ class ServerHost:
             if self._tls is None:
                 stream = Stream(self._loop, sock, self, **limits)
             else:
-                stream = TLSStream(self._loop, sock, self, context=self._tls, server_side=True, **limits)
+                stream = TLSStream(self._loop, sock, self, context=self._tls, server_side=True,
+                                   max_frame=STRANGER_MAX_FRAME, max_output=STRANGER_MAX_OUTPUT,
+                                   read_size=STRANGER_READ_SIZE)
         except OSError as exc:  # the peer is already gone
             log.debug("accept: %s", exc)
             sock.close()
@@ -210,8 +239,9 @@ class ServerHost:
         sock.close()
         self._note_failure(address, "refused (busy)")
 
-    def _logged_in(self, conn: int) -> None:
-        """``conn`` is a user's now: no stranger's limits, not counted as one."""
+    def _logged_in(self, effect: LoggedIn) -> None:
+        """The connection is a user's now: no stranger's limits, not counted as one."""
+        conn = effect.conn
         self._forget_stranger(conn)
         stream = self._streams.get(conn)
         if stream is not None:
@@ -242,7 +272,7 @@ class ServerHost:
         for line in lines:
             log.info("failed logins and refused connections in the last %gs from %s", self._failure_interval, line)
 
-    def frame_received(self, stream: Stream, frame: dict) -> None:
+    def frame_received(self, stream: Stream, frame: Any) -> None:
         self._apply(self._logic.received(stream.tag, frame, self._loop.time()))
 
     def frame_error(self, stream: Stream, detail: str) -> None:
@@ -264,47 +294,52 @@ class ServerHost:
         """The stream asked for in a WhenWritable has room for more."""
         self._apply(self._logic.writable(stream.tag, self._loop.time()))
 
-    def _fire(self, keys: list) -> None:
+    def _fire(self, keys: list[Any]) -> None:
         """Timers that came due together reach the logic together (see ``timers_fired``)."""
         self._apply(self._logic.timers_fired(keys, self._loop.time()))
 
     # -- effects -> sockets --------------------------------------------
 
-    def _apply(self, effects: list) -> None:
+    def _apply(self, effects: list[ServerEffect]) -> None:
+        carry_out = self._carry_out
         for effect in effects:
-            kind = type(effect)
-            if kind is SendStored:
-                effect = self._stored(effect)
-                kind = SendBatch
-            if kind is Send or kind is SendBatch or kind is Close or kind is WhenWritable:
-                if self._dirty:
-                    self._held.append(effect)
-                else:
-                    self._deliver(effect)
-            elif kind is SetTimer:
-                self._timers.set(effect.key, effect.when)
-            elif kind is CancelTimer:
-                self._timers.cancel(effect.key)
-            elif kind is LoggedIn:
-                self._logged_in(effect.conn)
-            elif kind is LoginFailed:
-                address = self._strangers.get(effect.conn)
-                if address is not None:
-                    self._note_failure(address, effect.reason)
-            elif kind is Persist:
-                self._turn.append(effect)
-                if effect.op == "add_offline":
-                    self._kept[effect.args[0]] = effect.args[3]
-                if not self._full:
-                    try:
-                        self._store.apply(effect)
-                    except StoreFull:
-                        self._full = True
-                self._dirty = True
-                if effect.confirm is not None:
-                    self._held.append(effect)
-            else:
-                raise TypeError(f"unknown effect {effect!r}")
+            carry_out[type(effect)](effect)
+
+    def _send(self, effect: Send | SendBatch | Close | WhenWritable) -> None:
+        if self._dirty:
+            self._held.append(effect)
+        else:
+            self._deliver(effect)
+
+    def _send_stored(self, effect: SendStored) -> None:
+        self._send(self._stored(effect))
+
+    def _set_timer(self, effect: SetTimer) -> None:
+        self._timers.set(effect.key, effect.when)
+
+    def _cancel_timer(self, effect: CancelTimer) -> None:
+        self._timers.cancel(effect.key)
+
+    def _login_failed(self, effect: LoginFailed) -> None:
+        address = self._strangers.get(effect.conn)
+        if address is not None:
+            self._note_failure(address, effect.reason)
+
+    def _keep(self, change: KeepMessage) -> None:
+        self._kept[change.id] = change.text
+        self._change(change)
+
+    def _change(self, change: StoreChange) -> None:
+        """Into the store's open transaction; what follows waits for its commit."""
+        self._turn.append(change)
+        if not self._full:
+            try:
+                self._store.apply(change)
+            except StoreFull:
+                self._full = True
+        self._dirty = True
+        if change.confirm is not None:
+            self._held.append(change)
 
     def _stored(self, effect: SendStored) -> SendBatch:
         """The stored messages, texts and all: this turn's from what it keeps, the others' from the store."""
@@ -316,17 +351,16 @@ class ServerHost:
 
     def _deliver(self, effect: Send | SendBatch | Close | WhenWritable) -> None:
         get = self._streams.get
-        kind = type(effect)
-        if kind is Close or kind is WhenWritable:
-            stream = get(effect.conn)   # type: ignore[union-attr]
+        if isinstance(effect, (Close, WhenWritable)):
+            stream = get(effect.conn)
             if stream is None:
                 return
-            if kind is Close:
+            if type(effect) is Close:
                 stream.close()
             else:
                 stream.when_drained(self._writable)
             return
-        data = encode(effect.frame) if type(effect) is Send else b"".join(map(encode, effect.frames))
+        data = encode(effect.frame) if isinstance(effect, Send) else b"".join(map(encode, effect.frames))
         for conn in effect.conns:
             stream = get(conn)
             if stream is not None:
@@ -369,16 +403,16 @@ class ServerHost:
         now = self._loop.time()
         answers = {id(change): self._logic.not_stored(change, now) for change in reversed(refused)}
         for effect in held:
-            if type(effect) is not Persist:
+            if isinstance(effect, (Send, SendBatch, Close, WhenWritable)):
                 self._deliver(effect)
             elif id(effect) in answers:
                 self._apply(answers.pop(id(effect)))
-            else:
-                self._deliver(effect.confirm)  # type: ignore[arg-type]
+            elif effect.confirm is not None:   # (only changes with a confirmation wait here)
+                self._deliver(effect.confirm)
         for answer in answers.values():
             self._apply(answer)
 
-    def _store_turn(self) -> list[Persist]:
+    def _store_turn(self) -> list[StoreChange]:
         """Commit this turn's changes; those the store had no room for, in order."""
         store = self._store
         if not self._full:
@@ -387,7 +421,7 @@ class ServerHost:
                 return []
             except StoreFull:
                 pass
-        others = [change for change in self._turn if change.op != "add_offline"]
+        others = [change for change in self._turn if type(change) is not KeepMessage]
         try:
             for change in others:
                 store.apply(change)
@@ -397,7 +431,7 @@ class ServerHost:
             kept = False
         log.warning("the store is full: %d messages refused; %d other changes %s",
                     len(self._turn) - len(others), len(others), "kept" if kept else "refused too")
-        return [change for change in self._turn if change.op == "add_offline" or not kept]
+        return [change for change in self._turn if type(change) is KeepMessage or not kept]
 
     # -- accounts ------------------------------------------------------
 

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Any, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .chat_server import AddBlock, ForgetMessages, KeepMessage, RemoveBlock, StoreChange
 
 SCHEMA_VERSION = 1
+StoredRow = tuple[int, str, str, int, int, float | None]   # a kept message as load gives it (see there)
 _IDS_PER_QUERY = 500   # ids read in one query (SQLite allows 999 parameters or more)
 MEMORY = ":memory:"
 SYNCHRONOUS = ("FULL", "NORMAL")
@@ -33,7 +37,7 @@ class StoreFull(StoreError):
 
 
 class Store:
-    """Blocks and offline messages in SQLite: ``apply`` Persist effects, ``commit`` makes them durable.
+    """Blocks and offline messages in SQLite: ``apply`` store changes, ``commit`` makes them durable.
 
     Everything applied since the last ``commit`` is one transaction, so the
     host commits once per loop iteration however many messages it stored
@@ -102,7 +106,7 @@ class Store:
 
     # -- reading -------------------------------------------------------
 
-    def load(self) -> tuple[list[tuple[str, str]], list[tuple]]:
+    def load(self) -> tuple[list[tuple[str, str]], list[StoredRow]]:
         """What the logic keeps at start: blocks as (blocker, blocked); offline messages by id, without
         their texts, as (id, to, sender, size, chars, sent).
 
@@ -111,12 +115,13 @@ class Store:
         """
         self._check()
         try:
-            blocks = [tuple(row) for row in self._conn.execute("SELECT blocker, blocked FROM blocks")]
+            rows = self._conn.execute("SELECT blocker, blocked FROM blocks")
+            blocks: list[tuple[str, str]] = [(blocker, blocked) for blocker, blocked in rows]
             offline = self._conn.execute("SELECT id, recipient, sender, length(CAST(text AS BLOB)), length(text),"
                                          " sent FROM offline ORDER BY id").fetchall()
         except sqlite3.Error as exc:
             raise _error(self.path, exc) from None
-        return blocks, offline  # type: ignore[return-value]
+        return blocks, offline
 
     def texts(self, ids: Iterable[int]) -> dict[int, str]:
         """The texts of those offline messages ``ids`` that are kept, by id; the open transaction's too."""
@@ -134,29 +139,37 @@ class Store:
 
     # -- writing -------------------------------------------------------
 
-    def apply(self, effect: Any) -> None:
-        """Write one ``Persist(op, args)`` into the open transaction (durable at the next ``commit``).
-
-        ``add_offline`` (id, to, sender, text[, sent]); ``del_offline`` ((id, ...),);
-        ``block`` and ``unblock`` (blocker, blocked).
-        """
+    def apply(self, change: StoreChange) -> None:
+        """Write one store change (``KeepMessage``, ``ForgetMessages``, ``AddBlock``, ``RemoveBlock``) into the
+        open transaction (durable at the next ``commit``)."""
         self._check()
-        op, args = effect.op, effect.args
-        sql = _OPS.get(op)
-        if sql is None:
-            raise StoreError(f"unknown state change {op!r}")
+        write = self._writes.get(type(change))
+        if write is None:
+            raise StoreError(f"unknown state change {change!r}")
         try:
             if not self._pending:
                 self._conn.execute("BEGIN")
                 self._pending = True
-            if op == "del_offline":
-                self._conn.executemany(sql, [(i,) for i in args[0]])
-            elif op == "add_offline" and len(args) == 4:
-                self._conn.execute(sql, (*args, None))  # no wall-clock time given
-            else:
-                self._conn.execute(sql, args)
+            write(self, change)
         except sqlite3.Error as exc:
             raise self._fail(exc) from None
+
+    def _keep(self, change: KeepMessage) -> None:
+        self._conn.execute("INSERT INTO offline (id, recipient, sender, text, sent) VALUES (?, ?, ?, ?, ?)",
+                           (change.id, change.to, change.sender, change.text, change.sent))
+
+    def _forget(self, change: ForgetMessages) -> None:
+        self._conn.executemany("DELETE FROM offline WHERE id = ?", [(i,) for i in change.ids])
+
+    def _block(self, change: AddBlock) -> None:
+        self._conn.execute("INSERT OR IGNORE INTO blocks (blocker, blocked) VALUES (?, ?)",
+                           (change.blocker, change.blocked))
+
+    def _unblock(self, change: RemoveBlock) -> None:
+        self._conn.execute("DELETE FROM blocks WHERE blocker = ? AND blocked = ?", (change.blocker, change.blocked))
+
+    _writes: dict[type, Callable[[Any, Any], None]] = {KeepMessage: _keep, ForgetMessages: _forget, AddBlock: _block,
+                                     RemoveBlock: _unblock}   # each store change -> how it is written
 
     def commit(self) -> None:
         """Make everything applied since the last commit durable, as one transaction."""
@@ -214,10 +227,10 @@ class MemoryStore:
     exit. It keeps the texts of offline messages, as a state file does, so the logic need not."""
 
     def __init__(self) -> None:
-        self._offline: dict[int, tuple] = {}   # id -> (to, sender, text, sent)
+        self._offline: dict[int, tuple[str, str, str, float | None]] = {}   # id -> (to, sender, text, sent)
         self._blocks: set[tuple[str, str]] = set()
 
-    def load(self) -> tuple[list[tuple[str, str]], list[tuple]]:
+    def load(self) -> tuple[list[tuple[str, str]], list[StoredRow]]:
         """As ``Store.load``."""
         return sorted(self._blocks), [
             (mid, to, sender, len(text.encode("utf-8", "surrogatepass")), len(text), sent)
@@ -228,32 +241,31 @@ class MemoryStore:
         offline = self._offline
         return {mid: offline[mid][2] for mid in ids if mid in offline}
 
-    def apply(self, effect: Any) -> None:
+    def apply(self, change: StoreChange) -> None:
         """As ``Store.apply``; kept at once."""
-        op, args = effect.op, effect.args
-        if op == "add_offline":
-            mid, to, sender, text = args[:4]
-            self._offline[mid] = (to, sender, text, args[4] if len(args) > 4 else None)
-        elif op == "del_offline":
-            for mid in args[0]:
-                self._offline.pop(mid, None)
-        elif op == "block":
-            self._blocks.add(args)
-        elif op == "unblock":
-            self._blocks.discard(args)
-        else:
-            raise StoreError(f"unknown state change {op!r}")
+        write = self._writes.get(type(change))
+        if write is None:
+            raise StoreError(f"unknown state change {change!r}")
+        write(self, change)
+
+    def _keep(self, change: KeepMessage) -> None:
+        self._offline[change.id] = (change.to, change.sender, change.text, change.sent)
+
+    def _forget(self, change: ForgetMessages) -> None:
+        for mid in change.ids:
+            self._offline.pop(mid, None)
+
+    def _block(self, change: AddBlock) -> None:
+        self._blocks.add((change.blocker, change.blocked))
+
+    def _unblock(self, change: RemoveBlock) -> None:
+        self._blocks.discard((change.blocker, change.blocked))
+
+    _writes: dict[type, Callable[[Any, Any], None]] = {KeepMessage: _keep, ForgetMessages: _forget, AddBlock: _block,
+                                     RemoveBlock: _unblock}
 
     def commit(self) -> None:
         """Nothing to do: what was applied is kept already."""
-
-
-_OPS = {
-    "add_offline": "INSERT INTO offline (id, recipient, sender, text, sent) VALUES (?, ?, ?, ?, ?)",
-    "del_offline": "DELETE FROM offline WHERE id = ?",
-    "block": "INSERT OR IGNORE INTO blocks (blocker, blocked) VALUES (?, ?)",
-    "unblock": "DELETE FROM blocks WHERE blocker = ? AND blocked = ?",
-}
 
 
 def _check_path(path: str) -> None:

@@ -25,6 +25,6 @@ def visible(text: str) -> str:
     return CONTROL.sub(_shown, text)
 
 
-def _shown(match: re.Match) -> str:
+def _shown(match: re.Match[str]) -> str:
     code = ord(match.group())
     return "^" + chr(code ^ 0x40) if code < 0x80 else f"<U+{code:04X}>"

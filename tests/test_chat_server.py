@@ -7,7 +7,8 @@ import tracemalloc
 import pytest
 
 from reactor.chat_server import (MAILBOX_CHUNK, MAX_LOGIN_TIME, CancelTimer, ChatServer, Close, LoggedIn, LoginFailed,
-                                  Persist, Send, SendBatch, SendStored, SetTimer, WhenWritable)
+                                  STORE_CHANGES, AddBlock, ForgetMessages, KeepMessage, RemoveBlock, Send, SendBatch,
+                                  SendStored, SetTimer, WhenWritable)
 from reactor.framing import encode
 from reactor.store import MemoryStore
 
@@ -27,7 +28,7 @@ def sends(effects, store=None):
     for e in effects:
         if type(e) is Send:
             out.append(e)
-        elif type(e) is Persist and e.confirm is not None:
+        elif type(e) in STORE_CHANGES and e.confirm is not None:
             out.append(e.confirm)
         elif type(e) is SendStored:
             assert store is not None, "a SendStored needs the store that keeps the texts"
@@ -45,6 +46,12 @@ def frames_to(effects, conn, store=None):
 
 def stored_reply(conn, to):
     return Send((conn,), {"type": "stored", "to": to})
+
+
+def row(keep):
+    """A ``KeepMessage`` as the store keeps it: (id, to, sender, text, sent)."""
+    assert type(keep) is KeepMessage
+    return keep.id, keep.to, keep.sender, keep.text, keep.sent
 
 
 def of_type(effects, kind):
@@ -70,7 +77,7 @@ class Keeping(ChatServer):
     def received(self, conn, frame, now):
         effects = super().received(conn, frame, now)
         for effect in effects:
-            if type(effect) is Persist:
+            if type(effect) in STORE_CHANGES:
                 self.store.apply(effect)
         return effects
 
@@ -85,7 +92,7 @@ class World:
         accounts = kw.pop("accounts", ACCOUNTS)
         self.store = MemoryStore()
         for row in kw.pop("offline", ()):
-            self.store.apply(Persist("add_offline", row))
+            self.store.apply(KeepMessage(*row))
         kw["offline"] = self.store.load()[1]
         self.s = Keeping(self.store, dict(accounts), kw.pop("block_duration", BLOCK), kw.pop("timeout", TIMEOUT),
                          **kw)
@@ -153,7 +160,7 @@ def msg(to, text):
 # -- effects -------------------------------------------------------------------
 
 def test_effects_are_frozen_and_slotted():
-    for effect in (Send((1,), {}), Close(1), SetTimer("k", 1.0), CancelTimer("k"), Persist("block", ("a", "b"))):
+    for effect in (Send((1,), {}), Close(1), SetTimer("k", 1.0), CancelTimer("k"), AddBlock("a", "b")):
         assert not hasattr(effect, "__dict__")
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(effect, dataclasses.fields(effect)[0].name, None)
@@ -508,7 +515,7 @@ def test_a_ping_is_answered_after_the_answers_before_it_and_is_not_activity(w):
     w.login("hans", now=0.0)
     hans = w.conn["hans"]
     assert w.send("hans", msg("yoda", "kept"), 30.0) + w.send("hans", {"type": "ping"}, 30.0) == [
-        Persist("add_offline", (1, "yoda", "hans", "kept"), Send((hans,), {"type": "stored", "to": "yoda"})),
+        KeepMessage(1, "yoda", "hans", "kept", confirm=Send((hans,), {"type": "stored", "to": "yoda"})),
         Send((hans,), {"type": "pong"})]
     assert w.send("hans", {"type": "ping"}, 50.0) == [Send((hans,), {"type": "pong"})]
     assert w.s.timer_fired(("idle", hans), TIMEOUT) == [SetTimer(("idle", hans), 30.0 + TIMEOUT)]
@@ -629,7 +636,7 @@ def test_message_errors(w):
     assert w.send("hans", msg("nobody", "x")) == [Send((hans,), error("invalid_user"))]
     assert w.send("hans", msg("hans", "x")) == [Send((hans,), error("self", command="message"))]
     assert w.send("hans", msg("yoda", "x" * 4097)) == [Send((hans,), error("text_too_long", max=4096))]
-    assert of_type(w.send("hans", msg("yoda", "x" * 4096)), Persist)   # exactly the max is fine
+    assert of_type(w.send("hans", msg("yoda", "x" * 4096)), KeepMessage)   # exactly the max is fine
 
 
 CONTROL_TEXTS = ["\x1b]0;pwned\x07", "\x1b[2J", "\x1bc", "hi\rhans: send me your password",
@@ -677,9 +684,9 @@ def test_a_message_to_an_offline_user_is_kept_then_the_sender_is_told(w):
     w.login("hans")
     hans = w.conn["hans"]
     assert w.send("hans", msg("yoda", "first")) == [
-        Persist("add_offline", (1, "yoda", "hans", "first"), stored_reply(hans, "yoda"))]
+        KeepMessage(1, "yoda", "hans", "first", confirm=stored_reply(hans, "yoda"))]
     assert w.send("hans", msg("yoda", "second")) == [
-        Persist("add_offline", (2, "yoda", "hans", "second"), stored_reply(hans, "yoda"))]
+        KeepMessage(2, "yoda", "hans", "second", confirm=stored_reply(hans, "yoda"))]
     assert w.stored("yoda") == [(1, "hans", "first"), (2, "hans", "second")]
 
 
@@ -704,7 +711,7 @@ def test_stored_messages_follow_welcome_and_presence_oldest_first(w):
 def test_stored_messages_carry_sent_when_the_host_gives_the_wall_clock():
     w = World(wall_offset=1_700_000_000.0)
     w.login("hans", now=5.0)
-    assert w.send("hans", msg("yoda", "hi"), 7.5)[0].args == (1, "yoda", "hans", "hi", 1_700_000_007.5)
+    assert row(w.send("hans", msg("yoda", "hi"), 7.5)[0]) == (1, "yoda", "hans", "hi", 1_700_000_007.5)
     stored = w.to(w.login("yoda", now=9.0), "yoda")[-1]
     assert stored == {"type": "message", "from": "hans", "text": "hi", "id": 1, "sent": 1_700_000_007.5}
 
@@ -714,12 +721,12 @@ def test_stored_messages_stay_until_acknowledged(w):
     for text in "abc":
         w.send("hans", msg("yoda", text))
     w.login("yoda")
-    assert w.send("yoda", {"type": "ack", "ids": [1, 3, 99]}) == [Persist("del_offline", ((1, 3),))]
+    assert w.send("yoda", {"type": "ack", "ids": [1, 3, 99]}) == [ForgetMessages((1, 3))]
     assert w.send("yoda", {"type": "ack", "ids": [1]}) == []   # already forgotten
     w.s.disconnected(w.conn["yoda"], 1.0)
     again = [f for f in w.to(w.login("yoda", now=2.0), "yoda") if f["type"] == "message"]
     assert again == [{"type": "message", "from": "hans", "text": "b", "id": 2}]
-    assert w.send("yoda", {"type": "ack", "ids": [2]}) == [Persist("del_offline", ((2,),))]
+    assert w.send("yoda", {"type": "ack", "ids": [2]}) == [ForgetMessages((2,))]
     w.send("yoda", {"type": "logout"})
     assert [f for f in w.to(w.login("yoda"), "yoda") if f["type"] == "message"] == []
 
@@ -745,11 +752,11 @@ def test_the_offline_queue_has_a_cap_per_recipient():
     w.send("hans", msg("yoda", "1"))
     w.send("hans", msg("yoda", "2"))
     assert w.send("hans", msg("yoda", "3")) == [Send((hans,), error("queue_full", user="yoda"))]
-    assert of_type(w.send("hans", msg("luke", "1")), Persist)   # another box is not full
+    assert of_type(w.send("hans", msg("luke", "1")), KeepMessage)   # another box is not full
     w.login("yoda")
     w.send("yoda", {"type": "ack", "ids": [1]})
     w.send("yoda", {"type": "logout"})
-    assert w.send("hans", msg("yoda", "3"))[0].args == (4, "yoda", "hans", "3")
+    assert row(w.send("hans", msg("yoda", "3"))[0]) == (4, "yoda", "hans", "3", None)
 
 
 def test_stored_messages_loaded_at_start_are_delivered_in_id_order_and_ids_go_on():
@@ -762,7 +769,7 @@ def test_stored_messages_loaded_at_start_are_delivered_in_id_order_and_ids_go_on
     assert "sent" not in frames[0]
     w.send("yoda", {"type": "logout"})
     w.login("hans")
-    assert w.send("hans", msg("luke", "new"))[0].args == (8, "luke", "hans", "new")
+    assert row(w.send("hans", msg("luke", "new"))[0]) == (8, "luke", "hans", "new", None)
 
 
 # -- a big mailbox, paced by its reader -----------------------------------------------------------
@@ -809,7 +816,7 @@ def test_the_logic_keeps_what_it_needs_of_a_stored_message_but_not_its_text():
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        for i in range(300):   # straight to the logic: nothing keeps the Persist's text afterwards
+        for i in range(300):   # straight to the logic: nothing keeps the KeepMessage's text afterwards
             ChatServer.received(w.s, w.conn["hans"], msg("yoda", f"{i:04d}" + "x" * 3996), 0.0)
         grown = tracemalloc.get_traced_memory()[0] - before
     finally:
@@ -835,7 +842,7 @@ def test_a_live_message_waits_behind_a_mailbox_still_on_its_way():
     w.login("hans")
     first = w.login("yoda", now=1.0)
     assert w.send("hans", msg("yoda", "live"), 2.0) == [     # kept, not sent; hans is told nothing
-        Persist("add_offline", (31, "yoda", "hans", "live", 1002.0))]
+        KeepMessage(31, "yoda", "hans", "live", 1002.0)]
     chunks = deliver_all(w, first)
     frames = [f for chunk in chunks for f in chunk]
     assert [f["text"] for f in frames] == texts + ["live"]
@@ -888,7 +895,7 @@ def test_acks_during_delivery_and_what_is_not_acked_comes_again():
     yoda_first = w.login("yoda")
     conn = w.conn["yoda"]
     shown = [f["id"] for f in w.to(yoda_first, "yoda") if f["type"] == "message"]
-    assert w.send("yoda", {"type": "ack", "ids": shown + [30]}) == [Persist("del_offline", (tuple(shown + [30]),))]
+    assert w.send("yoda", {"type": "ack", "ids": shown + [30]}) == [ForgetMessages(tuple(shown + [30]))]
     rest = [f["id"] for chunk in deliver_all(w, w.s.writable(conn, 0.0)) for f in chunk]
     assert rest == list(range(len(shown) + 1, 30))   # 30 was acknowledged before it went: skipped
     w.send("yoda", {"type": "ack", "ids": rest[:5]})
@@ -945,9 +952,9 @@ def test_block_and_unblock_replies_and_persist(w):
     w.login("yoda")
     yoda = w.conn["yoda"]
     assert w.send("yoda", {"type": "block", "user": "vader"}) == [
-        Persist("block", ("yoda", "vader"), Send((yoda,), {"type": "blocked", "user": "vader"}))]
+        AddBlock("yoda", "vader", Send((yoda,), {"type": "blocked", "user": "vader"}))]
     assert w.send("yoda", {"type": "unblock", "user": "vader"}) == [
-        Persist("unblock", ("yoda", "vader"), Send((yoda,), {"type": "unblocked", "user": "vader"}))]
+        RemoveBlock("yoda", "vader", Send((yoda,), {"type": "unblocked", "user": "vader"}))]
 
 
 def test_block_and_unblock_errors(w):
@@ -1251,7 +1258,7 @@ def test_a_block_cancels_an_open_request_for_both(pair, blocker, blocked, accept
     if accepted:
         answer(w)
     effects = w.send(blocker, {"type": "block", "user": blocked})
-    expected = [Persist("block", (blocker, blocked), Send((w.conn[blocker],), {"type": "blocked", "user": blocked}))]
+    expected = [AddBlock(blocker, blocked, Send((w.conn[blocker],), {"type": "blocked", "user": blocked}))]
     if accepted:
         expected.append(CancelTimer(("private", "hans", "yoda")))
     expected += [Send((w.conn["hans"],), {"type": "private_cancelled", "user": "yoda"}),
@@ -1371,7 +1378,7 @@ def test_shutdown_with_no_connections(w):
 # -- logging ------------------------------------------------------------------------------------------------
 
 def test_logins_failures_lockouts_and_logouts_are_logged_without_passwords(caplog):
-    caplog.set_level(logging.DEBUG, logger="chat.server")
+    caplog.set_level(logging.DEBUG, logger="reactor.chat_server")
     w = World()
     conn = w.connect()
     w.username(conn, "not-a-user-but-a-password")
@@ -1381,7 +1388,7 @@ def test_logins_failures_lockouts_and_logouts_are_logged_without_passwords(caplo
     w.login("hans")
     w.send("hans", {"type": "logout"})
     text = caplog.text
-    assert all(r.name == "chat.server" for r in caplog.records)
+    assert all(r.name == "reactor.chat_server" for r in caplog.records)
     assert "hans logged in" in text and "hans logged out (logout)" in text
     assert "wrong password for vader" in text and "locked" in text
     for secret in ("guess1", "guess2", "guess3", "falcon*solo", "not-a-user-but-a-password"):

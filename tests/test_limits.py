@@ -1,7 +1,7 @@
 """Per-user limits on the sans-I/O logic with an injected clock: the token bucket and the quota of kept bytes."""
 import pytest
 
-from reactor.chat_server import BURST, RATE, RATE_UNIT, STORED_OVERHEAD, Persist, Send
+from reactor.chat_server import BURST, RATE, RATE_UNIT, STORED_OVERHEAD, KeepMessage, Send
 from reactor.framing import encode
 from tests.test_chat_server import World, error, frames_to, msg, sends
 
@@ -144,7 +144,7 @@ def test_with_the_defaults_one_flooder_cannot_fill_a_readers_output_buffer():
 # -- the quota of kept bytes --------------------------------------------------------------
 
 def kept(effects):
-    return [e for e in effects if type(e) is Persist and e.op == "add_offline"]
+    return [e for e in effects if type(e) is KeepMessage]
 
 
 def test_the_quota_counts_a_senders_kept_bytes_across_recipients():

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from reactor.chat_server import Close, Persist, Send, SendBatch
+from reactor.chat_server import AddBlock, Close, ForgetMessages, KeepMessage, RemoveBlock, Send, SendBatch
 from tests.test_chat_server import ACCOUNTS, World, error, frames_to, msg, of_type, w  # noqa: F401 (w: fixture)
 
 
@@ -100,7 +100,7 @@ def test_a_reload_after_shutdown_does_nothing(w):
 
 
 def test_a_reload_logs_one_line_per_kind_of_change_without_passwords(caplog):
-    caplog.set_level(logging.INFO, logger="chat.server")
+    caplog.set_level(logging.INFO, logger="reactor.chat_server")
     w = World()
     accounts = {u: p for u, p in ACCOUNTS.items() if u not in ("yoda", "leia")}
     accounts.update({"hans": "changed*secret", "rey": "new*secret", "finn": "new*secret2"})
@@ -118,7 +118,7 @@ def test_a_reload_logs_one_line_per_kind_of_change_without_passwords(caplog):
 
 def refused_message(w, to="yoda", text="lost"):
     """Hans stores a message for ``to`` that the store then cannot keep: the answer in place of ``stored``."""
-    (change,) = of_type(w.send("hans", msg(to, text)), Persist)
+    (change,) = of_type(w.send("hans", msg(to, text)), KeepMessage)
     return change, w.s.not_stored(change, 1.0)
 
 
@@ -137,13 +137,13 @@ def test_a_refused_message_does_not_count_in_the_queue():
     w.login("hans")
     w.send("hans", msg("yoda", "1"))
     refused_message(w)
-    assert of_type(w.send("hans", msg("yoda", "2")), Persist)   # the refused one left room
+    assert of_type(w.send("hans", msg("yoda", "2")), KeepMessage)   # the refused one left room
     assert w.to(w.send("hans", msg("yoda", "3")), "hans") == [error("queue_full", user="yoda")]
 
 
 def test_a_message_handed_over_at_a_login_meanwhile_is_confirmed_after_all(w):
     w.login("hans")
-    (change,) = of_type(w.send("hans", msg("yoda", "just in time")), Persist)
+    (change,) = of_type(w.send("hans", msg("yoda", "just in time")), KeepMessage)
     frames = w.to(w.login("yoda"), "yoda")   # in the same turn: the message went out with the welcome
     assert [f["text"] for f in frames if f["type"] == "message"] == ["just in time"]
     assert w.s.not_stored(change, 1.0) == [change.confirm]
@@ -153,7 +153,7 @@ def test_a_message_handed_over_at_a_login_meanwhile_is_confirmed_after_all(w):
 def test_a_block_the_store_could_not_keep_is_undone(w):
     w.login("yoda")
     w.login("vader")
-    (change,) = of_type(w.send("yoda", {"type": "block", "user": "vader"}), Persist)
+    (change,) = of_type(w.send("yoda", {"type": "block", "user": "vader"}), AddBlock)
     assert w.s.not_stored(change, 1.0) == [
         Send((w.conn["yoda"],), error("store_full", command="block", user="vader"))]
     assert w.to(w.send("vader", msg("yoda", "hello")), "yoda") == [{"type": "message", "from": "vader",
@@ -166,7 +166,7 @@ def test_an_unblock_the_store_could_not_keep_is_undone(w):
     w.login("yoda")
     w.login("vader")
     w.send("yoda", {"type": "block", "user": "vader"})
-    (change,) = of_type(w.send("yoda", {"type": "unblock", "user": "vader"}), Persist)
+    (change,) = of_type(w.send("yoda", {"type": "unblock", "user": "vader"}), RemoveBlock)
     assert w.s.not_stored(change, 1.0) == [
         Send((w.conn["yoda"],), error("store_full", command="unblock", user="vader"))]
     assert w.to(w.send("vader", msg("yoda", "hello")), "vader") == [error("blocked_by_recipient", user="yoda")]
@@ -184,18 +184,18 @@ def test_an_unrecorded_acknowledgement_changes_nothing_more(w):
 def test_refusals_undone_in_reverse_leave_the_blocks_as_they_were(w):
     """A block and its unblock in one refused turn: the host undoes the turn last change first."""
     w.login("yoda")
-    block = of_type(w.send("yoda", {"type": "block", "user": "vader"}), Persist)[0]
-    unblock = of_type(w.send("yoda", {"type": "unblock", "user": "vader"}), Persist)[0]
+    block = of_type(w.send("yoda", {"type": "block", "user": "vader"}), AddBlock)[0]
+    unblock = of_type(w.send("yoda", {"type": "unblock", "user": "vader"}), RemoveBlock)[0]
     w.s.not_stored(unblock, 1.0)
     w.s.not_stored(block, 1.0)
     w.login("vader")
     assert of_type(w.send("vader", msg("yoda", "hi")), Send)[0].frame["type"] == "message"
 
 
-@pytest.mark.parametrize("op", ["add_offline", "block", "unblock", "del_offline"])
-def test_a_refused_change_without_a_confirmation_sends_nothing(w, op):
-    args = {"add_offline": (9, "yoda", "hans", "x"), "del_offline": ((9,),)}.get(op, ("yoda", "vader"))
-    assert w.s.not_stored(Persist(op, args), 1.0) == []
+@pytest.mark.parametrize("change", [KeepMessage(9, "yoda", "hans", "x"), AddBlock("yoda", "vader"),
+                                    RemoveBlock("yoda", "vader"), ForgetMessages((9,))])
+def test_a_refused_change_without_a_confirmation_sends_nothing(w, change):
+    assert w.s.not_stored(change, 1.0) == []
 
 
 # -- what the client shows -----------------------------------------------------------------
@@ -218,7 +218,7 @@ def test_a_message_behind_a_mailbox_on_its_way_is_refused_to_its_sender_and_neve
     w, texts = big_mailbox(30, EMOJI * 4096)
     w.login("hans")
     first = w.login("yoda", now=1.0)
-    (change,) = of_type(w.send("hans", msg("yoda", "lost behind"), 2.0), Persist)
+    (change,) = of_type(w.send("hans", msg("yoda", "lost behind"), 2.0), KeepMessage)
     assert change.confirm is None                 # nobody is told "stored" for a message to an online user
     assert w.s.not_stored(change, 2.0) == [Send((w.conn["hans"],), error("store_full", command="message",
                                                                           user="yoda"))]

@@ -43,7 +43,7 @@ def run_until(loop, predicate):
 
 
 def test_strangers_are_capped_per_address_counted_out_at_login_and_failures_logged_per_interval(caplog):
-    caplog.set_level(logging.INFO, logger="chat.host")
+    caplog.set_level(logging.INFO, logger="reactor.server_host")
     loop = EventLoop()
     clock = loop.time = Clock()
     host = ServerHost(loop, ChatServer(dict(ACCOUNTS), 10.0, 60.0), max_strangers=10, max_strangers_per_address=2,

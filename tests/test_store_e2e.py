@@ -321,12 +321,13 @@ class Recording:
 
     def __init__(self, store):
         self.store = store
-        self.committed = 0  # add_offline effects made durable
+        self.committed = 0  # KeepMessage changes made durable
         self.pending = 0
 
     def apply(self, effect):
         self.store.apply(effect)
-        self.pending += effect.op == "add_offline"
+        from reactor.chat_server import KeepMessage
+        self.pending += type(effect) is KeepMessage
 
     def commit(self):
         self.store.commit()

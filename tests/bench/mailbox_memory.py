@@ -13,11 +13,10 @@ import pathlib
 import sys
 import tempfile
 import shutil
-from collections import namedtuple
 
+from reactor.chat_server import KeepMessage
 from reactor.store import Store
 
-Persist = namedtuple("Persist", "op args")
 
 USERS = 300
 PER_USER = 3
@@ -57,7 +56,7 @@ def restart(folder: pathlib.Path) -> dict:
     for n in range(PER_USER):
         for i in range(USERS):
             mid += 1
-            store.apply(Persist("add_offline", (mid, f"user{i:03d}", "sender", f"{mid:06d}" + "x" * (TEXT - 6))))
+            store.apply(KeepMessage(mid, f"user{i:03d}", "sender", f"{mid:06d}" + "x" * (TEXT - 6)))
     store.close()
     full = _server(work, str(work / "full.db"))
     try:

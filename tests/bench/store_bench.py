@@ -11,14 +11,9 @@ import shutil
 import sys
 import tempfile
 import time
-from collections import namedtuple
 
+from reactor.chat_server import KeepMessage
 from reactor.store import Store
-
-try:
-    from reactor.chat_server import Persist
-except ImportError:  # pragma: no cover - the logic is not there yet
-    Persist = namedtuple("Persist", "op args")
 
 DRAIN = 1000  # messages waiting at the login we time
 
@@ -30,7 +25,7 @@ def store_rate(folder: str, synchronous: str, group: int, total: int) -> dict:
     text = "x" * 60
     start = time.perf_counter()
     for i in range(1, total + 1):
-        store.apply(Persist("add_offline", (i, "yoda", "hans", text)))
+        store.apply(KeepMessage(i, "yoda", "hans", text))
         if i % group == 0:
             store.commit()
     store.commit()
@@ -46,7 +41,7 @@ def load_time(folder: str, count: int) -> dict:
     path = os.path.join(folder, f"load-{count}.db")
     store = Store.open(path, "NORMAL")
     for i in range(1, count + 1):
-        store.apply(Persist("add_offline", (i, "yoda" if i % 2 else "leia", "hans", "x" * 60)))
+        store.apply(KeepMessage(i, "yoda" if i % 2 else "leia", "hans", "x" * 60))
     store.close()
     start = time.perf_counter()
     store = Store.open(path)
@@ -67,7 +62,7 @@ def drain_login(folder: str, synchronous: str = "FULL", waiting: int = DRAIN) ->
     state = str(work / "state.db")
     store = Store.open(state)
     for i in range(1, waiting + 1):
-        store.apply(Persist("add_offline", (i, "yoda", "hans", f"message {i} " + "x" * 50)))
+        store.apply(KeepMessage(i, "yoda", "hans", f"message {i} " + "x" * 50))
     store.close()
     server = ServerProcess(work, extra=("--state", state, "--synchronous", synchronous, "--log-level", "WARNING"))
     try:

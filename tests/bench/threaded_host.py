@@ -16,8 +16,8 @@ import threading
 import time
 from typing import Any, Callable
 
-from reactor.chat_server import (CancelTimer, ChatServer, Close, LoggedIn, LoginFailed, Persist, Send, SendBatch,
-                                 SendStored, SetTimer, WhenWritable)
+from reactor.chat_server import (STORE_CHANGES, CancelTimer, ChatServer, Close, LoggedIn, LoginFailed, Send,
+                                 SendBatch, SendStored, SetTimer, WhenWritable)
 from reactor.framing import MAX_FRAME, encode
 from reactor.server_host import with_texts
 from reactor.store import MemoryStore
@@ -135,7 +135,7 @@ class ThreadedHost:
             elif kind is SendStored:
                 texts = self._store.texts([frame["id"] for frame in effect.frames])
                 self._apply([SendBatch((effect.conn,), tuple(with_texts(effect.frames, texts)))])
-            elif kind is Persist:
+            elif kind in STORE_CHANGES:
                 self._store.apply(effect)
                 if effect.confirm is not None:
                     self._apply([effect.confirm])

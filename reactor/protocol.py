@@ -1,0 +1,117 @@
+"""The wire protocol's constants, in one place for both state machines: versions, limits, frame types, error codes.
+
+``reactor/PROTOCOL.md`` says what each frame and code means. The names here are
+``StrEnum`` members: each is the very string on the wire (``FrameType.PING ==
+"ping"``, and it encodes as ``"ping"``), so a frame built with them or with the
+plain string is the same frame, and a table keyed by them is found by the plain
+string a peer sent.
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+__all__ = ["Frame", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS", "MAX_TEXT", "FrameType", "ErrorCode", "ByeReason",
+           "CLIENT_FRAMES", "LOGIN_FRAMES"]
+
+Frame = dict[str, Any]         # one decoded frame: a JSON object
+
+PROTOCOL_VERSION = 2          # the newest version spoken (2: a presence frame may list several users)
+PROTOCOL_VERSIONS = (1, 2)    # the versions spoken; they differ only in presence frames
+MAX_TEXT = 4096               # characters in one message or broadcast text, as the server enforces by default
+
+
+class FrameType(StrEnum):
+    """Every frame's ``type``: client to server, server to client, and peer to peer."""
+
+    # client -> server: the handshake and login
+    HELLO = "hello"                   # also server -> client, the answer
+    USERNAME = "username"
+    PASSWORD = "password"
+    LISTEN = "listen"
+    # client -> server: the commands (after welcome)
+    MESSAGE = "message"               # also server -> client, a message delivered
+    BROADCAST = "broadcast"
+    WHOELSE = "whoelse"
+    WHOELSESINCE = "whoelsesince"
+    BLOCK = "block"
+    UNBLOCK = "unblock"
+    LOGOUT = "logout"
+    ACTIVITY = "activity"
+    PING = "ping"
+    ACK = "ack"
+    STARTPRIVATE = "startprivate"
+    PRIVATE_ANSWER = "private_answer"
+    PRIVATE_READY = "private_ready"
+    # server -> client
+    USERNAME_OK = "username_ok"
+    WELCOME = "welcome"
+    ERROR = "error"
+    STORED = "stored"
+    BROADCAST_PARTIAL = "broadcast_partial"
+    USERS = "users"
+    BLOCKED = "blocked"
+    UNBLOCKED = "unblocked"
+    BYE = "bye"
+    PONG = "pong"
+    PRESENCE = "presence"
+    PRIVATE_REQUEST = "private_request"
+    PRIVATE_EXPECT = "private_expect"
+    PRIVATE_CONNECT = "private_connect"
+    PRIVATE_CANCELLED = "private_cancelled"
+    # peer <-> peer
+    PEER_HELLO = "peer_hello"
+    PEER_WELCOME = "peer_welcome"
+    PRIVATE = "private"
+
+
+LOGIN_FRAMES = frozenset({FrameType.HELLO, FrameType.USERNAME, FrameType.PASSWORD})
+CLIENT_FRAMES = LOGIN_FRAMES | {
+    FrameType.LISTEN, FrameType.MESSAGE, FrameType.BROADCAST, FrameType.WHOELSE, FrameType.WHOELSESINCE,
+    FrameType.BLOCK, FrameType.UNBLOCK, FrameType.LOGOUT, FrameType.ACTIVITY, FrameType.PING, FrameType.ACK,
+    FrameType.STARTPRIVATE, FrameType.PRIVATE_ANSWER, FrameType.PRIVATE_READY}   # what a client sends the server
+
+
+class ErrorCode(StrEnum):
+    """The ``code`` of an ``error`` frame from the server."""
+
+    # the handshake and login
+    BUSY = "busy"
+    TLS_REQUIRED = "tls_required"
+    VERSION = "version"
+    INVALID_USERNAME = "invalid_username"
+    INVALID_PASSWORD = "invalid_password"
+    ALREADY_LOGGED_IN = "already_logged_in"
+    ACCOUNT_LOCKED = "account_locked"
+    ACCOUNT_BLOCKED = "account_blocked"
+    LOGIN_TIMEOUT = "login_timeout"
+    NOT_LOGGED_IN = "not_logged_in"
+    BAD_FRAME = "bad_frame"
+    # the commands
+    INVALID_USER = "invalid_user"
+    SELF = "self"
+    CONTROL_CHARACTERS = "control_characters"
+    TEXT_TOO_LONG = "text_too_long"
+    BLOCKED_BY_RECIPIENT = "blocked_by_recipient"
+    QUEUE_FULL = "queue_full"
+    QUOTA_EXCEEDED = "quota_exceeded"
+    RATE_LIMITED = "rate_limited"
+    STORE_FULL = "store_full"
+    BAD_ARGUMENT = "bad_argument"
+    ALREADY_BLOCKED = "already_blocked"
+    NOT_BLOCKED = "not_blocked"
+    OFFLINE = "offline"
+    PRIVATE_BLOCKED = "private_blocked"
+    PRIVATE_PENDING = "private_pending"
+    PRIVATE_UNAVAILABLE = "private_unavailable"
+    PRIVATE_DECLINED = "private_declined"
+    NO_REQUEST = "no_request"
+
+
+class ByeReason(StrEnum):
+    """The ``reason`` of a ``bye`` frame."""
+
+    LOGOUT = "logout"
+    TIMEOUT = "timeout"
+    SHUTDOWN = "shutdown"
+    ACCOUNT_REMOVED = "account_removed"

@@ -1,0 +1,88 @@
+"""Every effect the chat logic can return has a way to be carried out: in the reactor host, in both stores, and in
+the bench's other hosts. Adding an effect type without its entry fails here, not on the first busy day."""
+import asyncio
+import typing
+
+import pytest
+
+from reactor.chat_server import (
+    SERVER_EFFECTS,
+    STORE_CHANGES,
+    AddBlock,
+    CancelTimer,
+    ChatServer,
+    Close,
+    ForgetMessages,
+    KeepMessage,
+    LoggedIn,
+    LoginFailed,
+    RemoveBlock,
+    Send,
+    SendBatch,
+    SendStored,
+    ServerEffect,
+    SetTimer,
+    StoreChange,
+    WhenWritable,
+)
+from reactor.server_host import ServerHost
+from reactor.store import MemoryStore, Store, StoreError
+
+NOBODY = 99   # a connection that is not there: carrying out its effects must still find a way
+
+SAMPLES: dict[type, typing.Any] = {
+    Send: Send((NOBODY,), {"type": "pong"}),
+    SendBatch: SendBatch((NOBODY,), ({"type": "pong"}, {"type": "pong"})),
+    SendStored: SendStored(NOBODY, ()),
+    Close: Close(NOBODY),
+    SetTimer: SetTimer(("idle", NOBODY), 1e9),
+    CancelTimer: CancelTimer(("idle", NOBODY)),
+    KeepMessage: KeepMessage(1, "yoda", "hans", "kept", 1764000000.25),
+    ForgetMessages: ForgetMessages((1,)),
+    AddBlock: AddBlock("yoda", "vader"),
+    RemoveBlock: RemoveBlock("yoda", "vader"),
+    WhenWritable: WhenWritable(NOBODY),
+    LoggedIn: LoggedIn(NOBODY),
+    LoginFailed: LoginFailed(NOBODY, "wrong password"),
+}
+
+
+def test_the_unions_name_every_effect_and_every_store_change():
+    assert typing.get_args(ServerEffect) == SERVER_EFFECTS
+    assert typing.get_args(StoreChange) == STORE_CHANGES
+    assert set(STORE_CHANGES) <= set(SERVER_EFFECTS)
+    assert set(SAMPLES) == set(SERVER_EFFECTS)
+
+
+def test_the_reactor_host_has_a_method_for_every_effect():
+    assert set(ServerHost.CARRY_OUT) == set(SERVER_EFFECTS)
+    for kind, name in ServerHost.CARRY_OUT.items():
+        assert callable(getattr(ServerHost, name)), (kind, name)
+
+
+@pytest.mark.parametrize("make", [MemoryStore, lambda: Store.open(":memory:")], ids=["memory", "sqlite"])
+def test_both_stores_write_every_store_change_and_refuse_anything_else(make):
+    store = make()
+    for kind in STORE_CHANGES:
+        store.apply(SAMPLES[kind])
+    store.commit()
+    assert store.load() == ([], [])   # kept then forgotten, blocked then unblocked
+    with pytest.raises(StoreError, match="unknown state change"):
+        store.apply(SAMPLES[Send])
+
+
+def test_the_bench_hosts_carry_out_every_effect():
+    from tests.bench.asyncio_host import AsyncioHost
+    from tests.bench.threaded_host import ThreadedHost
+    logic = ChatServer({"yoda": "x", "hans": "y"}, 10.0, 60.0)
+    loop = asyncio.new_event_loop()
+    try:
+        threaded = ThreadedHost(logic)
+        with threaded._lock:   # its _apply runs under the lock
+            for kind in SERVER_EFFECTS:
+                threaded._apply([SAMPLES[kind]])   # raises TypeError on an effect it does not know
+        in_asyncio = AsyncioHost(logic, loop)
+        for kind in SERVER_EFFECTS:
+            in_asyncio._apply([SAMPLES[kind]])
+    finally:
+        loop.close()
