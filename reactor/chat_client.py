@@ -60,6 +60,7 @@ from datetime import datetime, tzinfo
 from enum import Enum
 from typing import Any, TypeAlias
 
+from .protocol import MAX_TEXT, PROTOCOL_VERSION, PROTOCOL_VERSIONS
 from .text import CONTROL, visible
 from .timer_effects import CancelTimer, SetTimer
 
@@ -69,10 +70,7 @@ __all__ = ["Print", "Prompt", "ToServer", "ToPeer", "ConnectPeer", "ClosePeer", 
 
 log = logging.getLogger(__name__)
 
-# Protocol constants (to come from reactor/protocol.py once it exists).
-PROTOCOL_VERSION = 2   # 2: a presence frame may list several users
-SERVER_VERSIONS = (1, 2)   # a server answering 1 speaks the same but for one user a presence frame
-MAX_TEXT = 4096      # characters in one message, as the server enforces
+SERVER_VERSIONS = PROTOCOL_VERSIONS   # a server answering 1 speaks the same but for one user a presence frame
 LEAVE_GRACE = 3.0    # seconds to wait for the server's goodbye after asking to log out
 PING = {"type": "ping"}
 
