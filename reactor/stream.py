@@ -29,12 +29,13 @@ import logging
 import os
 import socket
 import struct
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
-from .framing import MAX_FRAME, FrameDecoder, decode, encode
+from .framing import MAX_FRAME, BadFrame, FrameDecoder, decode, encode
 from .loop import EventLoop, TimerHandle
 
-log = logging.getLogger("reactor.stream")
+log = logging.getLogger(__name__)
 
 MAX_OUTPUT = 1 << 20   # bytes buffered for a peer before it counts as not reading
 HIGH_WATER = 64 * 1024  # bytes buffered beyond which a paced owner waits (see ``when_drained``)
@@ -45,7 +46,7 @@ CLOSE_TIMEOUT = 5.0     # seconds a closing stream may take to flush before it i
 
 
 class StreamHandler(Protocol):
-    def frame_received(self, stream: Stream, frame: dict) -> None: ...
+    def frame_received(self, stream: Stream, frame: dict[str, Any]) -> None: ...
     def frame_error(self, stream: Stream, detail: str) -> None: ...
     def connection_lost(self, stream: Stream, reason: str | None) -> None: ...
 
@@ -58,8 +59,8 @@ class Stream:
     """
 
     __slots__ = ("_loop", "_sock", "_handler", "_decoder", "_out", "_max_output", "_read_size", "_per_turn",
-                 "_lines", "_next_line", "_paused",
-                 "_high_water", "_low_water", "_on_drained", "_flush_pending", "_writing", "_closing", "_closed", "_close_timer", "_reason",
+                 "_lines", "_next_line", "_paused", "_high_water", "_low_water", "_on_drained",
+                 "_flush_pending", "_writing", "_closing", "_closed", "_close_timer", "_reason",
                  "tag", "peer_address", "local_address")
 
     def __init__(self, loop: EventLoop, sock: socket.socket, handler: StreamHandler, *,
@@ -77,7 +78,7 @@ class Stream:
         self._max_output = max_output
         self._read_size = read_size
         self._per_turn = frames_per_turn
-        self._lines: list = []    # read, not yet handled: raw lines, maybe a fatal BadFrame last
+        self._lines: list[bytes | BadFrame] = []    # read, not yet handled: raw lines, maybe a fatal BadFrame last
         self._next_line = 0       # the index in _lines of the next to handle
         self._paused = False      # not reading: _lines has some left for the next turn
         self._high_water = high_water
@@ -112,7 +113,7 @@ class Stream:
 
     # -- writing -------------------------------------------------------
 
-    def send(self, frame: dict) -> None:
+    def send(self, frame: dict[str, Any]) -> None:
         """Queue one frame."""
         self.write(encode(frame))
 
@@ -198,17 +199,16 @@ class Stream:
         for index in range(start, end):
             if self._closing or self._closed:
                 return
-            item = lines[index]
-            if type(item) is bytes:
-                item = decode(item)
+            line = lines[index]
+            item = line if isinstance(line, BadFrame) else decode(line)
             try:
-                if type(item) is dict:
-                    handler.frame_received(self, item)
-                else:
+                if isinstance(item, BadFrame):
                     handler.frame_error(self, item.detail)
+                else:
+                    handler.frame_received(self, item)
             except Exception:  # a bug in the owner: the frames after this one are still handled
                 log.exception("stream %s: handler failed on a frame; going on with the next", self.peer_address)
-            if type(item) is not dict and item.fatal:
+            if isinstance(item, BadFrame) and item.fatal:
                 self._close(item.detail)
         if self._closing or self._closed:
             return

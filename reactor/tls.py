@@ -29,12 +29,13 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .loop import EventLoop, TimerHandle
 from .stream import Stream, StreamHandler, _describe
 
-log = logging.getLogger("reactor.tls")
+log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 10.0   # seconds a TLS handshake may take before the stream fails
 TLS_REQUIRED = b'{"type":"error","code":"tls_required"}\n'   # the answer to a plaintext client
