@@ -99,6 +99,11 @@ class EventLoop:
         """Call ``callback()`` whenever ``fileobj`` is writable (replaces any writer)."""
         self._set(fileobj, callback, writer=True)
 
+    def watched(self, fileobj: Any) -> int:
+        """The events watched for ``fileobj``: a mask of ``selectors.EVENT_READ``/``EVENT_WRITE``, 0 for none."""
+        events = self._files.get(fileobj if isinstance(fileobj, int) else fileobj.fileno())
+        return 0 if events is None else events.mask
+
     def remove_reader(self, fileobj: Any) -> None:
         self._set(fileobj, None, writer=False)
 
@@ -282,6 +287,11 @@ class EventLoop:
         """Timers in the heap, cancelled ones included (for tests and figures)."""
         return len(self._timers)
 
+    @property
+    def cancelled_timers(self) -> int:
+        """Cancelled timers still in the heap (for tests and figures)."""
+        return self._cancelled_timers
+
 
 class NamedTimers:
     """Timers addressed by a key, each key armed at most once; keys due together fire together.
@@ -311,6 +321,11 @@ class NamedTimers:
 
     def __len__(self) -> int:
         return len(self._when)
+
+    @property
+    def pending(self) -> int:
+        """Entries in the heap, replaced and cancelled ones included (for tests and figures)."""
+        return len(self._heap)
 
     def set(self, key: Any, when: float) -> None:
         """Fire ``key`` at ``when`` (loop time), replacing the deadline it had."""

@@ -156,7 +156,7 @@ class Stream:
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError as exc:
-            self._fail(_describe(exc))
+            self._fail(describe_os_error(exc))
             return
         del self._out[:sent]
         if self._on_drained is not None and len(self._out) <= self._low_water:
@@ -181,7 +181,7 @@ class Stream:
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
-            self._fail(_describe(exc))
+            self._fail(describe_os_error(exc))
             return
         if not data:  # the peer is done sending; it may still read our replies
             self._close("peer closed the connection")
@@ -307,11 +307,11 @@ class Listener:
                 return
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.error("accept: %s; pausing accepts for %.1fs", _describe(exc), self._retry_delay)
+                    log.error("accept: %s; pausing accepts for %.1fs", describe_os_error(exc), self._retry_delay)
                     self._loop.remove_reader(self._sock)
                     self._retry = self._loop.call_later(self._retry_delay, self._resume)
                 else:  # ECONNABORTED and friends: that one client is gone
-                    log.debug("accept: %s", _describe(exc))
+                    log.debug("accept: %s", describe_os_error(exc))
                     continue
                 return
             self._on_accept(conn)
@@ -353,7 +353,7 @@ class Connector:
                                                  flags=socket.AI_NUMERICHOST if numeric else 0)
         except (OSError, UnicodeError) as exc:
             self._addresses = []
-            self._error = _describe(exc) if isinstance(exc, OSError) else str(exc)
+            self._error = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
         self._timer: TimerHandle | None = loop.call_later(timeout, self._timed_out)
         loop.call_soon(self._next)
 
@@ -372,7 +372,7 @@ class Connector:
             self._loop.add_writer(sock, self._on_writable)
         else:
             sock.close()
-            self._error = _describe(OSError(err, os.strerror(err)))
+            self._error = describe_os_error(OSError(err, os.strerror(err)))
             self._loop.call_soon(self._next)
 
     def _on_writable(self) -> None:
@@ -385,7 +385,7 @@ class Connector:
             self._done(sock, None)
         else:
             sock.close()
-            self._error = _describe(OSError(err, os.strerror(err)))
+            self._error = describe_os_error(OSError(err, os.strerror(err)))
             self._next()
 
     def _timed_out(self) -> None:
@@ -420,7 +420,8 @@ def _address(get: Callable[[], Any]) -> Any:
         return None
 
 
-def _describe(exc: BaseException) -> str:
+def describe_os_error(exc: BaseException) -> str:
+    """What went wrong, in words: an OSError's own text, else the exception's message or its name."""
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__

@@ -5,29 +5,8 @@ import socket
 
 import pytest
 
-from reactor.loop import MAX_SELECT_TIMEOUT, EventLoop, NamedTimers
-
-
-class FakeClock:
-    def __init__(self, now=1000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
-@pytest.fixture
-def loop():
-    lp = EventLoop()
-    yield lp
-    lp.close()
-
-
-def run_until(loop, predicate, timeout=5.0):
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached before the deadline"
-        loop.run_once(timeout=0.05)
+from reactor.loop import MAX_SELECT_TIMEOUT, NamedTimers
+from tests.support import FakeClock, run_until
 
 
 def test_timers_fire_in_deadline_order(loop):

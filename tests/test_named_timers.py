@@ -5,19 +5,7 @@ import pytest
 
 from reactor import loop as loop_module
 from reactor.loop import EventLoop, NamedTimers
-
-
-class FakeClock:
-    def __init__(self, now=1000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
+from tests.support import FakeClock
 
 
 @pytest.fixture

@@ -11,15 +11,8 @@ import pytest
 
 from reactor import stream as stream_mod
 from reactor.framing import BadFrame, FrameDecoder, encode
-from reactor.loop import EventLoop
-from reactor.stream import Connector, Stream, listen
-
-
-def run_until(loop, predicate, timeout=5.0):
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached before the deadline"
-        loop.run_once(timeout=0.05)
+from reactor.stream import Connector, Stream, describe_os_error, listen
+from tests.support import run_until
 
 
 class Recorder:
@@ -36,13 +29,6 @@ class Recorder:
 
     def connection_lost(self, stream, reason):
         self.lost.append(reason)
-
-
-@pytest.fixture
-def loop():
-    lp = EventLoop()
-    yield lp
-    lp.close()
 
 
 @pytest.fixture
@@ -660,9 +646,9 @@ def test_connect_can_fail_at_once(loop):
 
 
 def test_errors_are_described_in_words():
-    assert stream_mod._describe(ConnectionResetError(104, "Connection reset by peer")) == "Connection reset by peer"
-    assert stream_mod._describe(OSError("odd")) == "odd"
-    assert stream_mod._describe(OSError()) == "OSError"
+    assert describe_os_error(ConnectionResetError(104, "Connection reset by peer")) == "Connection reset by peer"
+    assert describe_os_error(OSError("odd")) == "odd"
+    assert describe_os_error(OSError()) == "OSError"
 
 
 def test_abort_while_a_close_is_releasing_reports_once(loop, pair):

@@ -13,10 +13,18 @@ import pytest
 import trustme
 
 from reactor import tls as tls_mod
-from reactor.loop import EventLoop
 from reactor.tls import TLS_REQUIRED, TLSStream
-from tests.support import ACCOUNTS, PATIENCE, ROOT, ClientProcess, RecordingProxy, ServerProcess, coverage_env
-from tests.test_stream import Recorder, run_until
+from tests.support import (
+    ACCOUNTS,
+    PATIENCE,
+    ROOT,
+    ClientProcess,
+    RecordingProxy,
+    ServerProcess,
+    coverage_env,
+    run_until,
+)
+from tests.test_stream import Recorder
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +40,6 @@ def contexts(ca):
     client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     ca.configure_trust(client)
     return server, client
-
-
-@pytest.fixture
-def loop():
-    lp = EventLoop()
-    yield lp
-    lp.close()
 
 
 class Secured(Recorder):
@@ -249,7 +250,7 @@ def test_a_verification_failure_says_why(loop, contexts):
 def certs(tmp_path_factory, ca):
     """PEM files: the CA, a good server certificate and key, an expired one, one for another host, another CA."""
     folder = tmp_path_factory.mktemp("certs")
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     paths = {"ca": folder / "ca.pem", "other_ca": folder / "other-ca.pem"}
     ca.cert_pem.write_to_path(str(paths["ca"]))
     trustme.CA().cert_pem.write_to_path(str(paths["other_ca"]))
