@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import select
+import selectors
 import signal
 import socket
 import subprocess
@@ -38,6 +39,18 @@ def run_until(loop, predicate, timeout=5.0):
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached before the deadline"
         loop.run_once(timeout=0.01)
+
+
+class NoWaitSelector(selectors.DefaultSelector):
+    """Records how long the loop asks to wait, and returns at once."""
+
+    def __init__(self):
+        super().__init__()
+        self.waits = []
+
+    def select(self, timeout=None):
+        self.waits.append(timeout)
+        return super().select(0)
 
 
 class FakeClock:

@@ -51,9 +51,10 @@ class Secured(Recorder):
         self.secure.append(stream)
 
 
-def tls_pair(loop, contexts, *, server_options=None, client_options=None, sock_options=None):
-    """A server-side and a client-side TLSStream on the two ends of a socketpair, each with a Secured handler."""
-    a, b = socket.socketpair()
+def tls_pair(loop, contexts, *, server_options=None, client_options=None, sock_options=None, socks=None):
+    """A server-side and a client-side TLSStream on the two ends of a socketpair (``socks`` if given), each with a
+    Secured handler."""
+    a, b = socks or socket.socketpair()
     for sock in (a, b):
         for option, value in (sock_options or {}).items():
             sock.setsockopt(socket.SOL_SOCKET, option, value)
@@ -210,7 +211,8 @@ def test_close_sends_the_last_frames_then_close_notify(loop, contexts):
     not a bare end of TCP (with suppress_ragged_eofs off, that would raise)."""
     a, b = socket.socketpair()
     rec = Recorder()
-    server = TLSStream(loop, a, rec, context=contexts[0], server_side=True)
+    secured = []
+    server = TLSStream(loop, a, rec, context=contexts[0], server_side=True, on_secure=secured.append)
     got = {}
 
     def peer():
@@ -226,7 +228,7 @@ def test_close_sends_the_last_frames_then_close_notify(loop, contexts):
 
     thread = threading.Thread(target=peer, daemon=True)
     thread.start()
-    run_until(loop, lambda: server._tls.established)
+    run_until(loop, lambda: secured)
     server.send({"type": "bye"})
     server.close()
     run_until(loop, lambda: rec.lost and not thread.is_alive(), timeout=PATIENCE)
@@ -360,9 +362,10 @@ def test_client_refuses_an_unusable_ca_file(tmp_path):
 
 
 def test_a_peer_that_reads_nothing_is_cut_off_past_max_output(loop, contexts):
-    server, srv, client, cli = tls_pair(loop, contexts, server_options={"max_output": 100_000})
+    a, b = socket.socketpair()
+    server, srv, client, cli = tls_pair(loop, contexts, server_options={"max_output": 100_000}, socks=(a, b))
     run_until(loop, lambda: srv.secure and cli.secure)
-    loop.remove_reader(client._sock)   # the client stops reading
+    loop.remove_reader(b)   # the client stops reading
 
     def more():
         if not srv.lost:
