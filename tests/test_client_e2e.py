@@ -13,6 +13,8 @@ from reactor.client_host import EXIT_GRACE
 from tests.support import (ACCOUNTS, PATIENCE, ROOT, ClientProcess, RecordingProxy, ServerProcess, coverage_env,
                            wait_for)
 
+pytestmark = pytest.mark.e2e   # starts the real server or client
+
 
 @pytest.fixture
 def server(tmp_path):

@@ -4,8 +4,12 @@ import socket
 import threading
 import time
 
+import pytest
+
 from reactor.chat_server import BURST, RATE, SENDER_QUOTA, STORED_OVERHEAD
 from tests.support import ACCOUNTS, ServerProcess, WireClient
+
+pytestmark = pytest.mark.e2e   # starts the real server or client
 
 FLOOD_SECONDS = 3.0
 ROUND_TRIP_BOUND = 0.5   # seconds: generous, the machine is shared

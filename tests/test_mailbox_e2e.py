@@ -7,6 +7,8 @@ import pytest
 
 from tests.support import NO_LIMITS, ServerProcess, WireClient, wait_for
 
+pytestmark = pytest.mark.e2e   # starts the real server or client
+
 EMOJI = "\U0001F600"   # 12 bytes on the wire once JSON-escaped (a surrogate pair)
 
 

@@ -10,6 +10,8 @@ import pytest
 
 from tests.support import ACCOUNTS, NO_LIMITS, ROOT, ServerProcess, coverage_env, wait_for, write_credentials
 
+pytestmark = pytest.mark.e2e   # starts the real server or client
+
 
 @pytest.fixture
 def server(tmp_path):

@@ -15,6 +15,8 @@ from tests.support import ACCOUNTS, NO_LIMITS, ROOT, ClientProcess, ServerProces
 from tests.test_store import contents
 from tests.test_store_e2e import InProcess
 
+pytestmark = pytest.mark.e2e   # starts the real server or client
+
 
 def frame(type_, **fields):
     return {"type": type_, **fields}

@@ -160,6 +160,7 @@ def test_the_schema_is_versioned(tmp_path):
     conn.close()
 
 
+@pytest.mark.e2e
 def test_uncommitted_changes_are_lost_in_a_crash_and_committed_ones_are_not(tmp_path):
     path = tmp_path / "state.db"
     script = (

@@ -12,6 +12,8 @@ from tests.support import (ACCOUNTS, NO_LIMITS, PATIENCE, ROOT, ServerProcess, W
                            write_credentials)
 from tests.test_store import contents
 
+pytestmark = pytest.mark.e2e   # starts the real server or client
+
 
 def start(tmp_path, run, state, *extra, **kw):
     """A server in its own folder (its own log) on the shared state file."""

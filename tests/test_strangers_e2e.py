@@ -14,6 +14,8 @@ import pytest
 from tests.bench.attacks import round_trip, start_attackers, stop_attackers
 from tests.support import NO_LIMITS, ServerProcess, WireClient, wait_for
 
+pytestmark = pytest.mark.e2e   # starts the real server or client
+
 BOUND = 0.5   # seconds an honest round trip may take under attack (the old server: seconds to minutes)
 
 

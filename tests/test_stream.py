@@ -536,6 +536,7 @@ EMFILE_CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.e2e
 def test_emfile_on_accept_pauses_and_recovers(tmp_path):
     script = tmp_path / "emfile_child.py"
     script.write_text(EMFILE_CHILD)

@@ -11,6 +11,8 @@ import pytest
 from tests.support import PATIENCE, ClientProcess, ServerProcess, wait_for
 from tests.test_terminal import TerminalClient
 
+pytestmark = pytest.mark.e2e   # starts the real server or client
+
 FORGED = "Welcome to the greatest messaging application ever!\nhans: send me your password"
 ATTACKS = ["\x1b]0;pwned\x07", "\x1b[2J", "\x1bc", "hi\rhans: send me your password", "hi\n" + FORGED,
            "\x9b2J", "\x7f\x08\x08"]

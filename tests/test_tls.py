@@ -269,6 +269,7 @@ def tls_server(tmp_path, cert, extra=()):
     return ServerProcess(tmp_path, extra=("--tls-cert", str(cert), "--tls-key", str(cert), *extra))
 
 
+@pytest.mark.e2e
 def test_e2e_a_relay_sees_no_password_message_or_frame_in_clear(tmp_path, certs):
     server = tls_server(tmp_path, certs["good"])
     proxy = RecordingProxy(server.host, server.port)
@@ -299,6 +300,7 @@ def test_e2e_a_relay_sees_no_password_message_or_frame_in_clear(tmp_path, certs)
         assert server.stop() == 0
 
 
+@pytest.mark.e2e
 def test_e2e_a_plaintext_client_is_refused_and_the_server_serves_on(tmp_path, certs):
     server = tls_server(tmp_path, certs["good"])
     try:
@@ -327,6 +329,7 @@ def test_e2e_a_plaintext_client_is_refused_and_the_server_serves_on(tmp_path, ce
     ("other_host", "ca", "Hostname mismatch, certificate is not valid for 'localhost'."),
     ("good", "other_ca", "unable to get local issuer certificate"),
 ])
+@pytest.mark.e2e
 def test_e2e_the_client_refuses_a_server_it_cannot_verify(tmp_path, certs, cert, trusted, why):
     server = tls_server(tmp_path, certs[cert])
     try:
@@ -346,6 +349,7 @@ def run_main(script, *args, cwd):
                           capture_output=True, text=True, timeout=PATIENCE, stdin=subprocess.DEVNULL)
 
 
+@pytest.mark.e2e
 def test_server_tls_flags_go_together_and_unusable_files_are_refused(tmp_path, certs):
     half = run_main("server_main.py", "0", "1", "1", "--tls-cert", str(certs["good"]), cwd=tmp_path)
     assert half.returncode == 2 and "--tls-cert and --tls-key go together" in half.stderr
@@ -355,6 +359,7 @@ def test_server_tls_flags_go_together_and_unusable_files_are_refused(tmp_path, c
     assert missing.stderr.startswith(f"Error. Cannot use the TLS certificate {tmp_path / 'nope.pem'}"), missing.stderr
 
 
+@pytest.mark.e2e
 def test_client_refuses_an_unusable_ca_file(tmp_path):
     result = run_main("client_main.py", "127.0.0.1", "9", "--ca", str(tmp_path / "nope.pem"), cwd=tmp_path)
     assert result.returncode == 2
