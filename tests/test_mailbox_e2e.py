@@ -46,7 +46,7 @@ class SlowReader(WireClient):
             self.sock.settimeout(left)
             try:
                 chunk = self.sock.recv(self.chunk)
-            except socket.timeout:
+            except TimeoutError:
                 raise AssertionError("no frame from the server in time") from None
             if not chunk:
                 raise EOFError("server closed the connection")

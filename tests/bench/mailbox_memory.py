@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import pathlib
+import shutil
 import sys
 import tempfile
-import shutil
 from collections import namedtuple
 
 from reactor.store import Store
@@ -54,7 +54,7 @@ def restart(folder: pathlib.Path) -> dict:
         empty.stop()
     store = Store.open(str(work / "full.db"), "NORMAL")
     mid = 0
-    for n in range(PER_USER):
+    for _n in range(PER_USER):
         for i in range(USERS):
             mid += 1
             store.apply(Persist("add_offline", (mid, f"user{i:03d}", "sender", f"{mid:06d}" + "x" * (TEXT - 6))))
