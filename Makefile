@@ -52,10 +52,9 @@ $(VENV)/.installed: pyproject.toml
 	echo "import coverage; coverage.process_startup()" > "$$($(VPY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/coverage-subprocess.pth"
 	touch $@
 
-# Any finding fails the target (and so make test, and CI).
+# Any finding fails the target (and so make test, and CI); mypy runs even when ruff found something.
 lint: $(VENV)/.installed
-	$(VPY) -m ruff check .
-	$(VPY) -m mypy
+	$(VPY) -m ruff check .; ruff=$$?; $(VPY) -m mypy && exit $$ruff
 
 # Child processes (the real server and client in end-to-end tests) are measured too.
 test: export COVERAGE_PROCESS_START = $(CURDIR)/.coveragerc

@@ -104,3 +104,19 @@ def test_the_installed_commands_load_the_mains_main():
     commands = {ep.name: ep.load() for ep in metadata.entry_points(group="console_scripts")
                 if ep.name.startswith("reactor-chat-")}
     assert commands == {"reactor-chat-server": server_main.main, "reactor-chat-client": client_main.main}
+
+
+def logger_names(path):
+    """The first argument of each ``logging.getLogger(...)`` call in ``path``, as source text."""
+    tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "getLogger"
+                and node.args):
+            yield ast.unparse(node.args[0])
+
+
+def test_the_package_names_its_loggers_by_module():
+    """``logging.getLogger(__name__)``: a record says which module wrote it, and ``reactor`` configures them all."""
+    offenders = [f"{path.relative_to(ROOT)}: getLogger({name})" for path in sorted(ROOT.glob("reactor/**/*.py"))
+                 for name in logger_names(path) if name != "__name__"]
+    assert offenders == []
