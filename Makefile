@@ -1,5 +1,6 @@
 # make run-server / make run-client run the product (standard library only).
-# make test sets up .venv with the pinned dev tools, then runs the suite with coverage.
+# make lint runs ruff and mypy (settings in pyproject.toml); make test runs lint, then the suite with coverage.
+# Both set up .venv first: the project installed editable with its pinned dev extras (pyproject.toml, the one list).
 # make bench / make bench-quick also install the pinned bench-only tools (tests/bench/requirements.txt).
 PYTHON ?= python3
 VENV   := .venv
@@ -18,7 +19,7 @@ CA     ?=
 CERTS  ?= .certs
 BENCH_ARGS ?=
 
-.PHONY: run-server run-client dev-certs test coverage bench bench-quick bench-tls clean
+.PHONY: run-server run-client dev-certs lint test test-fast coverage bench bench-quick bench-tls clean
 
 run-server:
 	$(PYTHON) server_main.py $(PORT) $(BLOCK) $(TIMEOUT) --host $(HOST) --credentials $(CREDENTIALS) --state $(STATE) \
@@ -45,20 +46,28 @@ $(CERTS)/server.pem:
 		-days 825 -extfile $(CERTS)/server.ext -out $@ 2>/dev/null
 	rm -f $(CERTS)/server.csr $(CERTS)/server.ext $(CERTS)/ca.srl
 
-$(VENV)/.installed: requirements-dev.txt
+$(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(VPY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	echo "import coverage; coverage.process_startup()" > "$$($(VPY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/coverage-subprocess.pth"
 	touch $@
+
+# Any finding fails the target (and so make test, and CI); mypy runs even when ruff found something.
+lint: $(VENV)/.installed
+	$(VPY) -m ruff check .; ruff=$$?; $(VPY) -m mypy && exit $$ruff
 
 # Child processes (the real server and client in end-to-end tests) are measured too.
 test: export COVERAGE_PROCESS_START = $(CURDIR)/.coveragerc
 test: export COVERAGE_DATA_DIR = $(CURDIR)
-test: $(VENV)/.installed
+test: $(VENV)/.installed lint
 	$(VPY) -m coverage erase
 	$(VPY) -m coverage run -m pytest -q tests
 	$(VPY) -m coverage combine -q 2>/dev/null || true
 	$(VPY) -m coverage report
+
+# The inner loop: the logic and loop tests only, no real processes, no coverage.
+test-fast: $(VENV)/.installed
+	$(VPY) -m pytest -q -m "not e2e" tests
 
 coverage: test
 	$(VPY) -m coverage html

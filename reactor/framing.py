@@ -22,7 +22,7 @@ _BACKSLASH = ord("\\")   # an int: `in` a bytes line is a memchr, far cheaper th
 _SURROGATE = re.compile(r"[\ud800-\udfff]")   # left in a decoded str only by a lone \udXXX escape
 
 
-def encode(frame: dict) -> bytes:
+def encode(frame: dict[str, Any]) -> bytes:
     """The bytes of one frame, newline included (ASCII: JSON escapes the rest)."""
     return _encoder.encode(frame).encode("ascii") + b"\n"
 
@@ -58,8 +58,8 @@ class FrameDecoder:
         self.max_frame = max_frame
         self._dead = False
 
-    def feed(self, data: bytes) -> list[dict | BadFrame]:
-        return [decode(item) if type(item) is bytes else item for item in self.split(data)]
+    def feed(self, data: bytes) -> list[dict[str, Any] | BadFrame]:
+        return [item if isinstance(item, BadFrame) else decode(item) for item in self.split(data)]
 
     def split(self, data: bytes) -> list[bytes | BadFrame]:
         """The complete lines in ``data`` (and what came before it), not yet decoded; a fatal
@@ -90,14 +90,14 @@ class FrameDecoder:
             return self._too_long(out)
         return out
 
-    def _too_long(self, out: list) -> list:
+    def _too_long(self, out: list[bytes | BadFrame]) -> list[bytes | BadFrame]:
         self._dead = True
         self._buffer.clear()
         out.append(BadFrame(f"frame longer than {self.max_frame} bytes", fatal=True))
         return out
 
 
-def decode(line: bytes) -> dict | BadFrame:
+def decode(line: bytes) -> dict[str, Any] | BadFrame:
     """One line (no newline) as a frame, or a BadFrame saying why not."""
     try:
         text = line.decode("utf-8")
@@ -114,13 +114,13 @@ def decode(line: bytes) -> dict | BadFrame:
     return frame
 
 
-def _has_lone_surrogate(frame: dict) -> bool:
+def _has_lone_surrogate(frame: dict[str, Any]) -> bool:
     """Whether any string in ``frame``, key or value at any depth, holds a lone surrogate.
 
     JSON allows ``"\\ud800"`` but it is no character: such text cannot be
     encoded, stored or shown. (A valid pair decodes to one character.)
     """
-    pending: list = [frame]
+    pending: list[Any] = [frame]
     while pending:
         item = pending.pop()
         kind = type(item)

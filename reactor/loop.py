@@ -21,9 +21,10 @@ import signal
 import socket
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-log = logging.getLogger("reactor.loop")
+log = logging.getLogger(__name__)
 
 _COMPACT_MIN = 100  # cancelled timers tolerated in the heap before it may be rebuilt
 _CATCH_UP_ROUNDS = 4  # NamedTimers: rounds of newly due keys handled before I/O gets its turn
@@ -35,7 +36,7 @@ class Handle:
 
     __slots__ = ("callback", "args", "cancelled")
 
-    def __init__(self, callback: Callable[..., Any], args: tuple) -> None:
+    def __init__(self, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.callback = callback
         self.args = args
         self.cancelled = False
@@ -49,7 +50,7 @@ class TimerHandle(Handle):
 
     __slots__ = ("when", "_loop")
 
-    def __init__(self, when: float, callback: Callable[..., Any], args: tuple, loop: EventLoop) -> None:
+    def __init__(self, when: float, callback: Callable[..., Any], args: tuple[Any, ...], loop: EventLoop) -> None:
         super().__init__(callback, args)
         self.when = when
         self._loop: EventLoop | None = loop  # None once it has left the heap
@@ -97,6 +98,11 @@ class EventLoop:
     def add_writer(self, fileobj: Any, callback: Callable[[], Any]) -> None:
         """Call ``callback()`` whenever ``fileobj`` is writable (replaces any writer)."""
         self._set(fileobj, callback, writer=True)
+
+    def watched(self, fileobj: Any) -> int:
+        """The events watched for ``fileobj``: a mask of ``selectors.EVENT_READ``/``EVENT_WRITE``, 0 for none."""
+        events = self._files.get(fileobj if isinstance(fileobj, int) else fileobj.fileno())
+        return 0 if events is None else events.mask
 
     def remove_reader(self, fileobj: Any) -> None:
         self._set(fileobj, None, writer=False)
@@ -194,8 +200,10 @@ class EventLoop:
         signal.signal(signum, previous)
 
     def _read_signals(self) -> None:
+        if self._wakeup is None:
+            return
         try:
-            data = self._wakeup[0].recv(4096)  # type: ignore[index]
+            data = self._wakeup[0].recv(4096)
         except (BlockingIOError, InterruptedError):
             return
         for signum in data:
@@ -245,7 +253,7 @@ class EventLoop:
             # Take every due timer off the heap first: one scheduled by these
             # callbacks waits for the next iteration, so I/O is never starved.
             now = self.time()
-            due = []
+            due: list[TimerHandle] = []
             while timers and timers[0][0] <= now:
                 handle = heapq.heappop(timers)[2]
                 handle._loop = None
@@ -259,9 +267,9 @@ class EventLoop:
 
         ready = self._ready
         for _ in range(len(ready)):
-            handle = ready.popleft()
-            if not handle.cancelled:
-                _call(handle.callback, handle.args)
+            queued = ready.popleft()
+            if not queued.cancelled:
+                _call(queued.callback, queued.args)
 
     def close(self) -> None:
         """Release the selector and restore signal handlers."""
@@ -278,6 +286,11 @@ class EventLoop:
     def pending_timers(self) -> int:
         """Timers in the heap, cancelled ones included (for tests and figures)."""
         return len(self._timers)
+
+    @property
+    def cancelled_timers(self) -> int:
+        """Cancelled timers still in the heap (for tests and figures)."""
+        return self._cancelled_timers
 
 
 class NamedTimers:
@@ -297,7 +310,7 @@ class NamedTimers:
     ``on_fire`` raised.
     """
 
-    def __init__(self, loop: EventLoop, on_fire: Callable[[list], Any]) -> None:
+    def __init__(self, loop: EventLoop, on_fire: Callable[[list[Any]], Any]) -> None:
         self._loop = loop
         self._on_fire = on_fire
         self._when: dict[Any, float] = {}               # key -> its deadline
@@ -308,6 +321,11 @@ class NamedTimers:
 
     def __len__(self) -> int:
         return len(self._when)
+
+    @property
+    def pending(self) -> int:
+        """Entries in the heap, replaced and cancelled ones included (for tests and figures)."""
+        return len(self._heap)
 
     def set(self, key: Any, when: float) -> None:
         """Fire ``key`` at ``when`` (loop time), replacing the deadline it had."""
@@ -351,7 +369,7 @@ class NamedTimers:
             if heap:
                 self._arm(heap[0][0])
 
-    def _take_due(self, now: float) -> list:
+    def _take_due(self, now: float) -> list[Any]:
         heap, when_of = self._heap, self._when
         due = []
         while heap and heap[0][0] <= now:
@@ -362,7 +380,7 @@ class NamedTimers:
         return due
 
 
-def _call(callback: Callable[..., Any], args: tuple) -> None:
+def _call(callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
     try:
         callback(*args)
     except Exception:

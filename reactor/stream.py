@@ -29,12 +29,13 @@ import logging
 import os
 import socket
 import struct
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
-from .framing import MAX_FRAME, FrameDecoder, decode, encode
+from .framing import MAX_FRAME, BadFrame, FrameDecoder, decode, encode
 from .loop import EventLoop, TimerHandle
 
-log = logging.getLogger("reactor.stream")
+log = logging.getLogger(__name__)
 
 MAX_OUTPUT = 1 << 20   # bytes buffered for a peer before it counts as not reading
 HIGH_WATER = 64 * 1024  # bytes buffered beyond which a paced owner waits (see ``when_drained``)
@@ -45,7 +46,7 @@ CLOSE_TIMEOUT = 5.0     # seconds a closing stream may take to flush before it i
 
 
 class StreamHandler(Protocol):
-    def frame_received(self, stream: Stream, frame: dict) -> None: ...
+    def frame_received(self, stream: Stream, frame: dict[str, Any]) -> None: ...
     def frame_error(self, stream: Stream, detail: str) -> None: ...
     def connection_lost(self, stream: Stream, reason: str | None) -> None: ...
 
@@ -58,8 +59,8 @@ class Stream:
     """
 
     __slots__ = ("_loop", "_sock", "_handler", "_decoder", "_out", "_max_output", "_read_size", "_per_turn",
-                 "_lines", "_next_line", "_paused",
-                 "_high_water", "_low_water", "_on_drained", "_flush_pending", "_writing", "_closing", "_closed", "_close_timer", "_reason",
+                 "_lines", "_next_line", "_paused", "_high_water", "_low_water", "_on_drained",
+                 "_flush_pending", "_writing", "_closing", "_closed", "_close_timer", "_reason",
                  "tag", "peer_address", "local_address")
 
     def __init__(self, loop: EventLoop, sock: socket.socket, handler: StreamHandler, *,
@@ -77,7 +78,7 @@ class Stream:
         self._max_output = max_output
         self._read_size = read_size
         self._per_turn = frames_per_turn
-        self._lines: list = []    # read, not yet handled: raw lines, maybe a fatal BadFrame last
+        self._lines: list[bytes | BadFrame] = []    # read, not yet handled: raw lines, maybe a fatal BadFrame last
         self._next_line = 0       # the index in _lines of the next to handle
         self._paused = False      # not reading: _lines has some left for the next turn
         self._high_water = high_water
@@ -112,7 +113,7 @@ class Stream:
 
     # -- writing -------------------------------------------------------
 
-    def send(self, frame: dict) -> None:
+    def send(self, frame: dict[str, Any]) -> None:
         """Queue one frame."""
         self.write(encode(frame))
 
@@ -155,7 +156,7 @@ class Stream:
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError as exc:
-            self._fail(_describe(exc))
+            self._fail(describe_os_error(exc))
             return
         del self._out[:sent]
         if self._on_drained is not None and len(self._out) <= self._low_water:
@@ -180,7 +181,7 @@ class Stream:
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
-            self._fail(_describe(exc))
+            self._fail(describe_os_error(exc))
             return
         if not data:  # the peer is done sending; it may still read our replies
             self._close("peer closed the connection")
@@ -198,17 +199,16 @@ class Stream:
         for index in range(start, end):
             if self._closing or self._closed:
                 return
-            item = lines[index]
-            if type(item) is bytes:
-                item = decode(item)
+            line = lines[index]
+            item = line if isinstance(line, BadFrame) else decode(line)
             try:
-                if type(item) is dict:
-                    handler.frame_received(self, item)
-                else:
+                if isinstance(item, BadFrame):
                     handler.frame_error(self, item.detail)
+                else:
+                    handler.frame_received(self, item)
             except Exception:  # a bug in the owner: the frames after this one are still handled
                 log.exception("stream %s: handler failed on a frame; going on with the next", self.peer_address)
-            if type(item) is not dict and item.fatal:
+            if isinstance(item, BadFrame) and item.fatal:
                 self._close(item.detail)
         if self._closing or self._closed:
             return
@@ -307,11 +307,11 @@ class Listener:
                 return
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.error("accept: %s; pausing accepts for %.1fs", _describe(exc), self._retry_delay)
+                    log.error("accept: %s; pausing accepts for %.1fs", describe_os_error(exc), self._retry_delay)
                     self._loop.remove_reader(self._sock)
                     self._retry = self._loop.call_later(self._retry_delay, self._resume)
                 else:  # ECONNABORTED and friends: that one client is gone
-                    log.debug("accept: %s", _describe(exc))
+                    log.debug("accept: %s", describe_os_error(exc))
                     continue
                 return
             self._on_accept(conn)
@@ -353,7 +353,7 @@ class Connector:
                                                  flags=socket.AI_NUMERICHOST if numeric else 0)
         except (OSError, UnicodeError) as exc:
             self._addresses = []
-            self._error = _describe(exc) if isinstance(exc, OSError) else str(exc)
+            self._error = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
         self._timer: TimerHandle | None = loop.call_later(timeout, self._timed_out)
         loop.call_soon(self._next)
 
@@ -372,7 +372,7 @@ class Connector:
             self._loop.add_writer(sock, self._on_writable)
         else:
             sock.close()
-            self._error = _describe(OSError(err, os.strerror(err)))
+            self._error = describe_os_error(OSError(err, os.strerror(err)))
             self._loop.call_soon(self._next)
 
     def _on_writable(self) -> None:
@@ -385,7 +385,7 @@ class Connector:
             self._done(sock, None)
         else:
             sock.close()
-            self._error = _describe(OSError(err, os.strerror(err)))
+            self._error = describe_os_error(OSError(err, os.strerror(err)))
             self._next()
 
     def _timed_out(self) -> None:
@@ -420,7 +420,8 @@ def _address(get: Callable[[], Any]) -> Any:
         return None
 
 
-def _describe(exc: BaseException) -> str:
+def describe_os_error(exc: BaseException) -> str:
+    """What went wrong, in words: an OSError's own text, else the exception's message or its name."""
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__

@@ -29,12 +29,13 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .loop import EventLoop, TimerHandle
-from .stream import Stream, StreamHandler, _describe
+from .stream import Stream, StreamHandler, describe_os_error
 
-log = logging.getLogger("reactor.tls")
+log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 10.0   # seconds a TLS handshake may take before the stream fails
 TLS_REQUIRED = b'{"type":"error","code":"tls_required"}\n'   # the answer to a plaintext client
@@ -77,7 +78,7 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLError):
         reason = exc.reason or exc.strerror or type(exc).__name__
         return "TLS: " + reason.lower().replace("_", " ")
-    return _describe(exc)
+    return describe_os_error(exc)
 
 
 class NotTLS(ssl.SSLError):
@@ -207,7 +208,7 @@ class TLSStream(Stream):
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
-            self._fail(_describe(exc))
+            self._fail(describe_os_error(exc))
             return
         if not data:  # the peer is done sending; it may still read our replies
             self._close("peer closed the connection" if self._tls.established

@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import select
+import selectors
 import signal
 import socket
 import subprocess
@@ -29,6 +30,37 @@ def wait_for(predicate, timeout=PATIENCE, interval=0.01, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {timeout}s")
         time.sleep(interval)
+
+
+def run_until(loop, predicate, timeout=5.0):
+    """Run ``loop`` an iteration at a time until ``predicate()`` holds; fail after ``timeout`` seconds of real
+    time (the loop's own clock may be an injected one that stands still)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached before the deadline"
+        loop.run_once(timeout=0.01)
+
+
+class NoWaitSelector(selectors.DefaultSelector):
+    """Records how long the loop asks to wait, and returns at once."""
+
+    def __init__(self):
+        super().__init__()
+        self.waits = []
+
+    def select(self, timeout=None):
+        self.waits.append(timeout)
+        return super().select(0)
+
+
+class FakeClock:
+    """A clock that moves only when a test sets ``now``: ``loop.time = FakeClock()``."""
+
+    def __init__(self, now=1000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
 
 
 def write_credentials(directory: pathlib.Path, accounts=ACCOUNTS) -> pathlib.Path:
@@ -64,7 +96,7 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def client(self, **kw) -> "WireClient":
+    def client(self, **kw) -> WireClient:
         return WireClient(self.host, self.port, **kw)
 
     def stop(self, sig=signal.SIGTERM, timeout=PATIENCE) -> int:
@@ -119,7 +151,7 @@ class WireClient:
             self.sock.settimeout(left)
             try:
                 chunk = self.sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 raise AssertionError("no frame from the server in time") from None
             if not chunk:
                 raise EOFError("server closed the connection")

@@ -1,12 +1,27 @@
 """The client's logic, command by command, without sockets or sleeps: frames and lines in, effects out."""
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from reactor.chat_client import (COMMANDS, HELP, MAX_TEXT, CancelTimer, ChatClient, ClosePeer, Command, ConnectPeer, Exit,
-                                 Listen, Param, Print, Prompt, SetTimer, ToPeer, ToServer)
+from reactor.chat_client import (
+    COMMANDS,
+    HELP,
+    MAX_TEXT,
+    CancelTimer,
+    ChatClient,
+    ClosePeer,
+    Command,
+    ConnectPeer,
+    Exit,
+    Listen,
+    Param,
+    Print,
+    Prompt,
+    SetTimer,
+    ToPeer,
+    ToServer,
+)
 from reactor.text import CONTROL
-
 
 HIDDEN = Prompt("", secret=True)   # typing is not shown until the server answers a login step
 
@@ -372,11 +387,11 @@ def test_a_pong_does_not_answer_a_login_step():
     assert c.server_frame(PONG, 0) == []                 # the password still waits for username_ok
 # -- timestamps ------------------------------------------------------------
 
-NOV_24_1403 = datetime(2025, 11, 24, 14, 3, 59, tzinfo=timezone.utc).timestamp()
+NOV_24_1403 = datetime(2025, 11, 24, 14, 3, 59, tzinfo=UTC).timestamp()
 
 
 def test_a_stored_message_shows_when_it_was_sent_in_the_given_zone():
-    c = logged_in(tz=timezone.utc)
+    c = logged_in(tz=UTC)
     frame = {"type": "message", "from": "vader", "text": "join me", "id": 1, "sent": NOV_24_1403}
     assert prints(c.server_frame(frame, 5)) == ["[Nov 24 14:03] vader: join me"]
     c = logged_in(tz=timezone(timedelta(hours=-15)))
@@ -386,15 +401,15 @@ def test_a_stored_message_shows_when_it_was_sent_in_the_given_zone():
 
 @pytest.mark.parametrize("sent", [None, "yesterday", True, 1e300, float("nan"), -1e20])
 def test_a_stored_message_with_a_missing_or_absurd_time_shows_none(sent):
-    c = logged_in(tz=timezone.utc)
+    c = logged_in(tz=UTC)
     frame = {"type": "message", "from": "vader", "text": "hi", "id": 1, "sent": sent}
     assert prints(c.server_frame(frame, 5)) == ["vader: hi"]
 
 
 def test_live_messages_show_no_time_unless_asked():
-    c = logged_in(tz=timezone.utc, wall_offset=NOV_24_1403 - 100)
+    c = logged_in(tz=UTC, wall_offset=NOV_24_1403 - 100)
     assert prints(c.server_frame({"type": "message", "from": "hans", "text": "hi"}, 100)) == ["hans: hi"]
-    c = logged_in(tz=timezone.utc, wall_offset=NOV_24_1403 - 100, timestamps=True)
+    c = logged_in(tz=UTC, wall_offset=NOV_24_1403 - 100, timestamps=True)
     assert prints(c.server_frame({"type": "message", "from": "hans", "text": "hi"}, 100)) == ["[14:03] hans: hi"]
     assert prints(c.server_frame({"type": "message", "from": "hans", "text": "later"}, 160)) == [
         "[14:04] hans: later"]                         # the host's monotonic now, turned into wall time
@@ -403,7 +418,7 @@ def test_live_messages_show_no_time_unless_asked():
 
 
 def test_live_private_messages_show_the_time_when_asked():
-    c = logged_in(tz=timezone.utc, wall_offset=NOV_24_1403 - 1, timestamps=True)
+    c = logged_in(tz=UTC, wall_offset=NOV_24_1403 - 1, timestamps=True)
     open_as_target(c)
     assert prints(c.peer_frame(1, {"type": "private", "text": "psst"}, 1)) == ["[14:03] hans(private): psst"]
 
@@ -790,8 +805,8 @@ def test_the_client_keeps_its_own_line_breaks():
     assert "\n" in HELP
 
 
-@pytest.mark.parametrize("line", ["message hans \x1b[2Jhi", "broadcast hi\rthere", "broadcast a\x85b", "message hans a\x7f",
-                                  "private hans \x1b]0;pwned\x07"])
+@pytest.mark.parametrize("line", ["message hans \x1b[2Jhi", "broadcast hi\rthere", "broadcast a\x85b",
+                                  "message hans a\x7f", "private hans \x1b]0;pwned\x07"])
 def test_text_with_control_characters_is_not_sent(line):
     c = logged_in("yoda")
     open_as_requester(c)

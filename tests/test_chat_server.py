@@ -6,14 +6,29 @@ import tracemalloc
 
 import pytest
 
-from reactor.chat_server import (MAILBOX_CHUNK, MAX_LOGIN_TIME, CancelTimer, ChatServer, Close, LoggedIn, LoginFailed,
-                                  STORE_CHANGES, AddBlock, ForgetMessages, KeepMessage, RemoveBlock, Send, SendBatch,
-                                  SendStored, SetTimer, WhenWritable)
+from reactor.chat_server import (
+    MAILBOX_CHUNK,
+    MAX_LOGIN_TIME,
+    STORE_CHANGES,
+    AddBlock,
+    CancelTimer,
+    ChatServer,
+    Close,
+    ForgetMessages,
+    KeepMessage,
+    LoggedIn,
+    LoginFailed,
+    RemoveBlock,
+    Send,
+    SendBatch,
+    SendStored,
+    SetTimer,
+    WhenWritable,
+)
 from reactor.framing import encode
 from reactor.store import MemoryStore
+from tests.support import ACCOUNTS
 
-ACCOUNTS = {"hans": "falcon*solo", "yoda": "wise@!man", "vader": "sithlord**", "luke": "jedi*knight",
-            "leia": "princess~"}
 BLOCK = 10.0
 TIMEOUT = 60.0
 HELLO = {"type": "hello", "version": 1}
@@ -94,8 +109,8 @@ class World:
         for row in kw.pop("offline", ()):
             self.store.apply(KeepMessage(*row))
         kw["offline"] = self.store.load()[1]
-        self.s = Keeping(self.store, dict(accounts), kw.pop("block_duration", BLOCK), kw.pop("timeout", TIMEOUT),
-                         **kw)
+        self.timeout = kw.pop("timeout", TIMEOUT)
+        self.s = Keeping(self.store, dict(accounts), kw.pop("block_duration", BLOCK), self.timeout, **kw)
         self._ids = itertools.count(1)
         self.conn = {}   # user -> conn of its last login
 
@@ -107,10 +122,6 @@ class World:
             hello = {"type": "hello", "version": version}
             assert self.s.received(conn, hello, now) == [Send((conn,), hello)]
         return conn
-
-    @property
-    def timeout(self):
-        return self.s._timeout
 
     def login(self, user, now=0.0, listen=True, version=1, address="10.0.0.1"):
         """Log ``user`` in on a new connection from ``address``; returns the effects of the password frame.
@@ -493,7 +504,8 @@ def test_a_batch_of_timeouts_is_announced_without_what_blockers_hide(w):
     w.send("leia", {"type": "activity"}, 1.0)
     w.send("vader", {"type": "activity"}, 1.0)
     c = w.conn
-    gone = lambda user: {"type": "presence", "user": user, "online": False}
+    def gone(user):
+        return {"type": "presence", "user": user, "online": False}
     effects = w.s.timers_fired([("idle", c[u]) for u in ("yoda", "hans", "luke")], TIMEOUT)
     assert [e for e in effects if type(e) is SendBatch or type(e) is Send and e.frame["type"] == "presence"] == [
         SendBatch((c["vader"],), (gone("yoda"), gone("hans"), gone("luke"))),
@@ -594,7 +606,8 @@ def test_whoelsesince_window_includes_its_boundary(w):
     w.login("leia", now=0.0)
     w.send("hans", {"type": "logout"}, 10.0)
     w.s.disconnected(w.conn["luke"], 20.0)
-    ask = lambda seconds, now: w.to(w.send("yoda", {"type": "whoelsesince", "seconds": seconds}, now), "yoda")[0]
+    def ask(seconds, now):
+        return w.to(w.send("yoda", {"type": "whoelsesince", "seconds": seconds}, now), "yoda")[0]
     assert ask(15, 25.0) == {"type": "users", "names": ["hans", "leia", "luke"]}   # hans out at exactly 25-15
     assert ask(14.999, 25.0)["names"] == ["leia", "luke"]
     assert ask(5, 25.0)["names"] == ["leia", "luke"]
@@ -960,7 +973,8 @@ def test_block_and_unblock_replies_and_persist(w):
 def test_block_and_unblock_errors(w):
     w.login("yoda")
     w.send("yoda", {"type": "block", "user": "vader"})
-    reply = lambda frame: w.to(w.send("yoda", frame), "yoda")
+    def reply(frame):
+        return w.to(w.send("yoda", frame), "yoda")
     assert reply({"type": "block", "user": "nobody"}) == [error("invalid_user")]
     assert reply({"type": "block", "user": "yoda"}) == [error("self", command="block")]
     assert reply({"type": "block", "user": "vader"}) == [error("already_blocked", user="vader")]
@@ -1138,7 +1152,8 @@ def test_startprivate_refusals(w):
     w.login("yoda", listen=False)
     w.login("vader")
     w.login("luke")
-    reply = lambda a, b: w.to(start(w, a, b), a)
+    def reply(a, b):
+        return w.to(start(w, a, b), a)
     assert reply("hans", "nobody") == [error("invalid_user")]
     assert reply("hans", "hans") == [error("self", command="startprivate")]
     assert reply("hans", "leia") == [error("offline", user="leia")]

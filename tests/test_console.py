@@ -8,22 +8,8 @@ import termios
 import pytest
 
 from reactor.console import PipeConsole, TerminalConsole
-from reactor.loop import EventLoop
+from tests.support import run_until
 from tests.terminal_model import Screen
-
-
-@pytest.fixture
-def loop():
-    lp = EventLoop()
-    yield lp
-    lp.close()
-
-
-def run_until(loop, predicate, timeout=5.0):
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached before the deadline"
-        loop.run_once(timeout=0.05)
 
 
 def read_all(fd):

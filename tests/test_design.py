@@ -1,13 +1,25 @@
-"""The design rules that can be checked by reading the code."""
+"""The design rules that can be checked by reading or importing the code: one thread, the standard library
+alone at run time, a package that installs what the top level holds."""
 import ast
+import json
 import pathlib
+import subprocess
+import sys
+import tomllib
+
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-FORBIDDEN = {"threading", "_thread", "asyncio", "concurrent", "multiprocessing"}
+FORBIDDEN = {"threading", "_thread", "asyncio", "concurrent", "multiprocessing"}   # threads, coroutines, pools
+MAINS = ("server_main", "client_main")
+# What the top level may hold besides hidden files (.ci/, .gitignore, ...).
+TOP_LEVEL = {"Makefile", "reactor", *(f"{m}.py" for m in MAINS), "tests", "credentials.txt", "README.md",
+             "pyproject.toml", "LICENSE"}
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
 def product_files():
-    return sorted(ROOT.glob("reactor/**/*.py")) + [ROOT / "server_main.py", ROOT / "client_main.py"]
+    return sorted(ROOT.glob("reactor/**/*.py")) + [ROOT / f"{m}.py" for m in MAINS]
 
 
 def imported_modules(path):
@@ -23,8 +35,7 @@ def imported_modules(path):
 def test_the_product_runs_on_one_thread():
     offenders = []
     for path in product_files():
-        if path.exists():
-            offenders += [f"{path.relative_to(ROOT)}: {m}" for m in imported_modules(path) if m in FORBIDDEN]
+        offenders += [f"{path.relative_to(ROOT)}: {m}" for m in imported_modules(path) if m in FORBIDDEN]
     assert offenders == []
 
 
@@ -34,10 +45,78 @@ def test_the_check_itself_sees_a_forbidden_import(tmp_path):
     assert "concurrent" in set(imported_modules(bad))
 
 
-def test_top_level_layout():
-    allowed = {"Makefile", "reactor", "server_main.py", "client_main.py", "tests", "credentials.txt",
-               "README.md", "requirements-dev.txt", "pyproject.toml", "LICENSE"}
-    import subprocess
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
-    top = {p.split("/")[0] for p in tracked if not p.startswith(".")}
-    assert top <= allowed
+# Imports every module of the package and both mains in a bare interpreter (-S: no site-packages, no .pth
+# files), then names each module loaded that is neither the standard library's nor the project's own.
+LOADED_FROM_ELSEWHERE = """
+import importlib, json, pkgutil, sys
+import reactor
+names = [f"reactor.{m.name}" for m in pkgutil.iter_modules(reactor.__path__)] + sys.argv[1:]
+for name in names:
+    importlib.import_module(name)
+own = {"reactor", *sys.argv[1:]}
+print(json.dumps({"imported": names,
+                  "foreign": sorted(m for m in sys.modules
+                                    if m.split(".")[0] not in sys.stdlib_module_names | own | {"__main__"})}))
+"""
+
+
+@pytest.mark.e2e
+def test_the_product_imports_only_the_standard_library():
+    out = subprocess.run([sys.executable, "-S", "-c", LOADED_FROM_ELSEWHERE, *MAINS], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr   # a module outside the standard library is not even found
+    report = json.loads(out.stdout)
+    assert {f"reactor.{p.stem}" for p in ROOT.glob("reactor/*.py") if p.stem != "__init__"} <= set(report["imported"])
+    assert report["foreign"] == []
+
+
+def test_the_top_level_holds_only_what_the_design_names():
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    top = {p.split("/")[0] for p in tracked.split() if not p.startswith(".")}
+    assert top and top <= TOP_LEVEL, top - TOP_LEVEL
+
+
+def test_the_package_installs_the_library_and_both_mains():
+    setuptools = PYPROJECT["tool"]["setuptools"]
+    packages = {str(p.parent.relative_to(ROOT)).replace("/", ".") for p in ROOT.glob("reactor/**/__init__.py")}
+    assert set(setuptools["packages"]) == packages
+    assert set(setuptools["py-modules"]) == set(MAINS)
+    assert "PROTOCOL.md" in setuptools["package-data"]["reactor"]
+    assert PYPROJECT["project"]["dependencies"] == []   # the standard library alone at run time
+
+
+def test_the_console_commands_call_what_the_mains_call():
+    """``reactor-chat-server``/``-client`` run ``sys.exit(main())`` on the very ``main`` that
+    ``python3 server_main.py``/``client_main.py`` run it on."""
+    scripts = PYPROJECT["project"]["scripts"]
+    assert scripts == {"reactor-chat-server": "server_main:main", "reactor-chat-client": "client_main:main"}
+    for module in MAINS:
+        source = (ROOT / f"{module}.py").read_text()
+        assert source.rstrip().endswith('if __name__ == "__main__":\n    sys.exit(main())'), module
+
+
+def test_the_installed_commands_load_the_mains_main():
+    """The installed package (make test installs it editable) has entry points that load those functions."""
+    from importlib import metadata
+
+    import client_main
+    import server_main
+    commands = {ep.name: ep.load() for ep in metadata.entry_points(group="console_scripts")
+                if ep.name.startswith("reactor-chat-")}
+    assert commands == {"reactor-chat-server": server_main.main, "reactor-chat-client": client_main.main}
+
+
+def logger_names(path):
+    """The first argument of each ``logging.getLogger(...)`` call in ``path``, as source text."""
+    tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "getLogger"
+                and node.args):
+            yield ast.unparse(node.args[0])
+
+
+def test_the_package_names_its_loggers_by_module():
+    """``logging.getLogger(__name__)``: a record says which module wrote it, and ``reactor`` configures them all."""
+    offenders = [f"{path.relative_to(ROOT)}: getLogger({name})" for path in sorted(ROOT.glob("reactor/**/*.py"))
+                 for name in logger_names(path) if name != "__name__"]
+    assert offenders == []

@@ -3,7 +3,7 @@ import pytest
 
 from reactor.chat_server import BURST, RATE, RATE_UNIT, STORED_OVERHEAD, KeepMessage, Send
 from reactor.framing import encode
-from tests.test_chat_server import World, error, frames_to, msg, sends
+from tests.test_chat_server import World, error, msg, sends
 
 EMOJI = "\U0001F600"   # 12 bytes on the wire once JSON-escaped
 

@@ -1,11 +1,14 @@
 """The per-user limits against the real server: one logged-in user attacks while honest users go on."""
 import json
-import socket
 import threading
 import time
 
+import pytest
+
 from reactor.chat_server import BURST, RATE, SENDER_QUOTA, STORED_OVERHEAD
 from tests.support import ACCOUNTS, ServerProcess, WireClient
+
+pytestmark = pytest.mark.e2e   # starts the real server or client
 
 FLOOD_SECONDS = 3.0
 ROUND_TRIP_BOUND = 0.5   # seconds: generous, the machine is shared
@@ -23,7 +26,7 @@ class SlowReader(WireClient):
             self.sock.settimeout(left)
             try:
                 chunk = self.sock.recv(4096)
-            except socket.timeout:
+            except TimeoutError:
                 raise AssertionError("no frame from the server in time") from None
             if not chunk:
                 raise EOFError("server closed the connection")
@@ -90,7 +93,7 @@ def test_one_user_flooding_broadcasts_neither_slows_nor_cuts_off_honest_readers(
     server = ServerProcess(tmp_path, timeout=60)
     try:
         honest = [SlowReader(server.host, server.port) for _ in range(2)]
-        for client, user in zip(honest, ("yoda", "luke")):
+        for client, user in zip(honest, ("yoda", "luke"), strict=True):
             client.login(user)
         flooder = Flooder(server, "hans", {"type": "broadcast", "text": "x" * 4096})
         started = time.monotonic()
@@ -106,7 +109,7 @@ def test_one_user_flooding_broadcasts_neither_slows_nor_cuts_off_honest_readers(
         limited = [r for r in flooder.replies if r.get("code") == "rate_limited"]
         assert limited and limited[0]["command"] == "broadcast" and limited[0]["retry"] >= 1, flooder.replies[:3]
         assert flooder.sent > 10 * (BURST + RATE * elapsed)   # it did try far more than it was allowed
-        for client, other in zip(honest, ("luke", "yoda")):   # both still logged in
+        for client, other in zip(honest, ("luke", "yoda"), strict=True):   # both still logged in
             client.send({"type": "whoelse"})
             assert client.until("users")["names"] == [other]   # (the flooder has closed)
         assert server.proc.poll() is None

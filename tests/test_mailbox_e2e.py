@@ -7,6 +7,8 @@ import pytest
 
 from tests.support import NO_LIMITS, ServerProcess, WireClient, wait_for
 
+pytestmark = pytest.mark.e2e   # starts the real server or client
+
 EMOJI = "\U0001F600"   # 12 bytes on the wire once JSON-escaped (a surrogate pair)
 
 
@@ -44,7 +46,7 @@ class SlowReader(WireClient):
             self.sock.settimeout(left)
             try:
                 chunk = self.sock.recv(self.chunk)
-            except socket.timeout:
+            except TimeoutError:
                 raise AssertionError("no frame from the server in time") from None
             if not chunk:
                 raise EOFError("server closed the connection")

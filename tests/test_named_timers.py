@@ -5,19 +5,7 @@ import pytest
 
 from reactor import loop as loop_module
 from reactor.loop import EventLoop, NamedTimers
-
-
-class FakeClock:
-    def __init__(self, now=1000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
+from tests.support import FakeClock, NoWaitSelector
 
 
 @pytest.fixture
@@ -88,17 +76,19 @@ def test_a_raising_on_fire_does_not_hide_the_keys_left(loop, clock):
     assert fired == [(1001, ["boom"]), (1002, ["next"]), (1005, ["after"])]
 
 
-def test_the_loop_waits_until_the_earliest_key(loop, clock):
+def test_the_loop_waits_until_the_earliest_key(clock):
     """Nothing due: the selector is asked to wait exactly until the earliest live deadline."""
-    waits = []
-    real_select = loop._selector.select
-    loop._selector.select = lambda timeout=None: waits.append(timeout) or real_select(0)
+    selector = NoWaitSelector()
+    waits = selector.waits
+    loop = EventLoop(selector)
+    loop.time = clock
     timers = NamedTimers(loop, lambda keys: timers.set("active", clock.now + 10) if "active" in keys else None)
     timers.set("active", 1001)
     timers.set("idle", 1004)
     clock.now = 1001
     loop.run_once()            # fires "active", moved to 1011
     loop.run_once()
+    loop.close()
     assert waits[-1] == pytest.approx(3.0)    # until 1004, not 1011
 
 
@@ -113,6 +103,7 @@ class Model:
     def __init__(self, seed, loop, clock):
         self.rng = random.Random(seed)
         self.clock = clock
+        self.loop = loop
         self.deadline: dict = {}        # the live keys
         self.touched: set = set()       # keys set, cancelled or cleared during the current iteration
         self.in_iteration = False
@@ -175,7 +166,7 @@ class Model:
         due = {k for k, w in self.deadline.items() if w <= now}
         self.touched.clear()
         self.in_iteration = True
-        self.timers._loop.run_once(timeout=0)
+        self.loop.run_once(timeout=0)
         self.in_iteration = False
         assert not self.errors, self.errors[0]
         late = {k for k in due if k not in self.touched}   # neither fired nor changed by on_fire

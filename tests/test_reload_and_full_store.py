@@ -5,7 +5,13 @@ import logging
 import pytest
 
 from reactor.chat_server import AddBlock, Close, ForgetMessages, KeepMessage, RemoveBlock, Send, SendBatch
-from tests.test_chat_server import ACCOUNTS, World, error, frames_to, msg, of_type, w  # noqa: F401 (w: fixture)
+from tests.support import ACCOUNTS
+from tests.test_chat_server import World, error, frames_to, msg, of_type
+
+
+@pytest.fixture
+def w():
+    return World()
 
 
 def login_with(w, user, password, now=0.0):

@@ -10,6 +10,8 @@ import pytest
 
 from tests.support import ACCOUNTS, NO_LIMITS, ROOT, ServerProcess, coverage_env, wait_for, write_credentials
 
+pytestmark = pytest.mark.e2e   # starts the real server or client
+
 
 @pytest.fixture
 def server(tmp_path):
@@ -195,7 +197,7 @@ def test_idle_users_leave_at_their_own_deadlines_while_others_are_active(tmp_pat
     srv = ServerProcess(tmp_path, block=1, timeout=timeout)
     try:
         active = [srv.client() for _ in range(2)]
-        for c, user in zip(active, ("hans", "yoda")):
+        for c, user in zip(active, ("hans", "yoda"), strict=True):
             c.login(user, listen=False)
         next_beat = time.monotonic()
 

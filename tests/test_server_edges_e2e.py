@@ -11,9 +11,20 @@ import time
 
 import pytest
 
-from tests.support import ACCOUNTS, NO_LIMITS, ROOT, ClientProcess, ServerProcess, coverage_env, wait_for, write_credentials
+from tests.support import (
+    ACCOUNTS,
+    NO_LIMITS,
+    ROOT,
+    ClientProcess,
+    ServerProcess,
+    coverage_env,
+    wait_for,
+    write_credentials,
+)
 from tests.test_store import contents
 from tests.test_store_e2e import InProcess
+
+pytestmark = pytest.mark.e2e   # starts the real server or client
 
 
 def frame(type_, **fields):

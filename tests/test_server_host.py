@@ -10,7 +10,7 @@ from reactor.chat_server import ChatServer
 from reactor.loop import EventLoop
 from reactor.server_host import FailureLog, ServerHost, with_texts
 from reactor.store import Store
-from tests.test_chat_server import ACCOUNTS
+from tests.support import ACCOUNTS, FakeClock, run_until
 
 
 def test_failure_log_counts_per_address_and_kind_and_starts_anew():
@@ -26,26 +26,10 @@ def test_failure_log_counts_per_address_and_kind_and_starts_anew():
     assert not failures and failures.take() == []
 
 
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
-
-
-def run_until(loop, predicate):
-    for _ in range(500):
-        if predicate():
-            return
-        loop.run_once(timeout=0.01)
-    raise AssertionError("condition not reached")
-
-
 def test_strangers_are_capped_per_address_counted_out_at_login_and_failures_logged_per_interval(caplog):
     caplog.set_level(logging.INFO, logger="reactor.server_host")
     loop = EventLoop()
-    clock = loop.time = Clock()
+    clock = loop.time = FakeClock(100.0)
     host = ServerHost(loop, ChatServer(dict(ACCOUNTS), 10.0, 60.0), max_strangers=10, max_strangers_per_address=2,
                       failure_log_interval=30.0)
     host.serve("127.0.0.1", 0)
@@ -75,7 +59,7 @@ def _closed(sock):
     sock.settimeout(0.001)
     try:
         return sock.recv(4096).startswith(b'{"type":"error","code":"busy"}')
-    except (BlockingIOError, socket.timeout):
+    except (TimeoutError, BlockingIOError):
         return False
 
 

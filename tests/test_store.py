@@ -6,10 +6,9 @@ import sys
 
 import pytest
 
+from reactor.chat_server import AddBlock, ForgetMessages, KeepMessage, RemoveBlock
 from reactor.store import SCHEMA_VERSION, MemoryStore, Store, StoreError, StoreFull
 from tests.support import ROOT, coverage_env
-
-from reactor.chat_server import AddBlock, ForgetMessages, KeepMessage, RemoveBlock
 
 
 def contents(store):
@@ -156,6 +155,7 @@ def test_the_schema_is_versioned(tmp_path):
     conn.close()
 
 
+@pytest.mark.e2e
 def test_uncommitted_changes_are_lost_in_a_crash_and_committed_ones_are_not(tmp_path):
     path = tmp_path / "state.db"
     script = (

@@ -8,9 +8,20 @@ import time
 
 import pytest
 
-from tests.support import (ACCOUNTS, NO_LIMITS, PATIENCE, ROOT, ServerProcess, WireClient, coverage_env, wait_for,
-                           write_credentials)
+from tests.support import (
+    ACCOUNTS,
+    NO_LIMITS,
+    PATIENCE,
+    ROOT,
+    ServerProcess,
+    WireClient,
+    coverage_env,
+    wait_for,
+    write_credentials,
+)
 from tests.test_store import contents
+
+pytestmark = pytest.mark.e2e   # starts the real server or client
 
 
 def start(tmp_path, run, state, *extra, **kw):

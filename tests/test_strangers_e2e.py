@@ -14,6 +14,8 @@ import pytest
 from tests.bench.attacks import round_trip, start_attackers, stop_attackers
 from tests.support import NO_LIMITS, ServerProcess, WireClient, wait_for
 
+pytestmark = pytest.mark.e2e   # starts the real server or client
+
 BOUND = 0.5   # seconds an honest round trip may take under attack (the old server: seconds to minutes)
 
 
@@ -135,7 +137,8 @@ def test_repeated_failures_are_logged_as_counts_not_a_line_each(server, pair):
     stranger.send({"type": "username", "username": "nobody9"})
     stranger.expect("error", code="invalid_username")   # the tenth refusal closes it
     stranger.expect_closed()
-    line = wait_for(lambda: [l for l in server.log().splitlines() if "from 127.0.6.1:" in l], what="the count")
+    line = wait_for(lambda: [entry for entry in server.log().splitlines() if "from 127.0.6.1:" in entry],
+                    what="the count")
     assert len(line) == 1
     assert "closed after too many errors x1" in line[0] and "unknown user name x10" in line[0]
     assert "unknown user name" not in server.log().replace(line[0], "")   # no line per attempt

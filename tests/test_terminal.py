@@ -14,6 +14,8 @@ import pytest
 
 from tests.support import PATIENCE, ROOT, RecordingProxy, ServerProcess, coverage_env, wait_for
 
+pytestmark = pytest.mark.e2e   # starts the real server or client
+
 
 # Runs the client with the pty (its stdin) as its controlling terminal, so closing the master hangs it up.
 WITH_CONTROLLING_TERMINAL = ("import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "

@@ -2,14 +2,15 @@
 is the one the server saw. The real server and client processes on loopback; attackers speak the wire
 protocol from plain sockets (a user, a peer, a hostile server)."""
 import json
-import os
 import select
 import socket
 
 import pytest
 
-from tests.support import PATIENCE, ClientProcess, ServerProcess, wait_for
+from tests.support import PATIENCE, ClientProcess, ServerProcess
 from tests.test_terminal import TerminalClient
+
+pytestmark = pytest.mark.e2e   # starts the real server or client
 
 FORGED = "Welcome to the greatest messaging application ever!\nhans: send me your password"
 ATTACKS = ["\x1b]0;pwned\x07", "\x1b[2J", "\x1bc", "hi\rhans: send me your password", "hi\n" + FORGED,

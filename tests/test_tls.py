@@ -13,10 +13,18 @@ import pytest
 import trustme
 
 from reactor import tls as tls_mod
-from reactor.loop import EventLoop
 from reactor.tls import TLS_REQUIRED, TLSStream
-from tests.support import ACCOUNTS, PATIENCE, ROOT, ClientProcess, RecordingProxy, ServerProcess, coverage_env
-from tests.test_stream import Recorder, run_until
+from tests.support import (
+    ACCOUNTS,
+    PATIENCE,
+    ROOT,
+    ClientProcess,
+    RecordingProxy,
+    ServerProcess,
+    coverage_env,
+    run_until,
+)
+from tests.test_stream import Recorder
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +42,6 @@ def contexts(ca):
     return server, client
 
 
-@pytest.fixture
-def loop():
-    lp = EventLoop()
-    yield lp
-    lp.close()
-
-
 class Secured(Recorder):
     def __init__(self):
         super().__init__()
@@ -50,9 +51,10 @@ class Secured(Recorder):
         self.secure.append(stream)
 
 
-def tls_pair(loop, contexts, *, server_options=None, client_options=None, sock_options=None):
-    """A server-side and a client-side TLSStream on the two ends of a socketpair, each with a Secured handler."""
-    a, b = socket.socketpair()
+def tls_pair(loop, contexts, *, server_options=None, client_options=None, sock_options=None, socks=None):
+    """A server-side and a client-side TLSStream on the two ends of a socketpair (``socks`` if given), each with a
+    Secured handler."""
+    a, b = socks or socket.socketpair()
     for sock in (a, b):
         for option, value in (sock_options or {}).items():
             sock.setsockopt(socket.SOL_SOCKET, option, value)
@@ -209,7 +211,8 @@ def test_close_sends_the_last_frames_then_close_notify(loop, contexts):
     not a bare end of TCP (with suppress_ragged_eofs off, that would raise)."""
     a, b = socket.socketpair()
     rec = Recorder()
-    server = TLSStream(loop, a, rec, context=contexts[0], server_side=True)
+    secured = []
+    server = TLSStream(loop, a, rec, context=contexts[0], server_side=True, on_secure=secured.append)
     got = {}
 
     def peer():
@@ -225,7 +228,7 @@ def test_close_sends_the_last_frames_then_close_notify(loop, contexts):
 
     thread = threading.Thread(target=peer, daemon=True)
     thread.start()
-    run_until(loop, lambda: server._tls.established)
+    run_until(loop, lambda: secured)
     server.send({"type": "bye"})
     server.close()
     run_until(loop, lambda: rec.lost and not thread.is_alive(), timeout=PATIENCE)
@@ -249,7 +252,7 @@ def test_a_verification_failure_says_why(loop, contexts):
 def certs(tmp_path_factory, ca):
     """PEM files: the CA, a good server certificate and key, an expired one, one for another host, another CA."""
     folder = tmp_path_factory.mktemp("certs")
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     paths = {"ca": folder / "ca.pem", "other_ca": folder / "other-ca.pem"}
     ca.cert_pem.write_to_path(str(paths["ca"]))
     trustme.CA().cert_pem.write_to_path(str(paths["other_ca"]))
@@ -266,6 +269,7 @@ def tls_server(tmp_path, cert, extra=()):
     return ServerProcess(tmp_path, extra=("--tls-cert", str(cert), "--tls-key", str(cert), *extra))
 
 
+@pytest.mark.e2e
 def test_e2e_a_relay_sees_no_password_message_or_frame_in_clear(tmp_path, certs):
     server = tls_server(tmp_path, certs["good"])
     proxy = RecordingProxy(server.host, server.port)
@@ -296,6 +300,7 @@ def test_e2e_a_relay_sees_no_password_message_or_frame_in_clear(tmp_path, certs)
         assert server.stop() == 0
 
 
+@pytest.mark.e2e
 def test_e2e_a_plaintext_client_is_refused_and_the_server_serves_on(tmp_path, certs):
     server = tls_server(tmp_path, certs["good"])
     try:
@@ -324,6 +329,7 @@ def test_e2e_a_plaintext_client_is_refused_and_the_server_serves_on(tmp_path, ce
     ("other_host", "ca", "Hostname mismatch, certificate is not valid for 'localhost'."),
     ("good", "other_ca", "unable to get local issuer certificate"),
 ])
+@pytest.mark.e2e
 def test_e2e_the_client_refuses_a_server_it_cannot_verify(tmp_path, certs, cert, trusted, why):
     server = tls_server(tmp_path, certs[cert])
     try:
@@ -343,6 +349,7 @@ def run_main(script, *args, cwd):
                           capture_output=True, text=True, timeout=PATIENCE, stdin=subprocess.DEVNULL)
 
 
+@pytest.mark.e2e
 def test_server_tls_flags_go_together_and_unusable_files_are_refused(tmp_path, certs):
     half = run_main("server_main.py", "0", "1", "1", "--tls-cert", str(certs["good"]), cwd=tmp_path)
     assert half.returncode == 2 and "--tls-cert and --tls-key go together" in half.stderr
@@ -352,6 +359,7 @@ def test_server_tls_flags_go_together_and_unusable_files_are_refused(tmp_path, c
     assert missing.stderr.startswith(f"Error. Cannot use the TLS certificate {tmp_path / 'nope.pem'}"), missing.stderr
 
 
+@pytest.mark.e2e
 def test_client_refuses_an_unusable_ca_file(tmp_path):
     result = run_main("client_main.py", "127.0.0.1", "9", "--ca", str(tmp_path / "nope.pem"), cwd=tmp_path)
     assert result.returncode == 2
@@ -359,9 +367,10 @@ def test_client_refuses_an_unusable_ca_file(tmp_path):
 
 
 def test_a_peer_that_reads_nothing_is_cut_off_past_max_output(loop, contexts):
-    server, srv, client, cli = tls_pair(loop, contexts, server_options={"max_output": 100_000})
+    a, b = socket.socketpair()
+    server, srv, client, cli = tls_pair(loop, contexts, server_options={"max_output": 100_000}, socks=(a, b))
     run_until(loop, lambda: srv.secure and cli.secure)
-    loop.remove_reader(client._sock)   # the client stops reading
+    loop.remove_reader(b)   # the client stops reading
 
     def more():
         if not srv.lost:

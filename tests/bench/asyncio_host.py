@@ -17,10 +17,22 @@ from __future__ import annotations
 import asyncio
 import itertools
 import signal
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from reactor.chat_server import (STORE_CHANGES, CancelTimer, ChatServer, Close, LoggedIn, LoginFailed, Send,
-                                 SendBatch, SendStored, SetTimer, WhenWritable)
+from reactor.chat_server import (
+    STORE_CHANGES,
+    CancelTimer,
+    ChatServer,
+    Close,
+    LoggedIn,
+    LoginFailed,
+    Send,
+    SendBatch,
+    SendStored,
+    SetTimer,
+    WhenWritable,
+)
 from reactor.framing import MAX_FRAME, encode
 from reactor.server_host import with_texts
 from reactor.store import MemoryStore

@@ -197,7 +197,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     names = bench_names(args.server, args.samples)
     print(f"8 strangers flooding user names: bystander round trip quiet p50 {names['quiet_p50_ms']:.2f} ms; "
-          f"flooded ({names['samples']} samples) p50 {names['p50_ms']:.2f} ms, p99 {names['p99_ms']:.2f} ms, max {names['max_ms']:.2f} ms",
+          f"flooded ({names['samples']} samples) p50 {names['p50_ms']:.2f} ms, p99 {names['p99_ms']:.2f} ms, "
+          f"max {names['max_ms']:.2f} ms",
           flush=True)
     for size in UNFINISHED:
         held = bench_unfinished(args.server, size)

@@ -5,7 +5,7 @@ import json
 import os
 import resource
 import statistics
-from typing import Sequence
+from collections.abc import Sequence
 
 LISTEN_BACKLOG = 1024  # every host listens with reactor.stream.listen's backlog
 MAX_OUTPUT = 1 << 20   # bytes a host buffers for one peer before it gives up on it (as reactor.stream)

@@ -34,7 +34,8 @@ def main(argv=None) -> int:
         bench = Bench(settings, workdir, credentials)
         if "chat" in parts:
             def chat(server, gens):
-                bench.record_capacity("reactor", SESSION_CLIENTS, bench.login_storm(server, gens, SESSION_CLIENTS, 60.0))
+                capacity = bench.login_storm(server, gens, SESSION_CLIENTS, 60.0)
+                bench.record_capacity("reactor", SESSION_CLIENTS, capacity)
                 bench.latency(server, gens)
                 bench.throughput(server, gens)
             bench.say("- chat session")

@@ -30,7 +30,8 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from reactor.framing import encode
 from reactor.loop import EventLoop, TimerHandle
@@ -302,7 +303,7 @@ class Generator:
         self.address = ("127.0.0.1", port)
         self.protocol = protocol
         self.clients = [Client(self, index) for index in range(first, first + count)]
-        for a, b in zip(self.clients[0::2], self.clients[1::2]):
+        for a, b in zip(self.clients[0::2], self.clients[1::2], strict=False):
             a.partner, b.partner = b, a
         for client in self.clients:
             client.message = self.encode_message(client.partner.name, TEXT)
@@ -392,7 +393,7 @@ class Generator:
                 return None
             drained = mode["received"] >= mode["sent"]
             marks = mode["marks"]
-            rates = [(n1 - n0) / (t1 - t0) for (t0, n0), (t1, n1) in zip(marks, marks[1:])]
+            rates = [(n1 - n0) / (t1 - t0) for (t0, n0), (t1, n1) in zip(marks, marks[1:], strict=False)]
             return {"rates": rates, "pairs": len(pairs), "drained": drained, "lost": self.lost,
                     "lost_reasons": self.lost_reasons}
         return done

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import pathlib
+import shutil
 import sys
 import tempfile
-import shutil
 
 from reactor.chat_server import KeepMessage
 from reactor.store import Store
-
 
 USERS = 300
 PER_USER = 3
@@ -53,7 +52,7 @@ def restart(folder: pathlib.Path) -> dict:
         empty.stop()
     store = Store.open(str(work / "full.db"), "NORMAL")
     mid = 0
-    for n in range(PER_USER):
+    for _n in range(PER_USER):
         for i in range(USERS):
             mid += 1
             store.apply(KeepMessage(mid, f"user{i:03d}", "sender", f"{mid:06d}" + "x" * (TEXT - 6)))

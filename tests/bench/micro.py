@@ -14,7 +14,7 @@ import json
 import random
 import socket
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from reactor.loop import EventLoop
 from reactor.stream import Stream

@@ -61,7 +61,7 @@ def _relay(bench: Any, axes: Any, labels: dict, peers: tuple) -> bool:
     high = [spread.get(h, (values[h], values[h]))[1] - values[h] for h in hosts]
     colours = ["tab:green" if h == "reactor" else "tab:grey" if h == "relay" else "tab:blue" for h in hosts]
     bars = axes.bar([labels[h] for h in hosts], medians, yerr=[low, high], capsize=4, color=colours)
-    for bar, value in zip(bars, medians):
+    for bar, value in zip(bars, medians, strict=True):
         axes.annotate(f"{value:,.0f}", (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom",
                       xytext=(0, 3), textcoords="offset points", fontsize=8)
     rounds = max(len(bench.rounds), 1)

@@ -12,7 +12,7 @@ import json
 import select
 import signal
 import socket
-from typing import Callable
+from collections.abc import Callable
 
 from .common import LISTEN_BACKLOG
 

@@ -35,8 +35,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from . import micro, plots
 from .common import percentile, process_cpu_seconds, raise_open_files_limit, rss_kib, write_accounts
@@ -347,10 +348,10 @@ class Bench:
                                periods=s.throughput_periods, period=s.throughput_period)
         wall = time.monotonic() - started
         cpu = (server.cpu_seconds() - cpu_before) / wall
-        gen_cpu = sum(after - before for before, after in zip(gen_before, gens.cpu_seconds())) / wall
+        gen_cpu = sum(after - before for before, after in zip(gen_before, gens.cpu_seconds(), strict=True)) / wall
         _, generator_cpus = self.cpus()
         gen_cores = min(len(gens.pids), len(generator_cpus) if generator_cpus else os.cpu_count() or 1)
-        rates = [sum(period) for period in zip(*(r["rates"] for r in replies))]
+        rates = [sum(period) for period in zip(*(r["rates"] for r in replies), strict=False)]
         if not all(r["drained"] for r in replies):
             self.notes.append(f"{LABELS[server.kind]}: relay workload did not drain")
         rate = sorted(rates)[len(rates) // 2]
@@ -457,7 +458,7 @@ class Bench:
             replies = gens.command("throughput", window=WINDOW, warmup=s.throughput_warmup,
                                    periods=s.throughput_periods, period=s.throughput_period)
             server.profiling(False)
-            rates = sorted(sum(period) for period in zip(*(r["rates"] for r in replies)))
+            rates = sorted(sum(period) for period in zip(*(r["rates"] for r in replies), strict=False))
             self.notes.append(f"reactor relay under the profiler: {rates[len(rates) // 2]:,.0f} msg/s")
         self.session("reactor", SESSION_CLIENTS, relay, profile=relay_path,
                      title="reactor under cProfile: relay workload")

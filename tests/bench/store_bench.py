@@ -54,8 +54,9 @@ def load_time(folder: str, count: int) -> dict:
 
 def drain_login(folder: str, synchronous: str = "FULL", waiting: int = DRAIN) -> dict:
     """The real server: a user logs in to ``waiting`` stored messages, then acknowledges them all."""
-    from tests.support import ServerProcess  # test helpers, not product code
     import pathlib
+
+    from tests.support import ServerProcess  # test helpers, not product code
 
     work = pathlib.Path(folder) / f"drain-{synchronous}"
     work.mkdir()
@@ -97,8 +98,9 @@ def drain_login(folder: str, synchronous: str = "FULL", waiting: int = DRAIN) ->
 
 def server_burst(folder: str, state: str, synchronous: str = "FULL", per_user: int = 900) -> dict:
     """The real server: one sender pipelines messages to four offline users; time until every one is confirmed."""
-    from tests.support import ServerProcess
     import pathlib
+
+    from tests.support import ServerProcess
 
     work = pathlib.Path(folder) / f"burst-{synchronous}-{state.strip(':')}"
     work.mkdir()
@@ -139,8 +141,8 @@ def run(quick: bool = False) -> dict:
         figures["load"] = [load_time(folder, n) for n in ((1000, 10000) if quick else (1000, 100000))]
         try:
             figures["drain_login"] = [drain_login(folder, s) for s in ("FULL", "NORMAL")]
-            figures["server_burst"] = [server_burst(folder, "state.db", "FULL"), server_burst(folder, "state.db", "NORMAL"),
-                                       server_burst(folder, ":memory:")]
+            figures["server_burst"] = [server_burst(folder, "state.db", "FULL"),
+                                       server_burst(folder, "state.db", "NORMAL"), server_burst(folder, ":memory:")]
         except ImportError as exc:  # pragma: no cover - no chat logic yet
             figures["drain_login"] = f"skipped: {exc}"
         return figures

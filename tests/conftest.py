@@ -1,0 +1,19 @@
+"""Fixtures shared by the test modules (helpers to import, such as ``run_until``, live in tests/support.py)."""
+import pytest
+
+from reactor.loop import EventLoop
+from tests.support import FakeClock
+
+
+@pytest.fixture
+def loop():
+    """An event loop on the real clock, closed after the test."""
+    lp = EventLoop()
+    yield lp
+    lp.close()
+
+
+@pytest.fixture
+def clock():
+    """An injected clock at 1000.0 that moves only when the test sets ``clock.now``."""
+    return FakeClock()
