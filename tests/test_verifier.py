@@ -14,7 +14,7 @@ from reactor.loop import EventLoop
 from reactor.passwords import hash_password
 from reactor.server_host import ServerHost
 from reactor.verifier import Verifier
-from tests.support import ACCOUNTS
+from tests.support import ACCOUNTS, PATIENCE, run_until
 
 HASH = hash_password("wise@!man", log2_n=10)
 
@@ -27,12 +27,8 @@ class Run:
         self.answers = []
         self.verifier = Verifier(self.loop, lambda key, ok: self.answers.append((key, ok)), **kw)
 
-    def until(self, predicate, limit=2000):
-        for _ in range(limit):
-            if predicate():
-                return
-            self.loop.run_once(timeout=0.01)
-        raise AssertionError("condition not reached")
+    def until(self, predicate):
+        run_until(self.loop, predicate, timeout=PATIENCE)
 
     def close(self):
         self.verifier.close()
@@ -142,11 +138,7 @@ def test_the_host_checks_hashed_accounts_in_the_verifier_and_plain_ones_itself()
             for frame in ({"type": "hello", "version": 1}, {"type": "username", "username": user},
                           {"type": "password", "password": ACCOUNTS[user]}):
                 sock.sendall(json.dumps(frame).encode() + b"\n")
-            for _ in range(2000):
-                if user in logic.online_users():
-                    break
-                loop.run_once(timeout=0.01)
-            assert user in logic.online_users()
+            run_until(loop, lambda: user in logic.online_users(), timeout=PATIENCE)   # noqa: B023 (run now)
             assert (host.verifier.pid is None) == (user == "hans")   # started by the first hashed login
     finally:
         host.shutdown()
