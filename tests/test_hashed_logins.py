@@ -99,6 +99,17 @@ def test_a_wrong_password_counts_even_if_its_connection_left_before_the_answer(w
     assert unfailed(answer(w, checks(effects)[0]))[:2] == [Send((conn,), error("account_blocked")), Close(conn)]
 
 
+def test_answers_for_connections_that_left_lock_the_account_and_log_nobody_in(w):
+    for _ in range(3):
+        conn, effects = ask(w, "vader", "guess")
+        w.s.disconnected(conn, 0.0)
+        assert answer(w, checks(effects)[0]) == []
+    assert w.s.is_locked("vader", 0.0)
+    conn, effects = ask(w, "hans", "falcon*solo")
+    w.s.disconnected(conn, 0.0)
+    assert answer(w, checks(effects)[0]) == [] and w.s.online_users() == []
+
+
 def test_a_password_waiting_its_turn_is_never_checked_if_its_connection_goes(w):
     a, first = ask(w, "vader", "guess1")
     b, _ = ask(w, "vader", "guess2")
