@@ -8,6 +8,8 @@ says it held nothing, so the owner can say how to quit) and ``("suspend",)``
 on Ctrl-Z (the owner stops the process and calls ``redraw()`` once resumed).
 The echo and redraw bytes pile up until ``take_output()``;
 ``print_above(text)`` writes text above the half-typed input and returns them.
+``text``, ``cursor`` and ``history`` read the line, the cursor's offset in it
+and the remembered lines.
 
 Keys: printable characters insert at the cursor; Backspace (DEL or ^H) and
 Delete (ESC [ 3 ~, or ^D on a non-empty line) remove a character; Left/Right
@@ -238,6 +240,21 @@ class LineEditor:
         self._output.append(self._to_top() + "\x1b[J")
         self._cursor_row = 0
         return self.take_output()
+
+    @property
+    def text(self) -> str:
+        """The line being edited."""
+        return "".join(self._chars)
+
+    @property
+    def cursor(self) -> int:
+        """Where the cursor is, as an offset into ``text`` (never inside a character and its marks)."""
+        return sum(map(len, self._chars[:self._cursor]))
+
+    @property
+    def history(self) -> tuple[str, ...]:
+        """The remembered lines, oldest first, at most ``HISTORY_LIMIT`` of them."""
+        return tuple(self._history)
 
     @property
     def waiting_for_escape(self) -> bool:

@@ -272,6 +272,11 @@ class ServerHost:
         """Connections not logged in now."""
         return len(self._strangers)
 
+    @property
+    def buffered(self) -> int:
+        """Bytes queued for the connections and not yet written to them: the memory slow readers cost."""
+        return sum(stream.buffered for stream in self._streams.values())
+
     def _note_failure(self, address: str, kind: str) -> None:
         self._failures.note(address, kind)
         if self._failure_timer is None:

@@ -60,18 +60,21 @@ class Store:
     # -- opening -------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str, synchronous: str = "FULL", max_bytes: int | None = None) -> Store:
+    def open(cls, path: str, synchronous: str = "FULL", max_bytes: int | None = None, *,
+             connect: Callable[..., sqlite3.Connection] = sqlite3.connect) -> Store:
         """Open (or create) the state at ``path``; ``':memory:'`` keeps it only while the process runs.
 
         ``max_bytes`` caps the database (its write-ahead log comes on top):
-        a change that would grow it further raises ``StoreFull``.
+        a change that would grow it further raises ``StoreFull``. ``connect``
+        makes the SQLite connection, as ``sqlite3.connect`` does (a test can
+        hand in one that fails on cue, or keep it to look inside).
         """
         if synchronous not in SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS}, not {synchronous!r}")
         if path != MEMORY:
             _check_path(path)
         try:
-            conn = sqlite3.connect(path, isolation_level=None, timeout=0)
+            conn = connect(path, isolation_level=None, timeout=0)
         except sqlite3.Error as exc:
             raise _error(path, exc) from None
         try:

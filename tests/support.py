@@ -343,10 +343,13 @@ class RecordingProxy:
                 except OSError:
                     pass
 
-    def sent_frames(self):
+    def recorded(self):
+        """The bytes recorded so far: (what the clients sent, what the server sent back)."""
         with self._lock:
-            data = bytes(self.upstream)
-        return [json.loads(line) for line in data.splitlines() if line.strip()]
+            return bytes(self.upstream), bytes(self.downstream)
+
+    def sent_frames(self):
+        return [json.loads(line) for line in self.recorded()[0].splitlines() if line.strip()]
 
     def close(self):
         self._closed = True

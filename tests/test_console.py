@@ -121,8 +121,9 @@ class OnPty:
         self.screen = b""
         self.model = Screen(cols, rows=24)
 
-    def start(self):
-        self.console.start(self.loop, self.lines.append, lambda: self.ended.append(True))
+    def start(self, on_line=None):
+        """Start the console; each line goes to ``on_line``, by default into ``lines``."""
+        self.console.start(self.loop, on_line or self.lines.append, lambda: self.ended.append(True))
         self.console.prompt("", False, True)
 
     def set_size(self, cols):
@@ -177,17 +178,14 @@ def test_lines_typed_before_the_start_are_kept(pty):
 
 
 def test_a_secret_prompt_set_by_a_line_hides_the_rest_of_the_same_read(pty):
-    pty.start()
-    pty.lines_seen = []
-
     def on_line(text):
-        pty.lines_seen.append(text)
+        pty.lines.append(text)
         pty.console.prompt("", True)                 # as the client does once it sent the user name
 
-    pty.console._on_line = on_line
+    pty.start(on_line)
     pty.keys(b"yoda\rwise@!man\r")                   # pasted: one read
-    run_until(pty.loop, lambda: len(pty.lines_seen) == 2)
-    assert pty.lines_seen == ["yoda", "wise@!man"]
+    run_until(pty.loop, lambda: len(pty.lines) == 2)
+    assert pty.lines == ["yoda", "wise@!man"]
     assert b"yoda" in pty.read() and b"wise" not in pty.read()
 
 

@@ -106,19 +106,22 @@ def test_refused_frames_spend_nothing():
     assert w.to(w.send("hans", msg("yoda", "the token is still there")), "yoda")
 
 
-@pytest.mark.parametrize("frame, command", [
-    ({"type": "block", "user": "luke"}, "block"),
-    ({"type": "unblock", "user": "leia"}, "unblock"),
-    ({"type": "startprivate", "user": "yoda"}, "startprivate"),
+@pytest.mark.parametrize("frame, command, done", [
+    ({"type": "block", "user": "luke"}, "block", ("hans", {"type": "blocked", "user": "luke"})),
+    ({"type": "unblock", "user": "leia"}, "unblock", ("hans", {"type": "unblocked", "user": "leia"})),
+    ({"type": "startprivate", "user": "yoda"}, "startprivate", ("yoda", {"type": "private_request", "from": "hans"})),
 ])
-def test_blocks_and_private_requests_spend_a_token(frame, command):
+def test_blocks_and_private_requests_spend_a_token(frame, command, done):
     w = World(rate=1.0, burst=1, blocks=[("hans", "leia")])
     w.login("hans")
     w.login("yoda")
     w.send("hans", msg("yoda", "the token"))
     effects = w.send("hans", frame)
-    assert sends(effects) == [Send((w.conn["hans"],), limited(command, 1))]
-    assert w.s._blocks == {"hans": {"leia"}} and not w.s._requests   # nothing done
+    assert effects == [Send((w.conn["hans"],), limited(command, 1))]   # and no change to store
+    # nothing done: once the token is back the same frame does its work (not already_blocked, not_blocked
+    # or private_pending, as it would be had the refused one been carried out)
+    user, reply = done
+    assert w.to(w.send("hans", frame, now=1.0), user) == [reply]
 
 
 def test_no_rate_means_no_limit():

@@ -16,7 +16,7 @@ def editor(prompt="> ", secret=False):
 
 def state(ed):
     """The line and where the cursor is in it, as 'ab|c'."""
-    return "".join(ed._chars[:ed._cursor]) + "|" + "".join(ed._chars[ed._cursor:])
+    return ed.text[:ed.cursor] + "|" + ed.text[ed.cursor:]
 
 
 def typed(keys, ed=None):
@@ -340,7 +340,7 @@ def test_a_recalled_line_can_be_edited_and_submitted():
 def test_history_skips_empty_lines_and_consecutive_duplicates():
     ed = editor()
     ed.feed(b"a\ra\r\rb\ra\r")
-    assert ed._history == ["a", "b", "a"]
+    assert ed.history == ("a", "b", "a")
 
 
 def test_enter_while_browsing_stops_browsing():
@@ -355,9 +355,9 @@ def test_enter_while_browsing_stops_browsing():
 def test_history_is_capped():
     ed = editor()
     ed.feed(b"".join(b"%d\r" % n for n in range(HISTORY_LIMIT + 10)))
-    assert len(ed._history) == HISTORY_LIMIT
-    assert ed._history[0] == "10"
-    assert ed._history[-1] == str(HISTORY_LIMIT + 9)
+    assert len(ed.history) == HISTORY_LIMIT
+    assert ed.history[0] == "10"
+    assert ed.history[-1] == str(HISTORY_LIMIT + 9)
 
 
 # -- words, transposing, killing and yanking ---------------------------------

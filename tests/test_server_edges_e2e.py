@@ -205,9 +205,8 @@ def test_in_a_full_turn_the_messages_are_refused_and_the_acks_and_blocks_kept(tm
 def test_a_commit_that_finds_the_disk_full_refuses_the_turn_and_retries_the_rest(tmp_path, failing_commits):
     """The disk fills at COMMIT (as on a real disk): the messages are refused; the ack and the block are
     tried again on their own, and kept, unless that commit fails too: then the block is refused as well."""
-    from reactor.store import Store
-    from tests.test_store import FullCommit
-    store = Store.open(str(tmp_path / "state.db"))
+    from tests.test_store import FullCommit, opened
+    store, conn = opened(str(tmp_path / "state.db"), FullCommit)
     world = InProcess(lambda loop: store)
     try:
         hans = world.connect()
@@ -219,8 +218,7 @@ def test_a_commit_that_finds_the_disk_full_refuses_the_turn_and_retries_the_rest
         if not any(f["type"] == "message" for f in got):
             got += yoda.until("message")
         (stored,) = [f for f in got if f["type"] == "message"]
-        store._conn = FullCommit(store._conn)
-        store._conn.fails = failing_commits
+        conn.fails = failing_commits
         turn = [frame("message", to="leia", text="lost"), frame("ack", ids=[stored["id"]]),
                 frame("block", user="vader"), frame("whoelse")]
         yoda.sock.sendall(b"".join(json.dumps(f).encode() + b"\n" for f in turn))

@@ -9,8 +9,8 @@ import types
 from reactor.chat_server import ChatServer
 from reactor.loop import EventLoop
 from reactor.server_host import FailureLog, ServerHost, with_texts
-from reactor.store import Store
 from tests.support import ACCOUNTS, FakeClock, run_until
+from tests.test_store import opened
 
 
 def test_failure_log_counts_per_address_and_kind_and_starts_anew():
@@ -149,8 +149,7 @@ def test_a_message_handed_on_in_a_turn_the_store_then_refuses_still_arrives_with
     whole transaction back, yoda's row too), then yoda logs in and is handed hers: its text comes from the
     host's copy of the turn, and hans is told it was kept (it was delivered); luke's is refused."""
     loop = EventLoop()
-    store = Store.open(":memory:")
-    store._conn = FullForLuke(store._conn)
+    store, _ = opened(":memory:", FullForLuke)
     logic = ChatServer(dict(ACCOUNTS), 10.0, 60.0, rate=None)
     host = ServerHost(loop, logic, store)
     host.serve("127.0.0.1", 0)

@@ -24,6 +24,19 @@ def contents(store):
     return blocks, rows
 
 
+def opened(path, wrap=lambda conn: conn, **options):
+    """``Store.open(path, **options)`` and the SQLite connection it runs on, kept by the test too (``wrap``ped
+    first, to put faults in the store's way)."""
+    made = []
+
+    def connect(*args, **kwargs):
+        made.append(wrap(sqlite3.connect(*args, **kwargs)))
+        return made[-1]
+
+    store = Store.open(path, connect=connect, **options)
+    return store, made[0]
+
+
 def add(i, to="yoda", sender="hans", text=None):
     return KeepMessage(i, to, sender, text or f"message {i}")
 
@@ -139,9 +152,9 @@ def test_memory_forgets_on_close():
 
 def test_files_use_wal_and_the_chosen_synchronous_level(tmp_path):
     for level, number in (("FULL", 2), ("NORMAL", 1)):
-        store = Store.open(str(tmp_path / f"{level}.db"), synchronous=level)
-        assert store._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == number
+        store, conn = opened(str(tmp_path / f"{level}.db"), synchronous=level)
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == number
         store.close()
     with pytest.raises(ValueError):
         Store.open(str(tmp_path / "x.db"), synchronous="OFF")
@@ -405,13 +418,15 @@ def test_a_failed_write_breaks_the_store_for_good():
 
 
 class FailingCommit:
-    """A connection whose COMMIT fails, as on a full disk."""
+    """A connection whose COMMIT fails, as on a full disk, once ``failing`` is set."""
+
+    failing = False
 
     def __init__(self, conn):
         self.conn = conn
 
     def execute(self, sql, *args):
-        if sql == "COMMIT":
+        if sql == "COMMIT" and self.failing:
             self.conn.execute("ROLLBACK")  # what SQLite may do on an I/O error
             raise sqlite3.OperationalError("disk I/O error")
         return self.conn.execute(sql, *args)
@@ -422,8 +437,8 @@ class FailingCommit:
 
 def test_a_failed_commit_is_never_followed_by_a_successful_one(tmp_path):
     path = str(tmp_path / "state.db")
-    store = Store.open(path)
-    store._conn = FailingCommit(store._conn)
+    store, conn = opened(path, FailingCommit)
+    conn.failing = True
     store.apply(add(1))
     with pytest.raises(StoreError, match="disk I/O error"):
         store.commit()
@@ -439,8 +454,8 @@ def test_a_failed_commit_is_never_followed_by_a_successful_one(tmp_path):
 
 
 def test_a_table_that_vanished_under_the_store_is_reported():
-    store = Store.open(":memory:")
-    store._conn.execute("DROP TABLE offline")
+    store, conn = opened(":memory:")
+    conn.execute("DROP TABLE offline")
     with pytest.raises(StoreError, match="Cannot use state file :memory:: no such table: offline"):
         store.load()
     with pytest.raises(StoreError, match="Cannot read state file :memory:: no such table: offline"):
@@ -501,9 +516,8 @@ class FullCommit(FailingCommit):
 
 def test_a_full_commit_is_rolled_back_and_the_next_is_kept(tmp_path):
     path = str(tmp_path / "state.db")
-    store = Store.open(path)
-    store._conn = FullCommit(store._conn)
-    store._conn.fails = 1
+    store, conn = opened(path, FullCommit)
+    conn.fails = 1
     store.apply(add(1))
     with pytest.raises(StoreFull):
         store.commit()

@@ -453,16 +453,15 @@ def test_a_burst_of_stored_messages_takes_few_commits_and_no_confirmation_comes_
 
 
 def test_a_failed_commit_stops_the_server_without_confirming(tmp_path):
-    from reactor.store import Store
     from server_main import StopOnStoreFailure
-    from tests.test_store import FailingCommit
-    store = Store.open(str(tmp_path / "state.db"))
+    from tests.test_store import FailingCommit, opened
+    store, conn = opened(str(tmp_path / "state.db"), FailingCommit)
     guards = []
     world = InProcess(lambda loop: guards.append(StopOnStoreFailure(store, loop)) or guards[0])
     try:
         hans = world.connect()
         hans.login("hans")
-        store._conn = FailingCommit(store._conn)
+        conn.failing = True
         hans.send({"type": "message", "to": "yoda", "text": "doomed"})
         hans.send({"type": "whoelse"})
         world.loop.call_later(PATIENCE, world.loop.stop)  # in case the guard does not stop it

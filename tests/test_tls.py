@@ -287,9 +287,9 @@ def test_e2e_a_relay_sees_no_password_message_or_frame_in_clear(tmp_path, certs)
         for client in clients:
             client.end_input()
             assert client.wait() == 0
-        with proxy._lock:
-            wire = bytes(proxy.upstream) + b"|" + bytes(proxy.downstream)
-        assert len(proxy.upstream) > 100 and len(proxy.downstream) > 100
+        upstream, downstream = proxy.recorded()
+        wire = upstream + b"|" + downstream
+        assert len(upstream) > 100 and len(downstream) > 100
         for secret in (ACCOUNTS["hans"], ACCOUNTS["yoda"], "hans", "yoda", "plans are hidden", "force be with",
                        '"type"', "welcome", "password"):
             assert secret.encode() not in wire, secret
