@@ -82,9 +82,11 @@ class _PeerLink:
         self._host = host
 
     def frame_received(self, stream: Stream, frame: Frame) -> None:
+        self._host._peer_secure(stream.tag, stream)   # (frames of the read that ends the handshake come first)
         self._host._apply(self._host.logic.peer_frame(stream.tag, frame, self._host.now()))
 
     def frame_error(self, stream: Stream, detail: str) -> None:
+        self._host._peer_secure(stream.tag, stream)
         self._host._apply(self._host.logic.peer_bad_frame(stream.tag, detail, self._host.now()))
 
     def connection_lost(self, stream: Stream, reason: str | None) -> None:
@@ -224,9 +226,11 @@ class ClientHost:
         return peer
 
     def _peer_secure(self, peer: int, stream: Stream) -> None:
-        """A peer's TLS handshake is done: the logic hears of the connection, and the certificate presented."""
-        user = self._securing.pop(peer, None)
-        assert isinstance(stream, TLSStream)
+        """A peer's TLS handshake is done: the logic hears of the connection, and the certificate presented
+        (once: on ``on_secure``, or before the first frame if the same read brought both)."""
+        if peer not in self._securing or not isinstance(stream, TLSStream):
+            return
+        user = self._securing.pop(peer)
         certificate = stream.peer_certificate()
         if user is None:
             self._apply(self.logic.peer_accepted(peer, self.now(), certificate))
