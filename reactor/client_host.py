@@ -48,6 +48,7 @@ if TYPE_CHECKING:   # imported by the caller, in TLS mode only
 log = logging.getLogger(__name__)
 
 EXIT_GRACE = 1.0  # seconds to flush the last frames before exiting anyway
+UNUSABLE_CERTIFICATE = "the server relayed a certificate that cannot be used"
 
 
 class Console(Protocol):
@@ -198,10 +199,23 @@ class ClientHost:
                 self._apply(self.logic.peer_accepted(peer, self.now()))
             return
         trusted = self.logic.expected_certificates()
-        if not trusted:   # nobody is expected: nobody can pass
+        context = self._peer_context(trusted, server_side=True) if trusted else None
+        if context is None:   # nobody is expected (or nobody could pass): closed at once
             sock.close()
+            if trusted:
+                self._apply(self.logic.peer_refused(UNUSABLE_CERTIFICATE, self.now()))
             return
-        self._add_peer(sock, self._identity.context(trusted, server_side=True), None)
+        self._add_peer(sock, context, None)
+
+    def _peer_context(self, trusted: list[bytes], *, server_side: bool) -> ssl.SSLContext | None:
+        """The TLS context of a peer connection trusting ``trusted``; None if the server relayed something
+        that is no certificate."""
+        assert self._identity is not None
+        try:
+            return self._identity.context(trusted, server_side=server_side)
+        except ssl.SSLError as exc:
+            log.warning("cannot trust the certificates relayed: %s", exc)
+            return None
 
     def _add_peer(self, sock: socket.socket, context: ssl.SSLContext | None = None,
                   user: str | None = None) -> int | None:
@@ -248,11 +262,12 @@ class ClientHost:
                 if peer is not None:
                     self._apply(self.logic.peer_connected(peer, user, self.now()))
                 return
-            if certificate is None:   # (the logic asks for no plaintext peer in TLS mode)
+            context = None if certificate is None else self._peer_context([certificate], server_side=False)
+            if context is None:   # (the logic asks for no plaintext peer in TLS mode)
                 sock.close()
-                self._apply(self.logic.peer_failed(user, "no certificate to trust", self.now()))
+                self._apply(self.logic.peer_failed(user, UNUSABLE_CERTIFICATE, self.now()))
                 return
-            self._add_peer(sock, self._identity.context([certificate], server_side=False), user)
+            self._add_peer(sock, context, user)
 
         connector = Connector(self.loop, host, port, done, numeric=True)   # a name would stall the loop
         self._connectors.add(connector)

@@ -330,6 +330,35 @@ def test_a_server_that_relays_another_certificate_gets_the_chat_refused(loop, id
         chat.close()
 
 
+@pytest.mark.parametrize("frame, user, shown", [
+    ("private_connect", "yoda", "Error. Cannot reach hans for private messaging: "
+                                "the server relayed a certificate that cannot be used"),
+    ("private_expect", "hans", "Error. Refused a private connection: "
+                               "the server relayed a certificate that cannot be used"),
+])
+def test_a_relayed_certificate_that_is_no_certificate_is_refused_and_harms_nothing(loop, ids, frame, user, shown):
+    chat = Chat(loop, ids)
+    logic = chat.server._logic
+    real = logic._with_cert
+
+    def garbled(out, conn):
+        out = real(out, conn)
+        if out["type"] == frame:
+            out["cert"] = base64.b64encode(b"no certificate at all").decode()
+        return out
+
+    logic._with_cert = garbled
+    try:
+        chat.start_private()
+        chat.wait(user, shown)
+        for name in ("hans", "yoda"):
+            assert not chat.consoles[name].shows("Start private messaging")
+        chat.consoles["yoda"].type("message hans still here")   # both clients carry on
+        chat.wait("hans", "yoda: still here")
+    finally:
+        chat.close()
+
+
 def test_a_swapped_token_is_refused(loop, ids):
     """The peer is the right one, but the token is not: the chat does not open."""
     chat = Chat(loop, ids)
