@@ -1,4 +1,7 @@
-"""Runs the chat server: python3 server_main.py <server_port> <block_duration> <timeout> [options]."""
+"""Runs the chat server: python3 server_main.py <server_port> <block_duration> <timeout> [options].
+
+``python3 server_main.py hash-password [--user NAME]`` prints a hashed password for the accounts file instead.
+"""
 from __future__ import annotations
 
 import argparse
@@ -14,8 +17,9 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from reactor.chat_server import BURST, RATE, SENDER_QUOTA, ChatServer, StoreChange
-from reactor.credentials import CredentialsError, load_credentials
+from reactor.credentials import CredentialsError, load_credentials, plain_accounts
 from reactor.loop import EventLoop
+from reactor.passwords import hash_password_command
 from reactor.server_host import FAILURE_LOG_INTERVAL, MAX_STRANGERS, MAX_STRANGERS_PER_ADDRESS, ServerHost
 from reactor.store import Store, StoreError, StoreFull
 from reactor.tls import TLSConfigError, server_context
@@ -187,6 +191,9 @@ def raise_open_files_limit() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["hash-password"]:   # no port is spelled so: the server's own arguments are untouched
+        return hash_password_command(argv[1:])
     args = parse_args(argv)
     # A reload asked for before the loop takes SIGHUP, or after it let go of it, has nothing to act on.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -259,6 +266,10 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store, tls:
     print(f"Server listening on {bound_host}:{bound_port}", flush=True)
     if tls is not None:
         log.info("TLS only, certificate %s", args.tls_cert)
+    plain = plain_accounts(accounts)
+    if plain:
+        log.warning("%d of %d accounts in %s have a plain password; hash them with: python3 server_main.py "
+                    "hash-password --user NAME", plain, len(accounts), args.credentials)
     log.info("serving %d accounts, block %.3gs, timeout %.3gs; at most %d strangers (%d per address)",
              len(accounts), args.block_duration, args.timeout, max_strangers, args.max_strangers_per_address)
     log.info("state %s: %d blocks, %d offline messages", store.path, len(blocks), len(offline))

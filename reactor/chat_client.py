@@ -295,6 +295,7 @@ ERRORS: dict[str, ErrorRule] = {
     "invalid_username": ErrorRule("Invalid Username. Please try again", ask_again=State.USERNAME),
     "already_logged_in": ErrorRule("Error. {user} is already logged in", ask_again=State.USERNAME),
     "invalid_password": ErrorRule("Invalid Password. Please try again", ask_again=State.PASSWORD),
+    "try_again": ErrorRule("Error. The server cannot check passwords right now; try again", ask_again=State.PASSWORD),
     "account_blocked": ErrorRule("Invalid Password. Your account has been blocked. Please try again later",
                                  fatal=True),
     "account_locked": ErrorRule("Your account is blocked due to multiple login failures. Please try again later",

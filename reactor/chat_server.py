@@ -24,7 +24,22 @@ connections, calls one method per event with the current monotonic time
   comes before the welcome): the host lifts the limits it keeps on strangers;
 - ``LoginFailed``: a login attempt on this connection failed (an unknown
   name, a wrong password, a locked account, too many errors): the host
-  counts these per source address and logs the counts, not each attempt.
+  counts these per source address and logs the counts, not each attempt;
+- ``CheckPassword``: check this password against this hash (an account
+  whose password field is a scrypt hash, ``reactor/passwords.py``): slow, so
+  the host has it checked off the loop and calls ``password_checked(conn, ok,
+  now)`` with the answer (``ok`` None: it could not be checked).
+
+A hashed account's password is checked by the host; a plain one is compared
+here, at once (it is cheap). While a connection's password is being checked it
+may send nothing but ``listen`` (a frame is refused as a bad one). The
+passwords given for one hashed account are checked one at a time, in the order
+they came, so the count of wrong passwords in a row and the lockout come out
+exactly as if each were checked at once: a password that arrives while
+another for the same account is being checked waits its turn (and is never
+checked if its connection goes first). A wrong password counts even if its
+connection went away before the answer. A password that could not be checked
+gets ``try_again``: it counts neither as wrong nor as a bad frame.
 
 Before login every refusal (a bad frame, an unknown name, a wrong password,
 a command answered ``not_logged_in``) counts toward the connection's budget
@@ -66,16 +81,18 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from enum import Enum
 from typing import Any, TypeVar, cast
 
+from .passwords import is_hashed
 from .protocol import LOGIN_FRAMES, MAX_CERT, MAX_TEXT, PROTOCOL_VERSION, PROTOCOL_VERSIONS, ErrorCode, Frame, FrameType
 from .text import CONTROL
 from .timer_effects import CancelTimer, SetTimer
 
 __all__ = ["Send", "SendBatch", "SendStored", "Close", "SetTimer", "CancelTimer", "KeepMessage", "ForgetMessages",
-           "AddBlock", "RemoveBlock", "WhenWritable", "LoggedIn", "LoginFailed", "StoreChange", "STORE_CHANGES",
-           "ServerEffect", "SERVER_EFFECTS", "ChatServer", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS",
+           "AddBlock", "RemoveBlock", "WhenWritable", "LoggedIn", "LoginFailed", "CheckPassword", "StoreChange",
+           "STORE_CHANGES", "ServerEffect", "SERVER_EFFECTS", "ChatServer", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS",
            "MAX_LOGIN_FAILURES", "MAX_LOGIN_TIME", "MAILBOX_CHUNK", "RATE", "BURST", "RATE_UNIT", "SENDER_QUOTA",
            "STORED_OVERHEAD"]
 
@@ -176,12 +193,21 @@ class LoginFailed:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class CheckPassword:
+    """Check ``password`` against the hash field ``hashed`` off the loop; answer with ``password_checked``."""
+    conn: int
+    hashed: str
+    password: str = dataclass_field(repr=False)   # never in a log line
+
+
 StoreChange = KeepMessage | ForgetMessages | AddBlock | RemoveBlock   # a durable change; the store takes these
 STORE_CHANGES: tuple[type[StoreChange], ...] = (KeepMessage, ForgetMessages, AddBlock, RemoveBlock)
 ServerEffect = (Send | SendBatch | SendStored | Close | SetTimer | CancelTimer | KeepMessage | ForgetMessages
-                | AddBlock | RemoveBlock | WhenWritable | LoggedIn | LoginFailed)   # what ChatServer's methods return
+                | AddBlock | RemoveBlock | WhenWritable | LoggedIn | LoginFailed
+                | CheckPassword)   # what ChatServer's methods return
 SERVER_EFFECTS: tuple[type[ServerEffect], ...] = (Send, SendBatch, SendStored, Close, SetTimer, CancelTimer,
-                                                  *STORE_CHANGES, WhenWritable, LoggedIn, LoginFailed)
+                                                  *STORE_CHANGES, WhenWritable, LoggedIn, LoginFailed, CheckPassword)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +230,7 @@ class _State(Enum):
     HELLO = "hello"          # it must say hello first
     LOGIN = "login"          # it may give a user name
     PASSWORD = "password"    # it gave a known name (``claimed``) and may give its password
+    CHECKING = "checking"    # its password for ``claimed`` is being checked (or waits its turn): only listen
     ACTIVE = "active"        # logged in: its ``session`` is set
 
 
@@ -213,6 +240,8 @@ _NOT_LOGGED_IN = {"type": "error", "code": ErrorCode.NOT_LOGGED_IN}
 _USERNAME_OK = {"type": "username_ok"}
 _PONG = {"type": "pong"}
 _CONTROL_CHARACTERS = {"type": "error", "code": ErrorCode.CONTROL_CHARACTERS}
+_TRY_AGAIN = {"type": "error", "code": ErrorCode.TRY_AGAIN}
+_BE_PATIENT = "wait for the answer to the password"
 _has_control = CONTROL.search   # (one precompiled search: about 0.3 us on a 100-character text)
 
 
@@ -338,7 +367,8 @@ def _string(name: str) -> _Field:
 
 
 _LOGGED_IN = frozenset({_State.ACTIVE})
-_STRANGER = frozenset({_State.LOGIN, _State.PASSWORD})   # said hello, not logged in
+_LOGGING_IN = frozenset({_State.LOGIN, _State.PASSWORD})   # said hello, may give a name or a password
+_STRANGER = _LOGGING_IN | {_State.CHECKING}                 # said hello, not logged in
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,6 +461,11 @@ class ChatServer:
         self._last_logout: dict[str, float] = {}
         self._failures: dict[str, int] = {}          # wrong passwords in a row
         self._locked_until: dict[str, float] = {}
+        # A hashed account's passwords, checked one at a time: an account is a key of _checks while one is
+        # being checked, and its value holds the (conn, password) waiting their turn; _checking: the
+        # connection whose password is being checked -> (user, hash, password).
+        self._checks: dict[str, deque[tuple[int, str]]] = {}
+        self._checking: dict[int, tuple[str, str, str]] = {}
         self._blocks: dict[str, set[str]] = {}       # blocker -> the users it blocked
         self._blockers: dict[str, set[str]] = {}     # blocked -> the users who blocked it
         # to -> id -> (sender, size, wire, sent): the text's UTF-8 bytes and about its bytes on the wire
@@ -536,6 +571,8 @@ class ChatServer:
             return self._bad(c, "already logged in" if kind in LOGIN_FRAMES else _unknown(kind), now)
         if command is not None and command.session:
             return self._refuse(c, _NOT_LOGGED_IN, now)
+        if state is _State.CHECKING and kind in (FrameType.USERNAME, FrameType.PASSWORD):
+            return self._bad(c, _BE_PATIENT, now)
         if kind == FrameType.PASSWORD:
             return self._bad(c, "send the username first", now)
         return self._bad(c, "hello was already said" if kind == FrameType.HELLO else _unknown(kind), now)
@@ -616,6 +653,31 @@ class ChatServer:
             return [SetTimer(key, req.expires)]
         log.info("private request %r -> %r: token expired", req.requester, req.target)
         return self._cancel(req, (req.requester, req.target), fired=True)
+
+    def password_checked(self, conn: int, ok: bool | None, now: float) -> list[ServerEffect]:
+        """The answer to ``CheckPassword`` for ``conn``: whether the password matched (None: it could not be
+        checked); then the passwords waiting for the same account, in order, until one needs checking."""
+        entry = self._checking.pop(conn, None)
+        if entry is None or self._shut:
+            return []
+        user, hashed, password = entry
+        waiting = self._checks.pop(user)
+        c = self._conns.get(conn)
+        effects: list[_Effect]
+        if ok is None:
+            effects = [] if c is None else self._cannot_check(c)
+        elif self._accounts.get(user) != hashed:   # removed or changed meanwhile: as it is now
+            effects = [] if c is None else self._try_password(c, user, password, now)
+        else:
+            effects = self._password_result(c, user, ok, now)
+        while waiting and user not in self._checks:
+            next_conn, next_password = waiting.popleft()
+            c = self._conns.get(next_conn)
+            if c is not None:   # (gone before its turn: never checked)
+                effects += self._try_password(c, user, next_password, now)
+        if waiting:   # one of them is being checked now: the others wait behind it
+            self._checks[user] = waiting
+        return self._settle(effects)
 
     def accounts_changed(self, accounts: dict[str, str], now: float) -> list[ServerEffect]:
         """The accounts file was read again: new accounts can log in, a changed password counts from the
@@ -895,7 +957,7 @@ class ChatServer:
         self._failures.pop(user, None)
         return False
 
-    @_command(FrameType.USERNAME, _string("username"), states=_STRANGER)
+    @_command(FrameType.USERNAME, _string("username"), states=_LOGGING_IN)
     def _username(self, c: _Conn, now: float, user: str) -> list[_Effect]:
         c.state, c.claimed = _State.LOGIN, None
         if user not in self._accounts:   # the name is not logged: it may be a mistyped password
@@ -909,25 +971,57 @@ class ChatServer:
     def _password(self, c: _Conn, now: float, password: str) -> list[_Effect]:
         user = c.claimed
         assert user is not None   # (set with the PASSWORD state)
+        waiting = self._checks.get(user)
+        if waiting is not None:   # another password for this account is being checked: this one comes next
+            c.state = _State.CHECKING
+            waiting.append((c.id, password))
+            return []
+        return self._try_password(c, user, password, now)
+
+    def _try_password(self, c: _Conn, user: str, password: str, now: float) -> list[_Effect]:
+        """Answer ``password`` for ``user`` on ``c``, or have it checked (``CheckPassword``) if it is hashed."""
         if user not in self._accounts:   # removed since the name was given
             c.state, c.claimed = _State.LOGIN, None
             log.info("conn %d: %s was removed during its login", c.id, user)
             return self._reply(c, _error(ErrorCode.INVALID_USERNAME))
         if self._locked(user, now):
             return self._locked_out(c, user, now)
-        if not secrets.compare_digest(password.encode("utf-8", "surrogatepass"),
-                                      self._accounts[user].encode("utf-8", "surrogatepass")):
+        stored = self._accounts[user]
+        if is_hashed(stored):
+            c.state = _State.CHECKING
+            self._checks[user] = deque()
+            self._checking[c.id] = (user, stored, password)
+            return [CheckPassword(c.id, stored, password)]
+        ok = secrets.compare_digest(password.encode("utf-8", "surrogatepass"), stored.encode("utf-8", "surrogatepass"))
+        return self._password_result(c, user, ok, now)
+
+    def _cannot_check(self, c: _Conn) -> list[_Effect]:
+        """The password could not be checked: the client may send it again (nothing counts)."""
+        c.state = _State.PASSWORD
+        log.info("conn %d: its password could not be checked", c.id)
+        return self._reply(c, _TRY_AGAIN)
+
+    def _password_result(self, c: _Conn | None, user: str, ok: bool, now: float) -> list[_Effect]:
+        """Whether the password given for ``user`` on ``c`` (None: gone since) was right: a wrong one counts."""
+        if not ok:
             failures = self._failures.get(user, 0) + 1
             if failures >= MAX_LOGIN_FAILURES:
                 self._failures.pop(user, None)
                 self._locked_until[user] = now + self._block_duration
-                log.warning("conn %d: wrong password for %s (%d in a row): locked for %gs",
-                            c.id, user, failures, self._block_duration)
+                log.warning("conn %s: wrong password for %s (%d in a row): locked for %gs",
+                            c.id if c else "(gone)", user, failures, self._block_duration)
+                if c is None:
+                    return []
                 return [LoginFailed(c.id, "wrong password"),
                         *self._close(c, _error(ErrorCode.ACCOUNT_BLOCKED), now, "account blocked")]
             self._failures[user] = failures
-            log.debug("conn %d: wrong password for %s (%d in a row)", c.id, user, failures)
+            log.debug("conn %s: wrong password for %s (%d in a row)", c.id if c else "(gone)", user, failures)
+            if c is None:
+                return []
+            c.state = _State.PASSWORD
             return [LoginFailed(c.id, "wrong password"), *self._refuse(c, _error(ErrorCode.INVALID_PASSWORD), now)]
+        if c is None:
+            return []
         if user in self._online:   # told only now, to whoever knows the password
             c.state, c.claimed = _State.LOGIN, None
             log.info("conn %d: %s is already logged in", c.id, user)

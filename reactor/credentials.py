@@ -1,5 +1,11 @@
 """Reads the accounts file: one ``<username> <password>`` a line.
 
+The password is either the password itself (plain, the assignment's format)
+or a salted scrypt hash of it, ``$scrypt$ln=14,r=8,p=1$<salt>$<hash>``
+(``reactor/passwords.py`` has the format; ``server_main.py hash-password``
+makes one). A field that starts with ``$scrypt$`` is a hash and must parse as
+one: a malformed one is a malformed line.
+
 Format: the user name and the password are separated by exactly one space and
 neither may contain whitespace (a password is a single word; a line with a
 second space, a tab, or an empty field is malformed). Blank lines (empty or
@@ -18,7 +24,9 @@ import os
 import re
 import stat
 
-__all__ = ["CredentialsError", "load_credentials"]
+from .passwords import is_hashed, parse_hash
+
+__all__ = ["CredentialsError", "load_credentials", "plain_accounts"]
 
 _EXPECTED = "expected '<username> <password>'"
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
@@ -31,7 +39,7 @@ class CredentialsError(Exception):
 
 
 def load_credentials(path: str | os.PathLike[str]) -> dict[str, str]:
-    """The accounts in ``path`` as {username: password}; raises CredentialsError."""
+    """The accounts in ``path`` as {username: password or hash field}; raises CredentialsError."""
     name = os.fspath(path)
     try:
         _refuse_unless_regular(name, os.stat(name).st_mode)
@@ -67,9 +75,19 @@ def load_credentials(path: str | os.PathLike[str]) -> dict[str, str]:
         if user in accounts:
             raise CredentialsError(f"{name}:{number}: duplicate username {user!r} "
                                    f"(first on line {first_line[user]})")
+        if is_hashed(password):
+            try:
+                parse_hash(password)
+            except ValueError as exc:
+                raise CredentialsError(f"{name}:{number}: malformed password hash: {exc}") from None
         accounts[user] = password
         first_line[user] = number
     return accounts
+
+
+def plain_accounts(accounts: dict[str, str]) -> int:
+    """How many of ``accounts`` have a plain password, not a hash."""
+    return sum(not is_hashed(password) for password in accounts.values())
 
 
 def _refuse_unless_regular(name: str, mode: int) -> None:

@@ -82,6 +82,7 @@ class ErrorCode(StrEnum):
     VERSION = "version"
     INVALID_USERNAME = "invalid_username"
     INVALID_PASSWORD = "invalid_password"
+    TRY_AGAIN = "try_again"                   # the password could not be checked: give it again
     ALREADY_LOGGED_IN = "already_logged_in"
     ACCOUNT_LOCKED = "account_locked"
     ACCOUNT_BLOCKED = "account_blocked"

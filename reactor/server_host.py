@@ -40,6 +40,12 @@ Failed logins and refused connections are logged per source address, once per
 ``failure_log_interval``, with counts (``FailureLog``), not one line each: the
 host knows the addresses and owns the log and the clock, the logic only says
 what failed (``LoginFailed``).
+
+Hashed passwords (``CheckPassword``) are checked by a helper process the host
+owns (``reactor/verifier.py``): started at the first such check, restarted if
+it dies, spoken to through a socket pair on the same loop. Its answer goes to
+the logic's ``password_checked``; a check that cannot be done (no helper, too
+many waiting) is answered None, which the client hears as ``try_again``.
 """
 from __future__ import annotations
 
@@ -55,6 +61,7 @@ from .chat_server import (
     AddBlock,
     CancelTimer,
     ChatServer,
+    CheckPassword,
     Close,
     ForgetMessages,
     KeepMessage,
@@ -75,6 +82,7 @@ from .protocol import Frame
 from .store import MemoryStore, StoreFull
 from .stream import MAX_OUTPUT, RECV_SIZE, Listener, Stream, listen
 from .tls import TLSStream
+from .verifier import Verifier
 
 log = logging.getLogger(__name__)
 
@@ -147,11 +155,13 @@ class ServerHost:
     CARRY_OUT: dict[type, str] = {
         Send: "_send", SendBatch: "_send", Close: "_send", WhenWritable: "_send", SendStored: "_send_stored",
         SetTimer: "_set_timer", CancelTimer: "_cancel_timer", LoggedIn: "_logged_in", LoginFailed: "_login_failed",
-        KeepMessage: "_keep", ForgetMessages: "_change", AddBlock: "_change", RemoveBlock: "_change"}
+        CheckPassword: "_check_password", KeepMessage: "_keep", ForgetMessages: "_change", AddBlock: "_change",
+        RemoveBlock: "_change"}
 
     def __init__(self, loop: EventLoop, logic: ChatServer, store: Store | None = None, *,
                  max_strangers: int = MAX_STRANGERS, max_strangers_per_address: int = MAX_STRANGERS_PER_ADDRESS,
-                 failure_log_interval: float = FAILURE_LOG_INTERVAL, tls: ssl.SSLContext | None = None) -> None:
+                 failure_log_interval: float = FAILURE_LOG_INTERVAL, tls: ssl.SSLContext | None = None,
+                 verifier_command: list[str] | None = None) -> None:
         self._loop = loop
         self._tls = tls   # with a context, every connection speaks TLS (reactor/tls.py)
         self._logic = logic
@@ -176,6 +186,7 @@ class ServerHost:
         self._telling_since: float | None = None   # when the last turn that told presence began
         self._quiet_until = 0.0                    # no presence told before this (see _end_turn)
         self._wake: TimerHandle | None = None
+        self.verifier = Verifier(loop, self._password_checked, command=verifier_command)   # checks hashed passwords
         self._carry_out: dict[type, Callable[[Any], None]] = {
             kind: getattr(self, name) for kind, name in self.CARRY_OUT.items()}
         loop.add_before_sleep(self._end_turn)   # first: its notices may wait for the commit
@@ -290,6 +301,10 @@ class ServerHost:
         if self._stopping and not self._streams:
             self._loop.stop()
 
+    def _password_checked(self, conn: int, ok: bool | None) -> None:
+        """The verifier's answer to a ``CheckPassword`` (None: it could not check)."""
+        self._apply(self._logic.password_checked(conn, ok, self._loop.time()))
+
     def _writable(self, stream: Stream) -> None:
         """The stream asked for in a WhenWritable has room for more."""
         self._apply(self._logic.writable(stream.tag, self._loop.time()))
@@ -324,6 +339,9 @@ class ServerHost:
         address = self._strangers.get(effect.conn)
         if address is not None:
             self._note_failure(address, effect.reason)
+
+    def _check_password(self, effect: CheckPassword) -> None:
+        self.verifier.check(effect.conn, effect.hashed, effect.password)
 
     def _keep(self, change: KeepMessage) -> None:
         self._kept[change.id] = change.text
@@ -451,6 +469,7 @@ class ServerHost:
         if self._listener is not None:
             self._listener.close()
         self._timers.clear()
+        self.verifier.close()
         if self._failure_timer is not None:
             self._failure_timer.cancel()
             self._log_failures()

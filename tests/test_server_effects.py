@@ -11,6 +11,7 @@ from reactor.chat_server import (
     AddBlock,
     CancelTimer,
     ChatServer,
+    CheckPassword,
     Close,
     ForgetMessages,
     KeepMessage,
@@ -44,6 +45,7 @@ SAMPLES: dict[type, typing.Any] = {
     WhenWritable: WhenWritable(NOBODY),
     LoggedIn: LoggedIn(NOBODY),
     LoginFailed: LoginFailed(NOBODY, "wrong password"),
+    CheckPassword: CheckPassword(NOBODY, "$scrypt$ln=10,r=8,p=1$c2FsdA$aGFzaA", "guess"),
 }
 
 

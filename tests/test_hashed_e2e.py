@@ -1,0 +1,83 @@
+"""The real server with hashed and plain accounts side by side, and its verifier process dying mid-check:
+the waiting login hears try_again, everyone else chats on, and the restarted verifier logs the next one in."""
+import os
+import signal
+
+import pytest
+
+from reactor.passwords import hash_password
+from tests.support import ACCOUNTS, ClientProcess, ServerProcess, wait_for
+
+pytestmark = pytest.mark.e2e   # starts the real server or client
+
+HASHED = {**ACCOUNTS, "yoda": hash_password(ACCOUNTS["yoda"]), "vader": hash_password(ACCOUNTS["vader"])}
+
+
+@pytest.fixture
+def server(tmp_path):
+    server = ServerProcess(tmp_path, accounts=HASHED)
+    yield server
+    server.stop()
+
+
+def verifier_pid(server):
+    """The server's one child process (its password verifier), or None."""
+    with open(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children") as f:
+        children = f.read().split()
+    assert len(children) <= 1, children
+    return int(children[0]) if children else None
+
+
+def test_hashed_and_plain_accounts_log_in_side_by_side_and_wrong_hashed_passwords_lock(server):
+    hans, yoda = server.client(), server.client()
+    hans.login("hans")                       # plain
+    yoda.login("yoda")                       # hashed: the verifier starts
+    assert verifier_pid(server) is not None
+    hans.send({"type": "message", "to": "yoda", "text": "hi"})
+    yoda.expect("message", **{"from": "hans", "text": "hi"})
+    guesser = server.client()
+    guesser.send({"type": "username", "username": "vader"})
+    guesser.expect("username_ok")
+    for expected in ("invalid_password", "invalid_password", "account_blocked"):
+        guesser.send({"type": "password", "password": "guess"})
+        guesser.expect("error", code=expected)
+    guesser.expect_closed()
+    assert "sithlord" not in server.log() and "guess" not in server.log()   # no password in the log
+
+
+def test_the_verifier_dying_mid_check_fails_that_login_clearly_and_harms_nobody(server):
+    hans, luke = server.client(), server.client()
+    hans.login("hans")
+    luke.login("yoda")   # starts the verifier
+    first = verifier_pid(server)
+    os.kill(first, signal.SIGSTOP)   # the next check waits in it ...
+    waiting = server.client()
+    waiting.send({"type": "username", "username": "vader"})
+    waiting.expect("username_ok")
+    waiting.send({"type": "password", "password": ACCOUNTS["vader"]})
+    os.kill(first, signal.SIGKILL)   # ... and it dies
+    waiting.expect("error", code="try_again")
+    hans.send({"type": "message", "to": "yoda", "text": "still here"})   # the others chat on
+    luke.expect("message", **{"from": "hans", "text": "still here"})
+    wait_for(lambda: verifier_pid(server) not in (None, first), what="a new verifier")
+    waiting.send({"type": "password", "password": ACCOUNTS["vader"]})   # the same connection, once more
+    waiting.expect("welcome", user="vader")
+    assert "password verifier stopped" in server.log()
+
+
+def test_the_client_shows_try_again_and_asks_for_the_password_again(server, tmp_path):
+    server.client().login("yoda")   # the verifier runs
+    first = verifier_pid(server)
+    os.kill(first, signal.SIGSTOP)
+    client = ClientProcess(server.host, server.port, cwd=tmp_path)
+    try:
+        client.type("vader")
+        client.expect("Password: ")
+        client.type(ACCOUNTS["vader"])
+        os.kill(first, signal.SIGKILL)
+        client.expect("Error. The server cannot check passwords right now; try again")
+        wait_for(lambda: verifier_pid(server) not in (None, first), what="a new verifier")
+        client.type(ACCOUNTS["vader"])
+        client.expect("Welcome to the greatest messaging application ever!")
+    finally:
+        client.kill()

@@ -1,0 +1,160 @@
+"""The verifier process on a real loop: answers, its death mid-check, restarts, a hung or lying helper,
+the bound on waiting checks; the host with hashed and plain accounts; the client's words for try_again."""
+import json
+import os
+import signal
+import socket
+import sys
+
+import pytest
+
+from reactor.chat_client import ChatClient, Print, Prompt, ToServer
+from reactor.chat_server import ChatServer
+from reactor.loop import EventLoop
+from reactor.passwords import hash_password
+from reactor.server_host import ServerHost
+from reactor.verifier import Verifier
+from tests.support import ACCOUNTS, PATIENCE, run_until
+
+HASH = hash_password("wise@!man", log2_n=10)
+
+
+class Run:
+    """A Verifier on its own loop, recording its answers."""
+
+    def __init__(self, **kw):
+        self.loop = EventLoop()
+        self.answers = []
+        self.verifier = Verifier(self.loop, lambda key, ok: self.answers.append((key, ok)), **kw)
+
+    def until(self, predicate):
+        run_until(self.loop, predicate, timeout=PATIENCE)
+
+    def close(self):
+        self.verifier.close()
+        self.loop.close()
+
+
+def alive(pid):
+    """Whether process ``pid`` exists, as a zombie too: once it is gone it was also reaped."""
+    return os.path.exists(f"/proc/{pid}")
+
+
+@pytest.mark.e2e   # starts the verifier process
+def test_it_checks_in_a_process_of_its_own_and_answers_in_order():
+    run = Run()
+    try:
+        run.verifier.check(1, HASH, "wise@!man")
+        run.verifier.check(2, HASH, "wrong")
+        run.verifier.check(3, "$scrypt$malformed", "wise@!man")
+        pid = run.verifier.pid
+        assert pid is not None and pid != os.getpid() and run.verifier.pending == 3
+        run.until(lambda: len(run.answers) == 3)
+        assert run.answers == [(1, True), (2, False), (3, False)]
+        run.verifier.close()
+        run.until(lambda: not alive(pid))   # end of input: the helper exits, and is reaped
+    finally:
+        run.close()
+
+
+@pytest.mark.e2e   # starts the verifier process
+def test_a_helper_killed_mid_check_fails_what_waited_and_is_restarted():
+    run = Run()
+    try:
+        run.verifier.check(1, HASH, "wise@!man")
+        run.until(lambda: run.answers)   # the helper runs
+        first = run.verifier.pid
+        os.kill(first, signal.SIGSTOP)   # it holds the next checks ...
+        run.verifier.check(2, HASH, "wise@!man")
+        run.verifier.check(3, HASH, "wise@!man")
+        os.kill(first, signal.SIGKILL)   # ... and dies with them
+        run.until(lambda: len(run.answers) == 3)
+        assert run.answers[1:] == [(2, None), (3, None)]
+        run.verifier.check(4, HASH, "wise@!man")   # while it is down: at once, None
+        run.until(lambda: len(run.answers) == 4)
+        assert run.answers[3] == (4, None)
+        run.until(lambda: run.verifier.pid is not None)   # restarted
+        assert run.verifier.pid != first
+        run.until(lambda: not alive(first))
+        run.verifier.check(5, HASH, "wise@!man")
+        run.until(lambda: len(run.answers) == 5)
+        assert run.answers[4] == (5, True)
+    finally:
+        run.close()
+
+
+@pytest.mark.e2e   # starts the verifier process
+def test_checks_beyond_max_pending_are_answered_none_at_once():
+    run = Run(max_pending=2)
+    try:
+        for key in (1, 2, 3):
+            run.verifier.check(key, HASH, "wise@!man")
+        assert run.verifier.pending == 2
+        run.until(lambda: len(run.answers) == 3)
+        assert run.answers == [(3, None), (1, True), (2, True)]   # the third first: it never waited
+    finally:
+        run.close()
+
+
+@pytest.mark.e2e   # starts the verifier process
+def test_a_helper_that_hangs_is_killed_after_check_timeout():
+    hang = [sys.executable, "-c", "import time; time.sleep(60)"]
+    run = Run(check_timeout=0.3, command=hang)
+    try:
+        run.verifier.check(1, HASH, "wise@!man")
+        pid = run.verifier.pid
+        run.until(lambda: run.answers)
+        assert run.answers == [(1, None)]
+        run.until(lambda: not alive(pid))
+    finally:
+        run.close()
+
+
+@pytest.mark.e2e   # starts the verifier process
+def test_a_helper_that_answers_what_was_not_asked_is_killed():
+    liar = [sys.executable, "-c", "import socket, sys; s = socket.socket(fileno=int(sys.argv[1])); "
+                                  "s.recv(100); s.sendall(b'{\"id\": 7, \"ok\": true}\\n'); s.recv(100)"]
+    run = Run(command=liar)
+    try:
+        run.verifier.check(1, HASH, "wise@!man")
+        pid = run.verifier.pid
+        run.until(lambda: run.answers)
+        assert run.answers == [(1, None)]
+        run.until(lambda: not alive(pid))
+    finally:
+        run.close()
+
+
+@pytest.mark.e2e   # starts the verifier process
+def test_the_host_checks_hashed_accounts_in_the_verifier_and_plain_ones_itself():
+    loop = EventLoop()
+    logic = ChatServer({**ACCOUNTS, "yoda": HASH}, 10.0, 60.0)
+    host = ServerHost(loop, logic)
+    host.serve("127.0.0.1", 0)
+    socks = {}
+    try:
+        for user in ("hans", "yoda"):
+            sock = socks[user] = socket.create_connection(host.address[:2])
+            for frame in ({"type": "hello", "version": 1}, {"type": "username", "username": user},
+                          {"type": "password", "password": ACCOUNTS[user]}):
+                sock.sendall(json.dumps(frame).encode() + b"\n")
+            run_until(loop, lambda: user in logic.online_users(), timeout=PATIENCE)   # noqa: B023 (run now)
+            assert (host.verifier.pid is None) == (user == "hans")   # started by the first hashed login
+    finally:
+        host.shutdown()
+        for sock in socks.values():
+            sock.close()
+        for _ in range(300):
+            loop.run_once(timeout=0.01)
+        loop.close()
+
+
+def test_the_client_says_try_again_and_asks_for_the_password_again():
+    c = ChatClient()
+    c.start(0)
+    c.server_frame({"type": "hello", "version": 2}, 0)
+    c.line("yoda", 0)
+    c.server_frame({"type": "username_ok"}, 0)
+    assert c.line("wise@!man", 0)[0] == ToServer({"type": "password", "password": "wise@!man"})
+    assert c.server_frame({"type": "error", "code": "try_again"}, 0) == [
+        Print("Error. The server cannot check passwords right now; try again"), Prompt("Password: ", secret=True)]
