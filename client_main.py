@@ -7,6 +7,7 @@ from reactor.chat_client import ChatClient
 from reactor.client_host import ClientHost
 from reactor.console import open_console
 from reactor.loop import EventLoop
+from reactor.peer_certs import MissingLibrary, PeerIdentity
 from reactor.tls import TLSConfigError, client_context
 
 
@@ -27,22 +28,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timestamps", action="store_true",
                         help="show the time live messages arrive (stored messages always show when they were sent)")
     parser.add_argument("--tls", action="store_true",
-                        help="speak TLS to the server, verifying its certificate and host name")
+                        help="speak TLS to the server, verifying its certificate and host name; private chats "
+                             "are then encrypted end to end (needs the cryptography package)")
     parser.add_argument("--ca", metavar="FILE",
                         help="trust only the CA certificates in FILE (PEM) for the server (implies --tls; "
                              "default: the system's CAs)")
     args = parser.parse_args(argv)
-    tls = None
-    if args.tls or args.ca is not None:
+    tls = identity = None
+    if args.tls or args.ca is not None:   # private chats too are encrypted, end to end (reactor.peer_certs)
         try:
             tls = client_context(args.ca)
-        except TLSConfigError as exc:
+            identity = PeerIdentity.generate()
+        except (TLSConfigError, MissingLibrary) as exc:
             print(f"Error. {exc}", file=sys.stderr)
             return 2
     loop = EventLoop()
-    logic = ChatClient(timestamps=args.timestamps, wall_offset=time.time() - loop.time())
+    logic = ChatClient(timestamps=args.timestamps, wall_offset=time.time() - loop.time(),
+                       certificate=None if identity is None else identity.certificate)
     console = open_console(complete=logic.completions)
-    host = ClientHost(loop, logic, console, tls)
+    host = ClientHost(loop, logic, console, tls, identity)
     try:
         host.start(args.server_host, args.server_port)
         loop.run()

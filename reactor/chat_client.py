@@ -46,6 +46,15 @@ A peer is connected to only in answer to a ``private_connect`` for a user
 this client asked (``startprivate``), only at a numeric IP address (a name is
 never resolved: that would stall the loop, and the server sends the address
 it saw), and never at the server's own address.
+
+In TLS mode (``certificate``: this client's per-session certificate, DER) a
+private chat is end to end encrypted: the ``listen`` frame gives the server the
+certificate, ``private_expect`` and ``private_connect`` bring the other
+client's (``cert``), and the host speaks TLS to the peer, trusting exactly that
+certificate (``reactor.peer_certs``). The logic checks the SHA-256 fingerprint
+of the certificate each peer presented (``peer_accepted``/``peer_connected``)
+against the relayed one, and never opens a private chat with a client that has
+no certificate: there is no plaintext fallback.
 """
 from __future__ import annotations
 
@@ -60,6 +69,7 @@ from datetime import datetime, tzinfo
 from enum import Enum
 from typing import Any, TypeAlias
 
+from .peer_certs import decode_certificate, encode_certificate, fingerprint
 from .protocol import MAX_TEXT, PROTOCOL_VERSION, PROTOCOL_VERSIONS
 from .text import CONTROL, visible
 from .timer_effects import CancelTimer, SetTimer
@@ -107,10 +117,12 @@ class ToPeer:
 
 @dataclass(frozen=True, slots=True)
 class ConnectPeer:
-    """Connect to ``user``'s client at ``host:port``; the host answers peer_connected or peer_failed."""
+    """Connect to ``user``'s client at ``host:port`` (in TLS mode, over TLS, trusting only ``certificate``);
+    the host answers peer_connected or peer_failed."""
     user: str
     host: str
     port: int
+    certificate: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,26 +355,51 @@ def _peer_ip(host: str) -> IPAddress | None:
     return ip
 
 
+def _same_certificate(expected: bytes | None, presented: bytes | None) -> bool:
+    """Whether a peer presented the certificate expected (by SHA-256 fingerprint); no certificate
+    expected (plaintext mode): the peer must present none either."""
+    if expected is None or presented is None:
+        return expected is None and presented is None
+    return secrets.compare_digest(fingerprint(expected), fingerprint(presented))
+
+
+def _fingerprint_or_none(certificate: bytes | None) -> str:
+    return "no certificate" if certificate is None else f"a certificate with fingerprint {fingerprint(certificate)}"
+
+
 class _Peer:
     """One peer connection; ``user`` is set once the other side is known, ``chat`` (the same user)
     once both agreed and the private chat is open."""
 
-    __slots__ = ("id", "user", "token", "chat")
+    __slots__ = ("id", "user", "token", "chat", "certificate")
 
-    def __init__(self, peer: int, user: str | None = None, token: str | None = None) -> None:
+    def __init__(self, peer: int, user: str | None = None, token: str | None = None,
+                 certificate: bytes | None = None) -> None:
         self.id = peer
         self.user = user
         self.token = token   # the token we presented (connecting side)
         self.chat: str | None = None
+        self.certificate = certificate   # the certificate it presented (TLS mode), DER
+
+
+@dataclass(frozen=True, slots=True)
+class _Ticket:
+    """What makes a peer connection the right one: the chat's token and, in TLS mode, the other
+    client's certificate (DER) as the server relayed it."""
+    token: str
+    certificate: bytes | None
 
 
 class ChatClient:
     """Every client-side rule of the chat; one method per event, each returning effects in order."""
 
     def __init__(self, *, token_ttl: float = 30.0, peer_hello_timeout: float = 10.0, timestamps: bool = False,
-                 wall_offset: float | None = None, tz: tzinfo | None = None) -> None:
+                 wall_offset: float | None = None, tz: tzinfo | None = None,
+                 certificate: bytes | None = None) -> None:
         """``timestamps``: live messages show the time they came (it takes ``wall_offset``);
-        stored messages always show when they were sent."""
+        stored messages always show when they were sent. ``certificate``: TLS mode, private chats
+        end to end encrypted (see the module's docstring)."""
+        self._certificate = certificate
         self._token_ttl = token_ttl
         self._peer_hello_timeout = peer_hello_timeout
         self._live_stamps = timestamps and wall_offset is not None
@@ -377,8 +414,8 @@ class ChatClient:
         self._shown: set[int] = set()              # ids of stored messages already shown
         self._unacked: list[int] = []
         self._questions: deque[str] = deque()      # users asking us for a private chat, oldest first
-        self._expected: dict[str, str] = {}        # requester -> the token its client will present
-        self._connecting: dict[str, str] = {}      # target -> token, while we connect to it
+        self._expected: dict[str, _Ticket] = {}    # requester -> what its client will present
+        self._connecting: dict[str, _Ticket] = {}  # target -> what we present and expect, while we connect to it
         self._requested: set[str] = set()          # users we asked for a private chat, until it starts or ends
         self._server: tuple[Any, int] | None = None   # the server's (IP address, port): never a peer's
         self._peers: dict[int, _Peer] = {}
@@ -394,6 +431,11 @@ class ChatClient:
     def _done(self) -> bool:
         """The client has exited: events change nothing any more."""
         return self._state is State.DONE
+
+    def expected_certificates(self) -> list[bytes]:
+        """The certificates (DER) of the clients we expect on our peer listener: in TLS mode the host
+        trusts these, and only these, on a connection it accepts (none: it closes it at once)."""
+        return [ticket.certificate for ticket in self._expected.values() if ticket.certificate is not None]
 
     def chats(self) -> list[str]:
         """The users with an open private chat, sorted."""
@@ -459,7 +501,10 @@ class ChatClient:
         """The peer listener is bound: tell the server where (it takes this before the login, too)."""
         if self._done():
             return []
-        return [ToServer({"type": "listen", "host": host, "port": port})]
+        frame: Frame = {"type": "listen", "host": host, "port": port}
+        if self._certificate is not None:
+            frame["cert"] = encode_certificate(self._certificate)
+        return [ToServer(frame)]
 
     def server_frame(self, frame: Any, now: float) -> list[ClientEffect]:
         """One decoded frame from the server."""
@@ -507,18 +552,32 @@ class ChatClient:
 
     # -- peers ------------------------------------------------------------
 
-    def peer_accepted(self, peer: int, now: float) -> list[ClientEffect]:
-        """Someone connected to our peer listener: they must present a token in time."""
-        self._peers[peer] = _Peer(peer)
+    def peer_accepted(self, peer: int, now: float, certificate: bytes | None = None) -> list[ClientEffect]:
+        """Someone connected to our peer listener (in TLS mode: the handshake is done, and ``certificate``
+        is the one it presented): they must present a token in time."""
+        self._peers[peer] = _Peer(peer, certificate=certificate)
         return [SetTimer(("peer", peer), now + self._peer_hello_timeout)]
 
-    def peer_connected(self, peer: int, user: str, now: float) -> list[ClientEffect]:
-        """Our connection to ``user``'s client is up: present the token."""
-        token = self._connecting.pop(user, None)
-        if token is None or self._state != State.ACTIVE:
+    def peer_refused(self, reason: str, now: float) -> list[ClientEffect]:
+        """A connection to our peer listener failed its TLS handshake (say, a certificate other than
+        the ones we expect) while we expected someone: nobody knows who it was."""
+        if self._done() or not self._expected:
+            return []
+        return [Print(f"Error. Refused a private connection: {reason}")]
+
+    def peer_connected(self, peer: int, user: str, now: float,
+                       certificate: bytes | None = None) -> list[ClientEffect]:
+        """Our connection to ``user``'s client is up (in TLS mode: the handshake is done, and ``certificate``
+        is the one it presented): present the token, if it is their certificate."""
+        ticket = self._connecting.pop(user, None)
+        if ticket is None or self._state != State.ACTIVE:
             return [ClosePeer(peer)]
-        self._peers[peer] = _Peer(peer, user, token)
-        return [ToPeer(peer, {"type": "peer_hello", "user": self._user, "token": token}),
+        if not _same_certificate(ticket.certificate, certificate):
+            log.warning("peer %d claiming to be %s presented %s", peer, user, _fingerprint_or_none(certificate))
+            return [ClosePeer(peer), Print(f"Error. Cannot reach {user} for private messaging: "
+                                           "the peer's certificate is not the one the server relayed")]
+        self._peers[peer] = _Peer(peer, user, ticket.token, certificate)
+        return [ToPeer(peer, {"type": "peer_hello", "user": self._user, "token": ticket.token}),
                 SetTimer(("peer", peer), now + self._peer_hello_timeout)]
 
     def peer_failed(self, user: str, reason: str, now: float) -> list[ClientEffect]:
@@ -565,10 +624,16 @@ class ChatClient:
         user, token = frame.get("user"), frame.get("token")
         expected = self._expected.get(user) if type(user) is str else None
         if (type(user) is not str or expected is None or type(token) is not str or user in self._chats
-                or not secrets.compare_digest(token.encode("utf-8", "surrogatepass"), expected.encode())):
+                or not secrets.compare_digest(token.encode("utf-8", "surrogatepass"), expected.token.encode())):
             log.info("peer %d: no valid token, dropped", p.id)
             del self._peers[p.id]
             return [CancelTimer(("peer", p.id)), ClosePeer(p.id)]
+        if not _same_certificate(expected.certificate, p.certificate):
+            log.warning("peer %d claiming to be %s presented %s", p.id, user, _fingerprint_or_none(p.certificate))
+            del self._peers[p.id]
+            return [CancelTimer(("peer", p.id)), ClosePeer(p.id),
+                    Print(f"Error. Refused a private connection from {user}: "
+                          "its certificate is not the one the server relayed")]
         del self._expected[user]
         p.user = user
         return [CancelTimer(("expect", user)), ToPeer(p.id, {"type": "peer_welcome", "user": self._user}),
@@ -783,7 +848,11 @@ class ChatClient:
         user, token = frame.get("user"), frame.get("token")
         if type(user) is not str or type(token) is not str:
             return []
-        self._expected[user] = token
+        certificate = self._their_certificate(frame)
+        if self._certificate is not None and certificate is None:
+            return [Print(f"Error. Cannot start private messaging with {user}: "
+                          "their client does not encrypt private chats")]
+        self._expected[user] = _Ticket(token, certificate)
         return [SetTimer(("expect", user), now + self._token_ttl),
                 ToServer({"type": "private_ready", "user": user, "token": token})]
 
@@ -803,8 +872,16 @@ class ChatClient:
         if ip.is_unspecified or ip.is_multicast or not 0 < port < 65536 or self._is_server(ip, port):
             return [Print(f"Error. Cannot reach {user} for private messaging: {host} port {port} is not "
                           "an address of theirs")]
-        self._connecting[user] = token
-        return [ConnectPeer(user, str(ip), port)]
+        certificate = self._their_certificate(frame)
+        if self._certificate is not None and certificate is None:
+            return [Print(f"Error. Cannot start private messaging with {user}: "
+                          "their client does not encrypt private chats")]
+        self._connecting[user] = _Ticket(token, certificate)
+        return [ConnectPeer(user, str(ip), port, certificate)]
+
+    def _their_certificate(self, frame: Frame) -> bytes | None:
+        """The other client's certificate in a frame from the server; in plaintext mode, none."""
+        return None if self._certificate is None else decode_certificate(frame.get("cert"))
 
     def _is_server(self, ip: IPAddress, port: int) -> bool:
         """Whether ``ip:port`` is the server's own address (a loopback one: any loopback address

@@ -86,7 +86,7 @@ from enum import Enum
 from typing import Any, TypeVar, cast
 
 from .passwords import is_hashed
-from .protocol import LOGIN_FRAMES, MAX_TEXT, PROTOCOL_VERSION, PROTOCOL_VERSIONS, ErrorCode, Frame, FrameType
+from .protocol import LOGIN_FRAMES, MAX_CERT, MAX_TEXT, PROTOCOL_VERSION, PROTOCOL_VERSIONS, ErrorCode, Frame, FrameType
 from .text import CONTROL
 from .timer_effects import CancelTimer, SetTimer
 
@@ -269,7 +269,7 @@ def _new_token() -> str:
 class _Conn:
     """One connection: its login progress and, once logged in, its ``session``."""
 
-    __slots__ = ("id", "address", "state", "claimed", "bad", "deadline", "listen", "version", "session")
+    __slots__ = ("id", "address", "state", "claimed", "bad", "deadline", "listen", "cert", "version", "session")
 
     def __init__(self, conn: int, address: str, deadline: float) -> None:
         self.id = conn
@@ -279,6 +279,7 @@ class _Conn:
         self.bad = 0                          # bad frames so far
         self.deadline = deadline              # login deadline
         self.listen: tuple[str, int] | None = None   # where the client accepts peers: its address, its port
+        self.cert: str | None = None          # its private-chat certificate (TLS mode), relayed to its peers
         self.version = PROTOCOL_VERSION       # the protocol version its hello said
         self.session: _Session | None = None  # set once logged in
 
@@ -1236,13 +1237,23 @@ class ChatServer:
 
     @_command(FrameType.LISTEN, _valid("port", "an integer from 1 to 65535",
                                        lambda port: type(port) is int and 0 < port < 65536),
+              _valid("cert", f"a string of at most {MAX_CERT} characters",
+                     lambda cert: cert is None or type(cert) is str and len(cert) <= MAX_CERT),
               states=_STRANGER | _LOGGED_IN)   # sent right after hello, so it is known before anyone can ask
-    def _listen(self, c: _Conn, now: float, port: int) -> list[_Effect]:
+    def _listen(self, c: _Conn, now: float, port: int, cert: str | None) -> list[_Effect]:
         """Only the port is the client's word: its peers connect to the address its connection comes
         from, so nobody can send another user's client (and its token) to a third party's address.
-        A ``host`` field, which older clients send, is ignored."""
+        A ``host`` field, which older clients send, is ignored. ``cert`` (TLS mode) is relayed as it
+        is, with the token, to each client that is to connect to this one or to accept it."""
         c.listen = (c.address, port)
+        c.cert = cert
         return []
+
+    @staticmethod
+    def _with_cert(frame: Frame, conn: _Conn) -> Frame:
+        if conn.cert is not None:
+            frame["cert"] = conn.cert
+        return frame
 
     # -- private chat brokering ------------------------------------------------
 
@@ -1284,8 +1295,9 @@ class ChatServer:
                                                  _error(ErrorCode.PRIVATE_DECLINED, user=me))]
         req.token = self._token_factory()
         req.expires = now + self._token_ttl
+        expect = {"type": "private_expect", "user": requester, "token": req.token}
         return [SetTimer(("private", requester, me), req.expires),
-                Send((s.id,), {"type": "private_expect", "user": requester, "token": req.token})]
+                Send((s.id,), self._with_cert(expect, self._online[requester].conn))]
 
     @_command(FrameType.PRIVATE_READY, _string("user"), _string("token"))
     def _private_ready(self, s: _Session, now: float, requester: str, token: str) -> list[_Effect]:
@@ -1299,9 +1311,9 @@ class ChatServer:
         assert listen is not None   # (the request was made only to a user who said where it listens)
         host, port = listen
         log.debug("private request %s -> %s: connecting", requester, me)
+        connect = {"type": "private_connect", "user": me, "host": host, "port": port, "token": token}
         return self._cancel(req, (), fired=False) + [
-            Send((self._online[requester].id,),
-                 {"type": "private_connect", "user": me, "host": host, "port": port, "token": token})]
+            Send((self._online[requester].id,), self._with_cert(connect, s.conn))]
 
     def _cancel(self, req: _Request, tell: tuple[str, ...], fired: bool = False) -> list[_Effect]:
         """Forget ``req``; each user in ``tell`` who is online gets private_cancelled naming the other."""

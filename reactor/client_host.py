@@ -4,6 +4,14 @@ One loop drives everything the client does: the connection to the server,
 standard input (through a ``Console``), the listener for private-chat peers,
 each peer connection, and every timer. The host numbers peer connections and
 carries out the effects ``ChatClient`` returns.
+
+With a ``PeerIdentity`` (TLS mode) every peer connection speaks TLS, presenting
+this client's session certificate and trusting only the certificates the logic
+expects (``reactor.peer_certs``): a connection we accept trusts those of the
+clients we expect (none expected: it is closed at once), one we make trusts the
+certificate relayed for that user. The logic hears of a peer connection only
+once its handshake is done, with the certificate presented; a handshake that
+fails is ``peer_failed`` (ours) or ``peer_refused`` (accepted).
 """
 from __future__ import annotations
 
@@ -13,7 +21,7 @@ import signal
 import socket
 import ssl
 from collections.abc import Callable
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from .chat_client import (
     CancelTimer,
@@ -32,11 +40,15 @@ from .chat_client import (
 )
 from .loop import EventLoop, NamedTimers
 from .stream import Connector, Listener, Stream, listen
-from .tls import TLSStream
+from .tls import VERIFY_FAILED, TLSStream
+
+if TYPE_CHECKING:   # imported by the caller, in TLS mode only
+    from .peer_certs import PeerIdentity
 
 log = logging.getLogger(__name__)
 
 EXIT_GRACE = 1.0  # seconds to flush the last frames before exiting anyway
+UNUSABLE_CERTIFICATE = "the server relayed a certificate that cannot be used"
 
 
 class Console(Protocol):
@@ -71,22 +83,26 @@ class _PeerLink:
         self._host = host
 
     def frame_received(self, stream: Stream, frame: Frame) -> None:
+        self._host._peer_secure(stream.tag, stream)   # (frames of the read that ends the handshake come first)
         self._host._apply(self._host.logic.peer_frame(stream.tag, frame, self._host.now()))
 
     def frame_error(self, stream: Stream, detail: str) -> None:
+        self._host._peer_secure(stream.tag, stream)
         self._host._apply(self._host.logic.peer_bad_frame(stream.tag, detail, self._host.now()))
 
     def connection_lost(self, stream: Stream, reason: str | None) -> None:
-        self._host._peer_gone(stream.tag)
+        self._host._peer_gone(stream.tag, reason)
 
 
 class ClientHost:
     """Runs one ``ChatClient`` against a server at ``host:port`` on ``loop``."""
 
     def __init__(self, loop: EventLoop, logic: ChatClient, console: Console,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, peer_identity: PeerIdentity | None = None) -> None:
         self.loop = loop
-        self._tls = tls   # with a context, the server connection speaks TLS (peers do not, yet)
+        self._tls = tls   # with a context, the server connection speaks TLS
+        self._identity = peer_identity   # with one, peer connections speak TLS too
+        self._securing: dict[int, str | None] = {}   # peer -> the user we connect to (None: accepted), until secure
         self._connecting: str | None = None   # "host:port" until the TLS handshake with the server is done
         self.logic = logic
         self.now = loop.time
@@ -163,39 +179,95 @@ class ClientHost:
             self._apply(self.logic.server_lost(self.now()))
         self._maybe_stop()
 
-    def _peer_gone(self, peer: int) -> None:
-        if self._peers.pop(peer, None) is not None and self.exit_status is None:
-            self._apply(self.logic.peer_closed(peer, self.now()))
+    def _peer_gone(self, peer: int, reason: str | None = None) -> None:
+        known = self._peers.pop(peer, None) is not None
+        securing = peer in self._securing
+        user = self._securing.pop(peer, None)
+        if known and self.exit_status is None:
+            if not securing:
+                self._apply(self.logic.peer_closed(peer, self.now()))
+            else:   # the TLS handshake failed
+                why = _peer_tls_failure(reason)
+                self._apply(self.logic.peer_refused(why, self.now()) if user is None
+                            else self.logic.peer_failed(user, why, self.now()))
         self._maybe_stop()
 
     def _accept_peer(self, sock: socket.socket) -> None:
-        peer = self._add_peer(sock)
-        if peer is not None:
-            self._apply(self.logic.peer_accepted(peer, self.now()))
+        if self._identity is None:
+            peer = self._add_peer(sock)
+            if peer is not None:
+                self._apply(self.logic.peer_accepted(peer, self.now()))
+            return
+        trusted = self.logic.expected_certificates()
+        context = self._peer_context(trusted, server_side=True) if trusted else None
+        if context is None:   # nobody is expected (or nobody could pass): closed at once
+            sock.close()
+            if trusted:
+                self._apply(self.logic.peer_refused(UNUSABLE_CERTIFICATE, self.now()))
+            return
+        self._add_peer(sock, context, None)
 
-    def _add_peer(self, sock: socket.socket) -> int | None:
+    def _peer_context(self, trusted: list[bytes], *, server_side: bool) -> ssl.SSLContext | None:
+        """The TLS context of a peer connection trusting ``trusted``; None if the server relayed something
+        that is no certificate."""
+        assert self._identity is not None
+        try:
+            return self._identity.context(trusted, server_side=server_side)
+        except ssl.SSLError as exc:
+            log.warning("cannot trust the certificates relayed: %s", exc)
+            return None
+
+    def _add_peer(self, sock: socket.socket, context: ssl.SSLContext | None = None,
+                  user: str | None = None) -> int | None:
+        """A stream for a peer connection; with ``context``, over TLS, reported to the logic once secure."""
         if self.exit_status is not None:
             sock.close()
             return None
+        peer = next(self._peer_ids)
         try:
-            stream = Stream(self.loop, sock, self._peer_link)
+            if context is None:
+                stream = Stream(self.loop, sock, self._peer_link)
+            else:
+                stream = TLSStream(self.loop, sock, self._peer_link, context=context, server_side=user is None,
+                                   on_secure=lambda stream: self._peer_secure(peer, stream))
         except OSError:
             sock.close()
             return None
-        peer = next(self._peer_ids)
         stream.tag = peer
         self._peers[peer] = stream
+        if context is not None:
+            self._securing[peer] = user
         return peer
 
-    def _connect_peer(self, user: str, host: str, port: int) -> None:
+    def _peer_secure(self, peer: int, stream: Stream) -> None:
+        """A peer's TLS handshake is done: the logic hears of the connection, and the certificate presented
+        (once: on ``on_secure``, or before the first frame if the same read brought both)."""
+        if peer not in self._securing or not isinstance(stream, TLSStream):
+            return
+        user = self._securing.pop(peer)
+        certificate = stream.peer_certificate()
+        if user is None:
+            self._apply(self.logic.peer_accepted(peer, self.now(), certificate))
+        else:
+            self._apply(self.logic.peer_connected(peer, user, self.now(), certificate))
+
+    def _connect_peer(self, user: str, host: str, port: int, certificate: bytes | None) -> None:
         def done(sock: socket.socket | None, error: str | None) -> None:
             self._connectors.discard(connector)
             if sock is None:
                 self._apply(self.logic.peer_failed(user, error or "failed", self.now()))
                 return
-            peer = self._add_peer(sock)
-            if peer is not None:
-                self._apply(self.logic.peer_connected(peer, user, self.now()))
+            if self._identity is None:
+                peer = self._add_peer(sock)
+                if peer is not None:
+                    self._apply(self.logic.peer_connected(peer, user, self.now()))
+                return
+            context = None if certificate is None else self._peer_context([certificate], server_side=False)
+            if context is None:   # (the logic asks for no plaintext peer in TLS mode)
+                sock.close()
+                self._apply(self.logic.peer_failed(user, UNUSABLE_CERTIFICATE, self.now()))
+                return
+            self._add_peer(sock, context, user)
 
         connector = Connector(self.loop, host, port, done, numeric=True)   # a name would stall the loop
         self._connectors.add(connector)
@@ -280,10 +352,20 @@ class ClientHost:
         Prompt: _prompt,
         ToServer: _to_server,
         ToPeer: _to_peer,
-        ConnectPeer: lambda host, effect: host._connect_peer(effect.user, effect.host, effect.port),
+        ConnectPeer: lambda host, effect: host._connect_peer(effect.user, effect.host, effect.port,
+                                                             effect.certificate),
         ClosePeer: _close_peer,
         Listen: lambda host, effect: host._listen(),
         SetTimer: lambda host, effect: host._timers.set(effect.key, effect.when),
         CancelTimer: lambda host, effect: host._timers.cancel(effect.key),
         Exit: lambda host, effect: host._exit(effect.status),
     }
+
+
+def _peer_tls_failure(reason: str | None) -> str:
+    """Why a peer's TLS handshake failed, in words: a certificate that fails verification is not the one
+    the server relayed (the context trusts nothing else)."""
+    reason = reason or "the TLS handshake failed"
+    if reason.startswith(VERIFY_FAILED):
+        return f"its certificate is not the one the server relayed ({reason})"
+    return reason

@@ -11,14 +11,15 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Frame", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS", "MAX_TEXT", "FrameType", "ErrorCode", "ByeReason",
-           "CLIENT_FRAMES", "LOGIN_FRAMES"]
+__all__ = ["Frame", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS", "MAX_TEXT", "MAX_CERT", "FrameType", "ErrorCode",
+           "ByeReason", "CLIENT_FRAMES", "LOGIN_FRAMES"]
 
 Frame = dict[str, Any]         # one decoded frame: a JSON object
 
 PROTOCOL_VERSION = 2          # the newest version spoken (2: a presence frame may list several users)
 PROTOCOL_VERSIONS = (1, 2)    # the versions spoken; they differ only in presence frames
 MAX_TEXT = 4096               # characters in one message or broadcast text, as the server enforces by default
+MAX_CERT = 2048               # characters of a client's private-chat certificate (base64 DER; about 430 in use)
 
 
 class FrameType(StrEnum):

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 HANDSHAKE_TIMEOUT = 10.0   # seconds a TLS handshake may take before the stream fails
 TLS_REQUIRED = b'{"type":"error","code":"tls_required"}\n'   # the answer to a plaintext client
 READ_CHUNK = 64 * 1024     # plaintext taken from the session per ``SSLObject.read``
+VERIFY_FAILED = "certificate verify failed"   # how ``describe_error`` begins for a certificate refused
 
 
 class TLSConfigError(Exception):
@@ -74,7 +75,7 @@ def client_context(ca_file: str | None = None) -> ssl.SSLContext:
 def describe_error(exc: BaseException) -> str:
     """A TLS failure in a few words: ``certificate verify failed: certificate has expired``."""
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"certificate verify failed: {exc.verify_message}"
+        return f"{VERIFY_FAILED}: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):
         reason = exc.reason or exc.strerror or type(exc).__name__
         return "TLS: " + reason.lower().replace("_", " ")
@@ -154,6 +155,10 @@ class TLSLayer:
         """The wire bytes produced so far, to send in order."""
         return self._outgoing.read()
 
+    def peer_certificate(self) -> bytes | None:
+        """The certificate the peer presented (DER), once the handshake is done; None if it presented none."""
+        return self._session.getpeercert(binary_form=True) if self.established else None
+
 
 class TLSStream(Stream):
     """A ``Stream`` over TLS (see the module's docstring); the same API, plaintext frames in and out."""
@@ -176,6 +181,10 @@ class TLSStream(Stream):
     @property
     def buffered(self) -> int:
         return len(self._out) + len(self._plain)
+
+    def peer_certificate(self) -> bytes | None:
+        """The certificate the peer presented (DER), once the handshake is done; None if it presented none."""
+        return self._tls.peer_certificate()
 
     def write(self, data: bytes) -> None:
         if self._closing:

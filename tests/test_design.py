@@ -120,3 +120,21 @@ def test_the_package_names_its_loggers_by_module():
     offenders = [f"{path.relative_to(ROOT)}: getLogger({name})" for path in sorted(ROOT.glob("reactor/**/*.py"))
                  for name in logger_names(path) if name != "__name__"]
     assert offenders == []
+
+
+def test_tls_mode_alone_needs_a_library_pinned_in_its_extra_and_in_dev():
+    """``cryptography`` makes the private-chat certificates of TLS mode: it is the ``tls`` extra, pinned, and the
+    dev extras hold the same pin so the tests run it; the default installs nothing."""
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    assert [pin.split("==")[0] for pin in extras["tls"]] == ["cryptography"]
+    assert set(extras["tls"]) <= set(extras["dev"])
+
+
+@pytest.mark.e2e
+def test_tls_mode_without_its_library_says_what_to_install(tmp_path):
+    """-S: no site-packages, so no cryptography; the client stops before connecting, with the remedy."""
+    out = subprocess.run([sys.executable, "-S", str(ROOT / "client_main.py"), "127.0.0.1", "1", "--tls"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip() == ("Error. TLS mode needs the cryptography package for private chats: "
+                                  "pip install 'reactor-chat[tls]'")
