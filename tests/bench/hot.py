@@ -13,7 +13,7 @@ import sys
 import tempfile
 
 from .common import raise_open_files_limit, write_accounts
-from .run import SESSION_CLIENTS, TIMEOUT_LOGIN_CONCURRENCY, Bench, Settings, print_profile
+from .run import SESSION_CLIENTS, TIMEOUT_LOGIN_CONCURRENCY, Bench, Settings, print_profile, print_turns
 
 
 def main(argv=None) -> int:
@@ -58,6 +58,7 @@ def main(argv=None) -> int:
         for figure, values in bench.figures.items():
             value = values.get("reactor")
             print(f"{figure:<50} {value:,.3f}" if isinstance(value, (int, float)) else f"{figure:<50} {value}")
+        print_turns(bench)
         for note in bench.notes:
             print(f"note: {note}")
         for title, path in profiles:
