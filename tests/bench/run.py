@@ -355,6 +355,7 @@ class Bench:
             turns = server.turns()
             if turns:
                 self.put("longest loop turn @5k msg/s, 1k clients (ms)", server.kind, turns["max_ms"])
+                self.put("longest loop turn @5k msg/s, 1k clients: CPU (ms)", server.kind, turns["max_cpu_ms"])
                 self.turn_bands.setdefault(server.kind, []).append(turns)
         samples = sorted(x for r in replies for x in r["samples"])
         self.samples.setdefault(server.kind, []).extend(samples)
@@ -540,6 +541,7 @@ def rows_for(bench: Bench) -> list[Row]:
         Row("latency @5k msg/s, 1k clients: p99 (ms)", "<= 2", check=lambda v: v <= 2),
         Row("latency @5k msg/s, 1k clients: p99.9 (ms)"),
         Row("longest loop turn @5k msg/s, 1k clients (ms)", "<= 5", check=lambda v: v <= 5),
+        Row("longest loop turn @5k msg/s, 1k clients: CPU (ms)", "<= 5", check=lambda v: v <= 5),
         Row("broadcast to 999: last recipient (ms)", "<= 20", check=lambda v: v <= 20),
         Row("inactivity timeout, 1k at once: first late (ms)"),
         Row("inactivity timeout, 1k at once: median late (ms)"),
@@ -643,8 +645,8 @@ def print_turns(bench: Bench) -> None:
         print(f"\n{LABELS[host]} loop turns during the latency workload ({OFFERED_RATE:,} msg/s), per run:")
         for turns in runs:
             bands = ", ".join(f"{label} {count}" for label, count in turns["bands"].items() if count)
-            print(f"  {turns['turns']:,} turns, {turns['busy_ms']:,.0f} ms busy, longest {turns['max_ms']:.2f} ms;"
-                  f" {bands}")
+            print(f"  {turns['turns']:,} turns, {turns['busy_ms']:,.0f} ms busy, longest {turns['max_ms']:.2f} ms"
+                  f" ({turns['max_cpu_ms']:.2f} ms of CPU time); {bands}")
 
 
 def print_profile(title: str, path: str) -> None:
