@@ -156,6 +156,33 @@ def test_a_raising_callback_is_logged_and_the_loop_goes_on(loop, caplog):
     assert "boom" in caplog.text
 
 
+def test_raising_file_callbacks_are_logged_and_the_others_still_run(loop, caplog):
+    """A reader that raises does not keep its fd's writer from running, nor a writer the next fd's events."""
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    b.send(b"x")
+    d.send(b"y")
+    ran = []
+
+    def boom(what):
+        def callback():
+            ran.append(what)
+            raise RuntimeError(f"boom {what}")
+        return callback
+
+    loop.add_reader(a, boom("reader"))
+    loop.add_writer(a, boom("writer"))
+    loop.add_reader(c, lambda: ran.append(c.recv(1)))
+    loop.run_once(timeout=0)
+    assert sorted(map(str, ran)) == ["b'y'", "reader", "writer"]
+    assert "boom reader" in caplog.text and "boom writer" in caplog.text
+    for sock in (a, c):
+        loop.remove_reader(sock)
+    loop.remove_writer(a)
+    for sock in (a, b, c, d):
+        sock.close()
+
+
 def test_before_sleep_hook_runs_each_iteration(loop):
     calls = []
     loop.add_before_sleep(lambda: calls.append(1))

@@ -284,6 +284,27 @@ def test_output_cap_cuts_off_a_peer_that_does_not_read(loop):
     b.close()
 
 
+def test_a_flush_that_raises_does_not_keep_the_other_streams_from_flushing(loop, caplog):
+    """The streams written to in a turn are flushed by one loop callback; a bug in one flush is logged."""
+    class Broken(Stream):
+        __slots__ = ()
+
+        def _flush(self):
+            raise RuntimeError("flush bug")
+
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    broken, good = Broken(loop, a, Recorder()), Stream(loop, c, Recorder())
+    broken.send({"n": 1})
+    good.send({"n": 2})
+    loop.run_once(timeout=0)
+    assert d.recv(100) == encode({"n": 2})
+    assert "flush failed" in caplog.text and "flush bug" in caplog.text
+    for s, peer in ((broken, b), (good, d)):
+        s.abort()
+        peer.close()
+
+
 def test_a_handler_that_raises_does_not_lose_the_frames_after(loop, caplog):
     class Buggy(Recorder):
         def frame_received(self, stream, frame):
