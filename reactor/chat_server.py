@@ -233,6 +233,10 @@ class _State(Enum):
     CHECKING = "checking"    # its password for ``claimed`` is being checked (or waits its turn): only listen
     ACTIVE = "active"        # logged in: its ``session`` is set
 
+    # Members are singletons, equal only to themselves: hashed by identity in C, not by Enum's Python __hash__
+    # (the ``states`` check of every frame: 170 -> 105 ns).
+    __hash__ = object.__hash__
+
 
 _EMPTY: frozenset[str] = frozenset()
 _NO_QUEUE: dict[int, tuple[str, int, int, float | None]] = {}   # read-only stand-in for a user with no kept messages

@@ -323,7 +323,10 @@ class ServerHost:
     def _apply(self, effects: list[ServerEffect]) -> None:
         carry_out = self._carry_out
         for effect in effects:
-            carry_out[type(effect)](effect)
+            if type(effect) is Send and not self._dirty:   # the relay's effect, straight out (as _send would)
+                self._deliver(effect)
+            else:
+                carry_out[type(effect)](effect)
 
     def _send(self, effect: Send | SendBatch | Close | WhenWritable) -> None:
         if self._dirty:
@@ -374,20 +377,20 @@ class ServerHost:
 
     def _deliver(self, effect: Send | SendBatch | Close | WhenWritable) -> None:
         get = self._streams.get
-        if isinstance(effect, (Close, WhenWritable)):
-            stream = get(effect.conn)
-            if stream is None:
-                return
-            if type(effect) is Close:
-                stream.close()
-            else:
-                stream.when_drained(self._writable)
+        if isinstance(effect, (Send, SendBatch)):   # the common case first
+            data = encode(effect.frame) if isinstance(effect, Send) else b"".join(map(encode, effect.frames))
+            for conn in effect.conns:
+                stream = get(conn)
+                if stream is not None:
+                    stream.write(data)
             return
-        data = encode(effect.frame) if isinstance(effect, Send) else b"".join(map(encode, effect.frames))
-        for conn in effect.conns:
-            stream = get(conn)
-            if stream is not None:
-                stream.write(data)
+        stream = get(effect.conn)
+        if stream is None:
+            return
+        if type(effect) is Close:
+            stream.close()
+        else:
+            stream.when_drained(self._writable)
 
     def _end_turn(self) -> None:
         """Before the loop sleeps: the turn's presence notices, one frame per user (``ChatServer.end_turn``).

@@ -193,8 +193,7 @@ class TLSStream(Stream):
         if len(self._plain) + len(self._out) > self._max_output:
             self._fail(f"output buffer over {self._max_output} bytes: peer not reading")
         elif not self._flush_pending and not self._writing:
-            self._flush_pending = True
-            self._loop.call_soon(self._flush)
+            self._flush_soon()
 
     def _flush(self) -> None:
         if self._plain and self._tls.established and not self._closed:
@@ -258,8 +257,7 @@ class TLSStream(Stream):
             if self._on_secure is not None:
                 self._loop.call_soon(self._secure)
         if (self._out or self._plain and tls.established) and not self._flush_pending and not self._writing:
-            self._flush_pending = True
-            self._loop.call_soon(self._flush)
+            self._flush_soon()
         return plain
 
     def _secure(self) -> None:

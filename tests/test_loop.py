@@ -2,6 +2,7 @@
 import os
 import signal
 import socket
+import time
 
 import pytest
 
@@ -153,6 +154,33 @@ def test_a_raising_callback_is_logged_and_the_loop_goes_on(loop, caplog):
     loop.run_once(timeout=0)
     assert fired == ["after"]
     assert "boom" in caplog.text
+
+
+def test_raising_file_callbacks_are_logged_and_the_others_still_run(loop, caplog):
+    """A reader that raises does not keep its fd's writer from running, nor a writer the next fd's events."""
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    b.send(b"x")
+    d.send(b"y")
+    ran = []
+
+    def boom(what):
+        def callback():
+            ran.append(what)
+            raise RuntimeError(f"boom {what}")
+        return callback
+
+    loop.add_reader(a, boom("reader"))
+    loop.add_writer(a, boom("writer"))
+    loop.add_reader(c, lambda: ran.append(c.recv(1)))
+    loop.run_once(timeout=0)
+    assert sorted(map(str, ran)) == ["b'y'", "reader", "writer"]
+    assert "boom reader" in caplog.text and "boom writer" in caplog.text
+    for sock in (a, c):
+        loop.remove_reader(sock)
+    loop.remove_writer(a)
+    for sock in (a, b, c, d):
+        sock.close()
 
 
 def test_before_sleep_hook_runs_each_iteration(loop):
@@ -350,3 +378,27 @@ def test_the_wait_is_at_most_a_day():
     loop.run_once()
     loop.close()
     assert selector.waits == [MAX_SELECT_TIMEOUT] and MAX_SELECT_TIMEOUT == 24 * 3600
+
+
+def test_turn_stats_measure_each_turn_between_waits():
+    """A turn is the work between two waits: here a ready callback that takes 6 ms, then one that takes none."""
+    loop = EventLoop(turn_stats=True)
+    loop.call_soon(time.sleep, 0.006)
+    loop.run_once(timeout=0)   # the first wait ends, the 6 ms callback runs
+    loop.call_soon(lambda: None)
+    loop.run_once(timeout=0)   # ... its turn is counted at the next wait
+    loop.run_once(timeout=0)
+    stats = loop.turn_stats
+    loop.close()
+    assert stats is not None and stats.turns == 2
+    assert stats.longest >= 0.006 and stats.longest_cpu < stats.longest   # a sleep takes no CPU time
+    bands = stats.summary()["bands"]
+    assert sum(bands.values()) == 2 and bands["<=10ms"] + bands["<=50ms"] + bands[">50ms"] >= 1
+    summary = stats.summary()
+    assert summary["max_ms"] == stats.longest * 1e3
+
+
+def test_no_turn_stats_unless_asked(loop):
+    loop.call_soon(lambda: None)
+    loop.run_once(timeout=0)
+    assert loop.turn_stats is None

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from reactor import stream as stream_mod
-from reactor.framing import BadFrame, FrameDecoder, encode
+from reactor.framing import BadFrame, FrameDecoder, decode, encode
 from reactor.stream import Connector, Stream, describe_os_error, listen
 from tests.support import run_until
 
@@ -49,6 +49,41 @@ def test_encode_is_one_ascii_line():
     data = encode({"type": "message", "text": "héllo\nworld"})
     assert data.endswith(b"\n") and data.count(b"\n") == 1
     assert json.loads(data) == {"type": "message", "text": "héllo\nworld"}
+
+
+@pytest.mark.parametrize("frame", [
+    {"type": "message", "from": "bob", "text": "the quick brown fox"},
+    {"type": "x", "t": "h\u00e9\u2028\U0001F600\"\\\n\x00", "n": -1, "f": 1.5e300, "b": [True, False, None]},
+    {"nested": {"a": [{"b": []}, {}]}, "": ""},
+])
+def test_encode_is_what_the_json_module_writes(frame):
+    """The prebuilt C encoder (framing._encode) writes the very bytes json.dumps would."""
+    assert encode(frame) == (json.dumps(frame, separators=(",", ":"), allow_nan=False) + "\n").encode("ascii")
+
+
+def test_encode_refuses_what_json_refuses_and_goes_on():
+    loop_frame: dict = {"type": "x"}
+    loop_frame["self"] = loop_frame
+    for bad, error in (({"x": float("nan")}, ValueError), (loop_frame, ValueError), ({"x": object()}, TypeError)):
+        with pytest.raises(error):
+            encode(bad)
+    shared = {"k": 1}
+    assert encode({"a": shared, "b": shared}) == b'{"a":{"k":1},"b":{"k":1}}\n'   # no stale circular marks
+
+
+@pytest.mark.parametrize("line,frame", [
+    (b' {"a":1}', {"a": 1}),                 # JSON whitespace before (the scanner alone cannot start there) ...
+    (b'{"a":1} \t\r', {"a": 1}),             # ... and after
+    (b'\t{"a":[1, {"b" : 2}]}\r', {"a": [1, {"b": 2}]}),
+])
+def test_decoder_takes_json_whitespace_around_a_frame(line, frame):
+    assert FrameDecoder().feed(line + b"\n") == [frame]
+
+
+@pytest.mark.parametrize("line", [b'{"a":1}x', b'{"a":1} {"b":2}', b'{"a":1}}', b"", b"\x0c{}"])
+def test_decoder_refuses_extra_data_and_non_json_whitespace(line):
+    bad = decode(line)
+    assert isinstance(bad, BadFrame) and bad.detail == "invalid JSON" and not bad.fatal
 
 
 def test_decoder_one_frame_over_many_chunks():
@@ -247,6 +282,27 @@ def test_output_cap_cuts_off_a_peer_that_does_not_read(loop):
     assert "not reading" in rec.lost[0]
     assert s.buffered == 0
     b.close()
+
+
+def test_a_flush_that_raises_does_not_keep_the_other_streams_from_flushing(loop, caplog):
+    """The streams written to in a turn are flushed by one loop callback; a bug in one flush is logged."""
+    class Broken(Stream):
+        __slots__ = ()
+
+        def _flush(self):
+            raise RuntimeError("flush bug")
+
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    broken, good = Broken(loop, a, Recorder()), Stream(loop, c, Recorder())
+    broken.send({"n": 1})
+    good.send({"n": 2})
+    loop.run_once(timeout=0)
+    assert d.recv(100) == encode({"n": 2})
+    assert "flush failed" in caplog.text and "flush bug" in caplog.text
+    for s, peer in ((broken, b), (good, d)):
+        s.abort()
+        peer.close()
 
 
 def test_a_handler_that_raises_does_not_lose_the_frames_after(loop, caplog):

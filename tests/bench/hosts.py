@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import signal
 import sys
 
@@ -24,20 +25,37 @@ def announce(port: int) -> None:
     print(f"listening {port}", flush=True)
 
 
-def serve_reactor(logic, port: int, profile: str | None) -> None:
-    from reactor.loop import EventLoop
+def serve_reactor(logic, port: int, profile: str | None, turn_stats: str | None) -> None:
+    from reactor.loop import EventLoop, TurnStats
     from reactor.server_host import ServerHost
 
-    loop = EventLoop()
+    loop = EventLoop(turn_stats=turn_stats is not None)
     # The load generator logs thousands in at once from one address: no caps on strangers here.
     host = ServerHost(loop, logic, max_strangers=1 << 30, max_strangers_per_address=1 << 30)
     host.serve("127.0.0.1", port)
     loop.add_signal_handler(signal.SIGTERM, loop.stop)
     announce(host.address[1])
     profiler = cProfile.Profile() if profile else None
-    if profiler:  # the runner brackets the workload it wants profiled with SIGUSR1 ... SIGUSR2
-        loop.add_signal_handler(signal.SIGUSR1, profiler.enable)
-        loop.add_signal_handler(signal.SIGUSR2, profiler.disable)
+
+    # The runner brackets the workload it wants measured with SIGUSR1 ... SIGUSR2: the profiler runs
+    # between them, and the loop's turns are measured anew, their figures appended to ``turn_stats`` as a
+    # JSON line at the end.
+    def begin() -> None:
+        if turn_stats:
+            loop.turn_stats = TurnStats()
+        if profiler:
+            profiler.enable()
+
+    def end() -> None:
+        if profiler:
+            profiler.disable()
+        if turn_stats and loop.turn_stats is not None:
+            with open(turn_stats, "a") as out:
+                out.write(json.dumps(loop.turn_stats.summary()) + "\n")
+
+    if profiler or turn_stats:
+        loop.add_signal_handler(signal.SIGUSR1, begin)
+        loop.add_signal_handler(signal.SIGUSR2, end)
     try:
         loop.run()
     finally:
@@ -55,6 +73,9 @@ def main(argv=None) -> int:
     parser.add_argument("--block", type=float, default=60.0)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--profile", metavar="FILE", help="reactor only: write cProfile stats here at exit")
+    parser.add_argument("--turn-stats", metavar="FILE",
+                        help="reactor only: measure the loop's turns; each SIGUSR1 ... SIGUSR2 period's figures are "
+                             "appended here as a JSON line")
     args = parser.parse_args(argv)
     raise_open_files_limit()
     if args.kind == "relay":
@@ -65,7 +86,7 @@ def main(argv=None) -> int:
     # Each simulated user sends far more than a person would: no per-user rate or quota (the I/O is measured).
     logic = ChatServer(load_accounts(args.credentials), args.block, args.timeout, rate=None, sender_quota=None)
     if args.kind == "reactor":
-        serve_reactor(logic, args.port, args.profile)
+        serve_reactor(logic, args.port, args.profile, args.turn_stats)
     elif args.kind in ("asyncio", "uvloop"):
         from .asyncio_host import serve
         serve(logic, args.port, announce, use_uvloop=args.kind == "uvloop")

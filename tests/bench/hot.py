@@ -13,7 +13,7 @@ import sys
 import tempfile
 
 from .common import raise_open_files_limit, write_accounts
-from .run import SESSION_CLIENTS, TIMEOUT_LOGIN_CONCURRENCY, Bench, Settings, print_profile
+from .run import SESSION_CLIENTS, TIMEOUT_LOGIN_CONCURRENCY, Bench, Settings, print_profile, print_turns
 
 
 def main(argv=None) -> int:
@@ -39,25 +39,26 @@ def main(argv=None) -> int:
                 bench.latency(server, gens)
                 bench.throughput(server, gens)
             bench.say("- chat session")
-            bench.session("reactor", SESSION_CLIENTS, chat)
+            bench.session("reactor", SESSION_CLIENTS, chat, title="chat session")
         if "storms" in parts:
             for clients in storms:
                 bench.say(f"- storm {clients}")
                 bench.session("reactor", clients, lambda server, gens, n=clients: bench.record_capacity(
-                    "reactor", n, bench.login_storm(server, gens, n, settings.storm_cap)))
+                    "reactor", n, bench.login_storm(server, gens, n, settings.storm_cap)), title=f"storm {clients}")
         if "timeout" in parts:
             def idle(server, gens):
                 gens.command("keepalive", period=settings.idle_timeout / 3)
                 bench.login_storm(server, gens, SESSION_CLIENTS, 120.0, concurrency=TIMEOUT_LOGIN_CONCURRENCY)
                 bench.idle_timeout(server, gens, settings.idle_timeout)
             bench.say("- timeout session")
-            bench.session("reactor", SESSION_CLIENTS, idle, timeout=settings.idle_timeout)
+            bench.session("reactor", SESSION_CLIENTS, idle, timeout=settings.idle_timeout, title="timeout session")
         profiles = []
         if "profile" in parts:
             profiles = bench.profile_sessions()[:1]
         for figure, values in bench.figures.items():
             value = values.get("reactor")
             print(f"{figure:<50} {value:,.3f}" if isinstance(value, (int, float)) else f"{figure:<50} {value}")
+        print_turns(bench)
         for note in bench.notes:
             print(f"note: {note}")
         for title, path in profiles:

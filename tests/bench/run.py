@@ -24,6 +24,7 @@ workload and prints where its time goes.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import pstats
@@ -133,6 +134,7 @@ class Server:
     def __init__(self, kind: str, workdir: str, credentials: str, *, timeout: float = 600.0,
                  profile: str | None = None, cpus: set[int] | None = None) -> None:
         self.kind = kind
+        self.turn_stats: str | None = None   # the reactor host's loop turn figures, one JSON line per period
         self.log_path = os.path.join(workdir, f"{kind}-{time.monotonic_ns()}.log")
         self._log = open(self.log_path, "wb")
         if kind == "miniircd":
@@ -142,6 +144,9 @@ class Server:
                        "--timeout", str(timeout)]
             if profile:
                 command += ["--profile", profile]
+            if kind == "reactor":
+                self.turn_stats = os.path.join(workdir, f"turns-{time.monotonic_ns()}.jsonl")
+                command += ["--turn-stats", self.turn_stats]
             self.proc = subprocess.Popen(command, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE,
                                          stderr=self._log, preexec_fn=pinned(cpus))
             ready, _, _ = select.select([self.proc.stdout], [], [], 15.0)
@@ -170,10 +175,19 @@ class Server:
     def cpu_seconds(self) -> float:
         return process_cpu_seconds(self.pid)
 
-    def profiling(self, on: bool) -> None:
-        """Start (SIGUSR1) or stop (SIGUSR2) the profiler of a host started with ``profile``."""
+    def measuring(self, on: bool) -> None:
+        """Begin (SIGUSR1) or end (SIGUSR2) a measured period of the reactor host: its profiler, if started
+        with ``profile``, runs during it, and its loop's turns are measured (``turns``)."""
         self.proc.send_signal(signal.SIGUSR1 if on else signal.SIGUSR2)
         time.sleep(0.05)  # the host takes the signal on its next loop iteration
+
+    def turns(self) -> dict | None:
+        """The loop turn figures of the last measured period (``reactor.loop.TurnStats.summary``), if any."""
+        if self.turn_stats is None or not os.path.exists(self.turn_stats):
+            return None
+        with open(self.turn_stats) as lines:
+            last = lines.read().splitlines()[-1:]
+        return json.loads(last[0]) if last else None
 
     def log_tail(self, lines: int = 15) -> str:
         with open(self.log_path, errors="replace") as log:
@@ -218,6 +232,7 @@ class Bench:
     spread: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)  # figure -> host -> (min, max)
     ratios: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # figure -> host -> one per round
     samples: dict[str, list[float]] = field(default_factory=dict)  # host -> latency samples (s), all rounds
+    turn_bands: dict[str, list[dict]] = field(default_factory=dict)  # host -> its loop turn figures, per latency run
     started: float = field(default_factory=time.monotonic)
     in_round: bool = False
 
@@ -331,8 +346,17 @@ class Bench:
 
     def latency(self, server: Server, gens: LoadGenerators) -> None:
         s = self.settings
+        if server.turn_stats:
+            server.measuring(True)
         replies = gens.command("latency", rate=OFFERED_RATE / len(gens.pids), warmup=s.latency_warmup,
                                duration=s.latency_time)
+        if server.turn_stats:
+            server.measuring(False)
+            turns = server.turns()
+            if turns:
+                self.put("longest loop turn @5k msg/s, 1k clients (ms)", server.kind, turns["max_ms"])
+                self.put("longest loop turn @5k msg/s, 1k clients: CPU (ms)", server.kind, turns["max_cpu_ms"])
+                self.turn_bands.setdefault(server.kind, []).append(turns)
         samples = sorted(x for r in replies for x in r["samples"])
         self.samples.setdefault(server.kind, []).extend(samples)
         lost = sum(r["sent"] - r["received"] for r in replies)
@@ -454,10 +478,10 @@ class Bench:
 
         def relay(server: Server, gens: LoadGenerators) -> None:
             self.login_storm(server, gens, SESSION_CLIENTS, 120.0)
-            server.profiling(True)
+            server.measuring(True)
             replies = gens.command("throughput", window=WINDOW, warmup=s.throughput_warmup,
                                    periods=s.throughput_periods, period=s.throughput_period)
-            server.profiling(False)
+            server.measuring(False)
             rates = sorted(sum(period) for period in zip(*(r["rates"] for r in replies), strict=False))
             self.notes.append(f"reactor relay under the profiler: {rates[len(rates) // 2]:,.0f} msg/s")
         self.session("reactor", SESSION_CLIENTS, relay, profile=relay_path,
@@ -468,10 +492,10 @@ class Bench:
         def timeout(server: Server, gens: LoadGenerators) -> None:
             gens.command("keepalive", period=s.idle_timeout / 3)
             self.login_storm(server, gens, SESSION_CLIENTS, 120.0, concurrency=TIMEOUT_LOGIN_CONCURRENCY)
-            server.profiling(True)
+            server.measuring(True)
             replies = gens.command("idle_timeout", wait=s.idle_timeout + 60.0, timeout=s.idle_timeout,
                                    within=s.idle_timeout + 30.0)
-            server.profiling(False)
+            server.measuring(False)
             late = sorted(x for r in replies for x in r["late"])
             if late:
                 self.notes.append(f"reactor timeouts under the profiler: median {percentile(late, 0.5) * 1e3:.0f} ms"
@@ -516,6 +540,8 @@ def rows_for(bench: Bench) -> list[Row]:
         Row("latency @5k msg/s, 1k clients: p50 (ms)"),
         Row("latency @5k msg/s, 1k clients: p99 (ms)", "<= 2", check=lambda v: v <= 2),
         Row("latency @5k msg/s, 1k clients: p99.9 (ms)"),
+        Row("longest loop turn @5k msg/s, 1k clients (ms)", "<= 5", check=lambda v: v <= 5),
+        Row("longest loop turn @5k msg/s, 1k clients: CPU (ms)", "<= 5", check=lambda v: v <= 5),
         Row("broadcast to 999: last recipient (ms)", "<= 20", check=lambda v: v <= 20),
         Row("inactivity timeout, 1k at once: first late (ms)"),
         Row("inactivity timeout, 1k at once: median late (ms)"),
@@ -613,6 +639,16 @@ def print_peers(bench: Bench) -> None:
           " raw relay: bytes forwarded with no chat logic (the ceiling)")
 
 
+def print_turns(bench: Bench) -> None:
+    """The reactor loop's turns during each latency run: the longest, and how many fell in each band."""
+    for host, runs in bench.turn_bands.items():
+        print(f"\n{LABELS[host]} loop turns during the latency workload ({OFFERED_RATE:,} msg/s), per run:")
+        for turns in runs:
+            bands = ", ".join(f"{label} {count}" for label, count in turns["bands"].items() if count)
+            print(f"  {turns['turns']:,} turns, {turns['busy_ms']:,.0f} ms busy, longest {turns['max_ms']:.2f} ms"
+                  f" ({turns['max_cpu_ms']:.2f} ms of CPU time); {bands}")
+
+
 def print_profile(title: str, path: str) -> None:
     print(f"\nreactor server, {title}, cProfile, top functions by own time:")
     stats = pstats.Stats(path)
@@ -701,6 +737,7 @@ def main(argv=None) -> int:
 
         print_table(bench)
         print_peers(bench)
+        print_turns(bench)
         for note in bench.notes:
             print(f"note: {note}")
         written = plots.write(bench, args.plots, LABELS, PEERS)
