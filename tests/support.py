@@ -122,7 +122,13 @@ def coverage_env() -> dict:
 
 
 class WireClient:
-    """A scripted protocol client on a blocking socket, for driving the server in tests."""
+    """A scripted protocol client on a blocking socket, for driving the server in tests.
+
+    ``read_size`` and ``pause`` make a slow reader of a subclass: at most that many bytes a read, then a pause.
+    """
+
+    read_size = 65536
+    pause = 0.0
 
     def __init__(self, host, port, hello=True, timeout=PATIENCE, source=None):
         """``source``: the loopback address to connect from (any 127.x.y.z), to play another machine."""
@@ -150,12 +156,14 @@ class WireClient:
                 raise AssertionError("no frame from the server in time")
             self.sock.settimeout(left)
             try:
-                chunk = self.sock.recv(65536)
+                chunk = self.sock.recv(self.read_size)
             except TimeoutError:
                 raise AssertionError("no frame from the server in time") from None
             if not chunk:
                 raise EOFError("server closed the connection")
             self.buffer += chunk
+            if self.pause:
+                time.sleep(self.pause)   # pacing only: a reader slow on purpose
         line, self.buffer = self.buffer.split(b"\n", 1)
         return json.loads(line)
 

@@ -17,23 +17,8 @@ ROUND_TRIP_BOUND = 0.5   # seconds: generous, the machine is shared
 class SlowReader(WireClient):
     """An honest client that reads everything, but at most about 1 MB/s: slower than a flood."""
 
-    def recv(self, timeout=None) -> dict:
-        deadline = time.monotonic() + (timeout or self.timeout)
-        while b"\n" not in self.buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("no frame from the server in time")
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(4096)
-            except TimeoutError:
-                raise AssertionError("no frame from the server in time") from None
-            if not chunk:
-                raise EOFError("server closed the connection")
-            self.buffer += chunk
-            time.sleep(0.004)   # pacing only: this reader is slower than the flood on purpose
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        return json.loads(line)
+    read_size = 4096
+    pause = 0.004
 
 
 class Flooder:

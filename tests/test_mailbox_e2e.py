@@ -1,5 +1,4 @@
 """Big mailboxes and invalid text against the real server process."""
-import json
 import socket
 import time
 
@@ -24,7 +23,7 @@ class SlowReader(WireClient):
     """A client with a small receive buffer that reads a little at a time, with a pause between reads."""
 
     def __init__(self, host, port, chunk=8192, pause=0.001, hello=True, timeout=5.0):
-        self.chunk = chunk
+        self.read_size = chunk
         self.pause = pause
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)   # before connect: a small window
@@ -36,24 +35,6 @@ class SlowReader(WireClient):
         if hello:
             self.send({"type": "hello", "version": 1})
             assert self.recv()["type"] == "hello"
-
-    def recv(self, timeout=None) -> dict:
-        deadline = time.monotonic() + (timeout or self.timeout)
-        while b"\n" not in self.buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("no frame from the server in time")
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(self.chunk)
-            except TimeoutError:
-                raise AssertionError("no frame from the server in time") from None
-            if not chunk:
-                raise EOFError("server closed the connection")
-            self.buffer += chunk
-            time.sleep(self.pause)   # pacing only: this reader is slow on purpose
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        return json.loads(line)
 
 
 def fill_mailbox(server, to, texts, sender="hans"):
