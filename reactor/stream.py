@@ -226,12 +226,20 @@ class Stream:
         except OSError as exc:
             self._fail(describe_os_error(exc))
             return
-        if not data:  # the peer is done sending; it may still read our replies
-            self._close("peer closed the connection")
-            return
+        if data:
+            self._received(data)
+        else:  # the peer is done sending; it may still read our replies
+            self._close(self._eof_reason())
+
+    def _received(self, data: bytes) -> None:
+        """Bytes read from the socket: split them into lines and handle what this turn allows."""
         self._lines = self._decoder.split(data)
         self._next_line = 0
         self._handle_lines()
+
+    def _eof_reason(self) -> str:
+        """Why the stream closes when the peer is done sending."""
+        return "peer closed the connection"
 
     def _handle_lines(self) -> None:
         """Handle up to ``frames_per_turn`` of the lines read; leave the rest for the next turn."""

@@ -210,23 +210,14 @@ class TLSStream(Stream):
         self._plain.clear()
         self._out += self._tls.take()
 
-    def _on_readable(self) -> None:
-        try:
-            data = self._sock.recv(self._read_size)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._fail(describe_os_error(exc))
-            return
-        if not data:  # the peer is done sending; it may still read our replies
-            self._close("peer closed the connection" if self._tls.established
-                        else "connection closed during the TLS handshake")
-            return
-        data = self._advance(data)
-        if data:
-            self._lines = self._decoder.split(data)
-            self._next_line = 0
-            self._handle_lines()
+    def _received(self, data: bytes) -> None:
+        """Wire bytes read: the TLS layer takes them, and the plaintext it gives is handled as lines."""
+        plain = self._advance(data)
+        if plain:
+            super()._received(plain)
+
+    def _eof_reason(self) -> str:
+        return "peer closed the connection" if self._tls.established else "connection closed during the TLS handshake"
 
     def _advance(self, data: bytes) -> bytes:
         """Give the TLS layer the bytes read; send what it answers; the plaintext, if any."""
