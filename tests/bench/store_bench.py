@@ -56,7 +56,7 @@ def drain_login(folder: str, synchronous: str = "FULL", waiting: int = DRAIN) ->
     """The real server: a user logs in to ``waiting`` stored messages, then acknowledges them all."""
     import pathlib
 
-    from tests.support import ServerProcess  # test helpers, not product code
+    from tests.support import NO_LIMITS, ServerProcess  # test helpers, not product code
 
     work = pathlib.Path(folder) / f"drain-{synchronous}"
     work.mkdir()
@@ -65,7 +65,8 @@ def drain_login(folder: str, synchronous: str = "FULL", waiting: int = DRAIN) ->
     for i in range(1, waiting + 1):
         store.apply(KeepMessage(i, "yoda", "hans", f"message {i} " + "x" * 50))
     store.close()
-    server = ServerProcess(work, extra=("--state", state, "--synchronous", synchronous, "--log-level", "WARNING"))
+    server = ServerProcess(work, extra=("--state", state, "--synchronous", synchronous, "--log-level", "WARNING",
+                                        *NO_LIMITS))   # one sender stands for many here
     try:
         client = server.client(timeout=30.0)
         client.send({"type": "username", "username": "yoda"})
@@ -100,13 +101,14 @@ def server_burst(folder: str, state: str, synchronous: str = "FULL", per_user: i
     """The real server: one sender pipelines messages to four offline users; time until every one is confirmed."""
     import pathlib
 
-    from tests.support import ServerProcess
+    from tests.support import NO_LIMITS, ServerProcess
 
     work = pathlib.Path(folder) / f"burst-{synchronous}-{state.strip(':')}"
     work.mkdir()
     if state != ":memory:":
         state = str(work / state)
-    server = ServerProcess(work, extra=("--state", state, "--synchronous", synchronous, "--log-level", "WARNING"))
+    server = ServerProcess(work, extra=("--state", state, "--synchronous", synchronous, "--log-level", "WARNING",
+                                        *NO_LIMITS))   # one sender stands for many here
     try:
         client = server.client(timeout=30.0)
         client.login("hans")
