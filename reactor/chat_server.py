@@ -74,6 +74,7 @@ beyond it a message is refused with ``quota_exceeded``.
 """
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import secrets
@@ -259,6 +260,33 @@ def _presence_frames(changes: list[tuple[str, bool, frozenset[str]]], version: i
             frames[-1]["users"].append(user)
         else:
             frames.append({"type": "presence", "users": [user], "online": online})
+    return frames
+
+
+_Run = tuple[int, bool, list[str]]   # a run of logins or logouts: the index of its first change, online, users
+
+
+def _runs(changes: list[tuple[str, bool, frozenset[str]]]) -> list[_Run]:
+    """``changes`` as runs of logins or logouts, each a version 2 frame's worth."""
+    runs: list[_Run] = []
+    for index, (user, online, _) in enumerate(changes):
+        if runs and runs[-1][1] is online:
+            runs[-1][2].append(user)
+        else:
+            runs.append((index, online, [user]))
+    return runs
+
+
+def _frames_from(runs: list[_Run], start: int) -> list[Frame]:
+    """The version 2 frames of the changes from index ``start`` on: the runs from there, the first cut short.
+
+    Those who came in one turn are each owed what came after them (one group each in ``_tell``): a slice of
+    the runs made once, not a list built name by name per group. A storm of 10,000 logins spent 2.8 of its
+    server's 9.7 s (under cProfile) building those lists."""
+    at = bisect.bisect_right(runs, start, key=lambda run: run[0]) - 1   # the run holding change ``start``
+    first, online, users = runs[at]
+    frames: list[Frame] = [{"type": "presence", "users": users[start - first:], "online": online}]
+    frames += ({"type": "presence", "users": users, "online": online} for _, online, users in runs[at + 1:])
     return frames
 
 
@@ -910,8 +938,10 @@ class ChatServer:
                     alone.append(_send((c.id,), frames))
             else:
                 alike.setdefault((start, c.version), []).append(c.id)
+        runs = _runs(log) if alike else []
         for (start, version), ids in alike.items():
-            effects.append(_send(tuple(ids), _presence_frames(log[start:], version)))
+            frames = _frames_from(runs, start) if version != 1 else _presence_frames(log[start:], version)
+            effects.append(_send(tuple(ids), frames))
         return effects + alone
 
     def _reply(self, c: _Conn | _Session, frame: Frame) -> list[_Effect]:
