@@ -282,7 +282,7 @@ def _frames_from(runs: list[_Run], start: int) -> list[Frame]:
 
     Those who came in one turn are each owed what came after them (one group each in ``_tell``): a slice of
     the runs made once, not a list built name by name per group. A storm of 10,000 logins spent 2.8 of its
-    server's 9.7 s (under cProfile) building those lists."""
+    server's 9.7 s building those lists (under cProfile; now 0.2 s in all of ``_tell``)."""
     at = bisect.bisect_right(runs, start, key=lambda run: run[0]) - 1   # the run holding change ``start``
     first, online, users = runs[at]
     frames: list[Frame] = [{"type": "presence", "users": users[start - first:], "online": online}]
@@ -326,8 +326,9 @@ class _Session:
         self.id = conn.id                     # its connection's number
         self.user = user
         self.last_active = now
-        # Made when first needed, dropped once empty: most sessions never have either, and an empty set and
-        # deque cost 216 + 760 bytes (a quarter of an idle user's memory).
+        # Made when first needed (the mailbox dropped once sent): most sessions never have either, and an
+        # empty set and deque cost 216 + 760 bytes. An idle user's Python objects (tracemalloc, 10,000 users):
+        # 2.99 -> 1.98 KiB.
         self.requests: set[tuple[str, str]] | None = None   # open private requests it is part of
         self.mailbox: deque[int] | None = None   # ids of the stored messages still to send, oldest first
         self.pongs = 0                        # pings answered once the mailbox is out
