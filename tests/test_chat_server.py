@@ -1473,6 +1473,22 @@ def test_in_turns_logins_and_logouts_keep_their_order_in_runs():
     assert got(effects, w.conn["vader"]) == [v1("hans"), v1("luke"), v1("hans", False), v1("leia")]
 
 
+def test_in_turns_each_v2_user_who_came_in_the_turn_hears_what_came_after_it_in_runs():
+    w = in_turns()
+    w.login("yoda", version=2)
+    w.s.end_turn(0.0)
+    for user in ("hans", "luke", "leia"):
+        w.login(user, version=2)
+    w.send("luke", {"type": "logout"})
+    w.login("vader", version=2)
+    effects = w.s.end_turn(0.0)
+    gone = came("luke", online=False)
+    assert got(effects, w.conn["yoda"]) == [came("hans", "luke", "leia"), gone, came("vader")]
+    assert got(effects, w.conn["hans"]) == [came("luke", "leia"), gone, came("vader")]
+    assert got(effects, w.conn["leia"]) == [gone, came("vader")]
+    assert got(effects, w.conn["vader"]) == []
+
+
 def test_in_turns_a_pending_notice_goes_before_any_later_frame_to_its_recipient():
     w = in_turns()
     w.login("yoda", version=2)

@@ -207,6 +207,43 @@ def test_partial_writes_keep_every_byte_in_order(loop):
     b.close()
 
 
+def test_bytes_written_to_many_streams_arrive_whole_at_each_though_sent_in_parts(loop):
+    """A stream keeps the bytes written to it rather than a copy (one presence frame to many streams is held
+    once): sent in parts, with more written between the parts, every stream still sends all, in order."""
+    shared = b"".join(encode({"i": i, "pad": "x" * 200}) for i in range(1000))   # ~220 KB: many sends
+    later = encode({"type": "later"})
+    ends = []
+    for _ in range(3):
+        a, b = socket.socketpair()
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        b.setblocking(False)
+        ends.append((Stream(loop, a, Recorder(), max_output=64 << 20), b, bytearray()))
+    for s, _, _ in ends:
+        s.write(shared)
+    loop.run_once(0)   # the first send of each takes only part of it
+    assert all(0 < s.buffered < len(shared) for s, _, _ in ends)
+    for s, _, _ in ends:
+        s.write(later)
+    for _, b, got in ends:
+        loop.add_reader(b, lambda b=b, got=got: got.extend(b.recv(1000)))
+    run_until(loop, lambda: all(len(got) == len(shared) + len(later) for _, _, got in ends), timeout=30)
+    for s, b, got in ends:
+        assert bytes(got) == shared + later
+        loop.remove_reader(b)
+        s.abort()
+        b.close()
+
+
+def test_a_buffer_changed_after_it_was_written_does_not_change_what_is_sent(loop, pair):
+    s, raw, rec = pair
+    data = bytearray(encode({"i": 1}))
+    s.write(data)
+    data[:] = encode({"i": 2})
+    run_until(loop, lambda: s.buffered == 0)
+    assert raw.recv(4096) == encode({"i": 1})
+
+
 def test_over_long_frame_reports_then_closes(loop, pair):
     s, raw, rec = pair
     raw.sendall(encode({"ok": 1}) + b"x" * (stream_mod.MAX_FRAME + 10))

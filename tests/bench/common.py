@@ -11,9 +11,19 @@ LISTEN_BACKLOG = 1024  # every host listens with reactor.stream.listen's backlog
 MAX_OUTPUT = 1 << 20   # bytes a host buffers for one peer before it gives up on it (as reactor.stream)
 
 
-def raise_open_files_limit() -> int:
-    """Raise the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit."""
+OPEN_FILES_WANTED = 1 << 17   # enough for 50,000 clients and their server in one process each, and more
+
+
+def raise_open_files_limit(wanted: int = OPEN_FILES_WANTED) -> int:
+    """Raise RLIMIT_NOFILE: the hard limit too, up to ``wanted``, where allowed (root, within fs.nr_open),
+    else the soft limit to the hard one; returns the new soft limit. Children inherit it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
+        except (ValueError, OSError):   # not allowed to raise the hard limit: up to it, then
+            pass
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard

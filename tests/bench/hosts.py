@@ -15,6 +15,7 @@ import cProfile
 import json
 import signal
 import sys
+import tracemalloc
 
 from .common import load_accounts, raise_open_files_limit
 
@@ -25,7 +26,7 @@ def announce(port: int) -> None:
     print(f"listening {port}", flush=True)
 
 
-def serve_reactor(logic, port: int, profile: str | None, turn_stats: str | None) -> None:
+def serve_reactor(logic, port: int, profile: str | None, turn_stats: str | None, memory: str | None = None) -> None:
     from reactor.loop import EventLoop, TurnStats
     from reactor.server_host import ServerHost
 
@@ -56,9 +57,13 @@ def serve_reactor(logic, port: int, profile: str | None, turn_stats: str | None)
     if profiler or turn_stats:
         loop.add_signal_handler(signal.SIGUSR1, begin)
         loop.add_signal_handler(signal.SIGUSR2, end)
+    if memory:   # where the memory goes: every allocation from here on is traced, a snapshot is taken at the end
+        tracemalloc.start()
     try:
         loop.run()
     finally:
+        if memory:
+            tracemalloc.take_snapshot().dump(memory)
         if profiler:
             profiler.disable()
             profiler.dump_stats(profile)
@@ -73,6 +78,9 @@ def main(argv=None) -> int:
     parser.add_argument("--block", type=float, default=60.0)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--profile", metavar="FILE", help="reactor only: write cProfile stats here at exit")
+    parser.add_argument("--tracemalloc", metavar="FILE",
+                        help="reactor only: trace allocations; at SIGTERM, before the clients are let go, "
+                             "dump a tracemalloc snapshot here")
     parser.add_argument("--turn-stats", metavar="FILE",
                         help="reactor only: measure the loop's turns; each SIGUSR1 ... SIGUSR2 period's figures are "
                              "appended here as a JSON line")
@@ -86,7 +94,7 @@ def main(argv=None) -> int:
     # Each simulated user sends far more than a person would: no per-user rate or quota (the I/O is measured).
     logic = ChatServer(load_accounts(args.credentials), args.block, args.timeout, rate=None, sender_quota=None)
     if args.kind == "reactor":
-        serve_reactor(logic, args.port, args.profile, args.turn_stats)
+        serve_reactor(logic, args.port, args.profile, args.turn_stats, args.tracemalloc)
     elif args.kind in ("asyncio", "uvloop"):
         from .asyncio_host import serve
         serve(logic, args.port, announce, use_uvloop=args.kind == "uvloop")

@@ -132,7 +132,7 @@ class Server:
     """
 
     def __init__(self, kind: str, workdir: str, credentials: str, *, timeout: float = 600.0,
-                 profile: str | None = None, cpus: set[int] | None = None) -> None:
+                 profile: str | None = None, cpus: set[int] | None = None, options: tuple[str, ...] = ()) -> None:
         self.kind = kind
         self.turn_stats: str | None = None   # the reactor host's loop turn figures, one JSON line per period
         self.log_path = os.path.join(workdir, f"{kind}-{time.monotonic_ns()}.log")
@@ -144,6 +144,7 @@ class Server:
                        "--timeout", str(timeout)]
             if profile:
                 command += ["--profile", profile]
+            command += options
             if kind == "reactor":
                 self.turn_stats = os.path.join(workdir, f"turns-{time.monotonic_ns()}.jsonl")
                 command += ["--turn-stats", self.turn_stats]
@@ -174,6 +175,18 @@ class Server:
 
     def cpu_seconds(self) -> float:
         return process_cpu_seconds(self.pid)
+
+    def settled_rss(self, within: float = 10.0) -> int:
+        """The RSS (KiB) once the server is idle: no CPU time used for 0.3 s (the storm's last frames sent and
+        freed), and the same reading twice in a row; or the last reading after ``within`` s."""
+        deadline = time.monotonic() + within
+        cpu, rss = self.cpu_seconds(), self.rss()
+        while True:
+            time.sleep(0.3)
+            cpu_now, rss_now = self.cpu_seconds(), self.rss()
+            if (cpu_now == cpu and rss_now == rss) or time.monotonic() > deadline:
+                return rss_now
+            cpu, rss = cpu_now, rss_now
 
     def measuring(self, on: bool) -> None:
         """Begin (SIGUSR1) or end (SIGUSR2) a measured period of the reactor host: its profiler, if started
@@ -252,12 +265,14 @@ class Bench:
         return {cores[0]}, set(cores[1:])
 
     def session(self, kind: str, clients: int, body: Callable[[Server, LoadGenerators], None], *,
-                title: str, timeout: float = 600.0, profile: str | None = None) -> None:
+                title: str, timeout: float = 600.0, profile: str | None = None,
+                server_options: tuple[str, ...] = ()) -> None:
         """A fresh server of ``kind`` and generators for ``clients`` users; ``body`` runs the workloads."""
         started = time.monotonic()
         self.say(f"start: {title}")
         server_cpus, generator_cpus = self.cpus()
-        server = Server(kind, self.workdir, self.credentials, timeout=timeout, profile=profile, cpus=server_cpus)
+        server = Server(kind, self.workdir, self.credentials, timeout=timeout, profile=profile, cpus=server_cpus,
+                        options=server_options)
         generators = None
         outcome = "done"
         try:
@@ -284,6 +299,7 @@ class Bench:
                     concurrency: int = LOGIN_CONCURRENCY) -> dict:
         """Log ``clients`` in at once; the time until all are welcomed and until every presence notice is in."""
         before = server.rss()
+        cpu_before, gen_before = server.cpu_seconds(), sum(gens.cpu_seconds())
         replies = gens.command("login", wait=cap + 30.0, concurrency=concurrency, within=cap)
         ok = sum(r["ok"] for r in replies)
         failed = sum(r["failed"] for r in replies)
@@ -301,6 +317,9 @@ class Bench:
             now = time.monotonic()
             if count >= expected:
                 result["settled_s"] = now - start
+                # who did the work: on a machine with fewer cores than processes, the sum is what bounds the time
+                result["server_cpu_s"] = server.cpu_seconds() - cpu_before
+                result["generators_cpu_s"] = sum(gens.cpu_seconds()) - gen_before
                 break
             if count != last_count:
                 last_count, last_change = count, now
@@ -308,8 +327,7 @@ class Bench:
                 result["presence"] = f"{count} of {expected} presence notices"
                 break
             time.sleep(0.02)
-        time.sleep(0.2)  # let the server finish freeing what the storm used
-        result["rss_after"] = server.rss()
+        result["rss_after"] = server.settled_rss()
         result["rss_per_client_kib"] = (result["rss_after"] - before) / max(ok, 1)
         return result
 
@@ -327,6 +345,8 @@ class Bench:
         self.put(f"login storm @{tag}: all welcome (s)", kind, storm["welcomed_s"])
         if storm.get("settled_s") is not None:
             self.put(f"login storm @{tag}: + all presence (s)", kind, storm["settled_s"])
+            self.put(f"login storm @{tag}: server CPU (s)", kind, storm["server_cpu_s"])
+            self.put(f"login storm @{tag}: generators' CPU (s)", kind, storm["generators_cpu_s"])
         else:
             self.notes.append(f"{LABELS[kind]} @{tag}: {storm.get('presence')}")
         self.put(f"RSS per idle client @{tag} (KiB)", kind, storm["rss_per_client_kib"])
