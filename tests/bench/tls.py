@@ -154,7 +154,7 @@ def serve(workdir: str, credentials: str, tls_files: tuple[str, str] | None) -> 
     proc = subprocess.Popen(
         [sys.executable, os.path.join(ROOT, "server_main.py"), "0", "10", "600", "--credentials", credentials,
          "--state", ":memory:", "--rate", "0", "--sender-quota", "0", "--max-strangers", "4096",
-         "--max-strangers-per-address", "4096", "--log-level", "WARNING", *extra],
+         "--max-strangers-per-address", "4096", "--log-level", "ERROR", *extra],
         cwd=workdir, stdout=subprocess.PIPE)
     line = proc.stdout.readline().decode()   # type: ignore[union-attr]
     if not line.startswith("Server listening on "):
