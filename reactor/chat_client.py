@@ -70,7 +70,7 @@ from enum import Enum
 from typing import Any, TypeAlias
 
 from .peer_certs import decode_certificate, encode_certificate, fingerprint
-from .protocol import MAX_TEXT, PROTOCOL_VERSION, PROTOCOL_VERSIONS
+from .protocol import MAX_TEXT, PROTOCOL_VERSION, PROTOCOL_VERSIONS, ErrorCode
 from .text import CONTROL, visible
 from .timer_effects import CancelTimer, SetTimer
 
@@ -288,47 +288,50 @@ class ErrorRule:
         return _words(by_command or self.words or next(iter(self.by_command.values())), frame)
 
 
-ERRORS: dict[str, ErrorRule] = {
-    "version": ErrorRule("Error. Server speaks protocol version {version}", fatal=True),
-    "bad_frame": ErrorRule("Error. Bad request: {detail}"),
-    "not_logged_in": ErrorRule("Error. Not logged in"),
-    "invalid_username": ErrorRule("Invalid Username. Please try again", ask_again=State.USERNAME),
-    "already_logged_in": ErrorRule("Error. {user} is already logged in", ask_again=State.USERNAME),
-    "invalid_password": ErrorRule("Invalid Password. Please try again", ask_again=State.PASSWORD),
-    "try_again": ErrorRule("Error. The server cannot check passwords right now; try again", ask_again=State.PASSWORD),
-    "account_blocked": ErrorRule("Invalid Password. Your account has been blocked. Please try again later",
+ERRORS: dict[str, ErrorRule] = {   # keyed by ErrorCode (a str): every code the server sends
+    ErrorCode.VERSION: ErrorRule("Error. Server speaks protocol version {version}", fatal=True),
+    ErrorCode.BAD_FRAME: ErrorRule("Error. Bad request: {detail}"),
+    ErrorCode.NOT_LOGGED_IN: ErrorRule("Error. Not logged in"),
+    ErrorCode.INVALID_USERNAME: ErrorRule("Invalid Username. Please try again", ask_again=State.USERNAME),
+    ErrorCode.ALREADY_LOGGED_IN: ErrorRule("Error. {user} is already logged in", ask_again=State.USERNAME),
+    ErrorCode.INVALID_PASSWORD: ErrorRule("Invalid Password. Please try again", ask_again=State.PASSWORD),
+    ErrorCode.TRY_AGAIN: ErrorRule(
+        "Error. The server cannot check passwords right now; try again", ask_again=State.PASSWORD),
+    ErrorCode.ACCOUNT_BLOCKED: ErrorRule("Invalid Password. Your account has been blocked. Please try again later",
                                  fatal=True),
-    "account_locked": ErrorRule("Your account is blocked due to multiple login failures. Please try again later",
-                                fatal=True),
-    "login_timeout": ErrorRule("Error. Login timed out", fatal=True),
-    "busy": ErrorRule("Error. Server busy, try again later", fatal=True),
-    "tls_required": ErrorRule("Error. This server requires TLS; connect with --tls (and --ca FILE for a private CA)",
-                              fatal=True),
-    "invalid_user": ErrorRule("Error. Invalid user"),
-    "self": ErrorRule("Error. Not with yourself", by_command={
+    ErrorCode.ACCOUNT_LOCKED: ErrorRule(
+        "Your account is blocked due to multiple login failures. Please try again later", fatal=True),
+    ErrorCode.LOGIN_TIMEOUT: ErrorRule("Error. Login timed out", fatal=True),
+    ErrorCode.BUSY: ErrorRule("Error. Server busy, try again later", fatal=True),
+    ErrorCode.TLS_REQUIRED: ErrorRule(
+        "Error. This server requires TLS; connect with --tls (and --ca FILE for a private CA)", fatal=True),
+    ErrorCode.INVALID_USER: ErrorRule("Error. Invalid user"),
+    ErrorCode.SELF: ErrorRule("Error. Not with yourself", by_command={
         "message": "Error. Cannot message yourself",
         "block": "Error. Cannot block yourself",
         "startprivate": "Error. Cannot start private messaging with yourself"}),
-    "blocked_by_recipient": ErrorRule("Your message could not be delivered as the recipient has blocked you"),
-    "already_blocked": ErrorRule("Error. {user} is already blocked"),
-    "not_blocked": ErrorRule("Error. {user} was not blocked"),
-    "control_characters": ErrorRule("Error. A message cannot contain control characters"),
-    "text_too_long": ErrorRule("Error. Message too long (at most {max} characters)"),
-    "queue_full": ErrorRule("Error. {user} has too many messages waiting; yours was not kept"),
-    "quota_exceeded": ErrorRule("Error. Too many of your messages wait for offline users; this one was not kept"),
-    "rate_limited": ErrorRule("Error. You are sending too fast; try again in {retry} s"),
-    "store_full": ErrorRule(by_command={   # the server had no room to keep it
+    ErrorCode.BLOCKED_BY_RECIPIENT: ErrorRule("Your message could not be delivered as the recipient has blocked you"),
+    ErrorCode.ALREADY_BLOCKED: ErrorRule("Error. {user} is already blocked"),
+    ErrorCode.NOT_BLOCKED: ErrorRule("Error. {user} was not blocked"),
+    ErrorCode.CONTROL_CHARACTERS: ErrorRule("Error. A message cannot contain control characters"),
+    ErrorCode.TEXT_TOO_LONG: ErrorRule("Error. Message too long (at most {max} characters)"),
+    ErrorCode.QUEUE_FULL: ErrorRule("Error. {user} has too many messages waiting; yours was not kept"),
+    ErrorCode.QUOTA_EXCEEDED: ErrorRule(
+        "Error. Too many of your messages wait for offline users; this one was not kept"),
+    ErrorCode.RATE_LIMITED: ErrorRule("Error. You are sending too fast; try again in {retry} s"),
+    ErrorCode.STORE_FULL: ErrorRule(by_command={   # the server had no room to keep it
         "message": "Error. The server cannot keep messages right now; {user} did not get yours",
         "block": "Error. The server cannot keep blocks right now; {user} is not blocked",
         "unblock": "Error. The server cannot keep blocks right now; {user} is still blocked"}),
-    "bad_argument": ErrorRule("Error. {detail}"),
-    "offline": ErrorRule("Error. {user} is offline", ends_request=True),
-    "private_blocked": ErrorRule("Error. Cannot start private messaging with {user}: you are blocked",
+    ErrorCode.BAD_ARGUMENT: ErrorRule("Error. {detail}"),
+    ErrorCode.OFFLINE: ErrorRule("Error. {user} is offline", ends_request=True),
+    ErrorCode.PRIVATE_BLOCKED: ErrorRule("Error. Cannot start private messaging with {user}: you are blocked",
                                  ends_request=True),
-    "private_pending": ErrorRule("Error. A private messaging request with {user} is already open"),
-    "private_unavailable": ErrorRule("Error. {user} cannot accept private messaging right now", ends_request=True),
-    "private_declined": ErrorRule("Error. {user} declined private messaging", ends_request=True),
-    "no_request": ErrorRule("Error. No private messaging request from {user}"),
+    ErrorCode.PRIVATE_PENDING: ErrorRule("Error. A private messaging request with {user} is already open"),
+    ErrorCode.PRIVATE_UNAVAILABLE: ErrorRule(
+        "Error. {user} cannot accept private messaging right now", ends_request=True),
+    ErrorCode.PRIVATE_DECLINED: ErrorRule("Error. {user} declined private messaging", ends_request=True),
+    ErrorCode.NO_REQUEST: ErrorRule("Error. No private messaging request from {user}"),
 }
 
 

@@ -78,3 +78,9 @@ def test_every_error_code_in_the_table_has_the_clients_words_and_the_reverse():
         else:
             assert not rule.by_command and rule.words is not None, code
             assert phrases == [as_documented(rule.words)], code
+
+
+def test_the_client_has_words_for_every_error_code_of_the_protocol_and_no_other():
+    from reactor.protocol import ErrorCode
+    assert set(ERRORS) == set(ErrorCode)
+    assert all(type(code) is ErrorCode for code in ERRORS)   # declared through the one list of codes
