@@ -5,6 +5,8 @@ import json
 import os
 import resource
 import statistics
+import subprocess
+import sys
 from collections.abc import Sequence
 
 LISTEN_BACKLOG = 1024  # every host listens with reactor.stream.listen's backlog
@@ -87,3 +89,20 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float:
         return float("nan")
     rank = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values) + 0.5) - 1))
     return sorted_values[rank]
+
+
+# For the benches that measure the real server: no per-user limits or stranger caps get in the way of the load.
+UNLIMITED = ("--rate", "0", "--sender-quota", "0", "--max-strangers", "4096", "--max-strangers-per-address", "4096")
+
+
+def start_server(workdir: str, credentials: str, block: str, *flags: str) -> tuple[subprocess.Popen, int]:
+    """``server_main.py`` on an OS-picked port with ``--state :memory:``, logging errors only, and the port."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(root, "server_main.py"), "0", block, "600", "--credentials", credentials,
+         "--state", ":memory:", "--log-level", "ERROR", *flags], cwd=workdir, stdout=subprocess.PIPE)
+    line = proc.stdout.readline().decode()   # type: ignore[union-attr]
+    if not line.startswith("Server listening on "):
+        proc.kill()
+        raise RuntimeError(f"the server did not start: {line!r}")
+    return proc, int(line.rsplit(":", 1)[1])

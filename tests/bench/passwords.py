@@ -27,6 +27,7 @@ import time
 from reactor.loop import EventLoop
 from reactor.passwords import hash_password
 from reactor.stream import Stream
+from tests.bench.common import UNLIMITED, start_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -153,15 +154,8 @@ class Bench:
 
 
 def serve(workdir: str, credentials: str) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "server_main.py"), "0", "0.001", "600", "--credentials", credentials,
-         "--state", ":memory:", "--rate", "0", "--max-strangers", "4096", "--max-strangers-per-address", "4096",
-         "--log-level", "ERROR"], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    line = proc.stdout.readline().decode()   # type: ignore[union-attr]
-    if not line.startswith("Server listening on "):
-        proc.kill()
-        raise RuntimeError(f"the server did not start: {line!r}")
-    return proc, int(line.rsplit(":", 1)[1])
+    """block_duration 0.001 s: a locked account opens again at once and the guessing never stops."""
+    return start_server(workdir, credentials, "0.001", *UNLIMITED)
 
 
 def main(argv=None) -> int:

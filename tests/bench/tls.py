@@ -33,6 +33,7 @@ import trustme
 from reactor.loop import EventLoop
 from reactor.stream import Stream
 from reactor.tls import TLSStream
+from tests.bench.common import UNLIMITED, start_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEXT = "the quick brown fox jumps over the lazy dog"
@@ -151,16 +152,7 @@ def percentile(values: list[float], p: float) -> float:
 
 def serve(workdir: str, credentials: str, tls_files: tuple[str, str] | None) -> tuple[subprocess.Popen, int]:
     extra = ["--tls-cert", tls_files[0], "--tls-key", tls_files[1]] if tls_files else []
-    proc = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "server_main.py"), "0", "10", "600", "--credentials", credentials,
-         "--state", ":memory:", "--rate", "0", "--sender-quota", "0", "--max-strangers", "4096",
-         "--max-strangers-per-address", "4096", "--log-level", "ERROR", *extra],
-        cwd=workdir, stdout=subprocess.PIPE)
-    line = proc.stdout.readline().decode()   # type: ignore[union-attr]
-    if not line.startswith("Server listening on "):
-        proc.kill()
-        raise RuntimeError(f"the server did not start: {line!r}")
-    return proc, int(line.rsplit(":", 1)[1])
+    return start_server(workdir, credentials, "10", *UNLIMITED, *extra)
 
 
 def main(argv=None) -> int:
