@@ -96,25 +96,16 @@ def test_checks_beyond_max_pending_are_answered_none_at_once():
         run.close()
 
 
-@pytest.mark.e2e   # starts the verifier process
-def test_a_helper_that_hangs_is_killed_after_check_timeout():
-    hang = [sys.executable, "-c", "import time; time.sleep(60)"]
-    run = Run(check_timeout=0.3, command=hang)
-    try:
-        run.verifier.check(1, HASH, "wise@!man")
-        pid = run.verifier.pid
-        run.until(lambda: run.answers)
-        assert run.answers == [(1, None)]
-        run.until(lambda: not alive(pid))
-    finally:
-        run.close()
+HANGS = [sys.executable, "-c", "import time; time.sleep(60)"]
+LIES = [sys.executable, "-c", "import socket, sys; s = socket.socket(fileno=int(sys.argv[1])); "
+                              "s.recv(100); s.sendall(b'{\"id\": 7, \"ok\": true}\\n'); s.recv(100)"]
 
 
 @pytest.mark.e2e   # starts the verifier process
-def test_a_helper_that_answers_what_was_not_asked_is_killed():
-    liar = [sys.executable, "-c", "import socket, sys; s = socket.socket(fileno=int(sys.argv[1])); "
-                                  "s.recv(100); s.sendall(b'{\"id\": 7, \"ok\": true}\\n'); s.recv(100)"]
-    run = Run(command=liar)
+@pytest.mark.parametrize("helper, check_timeout", [(HANGS, 0.3), (LIES, 10.0)],   # the liar is caught long before 10 s
+                         ids=["hangs past check_timeout", "answers what was not asked"])
+def test_a_helper_that_misbehaves_is_killed_and_its_check_answered_none(helper, check_timeout):
+    run = Run(check_timeout=check_timeout, command=helper)
     try:
         run.verifier.check(1, HASH, "wise@!man")
         pid = run.verifier.pid
