@@ -260,15 +260,15 @@ class Stream:
     def _handle_lines(self) -> None:
         """Handle up to ``frames_per_turn`` of the lines read; leave the rest for the next turn."""
         handler = self._handler
+        received = handler.frame_received
         lines = self._lines
         start = self._next_line
         end = min(len(lines), start + self._per_turn)
-        for index in range(start, end):
+        for line in lines if start == 0 and end == len(lines) else lines[start:end]:
             if self._closing:   # (also set once closed)
                 return
-            line = lines[index]
-            item = decode(line) if isinstance(line, bytes) else line
-            if isinstance(item, BadFrame):
+            item = decode(line) if type(line) is bytes else line
+            if type(item) is BadFrame:
                 try:
                     handler.frame_error(self, item.detail)
                 except Exception:  # a bug in the owner: the frames after this one are still handled
@@ -277,7 +277,7 @@ class Stream:
                     self._close(item.detail)
                 continue
             try:
-                handler.frame_received(self, item)
+                received(self, item)
             except Exception:
                 log.exception("stream %s: handler failed on a frame; going on with the next", self.peer_address)
         if self._closing:
