@@ -267,8 +267,8 @@ class Stream:
         for line in lines if start == 0 and end == len(lines) else lines[start:end]:
             if self._closing:   # (also set once closed)
                 return
-            item = decode(line) if type(line) is bytes else line
-            if type(item) is BadFrame:
+            item = decode(line) if isinstance(line, bytes) else line
+            if isinstance(item, BadFrame):
                 try:
                     handler.frame_error(self, item.detail)
                 except Exception:  # a bug in the owner: the frames after this one are still handled

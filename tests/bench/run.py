@@ -41,7 +41,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import micro, plots
-from .common import machine_cpu_seconds, percentile, process_cpu_seconds, raise_open_files_limit, rss_kib, write_accounts
+from .common import (
+    machine_cpu_seconds,
+    percentile,
+    process_cpu_seconds,
+    raise_open_files_limit,
+    rss_kib,
+    write_accounts,
+)
 from .loadgen import GeneratorError, LoadGenerators
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
