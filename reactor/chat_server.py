@@ -247,7 +247,9 @@ _PONG = {"type": "pong"}
 _CONTROL_CHARACTERS = {"type": "error", "code": ErrorCode.CONTROL_CHARACTERS}
 _TRY_AGAIN = {"type": "error", "code": ErrorCode.TRY_AGAIN}
 _BE_PATIENT = "wait for the answer to the password"
-_has_control = CONTROL.search   # (one precompiled search: about 0.3 us on a 100-character text)
+# One precompiled search (about 0.3 us on a 100-character text), skipped for printable ASCII, the common case
+# (two C string checks: tab, the one control character allowed, is not printable, so it goes to the search).
+_has_control = CONTROL.search
 
 
 def _presence_frames(changes: list[tuple[str, bool, frozenset[str]]], version: int) -> list[Frame]:
@@ -1117,7 +1119,7 @@ class ChatServer:
 
     @_command(FrameType.MESSAGE, _string("to"), _string("text"))
     def _message(self, s: _Session, now: float, to: str, text: str) -> list[_Effect]:
-        if _has_control(text):
+        if not (text.isascii() and text.isprintable()) and _has_control(text):
             return self._reply(s, _CONTROL_CHARACTERS)
         if to not in self._accounts:
             return self._reply(s, _error(ErrorCode.INVALID_USER))
@@ -1160,7 +1162,7 @@ class ChatServer:
 
     @_command(FrameType.BROADCAST, _string("text"))
     def _broadcast(self, s: _Session, now: float, text: str) -> list[_Effect]:
-        if _has_control(text):
+        if not (text.isascii() and text.isprintable()) and _has_control(text):
             return self._reply(s, _CONTROL_CHARACTERS)
         if len(text) > self._max_text:
             return self._reply(s, _error(ErrorCode.TEXT_TOO_LONG, max=self._max_text))
