@@ -591,6 +591,15 @@ class ChatServer:
         """The users logged in now, sorted."""
         return sorted(self._online.keys() | self._remote.keys())
 
+    def here(self, user: str) -> bool:
+        """Whether ``user`` is logged in here (on a cluster node: on this node)."""
+        return user in self._online
+
+    @property
+    def block_duration(self) -> float:
+        """Seconds an account stays locked after too many wrong passwords."""
+        return self._block_duration
+
     def is_locked(self, user: str, now: float) -> bool:
         """Whether ``user``'s account is in its lockout at ``now``."""
         until = self._locked_until.get(user)

@@ -84,6 +84,10 @@ class ClusterChatServer(ChatServer):
         self._next_id = first_id
         self._fencing = False
 
+    def take_ids(self, first: int) -> None:
+        """Number kept messages from ``first`` on (a range of ids the engine gave this node alone)."""
+        self._next_id = max(self._next_id, first)
+
     @property
     def quota(self) -> int | None:
         """The bytes a sender may have kept for others (the engine checks it)."""
