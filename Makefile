@@ -59,11 +59,17 @@ lint: $(VENV)/.installed
 # Child processes (the real server and client in end-to-end tests) are measured too.
 test: export COVERAGE_PROCESS_START = $(CURDIR)/.coveragerc
 test: export COVERAGE_DATA_DIR = $(CURDIR)
-test: $(VENV)/.installed lint
+test: $(VENV)/.installed $(VENV)/.engine lint
 	$(VPY) -m coverage erase
 	$(VPY) -m coverage run -m pytest -q tests
 	$(VPY) -m coverage combine -q 2>/dev/null || true
 	$(VPY) -m coverage report
+
+# Cluster mode's engine for the tests: valkey-server/redis-server >= 7.0 from PATH, else Debian bookworm's
+# redis 7.0 fetched by apt-get download into .venv/engine/ (no root needed; tests/engine.py).
+$(VENV)/.engine: tests/engine.py $(VENV)/.installed
+	$(VPY) -m tests.engine
+	touch $@
 
 # The inner loop: the logic and loop tests only, no real processes, no coverage.
 test-fast: $(VENV)/.installed
