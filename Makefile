@@ -16,14 +16,28 @@ TLS_CERT ?=
 TLS_KEY  ?=
 TLS    ?=
 CA     ?=
+CLUSTER ?=
+NODE   ?=
+ENGINE_PORT ?= 6379
 CERTS  ?= .certs
 BENCH_ARGS ?=
 
-.PHONY: run-server run-client dev-certs lint test test-fast coverage bench bench-more bench-quick bench-tls clean
+.PHONY: run-server run-client run-engine dev-certs lint test test-fast coverage bench bench-more bench-quick bench-tls clean
 
-run-server:
-	$(PYTHON) server_main.py $(PORT) $(BLOCK) $(TIMEOUT) --host $(HOST) --credentials $(CREDENTIALS) --state $(STATE) \
+# CLUSTER=redis://HOST:PORT NODE=ID runs one node of a cluster instead (with the venv's hiredis; nodes on one
+# machine may share PORT):  make run-engine, then  make run-server CLUSTER=redis://127.0.0.1:6379 NODE=a
+run-server: $(if $(CLUSTER),$(VENV)/.installed)
+	$(if $(CLUSTER),$(VPY),$(PYTHON)) server_main.py $(PORT) $(BLOCK) $(TIMEOUT) --host $(HOST) \
+		--credentials $(CREDENTIALS) --state $(STATE) \
+		$(if $(CLUSTER),--cluster $(CLUSTER) --node-id $(NODE) --reuse-port) \
 		$(if $(TLS_CERT),--tls-cert $(TLS_CERT)) $(if $(TLS_KEY),--tls-key $(TLS_KEY)) $(ARGS)
+
+# An engine for a cluster on this machine: the tests' redis 7.0 (or valkey/redis from PATH) on 127.0.0.1,
+# its data in .venv/engine-data with every write synced (appendfsync always).
+run-engine: $(VENV)/.engine
+	mkdir -p $(VENV)/engine-data
+	$$($(VPY) -m tests.engine | head -1) --port $(ENGINE_PORT) --bind 127.0.0.1 --dir $(CURDIR)/$(VENV)/engine-data \
+		--appendonly yes --appendfsync always --save ""
 
 # TLS=1 speaks TLS, trusting the system's CAs; CA=FILE trusts only that CA (and implies TLS).
 run-client:

@@ -151,6 +151,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "needs the cluster extra (hiredis); --state is then unused")
     parser.add_argument("--node-id", type=node_id, metavar="ID",
                         help="this node's name in the cluster, unique among its nodes (needed with --cluster)")
+    parser.add_argument("--reuse-port", action="store_true",
+                        help="share the port with other servers on this machine (SO_REUSEPORT: the kernel spreads "
+                             "connections among them; for the nodes of a cluster)")
     parser.add_argument("--log-level", default="INFO", type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     args = parser.parse_args(argv)
@@ -293,7 +296,7 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
         logic = ChatServer(accounts, args.block_duration, args.timeout, blocks=blocks, offline=offline, **options)
         host = ServerHost(loop, logic, guard, **host_options)
     try:
-        host.serve(args.host, args.server_port)
+        host.serve(args.host, args.server_port, reuse_port=args.reuse_port)
     except OSError as exc:
         reason = "the port is already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
         print(f"Error. Cannot listen on {args.host}:{args.server_port}: {reason}", file=sys.stderr)
