@@ -22,7 +22,7 @@ ENGINE_PORT ?= 6379
 CERTS  ?= .certs
 BENCH_ARGS ?=
 
-.PHONY: run-server run-client run-engine dev-certs lint test test-fast coverage bench bench-more bench-quick bench-tls clean
+.PHONY: run-server run-client run-engine dev-certs lint test test-fast coverage bench bench-more bench-quick bench-tls bench-cluster clean
 
 # CLUSTER=redis://HOST:PORT NODE=ID runs one node of a cluster instead (with the venv's hiredis; nodes on one
 # machine may share PORT):  make run-engine, then  make run-server CLUSTER=redis://127.0.0.1:6379 NODE=a
@@ -104,13 +104,18 @@ bench: $(VENV)/.bench-installed
 
 # The rest of make bench, each a script that prints its own figures: what TLS costs, attacks by strangers
 # and a flooding user against a bystander's round trip, password guessing with hashed and plain accounts,
-# and the server's memory with many stored messages.
-bench-more: $(VENV)/.installed
+# the server's memory with many stored messages, and cluster mode on 1, 2 and 4 nodes against the single process.
+bench-more: $(VENV)/.installed $(VENV)/.engine
 	$(VPY) -m tests.bench.tls
 	$(VPY) -m tests.bench.attacks
 	$(VPY) -m tests.bench.flood
 	$(VPY) -m tests.bench.passwords
 	$(VPY) -m tests.bench.mailbox_memory
+	$(VPY) -m tests.bench.cluster
+
+# Cluster mode alone: 1, 2 and 4 nodes on one engine against the single process on SQLite, side by side.
+bench-cluster: $(VENV)/.installed $(VENV)/.engine
+	$(VPY) -m tests.bench.cluster $(BENCH_ARGS)
 
 bench-quick: $(VENV)/.bench-installed
 	$(VPY) -m tests.bench.run --quick $(BENCH_ARGS)
