@@ -179,6 +179,11 @@ class Engine:
         """Connected, and the engine answered."""
         return self._up
 
+    @property
+    def failed_attempts(self) -> int:
+        """Connection attempts that failed in a row (0 once connected)."""
+        return self._failures
+
     def start(self) -> None:
         """Connect, and reconnect whenever the connection is lost, until ``close()``."""
         if self._started or self._closed:

@@ -186,7 +186,7 @@ def test_a_call_while_down_fails_from_a_later_callback_never_inside_the_call(loo
     loop.run_once(timeout=0)
     assert events.tags() == ["call", "script"]
     assert all(isinstance(reply, EngineUnavailable) for _, reply in events.seen)
-    run_until(loop, lambda: client._failures >= 2)   # a refused connect is retried, and is no "down": never up
+    run_until(loop, lambda: client.failed_attempts >= 2)   # a refused connect is retried, and is no "down": never up
     assert events.count("down") == 0 and not client.up
     client.close()
 
