@@ -227,12 +227,21 @@ def test_a_node_killed_is_reaped_and_its_users_may_log_in_elsewhere(cluster):
     presence_until(hans, "yoda", True)
 
 
-def test_the_engine_killed_and_restarted_loses_nothing_kept(cluster, engine):
+@pytest.mark.parametrize("fenced", [False, True], ids=["back-at-once", "back-after-the-fence"])
+def test_the_engine_killed_and_restarted_loses_nothing_kept(cluster, engine, fenced):
+    """Restarted at once the nodes may keep their sessions; restarted after the nodes ended theirs (bye
+    shutdown), they join again. Either way what was kept is there, and nobody is logged in twice."""
     hans = cluster.login("c", "hans")
     hans.send({"type": "message", "to": "yoda", "text": "before the crash"})
     hans.expect("stored", to="yoda")
     luke = cluster.login("ab", "luke")
-    engine.restart()   # kill -9, then start on the same port and directory
+    if fenced:
+        engine.kill9()
+        for client in (hans, luke):
+            client.until("bye", reason="shutdown", timeout=2 * LEASE)
+        engine.start()   # on the same port and directory
+    else:
+        engine.restart()   # kill -9, then start on the same port and directory
     for node in ("c", "a", "b"):   # a node that took a login after the restart is back in the cluster
         logout(cluster.login_on(node, "vader"))
     clients = {"hans": hans, "luke": luke}
