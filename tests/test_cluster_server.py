@@ -373,7 +373,8 @@ def test_a_message_kept_while_its_user_logs_in_on_another_node_is_delivered_ther
     fake.pending.rotate(1)   # the login is decided first
     fake.run()
     mid = next(iter(fake.kept))
-    assert yoda.take() == [{"type": "username_ok"}, {"type": "welcome", "user": "yoda"}, msg("hans", "catch this", id=mid)]
+    assert yoda.take() == [{"type": "username_ok"}, {"type": "welcome", "user": "yoda"},
+                           msg("hans", "catch this", id=mid)]
     assert {"type": "stored", "to": "yoda"} in hans.take()
 
 
@@ -493,7 +494,8 @@ def test_a_private_request_ends_when_either_side_blocks_the_other(fake, who):
     hans, yoda = request(fake)
     blocker, other = (hans, "yoda") if who == "requester" else (yoda, "hans")
     answers = blocker.do({"type": "block", "user": other})   # (in either order: one goes through the engine)
-    assert sorted(answers, key=str) == [{"type": "blocked", "user": other}, {"type": "private_cancelled", "user": other}]
+    assert sorted(answers, key=str) == [{"type": "blocked", "user": other},
+                                        {"type": "private_cancelled", "user": other}]
     assert (yoda if blocker is hans else hans).take() == [{"type": "private_cancelled", "user": blocker.user}]
     assert yoda.do({"type": "private_answer", "user": "hans", "accept": True}) == [
         {"type": "error", "code": "no_request", "user": "hans"}]
