@@ -83,6 +83,7 @@ class ClusterHost(ServerHost):
         self._reader = Engine(loop, host, port, name=f"engine reader ({node})", on_up=self._read,
                               reply_timeout=READ_BLOCK / 1000 + lease)
         self._joined = False          # holds a lease: may log users in
+        self._joining = False         # a JOIN is on its way
         self._generation = 0          # joins so far: an answer to an older one's login is void
         self._renewed = 0.0           # when the last renewal that succeeded was sent
         self._reading = False
@@ -126,10 +127,14 @@ class ClusterHost(ServerHost):
         log.warning("node %s: engine down (%s)", self._node, reason)
 
     def _join(self) -> None:
+        if self._joining:
+            return
+        self._joining = True
         sent = self._loop.time()
         self._script(scripts.JOIN, [self._node, int(self._lease * 1000)], lambda reply: self._joined_as(reply, sent))
 
     def _joined_as(self, reply: Reply, sent: float) -> None:
+        self._joining = False
         if isinstance(reply, EngineError):
             log.warning("node %s: could not join: %s", self._node, reply)
             return
@@ -159,6 +164,8 @@ class ClusterHost(ServerHost):
             return
         if self._joined:
             self._script(scripts.RENEW, [self._node, int(self._lease * 1000)], lambda reply: self._renew(reply, now))
+        else:   # it left (or never got in) while the connection stayed up: in again
+            self._join()
         self._script(scripts.REAP, [], self._reaped)
 
     def _renew(self, reply: Reply, sent: float) -> None:

@@ -120,8 +120,8 @@ class ClusterChatServer(ChatServer):
         if outcome is LoginOutcome.WELCOME:
             effects = []
             stale = self._remote.get(user)
-            if stale is not None:   # its old node's logout had not reached us
-                effects += self._drop_remote(stale, now)
+            if stale is not None:   # its old node's logout had not reached us: told before it starts, not to it
+                effects += self._settle(self._drop_remote(stale, now))
             queue = {mid: (sys.intern(sender), size, _wire_bytes(size, chars), sent)
                      for mid, sender, size, chars, sent in sorted(mailbox)}
             if queue:

@@ -46,7 +46,8 @@ def test_the_check_itself_sees_a_forbidden_import(tmp_path):
 
 
 # The modules of cluster mode alone, and the packages each may import besides the standard library (its extra's).
-CLUSTER_ONLY = {"reactor.engine": {"hiredis"}}
+CLUSTER_ONLY = {"reactor.engine": {"hiredis"}, "reactor.cluster_engine": {"hiredis"},
+                "reactor.cluster_host": {"hiredis"}}
 
 # Imports every module of the package but the cluster-only ones (argv[1], JSON), and both mains (the rest of
 # argv), then names each module they loaded that is neither the standard library's nor the project's own
