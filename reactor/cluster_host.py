@@ -139,6 +139,10 @@ class ClusterHost(ServerHost):
             log.warning("node %s: could not join: %s", self._node, reply)
             return
         epoch, inbox = reply
+        if self._loop.time() - sent > self._lease / 4:   # too late to count on: the lease may be half gone
+            log.warning("node %s: joined too slowly (%.1fs); joining again", self._node, self._loop.time() - sent)
+            self._join()
+            return
         self._cluster.take_ids(int(epoch) * scripts.IDS_PER_EPOCH + 1)
         if self._inbox_from == "$":
             self._inbox_from = inbox
