@@ -16,14 +16,28 @@ TLS_CERT ?=
 TLS_KEY  ?=
 TLS    ?=
 CA     ?=
+CLUSTER ?=
+NODE   ?=
+ENGINE_PORT ?= 6379
 CERTS  ?= .certs
 BENCH_ARGS ?=
 
-.PHONY: run-server run-client dev-certs lint test test-fast coverage bench bench-more bench-quick bench-tls clean
+.PHONY: run-server run-client run-engine dev-certs lint test test-fast coverage bench bench-more bench-quick bench-tls bench-cluster clean
 
-run-server:
-	$(PYTHON) server_main.py $(PORT) $(BLOCK) $(TIMEOUT) --host $(HOST) --credentials $(CREDENTIALS) --state $(STATE) \
+# CLUSTER=redis://HOST:PORT NODE=ID runs one node of a cluster instead (with the venv's hiredis; nodes on one
+# machine may share PORT):  make run-engine, then  make run-server CLUSTER=redis://127.0.0.1:6379 NODE=a
+run-server: $(if $(CLUSTER),$(VENV)/.installed)
+	$(if $(CLUSTER),$(VPY),$(PYTHON)) server_main.py $(PORT) $(BLOCK) $(TIMEOUT) --host $(HOST) \
+		--credentials $(CREDENTIALS) --state $(STATE) \
+		$(if $(CLUSTER),--cluster $(CLUSTER) --node-id $(NODE) --reuse-port) \
 		$(if $(TLS_CERT),--tls-cert $(TLS_CERT)) $(if $(TLS_KEY),--tls-key $(TLS_KEY)) $(ARGS)
+
+# An engine for a cluster on this machine: the tests' redis 7.0 (or valkey/redis from PATH) on 127.0.0.1,
+# its data in .venv/engine-data with every write synced (appendfsync always).
+run-engine: $(VENV)/.engine
+	mkdir -p $(VENV)/engine-data
+	$$($(VPY) -m tests.engine | head -1) --port $(ENGINE_PORT) --bind 127.0.0.1 --dir $(CURDIR)/$(VENV)/engine-data \
+		--appendonly yes --appendfsync always --save ""
 
 # TLS=1 speaks TLS, trusting the system's CAs; CA=FILE trusts only that CA (and implies TLS).
 run-client:
@@ -59,11 +73,17 @@ lint: $(VENV)/.installed
 # Child processes (the real server and client in end-to-end tests) are measured too.
 test: export COVERAGE_PROCESS_START = $(CURDIR)/.coveragerc
 test: export COVERAGE_DATA_DIR = $(CURDIR)
-test: $(VENV)/.installed lint
+test: $(VENV)/.installed $(VENV)/.engine lint
 	$(VPY) -m coverage erase
 	$(VPY) -m coverage run -m pytest -q tests
 	$(VPY) -m coverage combine -q 2>/dev/null || true
 	$(VPY) -m coverage report
+
+# Cluster mode's engine for the tests: valkey-server/redis-server >= 7.0 from PATH, else Debian bookworm's
+# redis 7.0 fetched by apt-get download into .venv/engine/ (no root needed; tests/engine.py).
+$(VENV)/.engine: tests/engine.py $(VENV)/.installed
+	$(VPY) -m tests.engine
+	touch $@
 
 # The inner loop: the logic and loop tests only, no real processes, no coverage.
 test-fast: $(VENV)/.installed
@@ -84,13 +104,18 @@ bench: $(VENV)/.bench-installed
 
 # The rest of make bench, each a script that prints its own figures: what TLS costs, attacks by strangers
 # and a flooding user against a bystander's round trip, password guessing with hashed and plain accounts,
-# and the server's memory with many stored messages.
-bench-more: $(VENV)/.installed
+# the server's memory with many stored messages, and cluster mode on 1, 2 and 4 nodes against the single process.
+bench-more: $(VENV)/.installed $(VENV)/.engine
 	$(VPY) -m tests.bench.tls
 	$(VPY) -m tests.bench.attacks
 	$(VPY) -m tests.bench.flood
 	$(VPY) -m tests.bench.passwords
 	$(VPY) -m tests.bench.mailbox_memory
+	$(VPY) -m tests.bench.cluster
+
+# Cluster mode alone: 1, 2 and 4 nodes on one engine against the single process on SQLite, side by side.
+bench-cluster: $(VENV)/.installed $(VENV)/.engine
+	$(VPY) -m tests.bench.cluster $(BENCH_ARGS)
 
 bench-quick: $(VENV)/.bench-installed
 	$(VPY) -m tests.bench.run --quick $(BENCH_ARGS)

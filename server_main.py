@@ -50,6 +50,22 @@ def seconds(text: str) -> float:
         f"{text!r} is not a number of seconds more than 0 and at most {MAX_SECONDS} (a year)")
 
 
+def engine_url(url: str) -> tuple[str, int]:
+    """``redis://HOST:PORT`` (or ``valkey://``) as (host, port)."""
+    scheme, sep, rest = url.partition("://")
+    host, colon, port = rest.rstrip("/").rpartition(":")
+    if sep and scheme in ("redis", "valkey") and colon and host and port.isdigit() and 0 < int(port) < 65536:
+        return host.strip("[]"), int(port)
+    raise argparse.ArgumentTypeError(f"{url!r} is not redis://HOST:PORT")
+
+
+def node_id(text: str) -> str:
+    """1 to 64 letters, digits, dots, dashes or underscores."""
+    if 0 < len(text) <= 64 and text.isascii() and all(ch.isalnum() or ch in "._-" for ch in text):
+        return text
+    raise argparse.ArgumentTypeError(f"{text[:80]!r} is not a node id (1 to 64 of A-Z a-z 0-9 . _ -)")
+
+
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 
@@ -130,11 +146,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tls-cert", metavar="FILE",
                         help="speak TLS only, with this certificate chain (PEM); needs --tls-key")
     parser.add_argument("--tls-key", metavar="FILE", help="the private key (PEM) of --tls-cert")
+    parser.add_argument("--cluster", type=engine_url, metavar="redis://HOST:PORT",
+                        help="run as one node of a cluster whose state is in this Valkey or Redis (7.0 or newer); "
+                             "needs the cluster extra (hiredis); --state is then unused")
+    parser.add_argument("--node-id", type=node_id, metavar="ID",
+                        help="this node's name in the cluster, unique among its nodes (needed with --cluster)")
+    parser.add_argument("--reuse-port", action="store_true",
+                        help="share the port with other servers on this machine (SO_REUSEPORT: the kernel spreads "
+                             "connections among them; for the nodes of a cluster)")
     parser.add_argument("--log-level", default="INFO", type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     args = parser.parse_args(argv)
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key go together")
+    if (args.cluster is None) != (args.node_id is None):
+        parser.error("--cluster and --node-id go together")
     return args
 
 
@@ -211,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         except TLSConfigError as exc:
             print(f"Error. {exc}", file=sys.stderr)
             return 2
+    if args.cluster is not None:
+        return serve(args, accounts, None, tls)
     try:
         store = Store.open(args.state, args.synchronous, args.state_max_bytes)
     except StoreError as exc:
@@ -233,10 +261,11 @@ def close_store(store: Store) -> bool:
     return True
 
 
-def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store, tls: ssl.SSLContext | None) -> int:
-    """Load the state, serve until stopped; the exit status."""
+def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | None,
+          tls: ssl.SSLContext | None) -> int:
+    """Load the state, serve until stopped; the exit status. No store: a cluster node (its state is the engine's)."""
     try:
-        blocks, offline = store.load()
+        blocks, offline = store.load() if store is not None else ([], [])
     except StoreError as exc:
         print(f"Error. {exc}", file=sys.stderr)
         return 2
@@ -245,15 +274,29 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store, tls:
     if max_strangers is None:   # strangers never take the descriptors that logins and users need
         max_strangers = max(1, min(MAX_STRANGERS, open_files // 4))
     loop = EventLoop()
-    guard = StopOnStoreFailure(store, loop)
-    logic = ChatServer(accounts, args.block_duration, args.timeout, blocks=blocks, offline=offline,
-                       wall_offset=time.time() - loop.time(),  # stamps stored messages with when they were sent
-                       rate=args.rate, burst=args.burst, sender_quota=args.sender_quota)
-    host = ServerHost(loop, logic, guard, max_strangers=max_strangers,
-                      max_strangers_per_address=args.max_strangers_per_address,
-                      failure_log_interval=args.failure_log_interval, tls=tls)
+    guard = StopOnStoreFailure(store, loop) if store is not None else None
+    options: dict[str, Any] = dict(wall_offset=time.time() - loop.time(),  # stamps kept messages with when sent
+                                   rate=args.rate, burst=args.burst, sender_quota=args.sender_quota)
+    host_options: dict[str, Any] = dict(max_strangers=max_strangers, tls=tls,
+                                        max_strangers_per_address=args.max_strangers_per_address,
+                                        failure_log_interval=args.failure_log_interval)
+    host: ServerHost
+    if guard is None:
+        try:
+            from reactor.cluster_host import ClusterHost  # (needs hiredis: the cluster extra)
+            from reactor.cluster_server import ClusterChatServer
+        except ImportError as exc:
+            print(f"Error. Cluster mode needs hiredis (pip install hiredis, or the cluster extra): {exc}",
+                  file=sys.stderr)
+            loop.close()
+            return 2
+        node = ClusterChatServer(accounts, args.block_duration, args.timeout, first_id=1, **options)
+        host = cluster = ClusterHost(loop, node, args.cluster, args.node_id, **host_options)
+    else:
+        logic = ChatServer(accounts, args.block_duration, args.timeout, blocks=blocks, offline=offline, **options)
+        host = ServerHost(loop, logic, guard, **host_options)
     try:
-        host.serve(args.host, args.server_port)
+        host.serve(args.host, args.server_port, reuse_port=args.reuse_port)
     except OSError as exc:
         reason = "the port is already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
         print(f"Error. Cannot listen on {args.host}:{args.server_port}: {reason}", file=sys.stderr)
@@ -272,12 +315,16 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store, tls:
                     "hash-password --user NAME", plain, len(accounts), args.credentials)
     log.info("serving %d accounts, block %.3gs, timeout %.3gs; at most %d strangers (%d per address)",
              len(accounts), args.block_duration, args.timeout, max_strangers, args.max_strangers_per_address)
-    log.info("state %s: %d blocks, %d offline messages", store.path, len(blocks), len(offline))
+    if guard is None:
+        log.info("node %s of the cluster on %s:%d", args.node_id, *args.cluster)
+        cluster.start_cluster()
+    else:
+        log.info("state %s: %d blocks, %d offline messages", guard.store.path, len(blocks), len(offline))
     try:
         loop.run()
     finally:
         loop.close()
-    if guard.failure is not None:
+    if guard is not None and guard.failure is not None:
         print(f"Error. {guard.failure}", file=sys.stderr)
         return 1
     return 0

@@ -95,7 +95,8 @@ __all__ = ["Send", "SendBatch", "SendStored", "Close", "SetTimer", "CancelTimer"
            "AddBlock", "RemoveBlock", "WhenWritable", "LoggedIn", "LoginFailed", "CheckPassword", "StoreChange",
            "STORE_CHANGES", "ServerEffect", "SERVER_EFFECTS", "ChatServer", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS",
            "MAX_LOGIN_FAILURES", "MAX_LOGIN_TIME", "MAILBOX_CHUNK", "RATE", "BURST", "RATE_UNIT", "SENDER_QUOTA",
-           "STORED_OVERHEAD"]
+           "STORED_OVERHEAD", "ClaimLogin", "ReleaseLogin", "Relay", "Publish", "ClusterEffect",
+           "CLUSTER_EFFECTS"]
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +203,37 @@ class CheckPassword:
     password: str = dataclass_field(repr=False)   # never in a log line
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimLogin:
+    """Cluster mode: the password given for ``user`` on ``conn`` (None: gone since) was right (``ok``) or
+    wrong; the engine decides the rest for every node at once (the count of wrong ones, the lockout, the one
+    login per user) and the host answers with ``login_decided``."""
+    conn: int | None
+    user: str
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseLogin:
+    """Cluster mode: ``user`` logged out of this node: free its login, stamp its logout, tell the other nodes."""
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class Relay:
+    """Cluster mode: ``event`` for the node ``node``, about one of its users (see reactor/cluster_server.py)."""
+    node: str
+    event: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """Cluster mode: ``event`` for every other node (a broadcast)."""
+    event: dict[str, Any]
+
+
+ClusterEffect = ClaimLogin | ReleaseLogin | Relay | Publish   # what only a cluster node's logic returns besides
+CLUSTER_EFFECTS: tuple[type[ClusterEffect], ...] = (ClaimLogin, ReleaseLogin, Relay, Publish)
 StoreChange = KeepMessage | ForgetMessages | AddBlock | RemoveBlock   # a durable change; the store takes these
 STORE_CHANGES: tuple[type[StoreChange], ...] = (KeepMessage, ForgetMessages, AddBlock, RemoveBlock)
 ServerEffect = (Send | SendBatch | SendStored | Close | SetTimer | CancelTimer | KeepMessage | ForgetMessages
@@ -221,7 +253,7 @@ class _Presence:
     hidden: frozenset[str]
 
 
-_Effect = ServerEffect | _Presence   # what the event handlers gather, before _settle tells the presence notes
+_Effect = ServerEffect | ClusterEffect | _Presence   # what the handlers gather, before _settle tells the presence notes
 
 
 # -- internal state ---------------------------------------------------------
@@ -336,6 +368,21 @@ class _Session:
         self.pongs = 0                        # pings answered once the mailbox is out
         self.version = conn.version           # the protocol version its hello said
         self.seen = seen                      # presence changes logged before this one it has been told of
+
+
+class _Remote:
+    """A user logged in on another node of the cluster: which, and the private requests it is part of here."""
+
+    __slots__ = ("user", "node", "cert", "requests")
+
+    def __init__(self, user: str, node: str) -> None:
+        self.user = user
+        self.node = node
+        self.cert: str | None = None          # its private-chat certificate, as its last startprivate relayed it
+        self.requests: set[tuple[str, str]] | None = None
+
+
+_Party = _Session | _Remote   # a user online anywhere
 
 
 class _Request:
@@ -495,6 +542,8 @@ class ChatServer:
         self._wall_offset = wall_offset
         self._conns: dict[int, _Conn] = {}
         self._online: dict[str, _Session] = {}       # user -> its session
+        self._remote: dict[str, _Remote] = {}        # cluster mode: user -> where it is logged in, on another node
+        self._keeps_all = True                       # the kept messages are all here (not so in cluster mode)
         self._last_logout: dict[str, float] = {}
         self._failures: dict[str, int] = {}          # wrong passwords in a row
         self._locked_until: dict[str, float] = {}
@@ -542,7 +591,16 @@ class ChatServer:
 
     def online_users(self) -> list[str]:
         """The users logged in now, sorted."""
-        return sorted(self._online)
+        return sorted(self._online.keys() | self._remote.keys())
+
+    def here(self, user: str) -> bool:
+        """Whether ``user`` is logged in here (on a cluster node: on this node)."""
+        return user in self._online
+
+    @property
+    def block_duration(self) -> float:
+        """Seconds an account stays locked after too many wrong passwords."""
+        return self._block_duration
 
     def is_locked(self, user: str, now: float) -> bool:
         """Whether ``user``'s account is in its lockout at ``now``."""
@@ -757,7 +815,8 @@ class ChatServer:
         """
         return self._settle(self._not_stored(change))
 
-    def _not_stored(self, change: StoreChange) -> list[_Effect]:
+    def _not_stored(self, change: StoreChange, refusal: Frame | None = None) -> list[_Effect]:
+        """Undo ``change``; a message's sender gets ``refusal`` (by default ``store_full``)."""
         conns = change.confirm.conns if change.confirm is not None else ()
         if type(change) is KeepMessage:
             mid, to = change.id, change.to
@@ -774,8 +833,8 @@ class ChatServer:
             source = self._online.get(change.sender)
             if not conns and source is not None:   # queued behind a mailbox on its way: no confirm was due
                 conns = (source.id,)
-            log.info("message %d to %s not kept: the store is full", mid, to)
-            refusal = _error(ErrorCode.STORE_FULL, command="message", user=to)
+            log.info("message %d to %s not kept: %s", mid, to, "refused" if refusal else "the store is full")
+            refusal = refusal or _error(ErrorCode.STORE_FULL, command="message", user=to)
         elif type(change) is AddBlock or type(change) is RemoveBlock:
             command = "block" if type(change) is AddBlock else "unblock"
             self._set_block(change.blocker, change.blocked, type(change) is RemoveBlock)
@@ -873,7 +932,7 @@ class ChatServer:
         if not self._marked and not self._log:
             return cast(list[ServerEffect], effects)   # (no _Presence is made without marking)
         self._marked = False
-        out: list[ServerEffect] = []
+        out: list[Any] = []   # ServerEffects (and, on a cluster node, ClusterEffects)
         log = self._log
         for effect in effects:
             if isinstance(effect, _Presence):
@@ -968,11 +1027,11 @@ class ChatServer:
     def _unkeep(self, queue: dict[int, tuple[str, int, int, float | None]], mid: int) -> bool:
         """Forget the kept message ``mid`` of ``queue`` and give its bytes back to its sender's quota."""
         sender, size, _, _ = queue.pop(mid)
-        left = self._kept_by[sender] - _stored_size(size)
-        if left:
+        left = self._kept_by.get(sender, 0) - _stored_size(size)
+        if left > 0:
             self._kept_by[sender] = left
         else:
-            del self._kept_by[sender]
+            self._kept_by.pop(sender, None)
         return True
 
     # -- handshake and login -------------------------------------------------
@@ -1136,6 +1195,8 @@ class ChatServer:
         if target is not None and not mailbox:
             return self._spend(s, cost, "message", now) or [
                 Send((target.id,), {"type": "message", "from": sender, "text": text})]
+        if target is None and not self._keeps_all:   # cluster mode: its node delivers it, or the engine keeps it
+            return self._spend(s, cost, "message", now) or [self._pass_on(to, sender, text, s, now)]
         queue = self._offline.get(to, _NO_QUEUE)
         if len(queue) >= self._queue_cap:
             return self._reply(s, _error(ErrorCode.QUEUE_FULL, user=to))
@@ -1153,12 +1214,26 @@ class ChatServer:
         mid = self._next_id
         self._next_id += 1
         wire = _wire_bytes(utf8, len(text))
-        sent = None if self._wall_offset is None else now + self._wall_offset
+        sent = self._sent(now)
         queue[mid] = (sender, utf8, wire, sent)
         if mailbox:   # online, its stored messages still on their way: this one goes behind them
             mailbox.append(mid)
             return [KeepMessage(mid, to, sender, text, sent)]
         return [KeepMessage(mid, to, sender, text, sent, Send((s.id,), {"type": "stored", "to": to}))]
+
+    def _sent(self, now: float) -> float | None:
+        """The wall-clock time stamped on a message kept at ``now``, if the host said how to tell it."""
+        return None if self._wall_offset is None else now + self._wall_offset
+
+    def _pass_on(self, to: str, sender: str, text: str, s: _Session, now: float) -> _Effect:
+        """Cluster mode: a message (paid for) to ``to``, who is not on this node: relayed to its node, or kept
+        by the engine (which checks its mailbox's cap and the sender's quota) and then confirmed."""
+        elsewhere = self._remote.get(to)
+        if elsewhere is not None:
+            return Relay(elsewhere.node, {"kind": "message", "to": to, "from": sender, "text": text})
+        mid = self._next_id
+        self._next_id += 1
+        return KeepMessage(mid, to, sender, text, self._sent(now), Send((s.id,), {"type": "stored", "to": to}))
 
     @_command(FrameType.BROADCAST, _string("text"))
     def _broadcast(self, s: _Session, now: float, text: str) -> list[_Effect]:
@@ -1179,8 +1254,10 @@ class ChatServer:
         effects: list[_Effect] = []
         if conns:
             effects.append(Send(conns, {"type": "message", "from": sender, "text": text, "broadcast": True}))
-        if len(conns) < len(online) - 1:   # someone online was skipped: they blocked the sender
-            effects.append(Send((s.id,), {"type": "broadcast_partial"}))
+        if self._remote:   # cluster mode: the other nodes tell theirs
+            effects.append(Publish({"kind": "broadcast", "from": sender, "text": text}))
+        if len(conns) < len(online) - 1 or blockers and not blockers.isdisjoint(self._remote):
+            effects.append(Send((s.id,), {"type": "broadcast_partial"}))   # someone online blocked the sender
         return effects
 
     def _others(self, me: str, names: Iterable[str]) -> list[str]:
@@ -1190,7 +1267,8 @@ class ChatServer:
 
     @_command(FrameType.WHOELSE)
     def _whoelse(self, s: _Session, now: float) -> list[_Effect]:
-        return self._reply(s, {"type": "users", "names": self._others(s.user, self._online)})
+        names = self._online.keys() | self._remote.keys() if self._remote else self._online
+        return self._reply(s, {"type": "users", "names": self._others(s.user, names)})
 
     @_command(FrameType.WHOELSESINCE, _Field("seconds", _seconds_problem, ErrorCode.BAD_ARGUMENT))
     def _whoelsesince(self, s: _Session, now: float, seconds: float) -> list[_Effect]:
@@ -1198,7 +1276,7 @@ class ChatServer:
             cutoff = now - seconds
         except OverflowError:   # an int too large for a float: the window covers everything
             cutoff = -math.inf
-        names = set(self._online)
+        names = self._online.keys() | self._remote.keys()
         names.update(name for name, t in self._last_logout.items() if t >= cutoff)
         return self._reply(s, {"type": "users", "names": self._others(s.user, names)})
 
@@ -1292,9 +1370,10 @@ class ChatServer:
         return []
 
     @staticmethod
-    def _with_cert(frame: Frame, conn: _Conn) -> Frame:
-        if conn.cert is not None:
-            frame["cert"] = conn.cert
+    def _with_cert(frame: Frame, party: _Party | None) -> Frame:
+        cert = party.conn.cert if isinstance(party, _Session) else party.cert if party is not None else None
+        if cert is not None:
+            frame["cert"] = cert
         return frame
 
     # -- private chat brokering ------------------------------------------------
@@ -1309,23 +1388,31 @@ class ChatServer:
         if me in self._blocks.get(user, _EMPTY):   # before `offline`: a blocked user learns no presence
             return self._reply(s, _error(ErrorCode.PRIVATE_BLOCKED, user=user))
         target = self._online.get(user)
-        if target is None:
+        elsewhere = self._remote.get(user) if target is None else None
+        if target is None and elsewhere is None:
             return self._reply(s, _error(ErrorCode.OFFLINE, user=user))
         if (me, user) in self._requests or (user, me) in self._requests:
             return self._reply(s, _error(ErrorCode.PRIVATE_PENDING, user=user))
-        if target.conn.listen is None:
+        if target is not None and target.conn.listen is None:
             return self._reply(s, _error(ErrorCode.PRIVATE_UNAVAILABLE, user=user))
         refusal = self._spend(s, 1, "startprivate", now)
         if refusal:
             return refusal
-        key = (me, user)
-        self._requests[key] = _Request(me, user)
-        for party in (s, target):
+        if elsewhere is not None:   # cluster mode: the request lives on the target's node, which answers
+            return [Relay(elsewhere.node, {"kind": "startprivate", "from": me, "to": user, "cert": s.conn.cert})]
+        assert target is not None
+        return self._open_request(s, target)
+
+    def _open_request(self, requester: _Party, target: _Session) -> list[_Effect]:
+        """Ask ``target`` whether it takes a private chat with ``requester`` (checked and paid for)."""
+        key = (requester.user, target.user)
+        self._requests[key] = _Request(*key)
+        for party in (requester, target):
             if party.requests is None:
                 party.requests = set()
             party.requests.add(key)
-        log.debug("private request %s -> %s", me, user)
-        return [Send((target.id,), {"type": "private_request", "from": me})]
+        log.debug("private request %s -> %s", *key)
+        return [Send((target.id,), {"type": "private_request", "from": requester.user})]
 
     @_command(FrameType.PRIVATE_ANSWER, _string("user"), _typed("accept", bool, "true or false"))
     def _private_answer(self, s: _Session, now: float, requester: str, accept: bool) -> list[_Effect]:
@@ -1335,13 +1422,14 @@ class ChatServer:
             return self._reply(s, _error(ErrorCode.NO_REQUEST, user=requester))
         if not accept:
             log.debug("private request %s -> %s declined", requester, me)
-            return self._cancel(req, ()) + [Send((self._online[requester].id,),
-                                                 _error(ErrorCode.PRIVATE_DECLINED, user=me))]
+            party = self._party(requester)
+            assert party is not None   # (a request ends when either party leaves)
+            return self._cancel(req, ()) + [self._to(party, _error(ErrorCode.PRIVATE_DECLINED, user=me))]
         req.token = self._token_factory()
         req.expires = now + self._token_ttl
         expect = {"type": "private_expect", "user": requester, "token": req.token}
         return [SetTimer(("private", requester, me), req.expires),
-                Send((s.id,), self._with_cert(expect, self._online[requester].conn))]
+                Send((s.id,), self._with_cert(expect, self._party(requester)))]
 
     @_command(FrameType.PRIVATE_READY, _string("user"), _string("token"))
     def _private_ready(self, s: _Session, now: float, requester: str, token: str) -> list[_Effect]:
@@ -1356,23 +1444,35 @@ class ChatServer:
         host, port = listen
         log.debug("private request %s -> %s: connecting", requester, me)
         connect = {"type": "private_connect", "user": me, "host": host, "port": port, "token": token}
-        return self._cancel(req, (), fired=False) + [
-            Send((self._online[requester].id,), self._with_cert(connect, s.conn))]
+        party = self._party(requester)
+        assert party is not None   # (a request ends when either party leaves)
+        return self._cancel(req, (), fired=False) + [self._to(party, self._with_cert(connect, s))]
 
     def _cancel(self, req: _Request, tell: tuple[str, ...], fired: bool = False) -> list[_Effect]:
         """Forget ``req``; each user in ``tell`` who is online gets private_cancelled naming the other."""
         key = (req.requester, req.target)
         del self._requests[key]
         for name in key:
-            conn = self._online.get(name)
-            if conn is not None and conn.requests:
-                conn.requests.discard(key)
+            party = self._party(name)
+            if party is not None and party.requests:
+                party.requests.discard(key)
         effects: list[_Effect] = []
         if req.token is not None and not fired:
             effects.append(CancelTimer(("private",) + key))
         for name in tell:
-            conn = self._online.get(name)
-            if conn is not None:
+            party = self._party(name)
+            if party is not None:
                 other = req.target if name == req.requester else req.requester
-                effects.append(Send((conn.id,), {"type": "private_cancelled", "user": other}))
+                effects.append(self._to(party, {"type": "private_cancelled", "user": other}))
         return effects
+
+    def _party(self, user: str) -> _Party | None:
+        """``user``'s session here, or where it is on another node, or None if it is offline."""
+        return self._online.get(user) or self._remote.get(user)
+
+    @staticmethod
+    def _to(party: _Party, frame: Frame) -> Send | Relay:
+        """``frame`` to ``party``: sent here, or relayed to its node (cluster mode)."""
+        if isinstance(party, _Session):
+            return Send((party.id,), frame)
+        return Relay(party.node, {"kind": "deliver", "to": party.user, "frame": frame})

@@ -198,9 +198,10 @@ class ServerHost:
         address: tuple[Any, ...] = self._listener.address
         return address
 
-    def serve(self, host: str, port: int) -> None:
-        """Start accepting on ``host:port``; raises OSError if it cannot bind."""
-        self._listener = listen(self._loop, host, port, self._accept)
+    def serve(self, host: str, port: int, reuse_port: bool = False) -> None:
+        """Start accepting on ``host:port``; raises OSError if it cannot bind. ``reuse_port``: share the port
+        with other processes (the nodes of a cluster on one machine)."""
+        self._listener = listen(self._loop, host, port, self._accept, reuse_port=reuse_port)
 
     # -- sockets -> logic ----------------------------------------------
 

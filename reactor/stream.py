@@ -398,9 +398,10 @@ class Listener:
 
 
 def listen(loop: EventLoop, host: str, port: int, on_accept: Callable[[socket.socket], Any], *,
-           backlog: int = 1024, **options: Any) -> Listener:
-    """Bind and listen on ``host:port`` (port 0: the OS picks); raises OSError on failure."""
-    sock = socket.create_server((host, port), backlog=backlog, reuse_port=False)
+           backlog: int = 1024, reuse_port: bool = False, **options: Any) -> Listener:
+    """Bind and listen on ``host:port`` (port 0: the OS picks); raises OSError on failure. ``reuse_port``:
+    other processes may listen on the same port too (``SO_REUSEPORT``: the kernel spreads connections)."""
+    sock = socket.create_server((host, port), backlog=backlog, reuse_port=reuse_port)
     return Listener(loop, sock, on_accept, **options)
 
 

@@ -2,6 +2,7 @@
 import pytest
 
 from reactor.loop import EventLoop
+from tests.engine import EngineProcess
 from tests.support import FakeClock
 
 
@@ -17,3 +18,11 @@ def loop():
 def clock():
     """An injected clock at 1000.0 that moves only when the test sets ``clock.now``."""
     return FakeClock()
+
+
+@pytest.fixture
+def engine():
+    """A Valkey/Redis engine on a free loopback port (tests/engine.py), stopped after the test."""
+    process = EngineProcess().start()
+    yield process
+    process.stop()

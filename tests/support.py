@@ -75,12 +75,12 @@ NO_LIMITS = ("--rate", "0", "--sender-quota", "0")   # for tests of something el
 class ServerProcess:
     """``server_main.py`` on 127.0.0.1 with an OS-picked port; stderr goes to a file."""
 
-    def __init__(self, tmp_path: pathlib.Path, block=1.0, timeout=30.0, extra=(), accounts=ACCOUNTS):
+    def __init__(self, tmp_path: pathlib.Path, block=1.0, timeout=30.0, extra=(), accounts=ACCOUNTS, port=0):
         self.log_path = tmp_path / "server.log"
         creds = write_credentials(tmp_path, accounts)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "server_main.py"), "0", str(block), str(timeout),
+            [sys.executable, str(ROOT / "server_main.py"), str(port), str(block), str(timeout),
              "--credentials", str(creds), "--log-level", "DEBUG", *extra],
             cwd=tmp_path, stdout=subprocess.PIPE, stderr=self._log, env=coverage_env())
         line = self._readline(PATIENCE)

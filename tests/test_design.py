@@ -45,29 +45,54 @@ def test_the_check_itself_sees_a_forbidden_import(tmp_path):
     assert "concurrent" in set(imported_modules(bad))
 
 
-# Imports every module of the package and both mains in a bare interpreter (-S: no site-packages, no .pth
-# files), then names each module loaded that is neither the standard library's nor the project's own.
+# The modules of cluster mode alone, and the packages each may import besides the standard library (its extra's).
+CLUSTER_ONLY = {"reactor.engine": {"hiredis"}, "reactor.cluster_engine": {"hiredis"},
+                "reactor.cluster_host": {"hiredis"}}
+
+# Imports every module of the package but the cluster-only ones (argv[1], JSON), and both mains (the rest of
+# argv), then names each module they loaded that is neither the standard library's nor the project's own
+# (not counting what the interpreter loaded at start-up: site's .pth hooks, with site-packages).
 LOADED_FROM_ELSEWHERE = """
-import importlib, json, pkgutil, sys
+import sys
+at_start = set(sys.modules)
+import importlib, json, pkgutil
 import reactor
-names = [f"reactor.{m.name}" for m in pkgutil.iter_modules(reactor.__path__)] + sys.argv[1:]
-for name in names:
+skip, mains = set(json.loads(sys.argv[1])), sys.argv[2:]
+names = [f"reactor.{m.name}" for m in pkgutil.iter_modules(reactor.__path__) if f"reactor.{m.name}" not in skip]
+for name in names + mains:
     importlib.import_module(name)
-own = {"reactor", *sys.argv[1:]}
-print(json.dumps({"imported": names,
-                  "foreign": sorted(m for m in sys.modules
+own = {"reactor", *mains}
+print(json.dumps({"imported": names + mains, "loaded": sorted(sys.modules),
+                  "foreign": sorted(m for m in set(sys.modules) - at_start
                                     if m.split(".")[0] not in sys.stdlib_module_names | own | {"__main__"})}))
 """
 
 
+def load_report(*python_flags, skip=(), mains=()):
+    out = subprocess.run([sys.executable, *python_flags, "-c", LOADED_FROM_ELSEWHERE, json.dumps(sorted(skip)),
+                          *mains], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr   # under -S a module outside the standard library is not even found
+    return json.loads(out.stdout)
+
+
 @pytest.mark.e2e
 def test_the_product_imports_only_the_standard_library():
-    out = subprocess.run([sys.executable, "-S", "-c", LOADED_FROM_ELSEWHERE, *MAINS], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr   # a module outside the standard library is not even found
-    report = json.loads(out.stdout)
-    assert {f"reactor.{p.stem}" for p in ROOT.glob("reactor/*.py") if p.stem != "__init__"} <= set(report["imported"])
+    """Under -S (no site-packages, no .pth files): every module but cluster mode's, and both mains."""
+    report = load_report("-S", skip=CLUSTER_ONLY, mains=MAINS)
+    default = {f"reactor.{p.stem}" for p in ROOT.glob("reactor/*.py") if p.stem != "__init__"} - set(CLUSTER_ONLY)
+    assert default <= set(report["imported"])
     assert report["foreign"] == []
+    assert not set(CLUSTER_ONLY) & set(report["loaded"])   # no default module pulls a cluster-only one in
+
+
+@pytest.mark.e2e
+def test_cluster_mode_imports_only_the_standard_library_and_its_extra():
+    """With site-packages (the dev extras installed): all of the package, cluster mode's modules included."""
+    assert all((ROOT / f"{name.replace('.', '/')}.py").exists() for name in CLUSTER_ONLY)
+    report = load_report(mains=MAINS)
+    assert set(CLUSTER_ONLY) <= set(report["imported"])
+    allowed = set().union(*CLUSTER_ONLY.values())
+    assert {m.split(".")[0] for m in report["foreign"]} <= allowed, report["foreign"]
 
 
 def test_the_top_level_holds_only_what_the_design_names():
@@ -128,6 +153,12 @@ def test_tls_mode_alone_needs_a_library_pinned_in_its_extra_and_in_dev():
     extras = PYPROJECT["project"]["optional-dependencies"]
     assert [pin.split("==")[0] for pin in extras["tls"]] == ["cryptography"]
     assert set(extras["tls"]) <= set(extras["dev"])
+
+
+def test_cluster_mode_alone_needs_hiredis_pinned_in_its_extra_and_in_dev():
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    assert [pin.split("==")[0] for pin in extras["cluster"]] == sorted(set().union(*CLUSTER_ONLY.values()))
+    assert set(extras["cluster"]) <= set(extras["dev"])
 
 
 @pytest.mark.e2e

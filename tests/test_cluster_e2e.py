@@ -1,0 +1,293 @@
+"""Cluster mode end to end: three real server nodes on one real engine (the ``engine`` fixture), nodes a and b
+sharing one port (``--reuse-port``: the kernel picks which of the two a connection lands on), node c on its own.
+
+Which node a login landed on is read from the nodes' logs (``USER logged in``). Every wait has a deadline."""
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import pytest
+
+from tests.support import ACCOUNTS, PATIENCE, ServerProcess, WireClient, wait_for
+
+pytestmark = pytest.mark.e2e
+
+LEASE = 4.0   # reactor.cluster_host.LEASE: a dead node is reaped within about this, a cut-off one fences in half
+
+
+class Cluster:
+    """Nodes a and b on one shared port, c on its own, all on ``engine``."""
+
+    def __init__(self, tmp_path, engine):
+        self.tmp_path = tmp_path
+        self.engine = engine
+        self.nodes: dict[str, ServerProcess] = {}
+        self.clients: list[WireClient] = []
+        self.start("a", 0, reuse=True)
+        self.shared = self.nodes["a"].port
+        self.start("b", self.shared, reuse=True)
+        self.start("c", 0)
+
+    def start(self, name, port, reuse=False):
+        directory = self.tmp_path / name
+        directory.mkdir(exist_ok=True)
+        extra = ["--cluster", f"redis://127.0.0.1:{self.engine.port}", "--node-id", name, "--rate", "0"]
+        self.nodes[name] = ServerProcess(directory, block=30, timeout=120, port=port,
+                                         extra=extra + (["--reuse-port"] if reuse else []))
+
+    def stop(self):
+        for client in self.clients:
+            client.close()
+        for node in self.nodes.values():
+            node.stop()
+
+    def connect(self, node):
+        """A client of node c, or (``node`` "ab") of whichever of a and b the kernel picks."""
+        port = self.nodes["c"].port if node == "c" else self.shared
+        client = WireClient("127.0.0.1", port)
+        self.clients.append(client)
+        return client
+
+    def logins(self):
+        """How many times each user logged in on each node, by the nodes' logs."""
+        return {(name, user): node.log().count(f" {user} logged in, conn")
+                for name, node in self.nodes.items() for user in ACCOUNTS}
+
+    def login(self, node, user, password=None):
+        """``user`` logged in on ``node`` ("c", or "ab": either of the pair); the node it landed on."""
+        before = self.logins()
+        client = self.connect(node)
+        login(client, user, password)
+        after = wait_for(lambda: [name for (name, u), n in self.logins().items() if u == user
+                                  and n > before[(name, u)]], what=f"{user}'s login in a log")
+        client.node = after[0]
+        return client
+
+    def login_on(self, node, user):
+        """``user`` logged in on the node ``node`` itself: on a or b, by trying connections to the shared port."""
+        if node == "c":
+            return self.login("c", user)
+        for _ in range(40):
+            client = self.login("ab", user)
+            if client.node == node:
+                return client
+            logout(client)
+        raise AssertionError(f"no connection to the shared port landed on {node}")
+
+
+def login(client, user, password=None):
+    """Log in, the password sent again while the node answers try_again (it has not joined the cluster yet)."""
+    client.send({"type": "username", "username": user})
+    client.expect("username_ok")
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        client.send({"type": "password", "password": password or ACCOUNTS[user]})
+        frame = client.recv()
+        if frame != {"type": "error", "code": "try_again"}:
+            break
+        assert time.monotonic() < deadline, "the node never took the login"
+        time.sleep(0.05)
+    assert frame == {"type": "welcome", "user": user}, frame
+    client.user = user
+    client.send({"type": "listen", "port": 9})
+    return frame
+
+
+def logout(client):
+    client.send({"type": "logout"})
+    client.until("bye", reason="logout")
+    client.expect_closed()
+
+
+def names(client, command="whoelse", **fields):
+    client.send({"type": command, **fields})
+    return client.until("users")["names"]
+
+
+def presence_until(client, user, online):
+    """Skip frames until a presence frame says ``user`` came (``online``) or went."""
+    while True:
+        frame = client.until("presence", online=online)
+        if user in frame.get("users", [frame.get("user")]):
+            return frame
+
+
+@pytest.fixture
+def cluster(tmp_path, engine):
+    nodes = Cluster(tmp_path, engine)
+    yield nodes
+    nodes.stop()
+
+
+def test_messages_presence_and_whoelse_across_three_nodes(cluster):
+    hans = cluster.login_on("c", "hans")
+    yoda = cluster.login_on("a", "yoda")
+    luke = cluster.login_on("b", "luke")
+    for client in (hans, yoda):
+        presence_until(client, "luke", True)
+    assert names(hans) == ["luke", "yoda"] and names(yoda) == ["hans", "luke"] and names(luke) == ["hans", "yoda"]
+    for sender, to in ((hans, yoda), (yoda, luke), (luke, hans)):
+        sender.send({"type": "message", "to": to.user, "text": f"from {sender.user} to {to.user}"})
+        to.until("message", **{"from": sender.user, "text": f"from {sender.user} to {to.user}"})
+    yoda.send({"type": "broadcast", "text": "to all nodes"})
+    for client in (hans, luke):
+        client.until("message", **{"from": "yoda", "text": "to all nodes", "broadcast": True})
+    logout(yoda)
+    for client in (hans, luke):
+        presence_until(client, "yoda", False)
+        assert names(client) == sorted({"hans", "luke"} - {client.user})
+        assert "yoda" in names(client, "whoelsesince", seconds=60)
+
+
+def test_the_same_user_on_two_nodes_is_already_logged_in(cluster):
+    cluster.login("c", "yoda")
+    for node in ("ab", "ab", "c"):
+        client = cluster.connect(node)
+        client.send({"type": "username", "username": "yoda"})
+        client.expect("username_ok")
+        client.send({"type": "password", "password": ACCOUNTS["yoda"]})
+        client.expect("error", code="already_logged_in", user="yoda")
+
+
+def test_simultaneous_logins_of_one_user_over_the_nodes_give_one_welcome(cluster):
+    cluster.login("c", "hans")   # (every node has joined once a login went through on each)
+    cluster.login_on("a", "luke")
+    cluster.login_on("b", "vader")
+    clients = [cluster.connect(node) for node in ("ab", "c") * 4]
+    for client in clients:
+        client.send({"type": "username", "username": "leia"})
+        client.expect("username_ok")
+    start = threading.Barrier(len(clients))
+
+    def send(client):
+        start.wait()
+        client.send({"type": "password", "password": ACCOUNTS["leia"]})
+
+    threads = [threading.Thread(target=send, args=(client,)) for client in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    answers = [client.recv() for client in clients]
+    assert sorted(a["type"] for a in answers) == ["error"] * 7 + ["welcome"], answers
+    assert all(a == {"type": "error", "code": "already_logged_in", "user": "leia"}
+               for a in answers if a["type"] == "error"), answers
+
+
+def test_wrong_passwords_over_nodes_lock_the_account_on_every_node(cluster):
+    cluster.login("c", "hans")
+    cluster.login_on("a", "luke")
+    cluster.login_on("b", "vader")   # every node has joined
+    for node, answer in (("c", "invalid_password"), ("ab", "invalid_password"), ("c", "account_blocked")):
+        client = cluster.connect(node)
+        client.send({"type": "username", "username": "yoda"})
+        client.expect("username_ok")
+        client.send({"type": "password", "password": "not yoda's"})
+        client.expect("error", code=answer)
+    for node in ("ab", "ab", "c"):
+        client = cluster.connect(node)
+        client.send({"type": "username", "username": "yoda"})
+        frame = client.recv()
+        if frame["type"] == "username_ok":   # (a node may hear of the lock a moment later: the engine says it)
+            client.send({"type": "password", "password": ACCOUNTS["yoda"]})
+            frame = client.recv()
+        assert frame == {"type": "error", "code": "account_locked"}, frame
+
+
+def test_a_message_kept_via_one_node_is_delivered_once_on_another(cluster):
+    hans = cluster.login("c", "hans")
+    hans.send({"type": "message", "to": "yoda", "text": "kept in the engine"})
+    hans.expect("stored", to="yoda")
+    yoda = cluster.login("ab", "yoda")
+    frame = yoda.until("message", **{"from": "hans", "text": "kept in the engine"})
+    yoda.send({"type": "ack", "ids": [frame["id"]]})
+    assert yoda.silent()
+    logout(yoda)
+    again = cluster.login("c", "yoda")
+    assert again.silent()   # acknowledged: not delivered again
+
+
+def test_a_node_killed_is_reaped_and_its_users_may_log_in_elsewhere(cluster):
+    yoda = cluster.login_on("a", "yoda")
+    hans = cluster.login("c", "hans")   # (after yoda's tries: the next presence it hears of yoda is the kill's)
+    killed = time.monotonic()
+    cluster.nodes["a"].proc.kill()
+    presence_until(hans, "yoda", False)
+    reaped = time.monotonic() - killed
+    assert reaped < 2 * LEASE + 1, reaped
+    assert names(hans) == []
+    hans.send({"type": "message", "to": "yoda", "text": "while you were dead"})
+    hans.expect("stored", to="yoda")
+    yoda.close()
+    again = cluster.login("ab", "yoda")   # only b is left on the shared port
+    assert again.node == "b"
+    again.until("message", **{"from": "hans", "text": "while you were dead"})
+    presence_until(hans, "yoda", True)
+
+
+@pytest.mark.parametrize("fenced", [False, True], ids=["back-at-once", "back-after-the-fence"])
+def test_the_engine_killed_and_restarted_loses_nothing_kept(cluster, engine, fenced):
+    """Restarted at once the nodes may keep their sessions; restarted after the nodes ended theirs (bye
+    shutdown), they join again. Either way what was kept is there, and nobody is logged in twice."""
+    hans = cluster.login("c", "hans")
+    hans.send({"type": "message", "to": "yoda", "text": "before the crash"})
+    hans.expect("stored", to="yoda")
+    luke = cluster.login("ab", "luke")
+    if fenced:
+        engine.kill9()
+        for client in (hans, luke):
+            client.until("bye", reason="shutdown", timeout=2 * LEASE)
+        engine.start()   # on the same port and directory
+    else:
+        engine.restart()   # kill -9, then start on the same port and directory
+    for node in ("c", "a", "b"):   # a node that took a login after the restart is back in the cluster
+        logout(cluster.login_on(node, "vader"))
+    clients = {"hans": hans, "luke": luke}
+    # A node may have ended its sessions while the engine was away (bye shutdown), or kept them.
+    for user, client in list(clients.items()):
+        client.send({"type": "ping"})
+        try:
+            client.until("pong")
+        except (EOFError, ConnectionError):
+            clients[user] = cluster.login("c" if user == "hans" else "ab", user)
+    yoda = cluster.login("ab", "yoda")
+    yoda.until("message", **{"from": "hans", "text": "before the crash"})
+    # Nobody is logged in twice, and every node agrees on who is online.
+    for user in ("hans", "luke", "yoda"):
+        for node in ("ab", "c"):
+            client = cluster.connect(node)
+            client.send({"type": "username", "username": user})
+            client.expect("username_ok")
+            client.send({"type": "password", "password": ACCOUNTS[user]})
+            client.expect("error", code="already_logged_in", user=user)
+    everyone = [*clients.values(), yoda]
+    for client in everyone:
+        wait_for(lambda client=client: names(client) == sorted({"hans", "luke", "yoda"} - {client.user}),
+                 what=f"{client.user}'s whoelse")
+
+
+@pytest.mark.parametrize("stopped_for", [0.0, LEASE], ids=["connection-kept", "connection-dropped"])
+def test_a_node_cut_off_from_the_engine_ends_its_sessions_and_refuses_logins(cluster, engine, stopped_for):
+    """Stopped just past the fence, the engine's connection stays up; stopped for a lease, it is dropped
+    (no reply in time) and made again. Either way the node joins again once the engine answers."""
+    hans = cluster.login("c", "hans")
+    engine.signal(signal.SIGSTOP)
+    try:
+        stopped = time.monotonic()
+        hans.until("bye", reason="shutdown", timeout=2 * LEASE)
+        assert time.monotonic() - stopped < LEASE, "fenced only after the lease"
+        client = cluster.connect("c")
+        client.send({"type": "username", "username": "yoda"})
+        client.expect("username_ok")
+        client.send({"type": "password", "password": ACCOUNTS["yoda"]})
+        client.expect("error", code="try_again")
+        wait_for(lambda: time.monotonic() - stopped > stopped_for, what="the engine stopped long enough")
+    finally:
+        engine.signal(signal.SIGCONT)
+    login(client, "yoda")
+    assert names(client) == []
+    with pytest.raises(AssertionError, match="no frame"):   # the node is back for good: no bye within a lease
+        client.recv(timeout=LEASE)
+    assert client.silent()

@@ -1,0 +1,684 @@
+"""Cluster mode's logic (reactor/cluster_server.py), sans-I/O: several ``ClusterChatServer`` nodes wired through
+a fake engine that decides logins as the engine's scripts do and carries what the nodes tell each other.
+No sockets, no engine process: the clock is a number the test sets."""
+from __future__ import annotations
+
+import itertools
+import json
+from collections import defaultdict, deque
+from typing import Any
+
+import pytest
+
+from reactor.chat_server import (
+    AddBlock,
+    CancelTimer,
+    ClaimLogin,
+    Close,
+    ForgetMessages,
+    KeepMessage,
+    LoggedIn,
+    LoginFailed,
+    Publish,
+    Relay,
+    ReleaseLogin,
+    RemoveBlock,
+    Send,
+    SendBatch,
+    SendStored,
+    SetTimer,
+    WhenWritable,
+    _stored_size,
+)
+from reactor.cluster_server import ClusterChatServer, LoginOutcome
+from reactor.protocol import ErrorCode
+from tests.support import ACCOUNTS
+
+BLOCK = 10.0
+TIMEOUT = 600.0
+TTL = 30.0
+NODES = ("a", "b", "c")
+
+
+class Fake:
+    """The engine and the hosts of ``nodes``, played in memory.
+
+    Effects are carried out as a host and the engine would: frames to connections are recorded per
+    (node, conn); what goes through the engine (a login's claim, a release, a relay, a publish, a kept
+    message, a block) waits in ``pending`` until ``run()`` (the engine answers in order, later)."""
+
+    def __init__(self, nodes=NODES, cap=1000, quota=None):
+        self.now = 1000.0
+        self.tokens = (f"token{n}" for n in itertools.count(1))
+        self.nodes = {name: ClusterChatServer(ACCOUNTS, BLOCK, TIMEOUT, first_id=(i + 1) << 32, rate=None,
+                                              token_ttl=TTL, token_factory=lambda: next(self.tokens),
+                                              sender_quota=quota)
+                      for i, name in enumerate(nodes)}
+        self.cap = cap
+        self.online: dict[str, str] = {}          # user -> node (the engine's :online)
+        self.last: dict[str, float] = {}
+        self.failures: dict[str, int] = {}
+        self.locks: dict[str, float] = {}
+        self.blocks: set[tuple[str, str]] = set()
+        self.kept: dict[int, dict[str, Any]] = {}   # id -> record
+        self.refuse: ErrorCode | None = None          # the engine refuses every KeepMessage with this code
+        self.frames: dict[tuple[str, int], list[dict]] = defaultdict(list)
+        self.closed: set[tuple[str, int]] = set()
+        self.effects: dict[str, list[Any]] = defaultdict(list)   # every effect a node returned
+        self.pending: deque[Any] = deque()
+        self.conns = itertools.count(1)
+        self.claims_held = False                    # ClaimLogins wait in `claims` until the test answers
+        self.claims: list[tuple[str, ClaimLogin]] = []
+
+    # -- carrying out ---------------------------------------------------------
+
+    def apply(self, node: str, effects: list[Any]) -> None:
+        self.effects[node] += effects
+        for e in effects:
+            if type(e) is Send:
+                self._frames(node, e.conns, [e.frame])
+            elif type(e) is SendBatch:
+                self._frames(node, e.conns, list(e.frames))
+            elif type(e) is SendStored:
+                self._frames(node, (e.conn,), [{**f, "text": self.kept[f["id"]]["text"]} for f in e.frames])
+            elif type(e) is Close:
+                self.closed.add((node, e.conn))
+            elif type(e) is WhenWritable:
+                self.pending.append(lambda node=node, conn=e.conn: self.apply(
+                    node, self.nodes[node].writable(conn, self.now)))
+            elif type(e) is ClaimLogin:
+                if self.claims_held:
+                    self.claims.append((node, e))
+                else:
+                    self.pending.append(lambda node=node, e=e: self.decide(node, e))
+            elif type(e) in (ReleaseLogin, Relay, Publish, KeepMessage, ForgetMessages, AddBlock, RemoveBlock):
+                self.pending.append(lambda node=node, e=e: getattr(self, "_" + type(e).__name__)(node, e))
+            else:
+                assert type(e) in (SetTimer, CancelTimer, LoggedIn, LoginFailed), e
+
+    def _frames(self, node, conns, frames):
+        for conn in conns:
+            assert (node, conn) not in self.closed, f"a frame after the close: {frames}"
+            self.frames[(node, conn)] += frames
+
+    def run(self) -> None:
+        """The engine answers everything asked so far, and what that asks in turn."""
+        while self.pending:
+            self.pending.popleft()()
+
+    def others(self, node):
+        return [(name, logic) for name, logic in self.nodes.items() if name != node]
+
+    def decide(self, node: str, claim: ClaimLogin) -> None:
+        """The LOGIN script's decision, answered with ``login_decided``."""
+        user, now = claim.user, self.now
+        until = self.locks.get(user)
+        outcome, mailbox = LoginOutcome.WELCOME, []
+        if until is not None and until > now:
+            outcome = LoginOutcome.LOCKED
+        elif not claim.ok:
+            self.failures[user] = self.failures.get(user, 0) + 1
+            outcome = LoginOutcome.WRONG
+            if self.failures[user] >= 3:
+                del self.failures[user]
+                until = self.locks[user] = now + BLOCK
+                outcome = LoginOutcome.BLOCKED
+                for _, logic in self.others(node):
+                    logic.remote_locked(user, until, now)
+        elif user in self.online:
+            outcome = LoginOutcome.ALREADY
+        else:
+            self.online[user] = node
+            self.failures.pop(user, None)
+            for name, logic in self.others(node):
+                self.apply(name, logic.remote_login(user, node, now))
+            mailbox = [(mid, r["from"], r["size"], r["chars"], r["sent"])
+                       for mid, r in sorted(self.kept.items()) if r["to"] == user]
+        self.answer(node, claim, outcome, until, mailbox)
+
+    def answer(self, node, claim, outcome, until=None, mailbox=()):
+        self.apply(node, self.nodes[node].login_decided(claim.conn, claim.user, outcome, self.now, until=until,
+                                                        mailbox=mailbox))
+
+    def _ReleaseLogin(self, node, e):
+        if self.online.get(e.user) != node:
+            return
+        del self.online[e.user]
+        self.last[e.user] = self.now
+        for name, logic in self.others(node):
+            self.apply(name, logic.remote_logout(e.user, node, self.now, self.now))
+
+    def _Relay(self, node, e):
+        event = json.loads(json.dumps(e.event))   # as it goes through the engine's stream
+        self.apply(e.node, self.nodes[e.node].relayed(event, self.now))
+
+    def _Publish(self, node, e):
+        assert e.event["kind"] == "broadcast"
+        for name, logic in self.others(node):
+            self.apply(name, logic.remote_broadcast(e.event["from"], e.event["text"], self.now))
+
+    def _KeepMessage(self, node, e):
+        logic = self.nodes[node]
+        mine = sum(1 for r in self.kept.values() if r["to"] == e.to)
+        code = self.refuse or (ErrorCode.QUEUE_FULL if mine >= self.cap else None)
+        if code is not None:
+            self.apply(node, logic.kept_refused(e, code, self.now))
+            return
+        size = len(e.text.encode())
+        record = {"to": e.to, "from": e.sender, "text": e.text, "sent": e.sent, "size": size, "chars": len(e.text),
+                  "cost": _stored_size(size)}
+        self.kept[e.id] = record
+        if e.confirm is not None:
+            self.apply(node, [e.confirm])
+        holder = self.online.get(e.to)
+        if holder is not None and holder != node:
+            self.apply(holder, self.nodes[holder].relayed({"kind": "stored", "id": e.id, **record}, self.now))
+
+    def _ForgetMessages(self, node, e):
+        for mid in e.ids:
+            self.kept.pop(mid, None)
+        if e.confirm is not None:
+            self.apply(node, [e.confirm])
+
+    def _AddBlock(self, node, e):
+        self._block(node, e, True)
+
+    def _RemoveBlock(self, node, e):
+        self._block(node, e, False)
+
+    def _block(self, node, e, on):
+        (self.blocks.add if on else self.blocks.discard)((e.blocker, e.blocked))
+        if e.confirm is not None:
+            self.apply(node, [e.confirm])
+        for name, logic in self.others(node):
+            self.apply(name, logic.remote_block(e.blocker, e.blocked, on, self.now))
+
+    # -- clients --------------------------------------------------------------
+
+    def connect(self, node: str) -> Client:
+        conn = next(self.conns)
+        self.apply(node, self.nodes[node].connected(conn, self.now, "127.0.0.1"))
+        client = Client(self, node, conn)
+        client.send({"type": "hello", "version": 2})
+        assert client.take() == [{"type": "hello", "version": 2}]
+        return client
+
+    def login(self, node: str, user: str, listen: bool = True) -> Client:
+        client = self.connect(node)
+        client.send({"type": "username", "username": user})
+        client.send({"type": "password", "password": ACCOUNTS[user]})
+        self.run()
+        frames = client.take()
+        assert frames[:2] == [{"type": "username_ok"}, {"type": "welcome", "user": user}]
+        self.frames[(node, client.conn)] = frames[2:]   # (what followed the welcome is the test's to take)
+        if listen:
+            client.send({"type": "listen", "port": 9000 + client.conn, "cert": f"cert-{user}"})
+        client.user = user
+        return client
+
+    def all_take(self, *clients):
+        for client in clients:
+            client.take()
+
+
+class Client:
+    """One connection to one node."""
+
+    def __init__(self, fake: Fake, node: str, conn: int) -> None:
+        self.fake, self.node, self.conn = fake, node, conn
+        self.user: str | None = None
+
+    def send(self, frame: dict) -> None:
+        fake = self.fake
+        fake.apply(self.node, fake.nodes[self.node].received(self.conn, frame, fake.now))
+
+    def do(self, frame: dict) -> list[dict]:
+        """Send ``frame``, let the engine answer everything, and take what came to this client."""
+        self.send(frame)
+        self.fake.run()
+        return self.take()
+
+    def take(self) -> list[dict]:
+        frames = self.fake.frames.pop((self.node, self.conn), [])
+        return frames
+
+    def drop(self) -> None:
+        fake = self.fake
+        fake.apply(self.node, fake.nodes[self.node].disconnected(self.conn, fake.now))
+        fake.run()
+
+    @property
+    def closed(self) -> bool:
+        return (self.node, self.conn) in self.fake.closed
+
+
+def presence(users, online):
+    return {"type": "presence", "users": list(users), "online": online}
+
+
+def msg(sender, text, **extra):
+    return {"type": "message", "from": sender, "text": text, **extra}
+
+
+@pytest.fixture
+def fake():
+    return Fake()
+
+
+# -- presence and who is online ------------------------------------------------
+
+def test_a_login_on_one_node_is_told_on_the_others(fake):
+    hans = fake.login("a", "hans")
+    yoda = fake.login("b", "yoda")
+    assert hans.take() == [presence(["yoda"], True)]
+    luke = fake.login("c", "luke")
+    assert hans.take() == yoda.take() == [presence(["luke"], True)]
+    assert luke.take() == []   # not told of its own login
+    assert fake.nodes["c"].online_users() == ["hans", "luke", "yoda"]
+
+
+def test_a_logout_on_one_node_is_told_on_the_others(fake):
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    assert yoda.do({"type": "logout"}) == [{"type": "bye", "reason": "logout"}]
+    assert hans.take() == [presence(["yoda"], False)]
+    assert fake.online == {"hans": "a"}
+    assert fake.nodes["a"].online_users() == ["hans"]
+
+
+def test_a_lost_connection_releases_the_login(fake):
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    yoda.drop()
+    assert ReleaseLogin("yoda") in fake.effects["b"]
+    assert hans.take() == [presence(["yoda"], False)]
+    assert "yoda" not in fake.online
+
+
+def test_whoelse_lists_the_users_of_every_node(fake):
+    hans = fake.login("a", "hans")
+    fake.login("b", "yoda")
+    fake.login("c", "luke")
+    fake.login("a", "leia")
+    hans.take()
+    assert hans.do({"type": "whoelse"}) == [{"type": "users", "names": ["leia", "luke", "yoda"]}]
+
+
+def test_whoelsesince_counts_a_logout_on_another_node(fake):
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    yoda.do({"type": "logout"})
+    fake.now += 50
+    hans.take()
+    assert hans.do({"type": "whoelsesince", "seconds": 60}) == [{"type": "users", "names": ["yoda"]}]
+    assert hans.do({"type": "whoelsesince", "seconds": 40}) == [{"type": "users", "names": []}]
+
+
+def test_a_remote_user_who_blocked_me_is_hidden_from_presence_and_whoelse(fake):
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    assert yoda.do({"type": "block", "user": "hans"}) == [{"type": "blocked", "user": "hans"}]
+    assert hans.do({"type": "whoelse"}) == [{"type": "users", "names": []}]
+    yoda.do({"type": "logout"})
+    assert hans.take() == []   # yoda's logout is hidden from hans, whom it blocked
+    hans.do({"type": "whoelsesince", "seconds": 60})   # (logged out: not listed either)
+    yoda = fake.login("c", "yoda")
+    assert hans.take() == []   # nor its login
+    assert hans.do({"type": "whoelse"}) == [{"type": "users", "names": []}]
+    fake.login("b", "luke").take()
+    assert hans.take() == [presence(["luke"], True)]
+
+
+# -- messages ----------------------------------------------------------------
+
+def test_a_message_to_a_user_on_another_node_is_relayed(fake):
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    assert hans.do({"type": "message", "to": "yoda", "text": "hello there"}) == []
+    assert Relay("b", {"kind": "message", "to": "yoda", "from": "hans", "text": "hello there"}) in fake.effects["a"]
+    assert yoda.take() == [msg("hans", "hello there")]
+    assert fake.kept == {}
+
+
+def test_a_message_to_a_user_who_left_meanwhile_is_kept_without_a_confirm(fake):
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    hans.send({"type": "message", "to": "yoda", "text": "are you there"})
+    yoda.send({"type": "logout"})   # before the relay reaches node b
+    fake.run()
+    assert [(r["to"], r["from"], r["text"]) for r in fake.kept.values()] == [("yoda", "hans", "are you there")]
+    assert hans.take() == [presence(["yoda"], False)]   # no `stored`: nothing was promised
+    yoda = fake.login("c", "yoda")
+    assert yoda.take() == [msg("hans", "are you there", id=next(iter(fake.kept)))]
+
+
+def test_a_message_to_a_user_on_no_node_is_kept_and_confirmed(fake):
+    hans = fake.login("a", "hans")
+    assert hans.do({"type": "message", "to": "yoda", "text": "later"}) == [{"type": "stored", "to": "yoda"}]
+    (mid, record), = fake.kept.items()
+    assert (record["to"], record["from"], record["text"]) == ("yoda", "hans", "later")
+    yoda = fake.login("b", "yoda", listen=False)
+    assert yoda.take() == [msg("hans", "later", id=mid)]
+    yoda.do({"type": "ack", "ids": [mid]})
+    assert fake.kept == {}
+    yoda.do({"type": "logout"})
+    assert fake.login("c", "yoda").take() == []
+
+
+def test_a_message_kept_while_its_user_logs_in_on_another_node_is_delivered_there(fake):
+    hans = fake.login("a", "hans")
+    hans.send({"type": "message", "to": "yoda", "text": "catch this"})   # kept by the engine after yoda's login
+    yoda = fake.connect("b")
+    yoda.send({"type": "username", "username": "yoda"})
+    yoda.send({"type": "password", "password": ACCOUNTS["yoda"]})
+    fake.pending.rotate(1)   # the login is decided first
+    fake.run()
+    mid = next(iter(fake.kept))
+    assert yoda.take() == [{"type": "username_ok"}, {"type": "welcome", "user": "yoda"},
+                           msg("hans", "catch this", id=mid)]
+    assert {"type": "stored", "to": "yoda"} in hans.take()
+
+
+@pytest.mark.parametrize("code, answer", [
+    (ErrorCode.QUEUE_FULL, {"type": "error", "code": "queue_full", "user": "yoda"}),
+    (ErrorCode.QUOTA_EXCEEDED, {"type": "error", "code": "quota_exceeded", "quota": 5000}),
+    (ErrorCode.STORE_FULL, {"type": "error", "code": "store_full", "command": "message", "user": "yoda"}),
+])
+def test_a_message_the_engine_refuses_to_keep_is_refused_with_its_code(code, answer):
+    fake = Fake(quota=5000)
+    hans = fake.login("a", "hans")
+    fake.refuse = code
+    assert hans.do({"type": "message", "to": "yoda", "text": "no room"}) == [answer]
+    assert fake.kept == {}
+
+
+def test_the_mailbox_cap_is_the_engines(fake):
+    fake.cap = 2
+    hans = fake.login("a", "hans")
+    assert hans.do({"type": "message", "to": "yoda", "text": "1"}) == [{"type": "stored", "to": "yoda"}]
+    assert hans.do({"type": "message", "to": "yoda", "text": "2"}) == [{"type": "stored", "to": "yoda"}]
+    assert hans.do({"type": "message", "to": "yoda", "text": "3"}) == [
+        {"type": "error", "code": "queue_full", "user": "yoda"}]
+
+
+# -- broadcasts -----------------------------------------------------------------
+
+def test_a_broadcast_reaches_every_node_but_those_who_blocked_the_sender(fake):
+    hans, yoda, luke, leia = (fake.login("a", "hans"), fake.login("b", "yoda"), fake.login("c", "luke"),
+                              fake.login("a", "leia"))
+    luke.do({"type": "block", "user": "hans"})
+    fake.all_take(hans, yoda, luke, leia)
+    assert hans.do({"type": "broadcast", "text": "all hands"}) == [{"type": "broadcast_partial"}]
+    assert yoda.take() == leia.take() == [msg("hans", "all hands", broadcast=True)]
+    assert luke.take() == []
+
+
+def test_a_broadcast_nobody_blocked_is_not_partial(fake):
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    assert hans.do({"type": "broadcast", "text": "hi all"}) == []
+    assert yoda.take() == [msg("hans", "hi all", broadcast=True)]
+
+
+def test_a_block_by_a_user_who_is_offline_does_not_make_a_broadcast_partial(fake):
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    yoda.do({"type": "block", "user": "hans"})
+    yoda.do({"type": "logout"})
+    fake.login("c", "luke")
+    hans.take()
+    assert hans.do({"type": "broadcast", "text": "anyone"}) == []
+
+
+# -- private chat across nodes ---------------------------------------------------
+
+def request(fake):
+    """hans on a asks yoda on b for a private chat; the request lives on b."""
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    assert hans.do({"type": "startprivate", "user": "yoda"}) == []
+    assert yoda.take() == [{"type": "private_request", "from": "hans"}]
+    return hans, yoda
+
+
+def test_a_private_request_to_a_user_on_another_node_lives_on_its_node(fake):
+    request(fake)
+    assert Relay("b", {"kind": "startprivate", "from": "hans", "to": "yoda", "cert": "cert-hans"}) in fake.effects["a"]
+
+
+def test_a_declined_private_request_is_told_across_nodes(fake):
+    hans, yoda = request(fake)
+    assert yoda.do({"type": "private_answer", "user": "hans", "accept": False}) == []
+    assert hans.take() == [{"type": "error", "code": "private_declined", "user": "yoda"}]
+    assert yoda.do({"type": "private_answer", "user": "hans", "accept": True}) == [
+        {"type": "error", "code": "no_request", "user": "hans"}]
+
+
+def test_an_accepted_private_request_connects_across_nodes_with_the_certs(fake):
+    hans, yoda = request(fake)
+    assert yoda.do({"type": "private_answer", "user": "hans", "accept": True}) == [
+        {"type": "private_expect", "user": "hans", "token": "token1", "cert": "cert-hans"}]
+    assert yoda.do({"type": "private_ready", "user": "hans", "token": "token1"}) == []
+    assert hans.take() == [{"type": "private_connect", "user": "yoda", "host": "127.0.0.1",
+                            "port": 9000 + yoda.conn, "token": "token1", "cert": "cert-yoda"}]
+
+
+def test_a_second_private_request_while_one_is_open_is_pending(fake):
+    hans, yoda = request(fake)
+    assert hans.do({"type": "startprivate", "user": "yoda"}) == [
+        {"type": "error", "code": "private_pending", "user": "yoda"}]
+    assert yoda.do({"type": "startprivate", "user": "hans"}) == [
+        {"type": "error", "code": "private_pending", "user": "hans"}]
+
+
+def test_a_private_request_to_a_user_without_listen_is_unavailable(fake):
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda", listen=False)
+    fake.all_take(hans, yoda)
+    assert hans.do({"type": "startprivate", "user": "yoda"}) == [
+        {"type": "error", "code": "private_unavailable", "user": "yoda"}]
+    assert yoda.take() == []
+
+
+@pytest.mark.parametrize("who", ["requester", "target"])
+def test_a_private_request_ends_when_either_side_logs_out(fake, who):
+    hans, yoda = request(fake)
+    leaving, staying, other = (hans, yoda, "hans") if who == "requester" else (yoda, hans, "yoda")
+    leaving.do({"type": "logout"})
+    assert staying.take() == [{"type": "private_cancelled", "user": other}, presence([other], False)]
+    fake.login("c" if who == "requester" else "b", other)
+    if who == "requester":   # the request is gone with it: an answer finds none
+        assert yoda.do({"type": "private_answer", "user": "hans", "accept": True})[-1] == {
+            "type": "error", "code": "no_request", "user": "hans"}
+
+
+@pytest.mark.parametrize("who", ["requester", "target"])
+def test_a_private_request_ends_when_either_side_blocks_the_other(fake, who):
+    hans, yoda = request(fake)
+    blocker, other = (hans, "yoda") if who == "requester" else (yoda, "hans")
+    answers = blocker.do({"type": "block", "user": other})   # (in either order: one goes through the engine)
+    assert sorted(answers, key=str) == [{"type": "blocked", "user": other},
+                                        {"type": "private_cancelled", "user": other}]
+    assert (yoda if blocker is hans else hans).take() == [{"type": "private_cancelled", "user": blocker.user}]
+    assert yoda.do({"type": "private_answer", "user": "hans", "accept": True}) == [
+        {"type": "error", "code": "no_request", "user": "hans"}]
+
+
+def test_an_accepted_request_whose_token_expires_is_cancelled_for_both(fake):
+    hans, yoda = request(fake)
+    yoda.do({"type": "private_answer", "user": "hans", "accept": True})
+    fake.now += TTL + 1
+    fake.apply("b", fake.nodes["b"].timer_fired(("private", "hans", "yoda"), fake.now))
+    fake.run()
+    assert yoda.take() == [{"type": "private_cancelled", "user": "hans"}]
+    assert hans.take() == [{"type": "private_cancelled", "user": "yoda"}]
+
+
+# -- logins decided by the engine ---------------------------------------------------
+
+def claimed(fake, node, user, password):
+    """A connection on ``node`` that gave ``user`` and ``password``; its ClaimLogin is held, not answered."""
+    fake.claims_held = True
+    client = fake.connect(node)
+    client.send({"type": "username", "username": user})
+    client.send({"type": "password", "password": password})
+    assert client.take() == [{"type": "username_ok"}]
+    (where, claim), = fake.claims
+    fake.claims.clear()
+    assert where == node and (claim.conn, claim.user) == (client.conn, user)
+    return client, claim
+
+
+def test_welcome_brings_the_mailbox(fake):
+    client, claim = claimed(fake, "a", "yoda", ACCOUNTS["yoda"])
+    assert claim.ok
+    fake.kept[7] = {"to": "yoda", "from": "hans", "text": "kept for you", "sent": 123.0, "size": 12, "chars": 12}
+    fake.answer("a", claim, LoginOutcome.WELCOME, mailbox=[(7, "hans", 12, 12, 123.0)])
+    assert client.take() == [{"type": "welcome", "user": "yoda"}, msg("hans", "kept for you", id=7, sent=123.0)]
+
+
+def test_wrong_is_invalid_password_and_the_password_may_come_again(fake):
+    client, claim = claimed(fake, "a", "yoda", "nope")
+    assert not claim.ok
+    fake.answer("a", claim, LoginOutcome.WRONG)
+    assert client.take() == [{"type": "error", "code": "invalid_password"}]
+    client.send({"type": "password", "password": ACCOUNTS["yoda"]})
+    assert len(fake.claims) == 1
+
+
+def test_blocked_closes_and_locks_the_account_here(fake):
+    client, claim = claimed(fake, "a", "yoda", "nope")
+    fake.answer("a", claim, LoginOutcome.BLOCKED, until=fake.now + BLOCK)
+    assert client.take() == [{"type": "error", "code": "account_blocked"}]
+    assert client.closed
+    again = fake.connect("a")
+    again.send({"type": "username", "username": "yoda"})
+    assert again.take() == [{"type": "error", "code": "account_locked"}]
+    fake.now += BLOCK
+    assert fake.connect("a").do({"type": "username", "username": "yoda"}) == [{"type": "username_ok"}]
+
+
+def test_locked_closes_with_account_locked(fake):
+    client, claim = claimed(fake, "a", "yoda", ACCOUNTS["yoda"])
+    fake.answer("a", claim, LoginOutcome.LOCKED, until=fake.now + 5)
+    assert client.take() == [{"type": "error", "code": "account_locked"}]
+    assert client.closed
+    assert fake.nodes["a"].is_locked("yoda", fake.now)
+
+
+def test_already_lets_the_connection_try_another_name(fake):
+    client, claim = claimed(fake, "a", "yoda", ACCOUNTS["yoda"])
+    fake.answer("a", claim, LoginOutcome.ALREADY)
+    assert client.take() == [{"type": "error", "code": "already_logged_in", "user": "yoda"}]
+    fake.claims_held = False
+    assert client.do({"type": "username", "username": "hans"}) == [{"type": "username_ok"}]
+    assert client.do({"type": "password", "password": ACCOUNTS["hans"]}) == [{"type": "welcome", "user": "hans"}]
+
+
+def test_unavailable_is_try_again_and_counts_nothing(fake):
+    client, claim = claimed(fake, "a", "yoda", ACCOUNTS["yoda"])
+    fake.answer("a", claim, LoginOutcome.UNAVAILABLE)
+    assert client.take() == [{"type": "error", "code": "try_again"}]
+    fake.claims_held = False
+    assert client.do({"type": "password", "password": ACCOUNTS["yoda"]}) == [{"type": "welcome", "user": "yoda"}]
+
+
+def test_a_welcome_for_a_connection_gone_meanwhile_releases_the_login(fake):
+    client, claim = claimed(fake, "a", "yoda", ACCOUNTS["yoda"])
+    client.drop()
+    assert ReleaseLogin("yoda") not in fake.effects["a"]   # it had not logged in
+    effects = fake.nodes["a"].login_decided(claim.conn, "yoda", LoginOutcome.WELCOME, fake.now)
+    assert effects == [ReleaseLogin("yoda")]
+
+
+def test_a_welcome_after_a_new_connection_took_the_same_number_is_not_its(fake):
+    client, claim = claimed(fake, "a", "yoda", ACCOUNTS["yoda"])
+    fake.answer("a", ClaimLogin(claim.conn, "hans", True), LoginOutcome.WELCOME)
+    assert client.take() == []   # it claimed yoda, not hans: the answer is not its
+    assert ReleaseLogin("hans") in fake.effects["a"]
+
+
+def test_the_same_user_on_two_nodes_is_already_logged_in(fake):
+    fake.login("a", "yoda")
+    client = fake.connect("b")
+    client.send({"type": "username", "username": "yoda"})
+    assert client.do({"type": "password", "password": ACCOUNTS["yoda"]}) == [
+        {"type": "username_ok"}, {"type": "error", "code": "already_logged_in", "user": "yoda"}]
+
+
+def test_three_wrong_passwords_over_three_nodes_lock_the_account_everywhere(fake):
+    for node in ("a", "b"):
+        client = fake.connect(node)
+        client.send({"type": "username", "username": "yoda"})
+        assert client.do({"type": "password", "password": "nope"})[-1] == {"type": "error", "code": "invalid_password"}
+    client = fake.connect("c")
+    client.send({"type": "username", "username": "yoda"})
+    assert client.do({"type": "password", "password": "nope"})[-1] == {"type": "error", "code": "account_blocked"}
+    for node in NODES:   # told at the user name on every node, not only the one that locked it
+        assert fake.connect(node).do({"type": "username", "username": "yoda"}) == [
+            {"type": "error", "code": "account_locked"}]
+
+
+def test_a_welcome_for_a_user_known_on_a_dead_node_drops_the_stale_one_first(fake):
+    hans = fake.login("a", "hans")
+    fake.nodes["a"].remote_login("yoda", "c", fake.now)   # c died before telling yoda's logout
+    hans.take()
+    yoda = fake.connect("a")
+    yoda.send({"type": "username", "username": "yoda"})
+    assert yoda.do({"type": "password", "password": ACCOUNTS["yoda"]}) == [
+        {"type": "username_ok"}, {"type": "welcome", "user": "yoda"}]   # not told of its own old logout
+    assert hans.take() == [presence(["yoda"], False), presence(["yoda"], True)]
+    assert fake.nodes["a"].online_users() == ["hans", "yoda"]
+
+
+# -- losing the cluster, and resyncing -------------------------------------------------
+
+def test_cluster_lost_ends_every_session_here_without_releasing_logins(fake):
+    hans, leia, yoda = fake.login("a", "hans"), fake.login("a", "leia"), fake.login("b", "yoda")
+    fake.all_take(hans, leia, yoda)
+    effects = fake.nodes["a"].cluster_lost(fake.now)
+    fake.apply("a", effects)
+    assert not any(type(e) is ReleaseLogin for e in effects)
+    assert hans.take() == leia.take() == [{"type": "bye", "reason": "shutdown"}]
+    assert hans.closed and leia.closed
+    assert fake.nodes["a"].online_users() == ["yoda"]
+    assert fake.nodes["a"].cluster_lost(fake.now) == []
+
+
+def test_resync_tells_the_logins_and_logouts_missed(fake):
+    hans = fake.login("a", "hans")
+    fake.nodes["a"].remote_login("yoda", "b", fake.now)
+    hans.take()
+    fake.now += 5
+    effects = fake.nodes["a"].resync({"hans": "a", "luke": "c", "leia": "b"}, {"yoda": fake.now - 2}, [], {}, "a",
+                                     fake.now)
+    fake.apply("a", effects)
+    assert hans.take() == [presence(["yoda"], False), presence(["luke", "leia"], True)]
+    assert fake.nodes["a"].online_users() == ["hans", "leia", "luke"]
+    assert hans.do({"type": "whoelsesince", "seconds": 3}) == [{"type": "users", "names": ["leia", "luke", "yoda"]}]
+
+
+def test_resync_takes_the_blocks_and_locks(fake):
+    hans = fake.login("a", "hans")
+    fake.nodes["a"].remote_login("yoda", "b", fake.now)
+    hans.take()
+    fake.apply("a", fake.nodes["a"].resync({"hans": "a", "yoda": "b"}, {}, [("yoda", "hans")],
+                                           {"luke": fake.now + 5}, "a", fake.now))
+    assert hans.take() == []
+    assert hans.do({"type": "whoelse"}) == [{"type": "users", "names": []}]
+    assert fake.connect("a").do({"type": "username", "username": "luke"}) == [
+        {"type": "error", "code": "account_locked"}]
+
+
+def test_resync_drops_a_private_request_of_a_user_gone_meanwhile(fake):
+    hans, yoda = request(fake)
+    fake.apply("b", fake.nodes["b"].resync({"yoda": "b"}, {"hans": fake.now}, [], {}, "b", fake.now))
+    assert yoda.take() == [{"type": "private_cancelled", "user": "hans"}, presence(["hans"], False)]
+
+
+# -- what other nodes send that is not well formed --------------------------------------
+
+@pytest.mark.parametrize("event", [{}, {"kind": "bogus"}, {"kind": "message", "to": "yoda"},
+                                   {"kind": "stored", "to": "yoda", "id": "x", "from": "hans", "size": 1, "chars": 1},
+                                   {"kind": "deliver"}, {"kind": "startprivate", "from": "hans"}])
+def test_a_malformed_relayed_event_is_dropped(fake, event):
+    yoda = fake.login("b", "yoda")
+    assert fake.nodes["b"].relayed(event, fake.now) == []
+    assert yoda.take() == []
