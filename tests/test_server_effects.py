@@ -62,6 +62,15 @@ def test_the_reactor_host_has_a_method_for_every_effect():
         assert callable(getattr(ServerHost, name)), (kind, name)
 
 
+def test_the_cluster_host_has_a_method_for_every_effect_and_every_cluster_effect():
+    from reactor.chat_server import CLUSTER_EFFECTS, ClusterEffect
+    from reactor.cluster_host import ClusterHost
+    assert typing.get_args(ClusterEffect) == CLUSTER_EFFECTS
+    assert set(ClusterHost.CARRY_OUT) == set(SERVER_EFFECTS) | set(CLUSTER_EFFECTS)
+    for kind, name in ClusterHost.CARRY_OUT.items():
+        assert callable(getattr(ClusterHost, name)), (kind, name)
+
+
 @pytest.mark.parametrize("make", [MemoryStore, lambda: Store.open(":memory:")], ids=["memory", "sqlite"])
 def test_both_stores_write_every_store_change_and_refuse_anything_else(make):
     store = make()
