@@ -181,12 +181,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with socket.socket(fileno=int(argv[0])) as sock, sock.makefile("rb") as requests:
         while True:
-            line = requests.readline(MAX_REQUEST + 1)
-            if not line:
+            try:
+                line = requests.readline(MAX_REQUEST + 1)
+                if not line:
+                    return 0
+                request = json.loads(line)
+                ok = verify_password(request["password"], request["hash"])
+                sock.sendall(json.dumps({"id": request["id"], "ok": ok}).encode("ascii") + b"\n")
+            except (BrokenPipeError, ConnectionResetError):   # the server went away: nobody to answer
                 return 0
-            request = json.loads(line)
-            ok = verify_password(request["password"], request["hash"])
-            sock.sendall(json.dumps({"id": request["id"], "ok": ok}).encode("ascii") + b"\n")
 
 
 if __name__ == "__main__":

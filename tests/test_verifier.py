@@ -149,3 +149,19 @@ def test_the_client_says_try_again_and_asks_for_the_password_again():
     assert c.line("wise@!man", 0)[0] == ToServer({"type": "password", "password": "wise@!man"})
     assert c.server_frame({"type": "error", "code": "try_again"}, 0) == [
         Print("Error. The server cannot check passwords right now; try again"), Prompt("Password: ", secret=True)]
+
+
+def test_the_helper_ends_quietly_when_the_server_goes_away_before_its_answer():
+    """A server that dies (or stops) while a check runs leaves the helper nobody to answer: it exits 0, with no
+    traceback on the terminal the server shared with it."""
+    import subprocess
+    ours, theirs = socket.socketpair()
+    helper = subprocess.Popen([sys.executable, "-m", "reactor.verifier", str(theirs.fileno())],
+                              pass_fds=(theirs.fileno(),), stderr=subprocess.PIPE)
+    theirs.close()
+    hashed = hash_password("right")
+    ours.sendall(json.dumps({"id": 1, "password": "right", "hash": hashed}).encode() + b"\n")
+    ours.shutdown(socket.SHUT_RDWR)   # the end of input arrives while the answer is on its way: EPIPE
+    ours.close()
+    _, err = helper.communicate(timeout=PATIENCE)
+    assert helper.returncode == 0 and err == b""
