@@ -5,6 +5,7 @@ are a hash tag, so in a Redis Cluster every key lands in one slot):
 
 - ``:nodes``     sorted set: node id -> the end of its lease (engine ms);
 - ``:online``    hash: user -> the node it is logged in on (the one login);
+  ``:users:NODE`` set: the users logged in on NODE (so a node's end touches its users only);
 - ``:last``      hash: user -> when it last logged out (engine ms);
 - ``:failures``  hash: user -> wrong passwords in a row; ``:locks``: user -> lockout's end (ms);
 - ``:blocks``    set of ``blocker\\nblocked``;
@@ -46,16 +47,17 @@ local function last_id(stream)
   return '0-0'
 end
 local function release_all(node, now)
-  local online = redis.call('HGETALL', P .. ':online')
+  local users = P .. ':users:' .. node
   local n = 0
-  for i = 1, #online, 2 do
-    if online[i + 1] == node then
-      redis.call('HDEL', P .. ':online', online[i])
-      redis.call('HSET', P .. ':last', online[i], now)
-      event({kind = 'logout', user = online[i], node = node, at = now})
+  for _, user in ipairs(redis.call('SMEMBERS', users)) do
+    if redis.call('HGET', P .. ':online', user) == node then
+      redis.call('HDEL', P .. ':online', user)
+      redis.call('HSET', P .. ':last', user, now)
+      event({kind = 'logout', user = user, node = node, at = now})
       n = n + 1
     end
   end
+  redis.call('DEL', users)
   return n
 end
 """.replace("$EVENTS_KEPT", str(EVENTS_KEPT))
@@ -126,9 +128,11 @@ if holder then
   local lease = redis.call('ZSCORE', P .. ':nodes', holder)
   if lease and tonumber(lease) >= now then return {'already'} end
   redis.call('HSET', P .. ':last', user, now)   -- its node died before it could say so
+  redis.call('SREM', P .. ':users:' .. holder, user)
   event({kind = 'logout', user = user, node = holder, at = now})
 end
 redis.call('HSET', P .. ':online', user, node)
+redis.call('SADD', P .. ':users:' .. node, user)
 redis.call('HDEL', P .. ':failures', user)
 event({kind = 'login', user = user, node = node})
 local ids = redis.call('ZRANGE', P .. ':mbox:' .. user, 0, -1)
@@ -142,6 +146,7 @@ LOGOUT = _script("""
 if redis.call('HGET', P .. ':online', ARGV[1]) ~= ARGV[2] then return 0 end
 local now = now_ms()
 redis.call('HDEL', P .. ':online', ARGV[1])
+redis.call('SREM', P .. ':users:' .. ARGV[2], ARGV[1])
 redis.call('HSET', P .. ':last', ARGV[1], now)
 event({kind = 'logout', user = ARGV[1], node = ARGV[2], at = now})
 return 1
