@@ -209,6 +209,39 @@ def test_a_message_kept_via_one_node_is_delivered_once_on_another(cluster):
     assert again.silent()   # acknowledged: not delivered again
 
 
+def fill(client, to, text, count):
+    """Send ``count`` messages to the offline ``to``; the answers, in order (a ping after them marks the end),
+    presence notices left out."""
+    for _ in range(count):
+        client.send({"type": "message", "to": to, "text": text})
+    client.send({"type": "ping"})
+    answers = []
+    while (frame := client.recv())["type"] != "pong":
+        if frame["type"] != "presence":
+            answers.append(frame)
+    return answers
+
+
+def test_the_sender_quota_and_the_mailbox_cap_are_the_engines_for_the_whole_cluster(cluster):
+    """The quota (1 MiB kept per sender) and the cap (1,000 kept per mailbox) are counted by the engine: a
+    sender who moves to another node, or another sender on another node, finds them as full as they were."""
+    hans = cluster.login("c", "hans")
+    big = "x" * 4096   # counts 64 + 4096 bytes: 252 fit in 1 MiB
+    answers = fill(hans, "vader", big, 260)
+    assert answers[:252] == [{"type": "stored", "to": "vader"}] * 252
+    assert answers[252:] == [{"type": "error", "code": "quota_exceeded", "quota": 1 << 20}] * 8
+    logout(hans)
+    hans = cluster.login("ab", "hans")   # another node: the same count
+    assert fill(hans, "luke", big, 1) == [{"type": "error", "code": "quota_exceeded", "quota": 1 << 20}]
+
+    yoda = cluster.login("c", "yoda")
+    answers = fill(yoda, "leia", "hi", 1001)
+    assert answers[:1000] == [{"type": "stored", "to": "leia"}] * 1000
+    assert answers[1000:] == [{"type": "error", "code": "queue_full", "user": "leia"}]
+    assert hans.node != "c"
+    assert fill(hans, "leia", "me too", 1) == [{"type": "error", "code": "queue_full", "user": "leia"}]
+
+
 def test_a_node_killed_is_reaped_and_its_users_may_log_in_elsewhere(cluster):
     yoda = cluster.login_on("a", "yoda")
     hans = cluster.login("c", "hans")   # (after yoda's tries: the next presence it hears of yoda is the kill's)
