@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -64,8 +63,7 @@ def _stream_id(entry_id: str) -> tuple[int, int]:
 class ClusterHost(ServerHost):
     """``ServerHost`` for a ``ClusterChatServer``: the engine in place of the local store."""
 
-    CARRY_OUT = {**ServerHost.CARRY_OUT, KeepMessage: "_keep", ForgetMessages: "_change", AddBlock: "_change",
-                 RemoveBlock: "_change", ClaimLogin: "_claim", ReleaseLogin: "_release", Relay: "_relay",
+    CARRY_OUT = {**ServerHost.CARRY_OUT, ClaimLogin: "_claim", ReleaseLogin: "_release", Relay: "_relay",
                  Publish: "_publish"}
 
     def __init__(self, loop: EventLoop, logic: ClusterChatServer, engine: tuple[str, int], node: str, *,
@@ -89,10 +87,6 @@ class ClusterHost(ServerHost):
         self._reading = False
         self._events_from = "$"       # the last entry read of each stream
         self._inbox_from = "$"
-        self._waiting: deque[tuple[int, Any]] = deque()   # (changes it waits for, effect): held until stored
-        self._asked = 0               # store changes sent to the engine
-        self._answered = 0            # ... and answered (in order)
-        self._refused: dict[int, list[Any]] = {}   # id(change) -> the logic's answer to its refusal
         self._texts: dict[int, str] = {}           # texts of the kept messages of this node's users
         self._texts_of: dict[str, list[int]] = {}  # user -> the ids in _texts that are its
         self._floor: dict[str, tuple[int, int]] = {}   # user -> its inbox's last entry when it logged in
@@ -333,11 +327,9 @@ class ClusterHost(ServerHost):
             self._cache(change.to, change.id, change.text)
         self._change(change)
 
-    def _change(self, change: StoreChange) -> None:
-        self._asked += 1
+    def _write(self, change: StoreChange) -> None:
+        """A script on the engine; its answer releases what waited for it (``ServerHost._stored_up_to``)."""
         asked = self._asked
-        self._dirty = True
-        self._waiting.append((asked, change))
         args: list[Any]
         if isinstance(change, KeepMessage):
             size = len(change.text.encode("utf-8", "surrogatepass"))
@@ -352,52 +344,29 @@ class ClusterHost(ServerHost):
                 self._texts.pop(mid, None)
         else:
             script, args = scripts.BLOCK, [change.blocker, change.blocked, int(type(change) is AddBlock), self._node]
-        self._script(script, args, lambda reply: self._change_answered(asked, change, reply))
+        self._script(script, args, lambda reply: self._written(asked, change, reply))
 
-    def _change_answered(self, asked: int, change: StoreChange, reply: Reply) -> None:
-        self._answered = asked
+    def _written(self, asked: int, change: StoreChange, reply: Reply) -> None:
+        """The engine's answer to change number ``asked`` (answers come in order)."""
         now = self._loop.time()
-        if type(change) is KeepMessage and reply != "kept":
+        answer: list[Any] | None = None
+        if isinstance(change, KeepMessage) and reply != "kept":
             code = ErrorCode.STORE_FULL
             if reply in (ErrorCode.QUEUE_FULL, ErrorCode.QUOTA_EXCEEDED):
                 code = ErrorCode(reply)
             if isinstance(reply, EngineError):
                 log.warning("message %d to %s not kept: %s", change.id, change.to, reply)
-            self._refused[id(change)] = self._cluster.kept_refused(change, code, now)
-        elif type(change) in (AddBlock, RemoveBlock) and isinstance(reply, EngineError):
-            self._refused[id(change)] = self._logic.not_stored(change, now)
+            answer = self._cluster.kept_refused(change, code, now)
+        elif isinstance(change, (AddBlock, RemoveBlock)) and isinstance(reply, EngineError):
+            answer = self._logic.not_stored(change, now)
         elif isinstance(reply, EngineError):
             log.warning("%r not stored: %s", change, reply)
-        self._release_waiting()
-
-    def _release_waiting(self) -> None:
-        waiting, answered = self._waiting, self._answered
-        while waiting and waiting[0][0] <= answered:
-            _, effect = waiting.popleft()
-            if isinstance(effect, (KeepMessage, ForgetMessages, AddBlock, RemoveBlock)):
-                answer = self._refused.pop(id(effect), None)
-                if answer is not None:   # in its confirmation's place: straight out
-                    self._dirty = False
-                    self._apply(answer)
-                elif effect.confirm is not None:
-                    self._deliver(effect.confirm)
-            else:
-                self._deliver(effect)
-        self._dirty = bool(waiting) or self._answered < self._asked
-
-    def _send(self, effect: Any) -> None:
-        if self._dirty:
-            self._waiting.append((self._asked, effect))
-        else:
-            self._deliver(effect)
+        self._stored_up_to(asked, {id(change): answer} if answer is not None else {})
 
     def _stored(self, effect: SendStored) -> SendBatch:
         texts = self._texts
         return SendBatch((effect.conn,), tuple(with_texts(effect.frames, {
             f["id"]: texts.get(f["id"], "") for f in effect.frames})))
-
-    def _commit(self) -> None:
-        """Nothing to do before the loop sleeps: each change is on its way to the engine already."""
 
     # -- shutdown ------------------------------------------------------------------
 

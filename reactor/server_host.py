@@ -8,7 +8,11 @@ a big mailbox by its reader: the host calls ``writable`` once the stream has
 room (``Stream.when_drained``). Durable effects go to the store (without a
 state file, a ``MemoryStore``), and once one has, every send, close and
 WhenWritable waits until the store has committed (``_commit``, run before the
-loop sleeps: one transaction per loop turn). Before that the host ends the
+loop sleeps: one transaction per loop turn). The store is reached through
+``_write`` and answers through ``_stored_up_to`` (changes are numbered; what
+waits is released in order once the changes before it are answered), so a
+store that answers later and one change at a time, as a cluster node's engine
+does (``reactor/cluster_host.py``), uses the same queue. Before that the host ends the
 logic's turn (``end_turn``), so the logins and logouts of a turn reach each
 user in one presence frame.
 
@@ -53,11 +57,12 @@ import itertools
 import logging
 import socket
 import ssl
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from .chat_server import (
+    STORE_CHANGES,
     AddBlock,
     CancelTimer,
     ChatServer,
@@ -170,11 +175,16 @@ class ServerHost:
         self._timers = NamedTimers(loop, self._fire)
         self._ids = itertools.count(1)
         self._listener: Listener | None = None
-        self._held: list[Send | SendBatch | Close | WhenWritable | StoreChange] = []   # waiting for the commit
+        # What waits for the store: (how many changes must be stored first, the effect), in order. A store
+        # change waits there too, for its own number: then its confirmation goes out, or the logic's answer
+        # to its refusal (_stored_up_to). _dirty: something waits (sends go behind it).
+        self._waiting: deque[tuple[int, Any]] = deque()
+        self._asked = 0                       # store changes handed to the store so far
+        self._answered = 0                    # ... of which the store has answered (stored, or refused) the first
+        self._dirty = False
         self._turn: list[StoreChange] = []    # the changes of the open transaction
         self._kept: dict[int, str] = {}       # the texts of the messages it adds, by id, until its commit
         self._full = False                    # the store refused this turn's transaction
-        self._dirty = False                   # the store has uncommitted changes
         self._stopping = False
         self._max_strangers = max_strangers
         self._max_per_address = max_strangers_per_address
@@ -344,7 +354,7 @@ class ServerHost:
 
     def _send(self, effect: Send | SendBatch | Close | WhenWritable) -> None:
         if self._dirty:
-            self._held.append(effect)
+            self._waiting.append((self._asked, effect))
         else:
             self._deliver(effect)
 
@@ -370,16 +380,36 @@ class ServerHost:
         self._change(change)
 
     def _change(self, change: StoreChange) -> None:
-        """Into the store's open transaction; what follows waits for its commit."""
+        """To the store (``_write``); it, and what follows, wait until the store has answered for it."""
+        self._asked += 1
+        self._dirty = True
+        self._waiting.append((self._asked, change))
+        self._write(change)
+
+    def _write(self, change: StoreChange) -> None:
+        """Into the store's open transaction (``_commit`` ends it before the loop sleeps)."""
         self._turn.append(change)
         if not self._full:
             try:
                 self._store.apply(change)
             except StoreFull:
                 self._full = True
-        self._dirty = True
-        if change.confirm is not None:
-            self._held.append(change)
+
+    def _stored_up_to(self, upto: int, answers: dict[int, list[ServerEffect]]) -> None:
+        """The store has answered for the changes up to number ``upto``: stored, or (``answers``: id of the
+        change -> the logic's answer in place of its confirmation) refused. What waited for them goes out."""
+        self._answered = upto
+        waiting = self._waiting
+        while waiting and waiting[0][0] <= upto:
+            _, effect = waiting.popleft()
+            if not isinstance(effect, STORE_CHANGES):
+                self._deliver(effect)
+            elif id(effect) in answers:   # in the confirmation's place, so straight out
+                self._dirty = False
+                self._apply(answers[id(effect)])
+            elif effect.confirm is not None:
+                self._deliver(effect.confirm)
+        self._dirty = bool(waiting) or upto < self._asked
 
     def _stored(self, effect: SendStored) -> SendBatch:
         """The stored messages, texts and all: this turn's from what it keeps, the others' from the store."""
@@ -433,24 +463,15 @@ class ServerHost:
 
     def _commit(self) -> None:
         """Before the loop sleeps: make this iteration's changes durable, then release what waited."""
-        if not self._dirty:
+        if not self._turn:
             return
         refused = self._store_turn()
-        self._dirty = self._full = False
+        self._full = False
         self._turn = []
         self._kept = {}
-        held, self._held = self._held, []
         now = self._loop.time()
         answers = {id(change): self._logic.not_stored(change, now) for change in reversed(refused)}
-        for effect in held:
-            if isinstance(effect, (Send, SendBatch, Close, WhenWritable)):
-                self._deliver(effect)
-            elif id(effect) in answers:
-                self._apply(answers.pop(id(effect)))
-            elif effect.confirm is not None:   # (only changes with a confirmation wait here)
-                self._deliver(effect.confirm)
-        for answer in answers.values():
-            self._apply(answer)
+        self._stored_up_to(self._asked, answers)
 
     def _store_turn(self) -> list[StoreChange]:
         """Commit this turn's changes; those the store had no room for, in order."""
