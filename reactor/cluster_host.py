@@ -220,22 +220,24 @@ class ClusterHost(ServerHost):
         self._reading = False
         if isinstance(reply, EngineError):
             return   # (the reader's on_up reads again)
-        for stream, entries in reply or ():
-            inbox = stream.endswith(f":inbox:{self._node}")
-            for entry_id, fields in entries:
-                if inbox:
-                    self._inbox_from = entry_id
-                else:
-                    self._events_from = entry_id
-                try:
-                    event = json.loads(fields[1])
+        try:
+            for stream, entries in reply or ():
+                inbox = stream.endswith(f":inbox:{self._node}")
+                for entry_id, fields in entries:
                     if inbox:
-                        self._take_inbox(entry_id, event)
+                        self._inbox_from = entry_id
                     else:
-                        self._take_event(event)
-                except (ValueError, KeyError, TypeError, IndexError) as exc:
-                    log.warning("node %s: an entry dropped (%s): %.200r", self._node, exc, fields)
-        self._read()
+                        self._events_from = entry_id
+                    try:
+                        event = json.loads(fields[1])
+                        if inbox:
+                            self._take_inbox(entry_id, event)
+                        else:
+                            self._take_event(event)
+                    except (ValueError, KeyError, TypeError, IndexError) as exc:
+                        log.warning("node %s: an entry dropped (%s): %.200r", self._node, exc, fields)
+        finally:   # whatever an entry did (the loop logs what raised), the node goes on reading its news
+            self._read()
 
     def _take_event(self, event: dict[str, Any]) -> None:
         if event.get("node") == self._node:
