@@ -511,6 +511,8 @@ def _stored_size(size: int) -> int:
 class ChatServer:
     """Every server-side rule of the chat; one method per event, each returning effects in order."""
 
+    KEEPS_ALL = True   # every kept message is this server's (a cluster node's are the engine's)
+
     def __init__(self, accounts: dict[str, str], block_duration: float, timeout: float, *,
                  max_text: int = MAX_TEXT, queue_cap: int = 1000, max_bad_frames: int = 10,
                  token_ttl: float = 30.0, token_factory: Callable[[], str] = _new_token,
@@ -543,7 +545,6 @@ class ChatServer:
         self._conns: dict[int, _Conn] = {}
         self._online: dict[str, _Session] = {}       # user -> its session
         self._remote: dict[str, _Remote] = {}        # cluster mode: user -> where it is logged in, on another node
-        self._keeps_all = True                       # the kept messages are all here (not so in cluster mode)
         self._last_logout: dict[str, float] = {}
         self._failures: dict[str, int] = {}          # wrong passwords in a row
         self._locked_until: dict[str, float] = {}
@@ -1195,7 +1196,7 @@ class ChatServer:
         if target is not None and not mailbox:
             return self._spend(s, cost, "message", now) or [
                 Send((target.id,), {"type": "message", "from": sender, "text": text})]
-        if target is None and not self._keeps_all:   # cluster mode: its node delivers it, or the engine keeps it
+        if target is None and not self.KEEPS_ALL:   # cluster mode: its node delivers it, or the engine keeps it
             return self._spend(s, cost, "message", now) or [self._pass_on(to, sender, text, s, now)]
         queue = self._offline.get(to, _NO_QUEUE)
         if len(queue) >= self._queue_cap:

@@ -74,15 +74,15 @@ class LoginOutcome(StrEnum):
 class ClusterChatServer(ChatServer):
     """``ChatServer`` on one node of a cluster (see the module's docstring)."""
 
+    KEEPS_ALL = False   # a message for a user on no node is kept by the engine, not here
+
     def __init__(self, accounts: dict[str, str], block_duration: float, timeout: float, *, first_id: int,
                  **options: Any) -> None:
         """``first_id``: the first id this node gives a kept message (ids are unique across the cluster:
         the host takes a range from the engine). ``sender_quota`` is the engine's to check."""
         self._quota = options.pop("sender_quota", None)
         super().__init__(accounts, block_duration, timeout, sender_quota=None, **options)
-        self._keeps_all = False
         self._next_id = first_id
-        self._fencing = False
 
     def take_ids(self, first: int) -> None:
         """Number kept messages from ``first`` on (a range of ids the engine gave this node alone)."""
@@ -149,8 +149,7 @@ class ClusterChatServer(ChatServer):
         effects = super()._forget(c, now, why, fired, announce)
         if s is not None:
             self._offline.pop(s.user, None)   # what is left of its mailbox stays in the engine
-            if not self._fencing:
-                effects.append(ReleaseLogin(s.user))
+            effects.append(ReleaseLogin(s.user))
         return effects
 
     def cluster_lost(self, now: float) -> list[ServerEffect]:
@@ -162,12 +161,9 @@ class ClusterChatServer(ChatServer):
             return []
         log.warning("cluster lost: ending %d sessions", len(here))
         effects: list[_Effect] = [Send(tuple(s.id for s in here), {"type": "bye", "reason": "shutdown"})]
-        self._fencing = True
-        try:
-            for s in here:
-                effects += [Close(s.id), *self._forget(s.conn, now, "cluster lost", announce=False)]
-        finally:
-            self._fencing = False
+        for s in here:   # ChatServer's _forget: no ReleaseLogin, the engine frees them (see above)
+            effects += [Close(s.id), *ChatServer._forget(self, s.conn, now, "cluster lost", announce=False)]
+            self._offline.pop(s.user, None)
         return self._settle(effects)
 
     # -- what the other nodes tell -------------------------------------------
