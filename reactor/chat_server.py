@@ -1025,7 +1025,7 @@ class ChatServer:
         self._buckets[user] = (tokens - cost, now)
         return []
 
-    def _unkeep(self, queue: dict[int, tuple[str, int, int, float | None]], mid: int) -> bool:
+    def _unkeep(self, queue: dict[int, tuple[str, int, int, float | None]], mid: int) -> None:
         """Forget the kept message ``mid`` of ``queue`` and give its bytes back to its sender's quota."""
         sender, size, _, _ = queue.pop(mid)
         left = self._kept_by.get(sender, 0) - _stored_size(size)
@@ -1033,7 +1033,6 @@ class ChatServer:
             self._kept_by[sender] = left
         else:
             self._kept_by.pop(sender, None)
-        return True
 
     # -- handshake and login -------------------------------------------------
 
@@ -1351,7 +1350,9 @@ class ChatServer:
         queue = self._offline.get(s.user)
         if not queue:
             return []
-        gone = tuple(i for i in ids if i in queue and self._unkeep(queue, i))
+        gone = tuple(dict.fromkeys(i for i in ids if i in queue))   # (an id given twice is forgotten once)
+        for mid in gone:
+            self._unkeep(queue, mid)
         if not queue:
             del self._offline[s.user]
         return [ForgetMessages(gone)] if gone else []
