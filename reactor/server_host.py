@@ -228,14 +228,13 @@ class ServerHost:
         if len(self._strangers) >= self._max_strangers or self._per_address[address] >= self._max_per_address:
             self._turn_away(sock, address)
             return
-        limits = {"max_frame": STRANGER_MAX_FRAME, "max_output": STRANGER_MAX_OUTPUT, "read_size": STRANGER_READ_SIZE}
+        limits: dict[str, Any] = {"max_frame": STRANGER_MAX_FRAME, "max_output": STRANGER_MAX_OUTPUT,
+                                  "read_size": STRANGER_READ_SIZE}
         try:
             if self._tls is None:
                 stream = Stream(self._loop, sock, self, **limits)
             else:
-                stream = TLSStream(self._loop, sock, self, context=self._tls, server_side=True,
-                                   max_frame=STRANGER_MAX_FRAME, max_output=STRANGER_MAX_OUTPUT,
-                                   read_size=STRANGER_READ_SIZE)
+                stream = TLSStream(self._loop, sock, self, context=self._tls, server_side=True, **limits)
         except OSError as exc:  # the peer is already gone
             log.debug("accept: %s", exc)
             sock.close()
