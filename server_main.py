@@ -13,19 +13,23 @@ import signal
 import ssl
 import sys
 import time
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any
 
-from reactor.chat_server import BURST, RATE, SENDER_QUOTA, ChatServer, StoreChange
+from reactor.chat_server import BURST, RATE, SENDER_QUOTA, ChatServer
 from reactor.credentials import CredentialsError, load_credentials, plain_accounts
 from reactor.loop import EventLoop
 from reactor.passwords import hash_password_command
-from reactor.server_host import FAILURE_LOG_INTERVAL, MAX_STRANGERS, MAX_STRANGERS_PER_ADDRESS, ServerHost
-from reactor.store import Store, StoreError, StoreFull
+from reactor.server_host import (
+    FAILURE_LOG_INTERVAL,
+    MAX_STRANGERS,
+    MAX_STRANGERS_PER_ADDRESS,
+    ServerHost,
+    StopOnStoreFailure,
+)
+from reactor.store import Store, StoreError
 from reactor.tls import TLSConfigError, server_context
 
 log = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 
 def port_number(text: str) -> int:
@@ -164,39 +168,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-class StopOnStoreFailure:
-    """The store as the host sees it: a failed write stops the server rather than confirm what was not kept.
-
-    A full store (``StoreFull``) is not a failure: the host refuses what did not fit and serves on.
-    """
-
-    def __init__(self, store: Store, loop: EventLoop) -> None:
-        self.store = store
-        self.loop = loop
-        self.failure: StoreError | None = None
-
-    def apply(self, change: StoreChange) -> None:
-        self._guard(self.store.apply, change)
-
-    def commit(self) -> None:
-        self._guard(self.store.commit)
-
-    def texts(self, ids: Iterable[int]) -> dict[int, str]:
-        return self._guard(self.store.texts, ids)
-
-    def _guard(self, call: Callable[..., _T], *args: Any) -> _T:
-        try:
-            return call(*args)
-        except StoreFull:
-            raise  # the host refuses what did not fit and goes on
-        except StoreError as exc:
-            if self.failure is None:
-                self.failure = exc
-                log.critical("%s; stopping", exc)
-                self.loop.stop()
-            raise  # the host must not go on as if it had been kept
-
-
 def reload_credentials(path: str, host: ServerHost) -> None:
     """SIGHUP: read the accounts file again; a file that cannot be used keeps the accounts as they are."""
     try:
@@ -319,7 +290,7 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
         log.info("node %s of the cluster on %s:%d", args.node_id, *args.cluster)
         cluster.start_cluster()
     else:
-        log.info("state %s: %d blocks, %d offline messages", guard.store.path, len(blocks), len(offline))
+        log.info("state %s: %d blocks, %d offline messages", args.state, len(blocks), len(offline))
     try:
         loop.run()
     finally:

@@ -59,7 +59,7 @@ import socket
 import ssl
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from .chat_server import (
     STORE_CHANGES,
@@ -84,12 +84,13 @@ from .chat_server import (
 from .framing import MAX_FRAME, encode
 from .loop import EventLoop, NamedTimers, TimerHandle
 from .protocol import Frame
-from .store import MemoryStore, StoreFull
+from .store import MemoryStore, StoreError, StoreFull
 from .stream import MAX_OUTPUT, RECV_SIZE, Listener, Stream, listen
 from .tls import TLSStream
 from .verifier import Verifier
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 SHUTDOWN_GRACE = 2.0  # seconds to flush goodbyes before the loop stops anyway
 MAX_STRANGERS = 512               # connections not logged in, in all
@@ -139,6 +140,39 @@ class Store(Protocol):
     def apply(self, change: StoreChange) -> None: ...
     def commit(self) -> None: ...
     def texts(self, ids: Iterable[int]) -> dict[int, str]: ...
+
+
+class StopOnStoreFailure:
+    """The store as the host sees it: a failed write stops the server rather than confirm what was not kept.
+
+    A full store (``StoreFull``) is not a failure: the host refuses what did not fit and serves on.
+    """
+
+    def __init__(self, store: Store, loop: EventLoop) -> None:
+        self.store = store
+        self.loop = loop
+        self.failure: StoreError | None = None
+
+    def apply(self, change: StoreChange) -> None:
+        self._guard(self.store.apply, change)
+
+    def commit(self) -> None:
+        self._guard(self.store.commit)
+
+    def texts(self, ids: Iterable[int]) -> dict[int, str]:
+        return self._guard(self.store.texts, ids)
+
+    def _guard(self, call: Callable[..., _T], *args: Any) -> _T:
+        try:
+            return call(*args)
+        except StoreFull:
+            raise  # the host refuses what did not fit and goes on
+        except StoreError as exc:
+            if self.failure is None:
+                self.failure = exc
+                log.critical("%s; stopping", exc)
+                self.loop.stop()
+            raise  # the host must not go on as if it had been kept
 
 
 def with_texts(frames: tuple[Frame, ...], texts: dict[int, str]) -> list[Frame]:

@@ -453,7 +453,7 @@ def test_a_burst_of_stored_messages_takes_few_commits_and_no_confirmation_comes_
 
 
 def test_a_failed_commit_stops_the_server_without_confirming(tmp_path):
-    from server_main import StopOnStoreFailure
+    from reactor.server_host import StopOnStoreFailure
     from tests.test_store import FailingCommit, opened
     store, conn = opened(str(tmp_path / "state.db"), FailingCommit)
     guards = []
