@@ -70,7 +70,7 @@ from enum import Enum
 from typing import Any, TypeAlias
 
 from .peer_certs import decode_certificate, encode_certificate, fingerprint
-from .protocol import MAX_TEXT, PROTOCOL_VERSION, PROTOCOL_VERSIONS, ErrorCode
+from .protocol import MAX_TEXT, PROTOCOL_VERSION, PROTOCOL_VERSIONS, ErrorCode, Frame
 from .text import CONTROL, visible
 from .timer_effects import CancelTimer, SetTimer
 
@@ -80,11 +80,8 @@ __all__ = ["Print", "Prompt", "ToServer", "ToPeer", "ConnectPeer", "ClosePeer", 
 
 log = logging.getLogger(__name__)
 
-SERVER_VERSIONS = PROTOCOL_VERSIONS   # a server answering 1 speaks the same but for one user a presence frame
 LEAVE_GRACE = 3.0    # seconds to wait for the server's goodbye after asking to log out
 PING = {"type": "ping"}
-
-Frame: TypeAlias = dict[str, Any]
 
 
 # -- effects ----------------------------------------------------------------
@@ -698,7 +695,7 @@ class ChatClient:
     @on_frame("hello")
     def _on_hello(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         version = frame.get("version")
-        if type(version) is not int or version not in SERVER_VERSIONS:
+        if type(version) is not int or version not in PROTOCOL_VERSIONS:   # 1: one user a presence frame
             return self._finish(ERRORS["version"].shown(frame), 1)
         return self._ask(State.USERNAME)
 

@@ -30,7 +30,6 @@ from .chat_client import (
     ClosePeer,
     ConnectPeer,
     Exit,
-    Frame,
     Listen,
     Print,
     Prompt,
@@ -39,6 +38,7 @@ from .chat_client import (
     ToServer,
 )
 from .loop import EventLoop, NamedTimers
+from .protocol import Frame
 from .stream import Connector, Listener, Stream, listen
 from .tls import VERIFY_FAILED, TLSStream
 
