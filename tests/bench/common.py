@@ -8,6 +8,11 @@ import statistics
 import subprocess
 import sys
 from collections.abc import Sequence
+from typing import Any
+
+from reactor.chat_server import STORE_CHANGES, CheckPassword, LoggedIn, LoginFailed, SendBatch, SendStored
+from reactor.server_host import with_texts
+from reactor.store import MemoryStore
 
 LISTEN_BACKLOG = 1024  # every host listens with reactor.stream.listen's backlog
 MAX_OUTPUT = 1 << 20   # bytes a host buffers for one peer before it gives up on it (as reactor.stream)
@@ -85,6 +90,23 @@ def decode_line(line: bytes) -> dict | str:
     except (ValueError, RecursionError):
         return "invalid JSON"
     return frame if type(frame) is dict else "frame is not a JSON object"
+
+
+def store_effect(store: MemoryStore, effect: Any) -> list[Any]:
+    """What the asyncio and threaded bench hosts do alike with an effect that is not I/O, and the effects
+    that follow it: stored messages get their texts from ``store`` and store changes go to it (as the
+    reactor host without a file); password checks (the bench's accounts are plain: none is ever hashed)
+    and the caps on strangers do not happen here. Any other effect is unknown: TypeError."""
+    kind = type(effect)
+    if kind is SendStored:
+        texts = store.texts([frame["id"] for frame in effect.frames])
+        return [SendBatch((effect.conn,), tuple(with_texts(effect.frames, texts)))]
+    if kind in STORE_CHANGES:
+        store.apply(effect)
+        return [] if effect.confirm is None else [effect.confirm]
+    if kind is CheckPassword or kind is LoggedIn or kind is LoginFailed:
+        return []
+    raise TypeError(f"unknown effect {effect!r}")
 
 
 def median(values: Sequence[float]) -> float:
