@@ -70,7 +70,7 @@ from enum import Enum
 from typing import Any, TypeAlias
 
 from .peer_certs import decode_certificate, encode_certificate, fingerprint
-from .protocol import MAX_TEXT, PROTOCOL_VERSION, PROTOCOL_VERSIONS, ErrorCode
+from .protocol import MAX_TEXT, PROTOCOL_VERSION, PROTOCOL_VERSIONS, ErrorCode, Frame
 from .text import CONTROL, visible
 from .timer_effects import CancelTimer, SetTimer
 
@@ -80,11 +80,8 @@ __all__ = ["Print", "Prompt", "ToServer", "ToPeer", "ConnectPeer", "ClosePeer", 
 
 log = logging.getLogger(__name__)
 
-SERVER_VERSIONS = PROTOCOL_VERSIONS   # a server answering 1 speaks the same but for one user a presence frame
 LEAVE_GRACE = 3.0    # seconds to wait for the server's goodbye after asking to log out
 PING = {"type": "ping"}
-
-Frame: TypeAlias = dict[str, Any]
 
 
 # -- effects ----------------------------------------------------------------
@@ -358,16 +355,17 @@ def _peer_ip(host: str) -> IPAddress | None:
     return ip
 
 
-def _same_certificate(expected: bytes | None, presented: bytes | None) -> bool:
-    """Whether a peer presented the certificate expected (by SHA-256 fingerprint); no certificate
-    expected (plaintext mode): the peer must present none either."""
+def _same_certificate(peer: int, user: str, expected: bytes | None, presented: bytes | None) -> bool:
+    """Whether ``peer``, claiming to be ``user``, presented the certificate expected (by SHA-256
+    fingerprint; it is logged when not); no certificate expected (plaintext mode): it must present none either."""
     if expected is None or presented is None:
-        return expected is None and presented is None
-    return secrets.compare_digest(fingerprint(expected), fingerprint(presented))
-
-
-def _fingerprint_or_none(certificate: bytes | None) -> str:
-    return "no certificate" if certificate is None else f"a certificate with fingerprint {fingerprint(certificate)}"
+        same = expected is None and presented is None
+    else:
+        same = secrets.compare_digest(fingerprint(expected), fingerprint(presented))
+    if not same:
+        shown = "no certificate" if presented is None else f"a certificate with fingerprint {fingerprint(presented)}"
+        log.warning("peer %d claiming to be %s presented %s", peer, user, shown)
+    return same
 
 
 class _Peer:
@@ -575,8 +573,7 @@ class ChatClient:
         ticket = self._connecting.pop(user, None)
         if ticket is None or self._state != State.ACTIVE:
             return [ClosePeer(peer)]
-        if not _same_certificate(ticket.certificate, certificate):
-            log.warning("peer %d claiming to be %s presented %s", peer, user, _fingerprint_or_none(certificate))
+        if not _same_certificate(peer, user, ticket.certificate, certificate):
             return [ClosePeer(peer), Print(f"Error. Cannot reach {user} for private messaging: "
                                            "the peer's certificate is not the one the server relayed")]
         self._peers[peer] = _Peer(peer, user, ticket.token, certificate)
@@ -612,16 +609,10 @@ class ChatClient:
 
     def peer_closed(self, peer: int, now: float) -> list[ClientEffect]:
         """A peer connection closed from the other side (or broke)."""
-        p = self._peers.pop(peer, None)
+        p = self._peers.get(peer)
         if p is None:
             return []
-        effects: list[ClientEffect] = [CancelTimer(("peer", peer))]
-        if p.chat is not None:
-            del self._chats[p.chat]
-            effects.append(Print(f"Private messaging with {p.chat} stopped"))
-        elif p.token is not None:
-            effects.append(Print(f"Error. {p.user} did not accept the private connection"))
-        return effects
+        return self._forget_peer(p, f"Error. {p.user} did not accept the private connection")
 
     def _peer_hello(self, p: _Peer, frame: Frame) -> list[ClientEffect]:
         user, token = frame.get("user"), frame.get("token")
@@ -631,8 +622,7 @@ class ChatClient:
             log.info("peer %d: no valid token, dropped", p.id)
             del self._peers[p.id]
             return [CancelTimer(("peer", p.id)), ClosePeer(p.id)]
-        if not _same_certificate(expected.certificate, p.certificate):
-            log.warning("peer %d claiming to be %s presented %s", p.id, user, _fingerprint_or_none(p.certificate))
+        if not _same_certificate(p.id, user, expected.certificate, p.certificate):
             del self._peers[p.id]
             return [CancelTimer(("peer", p.id)), ClosePeer(p.id),
                     Print(f"Error. Refused a private connection from {user}: "
@@ -650,13 +640,19 @@ class ChatClient:
     def _drop_peer(self, p: _Peer, why: str) -> list[ClientEffect]:
         """Close a peer connection ourselves, saying what ended (the host will not report it)."""
         log.info("peer %d (%s) %s: closing", p.id, p.user, why)
-        self._peers.pop(p.id, None)
-        effects: list[ClientEffect] = [ClosePeer(p.id), CancelTimer(("peer", p.id))]
+        return [ClosePeer(p.id),
+                *self._forget_peer(p, f"Error. Private messaging with {p.user} could not start: the peer {why}")]
+
+    def _forget_peer(self, p: _Peer, not_started: str) -> list[ClientEffect]:
+        """A peer connection is gone: its chat stops, or, on the side that connected (it holds the
+        token), the user hears ``not_started``."""
+        del self._peers[p.id]
+        effects: list[ClientEffect] = [CancelTimer(("peer", p.id))]
         if p.chat is not None:
             del self._chats[p.chat]
             effects.append(Print(f"Private messaging with {p.chat} stopped"))
         elif p.token is not None:
-            effects.append(Print(f"Error. Private messaging with {p.user} could not start: the peer {why}"))
+            effects.append(Print(not_started))
         return effects
 
     def _stop_chat(self, user: str) -> list[ClientEffect]:
@@ -698,7 +694,7 @@ class ChatClient:
     @on_frame("hello")
     def _on_hello(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         version = frame.get("version")
-        if type(version) is not int or version not in SERVER_VERSIONS:
+        if type(version) is not int or version not in PROTOCOL_VERSIONS:   # 1: one user a presence frame
             return self._finish(ERRORS["version"].shown(frame), 1)
         return self._ask(State.USERNAME)
 

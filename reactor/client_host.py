@@ -30,7 +30,6 @@ from .chat_client import (
     ClosePeer,
     ConnectPeer,
     Exit,
-    Frame,
     Listen,
     Print,
     Prompt,
@@ -39,6 +38,7 @@ from .chat_client import (
     ToServer,
 )
 from .loop import EventLoop, NamedTimers
+from .protocol import Frame
 from .stream import Connector, Listener, Stream, listen
 from .tls import VERIFY_FAILED, TLSStream
 
@@ -170,11 +170,9 @@ class ClientHost:
     def _server_gone(self, reason: str | None) -> None:
         self._server = None
         address, self._connecting = self._connecting, None
-        if self.exit_status is not None:
-            pass
-        elif address is not None:   # the TLS handshake failed
+        if self.exit_status is None and address is not None:   # the TLS handshake failed
             self._cannot_connect(address, reason)
-        else:
+        elif self.exit_status is None:
             log.debug("server connection lost: %s", reason)
             self._apply(self.logic.server_lost(self.now()))
         self._maybe_stop()
@@ -194,9 +192,7 @@ class ClientHost:
 
     def _accept_peer(self, sock: socket.socket) -> None:
         if self._identity is None:
-            peer = self._add_peer(sock)
-            if peer is not None:
-                self._apply(self.logic.peer_accepted(peer, self.now()))
+            self._add_peer(sock, None)
             return
         trusted = self.logic.expected_certificates()
         context = self._peer_context(trusted, server_side=True) if trusted else None
@@ -205,7 +201,7 @@ class ClientHost:
             if trusted:
                 self._apply(self.logic.peer_refused(UNUSABLE_CERTIFICATE, self.now()))
             return
-        self._add_peer(sock, context, None)
+        self._add_peer(sock, None, context)
 
     def _peer_context(self, trusted: list[bytes], *, server_side: bool) -> ssl.SSLContext | None:
         """The TLS context of a peer connection trusting ``trusted``; None if the server relayed something
@@ -217,12 +213,12 @@ class ClientHost:
             log.warning("cannot trust the certificates relayed: %s", exc)
             return None
 
-    def _add_peer(self, sock: socket.socket, context: ssl.SSLContext | None = None,
-                  user: str | None = None) -> int | None:
-        """A stream for a peer connection; with ``context``, over TLS, reported to the logic once secure."""
+    def _add_peer(self, sock: socket.socket, user: str | None, context: ssl.SSLContext | None = None) -> None:
+        """A stream for a peer connection, to ``user`` (None: one we accepted), reported to the logic at
+        once, or with ``context`` over TLS, once secure."""
         if self.exit_status is not None:
             sock.close()
-            return None
+            return
         peer = next(self._peer_ids)
         try:
             if context is None:
@@ -232,20 +228,21 @@ class ClientHost:
                                    on_secure=lambda stream: self._peer_secure(peer, stream))
         except OSError:
             sock.close()
-            return None
+            return
         stream.tag = peer
         self._peers[peer] = stream
-        if context is not None:
+        if context is None:
+            self._peer_up(peer, user, None)
+        else:
             self._securing[peer] = user
-        return peer
 
     def _peer_secure(self, peer: int, stream: Stream) -> None:
         """A peer's TLS handshake is done: the logic hears of the connection, and the certificate presented
         (once: on ``on_secure``, or before the first frame if the same read brought both)."""
-        if peer not in self._securing or not isinstance(stream, TLSStream):
-            return
-        user = self._securing.pop(peer)
-        certificate = stream.peer_certificate()
+        if peer in self._securing and isinstance(stream, TLSStream):
+            self._peer_up(peer, self._securing.pop(peer), stream.peer_certificate())
+
+    def _peer_up(self, peer: int, user: str | None, certificate: bytes | None) -> None:
         if user is None:
             self._apply(self.logic.peer_accepted(peer, self.now(), certificate))
         else:
@@ -258,16 +255,14 @@ class ClientHost:
                 self._apply(self.logic.peer_failed(user, error or "failed", self.now()))
                 return
             if self._identity is None:
-                peer = self._add_peer(sock)
-                if peer is not None:
-                    self._apply(self.logic.peer_connected(peer, user, self.now()))
+                self._add_peer(sock, user)
                 return
             context = None if certificate is None else self._peer_context([certificate], server_side=False)
             if context is None:   # (the logic asks for no plaintext peer in TLS mode)
                 sock.close()
                 self._apply(self.logic.peer_failed(user, UNUSABLE_CERTIFICATE, self.now()))
                 return
-            self._add_peer(sock, context, user)
+            self._add_peer(sock, user, context)
 
         connector = Connector(self.loop, host, port, done, numeric=True)   # a name would stall the loop
         self._connectors.add(connector)

@@ -132,8 +132,13 @@ class WireClient:
 
     def __init__(self, host, port, hello=True, timeout=PATIENCE, source=None):
         """``source``: the loopback address to connect from (any 127.x.y.z), to play another machine."""
-        self.sock = socket.create_connection((host, port), timeout=timeout,
-                                             source_address=None if source is None else (source, 0))
+        self._begin(socket.create_connection((host, port), timeout=timeout,
+                                             source_address=None if source is None else (source, 0)),
+                    hello, timeout)
+
+    def _begin(self, sock: socket.socket, hello: bool, timeout: float) -> None:
+        """Start the session on the connected ``sock``: with ``hello``, the protocol's greeting."""
+        self.sock = sock
         self.timeout = timeout
         self.buffer = b""
         self.user = None

@@ -266,26 +266,16 @@ def test_after_a_resize_the_input_is_drawn_once_with_nothing_stale(old, new, ref
     assert_input(term, line[:cursor] + "!" + line[cursor:], cursor + 1, above=above)
 
 
-def test_narrowing_a_reflowing_terminal_like_tmux_loses_nothing():
-    term = Term(80)
-    line = "x" * 60
+@pytest.mark.parametrize("width, line, widths", [
+    (80, "x" * 60, (40, 30)),         # narrowing
+    (20, "y" * 70, (40, 200, 20)),    # widening, then narrowing back
+], ids=["narrowing", "widening"])
+def test_resizing_a_reflowing_terminal_like_tmux_loses_nothing(width, line, widths):
+    term = Term(width)
     term.type(line)
-    term.resize(40, reflow=True)
-    assert_input(term, line, 60)
-    term.resize(30, reflow=True)
-    assert_input(term, line, 60)
-
-
-def test_widening_a_reflowing_terminal_like_tmux_loses_nothing():
-    term = Term(20)
-    line = "y" * 70
-    term.type(line)
-    term.resize(40, reflow=True)
-    assert_input(term, line, 70)
-    term.resize(200, reflow=True)
-    assert_input(term, line, 70)
-    term.resize(20, reflow=True)
-    assert_input(term, line, 70)
+    for cols in widths:
+        term.resize(cols, reflow=True)
+        assert_input(term, line, len(line))
 
 
 @pytest.mark.parametrize("length", [38, 37], ids=["ending-at-the-margin", "not"])

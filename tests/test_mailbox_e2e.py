@@ -25,16 +25,11 @@ class SlowReader(WireClient):
     def __init__(self, host, port, chunk=8192, pause=0.001, hello=True, timeout=5.0):
         self.read_size = chunk
         self.pause = pause
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)   # before connect: a small window
-        self.sock.settimeout(timeout)
-        self.sock.connect((host, port))
-        self.timeout = timeout
-        self.buffer = b""
-        self.user = None
-        if hello:
-            self.send({"type": "hello", "version": 1})
-            assert self.recv()["type"] == "hello"
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)   # before connect: a small window
+        sock.settimeout(timeout)
+        sock.connect((host, port))
+        self._begin(sock, hello, timeout)
 
 
 def fill_mailbox(server, to, texts, sender="hans"):

@@ -204,6 +204,19 @@ class Chat:
     def wait(self, user, needle):
         run_until(self.loop, lambda: self.consoles[user].shows(needle))
 
+    def server_rewrites(self, kind, **fields):
+        """Play a hostile server: every ``kind`` frame it relays a certificate in has ``fields`` overwritten."""
+        logic = self.server._logic
+        real = logic._with_cert
+
+        def rewritten(frame, conn):
+            frame = real(frame, conn)
+            if frame["type"] == kind:
+                frame.update(fields)
+            return frame
+
+        logic._with_cert = rewritten
+
     def start_private(self):
         self.consoles["yoda"].type("startprivate hans")
         self.wait("hans", "yoda would like to start private messaging. Accept? (y/n)")
@@ -310,16 +323,7 @@ def test_a_relay_with_its_own_certificate_is_refused_on_both_sides(loop, ids):
 def test_a_server_that_relays_another_certificate_gets_the_chat_refused(loop, ids):
     """A hostile server (or anyone who could rewrite its frames) swaps hans's certificate for the relay's."""
     chat = Chat(loop, ids)
-    logic = chat.server._logic
-    real = logic._with_cert
-
-    def swapped(frame, conn):
-        frame = real(frame, conn)
-        if frame["type"] == "private_connect":
-            frame["cert"] = cert_of(ids["relay"])
-        return frame
-
-    logic._with_cert = swapped
+    chat.server_rewrites("private_connect", cert=cert_of(ids["relay"]))
     try:
         chat.start_private()
         chat.wait("yoda", "Error. Cannot reach hans for private messaging: its certificate is not the one the "
@@ -338,16 +342,7 @@ def test_a_server_that_relays_another_certificate_gets_the_chat_refused(loop, id
 ])
 def test_a_relayed_certificate_that_is_no_certificate_is_refused_and_harms_nothing(loop, ids, frame, user, shown):
     chat = Chat(loop, ids)
-    logic = chat.server._logic
-    real = logic._with_cert
-
-    def garbled(out, conn):
-        out = real(out, conn)
-        if out["type"] == frame:
-            out["cert"] = base64.b64encode(b"no certificate at all").decode()
-        return out
-
-    logic._with_cert = garbled
+    chat.server_rewrites(frame, cert=base64.b64encode(b"no certificate at all").decode())
     try:
         chat.start_private()
         chat.wait(user, shown)
@@ -362,16 +357,7 @@ def test_a_relayed_certificate_that_is_no_certificate_is_refused_and_harms_nothi
 def test_a_swapped_token_is_refused(loop, ids):
     """The peer is the right one, but the token is not: the chat does not open."""
     chat = Chat(loop, ids)
-    logic = chat.server._logic
-    real = logic._with_cert
-
-    def swapped(frame, conn):
-        frame = real(frame, conn)
-        if frame["type"] == "private_connect":
-            frame["token"] = base64.urlsafe_b64encode(b"a token of my own").decode()
-        return frame
-
-    logic._with_cert = swapped
+    chat.server_rewrites("private_connect", token=base64.urlsafe_b64encode(b"a token of my own").decode())
     try:
         chat.start_private()
         chat.wait("yoda", "Error. hans did not accept the private connection")

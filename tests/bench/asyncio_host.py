@@ -21,24 +21,18 @@ from collections.abc import Callable
 from typing import Any
 
 from reactor.chat_server import (
-    STORE_CHANGES,
     CancelTimer,
     ChatServer,
-    CheckPassword,
     Close,
-    LoggedIn,
-    LoginFailed,
     Send,
     SendBatch,
-    SendStored,
     SetTimer,
     WhenWritable,
 )
 from reactor.framing import MAX_FRAME, encode
-from reactor.server_host import with_texts
 from reactor.store import MemoryStore
 
-from .common import LISTEN_BACKLOG, MAX_OUTPUT, decode_line
+from .common import LISTEN_BACKLOG, MAX_OUTPUT, decode_line, store_effect
 
 
 class Connection(asyncio.Protocol):
@@ -194,17 +188,8 @@ class AsyncioHost:
                 old = self._timers.pop(effect.key, None)
                 if old is not None:
                     old.cancel()
-            elif kind is SendStored:
-                texts = self._store.texts([frame["id"] for frame in effect.frames])
-                self._apply([SendBatch((effect.conn,), tuple(with_texts(effect.frames, texts)))])
-            elif kind in STORE_CHANGES:
-                self._store.apply(effect)
-                if effect.confirm is not None:
-                    self._apply([effect.confirm])
-            elif kind is CheckPassword:   # the bench's accounts are plain: no password is ever hashed
-                pass
-            elif kind is not LoggedIn and kind is not LoginFailed:   # strangers are not capped here
-                raise TypeError(f"unknown effect {effect!r}")
+            else:
+                self._apply(store_effect(self._store, effect))
 
     def abort_all(self) -> None:
         """Teardown: no more effects; every transport dropped without writing anything more."""

@@ -7,7 +7,17 @@ import resource
 import statistics
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from reactor.chat_server import STORE_CHANGES, CheckPassword, LoggedIn, LoginFailed, SendBatch, SendStored
+from reactor.server_host import with_texts
+from reactor.store import MemoryStore
+
+if TYPE_CHECKING:
+    from reactor.loop import EventLoop
+    from reactor.stream import Stream
 
 LISTEN_BACKLOG = 1024  # every host listens with reactor.stream.listen's backlog
 MAX_OUTPUT = 1 << 20   # bytes a host buffers for one peer before it gives up on it (as reactor.stream)
@@ -87,6 +97,23 @@ def decode_line(line: bytes) -> dict | str:
     return frame if type(frame) is dict else "frame is not a JSON object"
 
 
+def store_effect(store: MemoryStore, effect: Any) -> list[Any]:
+    """What the asyncio and threaded bench hosts do alike with an effect that is not I/O, and the effects
+    that follow it: stored messages get their texts from ``store`` and store changes go to it (as the
+    reactor host without a file); password checks (the bench's accounts are plain: none is ever hashed)
+    and the caps on strangers do not happen here. Any other effect is unknown: TypeError."""
+    kind = type(effect)
+    if kind is SendStored:
+        texts = store.texts([frame["id"] for frame in effect.frames])
+        return [SendBatch((effect.conn,), tuple(with_texts(effect.frames, texts)))]
+    if kind in STORE_CHANGES:
+        store.apply(effect)
+        return [] if effect.confirm is None else [effect.confirm]
+    if kind is CheckPassword or kind is LoggedIn or kind is LoginFailed:
+        return []
+    raise TypeError(f"unknown effect {effect!r}")
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
@@ -114,3 +141,41 @@ def start_server(workdir: str, credentials: str, block: str, *flags: str) -> tup
         proc.kill()
         raise RuntimeError(f"the server did not start: {line!r}")
     return proc, int(line.rsplit(":", 1)[1])
+
+
+def run_until(loop: EventLoop, done: Callable[[], bool], within: float) -> None:
+    """Turn ``loop`` until ``done()``; RuntimeError if that takes over ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not done():
+        if time.monotonic() > deadline:
+            raise RuntimeError("timed out")
+        loop.run_once(timeout=0.05)
+
+
+class BenchUser:
+    """A bench client on the product's own ``Stream`` that logs in as ``name`` with the password
+    ``pw-<name>`` and is ``ready`` at the welcome; a bad frame, or its connection lost while the
+    ``bench`` is not ``stopping``, fails the bench."""
+
+    name: str
+    bench: Any
+    ready: bool
+
+    def log_in(self, stream: Stream, kind: object) -> bool:
+        """Answer a login frame of type ``kind`` (False: it is none)."""
+        if kind == "hello":
+            stream.send({"type": "username", "username": self.name})
+        elif kind == "username_ok":
+            stream.send({"type": "password", "password": "pw-" + self.name})
+        elif kind == "welcome":
+            self.ready = True
+        else:
+            return False
+        return True
+
+    def frame_error(self, stream: Stream, detail: str) -> None:
+        raise RuntimeError(f"{self.name}: bad frame {detail}")
+
+    def connection_lost(self, stream: Stream, reason: str | None) -> None:
+        if not self.bench.stopping:
+            raise RuntimeError(f"{self.name}: connection lost: {reason}")

@@ -27,12 +27,10 @@ import time
 from reactor.loop import EventLoop
 from reactor.passwords import hash_password
 from reactor.stream import Stream
-from tests.bench.common import UNLIMITED, start_server
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.bench.common import UNLIMITED, BenchUser, run_until, start_server
 
 
-class Bystander:
+class Bystander(BenchUser):
     """A logged-in user; ``a`` sends, ``b`` answers, ``a`` times the round trip and sends the next."""
 
     def __init__(self, bench: Bench, name: str, partner: str, starts: bool) -> None:
@@ -48,24 +46,13 @@ class Bystander:
 
     def frame_received(self, stream: Stream, frame: dict) -> None:
         kind = frame.get("type")
-        if kind == "hello":
-            stream.send({"type": "username", "username": self.name})
-        elif kind == "username_ok":
-            stream.send({"type": "password", "password": "pw-" + self.name})
-        elif kind == "welcome":
-            self.ready = True
-        elif kind == "message" and self.starts:
+        if kind == "message" and self.starts:
             self.bench.round_trip(time.perf_counter() - self.sent)
             self.ping()
         elif kind == "message":
             stream.send({"type": "message", "to": self.partner, "text": "pong"})
-
-    def frame_error(self, stream: Stream, detail: str) -> None:
-        raise RuntimeError(f"{self.name}: bad frame {detail}")
-
-    def connection_lost(self, stream: Stream, reason: str | None) -> None:
-        if not self.bench.stopping:
-            raise RuntimeError(f"{self.name}: connection lost: {reason}")
+        else:
+            self.log_in(stream, kind)
 
 
 class Attacker:
@@ -112,7 +99,7 @@ class Bench:
         self.answers: dict[str, int] = {}
         self.a = Bystander(self, "a", "b", True)
         self.b = Bystander(self, "b", "a", False)
-        self._run_until(lambda: self.a.ready and self.b.ready, 30.0)
+        run_until(self.loop, lambda: self.a.ready and self.b.ready, 30.0)
         self.attackers = [Attacker(self, f"t{i}") for i in range(attackers)]
 
     def round_trip(self, seconds: float) -> None:
@@ -123,20 +110,13 @@ class Bench:
         if self.counting:
             self.answers[code] = self.answers.get(code, 0) + 1
 
-    def _run_until(self, done, within: float) -> None:
-        deadline = time.monotonic() + within
-        while not done():
-            if time.monotonic() > deadline:
-                raise RuntimeError("timed out")
-            self.loop.run_once(timeout=0.05)
-
     def measure(self, seconds: float) -> dict:
         self.a.ping()
         warm = time.monotonic() + 1.0
-        self._run_until(lambda: time.monotonic() > warm, 10.0)
+        run_until(self.loop, lambda: time.monotonic() > warm, 10.0)
         self.counting = True
         end = time.monotonic() + seconds
-        self._run_until(lambda: time.monotonic() > end, seconds + 10.0)
+        run_until(self.loop, lambda: time.monotonic() > end, seconds + 10.0)
         self.counting = False
         trips = sorted(self.trips)
         guesses = self.answers.get("invalid_password", 0) + self.answers.get("account_blocked", 0)

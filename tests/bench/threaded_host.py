@@ -18,24 +18,18 @@ from collections.abc import Callable
 from typing import Any
 
 from reactor.chat_server import (
-    STORE_CHANGES,
     CancelTimer,
     ChatServer,
-    CheckPassword,
     Close,
-    LoggedIn,
-    LoginFailed,
     Send,
     SendBatch,
-    SendStored,
     SetTimer,
     WhenWritable,
 )
 from reactor.framing import MAX_FRAME, encode
-from reactor.server_host import with_texts
 from reactor.store import MemoryStore
 
-from .common import LISTEN_BACKLOG, decode_line
+from .common import LISTEN_BACKLOG, decode_line, store_effect
 
 RECV_SIZE = 64 * 1024
 
@@ -145,17 +139,8 @@ class ThreadedHost:
                 self._timers.pop(effect.key, None)
             elif kind is WhenWritable:   # sendall has waited for room already
                 self._apply(self._logic.writable(effect.conn, time.monotonic()))
-            elif kind is SendStored:
-                texts = self._store.texts([frame["id"] for frame in effect.frames])
-                self._apply([SendBatch((effect.conn,), tuple(with_texts(effect.frames, texts)))])
-            elif kind in STORE_CHANGES:
-                self._store.apply(effect)
-                if effect.confirm is not None:
-                    self._apply([effect.confirm])
-            elif kind is CheckPassword:   # the bench's accounts are plain: no password is ever hashed
-                pass
-            elif kind is not LoggedIn and kind is not LoginFailed:   # strangers are not capped here
-                raise TypeError(f"unknown effect {effect!r}")
+            else:
+                self._apply(store_effect(self._store, effect))
 
 
 def serve(logic: ChatServer, port: int, announce: Callable[[int], None]) -> None:

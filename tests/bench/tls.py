@@ -33,13 +33,12 @@ import trustme
 from reactor.loop import EventLoop
 from reactor.stream import Stream
 from reactor.tls import TLSStream
-from tests.bench.common import UNLIMITED, start_server
+from tests.bench.common import UNLIMITED, BenchUser, run_until, start_server
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEXT = "the quick brown fox jumps over the lazy dog"
 
 
-class Client:
+class Client(BenchUser):
     """One user: logs in, then answers every message from its partner with one back."""
 
     def __init__(self, bench: Run, name: str, partner: str) -> None:
@@ -72,19 +71,8 @@ class Client:
             self.bench.arrived(float(frame["text"].split(" ", 1)[0]))
             if self.bench.answering:
                 self.send_message()
-        elif kind == "hello":
-            stream.send({"type": "username", "username": self.name})
-        elif kind == "username_ok":
-            stream.send({"type": "password", "password": "pw-" + self.name})
-        elif kind == "welcome":
-            self.ready = True
-
-    def frame_error(self, stream: Stream, detail: str) -> None:
-        raise RuntimeError(f"{self.name}: bad frame {detail}")
-
-    def connection_lost(self, stream: Stream, reason: str | None) -> None:
-        if not self.bench.stopping:
-            raise RuntimeError(f"{self.name}: connection lost: {reason}")
+        else:
+            self.log_in(stream, kind)
 
 
 class Run:
@@ -103,19 +91,12 @@ class Run:
             self.clients += [Client(self, a, b), Client(self, b, a)]
         for client in self.clients:
             client.connect(port, context)
-        self._run_until(lambda: all(c.ready for c in self.clients), 60.0)
+        run_until(self.loop, lambda: all(c.ready for c in self.clients), 60.0)
 
     def arrived(self, sent: float) -> None:
         if self.counting:
             self.count += 1
             self.latencies.append(time.perf_counter() - sent)
-
-    def _run_until(self, done, within: float) -> None:
-        deadline = time.monotonic() + within
-        while not done():
-            if time.monotonic() > deadline:
-                raise RuntimeError("timed out")
-            self.loop.run_once(timeout=0.05)
 
     def measure(self, window: int, seconds: float) -> dict:
         """Start ``window`` messages per client, warm up a second, count for ``seconds``, let them drain."""
@@ -123,16 +104,16 @@ class Run:
             for client in self.clients:
                 client.send_message()
         warm = time.monotonic() + 1.0
-        self._run_until(lambda: time.monotonic() > warm, 10.0)
+        run_until(self.loop, lambda: time.monotonic() > warm, 10.0)
         self.count, self.latencies, self.counting = 0, [], True
         end = time.monotonic() + seconds
-        self._run_until(lambda: time.monotonic() > end, seconds + 10.0)
+        run_until(self.loop, lambda: time.monotonic() > end, seconds + 10.0)
         self.counting = False
         result = {"msgs_per_s": self.count / seconds, "p50_ms": percentile(self.latencies, 50) * 1000,
                   "p99_ms": percentile(self.latencies, 99) * 1000}
         self.answering = False   # what is in flight drains
         quiet = time.monotonic() + 1.0
-        self._run_until(lambda: time.monotonic() > quiet, 10.0)
+        run_until(self.loop, lambda: time.monotonic() > quiet, 10.0)
         self.answering = True
         return result
 
