@@ -168,13 +168,24 @@ class Stream:
             # 14 KiB (glibc kept the heap those copies had grown); with this and the lazy session parts, 2.4.
             self._out = out = data
         else:
-            if type(out) is not bytearray:   # a second write: into a buffer of our own from now on
+            if type(out) is not bytearray:   # a second write: into a buffer of our own from now on (``_append``)
                 self._out = out = bytearray(out)
             out += data
         if len(out) > self._max_output:
             self._fail(f"output buffer over {self._max_output} bytes: peer not reading")
         elif not self._flush_pending and not self._writing:
             self._flush_soon()
+
+    def _append(self, data: bytes) -> None:
+        """Add bytes to the output buffer as ``write`` does (inline there, the hot path): the caller's bytes
+        kept while the buffer is empty, else copied into a buffer of our own that grows in place."""
+        out = self._out
+        if not out and type(data) is bytes:
+            self._out = data
+        else:
+            if type(out) is not bytearray:
+                self._out = out = bytearray(out)
+            out += data
 
     def _flush_soon(self) -> None:
         """Flush in this turn's ready phase (with the other streams written to: ``_Flushes``)."""
@@ -216,8 +227,8 @@ class Stream:
             self._out = b""   # (an idle stream holds no buffer)
         elif type(out) is bytearray:
             del out[:sent]
-        else:
-            self._out = out[sent:]
+        else:   # the rest in a buffer of our own, sent from its front in place: not copied again at each send
+            self._out = bytearray(memoryview(out)[sent:])
         if self._on_drained is not None and len(self._out) <= self._low_water:
             self._loop.call_soon(self._drained, self._on_drained)
             self._on_drained = None
