@@ -166,9 +166,9 @@ def test_every_frame_of_one_record_is_handled_without_more_bytes_coming(loop, co
 def test_a_handshake_that_stalls_is_closed_at_the_deadline(loop, contexts):
     a, b = socket.socketpair()
     rec = Recorder()
+    start = loop.time()   # the deadline runs from the stream's making (client_hello below takes milliseconds)
     server = TLSStream(loop, a, rec, context=contexts[0], server_side=True, handshake_timeout=0.2)
     b.sendall(client_hello(contexts)[:30])   # part of the hello, then nothing
-    start = loop.time()
     run_until(loop, lambda: rec.lost)
     assert rec.lost == ["TLS handshake timed out"] and loop.time() - start >= 0.2
     assert server.closed
