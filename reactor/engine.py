@@ -193,18 +193,16 @@ class Engine:
 
     def call(self, *args: Arg, reply: Callable[[Reply], Any] | None = None) -> None:
         """Send one command; ``reply(answer)`` gets its reply, later, in command order."""
-        packed = _pack(args)
         if self._up:
-            self._send(packed, _Command(reply, self._loop.time()))
-        elif reply is not None:
-            self._loop.call_soon(_deliver, reply, EngineUnavailable(f"{self.name} is not up"))
+            self._send(_pack(args), _Command(reply, self._loop.time()))
+        else:
+            self._unavailable(reply)
 
     def script(self, script: Script, keys: Sequence[str], args: Sequence[Arg],
                reply: Callable[[Reply], Any] | None = None) -> None:
         """Run ``script`` (``EVALSHA``, or ``EVAL`` where the engine does not know it); ``reply`` as for ``call``."""
         if not self._up:
-            if reply is not None:
-                self._loop.call_soon(_deliver, reply, EngineUnavailable(f"{self.name} is not up"))
+            self._unavailable(reply)
             return
         now = self._loop.time()
         if script.sha in self._loaded:
@@ -231,6 +229,11 @@ class Engine:
         self._waiting = deque()
         if queue:
             self._loop.call_soon(self._fail_all, queue, f"{self.name} closed")
+
+    def _unavailable(self, reply: Callable[[Reply], Any] | None) -> None:
+        """A command while the engine is not up: ``reply`` is told so from a fresh loop callback."""
+        if reply is not None:
+            self._loop.call_soon(_call, reply, EngineUnavailable(f"{self.name} is not up"))
 
     # -- sending and receiving ----------------------------------------
 
@@ -264,7 +267,7 @@ class Engine:
         while queue and queue[0].done:
             done = queue.popleft()
             if done.reply_to is not None:
-                _deliver(done.reply_to, done.reply)
+                _call(done.reply_to, done.reply)
 
     def _check_replies(self) -> None:
         """The reply deadline: down if the oldest command waited too long, else wait for the next oldest."""
@@ -352,7 +355,7 @@ class Engine:
         while queue:
             command = queue.popleft()
             if command.reply_to is not None:
-                _deliver(command.reply_to, command.reply if command.done else EngineUnavailable(reason))
+                _call(command.reply_to, command.reply if command.done else EngineUnavailable(reason))
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -368,13 +371,6 @@ def _pack(args: tuple[Arg, ...]) -> bytes:
 
 def _pack_eval(script: Script, keys: Sequence[str], args: Sequence[Arg]) -> bytes:
     return _pack(("EVAL", script.source, len(keys), *keys, *args))
-
-
-def _deliver(reply_to: Callable[[Reply], Any], reply: Reply) -> None:
-    try:
-        reply_to(reply)
-    except Exception:
-        log.exception("engine reply callback %r raised", reply_to)
 
 
 def _call(callback: Callable[..., Any], *args: Any) -> None:

@@ -312,10 +312,9 @@ class EventLoop:
                     except Exception:
                         log.exception("callback %r raised", callback)
 
-        if timers and timers[0][0] <= self.time():
+        if timers and timers[0][0] <= (now := self.time()):
             # Take every due timer off the heap first: one scheduled by these
             # callbacks waits for the next iteration, so I/O is never starved.
-            now = self.time()
             due: list[TimerHandle] = []
             while timers and timers[0][0] <= now:
                 handle = heapq.heappop(timers)[2]

@@ -27,12 +27,11 @@ class InputReader:
         self._on_data = on_data
         self._on_eof = on_eof
         self._open = True
+        self._next_turn: Handle | None = None   # the next read of a file the loop cannot watch; None: watched
         try:
             loop.add_reader(fd, self._on_readable)
-            self._watched = True
         except PermissionError:
-            self._watched = False
-            self._next_turn: Handle = loop.call_soon(self._read_turn)  # the next read of an unwatchable file
+            self._next_turn = loop.call_soon(self._read_turn)
 
     def _read_turn(self) -> None:
         self._next_turn = self._loop.call_soon(self._read_turn)  # first, so a failing on_data stops nothing
@@ -56,7 +55,7 @@ class InputReader:
         if not self._open:
             return
         self._open = False
-        if self._watched:
+        if self._next_turn is None:
             self._loop.remove_reader(self._fd)
         else:
             self._next_turn.cancel()

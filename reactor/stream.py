@@ -97,7 +97,7 @@ class Stream:
     """
 
     __slots__ = ("_loop", "_flushes", "_sock", "_handler", "_decoder", "_out", "_max_output", "_read_size", "_per_turn",
-                 "_lines", "_next_line", "_paused", "_high_water", "_low_water", "_on_drained",
+                 "_lines", "_next_line", "_high_water", "_low_water", "_on_drained",
                  "_flush_pending", "_writing", "_closing", "_closed", "_close_timer", "_reason",
                  "tag", "peer_address", "local_address")
 
@@ -118,8 +118,7 @@ class Stream:
         self._read_size = read_size
         self._per_turn = frames_per_turn
         self._lines: list[bytes | BadFrame] = []    # read, not yet handled: raw lines, maybe a fatal BadFrame last
-        self._next_line = 0       # the index in _lines of the next to handle
-        self._paused = False      # not reading: _lines has some left for the next turn
+        self._next_line = 0       # the index in _lines of the next to handle; above 0: the socket is not read
         self._high_water = high_water
         self._low_water = low_water
         self._on_drained: Callable[[Stream], Any] | None = None
@@ -168,13 +167,24 @@ class Stream:
             # 14 KiB (glibc kept the heap those copies had grown); with this and the lazy session parts, 2.4.
             self._out = out = data
         else:
-            if type(out) is not bytearray:   # a second write: into a buffer of our own from now on
+            if type(out) is not bytearray:   # a second write: into a buffer of our own from now on (``_append``)
                 self._out = out = bytearray(out)
             out += data
         if len(out) > self._max_output:
             self._fail(f"output buffer over {self._max_output} bytes: peer not reading")
         elif not self._flush_pending and not self._writing:
             self._flush_soon()
+
+    def _append(self, data: bytes) -> None:
+        """Add bytes to the output buffer as ``write`` does (inline there, the hot path): the caller's bytes
+        kept while the buffer is empty, else copied into a buffer of our own that grows in place."""
+        out = self._out
+        if not out and type(data) is bytes:
+            self._out = data
+        else:
+            if type(out) is not bytearray:
+                self._out = out = bytearray(out)
+            out += data
 
     def _flush_soon(self) -> None:
         """Flush in this turn's ready phase (with the other streams written to: ``_Flushes``)."""
@@ -216,8 +226,8 @@ class Stream:
             self._out = b""   # (an idle stream holds no buffer)
         elif type(out) is bytearray:
             del out[:sent]
-        else:
-            self._out = out[sent:]
+        else:   # the rest in a buffer of our own, sent from its front in place: not copied again at each send
+            self._out = bytearray(memoryview(out)[sent:])
         if self._on_drained is not None and len(self._out) <= self._low_water:
             self._loop.call_soon(self._drained, self._on_drained)
             self._on_drained = None
@@ -250,7 +260,6 @@ class Stream:
     def _received(self, data: bytes) -> None:
         """Bytes read from the socket: split them into lines and handle what this turn allows."""
         self._lines = self._decoder.split(data)
-        self._next_line = 0
         self._handle_lines()
 
     def _eof_reason(self) -> str:
@@ -283,19 +292,18 @@ class Stream:
         if self._closing:
             return
         if end < len(lines):
-            self._next_line = end
-            if not self._paused:
-                self._paused = True
+            if start == 0:   # lines left for the next turns: read no more until they are handled
                 self._loop.remove_reader(self._sock)
+            self._next_line = end
             self._loop.call_soon(self._next_turn)
             return
         self._lines = []
-        if self._paused:
-            self._paused = False
+        if start:
+            self._next_line = 0
             self._loop.add_reader(self._sock, self._on_readable)
 
     def _next_turn(self) -> None:
-        if not (self._closing or self._closed):
+        if not self._closing:   # (also set once closed)
             self._handle_lines()
 
     # -- closing -------------------------------------------------------

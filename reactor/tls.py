@@ -208,7 +208,7 @@ class TLSStream(Stream):
         """Encrypt the plaintext written so far into the output buffer."""
         self._tls.encrypt(self._plain)
         self._plain.clear()
-        self._out += self._tls.take()
+        self._append(self._tls.take())
 
     def _received(self, data: bytes) -> None:
         """Wire bytes read: the TLS layer takes them, and the plaintext it gives is handled as lines."""
@@ -230,14 +230,14 @@ class TLSStream(Stream):
                 tls.handshake()
                 plain = b""
         except NotTLS:
-            self._out += TLS_REQUIRED
+            self._append(TLS_REQUIRED)
             self._close("a plaintext client on the TLS port")
             return b""
         except ssl.SSLError as exc:   # the alert that says why goes out before the close
-            self._out += tls.take()
+            self._append(tls.take())
             self._close(describe_error(exc))
             return b""
-        self._out += tls.take()   # handshake messages, key update answers
+        self._append(tls.take())   # handshake messages, key update answers
         if len(self._out) > self._max_output:   # a peer that asks for answers and reads none
             self._fail(f"output buffer over {self._max_output} bytes: peer not reading")
             return b""
@@ -260,7 +260,7 @@ class TLSStream(Stream):
             try:
                 self._seal()
                 self._tls.close()
-                self._out += self._tls.take()
+                self._append(self._tls.take())
             except ssl.SSLError as exc:   # the session is broken: what is already sealed still goes
                 log.debug("stream %s: %s", self.peer_address, describe_error(exc))
         super()._close(reason)

@@ -792,6 +792,20 @@ def test_one_turn_handles_at_most_frames_per_turn_and_the_rest_follow_without_ne
         sock.close()
 
 
+def test_the_socket_is_not_read_while_a_backlog_waits_and_is_read_again_once_it_is_handled(loop):
+    a, b = socket.socketpair()
+    rec = Recorder()
+    Stream(loop, a, rec, frames_per_turn=10)
+    for total in (35, 70):   # the second backlog: the stream is back where it began
+        b.sendall(b"".join(encode({"n": i}) for i in range(35)))   # one read: 35 frames
+        loop.run_once(timeout=1.0)
+        assert len(rec.frames) < total and loop.watched(a) == 0
+        run_until(loop, lambda total=total: len(rec.frames) == total)
+        assert loop.watched(a) == selectors.EVENT_READ
+    assert rec.frames == [{"n": i} for i in range(35)] * 2 and not rec.lost
+    b.close()
+
+
 def test_a_backlog_ends_with_the_stream_when_a_frame_closes_it(loop):
     a, b = socket.socketpair()
 

@@ -127,6 +127,28 @@ def test_big_frames_to_a_slow_reader_arrive_whole_and_in_order(loop, contexts):
     client.abort()
 
 
+def test_output_to_a_slow_reader_waits_in_one_buffer_appended_to_and_sent_from_in_place(loop, contexts):
+    """The wire bytes a slow reader has not taken yet are not copied whole at each seal or partial send
+    (a megabyte waiting would be copied once per send): a later seal appends to the very buffer that waits."""
+    a, b = socket.socketpair()
+    server, srv, client, cli = tls_pair(loop, contexts, socks=(a, b), client_options={"max_frame": 1 << 20})
+    run_until(loop, lambda: srv.secure and cli.secure)
+    loop.remove_reader(b)   # the client stops reading
+    frames = [{"type": "fill", "text": "x" * 300_000}, {"type": "fill", "text": "y" * 1000}]
+    server.send(frames[0])
+    run_until(loop, lambda: server._writing)   # the socket is full: the rest waits for writability
+    server._flush()                             # (what a writable event does: nothing goes, nothing was read)
+    waiting = server._out
+    server.send(frames[1])
+    server._flush()                             # seals the second frame behind the first's rest
+    assert server._out is waiting
+    loop.add_reader(b, client._on_readable)     # the client reads again: everything arrives, in order
+    run_until(loop, lambda: len(cli.frames) == 2, timeout=PATIENCE)
+    assert cli.frames == frames and not srv.lost and not cli.lost
+    server.abort()
+    client.abort()
+
+
 def test_every_frame_of_one_record_is_handled_without_more_bytes_coming(loop, contexts, monkeypatch):
     """200 frames sealed into one TLS record, then silence: the reader must take all the plaintext the
     record holds, not one read's worth, since the socket will not be readable again."""
@@ -144,9 +166,9 @@ def test_every_frame_of_one_record_is_handled_without_more_bytes_coming(loop, co
 def test_a_handshake_that_stalls_is_closed_at_the_deadline(loop, contexts):
     a, b = socket.socketpair()
     rec = Recorder()
+    start = loop.time()   # the deadline runs from the stream's making (client_hello below takes milliseconds)
     server = TLSStream(loop, a, rec, context=contexts[0], server_side=True, handshake_timeout=0.2)
     b.sendall(client_hello(contexts)[:30])   # part of the hello, then nothing
-    start = loop.time()
     run_until(loop, lambda: rec.lost)
     assert rec.lost == ["TLS handshake timed out"] and loop.time() - start >= 0.2
     assert server.closed
