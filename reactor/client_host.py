@@ -83,11 +83,9 @@ class _PeerLink:
         self._host = host
 
     def frame_received(self, stream: Stream, frame: Frame) -> None:
-        self._host._peer_secure(stream.tag, stream)   # (frames of the read that ends the handshake come first)
         self._host._apply(self._host.logic.peer_frame(stream.tag, frame, self._host.now()))
 
     def frame_error(self, stream: Stream, detail: str) -> None:
-        self._host._peer_secure(stream.tag, stream)
         self._host._apply(self._host.logic.peer_bad_frame(stream.tag, detail, self._host.now()))
 
     def connection_lost(self, stream: Stream, reason: str | None) -> None:
@@ -237,8 +235,8 @@ class ClientHost:
             self._securing[peer] = user
 
     def _peer_secure(self, peer: int, stream: Stream) -> None:
-        """A peer's TLS handshake is done: the logic hears of the connection, and the certificate presented
-        (once: on ``on_secure``, or before the first frame if the same read brought both)."""
+        """A peer's TLS handshake is done (``on_secure``, before its first frame): the logic hears of the
+        connection, and the certificate presented."""
         if peer in self._securing and isinstance(stream, TLSStream):
             self._peer_up(peer, self._securing.pop(peer), stream.peer_certificate())
 

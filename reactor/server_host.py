@@ -101,6 +101,7 @@ STRANGER_MAX_OUTPUT = 16 * 1024   # bytes a stranger may leave unread before it 
 FAILURE_LOG_INTERVAL = 60.0       # seconds between the lines that count failed logins per address
 FAILURE_LOG_ADDRESSES = 1000      # addresses counted one by one per interval; the rest are counted together
 _BUSY = encode({"type": "error", "code": "busy"})
+TLS_REQUIRED = encode({"type": "error", "code": "tls_required"})   # what a plaintext client hears on the TLS port
 
 
 class FailureLog:
@@ -268,7 +269,8 @@ class ServerHost:
             if self._tls is None:
                 stream = Stream(self._loop, sock, self, **limits)
             else:
-                stream = TLSStream(self._loop, sock, self, context=self._tls, server_side=True, **limits)
+                stream = TLSStream(self._loop, sock, self, context=self._tls, server_side=True,
+                                   plaintext_answer=TLS_REQUIRED, **limits)
         except OSError as exc:  # the peer is already gone
             log.debug("accept: %s", exc)
             sock.close()

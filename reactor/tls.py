@@ -16,13 +16,16 @@ buffer of its own and is encrypted once per flush (one TLS record for a turn's
 frames to one peer, not one per frame) into the output buffer, which holds wire
 bytes. Before the handshake is done nothing is encrypted; the handshake must be
 done within ``handshake_timeout`` seconds or the stream fails. ``on_secure``
-is called once it is done (from a fresh loop callback). Closing sends
-close_notify after the last words; an abort does not.
+is called once it is done, before any frame that came with the bytes that
+ended it (a peer may send its first frame together with its last handshake
+message): a handler hears of a secure stream before its first frame. Closing
+sends close_notify after the last words; an abort does not.
 
-A plaintext client of the chat speaks first, a JSON line: a server-side stream
-whose first byte is ``{`` answers ``TLS_REQUIRED`` in plaintext and closes, so
-such a client shows an error instead of waiting. Anything else that is not TLS
-fails the handshake and is closed.
+A plaintext client of a JSON-lines protocol speaks first: a server-side stream
+whose first byte is ``{`` answers ``plaintext_answer`` (the owner's words, in
+plaintext; none by default) and closes, so such a client shows an error
+instead of waiting. Anything else that is not TLS fails the handshake and is
+closed.
 """
 from __future__ import annotations
 
@@ -38,7 +41,6 @@ from .stream import Stream, StreamHandler, describe_os_error
 log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 10.0   # seconds a TLS handshake may take before the stream fails
-TLS_REQUIRED = b'{"type":"error","code":"tls_required"}\n'   # the answer to a plaintext client
 READ_CHUNK = 64 * 1024     # plaintext taken from the session per ``SSLObject.read``
 VERIFY_FAILED = "certificate verify failed"   # how ``describe_error`` begins for a certificate refused
 
@@ -163,15 +165,16 @@ class TLSLayer:
 class TLSStream(Stream):
     """A ``Stream`` over TLS (see the module's docstring); the same API, plaintext frames in and out."""
 
-    __slots__ = ("_tls", "_plain", "_handshake_timer", "_on_secure")
+    __slots__ = ("_tls", "_plain", "_handshake_timer", "_on_secure", "_plaintext_answer")
 
     def __init__(self, loop: EventLoop, sock: socket.socket, handler: StreamHandler, *,
                  context: ssl.SSLContext, server_side: bool = False, server_hostname: str | None = None,
-                 on_secure: Callable[[Stream], Any] | None = None,
+                 on_secure: Callable[[Stream], Any] | None = None, plaintext_answer: bytes = b"",
                  handshake_timeout: float = HANDSHAKE_TIMEOUT, **limits: Any) -> None:
         self._tls = TLSLayer(context, server_side=server_side, server_hostname=server_hostname)
         self._plain = bytearray()   # written, not yet encrypted
         self._on_secure = on_secure
+        self._plaintext_answer = plaintext_answer
         self._handshake_timer: TimerHandle | None = None
         super().__init__(loop, sock, handler, **limits)
         self._handshake_timer = loop.call_later(handshake_timeout, self._fail, "TLS handshake timed out")
@@ -213,7 +216,7 @@ class TLSStream(Stream):
     def _received(self, data: bytes) -> None:
         """Wire bytes read: the TLS layer takes them, and the plaintext it gives is handled as lines."""
         plain = self._advance(data)
-        if plain:
+        if plain and not self._closing:
             super()._received(plain)
 
     def _eof_reason(self) -> str:
@@ -230,7 +233,7 @@ class TLSStream(Stream):
                 tls.handshake()
                 plain = b""
         except NotTLS:
-            self._append(TLS_REQUIRED)
+            self._append(self._plaintext_answer)
             self._close("a plaintext client on the TLS port")
             return b""
         except ssl.SSLError as exc:   # the alert that says why goes out before the close
@@ -245,15 +248,14 @@ class TLSStream(Stream):
             if self._handshake_timer is not None:
                 self._handshake_timer.cancel()
                 self._handshake_timer = None
-            if self._on_secure is not None:
-                self._loop.call_soon(self._secure)
+            if self._on_secure is not None:   # now: before the frames this read brought (see _received)
+                try:
+                    self._on_secure(self)
+                except Exception:
+                    log.exception("stream %s: on_secure raised", self.peer_address)
         if (self._out or self._plain and tls.established) and not self._flush_pending and not self._writing:
             self._flush_soon()
         return plain
-
-    def _secure(self) -> None:
-        if not self.closed and self._on_secure is not None:
-            self._on_secure(self)
 
     def _close(self, reason: str | None) -> None:
         if not self._closing and self._tls.established:   # the last words, then close_notify

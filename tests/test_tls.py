@@ -13,7 +13,8 @@ import pytest
 import trustme
 
 from reactor import tls as tls_mod
-from reactor.tls import TLS_REQUIRED, TLSStream
+from reactor.server_host import TLS_REQUIRED
+from reactor.tls import TLSStream
 from tests.support import (
     ACCOUNTS,
     PATIENCE,
@@ -105,6 +106,21 @@ def test_handshake_then_frames_both_ways(loop, contexts):
     client.abort()
 
 
+def test_on_secure_comes_before_the_frames_of_the_read_that_ends_the_handshake(loop, contexts):
+    events = []
+
+    class Ordered(Recorder):
+        def frame_received(self, stream, frame):
+            events.append(frame["n"])
+
+    a, b = socket.socketpair()
+    TLSStream(loop, a, Ordered(), context=contexts[0], server_side=True, on_secure=lambda s: events.append("secure"))
+    client = TLSStream(loop, b, Recorder(), context=contexts[1], server_hostname="localhost")
+    client.send({"type": "hello", "n": 1})   # sealed with the Finished: one read ends the handshake and brings it
+    run_until(loop, lambda: 1 in events)
+    assert events == ["secure", 1]
+
+
 def test_big_frames_to_a_slow_reader_arrive_whole_and_in_order(loop, contexts):
     """Small socket buffers and a reader taking 700 wire bytes a read: partial records on the reading side,
     partial sends and writability waits on the writing side, paced by when_drained."""
@@ -193,7 +209,7 @@ def test_a_finished_handshake_is_not_cut_at_the_deadline(loop, contexts):
 def test_a_plaintext_client_is_told_tls_is_required_and_closed(loop, contexts):
     a, b = socket.socketpair()
     rec = Recorder()
-    TLSStream(loop, a, rec, context=contexts[0], server_side=True)
+    TLSStream(loop, a, rec, context=contexts[0], server_side=True, plaintext_answer=TLS_REQUIRED)
     b.sendall(b'{"type":"hello","version":1}\n')
     run_until(loop, lambda: rec.lost)
     assert rec.lost == ["a plaintext client on the TLS port"]
