@@ -3,11 +3,11 @@ import argparse
 import sys
 import time
 
-from reactor.chat_client import ChatClient
-from reactor.client_host import ClientHost
-from reactor.console import open_console
+from reactor.client.console import open_console
+from reactor.client.host import ClientHost
+from reactor.client.peer_certs import MissingLibrary, PeerIdentity
+from reactor.client.rules import ChatClient
 from reactor.loop import EventLoop
-from reactor.peer_certs import MissingLibrary, PeerIdentity
 from reactor.tls import TLSConfigError, client_context
 
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
                              "default: the system's CAs)")
     args = parser.parse_args(argv)
     tls = identity = None
-    if args.tls or args.ca is not None:   # private chats too are encrypted, end to end (reactor.peer_certs)
+    if args.tls or args.ca is not None:   # private chats too are encrypted, end to end (reactor.client.peer_certs)
         try:
             tls = client_context(args.ca)
             identity = PeerIdentity.generate()

@@ -15,18 +15,18 @@ import sys
 import time
 from typing import Any
 
-from reactor.chat_server import BURST, RATE, SENDER_QUOTA, ChatServer
-from reactor.credentials import CredentialsError, load_credentials, plain_accounts
 from reactor.loop import EventLoop
-from reactor.passwords import hash_password_command
-from reactor.server_host import (
+from reactor.server.credentials import CredentialsError, load_credentials, plain_accounts
+from reactor.server.host import (
     FAILURE_LOG_INTERVAL,
     MAX_STRANGERS,
     MAX_STRANGERS_PER_ADDRESS,
     ServerHost,
     StopOnStoreFailure,
 )
-from reactor.store import Store, StoreError
+from reactor.server.passwords import hash_password_command
+from reactor.server.rules import BURST, RATE, SENDER_QUOTA, ChatServer
+from reactor.server.store import Store, StoreError
 from reactor.tls import TLSConfigError, server_context
 
 log = logging.getLogger(__name__)
@@ -254,8 +254,8 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
     host: ServerHost
     if guard is None:
         try:
-            from reactor.cluster_host import ClusterHost  # (needs hiredis: the cluster extra)
-            from reactor.cluster_server import ClusterChatServer
+            from reactor.cluster.host import ClusterHost  # (needs hiredis: the cluster extra)
+            from reactor.cluster.rules import ClusterChatServer
         except ImportError as exc:
             print(f"Error. Cluster mode needs hiredis (pip install hiredis, or the cluster extra): {exc}",
                   file=sys.stderr)

@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from reactor.chat_client import (
+from reactor.client.rules import (
     COMMANDS,
     HELP,
     MAX_TEXT,

@@ -6,7 +6,8 @@ import tracemalloc
 
 import pytest
 
-from reactor.chat_server import (
+from reactor.framing import encode
+from reactor.server.rules import (
     MAILBOX_CHUNK,
     MAX_LOGIN_TIME,
     STORE_CHANGES,
@@ -25,8 +26,7 @@ from reactor.chat_server import (
     SetTimer,
     WhenWritable,
 )
-from reactor.framing import encode
-from reactor.store import MemoryStore
+from reactor.server.store import MemoryStore
 from tests.support import ACCOUNTS
 
 BLOCK = 10.0
@@ -1393,7 +1393,7 @@ def test_shutdown_with_no_connections(w):
 # -- logging ------------------------------------------------------------------------------------------------
 
 def test_logins_failures_lockouts_and_logouts_are_logged_without_passwords(caplog):
-    caplog.set_level(logging.DEBUG, logger="reactor.chat_server")
+    caplog.set_level(logging.DEBUG, logger="reactor.server.rules")
     w = World()
     conn = w.connect()
     w.username(conn, "not-a-user-but-a-password")
@@ -1403,7 +1403,7 @@ def test_logins_failures_lockouts_and_logouts_are_logged_without_passwords(caplo
     w.login("hans")
     w.send("hans", {"type": "logout"})
     text = caplog.text
-    assert all(r.name == "reactor.chat_server" for r in caplog.records)
+    assert all(r.name == "reactor.server.rules" for r in caplog.records)
     assert "hans logged in" in text and "hans logged out (logout)" in text
     assert "wrong password for vader" in text and "locked" in text
     for secret in ("guess1", "guess2", "guess3", "falcon*solo", "not-a-user-but-a-password"):

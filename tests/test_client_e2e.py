@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from reactor.chat_client import HELP, LEAVE_GRACE
-from reactor.client_host import EXIT_GRACE
+from reactor.client.host import EXIT_GRACE
+from reactor.client.rules import HELP, LEAVE_GRACE
 from tests.support import ACCOUNTS, PATIENCE, ROOT, ClientProcess, RecordingProxy, ServerProcess, coverage_env, wait_for
 
 pytestmark = pytest.mark.e2e   # starts the real server or client

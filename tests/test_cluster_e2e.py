@@ -14,7 +14,7 @@ from tests.support import ACCOUNTS, PATIENCE, ServerProcess, WireClient, wait_fo
 
 pytestmark = pytest.mark.e2e
 
-LEASE = 4.0   # reactor.cluster_host.LEASE: a dead node is reaped within about this, a cut-off one fences in half
+LEASE = 4.0   # reactor.cluster.host.LEASE: a dead node is reaped within about this, a cut-off one fences in half
 
 
 class Cluster:

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from reactor.cluster_host import ClusterHost
-from reactor.cluster_server import ClusterChatServer
-from reactor.engine import Engine
+from reactor.cluster.engine import Engine
+from reactor.cluster.host import ClusterHost
+from reactor.cluster.rules import ClusterChatServer
 from tests.support import ACCOUNTS, PATIENCE, run_until
 
 pytestmark = pytest.mark.e2e

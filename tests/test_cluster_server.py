@@ -1,4 +1,4 @@
-"""Cluster mode's logic (reactor/cluster_server.py), sans-I/O: several ``ClusterChatServer`` nodes wired through
+"""Cluster mode's logic (reactor/cluster/rules.py), sans-I/O: several ``ClusterChatServer`` nodes wired through
 a fake engine that decides logins as the engine's scripts do and carries what the nodes tell each other.
 No sockets, no engine process: the clock is a number the test sets."""
 from __future__ import annotations
@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from reactor.chat_server import (
+from reactor.cluster.rules import ClusterChatServer, LoginOutcome
+from reactor.protocol import ErrorCode
+from reactor.server.rules import (
     AddBlock,
     CancelTimer,
     ClaimLogin,
@@ -30,8 +32,6 @@ from reactor.chat_server import (
     WhenWritable,
     _stored_size,
 )
-from reactor.cluster_server import ClusterChatServer, LoginOutcome
-from reactor.protocol import ErrorCode
 from tests.support import ACCOUNTS
 
 BLOCK = 10.0

@@ -7,7 +7,7 @@ import termios
 
 import pytest
 
-from reactor.console import PipeConsole, TerminalConsole
+from reactor.client.console import PipeConsole, TerminalConsole
 from tests.support import run_until
 from tests.terminal_model import Screen
 
@@ -233,7 +233,7 @@ def test_ctrl_z_gives_the_terminal_back_and_sigcont_takes_it_again(pty, monkeypa
     def kill(pid, signum):                           # stopping the test run itself would not do
         stops.append((pid, signum, termios.tcgetattr(pty.slave)))
 
-    monkeypatch.setattr("reactor.console.os.kill", kill)
+    monkeypatch.setattr("reactor.client.console.os.kill", kill)
     pty.start()
     raw = termios.tcgetattr(pty.slave)
     pty.keys(b"half typed\x1a")

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from reactor.credentials import CredentialsError, load_credentials
+from reactor.server.credentials import CredentialsError, load_credentials
 
 
 def write(tmp_path, content, name="credentials.txt"):

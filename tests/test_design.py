@@ -46,8 +46,8 @@ def test_the_check_itself_sees_a_forbidden_import(tmp_path):
 
 
 # The modules of cluster mode alone, and the packages each may import besides the standard library (its extra's).
-CLUSTER_ONLY = {"reactor.engine": {"hiredis"}, "reactor.cluster_engine": {"hiredis"},
-                "reactor.cluster_host": {"hiredis"}}
+CLUSTER_ONLY = {"reactor.cluster.engine": {"hiredis"}, "reactor.cluster.scripts": {"hiredis"},
+                "reactor.cluster.host": {"hiredis"}}
 
 # Imports every module of the package but the cluster-only ones (argv[1], JSON), and both mains (the rest of
 # argv), then names each module they loaded that is neither the standard library's nor the project's own
@@ -58,7 +58,7 @@ at_start = set(sys.modules)
 import importlib, json, pkgutil
 import reactor
 skip, mains = set(json.loads(sys.argv[1])), sys.argv[2:]
-names = [f"reactor.{m.name}" for m in pkgutil.iter_modules(reactor.__path__) if f"reactor.{m.name}" not in skip]
+names = [m.name for m in pkgutil.walk_packages(reactor.__path__, "reactor.") if m.name not in skip]
 for name in names + mains:
     importlib.import_module(name)
 own = {"reactor", *mains}
@@ -66,6 +66,12 @@ print(json.dumps({"imported": names + mains, "loaded": sorted(sys.modules),
                   "foreign": sorted(m for m in set(sys.modules) - at_start
                                     if m.split(".")[0] not in sys.stdlib_module_names | own | {"__main__"})}))
 """
+
+
+def module_name(path):
+    """``reactor/server/rules.py`` -> ``reactor.server.rules``; a package's ``__init__.py`` -> the package."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def load_report(*python_flags, skip=(), mains=()):
@@ -79,7 +85,7 @@ def load_report(*python_flags, skip=(), mains=()):
 def test_the_product_imports_only_the_standard_library():
     """Under -S (no site-packages, no .pth files): every module but cluster mode's, and both mains."""
     report = load_report("-S", skip=CLUSTER_ONLY, mains=MAINS)
-    default = {f"reactor.{p.stem}" for p in ROOT.glob("reactor/*.py") if p.stem != "__init__"} - set(CLUSTER_ONLY)
+    default = {module_name(p) for p in ROOT.glob("reactor/**/*.py")} - set(CLUSTER_ONLY) - {"reactor"}
     assert default <= set(report["imported"])
     assert report["foreign"] == []
     assert not set(CLUSTER_ONLY) & set(report["loaded"])   # no default module pulls a cluster-only one in

@@ -1,11 +1,11 @@
-"""reactor/engine.py against a real Valkey/Redis engine on loopback (the ``engine`` fixture, tests/engine.py)."""
+"""reactor/cluster/engine.py against a real Valkey/Redis engine on loopback (the ``engine`` fixture)."""
 import logging
 import signal
 import time
 
 import pytest
 
-from reactor.engine import Engine, EngineError, EngineUnavailable, Script
+from reactor.cluster.engine import Engine, EngineError, EngineUnavailable, Script
 from tests.support import run_until
 
 pytestmark = pytest.mark.e2e
@@ -88,7 +88,7 @@ def test_an_error_reply_is_a_value_and_a_raising_callback_breaks_nothing(loop, e
     client.call("INCR", "text", reply=results.append)
     client.call("PING", reply=bad_callback)
     client.call("GET", "text", reply=results.append)
-    with caplog.at_level(logging.ERROR, logger="reactor.engine"):
+    with caplog.at_level(logging.ERROR, logger="reactor.cluster.engine"):
         run_until(loop, lambda: len(results) == 2)
     error, text = results
     assert type(error) is EngineError and str(error).startswith("ERR value is not an integer")

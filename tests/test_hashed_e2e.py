@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from reactor.passwords import hash_password
+from reactor.server.passwords import hash_password
 from tests.support import ACCOUNTS, ClientProcess, ServerProcess, wait_for
 
 pytestmark = pytest.mark.e2e   # starts the real server or client

@@ -1,8 +1,8 @@
 """Per-user limits on the sans-I/O logic with an injected clock: the token bucket and the quota of kept bytes."""
 import pytest
 
-from reactor.chat_server import BURST, RATE, RATE_UNIT, STORED_OVERHEAD, KeepMessage, Send
 from reactor.framing import encode
+from reactor.server.rules import BURST, RATE, RATE_UNIT, STORED_OVERHEAD, KeepMessage, Send
 from tests.test_chat_server import World, error, msg, sends
 
 EMOJI = "\U0001F600"   # 12 bytes on the wire once JSON-escaped

@@ -1,7 +1,7 @@
 """The line editor as pure logic: keystrokes in, events and screen bytes out."""
 import pytest
 
-from reactor.line_editor import HISTORY_LIMIT, LineEditor
+from reactor.client.line_editor import HISTORY_LIMIT, LineEditor
 
 LEFT, RIGHT, UP, DOWN = b"\x1b[D", b"\x1b[C", b"\x1b[A", b"\x1b[B"
 HOME, END, DELETE = b"\x1b[H", b"\x1b[F", b"\x1b[3~"

@@ -1,7 +1,7 @@
 """What the line editor leaves on a screen: its bytes run through a model terminal."""
 import pytest
 
-from reactor.line_editor import LineEditor, clusters
+from reactor.client.line_editor import LineEditor, clusters
 from tests.terminal_model import Screen, width
 
 LEFT, RIGHT, HOME, END = b"\x1b[D", b"\x1b[C", b"\x01", b"\x05"

@@ -139,8 +139,8 @@ def test_the_host_paces_a_mailbox_while_the_store_commits_every_turn(tmp_path):
     """In one process: the server's buffer for the reader stays near one window, though the
     store is dirty every turn (so each WhenWritable waits for a commit), and a live message
     sent meanwhile is stored behind the mailbox."""
-    from reactor.chat_server import MAILBOX_CHUNK
-    from reactor.store import Store
+    from reactor.server.rules import MAILBOX_CHUNK
+    from reactor.server.store import Store
     from reactor.stream import HIGH_WATER
     from tests.test_store_e2e import InProcess
     store = Store.open(str(tmp_path / "state.db"))

@@ -9,8 +9,15 @@ import time
 
 import pytest
 
-from reactor.credentials import CredentialsError, load_credentials, plain_accounts
-from reactor.passwords import ScryptHash, hash_password, hash_password_command, is_hashed, parse_hash, verify_password
+from reactor.server.credentials import CredentialsError, load_credentials, plain_accounts
+from reactor.server.passwords import (
+    ScryptHash,
+    hash_password,
+    hash_password_command,
+    is_hashed,
+    parse_hash,
+    verify_password,
+)
 from tests.support import ROOT, ServerProcess, wait_for
 
 SALT = bytes(range(16))

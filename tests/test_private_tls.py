@@ -11,11 +11,11 @@ import threading
 import pytest
 import trustme
 
-from reactor.chat_client import ChatClient, ClosePeer, ConnectPeer, Print, SetTimer, ToPeer, ToServer
-from reactor.chat_server import ChatServer
-from reactor.client_host import ClientHost
-from reactor.peer_certs import PeerIdentity, decode_certificate, encode_certificate, fingerprint
-from reactor.server_host import ServerHost
+from reactor.client.host import ClientHost
+from reactor.client.peer_certs import PeerIdentity, decode_certificate, encode_certificate, fingerprint
+from reactor.client.rules import ChatClient, ClosePeer, ConnectPeer, Print, SetTimer, ToPeer, ToServer
+from reactor.server.host import ServerHost
+from reactor.server.rules import ChatServer
 from tests.support import ACCOUNTS, ClientProcess, RecordingProxy, run_until
 from tests.test_chat_client import PONG, ask, logged_in
 from tests.test_chat_server import World

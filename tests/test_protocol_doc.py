@@ -3,7 +3,7 @@ client's words, and every word the client declares for a frame or an error code 
 import re
 from pathlib import Path
 
-from reactor.chat_client import ERRORS, FRAMES
+from reactor.client.rules import ERRORS, FRAMES
 
 DOC = Path(__file__).resolve().parent.parent / "reactor" / "PROTOCOL.md"
 QUOTED = re.compile(r"`([^`]*)`")

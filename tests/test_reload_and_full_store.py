@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from reactor.chat_server import AddBlock, Close, ForgetMessages, KeepMessage, RemoveBlock, Send, SendBatch
+from reactor.server.rules import AddBlock, Close, ForgetMessages, KeepMessage, RemoveBlock, Send, SendBatch
 from tests.support import ACCOUNTS
 from tests.test_chat_server import World, error, frames_to, msg, of_type
 
@@ -106,7 +106,7 @@ def test_a_reload_after_shutdown_does_nothing(w):
 
 
 def test_a_reload_logs_one_line_per_kind_of_change_without_passwords(caplog):
-    caplog.set_level(logging.INFO, logger="reactor.chat_server")
+    caplog.set_level(logging.INFO, logger="reactor.server.rules")
     w = World()
     accounts = {u: p for u, p in ACCOUNTS.items() if u not in ("yoda", "leia")}
     accounts.update({"hans": "changed*secret", "rey": "new*secret", "finn": "new*secret2"})
@@ -212,7 +212,7 @@ def test_a_refused_change_without_a_confirmation_sends_nothing(w, change):
     ("unblock", "Error. The server cannot keep blocks right now; hans is still blocked"),
 ])
 def test_the_client_says_what_a_full_store_refused(command, words):
-    from reactor.chat_client import Print
+    from reactor.client.rules import Print
     from tests.test_chat_client import logged_in
     c = logged_in()
     effects = c.server_frame(error("store_full", command=command, user="hans"), 1.0)

@@ -166,7 +166,7 @@ def next_reply(peer, limit=5.0):
 
 
 def test_in_a_full_turn_the_messages_are_refused_and_the_acks_and_blocks_kept(tmp_path):
-    from reactor.store import Store
+    from reactor.server.store import Store
     store = Store.open(str(tmp_path / "state.db"), max_bytes=96 * 1024)
     world = InProcess(lambda loop: store)
     try:

@@ -5,7 +5,8 @@ import typing
 
 import pytest
 
-from reactor.chat_server import (
+from reactor.server.host import ServerHost
+from reactor.server.rules import (
     SERVER_EFFECTS,
     STORE_CHANGES,
     AddBlock,
@@ -26,8 +27,7 @@ from reactor.chat_server import (
     StoreChange,
     WhenWritable,
 )
-from reactor.server_host import ServerHost
-from reactor.store import MemoryStore, Store, StoreError
+from reactor.server.store import MemoryStore, Store, StoreError
 
 NOBODY = 99   # a connection that is not there: carrying out its effects must still find a way
 
@@ -63,8 +63,8 @@ def test_the_reactor_host_has_a_method_for_every_effect():
 
 
 def test_the_cluster_host_has_a_method_for_every_effect_and_every_cluster_effect():
-    from reactor.chat_server import CLUSTER_EFFECTS, ClusterEffect
-    from reactor.cluster_host import ClusterHost
+    from reactor.cluster.host import ClusterHost
+    from reactor.server.rules import CLUSTER_EFFECTS, ClusterEffect
     assert typing.get_args(ClusterEffect) == CLUSTER_EFFECTS
     assert set(ClusterHost.CARRY_OUT) == set(SERVER_EFFECTS) | set(CLUSTER_EFFECTS)
     for kind, name in ClusterHost.CARRY_OUT.items():

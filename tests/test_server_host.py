@@ -6,9 +6,9 @@ import socket
 import sqlite3
 import types
 
-from reactor.chat_server import ChatServer
 from reactor.loop import EventLoop
-from reactor.server_host import FailureLog, ServerHost, with_texts
+from reactor.server.host import FailureLog, ServerHost, with_texts
+from reactor.server.rules import ChatServer
 from tests.support import ACCOUNTS, FakeClock, run_until
 from tests.test_store import opened
 
@@ -27,7 +27,7 @@ def test_failure_log_counts_per_address_and_kind_and_starts_anew():
 
 
 def test_strangers_are_capped_per_address_counted_out_at_login_and_failures_logged_per_interval(caplog):
-    caplog.set_level(logging.INFO, logger="reactor.server_host")
+    caplog.set_level(logging.INFO, logger="reactor.server.host")
     loop = EventLoop()
     clock = loop.time = FakeClock(100.0)
     host = ServerHost(loop, ChatServer(dict(ACCOUNTS), 10.0, 60.0), max_strangers=10, max_strangers_per_address=2,

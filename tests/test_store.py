@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from reactor.chat_server import AddBlock, ForgetMessages, KeepMessage, RemoveBlock
-from reactor.store import SCHEMA_VERSION, MemoryStore, Store, StoreError, StoreFull
+from reactor.server.rules import AddBlock, ForgetMessages, KeepMessage, RemoveBlock
+from reactor.server.store import SCHEMA_VERSION, MemoryStore, Store, StoreError, StoreFull
 from tests.support import ROOT, coverage_env
 
 
@@ -173,8 +173,8 @@ def test_uncommitted_changes_are_lost_in_a_crash_and_committed_ones_are_not(tmp_
     path = tmp_path / "state.db"
     script = (
         "import os\n"
-        "from reactor.chat_server import KeepMessage\n"
-        "from reactor.store import Store\n"
+        "from reactor.server.rules import KeepMessage\n"
+        "from reactor.server.store import Store\n"
         f"s = Store.open({str(path)!r})\n"
         "s.apply(KeepMessage(1, 'yoda', 'hans', 'kept'))\n"
         "s.commit()\n"
@@ -379,7 +379,7 @@ def test_an_unwritable_file_is_refused(shared_dir):
 
 
 def test_sqlite_errors_are_named_for_a_person():
-    from reactor.store import _error
+    from reactor.server.store import _error
 
     def err(name, text):
         exc = sqlite3.OperationalError(text)

@@ -337,7 +337,7 @@ class Recording:
 
     def apply(self, effect):
         self.store.apply(effect)
-        from reactor.chat_server import KeepMessage
+        from reactor.server.rules import KeepMessage
         self.pending += type(effect) is KeepMessage
 
     def commit(self):
@@ -353,9 +353,9 @@ class InProcess:
     """The chat logic, host, loop and a store in this process; plain sockets as clients."""
 
     def __init__(self, make_store):
-        from reactor.chat_server import ChatServer
         from reactor.loop import EventLoop
-        from reactor.server_host import ServerHost
+        from reactor.server.host import ServerHost
+        from reactor.server.rules import ChatServer
         self.loop = EventLoop()
         logic = ChatServer(dict(ACCOUNTS), 1.0, 30.0, rate=None, sender_quota=None)   # bursts of messages
         self.host = ServerHost(self.loop, logic, make_store(self.loop))
@@ -415,7 +415,7 @@ class Peer:
 
 @pytest.mark.parametrize("path", ["file", ":memory:"])
 def test_a_burst_of_stored_messages_takes_few_commits_and_no_confirmation_comes_early(tmp_path, path):
-    from reactor.store import Store
+    from reactor.server.store import Store
     store = Store.open(str(tmp_path / "state.db") if path == "file" else path)
     recording = Recording(store)
     world = InProcess(lambda loop: recording)
@@ -453,7 +453,7 @@ def test_a_burst_of_stored_messages_takes_few_commits_and_no_confirmation_comes_
 
 
 def test_a_failed_commit_stops_the_server_without_confirming(tmp_path):
-    from reactor.server_host import StopOnStoreFailure
+    from reactor.server.host import StopOnStoreFailure
     from tests.test_store import FailingCommit, opened
     store, conn = opened(str(tmp_path / "state.db"), FailingCommit)
     guards = []
@@ -504,7 +504,7 @@ def test_an_unwritable_state_path_stops_the_start(tmp_path):
 
 
 def test_a_state_file_from_a_newer_server_stops_the_start(tmp_path):
-    from reactor.store import Store
+    from reactor.server.store import Store
     Store.open(str(tmp_path / "future.db")).close()
     conn = sqlite3.connect(tmp_path / "future.db")
     conn.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")

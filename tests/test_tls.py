@@ -13,7 +13,7 @@ import pytest
 import trustme
 
 from reactor import tls as tls_mod
-from reactor.server_host import TLS_REQUIRED
+from reactor.server.host import TLS_REQUIRED
 from reactor.tls import TLSStream
 from tests.support import (
     ACCOUNTS,

@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-from reactor.chat_client import ChatClient, Print, Prompt, ToServer
-from reactor.chat_server import ChatServer
+from reactor.client.rules import ChatClient, Print, Prompt, ToServer
 from reactor.loop import EventLoop
-from reactor.passwords import hash_password
-from reactor.server_host import ServerHost
-from reactor.verifier import Verifier
+from reactor.server.host import ServerHost
+from reactor.server.passwords import hash_password
+from reactor.server.rules import ChatServer
+from reactor.server.verifier import Verifier
 from tests.support import ACCOUNTS, PATIENCE, run_until
 
 HASH = hash_password("wise@!man", log2_n=10)
@@ -156,7 +156,7 @@ def test_the_helper_ends_quietly_when_the_server_goes_away_before_its_answer():
     traceback on the terminal the server shared with it."""
     import subprocess
     ours, theirs = socket.socketpair()
-    helper = subprocess.Popen([sys.executable, "-m", "reactor.verifier", str(theirs.fileno())],
+    helper = subprocess.Popen([sys.executable, "-m", "reactor.server.verifier", str(theirs.fileno())],
                               pass_fds=(theirs.fileno(),), stderr=subprocess.PIPE)
     theirs.close()
     hashed = hash_password("right")

@@ -20,7 +20,8 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from reactor.chat_server import (
+from reactor.framing import MAX_FRAME, encode
+from reactor.server.rules import (
     CancelTimer,
     ChatServer,
     Close,
@@ -29,8 +30,7 @@ from reactor.chat_server import (
     SetTimer,
     WhenWritable,
 )
-from reactor.framing import MAX_FRAME, encode
-from reactor.store import MemoryStore
+from reactor.server.store import MemoryStore
 
 from .common import LISTEN_BACKLOG, MAX_OUTPUT, decode_line, store_effect
 

@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from reactor.chat_server import STORE_CHANGES, CheckPassword, LoggedIn, LoginFailed, SendBatch, SendStored
-from reactor.server_host import with_texts
-from reactor.store import MemoryStore
+from reactor.server.host import with_texts
+from reactor.server.rules import STORE_CHANGES, CheckPassword, LoggedIn, LoginFailed, SendBatch, SendStored
+from reactor.server.store import MemoryStore
 
 if TYPE_CHECKING:
     from reactor.loop import EventLoop

@@ -1,6 +1,6 @@
 """Starts one server under test: ``python -m tests.bench.hosts KIND --credentials FILE [options]``.
 
-KIND is ``reactor`` (reactor.server_host.ServerHost on reactor.loop.EventLoop),
+KIND is ``reactor`` (reactor.server.host.ServerHost on reactor.loop.EventLoop),
 ``asyncio`` (asyncio_host on the stdlib loop), ``uvloop`` (asyncio_host on
 uvloop), ``threaded`` (threaded_host) or ``relay`` (raw_relay, no chat logic).
 All but the relay host the same sans-I/O ``ChatServer``; none has a state
@@ -28,7 +28,7 @@ def announce(port: int) -> None:
 
 def serve_reactor(logic, port: int, profile: str | None, turn_stats: str | None, memory: str | None = None) -> None:
     from reactor.loop import EventLoop, TurnStats
-    from reactor.server_host import ServerHost
+    from reactor.server.host import ServerHost
 
     loop = EventLoop(turn_stats=turn_stats is not None)
     # The load generator logs thousands in at once from one address: no caps on strangers here.
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
         from .raw_relay import serve
         serve(args.port, announce)
         return 0
-    from reactor.chat_server import ChatServer
+    from reactor.server.rules import ChatServer
     # Each simulated user sends far more than a person would: no per-user rate or quota (the I/O is measured).
     logic = ChatServer(load_accounts(args.credentials), args.block, args.timeout, rate=None, sender_quota=None)
     if args.kind == "reactor":

@@ -14,8 +14,8 @@ import shutil
 import sys
 import tempfile
 
-from reactor.chat_server import KeepMessage
-from reactor.store import Store
+from reactor.server.rules import KeepMessage
+from reactor.server.store import Store
 
 USERS = 300
 PER_USER = 3

@@ -25,7 +25,7 @@ import tempfile
 import time
 
 from reactor.loop import EventLoop
-from reactor.passwords import hash_password
+from reactor.server.passwords import hash_password
 from reactor.stream import Stream
 from tests.bench.common import UNLIMITED, BenchUser, run_until, start_server
 

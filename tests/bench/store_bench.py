@@ -12,8 +12,8 @@ import sys
 import tempfile
 import time
 
-from reactor.chat_server import KeepMessage
-from reactor.store import Store
+from reactor.server.rules import KeepMessage
+from reactor.server.store import Store
 
 DRAIN = 1000  # messages waiting at the login we time
 

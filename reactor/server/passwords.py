@@ -17,7 +17,7 @@ canonical base64. A password field that starts with ``$scrypt$`` is always
 taken as a hash, so a plain password cannot start so.
 
 Checking a hash is slow on purpose: the server never does it on its loop
-(``reactor/verifier.py`` does, in a process of its own).
+(``reactor/server/verifier.py`` does, in a process of its own).
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
-from .text import CONTROL
+from ..text import CONTROL
 
 __all__ = ["SCHEME", "LOG2_N", "BLOCK_SIZE", "PARALLELISM", "MAX_MEMORY", "ScryptHash", "is_hashed",
            "parse_hash", "hash_password", "verify_password", "password_problem", "hash_password_command"]

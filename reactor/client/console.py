@@ -15,9 +15,9 @@ import termios
 from collections.abc import Callable
 from typing import Any
 
+from ..loop import EventLoop, TimerHandle
+from ..stdin import InputReader, LineSplitter
 from .line_editor import LineEditor
-from .loop import EventLoop, TimerHandle
-from .stdin import InputReader, LineSplitter
 
 log = logging.getLogger(__name__)
 

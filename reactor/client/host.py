@@ -7,7 +7,7 @@ carries out the effects ``ChatClient`` returns.
 
 With a ``PeerIdentity`` (TLS mode) every peer connection speaks TLS, presenting
 this client's session certificate and trusting only the certificates the logic
-expects (``reactor.peer_certs``): a connection we accept trusts those of the
+expects (``reactor.client.peer_certs``): a connection we accept trusts those of the
 clients we expect (none expected: it is closed at once), one we make trusts the
 certificate relayed for that user. The logic hears of a peer connection only
 once its handshake is done, with the certificate presented; a handshake that
@@ -23,7 +23,11 @@ import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from .chat_client import (
+from ..loop import EventLoop, NamedTimers
+from ..protocol import Frame
+from ..stream import Connector, Listener, Stream, listen
+from ..tls import VERIFY_FAILED, TLSStream
+from .rules import (
     CancelTimer,
     ChatClient,
     ClientEffect,
@@ -37,10 +41,6 @@ from .chat_client import (
     ToPeer,
     ToServer,
 )
-from .loop import EventLoop, NamedTimers
-from .protocol import Frame
-from .stream import Connector, Listener, Stream, listen
-from .tls import VERIFY_FAILED, TLSStream
 
 if TYPE_CHECKING:   # imported by the caller, in TLS mode only
     from .peer_certs import PeerIdentity

@@ -12,7 +12,7 @@ loop sleeps: one transaction per loop turn). The store is reached through
 ``_write`` and answers through ``_stored_up_to`` (changes are numbered; what
 waits is released in order once the changes before it are answered), so a
 store that answers later and one change at a time, as a cluster node's engine
-does (``reactor/cluster_host.py``), uses the same queue. Before that the host ends the
+does (``reactor/cluster/host.py``), uses the same queue. Before that the host ends the
 logic's turn (``end_turn``), so the logins and logouts of a turn reach each
 user in one presence frame.
 
@@ -46,7 +46,7 @@ host knows the addresses and owns the log and the clock, the logic only says
 what failed (``LoginFailed``).
 
 Hashed passwords (``CheckPassword``) are checked by a helper process the host
-owns (``reactor/verifier.py``): started at the first such check, restarted if
+owns (``reactor/server/verifier.py``): started at the first such check, restarted if
 it dies, spoken to through a socket pair on the same loop. Its answer goes to
 the logic's ``password_checked``; a check that cannot be done (no helper, too
 many waiting) is answered None, which the client hears as ``try_again``.
@@ -61,7 +61,12 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
-from .chat_server import (
+from ..framing import MAX_FRAME, encode
+from ..loop import EventLoop, NamedTimers, TimerHandle
+from ..protocol import Frame
+from ..stream import MAX_OUTPUT, RECV_SIZE, Listener, Stream, listen
+from ..tls import TLSStream
+from .rules import (
     STORE_CHANGES,
     AddBlock,
     CancelTimer,
@@ -81,12 +86,7 @@ from .chat_server import (
     StoreChange,
     WhenWritable,
 )
-from .framing import MAX_FRAME, encode
-from .loop import EventLoop, NamedTimers, TimerHandle
-from .protocol import Frame
 from .store import MemoryStore, StoreError, StoreFull
-from .stream import MAX_OUTPUT, RECV_SIZE, Listener, Stream, listen
-from .tls import TLSStream
 from .verifier import Verifier
 
 log = logging.getLogger(__name__)

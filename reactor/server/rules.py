@@ -26,7 +26,7 @@ connections, calls one method per event with the current monotonic time
   name, a wrong password, a locked account, too many errors): the host
   counts these per source address and logs the counts, not each attempt;
 - ``CheckPassword``: check this password against this hash (an account
-  whose password field is a scrypt hash, ``reactor/passwords.py``): slow, so
+  whose password field is a scrypt hash, ``reactor/server/passwords.py``): slow, so
   the host has it checked off the loop and calls ``password_checked(conn, ok,
   now)`` with the answer (``ok`` None: it could not be checked).
 
@@ -86,10 +86,19 @@ from dataclasses import field as dataclass_field
 from enum import Enum
 from typing import Any, TypeVar, cast
 
+from ..protocol import (
+    LOGIN_FRAMES,
+    MAX_CERT,
+    MAX_TEXT,
+    PROTOCOL_VERSION,
+    PROTOCOL_VERSIONS,
+    ErrorCode,
+    Frame,
+    FrameType,
+)
+from ..text import CONTROL
+from ..timer_effects import CancelTimer, SetTimer
 from .passwords import is_hashed
-from .protocol import LOGIN_FRAMES, MAX_CERT, MAX_TEXT, PROTOCOL_VERSION, PROTOCOL_VERSIONS, ErrorCode, Frame, FrameType
-from .text import CONTROL
-from .timer_effects import CancelTimer, SetTimer
 
 __all__ = ["Send", "SendBatch", "SendStored", "Close", "SetTimer", "CancelTimer", "KeepMessage", "ForgetMessages",
            "AddBlock", "RemoveBlock", "WhenWritable", "LoggedIn", "LoginFailed", "CheckPassword", "StoreChange",
@@ -221,7 +230,7 @@ class ReleaseLogin:
 
 @dataclass(frozen=True, slots=True)
 class Relay:
-    """Cluster mode: ``event`` for the node ``node``, about one of its users (see reactor/cluster_server.py)."""
+    """Cluster mode: ``event`` for the node ``node``, about one of its users (see reactor/cluster/rules.py)."""
     node: str
     event: dict[str, Any]
 

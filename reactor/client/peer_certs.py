@@ -31,7 +31,7 @@ import ssl
 import tempfile
 from collections.abc import Iterable
 
-from .protocol import MAX_CERT
+from ..protocol import MAX_CERT
 
 VALIDITY = datetime.timedelta(days=1)    # a session's certificate is good for this long
 CLOCK_SKEW = datetime.timedelta(minutes=5)   # and from this long before it was made

@@ -1,6 +1,6 @@
 """Checks password hashes in a process of its own, so a login never stalls the server's loop.
 
-A scrypt check takes tens of milliseconds of CPU and 16 MiB (``reactor/passwords.py``): on the loop, every
+A scrypt check takes tens of milliseconds of CPU and 16 MiB (``reactor/server/passwords.py``): on the loop, every
 login would freeze every user, and someone sending passwords as fast as they can would freeze them all. So
 the server (``Verifier``, owned by the host) starts this module as a helper process, as OpenSSH's privilege
 separation does, and speaks to it through a socket pair watched by the same loop: the server process keeps
@@ -27,9 +27,9 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from .loop import EventLoop, TimerHandle
+from ..loop import EventLoop, TimerHandle
+from ..stream import Stream
 from .passwords import verify_password
-from .stream import Stream
 
 __all__ = ["Verifier", "MAX_PENDING", "CHECK_TIMEOUT", "main"]
 
@@ -41,7 +41,7 @@ RESTART_DELAY = 0.25       # seconds before restarting a helper that died soon a
 MAX_RESTART_DELAY = 30.0   # ... doubling each time, up to this
 HEALTHY_RUN = 10.0         # seconds a helper must have run for its death to be restarted at once
 MAX_REQUEST = 8192         # bytes of one request line (a password reaches the server in at most 1 KiB)
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # where `-m reactor.verifier` is found
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # where `-m reactor.server.verifier` is found
 
 
 class Verifier:
@@ -55,7 +55,7 @@ class Verifier:
         self._on_result = on_result
         self._max_pending = max_pending
         self._check_timeout = check_timeout
-        self._command = command or [sys.executable, "-m", "reactor.verifier"]
+        self._command = command or [sys.executable, "-m", "reactor.server.verifier"]
         self._process: subprocess.Popen[bytes] | None = None
         self._stream: Stream | None = None
         self._started = 0.0

@@ -51,7 +51,7 @@ In TLS mode (``certificate``: this client's per-session certificate, DER) a
 private chat is end to end encrypted: the ``listen`` frame gives the server the
 certificate, ``private_expect`` and ``private_connect`` bring the other
 client's (``cert``), and the host speaks TLS to the peer, trusting exactly that
-certificate (``reactor.peer_certs``). The logic checks the SHA-256 fingerprint
+certificate (``reactor.client.peer_certs``). The logic checks the SHA-256 fingerprint
 of the certificate each peer presented (``peer_accepted``/``peer_connected``)
 against the relayed one, and never opens a private chat with a client that has
 no certificate: there is no plaintext fallback.
@@ -69,10 +69,10 @@ from datetime import datetime, tzinfo
 from enum import Enum
 from typing import Any, TypeAlias
 
+from ..protocol import MAX_TEXT, PROTOCOL_VERSION, PROTOCOL_VERSIONS, ErrorCode, Frame
+from ..text import CONTROL, visible
+from ..timer_effects import CancelTimer, SetTimer
 from .peer_certs import decode_certificate, encode_certificate, fingerprint
-from .protocol import MAX_TEXT, PROTOCOL_VERSION, PROTOCOL_VERSIONS, ErrorCode, Frame
-from .text import CONTROL, visible
-from .timer_effects import CancelTimer, SetTimer
 
 __all__ = ["Print", "Prompt", "ToServer", "ToPeer", "ConnectPeer", "ClosePeer", "Listen", "SetTimer",
            "CancelTimer", "Exit", "ClientEffect", "ChatClient", "State", "Command", "Param", "Choices", "COMMANDS",

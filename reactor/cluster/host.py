@@ -4,7 +4,7 @@ Two engine connections on the same loop: one for commands (pipelined, in the
 order the effects came), one that waits on the streams (``XREAD BLOCK``) for
 what the other nodes tell all nodes and this one. Nothing blocks.
 
-- **Durability.** A store change is a script on the engine (``reactor/cluster_engine.py``);
+- **Durability.** A store change is a script on the engine (``reactor/cluster/scripts.py``);
   what the logic said after it (to any connection) waits for its answer, as
   ``ServerHost`` waits for its commit: the sender's ``stored`` line means the
   engine has the message on disk (with ``appendfsync always``, which syncs
@@ -24,8 +24,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import cluster_engine as scripts
-from .chat_server import (
+from ..loop import EventLoop, TimerHandle
+from ..protocol import ErrorCode
+from ..server.host import ServerHost, with_texts
+from ..server.rules import (
     MAX_LOGIN_FAILURES,
     AddBlock,
     ClaimLogin,
@@ -40,11 +42,9 @@ from .chat_server import (
     StoreChange,
     _stored_size,
 )
-from .cluster_server import ClusterChatServer, LoginOutcome, StoredRecord
+from . import scripts
 from .engine import Engine, EngineError, Reply
-from .loop import EventLoop, TimerHandle
-from .protocol import ErrorCode
-from .server_host import ServerHost, with_texts
+from .rules import ClusterChatServer, LoginOutcome, StoredRecord
 
 __all__ = ["ClusterHost", "LEASE"]
 

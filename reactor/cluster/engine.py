@@ -42,8 +42,8 @@ from typing import Any
 
 import hiredis
 
-from .loop import EventLoop, TimerHandle
-from .stream import Connector, Stream
+from ..loop import EventLoop, TimerHandle
+from ..stream import Connector, Stream
 
 log = logging.getLogger(__name__)
 

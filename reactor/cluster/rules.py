@@ -35,7 +35,8 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
-from .chat_server import (
+from ..protocol import ErrorCode, Frame
+from ..server.rules import (
     ChatServer,
     ClaimLogin,
     Close,
@@ -51,7 +52,6 @@ from .chat_server import (
     _State,
     _wire_bytes,
 )
-from .protocol import ErrorCode, Frame
 
 __all__ = ["ClusterChatServer", "LoginOutcome", "StoredRecord"]
 

@@ -2,7 +2,7 @@
 
 The password is either the password itself (plain, the assignment's format)
 or a salted scrypt hash of it, ``$scrypt$ln=14,r=8,p=1$<salt>$<hash>``
-(``reactor/passwords.py`` has the format; ``server_main.py hash-password``
+(``reactor/server/passwords.py`` has the format; ``server_main.py hash-password``
 makes one). A field that starts with ``$scrypt$`` is a hash and must parse as
 one: a malformed one is a malformed line.
 
