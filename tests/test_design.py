@@ -14,7 +14,7 @@ FORBIDDEN = {"threading", "_thread", "asyncio", "concurrent", "multiprocessing"}
 MAINS = ("server_main", "client_main")
 # What the top level may hold besides hidden files (.ci/, .gitignore, ...).
 TOP_LEVEL = {"Makefile", "reactor", *(f"{m}.py" for m in MAINS), "tests", "credentials.txt", "README.md",
-             "pyproject.toml", "LICENSE"}
+             "CONTRIBUTING.md", "docs", "pyproject.toml", "LICENSE"}
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
