@@ -3,24 +3,21 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from reactor.client.rules import (
-    COMMANDS,
-    HELP,
-    MAX_TEXT,
+from reactor.client.commands import COMMANDS, HELP, Command, Param
+from reactor.client.effects import (
     CancelTimer,
-    ChatClient,
     ClosePeer,
-    Command,
     ConnectPeer,
     Exit,
     Listen,
-    Param,
     Print,
     Prompt,
     SetTimer,
     ToPeer,
     ToServer,
 )
+from reactor.client.rules import ChatClient
+from reactor.protocol import MAX_TEXT
 from reactor.text import CONTROL
 
 HIDDEN = Prompt("", secret=True)   # typing is not shown until the server answers a login step
