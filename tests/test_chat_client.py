@@ -17,6 +17,7 @@ from reactor.client.effects import (
     ToServer,
 )
 from reactor.client.rules import ChatClient
+from reactor.client.words import COMMAND_HELP
 from reactor.protocol import MAX_TEXT
 from reactor.text import CONTROL
 
@@ -476,6 +477,11 @@ def test_help_for_one_command():
     assert prints(c.line("help fly", 1)) == ["Error. No command fly. Type help for commands"]
     assert prints(c.line("help me now", 1)) == ["Error. Usage: help [<command>]"]
     assert all(f"  {name}" in HELP for name in COMMANDS)
+
+
+def test_every_command_has_its_help_words_and_no_help_words_lack_a_command():
+    assert list(COMMAND_HELP) == list(COMMANDS)   # in the order help lists them
+    assert all(COMMANDS[name].does == does for name, does in COMMAND_HELP.items())
 
 
 # -- login input -----------------------------------------------------------------
