@@ -20,32 +20,13 @@ from reactor.client.rules import ChatClient
 from reactor.client.words import COMMAND_HELP
 from reactor.protocol import MAX_TEXT
 from reactor.text import CONTROL
+from tests.support import PING, PONG, ask, frames, logged_in
 
 HIDDEN = Prompt("", secret=True)   # typing is not shown until the server answers a login step
 
 
 def prints(effects):
     return [e.text for e in effects if type(e) is Print]
-
-
-PING, PONG = {"type": "ping"}, {"type": "pong"}
-
-
-def frames(effects):
-    return [e.frame for e in effects if type(e) is ToServer]
-
-
-def logged_in(user="yoda", now=0.0, server=None, **options):
-    """A client logged in as ``user`` to a server at ``server`` ((IP address, port), or unknown)."""
-    c = ChatClient(token_ttl=30, peer_hello_timeout=10, **options)
-    c.start(now, server)
-    c.server_frame({"type": "hello", "version": 2}, now)
-    c.line(user, now)
-    c.server_frame({"type": "username_ok"}, now)
-    c.line("secret", now)
-    c.server_frame({"type": "welcome", "user": user}, now)
-    c.server_frame(PONG, now)
-    return c
 
 
 # -- logging in -----------------------------------------------------------
@@ -532,12 +513,6 @@ def test_server_lost_exits_1():
 
 
 # -- private chat ---------------------------------------------------------
-
-def ask(c, user="hans", now=1.0):
-    """``startprivate user``, and the server's answer to it is in."""
-    assert frames(c.line(f"startprivate {user}", now)) == [{"type": "startprivate", "user": user}, PING]
-    assert c.server_frame(PONG, now) == []
-
 
 def connect(user="hans", token="T", port=1, host="10.0.0.2"):
     return {"type": "private_connect", "user": user, "host": host, "port": port, "token": token}
