@@ -1,9 +1,9 @@
 """The commands the user types: each declared once, on its handler, with what it needs to be parsed and completed.
 
-``@command(name, *params)`` declares a method of ``Commands`` the handler of
+``@command(name, *params)`` declares a method of ``CommandLine`` the handler of
 ``name``; its help text is ``COMMAND_HELP[name]`` (reactor/client/words.py),
 and the help list, a command's usage, its arity, "text takes the rest of the
-line" and Tab completion all derive from the declaration. ``Commands`` acts on
+line" and Tab completion all derive from the declaration. ``CommandLine`` acts on
 the private chats (``PrivateChats``) and keeps what completion and ``whoelse``
 need: the other users online, as presence notices and ``whoelse`` told.
 
@@ -26,7 +26,7 @@ from .effects import ClientEffect, Print, ToServer
 from .private_chat import PrivateChats
 from .words import COMMAND_HELP, ERRORS, SAY, help_text
 
-__all__ = ["Choices", "Param", "Command", "COMMANDS", "command", "Commands", "HELP"]
+__all__ = ["Choices", "Param", "Command", "COMMANDS", "command", "CommandLine", "HELP"]
 
 
 class Choices(Enum):
@@ -60,7 +60,7 @@ CommandHandler: TypeAlias = Callable[..., "list[ClientEffect]"]
 @dataclass(frozen=True, slots=True)
 class Command:
     """A command the user types: its name, its parameters, what it does (for help) and its handler,
-    called as ``handler(commands, *words, now=now)``. Usage, help, arity and completion derive from it."""
+    called as ``handler(command_line, *words, now=now)``. Usage, help, arity and completion derive from it."""
     name: str
     params: tuple[Param, ...]
     does: str
@@ -104,7 +104,7 @@ def refuse_text(text: str, limit: bool = True) -> list[ClientEffect]:
     return []
 
 
-class Commands:
+class CommandLine:
     """Runs the lines typed while logged in; ``leave(now)``: what the user's wish to log out does."""
 
     def __init__(self, private: PrivateChats, leave: Callable[[float], list[ClientEffect]]) -> None:

@@ -45,7 +45,7 @@ from typing import Any, TypeAlias
 
 from ..protocol import PROTOCOL_VERSION, PROTOCOL_VERSIONS, ByeReason, ErrorCode, Frame, FrameType
 from ..text import visible
-from .commands import COMMANDS, HELP, Choices, Command, Commands, Param
+from .commands import COMMANDS, HELP, Choices, Command, CommandLine, Param
 from .effects import (
     CancelTimer,
     ClientEffect,
@@ -122,7 +122,7 @@ class ChatClient:
         end to end encrypted (reactor/client/private_chat.py)."""
         self._private = PrivateChats(token_ttl=token_ttl, peer_hello_timeout=peer_hello_timeout,
                                      certificate=certificate)
-        self._commands = Commands(self._private, leave=self._leave)
+        self._command_line = CommandLine(self._private, leave=self._leave)
         self._live_stamps = timestamps and wall_offset is not None
         self._wall_offset = wall_offset or 0.0
         self._tz = tz
@@ -155,14 +155,14 @@ class ChatClient:
 
     def online_users(self) -> frozenset[str]:
         """The other users online, as far as presence notices and ``whoelse`` have told."""
-        return self._commands.online_users()
+        return self._command_line.online_users()
 
     def completions(self, before_cursor: str) -> list[str]:
         """Whole words that can replace the blank-separated word before the cursor: a command
         as the first word (or after ``help``), a user as the first word after a command."""
         if self._state != State.ACTIVE:
             return []
-        return self._commands.completions(before_cursor)
+        return self._command_line.completions(before_cursor)
 
     # -- events from the host ------------------------------------------------
 
@@ -303,7 +303,7 @@ class ChatClient:
     def _command(self, text: str, now: float) -> list[ClientEffect]:
         """A line typed while logged in (reactor/client/commands.py). A command the server sees is followed
         by a ping, and the next line waits for its pong; lines the server does not see still count as activity."""
-        effects = self._commands.run(text.strip(), now)
+        effects = self._command_line.run(text.strip(), now)
         if self._state != State.ACTIVE:
             return effects
         if any(type(e) is ToServer for e in effects):
@@ -414,7 +414,7 @@ class ChatClient:
         if type(names) is not list:
             return []
         names = [n for n in names if type(n) is str]
-        self._commands.users_listed(names)
+        self._command_line.users_listed(names)
         return [Print("\n".join(names) if names else say("nobody"))]
 
     @on_frame(FrameType.PRESENCE)
@@ -427,7 +427,7 @@ class ChatClient:
             return []
         for user in users:
             if type(user) is str:
-                self._commands.presence(user, online)
+                self._command_line.presence(user, online)
         went = "online" if online else "offline"
         return [Print("\n".join(say(went, {"user": user}) for user in users))]
 
