@@ -499,6 +499,8 @@ def test_logout_without_a_goodbye_exits_anyway():
     ("timeout", "You have been logged out due to inactivity", 0),
     ("shutdown", "Error. Server is shutting down", 1),
     ("account_removed", "Error. Your account was removed", 1),
+    ("vacation", "Logged out", 0),        # a reason the client does not know, or no reason: logged out
+    (["shutdown"], "Logged out", 0),
 ])
 def test_goodbyes(reason, words, status):
     c = logged_in()
