@@ -1,4 +1,4 @@
-"""The wire protocol's constants, in one place for both state machines: versions, limits, frame types, error codes.
+"""The wire protocol's constants, in one place for both sides: versions, limits, frame types, error codes, bye reasons.
 
 ``reactor/PROTOCOL.md`` says what each frame and code means. The names here are
 ``StrEnum`` members: each is the very string on the wire (``FrameType.PING ==
@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = ["Frame", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS", "MAX_TEXT", "MAX_CERT", "FrameType", "ErrorCode",
-           "ByeReason", "CLIENT_FRAMES", "LOGIN_FRAMES"]
+           "ByeReason", "LOGIN_FRAMES"]
 
 Frame = dict[str, Any]         # one decoded frame: a JSON object
 
@@ -66,11 +66,8 @@ class FrameType(StrEnum):
     PRIVATE = "private"
 
 
+# What a client sends before it logs in.
 LOGIN_FRAMES = frozenset({FrameType.HELLO, FrameType.USERNAME, FrameType.PASSWORD})
-CLIENT_FRAMES = LOGIN_FRAMES | {
-    FrameType.LISTEN, FrameType.MESSAGE, FrameType.BROADCAST, FrameType.WHOELSE, FrameType.WHOELSESINCE,
-    FrameType.BLOCK, FrameType.UNBLOCK, FrameType.LOGOUT, FrameType.ACTIVITY, FrameType.PING, FrameType.ACK,
-    FrameType.STARTPRIVATE, FrameType.PRIVATE_ANSWER, FrameType.PRIVATE_READY}   # what a client sends the server
 
 
 class ErrorCode(StrEnum):
@@ -111,7 +108,7 @@ class ErrorCode(StrEnum):
 
 
 class ByeReason(StrEnum):
-    """The ``reason`` of a ``bye`` frame."""
+    """The ``reason`` of a ``bye`` frame from the server."""
 
     LOGOUT = "logout"
     TIMEOUT = "timeout"

@@ -3,51 +3,30 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from reactor.client.rules import (
-    COMMANDS,
-    HELP,
-    MAX_TEXT,
+from reactor.client.commands import COMMANDS, HELP, Command, Param
+from reactor.client.effects import (
     CancelTimer,
-    ChatClient,
     ClosePeer,
-    Command,
     ConnectPeer,
     Exit,
     Listen,
-    Param,
     Print,
     Prompt,
     SetTimer,
     ToPeer,
     ToServer,
 )
+from reactor.client.rules import ChatClient
+from reactor.client.words import COMMAND_HELP
+from reactor.protocol import MAX_TEXT
 from reactor.text import CONTROL
+from tests.support import PING, PONG, ask, frames, logged_in
 
 HIDDEN = Prompt("", secret=True)   # typing is not shown until the server answers a login step
 
 
 def prints(effects):
     return [e.text for e in effects if type(e) is Print]
-
-
-PING, PONG = {"type": "ping"}, {"type": "pong"}
-
-
-def frames(effects):
-    return [e.frame for e in effects if type(e) is ToServer]
-
-
-def logged_in(user="yoda", now=0.0, server=None, **options):
-    """A client logged in as ``user`` to a server at ``server`` ((IP address, port), or unknown)."""
-    c = ChatClient(token_ttl=30, peer_hello_timeout=10, **options)
-    c.start(now, server)
-    c.server_frame({"type": "hello", "version": 2}, now)
-    c.line(user, now)
-    c.server_frame({"type": "username_ok"}, now)
-    c.line("secret", now)
-    c.server_frame({"type": "welcome", "user": user}, now)
-    c.server_frame(PONG, now)
-    return c
 
 
 # -- logging in -----------------------------------------------------------
@@ -481,6 +460,11 @@ def test_help_for_one_command():
     assert all(f"  {name}" in HELP for name in COMMANDS)
 
 
+def test_every_command_has_its_help_words_and_no_help_words_lack_a_command():
+    assert list(COMMAND_HELP) == list(COMMANDS)   # in the order help lists them
+    assert all(COMMANDS[name].does == does for name, does in COMMAND_HELP.items())
+
+
 # -- login input -----------------------------------------------------------------
 
 def test_typing_is_hidden_from_sending_a_name_until_the_answer():
@@ -515,6 +499,8 @@ def test_logout_without_a_goodbye_exits_anyway():
     ("timeout", "You have been logged out due to inactivity", 0),
     ("shutdown", "Error. Server is shutting down", 1),
     ("account_removed", "Error. Your account was removed", 1),
+    ("vacation", "Logged out", 0),        # a reason the client does not know, or no reason: logged out
+    (["shutdown"], "Logged out", 0),
 ])
 def test_goodbyes(reason, words, status):
     c = logged_in()
@@ -529,12 +515,6 @@ def test_server_lost_exits_1():
 
 
 # -- private chat ---------------------------------------------------------
-
-def ask(c, user="hans", now=1.0):
-    """``startprivate user``, and the server's answer to it is in."""
-    assert frames(c.line(f"startprivate {user}", now)) == [{"type": "startprivate", "user": user}, PING]
-    assert c.server_frame(PONG, now) == []
-
 
 def connect(user="hans", token="T", port=1, host="10.0.0.2"):
     return {"type": "private_connect", "user": user, "host": host, "port": port, "token": token}

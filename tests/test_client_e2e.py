@@ -8,8 +8,9 @@ import time
 
 import pytest
 
+from reactor.client.commands import HELP
 from reactor.client.host import EXIT_GRACE
-from reactor.client.rules import HELP, LEAVE_GRACE
+from reactor.client.rules import LEAVE_GRACE
 from tests.support import ACCOUNTS, PATIENCE, ROOT, ClientProcess, RecordingProxy, ServerProcess, coverage_env, wait_for
 
 pytestmark = pytest.mark.e2e   # starts the real server or client

@@ -5,8 +5,8 @@ import typing
 
 import pytest
 
+from reactor.client.effects import ClientEffect, Exit, Print, Prompt
 from reactor.client.host import ClientHost
-from reactor.client.rules import ClientEffect, Exit, Print, Prompt
 from tests.support import run_until
 
 

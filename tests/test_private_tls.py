@@ -4,6 +4,7 @@ server host and two real client hosts on one loop, with a relay between the peer
 (it sees no private text and no token), one that terminates TLS with a certificate of its own, and a server
 that relays a certificate that is not the peer's (both refused, on both sides, with an Error line)."""
 import base64
+import dataclasses
 import socket
 import ssl
 import threading
@@ -11,13 +12,13 @@ import threading
 import pytest
 import trustme
 
+from reactor.client.effects import ClosePeer, ConnectPeer, Print, SetTimer, ToPeer, ToServer
 from reactor.client.host import ClientHost
 from reactor.client.peer_certs import PeerIdentity, decode_certificate, encode_certificate, fingerprint
-from reactor.client.rules import ChatClient, ClosePeer, ConnectPeer, Print, SetTimer, ToPeer, ToServer
+from reactor.client.rules import ChatClient
 from reactor.server.host import ServerHost
 from reactor.server.rules import ChatServer
-from tests.support import ACCOUNTS, ClientProcess, RecordingProxy, run_until
-from tests.test_chat_client import PONG, ask, logged_in
+from tests.support import ACCOUNTS, PONG, ClientProcess, RecordingProxy, ask, logged_in, run_until
 from tests.test_chat_server import World
 from tests.test_tls import ca, certs, tls_server  # noqa: F401  (fixtures)
 
@@ -153,13 +154,13 @@ class ScriptConsole:
 
     def __init__(self):
         self.lines = []
-        self._on_line = None
+        self.on_line = None   # the host's, once it started the console
 
     def start(self, loop, on_line, on_eof):
-        self._on_line = on_line
+        self.on_line = on_line
 
     def type(self, text):
-        self._on_line(text)
+        self.on_line(text)
 
     def print(self, text):
         self.lines.extend(text.split("\n"))
@@ -174,15 +175,39 @@ class ScriptConsole:
         return any(needle in line for line in self.lines)
 
 
+class RewritingServer(ChatServer):
+    """The server's rules, but every frame of a type in ``rewrites`` (type -> a function of the frame giving
+    the fields to overwrite) is rewritten on its way out; ``tokens``: every private-chat token it sent."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rewrites = {}
+        self.tokens = set()
+
+    def received(self, conn, frame, now):
+        return [self.rewritten(effect) for effect in super().received(conn, frame, now)]
+
+    def rewritten(self, effect):
+        frame = getattr(effect, "frame", None)
+        if type(frame) is not dict:
+            return effect
+        if "token" in frame:
+            self.tokens.add(frame["token"])
+        rewrite = self.rewrites.get(frame.get("type"))
+        return effect if rewrite is None else dataclasses.replace(effect, frame={**frame, **rewrite(frame)})
+
+
 class Chat:
-    """An in-process TLS server and two TLS clients, hans and yoda, on ``loop``."""
+    """An in-process TLS server and two TLS clients, hans and yoda, on ``loop``; with ``connect_via``, yoda's
+    client reaches hans's listener at ``connect_via(its port)`` on 127.0.0.1 instead (the server says so)."""
 
     def __init__(self, loop, ids, connect_via=None):
         authority = trustme.CA()
         server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         authority.issue_cert("127.0.0.1").configure_cert(server_ctx)
         self.loop = loop
-        self.server = ServerHost(loop, ChatServer(dict(ACCOUNTS), 10.0, 600.0), tls=server_ctx)
+        self.logic = RewritingServer(dict(ACCOUNTS), 10.0, 600.0)
+        self.server = ServerHost(loop, self.logic, tls=server_ctx)
         self.server.serve("127.0.0.1", 0)
         self.consoles, self.hosts = {}, {}
         for user in ("hans", "yoda"):
@@ -192,30 +217,20 @@ class Chat:
             host = self.hosts[user] = ClientHost(loop, ChatClient(certificate=ids[user].certificate), console,
                                                  client_ctx, ids[user])
             host.start("127.0.0.1", self.server.address[1])
-            run_until(loop, lambda c=console: c._on_line is not None)
+            run_until(loop, lambda c=console: c.on_line is not None)
             console.type(user)
             console.type(ACCOUNTS[user])
             self.wait(user, "Welcome to the greatest messaging application ever!")
         if connect_via is not None:   # yoda's client reaches hans's listener through a relay
-            yoda = self.hosts["yoda"]
-            real = yoda._connect_peer
-            yoda._connect_peer = lambda user, host, port, cert: real(user, "127.0.0.1", connect_via(port), cert)
+            self.logic.rewrites["private_connect"] = lambda frame: {"host": "127.0.0.1",
+                                                                    "port": connect_via(frame["port"])}
 
     def wait(self, user, needle):
         run_until(self.loop, lambda: self.consoles[user].shows(needle))
 
     def server_rewrites(self, kind, **fields):
-        """Play a hostile server: every ``kind`` frame it relays a certificate in has ``fields`` overwritten."""
-        logic = self.server._logic
-        real = logic._with_cert
-
-        def rewritten(frame, conn):
-            frame = real(frame, conn)
-            if frame["type"] == kind:
-                frame.update(fields)
-            return frame
-
-        logic._with_cert = rewritten
+        """Play a hostile server: every ``kind`` frame it sends has ``fields`` overwritten."""
+        self.logic.rewrites[kind] = lambda frame: fields
 
     def start_private(self):
         self.consoles["yoda"].type("startprivate hans")
@@ -223,9 +238,7 @@ class Chat:
         self.consoles["hans"].type("y")
 
     def close(self):
-        """The clients exit and the server shuts down: run until every connection is closed."""
-        for host in self.hosts.values():
-            host._exit(0)
+        """The server shuts down, and so the clients exit: run until the connections are closed."""
         self.server.shutdown()
         self.loop.run()
 
@@ -241,9 +254,6 @@ def test_a_relay_between_the_peers_sees_no_private_text_or_token(loop, ids):
         return relays[-1].port
 
     chat = Chat(loop, ids, connect_via=via)
-    tokens = []
-    real_factory = chat.server._logic._token_factory
-    chat.server._logic._token_factory = lambda: tokens.append(real_factory()) or tokens[-1]
     try:
         chat.start_private()
         chat.wait("yoda", "Start private messaging with hans")
@@ -253,11 +263,12 @@ def test_a_relay_between_the_peers_sees_no_private_text_or_token(loop, ids):
         chat.consoles["hans"].type("private yoda copy that")
         chat.wait("yoda", "hans(private): copy that")
         (relay,) = relays
-        with relay._lock:
-            wire = bytes(relay.upstream) + b"|" + bytes(relay.downstream)
-        assert len(relay.upstream) > 100 and len(relay.downstream) > 100
-        assert len(tokens) == 1
-        for secret in (SECRET, "copy that", tokens[0], "peer_hello", "peer_welcome", "private", '"type"'):
+        upstream, downstream = relay.recorded()
+        wire = upstream + b"|" + downstream
+        assert len(upstream) > 100 and len(downstream) > 100
+        assert len(chat.logic.tokens) == 1   # the one chat's, in private_expect and private_connect alike
+        (token,) = chat.logic.tokens
+        for secret in (SECRET, "copy that", token, "peer_hello", "peer_welcome", "private", '"type"'):
             assert secret.encode() not in wire, secret
     finally:
         chat.close()

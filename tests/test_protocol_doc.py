@@ -1,11 +1,20 @@
 """PROTOCOL.md section 5 and the client agree: every frame and error code in its two tables has the
-client's words, and every word the client declares for a frame or an error code is in them."""
+client's words, and every word the client declares for a frame or an error code is in them. And both sides
+speak the one vocabulary of reactor/protocol.py: every frame type, error code and bye reason the server can
+send has the client's handler and words, and the client writes none of them as a string of its own."""
+import ast
 import re
 from pathlib import Path
 
-from reactor.client.rules import ERRORS, FRAMES
+import pytest
 
-DOC = Path(__file__).resolve().parent.parent / "reactor" / "PROTOCOL.md"
+from reactor.client.effects import Exit, Print
+from reactor.client.rules import ERRORS, FRAMES, ChatClient
+from reactor.client.words import FRAME_WORDS
+from reactor.protocol import ByeReason, ErrorCode, FrameType
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "reactor" / "PROTOCOL.md"
 QUOTED = re.compile(r"`([^`]*)`")
 # In the frame table, what is quoted but is not words the client shows: field names, a flag, examples.
 NOT_WORDS = {"id", "sent", "--timestamps", "[Nov 24 14:03] vader: ...", "[14:03] "}
@@ -81,6 +90,98 @@ def test_every_error_code_in_the_table_has_the_clients_words_and_the_reverse():
 
 
 def test_the_client_has_words_for_every_error_code_of_the_protocol_and_no_other():
-    from reactor.protocol import ErrorCode
     assert set(ERRORS) == set(ErrorCode)
     assert all(type(code) is ErrorCode for code in ERRORS)   # declared through the one list of codes
+
+
+# -- one vocabulary on both sides ----------------------------------------------------
+
+VOCABULARY = {"FrameType": FrameType, "ErrorCode": ErrorCode, "ByeReason": ByeReason}
+FIELDS = {"type": FrameType, "code": ErrorCode, "reason": ByeReason}   # a frame's fields that take a member
+
+
+def modules(*rooms):
+    return sorted(path for room in rooms for path in (ROOT / "reactor" / room).glob("*.py"))
+
+
+def written(paths):
+    """(path, field, value) for each ``type``, ``code`` or ``reason`` a dict display in ``paths`` writes as a
+    string or as a member of the vocabulary (``FrameType.BYE``); a value computed (``"code": code``) is skipped.
+    ``value`` is the string, or the member itself."""
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if not isinstance(node, ast.Dict):
+                continue
+            for key, value in zip(node.keys, node.values, strict=True):
+                if not isinstance(key, ast.Constant) or key.value not in FIELDS:
+                    continue
+                if isinstance(value, ast.Constant) and type(value.value) is str:
+                    yield path, key.value, value.value
+                elif (isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name)
+                      and value.value.id in VOCABULARY):
+                    yield path, key.value, VOCABULARY[value.value.id][value.attr]
+
+
+def members_named(paths, vocabulary):
+    """Every member of ``vocabulary`` (an enum of reactor/protocol.py) the code in ``paths`` names."""
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and node.value.id == vocabulary.__name__):
+                yield vocabulary[node.attr]
+
+
+SERVER_SENDS = {field: {value for _, f, value in written(modules("server", "cluster")) if f == field}
+                for field in FIELDS}
+
+
+def test_the_scan_of_what_the_server_sends_finds_it():
+    assert {"hello", "welcome", "error", "bye", "message", "presence", "private_connect"} <= SERVER_SENDS["type"]
+    assert {"busy", "tls_required"} <= SERVER_SENDS["code"]   # as the server's host writes them, plain
+    assert {"logout", "timeout", "shutdown", "account_removed"} <= SERVER_SENDS["reason"]
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_the_server_sends_only_the_vocabulary_of_the_protocol_module(field):
+    assert SERVER_SENDS[field] <= set(FIELDS[field]), SERVER_SENDS[field] - set(FIELDS[field])
+
+
+def test_every_frame_type_the_server_can_send_is_taken_by_the_client_with_its_words():
+    assert SERVER_SENDS["type"] <= set(FRAMES), SERVER_SENDS["type"] - set(FRAMES)
+    assert all(type(kind) is FrameType for kind in FRAMES)   # declared through the one list of frame types
+    assert set(FRAME_WORDS) <= set(FRAMES)                   # no words for a frame the client does not take
+    assert all(FRAMES[kind].words is words for kind, words in FRAME_WORDS.items())
+    # The frames without words of their own: an error's are its code's, a hello shows only a version it cannot
+    # speak (the version error's words), and the rest is the client's business alone.
+    assert SERVER_SENDS["type"] - set(FRAME_WORDS) == {"error", "hello", "pong", "private_expect", "private_connect"}
+
+
+def test_every_error_code_the_server_can_send_has_client_words():
+    codes = SERVER_SENDS["code"] | set(members_named(modules("server", "cluster"), ErrorCode))
+    assert len(codes) >= 25 and codes <= set(ERRORS), codes - set(ERRORS)
+    for code in codes:
+        client = ChatClient()
+        client.start(0)
+        client.server_frame({"type": "hello", "version": 2}, 0)
+        shown = [effect.text for effect in client.server_frame({"type": "error", "code": code}, 0)
+                 if type(effect) is Print]
+        assert len(shown) == 1 and shown[0] != f"Error. {code}" and "{" not in shown[0], code
+
+
+@pytest.mark.parametrize("reason", sorted(ByeReason))
+def test_every_bye_reason_has_client_words_and_the_client_takes_it(reason):
+    assert reason in SERVER_SENDS["reason"] | set(members_named(modules("server", "cluster"), ByeReason))
+    words = FRAME_WORDS[FrameType.BYE].templates[reason]
+    client = ChatClient()
+    client.start(0)
+    assert client.server_frame({"type": "bye", "reason": str(reason)}, 0) == [
+        Print(words), Exit(1 if reason in (ByeReason.SHUTDOWN, ByeReason.ACCOUNT_REMOVED) else 0)]
+
+
+def test_the_client_writes_frame_types_error_codes_and_bye_reasons_from_the_protocol_module():
+    """No string of the client's own: a frame it builds names its type as a member (``FrameType.PING``)."""
+    strings = [(path.name, field, value) for path, field, value in written(modules("client"))
+               if type(value) is str and not isinstance(value, FIELDS[field])]
+    assert strings == []
+    assert {"ping", "hello", "logout", "listen", "peer_hello", "private"} <= {
+        value for _, field, value in written(modules("client")) if field == "type"}

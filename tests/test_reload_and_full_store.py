@@ -213,7 +213,7 @@ def test_a_refused_change_without_a_confirmation_sends_nothing(w, change):
 ])
 def test_the_client_says_what_a_full_store_refused(command, words):
     from reactor.client.rules import Print
-    from tests.test_chat_client import logged_in
+    from tests.support import logged_in
     c = logged_in()
     effects = c.server_frame(error("store_full", command=command, user="hans"), 1.0)
     assert [e.text for e in effects if type(e) is Print] == [words]

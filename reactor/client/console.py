@@ -18,10 +18,10 @@ from typing import Any
 from ..loop import EventLoop, TimerHandle
 from ..stdin import InputReader, LineSplitter
 from .line_editor import LineEditor
+from .words import QUIT_HINT
 
 log = logging.getLogger(__name__)
 
-QUIT_HINT = "To quit, type logout or press Ctrl-D"
 LINE_ENDS = re.compile(rb"(?<=[\r\n])")   # splits after each line end
 
 

@@ -41,6 +41,7 @@ from .rules import (
     ToPeer,
     ToServer,
 )
+from .words import SAY
 
 if TYPE_CHECKING:   # imported by the caller, in TLS mode only
     from .peer_certs import PeerIdentity
@@ -48,7 +49,7 @@ if TYPE_CHECKING:   # imported by the caller, in TLS mode only
 log = logging.getLogger(__name__)
 
 EXIT_GRACE = 1.0  # seconds to flush the last frames before exiting anyway
-UNUSABLE_CERTIFICATE = "the server relayed a certificate that cannot be used"
+UNUSABLE_CERTIFICATE = SAY("unusable_certificate")
 
 
 class Console(Protocol):
@@ -143,7 +144,7 @@ class ClientHost:
         self._apply(self.logic.start(self.now(), None if address is None else (address[0], address[1])))
 
     def _cannot_connect(self, address: str, reason: str | None) -> None:
-        self._console.print(f"Error. Cannot connect to server at {address}: {reason}")
+        self._console.print(SAY("cannot_connect", {"address": address, "reason": str(reason)}))
         self._exit(1)
 
     # -- events into the logic -------------------------------------------
@@ -309,7 +310,7 @@ class ClientHost:
         try:
             self._listener = listen(self.loop, local_host, 0, self._accept_peer, backlog=16)
         except OSError as exc:
-            self._console.print(f"Error. Cannot listen for private messaging: {exc.strerror or exc}")
+            self._console.print(SAY("cannot_listen", {"reason": exc.strerror or str(exc)}))
             return
         host, port = self._listener.address[:2]
         self._apply(self.logic.listening(host, port, self.now()))
@@ -358,7 +359,7 @@ class ClientHost:
 def _peer_tls_failure(reason: str | None) -> str:
     """Why a peer's TLS handshake failed, in words: a certificate that fails verification is not the one
     the server relayed (the context trusts nothing else)."""
-    reason = reason or "the TLS handshake failed"
+    reason = reason or SAY("handshake_failed")
     if reason.startswith(VERIFY_FAILED):
-        return f"its certificate is not the one the server relayed ({reason})"
+        return SAY("not_relayed_certificate", {"reason": reason})
     return reason

@@ -1,0 +1,239 @@
+"""The commands the user types: each declared once, on its handler, with what it needs to be parsed and completed.
+
+``@command(name, *params)`` declares a method of ``CommandLine`` the handler of
+``name``; its help text is ``COMMAND_HELP[name]`` (reactor/client/words.py),
+and the help list, a command's usage, its arity, "text takes the rest of the
+line" and Tab completion all derive from the declaration. ``CommandLine`` acts on
+the private chats (``PrivateChats``) and keeps what completion and ``whoelse``
+need: the other users online, as presence notices and ``whoelse`` told.
+
+Text holding a control character is not sent (``message``, ``broadcast``,
+``private``), nor text longer than the server takes (``message``,
+``broadcast``).
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from enum import Enum
+from typing import TypeAlias
+
+from ..protocol import MAX_TEXT, ErrorCode, FrameType
+from ..text import CONTROL
+from .effects import ClientEffect, Print, ToServer
+from .private_chat import PrivateChats
+from .words import COMMAND_HELP, ERRORS, SAY, help_text
+
+__all__ = ["Choices", "Param", "Command", "COMMANDS", "command", "CommandLine", "HELP"]
+
+
+class Choices(Enum):
+    """What Tab completes a parameter with."""
+    COMMAND = "a command"
+    ONLINE_USER = "another user online"
+    CHAT_USER = "a user with an open private chat"
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One parameter of a command: ``text`` takes the rest of the line, spaces and all (so only the
+    last one may); an ``optional`` one may be left out (so only the last ones may)."""
+    name: str
+    text: bool = False
+    optional: bool = False
+    completes: Choices | None = None
+
+    @property
+    def usage(self) -> str:
+        return f"[<{self.name}>]" if self.optional else f"<{self.name}>"
+
+
+USER = Param("user", completes=Choices.ONLINE_USER)
+CHAT_USER = Param("user", completes=Choices.CHAT_USER)
+TEXT = Param("text", text=True)
+
+CommandHandler: TypeAlias = Callable[..., "list[ClientEffect]"]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A command the user types: its name, its parameters, what it does (for help) and its handler,
+    called as ``handler(command_line, *words, now=now)``. Usage, help, arity and completion derive from it."""
+    name: str
+    params: tuple[Param, ...]
+    does: str
+    handler: CommandHandler
+
+    def __post_init__(self) -> None:
+        if any(p.text for p in self.params[:-1]):
+            raise ValueError(f"{self.name}: only the last parameter may take the rest of the line")
+        if any(p.optional and not later.optional for p, later in zip(self.params, self.params[1:], strict=False)):
+            raise ValueError(f"{self.name}: only the last parameters may be optional")
+
+    @property
+    def usage(self) -> str:
+        return " ".join([self.name, *(p.usage for p in self.params)])
+
+    def words(self, rest: str) -> list[str] | None:
+        """The parameters given in ``rest`` (the line after the name), or None if they do not fit."""
+        takes_text = bool(self.params) and self.params[-1].text
+        words = rest.split(None, len(self.params) - 1) if takes_text else rest.split()
+        required = sum(not p.optional for p in self.params)
+        return words if required <= len(words) <= len(self.params) else None
+
+
+COMMANDS: dict[str, Command] = {}   # in the order help lists them: the order of their declarations
+
+
+def command(name: str, *params: Param) -> Callable[[CommandHandler], CommandHandler]:
+    """Declare the decorated method the handler of the command ``name`` (its help: ``COMMAND_HELP[name]``)."""
+    def declare(handler: CommandHandler) -> CommandHandler:
+        COMMANDS[name] = Command(name, params, COMMAND_HELP[name], handler)
+        return handler
+    return declare
+
+
+def refuse_text(text: str, limit: bool = True) -> list[ClientEffect]:
+    """Why ``text`` cannot be sent (control characters; with ``limit``, too long), or nothing."""
+    if CONTROL.search(text):
+        return [Print(ERRORS[ErrorCode.CONTROL_CHARACTERS].shown({}))]
+    if limit and len(text) > MAX_TEXT:
+        return [Print(ERRORS[ErrorCode.TEXT_TOO_LONG].shown({"max": MAX_TEXT}))]
+    return []
+
+
+class CommandLine:
+    """Runs the lines typed while logged in; ``leave(now)``: what the user's wish to log out does."""
+
+    def __init__(self, private: PrivateChats, leave: Callable[[float], list[ClientEffect]]) -> None:
+        self._private = private
+        self._leave = leave
+        self._online: set[str] = set()             # other users online, as presence and whoelse told
+        self._asked: deque[bool] = deque()         # users answers to come: True for whoelse, False for since
+
+    def run(self, line: str, now: float) -> list[ClientEffect]:
+        """One typed line (stripped): a ``y`` or ``n`` answers the oldest private-chat request, if one waits."""
+        if not line:
+            return []
+        if self._private.has_question() and line.lower() in ("y", "n"):
+            return self._private.answer(line.lower() == "y")
+        name, _, rest = line.partition(" ")
+        declared = COMMANDS.get(name)
+        if declared is None:
+            return [Print(SAY("invalid_command"))]
+        words = declared.words(rest)
+        if words is None:
+            return [Print(SAY("usage_error", {"usage": declared.usage}))]
+        return declared.handler(self, *words, now=now)
+
+    # -- who is online, for completion ----------------------------------------
+
+    def online_users(self) -> frozenset[str]:
+        """The other users online, as far as presence notices and ``whoelse`` have told."""
+        return frozenset(self._online)
+
+    def users_listed(self, names: list[str]) -> None:
+        """The server answered a ``whoelse`` or a ``whoelsesince`` (in the order asked) with ``names``:
+        the answer to ``whoelse`` is exactly who is online."""
+        if self._asked and self._asked.popleft():
+            self._online = set(names)
+
+    def presence(self, user: str, online: bool) -> None:
+        """``user`` came online, or went."""
+        if online:
+            self._online.add(user)
+        else:
+            self._online.discard(user)
+
+    def completions(self, before_cursor: str) -> list[str]:
+        """Whole words that can replace the blank-separated word before the cursor: a command
+        as the first word (or after ``help``), a user as the first word after a command."""
+        words = before_cursor.split(" ")
+        word = words[-1]
+        if len(words) == 1:
+            kind: Choices | None = Choices.COMMAND
+        else:
+            declared = COMMANDS.get(words[0])
+            params = declared.params if declared is not None else ()
+            kind = params[len(words) - 2].completes if len(words) - 2 < len(params) else None
+        return sorted(choice for choice in self._choices(kind) if choice.startswith(word))
+
+    def _choices(self, kind: Choices | None) -> Collection[str]:
+        if kind is Choices.COMMAND:
+            return COMMANDS
+        if kind is Choices.ONLINE_USER:
+            return self._online
+        if kind is Choices.CHAT_USER:
+            return self._private.chats()
+        return ()
+
+    # -- the commands, in the order help lists them ----------------------------
+
+    @command("message", USER, TEXT)
+    def _message(self, user: str, text: str, *, now: float) -> list[ClientEffect]:
+        return refuse_text(text) or [ToServer({"type": FrameType.MESSAGE, "to": user, "text": text})]
+
+    @command("broadcast", TEXT)
+    def _broadcast(self, text: str, *, now: float) -> list[ClientEffect]:
+        return refuse_text(text) or [ToServer({"type": FrameType.BROADCAST, "text": text})]
+
+    @command("whoelse")
+    def _whoelse(self, *, now: float) -> list[ClientEffect]:
+        self._asked.append(True)
+        return [ToServer({"type": FrameType.WHOELSE})]
+
+    @command("whoelsesince", Param("seconds"))
+    def _whoelsesince(self, seconds: str, *, now: float) -> list[ClientEffect]:
+        try:
+            value = float(seconds)
+        except ValueError:
+            return [Print(SAY("not_seconds", {"seconds": seconds}))]
+        if not math.isfinite(value):
+            return [Print(SAY("infinite_seconds"))]
+        if value < 0:
+            return [Print(SAY("negative_seconds"))]
+        number: int | float = int(value) if value.is_integer() and abs(value) < 2 ** 53 else value
+        self._asked.append(False)
+        return [ToServer({"type": FrameType.WHOELSESINCE, "seconds": number})]
+
+    @command("block", USER)
+    def _block(self, user: str, *, now: float) -> list[ClientEffect]:
+        return [ToServer({"type": FrameType.BLOCK, "user": user})]
+
+    @command("unblock", USER)
+    def _unblock(self, user: str, *, now: float) -> list[ClientEffect]:
+        return [ToServer({"type": FrameType.UNBLOCK, "user": user})]
+
+    @command("startprivate", USER)
+    def _startprivate(self, user: str, *, now: float) -> list[ClientEffect]:
+        return self._private.start(user)
+
+    @command("private", CHAT_USER, TEXT)
+    def _private_text(self, user: str, text: str, *, now: float) -> list[ClientEffect]:
+        if not self._private.chatting(user):
+            return [Print(SAY("not_chatting", {"user": user}))]
+        return refuse_text(text, limit=False) or self._private.send(user, text)
+
+    @command("stopprivate", CHAT_USER)
+    def _stopprivate(self, user: str, *, now: float) -> list[ClientEffect]:
+        if not self._private.chatting(user):
+            return [Print(SAY("not_chatting", {"user": user}))]
+        return self._private.stop(user)
+
+    @command("logout")
+    def _logout(self, *, now: float) -> list[ClientEffect]:
+        return self._leave(now)
+
+    @command("help", Param("command", optional=True, completes=Choices.COMMAND))
+    def _help(self, name: str | None = None, *, now: float) -> list[ClientEffect]:
+        if name is None:
+            return [Print(HELP)]
+        declared = COMMANDS.get(name)
+        if declared is None:
+            return [Print(SAY("no_command", {"name": name}))]
+        return [Print(SAY("usage", {"usage": declared.usage, "does": declared.does[0].upper() + declared.does[1:]}))]
+
+
+HELP = help_text((c.usage, c.does) for c in COMMANDS.values())
