@@ -27,6 +27,7 @@ from reactor.server.host import (
 from reactor.server.passwords import hash_password_command
 from reactor.server.rules import BURST, RATE, SENDER_QUOTA, ChatServer
 from reactor.server.store import Store, StoreError
+from reactor.server.verifier import default_helpers
 from reactor.tls import TLSConfigError, server_context
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--failure-log-interval", type=seconds, default=FAILURE_LOG_INTERVAL, metavar="SECONDS",
                         help="failed logins and refused connections are logged as counts per address once per "
                              f"interval (default {FAILURE_LOG_INTERVAL:g})")
+    parser.add_argument("--password-helpers", type=positive_int, default=None, metavar="N",
+                        help="helper processes that check hashed passwords side by side, so many logins at once "
+                             f"are not told to try again (default: one per core this server may run on, here "
+                             f"{default_helpers()})")
     parser.add_argument("--tls-cert", metavar="FILE",
                         help="speak TLS only, with this certificate chain (PEM); needs --tls-key")
     parser.add_argument("--tls-key", metavar="FILE", help="the private key (PEM) of --tls-cert")
@@ -250,7 +255,8 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
                                    rate=args.rate, burst=args.burst, sender_quota=args.sender_quota)
     host_options: dict[str, Any] = dict(max_strangers=max_strangers, tls=tls,
                                         max_strangers_per_address=args.max_strangers_per_address,
-                                        failure_log_interval=args.failure_log_interval)
+                                        failure_log_interval=args.failure_log_interval,
+                                        password_helpers=args.password_helpers)
     host: ServerHost
     if guard is None:
         try:

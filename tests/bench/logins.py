@@ -1,12 +1,13 @@
 """Many people logging in to hashed accounts at once: how many are told ``try_again``, and how long it takes.
 
-    python -m tests.bench.logins [--logins N] [--rounds R] [--password-helpers N]
+    python -m tests.bench.logins [--logins N] [--rounds R] [--retry-after S] [--password-helpers N]
 
 Starts ``server_main.py`` with ``--logins`` accounts, each with a scrypt hash (the defaults: 16 MiB, about
 30 ms a check here), then connects them all and has each send its username and right password as soon as it
 may. A login told ``try_again`` (the server could not check its password: too many waiting) sends the password
-again after ``--retry-after`` seconds (default at once), as a client that retries by itself would; the real client does not retry, so each login told
-``try_again`` at least once is one whose user would have had to type the password again.
+again after ``--retry-after`` seconds (default at once), as a client that retries by itself would; the real
+client does not retry, so each login told ``try_again`` at least once is one whose user would have had to type
+the password again.
 
 Prints, per round: the ``try_again`` answers in all, the logins told it at least once, and the seconds from the
 first connection to the last welcome. ``--password-helpers`` is passed to the server when given (the server's
