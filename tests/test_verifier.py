@@ -193,6 +193,23 @@ def test_a_helper_that_misbehaves_is_killed_and_its_check_answered_none(helper, 
         run.close()
 
 
+IN_ROOT = [sys.executable, "-c", "import os, socket, sys; s = socket.socket(fileno=int(sys.argv[1])); s.recv(100); "
+                                "s.sendall(b'{\"id\": 1, \"ok\": %s}\\n' % str(os.path.isfile('server_main.py')"
+                                " and os.path.isdir('reactor')).lower().encode()); s.recv(100)"]
+
+
+@pytest.mark.e2e   # starts a helper process
+def test_the_helper_runs_in_the_repository_root_where_python_m_finds_the_package():
+    """``-m reactor.server.verifier`` needs the directory that holds ``reactor/`` (no installed package needed)."""
+    run = Run(command=IN_ROOT)
+    try:
+        run.verifier.check(1, HASH, "wise@!man")
+        run.until(lambda: run.answers)
+        assert run.answers == [(1, True)]
+    finally:
+        run.close()
+
+
 @pytest.mark.e2e   # starts the verifier process
 def test_the_host_checks_hashed_accounts_in_the_verifier_and_plain_ones_itself():
     loop = EventLoop()
