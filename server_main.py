@@ -25,6 +25,7 @@ from reactor.server.host import (
     StopOnStoreFailure,
 )
 from reactor.server.passwords import hash_password_command
+from reactor.server.reload import AccountsReload
 from reactor.server.rules import BURST, RATE, SENDER_QUOTA, ChatServer
 from reactor.server.store import Store, StoreError
 from reactor.server.verifier import default_helpers
@@ -173,16 +174,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def reload_credentials(path: str, host: ServerHost) -> None:
-    """SIGHUP: read the accounts file again; a file that cannot be used keeps the accounts as they are."""
-    try:
-        accounts = load_credentials(path)
-    except CredentialsError as exc:
-        log.error("accounts not reloaded, the old ones stay: %s", exc)
-        return
-    host.accounts_changed(accounts)
-
-
 def raise_open_files_limit() -> int:
     """Raise the soft limit on open files to the hard one; the limit now."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -281,7 +272,8 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
         return 1
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, host.shutdown)
-    loop.add_signal_handler(signal.SIGHUP, lambda: reload_credentials(args.credentials, host))
+    # SIGHUP reads the accounts file again, a slice per loop turn (a big file stalls nobody).
+    loop.add_signal_handler(signal.SIGHUP, AccountsReload(loop, args.credentials, host.accounts_changed).request)
     bound_host, bound_port = host.address[:2]
     print(f"Server listening on {bound_host}:{bound_port}", flush=True)
     if tls is not None:
