@@ -273,7 +273,8 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, host.shutdown)
     # SIGHUP reads the accounts file again, a slice per loop turn (a big file stalls nobody).
-    loop.add_signal_handler(signal.SIGHUP, AccountsReload(loop, args.credentials, host.accounts_changed).request)
+    loop.add_signal_handler(signal.SIGHUP, AccountsReload(loop, args.credentials, host.accounts_changed,
+                                                                  accounts).request)
     bound_host, bound_port = host.address[:2]
     print(f"Server listening on {bound_host}:{bound_port}", flush=True)
     if tls is not None:

@@ -69,6 +69,23 @@ def test_the_parser_takes_lines_per_slice_lines_a_call(tmp_path):
     assert parser.parse_slice() == big_accounts(count=LINES_PER_SLICE * 2) and parser.slices == 3
 
 
+def test_a_hash_its_account_had_when_last_loaded_is_not_checked_again(tmp_path, monkeypatch):
+    import reactor.server.credentials as credentials
+    checked = []
+    monkeypatch.setattr(credentials, "parse_hash", lambda field: checked.append(field))
+    other = hash_password("pw", log2_n=11)
+    path = write_credentials(tmp_path, {"yoda": HASH, "luke": HASH, "leia": other, "hans": "plain"})
+    accounts = load_all(CredentialsParser(path, known={"yoda": HASH, "luke": other, "hans": HASH}))
+    assert accounts == {"yoda": HASH, "luke": HASH, "leia": other, "hans": "plain"}
+    assert checked == [HASH, other]   # luke's hash is new to luke, leia is new: only yoda's is known
+
+
+def load_all(parser):
+    while (accounts := parser.parse_slice()) is None:
+        pass
+    return accounts
+
+
 def test_reloads_asked_while_one_runs_coalesce_into_one_more_that_reads_the_file_as_it_is(tmp_path, reloads):
     write_credentials(tmp_path, big_accounts())
     reloads.reload.request()

@@ -2,8 +2,9 @@
 
 Parsing 20,000 hashed accounts takes 90-250 ms: done at once it held every user's messages that long (100
 reloads in 2 s: a bystander's p99 round trip 141 ms). ``AccountsReload`` reads the file whole at once (a
-few ms), parses ``LINES_PER_SLICE`` lines a turn (``CredentialsParser``), and hands the accounts on in a turn
-of their own (``on_loaded``: the host's ``accounts_changed``). A file that cannot be used keeps the accounts as
+few ms), parses ``LINES_PER_SLICE`` lines a turn (``CredentialsParser``; a hash its account had in the
+accounts last loaded is not checked again), and hands the accounts on in a turn of their own (``on_loaded``:
+the host's ``accounts_changed``). A file that cannot be used keeps the accounts as
 they are (logged, without quoting a line).
 
 A reload asked while one runs coalesces: the one running finishes (what it read was the file then), and one
@@ -27,11 +28,12 @@ log = logging.getLogger(__name__)
 class AccountsReload:
     """``request()`` reads ``path`` again, a slice per loop turn, then calls ``on_loaded(accounts)``."""
 
-    def __init__(self, loop: EventLoop, path: str | os.PathLike[str],
-                 on_loaded: Callable[[dict[str, str]], object]) -> None:
+    def __init__(self, loop: EventLoop, path: str | os.PathLike[str], on_loaded: Callable[[dict[str, str]], object],
+                 accounts: dict[str, str] | None = None) -> None:
         self._loop = loop
         self._path = path
         self._on_loaded = on_loaded
+        self._accounts = accounts   # the accounts last handed on (or read at start): their hashes are known good
         self._parser: CredentialsParser | None = None   # the reload under way, if any
         self._again = False                              # another was asked while it ran
         self.reloads = 0                                 # reloads begun (for tests and figures)
@@ -51,7 +53,7 @@ class AccountsReload:
         self._again = False
         self.reloads += 1
         try:
-            self._parser = CredentialsParser(self._path)
+            self._parser = CredentialsParser(self._path, known=self._accounts)
         except CredentialsError as exc:
             self._failed(exc)
             return
@@ -74,6 +76,7 @@ class AccountsReload:
 
     def _loaded(self, accounts: dict[str, str]) -> None:
         self._parser = None
+        self._accounts = accounts
         self._on_loaded(accounts)
         self._follow()
 
