@@ -165,6 +165,20 @@ def test_a_pool_accepts_max_pending_per_helper_checks_by_default():
     assert len(run.answers) == 2 * MAX_PENDING_PER_HELPER + 1   # closing answered the others (None)
 
 
+def test_a_helper_that_cannot_be_started_answers_none_and_is_tried_again_later(tmp_path, caplog):
+    run = Run(command=[str(tmp_path / "no-such-helper")])
+    try:
+        run.verifier.check(1, HASH, "wise@!man")
+        run.until(lambda: run.answers)
+        assert run.answers == [(1, None)] and run.verifier.pids == []
+        assert "cannot start a password verifier" in caplog.text
+        run.verifier.check(2, HASH, "wise@!man")   # while it waits to be tried again: at once
+        run.until(lambda: len(run.answers) == 2)
+        assert run.answers[1] == (2, None)
+    finally:
+        run.close()
+
+
 def test_the_default_is_a_helper_per_core_this_process_may_run_on():
     loop = EventLoop()
     try:

@@ -168,3 +168,40 @@ def test_the_real_server_killed_and_its_log_damaged_says_how_much_was_lost_and_k
         assert len(copies) == 1 and copies[0] in log and (tmp_path / copies[0]).read_bytes() == found
     finally:
         assert srv.stop() == 0
+
+
+def test_a_header_that_names_no_page_size_is_damage_too_and_a_torn_header_is_nothing(tmp_path):
+    state = crashed_copy(tmp_path, 5)
+    damage(f"{state}-wal", 1, at=-HEADER + 0)   # the magic
+    report = inspect_wal(f"{state}-wal")
+    assert report.bad_header and report.size == os.path.getsize(f"{state}-wal") and report.frames == 0
+    assert f"({report.size} bytes" in report.describe()
+    (tmp_path / "torn-wal").write_bytes(b"\x37\x7f\x06\x82" * 3)
+    assert inspect_wal(str(tmp_path / "torn-wal")) is None
+
+
+def test_copies_kept_the_same_second_do_not_overwrite_each_other(tmp_path, monkeypatch):
+    import reactor.server.wal as wal_module
+    monkeypatch.setattr(wal_module.time, "strftime", lambda fmt: "20260101-120000")   # one second for both
+    wal = tmp_path / "state.db-wal"
+    wal.write_bytes(b"first")
+    one = wal_module.keep_copy(str(wal))
+    wal.write_bytes(b"second")
+    two = wal_module.keep_copy(str(wal))
+    assert one == f"{wal}.damaged-20260101-120000" and two == one + ".1"
+    assert open(one, "rb").read() == b"first" and open(two, "rb").read() == b"second"
+
+
+def test_a_copy_that_cannot_be_kept_stops_the_start_and_leaves_the_log(tmp_path, monkeypatch):
+    import reactor.server.store as store
+
+    def cannot(path):
+        raise OSError(28, "No space left on device")
+    state = crashed_copy(tmp_path, 40)
+    damage(f"{state}-wal", 24)
+    found = open(f"{state}-wal", "rb").read()
+    monkeypatch.setattr(store, "keep_copy", cannot)
+    with pytest.raises(store.StoreError) as info:
+        Store.open(str(state))
+    assert "Cannot keep a copy of the damaged write-ahead log" in str(info.value) and "No space" in str(info.value)
+    assert open(f"{state}-wal", "rb").read() == found
