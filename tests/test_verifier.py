@@ -14,7 +14,7 @@ from reactor.loop import EventLoop
 from reactor.server.host import ServerHost
 from reactor.server.passwords import hash_password
 from reactor.server.rules import ChatServer
-from reactor.server.verifier import MAX_PENDING_PER_HELPER, Verifier, default_helpers
+from reactor.server.verifier import HELPER_NICENESS, MAX_PENDING_PER_HELPER, Verifier, default_helpers
 from tests.support import ACCOUNTS, PATIENCE, run_until
 
 HASH = hash_password("wise@!man", log2_n=10)
@@ -163,6 +163,18 @@ def test_a_pool_accepts_max_pending_per_helper_checks_by_default():
     finally:
         run.close()
     assert len(run.answers) == 2 * MAX_PENDING_PER_HELPER + 1   # closing answered the others (None)
+
+
+@pytest.mark.e2e   # starts the verifier process
+def test_the_helper_runs_below_the_servers_priority():
+    run = Run()
+    try:
+        run.verifier.check(1, HASH, "wise@!man")
+        run.until(lambda: run.answers)   # (it has set its priority before it answers)
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, run.pid) == min(19, ours + HELPER_NICENESS) > ours
+    finally:
+        run.close()
 
 
 def test_a_helper_that_cannot_be_started_answers_none_and_is_tried_again_later(tmp_path, caplog):
