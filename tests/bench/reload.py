@@ -6,7 +6,8 @@ bystander's round trip while reloads are asked for.
 ``turns`` (in this process, ``reactor.loop.TurnStats``): a ``ServerHost`` with ``--accounts`` hashed accounts
 reads its file again ``--rounds`` times, each time with one account more or less, two ways: at once, in one
 loop callback (``load_credentials`` and ``accounts_changed``: what SIGHUP did before), and a slice per turn
-(``AccountsReload``: what it does now). Prints the longest turn of each reload, median and worst.
+(``AccountsReload``: what it does now), the latter also with every hash new (as if every password changed:
+none is known from the last reload). Prints the longest turn of each reload, median and worst.
 
 ``server`` (the real ``server_main.py``): two logged-in users (plain accounts) play ping-pong, one message in
 flight, for 2 s with no reload and for 2 s while the bench sends the server a SIGHUP every 20 ms (100 in all);
@@ -29,9 +30,13 @@ from reactor.server.passwords import hash_password
 from reactor.stream import Stream
 from tests.bench.common import UNLIMITED, BenchUser, run_until, start_server
 
+HASH = hash_password("pw", log2_n=10)   # parsing a hash costs the same whatever its scrypt cost
 
-def write_file(path: str, accounts: int, extra: bool) -> None:
-    hashed = hash_password("pw", log2_n=10)   # parsing a hash costs the same whatever its scrypt cost
+
+def write_file(path: str, accounts: int, extra: bool, new_hashes: bool = False) -> None:
+    """``accounts`` accounts (``extra``: one more); with ``new_hashes``, each with a hash the last file did not
+    have (a new salt), else the hashes are those of before."""
+    hashed = hash_password("pw", log2_n=10) if new_hashes else HASH
     with open(path, "w") as out:
         out.write("a pw-a\nb pw-b\n")
         out.writelines(f"user{i} {hashed}\n" for i in range(accounts - 1 + extra))
@@ -54,11 +59,11 @@ def longest_turns(path: str, accounts: int, rounds: int) -> dict[str, list[float
         host.accounts_changed(load_credentials(path))
         done.append(True)
 
-    figures: dict[str, list[float]] = {"at once": [], "a slice a turn": []}
+    figures: dict[str, list[float]] = {"at once": [], "a slice a turn": [], "... every hash new": []}
     try:
         for round_no in range(rounds):
             for way in figures if round_no % 2 == 0 else reversed(list(figures)):
-                write_file(path, accounts, len(done) % 2 == 0)   # one account more, then one less
+                write_file(path, accounts, len(done) % 2 == 0, way != "a slice a turn")   # one account more or less
                 for _ in range(3):
                     loop.run_once(timeout=0)
                 loop.turn_stats = TurnStats()
@@ -161,9 +166,9 @@ def main(argv=None) -> int:
         if args.only != "server":
             print(f"the loop's longest turn while a host reads {args.accounts:,} hashed accounts again "
                   f"({args.rounds} reloads each way)")
-            print(f"{'':16}{'median ms':>10}{'worst ms':>10}")
+            print(f"{'':22}{'median ms':>10}{'worst ms':>10}")
             for way, turns in longest_turns(path, args.accounts, args.rounds).items():
-                print(f"{way:16}{statistics.median(turns):>10.1f}{max(turns):>10.1f}")
+                print(f"{way:22}{statistics.median(turns):>10.1f}{max(turns):>10.1f}")
         if args.only != "turns":
             print(f"a bystander's round trip, real server with {args.accounts:,} hashed accounts")
             print(f"{'':20}{'trips':>7}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}")
