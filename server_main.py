@@ -25,8 +25,10 @@ from reactor.server.host import (
     StopOnStoreFailure,
 )
 from reactor.server.passwords import hash_password_command
+from reactor.server.reload import AccountsReload
 from reactor.server.rules import BURST, RATE, SENDER_QUOTA, ChatServer
 from reactor.server.store import Store, StoreError
+from reactor.server.verifier import default_helpers
 from reactor.tls import TLSConfigError, server_context
 
 log = logging.getLogger(__name__)
@@ -147,6 +149,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--failure-log-interval", type=seconds, default=FAILURE_LOG_INTERVAL, metavar="SECONDS",
                         help="failed logins and refused connections are logged as counts per address once per "
                              f"interval (default {FAILURE_LOG_INTERVAL:g})")
+    parser.add_argument("--password-helpers", type=positive_int, default=None, metavar="N",
+                        help="helper processes that check hashed passwords side by side, so many logins at once "
+                             f"are not told to try again (default: one per core this server may run on, here "
+                             f"{default_helpers()})")
     parser.add_argument("--tls-cert", metavar="FILE",
                         help="speak TLS only, with this certificate chain (PEM); needs --tls-key")
     parser.add_argument("--tls-key", metavar="FILE", help="the private key (PEM) of --tls-cert")
@@ -166,16 +172,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if (args.cluster is None) != (args.node_id is None):
         parser.error("--cluster and --node-id go together")
     return args
-
-
-def reload_credentials(path: str, host: ServerHost) -> None:
-    """SIGHUP: read the accounts file again; a file that cannot be used keeps the accounts as they are."""
-    try:
-        accounts = load_credentials(path)
-    except CredentialsError as exc:
-        log.error("accounts not reloaded, the old ones stay: %s", exc)
-        return
-    host.accounts_changed(accounts)
 
 
 def raise_open_files_limit() -> int:
@@ -250,7 +246,8 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
                                    rate=args.rate, burst=args.burst, sender_quota=args.sender_quota)
     host_options: dict[str, Any] = dict(max_strangers=max_strangers, tls=tls,
                                         max_strangers_per_address=args.max_strangers_per_address,
-                                        failure_log_interval=args.failure_log_interval)
+                                        failure_log_interval=args.failure_log_interval,
+                                        password_helpers=args.password_helpers)
     host: ServerHost
     if guard is None:
         try:
@@ -275,7 +272,9 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
         return 1
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, host.shutdown)
-    loop.add_signal_handler(signal.SIGHUP, lambda: reload_credentials(args.credentials, host))
+    # SIGHUP reads the accounts file again, a slice per loop turn (a big file stalls nobody).
+    loop.add_signal_handler(signal.SIGHUP, AccountsReload(loop, args.credentials, host.accounts_changed,
+                                                                  accounts).request)
     bound_host, bound_port = host.address[:2]
     print(f"Server listening on {bound_host}:{bound_port}", flush=True)
     if tls is not None:

@@ -1,5 +1,6 @@
-"""The real server with hashed and plain accounts side by side, and its verifier process dying mid-check:
-the waiting login hears try_again, everyone else chats on, and the restarted verifier logs the next one in."""
+"""The real server with hashed and plain accounts side by side, its verifier process dying mid-check (the
+waiting login hears try_again, everyone else chats on, and the restarted verifier logs the next one in), and a
+crowd logging in to hashed accounts at once."""
 import os
 import signal
 
@@ -18,6 +19,12 @@ def server(tmp_path):
     server = ServerProcess(tmp_path, accounts=HASHED)
     yield server
     server.stop()
+
+
+def children(server):
+    """The server's child processes (its password verifiers)."""
+    with open(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children") as f:
+        return [int(pid) for pid in f.read().split()]
 
 
 def verifier_pid(server):
@@ -81,3 +88,37 @@ def test_the_client_shows_try_again_and_asks_for_the_password_again(server, tmp_
         client.expect("Welcome to the greatest messaging application ever!")
     finally:
         client.kill()
+
+
+def test_two_hundred_logins_to_hashed_accounts_at_once_all_get_in_without_try_again(tmp_path):
+    """Two helpers check side by side and the 200 waiting checks fit (128 a helper): nobody is told to try again.
+    Before the pool, one helper took 64 checks and the other 136 logins were told try_again."""
+    crowd = 200
+    hashed = hash_password("pw-crowd", log2_n=12)   # a quarter of the default's cost: the test stays short
+    server = ServerProcess(tmp_path, accounts={f"u{i}": hashed for i in range(crowd)},
+                           extra=("--password-helpers", "2", "--max-strangers-per-address", str(crowd)))
+    clients = [server.client() for _ in range(crowd)]
+    try:
+        for i, client in enumerate(clients):
+            client.send({"type": "username", "username": f"u{i}"})
+        for client in clients:
+            client.expect("username_ok")
+        for client in clients:   # all 200 passwords at once
+            client.send({"type": "password", "password": "pw-crowd"})
+        try_again = welcomed = 0
+        for i, client in enumerate(clients):
+            while True:
+                frame = client.recv()
+                if frame.get("code") == "try_again":   # a client that retries by itself would send it again
+                    try_again += 1
+                    client.send({"type": "password", "password": "pw-crowd"})
+                elif frame.get("type") == "welcome":
+                    assert frame.get("user") == f"u{i}"
+                    welcomed += 1
+                    break
+        assert (welcomed, try_again) == (crowd, 0)
+        assert len(children(server)) == 2   # the pool's two helpers did the checks
+    finally:
+        for client in clients:
+            client.close()
+        server.stop()

@@ -1,5 +1,6 @@
-"""The verifier process on a real loop: answers, its death mid-check, restarts, a hung or lying helper,
-the bound on waiting checks; the host with hashed and plain accounts; the client's words for try_again."""
+"""The verifier's helper processes on a real loop: answers, a pool checking side by side, a helper's death
+mid-check, restarts, a hung or lying helper, the bound on waiting checks; the host with hashed and plain
+accounts; the client's words for try_again."""
 import json
 import os
 import signal
@@ -13,19 +14,26 @@ from reactor.loop import EventLoop
 from reactor.server.host import ServerHost
 from reactor.server.passwords import hash_password
 from reactor.server.rules import ChatServer
-from reactor.server.verifier import Verifier
+from reactor.server.verifier import HELPER_NICENESS, MAX_PENDING_PER_HELPER, Verifier, default_helpers
 from tests.support import ACCOUNTS, PATIENCE, run_until
 
 HASH = hash_password("wise@!man", log2_n=10)
 
 
 class Run:
-    """A Verifier on its own loop, recording its answers."""
+    """A Verifier on its own loop, recording its answers (one helper unless told otherwise)."""
 
-    def __init__(self, **kw):
+    def __init__(self, helpers=1, **kw):
         self.loop = EventLoop()
         self.answers = []
-        self.verifier = Verifier(self.loop, lambda key, ok: self.answers.append((key, ok)), **kw)
+        self.verifier = Verifier(self.loop, lambda key, ok: self.answers.append((key, ok)), helpers=helpers, **kw)
+
+    @property
+    def pid(self):
+        """The one helper's process id, or None."""
+        pids = self.verifier.pids
+        assert len(pids) <= 1, pids
+        return pids[0] if pids else None
 
     def until(self, predicate):
         run_until(self.loop, predicate, timeout=PATIENCE)
@@ -47,7 +55,7 @@ def test_it_checks_in_a_process_of_its_own_and_answers_in_order():
         run.verifier.check(1, HASH, "wise@!man")
         run.verifier.check(2, HASH, "wrong")
         run.verifier.check(3, "$scrypt$malformed", "wise@!man")
-        pid = run.verifier.pid
+        pid = run.pid
         assert pid is not None and pid != os.getpid() and run.verifier.pending == 3
         run.until(lambda: len(run.answers) == 3)
         assert run.answers == [(1, True), (2, False), (3, False)]
@@ -63,7 +71,7 @@ def test_a_helper_killed_mid_check_fails_what_waited_and_is_restarted():
     try:
         run.verifier.check(1, HASH, "wise@!man")
         run.until(lambda: run.answers)   # the helper runs
-        first = run.verifier.pid
+        first = run.pid
         os.kill(first, signal.SIGSTOP)   # it holds the next checks ...
         run.verifier.check(2, HASH, "wise@!man")
         run.verifier.check(3, HASH, "wise@!man")
@@ -73,8 +81,8 @@ def test_a_helper_killed_mid_check_fails_what_waited_and_is_restarted():
         run.verifier.check(4, HASH, "wise@!man")   # while it is down: at once, None
         run.until(lambda: len(run.answers) == 4)
         assert run.answers[3] == (4, None)
-        run.until(lambda: run.verifier.pid is not None)   # restarted
-        assert run.verifier.pid != first
+        run.until(lambda: run.pid is not None)   # restarted
+        assert run.pid != first
         run.until(lambda: not alive(first))
         run.verifier.check(5, HASH, "wise@!man")
         run.until(lambda: len(run.answers) == 5)
@@ -96,7 +104,102 @@ def test_checks_beyond_max_pending_are_answered_none_at_once():
         run.close()
 
 
+@pytest.mark.e2e   # starts the verifier processes
+def test_a_pool_checks_side_by_side_in_helpers_started_as_checks_need_them():
+    run = Run(helpers=2)
+    try:
+        run.verifier.check(1, HASH, "wise@!man")
+        assert len(run.verifier.pids) == 1   # one check: one helper
+        run.until(lambda: run.answers)
+        run.verifier.check(2, HASH, "wise@!man")
+        assert len(run.verifier.pids) == 1   # the first is idle again: it takes the second
+        run.verifier.check(3, HASH, "wrong")
+        run.verifier.check(4, HASH, "wise@!man")   # both busy, no more helpers: it waits its turn
+        pids = run.verifier.pids
+        assert len(pids) == 2 and os.getpid() not in pids and run.verifier.pending == 3
+        run.until(lambda: len(run.answers) == 4)
+        assert sorted(run.answers) == [(1, True), (2, True), (3, False), (4, True)]
+        assert run.verifier.pending == 0
+    finally:
+        run.close()
+
+
+@pytest.mark.e2e   # starts the verifier processes
+def test_a_helper_of_a_pool_killed_mid_check_fails_only_its_own_check():
+    run = Run(helpers=2)
+    try:
+        run.verifier.check(1, HASH, "wise@!man")
+        run.verifier.check(2, HASH, "wise@!man")
+        run.until(lambda: len(run.answers) == 2)
+        first, second = run.verifier.pids
+        os.kill(first, signal.SIGSTOP)
+        os.kill(second, signal.SIGSTOP)
+        run.verifier.check(3, HASH, "wise@!man")   # to the first ...
+        run.verifier.check(4, HASH, "wise@!man")   # ... to the second ...
+        run.verifier.check(5, HASH, "wise@!man")   # ... queued for whichever answers first
+        os.kill(first, signal.SIGKILL)
+        run.until(lambda: len(run.answers) == 3)
+        assert run.answers[2] == (3, None) and run.verifier.pending == 2   # the queued check still waits
+        os.kill(second, signal.SIGCONT)
+        run.until(lambda: len(run.answers) == 5)
+        assert run.answers[3:] == [(4, True), (5, True)]
+        run.until(lambda: len(run.verifier.pids) == 2 and first not in run.verifier.pids)   # restarted
+    finally:
+        run.close()
+
+
 HANGS = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+
+@pytest.mark.e2e   # starts (hanging) helper processes
+def test_a_pool_accepts_max_pending_per_helper_checks_by_default():
+    run = Run(helpers=2, command=HANGS)
+    try:
+        for key in range(2 * MAX_PENDING_PER_HELPER + 1):
+            run.verifier.check(key, HASH, "wise@!man")
+        assert run.verifier.pending == 2 * MAX_PENDING_PER_HELPER and len(run.verifier.pids) == 2
+        run.until(lambda: run.answers)
+        assert run.answers == [(2 * MAX_PENDING_PER_HELPER, None)]   # the one too many, at once
+    finally:
+        run.close()
+    assert len(run.answers) == 2 * MAX_PENDING_PER_HELPER + 1   # closing answered the others (None)
+
+
+@pytest.mark.e2e   # starts the verifier process
+def test_the_helper_runs_below_the_servers_priority():
+    run = Run()
+    try:
+        run.verifier.check(1, HASH, "wise@!man")
+        run.until(lambda: run.answers)   # (it has set its priority before it answers)
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, run.pid) == min(19, ours + HELPER_NICENESS) > ours
+    finally:
+        run.close()
+
+
+def test_a_helper_that_cannot_be_started_answers_none_and_is_tried_again_later(tmp_path, caplog):
+    run = Run(command=[str(tmp_path / "no-such-helper")])
+    try:
+        run.verifier.check(1, HASH, "wise@!man")
+        run.until(lambda: run.answers)
+        assert run.answers == [(1, None)] and run.verifier.pids == []
+        assert "cannot start a password verifier" in caplog.text
+        run.verifier.check(2, HASH, "wise@!man")   # while it waits to be tried again: at once
+        run.until(lambda: len(run.answers) == 2)
+        assert run.answers[1] == (2, None)
+    finally:
+        run.close()
+
+
+def test_the_default_is_a_helper_per_core_this_process_may_run_on():
+    loop = EventLoop()
+    try:
+        assert default_helpers() == len(os.sched_getaffinity(0))
+        assert Verifier(loop, print).helpers == default_helpers()
+        with pytest.raises(ValueError):
+            Verifier(loop, print, helpers=0)
+    finally:
+        loop.close()
 LIES = [sys.executable, "-c", "import socket, sys; s = socket.socket(fileno=int(sys.argv[1])); "
                               "s.recv(100); s.sendall(b'{\"id\": 7, \"ok\": true}\\n'); s.recv(100)"]
 
@@ -108,10 +211,27 @@ def test_a_helper_that_misbehaves_is_killed_and_its_check_answered_none(helper, 
     run = Run(check_timeout=check_timeout, command=helper)
     try:
         run.verifier.check(1, HASH, "wise@!man")
-        pid = run.verifier.pid
+        pid = run.pid
         run.until(lambda: run.answers)
         assert run.answers == [(1, None)]
         run.until(lambda: not alive(pid))
+    finally:
+        run.close()
+
+
+IN_ROOT = [sys.executable, "-c", "import os, socket, sys; s = socket.socket(fileno=int(sys.argv[1])); s.recv(100); "
+                                "s.sendall(b'{\"id\": 1, \"ok\": %s}\\n' % str(os.path.isfile('server_main.py')"
+                                " and os.path.isdir('reactor')).lower().encode()); s.recv(100)"]
+
+
+@pytest.mark.e2e   # starts a helper process
+def test_the_helper_runs_in_the_repository_root_where_python_m_finds_the_package():
+    """``-m reactor.server.verifier`` needs the directory that holds ``reactor/`` (no installed package needed)."""
+    run = Run(command=IN_ROOT)
+    try:
+        run.verifier.check(1, HASH, "wise@!man")
+        run.until(lambda: run.answers)
+        assert run.answers == [(1, True)]
     finally:
         run.close()
 
@@ -130,7 +250,7 @@ def test_the_host_checks_hashed_accounts_in_the_verifier_and_plain_ones_itself()
                           {"type": "password", "password": ACCOUNTS[user]}):
                 sock.sendall(json.dumps(frame).encode() + b"\n")
             run_until(loop, lambda: user in logic.online_users(), timeout=PATIENCE)   # noqa: B023 (run now)
-            assert (host.verifier.pid is None) == (user == "hans")   # started by the first hashed login
+            assert (not host.verifier.pids) == (user == "hans")   # started by the first hashed login
     finally:
         host.shutdown()
         for sock in socks.values():

@@ -45,9 +45,9 @@ Failed logins and refused connections are logged per source address, once per
 host knows the addresses and owns the log and the clock, the logic only says
 what failed (``LoginFailed``).
 
-Hashed passwords (``CheckPassword``) are checked by a helper process the host
-owns (``reactor/server/verifier.py``): started at the first such check, restarted if
-it dies, spoken to through a socket pair on the same loop. Its answer goes to
+Hashed passwords (``CheckPassword``) are checked by helper processes the host
+owns (``reactor/server/verifier.py``, one per core): started when checks need them, restarted
+if they die, spoken to through socket pairs on the same loop. An answer goes to
 the logic's ``password_checked``; a check that cannot be done (no helper, too
 many waiting) is answered None, which the client hears as ``try_again``.
 """
@@ -201,7 +201,7 @@ class ServerHost:
     def __init__(self, loop: EventLoop, logic: ChatServer, store: Store | None = None, *,
                  max_strangers: int = MAX_STRANGERS, max_strangers_per_address: int = MAX_STRANGERS_PER_ADDRESS,
                  failure_log_interval: float = FAILURE_LOG_INTERVAL, tls: ssl.SSLContext | None = None,
-                 verifier_command: list[str] | None = None) -> None:
+                 verifier_command: list[str] | None = None, password_helpers: int | None = None) -> None:
         self._loop = loop
         self._tls = tls   # with a context, every connection speaks TLS (reactor/tls.py)
         self._logic = logic
@@ -231,7 +231,8 @@ class ServerHost:
         self._telling_since: float | None = None   # when the last turn that told presence began
         self._quiet_until = 0.0                    # no presence told before this (see _end_turn)
         self._wake: TimerHandle | None = None
-        self.verifier = Verifier(loop, self._password_checked, command=verifier_command)   # checks hashed passwords
+        self.verifier = Verifier(loop, self._password_checked, command=verifier_command,   # checks hashed passwords
+                                 helpers=password_helpers)
         self._carry_out: dict[type, Callable[[Any], None]] = {
             kind: getattr(self, name) for kind, name in self.CARRY_OUT.items()}
         loop.add_before_sleep(self._end_turn)   # first: its notices may wait for the commit

@@ -7,12 +7,16 @@ process alone, for a host without a state file.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from .rules import AddBlock, ForgetMessages, KeepMessage, RemoveBlock, StoreChange
+from .wal import inspect_wal, keep_copy
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 StoredRow = tuple[int, str, str, int, int, float | None]   # a kept message as load gives it (see there)
@@ -32,6 +36,10 @@ class StoreError(Exception):
     """The state file cannot be used; the message says why, for a person."""
 
 
+class StoreInUse(StoreError):
+    """Another server has the state file open."""
+
+
 class StoreFull(StoreError):
     """The disk (or the store's size cap) is full: this transaction was rolled back, the store still works."""
 
@@ -48,6 +56,12 @@ class Store:
     later transaction is kept once there is room. After any other failed write
     the store is broken for good: every later call raises, so nothing that
     waited for a commit is ever confirmed on the strength of a lost one.
+
+    At open, a write-ahead log left by a crash is read first as SQLite's
+    recovery will read it (``reactor/server/wal.py``): if recovery is about to
+    drop frames of it (a damaged frame and all after it, or a transaction never
+    committed), the log says how many and a copy of it as found is kept beside
+    the file (``<file>-wal.damaged-<when>``), since SQLite overwrites them.
     """
 
     def __init__(self, conn: sqlite3.Connection, path: str) -> None:
@@ -71,8 +85,35 @@ class Store:
         """
         if synchronous not in SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS}, not {synchronous!r}")
-        if path != MEMORY:
-            _check_path(path)
+        if path == MEMORY:
+            return cls._open(path, synchronous, max_bytes, connect)
+        _check_path(path)
+        # What SQLite's recovery will drop from the write-ahead log, seen (and the log kept) before it reads it.
+        wal = f"{path}-wal"
+        try:
+            report = inspect_wal(wal)
+        except OSError as exc:
+            raise StoreError(f"Cannot read the write-ahead log {wal}: {exc.strerror or exc}") from None
+        try:
+            copy = keep_copy(wal) if report is not None else None
+        except OSError as exc:
+            raise StoreError(f"Cannot keep a copy of the damaged write-ahead log {wal}: {exc.strerror or exc}; "
+                             "copy it aside before starting again") from None
+        try:
+            store = cls._open(path, synchronous, max_bytes, connect)
+        except StoreInUse:   # the log is another server's, live: nothing was lost
+            if copy is not None:
+                os.unlink(copy)
+            raise
+        if report is not None:   # damage lost committed changes; an unfinished transaction was never confirmed
+            log.log(logging.ERROR if report.transactions else logging.WARNING,
+                    "State file %s: its write-ahead log held changes that were not applied: %s; "
+                    "the log as found is kept in %s", path, report.describe(), copy)
+        return store
+
+    @classmethod
+    def _open(cls, path: str, synchronous: str, max_bytes: int | None,
+              connect: Callable[..., sqlite3.Connection]) -> Store:
         try:
             conn = connect(path, isolation_level=None, timeout=0)
         except sqlite3.Error as exc:
@@ -328,7 +369,7 @@ def _error(path: str, exc: sqlite3.Error) -> StoreError:
     if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or name.startswith("SQLITE_CORRUPT"):
         return StoreError(f"State file {path} is corrupt or not a database ({exc}); move it aside to start afresh")
     if name == "SQLITE_BUSY" or name.startswith("SQLITE_BUSY"):
-        return StoreError(f"State file {path} is in use by another server")
+        return StoreInUse(f"State file {path} is in use by another server")
     if name.startswith("SQLITE_READONLY"):
         return StoreError(f"Cannot write state file {path}: {exc}")
     if name.startswith("SQLITE_CANTOPEN"):

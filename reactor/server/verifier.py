@@ -1,20 +1,28 @@
-"""Checks password hashes in a process of its own, so a login never stalls the server's loop.
+"""Checks password hashes in helper processes of their own, so a login never stalls the server's loop.
 
 A scrypt check takes tens of milliseconds of CPU and 16 MiB (``reactor/server/passwords.py``): on the loop, every
 login would freeze every user, and someone sending passwords as fast as they can would freeze them all. So
-the server (``Verifier``, owned by the host) starts this module as a helper process, as OpenSSH's privilege
-separation does, and speaks to it through a socket pair watched by the same loop: the server process keeps
-its one thread, and the helper does nothing but checks, one at a time, in the order asked.
+the server (``Verifier``, owned by the host) starts this module as helper processes, as OpenSSH's privilege
+separation does, and speaks to each through a socket pair watched by the same loop: the server process keeps
+its one thread, and each helper does nothing but checks, one at a time.
 
-Protocol on the socket pair, JSON lines: server -> helper ``{"id": N, "hash": H, "password": P}``, helper ->
-server ``{"id": N, "ok": true|false}`` (in the same order). The helper knows no account and reads no file: it
-is given the hash with each request. It ignores SIGINT (the server's shutdown ends it by closing the socket)
-and exits at end of input.
+There are as many helpers as cores the server may run on (``default_helpers``; ``server_main.py
+--password-helpers`` sets another number), so a crowd logging in at once is checked on every core: 200 logins
+at once took 6.5 s on one helper, and the 136 beyond its 64 waiting checks were told ``try_again``. A helper is
+started when a check finds every running one busy, so a server that sees few hashed logins runs one. A check
+goes to an idle helper; when none is idle it waits in one queue, in the order asked, for the first helper that
+answers (so a slow check holds up no other helper's work).
 
-``Verifier`` starts the helper at the first check, and again after it dies (at once if it had run for a while,
-else after a delay doubling up to ``MAX_RESTART_DELAY``). When it dies, the checks waiting for it are answered
-"cannot check" (None), and so are new ones until it is back, and ones beyond ``max_pending``; a helper that
-answers nothing for ``CHECK_TIMEOUT`` seconds while checks wait, or answers what was not asked, is killed.
+Protocol on each socket pair, JSON lines: server -> helper ``{"id": N, "hash": H, "password": P}``, helper ->
+server ``{"id": N, "ok": true|false}``; the server sends a helper its next check only once it answered the last.
+The helper knows no account and reads no file: it is given the hash with each request. It runs at a lower
+priority than the server (``HELPER_NICENESS``), ignores SIGINT (the server's shutdown ends it by closing the
+socket) and exits at end of input.
+
+Each helper is restarted after it dies (at once if it had run for a while, else after a delay doubling up to
+``MAX_RESTART_DELAY``); the check it held is answered "cannot check" (None); so are the queued ones and new
+ones while no helper runs, and ones beyond ``max_pending``. A helper that answers nothing for ``CHECK_TIMEOUT``
+seconds, or answers what was not asked, is killed.
 """
 from __future__ import annotations
 
@@ -25,109 +33,213 @@ import signal
 import socket
 import subprocess
 import sys
+from collections import deque
 from collections.abc import Callable
 
 from ..loop import EventLoop, TimerHandle
 from ..stream import Stream
 from .passwords import verify_password
 
-__all__ = ["Verifier", "MAX_PENDING", "CHECK_TIMEOUT", "main"]
+__all__ = ["Verifier", "MAX_PENDING_PER_HELPER", "CHECK_TIMEOUT", "default_helpers", "main"]
 
 log = logging.getLogger(__name__)
 
-MAX_PENDING = 64           # checks waiting for the helper; more are answered "cannot check" at once
-CHECK_TIMEOUT = 10.0       # seconds the helper may take to answer while checks wait, before it is killed
+# Checks accepted per helper (being checked or queued); more are answered "cannot check" at once. At about
+# 30 ms a check (the default hash, here), 128 are about 4 s of one helper's work: a login waits at most that
+# long, well inside its login timeout, where a crowd of 200 fits on 2 cores without one try_again.
+MAX_PENDING_PER_HELPER = 128
+CHECK_TIMEOUT = 10.0       # seconds a helper may take to answer a check, before it is killed
 RESTART_DELAY = 0.25       # seconds before restarting a helper that died soon after it started ...
 MAX_RESTART_DELAY = 30.0   # ... doubling each time, up to this
 HEALTHY_RUN = 10.0         # seconds a helper must have run for its death to be restarted at once
+# The helpers' scheduling priority, below the server's: with a helper per core, a crowd of checks would take
+# every core from the loop. Measured (2 cores, shared): a bystander's p99 round trip while 20 connections guess
+# hashed passwords, 0.12 ms with it (as with no attack), 4.9 ms without; 200 logins at once took as long.
+HELPER_NICENESS = 10
 MAX_REQUEST = 8192         # bytes of one request line (a password reaches the server in at most 1 KiB)
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # where `-m reactor.server.verifier` is found
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # where `-m reactor...` is found
+
+
+def default_helpers() -> int:
+    """As many helpers as cores this process may run on (its CPU affinity, else the machine's cores)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):   # (no sched_getaffinity on this system)
+        return max(1, os.cpu_count() or 1)
 
 
 class Verifier:
     """The server's side: ``check(key, hashed, password)`` answers ``on_result(key, ok)`` later, from a loop
-    callback of its own; ``ok`` is None when it could not be checked (no helper, too many waiting)."""
+    callback of its own; ``ok`` is None when it could not be checked (no helper, too many waiting).
+
+    ``helpers``: at most this many helper processes (default ``default_helpers()``); ``max_pending``: checks
+    accepted and not yet answered (default ``MAX_PENDING_PER_HELPER`` per helper)."""
 
     def __init__(self, loop: EventLoop, on_result: Callable[[int, bool | None], object], *,
-                 max_pending: int = MAX_PENDING, check_timeout: float = CHECK_TIMEOUT,
+                 helpers: int | None = None, max_pending: int | None = None, check_timeout: float = CHECK_TIMEOUT,
                  command: list[str] | None = None) -> None:
         self._loop = loop
         self._on_result = on_result
-        self._max_pending = max_pending
-        self._check_timeout = check_timeout
-        self._command = command or [sys.executable, "-m", "reactor.server.verifier"]
-        self._process: subprocess.Popen[bytes] | None = None
-        self._stream: Stream | None = None
-        self._started = 0.0
-        self._pending: dict[int, int] = {}   # request id -> key, in the order asked
-        self._next_id = 1
-        self._deadline: TimerHandle | None = None   # the helper must have answered by then
-        self._restart: TimerHandle | None = None
-        self._delay = 0.0   # the last restart delay
-        self._closed = False
+        count = default_helpers() if helpers is None else helpers
+        if count < 1:
+            raise ValueError(f"helpers must be at least 1, not {count}")
+        self._max_pending = MAX_PENDING_PER_HELPER * count if max_pending is None else max_pending
+        self.check_timeout = check_timeout
+        self.command = command or [sys.executable, "-m", "reactor.server.verifier"]
+        self._helpers = [_Helper(self, loop) for _ in range(count)]
+        self._queue: deque[tuple[int, str, str]] = deque()   # (key, hash, password) waiting for an idle helper
+        self.closed = False
 
     @property
-    def pid(self) -> int | None:
-        """The helper's process id, while it runs."""
-        return self._process.pid if self._stream is not None and self._process is not None else None
+    def pids(self) -> list[int]:
+        """The process ids of the helpers that run."""
+        return [helper.pid for helper in self._helpers if helper.pid is not None]
+
+    @property
+    def helpers(self) -> int:
+        """How many helpers there may be at most."""
+        return len(self._helpers)
 
     @property
     def pending(self) -> int:
-        """Checks waiting for the helper's answer."""
-        return len(self._pending)
+        """Checks accepted and not yet answered: being checked, or queued for a helper."""
+        return len(self._queue) + sum(helper.busy for helper in self._helpers)
 
     def check(self, key: int, hashed: str, password: str) -> None:
         """Have ``password`` checked against the hash field ``hashed``; the answer goes to ``on_result``."""
-        if self._stream is None and self._restart is None and not self._closed:
-            self._start()
-        if self._stream is None or len(self._pending) >= self._max_pending:
+        if self.closed or self.pending >= self._max_pending:
             self._loop.call_soon(self._on_result, key, None)
             return
-        request_id = self._next_id
-        self._next_id += 1
-        if not self._pending:
-            self._deadline = self._loop.call_later(self._check_timeout, self._timed_out)
-        self._pending[request_id] = key
-        self._stream.send({"id": request_id, "hash": hashed, "password": password})
+        helper = self._idle_helper()
+        if helper is not None:
+            helper.send(key, hashed, password)
+        elif any(helper.running for helper in self._helpers):
+            self._queue.append((key, hashed, password))
+        else:   # every helper is down, waiting to be restarted
+            self._loop.call_soon(self._on_result, key, None)
 
     def close(self) -> None:
-        """Stop the helper (it exits at end of input) and answer what waits with None; no restarts."""
-        self._closed = True
+        """Stop the helpers (each exits at end of input) and answer what waits with None; no restarts."""
+        self.closed = True
+        for helper in self._helpers:
+            helper.stop()
+        self._fail_queue()
+
+    def _idle_helper(self) -> _Helper | None:
+        """A running helper with nothing to check, else a stopped one started now (None: neither)."""
+        for helper in self._helpers:
+            if helper.running and not helper.busy:
+                return helper
+        for helper in self._helpers:
+            if helper.stopped and helper.start():
+                return helper
+        return None
+
+    # -- from the helpers ----------------------------------------------
+
+    def answered(self, helper: _Helper, key: int, ok: bool | None) -> None:
+        """``helper`` answered the check of ``key`` (None: it died with it); it takes the next queued check
+        first, so a check that ``on_result`` makes waits its turn behind them. With no helper left running,
+        the queued checks are answered None after it."""
+        if self._queue and helper.running:
+            helper.send(*self._queue.popleft())
+        self._on_result(key, ok)
+        if not any(h.running for h in self._helpers):
+            self._fail_queue()
+
+    def helper_ready(self, helper: _Helper) -> None:
+        """``helper`` was (re)started: it takes the first queued check."""
+        if self._queue:
+            helper.send(*self._queue.popleft())
+
+    def _fail_queue(self) -> None:
+        queue, self._queue = self._queue, deque()
+        for key, _, _ in queue:
+            self._on_result(key, None)
+
+
+class _Helper:
+    """One helper process and its socket pair: started, checking one thing at a time, restarted when it dies."""
+
+    def __init__(self, pool: Verifier, loop: EventLoop) -> None:
+        self._pool = pool
+        self._loop = loop
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stream: Stream | None = None
+        self._started = 0.0
+        self._key: int | None = None          # the check it holds ...
+        self._request_id = 0                  # ... and that check's id on the wire
+        self._deadline: TimerHandle | None = None   # it must have answered by then
+        self._restart: TimerHandle | None = None
+        self._delay = 0.0   # the last restart delay
+
+    @property
+    def pid(self) -> int | None:
+        """The process id, while it runs."""
+        return self._process.pid if self._stream is not None and self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._stream is not None
+
+    @property
+    def busy(self) -> bool:
+        """Whether it holds a check."""
+        return self._key is not None
+
+    @property
+    def stopped(self) -> bool:
+        """Neither running nor waiting to be restarted: it may be started."""
+        return self._stream is None and self._restart is None and not self._pool.closed
+
+    def start(self) -> bool:
+        """Start the process; False (logged, a restart scheduled) if it cannot be."""
+        self._restart = None
+        ours, theirs = socket.socketpair()
+        try:
+            self._process = subprocess.Popen([*self._pool.command, str(theirs.fileno())], pass_fds=(theirs.fileno(),),
+                                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=_ROOT)
+        except OSError as exc:
+            ours.close()
+            log.error("cannot start a password verifier: %s", exc)
+            self._delay = max(RESTART_DELAY, min(self._delay * 2, MAX_RESTART_DELAY))
+            self._schedule_restart()
+            return False
+        finally:
+            theirs.close()
+        self._started = self._loop.time()
+        self._stream = Stream(self._loop, ours, self, max_frame=1024)
+        log.info("password verifier started, pid %d", self._process.pid)
+        return True
+
+    def send(self, key: int, hashed: str, password: str) -> None:
+        """Have it check ``password`` against ``hashed`` (it is running and holds no check)."""
+        assert self._stream is not None and self._key is None
+        self._key = key
+        self._request_id += 1
+        self._deadline = self._loop.call_later(self._pool.check_timeout, self._timed_out)
+        self._stream.send({"id": self._request_id, "hash": hashed, "password": password})
+
+    def stop(self) -> None:
+        """End it for good (it exits at end of input); the check it holds is answered None."""
         if self._restart is not None:
             self._restart.cancel()
             self._restart = None
         if self._stream is not None:
             self._lost("the server is shutting down", kill=False)
 
-    # -- the helper ----------------------------------------------------
-
-    def _start(self) -> None:
-        self._restart = None
-        ours, theirs = socket.socketpair()
-        try:
-            self._process = subprocess.Popen([*self._command, str(theirs.fileno())], pass_fds=(theirs.fileno(),),
-                                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=_ROOT)
-        except OSError as exc:
-            ours.close()
-            log.error("cannot start the password verifier: %s", exc)
-            self._schedule_restart()
-            return
-        finally:
-            theirs.close()
-        self._started = self._loop.time()
-        self._stream = Stream(self._loop, ours, self, max_frame=1024)
-        log.info("password verifier started, pid %d", self._process.pid)
+    # -- its stream ----------------------------------------------------
 
     def frame_received(self, stream: Stream, frame: dict[str, object]) -> None:
-        request_id, ok = frame.get("id"), frame.get("ok")
-        key = self._pending.pop(request_id, None) if type(request_id) is int else None
-        if key is None or type(ok) is not bool:
+        key, request_id, ok = self._key, frame.get("id"), frame.get("ok")
+        if key is None or type(request_id) is not int or request_id != self._request_id or type(ok) is not bool:
             self._lost("it answered what was not asked")
             return
+        self._key = None
         if self._deadline is not None:
             self._deadline.cancel()
-            self._deadline = self._loop.call_later(self._check_timeout, self._timed_out) if self._pending else None
-        self._on_result(key, ok)
+            self._deadline = None
+        self._pool.answered(self, key, ok)
 
     def frame_error(self, stream: Stream, detail: str) -> None:
         self._lost(f"it answered what was not asked ({detail})")
@@ -138,10 +250,10 @@ class Verifier:
 
     def _timed_out(self) -> None:
         self._deadline = None
-        self._lost(f"no answer for {self._check_timeout:g} s")
+        self._lost(f"no answer for {self._pool.check_timeout:g} s")
 
     def _lost(self, why: str, kill: bool = True) -> None:
-        """The helper is gone or of no use: answer what waited for it with None and (unless closing) restart."""
+        """The process is gone or of no use: answer its check with None and (unless closing) restart it."""
         stream, process = self._stream, self._process
         self._stream = self._process = None
         if self._deadline is not None:
@@ -153,19 +265,23 @@ class Verifier:
             if kill and process.poll() is None:
                 process.kill()
             self._reap(process)
-        pending, self._pending = self._pending, {}
-        if not self._closed:
+        key, self._key = self._key, None
+        if not self._pool.closed:
             ran = self._loop.time() - self._started
             self._delay = 0.0 if ran >= HEALTHY_RUN else max(RESTART_DELAY, min(self._delay * 2, MAX_RESTART_DELAY))
-            log.error("password verifier stopped (%s): %d checks could not be done; restarting in %g s",
-                      why, len(pending), self._delay)
+            log.error("password verifier stopped (%s)%s; restarting in %g s",
+                      why, "" if key is None else ": its check could not be done", self._delay)
             self._schedule_restart()
-        for key in pending.values():
-            self._on_result(key, None)
+        if key is not None:
+            self._pool.answered(self, key, None)
 
     def _schedule_restart(self) -> None:
-        if not self._closed:
-            self._restart = self._loop.call_later(self._delay, self._start)
+        if not self._pool.closed:
+            self._restart = self._loop.call_later(self._delay, self._restarted)
+
+    def _restarted(self) -> None:
+        if self.start():
+            self._pool.helper_ready(self)
 
     def _reap(self, process: subprocess.Popen[bytes]) -> None:
         """Collect the exited helper (no zombie) without waiting on the loop: poll until it is gone."""
@@ -179,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     """The helper: check requests from the socket whose descriptor is ``argv[0]`` until end of input."""
     argv = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.nice(HELPER_NICENESS)
     with socket.socket(fileno=int(argv[0])) as sock, sock.makefile("rb") as requests:
         while True:
             try:
