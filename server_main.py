@@ -1,6 +1,7 @@
 """Runs the chat server: python3 server_main.py <server_port> <block_duration> <timeout> [options].
 
-``python3 server_main.py hash-password [--user NAME]`` prints a hashed password for the accounts file instead.
+``python3 server_main.py hash-password [--user NAME]`` prints a hashed password for the accounts file instead;
+``python3 server_main.py admin PATH COMMAND`` speaks to a running server's admin socket (``reactor-chat-admin``).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import time
 from typing import Any
 
 from reactor.loop import EventLoop
+from reactor.ops import admin_cli
 from reactor.server.credentials import CredentialsError, load_credentials, plain_accounts
 from reactor.server.host import (
     FAILURE_LOG_INTERVAL,
@@ -191,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["hash-password"]:   # no port is spelled so: the server's own arguments are untouched
         return hash_password_command(argv[1:])
+    if argv[:1] == ["admin"]:
+        return admin_cli.main(argv[1:])
     args = parse_args(argv)
     # A reload asked for before the loop takes SIGHUP, or after it let go of it, has nothing to act on.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)

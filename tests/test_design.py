@@ -52,9 +52,9 @@ CLUSTER_ONLY = {"reactor.cluster.engine": {"hiredis"}, "reactor.cluster.scripts"
 METRICS_ONLY = {"reactor.ops.http": {"h11"}}
 EXTRAS_ONLY = CLUSTER_ONLY | METRICS_ONLY
 
-# Imports every module of the package but the cluster-only and metrics-only ones (argv[1], JSON), and both mains (the rest of
-# argv), then names each module they loaded that is neither the standard library's nor the project's own
-# (not counting what the interpreter loaded at start-up: site's .pth hooks, with site-packages).
+# Imports every module of the package but the cluster-only and metrics-only ones (argv[1], JSON), and both
+# mains (the rest of argv), then names each module they loaded that is neither the standard library's nor the
+# project's own (not counting what the interpreter loaded at start-up: site's .pth hooks, with site-packages).
 LOADED_FROM_ELSEWHERE = """
 import sys
 at_start = set(sys.modules)
@@ -123,9 +123,12 @@ def test_the_package_installs_the_library_and_both_mains():
 
 def test_the_console_commands_call_what_the_mains_call():
     """``reactor-chat-server``/``-client`` run ``sys.exit(main())`` on the very ``main`` that
-    ``python3 server_main.py``/``client_main.py`` run it on."""
+    ``python3 server_main.py``/``client_main.py`` run it on; ``reactor-chat-admin`` the one that
+    ``python3 server_main.py admin`` hands its arguments to."""
     scripts = PYPROJECT["project"]["scripts"]
-    assert scripts == {"reactor-chat-server": "server_main:main", "reactor-chat-client": "client_main:main"}
+    assert scripts == {"reactor-chat-server": "server_main:main", "reactor-chat-client": "client_main:main",
+                       "reactor-chat-admin": "reactor.ops.admin_cli:main"}
+    assert "return admin_cli.main(argv[1:])" in (ROOT / "server_main.py").read_text()
     for module in MAINS:
         source = (ROOT / f"{module}.py").read_text()
         assert source.rstrip().endswith('if __name__ == "__main__":\n    sys.exit(main())'), module
@@ -137,9 +140,11 @@ def test_the_installed_commands_load_the_mains_main():
 
     import client_main
     import server_main
+    from reactor.ops import admin_cli
     commands = {ep.name: ep.load() for ep in metadata.entry_points(group="console_scripts")
                 if ep.name.startswith("reactor-chat-")}
-    assert commands == {"reactor-chat-server": server_main.main, "reactor-chat-client": client_main.main}
+    assert commands == {"reactor-chat-server": server_main.main, "reactor-chat-client": client_main.main,
+                        "reactor-chat-admin": admin_cli.main}
 
 
 def logger_names(path):
