@@ -115,7 +115,7 @@ class HarnessProcess:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "tests.ops_harness", *args], cwd=ROOT,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-                                     env=coverage_env())
+                                     env=coverage_env(), bufsize=0)   # (unbuffered: select sees every line)
         self.metrics_address = None
         while (line := self.readline()) != "ready":
             word, *rest = line.split()
