@@ -1,6 +1,5 @@
 """The admin socket on the real loop, over a fake host: its file, its commands, their answers and their logs."""
 import io
-import json
 import logging
 import os
 import socket
@@ -15,43 +14,8 @@ from reactor.ops.admin import AdminServer, AdminSocketError, WhoRow, bind_admin_
 from reactor.ops.admin_cli import duration, show
 from reactor.ops.admin_commands import COMMANDS, BadArguments, parse
 from tests.ops_harness import FakeChat
+from tests.ops_support import AdminClient
 from tests.support import run_until
-
-
-class AdminClient:
-    """A non-blocking connection to the admin socket; the test runs the loop while it waits for the answer."""
-
-    def __init__(self, loop, path):
-        self.loop = loop
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(str(path))
-        self.sock.setblocking(False)
-        self.data = b""
-        self.closed = False
-
-    def pump(self):
-        while not self.closed:
-            try:
-                chunk = self.sock.recv(1 << 16)
-            except BlockingIOError:
-                return
-            except ConnectionResetError:
-                chunk = b""
-            self.closed = not chunk
-            self.data += chunk
-
-    def frames(self):
-        return [json.loads(line) for line in self.data.split(b"\n") if line]
-
-    def ask(self, command, *args, raw=None):
-        """Send a request (or ``raw`` bytes); the answer's frames once its last line came."""
-        self.sock.sendall(raw if raw is not None else encode({"command": command, "args": list(args)}))
-
-        def answered():
-            self.pump()
-            return any("ok" in f or "error" in f for f in self.frames()) or self.closed
-        run_until(self.loop, answered)
-        return self.frames()
 
 
 @pytest.fixture

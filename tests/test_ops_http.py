@@ -9,69 +9,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from reactor.loop import EventLoop
 from reactor.ops.catalog import chat_registry, loop_turns
 from reactor.ops.http import serve_metrics
+from tests.ops_support import REQUEST, Client, split_responses
 from tests.support import run_until
-
-REQUEST = b"GET %s HTTP/1.1\r\nHost: test\r\n\r\n"
-
-
-def split_responses(data, bodies=True):
-    """The complete HTTP responses at the start of ``data``: (status, headers, body) each (``bodies``: False
-    for the answers to HEAD, which have none)."""
-    responses = []
-    while b"\r\n\r\n" in data:
-        head, rest = data.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
-        headers = dict((k.lower(), v.strip()) for k, v in (line.split(":", 1) for line in lines[1:]))
-        length = int(headers.get("content-length", 0)) if bodies else 0
-        if len(rest) < length:
-            break
-        responses.append((int(lines[0].split()[1]), headers, rest[:length]))
-        data = rest[length:]
-    return responses
-
-
-class Client:
-    """A plain non-blocking socket to the endpoint; the test runs the loop while it waits."""
-
-    def __init__(self, loop, address):
-        self.loop = loop
-        self.sock = socket.create_connection(address[:2])
-        self.sock.setblocking(False)
-        self.data = b""
-        self.closed = False
-
-    def send(self, data):
-        self.sock.sendall(data)
-        return self
-
-    def pump(self):
-        while not self.closed:
-            try:
-                chunk = self.sock.recv(1 << 20)
-            except BlockingIOError:
-                return
-            except ConnectionResetError:
-                chunk = b""
-            if not chunk:
-                self.closed = True
-            self.data += chunk
-
-    def responses(self, n=1, bodies=True):
-        """Run the loop until ``n`` responses came (or the endpoint closed); those that came."""
-        def enough():
-            self.pump()
-            return len(split_responses(self.data, bodies)) >= n or self.closed
-        run_until(self.loop, enough)
-        return split_responses(self.data, bodies)
-
-    def wait_closed(self):
-        def closed():
-            self.pump()
-            return self.closed
-        run_until(self.loop, closed)
-
-    def close(self):
-        self.sock.close()
 
 
 class Endpoint:
