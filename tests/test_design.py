@@ -13,7 +13,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 FORBIDDEN = {"threading", "_thread", "asyncio", "concurrent", "multiprocessing"}   # threads, coroutines, pools
 MAINS = ("server_main", "client_main")
 # What the top level may hold besides hidden files (.ci/, .gitignore, ...).
-TOP_LEVEL = {"Makefile", "reactor", *(f"{m}.py" for m in MAINS), "tests", "credentials.txt", "README.md",
+TOP_LEVEL = {"Makefile", "reactor", *(f"{m}.py" for m in MAINS), "tests", "docs", "credentials.txt", "README.md",
              "pyproject.toml", "LICENSE"}
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
