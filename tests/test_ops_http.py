@@ -85,6 +85,34 @@ def test_pipelined_requests_are_answered_in_order_a_few_a_turn(served):
     assert turns >= 25   # not all fifty in one turn
 
 
+def test_a_flood_of_pipelined_requests_is_read_a_little_at_a_time(served):
+    """900 requests in one send: the endpoint holds at most one read of them (and one answer) at a time."""
+    from reactor.ops.http import RECV_SIZE
+    client = served.client()
+    client.sock.setblocking(True)
+    client.send(b"".join([REQUEST % b"/healthz"] * 900))
+    client.sock.setblocking(False)
+    most = 0
+
+    def answered():
+        nonlocal most
+        served.loop.run_once(timeout=0.5)
+        most = max(most, served.endpoint.buffered)
+        client.pump()
+        return len(split_responses(client.data)) == 900
+    run_until(served.loop, answered, timeout=60)
+    assert 0 < most <= RECV_SIZE + 200
+
+
+def test_a_connection_is_closed_after_its_last_allowed_request(loop):
+    served = Endpoint(loop, max_requests=3)
+    client = served.client().send(b"".join([REQUEST % b"/healthz"] * 5))
+    client.wait_closed()
+    responses = split_responses(client.data)
+    assert [r[0] for r in responses] == [200] * 3 and responses[-1][1]["connection"] == "close"
+    served.endpoint.close()
+
+
 @pytest.mark.parametrize("method", [b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS"])
 def test_any_method_but_get_is_refused_and_closed(served, method):
     client = served.client()

@@ -63,8 +63,8 @@ class MetricsEndpoint:
 
     @property
     def buffered(self) -> int:
-        """Bytes of answers not yet sent, all connections together."""
-        return sum(len(c.out) for c in self._connections)
+        """Bytes held for the connections: requests read and not yet handled, answers not yet sent."""
+        return sum(c.held for c in self._connections)
 
     def _accept(self, sock: socket.socket) -> None:
         if len(self._connections) >= self.max_connections:
@@ -123,6 +123,11 @@ class HttpConnection:
         self._deadline: TimerHandle = self._loop.call_later(endpoint.timeout, self._timed_out)
         self._loop.add_reader(sock, self._on_readable)
 
+    @property
+    def held(self) -> int:
+        """Bytes of requests read and not yet handled, and of the answer not yet sent."""
+        return len(self._h11.trailing_data[0]) + len(self.out)
+
     def _on_readable(self) -> None:
         try:
             data = self._sock.recv(RECV_SIZE)
@@ -143,7 +148,10 @@ class HttpConnection:
             except h11.RemoteProtocolError as exc:
                 self._respond(exc.error_status_hint, b"bad request\n", _TEXT, close=True)
                 return
-            if event is h11.NEED_DATA or event is h11.PAUSED:   # (paused: our answer is still going out)
+            if event is h11.NEED_DATA:
+                self._loop.add_reader(self._sock, self._on_readable)
+                return
+            if event is h11.PAUSED:   # (our answer is still going out)
                 return
             if isinstance(event, h11.Request):
                 self._request(event)
@@ -186,11 +194,13 @@ class HttpConnection:
         self._flush()
 
     def _next_cycle(self) -> None:
-        """The request is read and answered: a new deadline for the next, which is handled next turn."""
+        """The request is read and answered: a new deadline for the next, which is handled from a fresh loop
+        callback. The socket is read again only once h11 has no whole request left (``_handle``): a client
+        that pipelines many requests in one send has them read a ``RECV_SIZE`` at a time, not all at once."""
         self._h11.start_next_cycle()
         self._deadline.cancel()
         self._deadline = self._loop.call_later(self._endpoint.timeout, self._timed_out)
-        self._loop.add_reader(self._sock, self._on_readable)
+        self._loop.remove_reader(self._sock)
         self._loop.call_soon(self._resume)
 
     def _resume(self) -> None:
@@ -218,8 +228,6 @@ class HttpConnection:
             self.close()
         elif self._h11.their_state is h11.DONE:
             self._next_cycle()
-        else:   # the answer is out before the request's end was read (its EndOfMessage comes next)
-            self._loop.add_reader(self._sock, self._on_readable)
 
     def _timed_out(self) -> None:
         log.debug("metrics endpoint: a connection took over %gs for a request; closed", self._endpoint.timeout)

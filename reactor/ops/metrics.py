@@ -16,7 +16,7 @@ is counted under ``other``, or dropped from a callback's mapping.
 
 A scrape is cheap and its cost does not grow with the users: every series' text but its value is made
 once, when the registry is built, so a scrape costs one call per ``source`` and one number formatted per
-series (the chat table's ~90 series: ~40 us, CPython 3.11; ``tests/test_ops_metrics.py`` measures it
+series (the chat table's ~80 series: ~30 us, CPython 3.11; ``tests/test_ops_metrics.py`` measures it
 with 10,000 users).
 """
 from __future__ import annotations
