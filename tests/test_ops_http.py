@@ -1,6 +1,7 @@
 """The operator's HTTP endpoint on the real loop: what it serves, and how it treats a hostile client."""
 import logging
 import socket
+import struct
 import time
 
 import pytest
@@ -220,6 +221,16 @@ def test_a_peer_gone_mid_request_is_forgotten(served):
     run_until(served.loop, lambda: served.endpoint.connections == 1)
     client.close()
     run_until(served.loop, lambda: served.endpoint.connections == 0)
+
+
+def test_a_peer_that_resets_the_connection_is_forgotten(served):
+    client = served.client()
+    run_until(served.loop, lambda: served.endpoint.connections == 1)
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.send(b"GET /metrics HTTP/1.1\r\n")
+    client.close()   # (a reset: the endpoint's next read fails)
+    run_until(served.loop, lambda: served.endpoint.connections == 0)
+    assert served.scrapes == 0
 
 
 def test_a_failing_render_is_a_500_and_the_endpoint_goes_on(served, caplog):
