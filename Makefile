@@ -73,7 +73,7 @@ lint: $(VENV)/.installed
 # Child processes (the real server and client in end-to-end tests) are measured too.
 test: export COVERAGE_PROCESS_START = $(CURDIR)/.coveragerc
 test: export COVERAGE_DATA_DIR = $(CURDIR)
-test: $(VENV)/.installed $(VENV)/.engine lint
+test: $(VENV)/.installed $(VENV)/.engine $(VENV)/.prometheus lint
 	$(VPY) -m coverage erase
 	$(VPY) -m coverage run -m pytest -q tests
 	$(VPY) -m coverage combine -q 2>/dev/null || true
@@ -81,8 +81,14 @@ test: $(VENV)/.installed $(VENV)/.engine lint
 
 # Cluster mode's engine for the tests: valkey-server/redis-server >= 7.0 from PATH, else Debian bookworm's
 # redis 7.0 fetched by apt-get download into .venv/engine/ (no root needed; tests/engine.py).
-$(VENV)/.engine: tests/engine.py $(VENV)/.installed
+$(VENV)/.engine: tests/engine.py tests/debian.py $(VENV)/.installed
 	$(VPY) -m tests.engine
+	touch $@
+
+# The metrics endpoint's end-to-end tests scrape it with a real Prometheus: prometheus from PATH, else Debian
+# bookworm's fetched by apt-get download into .venv/prometheus/ (no root needed; tests/prometheus.py).
+$(VENV)/.prometheus: tests/prometheus.py tests/debian.py $(VENV)/.installed
+	$(VPY) -m tests.prometheus
 	touch $@
 
 # The inner loop: the logic and loop tests only, no real processes, no coverage.

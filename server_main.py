@@ -1,6 +1,7 @@
 """Runs the chat server: python3 server_main.py <server_port> <block_duration> <timeout> [options].
 
-``python3 server_main.py hash-password [--user NAME]`` prints a hashed password for the accounts file instead.
+``python3 server_main.py hash-password [--user NAME]`` prints a hashed password for the accounts file instead;
+``python3 server_main.py admin PATH COMMAND`` speaks to a running server's admin socket (``reactor-chat-admin``).
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import time
 from typing import Any
 
 from reactor.loop import EventLoop
+from reactor.ops import admin_cli
+from reactor.ops.logs import FORMATS, configure_logging
 from reactor.server.credentials import CredentialsError, load_credentials, plain_accounts
 from reactor.server.host import (
     FAILURE_LOG_INTERVAL,
@@ -166,6 +169,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "connections among them; for the nodes of a cluster)")
     parser.add_argument("--log-level", default="INFO", type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    parser.add_argument("--log-format", default="text", choices=FORMATS,
+                        help="text (default), or json: one object a line for a log collector")
     args = parser.parse_args(argv)
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key go together")
@@ -187,11 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["hash-password"]:   # no port is spelled so: the server's own arguments are untouched
         return hash_password_command(argv[1:])
+    if argv[:1] == ["admin"]:
+        return admin_cli.main(argv[1:])
     args = parse_args(argv)
     # A reload asked for before the loop takes SIGHUP, or after it let go of it, has nothing to act on.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     try:
         accounts = load_credentials(args.credentials)
     except CredentialsError as exc:

@@ -22,7 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
+
+from tests.debian import Apt
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HOME = ROOT / ".venv" / "engine"
@@ -34,7 +35,6 @@ MINIMUM = (7, 0)
 LIBRARIES = {"libjemalloc.so.2": "libjemalloc2", "liblzf.so.1": "liblzf1", "liblua5.1.so.0": "liblua5.1-0",
              "libhiredis.so.0.14": "libhiredis0.14", "libatomic.so.1": "libatomic1", "libssl.so.3": "libssl3",
              "libcrypto.so.3": "libssl3", "libsystemd.so.0": "libsystemd0"}
-BOOKWORM = "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main\n"
 START_TIMEOUT = 20.0   # seconds an engine may take to answer PING
 
 
@@ -65,8 +65,8 @@ def fetch() -> None:
     tree = HOME / "root"
     shutil.rmtree(HOME, ignore_errors=True)
     debs.mkdir(parents=True)
-    apt = _Apt(HOME / "apt")
-    apt.download(debs, f"{PACKAGE}={apt.version()}")
+    apt = Apt(HOME / "apt", PACKAGE)
+    apt.download(debs, f"{PACKAGE}={apt.version(VERSION, '5:7.0.')}")
     for deb in debs.glob("*.deb"):
         subprocess.run(["dpkg-deb", "-x", str(deb), str(tree)], check=True)
     server = tree / "usr" / "bin" / "redis-server"
@@ -94,49 +94,6 @@ def fetch() -> None:
 def _missing_libraries(binary: pathlib.Path, env: dict[str, str]) -> list[str]:
     out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, env=env, check=True).stdout
     return re.findall(r"^\s*(\S+) => not found", out, re.MULTILINE)
-
-
-class _Apt:
-    """apt-get on the system's package lists, or, where they do not know redis-tools, on a private copy of
-    bookworm's (an ``apt-get update`` into ``state``: no root, nothing of the system's changed)."""
-
-    def __init__(self, state: pathlib.Path) -> None:
-        self._state = state
-        self._options: list[str] = []
-        if not self._candidate():
-            self._private_lists()
-
-    def _candidate(self) -> str | None:
-        out = subprocess.run(["apt-cache", *self._options, "policy", PACKAGE], capture_output=True, text=True).stdout
-        found = re.search(r"Candidate:\s*(\S+)", out)
-        return found.group(1) if found and found.group(1) != "(none)" else None
-
-    def _private_lists(self) -> None:
-        lists = self._state / "lists"
-        (lists / "partial").mkdir(parents=True, exist_ok=True)
-        (self._state / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
-        sources = self._state / "sources.list"
-        sources.write_text(BOOKWORM)
-        self._options = ["-o", f"Dir::State::Lists={lists}", "-o", f"Dir::Cache={self._state / 'cache'}",
-                         "-o", f"Dir::Etc::SourceList={sources}", "-o", "Dir::Etc::SourceParts=/nonexistent",
-                         "-o", "Debug::NoLocking=1"]
-        subprocess.run(["apt-get", *self._options, "update"], check=True, capture_output=True)
-
-    def version(self) -> str:
-        """The pinned version if apt has it, else apt's candidate if it is a 7.0 (with a warning)."""
-        out = subprocess.run(["apt-cache", *self._options, "madison", PACKAGE], capture_output=True,
-                             text=True).stdout
-        if any(line.split("|")[1].strip() == VERSION for line in out.splitlines() if line.count("|") >= 2):
-            return VERSION
-        candidate = self._candidate()
-        if candidate is None or not candidate.startswith("5:7.0."):
-            raise RuntimeError(f"apt has neither {PACKAGE} {VERSION} nor another 7.0 (candidate: {candidate})")
-        warnings.warn(f"{PACKAGE} {VERSION} is gone from apt; taking its candidate {candidate}", stacklevel=2)
-        return candidate
-
-    def download(self, into: pathlib.Path, package: str) -> None:
-        # (as root apt warns that its _apt user cannot write here; the download works all the same)
-        subprocess.run(["apt-get", *self._options, "download", package], cwd=into, check=True, capture_output=True)
 
 
 def free_port() -> int:

@@ -48,10 +48,13 @@ def test_the_check_itself_sees_a_forbidden_import(tmp_path):
 # The modules of cluster mode alone, and the packages each may import besides the standard library (its extra's).
 CLUSTER_ONLY = {"reactor.cluster.engine": {"hiredis"}, "reactor.cluster.scripts": {"hiredis"},
                 "reactor.cluster.host": {"hiredis"}}
+# The modules of --metrics alone (the operator's HTTP endpoint), and its extra's packages.
+METRICS_ONLY = {"reactor.ops.http": {"h11"}}
+EXTRAS_ONLY = CLUSTER_ONLY | METRICS_ONLY
 
-# Imports every module of the package but the cluster-only ones (argv[1], JSON), and both mains (the rest of
-# argv), then names each module they loaded that is neither the standard library's nor the project's own
-# (not counting what the interpreter loaded at start-up: site's .pth hooks, with site-packages).
+# Imports every module of the package but the cluster-only and metrics-only ones (argv[1], JSON), and both
+# mains (the rest of argv), then names each module they loaded that is neither the standard library's nor the
+# project's own (not counting what the interpreter loaded at start-up: site's .pth hooks, with site-packages).
 LOADED_FROM_ELSEWHERE = """
 import sys
 at_start = set(sys.modules)
@@ -83,21 +86,23 @@ def load_report(*python_flags, skip=(), mains=()):
 
 @pytest.mark.e2e
 def test_the_product_imports_only_the_standard_library():
-    """Under -S (no site-packages, no .pth files): every module but cluster mode's, and both mains."""
-    report = load_report("-S", skip=CLUSTER_ONLY, mains=MAINS)
-    default = {module_name(p) for p in ROOT.glob("reactor/**/*.py")} - set(CLUSTER_ONLY) - {"reactor"}
+    """Under -S (no site-packages, no .pth files): every module but cluster mode's and --metrics', and both mains."""
+    report = load_report("-S", skip=EXTRAS_ONLY, mains=MAINS)
+    default = {module_name(p) for p in ROOT.glob("reactor/**/*.py")} - set(EXTRAS_ONLY) - {"reactor"}
     assert default <= set(report["imported"])
     assert report["foreign"] == []
     assert not set(CLUSTER_ONLY) & set(report["loaded"])   # no default module pulls a cluster-only one in
+    assert not set(METRICS_ONLY) & set(report["loaded"])   # ... nor a metrics-only one
 
 
 @pytest.mark.e2e
 def test_cluster_mode_imports_only_the_standard_library_and_its_extra():
-    """With site-packages (the dev extras installed): all of the package, cluster mode's modules included."""
-    assert all((ROOT / f"{name.replace('.', '/')}.py").exists() for name in CLUSTER_ONLY)
+    """With site-packages (the dev extras installed): all of the package, cluster mode's and --metrics' modules
+    included; they import nothing but their extras' packages."""
+    assert all((ROOT / f"{name.replace('.', '/')}.py").exists() for name in EXTRAS_ONLY)
     report = load_report(mains=MAINS)
-    assert set(CLUSTER_ONLY) <= set(report["imported"])
-    allowed = set().union(*CLUSTER_ONLY.values())
+    assert set(EXTRAS_ONLY) <= set(report["imported"])
+    allowed = set().union(*EXTRAS_ONLY.values())
     assert {m.split(".")[0] for m in report["foreign"]} <= allowed, report["foreign"]
 
 
@@ -118,9 +123,12 @@ def test_the_package_installs_the_library_and_both_mains():
 
 def test_the_console_commands_call_what_the_mains_call():
     """``reactor-chat-server``/``-client`` run ``sys.exit(main())`` on the very ``main`` that
-    ``python3 server_main.py``/``client_main.py`` run it on."""
+    ``python3 server_main.py``/``client_main.py`` run it on; ``reactor-chat-admin`` the one that
+    ``python3 server_main.py admin`` hands its arguments to."""
     scripts = PYPROJECT["project"]["scripts"]
-    assert scripts == {"reactor-chat-server": "server_main:main", "reactor-chat-client": "client_main:main"}
+    assert scripts == {"reactor-chat-server": "server_main:main", "reactor-chat-client": "client_main:main",
+                       "reactor-chat-admin": "reactor.ops.admin_cli:main"}
+    assert "return admin_cli.main(argv[1:])" in (ROOT / "server_main.py").read_text()
     for module in MAINS:
         source = (ROOT / f"{module}.py").read_text()
         assert source.rstrip().endswith('if __name__ == "__main__":\n    sys.exit(main())'), module
@@ -132,9 +140,11 @@ def test_the_installed_commands_load_the_mains_main():
 
     import client_main
     import server_main
+    from reactor.ops import admin_cli
     commands = {ep.name: ep.load() for ep in metadata.entry_points(group="console_scripts")
                 if ep.name.startswith("reactor-chat-")}
-    assert commands == {"reactor-chat-server": server_main.main, "reactor-chat-client": client_main.main}
+    assert commands == {"reactor-chat-server": server_main.main, "reactor-chat-client": client_main.main,
+                        "reactor-chat-admin": admin_cli.main}
 
 
 def logger_names(path):
@@ -165,6 +175,13 @@ def test_cluster_mode_alone_needs_hiredis_pinned_in_its_extra_and_in_dev():
     extras = PYPROJECT["project"]["optional-dependencies"]
     assert [pin.split("==")[0] for pin in extras["cluster"]] == sorted(set().union(*CLUSTER_ONLY.values()))
     assert set(extras["cluster"]) <= set(extras["dev"])
+
+
+def test_metrics_alone_need_h11_pinned_in_its_extra_and_in_dev():
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    assert [pin.split("==")[0] for pin in extras["metrics"]] == sorted(set().union(*METRICS_ONLY.values()))
+    assert all("==" in pin for pin in extras["metrics"])
+    assert set(extras["metrics"]) <= set(extras["dev"])
 
 
 @pytest.mark.e2e

@@ -1,0 +1,1 @@
+"""What an operator needs to see inside a running server and act on it: metrics, health, admin commands, logs."""
