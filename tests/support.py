@@ -367,3 +367,29 @@ class RecordingProxy:
     def close(self):
         self._closed = True
         self.listener.close()
+
+
+# -- connections on the loop (reactor.stream, reactor.framing, reactor.tls) ------------------------------------
+
+class Recorder:
+    """A ``FrameHandler`` (``reactor.framing``) that records what its stream hands it."""
+
+    def __init__(self):
+        self.frames = []
+        self.errors = []
+        self.lost = []
+
+    def frame_received(self, stream, frame):
+        self.frames.append(frame)
+
+    def frame_error(self, stream, detail):
+        self.errors.append(detail)
+
+    def connection_lost(self, stream, reason):
+        self.lost.append(reason)
+
+
+def tls_server(tmp_path, cert, extra=()) -> ServerProcess:
+    """The real server in TLS mode with ``cert`` (a PEM file holding the key and the chain: the ``certs``
+    fixture's)."""
+    return ServerProcess(tmp_path, extra=("--tls-cert", str(cert), "--tls-key", str(cert), *extra))

@@ -16,10 +16,9 @@ from reactor.client.peer_certs import PeerIdentity, decode_certificate, encode_c
 from reactor.client.rules import ChatClient, ClosePeer, ConnectPeer, Print, SetTimer, ToPeer, ToServer
 from reactor.server.host import ServerHost
 from reactor.server.rules import ChatServer
-from tests.support import ACCOUNTS, ClientProcess, RecordingProxy, run_until
+from tests.support import ACCOUNTS, ClientProcess, RecordingProxy, run_until, tls_server
 from tests.test_chat_client import PONG, ask, logged_in
 from tests.test_chat_server import World
-from tests.test_tls import ca, certs, tls_server  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 
+from ..framing import JsonLines, encode
 from ..loop import EventLoop, TimerHandle
 from ..stream import Stream
 from .passwords import verify_password
@@ -88,7 +89,7 @@ class Verifier:
         if not self._pending:
             self._deadline = self._loop.call_later(self._check_timeout, self._timed_out)
         self._pending[request_id] = key
-        self._stream.send({"id": request_id, "hash": hashed, "password": password})
+        self._stream.write(encode({"id": request_id, "hash": hashed, "password": password}))
 
     def close(self) -> None:
         """Stop the helper (it exits at end of input) and answer what waits with None; no restarts."""
@@ -115,7 +116,7 @@ class Verifier:
         finally:
             theirs.close()
         self._started = self._loop.time()
-        self._stream = Stream(self._loop, ours, self, max_frame=1024)
+        self._stream = Stream(self._loop, ours, JsonLines(self, max_frame=1024))
         log.info("password verifier started, pid %d", self._process.pid)
 
     def frame_received(self, stream: Stream, frame: dict[str, object]) -> None:
