@@ -1,4 +1,5 @@
-"""Framing and non-blocking streams over real sockets on the loop."""
+"""Framing, and non-blocking streams over real sockets on the loop: the transport alone (bytes to a protocol of
+any kind), then with JSON lines (``JsonLines``) as most of these tests use it."""
 import json
 import os
 import selectors
@@ -13,7 +14,7 @@ import pytest
 from reactor import framing
 from reactor import stream as stream_mod
 from reactor.framing import BadFrame, FrameDecoder, JsonLines, decode, encode
-from reactor.stream import Connector, Stream, describe_os_error, listen
+from reactor.stream import PEER_CLOSED, Connector, Stream, describe_os_error, listen
 from tests.support import Recorder, run_until
 
 
@@ -478,6 +479,98 @@ def test_closing_stream_that_never_flushes_is_aborted(loop, monkeypatch):
     run_until(loop, lambda: rec.lost)
     assert rec.lost == ["close timed out"]
     b.close()
+
+
+# -- the transport alone: bytes, whatever they mean ----------------------------
+
+class Bytes:
+    """A ``StreamProtocol`` of no framing: it records what its stream hands it, in order."""
+
+    def __init__(self, on_eof=None):
+        self.events = []
+        self.on_eof = on_eof
+
+    def data_received(self, stream, data):
+        self.events.append(("data", data))
+
+    def eof_received(self, stream):
+        self.events.append(("eof",))
+        if self.on_eof:
+            self.on_eof(stream)
+
+    def connection_lost(self, stream, reason):
+        self.events.append(("lost", reason))
+
+    def received(self):
+        return b"".join(event[1] for event in self.events if event[0] == "data")
+
+
+def test_a_stream_hands_its_protocol_the_bytes_read_then_the_end_then_the_loss(loop):
+    """No lines, no JSON: the bytes as they came (newlines and all), the end of input, then the loss, once."""
+    a, b = socket.socketpair()
+    protocol = Bytes()
+    s = Stream(loop, a, protocol)
+    assert s.protocol is protocol
+    b.sendall(b"\x00\xff no newline {")
+    run_until(loop, lambda: protocol.received() == b"\x00\xff no newline {")
+    b.sendall(b"\nmore\n")
+    b.shutdown(socket.SHUT_WR)
+    run_until(loop, lambda: "lost" in [event[0] for event in protocol.events])
+    loop.run_once(timeout=0)
+    assert protocol.received() == b"\x00\xff no newline {\nmore\n"
+    assert [event for event in protocol.events if event[0] != "data"] == [("eof",), ("lost", PEER_CLOSED)]
+    assert s.closed
+    b.close()
+
+
+def test_a_protocol_may_end_the_stream_at_the_end_of_input_in_words_of_its_own(loop):
+    a, b = socket.socketpair()
+    protocol = Bytes(on_eof=lambda stream: stream.close("the engine closed the connection"))
+    Stream(loop, a, protocol)
+    b.shutdown(socket.SHUT_WR)
+    run_until(loop, lambda: "lost" in [event[0] for event in protocol.events])
+    assert protocol.events == [("eof",), ("lost", "the engine closed the connection")]
+    b.close()
+
+
+def test_while_reading_is_paused_the_bytes_wait_in_the_kernel_and_come_once_resumed(loop):
+    a, b = socket.socketpair()
+    protocol = Bytes()
+    s = Stream(loop, a, protocol)
+    s.pause_reading()
+    b.sendall(b"held back")
+    for _ in range(3):
+        loop.run_once(timeout=0.01)
+    assert protocol.events == [] and loop.watched(a) == 0
+    s.resume_reading()
+    run_until(loop, lambda: protocol.received() == b"held back")
+    s.close()
+    s.resume_reading()   # a closed stream reads nothing more, asked or not
+    assert loop.watched(a) == 0
+    b.close()
+
+
+def test_an_abort_for_a_reason_gives_the_protocol_that_reason(loop):
+    """What a protocol does with bytes it cannot read (the engine's RESP reader on garbage)."""
+    a, b = socket.socketpair()
+    protocol = Bytes()
+    s = Stream(loop, a, protocol)
+    s.write(b"never sent")
+    s.abort("protocol error: garbage")
+    run_until(loop, lambda: protocol.events)
+    assert protocol.events == [("lost", "protocol error: garbage")]
+    b.settimeout(2)
+    assert b.recv(100) == b""
+    b.close()
+
+
+def test_the_transport_knows_nothing_of_json_lines():
+    """The connection layer's seam: reactor.stream and reactor.tls run without reactor.framing loaded."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = "import sys, reactor.stream, reactor.tls; print(sorted(m for m in sys.modules if m.startswith('reactor')))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["['reactor',", "'reactor.loop',", "'reactor.stream',", "'reactor.tls']"]
 
 
 # -- listen and connect -------------------------------------------------
