@@ -185,7 +185,10 @@ class FrameHandler(Protocol):
 
 
 class JsonLines:
-    """A stream's protocol for JSON lines: frames in, to ``handler`` (see the module's docstring)."""
+    """A stream's protocol for JSON lines: frames in, to ``handler`` (see the module's docstring).
+
+    One per stream (it holds that stream's unfinished line and its frames still to handle); many may share
+    one handler, which tells their streams apart by the stream it is given."""
 
     __slots__ = ("_handler", "_decoder", "_per_turn", "_lines", "_next_line")
 

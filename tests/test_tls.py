@@ -21,6 +21,7 @@ from tests.support import (
     PATIENCE,
     ROOT,
     ClientProcess,
+    FlakySocket,
     Recorder,
     RecordingProxy,
     coverage_env,
@@ -185,6 +186,18 @@ def test_every_frame_of_one_record_is_handled_without_more_bytes_coming(loop, co
     run_until(loop, lambda: len(srv.frames) == 200)
     assert srv.frames == [{"type": "small", "n": n} for n in range(200)]
     server.abort()
+    client.abort()
+
+
+def test_a_tls_stream_reads_past_a_wakeup_with_nothing_and_reports_a_reset(loop, contexts):
+    a, b = socket.socketpair()
+    flaky = FlakySocket(a, recv=[BlockingIOError()])   # the first wakeup finds nothing to read after all
+    server, srv, client, cli = tls_pair(loop, contexts, socks=(flaky, b))
+    run_until(loop, lambda: srv.secure and cli.secure)
+    flaky.failures["recv"] = [ConnectionResetError(104, "Connection reset by peer")]
+    client.write(encode({"type": "never", "read": True}))
+    run_until(loop, lambda: srv.lost)
+    assert srv.lost == ["Connection reset by peer"] and srv.frames == []
     client.abort()
 
 

@@ -125,9 +125,7 @@ _NOT_YET = object()   # what the reader gives while no reply is whole
 class Engine:
     """One connection to a Valkey/Redis engine at ``host:port``, kept up from ``start()`` until ``close()``.
 
-    ``sends`` counts the sends of commands (for tests and figures): a command written while none wait unsent
-    starts one, which the commands written after it in the same turn join (the rest of a partial send is not
-    counted).
+    ``sends`` counts the socket sends of commands (for tests and figures).
     """
 
     def __init__(self, loop: EventLoop, host: str, port: int, *, name: str = "engine",
@@ -155,12 +153,18 @@ class Engine:
         self._queue: deque[_Command] = deque()      # in call order: whose callbacks are still due
         self._waiting: deque[_Command] = deque()    # in wire order: whose replies are still due
         self._loaded: set[str] = set()      # the SHAs of the scripts sent by EVAL on this connection
-        self.sends = 0
+        self._earlier_sends = 0             # the sends of the connections before this one
 
     @property
     def up(self) -> bool:
         """Connected, and the engine answered."""
         return self._up
+
+    @property
+    def sends(self) -> int:
+        """The socket sends of commands so far, on every connection."""
+        current = self._stream.sends if self._stream is not None else None
+        return self._earlier_sends + (current or 0)
 
     @property
     def failed_attempts(self) -> int:
@@ -208,6 +212,7 @@ class Engine:
         stream, self._stream = self._stream, None
         if stream is not None:
             stream.close()
+            self._earlier_sends += stream.sends or 0
         queue, self._queue = self._queue, deque()
         self._waiting = deque()
         if queue:
@@ -221,11 +226,8 @@ class Engine:
     # -- sending and receiving ----------------------------------------
 
     def _send(self, packed: bytes, command: _Command) -> None:
-        stream = self._stream
-        assert stream is not None
-        if not stream.buffered:   # (a counter in the stream would cost every chat stream's flush 0.3% of a message)
-            self.sends += 1
-        stream.write(packed)
+        assert self._stream is not None
+        self._stream.write(packed)
         self._queue.append(command)
         self._waiting.append(command)
         if self._timer is None and self._reply_timeout is not None:
@@ -242,11 +244,8 @@ class Engine:
                 script, keys, args = command.script
                 command.script = None
                 command.sent = self._loop.time()
-                stream = self._stream
-                assert stream is not None
-                if not stream.buffered:
-                    self.sends += 1
-                stream.write(_pack_eval(script, keys, args))
+                assert self._stream is not None
+                self._stream.write(_pack_eval(script, keys, args))
                 self._waiting.append(command)
                 return
             command.script = None
@@ -282,7 +281,7 @@ class Engine:
             self._retry(f"cannot connect: {error}")
             return
         self._stream = Stream(self._loop, sock, _Replies(self._received, self._stream_lost),
-                              max_output=self._max_output)
+                              max_output=self._max_output, count_sends=True)
         self._loaded.clear()
         self._send(_pack(("PING",)), _Command(self._answered, self._loop.time()))
         self._cancel_timer()   # the handshake's deadline in place of the reply deadline
@@ -314,6 +313,7 @@ class Engine:
             return
         self._cancel_timer()
         stream.abort()
+        self._earlier_sends += stream.sends or 0
         was_up, self._up = self._up, False
         queue, self._queue = self._queue, deque()
         self._waiting = deque()
