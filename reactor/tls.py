@@ -218,7 +218,8 @@ class TLSStream(Stream[P]):
 
     def _on_readable(self) -> None:
         """As a plain stream's, but the wire bytes read go through the TLS layer, and the protocol is given the
-        plaintext they complete."""
+        plaintext they complete. (An override, not a hook in ``Stream._on_readable``: a plain stream's read
+        makes no call more for TLS's sake.)"""
         try:
             data = self._sock.recv(self._read_size)
         except (BlockingIOError, InterruptedError):

@@ -1,12 +1,15 @@
 """Fixtures shared by the test modules (helpers to import, such as ``run_until``, live in tests/support.py)."""
 import datetime
+import socket
 
 import pytest
 import trustme
 
+from reactor.framing import JsonLines
 from reactor.loop import EventLoop
+from reactor.stream import Stream
 from tests.engine import EngineProcess
-from tests.support import FakeClock
+from tests.support import FakeClock, Recorder
 
 
 @pytest.fixture
@@ -29,6 +32,18 @@ def engine():
     process = EngineProcess().start()
     yield process
     process.stop()
+
+
+@pytest.fixture
+def pair(loop):
+    """A Stream with JSON lines on one end of a socketpair (its frames to a Recorder), the raw socket on the other:
+    (stream, raw socket, recorder)."""
+    a, b = socket.socketpair()
+    rec = Recorder()
+    s = Stream(loop, a, JsonLines(rec))
+    yield s, b, rec
+    b.close()
+    s.abort()
 
 
 # -- TLS: certificates made fresh for each test module (trustme), so nothing in the repository expires --------
