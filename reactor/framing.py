@@ -1,18 +1,39 @@
-"""JSON-lines framing: one JSON object per UTF-8 line, encoded and decoded without I/O.
+"""JSON-lines framing: one JSON object per UTF-8 line; ``JsonLines``, the protocol that hands a stream's lines on.
 
-A decoded frame holds only valid Unicode: a line whose strings (keys or values)
+``encode``, ``decode`` and ``FrameDecoder`` cut and join lines without I/O. A
+decoded frame holds only valid Unicode: a line whose strings (keys or values)
 keep a lone surrogate escape (``\\ud800``) is a BadFrame, not fatal.
+
+``JsonLines`` is a stream's protocol object (``reactor.stream.StreamProtocol``):
+it cuts the bytes a ``Stream`` (or a ``TLSStream``) reads into frames and hands
+each to its handler (a ``FrameHandler``) with the stream, which is what the
+handler writes to. A line longer than ``max_frame`` ends the stream (it may
+change on a live stream: the server keeps it small until a login).
+
+Fair shares: one read's frames are handled at most ``frames_per_turn`` a turn.
+The lines read but not yet handled wait here (at most one ``read_size`` of
+them), the stream's reading is paused meanwhile, and the rest are handled from
+the loop's ready queue, ``frames_per_turn`` a turn, so a client that streams
+frames delays the others by one turn's work, not a whole read's. A handler
+that raises on one frame is logged, and the frames after it are still handled.
 """
 from __future__ import annotations
 
 import json
+import logging
 import re
 from _json import make_encoder
 from json.encoder import encode_basestring_ascii
 from json.scanner import make_scanner
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .stream import Stream
+
+log = logging.getLogger(__name__)
 
 MAX_FRAME = 64 * 1024  # bytes in one frame, newline excluded
+FRAMES_PER_TURN = 32    # frames handled per read (or ready-queue turn) before the other streams' turn
 
 
 def _reject_constant(name: str) -> Any:
@@ -153,3 +174,89 @@ def _has_lone_surrogate(frame: dict[str, Any]) -> bool:
         elif kind is list:
             pending += item
     return False
+
+
+class FrameHandler(Protocol):
+    """The application's side of a JSON-lines stream: its frames, the lines that are none, its end."""
+
+    def frame_received(self, stream: Stream[JsonLines], frame: dict[str, Any]) -> None: ...
+    def frame_error(self, stream: Stream[JsonLines], detail: str) -> None: ...
+    def connection_lost(self, stream: Stream[JsonLines], reason: str | None) -> None: ...
+
+
+class JsonLines:
+    """A stream's protocol for JSON lines: frames in, to ``handler`` (see the module's docstring).
+
+    One per stream (it holds that stream's unfinished line and its frames still to handle); many may share
+    one handler, which tells their streams apart by the stream it is given."""
+
+    __slots__ = ("_handler", "_decoder", "_per_turn", "_lines", "_next_line")
+
+    def __init__(self, handler: FrameHandler, *, max_frame: int = MAX_FRAME,
+                 frames_per_turn: int = FRAMES_PER_TURN) -> None:
+        self._handler = handler
+        self._decoder = FrameDecoder(max_frame)
+        self._per_turn = frames_per_turn
+        self._lines: list[bytes | BadFrame] = []    # read, not yet handled: raw lines, maybe a fatal BadFrame last
+        self._next_line = 0       # the index in _lines of the next to handle; above 0: the stream's reading paused
+
+    @property
+    def max_frame(self) -> int:
+        """The longest line taken, in bytes (newline excluded); a longer one ends the stream."""
+        return self._decoder.max_frame
+
+    @max_frame.setter
+    def max_frame(self, value: int) -> None:
+        self._decoder.max_frame = value
+
+    def data_received(self, stream: Stream[JsonLines], data: bytes) -> None:
+        """Bytes read: split them into lines and handle what this turn allows."""
+        self._lines = self._decoder.split(data)
+        self._handle_lines(stream)
+
+    def eof_received(self, stream: Stream[JsonLines]) -> None:
+        """(An unfinished last line is dropped with the stream.)"""
+
+    def connection_lost(self, stream: Stream[JsonLines], reason: str | None) -> None:
+        self._lines = []
+        self._handler.connection_lost(stream, reason)
+
+    def _handle_lines(self, stream: Stream[JsonLines]) -> None:
+        """Handle up to ``frames_per_turn`` of the lines read; leave the rest for the next turn."""
+        handler = self._handler
+        received = handler.frame_received
+        lines = self._lines
+        start = self._next_line
+        end = min(len(lines), start + self._per_turn)
+        for line in lines if start == 0 and end == len(lines) else lines[start:end]:
+            if stream.closed:
+                return
+            item = decode(line) if isinstance(line, bytes) else line
+            if isinstance(item, BadFrame):
+                try:
+                    handler.frame_error(stream, item.detail)
+                except Exception:  # a bug in the owner: the frames after this one are still handled
+                    log.exception("stream %s: handler failed on a frame; going on with the next", stream.peer_address)
+                if item.fatal:
+                    stream.close(item.detail)
+                continue
+            try:
+                received(stream, item)
+            except Exception:
+                log.exception("stream %s: handler failed on a frame; going on with the next", stream.peer_address)
+        if stream.closed:
+            return
+        if end < len(lines):
+            if start == 0:   # lines left for the next turns: read no more until they are handled
+                stream.pause_reading()
+            self._next_line = end
+            stream.loop.call_soon(self._next_turn, stream)
+            return
+        self._lines = []
+        if start:
+            self._next_line = 0
+            stream.resume_reading()
+
+    def _next_turn(self, stream: Stream[JsonLines]) -> None:
+        if not stream.closed:
+            self._handle_lines(stream)

@@ -11,15 +11,18 @@ so nothing stays decrypted inside the layer where the loop would not wake for it
 (Writing never waits for reading: both contexts refuse renegotiation, and a
 TLS 1.3 key update is answered from ``receive``, whose output is sent too.)
 
-``TLSStream`` is a ``Stream`` whose ``write`` takes plaintext: it waits in a
-buffer of its own and is encrypted once per flush (one TLS record for a turn's
-frames to one peer, not one per frame) into the output buffer, which holds wire
-bytes. Before the handshake is done nothing is encrypted; the handshake must be
-done within ``handshake_timeout`` seconds or the stream fails. ``on_secure``
-is called once it is done, before any frame that came with the bytes that
-ended it (a peer may send its first frame together with its last handshake
-message): a handler hears of a secure stream before its first frame. Closing
-sends close_notify after the last words; an abort does not.
+``TLSStream`` is a ``Stream`` (a transport, see ``reactor.stream``) whose
+``write`` takes plaintext and whose protocol is given plaintext: the same seam
+as a plain stream's, so the protocol (``JsonLines``) does not know TLS is
+there. What is written waits in a buffer of its own and is encrypted once per
+flush (one TLS record for a turn's frames to one peer, not one per frame) into
+the output buffer, which holds wire bytes. Before the handshake is done nothing
+is encrypted; the handshake must be done within ``handshake_timeout`` seconds
+or the stream fails. ``on_secure`` is called once it is done, before the
+protocol is given the plaintext that came with the bytes that ended it (a peer
+may send its first frame together with its last handshake message): a handler
+hears of a secure stream before its first frame. Closing sends close_notify
+after the last words; an abort does not.
 
 A plaintext client of a JSON-lines protocol speaks first: a server-side stream
 whose first byte is ``{`` answers ``plaintext_answer`` (the owner's words, in
@@ -36,7 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .loop import EventLoop, TimerHandle
-from .stream import Stream, StreamHandler, describe_os_error
+from .stream import PEER_CLOSED, P, Stream, describe_os_error
 
 log = logging.getLogger(__name__)
 
@@ -162,21 +165,21 @@ class TLSLayer:
         return self._session.getpeercert(binary_form=True) if self.established else None
 
 
-class TLSStream(Stream):
-    """A ``Stream`` over TLS (see the module's docstring); the same API, plaintext frames in and out."""
+class TLSStream(Stream[P]):
+    """A ``Stream`` over TLS (see the module's docstring); the same API, plaintext in and out."""
 
     __slots__ = ("_tls", "_plain", "_handshake_timer", "_on_secure", "_plaintext_answer")
 
-    def __init__(self, loop: EventLoop, sock: socket.socket, handler: StreamHandler, *,
+    def __init__(self, loop: EventLoop, sock: socket.socket, protocol: P, *,
                  context: ssl.SSLContext, server_side: bool = False, server_hostname: str | None = None,
-                 on_secure: Callable[[Stream], Any] | None = None, plaintext_answer: bytes = b"",
+                 on_secure: Callable[[TLSStream[P]], Any] | None = None, plaintext_answer: bytes = b"",
                  handshake_timeout: float = HANDSHAKE_TIMEOUT, **limits: Any) -> None:
         self._tls = TLSLayer(context, server_side=server_side, server_hostname=server_hostname)
         self._plain = bytearray()   # written, not yet encrypted
         self._on_secure = on_secure
         self._plaintext_answer = plaintext_answer
         self._handshake_timer: TimerHandle | None = None
-        super().__init__(loop, sock, handler, **limits)
+        super().__init__(loop, sock, protocol, **limits)
         self._handshake_timer = loop.call_later(handshake_timeout, self._fail, "TLS handshake timed out")
         if not server_side:   # the client speaks first: its hello goes out now
             self._advance(b"")
@@ -190,7 +193,7 @@ class TLSStream(Stream):
         return self._tls.peer_certificate()
 
     def write(self, data: bytes) -> None:
-        if self._closing:
+        if self.closed:
             return
         self._plain += data
         if len(self._plain) + len(self._out) > self._max_output:
@@ -199,7 +202,7 @@ class TLSStream(Stream):
             self._flush_soon()
 
     def _flush(self) -> None:
-        if self._plain and self._tls.established and not self._closed:
+        if self._plain and self._tls.established and not self._released:
             try:
                 self._seal()
             except ssl.SSLError as exc:
@@ -213,14 +216,26 @@ class TLSStream(Stream):
         self._plain.clear()
         self._append(self._tls.take())
 
-    def _received(self, data: bytes) -> None:
-        """Wire bytes read: the TLS layer takes them, and the plaintext it gives is handled as lines."""
+    def _on_readable(self) -> None:
+        """As a plain stream's, but the wire bytes read go through the TLS layer, and the protocol is given the
+        plaintext they complete. (An override, not a hook in ``Stream._on_readable``: a plain stream's read
+        makes no call more for TLS's sake.)"""
+        try:
+            data = self._sock.recv(self._read_size)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._fail(describe_os_error(exc))
+            return
+        if not data:
+            self._end_of_input()
+            return
         plain = self._advance(data)
-        if plain and not self._closing:
-            super()._received(plain)
+        if plain and not self.closed:
+            self._protocol.data_received(self, plain)
 
     def _eof_reason(self) -> str:
-        return "peer closed the connection" if self._tls.established else "connection closed during the TLS handshake"
+        return PEER_CLOSED if self._tls.established else "connection closed during the TLS handshake"
 
     def _advance(self, data: bytes) -> bytes:
         """Give the TLS layer the bytes read; send what it answers; the plaintext, if any."""
@@ -248,7 +263,7 @@ class TLSStream(Stream):
             if self._handshake_timer is not None:
                 self._handshake_timer.cancel()
                 self._handshake_timer = None
-            if self._on_secure is not None:   # now: before the frames this read brought (see _received)
+            if self._on_secure is not None:   # now: before the plaintext this read brought (_on_readable)
                 try:
                     self._on_secure(self)
                 except Exception:
@@ -258,7 +273,7 @@ class TLSStream(Stream):
         return plain
 
     def _close(self, reason: str | None) -> None:
-        if not self._closing and self._tls.established:   # the last words, then close_notify
+        if not self.closed and self._tls.established:   # the last words, then close_notify
             try:
                 self._seal()
                 self._tls.close()

@@ -514,3 +514,56 @@ class TerminalClient:
         if self.master is not None:
             os.close(self.master)
         os.close(self.slave)
+
+
+# -- connections on the loop (reactor.stream, reactor.framing, reactor.tls) ------------------------------------
+
+class Recorder:
+    """A ``FrameHandler`` (``reactor.framing``) that records what its stream hands it."""
+
+    def __init__(self):
+        self.frames = []
+        self.errors = []
+        self.lost = []
+
+    def frame_received(self, stream, frame):
+        self.frames.append(frame)
+
+    def frame_error(self, stream, detail):
+        self.errors.append(detail)
+
+    def connection_lost(self, stream, reason):
+        self.lost.append(reason)
+
+
+class FlakySocket(socket.socket):
+    """A real socket whose methods named in ``failures`` raise the given errors once each, in order."""
+
+    def __init__(self, sock, **failures):
+        super().__init__(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        self.failures = {name: list(errors) for name, errors in failures.items()}
+
+    def _maybe_fail(self, name):
+        if self.failures.get(name):
+            raise self.failures[name].pop(0)
+
+    def recv(self, *args):
+        self._maybe_fail("recv")
+        return super().recv(*args)
+
+    def send(self, *args):
+        self._maybe_fail("send")
+        return super().send(*args)
+
+    def accept(self):
+        self._maybe_fail("accept")
+        return super().accept()
+
+    def setsockopt(self, *args):
+        self._maybe_fail("setsockopt")
+        return super().setsockopt(*args)
+
+def tls_server(tmp_path, cert, extra=()) -> ServerProcess:
+    """The real server in TLS mode with ``cert`` (a PEM file holding the key and the chain: the ``certs``
+    fixture's)."""
+    return ServerProcess(tmp_path, extra=("--tls-cert", str(cert), "--tls-key", str(cert), *extra))

@@ -6,6 +6,7 @@ import time
 import pytest
 
 from reactor.cluster.engine import Engine, EngineError, EngineUnavailable, Script
+from reactor.stream import listen
 from tests.support import run_until
 
 pytestmark = pytest.mark.e2e
@@ -214,3 +215,21 @@ def test_a_blocking_xread_on_an_engine_of_its_own_returns_when_another_adds(loop
     assert reader.up and reader_events.count("down") == 0
     reader.close()
     writer.close()
+
+
+def test_an_answer_that_is_not_resp_drops_the_connection_and_says_why(loop, caplog):
+    """A peer that is no engine: its bytes reach the hiredis reader (the connection's protocol), which refuses
+    them; the connection is dropped, the reason logged, and connecting goes on."""
+    accepted = []
+    impostor = listen(loop, "127.0.0.1", 0, accepted.append)
+    client = Engine(loop, "127.0.0.1", impostor.address[1], **FAST)
+    with caplog.at_level(logging.WARNING, logger="reactor.cluster.engine"):
+        client.start()
+        run_until(loop, lambda: accepted)
+        accepted[0].sendall(b"x not RESP\r\n")
+        run_until(loop, lambda: "protocol error" in caplog.text)
+    assert not client.up and client.failed_attempts >= 1
+    client.close()
+    impostor.close()
+    for sock in accepted:
+        sock.close()

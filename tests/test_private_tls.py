@@ -18,9 +18,8 @@ from reactor.client.peer_certs import PeerIdentity, decode_certificate, encode_c
 from reactor.client.rules import ChatClient
 from reactor.server.host import ServerHost
 from reactor.server.rules import ChatServer
-from tests.support import ACCOUNTS, PONG, ClientProcess, RecordingProxy, ask, logged_in, run_until
+from tests.support import ACCOUNTS, PONG, ClientProcess, RecordingProxy, ask, logged_in, run_until, tls_server
 from tests.test_chat_server import World
-from tests.test_tls import ca, certs, tls_server  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="module")
@@ -378,7 +377,7 @@ def test_a_swapped_token_is_refused(loop, ids):
 
 
 @pytest.mark.e2e
-def test_e2e_the_real_clients_in_tls_mode_chat_privately(tmp_path, certs):  # noqa: F811
+def test_e2e_the_real_clients_in_tls_mode_chat_privately(tmp_path, certs):
     """``--ca`` makes the client's session certificate: the private chat opens and carries text both ways."""
     server = tls_server(tmp_path, certs["good"])
     clients = []

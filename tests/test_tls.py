@@ -2,17 +2,18 @@
 
 Certificates are made here (trustme), fresh for each run: nothing in the repository expires.
 """
-import datetime
+import selectors
 import socket
 import ssl
 import subprocess
 import sys
 import threading
+import tracemalloc
 
 import pytest
-import trustme
 
 from reactor import tls as tls_mod
+from reactor.framing import JsonLines, encode
 from reactor.server.host import TLS_REQUIRED
 from reactor.tls import TLSStream
 from tests.support import (
@@ -20,17 +21,13 @@ from tests.support import (
     PATIENCE,
     ROOT,
     ClientProcess,
+    FlakySocket,
+    Recorder,
     RecordingProxy,
-    ServerProcess,
     coverage_env,
     run_until,
+    tls_server,
 )
-from tests.test_stream import Recorder
-
-
-@pytest.fixture(scope="module")
-def ca():
-    return trustme.CA()
 
 
 @pytest.fixture(scope="module")
@@ -52,19 +49,20 @@ class Secured(Recorder):
         self.secure.append(stream)
 
 
-def tls_pair(loop, contexts, *, server_options=None, client_options=None, sock_options=None, socks=None):
+def tls_pair(loop, contexts, *, server_options=None, client_options=None, client_lines=None, sock_options=None,
+             socks=None):
     """A server-side and a client-side TLSStream on the two ends of a socketpair (``socks`` if given), each with a
-    Secured handler."""
+    Secured handler (the client's ``JsonLines`` made with ``client_lines``)."""
     a, b = socks or socket.socketpair()
     for sock in (a, b):
         for option, value in (sock_options or {}).items():
             sock.setsockopt(socket.SOL_SOCKET, option, value)
     server_ctx, client_ctx = contexts
     srv, cli = Secured(), Secured()
-    server = TLSStream(loop, a, srv, context=server_ctx, server_side=True, on_secure=srv.on_secure,
+    server = TLSStream(loop, a, JsonLines(srv), context=server_ctx, server_side=True, on_secure=srv.on_secure,
                        **(server_options or {}))
-    client = TLSStream(loop, b, cli, context=client_ctx, server_hostname="localhost", on_secure=cli.on_secure,
-                       **(client_options or {}))
+    client = TLSStream(loop, b, JsonLines(cli, **(client_lines or {})), context=client_ctx, server_hostname="localhost",
+                       on_secure=cli.on_secure, **(client_options or {}))
     return server, srv, client, cli
 
 
@@ -96,10 +94,10 @@ def run_until_received(loop, sock) -> bytes:
 
 def test_handshake_then_frames_both_ways(loop, contexts):
     server, srv, client, cli = tls_pair(loop, contexts)
-    client.send({"type": "hello", "n": 1})   # written before the handshake is done: it waits, then goes
+    client.write(encode({"type": "hello", "n": 1}))   # written before the handshake is done: it waits, then goes
     run_until(loop, lambda: srv.secure and cli.secure and srv.frames)
     assert srv.frames == [{"type": "hello", "n": 1}]
-    server.send({"type": "hello", "n": 2})
+    server.write(encode({"type": "hello", "n": 2}))
     run_until(loop, lambda: cli.frames)
     assert cli.frames == [{"type": "hello", "n": 2}]
     server.abort()
@@ -114,9 +112,10 @@ def test_on_secure_comes_before_the_frames_of_the_read_that_ends_the_handshake(l
             events.append(frame["n"])
 
     a, b = socket.socketpair()
-    TLSStream(loop, a, Ordered(), context=contexts[0], server_side=True, on_secure=lambda s: events.append("secure"))
-    client = TLSStream(loop, b, Recorder(), context=contexts[1], server_hostname="localhost")
-    client.send({"type": "hello", "n": 1})   # sealed with the Finished: one read ends the handshake and brings it
+    TLSStream(loop, a, JsonLines(Ordered()), context=contexts[0], server_side=True,
+              on_secure=lambda s: events.append("secure"))
+    client = TLSStream(loop, b, JsonLines(Recorder()), context=contexts[1], server_hostname="localhost")
+    client.write(encode({"type": "hello", "n": 1}))   # sealed with the Finished: one read ends the handshake, brings it
     run_until(loop, lambda: 1 in events)
     assert events == ["secure", 1]
 
@@ -132,7 +131,7 @@ def test_big_frames_to_a_slow_reader_arrive_whole_and_in_order(loop, contexts):
 
     def more(stream):
         while left and stream.buffered < 64 * 1024:
-            stream.send(left.pop(0))
+            stream.write(encode(left.pop(0)))
         if left:
             stream.when_drained(more)
 
@@ -145,20 +144,31 @@ def test_big_frames_to_a_slow_reader_arrive_whole_and_in_order(loop, contexts):
 
 def test_output_to_a_slow_reader_waits_in_one_buffer_appended_to_and_sent_from_in_place(loop, contexts):
     """The wire bytes a slow reader has not taken yet are not copied whole at each seal or partial send
-    (a megabyte waiting would be copied once per send): a later seal appends to the very buffer that waits."""
+    (a megabyte waiting would be copied once per send): a later seal appends to the very buffer that waits, and
+    each send takes from its front. So while 1.7 MB wait, sealing one more frame and sending 100 kB in parts
+    costs about what the reader holds of them, not megabytes (tracemalloc's peak)."""
     a, b = socket.socketpair()
-    server, srv, client, cli = tls_pair(loop, contexts, socks=(a, b), client_options={"max_frame": 1 << 20})
+    server, srv, client, cli = tls_pair(loop, contexts, socks=(a, b), server_options={"max_output": 8 << 20},
+                                        client_lines={"max_frame": 4 << 20})
     run_until(loop, lambda: srv.secure and cli.secure)
-    loop.remove_reader(b)   # the client stops reading
-    frames = [{"type": "fill", "text": "x" * 300_000}, {"type": "fill", "text": "y" * 1000}]
-    server.send(frames[0])
-    run_until(loop, lambda: server._writing)   # the socket is full: the rest waits for writability
-    server._flush()                             # (what a writable event does: nothing goes, nothing was read)
-    waiting = server._out
-    server.send(frames[1])
-    server._flush()                             # seals the second frame behind the first's rest
-    assert server._out is waiting
-    loop.add_reader(b, client._on_readable)     # the client reads again: everything arrives, in order
+    client.pause_reading()   # the client stops reading
+    frames = [{"type": "fill", "text": "x" * 2_000_000}, {"type": "fill", "text": "y" * 1000}]
+    tracemalloc.start()
+    try:
+        server.write(encode(frames[0]))
+        run_until(loop, lambda: loop.watched(a) & selectors.EVENT_WRITE)   # the socket is full: the rest waits
+        waiting = server.buffered
+        tracemalloc.reset_peak()
+        held = tracemalloc.get_traced_memory()[0]
+        server.write(encode(frames[1]))   # sealed at the next writable event, behind the first's rest
+        client.resume_reading()           # the client takes some: sends from the front of what waits
+        run_until(loop, lambda: server.buffered < waiting - 100_000)
+        client.pause_reading()
+        more = tracemalloc.get_traced_memory()[1] - held
+    finally:
+        tracemalloc.stop()
+    assert waiting > 1_000_000 and more < 1_000_000, (waiting, more)   # (0.44 MB; a copy per seal: 3.8, per send: 2)
+    client.resume_reading()   # the client reads again: everything arrives, in order
     run_until(loop, lambda: len(cli.frames) == 2, timeout=PATIENCE)
     assert cli.frames == frames and not srv.lost and not cli.lost
     server.abort()
@@ -172,10 +182,22 @@ def test_every_frame_of_one_record_is_handled_without_more_bytes_coming(loop, co
     server, srv, client, cli = tls_pair(loop, contexts)
     run_until(loop, lambda: srv.secure and cli.secure)
     for n in range(200):
-        client.send({"type": "small", "n": n})
+        client.write(encode({"type": "small", "n": n}))
     run_until(loop, lambda: len(srv.frames) == 200)
     assert srv.frames == [{"type": "small", "n": n} for n in range(200)]
     server.abort()
+    client.abort()
+
+
+def test_a_tls_stream_reads_past_a_wakeup_with_nothing_and_reports_a_reset(loop, contexts):
+    a, b = socket.socketpair()
+    flaky = FlakySocket(a, recv=[BlockingIOError()])   # the first wakeup finds nothing to read after all
+    server, srv, client, cli = tls_pair(loop, contexts, socks=(flaky, b))
+    run_until(loop, lambda: srv.secure and cli.secure)
+    flaky.failures["recv"] = [ConnectionResetError(104, "Connection reset by peer")]
+    client.write(encode({"type": "never", "read": True}))
+    run_until(loop, lambda: srv.lost)
+    assert srv.lost == ["Connection reset by peer"] and srv.frames == []
     client.abort()
 
 
@@ -183,7 +205,7 @@ def test_a_handshake_that_stalls_is_closed_at_the_deadline(loop, contexts):
     a, b = socket.socketpair()
     rec = Recorder()
     start = loop.time()   # the deadline runs from the stream's making (client_hello below takes milliseconds)
-    server = TLSStream(loop, a, rec, context=contexts[0], server_side=True, handshake_timeout=0.2)
+    server = TLSStream(loop, a, JsonLines(rec), context=contexts[0], server_side=True, handshake_timeout=0.2)
     b.sendall(client_hello(contexts)[:30])   # part of the hello, then nothing
     run_until(loop, lambda: rec.lost)
     assert rec.lost == ["TLS handshake timed out"] and loop.time() - start >= 0.2
@@ -200,7 +222,7 @@ def test_a_finished_handshake_is_not_cut_at_the_deadline(loop, contexts):
     deadline = loop.time() + 0.5
     run_until(loop, lambda: loop.time() > deadline)
     assert not srv.lost and not cli.lost
-    client.send({"type": "still", "here": True})
+    client.write(encode({"type": "still", "here": True}))
     run_until(loop, lambda: srv.frames)
     server.abort()
     client.abort()
@@ -209,7 +231,7 @@ def test_a_finished_handshake_is_not_cut_at_the_deadline(loop, contexts):
 def test_a_plaintext_client_is_told_tls_is_required_and_closed(loop, contexts):
     a, b = socket.socketpair()
     rec = Recorder()
-    TLSStream(loop, a, rec, context=contexts[0], server_side=True, plaintext_answer=TLS_REQUIRED)
+    TLSStream(loop, a, JsonLines(rec), context=contexts[0], server_side=True, plaintext_answer=TLS_REQUIRED)
     b.sendall(b'{"type":"hello","version":1}\n')
     run_until(loop, lambda: rec.lost)
     assert rec.lost == ["a plaintext client on the TLS port"]
@@ -224,7 +246,7 @@ def test_a_plaintext_client_is_told_tls_is_required_and_closed(loop, contexts):
 def test_bytes_that_are_not_tls_fail_the_handshake(loop, contexts):
     a, b = socket.socketpair()
     rec = Recorder()
-    TLSStream(loop, a, rec, context=contexts[0], server_side=True)
+    TLSStream(loop, a, JsonLines(rec), context=contexts[0], server_side=True)
     b.sendall(b"GET / HTTP/1.0\r\n\r\n")
     run_until(loop, lambda: rec.lost)
     assert rec.lost[0].startswith("TLS: "), rec.lost
@@ -234,7 +256,7 @@ def test_bytes_that_are_not_tls_fail_the_handshake(loop, contexts):
 def test_a_tls_client_of_a_plaintext_server_fails_the_handshake(loop, contexts):
     a, b = socket.socketpair()
     rec = Recorder()
-    TLSStream(loop, a, rec, context=contexts[1], server_hostname="localhost")
+    TLSStream(loop, a, JsonLines(rec), context=contexts[1], server_hostname="localhost")
     b.setblocking(False)
     hello = run_until_received(loop, b)
     assert hello[:1] == b"\x16"   # the client's hello: a TLS handshake record
@@ -250,7 +272,7 @@ def test_close_sends_the_last_frames_then_close_notify(loop, contexts):
     a, b = socket.socketpair()
     rec = Recorder()
     secured = []
-    server = TLSStream(loop, a, rec, context=contexts[0], server_side=True, on_secure=secured.append)
+    server = TLSStream(loop, a, JsonLines(rec), context=contexts[0], server_side=True, on_secure=secured.append)
     got = {}
 
     def peer():
@@ -267,7 +289,7 @@ def test_close_sends_the_last_frames_then_close_notify(loop, contexts):
     thread = threading.Thread(target=peer, daemon=True)
     thread.start()
     run_until(loop, lambda: secured)
-    server.send({"type": "bye"})
+    server.write(encode({"type": "bye"}))
     server.close()
     run_until(loop, lambda: rec.lost and not thread.is_alive(), timeout=PATIENCE)
     assert got == {"data": b'{"type":"bye"}\n'}
@@ -277,35 +299,14 @@ def test_a_verification_failure_says_why(loop, contexts):
     """A client checking the name example.org against a certificate for localhost."""
     a, b = socket.socketpair()
     srv, cli = Recorder(), Recorder()
-    TLSStream(loop, a, srv, context=contexts[0], server_side=True)
-    TLSStream(loop, b, cli, context=contexts[1], server_hostname="example.org")
+    TLSStream(loop, a, JsonLines(srv), context=contexts[0], server_side=True)
+    TLSStream(loop, b, JsonLines(cli), context=contexts[1], server_hostname="example.org")
     run_until(loop, lambda: cli.lost and srv.lost)
     assert cli.lost == ["certificate verify failed: Hostname mismatch, certificate is not valid for 'example.org'."]
     assert srv.lost[0].startswith("TLS: "), srv.lost   # the client's alert
 
 
 # -- the real server and client -------------------------------------------------
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory, ca):
-    """PEM files: the CA, a good server certificate and key, an expired one, one for another host, another CA."""
-    folder = tmp_path_factory.mktemp("certs")
-    now = datetime.datetime.now(datetime.UTC)
-    paths = {"ca": folder / "ca.pem", "other_ca": folder / "other-ca.pem"}
-    ca.cert_pem.write_to_path(str(paths["ca"]))
-    trustme.CA().cert_pem.write_to_path(str(paths["other_ca"]))
-    for name, cert in (("good", ca.issue_cert("localhost", "127.0.0.1")),
-                       ("expired", ca.issue_cert("localhost", "127.0.0.1", not_before=now - datetime.timedelta(days=30),
-                                                 not_after=now - datetime.timedelta(days=1))),
-                       ("other_host", ca.issue_cert("chat.example.org"))):
-        paths[name] = folder / f"{name}.pem"
-        cert.private_key_and_cert_chain_pem.write_to_path(str(paths[name]))
-    return paths
-
-
-def tls_server(tmp_path, cert, extra=()):
-    return ServerProcess(tmp_path, extra=("--tls-cert", str(cert), "--tls-key", str(cert), *extra))
-
 
 @pytest.mark.e2e
 def test_e2e_a_relay_sees_no_password_message_or_frame_in_clear(tmp_path, certs):
@@ -412,7 +413,7 @@ def test_a_peer_that_reads_nothing_is_cut_off_past_max_output(loop, contexts):
 
     def more():
         if not srv.lost:
-            server.send({"type": "fill", "text": "x" * 10_000})
+            server.write(encode({"type": "fill", "text": "x" * 10_000}))
             loop.call_soon(more)
 
     more()

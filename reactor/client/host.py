@@ -23,6 +23,7 @@ import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from ..framing import JsonLines, encode
 from ..loop import EventLoop, NamedTimers
 from ..protocol import Frame
 from ..stream import Connector, Listener, Stream, listen
@@ -124,12 +125,12 @@ class ClientHost:
                 self._cannot_connect(f"{host}:{port}", error)
                 return
             if self._tls is None:
-                self._server = Stream(self.loop, sock, _ServerLink(self))
+                self._server = Stream(self.loop, sock, JsonLines(_ServerLink(self)))
                 self._server_ready()
                 return
             self._connecting = f"{host}:{port}"
-            self._server = TLSStream(self.loop, sock, _ServerLink(self), context=self._tls, server_hostname=host,
-                                     on_secure=lambda stream: self._server_ready())
+            self._server = TLSStream(self.loop, sock, JsonLines(_ServerLink(self)), context=self._tls,
+                                     server_hostname=host, on_secure=lambda stream: self._server_ready())
 
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             self.loop.add_signal_handler(signum, self._interrupted)
@@ -221,10 +222,10 @@ class ClientHost:
         peer = next(self._peer_ids)
         try:
             if context is None:
-                stream = Stream(self.loop, sock, self._peer_link)
+                stream = Stream(self.loop, sock, JsonLines(self._peer_link))
             else:
-                stream = TLSStream(self.loop, sock, self._peer_link, context=context, server_side=user is None,
-                                   on_secure=lambda stream: self._peer_secure(peer, stream))
+                stream = TLSStream(self.loop, sock, JsonLines(self._peer_link), context=context,
+                                   server_side=user is None, on_secure=lambda stream: self._peer_secure(peer, stream))
         except OSError:
             sock.close()
             return
@@ -291,12 +292,12 @@ class ClientHost:
 
     def _to_server(self, effect: ToServer) -> None:
         if self._server is not None:
-            self._server.send(effect.frame)
+            self._server.write(encode(effect.frame))
 
     def _to_peer(self, effect: ToPeer) -> None:
         stream = self._peers.get(effect.peer)
         if stream is not None:
-            stream.send(effect.frame)
+            stream.write(encode(effect.frame))
 
     def _close_peer(self, effect: ClosePeer) -> None:
         stream = self._peers.pop(effect.peer, None)

@@ -4,7 +4,8 @@ Cluster mode only (it needs ``hiredis``, the ``cluster`` extra); the default ser
 
 ``Engine.call`` packs a command with ``hiredis.pack_command`` into the output
 buffer of a ``Stream`` (so a turn's commands leave in one ``send``), and the
-replies, parsed by a ``hiredis.Reader``, go to the callbacks strictly in command
+replies, parsed by a ``hiredis.Reader`` (the stream's protocol object, as
+``JsonLines`` is a chat connection's), go to the callbacks strictly in command
 order. A reply is what hiredis gives: ``str`` (UTF-8, undecodable bytes replaced),
 ``int``, ``list``, ``None``, or an ``EngineError`` for an error reply, handed over
 as a value. A callback is never called from inside ``call``/``script``: when the
@@ -85,57 +86,37 @@ class _Command:
         self.done = False
 
 
-class _Lost:
-    """The ``StreamHandler`` of an engine connection: only its loss matters (replies bypass framing)."""
+class _Replies:
+    """The protocol of one engine connection: the bytes read go to a hiredis ``Reader``, each whole reply to
+    ``on_reply``; the connection's loss to ``on_lost``."""
 
-    __slots__ = ("_on_lost",)
+    __slots__ = ("_reader", "_on_reply", "_on_lost")
 
-    def __init__(self, on_lost: Callable[[Stream, str | None], Any]) -> None:
-        self._on_lost = on_lost
-
-    def frame_received(self, stream: Stream, frame: dict[str, Any]) -> None:  # pragma: no cover - never framed
-        pass
-
-    def frame_error(self, stream: Stream, detail: str) -> None:  # pragma: no cover - never framed
-        pass
-
-    def connection_lost(self, stream: Stream, reason: str | None) -> None:
-        self._on_lost(stream, reason)
-
-
-class _RespStream(Stream):
-    """A ``Stream`` carrying RESP: the bytes read go to a hiredis ``Reader``, each whole reply to ``on_reply``."""
-
-    __slots__ = ("_reader", "_on_reply", "_count_send")
-
-    def __init__(self, loop: EventLoop, sock: socket.socket, on_reply: Callable[[Reply], Any],
-                 on_lost: Callable[[Stream, str | None], Any], count_send: Callable[[], Any], max_output: int) -> None:
-        super().__init__(loop, sock, _Lost(on_lost), max_output=max_output)
+    def __init__(self, on_reply: Callable[[Reply], Any],
+                 on_lost: Callable[[Stream[_Replies], str | None], Any]) -> None:
         self._reader = hiredis.Reader(replyError=EngineError, encoding="utf-8", errors="replace",
                                       notEnoughData=_NOT_YET)
         self._on_reply = on_reply
-        self._count_send = count_send
+        self._on_lost = on_lost
 
-    def _received(self, data: bytes) -> None:
+    def data_received(self, stream: Stream[_Replies], data: bytes) -> None:
         reader = self._reader
         reader.feed(data)
-        while not self._closing:
+        while not stream.closed:
             try:
                 reply = reader.gets()
             except hiredis.ProtocolError as exc:
-                self._fail(f"protocol error: {exc}")
+                stream.abort(f"protocol error: {exc}")
                 return
             if reply is _NOT_YET:
                 return
             self._on_reply(reply)
 
-    def _eof_reason(self) -> str:
-        return "the engine closed the connection"
+    def eof_received(self, stream: Stream[_Replies]) -> None:
+        stream.close("the engine closed the connection")
 
-    def _flush(self) -> None:
-        if self._out and not self._closed:
-            self._count_send()
-        super()._flush()
+    def connection_lost(self, stream: Stream[_Replies], reason: str | None) -> None:
+        self._on_lost(stream, reason)
 
 
 _NOT_YET = object()   # what the reader gives while no reply is whole
@@ -162,7 +143,7 @@ class Engine:
         self._backoff = backoff
         self._delay = backoff[0]
         self._max_output = max_output
-        self._stream: _RespStream | None = None
+        self._stream: Stream[_Replies] | None = None
         self._connector: Connector | None = None
         self._timer: TimerHandle | None = None       # the pending reconnect, handshake deadline or reply deadline
         self._up = False
@@ -172,12 +153,18 @@ class Engine:
         self._queue: deque[_Command] = deque()      # in call order: whose callbacks are still due
         self._waiting: deque[_Command] = deque()    # in wire order: whose replies are still due
         self._loaded: set[str] = set()      # the SHAs of the scripts sent by EVAL on this connection
-        self.sends = 0
+        self._earlier_sends = 0             # the sends of the connections before this one
 
     @property
     def up(self) -> bool:
         """Connected, and the engine answered."""
         return self._up
+
+    @property
+    def sends(self) -> int:
+        """The socket sends of commands so far, on every connection."""
+        current = self._stream.sends if self._stream is not None else None
+        return self._earlier_sends + (current or 0)
 
     @property
     def failed_attempts(self) -> int:
@@ -225,6 +212,7 @@ class Engine:
         stream, self._stream = self._stream, None
         if stream is not None:
             stream.close()
+            self._earlier_sends += stream.sends or 0
         queue, self._queue = self._queue, deque()
         self._waiting = deque()
         if queue:
@@ -280,9 +268,6 @@ class Engine:
         else:
             self._timer = self._loop.call_at(due, self._check_replies)
 
-    def _count_send(self) -> None:
-        self.sends += 1
-
     # -- connecting ---------------------------------------------------
 
     def _connect(self) -> None:
@@ -295,8 +280,8 @@ class Engine:
         if sock is None:
             self._retry(f"cannot connect: {error}")
             return
-        self._stream = _RespStream(self._loop, sock, self._received, self._stream_lost, self._count_send,
-                                   self._max_output)
+        self._stream = Stream(self._loop, sock, _Replies(self._received, self._stream_lost),
+                              max_output=self._max_output, count_sends=True)
         self._loaded.clear()
         self._send(_pack(("PING",)), _Command(self._answered, self._loop.time()))
         self._cancel_timer()   # the handshake's deadline in place of the reply deadline
@@ -317,7 +302,7 @@ class Engine:
         if self._on_up is not None:
             _call(self._on_up)
 
-    def _stream_lost(self, stream: Stream, reason: str | None) -> None:
+    def _stream_lost(self, stream: Stream[_Replies], reason: str | None) -> None:
         if stream is self._stream:
             self._lose(reason or "closed")
 
@@ -328,6 +313,7 @@ class Engine:
             return
         self._cancel_timer()
         stream.abort()
+        self._earlier_sends += stream.sends or 0
         was_up, self._up = self._up, False
         queue, self._queue = self._queue, deque()
         self._waiting = deque()

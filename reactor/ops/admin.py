@@ -24,7 +24,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple, Protocol
 
-from ..framing import encode
+from ..framing import JsonLines, encode
 from ..loop import EventLoop, TimerHandle
 from ..stream import Listener, Stream, describe_os_error
 from .admin_commands import STATS_COLUMNS, USAGE_STATUS, WHO_COLUMNS, BadArguments, parse, read_request
@@ -143,7 +143,7 @@ class AdminConnection:
 
     __slots__ = ("stream", "deadline", "asked")
 
-    def __init__(self, stream: Stream, deadline: TimerHandle) -> None:
+    def __init__(self, stream: Stream[JsonLines], deadline: TimerHandle) -> None:
         self.stream = stream
         self.deadline = deadline
         self.asked = False
@@ -164,7 +164,7 @@ class AdminServer:
         st = os.stat(path)
         self._identity = (st.st_dev, st.st_ino)
         self._listener = Listener(loop, sock, self._accept)
-        self._connections: dict[Stream, AdminConnection] = {}
+        self._connections: dict[Stream[JsonLines], AdminConnection] = {}
 
     @property
     def connections(self) -> int:
@@ -190,7 +190,7 @@ class AdminServer:
             sock.close()
             return
         try:
-            stream = Stream(self._loop, sock, self, max_frame=MAX_REQUEST)
+            stream = Stream(self._loop, sock, JsonLines(self, max_frame=MAX_REQUEST))
         except OSError as exc:
             log.debug("admin socket: accept: %s", describe_os_error(exc))
             sock.close()
@@ -198,13 +198,13 @@ class AdminServer:
         deadline = self._loop.call_later(self._timeout, self._timed_out, stream)
         self._connections[stream] = AdminConnection(stream, deadline)
 
-    def _timed_out(self, stream: Stream) -> None:
+    def _timed_out(self, stream: Stream[JsonLines]) -> None:
         log.warning("admin socket: a connection took over %gs for its request and answer; closed", self._timeout)
         stream.abort()
 
     # -- the stream's handler ------------------------------------------
 
-    def frame_received(self, stream: Stream, frame: dict[str, Any]) -> None:
+    def frame_received(self, stream: Stream[JsonLines], frame: dict[str, Any]) -> None:
         connection = self._connections.get(stream)
         if connection is None or connection.asked:   # one request a connection: the rest is ignored
             return
@@ -223,34 +223,35 @@ class AdminServer:
             log.exception("admin: %s failed", command.name)
             self._fail(stream, f"Error. The server could not {command.name}: {exc}", 1)
 
-    def frame_error(self, stream: Stream, detail: str) -> None:
+    def frame_error(self, stream: Stream[JsonLines], detail: str) -> None:
         connection = self._connections.get(stream)
         if connection is not None and not connection.asked:
             connection.asked = True
             self._fail(stream, f"Error. Not a request ({detail}): one JSON object a line", USAGE_STATUS)
 
-    def connection_lost(self, stream: Stream, reason: str | None) -> None:
+    def connection_lost(self, stream: Stream[JsonLines], reason: str | None) -> None:
         connection = self._connections.pop(stream, None)
         if connection is not None:
             connection.deadline.cancel()
 
     # -- answers -------------------------------------------------------
 
-    def _done(self, stream: Stream, text: str) -> None:
-        stream.send({"ok": text})
+    def _done(self, stream: Stream[JsonLines], text: str) -> None:
+        stream.write(encode({"ok": text}))
         stream.close()
 
-    def _fail(self, stream: Stream, text: str, status: int) -> None:
-        stream.send({"error": text, "status": status})
+    def _fail(self, stream: Stream[JsonLines], text: str, status: int) -> None:
+        stream.write(encode({"error": text, "status": status}))
         stream.close()
 
-    def _table(self, stream: Stream, columns: tuple[str, ...], rows: Iterable[Iterable[Any]], ending: str) -> None:
+    def _table(self, stream: Stream[JsonLines], columns: tuple[str, ...], rows: Iterable[Iterable[Any]],
+               ending: str) -> None:
         """The columns, then the rows ``ROWS_PER_TURN`` a turn as the reader takes them, then ``ending``
         (``{n}`` in it: how many rows)."""
-        stream.send({"columns": list(columns)})
+        stream.write(encode({"columns": list(columns)}))
         self._rows(stream, iter(rows), 0, ending)
 
-    def _rows(self, stream: Stream, rows: Iterator[Iterable[Any]], sent: int, ending: str) -> None:
+    def _rows(self, stream: Stream[JsonLines], rows: Iterator[Iterable[Any]], sent: int, ending: str) -> None:
         if stream.closed:
             return
         chunk = []
@@ -272,15 +273,15 @@ class AdminServer:
 
     # -- the commands --------------------------------------------------
 
-    def _who(self, stream: Stream) -> None:
+    def _who(self, stream: Stream[JsonLines]) -> None:
         log.info("admin: who", extra={"action": "who"})
         self._table(stream, WHO_COLUMNS, self._host.who(), "{n} users online.")
 
-    def _stats(self, stream: Stream) -> None:
+    def _stats(self, stream: Stream[JsonLines]) -> None:
         log.info("admin: stats", extra={"action": "stats"})
         self._table(stream, STATS_COLUMNS, self._host.stats(), "{n} figures.")
 
-    def _kick(self, stream: Stream, user: str, reason: str | None) -> None:
+    def _kick(self, stream: Stream[JsonLines], user: str, reason: str | None) -> None:
         if self._host.kick(user, reason):
             log.info("admin: kicked %s%s", user, f" ({reason})" if reason else "",
                      extra={"action": "kick", "user": user, "reason": reason})
@@ -289,7 +290,7 @@ class AdminServer:
             log.info("admin: kick %s: not online", user, extra={"action": "kick", "user": user})
             self._fail(stream, f"Error. {user} is not online.", 1)
 
-    def _lock(self, stream: Stream, user: str, seconds: float) -> None:
+    def _lock(self, stream: Stream[JsonLines], user: str, seconds: float) -> None:
         if self._host.lock(user, seconds):
             log.info("admin: locked %s for %gs", user, seconds,
                      extra={"action": "lock", "user": user, "seconds": seconds})
@@ -298,7 +299,7 @@ class AdminServer:
             log.info("admin: lock %s: no such account", user, extra={"action": "lock", "user": user})
             self._fail(stream, f"Error. There is no account {user}.", 1)
 
-    def _unlock(self, stream: Stream, user: str) -> None:
+    def _unlock(self, stream: Stream[JsonLines], user: str) -> None:
         if self._host.unlock(user):
             log.info("admin: unlocked %s", user, extra={"action": "unlock", "user": user})
             self._done(stream, f"Unlocked {user}.")
@@ -306,13 +307,13 @@ class AdminServer:
             log.info("admin: unlock %s: not locked", user, extra={"action": "unlock", "user": user})
             self._fail(stream, f"Error. {user} is not locked.", 1)
 
-    def _notice(self, stream: Stream, text: str) -> None:
+    def _notice(self, stream: Stream[JsonLines], text: str) -> None:
         reached = self._host.notice(text)
         log.info("admin: notice of %d characters to %d users", len(text), reached,
                  extra={"action": "notice", "users": reached})
         self._done(stream, f"Notice sent to {reached} users.")
 
-    def _reload(self, stream: Stream) -> None:
+    def _reload(self, stream: Stream[JsonLines]) -> None:
         why = self._host.reload()
         if why is None:
             log.info("admin: reloaded the accounts", extra={"action": "reload"})

@@ -61,7 +61,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
-from ..framing import MAX_FRAME, encode
+from ..framing import MAX_FRAME, JsonLines, encode
 from ..loop import EventLoop, NamedTimers, TimerHandle
 from ..protocol import Frame
 from ..stream import MAX_OUTPUT, RECV_SIZE, Listener, Stream, listen
@@ -264,13 +264,13 @@ class ServerHost:
         if len(self._strangers) >= self._max_strangers or self._per_address[address] >= self._max_per_address:
             self._turn_away(sock, address)
             return
-        limits: dict[str, Any] = {"max_frame": STRANGER_MAX_FRAME, "max_output": STRANGER_MAX_OUTPUT,
-                                  "read_size": STRANGER_READ_SIZE}
+        lines = JsonLines(self, max_frame=STRANGER_MAX_FRAME)
+        limits: dict[str, Any] = {"max_output": STRANGER_MAX_OUTPUT, "read_size": STRANGER_READ_SIZE}
         try:
             if self._tls is None:
-                stream = Stream(self._loop, sock, self, **limits)
+                stream = Stream(self._loop, sock, lines, **limits)
             else:
-                stream = TLSStream(self._loop, sock, self, context=self._tls, server_side=True,
+                stream = TLSStream(self._loop, sock, lines, context=self._tls, server_side=True,
                                    plaintext_answer=TLS_REQUIRED, **limits)
         except OSError as exc:  # the peer is already gone
             log.debug("accept: %s", exc)
@@ -303,7 +303,8 @@ class ServerHost:
         self._forget_stranger(conn)
         stream = self._streams.get(conn)
         if stream is not None:
-            stream.set_limits(max_frame=MAX_FRAME, max_output=MAX_OUTPUT, read_size=RECV_SIZE)
+            stream.set_limits(max_output=MAX_OUTPUT, read_size=RECV_SIZE)
+            stream.protocol.max_frame = MAX_FRAME
 
     def _forget_stranger(self, conn: int) -> None:
         address = self._strangers.pop(conn, None)

@@ -36,6 +36,7 @@ import sys
 from collections import deque
 from collections.abc import Callable
 
+from ..framing import JsonLines, encode
 from ..loop import EventLoop, TimerHandle
 from ..stream import Stream
 from .passwords import verify_password
@@ -208,7 +209,7 @@ class _Helper:
         finally:
             theirs.close()
         self._started = self._loop.time()
-        self._stream = Stream(self._loop, ours, self, max_frame=1024)
+        self._stream = Stream(self._loop, ours, JsonLines(self, max_frame=1024))
         log.info("password verifier started, pid %d", self._process.pid)
         return True
 
@@ -218,7 +219,7 @@ class _Helper:
         self._key = key
         self._request_id += 1
         self._deadline = self._loop.call_later(self._pool.check_timeout, self._timed_out)
-        self._stream.send({"id": self._request_id, "hash": hashed, "password": password})
+        self._stream.write(encode({"id": self._request_id, "hash": hashed, "password": password}))
 
     def stop(self) -> None:
         """End it for good (it exits at end of input); the check it holds is answered None."""

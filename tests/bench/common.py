@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from reactor.framing import encode
 from reactor.server.host import with_texts
 from reactor.server.rules import STORE_CHANGES, CheckPassword, LoggedIn, LoginFailed, SendBatch, SendStored
 from reactor.server.store import MemoryStore
@@ -164,9 +165,9 @@ class BenchUser:
     def log_in(self, stream: Stream, kind: object) -> bool:
         """Answer a login frame of type ``kind`` (False: it is none)."""
         if kind == "hello":
-            stream.send({"type": "username", "username": self.name})
+            stream.write(encode({"type": "username", "username": self.name}))
         elif kind == "username_ok":
-            stream.send({"type": "password", "password": "pw-" + self.name})
+            stream.write(encode({"type": "password", "password": "pw-" + self.name}))
         elif kind == "welcome":
             self.ready = True
         else:

@@ -16,6 +16,7 @@ import socket
 import time
 from collections.abc import Callable
 
+from reactor.framing import JsonLines, encode
 from reactor.loop import EventLoop
 from reactor.stream import Stream
 
@@ -95,7 +96,7 @@ class _Pusher:
             self.send_one()
 
     def send_one(self) -> None:
-        self.stream.send(_frame(self.sent))
+        self.stream.write(encode(_frame(self.sent)))
         self.sent += 1
 
     def frame_received(self, stream: Stream, frame: dict) -> None:
@@ -135,8 +136,8 @@ def streams_reactor(frames: int) -> float:
     a, b = _Pusher(frames, done), _Pusher(frames, done)
     a.peer, b.peer = b, a
     sock_a, sock_b = _tcp_pair()
-    a.stream = Stream(loop, sock_a, a)
-    b.stream = Stream(loop, sock_b, b)
+    a.stream = Stream(loop, sock_a, JsonLines(a))
+    b.stream = Stream(loop, sock_b, JsonLines(b))
     start = time.perf_counter()
     a.start()
     b.start()

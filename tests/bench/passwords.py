@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 
+from reactor.framing import JsonLines, encode
 from reactor.loop import EventLoop
 from reactor.server.passwords import hash_password
 from reactor.stream import Stream
@@ -37,12 +38,12 @@ class Bystander(BenchUser):
         self.bench, self.name, self.partner, self.starts = bench, name, partner, starts
         self.ready = False
         self.sent = 0.0
-        self.stream = Stream(bench.loop, socket.create_connection(("127.0.0.1", bench.port)), self)
-        self.stream.send({"type": "hello", "version": 1})
+        self.stream = Stream(bench.loop, socket.create_connection(("127.0.0.1", bench.port)), JsonLines(self))
+        self.stream.write(encode({"type": "hello", "version": 1}))
 
     def ping(self) -> None:
         self.sent = time.perf_counter()
-        self.stream.send({"type": "message", "to": self.partner, "text": "ping"})
+        self.stream.write(encode({"type": "message", "to": self.partner, "text": "ping"}))
 
     def frame_received(self, stream: Stream, frame: dict) -> None:
         kind = frame.get("type")
@@ -50,7 +51,7 @@ class Bystander(BenchUser):
             self.bench.round_trip(time.perf_counter() - self.sent)
             self.ping()
         elif kind == "message":
-            stream.send({"type": "message", "to": self.partner, "text": "pong"})
+            stream.write(encode({"type": "message", "to": self.partner, "text": "pong"}))
         else:
             self.log_in(stream, kind)
 
@@ -63,16 +64,17 @@ class Attacker:
         self.connect()
 
     def connect(self) -> None:
-        self.stream = Stream(self.bench.loop, socket.create_connection(("127.0.0.1", self.bench.port)), self)
-        self.stream.send({"type": "hello", "version": 1})
+        self.stream = Stream(self.bench.loop, socket.create_connection(("127.0.0.1", self.bench.port)),
+                             JsonLines(self))
+        self.stream.write(encode({"type": "hello", "version": 1}))
 
     def guess(self) -> None:
-        self.stream.send({"type": "password", "password": "wrong-guess"})
+        self.stream.write(encode({"type": "password", "password": "wrong-guess"}))
 
     def frame_received(self, stream: Stream, frame: dict) -> None:
         kind, code = frame.get("type"), frame.get("code")
         if kind == "hello":
-            stream.send({"type": "username", "username": self.account})
+            stream.write(encode({"type": "username", "username": self.account}))
         elif kind == "username_ok":
             self.guess()
         elif code in ("invalid_password", "try_again"):

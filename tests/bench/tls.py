@@ -30,6 +30,7 @@ import time
 
 import trustme
 
+from reactor.framing import JsonLines, encode
 from reactor.loop import EventLoop
 from reactor.stream import Stream
 from reactor.tls import TLSStream
@@ -52,18 +53,18 @@ class Client(BenchUser):
         sock = socket.create_connection(("127.0.0.1", port))
         loop = self.bench.loop
         if context is None:
-            self.stream = Stream(loop, sock, self)
+            self.stream = Stream(loop, sock, JsonLines(self))
             self._hello(self.stream)
         else:
-            self.stream = TLSStream(loop, sock, self, context=context, server_hostname="localhost",
+            self.stream = TLSStream(loop, sock, JsonLines(self), context=context, server_hostname="localhost",
                                     on_secure=self._hello)
 
     def _hello(self, stream: Stream) -> None:
-        stream.send({"type": "hello", "version": 1})
+        stream.write(encode({"type": "hello", "version": 1}))
 
     def send_message(self) -> None:
         assert self.stream is not None
-        self.stream.send({"type": "message", "to": self.partner, "text": f"{time.perf_counter():.9f} {TEXT}"})
+        self.stream.write(encode({"type": "message", "to": self.partner, "text": f"{time.perf_counter():.9f} {TEXT}"}))
 
     def frame_received(self, stream: Stream, frame: dict) -> None:
         kind = frame.get("type")
