@@ -100,9 +100,9 @@ def certain(cluster: str) -> bool:
         _certain_char(char) and unicodedata.category(char) in ("Mn", "Me") for char in cluster[1:])
 
 
-def estimated_width(cluster: str) -> int:
-    """The cluster's width by Unicode's tables, the first character's (its marks take none)."""
-    return char_width(cluster[0])
+def estimated_width(text: str) -> int:
+    """The width of a certain cluster, or of a part, by Unicode's tables (marks take none)."""
+    return sum(map(char_width, text))
 
 
 def parts(cluster: str) -> list[str]:

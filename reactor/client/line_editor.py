@@ -668,8 +668,8 @@ class LineEditor:
         return True
 
     def _draw(self, layout: Layout, cursor: int, mark: int, whole: bool = False) -> None:
-        """Rewrite the input from its first row (``whole``: every row, no window) and put the
-        cursor back; first ask the terminal about clusters not measured yet."""
+        """Rewrite the input from its first row and put the cursor back (``whole``: every row, no
+        window, and the cursor left at the end); first ask the terminal about clusters not measured yet."""
         out = [self._to_top()]
         questions = self._to_measure(self._shown_chars())
         for cluster in questions:
@@ -694,7 +694,7 @@ class LineEditor:
             # would make tmux forget that the row above wraps into it, so the erase comes first.
             out.append(" " + ERASE_BELOW + "\r" if layout.at_margin else ERASE_BELOW)
             end = (layout.end[0] - first + (first > 0), layout.end[1])
-        place = (cursor_row - first + (first > 0), cursor_col)
+        place = end if whole else (cursor_row - first + (first > 0), cursor_col)
         out.append(_move(end, place))
         self._output.append("".join(out))
         self._drawn_rows, self._top, self._drawn_mark = rows, first, mark
