@@ -278,6 +278,33 @@ def test_after_a_resize_the_input_is_drawn_once_with_nothing_stale(old, new, ref
     assert_input(term, line[:cursor] + "!" + line[cursor:], cursor + 1, above=above)
 
 
+@pytest.mark.parametrize("reflow", [True, False], ids=["reflowing", "cutting"])
+@pytest.mark.parametrize("old, new", [(80, 40), (40, 80), (40, 20), (20, 80), (20, 30)])
+def test_a_terminal_that_answers_tells_where_the_rows_went_and_nothing_is_lost_or_stale(old, new, reflow):
+    term = Term(old, measure=True)
+    line = "resize me " * 6
+    term.type(line)
+    term.keys(LEFT * 25)
+    term.resize(new, reflow)
+    assert not term.editor.waiting_for_measurement
+    assert_input(term, line, len(line) - 25)
+    term.keys(b"!")
+    assert_input(term, line[:-25] + "!" + line[-25:], len(line) - 24)
+
+
+def test_resizes_in_a_row_count_the_answer_after_the_last():
+    term = Term(80, measure=True)
+    line = "resize me " * 12
+    term.type(line)
+    for cols in (40, 25, 60):                        # (dragging a window's edge)
+        term.screen.resize(cols, reflow=True)
+        term.editor.resize(cols)
+    assert term.editor.waiting_for_measurement
+    term.show()
+    assert not term.editor.waiting_for_measurement
+    assert_input(term, line, len(line))
+
+
 @pytest.mark.parametrize("width, line, widths", [
     (80, "x" * 60, (40, 30)),         # narrowing
     (20, "y" * 70, (40, 200, 20)),    # widening, then narrowing back

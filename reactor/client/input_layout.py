@@ -126,9 +126,9 @@ def window(total: int, height: int, cursor_row: int, top: int) -> tuple[int, int
     return first, last_for(first)
 
 
-def rewrapped_row(rows: list[tuple[int, bool]], cursor: tuple[int, int], cols: int) -> int:
-    """The cursor's row, counted from the first of ``rows`` (cells used, wrapped into the next),
-    once a terminal that rewraps its rows has laid them out again ``cols`` wide."""
+def rewrapped_place(rows: list[tuple[int, bool]], cursor: tuple[int, int], cols: int) -> tuple[int, int]:
+    """Where the cursor is, (row, col) counted from the first of ``rows`` (cells used, wrapped into
+    the next), once a terminal that rewraps its rows has laid them out again ``cols`` wide."""
     cursor_row, cursor_col = cursor
     new_row = row = 0
     while row < len(rows):
@@ -136,11 +136,11 @@ def rewrapped_row(rows: list[tuple[int, bool]], cursor: tuple[int, int], cols: i
         while True:
             width, wrapped = rows[row]
             if row == cursor_row:
-                return new_row + (offset + cursor_col) // cols
+                return new_row + (offset + cursor_col) // cols, (offset + cursor_col) % cols
             if not wrapped or row + 1 >= len(rows):
                 break
             offset += width
             row += 1
         new_row += max(1, -(-(offset + width) // cols))
         row += 1
-    return new_row
+    return new_row, cursor_col

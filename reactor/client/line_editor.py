@@ -80,16 +80,16 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .graphemes import NEWLINE, certain, char_width, clusters, estimated_width, joins, parts, shown
-from .input_layout import BREAK_WIDTH, ERASE_BELOW, ERASE_ROW, MARK_OFF, MARK_ON, WRAP, Layout, rewrapped_row, window
+from .cell_widths import CellWidths
+from .graphemes import NEWLINE, clusters, joins, shown
+from .input_drawing import NO_MARK, Drawing
+from .input_layout import ERASE_BELOW, Layout
 from .keys import KeyReader
 
 HISTORY_LIMIT = 500
 KILLS = {"kill_to_start", "kill_to_end", "kill_word", "kill_word_after", "kill_word_before"}
 ASK_POSITION = "\x1b[6n"
-CELL_CACHE_LIMIT = 10_000   # distinct units whose drawing is remembered
 WORD_SEPARATORS = (" ", NEWLINE)
-NO_MARK = 1 << 62           # nothing is past the limit
 
 
 class LineEditor:
@@ -120,23 +120,11 @@ class LineEditor:
         self._keys = KeyReader()
         self._output: list[str] = []
         self._events: list[tuple[Any, ...]] = []
-        # What is on the screen: rows (cells used, wrapped into the next) from the input's first
-        # row, the cursor's (row, col) among them, the first layout row in sight, the pieces drawn
-        # from which text shows as past the limit, and the units drawn when only typing at the end
-        # happened since (so echoing them is enough).
-        self._drawn_rows: list[tuple[int, bool]] = []
-        self._shows_all = True             # no row of the input is out of sight
-        self._cursor_row = 0
-        self._cursor_col = 0
-        self._top = 0
-        self._drawn_mark = 0
-        self._echo_from: int | None = None
-        self._dirty = False
-        # Widths measured on the terminal.
-        self._measuring = measure
-        self._measured: dict[str, int] = {}
-        self._asked: list[str] = []        # clusters whose positions were asked for, in order
-        self._cells: dict[str, tuple[str, int]] = {}
+        self._drawing = Drawing()
+        self._dirty = False                # the drawing is behind the line, the cursor or the prompt
+        self._widths = CellWidths(measure)
+        self._questions: list[str | None] = []   # asked of the terminal, in order: a cluster's width,
+                                                 # or (None) where the cursor is after a resize
 
     # -- the interface -----------------------------------------------------
 
@@ -169,22 +157,14 @@ class LineEditor:
         return self.take_output()
 
     def resize(self, cols: int, rows: int | None = None) -> None:
-        """The terminal is now ``cols`` wide (and ``rows`` high, if given): lay the input out again.
-
-        Some terminals rewrap the rows on screen to the new width (tmux, VTE,
-        kitty, iTerm2), others cut or keep them as they are (xterm, the Linux
-        console), and the editor cannot tell which it is on.  When the terminal
-        narrows, the input's first row is as far above the cursor as a rewrapping
-        terminal or a cutting one has it: the redraw goes up by the larger, so
-        no stale rows survive (when the guess is too high, as many rows of
-        output just above the input are erased).  When it widens, the editor
-        assumes the terminal rewraps, from the rows it drew: exact there, while
-        a terminal that keeps its rows is left with the input's old first rows
-        above the redrawn input.
-        """
+        """The terminal is now ``cols`` wide (and ``rows`` high, if given): lay the input out again,
+        once the terminal has said where the cursor is (when it answers; see ``input_drawing``)."""
         cols = max(cols, 1)
-        rewrapped = rewrapped_row(self._drawn_rows, (self._cursor_row, self._cursor_col), cols)
-        self._cursor_row = max(self._cursor_row, rewrapped) if cols < self._cols else rewrapped
+        self._drawing.resized(cols)
+        if self._widths.measuring:                 # where did the rows go? (see input_drawing)
+            self._output.append(ASK_POSITION)
+            self._questions.append(None)
+            self._drawing.waiting = True
         self._cols = cols
         self._rows = rows if rows is not None else self._rows
         self._changed(redraw=True)
@@ -195,8 +175,8 @@ class LineEditor:
 
     def erase(self) -> bytes:
         """Bytes that erase the input from the screen, leaving the cursor where it began."""
-        self._output.append(self._to_top() + ERASE_BELOW)
-        self._forget_drawing()
+        self._output.append(self._drawing.to_top() + ERASE_BELOW)
+        self._drawing.forget()
         self._dirty = False
         output, self._output = self._output, []
         return "".join(output).encode("utf-8", "replace")
@@ -227,15 +207,17 @@ class LineEditor:
 
     @property
     def waiting_for_measurement(self) -> bool:
-        """The terminal has not yet said where some cluster drawn to measure it left the cursor."""
-        return bool(self._asked)
+        """The terminal has not yet said where the cursor is (after drawing a cluster to measure it,
+        or after a resize)."""
+        return bool(self._questions)
 
     def measurement_timeout(self) -> None:
-        """The terminal did not answer: show what was to be measured as its parts, and measure no more."""
-        if self._asked:
-            self._measuring = False
-            self._asked.clear()
-            self._cells.clear()
+        """The terminal did not answer: show what was to be measured as its parts, guess where the
+        rows went after a resize, and ask no more."""
+        if self._questions:
+            self._questions.clear()
+            self._widths.give_up()
+            self._drawing.no_position()
             self._changed(redraw=True)
 
     # -- acting on keys ----------------------------------------------------
@@ -260,7 +242,7 @@ class LineEditor:
             self._held_breaks = 0
             self._last_action = "paste"
         elif kind == "report":
-            self._measured_one(action[2] - 1)
+            self._answered(action[1] - 1, action[2] - 1)
 
     def _do(self, action: str) -> None:
         if action in ("cancel", "escape"):     # mean something to a search only
@@ -278,7 +260,7 @@ class LineEditor:
         if redraw or not self._secret:
             self._dirty = True
         if redraw:
-            self._echo_from = None
+            self._drawing.typed_from = None
 
     def _insert_text(self, text: str) -> None:
         """Insert at the cursor; the unit before it may take in the first characters (a mark)."""
@@ -544,58 +526,19 @@ class LineEditor:
         self._chars, self._cursor, self._browsing = self._before_search
         self._changed(redraw=True)
 
-    # -- measuring ---------------------------------------------------------
+    # -- the terminal's answers ---------------------------------------------
 
-    def _measured_one(self, width: int) -> None:
-        """The terminal's answer to the oldest question: the cluster asked about is ``width`` wide."""
-        if not self._asked:
+    def _answered(self, row: int, col: int) -> None:
+        """The terminal says the cursor is at (row, col), 0-based: the answer to the oldest question."""
+        if not self._questions:
             return                             # not ours (Shift-F3 reads the same), or too late
-        cluster = self._asked.pop(0)
-        self._measured[cluster] = width if 0 <= width <= 2 * len(cluster) else -1
-        if not self._asked:
-            self._cells.clear()
-            self._changed(redraw=True)
-
-    def _cell(self, unit: str) -> tuple[str, int]:
-        """What the unit is drawn as, and its width (``BREAK_WIDTH`` for a line break)."""
-        cell = self._cells.get(unit)
-        if cell is not None:
-            return cell
-        if unit == NEWLINE:
-            return " ", BREAK_WIDTH
-        text, width, known = "", 0, True
-        for cluster in clusters(shown(unit)):
-            measured = self._measured.get(cluster)
-            if certain(cluster):
-                pieces = [cluster]
-            elif measured is not None and measured >= 0:
-                text, width = text + cluster, width + measured
-                continue
-            else:
-                pieces = parts(cluster)
-                known = known and (measured is not None or not self._measuring)
-            for piece in pieces:
-                text, width = text + piece, width + estimated_width(piece)
-        if char_width(text[0]) == 0:
-            text, width = " " + text, width + 1                # a mark needs a base
-        if known:
-            if len(self._cells) >= CELL_CACHE_LIMIT:
-                self._cells.clear()
-            self._cells[unit] = (text, width)
-        return text, width
-
-    def _to_measure(self, units: list[str]) -> list[str]:
-        """Clusters among ``units`` not measured yet that the terminal can be asked about."""
-        if not self._measuring:
-            return []
-        wanted: dict[str, None] = {}
-        for unit in set(units):
-            if unit in self._cells or unit == NEWLINE:
-                continue
-            for cluster in clusters(shown(unit)):
-                if not certain(cluster) and cluster not in self._measured and cluster not in self._asked:
-                    wanted[cluster] = None
-        return [cluster for cluster in wanted if 2 * len(cluster) < self._cols]
+        cluster = self._questions.pop(0)
+        if cluster is None:
+            if None not in self._questions:    # (only the answer after the last resize counts)
+                self._drawing.positioned(row, col)
+        else:
+            self._widths.measured(cluster, col)
+        self._changed(redraw=True)
 
     # -- the screen --------------------------------------------------------
 
@@ -612,7 +555,7 @@ class LineEditor:
         """The layout of prompt and line, the piece the cursor is on, and the first piece past the limit."""
         prompt = clusters(shown(self._shown_prompt()))
         units = self._shown_chars()
-        cells = [self._cell(unit) for unit in prompt + units]
+        cells = [self._widths.cell(unit) for unit in prompt + units]
         layout = Layout([cell[0] for cell in cells], [cell[1] for cell in cells], self._cols)
         cursor = len(prompt) + (0 if self._secret else self._cursor)
         past = self._past_limit(units)
@@ -633,113 +576,48 @@ class LineEditor:
         """Rows the input may take on screen."""
         return max(self._rows - 2, 3) if self._rows else 1 << 30
 
-    def _to_top(self) -> str:
-        return (f"\x1b[{self._cursor_row}A" if self._cursor_row else "") + "\r"
-
-    def _forget_drawing(self) -> None:
-        """Nothing of the input is on screen any more; the cursor is where it would begin."""
-        self._drawn_rows, self._cursor_row, self._cursor_col, self._top = [], 0, 0, 0
-        self._echo_from, self._shows_all = None, True
-
     def _flush(self) -> None:
-        """Draw what changed since the last drawing: the characters typed at the end, or all."""
-        if not self._dirty:
+        """Draw what changed since the last drawing: the characters typed at the end, or all (not while
+        the terminal is still to say where the cursor went after a resize)."""
+        if not self._dirty or self._drawing.waiting:
             return
         self._dirty = False
         layout, cursor, mark = self._layout()
-        if not self._echo(layout, cursor, mark):
-            self._draw(layout, cursor, mark)
+        questions = self._ask_widths()
+        echoed = None if questions else self._drawing.echo(layout, cursor, mark, len(self._chars))
+        self._output.append(echoed if echoed is not None else self._draw(layout, cursor, mark, questions))
 
-    def _echo(self, layout: Layout, cursor: int, mark: int) -> bool:
-        """Write only what was typed at the end, when it lands on the row the cursor is on."""
-        typed_from = self._echo_from
-        if typed_from is None or mark != self._drawn_mark or cursor != len(layout.widths):
-            return False
-        first = cursor - (len(self._chars) - typed_from)
-        if layout.at_margin or layout.place(first) != (layout.end[0], self._cursor_col) \
-                or self._to_measure(self._chars[typed_from:]):
-            return False
-        if layout.end[0] - self._top + (self._top > 0) != self._cursor_row:
-            return False
-        self._output.append(_pieces(layout.texts[first:cursor], first, mark))
-        self._cursor_col = layout.end[1]
-        self._drawn_rows[-1] = (layout.end[1], False)
-        self._echo_from = len(self._chars)
-        return True
+    def _draw(self, layout: Layout, cursor: int, mark: int, questions: list[str], whole: bool = False) -> str:
+        """The drawing, after the questions about clusters not measured yet (each drawn at the start
+        of the input's first row, where the drawing then writes over it)."""
+        asked = "".join(cluster + ASK_POSITION + "\r" for cluster in questions)
+        typed = len(self._chars) if cursor == len(layout.widths) and not self._secret else None
+        return self._drawing.draw(layout, cursor, mark, self._height(), typed, whole, before=asked)
 
-    def _draw(self, layout: Layout, cursor: int, mark: int, whole: bool = False) -> None:
-        """Rewrite the input from its first row and put the cursor back (``whole``: every row, no
-        window, and the cursor left at the end); first ask the terminal about clusters not measured yet."""
-        out = [self._to_top()]
-        questions = self._to_measure(self._shown_chars())
-        for cluster in questions:
-            out += [cluster, ASK_POSITION, "\r"]
-        self._asked += questions
-        cursor_row, cursor_col = layout.place(cursor)
-        first, last = (0, layout.rows) if whole else window(layout.rows, self._height(), cursor_row, self._top)
-        rows: list[tuple[int, bool]] = []
-        if first:
-            note = f"({first} rows above)"[:self._cols - 1]
-            out += [MARK_ON, note, MARK_OFF, ERASE_ROW, "\r\n"]
-            rows.append((len(note), False))
-        out.append(layout.draw(first, last, mark))
-        rows += [(layout.row_width(row), layout.kinds[row] == WRAP) for row in range(first, last)]
-        if last < layout.rows:
-            note = f"({layout.rows - last} rows below)"[:self._cols - 1]
-            out += [MARK_ON, note, MARK_OFF, ERASE_BELOW]
-            end = (len(rows), len(note))
-            rows.append((len(note), False))
-        else:
-            # At the margin: a space takes the cursor to the next row; erasing from column 0 there
-            # would make tmux forget that the row above wraps into it, so the erase comes first.
-            out.append(" " + ERASE_BELOW + "\r" if layout.at_margin else ERASE_BELOW)
-            end = (layout.end[0] - first + (first > 0), layout.end[1])
-        place = end if whole else (cursor_row - first + (first > 0), cursor_col)
-        out.append(_move(end, place))
-        self._output.append("".join(out))
-        self._drawn_rows, self._top, self._drawn_mark = rows, first, mark
-        self._shows_all = first == 0 and last == layout.rows
-        self._cursor_row, self._cursor_col = place
-        at_end = cursor == len(layout.widths) and last == layout.rows
-        self._echo_from = len(self._chars) if at_end and not self._secret else None
+    def _ask_widths(self) -> list[str]:
+        """Clusters in the line to measure, now asked about."""
+        questions = self._widths.to_measure(self._shown_chars(), self._cols)
+        self._questions += questions
+        return questions
 
     def _leave_input(self, mark: str) -> None:
         """Put ``mark`` after the input, all of it, and start a fresh row below it, leaving the
         input on screen."""
         self._flush()
         layout, cursor, past = self._layout()
-        if not self._shows_all:
-            self._draw(layout, cursor, past, whole=True)
-        self._output.append(_move((self._cursor_row, self._cursor_col), layout.end))
-        if mark or not layout.at_margin:       # at the margin the cursor is on a fresh row already
-            self._output.append(mark + "\r\n")
-        self._forget_drawing()
+        if not self._drawing.shows_all:
+            self._output.append(self._draw(layout, cursor, past, self._ask_widths(), whole=True))
+        self._output.append(self._drawing.leave(layout, mark))
 
     def _print_above(self, text: str) -> None:
         if not self._keys.pasting:
             self._flush()
-        self._output.append(self._to_top() + ERASE_BELOW)
+        self._output.append(self._drawing.to_top() + ERASE_BELOW)
         self._output.extend(shown(line) + "\r\n" for line in text.split("\n"))
-        self._forget_drawing()
+        self._drawing.forget()
         self._changed(redraw=True)
 
     def _clear_screen(self) -> None:
         self._output.append("\x1b[H\x1b[2J")
-        self._forget_drawing()
+        self._drawing.forget()
         self._changed(redraw=True)
-
-
-def _pieces(texts: list[str], first: int, mark: int) -> str:
-    """The pieces' text, those from ``mark`` on (counted like ``first``) in reverse video."""
-    split = min(max(mark - first, 0), len(texts))
-    if split == len(texts):
-        return "".join(texts)
-    return "".join(texts[:split]) + MARK_ON + "".join(texts[split:]) + MARK_OFF
-
-
-def _move(origin: tuple[int, int], target: tuple[int, int]) -> str:
-    """Cursor motions from one (row, col) to another; neither is in a pending wrap."""
-    (row, col), (to_row, to_col) = origin, target
-    vertical = f"\x1b[{row - to_row}A" if to_row < row else f"\x1b[{to_row - row}B" if to_row > row else ""
-    horizontal = f"\x1b[{col - to_col}D" if to_col < col else f"\x1b[{to_col - col}C" if to_col > col else ""
-    return vertical + horizontal
