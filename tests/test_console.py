@@ -329,3 +329,13 @@ def test_a_terminal_that_does_not_answer_gets_the_cluster_as_its_parts(pty, monk
     pty.until_shown("> AB \U0001F468<U+200D>\U0001F469<U+200D>\U0001F467 X<U+1F1EB><U+1F1F7>CD")
     assert pty.model.cursor == (0, 2 + 3 + 6 + 16 + 2 + 18)
     assert pty.screen.count(b"\x1b[6n") == 1           # a terminal that did not answer is asked no more
+
+
+def test_an_answer_still_on_its_way_at_close_does_not_reach_the_shell(pty):
+    pty.start()
+    pty.keys(FAMILY.encode())
+    run_until(pty.loop, lambda: pty.read() is not None and pty.model.answers)
+    pty.keys(pty.model.take_answers())               # on its way as the client exits
+    pty.console.close()
+    assert struct.unpack("i", fcntl.ioctl(pty.slave, termios.FIONREAD, b"\0\0\0\0"))[0] == 0
+    assert termios.tcgetattr(pty.slave) == pty.before

@@ -10,13 +10,15 @@ from __future__ import annotations
 import logging
 import os
 import re
+import select
 import signal
 import termios
+import time
 from collections.abc import Callable
 from typing import Any
 
 from ..loop import EventLoop, TimerHandle
-from ..stdin import InputReader, LineSplitter
+from ..stdin import READ_SIZE, InputReader, LineSplitter
 from .line_editor import LineEditor
 
 log = logging.getLogger(__name__)
@@ -277,7 +279,21 @@ class TerminalConsole:
                 self._loop.remove_signal_handler(signal.SIGWINCH)
                 self._loop.remove_signal_handler(signal.SIGCONT)
             self._output.write(self._editor.erase() + PASTE_OFF)
+            self._take_last_answers()
             self._set_mode(saved, termios.TCSADRAIN)
+
+    def _take_last_answers(self) -> None:
+        """Read the terminal's answers still on their way (for ``MEASURE_WAIT`` at most), so that
+        none reaches the shell as typed text once the client is gone."""
+        deadline = time.monotonic() + self.MEASURE_WAIT
+        while self._editor.waiting_for_measurement and (left := deadline - time.monotonic()) > 0:
+            try:
+                if not select.select([self._in], [], [], left)[0]:
+                    return
+                self._editor.feed(os.read(self._in, READ_SIZE))
+            except OSError:                 # the terminal is gone
+                return
+        self._editor.take_output()          # (nothing more is drawn)
 
 
 def open_console(complete: Callable[[str], list[str]] | None = None,

@@ -54,6 +54,7 @@ class Drawing:
         """Nothing of the input is on screen any more; the cursor is where it would begin."""
         self.rows, self.cursor_row, self.cursor_col, self.top, self.hidden = [], 0, 0, 0, 0
         self.typed_from, self.shows_all, self._guesses, self._drawn_cursor = None, True, None, None
+        self.waiting = False        # (an answer on its way finds no guesses to settle)
 
     # -- drawing -----------------------------------------------------------------
 

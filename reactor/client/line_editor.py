@@ -66,13 +66,16 @@ space, the erase and a carriage return so the cursor sits at the start of the
 next row on every terminal, whatever its pending-wrap rule (erasing from
 column 0 of a row would make tmux unwrap the row above it).
 
-On ``resize(cols)`` the editor must guess how far above the cursor the input
-now begins, from the rows it drew: when the terminal narrows it goes up as far
-as a terminal that rewraps its rows or one that cuts them would have it,
-whichever is more (nothing stale is left on either; one that cuts may lose
-rows of output just above the input); when it widens it assumes the terminal
-rewraps its rows, as tmux, VTE and kitty do (exact there; one that does not
-keeps the input's old first rows above the redrawn input).
+On ``resize(cols)`` the editor must find how far above the cursor the input
+now begins: when ``measure`` is on it asks the terminal where the cursor is
+and draws once it knows (see ``input_drawing`` for how the answer tells a
+terminal that rewraps its rows from one that cuts them); otherwise, or when
+the answer does not settle it, it guesses from the rows it drew: when the
+terminal narrows it goes up as far as either kind would have it, whichever is
+more (nothing stale is left on either; one that cuts may lose rows of output
+just above the input); when it widens it assumes the terminal rewraps its
+rows, as tmux, VTE and kitty do (on one that does not, the input's old first
+rows stay above the redrawn input).
 """
 from __future__ import annotations
 
