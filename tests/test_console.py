@@ -339,3 +339,27 @@ def test_an_answer_still_on_its_way_at_close_does_not_reach_the_shell(pty):
     pty.console.close()
     assert struct.unpack("i", fcntl.ioctl(pty.slave, termios.FIONREAD, b"\0\0\0\0"))[0] == 0
     assert termios.tcgetattr(pty.slave) == pty.before
+
+
+def test_a_crash_gives_the_terminal_back_with_bracketed_paste_off(monkeypatch):
+    import client_main
+    master, slave = os.openpty()
+    before = termios.tcgetattr(slave)
+    console = TerminalConsole(slave, slave)
+
+    def crash(loop):                                 # connected, the console started, then a crash
+        console.start(loop, lambda text: None, lambda: None)
+        raise MemoryError
+
+    monkeypatch.setattr(client_main, "open_console", lambda **options: console)
+    monkeypatch.setattr(client_main.EventLoop, "run", crash)
+    try:
+        with pytest.raises(MemoryError):
+            client_main.main(["127.0.0.1", "9"])
+        screen = Screen(80)
+        screen.feed(read_all(master))
+        assert not screen.bracketed_paste
+        assert termios.tcgetattr(slave) == before
+    finally:
+        os.close(master)
+        os.close(slave)
