@@ -2,9 +2,18 @@
 
 It interprets the bytes the editor emits: printable text (wide characters take
 two cells, combining marks join the cell before), CR, LF, CUU/CUD/CUF/CUB
-(ESC [ n A/B/C/D), CHA (ESC [ n G), CUP (ESC [ H), ED (ESC [ J, ESC [ 2 J) and
-EL (ESC [ K).  Anything else fails the test, so the editor cannot start using
+(ESC [ n A/B/C/D), CHA (ESC [ n G), CUP (ESC [ H), ED (ESC [ J, ESC [ 2 J),
+EL (ESC [ K), reverse video on and off (ESC [ 7 m, ESC [ 27 m, ESC [ m: the
+cells written in it are ``marked``), bracketed paste on and off
+(ESC [ ? 2004 h/l, kept in ``bracketed_paste``) and the cursor position
+request (ESC [ 6 n: the answer a terminal would send piles up in
+``answers``).  Anything else fails the test, so the editor cannot start using
 a sequence the model does not know.
+
+Characters after a zero-width joiner are drawn as the model is told: with
+``emoji_sequences=False`` each takes its own cells, as most terminals do
+(👨‍👩‍👧 takes 6 columns); with ``emoji_sequences=True`` they join the cell
+before, as tmux 3.3a does (👨‍👩‍👧 takes 2).
 
 Autowrap follows real terminals (DEC's "pending wrap"): a character written in
 the last column leaves the cursor ON that column with a wrap pending; only the
@@ -25,7 +34,8 @@ import unicodedata
 
 TAIL = ""          # the right half of a wide character
 BLANK = " "
-CSI = re.compile(r"\x1b\[([0-9;]*)([A-Za-z])")
+CSI = re.compile(r"\x1b\[(\??[0-9;]*)([A-Za-z])")
+ZWJ = "\u200d"
 
 
 def width(char: str) -> int:
@@ -35,13 +45,18 @@ def width(char: str) -> int:
 
 
 class Screen:
-    def __init__(self, cols: int, rows: int = 30) -> None:
+    def __init__(self, cols: int, rows: int = 30, emoji_sequences: bool = False) -> None:
         self.cols, self.rows = cols, rows
+        self.emoji_sequences = emoji_sequences
         self.grid = [[BLANK] * cols for _ in range(rows)]
+        self.marks = [[False] * cols for _ in range(rows)]   # written in reverse video
         self.wrapped = [False] * rows     # the row continues on the next one by autowrap
         self.scrolled_off: list[str] = []
         self.x = self.y = 0
         self.pending_wrap = False
+        self.reverse = False
+        self.bracketed_paste = False
+        self.answers: list[bytes] = []
 
     # -- reading -------------------------------------------------------------
 
@@ -54,6 +69,14 @@ class Screen:
         while lines and not lines[-1]:
             lines.pop()
         return lines
+
+    def marked(self, y: int) -> str:
+        """The row's text written in reverse video (the other cells as blanks), stripped."""
+        return "".join(cell if mark else BLANK for cell, mark in zip(self.grid[y], self.marks[y], strict=True)).strip()
+
+    def take_answers(self) -> bytes:
+        answers, self.answers = self.answers, []
+        return b"".join(answers)
 
     @property
     def cursor(self) -> tuple[int, int]:
@@ -84,6 +107,8 @@ class Screen:
 
     def _print(self, char: str) -> None:
         w = width(char)
+        if self.emoji_sequences and self._after_joiner():
+            w = 0
         if w == 0:                              # joins the cell before the cursor
             x = self.x if self.pending_wrap else self.x - 1
             if x >= 0:
@@ -99,11 +124,19 @@ class Screen:
         if w == 2:
             self._clear_cell(self.x + 1)
             self.grid[self.y][self.x + 1] = TAIL
+            self.marks[self.y][self.x + 1] = self.reverse
         self.grid[self.y][self.x] = char
+        self.marks[self.y][self.x] = self.reverse
         if self.x + w >= self.cols:
             self.x, self.pending_wrap = self.cols - 1, True
         else:
             self.x += w
+
+    def _after_joiner(self) -> bool:
+        x = self.x if self.pending_wrap else self.x - 1
+        if x >= 0 and self.grid[self.y][x] == TAIL:
+            x -= 1
+        return x >= 0 and self.grid[self.y][x].endswith(ZWJ)
 
     def _clear_cell(self, x: int) -> None:
         """Blank a cell, and the other half of a wide character it belongs to."""
@@ -113,6 +146,7 @@ class Screen:
         elif x + 1 < self.cols and row[x + 1] == TAIL:
             row[x + 1] = BLANK
         row[x] = BLANK
+        self.marks[self.y][x] = False
 
     def _line_feed(self) -> None:
         self.pending_wrap = False
@@ -121,10 +155,23 @@ class Screen:
             return
         self.scrolled_off.append("".join(self.grid.pop(0)).rstrip())
         self.grid.append([BLANK] * self.cols)
+        self.marks = self.marks[1:] + [[False] * self.cols]
         self.wrapped = self.wrapped[1:] + [False]
 
     def _csi(self, parameters: str, final: str) -> None:
+        if parameters.startswith("?"):
+            assert parameters == "?2004" and final in "hl", f"a private mode the model does not know: {parameters}"
+            self.bracketed_paste = final == "h"
+            return
         numbers = [int(p) if p else 0 for p in parameters.split(";")] if parameters else []
+        if final == "m":                         # (does not touch the cursor or a pending wrap)
+            assert numbers in ([], [0], [7], [27]), f"an attribute the model does not know: {numbers}"
+            self.reverse = numbers == [7]
+            return
+        if final == "n":
+            assert numbers == [6], f"a report the model does not know: {numbers}"
+            self.answers.append(b"\x1b[%d;%dR" % (self.y + 1, self.x + 1))
+            return
         n = max(numbers[0], 1) if numbers else 1
         self.pending_wrap = False
         if final == "A":
@@ -145,15 +192,19 @@ class Screen:
                 self.wrapped[self.y - 1] = False
             for x in range(self.x, self.cols):
                 self.grid[self.y][x] = BLANK
+                self.marks[self.y][x] = False
             for y in range(self.y + 1, self.rows):
                 self.grid[y] = [BLANK] * self.cols
+                self.marks[y] = [False] * self.cols
                 self.wrapped[y] = False
         elif final == "J" and numbers == [2]:
             self.grid = [[BLANK] * self.cols for _ in range(self.rows)]
+            self.marks = [[False] * self.cols for _ in range(self.rows)]
             self.wrapped = [False] * self.rows
         elif final == "K" and numbers in ([], [0]):
             for x in range(self.x, self.cols):
                 self.grid[self.y][x] = BLANK
+                self.marks[self.y][x] = False
         else:
             raise AssertionError(f"a CSI sequence the model does not know: {parameters!r} {final!r}")
 
@@ -161,6 +212,7 @@ class Screen:
 
     def resize(self, cols: int, reflow: bool) -> None:
         self.pending_wrap = False
+        self.marks = [[False] * cols for _ in range(self.rows)]   # (what was marked is not kept)
         if not reflow:
             self.grid = [(row + [BLANK] * cols)[:cols] for row in self.grid]
             self.cols, self.x = cols, min(self.x, cols - 1)

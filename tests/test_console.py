@@ -273,3 +273,93 @@ def test_tab_asks_the_completion_source(loop):
         assert asked == ["wh"]
     finally:
         pty.close()
+
+
+# -- pastes and widths ---------------------------------------------------------------------
+
+FAMILY = "\U0001F468\u200d\U0001F469\u200d\U0001F467"
+
+
+def test_bracketed_paste_is_on_only_while_the_console_has_the_terminal(pty, monkeypatch):
+    monkeypatch.setattr("reactor.client.console.os.kill", lambda pid, signum: None)   # (no real stop)
+    assert not pty.model.bracketed_paste
+    pty.start()
+    pty.read()
+    assert pty.model.bracketed_paste
+    pty.keys(b"\x1a")                                # Ctrl-Z
+    run_until(pty.loop, lambda: pty.read() is not None and not pty.model.bracketed_paste)
+    signal.raise_signal(signal.SIGCONT)
+    run_until(pty.loop, lambda: pty.read() is not None and pty.model.bracketed_paste)
+    pty.console.close()
+    pty.read()
+    assert not pty.model.bracketed_paste
+
+
+def test_a_pasted_block_is_one_line_with_its_line_breaks(pty):
+    pty.start()
+    pty.keys(b"\x1b[200~message yoda Dear Yoda,\rthe fleet is ready.\rRegards\r\x1b[201~")
+    pty.until_shown("> message yoda Dear Yoda,", "  the fleet is ready.", "  Regards")
+    assert pty.lines == []
+    pty.keys(b"\r")
+    run_until(pty.loop, lambda: pty.lines)
+    assert pty.lines == ["message yoda Dear Yoda,\nthe fleet is ready.\nRegards"]
+
+
+def test_a_cluster_is_measured_by_the_terminal_answering_through_the_input(pty):
+    pty.start()
+    pty.keys(("AB " + FAMILY + " CD").encode())
+    run_until(pty.loop, lambda: pty.read() is not None and pty.model.answers)
+    pty.keys(pty.model.take_answers())               # the terminal answers: 6 columns, as it drew
+    pty.until_shown("> AB " + FAMILY + " CD")
+    pty.keys(b"\x1b[D\x1b[DX")
+    pty.until_shown("> AB " + FAMILY + " XCD")
+    assert pty.model.cursor == (0, 2 + 3 + 6 + 2)
+
+
+def test_a_terminal_that_does_not_answer_gets_the_cluster_as_its_parts(pty, monkeypatch):
+    monkeypatch.setattr(TerminalConsole, "MEASURE_WAIT", 0.05)
+    pty.start()
+    pty.keys(("AB " + FAMILY + " CD").encode())
+    run_until(pty.loop, lambda: pty.read() is not None and pty.model.answers)
+    pty.model.take_answers()                          # lost
+    pty.until_shown("> AB \U0001F468<U+200D>\U0001F469<U+200D>\U0001F467 CD")
+    drawn = len(pty.screen)
+    run_until(pty.loop, lambda: len(pty.read()) > drawn)   # drawn again once the wait is over
+    pty.keys("\x1b[D\x1b[DX\U0001F1EB\U0001F1F7".encode())
+    pty.until_shown("> AB \U0001F468<U+200D>\U0001F469<U+200D>\U0001F467 X<U+1F1EB><U+1F1F7>CD")
+    assert pty.model.cursor == (0, 2 + 3 + 6 + 16 + 2 + 18)
+    assert pty.screen.count(b"\x1b[6n") == 1           # a terminal that did not answer is asked no more
+
+
+def test_an_answer_still_on_its_way_at_close_does_not_reach_the_shell(pty):
+    pty.start()
+    pty.keys(FAMILY.encode())
+    run_until(pty.loop, lambda: pty.read() is not None and pty.model.answers)
+    pty.keys(pty.model.take_answers())               # on its way as the client exits
+    pty.console.close()
+    assert struct.unpack("i", fcntl.ioctl(pty.slave, termios.FIONREAD, b"\0\0\0\0"))[0] == 0
+    assert termios.tcgetattr(pty.slave) == pty.before
+
+
+def test_a_crash_gives_the_terminal_back_with_bracketed_paste_off(monkeypatch):
+    import client_main
+    master, slave = os.openpty()
+    before = termios.tcgetattr(slave)
+    console = TerminalConsole(slave, slave)
+
+    def crash(loop):                                 # connected, the console started, then a crash
+        console.start(loop, lambda text: None, lambda: None)
+        raise MemoryError
+
+    monkeypatch.setattr(client_main, "open_console", lambda **options: console)
+    monkeypatch.setattr(client_main.EventLoop, "run", crash)
+    try:
+        with pytest.raises(MemoryError):
+            client_main.main(["127.0.0.1", "9"])
+        screen = Screen(80)
+        screen.feed(read_all(master))
+        assert not screen.bracketed_paste
+        assert termios.tcgetattr(slave) == before
+    finally:
+        os.close(master)
+        os.close(slave)

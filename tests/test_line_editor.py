@@ -169,7 +169,9 @@ def test_a_control_byte_inside_a_sequence_ends_it_and_counts():
     ed = editor()
     assert ed.feed(b"ab\x1b[1\rc") == [("line", "ab")]
     assert state(ed) == "c|"
-    assert ed.feed(b"\x1b\r") == [("line", "c")]        # Escape, then Enter
+    ed.feed(b"\x1b")
+    ed.escape_timeout()                                 # Escape, then (a moment later) Enter:
+    assert ed.feed(b"\r") == [("line", "c")]           # ESC CR at once is Alt-Enter, a line break
     assert ed.feed(b"\x1bO\x7f") == []
     assert ed.feed("x\x1b[é".encode()) == []
     assert state(ed) == "xé|"

@@ -1,7 +1,8 @@
 """What the line editor leaves on a screen: its bytes run through a model terminal."""
 import pytest
 
-from reactor.client.line_editor import LineEditor, clusters
+from reactor.client.graphemes import clusters
+from reactor.client.line_editor import LineEditor
 from tests.terminal_model import Screen, width
 
 LEFT, RIGHT, HOME, END = b"\x1b[D", b"\x1b[C", b"\x01", b"\x05"
@@ -11,18 +12,26 @@ WIDTHS = [20, 40, 80]
 
 
 class Term:
-    """An editor wired to a model screen that already shows two lines of output."""
+    """An editor wired to a model screen ``rows`` high that already shows two lines of output.
 
-    def __init__(self, cols, rows=30, prompt="> ", **options):
-        self.screen = Screen(cols, rows)
+    The screen answers the editor's questions about widths (``answer=False``: it never does);
+    ``emoji_sequences`` is the model's (see tests/terminal_model.py)."""
+
+    def __init__(self, cols, rows=30, prompt="> ", answer=True, emoji_sequences=False, **options):
+        self.screen = Screen(cols, rows, emoji_sequences=emoji_sequences)
         self.screen.feed(b"older output 1\r\nolder output 2\r\n")
-        self.editor = LineEditor(cols, **options)
+        self.editor = LineEditor(cols, rows=rows, **options)
+        self.answer = answer
         self.editor.set_prompt(prompt, False)
         self.prompt = prompt
         self.show()
 
     def show(self):
         self.screen.feed(self.editor.take_output())
+        answers = self.screen.take_answers()
+        if answers and self.answer:
+            assert self.editor.feed(answers) == []
+            self.show()
 
     def keys(self, data):
         events = self.editor.feed(data)
@@ -39,6 +48,9 @@ class Term:
         self.screen.resize(cols, reflow)
         self.editor.resize(cols)
         self.show()
+
+    def paste(self, text):
+        return self.keys(b"\x1b[200~" + text.encode() + b"\x1b[201~")
 
 
 def rows_of(text, cols):
@@ -264,6 +276,33 @@ def test_after_a_resize_the_input_is_drawn_once_with_nothing_stale(old, new, ref
     assert_input(term, line, cursor, above=above)
     term.keys(b"!")
     assert_input(term, line[:cursor] + "!" + line[cursor:], cursor + 1, above=above)
+
+
+@pytest.mark.parametrize("reflow", [True, False], ids=["reflowing", "cutting"])
+@pytest.mark.parametrize("old, new", [(80, 40), (40, 80), (40, 20), (20, 80), (20, 30)])
+def test_a_terminal_that_answers_tells_where_the_rows_went_and_nothing_is_lost_or_stale(old, new, reflow):
+    term = Term(old, measure=True)
+    line = "resize me " * 6
+    term.type(line)
+    term.keys(LEFT * 25)
+    term.resize(new, reflow)
+    assert not term.editor.waiting_for_measurement
+    assert_input(term, line, len(line) - 25)
+    term.keys(b"!")
+    assert_input(term, line[:-25] + "!" + line[-25:], len(line) - 24)
+
+
+def test_resizes_in_a_row_count_the_answer_after_the_last():
+    term = Term(80, measure=True)
+    line = "resize me " * 12
+    term.type(line)
+    for cols in (40, 25, 60):                        # (dragging a window's edge)
+        term.screen.resize(cols, reflow=True)
+        term.editor.resize(cols)
+    assert term.editor.waiting_for_measurement
+    term.show()
+    assert not term.editor.waiting_for_measurement
+    assert_input(term, line, len(line))
 
 
 @pytest.mark.parametrize("width, line, widths", [

@@ -27,6 +27,12 @@ def term(server):
     t.close()
 
 
+def bracketed_paste_ended(term):
+    """The client turned the terminal's bracketed paste on, and off again after that."""
+    term.settle(0.05)
+    return term.screen.rfind(b"\x1b[?2004l") > term.screen.rfind(b"\x1b[?2004h") >= 0
+
+
 def login(term, user="yoda", password="wise@!man"):
     term.expect("Username: ")
     term.keys(user.encode() + b"\r")
@@ -88,6 +94,7 @@ def test_terminal_settings_are_restored_after_exit(term):
     term.keys(b"logout\r")
     assert term.wait() == 0
     assert termios.tcgetattr(term.slave) == term.settings_before
+    assert bracketed_paste_ended(term)
 
 
 def test_terminal_settings_are_restored_when_the_server_is_lost(server, term):
@@ -96,6 +103,7 @@ def test_terminal_settings_are_restored_when_the_server_is_lost(server, term):
     term.expect("Error. Connection to server lost")
     assert term.wait() == 1
     assert termios.tcgetattr(term.slave) == term.settings_before
+    assert bracketed_paste_ended(term)
 
 
 def test_terminal_settings_are_restored_after_a_signal(term):
@@ -103,6 +111,7 @@ def test_terminal_settings_are_restored_after_a_signal(term):
     term.proc.send_signal(signal.SIGTERM)
     assert term.wait() == 0               # logged out on the way
     assert termios.tcgetattr(term.slave) == term.settings_before
+    assert bracketed_paste_ended(term)
 
 
 def test_a_closed_terminal_logs_out_and_exits(server):
@@ -218,8 +227,10 @@ def test_ctrl_z_stops_and_sigcont_restores_raw_mode_and_redraws(server):
         term.expect("half typed^Z")
         wait_for(lambda: term.state() == "T", what="the client stopped")
         assert termios.tcgetattr(term.slave) == term.settings_before   # the shell's settings, while stopped
+        assert bracketed_paste_ended(term)
         os.kill(term.pid, signal.SIGCONT)                               # fg
         term.expect("> half typed")                                     # drawn again
+        assert not bracketed_paste_ended(term)
         wait_for(lambda: termios.tcgetattr(term.slave) == raw, what="raw mode again")
         term.keys(b"\x15logout\r")
         assert term.wait() == 0

@@ -10,19 +10,22 @@ from __future__ import annotations
 import logging
 import os
 import re
+import select
 import signal
 import termios
+import time
 from collections.abc import Callable
 from typing import Any
 
 from ..loop import EventLoop, TimerHandle
-from ..stdin import InputReader, LineSplitter
+from ..stdin import READ_SIZE, InputReader, LineSplitter
 from .line_editor import LineEditor
 from .words import QUIT_HINT
 
 log = logging.getLogger(__name__)
 
 LINE_ENDS = re.compile(rb"(?<=[\r\n])")   # splits after each line end
+PASTE_ON, PASTE_OFF = b"\x1b[?2004h", b"\x1b[?2004l"   # the terminal's bracketed paste
 
 
 class _Output:
@@ -119,26 +122,35 @@ class TerminalConsole:
 
     The terminal's settings are saved at ``start`` and restored by ``close``,
     which the host calls on every way out, and while the client is stopped by
-    Ctrl-Z. Lines typed before ``start`` are kept (the mode changes without
-    flushing input). SIGWINCH lays the input out again at the new width; a lone
-    Escape counts as the Escape key when nothing follows it within
-    ``ESCAPE_WAIT``. If the terminal closes under it, the session ends as at
-    the end of input. ``complete(text_before_cursor)`` gives Tab its words.
+    Ctrl-Z; bracketed paste is on in between (so a pasted block is one input,
+    its line breaks kept: a line may then hold ``\n``). Lines typed before
+    ``start`` are kept (the mode changes without flushing input). SIGWINCH
+    lays the input out again at the new size; a lone Escape counts as the
+    Escape key when nothing follows it within ``ESCAPE_WAIT``; a terminal that
+    has not said where a cluster drawn to measure it left the cursor within
+    ``MEASURE_WAIT`` is asked no more (such clusters show as their parts). If
+    the terminal closes under it, the session ends as at the end of input.
+    ``complete(text_before_cursor)`` gives Tab its words; ``limit(line)``, where
+    the line passes what can be sent (an offset, or None), so the excess shows.
     """
 
     ESCAPE_WAIT = 0.05   # seconds
+    MEASURE_WAIT = 0.5   # seconds; a terminal answers in well under a millisecond, over ssh in a round trip
 
     def __init__(self, stdin_fd: int = 0, stdout_fd: int = 1,
-                 complete: Callable[[str], list[str]] | None = None) -> None:
+                 complete: Callable[[str], list[str]] | None = None,
+                 limit: Callable[[str], int | None] | None = None) -> None:
         self._in = stdin_fd
         self._out = stdout_fd
         self._output = _Output(stdout_fd)
-        self._editor = LineEditor(self._columns(), complete)
+        cols, rows = self._size()
+        self._editor = LineEditor(cols, complete, rows=rows, limit=limit, measure=True)
         self._saved: list[Any] | None = None
         self._raw: list[Any] | None = None
         self._loop: EventLoop | None = None
         self._reader: InputReader | None = None
         self._escape_timer: TimerHandle | None = None
+        self._measure_timer: TimerHandle | None = None
         self._on_line: Callable[[str], Any] = lambda text: None
         self._on_eof: Callable[[], Any] = lambda: None
 
@@ -154,16 +166,19 @@ class TerminalConsole:
         raw[6][termios.VTIME] = 0
         self._raw = raw
         termios.tcsetattr(self._in, termios.TCSANOW, raw)   # not TCSAFLUSH: typed-ahead lines stay
+        self._output.write(PASTE_ON)
         self._reader = InputReader(loop, self._in, self._feed, on_eof)
         self._output.on_gone = lambda: loop.call_soon(on_eof)
         loop.add_signal_handler(signal.SIGWINCH, self._resized)
         loop.add_signal_handler(signal.SIGCONT, self._resumed)
 
-    def _columns(self) -> int:
+    def _size(self) -> tuple[int, int]:
+        """The terminal's columns and rows (80 by 24 when it cannot say)."""
         try:
-            return os.get_terminal_size(self._out).columns or 80
+            size = os.get_terminal_size(self._out)
         except OSError:
-            return 80
+            return 80, 24
+        return size.columns or 80, size.lines or 24
 
     def _feed(self, data: bytes) -> None:
         # Line by line, so that what a line changes (a secret prompt after a user name)
@@ -171,11 +186,12 @@ class TerminalConsole:
         for piece in LINE_ENDS.split(data):
             if piece:
                 self._take(piece)
-        self._watch_escape()
+        self._watch_timers()
 
     def _take(self, data: bytes) -> None:
         events = self._editor.feed(data)
-        self._output.write(self._editor.take_output())
+        if events:                          # (inside a bracketed paste there are none, and nothing to draw)
+            self._output.write(self._editor.take_output())
         for event in events:
             if event[0] == "line":
                 self._on_line(event[1])
@@ -186,22 +202,38 @@ class TerminalConsole:
             elif event[0] == "suspend":
                 self._suspend()
 
-    def _watch_escape(self) -> None:
+    def _watch_timers(self) -> None:
+        """Write what the keys drew, then wait for the rest of an escape sequence or for the
+        terminal's answers to questions about widths, for a moment at most."""
+        self._output.write(self._editor.take_output())
         if self._escape_timer is not None:
             self._escape_timer.cancel()
             self._escape_timer = None
-        if self._editor.waiting_for_escape and self._loop is not None:
+        if self._loop is None:
+            return
+        if self._editor.waiting_for_escape:
             self._escape_timer = self._loop.call_later(self.ESCAPE_WAIT, self._escape_timeout)
+        if self._editor.waiting_for_measurement and self._measure_timer is None:
+            self._measure_timer = self._loop.call_later(self.MEASURE_WAIT, self._measurement_timeout)
+        elif not self._editor.waiting_for_measurement and self._measure_timer is not None:
+            self._measure_timer.cancel()
+            self._measure_timer = None
 
     def _escape_timeout(self) -> None:
         self._escape_timer = None
         self._editor.escape_timeout()
-        self._output.write(self._editor.take_output())
+        self._watch_timers()
+
+    def _measurement_timeout(self) -> None:
+        self._measure_timer = None
+        self._editor.measurement_timeout()
+        self._watch_timers()
 
     def _suspend(self) -> None:
         """Ctrl-Z: give the terminal back as it was and stop; ``_resumed`` takes it again."""
         if self._saved is None:
             return
+        self._output.write(PASTE_OFF)
         self._set_mode(self._saved, termios.TCSADRAIN)
         os.kill(0, signal.SIGTSTP)
 
@@ -210,12 +242,13 @@ class TerminalConsole:
         if self._raw is None or self._saved is None:
             return
         self._set_mode(self._raw, termios.TCSANOW)
+        self._output.write(PASTE_ON)
         self._editor.redraw()
-        self._output.write(self._editor.take_output())
+        self._watch_timers()
 
     def _resized(self) -> None:
-        self._editor.resize(self._columns())
-        self._output.write(self._editor.take_output())
+        self._editor.resize(*self._size())
+        self._watch_timers()
 
     def _set_mode(self, settings: list[Any], when: int) -> None:
         try:
@@ -225,35 +258,52 @@ class TerminalConsole:
 
     def print(self, text: str) -> None:
         self._output.write(self._editor.print_above(text))
+        self._watch_timers()
 
     def prompt(self, text: str, secret: bool, remember: bool = False) -> None:
         """``''``: the command prompt (``> ``), or, when secret, nothing while a login answer is awaited."""
         self._editor.set_prompt(text or ("" if secret else "> "), secret, remember)
-        self._output.write(self._editor.take_output())
+        self._watch_timers()
 
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
-        if self._escape_timer is not None:
-            self._escape_timer.cancel()
-            self._escape_timer = None
+        for timer in (self._escape_timer, self._measure_timer):
+            if timer is not None:
+                timer.cancel()
+        self._escape_timer = self._measure_timer = None
         if self._saved is not None:
             saved, self._saved = self._saved, None
             if self._loop is not None:
                 self._loop.remove_signal_handler(signal.SIGWINCH)
                 self._loop.remove_signal_handler(signal.SIGCONT)
-            self._output.write(self._editor.erase())
+            self._output.write(self._editor.erase() + PASTE_OFF)
+            self._take_last_answers()
             self._set_mode(saved, termios.TCSADRAIN)
 
+    def _take_last_answers(self) -> None:
+        """Read the terminal's answers still on their way (for ``MEASURE_WAIT`` at most), so that
+        none reaches the shell as typed text once the client is gone."""
+        deadline = time.monotonic() + self.MEASURE_WAIT
+        while self._editor.waiting_for_measurement and (left := deadline - time.monotonic()) > 0:
+            try:
+                if not select.select([self._in], [], [], left)[0]:
+                    return
+                self._editor.feed(os.read(self._in, READ_SIZE))
+            except OSError:                 # the terminal is gone
+                return
+        self._editor.take_output()          # (nothing more is drawn)
 
-def open_console(complete: Callable[[str], list[str]] | None = None) -> PipeConsole | TerminalConsole:
-    """A line editor (``complete`` gives Tab its words) when standard input and output are both
-    a terminal, plain lines otherwise.
+
+def open_console(complete: Callable[[str], list[str]] | None = None,
+                 limit: Callable[[str], int | None] | None = None) -> PipeConsole | TerminalConsole:
+    """A line editor (``complete`` gives Tab its words, ``limit`` marks what is too long to send)
+    when standard input and output are both a terminal, plain lines otherwise.
 
     (Input from a terminal with output to a pipe or file gets plain lines, and the
     terminal's echo is turned off while the password is typed.)
     """
     if os.isatty(0) and os.isatty(1):
-        return TerminalConsole(complete=complete)
+        return TerminalConsole(complete=complete, limit=limit)
     return PipeConsole()

@@ -1,15 +1,24 @@
 """A terminal line editor as pure logic: keystroke bytes in, events and screen bytes out.
 
-``feed(data)`` takes whatever a raw-mode terminal sent (UTF-8 characters and
-escape sequences may be split across calls) and returns events in order:
-``("line", text)`` on Enter, ``("eof",)`` on Ctrl-D at an empty line,
-``("interrupt", was_empty)`` on Ctrl-C (the line is cleared; ``was_empty``
-says it held nothing, so the owner can say how to quit) and ``("suspend",)``
-on Ctrl-Z (the owner stops the process and calls ``redraw()`` once resumed).
-The echo and redraw bytes pile up until ``take_output()``;
-``print_above(text)`` writes text above the half-typed input and returns them.
-``text``, ``cursor`` and ``history`` read the line, the cursor's offset in it
-and the remembered lines.
+``feed(data)`` takes whatever a raw-mode terminal sent (read by ``KeyReader``:
+UTF-8 characters and escape sequences may be split across calls) and returns
+events in order: ``("line", text)`` on Enter, ``("eof",)`` on Ctrl-D at an
+empty line, ``("interrupt", was_empty)`` on Ctrl-C (the line is cleared;
+``was_empty`` says it held nothing, so the owner can say how to quit) and
+``("suspend",)`` on Ctrl-Z (the owner stops the process and calls
+``redraw()`` once resumed).  What changed is drawn once per ``feed`` however
+many keys came (a paste costs one redraw, not one per character; in the middle
+of a bracketed paste, not at all: its end is on its way), and the screen
+bytes pile up until ``take_output()``; ``print_above(text)`` writes text
+above the half-typed input and returns them.  ``text``, ``cursor`` and
+``history`` read the line, the cursor's offset in it and the remembered lines.
+
+A line may hold line breaks (``\\n`` in its text): a bracketed paste keeps
+those of the pasted block (the console turns the terminal's bracketed paste
+on; trailing ones are left out) and Alt-Enter (ESC CR) inserts one.  Each
+line after a break is drawn indented under the first; Up and Down move
+between them before they browse the history, Home and End go to the start
+and end of the current one.
 
 Keys: printable characters insert at the cursor; Backspace (DEL or ^H) and
 Delete (ESC [ 3 ~, or ^D on a non-empty line) remove a character; Left/Right
@@ -26,150 +35,81 @@ callable for the words that can replace the one before the cursor: one is
 filled in, several are filled in as far as they agree and a second Tab lists
 them.  ^L clears the screen and redraws.  Other Alt-combinations, unknown
 escape sequences and other control bytes are ignored.  Editing a recalled
-history line does not change history.
-
-A lone Escape cannot be told from the start of a sequence without a clock:
-when ``waiting_for_escape`` stays true for a moment with no more input, the
-owner calls ``escape_timeout()`` and it counts as the Escape key.
+history line does not change history.  A lone Escape counts once the owner
+calls ``escape_timeout()`` (see ``waiting_for_escape``).
 
 With a secret prompt nothing typed is shown, there is no history, search or
 completion, the submitted line is not remembered and kills do not reach the
 kill buffer.  A prompt set with ``remember=False`` (a user name) keeps its
-lines out of the history too.
+lines out of the history too.  ``limit(text)``, when given, says where the
+line passes what can be sent (an offset into it, or None): the excess is shown
+in reverse video, so a paste that is too long says so before Enter.
 
 The screen: the prompt and the line wrap over as many rows as the width
-(``cols``, changed by ``resize``) needs.  Widths follow Unicode: East Asian
-wide and fullwidth characters take two columns, combining marks and joiners
-none (they stay with the character before them, so the cursor moves over
-whole characters).  Control and other invisible characters are shown as
-``^X`` or ``<U+XXXX>``, never sent raw, in the line and in printed text alike.
+(``cols``, changed by ``resize``) needs; with ``rows`` (the screen's height)
+an input taller than the screen less two rows shows a window of them around
+the cursor, with a row above and below saying how many rows are out of sight.
+Control and other invisible characters are shown as ``^X`` or ``<U+XXXX>``,
+never sent raw, in the line and in printed text alike.  Widths follow Unicode
+where terminals agree (``graphemes.certain``); a cluster they draw each their
+own way (an emoji sequence, a flag) is measured the first time it is drawn,
+when ``measure`` is on: the editor writes it at the start of the input's row,
+asks for the cursor's position (ESC [ 6 n) and reads the answer, which comes
+back through ``feed``; until it is known, and for good if the terminal does
+not answer before the owner calls ``measurement_timeout()`` (see
+``waiting_for_measurement``), the cluster is shown as its parts.  So the
+cursor is always where the terminal puts the next character.
+
 A redraw goes up to the first input row, rewrites it all, erases below and
 puts the cursor back; input that ends exactly at the right margin gets a
 space, the erase and a carriage return so the cursor sits at the start of the
 next row on every terminal, whatever its pending-wrap rule (erasing from
 column 0 of a row would make tmux unwrap the row above it).
 
-On ``resize(cols)`` the editor must guess how far above the cursor the input
-now begins: when the terminal narrows it goes up as far as the old or the new
-layout says, whichever is more (nothing stale is left on any terminal; one
-that does not rewrap may lose rows of output just above the input); when it
-widens it assumes the terminal rewraps its rows, as tmux, VTE and kitty do
-(exact there; one that does not rewrap keeps the input's old first rows above
-the redrawn input).
+On ``resize(cols)`` the editor must find how far above the cursor the input
+now begins: when ``measure`` is on it asks the terminal where the cursor is
+and draws once it knows (see ``input_drawing`` for how the answer tells a
+terminal that rewraps its rows from one that cuts them); otherwise, or when
+the answer does not settle it, it guesses from the rows it drew: when the
+terminal narrows it goes up as far as either kind would have it, whichever is
+more (nothing stale is left on either; one that cuts may lose rows of output
+just above the input); when it widens it assumes the terminal rewraps its
+rows, as tmux, VTE and kitty do (on one that does not, the input's old first
+rows stay above the redrawn input).
 """
 from __future__ import annotations
 
-import codecs
 import os
-import unicodedata
 from collections.abc import Callable
 from typing import Any
 
-ESC = "\x1b"
+from .cell_widths import CellWidths
+from .graphemes import NEWLINE, clusters, joins, shown
+from .input_drawing import NO_MARK, Drawing
+from .input_layout import ERASE_BELOW, Layout
+from .keys import KeyReader
+
 HISTORY_LIMIT = 500
-JOINERS = "\u200c\u200d"  # zero-width non-joiner and joiner
-
-CONTROL_KEYS = {
-    "\x01": "home", "\x02": "left", "\x03": "interrupt", "\x04": "eof_or_delete",
-    "\x05": "end", "\x06": "right", "\x08": "backspace", "\x09": "complete",
-    "\x0b": "kill_to_end", "\x0c": "clear_screen", "\x0e": "down", "\x10": "up",
-    "\x12": "start_search", "\x14": "transpose", "\x15": "kill_to_start",
-    "\x17": "kill_word", "\x19": "yank", "\x1a": "suspend", "\x7f": "backspace",
-}
-# ESC <key>: the Alt-combinations.
-ALT_KEYS = {"b": "word_left", "f": "word_right", "d": "kill_word_after",
-            "\x7f": "kill_word_before", "\x08": "kill_word_before"}
-# ESC [ <final> and ESC O <final>; of the parameters only a Ctrl or Alt modifier counts.
-FINAL_KEYS = {"A": "up", "B": "down", "C": "right", "D": "left", "H": "home", "F": "end",
-              "c": "word_right", "d": "word_left"}  # ESC O c/d: Ctrl-Right/Left in rxvt
-WORD_KEYS = {"C": "word_right", "D": "word_left"}
-WORD_MODIFIERS = {"3", "5"}  # Alt, Ctrl
-# ESC [ <number> ~
-TILDE_KEYS = {"1": "home", "7": "home", "4": "end", "8": "end", "3": "delete"}
 KILLS = {"kill_to_start", "kill_to_end", "kill_word", "kill_word_after", "kill_word_before"}
-
-
-def char_width(char: str) -> int:
-    """Columns a terminal gives a character: 2 wide, 0 combining or joining, else 1."""
-    if unicodedata.combining(char) or char in JOINERS or unicodedata.category(char) in ("Mn", "Me"):
-        return 0
-    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
-
-
-def _safe(char: str) -> bool:
-    return char.isprintable() or char in JOINERS or unicodedata.category(char) == "Zs"
-
-
-def shown(text: str) -> str:
-    """The text with control and invisible characters made visible and harmless."""
-    out = []
-    for char in text:
-        if char < " " or char == "\x7f":
-            out.append("^" + chr(ord(char) ^ 0x40))
-        elif _safe(char):
-            out.append(char)
-        else:
-            out.append(f"<U+{ord(char):04X}>")
-    return "".join(out)
-
-
-def clusters(text: str) -> list[str]:
-    """The text as the units the cursor moves over: a character with its combining marks and joins."""
-    units: list[str] = []
-    for char in text:
-        if units and (char_width(char) == 0 or units[-1][-1] in JOINERS):
-            units[-1] += char
-        else:
-            units.append(char)
-    return units
-
-
-def _is_word(unit: str) -> bool:
-    return unit[0].isalnum()
-
-
-class _Layout:
-    """Where prompt + line land on a screen ``cols`` wide, rows counted from the first input row."""
-
-    def __init__(self, prompt: str, units: list[str], cols: int) -> None:
-        parts = [shown(prompt)]
-        starts = [len(parts[0])]                  # offset in the text of each cursor position
-        for unit in units:
-            part = shown(unit)
-            parts.append(" " + part if char_width(part[0]) == 0 else part)  # a mark needs a base
-            starts.append(starts[-1] + len(parts[-1]))
-        row = col = 0
-        places = []
-        out = []
-        for char in "".join(parts):
-            width = char_width(char)
-            if width and col + width > cols and col > 0:   # wraps before it, as terminals do,
-                out.append(" " * (cols - col))             # over a gap written blank: nothing stale shows
-                row, col = row + 1, 0
-            places.append((row, col))
-            out.append(char)
-            col += width
-        self.text = "".join(out)
-        # Text that fills the last column leaves the terminal's cursor there with a pending
-        # wrap; the redraw writes a space and a carriage return to take it to the next row.
-        self.at_margin = col >= cols and bool(self.text)
-        self.end = (row + 1, 0) if self.at_margin else (row, col)
-        places.append(self.end)
-        self.cursor_places = [places[start] for start in starts]
+ASK_POSITION = "\x1b[6n"
+WORD_SEPARATORS = (" ", NEWLINE)
 
 
 class LineEditor:
     """An editable input behind a prompt, over as many rows as it needs, with a history."""
 
-    def __init__(self, cols: int = 80, complete: Callable[[str], list[str]] | None = None) -> None:
+    def __init__(self, cols: int = 80, complete: Callable[[str], list[str]] | None = None, *,
+                 rows: int | None = None, limit: Callable[[str], int | None] | None = None,
+                 measure: bool = False) -> None:
         self._cols = max(cols, 1)
+        self._rows = rows
         self._complete_words = complete
+        self._limit = limit
         self._prompt = ""
         self._secret = False
         self._remembering = True
-        self._chars: list[str] = []        # units, see clusters()
+        self._chars: list[str] = []        # units, see graphemes.clusters()
         self._cursor = 0
-        self._cursor_row = 0               # the terminal cursor's row, counted from the first input row
         self._history: list[str] = []
         self._browsing: int | None = None  # index into history while browsing
         self._draft: list[str] = []        # the line being typed before browsing
@@ -179,22 +119,31 @@ class LineEditor:
         self._before_search: tuple[list[str], int, int | None] = ([], 0, None)
         self._killed: list[str] = []
         self._last_action = ""
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._escape = ""                  # a partial escape sequence
-        self._after_cr = False             # so that \r\n submits only once
+        self._held_breaks = 0              # line breaks at the end of the paste so far
+        self._keys = KeyReader()
         self._output: list[str] = []
         self._events: list[tuple[Any, ...]] = []
+        self._drawing = Drawing()
+        self._dirty = False                # the drawing is behind the line, the cursor or the prompt
+        self._widths = CellWidths(measure)
+        self._questions: list[str | None] = []   # asked of the terminal, in order: a cluster's width,
+                                                 # or (None) where the cursor is after a resize
 
     # -- the interface -----------------------------------------------------
 
     def feed(self, data: bytes) -> list[tuple[Any, ...]]:
-        for char in self._decoder.decode(data):
-            self._take_char(char)
+        for action in self._keys.feed(data):
+            self._act(action)
+        if not self._keys.pasting:
+            self._flush()
         events, self._events = self._events, []
         return events
 
     def take_output(self) -> bytes:
-        """The screen bytes so far, in UTF-8; what cannot be encoded (a lone surrogate) shows as ``?``."""
+        """The screen bytes so far, with what changed drawn (except in the middle of a paste), in
+        UTF-8; what cannot be encoded (a lone surrogate) shows as ``?``."""
+        if not self._keys.pasting:
+            self._flush()
         output, self._output = self._output, []
         return "".join(output).encode("utf-8", "replace")
 
@@ -204,42 +153,36 @@ class LineEditor:
         self._prompt = text
         self._secret = secret
         self._remembering = remember and not secret
-        self._redraw()
+        self._changed(redraw=True)
 
     def print_above(self, text: str) -> bytes:
         self._print_above(text)
         return self.take_output()
 
-    def resize(self, cols: int) -> None:
-        """The terminal is now ``cols`` wide: lay the input out again.
-
-        Some terminals rewrap the rows on screen to the new width (tmux, VTE,
-        kitty, iTerm2), others cut or keep them as they are (xterm, the Linux
-        console), and the editor cannot tell which it is on.  When the terminal
-        narrows, the input's first row is as far above the cursor as under the
-        old layout or under the new one: the redraw goes up by the larger, so
-        no stale rows survive (when the guess is too high, as many rows of
-        output just above the input are erased).  When it widens, the editor
-        assumes the terminal rewraps and goes up as the new layout says: exact
-        there, while a terminal that keeps its rows is left with the input's
-        old first rows above the redrawn input.
-        """
+    def resize(self, cols: int, rows: int | None = None) -> None:
+        """The terminal is now ``cols`` wide (and ``rows`` high, if given): lay the input out again,
+        once the terminal has said where the cursor is (when it answers; see ``input_drawing``)."""
         cols = max(cols, 1)
-        rewrapped_row = self._cursor_place(_Layout(self._shown_prompt(), self._shown_chars(), cols))[0]
-        narrowing = cols < self._cols
+        self._drawing.resized(cols)
+        if self._widths.measuring:                 # where did the rows go? (see input_drawing)
+            self._output.append(ASK_POSITION)
+            self._questions.append(None)
+            self._drawing.waiting = True
         self._cols = cols
-        self._cursor_row = max(self._cursor_row, rewrapped_row) if narrowing else rewrapped_row
-        self._redraw()
+        self._rows = rows if rows is not None else self._rows
+        self._changed(redraw=True)
 
     def redraw(self) -> None:
         """Draw the input again from the cursor's row (after ``("suspend",)`` and resuming)."""
-        self._redraw()
+        self._changed(redraw=True)
 
     def erase(self) -> bytes:
         """Bytes that erase the input from the screen, leaving the cursor where it began."""
-        self._output.append(self._to_top() + "\x1b[J")
-        self._cursor_row = 0
-        return self.take_output()
+        self._output.append(self._drawing.to_top() + ERASE_BELOW)
+        self._drawing.forget()
+        self._dirty = False
+        output, self._output = self._output, []
+        return "".join(output).encode("utf-8", "replace")
 
     @property
     def text(self) -> str:
@@ -259,61 +202,54 @@ class LineEditor:
     @property
     def waiting_for_escape(self) -> bool:
         """A lone ESC came last: it is the Escape key if nothing follows soon."""
-        return self._escape == ESC
+        return self._keys.waiting_for_escape
 
     def escape_timeout(self) -> None:
-        if self._escape == ESC:
-            self._escape = ""
+        for action in self._keys.escape_timeout():
+            self._act(action)
+
+    @property
+    def waiting_for_measurement(self) -> bool:
+        """The terminal has not yet said where the cursor is (after drawing a cluster to measure it,
+        or after a resize)."""
+        return bool(self._questions)
+
+    def measurement_timeout(self) -> None:
+        """The terminal did not answer: show what was to be measured as its parts, guess where the
+        rows went after a resize, and ask no more."""
+        if self._questions:
+            self._questions.clear()
+            self._widths.give_up()
+            self._drawing.no_position()
+            self._changed(redraw=True)
+
+    # -- acting on keys ----------------------------------------------------
+
+    def _act(self, action: tuple[Any, ...]) -> None:
+        kind = action[0]
+        if kind == "text":
             if self._query is not None:
-                self._cancel_search()
-
-    # -- decoding keys -----------------------------------------------------
-
-    def _take_char(self, char: str) -> None:
-        if self._escape:
-            self._continue_escape(char)
-        elif self._query is not None and self._take_search_key(char):
-            pass
-        elif char == ESC:
-            self._escape = ESC
-        elif char in "\r\n":
-            if not (char == "\n" and self._after_cr):
-                self._do("enter")
-        elif char in CONTROL_KEYS:
-            self._do(CONTROL_KEYS[char])
-        elif _safe(char):
-            self._insert(char)
-            self._last_action = "insert"
-        self._after_cr = char == "\r"
-
-    def _continue_escape(self, char: str) -> None:
-        if char == ESC:                        # a new sequence (Escape, then a key)
-            self._escape = ESC
-        elif self._escape == ESC and char in ALT_KEYS:
-            self._escape = ""
-            self._do(ALT_KEYS[char])
-        elif not " " <= char <= "~":           # a control or non-ASCII character ends it
-            self._escape = ""
-            self._take_char(char)
-        elif self._escape == ESC:              # ESC [ or ESC O go on; other Alt + key is ignored
-            self._escape = ESC + char if char in "[O" else ""
-            if not self._escape:
-                self._do("")
-        elif self._escape == ESC + "O":
-            self._escape = ""
-            self._do(FINAL_KEYS.get(char, ""))
-        elif char >= "\x40":                   # the final byte of ESC [ ...
-            parameters, self._escape = self._escape[2:], ""
-            if char == "~":
-                self._do(TILDE_KEYS.get(parameters, ""))
-            elif parameters.split(";")[-1] in WORD_MODIFIERS and char in WORD_KEYS:
-                self._do(WORD_KEYS[char])
-            else:
-                self._do(FINAL_KEYS.get(char, "") if char.isupper() else "")
-        else:                                  # parameter and intermediate bytes
-            self._escape += char
+                self._search_for(action[1])
+            elif action[1]:
+                self._insert_text(action[1])
+                self._last_action = "insert"
+        elif kind == "key":
+            if self._query is None or not self._search_key(action[1]):
+                self._do(action[1])
+        elif kind == "paste_start":
+            self._do("")
+            self._held_breaks = 0
+        elif kind == "paste":
+            self._paste(action[1])
+        elif kind == "paste_end":
+            self._held_breaks = 0
+            self._last_action = "paste"
+        elif kind == "report":
+            self._answered(action[1] - 1, action[2] - 1)
 
     def _do(self, action: str) -> None:
+        if action in ("cancel", "escape"):     # mean something to a search only
+            return
         if self._query is not None:            # any other key ends a search, keeping the match
             self._end_search()
         if action:
@@ -322,24 +258,33 @@ class LineEditor:
 
     # -- editing -----------------------------------------------------------
 
-    def _insert(self, char: str) -> None:
-        if self._cursor and (char_width(char) == 0 or self._chars[self._cursor - 1][-1] in JOINERS):
-            self._chars[self._cursor - 1] += char
-            self._redraw()
-            return
-        self._chars.insert(self._cursor, char)
-        self._cursor += 1
-        if self._secret:
-            return
-        layout = self._layout()
-        if self._cursor == len(self._chars) and char_width(char) and not layout.at_margin:
-            self._output.append(shown(char))   # typing at the end: just echo it
-            self._cursor_row = layout.end[0]
-        else:
-            self._redraw(layout)
+    def _changed(self, redraw: bool = False) -> None:
+        """The line, the cursor or the prompt changed; ``redraw``: more than text typed at the end."""
+        if redraw or not self._secret:
+            self._dirty = True
+        if redraw:
+            self._drawing.typed_from = None
 
-    def _insert_units(self, units: list[str]) -> None:
-        self._edit(self._chars[:self._cursor] + units + self._chars[self._cursor:], self._cursor + len(units))
+    def _insert_text(self, text: str) -> None:
+        """Insert at the cursor; the unit before it may take in the first characters (a mark)."""
+        start = self._cursor - 1 if self._cursor and joins(self._chars[self._cursor - 1], text[0]) else self._cursor
+        units = clusters("".join(self._chars[start:self._cursor]) + text)
+        at_end = self._cursor == len(self._chars) and start == self._cursor
+        self._chars[start:self._cursor] = units
+        self._cursor = start + len(units)
+        self._changed(redraw=not at_end)
+
+    def _paste(self, text: str) -> None:
+        """Pasted text at the cursor; line breaks at its end wait to see if more text follows."""
+        body = text.rstrip(NEWLINE)
+        if body:
+            self._insert_text(NEWLINE * self._held_breaks + body)
+            self._held_breaks = 0
+        self._held_breaks += len(text) - len(body)
+
+    def _newline(self) -> None:
+        if not self._secret:
+            self._insert_text(NEWLINE)
 
     def _enter(self) -> None:
         text = "".join(self._chars)
@@ -366,11 +311,11 @@ class LineEditor:
 
     def _start_fresh_line(self) -> None:
         self._chars, self._cursor, self._browsing = [], 0, None
-        self._redraw()
+        self._changed(redraw=True)
 
     def _edit(self, chars: list[str], cursor: int) -> None:
         self._chars, self._cursor = chars, cursor
-        self._redraw()
+        self._changed(redraw=True)
 
     def _backspace(self) -> None:
         if self._cursor > 0:
@@ -386,25 +331,36 @@ class LineEditor:
     def _right(self) -> None:
         self._edit(self._chars, min(self._cursor + 1, len(self._chars)))
 
+    def _line_start(self, at: int) -> int:
+        """Where the line (between line breaks) that holds offset ``at`` starts."""
+        while at > 0 and self._chars[at - 1] != NEWLINE:
+            at -= 1
+        return at
+
+    def _line_end(self, at: int) -> int:
+        while at < len(self._chars) and self._chars[at] != NEWLINE:
+            at += 1
+        return at
+
     def _home(self) -> None:
-        self._edit(self._chars, 0)
+        self._edit(self._chars, self._line_start(self._cursor))
 
     def _end(self) -> None:
-        self._edit(self._chars, len(self._chars))
+        self._edit(self._chars, self._line_end(self._cursor))
 
     def _word_start(self) -> int:
         start = self._cursor
-        while start > 0 and not _is_word(self._chars[start - 1]):
+        while start > 0 and not self._chars[start - 1][0].isalnum():
             start -= 1
-        while start > 0 and _is_word(self._chars[start - 1]):
+        while start > 0 and self._chars[start - 1][0].isalnum():
             start -= 1
         return start
 
     def _word_end(self) -> int:
         end = self._cursor
-        while end < len(self._chars) and not _is_word(self._chars[end]):
+        while end < len(self._chars) and not self._chars[end][0].isalnum():
             end += 1
-        while end < len(self._chars) and _is_word(self._chars[end]):
+        while end < len(self._chars) and self._chars[end][0].isalnum():
             end += 1
         return end
 
@@ -440,9 +396,9 @@ class LineEditor:
 
     def _kill_word(self) -> None:
         start = self._cursor
-        while start > 0 and self._chars[start - 1] == " ":
+        while start > 0 and self._chars[start - 1] in WORD_SEPARATORS:
             start -= 1
-        while start > 0 and self._chars[start - 1] != " ":
+        while start > 0 and self._chars[start - 1] not in WORD_SEPARATORS:
             start -= 1
         self._kill(start, self._cursor)
 
@@ -453,7 +409,8 @@ class LineEditor:
         self._kill(self._cursor, self._word_end())
 
     def _yank(self) -> None:
-        self._insert_units(self._killed)
+        self._edit(self._chars[:self._cursor] + self._killed + self._chars[self._cursor:],
+                   self._cursor + len(self._killed))
 
     # -- completion --------------------------------------------------------
 
@@ -461,7 +418,7 @@ class LineEditor:
         if self._secret or self._complete_words is None:
             return
         start = self._cursor
-        while start > 0 and self._chars[start - 1] != " ":
+        while start > 0 and self._chars[start - 1] not in WORD_SEPARATORS:
             start -= 1
         word = "".join(self._chars[start:self._cursor])
         candidates = sorted(set(self._complete_words("".join(self._chars[:self._cursor]))))
@@ -486,6 +443,11 @@ class LineEditor:
             del self._history[:-HISTORY_LIMIT]
 
     def _up(self) -> None:
+        start = self._line_start(self._cursor)
+        if start > 0:                          # to the line above, as far along as it goes
+            above = self._line_start(start - 1)
+            self._edit(self._chars, min(above + self._cursor - start, start - 1))
+            return
         if self._secret or self._browsing == 0 or not self._history:
             return
         if self._browsing is None:
@@ -494,6 +456,11 @@ class LineEditor:
         self._recall(clusters(self._history[self._browsing]))
 
     def _down(self) -> None:
+        end = self._line_end(self._cursor)
+        if end < len(self._chars):             # to the line below
+            column = self._cursor - self._line_start(self._cursor)
+            self._edit(self._chars, min(end + 1 + column, self._line_end(end + 1)))
+            return
         if self._secret or self._browsing is None:
             return
         self._browsing += 1
@@ -513,29 +480,29 @@ class LineEditor:
             return
         self._before_search = (self._chars, self._cursor, self._browsing)
         self._query, self._found, self._search_failed = "", None, False
-        self._redraw()
+        self._changed(redraw=True)
 
-    def _take_search_key(self, char: str) -> bool:
+    def _search_key(self, key: str) -> bool:
         """Handle a key that means something to the search; False for the others."""
-        if char in "\r\n":
-            return False                       # _do ends the search, then Enter submits
-        if char == "\x07":                     # ^G
+        if key in ("cancel", "escape"):
             self._cancel_search()
-        elif char == "\x03":
+        elif key == "interrupt":
             self._cancel_search()
             self._do("interrupt")
-        elif char == "\x12":
+        elif key == "start_search":
             self._search_from((self._found if self._found is not None else len(self._history)) - 1)
-        elif char in "\x7f\x08":
+        elif key == "backspace":
             self._query = self._query[:-1] if self._query else ""
             self._search_failed = False
             self._search_from(len(self._history) - 1)
-        elif _safe(char):
-            self._query = (self._query or "") + char
-            self._search_from(len(self._history) - 1 if self._found is None else self._found)
         else:
             return False
         return True
+
+    def _search_for(self, text: str) -> None:
+        for char in text:                      # one at a time: a failed search keeps the last match
+            self._query = (self._query or "") + char
+            self._search_from(len(self._history) - 1 if self._found is None else self._found)
 
     def _search_from(self, index: int) -> None:
         if not self._query:
@@ -549,18 +516,32 @@ class LineEditor:
                 self._edit(clusters(self._history[found]), len(clusters(self._history[found][:offset])))
                 return
         self._search_failed = True
-        self._redraw()
+        self._changed(redraw=True)
 
     def _end_search(self) -> None:
         self._query = None
         if self._found is not None:
             self._draft, self._browsing = self._before_search[0], self._found
-        self._redraw()
+        self._changed(redraw=True)
 
     def _cancel_search(self) -> None:
         self._query = None
         self._chars, self._cursor, self._browsing = self._before_search
-        self._redraw()
+        self._changed(redraw=True)
+
+    # -- the terminal's answers ---------------------------------------------
+
+    def _answered(self, row: int, col: int) -> None:
+        """The terminal says the cursor is at (row, col), 0-based: the answer to the oldest question."""
+        if not self._questions:
+            return                             # not ours (Shift-F3 reads the same), or too late
+        cluster = self._questions.pop(0)
+        if cluster is None:
+            if None not in self._questions:    # (only the answer after the last resize counts)
+                self._drawing.positioned(row, col)
+        else:
+            self._widths.measured(cluster, col)
+        self._changed(redraw=True)
 
     # -- the screen --------------------------------------------------------
 
@@ -573,47 +554,73 @@ class LineEditor:
     def _shown_chars(self) -> list[str]:
         return [] if self._secret else self._chars
 
-    def _layout(self) -> _Layout:
-        return _Layout(self._shown_prompt(), self._shown_chars(), self._cols)
+    def _layout(self) -> tuple[Layout, int, int]:
+        """The layout of prompt and line, the piece the cursor is on, and the first piece past the limit."""
+        prompt = clusters(shown(self._shown_prompt()))
+        units = self._shown_chars()
+        cells = [self._widths.cell(unit) for unit in prompt + units]
+        layout = Layout([cell[0] for cell in cells], [cell[1] for cell in cells], self._cols)
+        cursor = len(prompt) + (0 if self._secret else self._cursor)
+        past = self._past_limit(units)
+        return layout, cursor, past if past == NO_MARK else len(prompt) + past
 
-    def _cursor_place(self, layout: _Layout) -> tuple[int, int]:
-        return layout.cursor_places[0 if self._secret else self._cursor]
+    def _past_limit(self, units: list[str]) -> int:
+        """The first unit past the limit (``NO_MARK`` when none is)."""
+        offset = self._limit("".join(units)) if self._limit is not None and units else None
+        if offset is not None:
+            length = 0
+            for index, unit in enumerate(units):
+                length += len(unit)
+                if length > offset:
+                    return index
+        return NO_MARK
 
-    def _to_top(self) -> str:
-        return (f"\x1b[{self._cursor_row}A" if self._cursor_row else "") + "\r"
+    def _height(self) -> int:
+        """Rows the input may take on screen."""
+        return max(self._rows - 2, 3) if self._rows else 1 << 30
 
-    def _redraw(self, layout: _Layout | None = None) -> None:
-        layout = layout or self._layout()
-        # At the margin: a space takes the cursor to the next row; erasing from column 0 there
-        # would make tmux forget that the row above wraps into it, so the erase comes first.
-        end = " \x1b[J\r" if layout.at_margin else "\x1b[J"
-        self._output.append(self._to_top() + layout.text + end)
-        self._output.append(_move(layout.end, self._cursor_place(layout)))
-        self._cursor_row = self._cursor_place(layout)[0]
+    def _flush(self) -> None:
+        """Draw what changed since the last drawing: the characters typed at the end, or all (not while
+        the terminal is still to say where the cursor went after a resize)."""
+        if not self._dirty or self._drawing.waiting:
+            return
+        self._dirty = False
+        layout, cursor, mark = self._layout()
+        questions = self._ask_widths()
+        echoed = None if questions else self._drawing.echo(layout, cursor, mark, len(self._chars))
+        self._output.append(echoed if echoed is not None else self._draw(layout, cursor, mark, questions))
+
+    def _draw(self, layout: Layout, cursor: int, mark: int, questions: list[str], whole: bool = False) -> str:
+        """The drawing, after the questions about clusters not measured yet (each drawn at the start
+        of the input's first row, where the drawing then writes over it)."""
+        asked = "".join(cluster + ASK_POSITION + "\r" for cluster in questions)
+        typed = len(self._chars) if cursor == len(layout.widths) and not self._secret else None
+        return self._drawing.draw(layout, cursor, mark, self._height(), typed, whole, before=asked)
+
+    def _ask_widths(self) -> list[str]:
+        """Clusters in the line to measure, now asked about."""
+        questions = self._widths.to_measure(self._shown_chars(), self._cols)
+        self._questions += questions
+        return questions
 
     def _leave_input(self, mark: str) -> None:
-        """Put ``mark`` after the input and start a fresh row below it, leaving the input on screen."""
-        layout = self._layout()
-        self._output.append(_move(self._cursor_place(layout), layout.end))
-        if mark or not layout.at_margin:       # at the margin the cursor is on a fresh row already
-            self._output.append(mark + "\r\n")
-        self._cursor_row = 0
+        """Put ``mark`` after the input, all of it, and start a fresh row below it, leaving the
+        input on screen."""
+        self._flush()
+        layout, cursor, past = self._layout()
+        if not self._drawing.shows_all:
+            self._output.append(self._draw(layout, cursor, past, self._ask_widths(), whole=True))
+        self._output.append(self._drawing.leave(layout, mark))
+
+    def _print_above(self, text: str) -> None:
+        if not self._keys.pasting:
+            self._flush()
+        self._output.append(self._drawing.to_top() + ERASE_BELOW)
+        self._output.extend(shown(line) + "\r\n" for line in text.split("\n"))
+        self._drawing.forget()
+        self._changed(redraw=True)
 
     def _clear_screen(self) -> None:
         self._output.append("\x1b[H\x1b[2J")
-        self._cursor_row = 0
-        self._redraw()
-
-    def _print_above(self, text: str) -> None:
-        self._output.append(self._to_top() + "\x1b[J")
-        self._output.extend(shown(line) + "\r\n" for line in text.split("\n"))
-        self._cursor_row = 0
-        self._redraw()
-
-
-def _move(origin: tuple[int, int], target: tuple[int, int]) -> str:
-    """Cursor motions from one (row, col) to another; neither is in a pending wrap."""
-    (row, col), (to_row, to_col) = origin, target
-    vertical = f"\x1b[{row - to_row}A" if to_row < row else f"\x1b[{to_row - row}B" if to_row > row else ""
-    horizontal = f"\x1b[{col - to_col}D" if to_col < col else f"\x1b[{to_col - col}C" if to_col > col else ""
-    return vertical + horizontal
+        self._drawing.forget()
+        self._changed(redraw=True)
