@@ -2,7 +2,8 @@
 import pytest
 
 from reactor.framing import encode
-from reactor.server.rules import BURST, RATE, RATE_UNIT, STORED_OVERHEAD, KeepMessage, Send
+from reactor.server.effects import KeepMessage, Send
+from reactor.server.limits import BURST, RATE, RATE_UNIT, STORED_OVERHEAD
 from tests.test_chat_server import World, error, msg, sends
 
 EMOJI = "\U0001F600"   # 12 bytes on the wire once JSON-escaped

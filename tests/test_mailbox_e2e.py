@@ -139,7 +139,7 @@ def test_the_host_paces_a_mailbox_while_the_store_commits_every_turn(tmp_path):
     """In one process: the server's buffer for the reader stays near one window, though the
     store is dirty every turn (so each WhenWritable waits for a commit), and a live message
     sent meanwhile is stored behind the mailbox."""
-    from reactor.server.rules import MAILBOX_CHUNK
+    from reactor.server.mail import MAILBOX_CHUNK
     from reactor.server.store import Store
     from reactor.stream import HIGH_WATER
     from tests.test_store_e2e import InProcess

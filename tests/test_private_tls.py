@@ -14,7 +14,9 @@ import trustme
 from reactor.client.host import ClientHost
 from reactor.client.peer_certs import PeerIdentity, decode_certificate, encode_certificate, fingerprint
 from reactor.client.rules import ChatClient, ClosePeer, ConnectPeer, Print, SetTimer, ToPeer, ToServer
+from reactor.server.effects import Send
 from reactor.server.host import ServerHost
+from reactor.server.privates import new_token
 from reactor.server.rules import ChatServer
 from tests.support import ACCOUNTS, ClientProcess, RecordingProxy, run_until
 from tests.test_chat_client import PONG, ask, logged_in
@@ -174,15 +176,32 @@ class ScriptConsole:
         return any(needle in line for line in self.lines)
 
 
+class HostileChatServer(ChatServer):
+    """The server's rules, but each frame of a kind in ``rewrites`` that they send (``private_expect`` and
+    ``private_connect`` relay a certificate) has the fields given there overwritten."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.rewrites = {}
+
+    def received(self, conn, frame, now):
+        effects = super().received(conn, frame, now)
+        for effect in effects:
+            if type(effect) is Send and effect.frame.get("type") in self.rewrites:
+                effect.frame.update(self.rewrites[effect.frame["type"]])
+        return effects
+
+
 class Chat:
     """An in-process TLS server and two TLS clients, hans and yoda, on ``loop``."""
 
-    def __init__(self, loop, ids, connect_via=None):
+    def __init__(self, loop, ids, connect_via=None, token_factory=new_token):
         authority = trustme.CA()
         server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         authority.issue_cert("127.0.0.1").configure_cert(server_ctx)
         self.loop = loop
-        self.server = ServerHost(loop, ChatServer(dict(ACCOUNTS), 10.0, 600.0), tls=server_ctx)
+        self.logic = HostileChatServer(dict(ACCOUNTS), 10.0, 600.0, token_factory=token_factory)
+        self.server = ServerHost(loop, self.logic, tls=server_ctx)
         self.server.serve("127.0.0.1", 0)
         self.consoles, self.hosts = {}, {}
         for user in ("hans", "yoda"):
@@ -206,16 +225,7 @@ class Chat:
 
     def server_rewrites(self, kind, **fields):
         """Play a hostile server: every ``kind`` frame it relays a certificate in has ``fields`` overwritten."""
-        logic = self.server._logic
-        real = logic._with_cert
-
-        def rewritten(frame, conn):
-            frame = real(frame, conn)
-            if frame["type"] == kind:
-                frame.update(fields)
-            return frame
-
-        logic._with_cert = rewritten
+        self.logic.rewrites[kind] = fields
 
     def start_private(self):
         self.consoles["yoda"].type("startprivate hans")
@@ -240,10 +250,8 @@ def test_a_relay_between_the_peers_sees_no_private_text_or_token(loop, ids):
         relays.append(RecordingProxy("127.0.0.1", port))
         return relays[-1].port
 
-    chat = Chat(loop, ids, connect_via=via)
     tokens = []
-    real_factory = chat.server._logic._token_factory
-    chat.server._logic._token_factory = lambda: tokens.append(real_factory()) or tokens[-1]
+    chat = Chat(loop, ids, connect_via=via, token_factory=lambda: tokens.append(new_token()) or tokens[-1])
     try:
         chat.start_private()
         chat.wait("yoda", "Start private messaging with hans")

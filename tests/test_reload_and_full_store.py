@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from reactor.server.rules import AddBlock, Close, ForgetMessages, KeepMessage, RemoveBlock, Send, SendBatch
+from reactor.server.effects import AddBlock, Close, ForgetMessages, KeepMessage, RemoveBlock, Send, SendBatch
 from tests.support import ACCOUNTS
 from tests.test_chat_server import World, error, frames_to, msg, of_type
 
@@ -106,7 +106,7 @@ def test_a_reload_after_shutdown_does_nothing(w):
 
 
 def test_a_reload_logs_one_line_per_kind_of_change_without_passwords(caplog):
-    caplog.set_level(logging.INFO, logger="reactor.server.rules")
+    caplog.set_level(logging.INFO, logger="reactor.server")
     w = World()
     accounts = {u: p for u, p in ACCOUNTS.items() if u not in ("yoda", "leia")}
     accounts.update({"hans": "changed*secret", "rey": "new*secret", "finn": "new*secret2"})

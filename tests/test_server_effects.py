@@ -5,13 +5,11 @@ import typing
 
 import pytest
 
-from reactor.server.host import ServerHost
-from reactor.server.rules import (
+from reactor.server.effects import (
     SERVER_EFFECTS,
     STORE_CHANGES,
     AddBlock,
     CancelTimer,
-    ChatServer,
     CheckPassword,
     Close,
     ForgetMessages,
@@ -27,6 +25,8 @@ from reactor.server.rules import (
     StoreChange,
     WhenWritable,
 )
+from reactor.server.host import ServerHost
+from reactor.server.rules import ChatServer
 from reactor.server.store import MemoryStore, Store, StoreError
 
 NOBODY = 99   # a connection that is not there: carrying out its effects must still find a way
@@ -64,7 +64,7 @@ def test_the_reactor_host_has_a_method_for_every_effect():
 
 def test_the_cluster_host_has_a_method_for_every_effect_and_every_cluster_effect():
     from reactor.cluster.host import ClusterHost
-    from reactor.server.rules import CLUSTER_EFFECTS, ClusterEffect
+    from reactor.server.effects import CLUSTER_EFFECTS, ClusterEffect
     assert typing.get_args(ClusterEffect) == CLUSTER_EFFECTS
     assert set(ClusterHost.CARRY_OUT) == set(SERVER_EFFECTS) | set(CLUSTER_EFFECTS)
     for kind, name in ClusterHost.CARRY_OUT.items():

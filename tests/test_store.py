@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from reactor.server.rules import AddBlock, ForgetMessages, KeepMessage, RemoveBlock
+from reactor.server.effects import AddBlock, ForgetMessages, KeepMessage, RemoveBlock
 from reactor.server.store import SCHEMA_VERSION, MemoryStore, Store, StoreError, StoreFull
 from tests.support import ROOT, coverage_env
 

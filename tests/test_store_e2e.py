@@ -337,7 +337,7 @@ class Recording:
 
     def apply(self, effect):
         self.store.apply(effect)
-        from reactor.server.rules import KeepMessage
+        from reactor.server.effects import KeepMessage
         self.pending += type(effect) is KeepMessage
 
     def commit(self):

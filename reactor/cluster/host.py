@@ -26,9 +26,7 @@ from typing import Any
 
 from ..loop import EventLoop, TimerHandle
 from ..protocol import ErrorCode
-from ..server.host import ServerHost, with_texts
-from ..server.rules import (
-    MAX_LOGIN_FAILURES,
+from ..server.effects import (
     AddBlock,
     ClaimLogin,
     ForgetMessages,
@@ -40,8 +38,10 @@ from ..server.rules import (
     SendBatch,
     SendStored,
     StoreChange,
-    _stored_size,
 )
+from ..server.host import ServerHost, with_texts
+from ..server.limits import stored_size
+from ..server.logins import MAX_LOGIN_FAILURES
 from . import scripts
 from .engine import Engine, EngineError, Reply
 from .rules import ClusterChatServer, LoginOutcome, StoredRecord
@@ -336,9 +336,9 @@ class ClusterHost(ServerHost):
         if isinstance(change, KeepMessage):
             size = len(change.text.encode("utf-8", "surrogatepass"))
             record = json.dumps({"to": change.to, "from": change.sender, "text": change.text, "sent": change.sent,
-                                 "size": size, "chars": len(change.text), "cost": _stored_size(size)})
+                                 "size": size, "chars": len(change.text), "cost": stored_size(size)})
             quota = self._cluster.quota or 0
-            script, args = scripts.KEEP, [change.id, change.to, change.sender, record, _stored_size(size),
+            script, args = scripts.KEEP, [change.id, change.to, change.sender, record, stored_size(size),
                                           self._queue_cap, quota]
         elif isinstance(change, ForgetMessages):
             script, args = scripts.FORGET, list(change.ids)

@@ -63,14 +63,13 @@ from typing import Any, Protocol, TypeVar
 
 from ..framing import MAX_FRAME, encode
 from ..loop import EventLoop, NamedTimers, TimerHandle
-from ..protocol import Frame
+from ..protocol import ErrorCode, Frame
 from ..stream import MAX_OUTPUT, RECV_SIZE, Listener, Stream, listen
 from ..tls import TLSStream
-from .rules import (
+from .effects import (
     STORE_CHANGES,
     AddBlock,
     CancelTimer,
-    ChatServer,
     CheckPassword,
     Close,
     ForgetMessages,
@@ -85,7 +84,9 @@ from .rules import (
     SetTimer,
     StoreChange,
     WhenWritable,
+    error,
 )
+from .rules import ChatServer
 from .store import MemoryStore, StoreError, StoreFull
 from .verifier import Verifier
 
@@ -100,8 +101,8 @@ STRANGER_READ_SIZE = 4096         # bytes one read of a stranger takes
 STRANGER_MAX_OUTPUT = 16 * 1024   # bytes a stranger may leave unread before it is cut off
 FAILURE_LOG_INTERVAL = 60.0       # seconds between the lines that count failed logins per address
 FAILURE_LOG_ADDRESSES = 1000      # addresses counted one by one per interval; the rest are counted together
-_BUSY = encode({"type": "error", "code": "busy"})
-TLS_REQUIRED = encode({"type": "error", "code": "tls_required"})   # what a plaintext client hears on the TLS port
+_BUSY = encode(error(ErrorCode.BUSY))
+TLS_REQUIRED = encode(error(ErrorCode.TLS_REQUIRED))   # what a plaintext client hears on the TLS port
 
 
 class FailureLog:

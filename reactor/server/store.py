@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .rules import AddBlock, ForgetMessages, KeepMessage, RemoveBlock, StoreChange
+from .effects import AddBlock, ForgetMessages, KeepMessage, RemoveBlock, StoreChange
 
 SCHEMA_VERSION = 1
 StoredRow = tuple[int, str, str, int, int, float | None]   # a kept message as load gives it (see there)

@@ -18,15 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from reactor.framing import MAX_FRAME, encode
-from reactor.server.rules import (
-    CancelTimer,
-    ChatServer,
-    Close,
-    Send,
-    SendBatch,
-    SetTimer,
-    WhenWritable,
-)
+from reactor.server.effects import CancelTimer, Close, Send, SendBatch, SetTimer, WhenWritable
+from reactor.server.rules import ChatServer
 from reactor.server.store import MemoryStore
 
 from .common import LISTEN_BACKLOG, decode_line, store_effect
