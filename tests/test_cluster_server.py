@@ -162,7 +162,7 @@ class Fake:
         mine = sum(1 for r in self.kept.values() if r["to"] == e.to)
         code = self.refuse or (ErrorCode.QUEUE_FULL if mine >= self.cap else None)
         if code is not None:
-            self.apply(node, logic.kept_refused(e, code, self.now))
+            self.apply(node, logic.not_stored(e, self.now, code))
             return
         size = len(e.text.encode())
         record = {"to": e.to, "from": e.sender, "text": e.text, "sent": e.sent, "size": size, "chars": len(e.text),

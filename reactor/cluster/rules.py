@@ -10,7 +10,7 @@ is decided by the engine, atomically, and comes back as an event:
 - a password's outcome (``ClaimLogin``): the count of wrong ones in a row,
   the lockout, and the one login per user; answered by ``login_decided``;
 - a message for a user on no node is kept by the engine (``KeepMessage``),
-  which checks the mailbox's cap and the sender's quota (``kept_refused``).
+  which checks the mailbox's cap and the sender's quota (``not_stored`` with why).
 
 Effects beyond ``ChatServer``'s: ``ClaimLogin``, ``ReleaseLogin`` (a user
 left this node), ``Relay`` (an event for one node) and ``Publish`` (an
@@ -32,7 +32,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from ..protocol import ByeReason, ErrorCode, Frame, FrameType
+from ..protocol import ByeReason, FrameType
 from ..server.commands import State
 from ..server.effects import (
     ClaimLogin,
@@ -44,7 +44,6 @@ from ..server.effects import (
     ServerEffect,
     Step,
     bye,
-    error,
 )
 from ..server.logins import LoginOutcome
 from ..server.rules import ChatServer
@@ -248,18 +247,6 @@ class ClusterChatServer(ChatServer):
         return self.privates.open(party, s)
 
     # -- the engine's answers and views ------------------------------------------
-
-    def kept_refused(self, change: KeepMessage, code: ErrorCode, now: float) -> list[ServerEffect]:
-        """The engine did not keep ``change``: ``code`` says why (``queue_full``, ``quota_exceeded``, or
-        ``store_full``: it could not be reached)."""
-        refusal: Frame
-        if code is ErrorCode.QUEUE_FULL:
-            refusal = error(code, user=change.to)
-        elif code is ErrorCode.QUOTA_EXCEEDED:
-            refusal = error(code, quota=self.quota)
-        else:
-            refusal = error(ErrorCode.STORE_FULL, command="message", user=change.to)
-        return self.presence.settle(self.mail.refused(change, refusal))
 
     def resync(self, online: dict[str, str], last_logout: dict[str, float], blocks: Iterable[tuple[str, str]],
                locks: dict[str, float], node: str, now: float) -> list[ServerEffect]:

@@ -161,8 +161,8 @@ class Mail:
         source = online.get(change.sender)
         if not conns and source is not None:   # queued behind a mailbox on its way: no confirm was due
             conns = (source.id,)
-        log.info("message %d to %s not kept: %s", mid, to, "refused" if refusal else "the store is full")
         refusal = refusal or error(ErrorCode.STORE_FULL, command="message", user=to)
+        log.info("message %d to %s not kept: %s", mid, to, refusal["code"])
         return [Send(conns, refusal)] if conns else []
 
     # -- the mailbox on its way ------------------------------------------------

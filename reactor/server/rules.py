@@ -267,24 +267,32 @@ class ChatServer:
             effects += [Close(s.id), *self.door.forget(s.conn, now, "account removed", announce=False)]
         return self._settle(effects + [self.presence.note(s.user, False) for s in gone])
 
-    def not_stored(self, change: StoreChange, now: float) -> list[ServerEffect]:
-        """The store could not keep ``change`` (it is full): undo it and answer in place of its ``confirm``.
+    def not_stored(self, change: StoreChange, now: float, code: ErrorCode = ErrorCode.STORE_FULL
+                   ) -> list[ServerEffect]:
+        """The durability did not keep ``change``: undo it and answer in place of its ``confirm``. ``code``
+        says why: ``store_full`` (the store has no room, or a cluster's engine could not be reached), or a
+        cluster's engine checked the recipient's cap (``queue_full``) or the sender's quota (``quota_exceeded``).
 
-        A message is forgotten (never delivered later, not counted in the queue) and its sender gets
-        ``store_full``; unless its recipient logged in meanwhile and was handed it: then it is confirmed
-        after all. A block or unblock is undone and refused with ``store_full``. An acknowledgement that
-        was not recorded leaves those messages on disk: they come again after a restart.
+        A message is forgotten (never delivered later, not counted in the queue) and its sender gets ``code``;
+        unless its recipient logged in meanwhile and was handed it: then it is confirmed after all. A block or
+        unblock is undone and refused with ``store_full``. An acknowledgement that was not recorded leaves
+        those messages on disk: they come again after a restart.
         """
         if type(change) is KeepMessage:
-            return self._settle(self.mail.refused(change))
+            refusal = None   # store_full
+            if code is ErrorCode.QUEUE_FULL:
+                refusal = error(code, user=change.to)
+            elif code is ErrorCode.QUOTA_EXCEEDED:
+                refusal = error(code, quota=self.limits.sender_quota)
+            return self._settle(self.mail.refused(change, refusal))
         if type(change) is AddBlock or type(change) is RemoveBlock:
             command = "block" if type(change) is AddBlock else "unblock"
             self.blocks.set(change.blocker, change.blocked, type(change) is RemoveBlock)
-            log.warning("%s of %s by %s not kept: the store is full", command, change.blocked, change.blocker)
+            log.warning("%s of %s by %s not kept: %s", command, change.blocked, change.blocker, code)
             conns = change.confirm.conns if change.confirm is not None else ()
             refusal = error(ErrorCode.STORE_FULL, command=command, user=change.blocked)
             return self._settle([Send(conns, refusal)] if conns else [])
-        log.warning("%r not kept: the store is full", change)
+        log.warning("%r not kept: %s", change, code)
         return []
 
     def shutdown(self, now: float) -> list[ServerEffect]:

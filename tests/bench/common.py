@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from reactor.server.durability import with_texts
 from reactor.server.effects import STORE_CHANGES, CheckPassword, LoggedIn, LoginFailed, SendBatch, SendStored
-from reactor.server.host import with_texts
 from reactor.server.store import MemoryStore
 
 if TYPE_CHECKING:
