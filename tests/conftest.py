@@ -3,7 +3,7 @@ import pytest
 
 from reactor.loop import EventLoop
 from tests.engine import EngineProcess
-from tests.support import FakeClock
+from tests.support import FakeClock, World
 
 
 @pytest.fixture
@@ -18,6 +18,12 @@ def loop():
 def clock():
     """An injected clock at 1000.0 that moves only when the test sets ``clock.now``."""
     return FakeClock()
+
+
+@pytest.fixture
+def w():
+    """A ``World``: the server's rules with the store that keeps their messages' texts (tests/support.py)."""
+    return World()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import pytest
 
 from reactor.server.effects import CheckPassword, Close, LoggedIn, Send
 from reactor.server.passwords import hash_password, verify_password
-from tests.test_chat_server import ACCOUNTS, World, error, frames_to, unfailed
+from tests.support import ACCOUNTS, World, error, frames_to, unfailed
 
 HASHED = {"vader": hash_password("sithlord**", log2_n=10), "hans": hash_password("falcon*solo", log2_n=10)}
 BAD_WAIT = error("bad_frame", detail="wait for the answer to the password")

@@ -18,9 +18,8 @@ from reactor.server.effects import Send
 from reactor.server.host import ServerHost
 from reactor.server.privates import new_token
 from reactor.server.rules import ChatServer
-from tests.support import ACCOUNTS, ClientProcess, RecordingProxy, run_until
+from tests.support import ACCOUNTS, ClientProcess, RecordingProxy, World, run_until
 from tests.test_chat_client import PONG, ask, logged_in
-from tests.test_chat_server import World
 from tests.test_tls import ca, certs, tls_server  # noqa: F401  (fixtures)
 
 

@@ -1,132 +1,16 @@
 """The client on a pseudo-terminal, as a person types into it."""
-import fcntl
 import os
 import select
 import signal
 import socket
-import struct
-import subprocess
-import sys
 import termios
 import time
 
 import pytest
 
-from tests.support import PATIENCE, ROOT, RecordingProxy, ServerProcess, coverage_env, wait_for
+from tests.support import RecordingProxy, ServerProcess, TerminalClient, wait_for
 
 pytestmark = pytest.mark.e2e   # starts the real server or client
-
-
-# Runs the client with the pty (its stdin) as its controlling terminal, so closing the master hangs it up.
-WITH_CONTROLLING_TERMINAL = ("import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
-                             "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
-
-
-# A tiny job-control shell: it holds the pty as its controlling terminal and runs the client as the
-# foreground job in a process group of its own (so Ctrl-Z can stop it: the group is not orphaned),
-# writes the client's pid to the descriptor named first, and exits with the client's status.
-JOB_SHELL = """\
-import fcntl, os, signal, sys, termios
-fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-pid = os.fork()
-if pid == 0:
-    os.setpgid(0, 0)
-    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-    os.tcsetpgrp(0, os.getpid())
-    signal.signal(signal.SIGTTOU, signal.SIG_DFL)
-    os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
-os.write(int(sys.argv[1]), b"%d\\n" % pid)
-sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
-"""
-
-
-class TerminalClient:
-    """client_main.py on a pty of ``cols`` columns; the test holds the slave end to check its settings.
-
-    ``stdout`` other than the pty (a pipe) leaves the pty as stdin only. ``job_control`` runs the
-    client under JOB_SHELL (``pid`` is the client's own).
-    """
-
-    def __init__(self, host, port, stdout=None, cols=80, job_control=False, args=()):
-        self.master, self.slave = os.openpty()
-        self.resize(cols)
-        self.settings_before = termios.tcgetattr(self.slave)
-        pid_r, pid_w = os.pipe()
-        starter = [JOB_SHELL, str(pid_w)] if job_control else [WITH_CONTROLLING_TERMINAL]
-        self.proc = subprocess.Popen([sys.executable, "-c", *starter,
-                                      str(ROOT / "client_main.py"), host, str(port), *args],
-                                     stdin=self.slave, stdout=self.slave if stdout is None else stdout,
-                                     stderr=self.slave, start_new_session=True, env=coverage_env(),
-                                     pass_fds=(pid_w,))
-        os.close(pid_w)
-        with os.fdopen(pid_r) as pids:
-            self.pid = int(pids.readline()) if job_control else self.proc.pid
-        self.screen = b""
-        self.seen = 0
-
-    def resize(self, cols, rows=24):
-        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-    def state(self):
-        """The client process's state letter from /proc (R, S, T for stopped...)."""
-        with open(f"/proc/{self.pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0]
-
-    def keys(self, data: bytes) -> None:
-        os.write(self.master, data)
-
-    def expect(self, needle: str, timeout=PATIENCE) -> str:
-        deadline = time.monotonic() + timeout
-        raw = needle.encode()
-        while True:
-            at = self.screen.find(raw, self.seen)
-            if at >= 0:
-                consumed = self.screen[self.seen:at + len(raw)]
-                self.seen = at + len(raw)
-                return consumed.decode(errors="replace")
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"{needle!r} not on screen:\n{self.screen!r}")
-            self.pump(min(left, 0.05))
-
-    def pump(self, timeout):
-        if self.master is None:
-            time.sleep(timeout)
-            return
-        ready, _, _ = select.select([self.master], [], [], timeout)
-        if ready:
-            try:
-                self.screen += os.read(self.master, 65536)
-            except OSError:
-                pass
-
-    def settle(self, wait=0.2):
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            self.pump(0.02)
-
-    def wait(self, timeout=PATIENCE):
-        deadline = time.monotonic() + timeout
-        while self.proc.poll() is None:
-            assert time.monotonic() < deadline, self.screen
-            self.pump(0.02)
-        self.pump(0.05)
-        return self.proc.returncode
-
-    def hang_up(self):
-        """Close the terminal under the client, as closing its window does."""
-        os.close(self.master)
-        self.master = None
-
-    def close(self):
-        if self.proc.poll() is None:
-            if self.pid != self.proc.pid:          # not reaped yet by the job shell: still the client's pid
-                os.kill(self.pid, signal.SIGKILL)
-            self.proc.kill()
-        self.proc.wait()
-        if self.master is not None:
-            os.close(self.master)
-        os.close(self.slave)
 
 
 @pytest.fixture

@@ -7,8 +7,7 @@ import socket
 
 import pytest
 
-from tests.support import PATIENCE, ClientProcess, ServerProcess
-from tests.test_terminal import TerminalClient
+from tests.support import PATIENCE, ClientProcess, ServerProcess, TerminalClient
 
 pytestmark = pytest.mark.e2e   # starts the real server or client
 

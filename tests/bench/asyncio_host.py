@@ -148,6 +148,10 @@ class AsyncioHost:
             elif c.transport.get_write_buffer_size() > MAX_OUTPUT:  # not reading its messages
                 c.transport.abort()
 
+    def carry_out(self, effects: list) -> None:
+        """Carry ``effects`` out as if the logic had returned them."""
+        self._apply(effects)
+
     def _apply(self, effects: list) -> None:
         conns = self._conns
         for effect in effects:

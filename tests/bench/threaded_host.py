@@ -99,6 +99,11 @@ class ThreadedHost:
                     self._apply(self._logic.timers_fired(due, now))
                 self._wake.wait(self._heap[0][0] - now if self._heap else None)
 
+    def carry_out(self, effects: list) -> None:
+        """Carry ``effects`` out as if the logic had returned them (under the lock, as every event is)."""
+        with self._lock:
+            self._apply(effects)
+
     def _apply(self, effects: list) -> None:
         """Carry out effects; the caller holds the lock."""
         for effect in effects:
