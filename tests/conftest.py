@@ -2,7 +2,7 @@
 import pytest
 
 from reactor.loop import EventLoop
-from tests.engine import EngineProcess
+from tests.redis_binary import EngineProcess
 from tests.support import FakeClock, World
 
 
@@ -28,7 +28,7 @@ def w():
 
 @pytest.fixture
 def engine():
-    """A Valkey/Redis engine on a free loopback port (tests/engine.py), stopped after the test."""
+    """A Valkey/Redis engine on a free loopback port (tests/redis_binary.py), stopped after the test."""
     process = EngineProcess().start()
     yield process
     process.stop()

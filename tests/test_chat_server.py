@@ -6,6 +6,7 @@ import tracemalloc
 import pytest
 
 from reactor.framing import encode
+from reactor.protocol import CLIENT_FRAMES
 from reactor.server.door import MAX_LOGIN_TIME
 from reactor.server.effects import (
     AddBlock,
@@ -203,6 +204,15 @@ def test_login_frames_after_welcome_are_bad_frames(w):
     w.login("hans")
     for frame in ({"type": "username", "username": "yoda"}, {"type": "password", "password": "x"}):
         assert w.send("hans", frame)[0].frame == error("bad_frame", detail="already logged in")
+
+
+@pytest.mark.parametrize("kind", sorted(CLIENT_FRAMES))
+def test_every_frame_a_client_may_send_has_its_handler(w, kind):
+    """Each client frame type of the protocol is declared by one part of the rules (reactor/server/commands.py):
+    none is answered as an unknown type, whatever its fields."""
+    w.login("hans")
+    answers = frames_to(w.send("hans", {"type": kind}), w.conn["hans"], w.store)
+    assert not [f for f in answers if "unknown frame type" in f.get("detail", "")], answers
 
 
 # -- lockout -------------------------------------------------------------------------

@@ -24,11 +24,12 @@ from .presence import Presence
 from .privates import PrivateChats
 from .sessions import Conn, Session, Sessions
 
-__all__ = ["MAX_LOGIN_TIME", "Door"]
+__all__ = ["MAX_LOGIN_TIME", "MAX_BAD_FRAMES", "Door"]
 
 log = logging.getLogger(__name__)
 
 MAX_LOGIN_TIME = 60.0    # seconds: a connection must log in within timeout, but never more than this
+MAX_BAD_FRAMES = 10      # refused frames that close a connection
 
 Release = Callable[[Session], list[Step]]   # the hook told of a session that ended (see ChatServer.release_login)
 
@@ -37,7 +38,7 @@ class Door:
     """How connections come in, log in and leave; the parts it tells of a login or logout do the rest."""
 
     def __init__(self, sessions: Sessions, presence: Presence, privates: PrivateChats, mail: Mail, *,
-                 timeout: float, max_bad_frames: int, release: Release) -> None:
+                 timeout: float, max_bad_frames: int = MAX_BAD_FRAMES, release: Release) -> None:
         self._sessions = sessions
         self._presence = presence
         self._privates = privates

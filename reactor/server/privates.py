@@ -26,9 +26,11 @@ from .effects import CancelTimer, Relay, SetTimer, Step, error, reply
 from .limits import Limits
 from .sessions import Party, Session, Sessions, route, with_cert
 
-__all__ = ["Request", "PrivateChats", "new_token"]
+__all__ = ["TOKEN_TTL", "Request", "PrivateChats", "new_token"]
 
 log = logging.getLogger(__name__)
+
+TOKEN_TTL = 30.0   # seconds an accepted request's token stays valid
 
 
 def new_token() -> str:
@@ -51,7 +53,7 @@ class PrivateChats:
     """The open requests, (requester, target) -> ``Request``; each party's ``requests`` lists its own."""
 
     def __init__(self, sessions: Sessions, blocks: Blocks, limits: Limits, accounts: Mapping[str, str], *,
-                 token_ttl: float = 30.0, token_factory: Callable[[], str] = new_token) -> None:
+                 token_ttl: float = TOKEN_TTL, token_factory: Callable[[], str] = new_token) -> None:
         self._sessions = sessions
         self._blocks = blocks
         self._limits = limits

@@ -33,11 +33,11 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..protocol import LOGIN_FRAMES, MAX_TEXT, ByeReason, ErrorCode, FrameType
+from ..protocol import CLIENT_FRAMES, LOGIN_FRAMES, MAX_TEXT, ByeReason, ErrorCode, FrameType
 from .blocks import Blocks
 from .chat import ChatCommands
 from .commands import Command, State, bind
-from .door import Door
+from .door import MAX_BAD_FRAMES, Door
 from .effects import (
     AddBlock,
     Close,
@@ -54,7 +54,7 @@ from .limits import BURST, RATE, SENDER_QUOTA, Limits
 from .logins import Logins
 from .mail import QUEUE_CAP, Mail, OfflineRow
 from .presence import Presence
-from .privates import PrivateChats, new_token
+from .privates import TOKEN_TTL, PrivateChats, new_token
 from .sessions import Conn, Session, Sessions
 
 __all__ = ["ChatServer"]
@@ -75,8 +75,8 @@ class ChatServer:
     KEEPS_ALL = True   # every kept message is this server's, so it checks the quota (a cluster node's: the engine's)
 
     def __init__(self, accounts: dict[str, str], block_duration: float, timeout: float, *,
-                 max_text: int = MAX_TEXT, queue_cap: int = QUEUE_CAP, max_bad_frames: int = 10,
-                 token_ttl: float = 30.0, token_factory: Callable[[], str] = new_token,
+                 max_text: int = MAX_TEXT, queue_cap: int = QUEUE_CAP, max_bad_frames: int = MAX_BAD_FRAMES,
+                 token_ttl: float = TOKEN_TTL, token_factory: Callable[[], str] = new_token,
                  blocks: Iterable[tuple[str, str]] = (), offline: Iterable[OfflineRow] = (),
                  wall_offset: float | None = None,
                  rate: float | None = RATE, burst: int = BURST,
@@ -107,6 +107,7 @@ class ChatServer:
         chat = ChatCommands(sessions, self.blocks, self.limits, self.mail, self.privates, self.door,
                             accounts, max_text=max_text, away=self.keep_away)
         self._commands: dict[str, Command] = bind(self.logins, chat, self.mail, self.privates)
+        assert self._commands.keys() == CLIENT_FRAMES, "each frame a client may send has one handler"
         # Held here for every frame (the hot path): the parts' own dict and method, not a copy.
         self._conns = sessions.conns
         self._settle = self.presence.settle
