@@ -1,8 +1,8 @@
 """The chat's rules on one node of a cluster, sans-I/O: ``ChatServer`` plus what the nodes tell each other.
 
 Each node holds a view of the whole chat: its own users' sessions, and who is
-logged in on which other node (``_Remote``), every block, every lockout and
-the last logout times. The engine (Valkey or Redis) holds the truth; the host
+logged in on which other node (``Remote`` parties in ``ChatServer.sessions``),
+every block, every lockout and the last logout times. The engine (Valkey or Redis) holds the truth; the host
 keeps the view in step from the engine's streams and resyncs it from the
 engine after any gap (``resync``). What must be decided once for every node
 is decided by the engine, atomically, and comes back as an event:
@@ -11,6 +11,15 @@ is decided by the engine, atomically, and comes back as an event:
   the lockout, and the one login per user; answered by ``login_decided``;
 - a message for a user on no node is kept by the engine (``KeepMessage``),
   which checks the mailbox's cap and the sender's quota (``not_stored`` with why).
+
+The node reaches ``ChatServer`` through its public seam alone: the three hooks
+a single process runs too (``claim_login``: the engine decides a password's
+outcome, which ``Logins.conclude`` carries out as for one decided here;
+``keep_away``: a message for a user not here is relayed or kept by the engine;
+``release_login``: a session's end frees its login), and the public methods
+of its parts (``sessions``, ``presence``, ``logins``, ``mail``, ``privates``,
+``blocks``, ``door``). A private-chat request from another node is checked
+by ``PrivateChats.refusal``, as one from a user of this node.
 
 Effects beyond ``ChatServer``'s: ``ClaimLogin``, ``ReleaseLogin`` (a user
 left this node), ``Relay`` (an event for one node) and ``Publish`` (an
