@@ -36,7 +36,7 @@ run-server: $(if $(CLUSTER),$(VENV)/.installed)
 # its data in .venv/engine-data with every write synced (appendfsync always).
 run-engine: $(VENV)/.engine
 	mkdir -p $(VENV)/engine-data
-	$$($(VPY) -m tests.engine | head -1) --port $(ENGINE_PORT) --bind 127.0.0.1 --dir $(CURDIR)/$(VENV)/engine-data \
+	$$($(VPY) -m tests.redis_binary | head -1) --port $(ENGINE_PORT) --bind 127.0.0.1 --dir $(CURDIR)/$(VENV)/engine-data \
 		--appendonly yes --appendfsync always --save ""
 
 # TLS=1 speaks TLS, trusting the system's CAs; CA=FILE trusts only that CA (and implies TLS).
@@ -80,9 +80,9 @@ test: $(VENV)/.installed $(VENV)/.engine $(VENV)/.prometheus lint
 	$(VPY) -m coverage report
 
 # Cluster mode's engine for the tests: valkey-server/redis-server >= 7.0 from PATH, else Debian bookworm's
-# redis 7.0 fetched by apt-get download into .venv/engine/ (no root needed; tests/engine.py).
-$(VENV)/.engine: tests/engine.py tests/debian.py $(VENV)/.installed
-	$(VPY) -m tests.engine
+# redis 7.0 fetched by apt-get download into .venv/engine/ (no root needed; tests/redis_binary.py).
+$(VENV)/.engine: tests/redis_binary.py tests/debian.py $(VENV)/.installed
+	$(VPY) -m tests.redis_binary
 	touch $@
 
 # The metrics endpoint's end-to-end tests scrape it with a real Prometheus: prometheus from PATH, else Debian

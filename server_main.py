@@ -27,9 +27,10 @@ from reactor.server.host import (
     ServerHost,
     StopOnStoreFailure,
 )
+from reactor.server.limits import BURST, RATE, SENDER_QUOTA
 from reactor.server.passwords import hash_password_command
 from reactor.server.reload import AccountsReload
-from reactor.server.rules import BURST, RATE, SENDER_QUOTA, ChatServer
+from reactor.server.rules import ChatServer
 from reactor.server.store import Store, StoreError
 from reactor.server.verifier import default_helpers
 from reactor.tls import TLSConfigError, server_context

@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = ["Frame", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS", "MAX_TEXT", "MAX_CERT", "FrameType", "ErrorCode",
-           "ByeReason", "LOGIN_FRAMES"]
+           "ByeReason", "CLIENT_FRAMES", "LOGIN_FRAMES"]
 
 Frame = dict[str, Any]         # one decoded frame: a JSON object
 
@@ -68,6 +68,10 @@ class FrameType(StrEnum):
 
 # What a client sends before it logs in.
 LOGIN_FRAMES = frozenset({FrameType.HELLO, FrameType.USERNAME, FrameType.PASSWORD})
+CLIENT_FRAMES = LOGIN_FRAMES | {
+    FrameType.LISTEN, FrameType.MESSAGE, FrameType.BROADCAST, FrameType.WHOELSE, FrameType.WHOELSESINCE,
+    FrameType.BLOCK, FrameType.UNBLOCK, FrameType.LOGOUT, FrameType.ACTIVITY, FrameType.PING, FrameType.ACK,
+    FrameType.STARTPRIVATE, FrameType.PRIVATE_ANSWER, FrameType.PRIVATE_READY}   # what a client sends the server
 
 
 class ErrorCode(StrEnum):

@@ -8,8 +8,8 @@ import trustme
 from reactor.framing import JsonLines
 from reactor.loop import EventLoop
 from reactor.stream import Stream
-from tests.engine import EngineProcess
-from tests.support import FakeClock, Recorder
+from tests.redis_binary import EngineProcess
+from tests.support import FakeClock, Recorder, World
 
 
 @pytest.fixture
@@ -27,8 +27,14 @@ def clock():
 
 
 @pytest.fixture
+def w():
+    """A ``World``: the server's rules with the store that keeps their messages' texts (tests/support.py)."""
+    return World()
+
+
+@pytest.fixture
 def engine():
-    """A Valkey/Redis engine on a free loopback port (tests/engine.py), stopped after the test."""
+    """A Valkey/Redis engine on a free loopback port (tests/redis_binary.py), stopped after the test."""
     process = EngineProcess().start()
     yield process
     process.stop()

@@ -2,7 +2,7 @@
 
 ``Apt(state, package)`` speaks apt-get on the system's package lists, or, where they do not know
 ``package`` (a fresh container has none), on a private copy of bookworm's: an ``apt-get update`` into
-``state``, nothing of the system's changed. tests/engine.py fetches the Redis engine with it,
+``state``, nothing of the system's changed. tests/redis_binary.py fetches the Redis engine with it,
 tests/prometheus.py the Prometheus server.
 """
 from __future__ import annotations

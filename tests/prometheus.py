@@ -3,7 +3,7 @@
 ``prometheus_binary()`` takes ``prometheus`` from PATH if it runs, else the one fetched into
 ``.venv/prometheus/`` before, else fetches Debian bookworm's ``prometheus`` package (a Go binary that needs
 libc alone; ``promtool`` comes with it) by ``apt-get download`` (no root needed) and ``dpkg-deb -x``, as
-tests/engine.py fetches the Redis engine (tests/debian.py).
+tests/redis_binary.py fetches the Redis engine (tests/debian.py).
 
 ``PrometheusProcess(targets)`` runs one on a free loopback port, scraping ``targets`` every
 ``SCRAPE_INTERVAL``, its data in a directory of its own; ``query`` asks its HTTP API for an instant vector.
@@ -24,7 +24,7 @@ import urllib.parse
 import urllib.request
 
 from tests.debian import Apt, unpack
-from tests.engine import free_port
+from tests.redis_binary import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HOME = ROOT / ".venv" / "prometheus"

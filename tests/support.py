@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import os
 import pathlib
@@ -9,6 +10,7 @@ import select
 import selectors
 import signal
 import socket
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -17,6 +19,20 @@ import time
 
 from reactor.client.effects import ToServer
 from reactor.client.rules import ChatClient
+from reactor.loop import EventLoop
+from reactor.server.door import MAX_LOGIN_TIME
+from reactor.server.effects import (
+    STORE_CHANGES,
+    KeepMessage,
+    LoginFailed,
+    Send,
+    SendStored,
+    SetTimer,
+    WhenWritable,
+)
+from reactor.server.host import ServerHost
+from reactor.server.rules import ChatServer
+from reactor.server.store import MemoryStore, Store
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ACCOUNTS = {"hans": "falcon*solo", "yoda": "wise@!man", "vader": "sithlord**", "luke": "jedi*knight",
@@ -403,6 +419,319 @@ def ask(c, user="hans", now=1.0):
     assert frames(c.line(f"startprivate {user}", now)) == [{"type": "startprivate", "user": user}, PING]
     assert c.server_frame(PONG, now) == []
 
+
+
+# == The server's rules, its store and its hosts in tests ================================================
+# (moved here from test_chat_server.py, test_store.py, test_store_e2e.py and test_server_host.py, so that no
+# test module imports another)
+
+BLOCK = 10.0     # a World's block duration
+TIMEOUT = 60.0   # ... and its inactivity timeout
+
+
+def sends(effects, store=None):
+    """The Sends in ``effects``, a stored change's confirmation in its place, and a SendStored as one Send
+    per message, its text read from ``store`` as a host does (each one must be there)."""
+    out = []
+    for e in effects:
+        if type(e) is Send:
+            out.append(e)
+        elif type(e) in STORE_CHANGES and e.confirm is not None:
+            out.append(e.confirm)
+        elif type(e) is SendStored:
+            assert store is not None, "a SendStored needs the store that keeps the texts"
+            texts = store.texts([f["id"] for f in e.frames])
+            assert sorted(texts) == sorted(f["id"] for f in e.frames), "a stored message is not in the store"
+            out += [Send((e.conn,), {**f, "text": texts[f["id"]]}) for f in e.frames]
+    return out
+
+
+def frames_to(effects, conn, store=None):
+    """The frames ``effects`` send to ``conn``, in order (a change's confirmation counted as sent; stored
+    messages with their texts from ``store``)."""
+    return [e.frame for e in sends(effects, store) if conn in e.conns]
+
+
+def of_type(effects, kind):
+    return [e for e in effects if type(e) is kind]
+
+
+def unfailed(effects):
+    """``effects`` without the LoginFailed notes for the host's failure counts."""
+    return [e for e in effects if type(e) is not LoginFailed]
+
+
+def error(code, **fields):
+    return {"type": "error", "code": code, **fields}
+
+
+class Keeping(ChatServer):
+    """The logic and a store, as a host keeps one: each change ``received`` returns is applied to ``store``."""
+
+    def __init__(self, store, *args, **kw):
+        super().__init__(*args, **kw)
+        self.store = store
+
+    def received(self, conn, frame, now):
+        effects = super().received(conn, frame, now)
+        for effect in effects:
+            if type(effect) in STORE_CHANGES:
+                self.store.apply(effect)
+        return effects
+
+
+class World:
+    """One ChatServer (with the store that keeps its messages' texts) and quick ways to connect, log in and
+    send as a user. ``offline``: stored messages as the store keeps them, (id, to, sender, text[, sent])."""
+
+    def __init__(self, **kw):
+        self.tokens = (f"token{i}" for i in itertools.count(1))
+        kw.setdefault("token_factory", lambda: next(self.tokens))
+        accounts = kw.pop("accounts", ACCOUNTS)
+        self.store = MemoryStore()
+        for row in kw.pop("offline", ()):
+            self.store.apply(KeepMessage(*row))
+        kw["offline"] = self.store.load()[1]
+        self.timeout = kw.pop("timeout", TIMEOUT)
+        self.s = Keeping(self.store, dict(accounts), kw.pop("block_duration", BLOCK), self.timeout, **kw)
+        self._ids = itertools.count(1)
+        self.conn = {}   # user -> conn of its last login
+
+    def connect(self, now=0.0, hello=True, version=1, address="10.0.0.1"):
+        conn = next(self._ids)
+        assert self.s.connected(conn, now, address) == [
+            SetTimer(("login", conn), now + min(self.timeout, MAX_LOGIN_TIME))]
+        if hello:
+            hello = {"type": "hello", "version": version}
+            assert self.s.received(conn, hello, now) == [Send((conn,), hello)]
+        return conn
+
+    def login(self, user, now=0.0, listen=True, version=1, address="10.0.0.1"):
+        """Log ``user`` in on a new connection from ``address``; returns the effects of the password frame.
+        Its client claims to listen on a host of its own, which the server must ignore."""
+        conn = self.connect(now, version=version, address=address)
+        assert self.s.received(conn, {"type": "username", "username": user}, now) == \
+            [Send((conn,), {"type": "username_ok"})]
+        effects = self.s.received(conn, {"type": "password", "password": ACCOUNTS[user]}, now)
+        assert frames_to(effects, conn, self.store)[0] == {"type": "welcome", "user": user}
+        self.conn[user] = conn
+        if listen:
+            assert self.send(user, {"type": "listen", "host": "203.0.113.66", "port": 40000 + conn}, now) == []
+        return effects
+
+    def send(self, user, frame, now=0.0):
+        conn = self.conn[user] if isinstance(user, str) else user
+        return self.s.received(conn, frame, now)
+
+    def to(self, effects, user):
+        return frames_to(effects, self.conn[user], self.store)
+
+    def sends(self, effects):
+        return sends(effects, self.store)
+
+    def stored(self, user):
+        """The messages kept for ``user``, oldest first, as (id, sender, text)."""
+        kept = self.s.stored(user)
+        texts = self.store.texts([mid for mid, _ in kept])
+        return [(mid, sender, texts[mid]) for mid, sender in kept]
+
+    def username(self, conn, user, now=0.0):
+        return self.s.received(conn, {"type": "username", "username": user}, now)
+
+    def password(self, conn, password, now=0.0):
+        return self.s.received(conn, {"type": "password", "password": password}, now)
+
+
+def msg(to, text):
+    return {"type": "message", "to": to, "text": text}
+
+
+EMOJI = "\U0001F600"   # 12 bytes on the wire once JSON-escaped (a surrogate pair)
+
+
+def big_mailbox(count, text, **kw):
+    """A World where yoda has ``count`` stored messages of ``text`` (numbered in front) from hans."""
+    texts = [f"{i:04d}{text[4:]}" for i in range(count)]
+    w = World(offline=[(i + 1, "yoda", "hans", t) for i, t in enumerate(texts)], **kw)
+    return w, texts
+
+
+def deliver_all(w, effects, user="yoda", now=0.0):
+    """Answer every WhenWritable for ``user`` until the mailbox is out; each chunk's frames, in order."""
+    conn = w.conn[user]
+    chunks = []
+    while True:
+        chunks.append([f for f in frames_to(effects, conn, w.store) if f["type"] == "message"])
+        waits = [e for e in effects if type(e) is WhenWritable]
+        assert waits in ([], [WhenWritable(conn)]) and (not waits or effects[-1] == waits[0])
+        if not waits:
+            return chunks
+        effects = w.s.writable(conn, now)
+
+
+def contents(store):
+    """What ``store`` keeps: blocks, and offline messages as they were given, (id, to, sender, text[, sent]):
+    ``load``'s rows (checked against the texts) with the texts read back by ``texts``."""
+    blocks, offline = store.load()
+    texts = store.texts([row[0] for row in offline])
+    rows = []
+    for mid, to, sender, size, chars, sent in offline:
+        text = texts[mid]
+        assert (size, chars) == (len(text.encode()), len(text))
+        rows.append((mid, to, sender, text) if sent is None else (mid, to, sender, text, sent))
+    return blocks, rows
+
+
+def opened(path, wrap=lambda conn: conn, **options):
+    """``Store.open(path, **options)`` and the SQLite connection it runs on, kept by the test too (``wrap``ped
+    first, to put faults in the store's way)."""
+    made = []
+
+    def connect(*args, **kwargs):
+        made.append(wrap(sqlite3.connect(*args, **kwargs)))
+        return made[-1]
+
+    store = Store.open(path, connect=connect, **options)
+    return store, made[0]
+
+
+class FailingCommit:
+    """A connection whose COMMIT fails, as on a full disk, once ``failing`` is set."""
+
+    failing = False
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def execute(self, sql, *args):
+        if sql == "COMMIT" and self.failing:
+            self.conn.execute("ROLLBACK")  # what SQLite may do on an I/O error
+            raise sqlite3.OperationalError("disk I/O error")
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+class FullCommit(FailingCommit):
+    """A connection whose next ``fails`` COMMITs find the disk full (SQLite keeps the transaction open)."""
+
+    fails = 0
+
+    def execute(self, sql, *args):
+        if sql == "COMMIT" and self.fails:
+            self.fails -= 1
+            error = sqlite3.OperationalError("database or disk is full")
+            error.sqlite_errorname = "SQLITE_FULL"
+            raise error
+        return self.conn.execute(sql, *args)
+
+
+class InProcess:
+    """The chat logic, host, loop and a store in this process; plain sockets as clients."""
+
+    def __init__(self, make_store):
+        self.loop = EventLoop()
+        logic = ChatServer(dict(ACCOUNTS), 1.0, 30.0, rate=None, sender_quota=None)   # bursts of messages
+        self.host = ServerHost(self.loop, logic, make_store(self.loop))
+        self.host.serve("127.0.0.1", 0)
+        self.port = self.host.address[1]
+
+    def connect(self):
+        sock = socket.create_connection(("127.0.0.1", self.port))
+        sock.setblocking(False)
+        return InProcessPeer(self, sock)
+
+    def close(self):
+        self.loop.close()
+
+
+class InProcessPeer:
+    """A plain socket to an ``InProcess`` server, read as its loop runs."""
+
+    def __init__(self, world, sock):
+        self.world = world
+        self.sock = sock
+        self.buffer = b""
+
+    def send(self, frame):
+        self.sock.sendall(json.dumps(frame).encode() + b"\n")
+
+    def frames(self):
+        try:
+            while True:
+                chunk = self.sock.recv(1 << 16)
+                if not chunk:
+                    break
+                self.buffer += chunk
+        except BlockingIOError:
+            pass
+        *lines, self.buffer = self.buffer.split(b"\n")
+        return [json.loads(line) for line in lines]
+
+    def until(self, type_, count=1, on_frames=None, limit=PATIENCE):
+        got = []
+        deadline = time.monotonic() + limit
+        while len([f for f in got if f["type"] == type_]) < count:
+            assert time.monotonic() < deadline, got[-5:]
+            self.world.loop.run_once(0.01)
+            new = self.frames()
+            if on_frames is not None and new:
+                on_frames(new)
+            got += new
+        return got
+
+    def login(self, user):
+        self.send({"type": "hello", "version": 1})
+        self.send({"type": "username", "username": user})
+        self.send({"type": "password", "password": ACCOUNTS[user]})
+        return self.until("welcome")
+
+
+class LoopPeer:
+    """A plain socket speaking frames to a host on a loop this process runs (``run_until``)."""
+
+    def __init__(self, host):
+        self.sock = socket.create_connection(("127.0.0.1", host.address[1]))
+        self.sock.setblocking(False)
+        self.buffer = b""
+        self.got = []
+
+    def send(self, *frames):
+        self.sock.sendall(b"".join(json.dumps(frame).encode() + b"\n" for frame in frames))
+
+    def read(self):
+        try:
+            while chunk := self.sock.recv(1 << 16):
+                self.buffer += chunk
+        except BlockingIOError:
+            pass
+        *lines, self.buffer = self.buffer.split(b"\n")
+        self.got += [json.loads(line) for line in lines]
+        return self.got
+
+    def has(self, kind):
+        return any(frame["type"] == kind for frame in self.read())
+
+    def messages(self):
+        """The messages it got, without the time each was sent."""
+        return [{k: v for k, v in frame.items() if k != "sent"} for frame in self.got if frame["type"] == "message"]
+
+
+def login_peer(loop, host, user, password=True):
+    """A ``LoopPeer`` that said hello and its name to ``host``, and its password too unless ``password`` is
+    False."""
+    peer = LoopPeer(host)
+    peer.send({"type": "hello", "version": 1}, {"type": "username", "username": user})
+    run_until(loop, lambda: peer.has("username_ok"))
+    if password:
+        peer.send({"type": "password", "password": ACCOUNTS[user]})
+        run_until(loop, lambda: peer.has("welcome"))
+    return peer
+
+
+
+# == A terminal for the client (moved here from test_terminal.py: test_text_and_addresses_e2e.py uses it too) ==
 
 # Runs the client with the pty (its stdin) as its controlling terminal, so closing the master hangs it up.
 WITH_CONTROLLING_TERMINAL = ("import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "

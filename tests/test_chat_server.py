@@ -1,19 +1,16 @@
 """The server's rules, one by one, on the sans-I/O logic with a fake clock (``now`` is just a number)."""
 import dataclasses
-import itertools
 import logging
 import tracemalloc
 
 import pytest
 
 from reactor.framing import encode
-from reactor.server.rules import (
-    MAILBOX_CHUNK,
-    MAX_LOGIN_TIME,
-    STORE_CHANGES,
+from reactor.protocol import CLIENT_FRAMES
+from reactor.server.door import MAX_LOGIN_TIME
+from reactor.server.effects import (
     AddBlock,
     CancelTimer,
-    ChatServer,
     Close,
     ForgetMessages,
     KeepMessage,
@@ -22,42 +19,30 @@ from reactor.server.rules import (
     RemoveBlock,
     Send,
     SendBatch,
-    SendStored,
     SetTimer,
     WhenWritable,
 )
-from reactor.server.store import MemoryStore
-from tests.support import ACCOUNTS
+from reactor.server.mail import MAILBOX_CHUNK
+from reactor.server.rules import ChatServer
+from tests.support import (
+    ACCOUNTS,
+    BLOCK,
+    EMOJI,
+    TIMEOUT,
+    World,
+    big_mailbox,
+    deliver_all,
+    error,
+    frames_to,
+    msg,
+    of_type,
+    unfailed,
+)
 
-BLOCK = 10.0
-TIMEOUT = 60.0
 HELLO = {"type": "hello", "version": 1}
 
 
 # -- helpers -----------------------------------------------------------------
-
-def sends(effects, store=None):
-    """The Sends in ``effects``, a stored change's confirmation in its place, and a SendStored as one Send
-    per message, its text read from ``store`` as a host does (each one must be there)."""
-    out = []
-    for e in effects:
-        if type(e) is Send:
-            out.append(e)
-        elif type(e) in STORE_CHANGES and e.confirm is not None:
-            out.append(e.confirm)
-        elif type(e) is SendStored:
-            assert store is not None, "a SendStored needs the store that keeps the texts"
-            texts = store.texts([f["id"] for f in e.frames])
-            assert sorted(texts) == sorted(f["id"] for f in e.frames), "a stored message is not in the store"
-            out += [Send((e.conn,), {**f, "text": texts[f["id"]]}) for f in e.frames]
-    return out
-
-
-def frames_to(effects, conn, store=None):
-    """The frames ``effects`` send to ``conn``, in order (a change's confirmation counted as sent; stored
-    messages with their texts from ``store``)."""
-    return [e.frame for e in sends(effects, store) if conn in e.conns]
-
 
 def stored_reply(conn, to):
     return Send((conn,), {"type": "stored", "to": to})
@@ -67,105 +52,6 @@ def row(keep):
     """A ``KeepMessage`` as the store keeps it: (id, to, sender, text, sent)."""
     assert type(keep) is KeepMessage
     return keep.id, keep.to, keep.sender, keep.text, keep.sent
-
-
-def of_type(effects, kind):
-    return [e for e in effects if type(e) is kind]
-
-
-def unfailed(effects):
-    """``effects`` without the LoginFailed notes for the host's failure counts."""
-    return [e for e in effects if type(e) is not LoginFailed]
-
-
-def error(code, **fields):
-    return {"type": "error", "code": code, **fields}
-
-
-class Keeping(ChatServer):
-    """The logic and a store, as a host keeps one: each change ``received`` returns is applied to ``store``."""
-
-    def __init__(self, store, *args, **kw):
-        super().__init__(*args, **kw)
-        self.store = store
-
-    def received(self, conn, frame, now):
-        effects = super().received(conn, frame, now)
-        for effect in effects:
-            if type(effect) in STORE_CHANGES:
-                self.store.apply(effect)
-        return effects
-
-
-class World:
-    """One ChatServer (with the store that keeps its messages' texts) and quick ways to connect, log in and
-    send as a user. ``offline``: stored messages as the store keeps them, (id, to, sender, text[, sent])."""
-
-    def __init__(self, **kw):
-        self.tokens = (f"token{i}" for i in itertools.count(1))
-        kw.setdefault("token_factory", lambda: next(self.tokens))
-        accounts = kw.pop("accounts", ACCOUNTS)
-        self.store = MemoryStore()
-        for row in kw.pop("offline", ()):
-            self.store.apply(KeepMessage(*row))
-        kw["offline"] = self.store.load()[1]
-        self.timeout = kw.pop("timeout", TIMEOUT)
-        self.s = Keeping(self.store, dict(accounts), kw.pop("block_duration", BLOCK), self.timeout, **kw)
-        self._ids = itertools.count(1)
-        self.conn = {}   # user -> conn of its last login
-
-    def connect(self, now=0.0, hello=True, version=1, address="10.0.0.1"):
-        conn = next(self._ids)
-        assert self.s.connected(conn, now, address) == [
-            SetTimer(("login", conn), now + min(self.timeout, MAX_LOGIN_TIME))]
-        if hello:
-            hello = {"type": "hello", "version": version}
-            assert self.s.received(conn, hello, now) == [Send((conn,), hello)]
-        return conn
-
-    def login(self, user, now=0.0, listen=True, version=1, address="10.0.0.1"):
-        """Log ``user`` in on a new connection from ``address``; returns the effects of the password frame.
-        Its client claims to listen on a host of its own, which the server must ignore."""
-        conn = self.connect(now, version=version, address=address)
-        assert self.s.received(conn, {"type": "username", "username": user}, now) == \
-            [Send((conn,), {"type": "username_ok"})]
-        effects = self.s.received(conn, {"type": "password", "password": ACCOUNTS[user]}, now)
-        assert frames_to(effects, conn, self.store)[0] == {"type": "welcome", "user": user}
-        self.conn[user] = conn
-        if listen:
-            assert self.send(user, {"type": "listen", "host": "203.0.113.66", "port": 40000 + conn}, now) == []
-        return effects
-
-    def send(self, user, frame, now=0.0):
-        conn = self.conn[user] if isinstance(user, str) else user
-        return self.s.received(conn, frame, now)
-
-    def to(self, effects, user):
-        return frames_to(effects, self.conn[user], self.store)
-
-    def sends(self, effects):
-        return sends(effects, self.store)
-
-    def stored(self, user):
-        """The messages kept for ``user``, oldest first, as (id, sender, text)."""
-        kept = self.s.stored(user)
-        texts = self.store.texts([mid for mid, _ in kept])
-        return [(mid, sender, texts[mid]) for mid, sender in kept]
-
-    def username(self, conn, user, now=0.0):
-        return self.s.received(conn, {"type": "username", "username": user}, now)
-
-    def password(self, conn, password, now=0.0):
-        return self.s.received(conn, {"type": "password", "password": password}, now)
-
-
-@pytest.fixture
-def w():
-    return World()
-
-
-def msg(to, text):
-    return {"type": "message", "to": to, "text": text}
 
 
 # -- effects -------------------------------------------------------------------
@@ -318,6 +204,15 @@ def test_login_frames_after_welcome_are_bad_frames(w):
     w.login("hans")
     for frame in ({"type": "username", "username": "yoda"}, {"type": "password", "password": "x"}):
         assert w.send("hans", frame)[0].frame == error("bad_frame", detail="already logged in")
+
+
+@pytest.mark.parametrize("kind", sorted(CLIENT_FRAMES))
+def test_every_frame_a_client_may_send_has_its_handler(w, kind):
+    """Each client frame type of the protocol is declared by one part of the rules (reactor/server/commands.py):
+    none is answered as an unknown type, whatever its fields."""
+    w.login("hans")
+    answers = frames_to(w.send("hans", {"type": kind}), w.conn["hans"], w.store)
+    assert not [f for f in answers if "unknown frame type" in f.get("detail", "")], answers
 
 
 # -- lockout -------------------------------------------------------------------------
@@ -786,29 +681,6 @@ def test_stored_messages_loaded_at_start_are_delivered_in_id_order_and_ids_go_on
 
 
 # -- a big mailbox, paced by its reader -----------------------------------------------------------
-
-EMOJI = "\U0001F600"
-
-
-def big_mailbox(count, text, **kw):
-    """A World where yoda has ``count`` stored messages of ``text`` (numbered in front) from hans."""
-    texts = [f"{i:04d}{text[4:]}" for i in range(count)]
-    w = World(offline=[(i + 1, "yoda", "hans", t) for i, t in enumerate(texts)], **kw)
-    return w, texts
-
-
-def deliver_all(w, effects, user="yoda", now=0.0):
-    """Answer every WhenWritable for ``user`` until the mailbox is out; each chunk's frames, in order."""
-    conn = w.conn[user]
-    chunks = []
-    while True:
-        chunks.append([f for f in frames_to(effects, conn, w.store) if f["type"] == "message"])
-        waits = [e for e in effects if type(e) is WhenWritable]
-        assert waits in ([], [WhenWritable(conn)]) and (not waits or effects[-1] == waits[0])
-        if not waits:
-            return chunks
-        effects = w.s.writable(conn, now)
-
 
 @pytest.mark.parametrize("count, text", [(30, EMOJI * 4096), (300, "x" * 4000), (1000, "short")])
 def test_a_big_mailbox_goes_out_a_chunk_per_writable_oldest_first(count, text):
@@ -1390,10 +1262,15 @@ def test_shutdown_with_no_connections(w):
     assert w.s.shutdown(0.0) == []
 
 
+# The loggers of the server's rules: its modules but the host and the store (reactor/server/).
+RULES_LOGGERS = {f"reactor.server.{module}" for module in (
+    "rules", "chat", "door", "logins", "mail", "presence", "privates", "sessions", "limits", "blocks")}
+
+
 # -- logging ------------------------------------------------------------------------------------------------
 
 def test_logins_failures_lockouts_and_logouts_are_logged_without_passwords(caplog):
-    caplog.set_level(logging.DEBUG, logger="reactor.server.rules")
+    caplog.set_level(logging.DEBUG, logger="reactor.server")
     w = World()
     conn = w.connect()
     w.username(conn, "not-a-user-but-a-password")
@@ -1403,7 +1280,7 @@ def test_logins_failures_lockouts_and_logouts_are_logged_without_passwords(caplo
     w.login("hans")
     w.send("hans", {"type": "logout"})
     text = caplog.text
-    assert all(r.name == "reactor.server.rules" for r in caplog.records)
+    assert caplog.records and all(r.name in RULES_LOGGERS for r in caplog.records)
     assert "hans logged in" in text and "hans logged out (logout)" in text
     assert "wrong password for vader" in text and "locked" in text
     for secret in ("guess1", "guess2", "guess3", "falcon*solo", "not-a-user-but-a-password"):

@@ -8,8 +8,8 @@ import pytest
 
 from reactor.cluster.engine import Engine
 from reactor.cluster.host import ClusterHost
-from reactor.cluster.rules import ClusterChatServer
-from tests.support import ACCOUNTS, PATIENCE, run_until
+from reactor.cluster.rules import ClusterChatServer, LoginOutcome
+from tests.support import ACCOUNTS, PATIENCE, login_peer, run_until
 
 pytestmark = pytest.mark.e2e
 
@@ -43,4 +43,62 @@ def test_a_news_entry_whose_handling_raises_does_not_stop_the_node_reading_its_n
     run_until(loop, lambda: "hans" in logic.online_users(), timeout=PATIENCE)
     assert "yoda" not in logic.online_users()   # its handling failed: dropped, and logged
     other.close()
+    host.shutdown()
+
+
+class WithAPhantom(ClusterChatServer):
+    """A node's rules, but each login's mailbox holds one message more, id 999, that the engine never kept."""
+
+    def login_decided(self, conn, user, outcome, now, *, until=None, mailbox=()):
+        if outcome is LoginOutcome.WELCOME:
+            mailbox = [*mailbox, (999, "leia", 4, 4, None)]
+        return super().login_decided(conn, user, outcome, now, until=until, mailbox=mailbox)
+
+
+def log_in(loop, host, user):
+    """``user`` logged in on ``host`` (a node answers ``try_again`` until it has joined the cluster); its peer
+    holds what came after the welcome."""
+    peer = login_peer(loop, host, user, password=False)
+    deadline = time.monotonic() + PATIENCE
+    while not peer.has("welcome"):
+        assert time.monotonic() < deadline, peer.got
+        asked = len(peer.got)
+        peer.send({"type": "password", "password": ACCOUNTS[user]})
+        run_until(loop, lambda asked=asked: len(peer.read()) > asked, timeout=PATIENCE)
+    welcome = [frame["type"] for frame in peer.got].index("welcome")
+    del peer.got[:welcome + 1]   # (what follows the welcome is the test's)
+    return peer
+
+
+def test_a_stored_message_whose_text_the_node_has_not_is_left_out_logged_and_the_others_arrive(loop, engine,
+                                                                                              caplog):
+    """The one answer of both hosts (reactor/server/durability.py; the single process's: test_server_host.py)."""
+    host = ClusterHost(loop, WithAPhantom(ACCOUNTS, 10.0, 60.0, first_id=1), ("127.0.0.1", engine.port), "n1")
+    host.serve("127.0.0.1", 0)
+    host.start_cluster()
+    hans = log_in(loop, host, "hans")
+    hans.send({"type": "message", "to": "yoda", "text": "kept by the engine"})
+    run_until(loop, lambda: hans.has("stored"), timeout=PATIENCE)
+    yoda = log_in(loop, host, "yoda")
+    yoda.send({"type": "ping"})
+    run_until(loop, lambda: yoda.has("pong"), timeout=PATIENCE)
+    assert [{k: v for k, v in m.items() if k != "id"} for m in yoda.messages()] == [
+        {"type": "message", "from": "hans", "text": "kept by the engine"}]
+    assert "stored message 999 has no text in the store: not sent" in caplog.text
+    host.shutdown()
+
+
+def test_the_engine_keeps_to_the_cap_the_rules_were_given(loop, engine):
+    """``queue_cap`` has one owner, the rules (``ChatServer.queue_cap``): the node's engine checks that figure."""
+    logic = ClusterChatServer(ACCOUNTS, 10.0, 60.0, first_id=1, queue_cap=1, rate=None)
+    host = ClusterHost(loop, logic, ("127.0.0.1", engine.port), "n1")
+    host.serve("127.0.0.1", 0)
+    host.start_cluster()
+    hans = log_in(loop, host, "hans")
+    for text in ("first", "second"):
+        hans.send({"type": "message", "to": "yoda", "text": text})
+    run_until(loop, lambda: hans.has("error"), timeout=PATIENCE)
+    assert [f for f in hans.got if f["type"] in ("stored", "error")] == [
+        {"type": "stored", "to": "yoda"}, {"type": "error", "code": "queue_full", "user": "yoda"}]
+    assert logic.queue_cap == 1
     host.shutdown()

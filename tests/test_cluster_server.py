@@ -12,7 +12,7 @@ import pytest
 
 from reactor.cluster.rules import ClusterChatServer, LoginOutcome
 from reactor.protocol import ErrorCode
-from reactor.server.rules import (
+from reactor.server.effects import (
     AddBlock,
     CancelTimer,
     ClaimLogin,
@@ -30,8 +30,8 @@ from reactor.server.rules import (
     SendStored,
     SetTimer,
     WhenWritable,
-    _stored_size,
 )
+from reactor.server.limits import stored_size
 from tests.support import ACCOUNTS
 
 BLOCK = 10.0
@@ -162,11 +162,11 @@ class Fake:
         mine = sum(1 for r in self.kept.values() if r["to"] == e.to)
         code = self.refuse or (ErrorCode.QUEUE_FULL if mine >= self.cap else None)
         if code is not None:
-            self.apply(node, logic.kept_refused(e, code, self.now))
+            self.apply(node, logic.not_stored(e, self.now, code))
             return
         size = len(e.text.encode())
         record = {"to": e.to, "from": e.sender, "text": e.text, "sent": e.sent, "size": size, "chars": len(e.text),
-                  "cost": _stored_size(size)}
+                  "cost": stored_size(size)}
         self.kept[e.id] = record
         if e.confirm is not None:
             self.apply(node, [e.confirm])

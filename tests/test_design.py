@@ -45,9 +45,43 @@ def test_the_check_itself_sees_a_forbidden_import(tmp_path):
     assert "concurrent" in set(imported_modules(bad))
 
 
+def private_imports(path):
+    """The ``_``-prefixed names ``path`` imports from other modules, as ``module.name`` (a private module
+    counts too: ``from _json import ...``, ``import reactor._x``); ``__future__`` and dunders are no one's."""
+    def private(name):
+        return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+    tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            module = "." * node.level + (node.module or "")
+            if any(private(part) for part in (node.module or "").split(".")):
+                yield module
+            yield from (f"{module}.{alias.name}" for alias in node.names if private(alias.name))
+        elif isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names if any(private(p) for p in alias.name.split(".")))
+
+
+def test_cluster_mode_imports_no_private_name_from_another_module():
+    """Cluster mode reaches the server's rules and hosts through their public seam (named hooks, the parts'
+    public methods), never through a name another module keeps to itself."""
+    cluster = sorted(ROOT.glob("reactor/cluster/**/*.py"))
+    assert len(cluster) >= 5
+    offenders = [f"{path.relative_to(ROOT)}: {name}" for path in cluster for name in private_imports(path)]
+    assert offenders == []
+
+
+def test_the_check_itself_sees_a_private_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("from __future__ import annotations\nfrom ..server.rules import ChatServer, _Conn\n"
+                   "from ..server import _internal\nimport reactor.server._hidden\nfrom _json import make_encoder\n")
+    assert set(private_imports(bad)) == {"..server.rules._Conn", "..server._internal", "reactor.server._hidden",
+                                         "_json"}
+
+
 # The modules of cluster mode alone, and the packages each may import besides the standard library (its extra's).
 CLUSTER_ONLY = {"reactor.cluster.engine": {"hiredis"}, "reactor.cluster.scripts": {"hiredis"},
-                "reactor.cluster.host": {"hiredis"}}
+                "reactor.cluster.keeping": {"hiredis"}, "reactor.cluster.host": {"hiredis"}}
 # The modules of --metrics alone (the operator's HTTP endpoint), and its extra's packages.
 METRICS_ONLY = {"reactor.ops.http": {"h11"}}
 EXTRAS_ONLY = CLUSTER_ONLY | METRICS_ONLY

@@ -2,9 +2,9 @@
 with the lockout counted exactly as if every password were checked at once."""
 import pytest
 
+from reactor.server.effects import CheckPassword, Close, LoggedIn, Send
 from reactor.server.passwords import hash_password, verify_password
-from reactor.server.rules import CheckPassword, Close, LoggedIn, Send
-from tests.test_chat_server import ACCOUNTS, World, error, frames_to, unfailed
+from tests.support import ACCOUNTS, World, error, frames_to, unfailed
 
 HASHED = {"vader": hash_password("sithlord**", log2_n=10), "hans": hash_password("falcon*solo", log2_n=10)}
 BAD_WAIT = error("bad_frame", detail="wait for the answer to the password")

@@ -2,10 +2,9 @@
 import pytest
 
 from reactor.framing import encode
-from reactor.server.rules import BURST, RATE, RATE_UNIT, STORED_OVERHEAD, KeepMessage, Send
-from tests.test_chat_server import World, error, msg, sends
-
-EMOJI = "\U0001F600"   # 12 bytes on the wire once JSON-escaped
+from reactor.server.effects import KeepMessage, Send
+from reactor.server.limits import BURST, RATE, RATE_UNIT, STORED_OVERHEAD
+from tests.support import EMOJI, World, error, msg, sends
 
 
 def bcast(text):

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from reactor.server.rules import BURST, RATE, SENDER_QUOTA, STORED_OVERHEAD
+from reactor.server.limits import BURST, RATE, SENDER_QUOTA, STORED_OVERHEAD
 from tests.support import ACCOUNTS, ServerProcess, WireClient
 
 pytestmark = pytest.mark.e2e   # starts the real server or client

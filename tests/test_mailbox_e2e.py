@@ -4,11 +4,10 @@ import time
 
 import pytest
 
-from tests.support import NO_LIMITS, ServerProcess, WireClient, wait_for
+from tests.support import EMOJI, NO_LIMITS, InProcess, ServerProcess, WireClient, wait_for
 
 pytestmark = pytest.mark.e2e   # starts the real server or client
 
-EMOJI = "\U0001F600"   # 12 bytes on the wire once JSON-escaped (a surrogate pair)
 
 
 @pytest.fixture
@@ -139,10 +138,9 @@ def test_the_host_paces_a_mailbox_while_the_store_commits_every_turn(tmp_path):
     """In one process: the server's buffer for the reader stays near one window, though the
     store is dirty every turn (so each WhenWritable waits for a commit), and a live message
     sent meanwhile is stored behind the mailbox."""
-    from reactor.server.rules import MAILBOX_CHUNK
+    from reactor.server.mail import MAILBOX_CHUNK
     from reactor.server.store import Store
     from reactor.stream import HIGH_WATER
-    from tests.test_store_e2e import InProcess
     store = Store.open(str(tmp_path / "state.db"))
     world = InProcess(lambda loop: store)
     try:

@@ -104,22 +104,44 @@ def modules(*rooms):
     return sorted(path for room in rooms for path in (ROOT / "reactor" / room).glob("*.py"))
 
 
+def member_of(node, names=None):
+    """The string or vocabulary member an expression stands for: a string constant, ``FrameType.BYE``,
+    ``FrameType.BYE.value`` (the plain string the hot path keeps), or a module constant bound to one of those
+    (``names``: the module's constants so far); None for anything computed."""
+    if isinstance(node, ast.Constant) and type(node.value) is str:
+        return node.value
+    if isinstance(node, ast.Attribute) and node.attr == "value":
+        member = member_of(node.value)
+        return None if member is None or type(member) is str else member.value
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in VOCABULARY:
+        return VOCABULARY[node.value.id][node.attr]
+    if isinstance(node, ast.Name) and names is not None:
+        return names.get(node.id)
+    return None
+
+
 def written(paths):
     """(path, field, value) for each ``type``, ``code`` or ``reason`` a dict display in ``paths`` writes as a
-    string or as a member of the vocabulary (``FrameType.BYE``); a value computed (``"code": code``) is skipped.
-    ``value`` is the string, or the member itself."""
+    string, as a member of the vocabulary (``FrameType.BYE``, or its ``.value``), or as a module constant bound
+    to one of those; a value computed (``"code": code``) is skipped. ``value`` is the string, or the member."""
     for path in paths:
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        names = {}
+        for statement in tree.body:   # the module's constants: _MESSAGE = FrameType.MESSAGE.value
+            if (isinstance(statement, ast.Assign) and len(statement.targets) == 1
+                    and isinstance(statement.targets[0], ast.Name)):
+                member = member_of(statement.value)
+                if member is not None:
+                    names[statement.targets[0].id] = member
+        for node in ast.walk(tree):
             if not isinstance(node, ast.Dict):
                 continue
             for key, value in zip(node.keys, node.values, strict=True):
                 if not isinstance(key, ast.Constant) or key.value not in FIELDS:
                     continue
-                if isinstance(value, ast.Constant) and type(value.value) is str:
-                    yield path, key.value, value.value
-                elif (isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name)
-                      and value.value.id in VOCABULARY):
-                    yield path, key.value, VOCABULARY[value.value.id][value.attr]
+                member = member_of(value, names)
+                if member is not None:
+                    yield path, key.value, member
 
 
 def members_named(paths, vocabulary):
@@ -137,8 +159,10 @@ SERVER_SENDS = {field: {value for _, f, value in written(modules("server", "clus
 
 def test_the_scan_of_what_the_server_sends_finds_it():
     assert {"hello", "welcome", "error", "bye", "message", "presence", "private_connect"} <= SERVER_SENDS["type"]
-    assert {"busy", "tls_required"} <= SERVER_SENDS["code"]   # as the server's host writes them, plain
-    assert {"logout", "timeout", "shutdown", "account_removed"} <= SERVER_SENDS["reason"]
+    named = set(members_named(modules("server", "cluster"), ErrorCode))
+    assert {"busy", "tls_required"} <= SERVER_SENDS["code"] | named   # as the server's host names them
+    reasons = SERVER_SENDS["reason"] | set(members_named(modules("server", "cluster"), ByeReason))
+    assert {"logout", "timeout", "shutdown", "account_removed"} <= reasons   # bye(ByeReason.X) names them
 
 
 @pytest.mark.parametrize("field", FIELDS)

@@ -4,14 +4,8 @@ import logging
 
 import pytest
 
-from reactor.server.rules import AddBlock, Close, ForgetMessages, KeepMessage, RemoveBlock, Send, SendBatch
-from tests.support import ACCOUNTS
-from tests.test_chat_server import World, error, frames_to, msg, of_type
-
-
-@pytest.fixture
-def w():
-    return World()
+from reactor.server.effects import AddBlock, Close, ForgetMessages, KeepMessage, RemoveBlock, Send, SendBatch
+from tests.support import ACCOUNTS, EMOJI, World, big_mailbox, deliver_all, error, frames_to, msg, of_type
 
 
 def login_with(w, user, password, now=0.0):
@@ -106,7 +100,7 @@ def test_a_reload_after_shutdown_does_nothing(w):
 
 
 def test_a_reload_logs_one_line_per_kind_of_change_without_passwords(caplog):
-    caplog.set_level(logging.INFO, logger="reactor.server.rules")
+    caplog.set_level(logging.INFO, logger="reactor.server")
     w = World()
     accounts = {u: p for u, p in ACCOUNTS.items() if u not in ("yoda", "leia")}
     accounts.update({"hans": "changed*secret", "rey": "new*secret", "finn": "new*secret2"})
@@ -220,7 +214,6 @@ def test_the_client_says_what_a_full_store_refused(command, words):
 
 
 def test_a_message_behind_a_mailbox_on_its_way_is_refused_to_its_sender_and_never_sent():
-    from tests.test_chat_server import EMOJI, big_mailbox, deliver_all
     w, texts = big_mailbox(30, EMOJI * 4096)
     w.login("hans")
     first = w.login("yoda", now=1.0)

@@ -16,13 +16,15 @@ from tests.support import (
     NO_LIMITS,
     ROOT,
     ClientProcess,
+    FullCommit,
+    InProcess,
     ServerProcess,
+    contents,
     coverage_env,
+    opened,
     wait_for,
     write_credentials,
 )
-from tests.test_store import contents
-from tests.test_store_e2e import InProcess
 
 pytestmark = pytest.mark.e2e   # starts the real server or client
 
@@ -205,7 +207,6 @@ def test_in_a_full_turn_the_messages_are_refused_and_the_acks_and_blocks_kept(tm
 def test_a_commit_that_finds_the_disk_full_refuses_the_turn_and_retries_the_rest(tmp_path, failing_commits):
     """The disk fills at COMMIT (as on a real disk): the messages are refused; the ack and the block are
     tried again on their own, and kept, unless that commit fails too: then the block is refused as well."""
-    from tests.test_store import FullCommit, opened
     store, conn = opened(str(tmp_path / "state.db"), FullCommit)
     world = InProcess(lambda loop: store)
     try:

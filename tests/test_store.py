@@ -6,35 +6,9 @@ import sys
 
 import pytest
 
-from reactor.server.rules import AddBlock, ForgetMessages, KeepMessage, RemoveBlock
+from reactor.server.effects import AddBlock, ForgetMessages, KeepMessage, RemoveBlock
 from reactor.server.store import SCHEMA_VERSION, MemoryStore, Store, StoreError, StoreFull
-from tests.support import ROOT, coverage_env
-
-
-def contents(store):
-    """What ``store`` keeps: blocks, and offline messages as they were given, (id, to, sender, text[, sent]):
-    ``load``'s rows (checked against the texts) with the texts read back by ``texts``."""
-    blocks, offline = store.load()
-    texts = store.texts([row[0] for row in offline])
-    rows = []
-    for mid, to, sender, size, chars, sent in offline:
-        text = texts[mid]
-        assert (size, chars) == (len(text.encode()), len(text))
-        rows.append((mid, to, sender, text) if sent is None else (mid, to, sender, text, sent))
-    return blocks, rows
-
-
-def opened(path, wrap=lambda conn: conn, **options):
-    """``Store.open(path, **options)`` and the SQLite connection it runs on, kept by the test too (``wrap``ped
-    first, to put faults in the store's way)."""
-    made = []
-
-    def connect(*args, **kwargs):
-        made.append(wrap(sqlite3.connect(*args, **kwargs)))
-        return made[-1]
-
-    store = Store.open(path, connect=connect, **options)
-    return store, made[0]
+from tests.support import ROOT, FailingCommit, FullCommit, contents, coverage_env, opened
 
 
 def add(i, to="yoda", sender="hans", text=None):
@@ -378,13 +352,19 @@ def test_an_unwritable_file_is_refused(shared_dir):
     assert open(path, "rb").read(16) == b"SQLite format 3\x00"   # refused, not reset
 
 
-def test_sqlite_errors_are_named_for_a_person():
-    from reactor.server.store import _error
+def test_sqlite_errors_are_named_for_a_person(tmp_path):
+    path = str(tmp_path / "s.db")
 
     def err(name, text):
-        exc = sqlite3.OperationalError(text)
-        exc.sqlite_errorname = name
-        return str(_error("s.db", exc))
+        """What opening a state file says when SQLite fails with ``name`` (the file named as ``s.db``)."""
+        def connect(*args, **kwargs):
+            exc = sqlite3.OperationalError(text)
+            exc.sqlite_errorname = name
+            raise exc
+
+        with pytest.raises(StoreError) as refused:
+            Store.open(path, connect=connect)
+        return str(refused.value).replace(path, "s.db")
 
     assert err("SQLITE_READONLY", "attempt to write a readonly database") == \
         "Cannot write state file s.db: attempt to write a readonly database"
@@ -415,24 +395,6 @@ def test_a_failed_write_breaks_the_store_for_good():
         with pytest.raises(StoreError, match="UNIQUE"):
             call()
     store.close()  # does not commit message 2
-
-
-class FailingCommit:
-    """A connection whose COMMIT fails, as on a full disk, once ``failing`` is set."""
-
-    failing = False
-
-    def __init__(self, conn):
-        self.conn = conn
-
-    def execute(self, sql, *args):
-        if sql == "COMMIT" and self.failing:
-            self.conn.execute("ROLLBACK")  # what SQLite may do on an I/O error
-            raise sqlite3.OperationalError("disk I/O error")
-        return self.conn.execute(sql, *args)
-
-    def __getattr__(self, name):
-        return getattr(self.conn, name)
 
 
 def test_a_failed_commit_is_never_followed_by_a_successful_one(tmp_path):
@@ -498,20 +460,6 @@ def test_a_store_at_its_cap_refuses_the_transaction_and_keeps_working(tmp_path, 
     store.commit()
     assert [m[0] for m in contents(store)[1]] == list(range(11, refused + 1))
     store.close()
-
-
-class FullCommit(FailingCommit):
-    """A connection whose next ``fails`` COMMITs find the disk full (SQLite keeps the transaction open)."""
-
-    fails = 0
-
-    def execute(self, sql, *args):
-        if sql == "COMMIT" and self.fails:
-            self.fails -= 1
-            error = sqlite3.OperationalError("database or disk is full")
-            error.sqlite_errorname = "SQLITE_FULL"
-            raise error
-        return self.conn.execute(sql, *args)
 
 
 def test_a_full_commit_is_rolled_back_and_the_next_is_kept(tmp_path):

@@ -1,6 +1,5 @@
 """Nothing lost on restart: the real server with a state file, stopped, killed and started again."""
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -13,13 +12,16 @@ from tests.support import (
     NO_LIMITS,
     PATIENCE,
     ROOT,
+    FailingCommit,
+    InProcess,
     ServerProcess,
     WireClient,
+    contents,
     coverage_env,
+    opened,
     wait_for,
     write_credentials,
 )
-from tests.test_store import contents
 
 pytestmark = pytest.mark.e2e   # starts the real server or client
 
@@ -337,7 +339,7 @@ class Recording:
 
     def apply(self, effect):
         self.store.apply(effect)
-        from reactor.server.rules import KeepMessage
+        from reactor.server.effects import KeepMessage
         self.pending += type(effect) is KeepMessage
 
     def commit(self):
@@ -347,70 +349,6 @@ class Recording:
 
     def texts(self, ids):
         return self.store.texts(ids)
-
-
-class InProcess:
-    """The chat logic, host, loop and a store in this process; plain sockets as clients."""
-
-    def __init__(self, make_store):
-        from reactor.loop import EventLoop
-        from reactor.server.host import ServerHost
-        from reactor.server.rules import ChatServer
-        self.loop = EventLoop()
-        logic = ChatServer(dict(ACCOUNTS), 1.0, 30.0, rate=None, sender_quota=None)   # bursts of messages
-        self.host = ServerHost(self.loop, logic, make_store(self.loop))
-        self.host.serve("127.0.0.1", 0)
-        self.port = self.host.address[1]
-
-    def connect(self):
-        sock = socket.create_connection(("127.0.0.1", self.port))
-        sock.setblocking(False)
-        return Peer(self, sock)
-
-    def close(self):
-        self.loop.close()
-
-
-class Peer:
-    def __init__(self, world, sock):
-        self.world = world
-        self.sock = sock
-        self.buffer = b""
-
-    def send(self, frame):
-        import json
-        self.sock.sendall(json.dumps(frame).encode() + b"\n")
-
-    def frames(self):
-        import json
-        try:
-            while True:
-                chunk = self.sock.recv(1 << 16)
-                if not chunk:
-                    break
-                self.buffer += chunk
-        except BlockingIOError:
-            pass
-        *lines, self.buffer = self.buffer.split(b"\n")
-        return [json.loads(line) for line in lines]
-
-    def until(self, type_, count=1, on_frames=None, limit=PATIENCE):
-        got = []
-        deadline = time.monotonic() + limit
-        while len([f for f in got if f["type"] == type_]) < count:
-            assert time.monotonic() < deadline, got[-5:]
-            self.world.loop.run_once(0.01)
-            new = self.frames()
-            if on_frames is not None and new:
-                on_frames(new)
-            got += new
-        return got
-
-    def login(self, user):
-        self.send({"type": "hello", "version": 1})
-        self.send({"type": "username", "username": user})
-        self.send({"type": "password", "password": ACCOUNTS[user]})
-        return self.until("welcome")
 
 
 @pytest.mark.parametrize("path", ["file", ":memory:"])
@@ -454,7 +392,6 @@ def test_a_burst_of_stored_messages_takes_few_commits_and_no_confirmation_comes_
 
 def test_a_failed_commit_stops_the_server_without_confirming(tmp_path):
     from reactor.server.host import StopOnStoreFailure
-    from tests.test_store import FailingCommit, opened
     store, conn = opened(str(tmp_path / "state.db"), FailingCommit)
     guards = []
     world = InProcess(lambda loop: guards.append(StopOnStoreFailure(store, loop)) or guards[0])

@@ -4,11 +4,11 @@ Two engine connections on the same loop: one for commands (pipelined, in the
 order the effects came), one that waits on the streams (``XREAD BLOCK``) for
 what the other nodes tell all nodes and this one. Nothing blocks.
 
-- **Durability.** A store change is a script on the engine (``reactor/cluster/scripts.py``);
-  what the logic said after it (to any connection) waits for its answer, as
-  ``ServerHost`` waits for its commit: the sender's ``stored`` line means the
-  engine has the message on disk (with ``appendfsync always``, which syncs
-  once per turn of the engine's own loop for all its clients: a group commit).
+- **Durability.** The host's ``Durability`` is the engine (``EngineDurability``,
+  ``reactor/cluster/keeping.py``): a store change is a script; what the logic
+  said after it (to any connection) waits for its answer in ``ServerHost``'s one
+  queue, as it waits for a store's commit: the sender's ``stored`` line means the
+  engine has the message on disk.
 - **The lease.** The node renews it every ``lease/4``; the others reap a node
   whose lease ran out and log its users out. If this node cannot renew for
   ``lease/2``, it ends its sessions (``cluster_lost``) and takes no login until
@@ -25,25 +25,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ..loop import EventLoop, TimerHandle
-from ..protocol import ErrorCode
-from ..server.host import ServerHost, with_texts
-from ..server.rules import (
-    MAX_LOGIN_FAILURES,
-    AddBlock,
-    ClaimLogin,
-    ForgetMessages,
-    KeepMessage,
-    Publish,
-    Relay,
-    ReleaseLogin,
-    RemoveBlock,
-    SendBatch,
-    SendStored,
-    StoreChange,
-    _stored_size,
-)
+from ..server.effects import ClaimLogin, Publish, Relay, ReleaseLogin
+from ..server.host import ServerHost
+from ..server.logins import MAX_LOGIN_FAILURES
 from . import scripts
 from .engine import Engine, EngineError, Reply
+from .keeping import EngineDurability
 from .rules import ClusterChatServer, LoginOutcome, StoredRecord
 
 __all__ = ["ClusterHost", "LEASE"]
@@ -67,17 +54,16 @@ class ClusterHost(ServerHost):
                  Publish: "_publish"}
 
     def __init__(self, loop: EventLoop, logic: ClusterChatServer, engine: tuple[str, int], node: str, *,
-                 lease: float = LEASE, prefix: str = scripts.PREFIX, queue_cap: int = 1000,
-                 **options: Any) -> None:
-        super().__init__(loop, logic, **options)
+                 lease: float = LEASE, prefix: str = scripts.PREFIX, **options: Any) -> None:
         self._cluster = logic
         self._node = node
         self._lease = lease
         self._prefix = prefix
-        self._queue_cap = queue_cap
         host, port = engine
         self._engine = Engine(loop, host, port, name=f"engine ({node})", on_up=self._engine_up,
                               on_down=self._engine_down, reply_timeout=lease / 2)
+        self.keeping = EngineDurability(self._script, node, logic, self._answered)   # the engine keeps the changes
+        super().__init__(loop, logic, durability=self.keeping, **options)
         self._reader = Engine(loop, host, port, name=f"engine reader ({node})", on_up=self._read,
                               reply_timeout=READ_BLOCK / 1000 + lease)
         self._joined = False          # holds a lease: may log users in
@@ -87,8 +73,6 @@ class ClusterHost(ServerHost):
         self._reading = False
         self._events_from = "$"       # the last entry read of each stream
         self._inbox_from = "$"
-        self._texts: dict[int, str] = {}           # texts of the kept messages of this node's users
-        self._texts_of: dict[str, list[int]] = {}  # user -> the ids in _texts that are its
         self._floor: dict[str, tuple[int, int]] = {}   # user -> its inbox's last entry when it logged in
         self._wall_offset = time.time() - loop.time()
         self._tick: TimerHandle | None = None
@@ -185,8 +169,7 @@ class ClusterHost(ServerHost):
         self._joined = False
         self._generation += 1
         self._apply(self._cluster.cluster_lost(self._loop.time()))
-        self._texts.clear()
-        self._texts_of.clear()
+        self.keeping.clear()
         self._floor.clear()
 
     def _snapshot(self) -> None:
@@ -261,7 +244,7 @@ class ClusterHost(ServerHost):
             floor = self._floor.get(to)
             if floor is None or _stream_id(entry_id) <= floor:
                 return   # not here, or kept before it logged in here: its login brought it
-            self._cache(to, int(event["id"]), record["text"])
+            self.keeping.cache(to, int(event["id"]), record["text"])
             event = {"kind": "stored", "id": event["id"], **record}
         self._apply(self._cluster.relayed(event, self._loop.time()))
 
@@ -292,7 +275,7 @@ class ClusterHost(ServerHost):
                 if record is None:
                     continue
                 r = json.loads(record)
-                self._cache(effect.user, int(mid), r["text"])
+                self.keeping.cache(effect.user, int(mid), r["text"])
                 mailbox.append((int(mid), r["from"], r["size"], r["chars"], r.get("sent")))
         self._decided(effect, generation, outcome, until, mailbox)
 
@@ -303,8 +286,7 @@ class ClusterHost(ServerHost):
 
     def _release(self, effect: ReleaseLogin) -> None:
         user = effect.user
-        for mid in self._texts_of.pop(user, ()):
-            self._texts.pop(mid, None)
+        self.keeping.release(user)
         self._floor.pop(user, None)
         if self._joined:
             self._script(scripts.LOGOUT, [user, self._node])
@@ -316,59 +298,6 @@ class ClusterHost(ServerHost):
     def _publish(self, effect: Publish) -> None:
         self._engine.call("XADD", f"{self._prefix}:events", "MAXLEN", "~", scripts.EVENTS_KEPT, "*",
                           "e", json.dumps({**effect.event, "node": self._node}))
-
-    def _cache(self, user: str, mid: int, text: str) -> None:
-        if mid not in self._texts:
-            self._texts[mid] = text
-            self._texts_of.setdefault(user, []).append(mid)
-
-    # -- store changes: on the engine, what follows waits for their answers ------------
-
-    def _keep(self, change: KeepMessage) -> None:
-        if self._cluster.here(change.to):
-            self._cache(change.to, change.id, change.text)
-        self._change(change)
-
-    def _write(self, change: StoreChange) -> None:
-        """A script on the engine; its answer releases what waited for it (``ServerHost._stored_up_to``)."""
-        asked = self._asked
-        args: list[Any]
-        if isinstance(change, KeepMessage):
-            size = len(change.text.encode("utf-8", "surrogatepass"))
-            record = json.dumps({"to": change.to, "from": change.sender, "text": change.text, "sent": change.sent,
-                                 "size": size, "chars": len(change.text), "cost": _stored_size(size)})
-            quota = self._cluster.quota or 0
-            script, args = scripts.KEEP, [change.id, change.to, change.sender, record, _stored_size(size),
-                                          self._queue_cap, quota]
-        elif isinstance(change, ForgetMessages):
-            script, args = scripts.FORGET, list(change.ids)
-            for mid in change.ids:
-                self._texts.pop(mid, None)
-        else:
-            script, args = scripts.BLOCK, [change.blocker, change.blocked, int(type(change) is AddBlock), self._node]
-        self._script(script, args, lambda reply: self._written(asked, change, reply))
-
-    def _written(self, asked: int, change: StoreChange, reply: Reply) -> None:
-        """The engine's answer to change number ``asked`` (answers come in order)."""
-        now = self._loop.time()
-        answer: list[Any] | None = None
-        if isinstance(change, KeepMessage) and reply != "kept":
-            code = ErrorCode.STORE_FULL
-            if reply in (ErrorCode.QUEUE_FULL, ErrorCode.QUOTA_EXCEEDED):
-                code = ErrorCode(reply)
-            if isinstance(reply, EngineError):
-                log.warning("message %d to %s not kept: %s", change.id, change.to, reply)
-            answer = self._cluster.kept_refused(change, code, now)
-        elif isinstance(change, (AddBlock, RemoveBlock)) and isinstance(reply, EngineError):
-            answer = self._logic.not_stored(change, now)
-        elif isinstance(reply, EngineError):
-            log.warning("%r not stored: %s", change, reply)
-        self._stored_up_to(asked, {id(change): answer} if answer is not None else {})
-
-    def _stored(self, effect: SendStored) -> SendBatch:
-        texts = self._texts
-        return SendBatch((effect.conn,), tuple(with_texts(effect.frames, {
-            f["id"]: texts.get(f["id"], "") for f in effect.frames})))
 
     # -- shutdown ------------------------------------------------------------------
 

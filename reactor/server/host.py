@@ -5,30 +5,21 @@ decoded frames and the loop's clock to ``ChatServer``, and carries out the
 effects it returns: frames to send (encoded once, however many recipients),
 connections to close, timers to arm. ``WhenWritable`` is how the logic paces
 a big mailbox by its reader: the host calls ``writable`` once the stream has
-room (``Stream.when_drained``). Durable effects go to the store (without a
-state file, a ``MemoryStore``), and once one has, every send, close and
-WhenWritable waits until the store has committed (``_commit``, run before the
-loop sleeps: one transaction per loop turn). The store is reached through
-``_write`` and answers through ``_stored_up_to`` (changes are numbered; what
-waits is released in order once the changes before it are answered), so a
-store that answers later and one change at a time, as a cluster node's engine
-does (``reactor/cluster/host.py``), uses the same queue. Before that the host ends the
-logic's turn (``end_turn``), so the logins and logouts of a turn reach each
-user in one presence frame.
+room (``Stream.when_drained``).
 
-Stored messages (``SendStored``) get their texts from the store where the
-effect is carried out, before any later effect: from the open transaction's
-own changes as the host has them (``_kept``: even a turn the store rolled back
-gives the messages it has already handed on), else from the store. The frames
-then wait for the commit as any send does. So the texts of waiting messages
-are on disk, not in memory: the host holds one turn's new texts, and one chunk
-per connection being sent.
+Durable effects go to the host's ``Durability`` (``reactor/server/durability.py``:
+a store, by default a ``MemoryStore``, committed once per loop turn; a cluster
+node's is the engine), and once one has, every send, close and WhenWritable
+waits in the host's one queue until the durability has answered for the
+changes before it (changes are numbered; ``_answered`` releases what waits, in
+order, and has the logic answer for a change that was not kept). Before the
+durability's turn ends the host ends the logic's (``end_turn``), so the logins
+and logouts of a turn reach each user in one presence frame.
 
-A turn the store cannot keep because it is full (``StoreFull``: the store
-rolled the transaction back) is not a reason to stop: its messages are refused
-(the logic's ``not_stored`` answers in place of their confirmation), and its
-other changes, acknowledgements that free room and blocks, are tried again in
-a transaction of their own. The next turn stores again.
+Stored messages (``SendStored``) get their texts from the durability where the
+effect is carried out, before any later effect; the frames then wait as any
+send does. A message whose text it has not is left out and logged
+(``with_texts``).
 
 Strangers (connections not logged in) get little: at most ``max_strangers`` of
 them, and ``max_strangers_per_address`` from one source address; past either,
@@ -59,18 +50,18 @@ import socket
 import ssl
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from ..framing import MAX_FRAME, JsonLines, encode
 from ..loop import EventLoop, NamedTimers, TimerHandle
-from ..protocol import Frame
+from ..protocol import ErrorCode
 from ..stream import MAX_OUTPUT, RECV_SIZE, Listener, Stream, listen
 from ..tls import TLSStream
-from .rules import (
+from .durability import Durability, StoreDurability, TransactionalStore, with_texts
+from .effects import (
     STORE_CHANGES,
     AddBlock,
     CancelTimer,
-    ChatServer,
     CheckPassword,
     Close,
     ForgetMessages,
@@ -85,7 +76,9 @@ from .rules import (
     SetTimer,
     StoreChange,
     WhenWritable,
+    error,
 )
+from .rules import ChatServer
 from .store import MemoryStore, StoreError, StoreFull
 from .verifier import Verifier
 
@@ -100,8 +93,8 @@ STRANGER_READ_SIZE = 4096         # bytes one read of a stranger takes
 STRANGER_MAX_OUTPUT = 16 * 1024   # bytes a stranger may leave unread before it is cut off
 FAILURE_LOG_INTERVAL = 60.0       # seconds between the lines that count failed logins per address
 FAILURE_LOG_ADDRESSES = 1000      # addresses counted one by one per interval; the rest are counted together
-_BUSY = encode({"type": "error", "code": "busy"})
-TLS_REQUIRED = encode({"type": "error", "code": "tls_required"})   # what a plaintext client hears on the TLS port
+_BUSY = encode(error(ErrorCode.BUSY))
+TLS_REQUIRED = encode(error(ErrorCode.TLS_REQUIRED))   # what a plaintext client hears on the TLS port
 
 
 class FailureLog:
@@ -134,22 +127,13 @@ class FailureLog:
                 for address, kinds in ranked]
 
 
-class Store(Protocol):
-    """Durable state: ``apply`` takes store changes, ``commit`` makes them durable; either raises
-    ``StoreFull`` (the open transaction rolled back) when there is no room. ``texts`` reads kept messages."""
-
-    def apply(self, change: StoreChange) -> None: ...
-    def commit(self) -> None: ...
-    def texts(self, ids: Iterable[int]) -> dict[int, str]: ...
-
-
 class StopOnStoreFailure:
     """The store as the host sees it: a failed write stops the server rather than confirm what was not kept.
 
     A full store (``StoreFull``) is not a failure: the host refuses what did not fit and serves on.
     """
 
-    def __init__(self, store: Store, loop: EventLoop) -> None:
+    def __init__(self, store: TransactionalStore, loop: EventLoop) -> None:
         self.store = store
         self.loop = loop
         self.failure: StoreError | None = None
@@ -176,18 +160,6 @@ class StopOnStoreFailure:
             raise  # the host must not go on as if it had been kept
 
 
-def with_texts(frames: tuple[Frame, ...], texts: dict[int, str]) -> list[Frame]:
-    """A ``SendStored``'s frames with their texts, by id; one whose text is missing is left out (logged)."""
-    whole = []
-    for frame in frames:
-        text = texts.get(frame["id"])
-        if text is None:
-            log.error("stored message %d has no text in the store: not sent", frame["id"])
-            continue
-        whole.append({**frame, "text": text})
-    return whole
-
-
 class ServerHost:
     """Runs one ``ChatServer`` over a listening socket on ``loop``."""
 
@@ -195,31 +167,32 @@ class ServerHost:
     CARRY_OUT: dict[type, str] = {
         Send: "_send", SendBatch: "_send", Close: "_send", WhenWritable: "_send", SendStored: "_send_stored",
         SetTimer: "_set_timer", CancelTimer: "_cancel_timer", LoggedIn: "_logged_in", LoginFailed: "_login_failed",
-        CheckPassword: "_check_password", KeepMessage: "_keep", ForgetMessages: "_change", AddBlock: "_change",
+        CheckPassword: "_check_password", KeepMessage: "_change", ForgetMessages: "_change", AddBlock: "_change",
         RemoveBlock: "_change"}
 
-    def __init__(self, loop: EventLoop, logic: ChatServer, store: Store | None = None, *,
-                 max_strangers: int = MAX_STRANGERS, max_strangers_per_address: int = MAX_STRANGERS_PER_ADDRESS,
+    def __init__(self, loop: EventLoop, logic: ChatServer, store: TransactionalStore | None = None, *,
+                 durability: Durability | None = None, max_strangers: int = MAX_STRANGERS,
+                 max_strangers_per_address: int = MAX_STRANGERS_PER_ADDRESS,
                  failure_log_interval: float = FAILURE_LOG_INTERVAL, tls: ssl.SSLContext | None = None,
                  verifier_command: list[str] | None = None, password_helpers: int | None = None) -> None:
         self._loop = loop
         self._tls = tls   # with a context, every connection speaks TLS (reactor/tls.py)
         self._logic = logic
-        self._store: Store = store if store is not None else MemoryStore()
+        # Where store changes go: ``store`` (by default a MemoryStore), or a durability of the caller's (a cluster
+        # node's engine); never both.
+        assert store is None or durability is None, "a store or a durability, not both"
+        self.durability: Durability = durability if durability is not None else StoreDurability(
+            store if store is not None else MemoryStore(), self._answered)
         self._streams: dict[int, Stream] = {}
         self._timers = NamedTimers(loop, self._fire)
         self._ids = itertools.count(1)
         self._listener: Listener | None = None
-        # What waits for the store: (how many changes must be stored first, the effect), in order. A store
-        # change waits there too, for its own number: then its confirmation goes out, or the logic's answer
-        # to its refusal (_stored_up_to). _dirty: something waits (sends go behind it).
+        # The one queue of what waits for the durability: (how many changes must be answered first, the effect),
+        # in order. A store change waits there too, for its own number: then its confirmation goes out, or the
+        # logic's answer to its refusal (_answered). _dirty: something waits (sends go behind it).
         self._waiting: deque[tuple[int, Any]] = deque()
-        self._asked = 0                       # store changes handed to the store so far
-        self._answered = 0                    # ... of which the store has answered (stored, or refused) the first
+        self._asked = 0                       # store changes handed to the durability so far
         self._dirty = False
-        self._turn: list[StoreChange] = []    # the changes of the open transaction
-        self._kept: dict[int, str] = {}       # the texts of the messages it adds, by id, until its commit
-        self._full = False                    # the store refused this turn's transaction
         self._stopping = False
         self._max_strangers = max_strangers
         self._max_per_address = max_strangers_per_address
@@ -412,30 +385,18 @@ class ServerHost:
     def _check_password(self, effect: CheckPassword) -> None:
         self.verifier.check(effect.conn, effect.hashed, effect.password)
 
-    def _keep(self, change: KeepMessage) -> None:
-        self._kept[change.id] = change.text
-        self._change(change)
-
     def _change(self, change: StoreChange) -> None:
-        """To the store (``_write``); it, and what follows, wait until the store has answered for it."""
+        """To the durability; it, and what follows, wait until the durability has answered for it."""
         self._asked += 1
         self._dirty = True
         self._waiting.append((self._asked, change))
-        self._write(change)
+        self.durability.write(self._asked, change)
 
-    def _write(self, change: StoreChange) -> None:
-        """Into the store's open transaction (``_commit`` ends it before the loop sleeps)."""
-        self._turn.append(change)
-        if not self._full:
-            try:
-                self._store.apply(change)
-            except StoreFull:
-                self._full = True
-
-    def _stored_up_to(self, upto: int, answers: dict[int, list[ServerEffect]]) -> None:
-        """The store has answered for the changes up to number ``upto``: stored, or (``answers``: id of the
-        change -> the logic's answer in place of its confirmation) refused. What waited for them goes out."""
-        self._answered = upto
+    def _answered(self, upto: int, refused: list[tuple[StoreChange, ErrorCode]]) -> None:
+        """The durability has answered for the changes up to number ``upto``: kept, or (``refused``) not, each
+        with why: the logic answers for those in place of their confirmation. What waited for them goes out."""
+        now = self._loop.time()
+        answers = {id(change): self._logic.not_stored(change, now, code) for change, code in refused}
         waiting = self._waiting
         while waiting and waiting[0][0] <= upto:
             _, effect = waiting.popleft()
@@ -449,11 +410,8 @@ class ServerHost:
         self._dirty = bool(waiting) or upto < self._asked
 
     def _stored(self, effect: SendStored) -> SendBatch:
-        """The stored messages, texts and all: this turn's from what it keeps, the others' from the store."""
-        kept = self._kept
-        texts = self._store.texts([f["id"] for f in effect.frames if f["id"] not in kept])
-        if kept:
-            texts.update((f["id"], kept[f["id"]]) for f in effect.frames if f["id"] in kept)
+        """The stored messages, texts and all (the durability's; one it has not is left out and logged)."""
+        texts = self.durability.texts([f["id"] for f in effect.frames])
         return SendBatch((effect.conn,), tuple(with_texts(effect.frames, texts)))
 
     def _deliver(self, effect: Send | SendBatch | Close | WhenWritable) -> None:
@@ -499,37 +457,8 @@ class ServerHost:
         self._wake = None
 
     def _commit(self) -> None:
-        """Before the loop sleeps: make this iteration's changes durable, then release what waited."""
-        if not self._turn:
-            return
-        refused = self._store_turn()
-        self._full = False
-        self._turn = []
-        self._kept = {}
-        now = self._loop.time()
-        answers = {id(change): self._logic.not_stored(change, now) for change in reversed(refused)}
-        self._stored_up_to(self._asked, answers)
-
-    def _store_turn(self) -> list[StoreChange]:
-        """Commit this turn's changes; those the store had no room for, in order."""
-        store = self._store
-        if not self._full:
-            try:
-                store.commit()
-                return []
-            except StoreFull:
-                pass
-        others = [change for change in self._turn if type(change) is not KeepMessage]
-        try:
-            for change in others:
-                store.apply(change)
-            store.commit()
-            kept = True
-        except StoreFull:
-            kept = False
-        log.warning("the store is full: %d messages refused; %d other changes %s",
-                    len(self._turn) - len(others), len(others), "kept" if kept else "refused too")
-        return [change for change in self._turn if type(change) is KeepMessage or not kept]
+        """Before the loop sleeps: the durability's turn ends (a store commits this iteration's changes)."""
+        self.durability.end_turn()
 
     # -- accounts ------------------------------------------------------
 

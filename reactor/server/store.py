@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .rules import AddBlock, ForgetMessages, KeepMessage, RemoveBlock, StoreChange
+from .effects import AddBlock, ForgetMessages, KeepMessage, RemoveBlock, StoreChange
 from .wal import inspect_wal, keep_copy
 
 log = logging.getLogger(__name__)

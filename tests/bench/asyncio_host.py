@@ -21,15 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 from reactor.framing import MAX_FRAME, encode
-from reactor.server.rules import (
-    CancelTimer,
-    ChatServer,
-    Close,
-    Send,
-    SendBatch,
-    SetTimer,
-    WhenWritable,
-)
+from reactor.server.effects import CancelTimer, Close, Send, SendBatch, SetTimer, WhenWritable
+from reactor.server.rules import ChatServer
 from reactor.server.store import MemoryStore
 
 from .common import LISTEN_BACKLOG, MAX_OUTPUT, decode_line, store_effect
@@ -154,6 +147,10 @@ class AsyncioHost:
                 c.transport.close()  # after what is buffered is sent
             elif c.transport.get_write_buffer_size() > MAX_OUTPUT:  # not reading its messages
                 c.transport.abort()
+
+    def carry_out(self, effects: list) -> None:
+        """Carry ``effects`` out as if the logic had returned them."""
+        self._apply(effects)
 
     def _apply(self, effects: list) -> None:
         conns = self._conns

@@ -2,7 +2,7 @@
 
     python -m tests.bench.cluster [--clients N] [--rounds R] [--nodes 1,2,4]
 
-Each configuration gets a fresh engine (``tests/engine.py``: redis 7.0, append-only file synced on every
+Each configuration gets a fresh engine (``tests/redis_binary.py``: redis 7.0, append-only file synced on every
 write, as the tests run it) and fresh real servers (``server_main.py``): the nodes share one port
 (``--reuse-port``), so the kernel spreads the clients over them at random, and most pairs of partners are on
 two different nodes (a message between them goes through the engine). The single process keeps its state
@@ -30,7 +30,7 @@ import tempfile
 import time
 from typing import Any
 
-from tests.engine import EngineProcess, free_port
+from tests.redis_binary import EngineProcess, free_port
 
 from .common import UNLIMITED, percentile, process_cpu_seconds, raise_open_files_limit, write_accounts
 from .loadgen import LoadGenerators

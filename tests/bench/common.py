@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from reactor.framing import encode
-from reactor.server.host import with_texts
-from reactor.server.rules import STORE_CHANGES, CheckPassword, LoggedIn, LoginFailed, SendBatch, SendStored
+from reactor.server.durability import with_texts
+from reactor.server.effects import STORE_CHANGES, CheckPassword, LoggedIn, LoginFailed, SendBatch, SendStored
 from reactor.server.store import MemoryStore
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ import shutil
 import sys
 import tempfile
 
-from reactor.server.rules import KeepMessage
+from reactor.server.effects import KeepMessage
 from reactor.server.store import Store
 
 USERS = 300

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 
-from reactor.server.rules import KeepMessage
+from reactor.server.effects import KeepMessage
 from reactor.server.store import Store
 
 DRAIN = 1000  # messages waiting at the login we time

@@ -18,15 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from reactor.framing import MAX_FRAME, encode
-from reactor.server.rules import (
-    CancelTimer,
-    ChatServer,
-    Close,
-    Send,
-    SendBatch,
-    SetTimer,
-    WhenWritable,
-)
+from reactor.server.effects import CancelTimer, Close, Send, SendBatch, SetTimer, WhenWritable
+from reactor.server.rules import ChatServer
 from reactor.server.store import MemoryStore
 
 from .common import LISTEN_BACKLOG, decode_line, store_effect
@@ -105,6 +98,11 @@ class ThreadedHost:
                 if due:
                     self._apply(self._logic.timers_fired(due, now))
                 self._wake.wait(self._heap[0][0] - now if self._heap else None)
+
+    def carry_out(self, effects: list) -> None:
+        """Carry ``effects`` out as if the logic had returned them (under the lock, as every event is)."""
+        with self._lock:
+            self._apply(effects)
 
     def _apply(self, effects: list) -> None:
         """Carry out effects; the caller holds the lock."""

@@ -7,7 +7,7 @@ system lacks, by ``apt-get download`` (no root needed) and ``dpkg-deb -x``. Wher
 do not know the package (a fresh container has none), a private ``apt-get update`` into ``.venv/engine/apt``
 fetches bookworm's. The result is ``.venv/engine/bin/redis-server``, a wrapper that sets ``LD_LIBRARY_PATH``.
 
-``python -m tests.engine`` fetches it if need be and prints its path and version.
+``python -m tests.redis_binary`` fetches it if need be and prints its path and version.
 """
 from __future__ import annotations
 

@@ -1,0 +1,107 @@
+"""A cluster node's durability: each store change a script on the engine, and the texts of its users' kept
+messages at hand.
+
+The ``Durability`` of ``reactor/server/durability.py`` on the engine: a store
+change is a script (``reactor/cluster/scripts.py``: KEEP, FORGET, BLOCK); its
+reply answers for it, in order, and what the logic said after it waits in the
+host's queue until then. With ``appendfsync always`` the engine syncs once per
+turn of its own loop for all its clients: a group commit. The engine checks
+what only it can count: the recipient's cap (``queue_full``) and the sender's
+quota (``quota_exceeded``), both the logic's figures.
+
+The texts of the messages kept for this node's users are cached here as they
+come (kept here, read at login, or told through the inbox) and dropped when
+their user leaves; ``texts`` answers from the cache alone, and a text it has not
+is left out as on any host (``with_texts``): the next login reads it again.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..protocol import ErrorCode
+from ..server.durability import Answered
+from ..server.effects import AddBlock, ForgetMessages, KeepMessage, RemoveBlock, StoreChange
+from ..server.limits import stored_size
+from . import scripts
+from .engine import EngineError, Reply
+from .rules import ClusterChatServer
+
+__all__ = ["EngineDurability"]
+
+log = logging.getLogger(__name__)
+
+RunScript = Callable[[Any, list[Any], Callable[[Reply], Any]], None]   # (script, args, reply): on the engine
+
+
+class EngineDurability:
+    """The engine as a node's durability (see the module's docstring)."""
+
+    def __init__(self, run: RunScript, node: str, logic: ClusterChatServer, answered: Answered) -> None:
+        self._run = run
+        self._node = node
+        self._logic = logic
+        self._answered = answered
+        self._texts: dict[int, str] = {}           # texts of the kept messages of this node's users
+        self._texts_of: dict[str, list[int]] = {}  # user -> the ids in _texts that are its
+
+    def write(self, number: int, change: StoreChange) -> None:
+        """A script on the engine; its reply answers for change ``number``."""
+        args: list[Any]
+        if isinstance(change, KeepMessage):
+            if self._logic.here(change.to):
+                self.cache(change.to, change.id, change.text)
+            size = len(change.text.encode("utf-8", "surrogatepass"))
+            record = json.dumps({"to": change.to, "from": change.sender, "text": change.text, "sent": change.sent,
+                                 "size": size, "chars": len(change.text), "cost": stored_size(size)})
+            script, args = scripts.KEEP, [change.id, change.to, change.sender, record, stored_size(size),
+                                          self._logic.queue_cap, self._logic.quota or 0]
+        elif isinstance(change, ForgetMessages):
+            script, args = scripts.FORGET, list(change.ids)
+            for mid in change.ids:
+                self._texts.pop(mid, None)
+        else:
+            script, args = scripts.BLOCK, [change.blocker, change.blocked, int(type(change) is AddBlock), self._node]
+        self._run(script, args, lambda reply: self._written(number, change, reply))
+
+    def _written(self, number: int, change: StoreChange, reply: Reply) -> None:
+        """The engine's reply to change ``number`` (replies come in order)."""
+        refused: list[tuple[StoreChange, ErrorCode]] = []
+        if isinstance(change, KeepMessage) and reply != "kept":
+            code = ErrorCode.STORE_FULL
+            if reply in (ErrorCode.QUEUE_FULL, ErrorCode.QUOTA_EXCEEDED):
+                code = ErrorCode(reply)
+            if isinstance(reply, EngineError):
+                log.warning("message %d to %s not kept: %s", change.id, change.to, reply)
+            refused.append((change, code))
+        elif isinstance(change, (AddBlock, RemoveBlock)) and isinstance(reply, EngineError):
+            refused.append((change, ErrorCode.STORE_FULL))
+        elif isinstance(reply, EngineError):
+            log.warning("%r not stored: %s", change, reply)
+        self._answered(number, refused)
+
+    def texts(self, ids: Iterable[int]) -> dict[int, str]:
+        """The cached texts of ``ids``; one not cached is left out."""
+        texts = self._texts
+        return {mid: texts[mid] for mid in ids if mid in texts}
+
+    def end_turn(self) -> None:
+        """Nothing to commit: the engine connection writes the turn's scripts once, by itself."""
+
+    def cache(self, user: str, mid: int, text: str) -> None:
+        """The text of message ``mid``, kept for ``user`` of this node."""
+        if mid not in self._texts:
+            self._texts[mid] = text
+            self._texts_of.setdefault(user, []).append(mid)
+
+    def release(self, user: str) -> None:
+        """``user`` left this node: the texts of its messages go."""
+        for mid in self._texts_of.pop(user, ()):
+            self._texts.pop(mid, None)
+
+    def clear(self) -> None:
+        """Every user of this node left it."""
+        self._texts.clear()
+        self._texts_of.clear()

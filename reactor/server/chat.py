@@ -1,0 +1,178 @@
+"""The chat commands of a logged-in user: message, broadcast, who else (since), block and unblock, listen,
+activity and logout. Each checks what it was given and asks the part that owns the state.
+
+A message to a user online here with no stored messages on their way is sent
+at once (the relay: the hot path); to one whose stored messages are on their
+way, kept behind them; to anyone else, handed to the ``away`` hook: kept here
+for its next login (``Mail.keep``), or on a cluster relayed to its node or kept
+by the engine (``reactor/cluster/rules.py``).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable
+
+from ..protocol import MAX_CERT, ByeReason, ErrorCode, FrameType
+from ..text import CONTROL
+from .blocks import NOBODY, Blocks
+from .commands import LOGGED_IN, STRANGER, Field, command, seconds_problem, string, valid
+from .door import Door
+from .effects import AddBlock, Publish, RemoveBlock, Send, Step, bye, error, reply
+from .limits import Limits, cost
+from .mail import Mail
+from .privates import PrivateChats
+from .sessions import Conn, Session, Sessions
+
+__all__ = ["ChatCommands", "Away"]
+
+log = logging.getLogger(__name__)
+
+Away = Callable[[Session, str, str, int, float], list[Step]]   # a message for one not here: ChatServer.keep_away
+# Plain strs: an enum member in a frame costs a class attribute lookup (~1,000 instructions) per relayed message.
+_MESSAGE = FrameType.MESSAGE.value
+_CONTROL_CHARACTERS = error(ErrorCode.CONTROL_CHARACTERS)
+# One precompiled search (about 0.3 us on a 100-character text), skipped for printable ASCII, the common case
+# (two C string checks: tab, the one control character allowed, is not printable, so it goes to the search).
+_has_control = CONTROL.search
+
+
+class ChatCommands:
+    """What a user says once logged in; the state is its collaborators'."""
+
+    def __init__(self, sessions: Sessions, blocks: Blocks, limits: Limits, mail: Mail, privates: PrivateChats,
+                 door: Door, accounts: dict[str, str], *, max_text: int, away: Away) -> None:
+        self._sessions = sessions
+        self._blocks = blocks
+        self._mail = mail
+        self._privates = privates
+        self._door = door
+        self._max_text = max_text
+        self._away = away
+        # What every message asks, held here: each lookup through another object costs the relay ~2%.
+        self._accounts = accounts            # (changed in place by Logins.replace)
+        self._online = sessions.online
+        self._remote = sessions.remote
+        self._blocking = blocks.blocking
+        self._blockers = blocks.blockers
+        self._spend = limits.spend
+
+    @command(FrameType.MESSAGE, string("to"), string("text"))
+    def message(self, s: Session, now: float, to: str, text: str) -> list[Step]:
+        if not (text.isascii() and text.isprintable()) and _has_control(text):
+            return reply(s.id, _CONTROL_CHARACTERS)
+        if to not in self._accounts:
+            return reply(s.id, error(ErrorCode.INVALID_USER))
+        sender = s.user
+        if to == sender:
+            return reply(s.id, error(ErrorCode.SELF, command="message"))
+        if len(text) > self._max_text:
+            return reply(s.id, error(ErrorCode.TEXT_TOO_LONG, max=self._max_text))
+        if sender in self._blocking.get(to, NOBODY):
+            return reply(s.id, error(ErrorCode.BLOCKED_BY_RECIPIENT, user=to))
+        tokens = cost(text)
+        target = self._online.get(to)
+        if target is None:
+            return self._away(s, to, text, tokens, now)
+        mailbox = target.mailbox
+        if not mailbox:
+            return self._spend(s.id, sender, tokens, "message", now) or [
+                Send((target.id,), {"type": _MESSAGE, "from": sender, "text": text})]
+        return self._mail.keep(s, to, text, tokens, now, mailbox)
+
+    @command(FrameType.BROADCAST, string("text"))
+    def broadcast(self, s: Session, now: float, text: str) -> list[Step]:
+        if not (text.isascii() and text.isprintable()) and _has_control(text):
+            return reply(s.id, _CONTROL_CHARACTERS)
+        if len(text) > self._max_text:
+            return reply(s.id, error(ErrorCode.TEXT_TOO_LONG, max=self._max_text))
+        sender = s.user
+        refusal = self._spend(s.id, sender, cost(text), "broadcast", now)
+        if refusal:
+            return refusal
+        online = self._online
+        blockers = self._blockers.get(sender)
+        if blockers:
+            conns = tuple(o.id for name, o in online.items() if o is not s and name not in blockers)
+        else:
+            conns = tuple(o.id for o in online.values() if o is not s)
+        effects: list[Step] = []
+        if conns:
+            effects.append(Send(conns, {"type": _MESSAGE, "from": sender, "text": text, "broadcast": True}))
+        if self._remote:   # cluster mode: the other nodes tell theirs
+            effects.append(Publish({"kind": "broadcast", "from": sender, "text": text}))
+        if len(conns) < len(online) - 1 or blockers and not blockers.isdisjoint(self._remote):
+            # someone online blocked the sender
+            effects.append(Send((s.id,), {"type": FrameType.BROADCAST_PARTIAL.value}))
+        return effects
+
+    def _others(self, me: str, names: Iterable[str]) -> list[str]:
+        """``names`` without ``me`` and those who blocked ``me``, sorted."""
+        blockers = self._blockers.get(me, NOBODY)
+        return sorted(n for n in names if n != me and n not in blockers)
+
+    @command(FrameType.WHOELSE)
+    def whoelse(self, s: Session, now: float) -> list[Step]:
+        names = self._sessions.names() if self._remote else self._online
+        return reply(s.id, {"type": FrameType.USERS.value, "names": self._others(s.user, names)})
+
+    @command(FrameType.WHOELSESINCE, Field("seconds", seconds_problem, ErrorCode.BAD_ARGUMENT))
+    def whoelsesince(self, s: Session, now: float, seconds: float) -> list[Step]:
+        try:
+            cutoff = now - seconds
+        except OverflowError:   # an int too large for a float: the window covers everything
+            cutoff = -math.inf
+        return reply(s.id, {"type": FrameType.USERS.value, "names": self._others(s.user, self._sessions.since(cutoff))})
+
+    @command(FrameType.BLOCK, string("user"))
+    def block(self, s: Session, now: float, user: str) -> list[Step]:
+        if user not in self._accounts:
+            return reply(s.id, error(ErrorCode.INVALID_USER))
+        me = s.user
+        if user == me:
+            return reply(s.id, error(ErrorCode.SELF, command="block"))
+        if self._blocks.blocks(me, user):
+            return reply(s.id, error(ErrorCode.ALREADY_BLOCKED, user=user))
+        refusal = self._spend(s.id, me, 1, "block", now)
+        if refusal:
+            return refusal
+        self._blocks.set(me, user, True)
+        log.info("%s blocked %s", me, user)
+        effects: list[Step] = [AddBlock(me, user, Send((s.id,), {"type": FrameType.BLOCKED.value, "user": user}))]
+        return effects + self._privates.cancel_between(me, user)
+
+    @command(FrameType.UNBLOCK, string("user"))
+    def unblock(self, s: Session, now: float, user: str) -> list[Step]:
+        if user not in self._accounts:
+            return reply(s.id, error(ErrorCode.INVALID_USER))
+        me = s.user
+        if not self._blocks.blocks(me, user):
+            return reply(s.id, error(ErrorCode.NOT_BLOCKED, user=user))
+        refusal = self._spend(s.id, me, 1, "unblock", now)
+        if refusal:
+            return refusal
+        self._blocks.set(me, user, False)
+        log.info("%s unblocked %s", me, user)
+        return [RemoveBlock(me, user, Send((s.id,), {"type": FrameType.UNBLOCKED.value, "user": user}))]
+
+    @command(FrameType.LOGOUT)
+    def logout(self, s: Session, now: float) -> list[Step]:
+        return self._door.close(s.conn, bye(ByeReason.LOGOUT), now, "logout")
+
+    @command(FrameType.ACTIVITY)
+    def activity(self, s: Session, now: float) -> list[Step]:
+        return []   # received() has noted the activity
+
+    @command(FrameType.LISTEN, valid("port", "an integer from 1 to 65535",
+                                     lambda port: type(port) is int and 0 < port < 65536),
+             valid("cert", f"a string of at most {MAX_CERT} characters",
+                   lambda cert: cert is None or type(cert) is str and len(cert) <= MAX_CERT),
+             states=STRANGER | LOGGED_IN)   # sent right after hello, so it is known before anyone can ask
+    def listen(self, c: Conn, now: float, port: int, cert: str | None) -> list[Step]:
+        """Only the port is the client's word: its peers connect to the address its connection comes
+        from, so nobody can send another user's client (and its token) to a third party's address.
+        A ``host`` field, which older clients send, is ignored. ``cert`` (TLS mode) is relayed as it
+        is, with the token, to each client that is to connect to this one or to accept it."""
+        c.listen = (c.address, port)
+        c.cert = cert
+        return []

@@ -1,0 +1,152 @@
+"""One durability interface for both hosts: where the logic's store changes go, and what a stored message whose
+text cannot be found comes to.
+
+The logic's ``StoreChange``s must be kept before what it said after them goes
+out (a sender's ``stored`` means the message is on disk). The host numbers the
+changes in order, holds what follows each in its one queue (``ServerHost``),
+and hands the change to its ``Durability``:
+
+- the single process: ``StoreDurability``, a store (SQLite, or
+  ``MemoryStore``) written in one transaction per loop turn and committed
+  before the loop sleeps (a group commit): the turn's changes are answered then;
+- a cluster node: the engine, one script per change, answered in order as its
+  replies come (``EngineDurability``, ``reactor/cluster/keeping.py``).
+
+A durability answers through the ``Answered`` callback it was given:
+``answered(upto, refused)``: every change up to number ``upto`` is answered, and
+``refused`` lists those not kept, each with why (``store_full``; on a cluster
+also ``queue_full`` or ``quota_exceeded``). The logic's ``not_stored`` answers
+for each of those in place of its confirmation; what waited goes out.
+
+Stored messages (``SendStored``) get their texts from the durability where the
+effect is carried out (``texts``). A message whose text it has not is left out
+and logged (``with_texts``), on either host: sent with an empty or made-up
+text it would be shown and acknowledged, and so lost for good; left out, it
+stays kept (on a cluster node its next login reads it from the engine again).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from ..protocol import ErrorCode, Frame
+from .effects import KeepMessage, StoreChange
+from .store import StoreFull
+
+__all__ = ["Durability", "Answered", "TransactionalStore", "StoreDurability", "with_texts"]
+
+log = logging.getLogger(__name__)
+
+Answered = Callable[[int, list[tuple[StoreChange, ErrorCode]]], None]   # (upto, refused): see the docstring
+
+
+class Durability(Protocol):
+    """Where a host keeps the logic's store changes (see the module's docstring)."""
+
+    def write(self, number: int, change: StoreChange) -> None:
+        """Keep change number ``number`` (numbered from 1, in order); answer for it, in order, through
+        ``Answered``."""
+
+    def texts(self, ids: Iterable[int]) -> dict[int, str]:
+        """The texts of the kept messages ``ids`` that it has (the changes not answered yet included)."""
+        ...
+
+    def end_turn(self) -> None:
+        """The loop is about to sleep."""
+
+
+class TransactionalStore(Protocol):
+    """Durable state: ``apply`` takes store changes, ``commit`` makes them durable; either raises
+    ``StoreFull`` (the open transaction rolled back) when there is no room. ``texts`` reads kept messages."""
+
+    def apply(self, change: StoreChange) -> None: ...
+    def commit(self) -> None: ...
+    def texts(self, ids: Iterable[int]) -> dict[int, str]: ...
+
+
+def with_texts(frames: tuple[Frame, ...], texts: dict[int, str]) -> list[Frame]:
+    """A ``SendStored``'s frames with their texts, by id; one whose text is missing is left out (logged)."""
+    whole = []
+    for frame in frames:
+        text = texts.get(frame["id"])
+        if text is None:
+            log.error("stored message %d has no text in the store: not sent", frame["id"])
+            continue
+        whole.append({**frame, "text": text})
+    return whole
+
+
+class StoreDurability:
+    """A store as a host's durability: the changes of a loop turn go into one transaction, committed by
+    ``end_turn`` (before the loop sleeps), which answers for them all.
+
+    A turn the store cannot keep because it is full (``StoreFull``: the store rolled the transaction back)
+    is not a reason to stop: its messages are refused (the logic's ``not_stored`` answers in place of their
+    confirmation), and its other changes, acknowledgements that free room and blocks, are tried again in a
+    transaction of their own. The next turn stores again.
+
+    The texts of the messages the turn keeps are held here until its commit (``texts`` gives them: even a
+    turn the store rolled back gives the messages the host has already handed on); older ones the store reads.
+    So the texts of waiting messages are on disk, not in memory."""
+
+    def __init__(self, store: TransactionalStore, answered: Answered) -> None:
+        self.store = store
+        self._answered = answered
+        self._turn: list[StoreChange] = []    # the changes of the open transaction
+        self._kept: dict[int, str] = {}       # the texts of the messages it adds, by id, until its commit
+        self._full = False                    # the store refused this turn's transaction
+        self._last = 0                        # the number of the last change written
+
+    def write(self, number: int, change: StoreChange) -> None:
+        """Into the store's open transaction (``end_turn`` ends it)."""
+        self._last = number
+        if type(change) is KeepMessage:
+            self._kept[change.id] = change.text
+        self._turn.append(change)
+        if not self._full:
+            try:
+                self.store.apply(change)
+            except StoreFull:
+                self._full = True
+
+    def texts(self, ids: Iterable[int]) -> dict[int, str]:
+        """This turn's from what it keeps, the others' from the store."""
+        kept = self._kept
+        ids = list(ids)
+        texts = self.store.texts([i for i in ids if i not in kept])
+        if kept:
+            texts.update((i, kept[i]) for i in ids if i in kept)
+        return texts
+
+    def end_turn(self) -> None:
+        """Make this turn's changes durable, then answer for them (those refused last first: the logic undoes
+        them in the reverse order it made them)."""
+        if not self._turn:
+            return
+        refused = self._store_turn()
+        self._full = False
+        self._turn = []
+        self._kept = {}
+        self._answered(self._last, [(change, ErrorCode.STORE_FULL) for change in reversed(refused)])
+
+    def _store_turn(self) -> list[StoreChange]:
+        """Commit this turn's changes; those the store had no room for, in order."""
+        store = self.store
+        if not self._full:
+            try:
+                store.commit()
+                return []
+            except StoreFull:
+                pass
+        others = [change for change in self._turn if type(change) is not KeepMessage]
+        try:
+            for change in others:
+                store.apply(change)
+            store.commit()
+            kept = True
+        except StoreFull:
+            kept = False
+        log.warning("the store is full: %d messages refused; %d other changes %s",
+                    len(self._turn) - len(others), len(others), "kept" if kept else "refused too")
+        return [change for change in self._turn if type(change) is KeepMessage or not kept]

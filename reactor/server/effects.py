@@ -1,0 +1,216 @@
+"""What the server's rules ask their host to do: the effect types, each a frozen record the host carries out.
+
+The host carries out the effects of one event in order:
+
+- ``Send``: one frame to one or many connections (encode it once);
+  ``SendBatch``: several frames, in order, to each of many connections;
+  ``SendStored``: stored messages to one connection, in order, each frame
+  without its ``text``: the host reads the texts from its store (the logic
+  keeps only what it needs to know of a stored message: sender, sizes, time);
+- ``Close``: close a connection once what was sent to it is flushed;
+- ``SetTimer`` / ``CancelTimer``: (re)arm or drop a named timer; when it
+  comes due the host calls ``timer_fired(key, now)``;
+- ``KeepMessage``, ``ForgetMessages``, ``AddBlock``, ``RemoveBlock`` (a
+  ``StoreChange``): a durable change; the ``Send``s after it must wait until it
+  is stored. Its ``confirm`` (a ``Send``, or None) is the reply that says it is
+  kept: sent in its place once stored; if the store cannot keep it (full),
+  the host calls ``not_stored(change, now)`` instead, which undoes it and
+  answers for it;
+- ``WhenWritable``: once this connection has room for more output (what was
+  sent to it before has mostly left), call ``writable(conn, now)``;
+- ``LoggedIn``: this connection is a user's now, no longer a stranger's (it
+  comes before the welcome): the host lifts the limits it keeps on strangers;
+- ``LoginFailed``: a login attempt on this connection failed (an unknown
+  name, a wrong password, a locked account, too many errors): the host
+  counts these per source address and logs the counts, not each attempt;
+- ``CheckPassword``: check this password against this hash (an account
+  whose password field is a scrypt hash, ``reactor/server/passwords.py``): slow, so
+  the host has it checked off the loop and calls ``password_checked(conn, ok,
+  now)`` with the answer (``ok`` None: it could not be checked).
+
+A cluster node's rules (``reactor/cluster/rules.py``) return four more, the
+``ClusterEffect``s: ``ClaimLogin``, ``ReleaseLogin``, ``Relay`` and ``Publish``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from typing import TYPE_CHECKING, Any
+
+from ..protocol import ByeReason, ErrorCode, Frame, FrameType
+from ..timer_effects import CancelTimer, SetTimer
+
+if TYPE_CHECKING:
+    from .sessions import Session
+
+__all__ = ["Send", "SendBatch", "SendStored", "Close", "SetTimer", "CancelTimer", "KeepMessage", "ForgetMessages",
+           "AddBlock", "RemoveBlock", "WhenWritable", "LoggedIn", "LoginFailed", "CheckPassword", "StoreChange",
+           "STORE_CHANGES", "ServerEffect", "SERVER_EFFECTS", "ClaimLogin", "ReleaseLogin", "Relay", "Publish",
+           "ClusterEffect", "CLUSTER_EFFECTS", "PresenceNote", "Step", "error", "reply", "bye"]
+
+
+# The frames the rules build name their type (and a bye its reason) by the protocol's words, as plain strs
+# (``FrameType.WELCOME.value``): a frame is then the same whether built here or decoded, and the frames of the
+# hot path take the str from a module constant made once (a lookup of an enum member costs ~1,000 instructions).
+_ERROR = FrameType.ERROR.value
+
+
+def error(code: ErrorCode, **fields: Any) -> Frame:
+    """An ``error`` frame with ``code`` and ``fields``."""
+    frame: Frame = {"type": _ERROR, "code": code}
+    frame.update(fields)
+    return frame
+
+
+def bye(reason: ByeReason) -> Frame:
+    """A ``bye`` frame: the server closes the connection, for ``reason``."""
+    return {"type": FrameType.BYE.value, "reason": reason.value}
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """One frame to one or many connections: the host encodes it once."""
+    conns: tuple[int, ...]
+    frame: Frame
+
+
+@dataclass(frozen=True, slots=True)
+class SendBatch:
+    """Several frames, in order, to each of these connections: encoded once, one write each."""
+    conns: tuple[int, ...]
+    frames: tuple[Frame, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SendStored:
+    """Stored messages to this connection, in order: each frame is whole but for its ``text``, which the host
+    reads from its store by the frame's ``id`` (the store sees the changes it has not committed yet)."""
+    conn: int
+    frames: tuple[Frame, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close this connection once what was sent to it is flushed."""
+    conn: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeepMessage:
+    """A durable change: keep message ``id`` from ``sender`` for ``to`` (``sent``: wall-clock seconds, or None).
+    ``confirm``, as in each store change: the reply sent, in this place, once the change is stored."""
+    id: int
+    to: str
+    sender: str
+    text: str
+    sent: float | None = None
+    confirm: Send | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetMessages:
+    """A durable change: forget the kept messages ``ids`` (acknowledged by their recipient)."""
+    ids: tuple[int, ...]
+    confirm: Send | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AddBlock:
+    """A durable change: ``blocker`` blocks ``blocked``."""
+    blocker: str
+    blocked: str
+    confirm: Send | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveBlock:
+    """A durable change: ``blocker`` no longer blocks ``blocked``."""
+    blocker: str
+    blocked: str
+    confirm: Send | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WhenWritable:
+    """Call ``writable(conn, now)`` once this connection has room for more output."""
+    conn: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedIn:
+    """This connection has logged in: it is no stranger any more."""
+    conn: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoginFailed:
+    """A failed login attempt on this connection; ``reason`` says which kind, in a few words."""
+    conn: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckPassword:
+    """Check ``password`` against the hash field ``hashed`` off the loop; answer with ``password_checked``."""
+    conn: int
+    hashed: str
+    password: str = dataclass_field(repr=False)   # never in a log line
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimLogin:
+    """Cluster mode: the password given for ``user`` on ``conn`` (None: gone since) was right (``ok``) or
+    wrong; the engine decides the rest for every node at once (the count of wrong ones, the lockout, the one
+    login per user) and the host answers with ``login_decided``."""
+    conn: int | None
+    user: str
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseLogin:
+    """Cluster mode: ``user`` logged out of this node: free its login, stamp its logout, tell the other nodes."""
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class Relay:
+    """Cluster mode: ``event`` for the node ``node``, about one of its users (see reactor/cluster/rules.py)."""
+    node: str
+    event: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """Cluster mode: ``event`` for every other node (a broadcast)."""
+    event: dict[str, Any]
+
+
+ClusterEffect = ClaimLogin | ReleaseLogin | Relay | Publish   # what only a cluster node's logic returns besides
+CLUSTER_EFFECTS: tuple[type[ClusterEffect], ...] = (ClaimLogin, ReleaseLogin, Relay, Publish)
+StoreChange = KeepMessage | ForgetMessages | AddBlock | RemoveBlock   # a durable change; the store takes these
+STORE_CHANGES: tuple[type[StoreChange], ...] = (KeepMessage, ForgetMessages, AddBlock, RemoveBlock)
+ServerEffect = (Send | SendBatch | SendStored | Close | SetTimer | CancelTimer | KeepMessage | ForgetMessages
+                | AddBlock | RemoveBlock | WhenWritable | LoggedIn | LoginFailed
+                | CheckPassword)   # what ChatServer's methods return
+SERVER_EFFECTS: tuple[type[ServerEffect], ...] = (Send, SendBatch, SendStored, Close, SetTimer, CancelTimer,
+                                                  *STORE_CHANGES, WhenWritable, LoggedIn, LoginFailed, CheckPassword)
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceNote:
+    """Internal, never returned: ``user`` came (``conn``: its session) or went here. ``hidden``: the users it
+    had blocked then, who are not told. ``Presence.settle`` (``reactor/server/presence.py``) logs it and tells
+    it in its place."""
+    conn: Session | None
+    user: str
+    online: bool
+    hidden: frozenset[str]
+
+
+Step = ServerEffect | ClusterEffect | PresenceNote   # what the parts gather, before ``settle`` tells the notes
+
+
+def reply(conn: int, frame: Frame) -> list[Step]:
+    """``frame`` to ``conn`` alone, as the answer to its frame."""
+    return [Send((conn,), frame)]

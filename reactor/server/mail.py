@@ -1,0 +1,228 @@
+"""Stored mail: what the logic knows of the messages kept for each user (not their texts: the store has those),
+and each session's cursor through its own, sent paced by its reader.
+
+Stored messages go out paced by the reader: at login the first chunk of them
+(about ``MAILBOX_CHUNK`` bytes, one ``SendStored``), then one more chunk per
+``writable``. A session keeps a cursor (``mailbox``: the ids still to send);
+while it is not empty, a message to that user is stored behind them rather than
+sent at once, so no live message overtakes a stored one; and a ``ping`` is
+answered after the last of them.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from collections import deque
+from collections.abc import Iterable
+
+from ..protocol import ErrorCode, Frame, FrameType
+from .commands import command, valid
+from .effects import ForgetMessages, KeepMessage, Send, SendStored, Step, WhenWritable, error, reply
+from .limits import Limits, stored_size, wire_bytes, wire_size
+from .sessions import Session, Sessions
+
+__all__ = ["MAILBOX_CHUNK", "QUEUE_CAP", "Mail", "OfflineRow"]
+
+log = logging.getLogger(__name__)
+
+MAILBOX_CHUNK = 32 * 1024   # about the bytes of stored messages sent per turn of a mailbox delivery
+QUEUE_CAP = 1000            # messages kept for one user, at most
+_FRAME_OVERHEAD = 64        # about the bytes of a stored message's frame besides its sender and text
+_PONG = {"type": FrameType.PONG.value}
+_MESSAGE = FrameType.MESSAGE.value   # (plain strs: an enum member costs a lookup of ~1,000 instructions a frame)
+_STORED = FrameType.STORED.value
+
+OfflineRow = tuple[int, str, str, int, int, "float | None"]   # a kept message: id, to, sender, size, chars, sent
+_Kept = tuple[str, int, int, "float | None"]   # what is known of a kept message: sender, size, wire bytes, sent
+_NO_QUEUE: dict[int, _Kept] = {}   # read-only stand-in for a user with no kept messages
+
+
+class Mail:
+    """The messages kept for each user (``to`` -> id -> sender, sizes, sent), the next id, and the cap."""
+
+    def __init__(self, sessions: Sessions, limits: Limits, *, queue_cap: int = QUEUE_CAP,
+                 wall_offset: float | None = None, offline: Iterable[OfflineRow] = ()) -> None:
+        """``offline``: the stored messages as (id, to, sender, size, chars, sent): their texts' UTF-8 bytes and
+        characters, and when they were sent (or None). ``wall_offset``: ``now + wall_offset`` is the wall-clock
+        time stamped as ``sent`` on kept messages; None leaves ``sent`` out (the logic cannot read a clock)."""
+        self._sessions = sessions
+        self._limits = limits
+        self.queue_cap = queue_cap
+        self._wall_offset = wall_offset
+        self._offline: dict[str, dict[int, _Kept]] = {}
+        self._next_id = 1
+        for mid, to, sender, size, chars, sent in sorted(offline, key=lambda r: r[0]):
+            sender = sys.intern(sender)   # one string per sender, not one per message
+            self._offline.setdefault(to, {})[mid] = (sender, size, wire_bytes(size, chars), sent)
+            limits.charge(sender, stored_size(size))
+            self._next_id = max(self._next_id, mid + 1)
+
+    # -- views and ids -----------------------------------------------------
+
+    def stored(self, user: str) -> list[tuple[int, str]]:
+        """The messages kept for ``user``, oldest first, as (id, sender)."""
+        return [(mid, meta[0]) for mid, meta in self._offline.get(user, {}).items()]
+
+    def new_id(self) -> int:
+        """The id of a message kept now."""
+        mid = self._next_id
+        self._next_id += 1
+        return mid
+
+    def take_ids(self, first: int) -> None:
+        """Number kept messages from ``first`` on (unless past it already)."""
+        self._next_id = max(self._next_id, first)
+
+    def sent(self, now: float) -> float | None:
+        """The wall-clock time stamped on a message kept at ``now``, if the host said how to tell it."""
+        return None if self._wall_offset is None else now + self._wall_offset
+
+    # -- keeping -----------------------------------------------------------
+
+    def keep(self, s: Session, to: str, text: str, cost: int, now: float, mailbox: deque[int] | None) -> list[Step]:
+        """Keep ``s``'s message for ``to`` (checked but for the cap, the quota and its cost): for its next login,
+        or (``mailbox``: its stored messages on their way) behind them."""
+        queue = self._offline.get(to, _NO_QUEUE)
+        if len(queue) >= self.queue_cap:
+            return reply(s.id, error(ErrorCode.QUEUE_FULL, user=to))
+        sender = s.user
+        utf8 = len(text.encode("utf-8", "surrogatepass"))
+        size = stored_size(utf8)
+        limits = self._limits
+        if limits.over_quota(sender, size):
+            return reply(s.id, error(ErrorCode.QUOTA_EXCEEDED, quota=limits.sender_quota))
+        refusal = limits.spend(s.id, sender, cost, "message", now)
+        if refusal:
+            return refusal
+        if queue is _NO_QUEUE:
+            queue = self._offline[to] = {}
+        limits.charge(sender, size)
+        mid = self.new_id()
+        sent = self.sent(now)
+        queue[mid] = (sender, utf8, wire_bytes(utf8, len(text)), sent)
+        if mailbox:   # online, its stored messages still on their way: this one goes behind them
+            mailbox.append(mid)
+            return [KeepMessage(mid, to, sender, text, sent)]
+        return [KeepMessage(mid, to, sender, text, sent, Send((s.id,), {"type": _STORED, "to": to}))]
+
+    def keep_behind(self, s: Session, mid: int, sender: str, text: str, sent: float | None) -> None:
+        """Message ``mid`` (kept elsewhere, with no quota counted here) goes behind ``s``'s mailbox on its way."""
+        utf8 = len(text.encode("utf-8", "surrogatepass"))
+        self._offline.setdefault(s.user, {})[mid] = (sys.intern(sender), utf8, wire_bytes(utf8, len(text)), sent)
+        assert s.mailbox is not None
+        s.mailbox.append(mid)
+
+    def arrived(self, s: Session, mid: int, sender: str, size: int, chars: int, sent: float | None) -> list[Step]:
+        """Message ``mid`` was kept for ``s``'s user elsewhere (the engine, after it logged in): delivered as
+        stored, behind the mailbox on its way if there is one; nothing if it is known already."""
+        queue = self._offline.setdefault(s.user, {})
+        if mid in queue:
+            return []
+        queue[mid] = (sys.intern(sender), size, wire_bytes(size, chars), sent)
+        if s.mailbox:
+            s.mailbox.append(mid)
+            return []
+        s.mailbox = deque([mid])
+        return self.next_stored(s)
+
+    def load(self, user: str, records: Iterable[tuple[int, str, int, int, float | None]]) -> None:
+        """The messages kept for ``user`` elsewhere, as (id, sender, size, chars, sent), are its mail here now."""
+        queue = {mid: (sys.intern(sender), size, wire_bytes(size, chars), sent)
+                 for mid, sender, size, chars, sent in sorted(records)}
+        if queue:
+            self._offline[user] = queue
+
+    def drop(self, user: str) -> None:
+        """Forget what is known here of ``user``'s mail (it is kept elsewhere: the engine)."""
+        self._offline.pop(user, None)
+
+    def _unkeep(self, queue: dict[int, _Kept], mid: int) -> None:
+        """Forget the kept message ``mid`` of ``queue`` and give its bytes back to its sender's quota."""
+        sender, size, _, _ = queue.pop(mid)
+        self._limits.refund(sender, stored_size(size))
+
+    def refused(self, change: KeepMessage, refusal: Frame | None = None) -> list[Step]:
+        """The store did not keep ``change``: forget it, and its sender gets ``refusal`` (by default
+        ``store_full``) in place of its confirmation; unless its recipient logged in meanwhile and was handed
+        it: then it is confirmed after all."""
+        conns = change.confirm.conns if change.confirm is not None else ()
+        mid, to = change.id, change.to
+        queue = self._offline.get(to)
+        if queue is not None and mid in queue:
+            self._unkeep(queue, mid)
+            if not queue:
+                del self._offline[to]
+        online = self._sessions.online
+        target = online.get(to)
+        if target is not None:
+            if not target.mailbox or mid not in target.mailbox:   # already handed to its recipient
+                return [change.confirm] if change.confirm is not None else []
+            target.mailbox.remove(mid)
+        source = online.get(change.sender)
+        if not conns and source is not None:   # queued behind a mailbox on its way: no confirm was due
+            conns = (source.id,)
+        refusal = refusal or error(ErrorCode.STORE_FULL, command="message", user=to)
+        log.info("message %d to %s not kept: %s", mid, to, refusal["code"])
+        return [Send(conns, refusal)] if conns else []
+
+    # -- the mailbox on its way ------------------------------------------------
+
+    def start(self, s: Session) -> list[Step]:
+        """``s`` logged in: its stored messages start on their way."""
+        queue = self._offline.get(s.user)
+        if not queue:
+            return []
+        s.mailbox = deque(queue)
+        return self.next_stored(s)
+
+    def next_stored(self, s: Session) -> list[Step]:
+        """The next chunk of ``s``'s stored messages, oldest first, then WhenWritable if more wait
+        (or, once the last is out, the pongs that waited for it)."""
+        queue = self._offline.get(s.user, _NO_QUEUE)
+        mailbox = s.mailbox
+        frames: list[Frame] = []
+        size = 0
+        while mailbox and size < MAILBOX_CHUNK:
+            mid = mailbox.popleft()
+            stored = queue.get(mid)
+            if stored is None:   # acknowledged meanwhile
+                continue
+            sender, _, wire, sent = stored
+            frame = {"type": _MESSAGE, "from": sender, "id": mid}
+            if sent is not None:
+                frame["sent"] = sent
+            frames.append(frame)
+            size += _FRAME_OVERHEAD + wire_size(sender) + wire
+        effects: list[Step] = [SendStored(s.id, tuple(frames))] if frames else []
+        if mailbox:
+            effects.append(WhenWritable(s.id))
+            return effects
+        s.mailbox = None
+        if s.pongs:
+            effects += [Send((s.id,), _PONG)] * s.pongs
+            s.pongs = 0
+        return effects
+
+    # -- commands ----------------------------------------------------------------
+
+    @command(FrameType.PING, activity=False)
+    def ping(self, s: Session, now: float) -> list[Step]:
+        """Answer in order: the pong follows every answer to the frames before it (and any store commit),
+        and the whole mailbox: while stored messages are on their way, it goes out after the last."""
+        if s.mailbox:
+            s.pongs += 1
+            return []
+        return reply(s.id, _PONG)
+
+    @command(FrameType.ACK, valid("ids", "a list of integers",
+                                  lambda ids: type(ids) is list and all(type(i) is int for i in ids)))
+    def ack(self, s: Session, now: float, ids: list[int]) -> list[Step]:
+        queue = self._offline.get(s.user)
+        if not queue:
+            return []
+        gone = tuple(dict.fromkeys(i for i in ids if i in queue))   # (an id given twice is forgotten once)
+        for mid in gone:
+            self._unkeep(queue, mid)
+        if not queue:
+            del self._offline[s.user]
+        return [ForgetMessages(gone)] if gone else []

@@ -1,0 +1,184 @@
+"""Presence batching: who came and went, noted as the parts work, and told to everyone online in as few frames
+as the order of the frames allows.
+
+A part notes a login or logout (``note``) among the effects it returns; the
+``settle`` of the event logs each note and tells it in its place. A host that
+calls ``end_turn`` once a loop turn gets the changes of the turn together: one
+frame per run of logins or logouts (protocol version 2) or one frame per change
+(version 1) for each user, except that a user's pending changes always go before
+any other frame to it (so none comes after a later frame of the same user). A
+host that never calls it gets them at once. Nobody is told of a user who had
+blocked it then (``hidden``), nor of its own login.
+"""
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from typing import Any, cast
+
+from ..protocol import Frame, FrameType
+from .blocks import Blocks
+from .effects import STORE_CHANGES, PresenceNote, Send, SendBatch, SendStored, ServerEffect, Step
+from .sessions import Session, Sessions
+
+__all__ = ["Presence"]
+
+_PRESENCE = FrameType.PRESENCE.value   # (a plain str: a storm of logins builds many of these frames)
+
+
+_Change = tuple[str, bool, frozenset[str]]           # a logged note: user, online, hidden
+_Run = tuple[int, bool, list[str]]   # a run of logins or logouts: the index of its first change, online, users
+
+
+def _presence_frames(changes: list[_Change], version: int) -> list[Frame]:
+    """``changes`` as presence frames: one each in version 1; in version 2 one per run of logins or logouts."""
+    if version == 1:
+        return [{"type": _PRESENCE, "user": user, "online": online} for user, online, _ in changes]
+    frames: list[Frame] = []
+    for user, online, _ in changes:
+        if frames and frames[-1]["online"] is online:
+            frames[-1]["users"].append(user)
+        else:
+            frames.append({"type": _PRESENCE, "users": [user], "online": online})
+    return frames
+
+
+def _runs(changes: list[_Change]) -> list[_Run]:
+    """``changes`` as runs of logins or logouts, each a version 2 frame's worth."""
+    runs: list[_Run] = []
+    for index, (user, online, _) in enumerate(changes):
+        if runs and runs[-1][1] is online:
+            runs[-1][2].append(user)
+        else:
+            runs.append((index, online, [user]))
+    return runs
+
+
+def _frames_from(runs: list[_Run], start: int) -> list[Frame]:
+    """The version 2 frames of the changes from index ``start`` on: the runs from there, the first cut short.
+
+    Those who came in one turn are each owed what came after them (one group each in ``_tell``): a slice of
+    the runs made once, not a list built name by name per group. A storm of 10,000 logins spent 2.8 of its
+    server's 9.7 s building those lists (under cProfile; now 0.2 s in all of ``_tell``)."""
+    at = bisect.bisect_right(runs, start, key=lambda run: run[0]) - 1   # the run holding change ``start``
+    first, online, users = runs[at]
+    frames: list[Frame] = [{"type": _PRESENCE, "users": users[start - first:], "online": online}]
+    frames += ({"type": _PRESENCE, "users": users, "online": online} for _, online, users in runs[at + 1:])
+    return frames
+
+
+def _send(conns: tuple[int, ...], frames: list[Frame]) -> Send | SendBatch:
+    return Send(conns, frames[0]) if len(frames) == 1 else SendBatch(conns, tuple(frames))
+
+
+class Presence:
+    """The presence changes not yet told to everyone, and who has been told which."""
+
+    def __init__(self, sessions: Sessions, blocks: Blocks) -> None:
+        self._sessions = sessions
+        self._blocks = blocks
+        # Changes not yet told to everyone (see settle): (user, online, hidden), the last of `logged` logged so
+        # far; _hidden: every name some of them hide from; _leaving: users logged out in this event, who may
+        # still be owed changes before their bye.
+        self._log: list[_Change] = []
+        self.logged = 0
+        self._hidden: set[str] = set()
+        self._marked = False          # effects being built hold a PresenceNote
+        self._turns = False           # the host calls end_turn: changes wait for the end of the turn
+        self._leaving: dict[int, Session] = {}
+
+    def note(self, user: str, online: bool, conn: Session | None = None) -> PresenceNote:
+        """``user`` came (on ``conn``) or went: noted in the effects, told by ``settle``."""
+        self._marked = True
+        return PresenceNote(conn, user, online, self._blocks.hidden_from(user))
+
+    def left(self, s: Session) -> None:
+        """``s`` logged out in this event: it may still be owed changes before its bye."""
+        self._leaving[s.id] = s
+
+    def end_turn(self) -> list[ServerEffect]:
+        """The host's loop turn is over: tell everyone what it is owed; from now on, changes wait for the turn's
+        end (see the module's docstring)."""
+        self._turns = True
+        return self.tell_all()
+
+    def settle(self, effects: list[Step]) -> list[ServerEffect]:
+        """The effects of one event, its notes logged and told: in turns (``end_turn``), a user who is owed
+        changes is told them before any other frame to it, so none comes after a later frame of the same user;
+        otherwise everyone is told each run of changes before the next effect."""
+        if not self._marked and not self._log:
+            return cast(list[ServerEffect], effects)   # (no note is made without marking)
+        self._marked = False
+        out: list[Any] = []   # ServerEffects (and, on a cluster node, ClusterEffects)
+        log = self._log
+        for effect in effects:
+            if isinstance(effect, PresenceNote):
+                log.append((effect.user, effect.online, effect.hidden))
+                self.logged += 1
+                self._hidden |= effect.hidden
+                if effect.conn is not None:   # it is not told of its own login
+                    effect.conn.seen = self.logged
+                continue
+            if log:
+                if not self._turns:
+                    out += self.tell_all()
+                elif isinstance(effect, (Send, SendBatch)):
+                    out += self._catch_up(effect.conns)
+                elif isinstance(effect, SendStored):
+                    out += self._catch_up((effect.conn,))
+                elif isinstance(effect, STORE_CHANGES) and effect.confirm is not None:
+                    out += self._catch_up(effect.confirm.conns)
+            out.append(effect)
+        if log and not self._turns:
+            out += self.tell_all()
+        self._leaving.clear()
+        return out
+
+    def tell_all(self) -> list[ServerEffect]:
+        """Tell everyone online what it is owed, and empty the log."""
+        if not self._log:
+            return []
+        effects = self._tell(self._sessions.online.values())
+        self._log = []
+        self._hidden = set()
+        return effects
+
+    def _catch_up(self, conns: tuple[int, ...]) -> list[ServerEffect]:
+        """Tell those of ``conns`` who are owed changes (users online, or leaving in this event) what they are owed."""
+        upto = self.logged
+        get, leaving = self._sessions.conns.get, self._leaving
+        owed = []
+        for conn in conns:
+            c = get(conn)
+            s = c.session if c is not None else leaving.get(conn)
+            if s is not None and s.seen < upto:
+                owed.append(s)
+        return self._tell(owed) if owed else []
+
+    def _tell(self, sessions: Iterable[Session]) -> list[ServerEffect]:
+        """Tell each of ``sessions`` the logged changes it has not been told, less those hidden from it.
+
+        Those owed the same changes in the same version share one effect (encoded once)."""
+        log, hidden, upto = self._log, self._hidden, self.logged
+        base = upto - len(log)
+        alike: dict[tuple[int, int], list[int]] = {}
+        effects: list[ServerEffect] = []
+        alone: list[ServerEffect] = []
+        for s in sessions:
+            seen = s.seen
+            if seen >= upto:
+                continue
+            s.seen = upto
+            start = seen - base if seen > base else 0
+            if s.user in hidden:
+                user = s.user
+                frames = _presence_frames([change for change in log[start:] if user not in change[2]], s.version)
+                if frames:
+                    alone.append(_send((s.id,), frames))
+            else:
+                alike.setdefault((start, s.version), []).append(s.id)
+        runs = _runs(log) if alike else []
+        for (start, version), ids in alike.items():
+            frames = _frames_from(runs, start) if version != 1 else _presence_frames(log[start:], version)
+            effects.append(_send(tuple(ids), frames))
+        return effects + alone
