@@ -18,6 +18,7 @@ import termios
 import time
 
 from reactor.client.effects import ToServer
+from reactor.client.line_editor import LineEditor
 from reactor.client.rules import ChatClient
 from reactor.loop import EventLoop
 from reactor.server.door import MAX_LOGIN_TIME
@@ -33,6 +34,7 @@ from reactor.server.effects import (
 from reactor.server.host import ServerHost
 from reactor.server.rules import ChatServer
 from reactor.server.store import MemoryStore, Store
+from tests.terminal_model import Screen, width
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ACCOUNTS = {"hans": "falcon*solo", "yoda": "wise@!man", "vader": "sithlord**", "luke": "jedi*knight",
@@ -896,3 +898,69 @@ def tls_server(tmp_path, cert, extra=()) -> ServerProcess:
     """The real server in TLS mode with ``cert`` (a PEM file holding the key and the chain: the ``certs``
     fixture's)."""
     return ServerProcess(tmp_path, extra=("--tls-cert", str(cert), "--tls-key", str(cert), *extra))
+
+
+# -- the line editor on a model terminal (tests/terminal_model.py) ------------------------------------------------
+
+OLDER = ["older output 1", "older output 2"]   # what a Term's screen shows before the input
+
+
+class Term:
+    """An editor wired to a model screen ``rows`` high that already shows two lines of output.
+
+    The screen answers the editor's questions about widths (``answer=False``: it never does);
+    ``emoji_sequences`` is the model's (see tests/terminal_model.py)."""
+
+    def __init__(self, cols, rows=30, prompt="> ", answer=True, emoji_sequences=False, **options):
+        self.screen = Screen(cols, rows, emoji_sequences=emoji_sequences)
+        self.screen.feed(b"older output 1\r\nolder output 2\r\n")
+        self.editor = LineEditor(cols, rows=rows, **options)
+        self.answer = answer
+        self.editor.set_prompt(prompt, False)
+        self.prompt = prompt
+        self.show()
+
+    def show(self):
+        self.screen.feed(self.editor.take_output())
+        answers = self.screen.take_answers()
+        if answers and self.answer:
+            assert self.editor.feed(answers) == []
+            self.show()
+
+    def keys(self, data):
+        events = self.editor.feed(data)
+        self.show()
+        return events
+
+    def type(self, text):
+        return self.keys(text.encode())
+
+    def print(self, text):
+        self.screen.feed(self.editor.print_above(text))
+
+    def resize(self, cols, reflow):
+        self.screen.resize(cols, reflow)
+        self.editor.resize(cols)
+        self.show()
+
+    def paste(self, text):
+        return self.keys(b"\x1b[200~" + text.encode() + b"\x1b[201~")
+
+
+def rows_of(text, cols):
+    """How a terminal wraps the text, written on a fresh screen."""
+    screen = Screen(cols)
+    screen.feed(text.encode())
+    return screen.lines()
+
+
+def place_of(before, cols, next_char=" "):
+    """(row, col) where a character after ``before`` lands on a fresh screen, as a terminal puts it."""
+    screen = Screen(cols)
+    screen.feed(before.encode())
+    screen.feed(next_char.encode())
+    row, col = screen.cursor
+    col += 0 if screen.pending_wrap else -width(next_char)
+    if screen.pending_wrap and width(next_char) == 2:
+        col -= 1
+    return row, col

@@ -226,3 +226,44 @@ def test_tls_mode_without_its_library_says_what_to_install(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip() == ("Error. TLS mode needs the cryptography package for private chats: "
                                   "pip install 'reactor-chat[tls]'")
+
+
+# -- the tests themselves ----------------------------------------------------------------------------------------
+
+TEST_MODULES = sorted(ROOT.glob("tests/test_*.py"))
+STDLIB_PRIVATE = {"os._exit"}   # a private-looking name that is the standard library's public API
+
+
+def imported_test_modules(path):
+    """The test modules ``path`` imports (``tests.test_x``): helpers belong in tests/support.py or conftest.py."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                 else [alias.name for alias in node.names] if isinstance(node, ast.Import) else [])
+        yield from (name for name in names if name.split(".")[-1].startswith("test_"))
+
+
+def private_reads(path):
+    """``object._name`` in ``path`` where the object is not the code's own (``self``, ``cls``)."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+            owner = node.value.id if isinstance(node.value, ast.Name) else "..."
+            if f"{owner}.{node.attr}" not in STDLIB_PRIVATE:
+                yield f"{path.name}:{node.lineno}: {owner}.{node.attr}"
+
+
+def test_no_test_module_imports_another():
+    assert len(TEST_MODULES) > 30
+    assert [f"{p.name}: {m}" for p in TEST_MODULES for m in imported_test_modules(p)] == []
+
+
+def test_no_test_reads_a_private_attribute():
+    assert [line for path in TEST_MODULES for line in private_reads(path)] == []
+
+
+def test_the_checks_of_the_tests_see_what_they_look_for(tmp_path):
+    bad = tmp_path / "test_bad.py"
+    bad.write_text("from tests.test_chat_server import World\nimport tests.test_store\n"
+                   "def test_x(server):\n    assert server._online == {}\n    self._fine = 1\n    os._exit(0)\n")
+    assert list(imported_test_modules(bad)) == ["tests.test_chat_server", "tests.test_store"]
+    assert list(private_reads(bad)) == ["test_bad.py:4: server._online"]

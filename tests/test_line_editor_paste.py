@@ -3,7 +3,7 @@ import pytest
 
 import reactor.client.line_editor as line_editor
 from reactor.client.line_editor import LineEditor
-from tests.test_line_editor_screen import OLDER, Term, place_of, rows_of
+from tests.support import OLDER, Term, place_of, rows_of
 
 UP, DOWN, LEFT, HOME, END = b"\x1b[A", b"\x1b[B", b"\x1b[D", b"\x01", b"\x05"
 ALT_ENTER = b"\x1b\r"

@@ -2,74 +2,11 @@
 import pytest
 
 from reactor.client.graphemes import clusters
-from reactor.client.line_editor import LineEditor
-from tests.terminal_model import Screen, width
+from tests.support import OLDER, Term, place_of, rows_of
 
 LEFT, RIGHT, HOME, END = b"\x1b[D", b"\x1b[C", b"\x01", b"\x05"
 CJK = "中文字符"
-OLDER = ["older output 1", "older output 2"]
 WIDTHS = [20, 40, 80]
-
-
-class Term:
-    """An editor wired to a model screen ``rows`` high that already shows two lines of output.
-
-    The screen answers the editor's questions about widths (``answer=False``: it never does);
-    ``emoji_sequences`` is the model's (see tests/terminal_model.py)."""
-
-    def __init__(self, cols, rows=30, prompt="> ", answer=True, emoji_sequences=False, **options):
-        self.screen = Screen(cols, rows, emoji_sequences=emoji_sequences)
-        self.screen.feed(b"older output 1\r\nolder output 2\r\n")
-        self.editor = LineEditor(cols, rows=rows, **options)
-        self.answer = answer
-        self.editor.set_prompt(prompt, False)
-        self.prompt = prompt
-        self.show()
-
-    def show(self):
-        self.screen.feed(self.editor.take_output())
-        answers = self.screen.take_answers()
-        if answers and self.answer:
-            assert self.editor.feed(answers) == []
-            self.show()
-
-    def keys(self, data):
-        events = self.editor.feed(data)
-        self.show()
-        return events
-
-    def type(self, text):
-        return self.keys(text.encode())
-
-    def print(self, text):
-        self.screen.feed(self.editor.print_above(text))
-
-    def resize(self, cols, reflow):
-        self.screen.resize(cols, reflow)
-        self.editor.resize(cols)
-        self.show()
-
-    def paste(self, text):
-        return self.keys(b"\x1b[200~" + text.encode() + b"\x1b[201~")
-
-
-def rows_of(text, cols):
-    """How a terminal wraps the text, written on a fresh screen."""
-    screen = Screen(cols)
-    screen.feed(text.encode())
-    return screen.lines()
-
-
-def place_of(before, cols, next_char=" "):
-    """(row, col) where a character after ``before`` lands on a fresh screen, as a terminal puts it."""
-    screen = Screen(cols)
-    screen.feed(before.encode())
-    screen.feed(next_char.encode())
-    row, col = screen.cursor
-    col += 0 if screen.pending_wrap else -width(next_char)
-    if screen.pending_wrap and width(next_char) == 2:
-        col -= 1
-    return row, col
 
 
 def assert_input(term, line, cursor, above=OLDER):

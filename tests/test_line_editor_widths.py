@@ -2,7 +2,7 @@
 import pytest
 
 from reactor.client.graphemes import certain, clusters, parts
-from tests.test_line_editor_screen import OLDER, Term
+from tests.support import OLDER, Term
 
 FAMILY = "\U0001F468\u200d\U0001F469\u200d\U0001F467"          # 👨‍👩‍👧: 2 columns in tmux 3.3a, 6 in others
 FLAG = "\U0001F1EB\U0001F1F7"                                    # 🇫🇷

@@ -18,8 +18,7 @@ from reactor.client.peer_certs import PeerIdentity, decode_certificate, encode_c
 from reactor.client.rules import ChatClient
 from reactor.server.host import ServerHost
 from reactor.server.rules import ChatServer
-from tests.support import ACCOUNTS, PONG, ClientProcess, RecordingProxy, ask, logged_in, run_until, tls_server
-from tests.test_chat_server import World
+from tests.support import ACCOUNTS, PONG, ClientProcess, RecordingProxy, World, ask, logged_in, run_until, tls_server
 
 
 @pytest.fixture(scope="module")
