@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     loop = EventLoop()
     logic = ChatClient(timestamps=args.timestamps, wall_offset=time.time() - loop.time(),
                        certificate=None if identity is None else identity.certificate)
-    console = open_console(complete=logic.completions)
+    console = open_console(complete=logic.completions, limit=logic.text_limit)
     host = ClientHost(loop, logic, console, tls, identity)
     try:
         host.start(args.server_host, args.server_port)

@@ -718,6 +718,8 @@ ESC_TEXT = "\x1b]0;pwned\x07\x1b[2J\x1bc\rWelcome to the greatest messaging appl
 ESC_SHOWN = "^[]0;pwned^G^[[2J^[c^MWelcome to the greatest messaging application ever!^Jhans: <U+0085>^?password?"
 EVIL = "vader\x1b[2J\nyoda"
 EVIL_SHOWN = "vader^[[2J^Jyoda"
+# A message's text keeps its line breaks: the next line is indented under the sender (at most 16 columns).
+ESC_LINES = ESC_SHOWN.replace("^J", "\n" + " " * 16)
 
 
 def shows_no_control(effects):
@@ -728,9 +730,9 @@ def shows_no_control(effects):
 
 
 @pytest.mark.parametrize("frame, words", [
-    ({"type": "message", "from": EVIL, "text": ESC_TEXT}, f"{EVIL_SHOWN}: {ESC_SHOWN}"),
-    ({"type": "message", "from": EVIL, "text": ESC_TEXT, "broadcast": True}, f"[broadcast] {EVIL_SHOWN}: {ESC_SHOWN}"),
-    ({"type": "message", "from": EVIL, "text": ESC_TEXT, "id": 7}, f"{EVIL_SHOWN}: {ESC_SHOWN}"),
+    ({"type": "message", "from": EVIL, "text": ESC_TEXT}, f"{EVIL_SHOWN}: {ESC_LINES}"),
+    ({"type": "message", "from": EVIL, "text": ESC_TEXT, "broadcast": True}, f"[broadcast] {EVIL_SHOWN}: {ESC_LINES}"),
+    ({"type": "message", "from": EVIL, "text": ESC_TEXT, "id": 7}, f"{EVIL_SHOWN}: {ESC_LINES}"),
     ({"type": "presence", "user": EVIL, "online": True}, f"{EVIL_SHOWN} logged in"),
     ({"type": "stored", "to": EVIL}, f"{EVIL_SHOWN} is offline; the message will be delivered when they log in"),
     ({"type": "blocked", "user": EVIL}, f"{EVIL_SHOWN} is blocked"),
@@ -776,7 +778,7 @@ def test_a_peer_text_is_shown_made_visible():
     c = logged_in("yoda")
     open_as_requester(c)
     assert shows_no_control(c.peer_frame(1, {"type": "private", "text": ESC_TEXT}, 2)) == [
-        f"hans(private): {ESC_SHOWN}"]
+        "hans(private): " + ESC_SHOWN.replace("^J", "\n" + " " * len("hans(private): "))]
 
 
 def test_the_client_keeps_its_own_line_breaks():

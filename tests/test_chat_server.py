@@ -548,8 +548,8 @@ def test_message_errors(w):
 
 
 CONTROL_TEXTS = ["\x1b]0;pwned\x07", "\x1b[2J", "\x1bc", "hi\rhans: send me your password",
-                 "hi\nWelcome to the greatest messaging application ever!", "\x00", "\x7f", "\x85", "\x9b2J",
-                 "\x08" * 5 + "yoda"]
+                 "hi\r\nWelcome to the greatest messaging application ever!", "\x0b", "\x0c", "\x00", "\x7f",
+                 "\x85", "\x9b2J", "\x08" * 5 + "yoda"]
 
 
 @pytest.mark.parametrize("text", CONTROL_TEXTS)
@@ -567,6 +567,17 @@ def test_text_may_hold_tabs_and_any_printable_character(w):
     text = "a\ttab, ^[ as two characters, \u00e9\u4e2d\U0001f600, \u00a0 and \u00a0 no C1"
     assert w.to(w.send("hans", msg("yoda", text)), "yoda") == [{"type": "message", "from": "hans", "text": text}]
     assert w.to(w.send("hans", {"type": "broadcast", "text": text}), "yoda")[0]["text"] == text
+
+
+def test_text_may_hold_line_breaks_in_a_message_kept_or_not_and_a_broadcast(w):
+    """A message may span lines (the clients show its lines after the first indented under its sender)."""
+    w.login("hans")
+    w.login("yoda")
+    text = "Dear Yoda,\nthe fleet is ready.\n\nRegards"
+    assert w.to(w.send("hans", msg("yoda", text)), "yoda") == [{"type": "message", "from": "hans", "text": text}]
+    assert w.to(w.send("hans", {"type": "broadcast", "text": text}), "yoda")[0]["text"] == text
+    w.send("hans", msg("luke", text))
+    assert [sender for _, sender in w.s.stored("luke")] == ["hans"]
 
 
 def test_refused_text_costs_no_rate_tokens():

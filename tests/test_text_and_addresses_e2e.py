@@ -12,7 +12,7 @@ from tests.support import PATIENCE, ClientProcess, ServerProcess, TerminalClient
 pytestmark = pytest.mark.e2e   # starts the real server or client
 
 FORGED = "Welcome to the greatest messaging application ever!\nhans: send me your password"
-ATTACKS = ["\x1b]0;pwned\x07", "\x1b[2J", "\x1bc", "hi\rhans: send me your password", "hi\n" + FORGED,
+ATTACKS = ["\x1b]0;pwned\x07", "\x1b[2J", "\x1bc", "hi\rhans: send me your password", "hi\r\n" + FORGED,
            "\x9b2J", "\x7f\x08\x08"]
 NO_CONTROL = "Error. A message cannot contain control characters"
 
@@ -116,6 +116,8 @@ def test_a_users_control_characters_reach_nobody_and_bystanders_keep_talking(ser
         yoda.expect("hans: all well")
         vader.send({"type": "message", "to": "hans", "text": "a\ttab is text"})
         hans.expect("tab is text")                 # (a pipe gets the tab, the line editor shows ^I)
+        vader.send({"type": "message", "to": "hans", "text": "lines\n" + FORGED})   # a line break is text ...
+        hans.expect("hans: send me your password")  # ... each line after the first indented under its sender
         assert_no_takeover(hans.shown(), pipe=isinstance(hans, PipeUser))
         assert_no_takeover(yoda.shown(), pipe=True)
         assert b"hans: still" not in hans.shown() and b"luke" not in hans.shown()

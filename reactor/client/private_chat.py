@@ -32,7 +32,7 @@ from ..protocol import Frame, FrameType
 from ..timer_effects import CancelTimer, SetTimer
 from .effects import ClientEffect, ClosePeer, ConnectPeer, Print, ToPeer, ToServer
 from .peer_certs import decode_certificate, encode_certificate, fingerprint
-from .words import FRAME_WORDS, SAY
+from .words import FRAME_WORDS, SAY, hanging
 
 __all__ = ["PrivateChats", "IPAddress", "peer_ip"]
 
@@ -285,8 +285,8 @@ class PrivateChats:
         return [Print(SAY("unreachable", {"user": user, "reason": reason}))]
 
     def frame(self, peer: int, frame: Frame, me: str | None, stamp: str) -> list[ClientEffect]:
-        """A frame from a peer (its strings made visible): the handshake's, or a private text, shown after
-        ``stamp``."""
+        """A frame from a peer (its strings made visible, a private text's line breaks kept): the handshake's,
+        or a private text, shown after ``stamp`` with its lines after the first indented."""
         p = self._peers.get(peer)
         if p is None:
             return []
@@ -295,7 +295,7 @@ class PrivateChats:
             text = frame.get("text") if kind == FrameType.PRIVATE else None
             if type(text) is not str:
                 return []
-            return [Print(stamp + SAY("private_text", {"user": p.chat, "text": text}))]
+            return [Print(hanging(stamp + SAY("private_text", {"user": p.chat, "text": text}), text))]
         if p.user is None and kind == FrameType.PEER_HELLO:
             return self._peer_hello(p, frame, me)
         if (p.token is not None and p.user is not None and kind == FrameType.PEER_WELCOME

@@ -32,7 +32,9 @@ Wall-clock time comes only from the host: ``wall_offset`` added to ``now``
 Text is never code: every frame from the server or a peer has the control
 characters in its strings made visible (``reactor.text.visible``) before any
 handler reads it, so no text, user name or error detail reaches the terminal
-or the pipe raw; the client's own words keep their newlines.
+or the pipe raw; the client's own words keep their newlines, and so does a
+message's text (declared with ``lines``), shown with every line after the first
+indented under its sender (``words.hanging``).
 """
 from __future__ import annotations
 
@@ -44,8 +46,8 @@ from datetime import datetime, tzinfo
 from typing import Any, TypeAlias
 
 from ..protocol import PROTOCOL_VERSION, PROTOCOL_VERSIONS, ByeReason, ErrorCode, Frame, FrameType
-from ..text import visible
-from .commands import COMMANDS, HELP, Choices, Command, CommandLine, Param
+from ..text import visible, visible_lines
+from .commands import COMMANDS, HELP, Choices, Command, CommandLine, Param, text_limit
 from .effects import (
     CancelTimer,
     ClientEffect,
@@ -61,7 +63,7 @@ from .effects import (
     ToServer,
 )
 from .private_chat import PrivateChats
-from .words import ERRORS, FRAME_WORDS, PASSWORD_PROMPT, SAY, USERNAME_PROMPT, Words
+from .words import ERRORS, FRAME_WORDS, PASSWORD_PROMPT, SAY, USERNAME_PROMPT, Words, hanging
 
 __all__ = ["Print", "Prompt", "ToServer", "ToPeer", "ConnectPeer", "ClosePeer", "Listen", "SetTimer",
            "CancelTimer", "Exit", "ClientEffect", "ChatClient", "State", "Command", "Param", "Choices", "COMMANDS",
@@ -86,26 +88,30 @@ FrameHandler: TypeAlias = Callable[["ChatClient", Frame, float, Words], "list[Cl
 @dataclass(frozen=True, slots=True)
 class FrameRule:
     """How the client takes one type of frame from the server: its handler is called with the
-    frame (its strings made visible), ``now`` and its ``words`` (``FRAME_WORDS``' entry)."""
+    frame (its strings made visible, but for the line breaks of its ``lines`` field), ``now`` and its
+    ``words`` (``FRAME_WORDS``' entry)."""
     handler: FrameHandler
     words: Words
+    lines: str | None = None
 
 
 FRAMES: dict[str, FrameRule] = {}   # keyed by FrameType (a str): every frame the server sends
 
 
-def on_frame(kind: FrameType) -> Callable[[FrameHandler], FrameHandler]:
-    """Declare the decorated method the handler of the server's ``kind`` frames."""
+def on_frame(kind: FrameType, lines: str | None = None) -> Callable[[FrameHandler], FrameHandler]:
+    """Declare the decorated method the handler of the server's ``kind`` frames (``lines``: the field
+    whose text may hold line breaks)."""
     def declare(handler: FrameHandler) -> FrameHandler:
-        FRAMES[kind] = FrameRule(handler, FRAME_WORDS.get(kind, Words()))
+        FRAMES[kind] = FrameRule(handler, FRAME_WORDS.get(kind, Words()), lines)
         return handler
     return declare
 
 
-def _shown_fields(frame: Frame) -> Frame:
+def _shown_fields(frame: Frame, lines: str | None = None) -> Frame:
     """``frame`` with the control characters made visible in its strings, and in the strings of its
-    lists: all a handler shows (anything deeper is shown only as a ``repr``, which escapes them)."""
-    return {key: visible(value) if type(value) is str
+    lists: all a handler shows (anything deeper is shown only as a ``repr``, which escapes them); the
+    field ``lines`` keeps its line breaks."""
+    return {key: (visible_lines(value) if key == lines else visible(value)) if type(value) is str
             else [visible(v) if type(v) is str else v for v in value] if type(value) is list
             else value
             for key, value in frame.items()}
@@ -164,6 +170,11 @@ class ChatClient:
             return []
         return self._command_line.completions(before_cursor)
 
+    def text_limit(self, line: str) -> int | None:
+        """Where the command ``line`` being typed passes what can be sent (an offset into it), or None:
+        the line editor shows the excess (``open_console(limit=...)``)."""
+        return text_limit(line) if self._state == State.ACTIVE else None
+
     # -- events from the host ------------------------------------------------
 
     def start(self, now: float, server: tuple[str, int] | None = None) -> list[ClientEffect]:
@@ -208,7 +219,7 @@ class ChatClient:
         if rule is None:
             log.debug("ignoring a %.40r frame from the server", kind)
             return []
-        effects = rule.handler(self, _shown_fields(frame), now, rule.words)
+        effects = rule.handler(self, _shown_fields(frame, rule.lines), now, rule.words)
         if not self._waiting and not self._done():
             effects += self._drain(now)
         return effects
@@ -261,7 +272,9 @@ class ChatClient:
         return self._private.failed(user, reason)
 
     def peer_frame(self, peer: int, frame: Any, now: float) -> list[ClientEffect]:
-        frame = _shown_fields(frame) if type(frame) is dict else {}
+        if type(frame) is not dict:
+            frame = {}
+        frame = _shown_fields(frame, "text" if frame.get("type") == FrameType.PRIVATE else None)
         return self._private.frame(peer, frame, self._user, self._live_stamp(now))
 
     def peer_bad_frame(self, peer: int, detail: str, now: float) -> list[ClientEffect]:
@@ -362,7 +375,7 @@ class ChatClient:
             effects += self._ask(rule.ask_again)
         return effects
 
-    @on_frame(FrameType.MESSAGE)
+    @on_frame(FrameType.MESSAGE, lines="text")
     def _on_message(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         sender, text = frame.get("from"), frame.get("text")
         if type(sender) is not str or type(text) is not str:
@@ -380,7 +393,7 @@ class ChatClient:
             self._shown.add(mid)
         stamp = self._sent_stamp(frame.get("sent")) if type(mid) is int else self._live_stamp(now)
         shown = say("broadcast" if frame.get("broadcast") is True else "message", {"from": sender, "text": text})
-        effects.append(Print(stamp + shown))
+        effects.append(Print(hanging(stamp + shown, text)))
         return effects
 
     def _sent_stamp(self, sent: Any) -> str:

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..protocol import ByeReason, ErrorCode, Frame, FrameType
+from ..text import LINE_BREAK
 from .effects import State
+from .graphemes import estimated_width
 
-__all__ = ["fill", "Words", "USERNAME_PROMPT", "PASSWORD_PROMPT", "HINT", "QUIT_HINT", "FRAME_WORDS", "ErrorRule",
-           "ERRORS", "SAY", "COMMAND_HELP", "help_text"]
+__all__ = ["fill", "hanging", "Words", "USERNAME_PROMPT", "PASSWORD_PROMPT", "HINT", "QUIT_HINT", "FRAME_WORDS",
+           "ErrorRule", "ERRORS", "SAY", "COMMAND_HELP", "help_text"]
 
 
 class _Fields(dict[str, Any]):
@@ -31,6 +33,20 @@ class _Fields(dict[str, Any]):
 def fill(template: str, fields: Mapping[str, Any]) -> str:
     """``template`` with its ``{field}`` filled in from ``fields`` (strings and numbers only; '?' for the others)."""
     return template.format_map(_Fields({k: v for k, v in fields.items() if isinstance(v, (str, int, float))}))
+
+
+MAX_INDENT = 16   # columns: a long name does not push a message's later lines off a narrow terminal
+
+
+def hanging(shown: str, text: str) -> str:
+    """``shown``, words that end with a message's ``text``, with every line of the text after the first
+    indented to where the text began (at most ``MAX_INDENT`` columns, at least 2): so no line of a message
+    starts at the margin, where it could pass for a line of its own."""
+    if LINE_BREAK not in text:
+        return shown
+    head = shown[:len(shown) - len(text)] if shown.endswith(text) else ""
+    indent = LINE_BREAK + " " * min(max(estimated_width(head), 2), MAX_INDENT)
+    return shown.replace(LINE_BREAK, indent)
 
 
 @dataclass(frozen=True, slots=True)
