@@ -77,18 +77,24 @@ def test_lines_typed_ahead_wait_for_each_answer():
     assert frames(c.server_frame(PONG, 0)) == [{"type": "whoelse"}, PING]
 
 
-@pytest.mark.parametrize("code, words", [
-    ("account_blocked", "Invalid Password. Your account has been blocked. Please try again later"),
-    ("account_locked", "Your account is blocked due to multiple login failures. Please try again later"),
-    ("login_timeout", "Error. Login timed out"),
+@pytest.mark.parametrize("code, fields, words", [
+    ("account_blocked", {}, "Invalid Password. Your account has been blocked. Please try again later"),
+    ("account_blocked", {"retry": 30}, "Invalid Password. Your account has been blocked. Please try again later "
+                                       "(in 30 s)"),
+    ("account_locked", {}, "Your account is blocked due to multiple login failures. Please try again later"),
+    ("account_locked", {"retry": 9}, "Your account is blocked due to multiple login failures. Please try again "
+                                     "later (in 9 s)"),
+    ("account_locked", {"retry": "9"}, "Your account is blocked due to multiple login failures. Please try again "
+                                       "later"),
+    ("login_timeout", {}, "Error. Login timed out"),
 ])
-def test_fatal_login_errors_exit_1(code, words):
+def test_fatal_login_errors_exit_1_dropping_what_is_being_typed(code, fields, words):
     c = ChatClient()
     c.start(0)
     c.server_frame({"type": "hello", "version": 2}, 0)
     c.line("vader", 0)
     c.line("typed ahead", 0)
-    assert c.server_frame({"type": "error", "code": code}, 0) == [Print(words), Exit(1)]
+    assert c.server_frame({"type": "error", "code": code, **fields}, 0) == [Print(words), Exit(1, drain=True)]
     assert c.line("more", 0) == [] and c.server_frame({"type": "username_ok"}, 0) == []
 
 

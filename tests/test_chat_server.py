@@ -154,7 +154,7 @@ def test_a_wrong_password_for_an_online_user_still_counts_toward_the_lock(w):
     w.username(conn, "vader")
     fail(w, conn)
     fail(w, conn)
-    assert unfailed(fail(w, conn)) == [Send((conn,), error("account_blocked")), Close(conn),
+    assert unfailed(fail(w, conn)) == [Send((conn,), error("account_blocked", retry=BLOCK)), Close(conn),
                                        CancelTimer(("login", conn))]
     assert w.s.is_locked("vader", 0.0) and w.s.online_users() == ["vader"]   # the session goes on
 
@@ -230,8 +230,8 @@ def lock(w, user="vader", now=0.0):
     conn = w.connect(now)
     w.username(conn, user, now)
     effects = fail(w, conn, now)
-    assert effects == [LoginFailed(conn, "wrong password"), Send((conn,), error("account_blocked")), Close(conn),
-                       CancelTimer(("login", conn))]
+    assert effects == [LoginFailed(conn, "wrong password"), Send((conn,), error("account_blocked", retry=BLOCK)),
+                       Close(conn), CancelTimer(("login", conn))]
     return effects
 
 
@@ -246,15 +246,15 @@ def test_three_wrong_passwords_on_one_connection_lock_too(w):
     w.username(conn, "vader")
     fail(w, conn)
     fail(w, conn)
-    assert unfailed(fail(w, conn))[:2] == [Send((conn,), error("account_blocked")), Close(conn)]
+    assert unfailed(fail(w, conn))[:2] == [Send((conn,), error("account_blocked", retry=BLOCK)), Close(conn)]
 
 
 def test_the_lock_lasts_exactly_block_duration(w):
     lock(w, now=100.0)
     conn = w.connect(100.0 + BLOCK - 1e-6)
     effects = w.username(conn, "vader", 100.0 + BLOCK - 1e-6)
-    assert effects == [LoginFailed(conn, "locked account"), Send((conn,), error("account_locked")), Close(conn),
-                       CancelTimer(("login", conn))]
+    assert effects == [LoginFailed(conn, "locked account"), Send((conn,), error("account_locked", retry=1)),
+                       Close(conn), CancelTimer(("login", conn))]   # (a microsecond left: 1 s, rounded up)
     conn = w.connect(100.0 + BLOCK)
     assert w.username(conn, "vader", 100.0 + BLOCK) == [Send((conn,), {"type": "username_ok"})]
     assert frames_to(w.password(conn, "sithlord**", 100.0 + BLOCK), conn)[0]["type"] == "welcome"
@@ -265,14 +265,15 @@ def test_the_right_password_during_the_lock_is_refused(w):
     w.username(conn, "vader", 0.0)   # asked for the password before the lock began
     lock(w, now=1.0)
     effects = unfailed(w.password(conn, "sithlord**", 2.0))
-    assert effects == [Send((conn,), error("account_locked")), Close(conn), CancelTimer(("login", conn))]
+    assert effects == [Send((conn,), error("account_locked", retry=BLOCK - 1)), Close(conn),
+                       CancelTimer(("login", conn))]
 
 
 def test_attempts_during_the_lock_do_not_extend_it(w):
     lock(w, now=0.0)
-    for t in (1.0, 5.0, BLOCK - 0.001):
+    for t, left in ((1.0, BLOCK - 1), (5.0, BLOCK - 5), (BLOCK - 0.001, 1)):   # it says how long is left
         conn = w.connect(t)
-        assert unfailed(w.username(conn, "vader", t))[0].frame == error("account_locked")
+        assert unfailed(w.username(conn, "vader", t))[0].frame == error("account_locked", retry=left)
     conn = w.connect(BLOCK)
     assert w.username(conn, "vader", BLOCK) == [Send((conn,), {"type": "username_ok"})]
 
@@ -283,7 +284,7 @@ def test_the_count_starts_from_zero_after_the_lock(w):
     w.username(conn, "vader", BLOCK)
     assert unfailed(fail(w, conn, BLOCK))[0].frame == error("invalid_password")
     assert unfailed(fail(w, conn, BLOCK))[0].frame == error("invalid_password")
-    assert unfailed(fail(w, conn, BLOCK))[0].frame == error("account_blocked")
+    assert unfailed(fail(w, conn, BLOCK))[0].frame == error("account_blocked", retry=BLOCK)
     assert w.s.is_locked("vader", 2 * BLOCK - 0.001) and not w.s.is_locked("vader", 2 * BLOCK)
 
 
@@ -299,7 +300,7 @@ def test_a_good_login_resets_the_count(w):
     w.username(conn, "vader")
     assert unfailed(fail(w, conn))[0].frame == error("invalid_password")
     assert unfailed(fail(w, conn))[0].frame == error("invalid_password")
-    assert unfailed(fail(w, conn))[0].frame == error("account_blocked")
+    assert unfailed(fail(w, conn))[0].frame == error("account_blocked", retry=BLOCK)
 
 
 def test_failures_count_per_account(w):

@@ -6,7 +6,8 @@ the editor's history, which login input never does); ``ToServer`` a frame;
 ``ToPeer`` a frame to a peer connection (numbered by the host);
 ``ConnectPeer`` to a peer's address; ``ClosePeer``; ``Listen`` for peers (the
 host answers with ``listening``); ``SetTimer`` / ``CancelTimer`` (the host
-calls ``timer_fired(key, now)``); ``Exit`` with a status.
+calls ``timer_fired(key, now)``); ``Exit`` with a status (and what is being typed
+dropped first).
 """
 from __future__ import annotations
 
@@ -69,7 +70,10 @@ class Listen:
 
 @dataclass(frozen=True, slots=True)
 class Exit:
+    """Exit with ``status``; ``drain``: first read and drop what is being typed (the password typed ahead of a
+    refused login must not reach the shell as a command)."""
     status: int
+    drain: bool = False
 
 
 ClientEffect: TypeAlias = (Print | Prompt | ToServer | ToPeer | ConnectPeer | ClosePeer | Listen | SetTimer

@@ -56,10 +56,11 @@ UNUSABLE_CERTIFICATE = SAY("unusable_certificate")
 class Console(Protocol):
     """Where the user types and reads: a terminal with a line editor, or plain pipes."""
 
-    def start(self, loop: EventLoop, on_line: Callable[[str], Any], on_eof: Callable[[], Any]) -> None: ...
+    def start(self, loop: EventLoop, on_line: Callable[[str], Any], on_eof: Callable[[], Any],
+              on_interrupt: Callable[[bool], Any] | None = None) -> None: ...
     def print(self, text: str) -> None: ...
     def prompt(self, text: str, secret: bool, remember: bool) -> None: ...
-    def close(self) -> None: ...
+    def close(self, drain: bool = False) -> None: ...
 
 
 class _ServerLink:
@@ -140,7 +141,7 @@ class ClientHost:
     def _server_ready(self) -> None:
         """Connected (and, with TLS, the handshake done): the console and the logic start."""
         self._connecting = None
-        self._console.start(self.loop, self._line, self._end_of_input)
+        self._console.start(self.loop, self._line, self._end_of_input, self._ctrl_c)
         address = self._server.peer_address if self._server is not None else None
         self._apply(self.logic.start(self.now(), None if address is None else (address[0], address[1])))
 
@@ -155,6 +156,9 @@ class ClientHost:
 
     def _end_of_input(self) -> None:
         self._apply(self.logic.end_of_input(self.now()))
+
+    def _ctrl_c(self, was_empty: bool) -> None:
+        self._apply(self.logic.ctrl_c(was_empty, self.now()))
 
     def _interrupted(self) -> None:
         """SIGINT, SIGTERM or SIGHUP: log out and exit; a second one exits at once (status 1 if not
@@ -316,8 +320,9 @@ class ClientHost:
         host, port = self._listener.address[:2]
         self._apply(self.logic.listening(host, port, self.now()))
 
-    def _exit(self, status: int) -> None:
-        """Flush what is queued, close every connection, restore the console, stop the loop.
+    def _exit(self, status: int, drain: bool = False) -> None:
+        """Flush what is queued, close every connection, restore the console (``drain``: dropping what is being
+        typed), stop the loop.
 
         The loop stops within ``EXIT_GRACE`` whatever happens here.
         """
@@ -325,7 +330,10 @@ class ClientHost:
             return
         self.exit_status = status
         self.loop.call_later(EXIT_GRACE, self.loop.stop)
-        self._console.close()
+        if drain:
+            self._console.close(drain=True)
+        else:
+            self._console.close()
         self._timers.clear()
         for connector in self._connectors:
             connector.cancel()
@@ -353,7 +361,7 @@ class ClientHost:
         Listen: lambda host, effect: host._listen(),
         SetTimer: lambda host, effect: host._timers.set(effect.key, effect.when),
         CancelTimer: lambda host, effect: host._timers.cancel(effect.key),
-        Exit: lambda host, effect: host._exit(effect.status),
+        Exit: lambda host, effect: host._exit(effect.status, effect.drain),
     }
 
 

@@ -63,7 +63,7 @@ from .effects import (
     ToServer,
 )
 from .private_chat import PrivateChats
-from .words import ERRORS, FRAME_WORDS, PASSWORD_PROMPT, SAY, USERNAME_PROMPT, Words, hanging
+from .words import ERRORS, FRAME_WORDS, PASSWORD_PROMPT, QUIT_HINT, SAY, USERNAME_PROMPT, Words, hanging
 
 __all__ = ["Print", "Prompt", "ToServer", "ToPeer", "ConnectPeer", "ClosePeer", "Listen", "SetTimer",
            "CancelTimer", "Exit", "ClientEffect", "ChatClient", "State", "Command", "Param", "Choices", "COMMANDS",
@@ -201,6 +201,14 @@ class ChatClient:
     def interrupt(self, now: float) -> list[ClientEffect]:
         """A signal asked the client to stop: as the end of input."""
         return self._leave(now)
+
+    def ctrl_c(self, was_empty: bool, now: float) -> list[ClientEffect]:
+        """Ctrl-C in the line editor (it cleared the line): before the login it ends the client, as a
+        signal does (at a prompt a typed ``logout`` would be a user name or a password); once logged in, on
+        an empty line, it says how to quit."""
+        if self._state in (State.CONNECTING, *LOGIN_STEPS):
+            return self._leave(now)
+        return [Print(QUIT_HINT)] if was_empty and self._state == State.ACTIVE else []
 
     def listening(self, host: str, port: int, now: float) -> list[ClientEffect]:
         """The peer listener is bound: tell the server where (it takes this before the login, too)."""
@@ -366,8 +374,8 @@ class ChatClient:
         rule = ERRORS.get(code)
         if rule is None or rule.ask_again is not None and self._state not in LOGIN_STEPS:
             return [Print(SAY("unknown_error", {"code": code}))]
-        if rule.fatal:
-            return self._finish(rule.shown(frame), 1)
+        if rule.fatal:   # (at a login step the user may be typing a password: it must not reach the shell)
+            return self._finish(rule.shown(frame), 1, drain=self._state in LOGIN_STEPS)
         if rule.ends_request and type(frame.get("user")) is str:
             self._private.request_ended(frame["user"])
         effects: list[ClientEffect] = [Print(rule.shown(frame))]
@@ -511,12 +519,12 @@ class ChatClient:
         ids, self._unacked = self._unacked, []
         return [ToServer({"type": FrameType.ACK, "ids": ids})] if ids else []
 
-    def _finish(self, words: str | None, status: int) -> list[ClientEffect]:
-        """End every private chat, say ``words``, exit with ``status``."""
+    def _finish(self, words: str | None, status: int, drain: bool = False) -> list[ClientEffect]:
+        """End every private chat, say ``words``, exit with ``status`` (``drain``: dropping what is being typed)."""
         effects = self._private.close_all()
         if words is not None:
             effects.append(Print(words))
         self._state, self._waiting = State.DONE, False
         self._typed.clear()
-        effects.append(Exit(status))
+        effects.append(Exit(status, drain))
         return effects

@@ -99,12 +99,18 @@ class ErrorRule:
     fatal: bool = False                # the client exits with status 1
     ask_again: State | None = None     # a login step's error: that step is asked again (else the code is unknown)
     ends_request: bool = False         # it answers a startprivate, which is no longer open
+    lasts: str | None = None           # said after the words when the frame gives ``retry``, whole seconds
 
     def shown(self, frame: Frame) -> str:
         command = frame.get("command")
         by_command = self.by_command.get(command) if type(command) is str else None
-        return fill(by_command or self.words or next(iter(self.by_command.values())), frame)
+        words = fill(by_command or self.words or next(iter(self.by_command.values())), frame)
+        if self.lasts is not None and type(frame.get("retry")) is int:
+            words += fill(self.lasts, frame)
+        return words
 
+
+LOCK_LASTS = " (in {retry} s)"   # how long a lock lasts, when the server says
 
 ERRORS: dict[str, ErrorRule] = {   # keyed by ErrorCode (a str): every code the server sends
     ErrorCode.VERSION: ErrorRule("Error. Server speaks protocol version {version}", fatal=True),
@@ -116,9 +122,10 @@ ERRORS: dict[str, ErrorRule] = {   # keyed by ErrorCode (a str): every code the 
     ErrorCode.TRY_AGAIN: ErrorRule(
         "Error. The server cannot check passwords right now; try again", ask_again=State.PASSWORD),
     ErrorCode.ACCOUNT_BLOCKED: ErrorRule("Invalid Password. Your account has been blocked. Please try again later",
-                                         fatal=True),
+                                         fatal=True, lasts=LOCK_LASTS),
     ErrorCode.ACCOUNT_LOCKED: ErrorRule(
-        "Your account is blocked due to multiple login failures. Please try again later", fatal=True),
+        "Your account is blocked due to multiple login failures. Please try again later", fatal=True,
+        lasts=LOCK_LASTS),
     ErrorCode.LOGIN_TIMEOUT: ErrorRule("Error. Login timed out", fatal=True),
     ErrorCode.BUSY: ErrorRule("Error. Server busy, try again later", fatal=True),
     ErrorCode.TLS_REQUIRED: ErrorRule(
