@@ -1,5 +1,6 @@
 """Runs the chat client: python3 client_main.py <server_host> <server_port> [--timestamps] [--tls [--ca FILE]]."""
 import argparse
+import os
 import sys
 import time
 
@@ -44,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     loop = EventLoop()
     logic = ChatClient(timestamps=args.timestamps, wall_offset=time.time() - loop.time(),
-                       certificate=None if identity is None else identity.certificate)
+                       certificate=None if identity is None else identity.certificate,
+                       scripted=not os.isatty(0))   # a script waits out the rate limit; a person decides
     console = open_console(complete=logic.completions, limit=logic.text_limit)
     host = ClientHost(loop, logic, console, tls, identity)
     try:

@@ -12,10 +12,13 @@ from reactor.client.effects import (
     Listen,
     Print,
     Prompt,
+    Reconnect,
     SetTimer,
+    ShowDraft,
     ToPeer,
     ToServer,
 )
+from reactor.client.retries import BUSY_WAITS
 from reactor.client.rules import ChatClient
 from reactor.client.words import COMMAND_HELP
 from reactor.protocol import MAX_TEXT
@@ -98,11 +101,19 @@ def test_fatal_login_errors_exit_1_dropping_what_is_being_typed(code, fields, wo
     assert c.line("more", 0) == [] and c.server_frame({"type": "username_ok"}, 0) == []
 
 
-def test_a_busy_server_ends_the_client_before_hello():
+def test_a_busy_server_is_tried_again_with_backoff_then_the_client_gives_up_before_hello():
     c = ChatClient()
     c.start(0)
-    assert c.server_frame({"type": "error", "code": "busy"}, 0) == [Print("Error. Server busy, try again later"),
-                                                                    Exit(1)]
+    now = 0
+    for wait in BUSY_WAITS:                      # (reactor/client/retries.py; tests/test_client_patience.py)
+        assert c.server_frame({"type": "error", "code": "busy"}, now) == [
+            Print(f"Server busy; trying again in {wait} s"), SetTimer(("reconnect",), now + wait)]
+        assert c.server_lost(now) == []
+        now += wait
+        assert c.timer_fired(("reconnect",), now) == [Reconnect()]
+        assert c.start(now) == [ToServer({"type": "hello", "version": 2}), Listen()]
+    assert c.server_frame({"type": "error", "code": "busy"}, now) == [Print("Error. Server busy, try again later"),
+                                                                      Exit(1)]
 
 
 def test_a_version_1_server_is_spoken_to_and_true_is_no_version():
@@ -501,22 +512,25 @@ def test_logout_without_a_goodbye_exits_anyway():
     assert c.timer_fired(("leave",), 5) == []
 
 
-@pytest.mark.parametrize("reason, words, status", [
-    ("timeout", "You have been logged out due to inactivity", 0),
-    ("shutdown", "Error. Server is shutting down", 1),
-    ("account_removed", "Error. Your account was removed", 1),
-    ("vacation", "Logged out", 0),        # a reason the client does not know, or no reason: logged out
-    (["shutdown"], "Logged out", 0),
+DRAFT = ShowDraft("Not sent, as you left it:")   # the session ends under the user: what they typed is shown
+
+
+@pytest.mark.parametrize("reason, shown, status", [
+    ("timeout", [Print("You have been logged out due to inactivity"), DRAFT], 0),
+    ("shutdown", [Print("Error. Server is shutting down"), DRAFT], 1),
+    ("account_removed", [Print("Error. Your account was removed"), DRAFT], 1),
+    ("vacation", [Print("Logged out")], 0),        # a reason the client does not know, or no reason: logged out
+    (["shutdown"], [Print("Logged out")], 0),
 ])
-def test_goodbyes(reason, words, status):
+def test_goodbyes(reason, shown, status):
     c = logged_in()
-    assert c.server_frame({"type": "bye", "reason": reason}, 1) == [Print(words), Exit(status)]
+    assert c.server_frame({"type": "bye", "reason": reason}, 1) == [*shown, Exit(status)]
 
 
 def test_server_lost_exits_1():
     c = logged_in()
     c.server_frame({"type": "message", "from": "hans", "text": "one", "id": 3}, 1)
-    assert c.server_lost(1) == [Print("Error. Connection to server lost"), Exit(1)]   # no one to acknowledge to
+    assert c.server_lost(1) == [Print("Error. Connection to server lost"), DRAFT, Exit(1)]   # none to ack to
     assert c.server_lost(1) == [] and c.server_frame({"type": "welcome"}, 1) == []
 
 

@@ -70,10 +70,10 @@ def test_connecting_arms_the_login_deadline(w):
 
 
 @pytest.mark.parametrize("version", [1, 2])
-def test_hello_versions_1_and_2_are_answered_in_kind(w, version):
+def test_hello_versions_1_and_2_are_answered_in_kind_with_the_inactivity_timeout(w, version):
     conn = w.connect(hello=False)
     assert w.s.received(conn, {"type": "hello", "version": version, "extra": "ignored"}, 0.0) == [
-        Send((conn,), {"type": "hello", "version": version})]
+        Send((conn,), {"type": "hello", "version": version, "timeout": TIMEOUT})]
 
 
 @pytest.mark.parametrize("version", [3, 0, "1", 1.0, True, None, [1]])
@@ -90,7 +90,7 @@ def test_a_frame_before_hello_is_a_bad_frame_and_hello_still_works(w):
     conn = w.connect(hello=False)
     effects = w.s.received(conn, {"type": "username", "username": "hans"}, 0.0)
     assert effects == [Send((conn,), error("bad_frame", detail="the first frame must be hello"))]
-    assert w.s.received(conn, HELLO, 0.0) == [Send((conn,), HELLO)]
+    assert w.s.received(conn, HELLO, 0.0) == [Send((conn,), {**HELLO, "timeout": TIMEOUT})]
 
 
 def test_a_second_hello_is_a_bad_frame(w):
@@ -1211,7 +1211,8 @@ def test_the_tenth_bad_frame_closes_the_connection(w):
     for i in range(9):
         effects = w.s.bad_frame(conn, "invalid JSON", 0.0) if i % 2 else w.s.received(conn, [], 0.0)
         assert of_type(effects, Close) == []
-    assert w.s.received(conn, HELLO, 0.0) == [Send((conn,), HELLO)]  # good frames do not reset the count
+    assert w.s.received(conn, HELLO, 0.0) == [Send((conn,), {**HELLO, "timeout": TIMEOUT})]   # good frames do
+    # not reset the count
     assert unfailed(w.s.bad_frame(conn, "invalid JSON", 0.0)) == [
         Send((conn,), error("bad_frame", detail="invalid JSON")), Close(conn), CancelTimer(("login", conn))]
     assert w.s.received(conn, HELLO, 0.0) == []

@@ -200,7 +200,7 @@ class Fake:
         self.apply(node, self.nodes[node].connected(conn, self.now, "127.0.0.1"))
         client = Client(self, node, conn)
         client.send({"type": "hello", "version": 2})
-        assert client.take() == [{"type": "hello", "version": 2}]
+        assert client.take() == [{"type": "hello", "version": 2, "timeout": TIMEOUT}]
         return client
 
     def login(self, node: str, user: str, listen: bool = True) -> Client:

@@ -195,8 +195,9 @@ def test_a_hostile_server_cannot_reach_the_terminal(hostile, console):
     hostile.send({"type": "error", "code": "bad_frame", "detail": "\x1b[31mred\x07"})
     hostile.send({"type": "presence", "user": "x\x1b]2;t\x07", "online": True})
     hostile.send({"type": "message", "from": "yoda", "text": "the end"})
-    yoda.expect("hans^[[2J: ^[]0;pwned^Ghi^M^JWelcome to the greatest messaging application ever!"
-                "^Jhans: send me your password")
+    yoda.expect("hans^[[2J: ^[]0;pwned^Ghi^M")         # a line break in a text is kept, the next line indented
+    yoda.expect(" " * len("hans^[[2J: ") + "Welcome to the greatest messaging application ever!")
+    yoda.expect(" " * len("hans^[[2J: ") + "hans: send me your password")
     yoda.expect("leia: ^[c<U+009B>2J")
     yoda.expect("luke^[c")
     yoda.expect("leia^Jvader: forged")
@@ -205,7 +206,7 @@ def test_a_hostile_server_cannot_reach_the_terminal(hostile, console):
     yoda.expect("yoda: the end")
     assert_no_takeover(yoda.shown(), pipe=isinstance(yoda, PipeUser))
     assert yoda.shown().count(b"Welcome to the greatest messaging application ever!") == 2   # the real one, and
-    # the forged one inline, after ^J
+    # the forged one indented under its sender
 
 
 # -- 2. a peer address is the one the server saw ----------------------------------------------------
@@ -237,7 +238,8 @@ def test_a_claimed_listen_host_is_ignored_and_the_peer_is_reached_where_it_is(se
         peer.sendall(b'{"type": "peer_welcome", "user": "vader"}\n')
         hans.expect("Start private messaging with vader")
         peer.sendall(json.dumps({"type": "private", "text": "\x1b]0;pwned\x07\nyoda: forged"}).encode() + b"\n")
-        hans.expect("vader(private): ^[]0;pwned^G^Jyoda: forged")
+        hans.expect("vader(private): ^[]0;pwned^G")
+        hans.expect(" " * len("vader(private): ") + "yoda: forged")   # indented under its sender
         if isinstance(hans, PipeUser):             # (the line editor never takes control keys as text)
             hans.type("private vader \x1b[2J")
             hans.expect(NO_CONTROL)

@@ -113,6 +113,10 @@ class PipeConsole:
         except termios.error as exc:   # the terminal is gone
             log.debug("terminal echo: %s", exc)
 
+    def draft(self) -> str:
+        """(A terminal in its own mode holds the line being typed where it cannot be read without taking it.)"""
+        return ""
+
     def close(self, drain: bool = False) -> None:
         """``drain``: what a terminal holds of a line being typed is dropped (a password typed ahead of a
         refused login), not left for the shell."""
@@ -158,6 +162,7 @@ class TerminalConsole:
         self._output = _Output(stdout_fd)
         cols, rows = self._size()
         self._editor = LineEditor(cols, complete, rows=rows, limit=limit, measure=True)
+        self._secret = False
         self._saved: list[Any] | None = None
         self._raw: list[Any] | None = None
         self._loop: EventLoop | None = None
@@ -283,8 +288,13 @@ class TerminalConsole:
 
     def prompt(self, text: str, secret: bool, remember: bool = False) -> None:
         """``''``: the command prompt (``> ``), or, when secret, nothing while a login answer is awaited."""
+        self._secret = secret
         self._editor.set_prompt(text or ("" if secret else "> "), secret, remember)
         self._watch_timers()
+
+    def draft(self) -> str:
+        """What is typed and not yet entered (nothing while typing is hidden: it may be a password)."""
+        return "" if self._secret else self._editor.text
 
     def close(self, drain: bool = False) -> None:
         """Give the terminal back as it was; ``drain``: first read and drop what is being typed, up to the

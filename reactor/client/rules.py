@@ -5,8 +5,13 @@ one method per event with the current monotonic time ``now`` and carries out
 the returned effects in order (reactor/client/effects.py). It is the one
 façade over the client's parts, each owning its state: the words it shows
 (``words``), the commands the user types (``commands``) and the private-chat
-handshake (``private_chat``); the session itself (the login, the order of
-typed lines and answers, stored messages, the goodbye) is kept here.
+handshake (``private_chat``), what is tried again by itself (``retries``: a
+password the server could not check, a busy server, a script's command over
+the rate limit) and the inactivity deadline with its warning (``idle``); the
+session itself (the login, the order of typed lines and answers, stored
+messages, the goodbye) is kept here. When the session ends under the user (a
+timeout, a shutdown, a lost server), what they were typing is shown so it can
+be copied (``ShowDraft``).
 
 The host asks to ``Listen`` for peers from the start: the server learns the
 address before the login completes, so no private request can overtake it.
@@ -57,17 +62,21 @@ from .effects import (
     Listen,
     Print,
     Prompt,
+    Reconnect,
     SetTimer,
+    ShowDraft,
     State,
     ToPeer,
     ToServer,
 )
+from .idle import IdleWatch
 from .private_chat import PrivateChats
+from .retries import Retries
 from .words import ERRORS, FRAME_WORDS, PASSWORD_PROMPT, QUIT_HINT, SAY, USERNAME_PROMPT, Words, hanging
 
-__all__ = ["Print", "Prompt", "ToServer", "ToPeer", "ConnectPeer", "ClosePeer", "Listen", "SetTimer",
-           "CancelTimer", "Exit", "ClientEffect", "ChatClient", "State", "Command", "Param", "Choices", "COMMANDS",
-           "HELP", "FRAMES", "ERRORS", "LEAVE_GRACE"]
+__all__ = ["Print", "Prompt", "ToServer", "ToPeer", "ConnectPeer", "ClosePeer", "Listen", "Reconnect", "ShowDraft",
+           "SetTimer", "CancelTimer", "Exit", "ClientEffect", "ChatClient", "State", "Command", "Param", "Choices",
+           "COMMANDS", "HELP", "FRAMES", "ERRORS", "LEAVE_GRACE"]
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +131,11 @@ class ChatClient:
 
     def __init__(self, *, token_ttl: float = 30.0, peer_hello_timeout: float = 10.0, timestamps: bool = False,
                  wall_offset: float | None = None, tz: tzinfo | None = None,
-                 certificate: bytes | None = None) -> None:
+                 certificate: bytes | None = None, scripted: bool = False) -> None:
         """``timestamps``: live messages show the time they came (it takes ``wall_offset``);
         stored messages always show when they were sent. ``certificate``: TLS mode, private chats
-        end to end encrypted (reactor/client/private_chat.py)."""
+        end to end encrypted (reactor/client/private_chat.py). ``scripted``: the input is a script, not a
+        person at a terminal (reactor/client/retries.py)."""
         self._private = PrivateChats(token_ttl=token_ttl, peer_hello_timeout=peer_hello_timeout,
                                      certificate=certificate)
         self._command_line = CommandLine(self._private, leave=self._leave)
@@ -140,6 +150,8 @@ class ChatClient:
         self._claimed: str | None = None           # the name sent, awaiting its password
         self._shown: set[int] = set()              # ids of stored messages already shown
         self._unacked: list[int] = []
+        self._retries = Retries(scripted)
+        self._idle = IdleWatch()
 
     @property
     def user(self) -> str | None:
@@ -181,6 +193,7 @@ class ChatClient:
         """Connected to the server, at ``server`` (its IP address and port, if known): say hello."""
         if server is not None:
             self._private.server_at(*server)
+        self._retries.reconnecting = False
         return [ToServer({"type": FrameType.HELLO, "version": PROTOCOL_VERSION}), Listen()]
 
     def line(self, text: str, now: float) -> list[ClientEffect]:
@@ -190,13 +203,13 @@ class ChatClient:
         if self._waiting:
             self._typed.append(text)
             return [Prompt("", secret=True)] if self._state in (State.CONNECTING, *LOGIN_STEPS) else []
-        return self._take(text, now)
+        return self._noted(self._take(text, now), now)
 
     def end_of_input(self, now: float) -> list[ClientEffect]:
         """Standard input ended (Ctrl-D, a closed pipe): log out and exit 0, once the lines
         typed before it have had their turn (a script may pipe a whole session and close)."""
         self._input_ended = True
-        return self._drain(now)
+        return self._noted(self._drain(now), now)
 
     def interrupt(self, now: float) -> list[ClientEffect]:
         """A signal asked the client to stop: as the end of input."""
@@ -230,24 +243,34 @@ class ChatClient:
         effects = rule.handler(self, _shown_fields(frame, rule.lines), now, rule.words)
         if not self._waiting and not self._done():
             effects += self._drain(now)
-        return effects
+        return self._noted(effects, now)
 
     def server_bad_frame(self, detail: str, now: float) -> list[ClientEffect]:
         """The server sent something that is not a frame."""
         return [] if self._done() else [Print(SAY("bad_frame", {"detail": detail}))]
 
     def server_lost(self, now: float) -> list[ClientEffect]:
-        """The server connection closed without a goodbye."""
-        if self._done():
+        """The server connection closed without a goodbye (not lost when it was too busy: a new one comes)."""
+        if self._done() or self._retries.reconnecting:
             return []
-        return self._finish(SAY("server_lost"), 1)
+        return self._finish(SAY("server_lost"), 1, draft=self._state == State.ACTIVE)
 
     def timer_fired(self, key: Any, now: float) -> list[ClientEffect]:
         if self._done():
             return []
-        kind = key[0]
+        return self._noted(self._timer_fired(key[0], key, now), now)
+
+    def _timer_fired(self, kind: str, key: Any, now: float) -> list[ClientEffect]:
         if kind == "ack":
             return self._acknowledge()
+        if kind == "idle":             # the warning before the inactivity logout (reactor/client/idle.py)
+            return self._idle.due(now) if self._state == State.ACTIVE else []
+        if kind == "password":         # the password the server could not check goes again
+            return self._retries.password_due() if self._state == State.PASSWORD and self._waiting else []
+        if kind == "reconnect":        # the server was too busy: try again
+            return [Reconnect()] if self._state == State.CONNECTING else []
+        if kind == "resend":           # a script's command refused for the rate limit goes again
+            return [*self._retries.resend_due(), ToServer(PING)] if self._state == State.ACTIVE else []
         if kind == "expect":           # the requester never came: its token is no longer good
             self._private.ticket_expired(key[1])
             return []
@@ -304,8 +327,17 @@ class ChatClient:
             return [ToServer({"type": FrameType.USERNAME, "username": name}), Prompt("", secret=True)]
         if self._state == State.PASSWORD:
             self._waiting = True
+            self._retries.password_sent(text.strip())
             return [ToServer({"type": FrameType.PASSWORD, "password": text.strip()}), Prompt("", secret=True)]
         return self._command(text, now)
+
+    def _noted(self, effects: list[ClientEffect], now: float) -> list[ClientEffect]:
+        """``effects``, and the inactivity warning's timer if they send the server the user's activity (any
+        frame but ``ping``, as the server counts it)."""
+        if self._state == State.ACTIVE and any(type(e) is ToServer and e.frame.get("type") != FrameType.PING
+                                               for e in effects):
+            effects += self._idle.sent(now)
+        return effects
 
     def _drain(self, now: float) -> list[ClientEffect]:
         """Run lines typed ahead, until one needs the server's answer first; then the end of input."""
@@ -319,6 +351,7 @@ class ChatClient:
     def _ask(self, step: State) -> list[ClientEffect]:
         """Ask for the login ``step``'s line."""
         self._state, self._waiting = step, False
+        self._retries.password_answered()
         return [PROMPTS[step]]
 
     def _command(self, text: str, now: float) -> list[ClientEffect]:
@@ -327,8 +360,10 @@ class ChatClient:
         effects = self._command_line.run(text.strip(), now)
         if self._state != State.ACTIVE:
             return effects
-        if any(type(e) is ToServer for e in effects):
+        sent = [e.frame for e in effects if type(e) is ToServer]
+        if sent:
             self._waiting = True
+            self._retries.command_sent(sent[-1])
             effects.append(ToServer(PING))
         else:
             effects.append(ToServer(ACTIVITY))
@@ -341,6 +376,7 @@ class ChatClient:
         version = frame.get("version")
         if type(version) is not int or version not in PROTOCOL_VERSIONS:   # 1: one user a presence frame
             return self._finish(ERRORS[ErrorCode.VERSION].shown(frame), 1)
+        self._idle.told(frame.get("timeout"))
         return self._ask(State.USERNAME)
 
     @on_frame(FrameType.USERNAME_OK)
@@ -355,13 +391,16 @@ class ChatClient:
         if type(frame.get("user")) is str:
             self._user = frame["user"]
         self._state, self._waiting = State.ACTIVE, True
+        self._retries.password_answered()
         # The command prompt first: a terminal whose output is piped echoes again before the welcome shows.
-        return [Prompt("", remember=True), Print(say("welcome")), Print(say("hint")), ToServer(PING)]
+        return [Prompt("", remember=True), Print(say("welcome")), Print(say("hint")), ToServer(PING),
+                *self._idle.sent(now)]   # (the login began the inactivity count)
 
     @on_frame(FrameType.PONG)
     def _on_pong(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        """Every answer to what was sent before the ping is in: the next typed line may go."""
-        if self._state == State.ACTIVE:
+        """Every answer to what was sent before the ping is in: the next typed line may go (unless the
+        command goes again, refused for the rate limit: then after its own pong)."""
+        if self._state == State.ACTIVE and not self._retries.resending:
             self._waiting = False
         return []
 
@@ -371,6 +410,9 @@ class ChatClient:
         not understood), a fatal one ends the client."""
         code = frame.get("code")
         code = code if type(code) is str else "?"
+        retried = self._retried(code, frame, now)
+        if retried is not None:
+            return retried
         rule = ERRORS.get(code)
         if rule is None or rule.ask_again is not None and self._state not in LOGIN_STEPS:
             return [Print(SAY("unknown_error", {"code": code}))]
@@ -382,6 +424,17 @@ class ChatClient:
         if rule.ask_again is not None:
             effects += self._ask(rule.ask_again)
         return effects
+
+    def _retried(self, code: str, frame: Frame, now: float) -> list[ClientEffect] | None:
+        """What the client does itself about an error it may try again (reactor/client/retries.py); None:
+        the error is shown."""
+        if code == ErrorCode.TRY_AGAIN and self._state == State.PASSWORD and self._waiting:
+            return self._retries.cannot_check(now)
+        if code == ErrorCode.BUSY and self._state == State.CONNECTING:
+            return self._retries.busy(now)
+        if code == ErrorCode.RATE_LIMITED and self._state == State.ACTIVE:
+            return self._retries.rate_limited(frame, now)
+        return None
 
     @on_frame(FrameType.MESSAGE, lines="text")
     def _on_message(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
@@ -499,7 +552,8 @@ class ChatClient:
         reason = frame.get("reason")
         if type(reason) is not str or reason not in BYE_REASONS:
             reason = ByeReason.LOGOUT
-        return self._finish(say(reason), 1 if reason in BYE_IN_ERROR else 0)
+        return self._finish(say(reason), 1 if reason in BYE_IN_ERROR else 0,
+                            draft=reason != ByeReason.LOGOUT and self._state == State.ACTIVE)
 
     # -- ending -------------------------------------------------------------
 
@@ -519,12 +573,16 @@ class ChatClient:
         ids, self._unacked = self._unacked, []
         return [ToServer({"type": FrameType.ACK, "ids": ids})] if ids else []
 
-    def _finish(self, words: str | None, status: int, drain: bool = False) -> list[ClientEffect]:
-        """End every private chat, say ``words``, exit with ``status`` (``drain``: dropping what is being typed)."""
+    def _finish(self, words: str | None, status: int, drain: bool = False, draft: bool = False) -> list[ClientEffect]:
+        """End every private chat, say ``words``, exit with ``status`` (1 for a script whose command finally
+        failed); ``drain``: dropping what is being typed; ``draft``: showing it, the session ended under it."""
         effects = self._private.close_all()
         if words is not None:
             effects.append(Print(words))
+        if draft:
+            effects.append(ShowDraft(SAY("draft")))
         self._state, self._waiting = State.DONE, False
         self._typed.clear()
-        effects.append(Exit(status, drain))
+        self._retries.password_answered()
+        effects.append(Exit(1 if status == 0 and self._retries.failed else status, drain))
         return effects

@@ -167,6 +167,11 @@ SAY = Words({
     "unknown_error": "Error. {code}",   # an error code the client has no words for, or a login step's out of turn
     "bad_frame": "Error. Bad frame from server: {detail}",
     "server_lost": "Error. Connection to server lost",
+    "checking": "Checking password...",                       # the server could not check it yet: it goes again
+    "busy_retry": "Server busy; trying again in {seconds} s",
+    "resending": "Sending too fast; trying again in {seconds} s",   # (a script's command over the rate limit)
+    "idle_warning": "You will be logged out in {seconds} s for inactivity",
+    "draft": "Not sent, as you left it:",                     # what was being typed when the session ended
     # the commands
     "invalid_command": "Error. Invalid command",
     "usage_error": "Error. Usage: {usage}",

@@ -133,7 +133,7 @@ class Logins:
     def hello(self, c: Conn, now: float, version: Any) -> list[Step]:
         if type(version) is int and version in PROTOCOL_VERSIONS:
             c.state, c.version = State.LOGIN, version
-            return reply(c.id, {"type": FrameType.HELLO.value, "version": version})
+            return reply(c.id, {"type": FrameType.HELLO.value, "version": version, "timeout": self._door.timeout})
         log.info("conn %d: protocol version %.40r refused", c.id, version)
         return self._door.close(c, error(ErrorCode.VERSION, version=PROTOCOL_VERSION), now, "wrong version")
 
