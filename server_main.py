@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import errno
 import logging
 import math
@@ -33,7 +34,7 @@ from reactor.server.reload import AccountsReload
 from reactor.server.rules import ChatServer
 from reactor.server.store import Store, StoreError
 from reactor.server.verifier import default_helpers
-from reactor.tls import TLSConfigError, server_context
+from reactor.tls import TLSConfigError, certificate_expiry, server_context
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ byte_cap.__name__ = "size in bytes (0: no cap; K, M, G allowed)"
 rate.__name__ = "rate (a number >= 0; 0: no limit)"
 
 STATE_MAX_BYTES = 1 << 30   # default cap on the state file
+CERTIFICATE_WARNING = datetime.timedelta(days=14)   # a TLS certificate that expires sooner is warned of at start
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -225,6 +227,21 @@ def main(argv: list[str] | None = None) -> int:
     return status if closed else 1
 
 
+def warn_of_expiry(cert_file: str, now: datetime.datetime | None = None) -> None:
+    """Log a warning if the certificate in ``cert_file`` has expired (clients refuse it) or expires within
+    ``CERTIFICATE_WARNING``."""
+    expires = certificate_expiry(cert_file)
+    now = now or datetime.datetime.now(datetime.UTC)
+    if expires is None:
+        log.warning("cannot tell when the TLS certificate %s expires", cert_file)
+    elif expires <= now:
+        log.warning("the TLS certificate %s expired on %s UTC: clients refuse it", cert_file,
+                    f"{expires:%Y-%m-%d %H:%M}")
+    elif expires - now <= CERTIFICATE_WARNING:
+        log.warning("the TLS certificate %s expires on %s UTC, in %d days: renew it", cert_file,
+                    f"{expires:%Y-%m-%d %H:%M}", (expires - now).days)
+
+
 def close_store(store: Store) -> bool:
     """Commit what the last loop iteration applied and release the file; False (said on stderr) if that failed."""
     try:
@@ -286,6 +303,7 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
     print(f"Server listening on {bound_host}:{bound_port}", flush=True)
     if tls is not None:
         log.info("TLS only, certificate %s", args.tls_cert)
+        warn_of_expiry(args.tls_cert)
     plain = plain_accounts(accounts)
     if plain:
         log.warning("%d of %d accounts in %s have a plain password; hash them with: python3 server_main.py "

@@ -17,7 +17,10 @@ client's (``cert``), and the host speaks TLS to the peer, trusting exactly that
 certificate (``reactor.client.peer_certs``). The SHA-256 fingerprint of the
 certificate each peer presented (``accepted``/``connected``) is checked against
 the relayed one, and no private chat opens with a client that has no
-certificate: there is no plaintext fallback.
+certificate: there is no plaintext fallback. A TLS-mode client that cannot make
+its certificate (``unavailable``: why) has no private chats at all: it does not
+listen for peers (the server tells those who ask that it cannot accept) and
+refuses ``startprivate`` with the reason.
 """
 from __future__ import annotations
 
@@ -92,8 +95,10 @@ class _Ticket:
 class PrivateChats:
     """The private chats of one client, from the request to the end of the chat."""
 
-    def __init__(self, *, token_ttl: float, peer_hello_timeout: float, certificate: bytes | None) -> None:
+    def __init__(self, *, token_ttl: float, peer_hello_timeout: float, certificate: bytes | None,
+                 unavailable: str | None = None) -> None:
         self._certificate = certificate
+        self.unavailable = unavailable             # why this client has no private chats, or None
         self._token_ttl = token_ttl
         self._peer_hello_timeout = peer_hello_timeout
         self._questions: deque[str] = deque()      # users asking us for a private chat, oldest first
@@ -140,6 +145,8 @@ class PrivateChats:
 
     def start(self, user: str) -> list[ClientEffect]:
         """The user asks ``user`` for a private chat (``startprivate``)."""
+        if self.unavailable is not None:
+            return [Print("Error. " + SAY("no_private_chats", {"reason": self.unavailable}))]
         if user in self._chats:
             return [Print(SAY("already_chatting", {"user": user}))]
         if user in self._connecting:

@@ -131,13 +131,15 @@ class ChatClient:
 
     def __init__(self, *, token_ttl: float = 30.0, peer_hello_timeout: float = 10.0, timestamps: bool = False,
                  wall_offset: float | None = None, tz: tzinfo | None = None,
-                 certificate: bytes | None = None, scripted: bool = False) -> None:
+                 certificate: bytes | None = None, scripted: bool = False,
+                 no_private_chats: str | None = None) -> None:
         """``timestamps``: live messages show the time they came (it takes ``wall_offset``);
         stored messages always show when they were sent. ``certificate``: TLS mode, private chats
-        end to end encrypted (reactor/client/private_chat.py). ``scripted``: the input is a script, not a
-        person at a terminal (reactor/client/retries.py)."""
+        end to end encrypted (reactor/client/private_chat.py); ``no_private_chats``: why there are none (TLS
+        mode that cannot make its certificate: no listening for peers). ``scripted``: the input is a script,
+        not a person at a terminal (reactor/client/retries.py)."""
         self._private = PrivateChats(token_ttl=token_ttl, peer_hello_timeout=peer_hello_timeout,
-                                     certificate=certificate)
+                                     certificate=certificate, unavailable=no_private_chats)
         self._command_line = CommandLine(self._private, leave=self._leave)
         self._live_stamps = timestamps and wall_offset is not None
         self._wall_offset = wall_offset or 0.0
@@ -194,7 +196,8 @@ class ChatClient:
         if server is not None:
             self._private.server_at(*server)
         self._retries.reconnecting = False
-        return [ToServer({"type": FrameType.HELLO, "version": PROTOCOL_VERSION}), Listen()]
+        hello = ToServer({"type": FrameType.HELLO, "version": PROTOCOL_VERSION})
+        return [hello] if self._private.unavailable is not None else [hello, Listen()]
 
     def line(self, text: str, now: float) -> list[ClientEffect]:
         """The user typed a line."""

@@ -184,6 +184,7 @@ SAY = Words({
     "already_starting": "Error. Private messaging with {user} is starting already",
     "not_chatting": "Error. Private messaging to {user} not enabled",
     # the private chats
+    "no_private_chats": "Private chats are unavailable: {reason}",   # (TLS mode without its library)
     "unencrypted_peer": ("Error. Cannot start private messaging with {user}: "
                          "their client does not encrypt private chats"),
     "host_name": "Error. Cannot reach {user} for private messaging: the server named a host ({host}), "
