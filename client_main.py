@@ -24,7 +24,7 @@ port_number.__name__ = "port (1-65535)"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="client_main.py", description="The chat client.")
+    parser = argparse.ArgumentParser(description="The chat client.")   # (prog: client_main.py, or reactor-chat-client)
     parser.add_argument("server_host", help="the server's name or address")
     parser.add_argument("server_port", type=port_number, help="the server's port")
     parser.add_argument("--timestamps", action="store_true",
