@@ -182,6 +182,18 @@ def test_a_script_sends_a_command_refused_for_the_rate_limit_again_after_the_wai
     assert frames(c.server_frame(PONG, 3)) == [{"type": "whoelse"}, {"type": "ping"}]
 
 
+def test_a_resend_due_before_the_refusals_pong_still_waits_for_its_own_pong():
+    """A wait of 0 s: the command may go again before the pong that followed its refusal comes; that pong
+    answers nothing, and the next line waits for the resent command's."""
+    c = scripted_client()
+    c.line("message hans hi", 1)
+    c.line("whoelse", 1)
+    c.server_frame({"type": "error", "code": "rate_limited", "command": "message", "retry": 0}, 1)
+    assert frames(c.timer_fired(("resend",), 1)) == [{"type": "message", "to": "hans", "text": "hi"}, {"type": "ping"}]
+    assert frames(c.server_frame(PONG, 1)) == []          # the refusal's pong
+    assert frames(c.server_frame(PONG, 1)) == [{"type": "whoelse"}, {"type": "ping"}]   # the message's
+
+
 def test_a_script_whose_command_is_refused_after_every_resend_exits_1():
     c = scripted_client()
     c.line("broadcast hi", 1)

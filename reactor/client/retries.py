@@ -41,7 +41,7 @@ class Retries:
         self.reconnecting = False           # a new connection is due: the old one's end is no loss
         self._command: Frame | None = None  # the last command sent
         self._resends = 0                   # ... and how often it went again
-        self.resending = False              # the last command goes again soon: the next line waits for it
+        self._refused_pong = False          # the pong after a command that goes again is not its answer
         self.failed = False                 # a script's command was refused for good
 
     # -- the password -------------------------------------------------------------
@@ -93,9 +93,16 @@ class Retries:
             self.failed = True
             return None
         self._resends += 1
-        self.resending = True
+        self._refused_pong = True
         return [Print(SAY("resending", {"seconds": retry})), SetTimer(("resend",), now + retry)]
 
     def resend_due(self) -> list[ClientEffect]:
-        self.resending = False
         return [] if self._command is None else [ToServer(self._command)]
+
+    def pong_answers(self) -> bool:
+        """A pong came: whether it answers the last command (not when it follows a refusal of a command
+        that goes again, before or after the command went: the next line waits for the command's own)."""
+        if self._refused_pong:
+            self._refused_pong = False
+            return False
+        return True

@@ -403,7 +403,7 @@ class ChatClient:
     def _on_pong(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         """Every answer to what was sent before the ping is in: the next typed line may go (unless the
         command goes again, refused for the rate limit: then after its own pong)."""
-        if self._state == State.ACTIVE and not self._retries.resending:
+        if self._retries.pong_answers() and self._state == State.ACTIVE:
             self._waiting = False
         return []
 
