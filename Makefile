@@ -1,10 +1,15 @@
-# make run-server / make run-client run the product (standard library only).
+# make run-server / make run-client run the product (standard library only), in the foreground, with the
+# project's .venv when it exists (TLS mode's private chats need its cryptography), else $(PYTHON). make reports
+# a program's error exit as "make: *** [...] Error 1" and exits 2 itself: for the program's own status, run
+# python3 server_main.py / client_main.py directly (README.md has the commands).
 # make lint runs ruff and mypy (settings in pyproject.toml); make test runs lint, then the suite with coverage.
 # Both set up .venv first: the project installed editable with its pinned dev extras (pyproject.toml, the one list).
 # make bench / make bench-quick also install the pinned bench-only tools (tests/bench/requirements.txt).
 PYTHON ?= python3
 VENV   := .venv
 VPY    := $(VENV)/bin/python
+# What run-server and run-client run on: the project's venv when it exists.
+RUNPY  := $(if $(wildcard $(VPY)),$(VPY),$(PYTHON))
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 BLOCK  ?= 10
@@ -27,7 +32,7 @@ BENCH_ARGS ?=
 # CLUSTER=redis://HOST:PORT NODE=ID runs one node of a cluster instead (with the venv's hiredis; nodes on one
 # machine may share PORT):  make run-engine, then  make run-server CLUSTER=redis://127.0.0.1:6379 NODE=a
 run-server: $(if $(CLUSTER),$(VENV)/.installed)
-	$(if $(CLUSTER),$(VPY),$(PYTHON)) server_main.py $(PORT) $(BLOCK) $(TIMEOUT) --host $(HOST) \
+	$(if $(CLUSTER),$(VPY),$(RUNPY)) server_main.py $(PORT) $(BLOCK) $(TIMEOUT) --host $(HOST) \
 		--credentials $(CREDENTIALS) --state $(STATE) \
 		$(if $(CLUSTER),--cluster $(CLUSTER) --node-id $(NODE) --reuse-port) \
 		$(if $(TLS_CERT),--tls-cert $(TLS_CERT)) $(if $(TLS_KEY),--tls-key $(TLS_KEY)) $(ARGS)
@@ -41,7 +46,7 @@ run-engine: $(VENV)/.engine
 
 # TLS=1 speaks TLS, trusting the system's CAs; CA=FILE trusts only that CA (and implies TLS).
 run-client:
-	$(PYTHON) client_main.py $(HOST) $(PORT) $(if $(TLS),--tls) $(if $(CA),--ca $(CA))
+	$(RUNPY) client_main.py $(HOST) $(PORT) $(if $(TLS),--tls) $(if $(CA),--ca $(CA))
 
 # A development CA and a server certificate for localhost, 127.0.0.1 and ::1 in $(CERTS)/ (git-ignored;
 # the CA for 10 years, the server certificate for 825 days). Not for production: the CA key lies beside them.

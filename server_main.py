@@ -2,13 +2,16 @@
 
 ``python3 server_main.py hash-password [--user NAME]`` prints a hashed password for the accounts file instead;
 ``python3 server_main.py admin PATH COMMAND`` speaks to a running server's admin socket (``reactor-chat-admin``).
+Installed, the command is ``reactor-chat-server``: its usage and hints name the command as it was run.
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import errno
 import logging
 import math
+import os
 import resource
 import signal
 import ssl
@@ -19,7 +22,7 @@ from typing import Any
 from reactor.loop import EventLoop
 from reactor.ops import admin_cli
 from reactor.ops.logs import FORMATS, configure_logging
-from reactor.server.credentials import CredentialsError, load_credentials, plain_accounts
+from reactor.server.credentials import CredentialsError, CredentialsMissing, load_credentials, plain_accounts
 from reactor.server.host import (
     FAILURE_LOG_INTERVAL,
     MAX_STRANGERS,
@@ -33,7 +36,7 @@ from reactor.server.reload import AccountsReload
 from reactor.server.rules import ChatServer
 from reactor.server.store import Store, StoreError
 from reactor.server.verifier import default_helpers
-from reactor.tls import TLSConfigError, server_context
+from reactor.tls import TLSConfigError, certificate_expiry, server_context
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +118,23 @@ byte_cap.__name__ = "size in bytes (0: no cap; K, M, G allowed)"
 rate.__name__ = "rate (a number >= 0; 0: no limit)"
 
 STATE_MAX_BYTES = 1 << 30   # default cap on the state file
+CERTIFICATE_WARNING = datetime.timedelta(days=14)   # a TLS certificate that expires sooner is warned of at start
+
+
+def command_name() -> str:
+    """The command as it was run, for usage and hints: ``server_main.py``, or the installed
+    ``reactor-chat-server``."""
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "server_main.py"
+
+
+def invocation() -> str:
+    """How to run the command again: ``python3 server_main.py``, or ``reactor-chat-server``."""
+    name = command_name()
+    return f"python3 {name}" if name.endswith(".py") else name
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="server_main.py", description="The chat server.")
+    parser = argparse.ArgumentParser(prog=command_name(), description="The chat server.")
     parser.add_argument("server_port", type=port_number, help="TCP port to listen on (0: the OS picks)")
     parser.add_argument("block_duration", type=seconds,
                         help="seconds an account stays locked after 3 bad passwords (at most a year)")
@@ -192,7 +208,7 @@ def raise_open_files_limit() -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["hash-password"]:   # no port is spelled so: the server's own arguments are untouched
-        return hash_password_command(argv[1:])
+        return hash_password_command(argv[1:], prog=command_name())
     if argv[:1] == ["admin"]:
         return admin_cli.main(argv[1:])
     args = parse_args(argv)
@@ -201,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_level, args.log_format)
     try:
         accounts = load_credentials(args.credentials)
+    except CredentialsMissing as exc:
+        print(f"Error. {exc} (name the accounts file with --credentials FILE: one '<username> <password>' line "
+              "per account)", file=sys.stderr)
+        return 2
     except CredentialsError as exc:
         print(f"Error. {exc}", file=sys.stderr)
         return 2
@@ -223,6 +243,21 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         closed = close_store(store)
     return status if closed else 1
+
+
+def warn_of_expiry(cert_file: str, now: datetime.datetime | None = None) -> None:
+    """Log a warning if the certificate in ``cert_file`` has expired (clients refuse it) or expires within
+    ``CERTIFICATE_WARNING``."""
+    expires = certificate_expiry(cert_file)
+    now = now or datetime.datetime.now(datetime.UTC)
+    if expires is None:
+        log.warning("cannot tell when the TLS certificate %s expires", cert_file)
+    elif expires <= now:
+        log.warning("the TLS certificate %s expired on %s UTC: clients refuse it", cert_file,
+                    f"{expires:%Y-%m-%d %H:%M}")
+    elif expires - now <= CERTIFICATE_WARNING:
+        log.warning("the TLS certificate %s expires on %s UTC, in %d days: renew it", cert_file,
+                    f"{expires:%Y-%m-%d %H:%M}", (expires - now).days)
 
 
 def close_store(store: Store) -> bool:
@@ -286,10 +321,14 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
     print(f"Server listening on {bound_host}:{bound_port}", flush=True)
     if tls is not None:
         log.info("TLS only, certificate %s", args.tls_cert)
+        warn_of_expiry(args.tls_cert)
     plain = plain_accounts(accounts)
     if plain:
-        log.warning("%d of %d accounts in %s have a plain password; hash them with: python3 server_main.py "
-                    "hash-password --user NAME", plain, len(accounts), args.credentials)
+        log.warning("%d of %d accounts in %s have a plain password; hash them with: %s hash-password --user NAME",
+                    plain, len(accounts), args.credentials, invocation())
+    if not accounts:
+        log.warning("%s holds no accounts: nobody can log in (one '<username> <password>' line per account; "
+                    "SIGHUP reads it again)", args.credentials)
     log.info("serving %d accounts, block %.3gs, timeout %.3gs; at most %d strangers (%d per address)",
              len(accounts), args.block_duration, args.timeout, max_strangers, args.max_strangers_per_address)
     if guard is None:

@@ -62,7 +62,8 @@ def ca():
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory, ca):
-    """PEM files: the CA, a good server certificate and key, an expired one, one for another host, another CA."""
+    """PEM files: the CA, a good server certificate and key, an expired one, one that expires in 5 days, one for
+    another host, another CA."""
     folder = tmp_path_factory.mktemp("certs")
     now = datetime.datetime.now(datetime.UTC)
     paths = {"ca": folder / "ca.pem", "other_ca": folder / "other-ca.pem"}
@@ -71,6 +72,7 @@ def certs(tmp_path_factory, ca):
     for name, cert in (("good", ca.issue_cert("localhost", "127.0.0.1")),
                        ("expired", ca.issue_cert("localhost", "127.0.0.1", not_before=now - datetime.timedelta(days=30),
                                                  not_after=now - datetime.timedelta(days=1))),
+                       ("soon", ca.issue_cert("localhost", "127.0.0.1", not_after=now + datetime.timedelta(days=5))),
                        ("other_host", ca.issue_cert("chat.example.org"))):
         paths[name] = folder / f"{name}.pem"
         cert.private_key_and_cert_chain_pem.write_to_path(str(paths[name]))

@@ -505,7 +505,7 @@ class World:
             SetTimer(("login", conn), now + min(self.timeout, MAX_LOGIN_TIME))]
         if hello:
             hello = {"type": "hello", "version": version}
-            assert self.s.received(conn, hello, now) == [Send((conn,), hello)]
+            assert self.s.received(conn, hello, now) == [Send((conn,), {**hello, "timeout": self.timeout})]
         return conn
 
     def login(self, user, now=0.0, listen=True, version=1, address="10.0.0.1"):

@@ -200,7 +200,7 @@ class Fake:
         self.apply(node, self.nodes[node].connected(conn, self.now, "127.0.0.1"))
         client = Client(self, node, conn)
         client.send({"type": "hello", "version": 2})
-        assert client.take() == [{"type": "hello", "version": 2}]
+        assert client.take() == [{"type": "hello", "version": 2, "timeout": TIMEOUT}]
         return client
 
     def login(self, node: str, user: str, listen: bool = True) -> Client:
@@ -546,11 +546,11 @@ def test_wrong_is_invalid_password_and_the_password_may_come_again(fake):
 def test_blocked_closes_and_locks_the_account_here(fake):
     client, claim = claimed(fake, "a", "yoda", "nope")
     fake.answer("a", claim, LoginOutcome.BLOCKED, until=fake.now + BLOCK)
-    assert client.take() == [{"type": "error", "code": "account_blocked"}]
+    assert client.take() == [{"type": "error", "code": "account_blocked", "retry": BLOCK}]
     assert client.closed
     again = fake.connect("a")
     again.send({"type": "username", "username": "yoda"})
-    assert again.take() == [{"type": "error", "code": "account_locked"}]
+    assert again.take() == [{"type": "error", "code": "account_locked", "retry": BLOCK}]
     fake.now += BLOCK
     assert fake.connect("a").do({"type": "username", "username": "yoda"}) == [{"type": "username_ok"}]
 
@@ -558,7 +558,7 @@ def test_blocked_closes_and_locks_the_account_here(fake):
 def test_locked_closes_with_account_locked(fake):
     client, claim = claimed(fake, "a", "yoda", ACCOUNTS["yoda"])
     fake.answer("a", claim, LoginOutcome.LOCKED, until=fake.now + 5)
-    assert client.take() == [{"type": "error", "code": "account_locked"}]
+    assert client.take() == [{"type": "error", "code": "account_locked", "retry": 5}]
     assert client.closed
     assert fake.nodes["a"].is_locked("yoda", fake.now)
 
@@ -610,10 +610,11 @@ def test_three_wrong_passwords_over_three_nodes_lock_the_account_everywhere(fake
         assert client.do({"type": "password", "password": "nope"})[-1] == {"type": "error", "code": "invalid_password"}
     client = fake.connect("c")
     client.send({"type": "username", "username": "yoda"})
-    assert client.do({"type": "password", "password": "nope"})[-1] == {"type": "error", "code": "account_blocked"}
+    assert client.do({"type": "password", "password": "nope"})[-1] == {
+        "type": "error", "code": "account_blocked", "retry": BLOCK}
     for node in NODES:   # told at the user name on every node, not only the one that locked it
         assert fake.connect(node).do({"type": "username", "username": "yoda"}) == [
-            {"type": "error", "code": "account_locked"}]
+            {"type": "error", "code": "account_locked", "retry": BLOCK}]
 
 
 def test_a_welcome_for_a_user_known_on_a_dead_node_drops_the_stale_one_first(fake):
@@ -664,7 +665,7 @@ def test_resync_takes_the_blocks_and_locks(fake):
     assert hans.take() == []
     assert hans.do({"type": "whoelse"}) == [{"type": "users", "names": []}]
     assert fake.connect("a").do({"type": "username", "username": "luke"}) == [
-        {"type": "error", "code": "account_locked"}]
+        {"type": "error", "code": "account_locked", "retry": 5}]
 
 
 def test_resync_drops_a_private_request_of_a_user_gone_meanwhile(fake):

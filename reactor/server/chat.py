@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Iterable
 
 from ..protocol import MAX_CERT, ByeReason, ErrorCode, FrameType
-from ..text import CONTROL
+from ..text import TEXT_CONTROL
 from .blocks import NOBODY, Blocks
 from .commands import LOGGED_IN, STRANGER, Field, command, seconds_problem, string, valid
 from .door import Door
@@ -33,8 +33,9 @@ Away = Callable[[Session, str, str, int, float], list[Step]]   # a message for o
 _MESSAGE = FrameType.MESSAGE.value
 _CONTROL_CHARACTERS = error(ErrorCode.CONTROL_CHARACTERS)
 # One precompiled search (about 0.3 us on a 100-character text), skipped for printable ASCII, the common case
-# (two C string checks: tab, the one control character allowed, is not printable, so it goes to the search).
-_has_control = CONTROL.search
+# (two C string checks: tab and the line break, the control characters allowed, are not printable, so they go to
+# the search).
+_has_control = TEXT_CONTROL.search
 
 
 class ChatCommands:

@@ -20,6 +20,7 @@ once (``reactor/cluster/rules.py``); either way ``conclude`` carries it out.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from collections import deque
 from collections.abc import Callable
@@ -132,7 +133,7 @@ class Logins:
     def hello(self, c: Conn, now: float, version: Any) -> list[Step]:
         if type(version) is int and version in PROTOCOL_VERSIONS:
             c.state, c.version = State.LOGIN, version
-            return reply(c.id, {"type": FrameType.HELLO.value, "version": version})
+            return reply(c.id, {"type": FrameType.HELLO.value, "version": version, "timeout": self._door.timeout})
         log.info("conn %d: protocol version %.40r refused", c.id, version)
         return self._door.close(c, error(ErrorCode.VERSION, version=PROTOCOL_VERSION), now, "wrong version")
 
@@ -210,7 +211,13 @@ class Logins:
     def locked_out(self, c: Conn, user: str, now: float) -> list[Step]:
         log.debug("conn %d: %s is locked", c.id, user)
         return [LoginFailed(c.id, "locked account"),
-                *self._door.close(c, error(ErrorCode.ACCOUNT_LOCKED), now, "account locked")]
+                *self._door.close(c, error(ErrorCode.ACCOUNT_LOCKED, **self._lock_left(user, now)), now,
+                                  "account locked")]
+
+    def _lock_left(self, user: str, now: float) -> dict[str, int]:
+        """``retry``: the whole seconds until ``user``'s lock ends (its client says how long it lasts), if known."""
+        until = self._locked_until.get(user)
+        return {} if until is None or until <= now else {"retry": math.ceil(until - now)}
 
     # -- a password's outcome ------------------------------------------------------
 
@@ -247,7 +254,8 @@ class Logins:
             return [LoginFailed(c.id, "wrong password"), *self._door.refuse(c, error(ErrorCode.INVALID_PASSWORD), now)]
         if outcome is LoginOutcome.BLOCKED:
             return [LoginFailed(c.id, "wrong password"),
-                    *self._door.close(c, error(ErrorCode.ACCOUNT_BLOCKED), now, "account blocked")]
+                    *self._door.close(c, error(ErrorCode.ACCOUNT_BLOCKED, **self._lock_left(user, now)), now,
+                                      "account blocked")]
         if outcome is LoginOutcome.LOCKED:
             return self.locked_out(c, user, now)
         if outcome is LoginOutcome.ALREADY:
