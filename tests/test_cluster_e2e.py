@@ -159,7 +159,7 @@ def test_a_node_killed_is_reaped_and_its_users_may_log_in_elsewhere(cluster):
 @pytest.mark.parametrize("fenced", [False, True], ids=["back-at-once", "back-after-the-fence"])
 def test_the_engine_killed_and_restarted_loses_nothing_kept(cluster, engine, fenced):
     """Restarted at once the nodes may keep their sessions; restarted after the nodes ended theirs (bye
-    shutdown), they join again. Either way what was kept is there, and nobody is logged in twice."""
+    cut_off), they join again. Either way what was kept is there, and nobody is logged in twice."""
     hans = cluster.login("c", "hans")
     hans.send({"type": "message", "to": "yoda", "text": "before the crash"})
     hans.expect("stored", to="yoda")
@@ -167,14 +167,14 @@ def test_the_engine_killed_and_restarted_loses_nothing_kept(cluster, engine, fen
     if fenced:
         engine.kill9()
         for client in (hans, luke):
-            client.until("bye", reason="shutdown", timeout=2 * LEASE)
+            client.until("bye", reason="cut_off", timeout=2 * LEASE)
         engine.start()   # on the same port and directory
     else:
         engine.restart()   # kill -9, then start on the same port and directory
     for node in ("c", "a", "b"):   # a node that took a login after the restart is back in the cluster
         logout(cluster.login_on(node, "vader"))
     clients = {"hans": hans, "luke": luke}
-    # A node may have ended its sessions while the engine was away (bye shutdown), or kept them.
+    # A node may have ended its sessions while the engine was away (bye cut_off), or kept them.
     for user, client in list(clients.items()):
         client.send({"type": "ping"})
         try:
@@ -205,13 +205,13 @@ def test_a_node_cut_off_from_the_engine_ends_its_sessions_and_refuses_logins(clu
     engine.signal(signal.SIGSTOP)
     try:
         stopped = time.monotonic()
-        hans.until("bye", reason="shutdown", timeout=2 * LEASE)
+        hans.until("bye", reason="cut_off", timeout=2 * LEASE)
         assert time.monotonic() - stopped < LEASE, "fenced only after the lease"
         client = cluster.connect("c")
         client.send({"type": "username", "username": "yoda"})
         client.expect("username_ok")
         client.send({"type": "password", "password": ACCOUNTS["yoda"]})
-        client.expect("error", code="try_again")
+        client.expect("error", code="cluster_unavailable")
         wait_for(lambda: time.monotonic() - stopped > stopped_for, what="the engine stopped long enough")
     finally:
         engine.signal(signal.SIGCONT)
