@@ -115,6 +115,7 @@ class ClusterHost(ServerHost):
         self._reads = 0               # reads issued; a read's answer older than a resync or join is not used
         self._events_from = "$"       # the last entry read of each stream
         self._inbox_from = "$"
+        self._took = ""               # the last entry of the inbox this node took (RENEW keeps it on disk)
         self._floor: dict[str, tuple[int, int]] = {}   # user -> its inbox's last entry when it logged in
         self._taken: dict[str, list[dict[str, Any]]] = {}   # node -> the fates of its users' messages to tell it
         self._wall_offset = time.time() - loop.time()
@@ -184,7 +185,7 @@ class ClusterHost(ServerHost):
             return
         self._took_epoch(epoch)
         self._incarnation = incarnation
-        self._inbox_from = inbox   # (what came before, the engine kept for its users when this node joined)
+        self._inbox_from = self._took = inbox   # (what came before, the engine kept for its users at the join)
         self._joined = self._joined_once = True
         self._generation += 1
         self._reads += 1
@@ -224,7 +225,7 @@ class ClusterHost(ServerHost):
     def _renew(self, after_gap: bool = False) -> None:
         """Renew the lease; ``after_gap``: the engine was away, so read its view again once renewed."""
         sent, generation = self._loop.time(), self._generation
-        self._script(scripts.RENEW, [self._node, int(self._lease * 1000), self._token, self._incarnation],
+        self._script(scripts.RENEW, [self._node, int(self._lease * 1000), self._token, self._incarnation, self._took],
                      lambda reply: self._renewed_as(reply, sent, generation, after_gap))
 
     def _renewed_as(self, reply: Reply, sent: float, generation: int, after_gap: bool) -> None:
@@ -283,7 +284,7 @@ class ClusterHost(ServerHost):
         _, epoch, inbox, incarnation, settle, taken = reply
         self._took_epoch(epoch)
         self._incarnation = incarnation
-        self._inbox_from = inbox
+        self._inbox_from = self._took = inbox
         self._reads += 1
         self._renewed_at(sent)
         elsewhere = dict(_pairs(taken))
@@ -368,7 +369,8 @@ class ClusterHost(ServerHost):
                         log.warning("node %s: an entry dropped (%s): %.200r", self._node, exc, fields)
         finally:   # whatever an entry did (the loop logs what raised), the node goes on reading its news
             if took is not None and self._joined:   # what a death of this node would leave is what follows
-                self._script(scripts.TOOK, [self._node, self._token, took])
+                self._took = took
+                self._tell_taken(took)
             self._read()
 
     def _take_event(self, event: dict[str, Any]) -> None:
@@ -451,16 +453,19 @@ class ClusterHost(ServerHost):
                 self._loop.call_soon(self._tell_taken)
             self._taken.setdefault(effect.node, []).extend(event["list"])
             return
-        self._xadd(effect.node, event)
-
-    def _xadd(self, node: str, event: dict[str, Any]) -> None:
-        self._engine.call("XADD", f"{self._prefix}:inbox:{node}", "MAXLEN", "~", scripts.INBOX_KEPT, "*",
+        self._engine.call("XADD", f"{self._prefix}:inbox:{effect.node}", "MAXLEN", "~", scripts.INBOX_KEPT, "*",
                           "e", json.dumps(event))
 
-    def _tell_taken(self) -> None:
+    def _tell_taken(self, took: str = "") -> None:
+        """The fates of other nodes' users' messages, one entry per node, and what this node took of its inbox
+        (up to entry ``took``): one TOOK script."""
         taken, self._taken = self._taken, {}
+        if not took and not taken:
+            return
+        args = [self._node, self._token, took]
         for node, fates in taken.items():
-            self._xadd(node, {"kind": "taken", "list": fates})
+            args += [node, json.dumps({"kind": "taken", "list": fates})]
+        self._script(scripts.TOOK, args)
 
     def _relay_message(self, effect: RelayMessage) -> None:
         """To the node of its recipient through the engine (``RELAY``), or kept; the answer to the logic."""

@@ -151,9 +151,10 @@ redis.call('SET', P .. ':taken:' .. node, inbox)
 return {'joined', redis.call('INCR', P .. ':epoch'), inbox, inc, settle_left(now)}
 """)
 
-# ARGV: node, lease (ms), token, incarnation. -> {'renewed'} | {'expired'} (the lease ran out: the node ends its
-# sessions and joins again) | {'taken', ms left} (another process holds the id) | {'lost'} (not this engine
-# state: it lost the one the node joined, which claims its sessions again)
+# ARGV: node, lease (ms), token, incarnation, the last entry of its inbox it took (or ''), kept on disk here.
+# -> {'renewed'} | {'expired'} (the lease ran out: the node ends its sessions and joins again) | {'taken', ms
+# left} (another process holds the id) | {'lost'} (not this engine state: it lost the one the node joined, which
+# claims its sessions again)
 RENEW = _script("""
 local node, now = ARGV[1], now_ms()
 if redis.call('GET', P .. ':incarnation') ~= ARGV[4] then return {'lost'} end
@@ -164,6 +165,7 @@ if redis.call('HGET', P .. ':holders', node) ~= ARGV[3] then
 end
 if not left then return {'expired'} end
 redis.call('ZADD', P .. ':nodes', now + tonumber(ARGV[2]), node)
+if ARGV[5] ~= '' then redis.call('SET', P .. ':taken:' .. node, ARGV[5]) end
 return {'renewed'}
 """)
 
@@ -325,12 +327,19 @@ end
 return keep_for(ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
 """.replace("$INBOX_KEPT", str(INBOX_KEPT)))
 
-# ARGV: node, token, an entry id of its inbox. The node took the entries up to it (if this process holds the id).
+# ARGV: node, token, the last entry of its inbox it took (or ''), then (node, entry) pairs: the fates of those
+# nodes' users' messages. If this process holds the id: the position, and an entry to each node's inbox. Neither
+# is written to the engine's disk, so a message costs the engine one write to disk (RELAY's), as before there
+# were fates: a fate lost with the engine leaves a sender unconfirmed, and the position on disk is RENEW's.
 TOOK = _script("""
+redis.set_repl(redis.REPL_NONE)
 if redis.call('HGET', P .. ':holders', ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('SET', P .. ':taken:' .. ARGV[1], ARGV[3])
+if ARGV[3] ~= '' then redis.call('SET', P .. ':taken:' .. ARGV[1], ARGV[3]) end
+for i = 4, #ARGV, 2 do
+  redis.call('XADD', P .. ':inbox:' .. ARGV[i], 'MAXLEN', '~', $INBOX_KEPT, '*', 'e', ARGV[i + 1])
+end
 return 1
-""")
+""".replace("$INBOX_KEPT", str(INBOX_KEPT)))
 
 # ARGV: blocker, blocked, on (1/0), node. -> 1
 BLOCK = _script("""
