@@ -131,6 +131,7 @@ def invocation() -> str:
     """How to run the command again: ``python3 server_main.py``, or ``reactor-chat-server``."""
     name = command_name()
     return f"python3 {name}" if name.endswith(".py") else name
+JOIN_WAIT = 2.0             # seconds a cluster node waits for the engine to let it join before it listens anyway
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -302,6 +303,16 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
             return 2
         node = ClusterChatServer(accounts, args.block_duration, args.timeout, first_id=1, **options)
         host = cluster = ClusterHost(loop, node, args.cluster, args.node_id, **host_options)
+        # Joined before listening: a node id in use by a live node is refused before any client comes. (An
+        # engine that does not answer is waited for while serving: logins wait.)
+        cluster.start_cluster()
+        deadline = loop.time() + JOIN_WAIT
+        while cluster.starting and loop.time() < deadline:
+            loop.run_once(timeout=0.05)
+        if cluster.failure is not None:
+            print(f"Error. {cluster.failure}", file=sys.stderr)
+            loop.close()
+            return 2
     else:
         logic = ChatServer(accounts, args.block_duration, args.timeout, blocks=blocks, offline=offline, **options)
         host = ServerHost(loop, logic, guard, **host_options)
@@ -333,7 +344,6 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
              len(accounts), args.block_duration, args.timeout, max_strangers, args.max_strangers_per_address)
     if guard is None:
         log.info("node %s of the cluster on %s:%d", args.node_id, *args.cluster)
-        cluster.start_cluster()
     else:
         log.info("state %s: %d blocks, %d offline messages", args.state, len(blocks), len(offline))
     try:
@@ -343,6 +353,9 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
     if guard is not None and guard.failure is not None:
         print(f"Error. {guard.failure}", file=sys.stderr)
         return 1
+    if guard is None and cluster.failure is not None:
+        print(f"Error. {cluster.failure}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -9,7 +9,7 @@ from reactor.framing import JsonLines
 from reactor.loop import EventLoop
 from reactor.stream import Stream
 from tests.redis_binary import EngineProcess
-from tests.support import FakeClock, Recorder, World
+from tests.support import Cluster, FakeClock, Recorder, World
 
 
 @pytest.fixture
@@ -38,6 +38,14 @@ def engine():
     process = EngineProcess().start()
     yield process
     process.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path, engine):
+    """Three real nodes on ``engine``: a and b sharing one port, c on its own (``Cluster`` in tests/support.py)."""
+    nodes = Cluster(tmp_path, engine)
+    yield nodes
+    nodes.stop()
 
 
 @pytest.fixture

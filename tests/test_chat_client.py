@@ -65,6 +65,24 @@ def test_unknown_and_busy_names_ask_again():
         Print("Error. hans is already logged in"), Prompt("Username: ")]
 
 
+def test_a_cluster_node_out_of_touch_says_so_and_asks_for_the_password_again():
+    c = ChatClient()
+    c.start(0)
+    c.server_frame({"type": "hello", "version": 2}, 0)
+    c.line("yoda", 0)
+    c.server_frame({"type": "username_ok"}, 0)
+    c.line("wise@!man", 0)
+    assert c.server_frame({"type": "error", "code": "cluster_unavailable"}, 0) == [
+        Print("Error. The server is out of touch with the other servers of the chat and cannot log anyone in; "
+              "try again in a few seconds"), Prompt("Password: ", secret=True)]
+
+
+def test_a_session_a_cluster_node_cut_off_ends_saying_why():
+    c = logged_in()
+    assert c.server_frame({"type": "bye", "reason": "cut_off"}, 1) == [
+        Print("Error. The server lost touch with the other servers of the chat; log in again"), DRAFT, Exit(1)]
+
+
 def test_lines_typed_ahead_wait_for_each_answer():
     c = ChatClient()
     c.start(0)
@@ -264,6 +282,11 @@ def test_help_and_empty_lines_are_activity_too():
 def test_server_frames_in_the_specs_words(frame, words):
     c = logged_in()
     assert prints(c.server_frame(frame, 1)) == [words]
+
+
+def test_a_message_delivered_through_another_cluster_node_shows_nothing():
+    c = logged_in()
+    assert c.server_frame({"type": "delivered", "to": "luke"}, 1) == []
 
 
 def test_odd_server_frames_are_ignored_or_reported():

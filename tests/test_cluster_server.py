@@ -23,6 +23,7 @@ from reactor.server.effects import (
     LoginFailed,
     Publish,
     Relay,
+    RelayMessage,
     ReleaseLogin,
     RemoveBlock,
     Send,
@@ -62,6 +63,8 @@ class Fake:
         self.blocks: set[tuple[str, str]] = set()
         self.kept: dict[int, dict[str, Any]] = {}   # id -> record
         self.refuse: ErrorCode | None = None          # the engine refuses every KeepMessage with this code
+        self.dead: set[str] = set()                   # nodes killed, whose leases have not run out yet
+        self.unread: dict[str, list[dict]] = defaultdict(list)   # a dead node's inbox: the messages it never took
         self.frames: dict[tuple[str, int], list[dict]] = defaultdict(list)
         self.closed: set[tuple[str, int]] = set()
         self.effects: dict[str, list[Any]] = defaultdict(list)   # every effect a node returned
@@ -91,7 +94,8 @@ class Fake:
                     self.claims.append((node, e))
                 else:
                     self.pending.append(lambda node=node, e=e: self.decide(node, e))
-            elif type(e) in (ReleaseLogin, Relay, Publish, KeepMessage, ForgetMessages, AddBlock, RemoveBlock):
+            elif type(e) in (ReleaseLogin, Relay, RelayMessage, Publish, KeepMessage, ForgetMessages, AddBlock,
+                             RemoveBlock):
                 self.pending.append(lambda node=node, e=e: getattr(self, "_" + type(e).__name__)(node, e))
             else:
                 assert type(e) in (SetTimer, CancelTimer, LoggedIn, LoginFailed), e
@@ -159,20 +163,61 @@ class Fake:
 
     def _KeepMessage(self, node, e):
         logic = self.nodes[node]
+        code = self._keep(node, e)
+        if code is not None:
+            self.apply(node, logic.not_stored(e, self.now, code))
+        elif e.confirm is not None:
+            self.apply(node, [e.confirm])
+
+    def _keep(self, node, e):
+        """Keep message ``e`` (a KeepMessage's or RelayMessage's fields) as KEEP does; None, or why not."""
         mine = sum(1 for r in self.kept.values() if r["to"] == e.to)
         code = self.refuse or (ErrorCode.QUEUE_FULL if mine >= self.cap else None)
         if code is not None:
-            self.apply(node, logic.not_stored(e, self.now, code))
-            return
+            return code
         size = len(e.text.encode())
         record = {"to": e.to, "from": e.sender, "text": e.text, "sent": e.sent, "size": size, "chars": len(e.text),
                   "cost": stored_size(size)}
         self.kept[e.id] = record
-        if e.confirm is not None:
-            self.apply(node, [e.confirm])
+        holder = self.online.get(e.to)
+        if holder is not None and holder != node and holder not in self.dead:
+            self.apply(holder, self.nodes[holder].relayed({"kind": "stored", "id": e.id, **record}, self.now))
+        return None
+
+    def _RelayMessage(self, node, e):
+        """RELAY: to the node ``e.to`` is logged in on, if not ``node`` (the inbox of a dead one, ``unread``, until
+        it is reaped), else kept; the answer to ``node``."""
         holder = self.online.get(e.to)
         if holder is not None and holder != node:
-            self.apply(holder, self.nodes[holder].relayed({"kind": "stored", "id": e.id, **record}, self.now))
+            event = json.loads(json.dumps({"kind": "message", "to": e.to, "from": e.sender, "text": e.text,
+                                           "sent": e.sent, "id": e.id, "node": e.origin or node}))
+            if holder in self.dead:
+                self.unread[holder].append((e, event))
+            else:
+                self.apply(holder, self.nodes[holder].relayed(event, self.now))
+            answer = "relayed"
+        else:
+            answer = self._keep(node, e) or "kept"
+        self.apply(node, self.nodes[node].relay_answered(e, answer, self.now))
+
+    def kill(self, node):
+        """``node`` dies: what it is sent from now on waits in its inbox, unread."""
+        self.dead.add(node)
+
+    def reap(self, node):
+        """The dead ``node``'s lease ran out (REAP): its users logged out, the messages it never took kept for
+        them and their senders' nodes told."""
+        for user in [user for user, where in self.online.items() if where == node]:
+            del self.online[user]
+            self.last[user] = self.now
+            for name, logic in self.others(node):
+                if name not in self.dead:
+                    self.apply(name, logic.remote_logout(user, node, self.now, self.now))
+        for e, event in self.unread.pop(node, []):
+            code = self._keep(node, e)
+            fate = {"to": e.to, "from": e.sender, "how": "stored" if code is None else code.value}
+            origin = event["node"]
+            self.apply(origin, self.nodes[origin].relayed({"kind": "taken", "list": [fate]}, self.now))
 
     def _ForgetMessages(self, node, e):
         for mid in e.ids:
@@ -330,23 +375,25 @@ def test_a_remote_user_who_blocked_me_is_hidden_from_presence_and_whoelse(fake):
 
 # -- messages ----------------------------------------------------------------
 
-def test_a_message_to_a_user_on_another_node_is_relayed(fake):
+def test_a_message_to_a_user_on_another_node_is_relayed_and_its_sender_told_it_was_delivered(fake):
     hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
     fake.all_take(hans, yoda)
-    assert hans.do({"type": "message", "to": "yoda", "text": "hello there"}) == []
-    assert Relay("b", {"kind": "message", "to": "yoda", "from": "hans", "text": "hello there"}) in fake.effects["a"]
+    assert hans.do({"type": "message", "to": "yoda", "text": "hello there"}) == [
+        {"type": "delivered", "to": "yoda"}]   # once node b took it
+    (relay,) = [e for e in fake.effects["a"] if type(e) is RelayMessage]
+    assert (relay.to, relay.sender, relay.text, relay.origin) == ("yoda", "hans", "hello there", None)
     assert yoda.take() == [msg("hans", "hello there")]
     assert fake.kept == {}
 
 
-def test_a_message_to_a_user_who_left_meanwhile_is_kept_without_a_confirm(fake):
+def test_a_message_to_a_user_who_left_meanwhile_is_kept_and_its_sender_told_so(fake):
     hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
     fake.all_take(hans, yoda)
     hans.send({"type": "message", "to": "yoda", "text": "are you there"})
     yoda.send({"type": "logout"})   # before the relay reaches node b
     fake.run()
     assert [(r["to"], r["from"], r["text"]) for r in fake.kept.values()] == [("yoda", "hans", "are you there")]
-    assert hans.take() == [presence(["yoda"], False)]   # no `stored`: nothing was promised
+    assert hans.take() == [presence(["yoda"], False), {"type": "stored", "to": "yoda"}]   # b had it kept
     yoda = fake.login("c", "yoda")
     assert yoda.take() == [msg("hans", "are you there", id=next(iter(fake.kept)))]
 
@@ -398,6 +445,81 @@ def test_the_mailbox_cap_is_the_engines(fake):
     assert hans.do({"type": "message", "to": "yoda", "text": "2"}) == [{"type": "stored", "to": "yoda"}]
     assert hans.do({"type": "message", "to": "yoda", "text": "3"}) == [
         {"type": "error", "code": "queue_full", "user": "yoda"}]
+
+
+# -- what became of a relayed message: a node's death loses none ------------------------
+
+def test_messages_to_the_users_of_a_dead_node_are_kept_when_its_lease_runs_out_and_their_senders_told(fake):
+    hans, luke, yoda = fake.login("a", "hans"), fake.login("a", "luke"), fake.login("b", "yoda")
+    fake.all_take(hans, luke, yoda)
+    fake.kill("b")   # its lease runs on: messages for yoda go to its inbox, which nobody reads
+    for n in range(3):
+        assert hans.do({"type": "message", "to": "yoda", "text": f"are you there {n}"}) == []   # nothing yet
+    assert luke.do({"type": "message", "to": "yoda", "text": "me too"}) == []
+    fake.reap("b")
+    assert hans.take() == [presence(["yoda"], False)] + [{"type": "stored", "to": "yoda"}] * 3
+    assert luke.take() == [presence(["yoda"], False), {"type": "stored", "to": "yoda"}]
+    yoda = fake.login("c", "yoda")   # once, on any node
+    assert [(m["from"], m["text"]) for m in yoda.take()] == [("hans", f"are you there {n}") for n in range(3)] + [
+        ("luke", "me too")]
+    hans.take()
+    assert hans.do({"type": "message", "to": "yoda", "text": "welcome back"}) == [{"type": "delivered", "to": "yoda"}]
+
+
+def test_a_message_for_a_dead_node_that_does_not_fit_is_refused_to_its_sender_when_it_is_reaped(fake):
+    fake.cap = 1
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    fake.kill("b")
+    hans.do({"type": "message", "to": "yoda", "text": "fits"})
+    hans.do({"type": "message", "to": "yoda", "text": "does not"})
+    fake.reap("b")
+    assert hans.take() == [presence(["yoda"], False), {"type": "stored", "to": "yoda"},
+                           {"type": "error", "code": "queue_full", "user": "yoda"}]
+
+
+@pytest.mark.parametrize("answer, frame", [
+    ("kept", {"type": "stored", "to": "yoda"}),
+    ("queue_full", {"type": "error", "code": "queue_full", "user": "yoda"}),
+    ("quota_exceeded", {"type": "error", "code": "quota_exceeded", "quota": 5000}),
+    ("store_full", {"type": "error", "code": "store_full", "command": "message", "user": "yoda"}),
+    ("relayed", None),
+])
+def test_the_engines_answer_to_a_relay_reaches_its_sender(answer, frame):
+    fake = Fake(quota=5000)
+    hans = fake.login("a", "hans")
+    relay = RelayMessage(7, "yoda", "hans", "hi", None)
+    fake.apply("a", fake.nodes["a"].relay_answered(relay, answer, fake.now))
+    assert hans.take() == ([] if frame is None else [frame])
+
+
+def test_what_became_of_a_message_relayed_again_goes_to_its_senders_node(fake):
+    """Node b took a message for yoda, who had just left it for c: relayed again, and a is told by c."""
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    effects = fake.nodes["b"].relayed({"kind": "message", "to": "luke", "from": "hans", "text": "hi", "sent": 5.0,
+                                       "id": 9, "node": "a"}, fake.now)
+    (relay,) = effects
+    assert (type(relay), relay.to, relay.sender, relay.origin, relay.sent) == (RelayMessage, "luke", "hans", "a", 5.0)
+    assert fake.nodes["b"].relay_answered(relay, "kept", fake.now) == [
+        Relay("a", {"kind": "taken", "list": [{"to": "luke", "from": "hans", "how": "stored"}]})]
+
+
+def test_a_message_its_recipient_blocked_meanwhile_is_refused_to_its_sender(fake):
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    yoda.send({"type": "block", "user": "hans"})
+    hans.send({"type": "message", "to": "yoda", "text": "hi"})   # (a hears of the block after the message left)
+    fake.pending.rotate(-1)
+    fake.run()
+    assert {"type": "error", "code": "blocked_by_recipient", "user": "yoda"} in hans.take()
+    assert msg("hans", "hi") not in yoda.take()
+
+
+def test_a_fate_for_a_sender_gone_meanwhile_is_dropped(fake):
+    hans = fake.login("a", "hans")
+    hans.do({"type": "logout"})
+    assert fake.nodes["a"].relayed({"kind": "taken", "list": [{"to": "yoda", "from": "hans", "how": "stored"}]},
+                                   fake.now) == []
 
 
 # -- broadcasts -----------------------------------------------------------------
@@ -572,10 +694,10 @@ def test_already_lets_the_connection_try_another_name(fake):
     assert client.do({"type": "password", "password": ACCOUNTS["hans"]}) == [{"type": "welcome", "user": "hans"}]
 
 
-def test_unavailable_is_try_again_and_counts_nothing(fake):
+def test_unavailable_is_cluster_unavailable_and_counts_nothing(fake):
     client, claim = claimed(fake, "a", "yoda", ACCOUNTS["yoda"])
     fake.answer("a", claim, LoginOutcome.UNAVAILABLE)
-    assert client.take() == [{"type": "error", "code": "try_again"}]
+    assert client.take() == [{"type": "error", "code": "cluster_unavailable"}]
     fake.claims_held = False
     assert client.do({"type": "password", "password": ACCOUNTS["yoda"]}) == [{"type": "welcome", "user": "yoda"}]
 
@@ -637,10 +759,21 @@ def test_cluster_lost_ends_every_session_here_without_releasing_logins(fake):
     effects = fake.nodes["a"].cluster_lost(fake.now)
     fake.apply("a", effects)
     assert not any(type(e) is ReleaseLogin for e in effects)
-    assert hans.take() == leia.take() == [{"type": "bye", "reason": "shutdown"}]
+    assert hans.take() == leia.take() == [{"type": "bye", "reason": "cut_off"}]
     assert hans.closed and leia.closed
     assert fake.nodes["a"].online_users() == ["yoda"]
     assert fake.nodes["a"].cluster_lost(fake.now) == []
+
+
+def test_sessions_another_node_took_while_the_engine_had_lost_its_state_end_and_are_its_users_now(fake):
+    hans, leia, yoda = fake.login("a", "hans"), fake.login("a", "leia"), fake.login("b", "yoda")
+    fake.all_take(hans, leia, yoda)
+    fake.apply("a", fake.nodes["a"].sessions_taken({"leia": "c"}, fake.now))
+    assert leia.take() == [{"type": "bye", "reason": "cut_off"}] and leia.closed
+    assert hans.take() == []   # leia did not leave the chat: she is on c now
+    assert not any(type(e) is ReleaseLogin for e in fake.effects["a"])   # the login is c's
+    assert hans.do({"type": "whoelse"}) == [{"type": "users", "names": ["leia", "yoda"]}]
+    assert fake.nodes["a"].sessions_taken({"leia": "c"}, fake.now) == []
 
 
 def test_resync_tells_the_logins_and_logouts_missed(fake):

@@ -177,8 +177,10 @@ def test_every_frame_type_the_server_can_send_is_taken_by_the_client_with_its_wo
     assert set(FRAME_WORDS) <= set(FRAMES)                   # no words for a frame the client does not take
     assert all(FRAMES[kind].words is words for kind, words in FRAME_WORDS.items())
     # The frames without words of their own: an error's are its code's, a hello shows only a version it cannot
-    # speak (the version error's words), and the rest is the client's business alone.
-    assert SERVER_SENDS["type"] - set(FRAME_WORDS) == {"error", "hello", "pong", "private_expect", "private_connect"}
+    # speak (the version error's words), a delivered message shows as one sent on a single server does (nothing),
+    # and the rest is the client's business alone.
+    assert SERVER_SENDS["type"] - set(FRAME_WORDS) == {"error", "hello", "pong", "delivered", "private_expect",
+                                                       "private_connect"}
 
 
 def test_every_error_code_the_server_can_send_has_client_words():
@@ -200,7 +202,8 @@ def test_every_bye_reason_has_client_words_and_the_client_takes_it(reason):
     client = ChatClient()
     client.start(0)
     assert client.server_frame({"type": "bye", "reason": str(reason)}, 0) == [
-        Print(words), Exit(1 if reason in (ByeReason.SHUTDOWN, ByeReason.ACCOUNT_REMOVED) else 0)]
+        Print(words), Exit(1 if reason in (ByeReason.SHUTDOWN, ByeReason.ACCOUNT_REMOVED, ByeReason.CUT_OFF)
+                           else 0)]
 
 
 def test_the_client_writes_frame_types_error_codes_and_bye_reasons_from_the_protocol_module():

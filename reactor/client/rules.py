@@ -86,7 +86,8 @@ ACTIVITY = {"type": FrameType.ACTIVITY}
 LOGIN_STEPS = (State.USERNAME, State.PASSWORD)
 PROMPTS = {State.USERNAME: Prompt(USERNAME_PROMPT), State.PASSWORD: Prompt(PASSWORD_PROMPT, secret=True)}
 BYE_REASONS = frozenset(ByeReason)
-BYE_IN_ERROR = frozenset({ByeReason.SHUTDOWN, ByeReason.ACCOUNT_REMOVED})   # the client exits with status 1
+BYE_IN_ERROR = frozenset({ByeReason.SHUTDOWN, ByeReason.ACCOUNT_REMOVED,
+                          ByeReason.CUT_OFF})   # the client exits with status 1
 
 
 # -- frames from the server: each declared once, on its handler (``@on_frame``) -------
@@ -479,6 +480,12 @@ class ChatClient:
     @on_frame(FrameType.STORED)
     def _on_stored(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         return [Print(say("stored", frame))]
+
+    @on_frame(FrameType.DELIVERED)
+    def _on_delivered(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        """A message relayed to another node of a cluster was taken there: shown as nothing, as a message
+        delivered on the sender's own server is (what matters is the ``stored`` or error that may come instead)."""
+        return []
 
     @on_frame(FrameType.BROADCAST_PARTIAL)
     def _on_broadcast_partial(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:

@@ -86,7 +86,8 @@ FRAME_WORDS: dict[FrameType, Words] = {
         ByeReason.LOGOUT: "Logged out",
         ByeReason.TIMEOUT: "You have been logged out due to inactivity",
         ByeReason.SHUTDOWN: "Error. Server is shutting down",
-        ByeReason.ACCOUNT_REMOVED: "Error. Your account was removed"}),
+        ByeReason.ACCOUNT_REMOVED: "Error. Your account was removed",
+        ByeReason.CUT_OFF: "Error. The server lost touch with the other servers of the chat; log in again"}),
 }
 
 
@@ -121,6 +122,9 @@ ERRORS: dict[str, ErrorRule] = {   # keyed by ErrorCode (a str): every code the 
     ErrorCode.INVALID_PASSWORD: ErrorRule("Invalid Password. Please try again", ask_again=State.PASSWORD),
     ErrorCode.TRY_AGAIN: ErrorRule(
         "Error. The server cannot check passwords right now; try again", ask_again=State.PASSWORD),
+    ErrorCode.CLUSTER_UNAVAILABLE: ErrorRule(
+        "Error. The server is out of touch with the other servers of the chat and cannot log anyone in; "
+        "try again in a few seconds", ask_again=State.PASSWORD),
     ErrorCode.ACCOUNT_BLOCKED: ErrorRule("Invalid Password. Your account has been blocked. Please try again later",
                                          fatal=True, lasts=LOCK_LASTS),
     ErrorCode.ACCOUNT_LOCKED: ErrorRule(

@@ -10,7 +10,13 @@ is decided by the engine, atomically, and comes back as an event:
 - a password's outcome (``ClaimLogin``): the count of wrong ones in a row,
   the lockout, and the one login per user; answered by ``login_decided``;
 - a message for a user on no node is kept by the engine (``KeepMessage``),
-  which checks the mailbox's cap and the sender's quota (``not_stored`` with why).
+  which checks the mailbox's cap and the sender's quota (``not_stored`` with why);
+- a message for a user on another node (``RelayMessage``) goes to that node's
+  inbox if its lease is live, else it is kept (``relay_answered``); the node
+  that takes it says so to the sender's (``taken``), and a node that dies
+  before taking it has it kept when its lease runs out (the engine says so
+  to the sender's node, ``taken`` too). So a sender hears, for each such
+  message, ``delivered``, ``stored`` or why not: nothing goes silently.
 
 The node reaches ``ChatServer`` through its public seam alone: the three hooks
 a single process runs too (``claim_login``: the engine decides a password's
@@ -22,16 +28,25 @@ of its parts (``sessions``, ``presence``, ``logins``, ``mail``, ``privates``,
 by ``PrivateChats.refusal``, as one from a user of this node.
 
 Effects beyond ``ChatServer``'s: ``ClaimLogin``, ``ReleaseLogin`` (a user
-left this node), ``Relay`` (an event for one node) and ``Publish`` (an
-event for all). Events between nodes, as dicts (``kind``):
+left this node), ``Relay`` (an event for one node), ``RelayMessage`` (a
+message for a user of another node) and ``Publish`` (an event for all).
+Events between nodes, as dicts (``kind``):
 
-- to one node (``relayed``): ``message`` (to, from, text): deliver it, or
-  keep it if its user is gone; ``deliver`` (to, frame): send this frame to
-  this user if it is still here; ``startprivate`` (from, to, cert): a
-  private-chat request, which lives on its target's node; ``stored`` (to, id,
-  from, size, chars, sent): the engine kept a message for a user of this node;
+- to one node (``relayed``): ``message`` (to, from, text; id, sent and the
+  sender's ``node``): deliver it, or have it kept if its user is gone, and
+  tell the sender's node; ``taken`` (to, from, how): what became of a message
+  of a user of this node (``delivered``, ``stored``, or a refusal's code);
+  ``deliver`` (to, frame): send this frame to this user if it is still here;
+  ``startprivate`` (from, to, cert): a private-chat request, which lives on
+  its target's node; ``stored`` (to, id, from, size, chars, sent): the engine
+  kept a message for a user of this node;
 - to all (``remote_*``): a login, a logout, a block or unblock, a lockout,
   a broadcast.
+
+The node's standing in the cluster is the host's (``reactor/cluster/host.py``):
+when it can no longer vouch for its logins it ends its sessions
+(``cluster_lost``, bye ``cut_off``); when the engine lost its state and
+another node took some of its users meanwhile, those end (``sessions_taken``).
 
 A user's node is the one it logged in on; it alone talks to its connection.
 """
@@ -41,18 +56,21 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from ..protocol import ByeReason, FrameType
+from ..protocol import ByeReason, ErrorCode, FrameType
 from ..server.commands import State
 from ..server.effects import (
     ClaimLogin,
     Close,
     KeepMessage,
     Relay,
+    RelayMessage,
     ReleaseLogin,
     Send,
     ServerEffect,
     Step,
     bye,
+    error,
+    reply,
 )
 from ..server.logins import LoginOutcome
 from ..server.rules import ChatServer
@@ -64,6 +82,8 @@ log = logging.getLogger(__name__)
 
 StoredRecord = tuple[int, str, int, int, "float | None"]   # a kept message: id, sender, UTF-8 bytes, characters, sent
 _MESSAGE = FrameType.MESSAGE.value   # (a plain str, as in reactor/server/chat.py: messages are the hot path)
+_DELIVERED = "delivered"   # a relayed message's fate (``taken``): its node took it; else "stored" or a code
+_STORED = "stored"
 
 
 class ClusterChatServer(ChatServer):
@@ -103,10 +123,9 @@ class ClusterChatServer(ChatServer):
         refusal = self.limits.spend(s.id, s.user, cost, "message", now)
         if refusal:
             return refusal
-        elsewhere = self.sessions.remote.get(to)
-        if elsewhere is not None:
-            return [Relay(elsewhere.node, {"kind": "message", "to": to, "from": s.user, "text": text})]
         mail = self.mail
+        if to in self.sessions.remote:
+            return [RelayMessage(mail.new_id(), to, s.user, text, mail.sent(now))]
         return [KeepMessage(mail.new_id(), to, s.user, text, mail.sent(now),
                             Send((s.id,), {"type": FrameType.STORED.value, "to": to}))]
 
@@ -130,6 +149,10 @@ class ClusterChatServer(ChatServer):
             self.logins.lock(user, until)
         if c is None:
             return []
+        if outcome is LoginOutcome.UNAVAILABLE:   # the engine was not reached, or would decide nothing now
+            c.state = State.PASSWORD
+            log.info("conn %d: no login decided for %s: out of touch with the cluster", c.id, user)
+            return self.presence.settle(reply(c.id, error(ErrorCode.CLUSTER_UNAVAILABLE)))
         effects: list[Any] = []
         if outcome is LoginOutcome.WELCOME:
             stale = self.sessions.remote.get(user)
@@ -141,16 +164,31 @@ class ClusterChatServer(ChatServer):
         return effects + self.presence.settle(self.logins.conclude(c, user, outcome, now))
 
     def cluster_lost(self, now: float) -> list[ServerEffect]:
-        """This node can no longer vouch for its logins (it could not renew its lease in time): end every
-        session here (bye ``shutdown``), before another node may log the same users in. Their logins are
-        freed by the engine (when the lease runs out, or when this node joins again)."""
-        here = list(self.sessions.online.values())
+        """This node can no longer vouch for its logins (it could not renew its lease in time, or another
+        process took its id): end every session here (bye ``cut_off``), before another node may log the same
+        users in. Their logins are freed by the engine (when the lease runs out, or when this node joins
+        again)."""
+        return self._cut_off(list(self.sessions.online.values()), "cluster lost", now)
+
+    def sessions_taken(self, taken: dict[str, str], now: float) -> list[ServerEffect]:
+        """The engine lost its state, and by the time this node claimed its sessions again other nodes had
+        logged some of its users in (``taken``: user -> that node): those sessions end here (bye
+        ``cut_off``); the users are the other nodes' now (nobody is told they left: they did not)."""
+        online = self.sessions.online
+        effects = self._cut_off([online[user] for user in taken if user in online], "logged in on another node", now)
+        for user, node in taken.items():
+            if user not in online:
+                self.sessions.add_remote(user, node)
+        return effects
+
+    def _cut_off(self, here: list[Session], why: str, now: float) -> list[ServerEffect]:
+        """End the sessions ``here`` (bye ``cut_off``) without freeing their logins: the engine does."""
         if not here:
             return []
-        log.warning("cluster lost: ending %d sessions", len(here))
-        effects: list[Step] = [Send(tuple(s.id for s in here), bye(ByeReason.SHUTDOWN))]
-        for s in here:   # no ReleaseLogin: the engine frees them (see above)
-            effects += [Close(s.id), *self.door.forget(s.conn, now, "cluster lost", announce=False, release=False)]
+        log.warning("%s: ending %d sessions", why, len(here))
+        effects: list[Step] = [Send(tuple(s.id for s in here), bye(ByeReason.CUT_OFF))]
+        for s in here:   # no ReleaseLogin (see above)
+            effects += [Close(s.id), *self.door.forget(s.conn, now, why, announce=False, release=False)]
             self.mail.drop(s.user)
         return self.presence.settle(effects)
 
@@ -206,7 +244,12 @@ class ClusterChatServer(ChatServer):
         try:
             kind = event["kind"]
             if kind == "message":
-                effects = self._take_message(event["to"], event["from"], event["text"], now)
+                origin = event.get("node")
+                effects = self._take_message(event["to"], event["from"], event["text"], now,
+                                             None if origin is None else str(origin), event.get("sent"))
+            elif kind == "taken":
+                effects = [step for item in event["list"]
+                           for step in self._fate(item["to"], item["from"], str(item["how"]))]
             elif kind == "deliver":
                 s = self.sessions.online.get(event["to"])
                 effects = [] if s is None else [Send((s.id,), event["frame"])]
@@ -222,19 +265,64 @@ class ClusterChatServer(ChatServer):
             return []
         return self.presence.settle(effects)
 
-    def _take_message(self, to: str, sender: str, text: str, now: float) -> list[Step]:
-        """A message from another node for ``to``: sent if it is here with no mailbox on its way, else kept
-        (behind its mailbox, or for its next login: it left meanwhile). Its sender was promised nothing."""
+    def _take_message(self, to: str, sender: str, text: str, now: float, origin: str | None,
+                      sent: Any) -> list[Step]:
+        """A message from ``sender``, a user of the node ``origin``, for ``to``: sent if it is here with no
+        mailbox on its way, or kept behind its mailbox, and ``origin`` told it was delivered; if ``to`` left
+        meanwhile, relayed again (to its node, or kept by the engine), and ``origin`` told what became of it.
+        (A message without ``origin`` is kept here as it comes, its sender told nothing.)"""
+        if self.blocks.blocks(to, sender):   # (blocked since its node looked)
+            return self._tell(origin, to, sender, ErrorCode.BLOCKED_BY_RECIPIENT.value)
         s = self.sessions.online.get(to)
         if s is not None and not s.mailbox:
-            return [Send((s.id,), {"type": _MESSAGE, "from": sender, "text": text})]
-        if self.blocks.blocks(to, sender):
-            return []
-        mid = self.mail.new_id()
-        sent = self.mail.sent(now)
+            return [Send((s.id,), {"type": _MESSAGE, "from": sender, "text": text}),
+                    *self._tell(origin, to, sender, _DELIVERED)]
+        mail = self.mail
+        mid = mail.new_id()
+        if type(sent) is not float and type(sent) is not int:
+            sent = mail.sent(now)
         if s is not None:
-            self.mail.keep_behind(s, mid, sender, text, sent)
-        return [KeepMessage(mid, to, sender, text, sent)]
+            mail.keep_behind(s, mid, sender, text, sent)
+            return [KeepMessage(mid, to, sender, text, sent), *self._tell(origin, to, sender, _DELIVERED)]
+        if origin is None:
+            return [KeepMessage(mid, to, sender, text, sent)]
+        return [RelayMessage(mid, to, sender, text, sent, origin)]
+
+    def relay_answered(self, relay: RelayMessage, answer: str, now: float) -> list[ServerEffect]:
+        """The engine's answer to ``relay``: ``relayed`` (to the node of its recipient, which will say what
+        became of it), ``kept`` (for the recipient's next login), or why not (``queue_full``,
+        ``quota_exceeded``; ``store_full``: the engine could not be reached). Its sender's node is told."""
+        if answer == "relayed":
+            return []
+        return self.presence.settle(self._tell(relay.origin, relay.to, relay.sender,
+                                               _STORED if answer == "kept" else answer))
+
+    def _tell(self, origin: str | None, to: str, sender: str, how: str) -> list[Step]:
+        """What became of ``sender``'s message to ``to``, for the sender: here (``origin`` None), or to its node."""
+        if origin is None:
+            return self._fate(to, sender, how)
+        return [Relay(origin, {"kind": "taken", "list": [{"to": to, "from": sender, "how": how}]})]
+
+    def _fate(self, to: str, sender: str, how: str) -> list[Step]:
+        """Tell ``sender``, if it is here, what became of its message to ``to``: ``delivered`` (taken by
+        ``to``'s node), ``stored``, or the code of why it was not kept (``store_full`` for any other)."""
+        s = self.sessions.online.get(sender)
+        if s is None:
+            return []
+        frame: dict[str, Any]
+        if how == _DELIVERED:
+            frame = {"type": FrameType.DELIVERED.value, "to": to}
+        elif how == _STORED:
+            frame = {"type": FrameType.STORED.value, "to": to}
+        elif how == ErrorCode.QUEUE_FULL:
+            frame = error(ErrorCode.QUEUE_FULL, user=to)
+        elif how == ErrorCode.QUOTA_EXCEEDED:
+            frame = error(ErrorCode.QUOTA_EXCEEDED, quota=self.limits.sender_quota)
+        elif how == ErrorCode.BLOCKED_BY_RECIPIENT:
+            frame = error(ErrorCode.BLOCKED_BY_RECIPIENT, user=to)
+        else:
+            frame = error(ErrorCode.STORE_FULL, command=FrameType.MESSAGE.value, user=to)
+        return [Send((s.id,), frame)]
 
     def _take_stored(self, to: str, record: StoredRecord) -> list[Step]:
         """The engine kept a message for ``to``, who is here (it logged in meanwhile): deliver it as stored."""

@@ -28,8 +28,8 @@ The host carries out the effects of one event in order:
   the host has it checked off the loop and calls ``password_checked(conn, ok,
   now)`` with the answer (``ok`` None: it could not be checked).
 
-A cluster node's rules (``reactor/cluster/rules.py``) return four more, the
-``ClusterEffect``s: ``ClaimLogin``, ``ReleaseLogin``, ``Relay`` and ``Publish``.
+A cluster node's rules (``reactor/cluster/rules.py``) return five more, the
+``ClusterEffect``s: ``ClaimLogin``, ``ReleaseLogin``, ``Relay``, ``RelayMessage`` and ``Publish``.
 """
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Send", "SendBatch", "SendStored", "Close", "SetTimer", "CancelTimer", "KeepMessage", "ForgetMessages",
            "AddBlock", "RemoveBlock", "WhenWritable", "LoggedIn", "LoginFailed", "CheckPassword", "StoreChange",
-           "STORE_CHANGES", "ServerEffect", "SERVER_EFFECTS", "ClaimLogin", "ReleaseLogin", "Relay", "Publish",
-           "ClusterEffect", "CLUSTER_EFFECTS", "PresenceNote", "Step", "error", "reply", "bye"]
+           "STORE_CHANGES", "ServerEffect", "SERVER_EFFECTS", "ClaimLogin", "ReleaseLogin", "Relay", "RelayMessage",
+           "Publish", "ClusterEffect", "CLUSTER_EFFECTS", "PresenceNote", "Step", "error", "reply", "bye"]
 
 
 # The frames the rules build name their type (and a bye its reason) by the protocol's words, as plain strs
@@ -181,13 +181,28 @@ class Relay:
 
 
 @dataclass(frozen=True, slots=True)
+class RelayMessage:
+    """Cluster mode: message ``id`` from ``sender`` for ``to``, a user logged in on another node (as this one
+    knows): the engine hands it to the node ``to`` is logged in on if that node's lease is live, else keeps it
+    for ``to``'s next login; the host answers with ``relay_answered``. ``origin``: the node whose user
+    ``sender`` is, to be told what became of it (None: this one)."""
+    id: int
+    to: str
+    sender: str
+    text: str
+    sent: float | None = None
+    origin: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Publish:
     """Cluster mode: ``event`` for every other node (a broadcast)."""
     event: dict[str, Any]
 
 
-ClusterEffect = ClaimLogin | ReleaseLogin | Relay | Publish   # what only a cluster node's logic returns besides
-CLUSTER_EFFECTS: tuple[type[ClusterEffect], ...] = (ClaimLogin, ReleaseLogin, Relay, Publish)
+# What only a cluster node's logic returns besides.
+ClusterEffect = ClaimLogin | ReleaseLogin | Relay | RelayMessage | Publish
+CLUSTER_EFFECTS: tuple[type[ClusterEffect], ...] = (ClaimLogin, ReleaseLogin, Relay, RelayMessage, Publish)
 StoreChange = KeepMessage | ForgetMessages | AddBlock | RemoveBlock   # a durable change; the store takes these
 STORE_CHANGES: tuple[type[StoreChange], ...] = (KeepMessage, ForgetMessages, AddBlock, RemoveBlock)
 ServerEffect = (Send | SendBatch | SendStored | Close | SetTimer | CancelTimer | KeepMessage | ForgetMessages
