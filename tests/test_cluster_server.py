@@ -337,6 +337,8 @@ def test_a_message_to_a_user_on_another_node_is_relayed(fake):
     assert Relay("b", {"kind": "message", "to": "yoda", "from": "hans", "text": "hello there"}) in fake.effects["a"]
     assert yoda.take() == [msg("hans", "hello there")]
     assert fake.kept == {}
+    # counted once, by the node that handed it to its recipient
+    assert [fake.nodes[n].counts.messages_relayed for n in NODES] == [0, 1, 0]
 
 
 def test_a_message_to_a_user_who_left_meanwhile_is_kept_without_a_confirm(fake):
@@ -548,6 +550,7 @@ def test_blocked_closes_and_locks_the_account_here(fake):
     fake.answer("a", claim, LoginOutcome.BLOCKED, until=fake.now + BLOCK)
     assert client.take() == [{"type": "error", "code": "account_blocked"}]
     assert client.closed
+    assert fake.nodes["a"].counts.lockouts.passwords == 1 and fake.nodes["a"].counts.logins_failed.wrong_password == 1
     again = fake.connect("a")
     again.send({"type": "username", "username": "yoda"})
     assert again.take() == [{"type": "error", "code": "account_locked"}]

@@ -123,7 +123,8 @@ def member_of(node, names=None):
 def written(paths):
     """(path, field, value) for each ``type``, ``code`` or ``reason`` a dict display in ``paths`` writes as a
     string, as a member of the vocabulary (``FrameType.BYE``, or its ``.value``), or as a module constant bound
-    to one of those; a value computed (``"code": code``) is skipped. ``value`` is the string, or the member."""
+    to one of those; a value computed (``"code": code``) is skipped, as is a log call's ``extra={...}``.
+    ``value`` is the string, or the member."""
     for path in paths:
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         names = {}
@@ -133,8 +134,9 @@ def written(paths):
                 member = member_of(statement.value)
                 if member is not None:
                     names[statement.targets[0].id] = member
+        logged = {id(k.value) for k in ast.walk(tree) if isinstance(k, ast.keyword) and k.arg == "extra"}
         for node in ast.walk(tree):
-            if not isinstance(node, ast.Dict):
+            if not isinstance(node, ast.Dict) or id(node) in logged:   # (a log line's fields are no frame)
                 continue
             for key, value in zip(node.keys, node.values, strict=True):
                 if not isinstance(key, ast.Constant) or key.value not in FIELDS:

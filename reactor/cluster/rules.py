@@ -128,6 +128,8 @@ class ClusterChatServer(ChatServer):
             return self.presence.settle([ReleaseLogin(user)])   # gone meanwhile: the login is not kept
         if outcome in (LoginOutcome.BLOCKED, LoginOutcome.LOCKED) and until is not None:
             self.logins.lock(user, until)
+        if outcome is LoginOutcome.BLOCKED:   # (counted by the node that heard the password that locked it)
+            self.counts.lockouts.passwords += 1
         if c is None:
             return []
         effects: list[Any] = []
@@ -137,7 +139,8 @@ class ClusterChatServer(ChatServer):
                 effects += self.presence.settle(self._drop_remote(stale, now))
             self.mail.load(user, mailbox)
         elif outcome is LoginOutcome.BLOCKED:
-            log.warning("conn %d: wrong password for %s: locked", c.id, user)
+            log.warning("conn %d: wrong password for %s: locked", c.id, user,
+                        extra={"conn": c.id, "user": user, "reason": "locked"})
         return effects + self.presence.settle(self.logins.conclude(c, user, outcome, now))
 
     def cluster_lost(self, now: float) -> list[ServerEffect]:
@@ -227,6 +230,7 @@ class ClusterChatServer(ChatServer):
         (behind its mailbox, or for its next login: it left meanwhile). Its sender was promised nothing."""
         s = self.sessions.online.get(to)
         if s is not None and not s.mailbox:
+            self.counts.messages_relayed += 1   # (by the recipient's node: the sender's relayed it to this one)
             return [Send((s.id,), {"type": _MESSAGE, "from": sender, "text": text})]
         if self.blocks.blocks(to, sender):
             return []

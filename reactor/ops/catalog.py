@@ -24,24 +24,52 @@ class RefusedMessages(LabelCounts):
 
     __slots__ = ("blocked", "rate_limited", "quota_exceeded", "queue_full", "too_long", "store_full",
                  "control_characters", "invalid_user", OTHER)
+    blocked: int
+    rate_limited: int
+    quota_exceeded: int
+    queue_full: int
+    too_long: int
+    store_full: int
+    control_characters: int
+    invalid_user: int
+    other: int
 
 
 class FailedLogins(LabelCounts):
     __slots__ = ("unknown_user", "wrong_password", "locked", "too_many_errors", OTHER)
+    unknown_user: int
+    wrong_password: int
+    locked: int
+    too_many_errors: int
+    other: int
 
 
 class Lockouts(LabelCounts):
     __slots__ = ("passwords", "operator", OTHER)
+    passwords: int
+    operator: int
+    other: int
 
 
 class RefusedConnections(LabelCounts):
     """Connections closed at accept: too many strangers in all, or from one address."""
 
     __slots__ = ("too_many_strangers", "too_many_from_address", OTHER)
+    too_many_strangers: int
+    too_many_from_address: int
+    other: int
 
 
 class AdminCommands(LabelCounts):
     __slots__ = ("who", "kick", "lock", "unlock", "notice", "reload", "stats", OTHER)
+    who: int
+    kick: int
+    lock: int
+    unlock: int
+    notice: int
+    reload: int
+    stats: int
+    other: int
 
 
 class ChatCounts:
