@@ -60,6 +60,7 @@ class FrameType(StrEnum):
     PRIVATE_EXPECT = "private_expect"
     PRIVATE_CONNECT = "private_connect"
     PRIVATE_CANCELLED = "private_cancelled"
+    NOTICE = "notice"                 # the operator's words to every user
     # peer <-> peer
     PEER_HELLO = "peer_hello"
     PEER_WELCOME = "peer_welcome"
@@ -118,3 +119,4 @@ class ByeReason(StrEnum):
     TIMEOUT = "timeout"
     SHUTDOWN = "shutdown"
     ACCOUNT_REMOVED = "account_removed"
+    OPERATOR = "operator"             # the operator ended the session (kick, lock); a ``text`` may say why

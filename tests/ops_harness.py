@@ -96,10 +96,10 @@ class FakeChat:
         self.notices.append(text)
         return len(self.online)
 
-    def reload(self):
+    def reload(self, done):
         self._check()
         self.reloads += 1
-        return self.reload_error
+        done(self.reload_error)
 
     def stats(self):
         self._check()

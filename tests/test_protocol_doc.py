@@ -201,7 +201,7 @@ def test_every_bye_reason_has_client_words_and_the_client_takes_it(reason):
     client = ChatClient()
     client.start(0)
     assert client.server_frame({"type": "bye", "reason": str(reason)}, 0) == [
-        Print(words), Exit(1 if reason in (ByeReason.SHUTDOWN, ByeReason.ACCOUNT_REMOVED) else 0)]
+        Print(words), Exit(1 if reason in (ByeReason.SHUTDOWN, ByeReason.ACCOUNT_REMOVED, ByeReason.OPERATOR) else 0)]
 
 
 def test_the_client_writes_frame_types_error_codes_and_bye_reasons_from_the_protocol_module():

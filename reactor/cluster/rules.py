@@ -30,8 +30,9 @@ event for all). Events between nodes, as dicts (``kind``):
   this user if it is still here; ``startprivate`` (from, to, cert): a
   private-chat request, which lives on its target's node; ``stored`` (to, id,
   from, size, chars, sent): the engine kept a message for a user of this node;
+  ``kick`` (to, reason): the operator ends this user's session;
 - to all (``remote_*``): a login, a logout, a block or unblock, a lockout,
-  a broadcast.
+  a broadcast, the operator's notice.
 
 A user's node is the one it logged in on; it alone talks to its connection.
 """
@@ -47,6 +48,7 @@ from ..server.effects import (
     ClaimLogin,
     Close,
     KeepMessage,
+    Publish,
     Relay,
     ReleaseLogin,
     Send,
@@ -114,6 +116,23 @@ class ClusterChatServer(ChatServer):
         """What is left of its mailbox stays in the engine; the engine frees its login and tells the nodes."""
         self.mail.drop(s.user)
         return [ReleaseLogin(s.user)]
+
+    # -- the operator's commands: they reach a user on whatever node serves it ------------
+
+    def kick(self, user: str, reason: str | None, now: float) -> list[ServerEffect]:
+        """As ``ChatServer.kick`` for a user here; a user on another node is kicked by its node (relayed)."""
+        elsewhere = self.sessions.remote.get(user)
+        if elsewhere is not None:
+            return self.presence.settle([Relay(elsewhere.node, {"kind": "kick", "to": user, "reason": reason})])
+        return super().kick(user, reason, now)
+
+    def notice(self, text: str, now: float) -> list[ServerEffect]:
+        """As ``ChatServer.notice`` here, and published for the other nodes to tell theirs (``remote_notice``)."""
+        return [*super().notice(text, now), *self.presence.settle([Publish({"kind": "notice", "text": text})])]
+
+    def remote_notice(self, text: str, now: float) -> list[ServerEffect]:
+        """The operator's notice, given on another node: every user here gets it."""
+        return super().notice(text, now)
 
     # -- logins ------------------------------------------------------------
 
@@ -218,6 +237,9 @@ class ClusterChatServer(ChatServer):
             elif kind == "stored":
                 effects = self._take_stored(event["to"], (int(event["id"]), event["from"], int(event["size"]),
                                                           int(event["chars"]), event.get("sent")))
+            elif kind == "kick":
+                reason = event.get("reason")
+                return super().kick(event["to"], reason if type(reason) is str else None, now)
             else:
                 raise KeyError(kind)
         except (KeyError, TypeError, ValueError) as exc:

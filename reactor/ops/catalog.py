@@ -184,9 +184,11 @@ def loop_turns(stats: TurnStats) -> TurnHistogram:
 CLUSTER_ONLY = "chat_cluster_"   # the names of cluster mode's metrics begin so
 
 
-def chat_registry(node: str | None = None) -> Registry:
-    """The chat server's metrics with fresh counts (``registry.counts``). With a ``node`` (cluster mode), it
-    labels every series; without, cluster mode's metrics are left out."""
+def chat_registry(node: str | None = None, counts: ChatCounts | None = None) -> Registry:
+    """The chat server's metrics on ``counts`` (the rules', ``ChatServer.counts``; by default fresh ones:
+    ``registry.counts``). With a ``node`` (cluster mode), it labels every series; without, cluster mode's
+    metrics are left out."""
+    counts = counts if counts is not None else ChatCounts()
     if node:
-        return Registry(CHAT_METRICS, ChatCounts(), {"node": node})
-    return Registry([m for m in CHAT_METRICS if not m.name.startswith(CLUSTER_ONLY)], ChatCounts())
+        return Registry(CHAT_METRICS, counts, {"node": node})
+    return Registry([m for m in CHAT_METRICS if not m.name.startswith(CLUSTER_ONLY)], counts)

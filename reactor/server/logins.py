@@ -112,6 +112,14 @@ class Logins:
         """``user``'s account is locked until ``until`` (decided elsewhere: a cluster's engine)."""
         self._locked_until[user] = until
 
+    def unlock(self, user: str, now: float) -> bool:
+        """Lift ``user``'s lockout (the operator's or the wrong passwords') and forget its wrong passwords in a
+        row; whether it was locked at ``now``."""
+        locked = self.is_locked(user, now)
+        self._locked_until.pop(user, None)
+        self._failures.pop(user, None)
+        return locked
+
     def reset(self, locks: dict[str, float]) -> None:
         """The lockouts are ``locks`` (user -> until) now, and no wrong password counts (decided elsewhere)."""
         self._locked_until = dict(locks)

@@ -324,6 +324,35 @@ class ChatServer:
         always go before any other frame to it; a host that never calls it gets them at once."""
         return self.presence.end_turn()
 
+    # -- the operator's commands (reactor/server/operator.py; a cluster node reaches the other nodes' users) --
+
+    def kick(self, user: str, reason: str | None, now: float) -> list[ServerEffect]:
+        """End ``user``'s session here: bye ``operator`` (``reason``, if any, as its ``text``); the others hear
+        it left. Nothing if it is not logged in here."""
+        s = self.sessions.online.get(user)
+        if s is None:
+            return []
+        frame = bye(ByeReason.OPERATOR, text=reason) if reason else bye(ByeReason.OPERATOR)
+        return self._settle(self.door.close(s.conn, frame, now, "disconnected by the operator"))
+
+    def lock(self, user: str, until: float, now: float) -> list[ServerEffect]:
+        """The operator locks ``user``'s account until ``until``: its logins are refused (``account_locked``) and
+        its session ends as a kick's does."""
+        self.logins.lock(user, until)
+        self.counts.lockouts.operator += 1
+        return self.kick(user, None, now)
+
+    def unlock(self, user: str, now: float) -> bool:
+        """The operator lifts ``user``'s lockout, its own or the wrong passwords'; whether it was locked."""
+        return self.logins.unlock(user, now)
+
+    def notice(self, text: str, now: float) -> list[ServerEffect]:
+        """Every user logged in here gets the operator's ``text`` (a ``notice`` frame)."""
+        conns = tuple(s.id for s in self.sessions.online.values())
+        if not conns:
+            return []
+        return self._settle([Send(conns, {"type": FrameType.NOTICE.value, "text": text})])
+
     # -- hooks: what a cluster node decides otherwise (reactor/cluster/rules.py overrides them) --------
 
     def claim_login(self, c: Conn | None, user: str, ok: bool, now: float) -> list[Step]:
