@@ -279,20 +279,20 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
                            **logic_options)
         host = ServerHost(loop, logic, guard, **host_options)
         operator = ServerOperator(loop, host, logic, reload, store=guard)
+    try:   # the operator's endpoint and socket first: nothing is served if they cannot be
+        ops = options.start(loop, args, operator.metrics, operator.ready, operator)
+    except options.OpsError as exc:
+        print(f"Error. {exc}", file=sys.stderr)
+        loop.close()
+        return 2
     try:
         host.serve(args.host, args.server_port, reuse_port=args.reuse_port)
     except OSError as exc:
         reason = "the port is already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
         print(f"Error. Cannot listen on {args.host}:{args.server_port}: {reason}", file=sys.stderr)
+        ops.close()
         loop.close()
         return 1
-    try:
-        ops = options.start(loop, args, operator.metrics, operator.ready, operator)
-    except options.OpsError as exc:
-        print(f"Error. {exc}", file=sys.stderr)
-        host.shutdown()
-        loop.close()
-        return 2
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, host.shutdown)
     # SIGHUP reads the accounts file again, a slice per loop turn (a big file stalls nobody).
