@@ -61,10 +61,12 @@ class ClusterOperator(ServerOperator):
         return chain(super().who(), (WhoRow(r.user, None, None, None, None, r.node) for r in elsewhere))
 
     def lock(self, user: str, seconds: float) -> bool:
-        if not super().lock(user, seconds):
+        """The engine's lockout first, then this node's view and the kick: a user kicked logs in again only
+        after the engine has its lock."""
+        if user not in self._node_logic.logins.accounts:
             return False
         self._node_host.lock_everywhere(user, seconds)
-        return True
+        return super().lock(user, seconds)
 
     def unlock(self, user: str) -> bool:
         if not super().unlock(user):
