@@ -4,7 +4,7 @@
 (``counts.messages_relayed += 1``; ``counts.messages_refused.rate_limited += 1``). The others are read at
 scrape time from the callbacks the hosts provide by ``source`` name (``registry.provide("users_online",
 ...)``). A metric whose source is never provided is not served: cluster mode's, on a single server.
-``docs/operating-observability.md`` says what each means to an operator.
+``docs/operating.md`` (Seeing inside a running server) says what each means to an operator.
 """
 from __future__ import annotations
 

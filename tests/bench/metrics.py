@@ -1,0 +1,288 @@
+"""What the operator's tools cost the real server: relay with metrics off and on, side by side, and a scrape of a
+server with 10,000 users.
+
+    python -m tests.bench.metrics [--rounds N] [--users N] [--scrapes N]
+
+1. Relay, 500 pairs (the peers' workload of ``tests.bench.run``: 1,000 load generator clients, 4 messages in
+   flight each way per pair), on ``server_main.py`` itself: metrics off (no ``--metrics``) and on
+   (``--metrics`` and ``--admin-socket``, the loop's turns timed, and a real Prometheus scraping it every
+   second, 15 times as often as its default), alternating which goes first, ``--rounds`` rounds; the median
+   msg/s and msg per server CPU-second of each, and their ratios within each round (goal: on >= 97% of off;
+   where the generators cannot saturate the server's core, the CPU-second figure is the cost). During the
+   last round's relay with metrics on it prints one scrape of the server's endpoint and Prometheus's answer
+   to ``rate(chat_messages_relayed_total[1m])``; after it, how long ``reactor-chat-admin who`` took on the
+   1,000 users.
+2. A server with ``--users`` (10,000) users logged in: ``--scrapes`` scrapes in a row, and the loop's turns
+   while they were served, read from the server's own ``chat_loop_turn_seconds`` (goal: none over 5 ms);
+   then ``reactor-chat-admin who`` on all of them.
+
+The server is pinned to the first core and everything else to the others, as ``tests.bench.run`` does.
+Prometheus comes from ``tests/prometheus.py`` (``make test`` fetches it); without it part 1 scrapes with
+this process every second instead and there is no rate query.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from .common import UNLIMITED, process_cpu_seconds, raise_open_files_limit, write_accounts
+from .loadgen import LoadGenerators
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ADMIN = os.path.join(os.path.dirname(sys.executable), "reactor-chat-admin")
+PAIRS_CLIENTS = 1_000
+WINDOW = 4
+GOAL = 0.97                  # relay with metrics on, at least this share of relay without
+STALL = 0.005                # seconds no loop turn may take while a scrape is served
+SCRAPE_EVERY = 1.0           # seconds between Prometheus's scrapes (its default: 15 s, or 1 min)
+SHOWN = ("chat_users_online", "chat_connections", "chat_messages_relayed_total", "chat_bytes_received_total",
+         "chat_bytes_sent_total", "chat_logins_succeeded_total", "chat_loop_turn_seconds_bucket",
+         "chat_loop_turn_seconds_count", "chat_ready")
+
+
+def cores() -> tuple[set[int] | None, set[int] | None]:
+    """(the server's, everything else's): the first core, and the others (None: one core, no pinning)."""
+    available = sorted(os.sched_getaffinity(0))
+    return (None, None) if len(available) < 2 else ({available[0]}, set(available[1:]))
+
+
+class Server:
+    """``server_main.py`` with ``flags``, pinned; its chat port and metrics address (with --metrics)."""
+
+    def __init__(self, workdir: str, credentials: str, *flags: str) -> None:
+        server_cpus, _ = cores()
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "server_main.py"), "0", "60", "3600", "--credentials", credentials,
+             "--state", ":memory:", "--log-level", "ERROR", *UNLIMITED, *flags], cwd=workdir,
+            stdout=subprocess.PIPE, bufsize=0, preexec_fn=(lambda: os.sched_setaffinity(0, server_cpus))
+            if server_cpus else None)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode()
+        if not line.startswith("Server listening on "):
+            self.proc.kill()
+            raise RuntimeError(f"the server did not start: {line!r}")
+        self.port = int(line.rsplit(":", 1)[1])
+        self.metrics: str | None = None
+        if "--metrics" in flags:
+            self.metrics = self.proc.stdout.readline().decode().split()[-1]   # http://HOST:PORT/metrics
+
+    def cpu_seconds(self) -> float:
+        return process_cpu_seconds(self.proc.pid)
+
+    def scrape(self) -> str:
+        assert self.metrics is not None
+        with urllib.request.urlopen(self.metrics, timeout=30) as answer:
+            return str(answer.read().decode())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def generators(server: Server, clients: int) -> LoadGenerators:
+    _, others = cores()
+    return LoadGenerators(2, server.port, clients, cpus=others, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
+
+
+def log_in(gens: LoadGenerators, clients: int) -> None:
+    replies = gens.command("login", wait=300.0, concurrency=200, within=240.0)
+    ok = sum(r["ok"] for r in replies)
+    if ok < clients:
+        raise RuntimeError(f"only {ok} of {clients} logged in: {[e for r in replies for e in r['errors']][:3]}")
+
+
+def relay(server: Server, gens: LoadGenerators, seconds: float, during: Callable[[], Any] | None = None) -> dict:
+    """The peers' throughput workload; ``during()`` is called late in its measuring (the generators
+    run on their own meanwhile)."""
+    cpu, started = server.cpu_seconds(), time.monotonic()
+    periods = max(2, int(seconds / 0.5))
+
+    def halfway() -> None:
+        if during is not None:
+            time.sleep(1.0 + seconds * 0.8)   # the warm-up, then most of the periods
+            during()
+    replies = gens.command("throughput", window=WINDOW, warmup=1.0, periods=periods, period=0.5, meanwhile=halfway)
+    wall = time.monotonic() - started
+    rates = sorted(sum(period) for period in zip(*(r["rates"] for r in replies), strict=False))
+    return {"msgs_per_s": rates[len(rates) // 2], "server_cpu": (server.cpu_seconds() - cpu) / wall}
+
+
+def timed_who(path: str, users: int) -> float:
+    """``reactor-chat-admin PATH who`` (checked to list ``users``); the seconds it took, its start included."""
+    started = time.perf_counter()
+    out = subprocess.run([ADMIN, path, "who"], capture_output=True, text=True, timeout=120)
+    took = time.perf_counter() - started
+    if out.returncode != 0 or not out.stdout.endswith(f"{users} users online.\n"):
+        raise RuntimeError(f"who: {out.returncode} {out.stderr or out.stdout[-200:]}")
+    return took
+
+
+def scraped(prometheus: Any, within: float = 60.0) -> None:
+    """Wait until ``prometheus`` has scraped its target (it takes up to 5 s to start scraping)."""
+    deadline = time.monotonic() + within
+    while not any(value == 1 for _, value in prometheus.query('up{job="chat"}')):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Prometheus did not scrape within {within:g} s")
+        time.sleep(0.2)
+
+
+def histogram(text: str, name: str) -> dict[str, float]:
+    """A scrape's ``name`` histogram: its buckets by ``le``, and ``count``."""
+    figures = {}
+    for line in text.splitlines():
+        if line.startswith(name + "_bucket{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            figures[le] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith(name + "_count"):
+            figures["count"] = float(line.rsplit(" ", 1)[1])
+    return figures
+
+
+def part_relay(workdir: str, credentials: str, rounds: int, seconds: float) -> None:
+    try:
+        from tests.prometheus import PrometheusProcess, prometheus_binary
+        prometheus_binary()
+    except Exception as exc:   # noqa: BLE001 (no Prometheus here: this process scrapes instead)
+        print(f"(no Prometheus: {exc}; scraping from this process instead)")
+        PrometheusProcess = None   # noqa: N806
+    results: dict[str, list[dict]] = {"off": [], "on": []}
+    shown: dict[str, object] = {}
+    for round_no in range(rounds):
+        for mode in (("off", "on") if round_no % 2 == 0 else ("on", "off")):
+            last = round_no == rounds - 1 and mode == "on"
+            socket_path = os.path.join(workdir, "admin.sock")
+            flags = ("--metrics", "127.0.0.1:0", "--admin-socket", socket_path) if mode == "on" else ()
+            server = Server(workdir, credentials, *flags)
+            prometheus = scraper = None
+            try:
+                gens = generators(server, PAIRS_CLIENTS)
+                try:
+                    log_in(gens, PAIRS_CLIENTS)
+                    if mode == "on":
+                        target = server.metrics.split("//", 1)[1].split("/", 1)[0]
+                        if PrometheusProcess is not None:
+                            prometheus = PrometheusProcess([target], interval=f"{SCRAPE_EVERY:g}s").start()
+                            _, others = cores()
+                            if others:
+                                os.sched_setaffinity(prometheus.process.pid, others)
+                            scraped(prometheus)
+                        else:
+                            scraper = subprocess.Popen([sys.executable, "-c", SCRAPER, server.metrics,
+                                                        str(SCRAPE_EVERY)], cwd=ROOT)
+
+                    def during(server: Server = server, prometheus: Any = prometheus) -> None:
+                        started = time.perf_counter()
+                        shown["scrape"] = server.scrape()
+                        shown["scrape_took"] = time.perf_counter() - started
+                        if prometheus is not None:
+                            shown["rate"] = prometheus.query("rate(chat_messages_relayed_total[1m])")
+                    result = relay(server, gens, seconds, during if last else None)
+                    results[mode].append(result)
+                    if last:
+                        shown["who"] = timed_who(socket_path, PAIRS_CLIENTS)
+                finally:
+                    gens.close()
+            finally:
+                if prometheus is not None:
+                    prometheus.stop()
+                if scraper is not None:
+                    scraper.kill()
+                    scraper.wait()
+                server.stop()
+            print(f"  round {round_no + 1}, metrics {mode}: {result['msgs_per_s']:,.0f} msg/s, "
+                  f"server CPU {result['server_cpu'] * 100:.0f}%", file=sys.stderr, flush=True)
+    pairs = list(zip(results["on"], results["off"], strict=True))
+    ratios = [on["msgs_per_s"] / off["msgs_per_s"] for on, off in pairs]
+    cpu_ratios = [(on["msgs_per_s"] / on["server_cpu"]) / (off["msgs_per_s"] / off["server_cpu"]) for on, off in pairs]
+    print(f"\nrelay, 500 pairs, {WINDOW} in flight each way, real server (median of {rounds} rounds of {seconds:g} s)")
+    print(f"{'':34}{'msg/s':>10}{'[min-max]':>22}{'server CPU':>12}{'msg/CPU-s':>11}")
+    for mode, label in (("off", "metrics off"), ("on", f"metrics on, scraped every {SCRAPE_EVERY:g} s")):
+        rates = [r["msgs_per_s"] for r in results[mode]]
+        cpu = statistics.median(r["server_cpu"] for r in results[mode])
+        per_cpu = statistics.median(r["msgs_per_s"] / max(r["server_cpu"], 1e-9) for r in results[mode])
+        print(f"{label:34}{statistics.median(rates):>10,.0f}{f'[{min(rates):,.0f}-{max(rates):,.0f}]':>22}"
+              f"{cpu * 100:>11.0f}%{per_cpu:>11,.0f}")
+    for what, values in (("msg/s", ratios), ("msg per server CPU-second", cpu_ratios)):
+        ratio = statistics.median(values)
+        print(f"relay with metrics on, {what}: {ratio:.1%} of off (per round: {', '.join(f'{r:.1%}' for r in values)});"
+              f" goal >= {GOAL:.0%}: {'ok' if ratio >= GOAL else 'MISS'}")
+    if "scrape" in shown:
+        print(f"\none scrape of the real server during the relay (metrics on, last round; its round trip "
+              f"{float(shown['scrape_took']) * 1e3:.0f} ms behind the relay's loop turns), the chat's figures:")
+        for line in str(shown["scrape"]).splitlines():
+            if line.split("{", 1)[0].split(" ", 1)[0] in SHOWN:
+                print(f"  {line}")
+    if "rate" in shown:
+        print(f"Prometheus, during it: rate(chat_messages_relayed_total[1m]) = {shown['rate']}")
+    if "who" in shown:
+        print(f"reactor-chat-admin who on {PAIRS_CLIENTS:,} users: {shown['who'] * 1e3:.0f} ms "
+              "(the command's interpreter start included)")
+
+
+def part_scrapes(workdir: str, credentials: str, users: int, scrapes: int) -> None:
+    socket_path = os.path.join(workdir, "admin.sock")
+    server = Server(workdir, credentials, "--metrics", "127.0.0.1:0", "--admin-socket", socket_path)
+    try:
+        gens = generators(server, users)
+        try:
+            log_in(gens, users)
+            time.sleep(2.0)   # the storm's presence notices out
+            before = histogram(server.scrape(), "chat_loop_turn_seconds")
+            started = time.perf_counter()
+            for _ in range(scrapes):
+                text = server.scrape()
+            took = time.perf_counter() - started
+            after = histogram(server.scrape(), "chat_loop_turn_seconds")
+            turns = after["count"] - before["count"]
+            longer = turns - (after[str(STALL)] - before[str(STALL)])
+            bands = {le: after[le] - before[le] for le in after if le != "count"}
+            who = timed_who(socket_path, users)
+        finally:
+            gens.close()
+    finally:
+        server.stop()
+    print(f"\n{users:,} users logged in: {scrapes} scrapes in a row, {len(text):,} bytes each, "
+          f"{took / scrapes * 1e3:.2f} ms each (round trip)")
+    print(f"loop turns while they were served: {turns:.0f}; over {STALL * 1e3:g} ms: {longer:.0f} "
+          f"(goal 0: {'ok' if longer == 0 else 'MISS'}); cumulative by bound: "
+          + ", ".join(f"<={le}s {n:.0f}" for le, n in bands.items()))
+    print(f"reactor-chat-admin who on {users:,} users: {who * 1e3:.0f} ms (its interpreter start included)")
+
+
+SCRAPER = """
+import sys, time, urllib.request
+while True:
+    urllib.request.urlopen(sys.argv[1], timeout=10).read()
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.metrics", description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of off and on (default 3)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="seconds each relay is measured (default 5)")
+    parser.add_argument("--users", type=int, default=10_000, help="users logged in for the scrapes (default 10,000)")
+    parser.add_argument("--scrapes", type=int, default=200, help="scrapes in a row (default 200)")
+    parser.add_argument("--only", choices=("relay", "scrapes"), help="one part alone")
+    args = parser.parse_args(argv)
+    raise_open_files_limit()
+    with tempfile.TemporaryDirectory(prefix="chat-metrics-") as workdir:
+        credentials = os.path.join(workdir, "credentials.txt")
+        write_accounts(credentials, max(args.users, PAIRS_CLIENTS))
+        if args.only in (None, "relay"):
+            part_relay(workdir, credentials, args.rounds, args.seconds)
+        if args.only in (None, "scrapes"):
+            part_scrapes(workdir, credentials, args.users, args.scrapes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
