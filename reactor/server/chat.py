@@ -62,24 +62,24 @@ class ChatCommands:
 
     @command(FrameType.MESSAGE, string("to"), string("text"))
     def message(self, s: Session, now: float, to: str, text: str) -> list[Step]:
-        """A message: relayed (counted here, the hot path's one addition), or kept, or refused (counted by
-        the reason its sender hears; ``rate_limited`` by ``Limits``, the store's by ``Mail``)."""
-        refused = self._refused
+        """A message: relayed (counted here: the hot path's one addition, a new int object each, ~270 of the
+        relay's ~54,000 instructions), or kept, or refused (counted by the reason its sender hears;
+        ``rate_limited`` by ``Limits``, the store's by ``Mail``)."""
         if not (text.isascii() and text.isprintable()) and _has_control(text):
-            refused.control_characters += 1
+            self._refused.control_characters += 1
             return reply(s.id, _CONTROL_CHARACTERS)
         if to not in self._accounts:
-            refused.invalid_user += 1
+            self._refused.invalid_user += 1
             return reply(s.id, error(ErrorCode.INVALID_USER))
         sender = s.user
         if to == sender:
-            refused.other += 1
+            self._refused.other += 1
             return reply(s.id, error(ErrorCode.SELF, command="message"))
         if len(text) > self._max_text:
-            refused.too_long += 1
+            self._refused.too_long += 1
             return reply(s.id, error(ErrorCode.TEXT_TOO_LONG, max=self._max_text))
         if sender in self._blocking.get(to, NOBODY):
-            refused.blocked += 1
+            self._refused.blocked += 1
             return reply(s.id, error(ErrorCode.BLOCKED_BY_RECIPIENT, user=to))
         tokens = cost(text)
         target = self._online.get(to)
