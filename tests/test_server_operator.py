@@ -1,6 +1,7 @@
 """The operator's view of a server on a real loop (``ServerOperator``): the metrics' figures as a scrape reads them,
 readiness, and the admin commands carried out on the chat (who, kick, lock, unlock, notice, reload, stats)."""
 import socket
+import ssl
 import time
 
 import pytest
@@ -12,6 +13,7 @@ from reactor.server.operator import ServerOperator
 from reactor.server.reload import AccountsReload
 from reactor.server.rules import ChatServer
 from reactor.server.store import MemoryStore, StoreError
+from reactor.tls import server_context
 from tests.support import ACCOUNTS, LoopPeer, login_peer, run_until, write_credentials
 
 
@@ -185,3 +187,29 @@ def test_ready_until_the_store_fails_or_the_server_shuts_down(server):
     server.store.failure = None
     server.host.shutdown()
     assert server.operator.ready() == "shutting down"
+
+
+def test_tls_handshakes_and_their_failures_are_counted(tmp_path, certs):
+    server = Server(tmp_path, tls=server_context(str(certs["good"]), str(certs["good"])))
+    try:
+        context = ssl.create_default_context(cafile=str(certs["ca"]))
+        raw = socket.create_connection(server.host.address[:2])
+        raw.setblocking(False)
+        secure = context.wrap_socket(raw, server_hostname="localhost", do_handshake_on_connect=False)
+
+        def handshake():
+            try:
+                secure.do_handshake()
+                return True
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return False
+        run_until(server.loop, handshake)
+        run_until(server.loop, lambda: server.logic.counts.tls_handshakes == 1)
+        plaintext = socket.create_connection(server.host.address[:2])
+        plaintext.sendall(b'{"type":"hello","version":1}\n')   # a plaintext client on the TLS port
+        run_until(server.loop, lambda: server.logic.counts.tls_handshake_failures == 1)
+        assert server.logic.counts.tls_handshakes == 1 and server.host.tls
+        plaintext.close()
+        secure.close()
+    finally:
+        server.close()
