@@ -2,7 +2,7 @@
 server with 10,000 users.
 
     python -m tests.bench.metrics [--rounds N] [--seconds S] [--show-seconds S] [--users N] [--scrapes N]
-                                  [--only relay|show|scrapes]
+                                  [--instructions] [--only relay|show|scrapes|instructions]
 
 1. Relay, 500 pairs (the peers' workload of ``tests.bench.run``: 1,000 load generator clients, 4 messages in
    flight each way per pair), on ``server_main.py`` itself: metrics off (no ``--metrics``) and on
@@ -19,6 +19,9 @@ server with 10,000 users.
    as many ``/healthz`` requests before them are the control (the same HTTP work without the render: on a
    shared machine a turn stretched by another process shows there too); then ``reactor-chat-admin who``
    on all of them.
+4. With ``--instructions`` (or ``--only instructions``), where valgrind is installed: instructions per relayed
+   message, metrics off and on, counted by callgrind in an in-process relay (the same on a busy machine as
+   on a quiet one, where the wall-clock figures above are not).
 
 The server is pinned to the first core and everything else to the others, as ``tests.bench.run`` does, and
 runs at nice -10 where allowed (root): on a shared machine, other processes on its core stretch its turns less.
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -325,6 +329,92 @@ def turns_while(server: Server, requests: int, path: str) -> tuple[float, float,
     return turns, turns - bands[str(STALL)], bands, took, size
 
 
+def relay_in_process(messages: int, on: bool) -> None:
+    """The instructions part's driver: a ``ServerHost`` on this process's loop and two clients on real sockets,
+    ``messages`` relayed from one to the other, 50 a write; ``on``: the loop's turns timed and the registry
+    rendered every 1,000 messages (a scrape per 20 ms at 50k msg/s: 20 times Prometheus every second)."""
+    import json
+    import socket
+
+    from reactor.loop import EventLoop
+    from reactor.server.host import ServerHost
+    from reactor.server.operator import ServerOperator
+    from reactor.server.reload import AccountsReload
+    from reactor.server.rules import ChatServer
+
+    loop = EventLoop(turn_stats=on)
+    logic = ChatServer({"u0": "p0", "u1": "p1"}, 10.0, 600.0, rate=None, sender_quota=None)
+    host = ServerHost(loop, logic)
+    host.serve("127.0.0.1", 0)
+    render = ServerOperator(loop, host, logic, AccountsReload(loop, os.devnull, host.accounts_changed)).metrics.render
+
+    def client(user: str, password: str) -> socket.socket:
+        sock = socket.create_connection(host.address[:2])
+        sock.sendall(b"".join(json.dumps(frame).encode() + b"\n" for frame in (
+            {"type": "hello", "version": 2}, {"type": "username", "username": user},
+            {"type": "password", "password": password})))
+        sock.setblocking(False)
+        return sock
+
+    sender, receiver = client("u0", "p0"), client("u1", "p1")
+    while len(logic.sessions.online) < 2:
+        loop.run_once(0.01)
+    for _ in range(20):
+        loop.run_once(0.001)
+    for sock in (sender, receiver):
+        try:
+            while sock.recv(1 << 20):
+                pass
+        except BlockingIOError:
+            pass
+    line = json.dumps({"type": "message", "to": "u1", "text": "the quick brown fox jumps over the lazy dog"}).encode()
+    sent = got = 0
+    while sent < messages:
+        sender.sendall((line + b"\n") * 50)
+        sent += 50
+        while got < sent:
+            loop.run_once(0.01)
+            try:
+                got += receiver.recv(1 << 20).count(b"\n")
+            except BlockingIOError:
+                pass
+        if on and sent % 1000 == 0:
+            render()
+    if logic.counts.messages_relayed != messages:
+        raise RuntimeError(f"{logic.counts.messages_relayed} of {messages} relayed")
+
+
+def instructions(messages: int, on: bool) -> int:
+    """The instructions of a whole run of the driver, as callgrind counts them."""
+    with tempfile.TemporaryDirectory(prefix="chat-cg-") as scratch:
+        out = os.path.join(scratch, "callgrind.out")
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-B", "-m",
+                        "tests.bench.metrics", "--driver", str(messages), "on" if on else "off"],
+                       cwd=ROOT, check=True, capture_output=True, env=dict(os.environ, PYTHONPATH=ROOT))
+        with open(out) as counts:
+            for line in counts:
+                if line.startswith(("summary:", "totals:")):
+                    return int(line.split()[1])
+    raise RuntimeError("no totals in callgrind's output")
+
+
+def part_instructions(base: int = 1_000, more: int = 6_000) -> None:
+    """Instructions per relayed message (callgrind: the same on a busy machine as on a quiet one), metrics off
+    and on: the difference of two runs of the in-process driver, ``more`` and ``base`` messages."""
+    if shutil.which("valgrind") is None:
+        print("\n(no valgrind: instructions per relayed message not measured)")
+        return
+    figures = {}
+    for on in (False, True):
+        figures[on] = (instructions(more, on) - instructions(base, on)) / (more - base)
+        print(f"  instructions, metrics {'on' if on else 'off'}: {figures[on]:,.0f} a message", file=sys.stderr,
+              flush=True)
+    print(f"\ninstructions per relayed message (callgrind, server and its two clients in one process): metrics off "
+          f"{figures[False]:,.0f}, on {figures[True]:,.0f} (turns timed, a scrape per 1,000 messages): relay with "
+          f"metrics on {figures[False] / figures[True]:.1%} of off; goal >= {GOAL:.0%}: "
+          f"{'ok' if figures[False] / figures[True] >= GOAL else 'MISS'}")
+
+
 SCRAPER = """
 import sys, time, urllib.request
 while True:
@@ -341,8 +431,14 @@ def main(argv=None) -> int:
     parser.add_argument("--scrapes", type=int, default=200, help="scrapes in a row (default 200)")
     parser.add_argument("--show-seconds", type=float, default=65.0,
                         help="seconds of the relay whose scrape and rate are shown (default 65: rate[1m] covers it)")
-    parser.add_argument("--only", choices=("relay", "show", "scrapes"), help="one part alone")
+    parser.add_argument("--only", choices=("relay", "show", "scrapes", "instructions"), help="one part alone")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count instructions per relayed message under callgrind (slow: minutes)")
+    parser.add_argument("--driver", nargs=2, metavar=("MESSAGES", "on|off"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.driver:   # (the instructions part runs this under callgrind)
+        relay_in_process(int(args.driver[0]), args.driver[1] == "on")
+        return 0
     raise_open_files_limit()
     with tempfile.TemporaryDirectory(prefix="chat-metrics-") as workdir:
         credentials = os.path.join(workdir, "credentials.txt")
@@ -353,6 +449,8 @@ def main(argv=None) -> int:
             part_show(workdir, credentials, args.show_seconds)
         if args.only in (None, "scrapes"):
             part_scrapes(workdir, credentials, args.users, args.scrapes)
+        if args.only == "instructions" or args.only is None and args.instructions:
+            part_instructions()
     return 0
 
 
