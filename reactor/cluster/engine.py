@@ -39,11 +39,12 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import hiredis
 
 from ..loop import EventLoop, TimerHandle
+from ..ops.metrics import Observer
 from ..stream import Connector, Stream
 
 log = logging.getLogger(__name__)
@@ -52,12 +53,6 @@ MAX_OUTPUT = 8 << 20   # bytes of commands unsent before the engine counts as no
 
 Reply = Any   # str, int, list, None, or an EngineError instance
 Arg = str | bytes | int | float
-
-
-class Observer(Protocol):
-    """A histogram of durations (``reactor.ops.metrics.Histogram``)."""
-
-    def observe(self, value: float) -> None: ...
 
 
 class EngineError(Exception):

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+from ..ops.metrics import Observer
 from ..protocol import ErrorCode, Frame
 from .effects import KeepMessage, StoreChange
 from .store import StoreFull
@@ -55,12 +56,6 @@ class Durability(Protocol):
 
     def end_turn(self) -> None:
         """The loop is about to sleep."""
-
-
-class Observer(Protocol):
-    """A histogram of durations (``reactor.ops.metrics.Histogram``)."""
-
-    def observe(self, value: float) -> None: ...
 
 
 class TransactionalStore(Protocol):
