@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from reactor.server.passwords import hash_password
-from tests.support import ACCOUNTS, ClientProcess, ServerProcess, wait_for
+from tests.support import ACCOUNTS, ClientProcess, ServerProcess, scrape, wait_for
 
 pytestmark = pytest.mark.e2e   # starts the real server or client
 
@@ -16,7 +16,8 @@ HASHED = {**ACCOUNTS, "yoda": hash_password(ACCOUNTS["yoda"]), "vader": hash_pas
 
 @pytest.fixture
 def server(tmp_path):
-    server = ServerProcess(tmp_path, accounts=HASHED)
+    """With its metrics, which tell when a check is under way (chat_password_checks_pending)."""
+    server = ServerProcess(tmp_path, accounts=HASHED, extra=("--metrics", "127.0.0.1:0"))
     yield server
     server.stop()
 
@@ -81,6 +82,9 @@ def test_the_client_shows_try_again_and_asks_for_the_password_again(server, tmp_
         client.type("vader")
         client.expect("Password: ")
         client.type(ACCOUNTS["vader"])
+        # The check is with the stopped helper before it dies (else a second helper may take it, and pass it).
+        wait_for(lambda: "\nchat_password_checks_pending 1\n" in scrape(server.metrics_address)[1],
+                 what="the check under way")
         os.kill(first, signal.SIGKILL)
         client.expect("Error. The server cannot check passwords right now; try again")
         wait_for(lambda: verifier_pid(server) not in (None, first), what="a new verifier")
