@@ -27,7 +27,7 @@ ENGINE_PORT ?= 6379
 CERTS  ?= .certs
 BENCH_ARGS ?=
 
-.PHONY: run-server run-client run-engine dev-certs lint test test-fast coverage bench bench-more bench-quick bench-tls bench-cluster clean
+.PHONY: run-server run-client run-engine dev-certs lint test test-fast coverage bench bench-more bench-quick bench-tls bench-cluster bench-metrics clean
 
 # CLUSTER=redis://HOST:PORT NODE=ID runs one node of a cluster instead (with the venv's hiredis; nodes on one
 # machine may share PORT):  make run-engine, then  make run-server CLUSTER=redis://127.0.0.1:6379 NODE=a
@@ -116,8 +116,9 @@ bench: $(VENV)/.bench-installed
 # The rest of make bench, each a script that prints its own figures: what TLS costs, attacks by strangers
 # and a flooding user against a bystander's round trip, password guessing with hashed and plain accounts,
 # 200 hashed logins at once, reloading 20,000 accounts (SIGHUP),
-# the server's memory with many stored messages, and cluster mode on 1, 2 and 4 nodes against the single process.
-bench-more: $(VENV)/.installed $(VENV)/.engine
+# the server's memory with many stored messages, cluster mode on 1, 2 and 4 nodes against the single process,
+# and what the operator's tools cost: relay with metrics off and on side by side, a scrape of 10,000 users.
+bench-more: $(VENV)/.installed $(VENV)/.engine $(VENV)/.prometheus
 	$(VPY) -m tests.bench.tls
 	$(VPY) -m tests.bench.attacks
 	$(VPY) -m tests.bench.flood
@@ -126,6 +127,7 @@ bench-more: $(VENV)/.installed $(VENV)/.engine
 	$(VPY) -m tests.bench.reload
 	$(VPY) -m tests.bench.mailbox_memory
 	$(VPY) -m tests.bench.cluster
+	$(VPY) -m tests.bench.metrics
 
 # Cluster mode alone: 1, 2 and 4 nodes on one engine against the single process on SQLite, side by side.
 bench-cluster: $(VENV)/.installed $(VENV)/.engine
@@ -133,6 +135,11 @@ bench-cluster: $(VENV)/.installed $(VENV)/.engine
 
 bench-quick: $(VENV)/.bench-installed
 	$(VPY) -m tests.bench.run --quick $(BENCH_ARGS)
+
+# What metrics cost: the real server's relay with metrics off and on (a real Prometheus scraping it), side by side;
+# 10,000 users scraped; reactor-chat-admin who on 1,000 and 10,000 users.
+bench-metrics: $(VENV)/.installed $(VENV)/.prometheus
+	$(VPY) -m tests.bench.metrics $(BENCH_ARGS)
 
 # What TLS costs: the real server's relay throughput and latency, plaintext and TLS side by side.
 bench-tls: $(VENV)/.installed

@@ -61,6 +61,7 @@ class FrameType(StrEnum):
     PRIVATE_EXPECT = "private_expect"
     PRIVATE_CONNECT = "private_connect"
     PRIVATE_CANCELLED = "private_cancelled"
+    NOTICE = "notice"                 # the operator's words to every user
     # peer <-> peer
     PEER_HELLO = "peer_hello"
     PEER_WELCOME = "peer_welcome"
@@ -121,3 +122,4 @@ class ByeReason(StrEnum):
     SHUTDOWN = "shutdown"
     ACCOUNT_REMOVED = "account_removed"
     CUT_OFF = "cut_off"               # cluster mode: the node lost touch with the cluster (or the login moved)
+    OPERATOR = "operator"             # the operator ended the session (kick, lock); a ``text`` may say why

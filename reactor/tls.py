@@ -245,6 +245,11 @@ class TLSStream(Stream[P]):
         """The certificate the peer presented (DER), once the handshake is done; None if it presented none."""
         return self._tls.peer_certificate()
 
+    @property
+    def secure(self) -> bool:
+        """Whether the handshake is done."""
+        return self._tls.established
+
     def write(self, data: bytes) -> None:
         if self.closed:
             return
@@ -283,6 +288,7 @@ class TLSStream(Stream[P]):
         if not data:
             self._end_of_input()
             return
+        self._traffic.received += len(data)
         plain = self._advance(data)
         if plain and not self.closed:
             self._protocol.data_received(self, plain)

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import termios
 import time
+import urllib.error
+import urllib.request
 
 from reactor.client.effects import ToServer
 from reactor.client.line_editor import LineEditor
@@ -106,11 +108,18 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "server_main.py"), str(port), str(block), str(timeout),
              "--credentials", str(creds), "--log-level", "DEBUG", *extra],
-            cwd=tmp_path, stdout=subprocess.PIPE, stderr=self._log, env=coverage_env())
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=self._log, env=coverage_env(),
+            bufsize=0)   # (unbuffered: a line read leaves the next for select to see)
         line = self._readline(PATIENCE)
         assert line.startswith("Server listening on "), line + self.log()
         self.host, port = line.rsplit(" ", 1)[1].rsplit(":", 1)
         self.port = int(port)
+        self.metrics_address = None   # with --metrics: where its endpoint listens
+        if "--metrics" in extra:
+            line = self._readline(PATIENCE)
+            assert line.startswith("Metrics on http://"), line + self.log()
+            metrics_host, metrics_port = line.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+            self.metrics_address = (metrics_host, int(metrics_port))
 
     def _readline(self, timeout):
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
@@ -134,6 +143,22 @@ class ServerProcess:
                 self.proc.wait()
             self.proc.stdout.close()
             self._log.close()
+
+
+def admin(*args, command=None):
+    """Run the operator's command (``server_main.py admin``, or ``command``); (exit status, stdout, stderr)."""
+    argv = command or [sys.executable, str(ROOT / "server_main.py"), "admin"]
+    out = subprocess.run([*argv, *args], capture_output=True, text=True, timeout=60, env=coverage_env(), cwd=ROOT)
+    return out.returncode, out.stdout, out.stderr
+
+
+def scrape(address, path="/metrics"):
+    """GET ``path`` of the metrics endpoint at ``address``: (status, body as text)."""
+    try:
+        with urllib.request.urlopen(f"http://{address[0]}:{address[1]}{path}", timeout=PATIENCE) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
 
 
 def coverage_env() -> dict:

@@ -17,7 +17,8 @@ HASHED = {**ACCOUNTS, "yoda": hash_password(ACCOUNTS["yoda"]), "vader": hash_pas
 
 @pytest.fixture
 def server(tmp_path):
-    server = ServerProcess(tmp_path, accounts=HASHED)
+    """With its metrics, which tell when a check is under way (chat_password_checks_pending)."""
+    server = ServerProcess(tmp_path, accounts=HASHED, extra=("--metrics", "127.0.0.1:0"))
     yield server
     server.stop()
 

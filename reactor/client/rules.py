@@ -86,8 +86,8 @@ ACTIVITY = {"type": FrameType.ACTIVITY}
 LOGIN_STEPS = (State.USERNAME, State.PASSWORD)
 PROMPTS = {State.USERNAME: Prompt(USERNAME_PROMPT), State.PASSWORD: Prompt(PASSWORD_PROMPT, secret=True)}
 BYE_REASONS = frozenset(ByeReason)
-BYE_IN_ERROR = frozenset({ByeReason.SHUTDOWN, ByeReason.ACCOUNT_REMOVED,
-                          ByeReason.CUT_OFF})   # the client exits with status 1
+BYE_IN_ERROR = frozenset({ByeReason.SHUTDOWN, ByeReason.ACCOUNT_REMOVED, ByeReason.CUT_OFF,
+                          ByeReason.OPERATOR})   # the client exits with status 1
 
 
 # -- frames from the server: each declared once, on its handler (``@on_frame``) -------
@@ -562,8 +562,18 @@ class ChatClient:
         reason = frame.get("reason")
         if type(reason) is not str or reason not in BYE_REASONS:
             reason = ByeReason.LOGOUT
-        return self._finish(say(reason), 1 if reason in BYE_IN_ERROR else 0,
-                            draft=reason != ByeReason.LOGOUT and self._state == State.ACTIVE)
+        status = 1 if reason in BYE_IN_ERROR else 0
+        draft = reason != ByeReason.LOGOUT and self._state == State.ACTIVE
+        if reason == ByeReason.OPERATOR and type(frame.get("text")) is str and frame["text"]:
+            return self._finish(say("operator_text", frame), status, draft=draft)   # (the operator's why, made visible)
+        return self._finish(say(reason), status, draft=draft)
+
+    @on_frame(FrameType.NOTICE)
+    def _on_notice(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        """The operator's words (made visible, as every string from the network)."""
+        if type(frame.get("text")) is not str:
+            return []
+        return [Print(say("notice", frame))]
 
     # -- ending -------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable
 
+from ..ops.catalog import ChatCounts
 from ..protocol import MAX_CERT, ByeReason, ErrorCode, FrameType
 from ..text import TEXT_CONTROL
 from .blocks import NOBODY, Blocks
@@ -42,7 +43,7 @@ class ChatCommands:
     """What a user says once logged in; the state is its collaborators'."""
 
     def __init__(self, sessions: Sessions, blocks: Blocks, limits: Limits, mail: Mail, privates: PrivateChats,
-                 door: Door, accounts: dict[str, str], *, max_text: int, away: Away) -> None:
+                 door: Door, accounts: dict[str, str], *, max_text: int, away: Away, counts: ChatCounts) -> None:
         self._sessions = sessions
         self._blocks = blocks
         self._mail = mail
@@ -57,19 +58,29 @@ class ChatCommands:
         self._blocking = blocks.blocking
         self._blockers = blocks.blockers
         self._spend = limits.spend
+        self._counts = counts
+        self._refused = counts.messages_refused
 
     @command(FrameType.MESSAGE, string("to"), string("text"))
     def message(self, s: Session, now: float, to: str, text: str) -> list[Step]:
+        """A message: relayed (counted here: the hot path's one addition, a new int object each, ~270 of the
+        relay's ~54,000 instructions), or kept, or refused (counted by the reason its sender hears;
+        ``rate_limited`` by ``Limits``, the store's by ``Mail``)."""
         if not (text.isascii() and text.isprintable()) and _has_control(text):
+            self._refused.control_characters += 1
             return reply(s.id, _CONTROL_CHARACTERS)
         if to not in self._accounts:
+            self._refused.invalid_user += 1
             return reply(s.id, error(ErrorCode.INVALID_USER))
         sender = s.user
         if to == sender:
+            self._refused.other += 1
             return reply(s.id, error(ErrorCode.SELF, command="message"))
         if len(text) > self._max_text:
+            self._refused.too_long += 1
             return reply(s.id, error(ErrorCode.TEXT_TOO_LONG, max=self._max_text))
         if sender in self._blocking.get(to, NOBODY):
+            self._refused.blocked += 1
             return reply(s.id, error(ErrorCode.BLOCKED_BY_RECIPIENT, user=to))
         tokens = cost(text)
         target = self._online.get(to)
@@ -77,20 +88,26 @@ class ChatCommands:
             return self._away(s, to, text, tokens, now)
         mailbox = target.mailbox
         if not mailbox:
-            return self._spend(s.id, sender, tokens, "message", now) or [
-                Send((target.id,), {"type": _MESSAGE, "from": sender, "text": text})]
+            refusal = self._spend(s.id, sender, tokens, "message", now)
+            if refusal:
+                return refusal
+            self._counts.messages_relayed += 1
+            return [Send((target.id,), {"type": _MESSAGE, "from": sender, "text": text})]
         return self._mail.keep(s, to, text, tokens, now, mailbox)
 
     @command(FrameType.BROADCAST, string("text"))
     def broadcast(self, s: Session, now: float, text: str) -> list[Step]:
         if not (text.isascii() and text.isprintable()) and _has_control(text):
+            self._refused.control_characters += 1
             return reply(s.id, _CONTROL_CHARACTERS)
         if len(text) > self._max_text:
+            self._refused.too_long += 1
             return reply(s.id, error(ErrorCode.TEXT_TOO_LONG, max=self._max_text))
         sender = s.user
         refusal = self._spend(s.id, sender, cost(text), "broadcast", now)
         if refusal:
             return refusal
+        self._counts.broadcasts += 1
         online = self._online
         blockers = self._blockers.get(sender)
         if blockers:

@@ -599,11 +599,14 @@ class LoadGenerators:
         return [process_cpu_seconds(pid) for pid in self.pids]
 
     def command(self, name: str, wait: float = 120.0, per_worker: list[dict] | None = None,
-                **args: Any) -> list[dict]:
-        """Send one command to every worker (``per_worker`` adds arguments to each); their replies."""
+                meanwhile: Callable[[], Any] | None = None, **args: Any) -> list[dict]:
+        """Send one command to every worker (``per_worker`` adds arguments to each); their replies.
+        ``meanwhile()`` runs once the command is sent, while the workers carry it out."""
         for k, proc in enumerate(self._procs):
             extra = per_worker[k] if per_worker else {}
             self._send(proc, {"cmd": name, **args, **extra})
+        if meanwhile is not None:
+            meanwhile()
         replies = [self._receive(proc, wait) for proc in self._procs]
         for reply in replies:
             if "error" in reply:
