@@ -548,7 +548,7 @@ def msg(to, text):
     return {"type": "message", "to": to, "text": text}
 
 
-EMOJI = "\U0001F600"   # 12 bytes on the wire once JSON-escaped (a surrogate pair)
+EMOJI = "\U0001F600"   # 4 bytes on the wire (UTF-8; JSON-escaped as a surrogate pair it was 12)
 
 
 def big_mailbox(count, text, **kw):
