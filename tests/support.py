@@ -508,13 +508,14 @@ class World:
             assert self.s.received(conn, hello, now) == [Send((conn,), hello)]
         return conn
 
-    def login(self, user, now=0.0, listen=True, version=1, address="10.0.0.1"):
+    def login(self, user, now=0.0, listen=True, version=1, address="10.0.0.1", password=None):
         """Log ``user`` in on a new connection from ``address``; returns the effects of the password frame.
-        Its client claims to listen on a host of its own, which the server must ignore."""
+        Its client claims to listen on a host of its own, which the server must ignore. ``password``: the
+        user's, if it is not one of ACCOUNTS."""
         conn = self.connect(now, version=version, address=address)
         assert self.s.received(conn, {"type": "username", "username": user}, now) == \
             [Send((conn,), {"type": "username_ok"})]
-        effects = self.s.received(conn, {"type": "password", "password": ACCOUNTS[user]}, now)
+        effects = self.s.received(conn, {"type": "password", "password": password or ACCOUNTS[user]}, now)
         assert frames_to(effects, conn, self.store)[0] == {"type": "welcome", "user": user}
         self.conn[user] = conn
         if listen:

@@ -4,7 +4,8 @@ as the order of the frames allows.
 A part notes a login or logout (``note``) among the effects it returns; the
 ``settle`` of the event logs each note and tells it in its place. A host that
 calls ``end_turn`` once a loop turn gets the changes of the turn together: one
-frame per run of logins or logouts (protocol version 2) or one frame per change
+frame per run of logins or logouts (protocol version 2; a page each when the
+run does not fit in one frame: reactor/server/pages.py) or one frame per change
 (version 1) for each user, except that a user's pending changes always go before
 any other frame to it (so none comes after a later frame of the same user). A
 host that never calls it gets them at once. Nobody is told of a user who had
@@ -17,21 +18,26 @@ from collections.abc import Iterable
 from typing import Any, cast
 
 from ..protocol import Frame, FrameType
-from .blocks import Blocks
+from .blocks import NOBODY, Blocks
 from .effects import STORE_CHANGES, PresenceNote, Send, SendBatch, SendStored, ServerEffect, Step
+from .pages import page_starts, pages
 from .sessions import Session, Sessions
 
 __all__ = ["Presence"]
 
 _PRESENCE = FrameType.PRESENCE.value   # (a plain str: a storm of logins builds many of these frames)
+_ONLINE = FrameType.ONLINE.value
 
 
 _Change = tuple[str, bool, frozenset[str]]           # a logged note: user, online, hidden
-_Run = tuple[int, bool, list[str]]   # a run of logins or logouts: the index of its first change, online, users
+# A run of logins or logouts: the index of its first change, online, users, and where each of its pages starts
+# (reactor/server/pages.py): a version 2 frame's worth, or a page's each when they do not fit in one.
+_Run = tuple[int, bool, list[str], list[int]]
 
 
 def _presence_frames(changes: list[_Change], version: int) -> list[Frame]:
-    """``changes`` as presence frames: one each in version 1; in version 2 one per run of logins or logouts."""
+    """``changes`` as presence frames: one each in version 1; in version 2 one per run of logins or logouts
+    (a page each, when the run does not fit in one)."""
     if version == 1:
         return [{"type": _PRESENCE, "user": user, "online": online} for user, online, _ in changes]
     frames: list[Frame] = []
@@ -40,18 +46,19 @@ def _presence_frames(changes: list[_Change], version: int) -> list[Frame]:
             frames[-1]["users"].append(user)
         else:
             frames.append({"type": _PRESENCE, "users": [user], "online": online})
-    return frames
+    return [{"type": _PRESENCE, "users": page, "online": frame["online"]}
+            for frame in frames for page in pages(frame["users"])]
 
 
 def _runs(changes: list[_Change]) -> list[_Run]:
-    """``changes`` as runs of logins or logouts, each a version 2 frame's worth."""
-    runs: list[_Run] = []
+    """``changes`` as runs of logins or logouts, each a version 2 frame's worth (or its pages')."""
+    runs: list[tuple[int, bool, list[str]]] = []
     for index, (user, online, _) in enumerate(changes):
         if runs and runs[-1][1] is online:
             runs[-1][2].append(user)
         else:
             runs.append((index, online, [user]))
-    return runs
+    return [(first, online, users, page_starts(users)) for first, online, users in runs]
 
 
 def _frames_from(runs: list[_Run], start: int) -> list[Frame]:
@@ -59,11 +66,21 @@ def _frames_from(runs: list[_Run], start: int) -> list[Frame]:
 
     Those who came in one turn are each owed what came after them (one group each in ``_tell``): a slice of
     the runs made once, not a list built name by name per group. A storm of 10,000 logins spent 2.8 of its
-    server's 9.7 s building those lists (under cProfile; now 0.2 s in all of ``_tell``)."""
+    server's 9.7 s building those lists (under cProfile; now 0.2 s in all of ``_tell``). A run's pages are
+    cut once too: a group that starts inside a run gets the rest of the page it starts in, then the pages
+    after it."""
     at = bisect.bisect_right(runs, start, key=lambda run: run[0]) - 1   # the run holding change ``start``
-    first, online, users = runs[at]
-    frames: list[Frame] = [{"type": _PRESENCE, "users": users[start - first:], "online": online}]
-    frames += ({"type": _PRESENCE, "users": users, "online": online} for _, online, users in runs[at + 1:])
+    frames: list[Frame] = []
+    skip = start - runs[at][0]   # the changes of the first run already told
+    for _, online, users, starts in runs[at:]:
+        if len(starts) == 1:   # (the common case: the run is one page)
+            frames.append({"type": _PRESENCE, "users": users[skip:] if skip else users, "online": online})
+        else:
+            for page_start, page_end in zip(starts, [*starts[1:], len(users)], strict=True):
+                if page_end > skip:
+                    frames.append({"type": _PRESENCE, "users": users[max(page_start, skip):page_end],
+                                   "online": online})
+        skip = 0
     return frames
 
 
@@ -91,6 +108,17 @@ class Presence:
         """``user`` came (on ``conn``) or went: noted in the effects, told by ``settle``."""
         self._marked = True
         return PresenceNote(conn, user, online, self._blocks.hidden_from(user))
+
+    def online(self, s: Session) -> list[Step]:
+        """Version 3: who else is online as ``s`` logs in (but those who blocked it), in ``online`` frames, a
+        page each; nothing when nobody is. Made before its own login is noted: from then on it is told the
+        changes, so the two together are always who is online."""
+        blockers = self._blocks.blockers.get(s.user, NOBODY)
+        user = s.user
+        names = [name for name in self._sessions.names() if name != user and name not in blockers]
+        if not names:
+            return []
+        return [_send((s.id,), [{"type": _ONLINE, "users": page} for page in pages(names)])]
 
     def left(self, s: Session) -> None:
         """``s`` logged out in this event: it may still be owed changes before its bye."""

@@ -1,0 +1,54 @@
+"""Long lists of user names cut into pages, each of which fits in a frame the client takes.
+
+A ``users`` answer (``whoelse``, ``whoelsesince``) or a ``presence`` notice
+lists names: at 10,000 users with Cyrillic or CJK names one list is 150-300 KB
+of JSON, far over the 64 KiB a frame may have (``reactor.framing.MAX_FRAME``),
+and a client cuts off a server that sends more. So a list goes out in pages:
+each holds names of at most ``PAGE_BYTES`` bytes, counting a name's UTF-8
+and 3 bytes for its quotes and comma. JSON escapes at most double a name's
+bytes on the wire (it escapes only a quote or a backslash: a user name holds
+no control character), so a page's frame stays under 64,100 bytes whatever
+the names. The pages of a list are its names in order, none empty unless the
+list is: a list of N names is N names in its pages, whatever the cuts.
+"""
+from __future__ import annotations
+
+from ..protocol import MAX_USERNAME, Frame, FrameType
+
+__all__ = ["PAGE_BYTES", "page_starts", "pages", "users_frames"]
+
+PAGE_BYTES = 32_000   # bytes of names in one page, as counted here: twice this, and a frame's other fields, < 64 KiB
+# This many names fit in a page whatever they are (a name has at most MAX_USERNAME characters, 4 bytes each):
+# a list no longer is one page without looking at its names. Most lists are short (a turn's logins), and
+# measuring each name costs about 0.1 us.
+_ALWAYS_FIT = PAGE_BYTES // (4 * MAX_USERNAME + 3)
+_USERS = FrameType.USERS.value
+
+
+def page_starts(names: list[str]) -> list[int]:
+    """The index in ``names`` where each page starts: ``[0]`` for a list that is one page."""
+    if len(names) <= _ALWAYS_FIT:
+        return [0]
+    starts = [0]
+    size = 0
+    for index, name in enumerate(names):
+        cost = (len(name) if name.isascii() else len(name.encode("utf-8", "surrogatepass"))) + 3
+        if size + cost > PAGE_BYTES and index > starts[-1]:
+            starts.append(index)
+            size = 0
+        size += cost
+    return starts
+
+
+def pages(names: list[str]) -> list[list[str]]:
+    """``names`` cut into pages, in order (one page, ``names`` itself, when it fits)."""
+    starts = page_starts(names)
+    if len(starts) == 1:
+        return [names]
+    return [names[start:end] for start, end in zip(starts, [*starts[1:], len(names)], strict=True)]
+
+
+def users_frames(names: list[str]) -> list[Frame]:
+    """The ``users`` frames listing ``names``: one a page, each but the last marked ``"more": true``."""
+    *first, last = pages(names)
+    return [*({"type": _USERS, "names": page, "more": True} for page in first), {"type": _USERS, "names": last}]
