@@ -165,6 +165,7 @@ class WireClient:
         self.sock = sock
         self.timeout = timeout
         self.buffer = b""
+        self.longest = 0   # bytes in the longest line received, newline excluded
         self.user = None
         if hello:
             self.send({"type": "hello", "version": 1})
@@ -194,6 +195,7 @@ class WireClient:
             if self.pause:
                 time.sleep(self.pause)   # pacing only: a reader slow on purpose
         line, self.buffer = self.buffer.split(b"\n", 1)
+        self.longest = max(self.longest, len(line))
         return json.loads(line)
 
     def expect(self, type_, timeout=None, **fields) -> dict:

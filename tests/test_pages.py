@@ -11,6 +11,7 @@ from reactor.framing import MAX_FRAME, encode
 from reactor.protocol import MAX_USERNAME
 from reactor.server.effects import Send, SendBatch
 from reactor.server.pages import PAGE_BYTES, pages, users_frames
+from reactor.server.presence import TELL_AT
 from tests.support import PONG, World, logged_in
 
 EMOJI = "\U0001F600"
@@ -101,34 +102,52 @@ def test_whoelse_and_whoelsesince_answer_a_big_chat_in_pages_each_a_frame_the_cl
     assert [name for f in frames for name in f["names"]] == sorted(names)
     assert [f.get("more") for f in frames] == [True] * (len(frames) - 1) + [None] and len(frames) > 1
     assert fits(frames)
-    for name in names[:600]:
-        w.send(name, {"type": "logout"})
-    w.s.end_turn(0.0)
+    everyone_logs_out(w, names[:600])
     frames = received(w.send("hans", {"type": "whoelsesince", "seconds": 60}), w.conn["hans"])
     assert [name for f in frames for name in f["names"]] == sorted(names)   # logged out within the window
     assert fits(frames)
 
 
+def everyone_logs_out(w, names):
+    """Each of ``names`` logs out in one turn of the server's loop; the effects."""
+    effects = []
+    for name in names:
+        effects += w.send(name, {"type": "logout"})
+    return effects + w.s.end_turn(0.0)
+
+
 @pytest.mark.parametrize("version", [1, 2])
 def test_a_mass_logout_reaches_everyone_else_in_frames_they_take(version):
     w, names = crowd(1200, version)
-    for name in names:
-        w.send(name, {"type": "logout"})
-    frames = received(w.s.end_turn(0.0), w.conn["hans"])
+    frames = received(everyone_logs_out(w, names), w.conn["hans"])
     assert fits(frames)
     assert [u for f in frames for u in f.get("users", [f.get("user")])] == names
-    assert {f["online"] for f in frames} == {False} and len(frames) == (1200 if version == 1 else 5)
+    assert {f["online"] for f in frames} == {False} and len(frames) == 1200 if version == 1 else len(frames) > 4
+
+
+def test_in_a_mass_logout_nobody_waits_for_more_than_tell_at_changes():
+    w, names = crowd(TELL_AT + 200)
+    effects = []
+    for at, name in enumerate(names):
+        step = w.send(name, {"type": "logout"})
+        told = [u for f in received(step, w.conn["hans"]) for u in f["users"]]
+        assert told == (names[:TELL_AT] if at == TELL_AT - 1 else []), at   # the TELL_AT-th tells them at once
+        effects += step
+        leaver = [f for f in received(step, w.conn[name]) if f["type"] == "presence"]   # told before its bye
+        assert [u for f in leaver for u in f["users"]] == names[TELL_AT if at >= TELL_AT else 0:at]
+    assert [u for f in received(w.s.end_turn(0.0), w.conn["hans"]) for u in f["users"]] == names[TELL_AT:]
 
 
 def test_a_storm_in_one_turn_tells_each_newcomer_what_came_after_it_in_pages():
     names = [longest(i, "用") for i in range(1500)]   # one run of logins over several pages
     w = World(accounts={name: "pw" for name in names}, rate=None)
     assert w.s.end_turn(0.0) == []
+    effects = []
     for name in names:
-        w.login(name, version=2, password="pw")
-    effects = w.s.end_turn(0.0)
-    for at in (0, 1, 122, 123, 124, 600, 1498, 1499):   # a page is 123 of these names (PAGE_BYTES / 259)
-        frames = received(effects, w.conn[names[at]])
+        effects += w.login(name, version=2, password="pw")
+    effects += w.s.end_turn(0.0)
+    for at in (0, 1, 171, 172, 173, 600, 998, 999, 1000, 1498, 1499):   # a page: 172 of these names (185 bytes)
+        frames = [f for f in received(effects, w.conn[names[at]]) if f["type"] == "presence"]
         assert [u for f in frames for u in f["users"]] == names[at + 1:]
         assert not frames or fits(frames) and all(f["users"] for f in frames)
 
@@ -136,9 +155,7 @@ def test_a_storm_in_one_turn_tells_each_newcomer_what_came_after_it_in_pages():
 def test_a_user_some_leavers_had_blocked_hears_of_the_others_in_pages():
     w, names = crowd(1200)
     w.send(names[5], {"type": "block", "user": "hans"})
-    for name in names:
-        w.send(name, {"type": "logout"})
-    frames = received(w.s.end_turn(0.0), w.conn["hans"])
+    frames = received(everyone_logs_out(w, names), w.conn["hans"])
     assert fits(frames)
     assert [u for f in frames for u in f["users"]] == names[:5] + names[6:]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ..protocol import MAX_USERNAME, Frame, FrameType
 
-__all__ = ["PAGE_BYTES", "page_starts", "pages", "users_frames"]
+__all__ = ["PAGE_BYTES", "page_bytes", "page_starts", "pages", "users_frames"]
 
 PAGE_BYTES = 32_000   # bytes of names in one page, as counted here: twice this, and a frame's other fields, < 64 KiB
 # This many names fit in a page whatever they are (a name has at most MAX_USERNAME characters, 4 bytes each):
@@ -25,6 +25,11 @@ _ALWAYS_FIT = PAGE_BYTES // (4 * MAX_USERNAME + 3)
 _USERS = FrameType.USERS.value
 
 
+def page_bytes(name: str) -> int:
+    """What ``name`` counts in a page: its UTF-8 and 3 bytes for its quotes and comma."""
+    return (len(name) if name.isascii() else len(name.encode("utf-8", "surrogatepass"))) + 3
+
+
 def page_starts(names: list[str]) -> list[int]:
     """The index in ``names`` where each page starts: ``[0]`` for a list that is one page."""
     if len(names) <= _ALWAYS_FIT:
@@ -32,7 +37,7 @@ def page_starts(names: list[str]) -> list[int]:
     starts = [0]
     size = 0
     for index, name in enumerate(names):
-        cost = (len(name) if name.isascii() else len(name.encode("utf-8", "surrogatepass"))) + 3
+        cost = page_bytes(name)
         if size + cost > PAGE_BYTES and index > starts[-1]:
             starts.append(index)
             size = 0
