@@ -1,15 +1,16 @@
-"""A big chat against the real processes: 10,000 users with Cyrillic and CJK names, and nobody is cut off.
+"""A big chat against the real processes: thousands of users with Cyrillic and CJK names, and nobody cut off.
 
 The crowd are the bench's load generators (tests/bench/loadgen.py: thousands of version 2 clients in two
-processes, named ``Пользователь<k>`` and ``用户<k>号``); the last users are two real clients (client_main.py on
-pipes) and a watcher that speaks version 3 from a socket and measures every line. ``whoelse`` shows all of
-them, ``whoelsesince`` too, who else is online comes right after the watcher's welcome, and when the crowd
-logs out at once every other user hears of each. The server once sent ``whoelse`` at 10,000 such users as one
-frame of 520 KB, and the client hung up on it (``Bad frame from server: frame longer than 65536 bytes``).
+processes, named ``Пользователь<k>`` and ``用户<k>号``); the last three users are two real clients
+(client_main.py on pipes) and a watcher that speaks version 3 from a socket and measures every line it gets.
+``whoelse`` shows all of them, ``whoelsesince`` too, who else is online comes right after the watcher's
+welcome, and when the crowd logs out at once every other user hears of each: at 10,000 users on one server,
+and at 4,000 on a cluster of two nodes (the crowd on one, the others on the other). The server once sent
+``whoelse`` at 10,000 such users as one frame of 520 KB, and the client hung up on it (``Bad frame from
+server: frame longer than 65536 bytes``), as on every presence frame of a mass logout.
 """
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
@@ -21,24 +22,27 @@ from tests.support import ROOT, ClientProcess, ServerProcess, WireClient, covera
 
 pytestmark = pytest.mark.e2e
 
-USERS = 10_000
-CROWD = USERS - 3   # the load generators' users: 0 .. CROWD - 1; then yoda, hans and the watcher
 NAMES = "cyrillic-cjk"
-STORM = 120.0       # seconds the crowd's logins (and their presence notices) may take on a loaded machine
+STORM = 120.0   # seconds the crowd's logins (and their presence notices) may take on a loaded machine
 
 
 def name(index):
     return user_name(index, NAMES)
 
 
-def crowd_logs_in(port):
-    """The crowd, logged in, every presence notice of its storm delivered; the load generators."""
+def accounts(users):
+    return {name(i): password(i) for i in range(users)}
+
+
+def crowd_logs_in(port, crowd):
+    """``crowd`` users (0 .. crowd - 1) logged in to the server on ``port``, every presence notice of their
+    storm delivered; the load generators."""
     env = {k: v for k, v in coverage_env().items() if k != "COVERAGE_PROCESS_START"}   # test code: not measured
-    gens = LoadGenerators(2, port, CROWD, cwd=str(ROOT), env=env, names=NAMES)
+    gens = LoadGenerators(2, port, crowd, cwd=str(ROOT), env=env, names=NAMES)
     try:
         replies = gens.command("login", wait=STORM + 30, concurrency=200, within=STORM)
-        assert sum(r["ok"] for r in replies) == CROWD, [e for r in replies for e in r["errors"]]
-        expected = CROWD * (CROWD - 1) // 2   # each hears of those who came after it
+        assert sum(r["ok"] for r in replies) == crowd, [e for r in replies for e in r["errors"]]
+        expected = crowd * (crowd - 1) // 2   # each hears of those who came after it
         wait_for(lambda: sum(r["lines"] for r in gens.command("lines")) >= expected, timeout=STORM,
                  interval=0.1, what="the storm's presence notices")
         assert sum(r["lost"] for r in gens.command("lines")) == 0
@@ -49,7 +53,7 @@ def crowd_logs_in(port):
 
 
 class Watcher(WireClient):
-    """A version 3 client on a socket: what it is told, frame by frame, each line's length noted."""
+    """A version 3 client on a socket: what it is told, frame by frame, the longest line noted."""
 
     def __init__(self, server, index):
         super().__init__(server.host, server.port, hello=False)
@@ -71,61 +75,105 @@ def lines_before_barrier(client):
     return [line for line in client.barrier().splitlines() if line]
 
 
-def test_ten_thousand_cyrillic_and_cjk_users_see_each_other_and_a_mass_logout_reaches_everyone(tmp_path):
-    accounts = {name(i): password(i) for i in range(USERS)}
-    server = ServerProcess(tmp_path, timeout=600, accounts=accounts, extra=[*UNLIMITED, "--log-level", "WARNING"])
+def gathered(ask, enough, what):
+    """What ``ask()`` answers, gathered until ``enough(all of it)`` (a node hears of another's users through
+    the engine: later than that node's own users hear)."""
+    got = []
+    wait_for(lambda: got.extend(ask()) or enough(got), interval=0.05, what=what)
+    return got
+
+
+def big_chat(crowd_server, server, users):
+    """The crowd (all but the last three of ``users``) on ``crowd_server``, the real clients and the watcher
+    on ``server``: everyone sees everyone, and a mass logout of the crowd reaches the others. Figures."""
+    crowd = users - 3
+    yoda, hans, watcher = crowd, crowd + 1, crowd + 2   # their indexes
+    everyone = set(accounts(users))
+    crowds = {name(i) for i in range(crowd)}
     gens, clients = None, []
     try:
         started = time.monotonic()
-        gens = crowd_logs_in(server.port)
+        gens = crowd_logs_in(crowd_server.port, crowd)
         stormed = time.monotonic()
-        yoda, hans = (ClientProcess(server.host, server.port, cwd=tmp_path) for _ in range(2))
-        clients += [yoda, hans]
-        for index, client in ((CROWD, yoda), (CROWD + 1, hans)):
+        clients = [ClientProcess(server.host, server.port) for _ in range(2)]
+        for index, client in zip((yoda, hans), clients, strict=True):
             client.login(name(index), password(index))
-        watcher = Watcher(server, CROWD + 2)
-        for client in clients:   # (what they showed of each other's logins)
-            lines_before_barrier(client)
-        everyone = set(accounts)
-        crowd = {name(i) for i in range(CROWD)}
+        lines_before_barrier(clients[0])   # (what it showed of hans's login)
+        others = sorted(everyone - {name(yoda)} - {name(watcher)})
 
-        told = watcher.until_pong()   # right after its welcome: who else is online, in pages
+        def whoelse():   # (on a cluster, asked again until this node has heard of every login on the other)
+            clients[0].type("whoelse")
+            shown = lines_before_barrier(clients[0])
+            assert set(shown) <= set(others) and len(shown) == len(set(shown)), "not the users online"
+            return shown == others
+        wait_for(whoelse, interval=0.05, what="whoelse showing everyone")
+
+        watching = Watcher(server, watcher)
+        told = watching.until_pong()   # right after its welcome: who else is online, in pages
         assert {f["type"] for f in told} == {"online"} and len(told) > 1
-        assert sorted(u for f in told for u in f["users"]) == sorted(everyone - {name(CROWD + 2)})
-
-        yoda.type("whoelse")
-        assert lines_before_barrier(yoda) == sorted(everyone - {name(CROWD)})
-        watcher.send({"type": "whoelse"})
-        pages = watcher.until_pong()
+        assert sorted(u for f in told for u in f["users"]) == sorted(everyone - {name(watcher)})
+        for client in clients:   # (what they showed of the watcher's login)
+            lines_before_barrier(client)
+        watching.send({"type": "whoelse"})
+        pages = watching.until_pong()
         assert [f.get("more") for f in pages] == [True] * (len(pages) - 1) + [None]
-        assert [u for f in pages for u in f["names"]] == sorted(everyone - {name(CROWD + 2)})
-        whoelse = (len(pages), watcher.longest)
+        assert [u for f in pages for u in f["names"]] == sorted(everyone - {name(watcher)})
+        figures = {"whoelse frames": len(pages), "longest line": watching.longest}
 
         left = gens.command("logout", wait=STORM + 30, within=STORM)   # the crowd, all at once
-        assert sum(r["left"] for r in left) == CROWD
-        for client in (yoda, hans):
-            gone = [line for line in lines_before_barrier(client) if line.endswith(" logged out")]
-            assert sorted(gone) == sorted(f"{user} logged out" for user in crowd)
-        notices = [f for f in watcher.until_pong() if f["type"] == "presence"]
+        assert sum(r["left"] for r in left) == crowd
+        for client in clients:
+            gone = gathered(lambda client=client: [line for line in lines_before_barrier(client)
+                                                   if line.endswith(" logged out")],
+                            lambda got: len(got) >= crowd, "the logouts shown")
+            assert sorted(gone) == sorted(f"{user} logged out" for user in crowds)
+        notices = gathered(lambda: [f for f in watching.until_pong() if f["type"] == "presence"],
+                           lambda got: sum(len(f["users"]) for f in got) >= crowd, "the logouts told")
         assert {f["online"] for f in notices} == {False} and len(notices) > 1
-        assert sorted(u for f in notices for u in f["users"]) == sorted(crowd)
+        assert sorted(u for f in notices for u in f["users"]) == sorted(crowds)
+        figures["logout frames"] = len(notices)
 
-        hans.type("whoelsesince 600")
-        assert lines_before_barrier(hans) == sorted(everyone - {name(CROWD + 1)})
-        yoda.type("whoelse")
-        assert lines_before_barrier(yoda) == sorted([name(CROWD + 1), name(CROWD + 2)])
-        assert watcher.longest <= MAX_FRAME
-        for client in (yoda, hans):
+        clients[1].type("whoelsesince 600")
+        assert lines_before_barrier(clients[1]) == sorted(everyone - {name(hans)})
+        clients[0].type("whoelse")
+        assert lines_before_barrier(clients[0]) == sorted([name(hans), name(watcher)])
+        assert watching.longest <= MAX_FRAME
+        for client in clients:
             client.type("logout")
             assert client.wait() == 0
             assert "Bad frame" not in client.text() and "Connection to server lost" not in client.text()
-        print(f"\n{USERS:,} users: storm {stormed - started:.1f} s; whoelse in {whoelse[0]} frames, the longest "
-              f"line {whoelse[1]:,} bytes; the mass logout in {len(notices)} presence frames; in all "
-              f"{time.monotonic() - started:.1f} s (load generators' CPU {sum(gens.cpu_seconds()):.1f} s, "
-              f"this machine's {os.cpu_count()} cores)")
+        figures.update(storm=f"{stormed - started:.1f} s", all=f"{time.monotonic() - started:.1f} s")
+        return figures
     finally:
         for client in clients:
             client.kill()
         if gens is not None:
             gens.close()
+
+
+def test_ten_thousand_cyrillic_and_cjk_users_see_each_other_and_a_mass_logout_reaches_everyone(tmp_path):
+    server = ServerProcess(tmp_path, timeout=600, accounts=accounts(10_000),
+                           extra=[*UNLIMITED, "--log-level", "WARNING"])
+    try:
+        figures = big_chat(server, server, 10_000)
+    finally:
         server.stop()
+    print(f"\n10,000 users, one server: {figures}")
+
+
+def test_on_a_cluster_the_users_of_one_node_see_a_crowd_on_another_and_hear_it_leave(tmp_path, engine):
+    nodes = []
+    try:
+        for node in ("a", "b"):
+            directory = tmp_path / node
+            directory.mkdir()
+            nodes.append(ServerProcess(directory, timeout=600, accounts=accounts(4_000), extra=[
+                *UNLIMITED, "--log-level", "INFO", "--cluster", f"redis://127.0.0.1:{engine.port}",
+                "--node-id", node]))
+        for node in nodes:   # a login before its node joined would be told try_again
+            wait_for(lambda node=node: " joined (epoch" in node.log(), what="the node joined")
+        figures = big_chat(nodes[0], nodes[1], 4_000)
+    finally:
+        for node in nodes:
+            node.stop()
+    print(f"\n4,000 users, two nodes: {figures}")
