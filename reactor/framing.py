@@ -49,8 +49,8 @@ _decoder = json.JSONDecoder(parse_constant=_reject_constant)
 # every call (``iterencode``), and ``JSONDecoder.decode`` runs two whitespace regexes around the scanner;
 # calling them directly takes a frame's encoding from 1.7 to 1.0 us and its decoding from 1.3 to 0.55 us
 # (a 90-byte message frame, CPython 3.11), the same bytes and the same frames. Leaving text as UTF-8 costs
-# ASCII nothing (0.79 us a message frame either way: the C encoder's UTF-8 string and its ``encode`` are
-# copies), and a Cyrillic message 0.93 -> 1.01 us for 349 -> 149 bytes on the wire.
+# ASCII nothing (a relayed message: 12,722 -> 12,602 instructions, callgrind; about 0.8 us either way), and a
+# Cyrillic message 14,844 -> 15,511 for 349 -> 149 bytes on the wire (docs/performance.md).
 _markers: dict[int, Any] = {}   # what the encoder is inside of, to refuse a circular frame as JSONEncoder does
 _encode = make_encoder(_markers, _encoder.default, encode_basestring, None, _encoder.key_separator,
                        _encoder.item_separator, False, False, False)
