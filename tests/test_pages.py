@@ -4,13 +4,15 @@ The pages themselves (reactor/server/pages.py), then the rules that list names: 
 and ``whoelsesince``, presence notices when many come or go at once, and (version 3) who else is online
 right after the welcome; then the client, which takes an answer in pages and completes names from the
 login on. (At 10,000 users against the real processes: tests/test_big_chat_e2e.py.)"""
+import random
+
 import pytest
 
 from reactor.client.effects import Print
 from reactor.framing import MAX_FRAME, encode
 from reactor.protocol import MAX_USERNAME
 from reactor.server.effects import Send, SendBatch
-from reactor.server.pages import PAGE_BYTES, pages, users_frames
+from reactor.server.pages import PAGE_BYTES, page_bytes, page_starts, pages, users_frames
 from reactor.server.presence import TELL_AT
 from tests.support import PONG, World, logged_in
 
@@ -72,6 +74,20 @@ def test_a_page_is_as_full_as_the_names_allow():
     assert all(len(page) == PAGE_BYTES // (len(names[0]) + 3) for page in cut[:-1])
     sizes = [len(encode({"type": "users", "names": page, "more": True})) for page in cut[:-1]]
     assert all(PAGE_BYTES - 15 < size < PAGE_BYTES + 50 for size in sizes), sizes   # (its fields: 40 bytes)
+
+
+def test_the_cuts_are_where_counting_name_by_name_puts_them():
+    rng = random.Random(21)
+    alphabet = ["a", "ж", "用", EMOJI, '"', "\\", " ", "\u2028"]
+    for _ in range(60):
+        names = ["".join(rng.choices(alphabet, k=rng.randint(1, MAX_USERNAME))) for _ in range(rng.randint(0, 2000))]
+        starts, size = [0], 0   # name by name: a name that would take a page over PAGE_BYTES starts the next
+        for index, name in enumerate(names):
+            if size and size + page_bytes(name) > PAGE_BYTES:
+                starts.append(index)
+                size = 0
+            size += page_bytes(name)
+        assert page_starts(names) == starts
 
 
 def test_a_short_list_is_one_page_of_itself_and_no_names_one_empty_answer():

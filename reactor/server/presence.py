@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable
+from itertools import chain
 from typing import Any, cast
 
 from ..protocol import Frame, FrameType
@@ -135,7 +136,8 @@ class Presence:
         changes, so the two together are always who is online."""
         blockers = self._blocks.blockers.get(s.user, NOBODY)
         user = s.user
-        names = [name for name in self._sessions.names() if name != user and name not in blockers]
+        sessions = self._sessions   # (online here, then on other nodes: not a set of both made first)
+        names = [name for name in chain(sessions.online, sessions.remote) if name != user and name not in blockers]
         if not names:
             return []
         return [_send((s.id,), [{"type": _ONLINE, "users": page} for page in pages(names)])]
