@@ -99,14 +99,16 @@ NO_LIMITS = ("--rate", "0", "--sender-quota", "0")   # for tests of something el
 class ServerProcess:
     """``server_main.py`` on 127.0.0.1 with an OS-picked port; stderr goes to a file."""
 
-    def __init__(self, tmp_path: pathlib.Path, block=1.0, timeout=30.0, extra=(), accounts=ACCOUNTS, port=0):
+    def __init__(self, tmp_path: pathlib.Path, block=1.0, timeout=30.0, extra=(), accounts=ACCOUNTS, port=0,
+                 measured=True):
+        """``measured``: by coverage, when the suite is (a test at size runs faster without)."""
         self.log_path = tmp_path / "server.log"
         creds = write_credentials(tmp_path, accounts)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "server_main.py"), str(port), str(block), str(timeout),
              "--credentials", str(creds), "--log-level", "DEBUG", *extra],
-            cwd=tmp_path, stdout=subprocess.PIPE, stderr=self._log, env=coverage_env())
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=self._log, env=coverage_env(measured))
         line = self._readline(PATIENCE)
         assert line.startswith("Server listening on "), line + self.log()
         self.host, port = line.rsplit(" ", 1)[1].rsplit(":", 1)
@@ -136,12 +138,14 @@ class ServerProcess:
             self._log.close()
 
 
-def coverage_env() -> dict:
-    """The environment for child processes: measured by coverage when the suite is."""
+def coverage_env(measured=True) -> dict:
+    """The environment for child processes: measured by coverage when the suite is (and ``measured``)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    if os.environ.get("COVERAGE_PROCESS_START"):
+    if os.environ.get("COVERAGE_PROCESS_START") and measured:
         env["COVERAGE_PROCESS_START"] = os.environ["COVERAGE_PROCESS_START"]
+    else:
+        env.pop("COVERAGE_PROCESS_START", None)
     return env
 
 

@@ -20,7 +20,7 @@ from tests.bench.common import UNLIMITED, password, user_name
 from tests.bench.loadgen import LoadGenerators
 from tests.support import ROOT, ClientProcess, ServerProcess, WireClient, coverage_env, wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.e2e   # (the servers are not measured by coverage: they would take twice as long)
 
 NAMES = "cyrillic-cjk"
 STORM = 120.0   # seconds the crowd's logins (and their presence notices) may take on a loaded machine
@@ -37,8 +37,7 @@ def accounts(users):
 def crowd_logs_in(port, crowd):
     """``crowd`` users (0 .. crowd - 1) logged in to the server on ``port``, every presence notice of their
     storm delivered; the load generators."""
-    env = {k: v for k, v in coverage_env().items() if k != "COVERAGE_PROCESS_START"}   # test code: not measured
-    gens = LoadGenerators(2, port, crowd, cwd=str(ROOT), env=env, names=NAMES)
+    gens = LoadGenerators(2, port, crowd, cwd=str(ROOT), env=coverage_env(measured=False), names=NAMES)
     try:
         replies = gens.command("login", wait=STORM + 30, concurrency=200, within=STORM)
         assert sum(r["ok"] for r in replies) == crowd, [e for r in replies for e in r["errors"]]
@@ -152,7 +151,7 @@ def big_chat(crowd_server, server, users):
 
 
 def test_ten_thousand_cyrillic_and_cjk_users_see_each_other_and_a_mass_logout_reaches_everyone(tmp_path):
-    server = ServerProcess(tmp_path, timeout=600, accounts=accounts(10_000),
+    server = ServerProcess(tmp_path, timeout=600, accounts=accounts(10_000), measured=False,
                            extra=[*UNLIMITED, "--log-level", "WARNING"])
     try:
         figures = big_chat(server, server, 10_000)
@@ -167,7 +166,7 @@ def test_on_a_cluster_the_users_of_one_node_see_a_crowd_on_another_and_hear_it_l
         for node in ("a", "b"):
             directory = tmp_path / node
             directory.mkdir()
-            nodes.append(ServerProcess(directory, timeout=600, accounts=accounts(4_000), extra=[
+            nodes.append(ServerProcess(directory, timeout=600, accounts=accounts(4_000), measured=False, extra=[
                 *UNLIMITED, "--log-level", "INFO", "--cluster", f"redis://127.0.0.1:{engine.port}",
                 "--node-id", node]))
         for node in nodes:   # a login before its node joined would be told try_again
