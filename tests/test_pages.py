@@ -90,6 +90,11 @@ def test_the_cuts_are_where_counting_name_by_name_puts_them():
         assert page_starts(names) == starts
 
 
+def test_a_name_longer_than_a_page_which_no_account_has_is_alone_on_its_page():
+    names = ["a"] * 200 + ["b" * 40_000] + ["c"] * 200
+    assert page_starts(names) == [0, 200, 201]
+
+
 def test_a_short_list_is_one_page_of_itself_and_no_names_one_empty_answer():
     names = [longest(i, EMOJI) for i in range(100)]
     assert pages(names)[0] is names and len(pages(names)) == 1
