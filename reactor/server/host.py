@@ -36,7 +36,12 @@ a new connection gets one ``error`` ``busy`` frame and is closed at accept, whil
 users and logins from other addresses go on. A stranger's stream takes lines
 of at most ``STRANGER_MAX_FRAME`` bytes, reads ``STRANGER_READ_SIZE`` at a time and
 may leave ``STRANGER_MAX_OUTPUT`` bytes unread, so all strangers together hold
-at most ``max_strangers`` x (those three) bytes. The logic's ``LoggedIn``
+at most ``max_strangers`` x (those three) bytes. Over TLS a stranger holds besides at most
+``reactor.tls.MAX_FIRST_FLIGHT`` bytes of its hello, and the TLS library's 45 KiB
+from its hello to the end of its handshake only while ``reactor.handshakes``
+lets it (a few at once per address, 64 in all); each source address may start
+``handshake_rate`` handshakes a second, ``max_strangers_per_address`` at once:
+a connection past that is closed at accept. The logic's ``LoggedIn``
 lifts these limits (the host counts strangers itself, so it needs to be told;
 asking ``logic.user_of`` after every frame would cost every frame a lookup).
 
@@ -62,6 +67,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
 from ..framing import MAX_FRAME, JsonLines, encode
+from ..handshakes import HANDSHAKE_RATE, Handshakes
 from ..loop import EventLoop, NamedTimers, TimerHandle
 from ..protocol import Frame
 from ..stream import MAX_OUTPUT, RECV_SIZE, Listener, Stream, listen
@@ -201,9 +207,12 @@ class ServerHost:
     def __init__(self, loop: EventLoop, logic: ChatServer, store: Store | None = None, *,
                  max_strangers: int = MAX_STRANGERS, max_strangers_per_address: int = MAX_STRANGERS_PER_ADDRESS,
                  failure_log_interval: float = FAILURE_LOG_INTERVAL, tls: ssl.SSLContext | None = None,
-                 verifier_command: list[str] | None = None, password_helpers: int | None = None) -> None:
+                 verifier_command: list[str] | None = None, password_helpers: int | None = None,
+                 handshake_rate: float | None = HANDSHAKE_RATE) -> None:
         self._loop = loop
-        self._tls = tls   # with a context, every connection speaks TLS (reactor/tls.py)
+        self._tls = tls   # with a context, every connection speaks TLS (reactor/tls.py), within these limits:
+        self._handshakes = None if tls is None else Handshakes(loop, rate=handshake_rate,
+                                                                burst=max_strangers_per_address)
         self._logic = logic
         self._store: Store = store if store is not None else MemoryStore()
         self._streams: dict[int, Stream] = {}
@@ -264,6 +273,9 @@ class ServerHost:
         if len(self._strangers) >= self._max_strangers or self._per_address[address] >= self._max_per_address:
             self._turn_away(sock, address)
             return
+        if self._handshakes is not None and not self._handshakes.admit(address):
+            self._turn_away(sock, address, "refused (TLS handshakes)")
+            return
         lines = JsonLines(self, max_frame=STRANGER_MAX_FRAME)
         limits: dict[str, Any] = {"max_output": STRANGER_MAX_OUTPUT, "read_size": STRANGER_READ_SIZE}
         try:
@@ -271,7 +283,7 @@ class ServerHost:
                 stream = Stream(self._loop, sock, lines, **limits)
             else:
                 stream = TLSStream(self._loop, sock, lines, context=self._tls, server_side=True,
-                                   plaintext_answer=TLS_REQUIRED, **limits)
+                                   plaintext_answer=TLS_REQUIRED, handshakes=self._handshakes, **limits)
         except OSError as exc:  # the peer is already gone
             log.debug("accept: %s", exc)
             sock.close()
@@ -284,8 +296,9 @@ class ServerHost:
         log.debug("connection %d from %s", conn, stream.peer_address)
         self._apply(self._logic.connected(conn, self._loop.time(), address))
 
-    def _turn_away(self, sock: socket.socket, address: str) -> None:
-        """Too many strangers (in all, or from ``address``): one ``busy`` frame, if it fits, and close.
+    def _turn_away(self, sock: socket.socket, address: str, kind: str = "refused (busy)") -> None:
+        """Too many strangers (in all, or from ``address``), or TLS handshakes from it: one ``busy`` frame,
+        if it fits, and close.
 
         Over TLS it is just closed: a handshake first would cost what the cap is there to save."""
         if self._tls is None:
@@ -295,7 +308,7 @@ class ServerHost:
             except OSError:
                 pass
         sock.close()
-        self._note_failure(address, "refused (busy)")
+        self._note_failure(address, kind)
 
     def _logged_in(self, effect: LoggedIn) -> None:
         """The connection is a user's now: no stranger's limits, not counted as one."""
