@@ -432,9 +432,7 @@ class TLSStream(Stream[P]):
             return
         flight, self._flight = self._flight, b""
         self._loop.add_reader(self._sock, self._on_readable)
-        plain = self._advance(flight)
-        if plain and not self.closed:
-            self._protocol.data_received(self, plain)
+        self._advance(flight)   # (a hello alone ends no handshake: no plaintext comes of it)
 
     def _handshake_over(self) -> None:
         """Done or failed: no deadline any more, and its slot with ``handshakes`` frees."""

@@ -17,6 +17,7 @@ from reactor.tls import (
     BadHello,
     ClientHelloReader,
     NotTLS,
+    TLSLayer,
     TLSStream,
     alert_record,
 )
@@ -182,6 +183,18 @@ def test_at_most_so_many_run_at_once_per_address_and_in_all_and_an_end_frees_a_s
     assert log == [2, 3, 4, 5] and handshakes.waiting == 0 and handshakes.running == 3
 
 
+def test_an_address_at_its_limit_does_not_hold_up_the_others_queued_behind_it(turns):
+    handshakes = Handshakes(turns, per_turn=100, at_once_per_address=1)
+    log, start = started_log()
+    begun = [handshakes.begin(address, start(n)) for n, address in enumerate(["a", "a", "b"])]
+    assert [h.running for h in begun] == [True, False, False]   # b queues behind a's second
+    turns.run_once(timeout=0)
+    assert log == [2] and handshakes.waiting == 1   # the next turn: b goes on, a's second still waits
+    handshakes.end(begun[0])
+    run_until(turns, lambda: len(log) == 2)
+    assert log == [2, 1] and handshakes.waiting == 0
+
+
 def test_a_waiting_handshake_that_ends_leaves_the_queue_and_ending_twice_is_harmless(turns):
     handshakes = Handshakes(turns, per_turn=1)
     log, start = started_log()
@@ -268,6 +281,29 @@ def test_hellos_past_the_turn_limit_wait_for_a_later_turn_holding_only_their_byt
         stream.abort()
         b.close()
     assert handshakes.running == 0
+
+
+def test_a_waiting_hello_whose_stream_closes_as_its_turn_comes_frees_its_slot(loop, contexts, hello):
+    handshakes = Handshakes(loop, at_once=1)
+    first, _rec, b1 = server_stream(loop, contexts, handshakes=handshakes)
+    second, rec2, b2 = server_stream(loop, contexts, handshakes=handshakes)
+    b1.sendall(hello)
+    run_until(loop, lambda: handshakes.running == 1)
+    b2.sendall(hello)
+    run_until(loop, lambda: handshakes.waiting == 1)
+    first.abort()   # the second's turn: its start is queued ...
+    assert handshakes.running == 1 and handshakes.waiting == 0
+    second.abort()   # ... and it is gone before it runs
+    run_until(loop, lambda: rec2.lost)
+    assert handshakes.running == 0
+    b1.close()
+    b2.close()
+
+
+def test_a_session_not_yet_made_has_nothing_to_say_or_show(contexts):
+    layer = TLSLayer(contexts[0], server_side=True)
+    layer.close()
+    assert layer.take() == b"" and layer.peer_certificate() is None and not layer.established
 
 
 def test_a_hello_waiting_for_its_turn_is_cut_at_the_handshake_deadline_and_leaves_the_queue(loop, contexts, hello):

@@ -134,6 +134,6 @@ def test_one_address_replaying_hellos_gets_few_handshakes_and_users_keep_their_p
         # sees (one at another process) moves a p99 of 0.4 ms by up to 0.6 ms here. Before: 0.6 ms -> 6 ms.
         assert p99(flooded) <= 2 * p99(quiet) + 0.003, (p99(quiet), p99(flooded))
     finally:
-        rate = stop_flooder(flooder)
-    assert rate > 500   # it did flood
+        sent = stop_flooder(flooder)
+    assert sent > 1000   # it did flood
     assert alive(yoda) and alive(hans)
