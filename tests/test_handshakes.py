@@ -331,3 +331,51 @@ def _readable(sock) -> bool:
         return False
     finally:
         sock.setblocking(True)
+
+
+# -- the server's host and its flag -------------------------------------------------------
+
+def test_the_handshake_rate_flag_defaults_to_ten_a_second_and_zero_turns_it_off(capsys):
+    import server_main
+    assert server_main.parse_args(["0", "1", "1"]).tls_handshake_rate == 10.0
+    assert server_main.parse_args(["0", "1", "1", "--tls-handshake-rate", "0"]).tls_handshake_rate is None
+    with pytest.raises(SystemExit) as exit_:
+        server_main.parse_args(["0", "1", "1", "--tls-handshake-rate", "-1"])
+    assert exit_.value.code == 2 and "--tls-handshake-rate" in capsys.readouterr().err
+
+
+def answered_in_process(loop, host, hello, source="127.0.0.1") -> bool:
+    """A ClientHello from ``source`` to the in-process ``host``: answered with a handshake record, or closed."""
+    sock = socket.create_connection(host.address, source_address=(source, 0))
+    sock.setblocking(False)
+    got = []
+
+    def reply():
+        try:
+            got.append(sock.recv(1))
+        except BlockingIOError:
+            return False
+        except ConnectionResetError:
+            got.append(b"")
+        return True
+
+    sock.sendall(hello)
+    run_until(loop, reply)
+    sock.close()
+    run_until(loop, lambda: host.strangers == 0)   # gone: not counted against its address's cap of strangers
+    return got == [b"\x16"]
+
+
+@pytest.mark.parametrize("rate, answered", [(1.0, [True, True, False]), (None, [True, True, True])])
+def test_the_host_closes_at_accept_a_connection_from_an_address_out_of_handshakes(loop, contexts, hello, rate,
+                                                                                  answered):
+    from reactor.server.host import ServerHost
+    from reactor.server.rules import ChatServer
+    from tests.support import ACCOUNTS
+    host = ServerHost(loop, ChatServer(dict(ACCOUNTS), 10.0, 600.0), tls=contexts[0], max_strangers_per_address=2,
+                      handshake_rate=rate)
+    host.serve("127.0.0.1", 0)
+    assert [answered_in_process(loop, host, hello) for _ in range(3)] == answered   # a burst of 2, then 1 a second
+    assert answered_in_process(loop, host, hello, source="127.0.0.2")   # another address has its own
+    host.shutdown()
+    loop.run()
