@@ -163,7 +163,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tls-handshake-rate", type=rate, default=HANDSHAKE_RATE, metavar="R",
                         help=f"TLS handshakes a second each source address may start, sustained (default "
                              f"{HANDSHAKE_RATE:g}; as many as --max-strangers-per-address at once; 0: no limit); "
-                             "a connection past that is closed at once")
+                             "a connection past that is closed at once and counts against its address too")
     parser.add_argument("--cluster", type=engine_url, metavar="redis://HOST:PORT",
                         help="run as one node of a cluster whose state is in this Valkey or Redis (7.0 or newer); "
                              "needs the cluster extra (hiredis); --state is then unused")

@@ -9,9 +9,9 @@ measured by RSS with 1,000 of them). Before that a stranger holds only the bytes
 on past its hello only:
 
 - while the source address has a token left (``AddressBuckets``: ``rate`` a second, at most ``burst`` at
-  once): a connection from an address without one is refused at accept (``admit``), before any work, so one
-  address replaying ClientHellos costs the server an accept and a close each (9 us), not a handshake: at
-  1,250 a second, 4% of a core where it was 28%, and a bystander's p99 round trip about 1 ms where it was 6;
+  once, and a refusal costs one too): a connection from an address without one is refused at accept
+  (``admit``), before any work, so one address replaying ClientHellos costs the server an accept and a close
+  each (9 us), not a handshake: at 1,250 a second, 4% of a core where it was 25%;
 - while fewer than ``at_once`` handshakes run, fewer than ``at_once_per_address`` from its address: the
   library's 45 KiB is held by that many strangers at most, whatever the others do (450 strangers from 15
   addresses that each sent a whole hello and then nothing: 41 KiB of RSS each before, 2.4 after);
@@ -41,6 +41,11 @@ SHARED = ""                  # the bucket they share
 class AddressBuckets:
     """A token bucket per source address: ``rate`` tokens a second, at most ``burst``; sans-I/O (the time is given).
 
+    A refusal costs a token too, down to ``-burst``: an address that keeps asking faster than ``rate`` gets
+    nothing at all until it slows down (a flooder's 1,250 hellos a second got 10 handshakes a second through
+    before, 0.4 ms each, and those turns were most of what a bystander's p99 lost), while one that asks now
+    and then gets what it asks.
+
     At most ``max_addresses`` buckets are kept: a full bucket says nothing an absent one does not, so those
     go first; if all are in use, a new address draws on one bucket shared by all such.
     """
@@ -69,11 +74,8 @@ class AddressBuckets:
                     address = SHARED
                     entry = buckets.get(SHARED)
         tokens = self._burst if entry is None else min(self._burst, entry[0] + (now - entry[1]) * self._rate)
-        if tokens < 1.0:
-            buckets[address] = (tokens, now)
-            return False
-        buckets[address] = (tokens - 1.0, now)
-        return True
+        buckets[address] = (max(tokens - 1.0, -self._burst), now)
+        return tokens >= 1.0
 
     def _forget_full(self, now: float) -> None:
         rate, burst = self._rate, self._burst

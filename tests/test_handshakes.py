@@ -116,11 +116,20 @@ def test_an_alert_record_is_a_fatal_plaintext_alert():
 
 def test_each_address_may_start_its_burst_then_its_rate():
     buckets = AddressBuckets(rate=10.0, burst=3)
-    assert [buckets.take("10.0.0.1", 0.0) for _ in range(4)] == [True, True, True, False]
+    assert [buckets.take("10.0.0.1", 0.0) for _ in range(3)] == [True, True, True]
     assert buckets.take("10.0.0.2", 0.0)   # another address is not held back
-    assert not buckets.take("10.0.0.1", 0.05)   # half a token
-    assert buckets.take("10.0.0.1", 0.1) and not buckets.take("10.0.0.1", 0.1)
+    assert not buckets.take("10.0.0.1", 0.05)   # half a token (and the refusal cost one: -0.5)
+    assert buckets.take("10.0.0.1", 0.2) and not buckets.take("10.0.0.1", 0.2)
     assert [buckets.take("10.0.0.1", 10.0) for _ in range(4)] == [True, True, True, False]   # never past burst
+
+
+def test_an_address_asking_faster_than_its_rate_gets_nothing_past_its_burst_until_it_slows_down():
+    buckets = AddressBuckets(rate=10.0, burst=4)
+    assert sum(buckets.take("10.0.0.1", i / 1000) for i in range(1000)) == 4   # 1,000 a second: its burst alone
+    assert buckets.take("10.0.0.2", 0.999)   # (another address is not held back)
+    assert not buckets.take("10.0.0.1", 1.2)   # a pause of 0.2 s: still in debt (at most -burst)
+    assert buckets.take("10.0.0.1", 2.0)   # a longer one: served again
+    assert [buckets.take("10.0.0.1", 2.0 + i / 5) for i in range(1, 20)] == [True] * 19   # 5 a second: all
 
 
 def test_a_rate_of_zero_is_no_limit():
@@ -213,7 +222,7 @@ def test_a_waiting_handshake_that_ends_leaves_the_queue_and_ending_twice_is_harm
 def test_admit_draws_on_the_address_bucket_at_the_loop_time(turns, clock):
     handshakes = Handshakes(turns, rate=2.0, burst=2)
     assert [handshakes.admit("a") for _ in range(3)] == [True, True, False]
-    clock.now += 0.5
+    clock.now += 1.0   # (the refusal cost a token too)
     assert handshakes.admit("a") and not handshakes.admit("a")
 
 

@@ -41,7 +41,7 @@ at most ``max_strangers`` x (those three) bytes. Over TLS a stranger holds besid
 from its hello to the end of its handshake only while ``reactor.handshakes``
 lets it (a few at once per address, 64 in all); each source address may start
 ``handshake_rate`` handshakes a second, ``max_strangers_per_address`` at once:
-a connection past that is closed at accept. The logic's ``LoggedIn``
+a connection past that is closed at accept (and counts against it). The logic's ``LoggedIn``
 lifts these limits (the host counts strangers itself, so it needs to be told;
 asking ``logic.user_of`` after every frame would cost every frame a lookup).
 
