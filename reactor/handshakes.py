@@ -14,7 +14,7 @@ on past its hello only:
   each (9 us), not a handshake: at 1,250 a second, 4% of a core where it was 25%;
 - while fewer than ``at_once`` handshakes run, fewer than ``at_once_per_address`` from its address: the
   library's 45 KiB is held by that many strangers at most, whatever the others do (450 strangers from 15
-  addresses that each sent a whole hello and then nothing: 41 KiB of RSS each before, 2.4 after);
+  addresses that each sent a whole hello and then nothing: 40 KiB of RSS each before, 2.3 after);
 - while fewer than ``per_turn`` started in this loop turn: a turn answers that many hellos at most (1.2 ms),
   so the users' frames between turns are not held up by a crowd of handshakes.
 

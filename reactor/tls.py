@@ -29,7 +29,7 @@ library sees a byte of it (``ClientHelloReader``, sans-I/O): its record and
 handshake headers are checked as they come, and the library's session is made
 only once the whole ClientHello is here. OpenSSL takes any ClientHello up to
 128 KiB and makes room for the size a handshake header declares (a stranger that
-sent 9 bytes declaring 131,000 held 148 KiB until the handshake deadline); a
+sent 9 bytes declaring 131,000 held 153 KiB until the handshake deadline); a
 hello longer than ``MAX_FIRST_FLIGHT`` is refused at its header, with an alert,
 so a stranger holds at most that many bytes before its hello is whole. With
 ``handshakes`` (a server's ``reactor.handshakes.Handshakes``), a stream whose
