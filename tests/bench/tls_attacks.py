@@ -8,9 +8,10 @@
   the same for strangers that sent nothing, and for strangers that sent a whole
   ClientHello and then nothing (the server's answer sent, its own handshake state held);
 - hello flood: two honest TLS users' round trip (yoda <-> hans) before any flood,
-  then in turns with the flooder stopped (SIGSTOP) and flooding: one address (its
-  own process) replaying a recorded ClientHello about 1,250 times a second, in
-  bursts of 25 new connections; with the server's CPU time while flooded.
+  then in turns (SIGSTOP, SIGCONT) while one address (its own process) replays a
+  recorded ClientHello about 1,250 times a second, in bursts of 25 new
+  connections, at a ``sink`` process (the control: what the flood costs the
+  machine, the server unaware) and at the server; with the server's CPU time.
 
 ``--server`` runs another checkout's server (the old code, to compare). The
 flooder is a child process (``python -m tests.bench.tls_attacks flood-hellos HOST
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import select
 import signal
 import socket
 import ssl
@@ -99,6 +101,24 @@ def flood_hellos(host: str, port: int, rate: float, source: str, burst: int = FL
             due = time.monotonic()
 
 
+def sink() -> None:
+    """Accept connections on a loopback port (printed first) and close them, forever: a target for a flood
+    that the server does not see, so its cost to the machine alone can be measured (the control)."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=1024)
+    print(listener.getsockname()[1], flush=True)
+    while True:
+        conn, _ = listener.accept()
+        conn.close()
+
+
+def start_sink() -> tuple[subprocess.Popen, int]:
+    """A ``sink`` process, and its port."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "tests.bench.tls_attacks", "sink"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    return proc, int(proc.stdout.readline())   # type: ignore[union-attr]
+
+
 def start_flooder(host: str, port: int, rate: float = FLOOD_RATE, source: str = FLOOD_SOURCE,
                   burst: int = FLOOD_BURST) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -166,55 +186,87 @@ def bench_held(server_main: pathlib.Path, what: bytes | None) -> dict:
             "then_p50_ms": 1e3 * percentile(rt, 0.5)}
 
 
+class Flood:
+    """The flooder aimed at the server, and another aimed at a ``sink`` (the control: the same flood, which the
+    server never sees), run in turns: ``round`` measures the bystanders' round trips under each."""
+
+    def __init__(self, host: str, port: int, rate: float = FLOOD_RATE) -> None:
+        self.sink, sink_port = start_sink()
+        self.at_server = start_flooder(host, port, rate)
+        self.elsewhere = start_flooder("127.0.0.1", sink_port, rate)
+        self.control: list[float] = []     # round trips while the flood went elsewhere
+        self.flooded: list[float] = []     # ... while it went at the server
+        self.seconds = 0.0                 # how long it went at the server (measured)
+
+    def under_way(self, within: float = 20.0) -> bool:
+        """Whether both flooders have flooded for a second."""
+        for proc in (self.at_server, self.elsewhere):
+            ready, _, _ = select.select([proc.stdout], [], [], within)
+            if not ready or not proc.stdout.readline().strip():   # type: ignore[union-attr]
+                return False
+        return True
+
+    def round(self, yoda: TLSWireClient, hans: TLSWireClient, samples: int, server_pid: int) -> float:
+        """``samples`` round trips with the flood elsewhere, then as many with it at the server; the server's CPU
+        seconds in the second part."""
+        os.kill(self.at_server.pid, signal.SIGSTOP)
+        os.kill(self.elsewhere.pid, signal.SIGCONT)
+        self.control += round_trips(yoda, hans, samples)
+        os.kill(self.elsewhere.pid, signal.SIGSTOP)
+        os.kill(self.at_server.pid, signal.SIGCONT)
+        used, start = process_cpu_seconds(server_pid), time.monotonic()
+        self.flooded += round_trips(yoda, hans, samples)
+        self.seconds += time.monotonic() - start
+        return process_cpu_seconds(server_pid) - used
+
+    def stop(self) -> int:
+        """Stop all three; the hellos sent at the server."""
+        for proc in (self.at_server, self.elsewhere):
+            os.kill(proc.pid, signal.SIGCONT)
+        stop_flooder(self.elsewhere)
+        self.sink.kill()
+        self.sink.wait()
+        return stop_flooder(self.at_server)
+
+
 def bench_flood(server_main: pathlib.Path, samples: int, rate: float, extra: Sequence[str] = (),
                 rounds: int = 6) -> dict:
-    """The bystanders' round trips quiet and flooded in turns (``rounds`` of each, the flooder stopped with
-    SIGSTOP between), so the machine's own noise falls on both alike; the server's CPU while flooded."""
+    """The bystanders' round trips before any flood, then in turns with the flood elsewhere and at the server
+    (``Flood``: the machine's own noise, and the flood's cost to the machine, fall on both alike)."""
     with tempfile.TemporaryDirectory() as tmp:
         certs = Certificates(pathlib.Path(tmp))
         server = Server(server_main, pathlib.Path(tmp), ["--rate", "0", "--sender-quota", "0", *certs.flags(), *extra])
         try:
             yoda, hans = tls_pair(server, certs.client)
             round_trips(yoda, hans, 50)   # warm
-            calm = round_trips(yoda, hans, samples // 3)   # before any flood (the old server was slow to calm down)
-            flooder = start_flooder(server.host, server.port, rate)
-            quiet: list[float] = []
-            loud: list[float] = []
-            cpu = flooded = measured = 0.0
+            calm = round_trips(yoda, hans, samples // 3)
+            flood = Flood(server.host, server.port, rate)
             try:
-                start = time.monotonic()
-                flooder.stdout.readline()   # type: ignore[union-attr]   # a second of flood
-                flooded += time.monotonic() - start
-                for _ in range(rounds):
-                    os.kill(flooder.pid, signal.SIGSTOP)
-                    quiet += round_trips(yoda, hans, samples // rounds)
-                    os.kill(flooder.pid, signal.SIGCONT)
-                    used, start = process_cpu_seconds(server.proc.pid), time.monotonic()
-                    loud += round_trips(yoda, hans, samples // rounds)
-                    cpu += process_cpu_seconds(server.proc.pid) - used
-                    measured += time.monotonic() - start
-                flooded += measured
+                assert flood.under_way()
+                cpu = sum(flood.round(yoda, hans, samples // rounds, server.proc.pid) for _ in range(rounds))
             finally:
-                sent = stop_flooder(flooder)
+                sent = flood.stop()
             after = TLSWireClient(server.host, server.port, certs.client, timeout=30.0)   # a new user still gets in
             after.login("luke")
             after.close()
         finally:
             server.stop()
-    quiet.sort()
-    loud.sort()
     calm.sort()
-    return {"calm_p99_ms": 1e3 * percentile(calm, 0.99),
-            "quiet_p50_ms": 1e3 * percentile(quiet, 0.5), "quiet_p99_ms": 1e3 * percentile(quiet, 0.99),
-            "p50_ms": 1e3 * percentile(loud, 0.5), "p99_ms": 1e3 * percentile(loud, 0.99),
-            "max_ms": 1e3 * loud[-1], "server_cpu": cpu / measured, "flood_rate": sent / flooded,
-            "samples": len(loud)}
+    control, loud = sorted(flood.control), sorted(flood.flooded)
+    return {"calm_p99_ms": 1e3 * percentile(calm, 0.99), "control_p50_ms": 1e3 * percentile(control, 0.5),
+            "control_p90_ms": 1e3 * percentile(control, 0.9), "control_p99_ms": 1e3 * percentile(control, 0.99),
+            "p50_ms": 1e3 * percentile(loud, 0.5), "p90_ms": 1e3 * percentile(loud, 0.9),
+            "p99_ms": 1e3 * percentile(loud, 0.99), "max_ms": 1e3 * loud[-1], "server_cpu": cpu / flood.seconds,
+            "flood_rate": sent / (flood.seconds + 1.0), "samples": len(loud)}
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "flood-hellos":
         flood_hellos(argv[1], int(argv[2]), float(argv[3]), argv[4], *map(int, argv[5:6]))
+        return
+    if argv and argv[0] == "sink":
+        sink()
         return
     parser = argparse.ArgumentParser(prog="python -m tests.bench.tls_attacks")
     parser.add_argument("--server", type=pathlib.Path, default=ROOT / "server_main.py")
@@ -232,9 +284,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.only != "held":
         flood = bench_flood(args.server, args.samples, args.rate)
         print(f"one address replaying ClientHellos at {args.rate:g}/s: bystander round trip before the flood p99 "
-              f"{flood['calm_p99_ms']:.2f} ms; between its bursts p50 "
-              f"{flood['quiet_p50_ms']:.2f} ms p99 {flood['quiet_p99_ms']:.2f} ms; flooded ({flood['samples']} "
-              f"samples) p50 {flood['p50_ms']:.2f} ms p99 {flood['p99_ms']:.2f} ms max {flood['max_ms']:.2f} ms; "
+              f"{flood['calm_p99_ms']:.2f} ms; with the flood at another process p50 "
+              f"{flood['control_p50_ms']:.2f} p90 {flood['control_p90_ms']:.2f} p99 {flood['control_p99_ms']:.2f} ms; "
+              f"at the server ({flood['samples']} samples) p50 {flood['p50_ms']:.2f} p90 {flood['p90_ms']:.2f} "
+              f"p99 {flood['p99_ms']:.2f} ms "
+              f"max {flood['max_ms']:.2f} ms; "
               f"server CPU {flood['server_cpu']:.0%} of a core; the flooder sent {flood['flood_rate']:.0f} hellos/s",
               flush=True)
 
