@@ -16,7 +16,8 @@ HASHED = {**ACCOUNTS, "yoda": hash_password(ACCOUNTS["yoda"]), "vader": hash_pas
 
 @pytest.fixture
 def server(tmp_path):
-    server = ServerProcess(tmp_path, accounts=HASHED)
+    # One helper: the tests stop and kill "the" verifier (with one per core, a check could go to a second one)
+    server = ServerProcess(tmp_path, accounts=HASHED, extra=("--password-helpers", "1"))
     yield server
     server.stop()
 
