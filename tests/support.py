@@ -276,6 +276,15 @@ class WireClient:
         self.sock.close()
 
 
+class TLSWireClient(WireClient):
+    """A ``WireClient`` over TLS: ``context`` verifies the server as ``server_hostname``."""
+
+    def __init__(self, host, port, context, hello=True, timeout=PATIENCE, source=None, server_hostname="localhost"):
+        sock = socket.create_connection((host, port), timeout=timeout,
+                                        source_address=None if source is None else (source, 0))
+        self._begin(context.wrap_socket(sock, server_hostname=server_hostname), hello, timeout)
+
+
 class ClientProcess:
     """``client_main.py`` with piped stdin/stdout, as a script would run it."""
 
