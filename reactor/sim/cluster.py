@@ -1,0 +1,213 @@
+"""The simulator's cluster: three ``ClusterChatServer`` nodes, each on its own host and loop, over a fake engine.
+
+``SimEngine`` plays the engine's scripts (``reactor/cluster/scripts.py``) in
+memory, as ``tests/test_cluster_server.py`` does: the one login per user, the
+wrong passwords and lockouts, the kept messages with their cap and quota, the
+blocks, and the news every node hears (logins, logouts, blocks, lockouts,
+broadcasts) or one node hears (relayed events, messages kept for its users).
+It answers asynchronously: every request waits in one queue, in the order the
+nodes made them, and is answered on the asking node's loop; stalled (a fault),
+it answers nothing until it is let go. The store's fault (``SimStore.mode``)
+makes it refuse to keep messages (``full``) or anything (``broken``), as an
+engine that cannot be reached answers.
+
+Each node's durability is the product's own ``EngineDurability`` over the fake
+engine's script calls; ``SimClusterHost`` carries out the cluster effects as
+``reactor/cluster/host.py`` does, minus the lease (the nodes never lose it).
+"""
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..cluster import scripts
+from ..cluster.engine import EngineError, Reply
+from ..cluster.keeping import EngineDurability
+from ..cluster.rules import ClusterChatServer, LoginOutcome
+from ..server.effects import ClaimLogin, Publish, Relay, ReleaseLogin
+from ..server.limits import stored_size
+from ..server.logins import MAX_LOGIN_FAILURES
+from .world import BLOCK_DURATION, TIMEOUT, WALL_OFFSET, SimServerHost
+
+if TYPE_CHECKING:
+    from ..loop import EventLoop
+    from .world import World
+
+__all__ = ["SimEngine", "SimClusterHost", "build_cluster"]
+
+
+class SimClusterHost(SimServerHost):
+    """A node's host: ``SimServerHost`` whose durability and cluster effects go to the ``SimEngine``."""
+
+    CARRY_OUT = {**SimServerHost.CARRY_OUT, ClaimLogin: "_claim", ReleaseLogin: "_release", Relay: "_relay",
+                 Publish: "_publish"}
+
+    def __init__(self, loop: EventLoop, logic: Any, world: World, node: int, *, engine: SimEngine) -> None:
+        self.engine = engine
+        self.keeping = EngineDurability(lambda script, args, reply: engine.script(node, script, args, reply),
+                                        str(node), logic, self._answered)
+        super().__init__(loop, logic, world, node, durability=self.keeping)
+
+    def _claim(self, effect: ClaimLogin) -> None:
+        self.engine.request(self.node, lambda: self.engine.login(self.node, effect))
+
+    def decided(self, effect: ClaimLogin, outcome: LoginOutcome, until: float | None,
+                mailbox: list[tuple[int, dict[str, Any]]]) -> None:
+        records = []
+        for mid, record in mailbox:
+            self.keeping.cache(effect.user, mid, record["text"])
+            records.append((mid, record["from"], record["size"], record["chars"], record["sent"]))
+        logic: Any = self._logic
+        self._apply(logic.login_decided(effect.conn, effect.user, outcome, self._loop.time(), until=until,
+                                        mailbox=records))
+
+    def _release(self, effect: ReleaseLogin) -> None:
+        self.keeping.release(effect.user)
+        self.engine.request(self.node, lambda: self.engine.logout(self.node, effect.user))
+
+    def _relay(self, effect: Relay) -> None:
+        event = json.loads(json.dumps(effect.event))   # (as it goes through the engine's stream)
+        self.engine.request(self.node, lambda: self.engine.tell(int(effect.node), "relayed", event))
+
+    def _publish(self, effect: Publish) -> None:
+        event = effect.event
+        self.engine.request(self.node, lambda: self.engine.tell_others(
+            self.node, "remote_broadcast", event["from"], event["text"]))
+
+    def news(self, name: str, *args: Any) -> None:
+        """An event from the engine's streams, for this node's rules."""
+        if name == "relayed" and args[0].get("kind") == "stored":
+            event = args[0]
+            self.keeping.cache(event["to"], int(event["id"]), event["text"])
+        self._apply(getattr(self._logic, name)(*args, self._loop.time()))
+
+
+class SimEngine:
+    """The engine, in memory (see the module's docstring)."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.hosts: list[SimClusterHost] = []
+        self.stalled = False
+        self._queue: deque[Callable[[], None]] = deque()
+        self.online: dict[str, int] = {}
+        self.failures: dict[str, int] = {}
+        self.locks: dict[str, float] = {}
+        self.kept: dict[int, dict[str, Any]] = {}
+        self.kept_by: dict[str, int] = {}
+
+    def request(self, node: int, call: Callable[[], None]) -> None:
+        self._queue.append(call)
+
+    def pump(self) -> bool:
+        """Answer what waits, in order (nothing while stalled); whether there was anything."""
+        if self.stalled or not self._queue:
+            return False
+        while self._queue and not self.stalled:
+            self._queue.popleft()()
+        return True
+
+    def next_due(self) -> float | None:
+        return None
+
+    def _on(self, node: int, call: Callable[..., Any], *args: Any) -> None:
+        """``call(*args)`` on ``node``'s loop, as a reply or news reaches it."""
+        self.hosts[node].loop.call_soon(call, *args)
+
+    def tell(self, node: int, name: str, *args: Any) -> None:
+        self._on(node, self.hosts[node].news, name, *args)
+
+    def tell_others(self, node: int, name: str, *args: Any) -> None:
+        for other in range(len(self.hosts)):
+            if other != node:
+                self.tell(other, name, *args)
+
+    # -- the scripts ---------------------------------------------------------------
+
+    def login(self, node: int, claim: ClaimLogin) -> None:
+        """LOGIN: the lockout, the count of wrong passwords, the one login per user."""
+        user, now = claim.user, self.world.now
+        until = self.locks.get(user)
+        mailbox: list[tuple[int, dict[str, Any]]] = []
+        if until is not None and until <= now:
+            del self.locks[user]
+            self.failures.pop(user, None)
+            until = None
+        if until is not None:
+            outcome = LoginOutcome.LOCKED
+        elif not claim.ok:
+            failures = self.failures[user] = self.failures.get(user, 0) + 1
+            outcome = LoginOutcome.WRONG
+            if failures >= MAX_LOGIN_FAILURES:
+                del self.failures[user]
+                until = self.locks[user] = now + BLOCK_DURATION
+                outcome = LoginOutcome.BLOCKED
+                self.tell_others(node, "remote_locked", user, until)
+        elif user in self.online:
+            outcome = LoginOutcome.ALREADY
+        else:
+            outcome = LoginOutcome.WELCOME
+            self.online[user] = node
+            self.failures.pop(user, None)
+            self.tell_others(node, "remote_login", user, str(node))
+            mailbox = [(mid, record) for mid, record in sorted(self.kept.items()) if record["to"] == user]
+        self._on(node, self.hosts[node].decided, claim, outcome, until, mailbox)
+
+    def logout(self, node: int, user: str) -> None:
+        """LOGOUT: the user left the node (if its login is still that node's)."""
+        if self.online.get(user) != node:
+            return
+        del self.online[user]
+        self.tell_others(node, "remote_logout", user, str(node), self.world.now)
+
+    def script(self, node: int, script: Any, args: list[Any], reply: Callable[[Reply], Any]) -> None:
+        """A durability's script (KEEP, FORGET, BLOCK), answered in order with the rest."""
+        self.request(node, lambda: self._on(node, reply, self._run(node, script, args)))
+
+    def _run(self, node: int, script: Any, args: list[Any]) -> Reply:
+        mode = self.world.store.mode
+        if script is scripts.KEEP:
+            if mode != "ok":
+                return EngineError("simulated: the engine cannot keep it")
+            mid, to, sender, record, cost, cap, quota = args
+            if sum(1 for r in self.kept.values() if r["to"] == to) >= cap:
+                return "queue_full"
+            if quota and self.kept_by.get(sender, 0) + cost > quota:
+                return "quota_exceeded"
+            self.kept[mid] = json.loads(record)
+            self.kept_by[sender] = self.kept_by.get(sender, 0) + cost
+            holder = self.online.get(to)
+            if holder is not None:
+                self.tell(holder, "relayed", {"kind": "stored", "id": mid, **self.kept[mid]})
+            return "kept"
+        if script is scripts.FORGET:
+            if mode == "broken":
+                return EngineError("simulated: the engine cannot forget them")
+            for mid in args:
+                record = self.kept.pop(mid, None)
+                if record is not None:
+                    left = self.kept_by.get(record["from"], 0) - stored_size(record["size"])
+                    self.kept_by[record["from"]] = max(0, left)
+            return len(args)
+        if script is scripts.BLOCK:
+            if mode == "broken":
+                return EngineError("simulated: the engine cannot keep the block")
+            blocker, blocked, on, _ = args
+            self.tell_others(node, "remote_block", blocker, blocked, bool(on))
+            return 1
+        raise AssertionError(f"a script the simulated engine does not know: {script}")
+
+
+def build_cluster(world: World, nodes: int) -> None:
+    """``nodes`` cluster nodes in ``world``, over one ``SimEngine``."""
+    engine = world.engine = SimEngine(world)
+    fields = world.accounts
+    for number in range(nodes):
+        node = world.node(number, ClusterChatServer, dict(
+            accounts=dict(fields), block_duration=BLOCK_DURATION, timeout=TIMEOUT, first_id=(number + 1) << 32,
+            wall_offset=WALL_OFFSET), host_class=SimClusterHost, engine=engine)
+        assert isinstance(node.host, SimClusterHost)
+        engine.hosts.append(node.host)
+        world.nodes.append(node)
