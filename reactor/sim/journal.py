@@ -29,6 +29,7 @@ import io
 import itertools
 import json
 import os
+import time
 from typing import Any
 
 from hypothesis.control import current_build_context
@@ -157,11 +158,15 @@ class Recorder:
         self.journal = journal
         self._failed: Trace | None = None
         self._steps = 0
+        self.runs = 0
+        self.found: tuple[int, float] | None = None   # (runs, seconds) when a run first broke
+        self._start = time.perf_counter()
         self._last: Trace | None = None
 
     def run(self, seed: int, nodes: int) -> Trace:
         self._settle_last()
         final = current_build_context().is_final
+        self.runs += 1
         self._last = Trace(seed, nodes, journal=self.journal and final)
         return self._last
 
@@ -171,6 +176,8 @@ class Recorder:
             self._steps += last.steps
             if last.broken is not None:
                 self._failed = last
+                if self.found is None:
+                    self.found = (self.runs, time.perf_counter() - self._start)
             self._last = None
 
     @property

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TextIO
 
 from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis.errors import Flaky
@@ -47,6 +47,7 @@ class Outcome:
     runs: int = 0
     steps: int = 0
     seconds: float = 0.0
+    found: tuple[int, float] | None = None   # (runs, seconds) when a run first broke, before shrinking
     broken: str | None = None
     shrunk: list[str] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
@@ -57,12 +58,7 @@ def run_seed(number: int, *, nodes: int = 0, runs: int = RUNS, steps: int = STEP
     """Search seed ``number``: its runs until one breaks an invariant, shrunk (``shrink``) and written down."""
     outcome = Outcome(number, nodes)
     recorder = Recorder(nodes)
-
-    def make(seed_value: int, cluster: int) -> Any:
-        outcome.runs += 1
-        return recorder.run(seed_value, cluster)
-
-    machine = type(f"Sim{number}", (SimMachine,), {"cluster": nodes, "recorder": staticmethod(make)})
+    machine = type(f"Sim{number}", (SimMachine,), {"cluster": nodes, "recorder": staticmethod(recorder.run)})
     seed(number)(machine)
     phases = [Phase.generate, Phase.shrink] if shrink else [Phase.generate]
     start = time.perf_counter()
@@ -72,12 +68,15 @@ def run_seed(number: int, *, nodes: int = 0, runs: int = RUNS, steps: int = STEP
             suppress_health_check=list(HealthCheck), report_multiple_bugs=False))
     except (Broken, Flaky) as exc:
         outcome.broken = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        outcome.shrunk = [note for note in getattr(exc, "__notes__", []) if note.startswith("state.")]
+        outcome.shrunk = [note for note in getattr(exc, "__notes__", [])
+                          if note.startswith("state.") and note not in ("state.holds()", "state.teardown()")]
         failed = recorder.failed
         if journal_dir is not None and failed is not None:
             outcome.written = failed.write(journal_dir, number)
     outcome.seconds = time.perf_counter() - start
     outcome.steps = recorder.steps
+    outcome.runs = recorder.runs
+    outcome.found = recorder.found
     return outcome
 
 
@@ -105,8 +104,9 @@ class Totals:
 
 def report(outcome: Outcome, out: TextIO) -> None:
     mode = f"a cluster of {outcome.nodes}" if outcome.nodes else "the single process"
-    print(f"\nseed {outcome.seed} ({mode}) broke an invariant after {outcome.runs} runs, {outcome.seconds:.1f} s:",
-          file=out)
+    runs, seconds = outcome.found or (outcome.runs, outcome.seconds)
+    print(f"\nseed {outcome.seed} ({mode}) broke an invariant in run {runs}, after {seconds:.2f} s; shrunk in "
+          f"{outcome.runs - runs} more runs, {outcome.seconds - seconds:.1f} s:", file=out)
     print(f"  {outcome.broken}", file=out)
     print(f"  shrunk to {len(outcome.shrunk)} steps:", file=out)
     for line in outcome.shrunk:
