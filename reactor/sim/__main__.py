@@ -5,6 +5,7 @@ import argparse
 import os
 import sys
 
+from .machine import SIZES
 from .runner import RUNS, STEPS, run_seeds
 
 
@@ -25,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=STEPS, help=f"steps per run at most (default {STEPS})")
     parser.add_argument("--out", default="sim-failures",
                         help="where a failing run is written (default: sim-failures/)")
+    parser.add_argument("--names", choices=("plain", "long"), default="plain",
+                        help="the accounts' names: short, or 64 Cyrillic characters (frames listing users grow)")
+    parser.add_argument("--sizes", choices=("all", "short"), default="all",
+                        help="the texts typed: of every size up to the longest, or short ones only")
     parser.add_argument("--keep-going", action="store_true", help="go on after a failing seed")
     args = parser.parse_args(argv)
     minutes = args.minutes
@@ -39,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{f', for {minutes:g} minutes' if minutes else ', until Ctrl-C' if count is None else ''}",
               flush=True)
     totals = run_seeds(first, count=count, minutes=minutes, mode=args.mode, runs=args.runs, steps=args.steps,
-                       journal_dir=args.out, stop_at_failure=not args.keep_going)
+                       journal_dir=args.out, names=args.names, sizes=SIZES if args.sizes == "all" else ("short",),
+                       stop_at_failure=not args.keep_going)
     return 1 if totals.failures else 0
 
 

@@ -24,7 +24,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from ..protocol import MAX_TEXT
 from .clients import SimClient
-from .world import PASSWORDS, USERS, World
+from .world import USERS, World
 
 __all__ = ["SimMachine", "SIZES", "text_of"]
 
@@ -54,6 +54,8 @@ class SimMachine(RuleBasedStateMachine):
     """One simulated run (see the module's docstring)."""
 
     cluster: ClassVar[int] = 0                # nodes of a cluster (0: the single process)
+    names: ClassVar[str] = "plain"            # the accounts' names: "plain" or "long" (reactor/sim/world.py)
+    sizes: ClassVar[tuple[str, ...]] = SIZES  # the sizes of the texts typed
     recorder: ClassVar[Any] = None            # makes each run's trace (reactor/sim/journal.py)
 
     def __init__(self) -> None:
@@ -65,7 +67,7 @@ class SimMachine(RuleBasedStateMachine):
     @initialize(seed=st.integers(0, 2**32 - 1))
     def start(self, seed: int) -> None:
         self.trace = self.recorder(seed, self.cluster) if self.recorder is not None else None
-        self.world = World(seed, trace=self.trace, cluster=self.cluster)
+        self.world = World(seed, trace=self.trace, cluster=self.cluster, names=self.names)
 
     @property
     def w(self) -> World:
@@ -88,12 +90,13 @@ class SimMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.world is not None and len(self.world.live_clients()) < MAX_CLIENTS)
     @rule(user=st.sampled_from(USERS), right=st.booleans(), ahead=st.sampled_from(AHEAD), node=st.integers(0, 2))
     def connect(self, user: str, right: bool, ahead: str, node: int) -> None:
-        client = self.w.connect(user, node)
-        client.type(user, self.w.now)
-        client.type(PASSWORDS[user] if right else "wrong-" + user, self.w.now)
+        name = self.w.names[user]
+        client = self.w.connect(name, node)
+        client.type(name, self.w.now)
+        client.type(self.w.passwords[name] if right else "wrong-" + user, self.w.now)
         if ahead:
             client.type(self._command_line(client, ahead, self._other(client, 0), "short"), self.w.now)
-        self._step(f"{client} connects to node {node % max(1, len(self.w.nodes))}: {user}, "
+        self._step(f"{client} connects to node {node % max(1, len(self.w.nodes))}: {name}, "
                    f"{'right' if right else 'wrong'} password{', then ' + ahead if ahead else ''}")
 
     def _active(self, index: int) -> SimClient | None:
@@ -103,7 +106,8 @@ class SimMachine(RuleBasedStateMachine):
     def _other(self, client: SimClient, index: int) -> str:
         """Another user: those online first (a small ``index``), then the others, then the client's own."""
         online = self.w.online()
-        others = sorted(online - {client.user}) + sorted(set(USERS) - online - {client.user}) + [client.user]
+        others = (sorted(online - {client.user}) + sorted(set(self.w.names.values()) - online - {client.user})
+                  + [client.user])
         return others[index % len(others)]
 
     @precondition(lambda self: self.world is not None and bool(self.world.live_clients()))
@@ -117,13 +121,14 @@ class SimMachine(RuleBasedStateMachine):
         if client.asking == "username":
             line = client.user
         else:
-            line = PASSWORDS[client.user] if right else "wrong-" + client.user
+            line = self.w.passwords[client.user] if right else "wrong-" + client.user
         client.type(line, self.w.now)
         self._step(f"{client} types {'a right' if right else 'a wrong'} {client.asking}")
 
     @precondition(lambda self: self.world is not None and bool(self.world.live_clients()))
     @rule(index=st.integers(0, MAX_CLIENTS - 1), other=st.integers(0, 5), size=st.sampled_from(SIZES))
     def message(self, index: int, other: int, size: str) -> None:
+        size = size if size in self.sizes else self.sizes[0]
         client = self._active(index)
         if client is not None:
             self._type(client, self._command_line(client, "message", self._other(client, other), size))
@@ -131,6 +136,7 @@ class SimMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.world is not None and bool(self.world.live_clients()))
     @rule(index=st.integers(0, MAX_CLIENTS - 1), size=st.sampled_from(SIZES))
     def broadcast(self, index: int, size: str) -> None:
+        size = size if size in self.sizes else self.sizes[0]
         client = self._active(index)
         if client is not None:
             self._type(client, self._command_line(client, "broadcast", "", size))

@@ -22,7 +22,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from .checks import Broken
 from .journal import Recorder
-from .machine import SimMachine
+from .machine import SIZES, SimMachine
 
 __all__ = ["Outcome", "Totals", "run_seed", "run_seeds", "mode_of", "RUNS", "STEPS", "CLUSTER_NODES"]
 
@@ -54,11 +54,12 @@ class Outcome:
 
 
 def run_seed(number: int, *, nodes: int = 0, runs: int = RUNS, steps: int = STEPS, shrink: bool = True,
-             journal_dir: str | None = None) -> Outcome:
+             journal_dir: str | None = None, names: str = "plain", sizes: tuple[str, ...] = SIZES) -> Outcome:
     """Search seed ``number``: its runs until one breaks an invariant, shrunk (``shrink``) and written down."""
     outcome = Outcome(number, nodes)
     recorder = Recorder(nodes)
-    machine = type(f"Sim{number}", (SimMachine,), {"cluster": nodes, "recorder": staticmethod(recorder.run)})
+    machine = type(f"Sim{number}", (SimMachine,), {"cluster": nodes, "recorder": staticmethod(recorder.run),
+                                                   "names": names, "sizes": sizes})
     seed(number)(machine)
     phases = [Phase.generate, Phase.shrink] if shrink else [Phase.generate]
     start = time.perf_counter()
@@ -118,7 +119,8 @@ def report(outcome: Outcome, out: TextIO) -> None:
 
 
 def run_seeds(first: int, *, count: int | None, minutes: float | None, mode: str, runs: int, steps: int,
-              journal_dir: str | None, out: TextIO = sys.stdout, stop_at_failure: bool = True,
+              journal_dir: str | None, names: str = "plain", sizes: tuple[str, ...] = SIZES,
+              out: TextIO = sys.stdout, stop_at_failure: bool = True,
               progress_every: float = 10.0, clock: Callable[[], float] = time.monotonic) -> Totals:
     """Seeds from ``first`` on: ``count`` of them, or until ``minutes`` have passed (or Ctrl-C); a progress line
     every ``progress_every`` seconds, a summary at the end."""
@@ -129,10 +131,14 @@ def run_seeds(first: int, *, count: int | None, minutes: float | None, mode: str
         while count is None or totals.seeds < count:
             if minutes is not None and clock() - start >= minutes * 60:
                 break
+            seed_started = clock()
             outcome = run_seed(number, nodes=mode_of(number, mode), runs=runs, steps=steps,
-                               journal_dir=journal_dir)
+                               journal_dir=journal_dir, names=names, sizes=sizes)
             totals.add(outcome)
             if outcome.broken is not None:
+                runs_in, found = outcome.found or (outcome.runs, outcome.seconds)
+                print(f"\nsim: found after {totals.seeds} seeds ({totals.runs - outcome.runs + runs_in} runs), "
+                      f"{seed_started - start + found:.1f} s from the start", file=out)
                 report(outcome, out)
                 if stop_at_failure:
                     break

@@ -37,10 +37,9 @@ from .checks import Broken, Checks, ObservedLogic
 from .clients import PeerWire, SimClient
 from .network import Link, Network, SimSelector, SimSocket, VirtualClock
 
-__all__ = ["World", "USERS", "PASSWORDS", "SimServerHost", "SimStore", "BLOCK_DURATION", "TIMEOUT", "Node"]
+__all__ = ["World", "USERS", "SimServerHost", "SimStore", "BLOCK_DURATION", "TIMEOUT", "Node"]
 
-USERS = ("ann", "bob", "cat", "dan", "eve")
-PASSWORDS = {user: f"{user}-secret" for user in USERS}
+USERS = ("ann", "bob", "cat", "dan", "eve")   # the accounts, by their short names (``names`` makes them long)
 HASHED = ("dan", "eve")          # accounts whose password field is a hash: checked off the loop
 BLOCK_DURATION = 10.0            # seconds an account stays locked
 TIMEOUT = 30.0                   # seconds of inactivity that log a user out
@@ -50,13 +49,23 @@ MAX_ROUNDS = 20_000              # rounds of settling that find no rest: a livel
 _HASHES: dict[str, str] = {}     # user -> its hash field, made once (scrypt at its cheapest)
 
 
-def accounts() -> tuple[dict[str, str], dict[str, str]]:
-    """The accounts as the server reads them, and each hash field's password."""
-    if not _HASHES:
-        for user in HASHED:
-            _HASHES[user] = hash_password(PASSWORDS[user], log2_n=10, r=1, salt=(user * 8).encode()[:16])
-    fields = {user: _HASHES.get(user, PASSWORDS[user]) for user in USERS}
-    return fields, {_HASHES[user]: PASSWORDS[user] for user in HASHED}
+def account_names(names: str) -> dict[str, str]:
+    """Each short name's account name: itself (``plain``), or (``long``) 64 characters, Cyrillic after the short
+    name (JSON escapes each to 6 bytes on the wire: the frames that list users grow fast)."""
+    if names == "long":
+        return {user: (user + "-" + "\u0436" * 64)[:64] for user in USERS}
+    return {user: user for user in USERS}
+
+
+def accounts(names: dict[str, str]) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """The accounts as the server reads them (name -> password or hash field), each account's password, and
+    each hash field's password."""
+    passwords = {name: f"{user}-secret" for user, name in names.items()}
+    for user in HASHED:
+        if user not in _HASHES:
+            _HASHES[user] = hash_password(f"{user}-secret", log2_n=10, r=1, salt=(user * 8).encode()[:16])
+    fields = {name: _HASHES.get(user, passwords[name]) for user, name in names.items()}
+    return fields, passwords, {_HASHES[user]: f"{user}-secret" for user in HASHED}
 
 
 class SimStore:
@@ -181,13 +190,14 @@ class _Alarm(logging.Handler):
 class World:
     """One run's world (see the module's docstring); ``trace`` gets every event of the servers' rules."""
 
-    def __init__(self, seed: int, *, trace: Any = None, cluster: int = 0) -> None:
+    def __init__(self, seed: int, *, trace: Any = None, cluster: int = 0, names: str = "plain") -> None:
         self.rng = random.Random(seed)
         self.clock = VirtualClock()
         self.network = Network()
-        fields, hashes = accounts()
+        self.names = account_names(names)        # short name -> account name
+        fields, self.passwords, hashes = accounts(self.names)
         self.accounts = fields
-        self.checks = Checks(PASSWORDS, BLOCK_DURATION)
+        self.checks = Checks(self.passwords, BLOCK_DURATION)
         self.checker = SimChecker(hashes)
         self.trace = trace or (lambda *args: None)
         self.clients: list[SimClient] = []
@@ -337,7 +347,7 @@ class World:
             for user in sorted(waiting):
                 client = self.connect(user, node=attempt)
                 client.type(user, self.now)
-                client.type(PASSWORDS[user], self.now)
+                client.type(self.passwords[user], self.now)
             self.advance(1.0)
             if waiting - self.online():
                 self.advance(BLOCK_DURATION)   # (locked: the lock ends)
