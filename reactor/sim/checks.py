@@ -12,7 +12,8 @@ named timer. The first broken invariant raises ``Broken``:
   recipient blocks its sender (a block its client was told of), and one the
   store refused is never shown. A stored message is shown again only to a
   session after one that could not acknowledge it (the server got no ``ack``
-  for it and the session did not end with a logout);
+  for it, or could not keep its forgetting, and the session did not end with
+  a logout);
 - at rest, each client's view of who is online is who is logged in (less
   those who ever blocked its user: they are hidden from it by design);
 - an account locks at the third wrong password in a row, not before, and
@@ -33,7 +34,16 @@ from typing import TYPE_CHECKING, Any
 from ..client.effects import Print
 from ..framing import MAX_FRAME
 from ..server.commands import State
-from ..server.effects import AddBlock, CancelTimer, CheckPassword, KeepMessage, Send, SendBatch, SetTimer
+from ..server.effects import (
+    AddBlock,
+    CancelTimer,
+    CheckPassword,
+    ForgetMessages,
+    KeepMessage,
+    Send,
+    SendBatch,
+    SetTimer,
+)
 from ..server.host import STRANGER_MAX_FRAME
 
 if TYPE_CHECKING:
@@ -87,6 +97,7 @@ class Checks:
         self.blocks: set[tuple[str, str]] = set()     # (blocker, blocked) that the blocker's client was told of
         self.ever_blocked: set[tuple[str, str]] = set()   # (blocker, blocked) the server ever took
         self.acked: set[int] = set()                  # stored message ids the server got an ack for
+        self.unforgotten: set[int] = set()            # ... whose forgetting the store or engine did not keep
         self.kept_text: dict[int, str] = {}           # stored message id -> its text
         self.step = 0
         self.broken: Broken | None = None
@@ -153,6 +164,8 @@ class Checks:
                 self.fail(f"{client} was shown {text[:20]!r} again (live or stored), after client {number}")
             elif number == client.number:
                 self.fail(f"{client} was shown stored message {mid} twice in one session")
+            elif mid in self.unforgotten:
+                continue   # its ack came, but could not be kept: the message stays, and comes again
             elif mid in self.acked:
                 self.fail(f"{client} was shown stored message {mid} ({text[:20]!r}) again: the server had its ack"
                           f" from client {number}")
@@ -202,6 +215,8 @@ class Checks:
                     self.decide(attempt[0], attempt[1], None, now)
 
     def after_event(self, node: int, name: str, args: tuple[Any, ...], effects: list[Any], now: float) -> None:
+        if name == "not_stored" and type(args[0]) is ForgetMessages:
+            self.unforgotten.update(args[0].ids)   # (kept on disk: shown again after a restart, or on a cluster)
         if name == "not_stored" and type(args[0]) is KeepMessage:
             change = args[0]
             if change.confirm is None or change.confirm not in effects:

@@ -7,7 +7,9 @@ blocks, and the news every node hears (logins, logouts, blocks, lockouts,
 broadcasts) or one node hears (relayed events, messages kept for its users).
 It answers asynchronously: every request waits in one queue, in the order the
 nodes made them, and is answered on the asking node's loop; stalled (a fault),
-it answers nothing until it is let go. The store's fault (``SimStore.mode``)
+it answers nothing until it is let go. News go to each node's own queue,
+which a node reads at its own pace: one that lags (a fault) has them late,
+after replies the engine made since, as a node whose stream reader is behind. The store's fault (``SimStore.mode``)
 makes it refuse to keep messages (``full``) or anything (``broken``), as an
 engine that cannot be reached answers.
 
@@ -91,7 +93,9 @@ class SimEngine:
         self.world = world
         self.hosts: list[SimClusterHost] = []
         self.stalled = False
+        self.late: set[int] = set()   # nodes whose news wait (a fault: their reader lags behind the streams)
         self._queue: deque[Callable[[], None]] = deque()
+        self._news: dict[int, deque[tuple[str, tuple[Any, ...]]]] = {}   # node -> news it has not read yet
         self.online: dict[str, int] = {}
         self.failures: dict[str, int] = {}
         self.locks: dict[str, float] = {}
@@ -102,12 +106,18 @@ class SimEngine:
         self._queue.append(call)
 
     def pump(self) -> bool:
-        """Answer what waits, in order (nothing while stalled); whether there was anything."""
-        if self.stalled or not self._queue:
-            return False
+        """Answer what waits, in order (nothing while stalled), and hand each node that does not lag its news;
+        whether there was anything."""
+        busy = False
         while self._queue and not self.stalled:
             self._queue.popleft()()
-        return True
+            busy = True
+        for node, news in self._news.items():
+            while news and node not in self.late:
+                name, args = news.popleft()
+                self._on(node, self.hosts[node].news, name, *args)
+                busy = True
+        return busy
 
     def next_due(self) -> float | None:
         return None
@@ -117,7 +127,8 @@ class SimEngine:
         self.hosts[node].loop.call_soon(call, *args)
 
     def tell(self, node: int, name: str, *args: Any) -> None:
-        self._on(node, self.hosts[node].news, name, *args)
+        """News for ``node`` (on the streams it reads): it has them at its next read, or once it reads again."""
+        self._news.setdefault(node, deque()).append((name, args))
 
     def tell_others(self, node: int, name: str, *args: Any) -> None:
         for other in range(len(self.hosts)):
@@ -184,6 +195,7 @@ class SimEngine:
             return "kept"
         if script is scripts.FORGET:
             if mode == "broken":
+                self.world.checks.unforgotten.update(args)   # (they stay: the next login reads them again)
                 return EngineError("simulated: the engine cannot forget them")
             for mid in args:
                 record = self.kept.pop(mid, None)

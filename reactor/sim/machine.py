@@ -34,7 +34,7 @@ COMMANDS = ("block", "unblock", "whoelse", "whoelsesince", "startprivate", "yes"
             "logout", "help")
 AHEAD = ("", "", "logout", "message", "whoelse")
 FAULTS = ("drop", "stall", "read", "hold", "deliver", "store full", "store broken", "store ok", "checker down",
-          "checker up", "engine stalls", "engine answers")
+          "checker up", "engine stalls", "engine answers", "news late", "news on time")
 WAITS = (0.01, 0.2, 1.0, 3.5, 10.5, 31.0)   # a moment; a leave grace; a lockout; an idle timeout
 
 
@@ -201,10 +201,14 @@ class SimMachine(RuleBasedStateMachine):
             world.store.mode = fault.split()[1]
         elif fault.startswith("checker "):
             world.checker.set_up(fault == "checker up")
-        elif world.engine is not None:
-            world.engine.stalled = fault == "engine stalls"
-        else:
+        elif world.engine is None:
             return
+        elif fault.startswith("news "):
+            node = index % len(world.nodes)
+            (world.engine.late.add if fault == "news late" else world.engine.late.discard)(node)
+            fault = f"node {node} reads its news {'late' if fault == 'news late' else 'on time'}"
+        else:
+            world.engine.stalled = fault == "engine stalls"
         self._step(fault)
 
     @precondition(lambda self: self.world is not None)

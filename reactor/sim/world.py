@@ -326,6 +326,7 @@ class World:
         self.store.mode = "ok"
         if self.engine is not None:
             self.engine.stalled = False
+            self.engine.late.clear()
 
     def rest(self) -> None:
         """Calm, settle, and check everyone's view of who is online."""
