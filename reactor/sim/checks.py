@@ -200,11 +200,6 @@ class Checks:
                 self.attempts[(node, conn)] = (c.claimed, frame["password"] == self.passwords.get(c.claimed))
             elif kind == "ack" and c.session is not None and type(frame.get("ids")) is list:
                 self.acked.update(i for i in frame["ids"] if type(i) is int)
-        elif name == "timers_fired":
-            for key in args[0]:
-                when = self.timers.pop((node, key), None)
-                if when is not None and now > when + EPSILON:
-                    self.fail(f"node {node}: timer {key} fired at {now:.3f}, {now - when:.3f}s after its deadline")
         elif name == "password_checked" or name == "login_decided":
             conn = args[0]
             counted = args[1] is False if name == "password_checked" else args[2] in ("wrong", "blocked")
@@ -215,6 +210,11 @@ class Checks:
                     self.decide(attempt[0], attempt[1], None, now)
 
     def after_event(self, node: int, name: str, args: tuple[Any, ...], effects: list[Any], now: float) -> None:
+        if name == "timers_fired":   # (checked once the rules took it: a journal of the run ends with it)
+            for key in args[0]:
+                when = self.timers.pop((node, key), None)
+                if when is not None and now > when + EPSILON:
+                    self.fail(f"node {node}: timer {key} fired at {now:.3f}, {now - when:.3f}s after its deadline")
         if name == "not_stored" and type(args[0]) is ForgetMessages:
             self.unforgotten.update(args[0].ids)   # (kept on disk: shown again after a restart, or on a cluster)
         if name == "not_stored" and type(args[0]) is KeepMessage:
