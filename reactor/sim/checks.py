@@ -14,8 +14,9 @@ named timer. The first broken invariant raises ``Broken``:
   session after one that could not acknowledge it (the server got no ``ack``
   for it, or could not keep its forgetting, and the session did not end with
   a logout);
-- at rest, each client's view of who is online is who is logged in (less
-  those who ever blocked its user: they are hidden from it by design);
+- at rest, a user is logged in (as the servers say) exactly when one of its
+  clients is, and each client's view of who is online is who is logged in
+  (less those who ever blocked its user: they are hidden from it by design);
 - an account locks at the third wrong password in a row, not before, and
   while locked turns every password away;
 - no client gets a frame (other than the login's) before its welcome; no named
@@ -319,7 +320,12 @@ class Checks:
                 self.fail(f"node {node}: timer {key} due at {when:.3f} has not fired at {now:.3f}")
 
     def at_rest(self, clients: list[SimClient], online: set[str]) -> None:
-        """Everyone's view of who is online (``online``: who is logged in, as the servers say)."""
+        """Everyone's view of who is online (``online``: who is logged in, as the servers say), and the servers'
+        own: a user is logged in exactly when one of its clients is."""
+        logged_in = {client.logic.user for client in clients if client.active and client.logic.user is not None
+                     and not client.link.reset}
+        if online != logged_in:
+            self.fail(f"at rest, the servers have {sorted(online)} logged in; the clients: {sorted(logged_in)}")
         for client in clients:
             user = client.logic.user
             if not client.active or not client.roster or user is None:
