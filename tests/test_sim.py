@@ -134,7 +134,7 @@ def test_a_frame_over_the_limit_breaks_the_run(monkeypatch):
 
 def test_a_failing_run_is_shrunk_and_written_down(monkeypatch, tmp_path):
     monkeypatch.setattr(sim_clients, "MAX_FRAME", 1000)
-    outcome = run_seed(0, runs=40, journal_dir=str(tmp_path), names="long", sizes=("short",))
+    outcome = run_seed(0, runs=60, steps=25, journal_dir=str(tmp_path), names="long", sizes=("short",))
     assert outcome.broken is not None and "over the 1000 it accepts" in outcome.broken
     assert 2 <= len(outcome.shrunk) <= 10 and outcome.found is not None
     lines = [json.loads(line) for line in (tmp_path / "seed-0.sim.jsonl").read_text().splitlines()]

@@ -178,6 +178,8 @@ class _Alarm(logging.Handler):
         self.checks = checks
 
     def emit(self, record: logging.LogRecord) -> None:
+        if not record.name.startswith("reactor."):
+            return
         text = record.getMessage()
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
@@ -213,7 +215,7 @@ class World:
                                                             timeout=TIMEOUT, wall_offset=WALL_OFFSET),
                                         store=self.store))
         self._alarm = _Alarm(self.checks)
-        logging.getLogger("reactor").addHandler(self._alarm)
+        logging.root.addHandler(self._alarm)
 
     def node(self, number: int, rules: type, args: dict[str, Any], **options: Any) -> Node:
         """A server node: ``rules(**args)`` (built by the trace, which may record them), on a host of
@@ -232,7 +234,7 @@ class World:
         return Node(number, loop, selector, host, logic)
 
     def close(self) -> None:
-        logging.getLogger("reactor").removeHandler(self._alarm)
+        logging.root.removeHandler(self._alarm)
         for node in self.nodes:
             node.loop.close()
 
