@@ -27,7 +27,7 @@ ENGINE_PORT ?= 6379
 CERTS  ?= .certs
 BENCH_ARGS ?=
 
-.PHONY: run-server run-client run-engine dev-certs lint test test-fast coverage bench bench-more bench-quick bench-tls bench-cluster bench-metrics clean
+.PHONY: run-server run-client run-engine dev-certs lint test test-fast sim coverage bench bench-more bench-quick bench-tls bench-cluster bench-metrics clean
 
 # CLUSTER=redis://HOST:PORT NODE=ID runs one node of a cluster instead (with the venv's hiredis; nodes on one
 # machine may share PORT):  make run-engine, then  make run-server CLUSTER=redis://127.0.0.1:6379 NODE=a
@@ -96,9 +96,15 @@ $(VENV)/.prometheus: tests/prometheus.py tests/debian.py $(VENV)/.installed
 	$(VPY) -m tests.prometheus
 	touch $@
 
-# The inner loop: the logic and loop tests only, no real processes, no coverage.
+# The inner loop: the logic and loop tests only, no real processes, no simulator seeds, no coverage.
 test-fast: $(VENV)/.installed
-	$(VPY) -m pytest -q -m "not e2e" tests
+	$(VPY) -m pytest -q -m "not e2e and not sim" tests
+
+# The simulator (reactor/sim/, docs/debugging.md): seeds until Ctrl-C, or for SIM_MINUTES; a failing run is shrunk
+# and written to sim-failures/.  make sim SIM_MINUTES=10   make sim SIM_ARGS="--seed 42"
+SIM_ARGS ?=
+sim: $(VENV)/.installed
+	$(VPY) -m reactor.sim $(SIM_ARGS)
 
 coverage: test
 	$(VPY) -m coverage html

@@ -85,7 +85,13 @@ CLUSTER_ONLY = {"reactor.cluster.engine": {"hiredis"}, "reactor.cluster.scripts"
                 "reactor.cluster.operator": {"hiredis"}}
 # The modules of --metrics alone (the operator's HTTP endpoint), and its extra's packages.
 METRICS_ONLY = {"reactor.ops.http": {"h11"}}
-EXTRAS_ONLY = CLUSTER_ONLY | METRICS_ONLY
+# The simulator's modules that need the dev extra's Hypothesis (and what it loads), or cluster mode's.
+HYPOTHESIS = {"hypothesis", "_hypothesis_globals", "sortedcontainers", "typing_extensions",
+              # (the standard library's sysconfig data, named for the platform, which Hypothesis reads)
+              f"_sysconfigdata_{sys.abiflags}_{sys.platform}_{getattr(sys.implementation, '_multiarch', '')}"}
+SIM_ONLY = {"reactor.sim.machine": HYPOTHESIS, "reactor.sim.runner": HYPOTHESIS, "reactor.sim.journal": HYPOTHESIS,
+            "reactor.sim.__main__": HYPOTHESIS, "reactor.sim.cluster": {"hiredis"}}
+EXTRAS_ONLY = CLUSTER_ONLY | METRICS_ONLY | SIM_ONLY
 
 # Imports every module of the package but the cluster-only and metrics-only ones (argv[1], JSON), and both
 # mains (the rest of argv), then names each module they loaded that is neither the standard library's nor the
