@@ -1,7 +1,8 @@
 """Runs the chat server: python3 server_main.py <server_port> <block_duration> <timeout> [options].
 
 ``python3 server_main.py hash-password [--user NAME]`` prints a hashed password for the accounts file instead;
-``python3 server_main.py admin PATH COMMAND`` speaks to a running server's admin socket (``reactor-chat-admin``).
+``python3 server_main.py admin PATH COMMAND`` speaks to a running server's admin socket (``reactor-chat-admin``);
+``python3 server_main.py replay FILE`` replays a journal written with ``--record`` (``reactor-chat-replay``).
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import sys
 import time
 from typing import Any
 
+from reactor.journal.server import RulesBuilder
+from reactor.journal.server import add_arguments as add_record_arguments
 from reactor.loop import EventLoop
 from reactor.ops import admin_cli
 from reactor.ops.logs import FORMATS, configure_logging
@@ -168,6 +171,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reuse-port", action="store_true",
                         help="share the port with other servers on this machine (SO_REUSEPORT: the kernel spreads "
                              "connections among them; for the nodes of a cluster)")
+    add_record_arguments(parser, byte_count)
     parser.add_argument("--log-level", default="INFO", type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     parser.add_argument("--log-format", default="text", choices=FORMATS,
@@ -195,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         return hash_password_command(argv[1:])
     if argv[:1] == ["admin"]:
         return admin_cli.main(argv[1:])
+    if argv[:1] == ["replay"]:
+        from reactor.journal.cli import main as replay   # (pdb and the rest only for a replay)
+        return replay(argv[1:])
     args = parse_args(argv)
     # A reload asked for before the loop takes SIGHUP, or after it let go of it, has nothing to act on.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -255,6 +262,7 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
                                         max_strangers_per_address=args.max_strangers_per_address,
                                         failure_log_interval=args.failure_log_interval,
                                         password_helpers=args.password_helpers)
+    rules = RulesBuilder.from_args(loop, args)   # the rules' classes themselves, or recording them (--record)
     host: ServerHost
     if guard is None:
         try:
@@ -265,10 +273,11 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
                   file=sys.stderr)
             loop.close()
             return 2
-        node = ClusterChatServer(accounts, args.block_duration, args.timeout, first_id=1, **options)
+        node = rules.build(ClusterChatServer, accounts, args.block_duration, args.timeout, first_id=1, **options)
         host = cluster = ClusterHost(loop, node, args.cluster, args.node_id, **host_options)
     else:
-        logic = ChatServer(accounts, args.block_duration, args.timeout, blocks=blocks, offline=offline, **options)
+        logic = rules.build(ChatServer, accounts, args.block_duration, args.timeout, blocks=blocks, offline=offline,
+                            **options)
         host = ServerHost(loop, logic, guard, **host_options)
     try:
         host.serve(args.host, args.server_port, reuse_port=args.reuse_port)
@@ -300,6 +309,7 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
     try:
         loop.run()
     finally:
+        rules.close()
         loop.close()
     if guard is not None and guard.failure is not None:
         print(f"Error. {guard.failure}", file=sys.stderr)

@@ -36,7 +36,8 @@ DRAW = "draw"
 SERVER_OPS: dict[str, tuple[str, str]] = {
     "c": ("connected", "conn, address"),
     "r": ("received", "conn, frame (its type and the fields the command declares, secrets scrubbed)"),
-    "m": ("received", "conn, to, text: a message frame; text a string, or N for N 'x' (printable ASCII)"),
+    "m": ("received", "conn, to, text: a message frame (its text scrubbed)"),
+    "M": ("received", "conn, target, N: a message relayed to connection target: to its user, N times 'x'"),
     "b": ("bad_frame", "conn, detail"),
     "d": ("disconnected", "conn"),
     "w": ("writable", "conn"),

@@ -46,8 +46,10 @@ class JournalWriter:
                  on_stop: Callable[[str], Any] | None = None) -> None:
         self.header = header
         self.lines: list[str] = []   # finished lines waiting for the turn's write (the recorders append here)
-        self.last = header.t0        # the last event's time, microseconds (the recorders keep it)
-        self.events = header.first - 1   # events written so far (the numbers of the events flushed)
+        self.last = header.t0        # the last event's time, microseconds, as ``event`` wrote it
+        self.clock: Callable[[], int] = lambda: self.last   # the last event's time (a recorder's, if it keeps it)
+        self.events = header.first - 1   # events written so far (the number of the last one written)
+        self._queued = 0             # events in the backlog, not yet written
         self.draws = 0               # draw lines among ``lines`` (they are not events)
         self.stopped = False         # written to the end, or stopped for a failure: nothing more is written
         self.on_stop = on_stop   # called once, with why, if the recording stops
@@ -98,7 +100,7 @@ class JournalWriter:
             lines.clear()
             return
         if lines:
-            self.events += len(lines) - self.draws
+            self._queued += len(lines) - self.draws
             self.draws = 0
             data = "".join(lines).encode("ascii")
             lines.clear()   # (in place: the recorders hold its append)
@@ -109,6 +111,8 @@ class JournalWriter:
             self._file.write(self._backlog)
             self._bytes += len(self._backlog)
             self._backlog = b""
+            self.events += self._queued
+            self._queued = 0
             return
         self._write()
         if self._max_bytes is not None and self._bytes >= self._max_bytes and not self.stopped \
@@ -130,6 +134,9 @@ class JournalWriter:
             return
         self._bytes += len(self._backlog) - len(data)
         self._backlog = bytes(data)
+        if not data:
+            self.events += self._queued
+            self._queued = 0
         took = time.monotonic() - start
         if took > SLOW_WRITE:
             self._stop(f"writing one turn's lines took {took:.2f} s (the disk is slow)")
@@ -148,7 +155,7 @@ class JournalWriter:
         except OSError as exc:
             self._stop(f"cannot start its next file ({exc.strerror or exc})")
             return
-        self.header.segment, self.header.first, self.header.t0 = segment + 1, self.events + 1, self.last
+        self.header.segment, self.header.first, self.header.t0 = segment + 1, self.events + 1, self.clock()
         self._bytes = 0
         log.info("journal %s: %s.%d is full; going on in a new %s (segment %d, from event %d)", self.path, self.path,
                  segment, self.path, segment + 1, self.events + 1)

@@ -1,0 +1,105 @@
+"""The real server recording a journal (``--record``) and ``server_main.py replay`` replaying it, end to end."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import ACCOUNTS, PATIENCE, ROOT, ServerProcess, coverage_env, wait_for
+
+pytestmark = pytest.mark.e2e
+
+CERT = "MIIBkTCB-a-certificate-of-yodas-client"
+
+
+def replay(*args):
+    return subprocess.run([sys.executable, str(ROOT / "server_main.py"), "replay", *map(str, args)],
+                          capture_output=True, text=True, timeout=PATIENCE * 3, env=coverage_env())
+
+
+def test_a_recorded_session_replays_exactly_and_its_journal_holds_no_secret(tmp_path):
+    journal = tmp_path / "chat.journal"
+    server = ServerProcess(tmp_path, extra=["--record", str(journal), "--state", ":memory:"])
+    yoda = server.client()
+    yoda.send({"type": "username", "username": "yoda"})
+    yoda.expect("username_ok")
+    yoda.send({"type": "password", "password": "a-wrong-guess"})
+    yoda.expect("error", code="invalid_password")
+    yoda.send({"type": "password", "password": ACCOUNTS["yoda"]})
+    yoda.expect("welcome")
+    yoda.send({"type": "listen", "port": 4000, "cert": CERT})
+    luke = server.client()
+    luke.login("luke")
+    texts = ["use the force, luke", "caf\u00e9 \U0001F600 later", "two\tcolumns"]
+    for text in texts:
+        yoda.send({"type": "message", "to": "luke", "text": text})
+        assert luke.until("message")["text"] == text
+    yoda.send({"type": "message", "to": "hans", "text": "kept for hans"})
+    yoda.until("stored")
+    yoda.send({"type": "startprivate", "user": "luke"})
+    luke.until("private_request")
+    luke.send({"type": "private_answer", "user": "yoda", "accept": True})
+    token = luke.until("private_expect")["token"]
+    luke.send({"type": "private_ready", "user": "yoda", "token": token})
+    connect = yoda.until("private_connect")
+    assert connect["token"] == token
+    assert server.stop() == 0
+
+    text = journal.read_text()
+    header = json.loads(text.splitlines()[0])
+    assert header["journal"] == "reactor-chat" and header["side"] == "server" and header["rules"] == "ChatServer"
+    secrets = [*ACCOUNTS.values(), "a-wrong-guess", CERT, token, *texts, "kept for hans", "caf", "columns"]
+    assert [s for s in secrets if s in text or json.dumps(s)[1:-1] in text] == []
+    assert (journal.stat().st_mode & 0o777) == 0o600
+
+    done = replay(journal)
+    assert done.returncode == 0, done.stderr
+    assert "every event's effects as recorded" in done.stderr
+    timeline = replay(journal, "--print", "--user", "hans")
+    assert timeline.returncode == 0
+    assert timeline.stdout.splitlines()[-1].endswith("yoda -> hans: message (stored: hans offline)")
+
+
+def test_a_full_disk_stops_the_recording_with_one_log_line_and_the_chat_goes_on(tmp_path):
+    server = ServerProcess(tmp_path, extra=["--record", "/dev/full", "--state", ":memory:"])
+    yoda, luke = server.client(), server.client()
+    yoda.login("yoda")
+    luke.login("luke")
+    for n in range(20):
+        yoda.send({"type": "message", "to": "luke", "text": f"still here {n}"})
+        assert luke.until("message")["text"] == f"still here {n}"
+    wait_for(lambda: "recording stopped" in server.log(), what="the line that says the recording stopped")
+    assert server.stop() == 0
+    lines = [line for line in server.log().splitlines() if "recording stopped" in line]
+    assert len(lines) == 1 and "the disk is full" in lines[0] and "the chat goes on" in lines[0]
+
+
+def test_a_journal_split_by_max_bytes_replays_from_its_last_file(tmp_path):
+    journal = tmp_path / "chat.journal"
+    server = ServerProcess(tmp_path, extra=["--record", str(journal), "--record-max-bytes", "2K",
+                                            "--state", ":memory:", "--rate", "0"])
+    yoda, luke = server.client(), server.client()
+    yoda.login("yoda")
+    luke.login("luke")
+    for n in range(200):
+        yoda.send({"type": "message", "to": "luke", "text": f"number {n}"})
+        luke.until("message")
+    assert server.stop() == 0
+    segments = sorted(tmp_path.glob("chat.journal.*"))
+    assert len(segments) >= 3
+    done = replay(journal)
+    assert done.returncode == 0, done.stderr
+    assert "every event's effects as recorded" in done.stderr
+    count = int(done.stderr.split("replayed ")[1].split(" ")[0])
+    assert count >= 200
+
+
+def test_a_file_that_cannot_be_written_is_said_at_start(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "server_main.py"), "0", "1", "30", "--credentials",
+                          str(ROOT / "credentials.txt"), "--state", ":memory:", "--record",
+                          str(tmp_path / "no" / "such" / "dir" / "j")],
+                         capture_output=True, text=True, timeout=PATIENCE, env=coverage_env())
+    assert out.returncode == 1
+    assert "Error. Cannot record to" in out.stderr and "No such file or directory" in out.stderr
