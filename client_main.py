@@ -1,4 +1,5 @@
-"""Runs the chat client: python3 client_main.py <server_host> <server_port> [--timestamps] [--tls [--ca FILE]]."""
+"""Runs the chat client: python3 client_main.py <server_host> <server_port> [--timestamps] [--tls [--ca FILE]]
+[--record FILE [--record-texts]]."""
 import argparse
 import sys
 import time
@@ -6,7 +7,7 @@ import time
 from reactor.client.console import open_console
 from reactor.client.host import ClientHost
 from reactor.client.peer_certs import MissingLibrary, PeerIdentity
-from reactor.client.rules import ChatClient
+from reactor.journal.client import ClientRecording
 from reactor.loop import EventLoop
 from reactor.tls import TLSConfigError, client_context
 
@@ -33,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ca", metavar="FILE",
                         help="trust only the CA certificates in FILE (PEM) for the server (implies --tls; "
                              "default: the system's CAs)")
+    parser.add_argument("--record", metavar="FILE",
+                        help="write a journal of this session to FILE, to replay it (reactor-chat-replay FILE "
+                             "--screen: a bug report); no password, token or certificate is written, and message "
+                             "texts only with --record-texts")
+    parser.add_argument("--record-texts", action="store_true",
+                        help="with --record: write what was typed and shown as it was (default: made up)")
     args = parser.parse_args(argv)
     tls = identity = None
     if args.tls or args.ca is not None:   # private chats too are encrypted, end to end (reactor.client.peer_certs)
@@ -43,15 +50,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Error. {exc}", file=sys.stderr)
             return 2
     loop = EventLoop()
-    logic = ChatClient(timestamps=args.timestamps, wall_offset=time.time() - loop.time(),
-                       certificate=None if identity is None else identity.certificate)
+    recording = ClientRecording(loop, args.record, texts=args.record_texts)   # (the client itself without --record)
+    logic = recording.build(timestamps=args.timestamps, wall_offset=time.time() - loop.time(),
+                            certificate=None if identity is None else identity.certificate)
     console = open_console(complete=logic.completions)
+    recording.watch(console)
     host = ClientHost(loop, logic, console, tls, identity)
     try:
         host.start(args.server_host, args.server_port)
         loop.run()
     finally:
         console.close()  # the terminal is restored on every way out, an exception included
+        recording.close()
         loop.close()
     return 1 if host.exit_status is None else host.exit_status
 

@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["admin"]:
         return admin_cli.main(argv[1:])
     if argv[:1] == ["replay"]:
-        from reactor.journal.cli import main as replay   # (pdb and the rest only for a replay)
+        from reactor.journal.cli import main as replay  # (pdb and the rest only for a replay)
         return replay(argv[1:])
     args = parse_args(argv)
     # A reload asked for before the loop takes SIGHUP, or after it let go of it, has nothing to act on.

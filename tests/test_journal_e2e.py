@@ -7,7 +7,17 @@ import sys
 
 import pytest
 
-from tests.support import ACCOUNTS, PATIENCE, ROOT, ServerProcess, coverage_env, wait_for
+from tests.support import (
+    ACCOUNTS,
+    PATIENCE,
+    ROOT,
+    ClientProcess,
+    ServerProcess,
+    TerminalClient,
+    coverage_env,
+    wait_for,
+)
+from tests.terminal_model import Screen
 
 pytestmark = pytest.mark.e2e
 
@@ -15,8 +25,13 @@ CERT = "MIIBkTCB-a-certificate-of-yodas-client"
 
 
 def replay(*args):
-    return subprocess.run([sys.executable, str(ROOT / "server_main.py"), "replay", *map(str, args)],
-                          capture_output=True, text=True, timeout=PATIENCE * 3, env=coverage_env())
+    """``server_main.py replay`` with ``args``: its exit status, and its output as bytes (``screen``: the terminal's,
+    line ends and all) and as text."""
+    done = subprocess.run([sys.executable, str(ROOT / "server_main.py"), "replay", *map(str, args)],
+                          capture_output=True, timeout=PATIENCE * 3, env=coverage_env())
+    done.screen = done.stdout
+    done.stdout, done.stderr = done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
+    return done
 
 
 def test_a_recorded_session_replays_exactly_and_its_journal_holds_no_secret(tmp_path):
@@ -103,3 +118,64 @@ def test_a_file_that_cannot_be_written_is_said_at_start(tmp_path):
                          capture_output=True, text=True, timeout=PATIENCE, env=coverage_env())
     assert out.returncode == 1
     assert "Error. Cannot record to" in out.stderr and "No such file or directory" in out.stderr
+
+
+def test_a_client_on_a_terminal_records_a_journal_that_draws_its_screen_again(tmp_path):
+    server = ServerProcess(tmp_path, extra=["--state", ":memory:"])
+    luke = server.client()
+    luke.login("luke")
+    journal = tmp_path / "client.journal"
+    client = TerminalClient(server.host, server.port, cols=70, args=("--record", str(journal)))
+    try:
+        client.expect("Username: ")
+        client.keys(b"yoda\r")
+        client.expect("Password: ")
+        client.keys(ACCOUNTS["yoda"].encode() + b"\r")
+        client.expect("Welcome")
+        client.expect("> ")
+        client.keys(b"message luke the plans are in R2\r")
+        assert luke.until("message")["text"] == "the plans are in R2"
+        luke.send({"type": "message", "to": "yoda", "text": "thanks, master"})
+        client.expect("thanks, master")
+        client.keys(b"whoelse\r")
+        client.expect("luke")
+        client.keys(b"\x04")
+        assert client.wait() == 0
+    finally:
+        client.close()
+        server.stop()
+    text = journal.read_text()
+    assert ACCOUNTS["yoda"] not in text and "plans" not in text and "thanks" not in text
+    done = replay(journal, "--screen")
+    assert done.returncode == 0, done.stderr
+    screen = Screen(70, 24)
+    screen.feed(done.screen)
+    assert [line.rstrip() for line in screen.lines()][:9] == [
+        "Username: xxxx", "Password:", "Welcome to the greatest messaging application ever!",
+        "Type help for commands", "> xxxxxxx xxxx xxx xxxxx xxx xx xx", "luke: xxxxxxxxxxxxxx", "> xxxxxxx",
+        "luke", "Logged out"]   # typed and shown, made up (the password's keys: not even that)
+
+
+def test_a_client_on_pipes_records_a_journal_that_replays(tmp_path):
+    server = ServerProcess(tmp_path, extra=["--state", ":memory:"])
+    luke = server.client()
+    luke.login("luke")
+    journal = tmp_path / "client.journal"
+    client = ClientProcess(server.host, server.port, extra=("--record", str(journal)))
+    try:
+        client.login("yoda")
+        client.type("message luke the plans are in R2")
+        assert luke.until("message")["text"] == "the plans are in R2"
+        client.type("whoelse")
+        client.expect("luke")
+        client.end_input()
+        assert client.wait() == 0
+    finally:
+        client.kill()
+        server.stop()
+    text = journal.read_text()
+    assert ACCOUNTS["yoda"] not in text and "plans" not in text
+    done = replay(journal, "--print")
+    assert done.returncode == 0, done.stderr
+    assert f"typed message luke {'x' * 19}" in done.stdout   # (typed before the welcome's pong, taken with it)
+    assert "server: pong (to server: message; to server: ping)" in done.stdout

@@ -132,6 +132,9 @@ class TerminalConsole:
     the terminal closes under it, the session ends as at the end of input.
     ``complete(text_before_cursor)`` gives Tab its words; ``limit(line)``, where
     the line passes what can be sent (an offset, or None), so the excess shows.
+    ``tap``, when set, is told each input of the line editor, as ``(op, *args)``
+    (``reactor.journal.client`` records them: the screen can be drawn again);
+    ``size`` is the terminal's (columns, rows) as the editor was last given it.
     """
 
     ESCAPE_WAIT = 0.05   # seconds
@@ -143,8 +146,9 @@ class TerminalConsole:
         self._in = stdin_fd
         self._out = stdout_fd
         self._output = _Output(stdout_fd)
-        cols, rows = self._size()
+        cols, rows = self.size = self._size()
         self._editor = LineEditor(cols, complete, rows=rows, limit=limit, measure=True)
+        self.tap: Callable[..., Any] | None = None
         self._saved: list[Any] | None = None
         self._raw: list[Any] | None = None
         self._loop: EventLoop | None = None
@@ -189,6 +193,8 @@ class TerminalConsole:
         self._watch_timers()
 
     def _take(self, data: bytes) -> None:
+        if self.tap is not None:
+            self.tap("k", data)
         events = self._editor.feed(data)
         if events:                          # (inside a bracketed paste there are none, and nothing to draw)
             self._output.write(self._editor.take_output())
@@ -221,11 +227,15 @@ class TerminalConsole:
 
     def _escape_timeout(self) -> None:
         self._escape_timer = None
+        if self.tap is not None:
+            self.tap("x")
         self._editor.escape_timeout()
         self._watch_timers()
 
     def _measurement_timeout(self) -> None:
         self._measure_timer = None
+        if self.tap is not None:
+            self.tap("y")
         self._editor.measurement_timeout()
         self._watch_timers()
 
@@ -243,11 +253,16 @@ class TerminalConsole:
             return
         self._set_mode(self._raw, termios.TCSANOW)
         self._output.write(PASTE_ON)
+        if self.tap is not None:
+            self.tap("Z")
         self._editor.redraw()
         self._watch_timers()
 
     def _resized(self) -> None:
-        self._editor.resize(*self._size())
+        self.size = self._size()
+        if self.tap is not None:
+            self.tap("z", *self.size)
+        self._editor.resize(*self.size)
         self._watch_timers()
 
     def _set_mode(self, settings: list[Any], when: int) -> None:

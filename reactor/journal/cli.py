@@ -99,6 +99,9 @@ def _facts(replay: Any, event: Event) -> dict[str, Any]:
 def _replay_for(header: Any) -> Any:
     if header.side == "server":
         return ServerReplay(header)
+    if header.side == "client":
+        from .client_replay import ClientReplay  # (the client's modules only for a client's journal)
+        return ClientReplay(header)
     raise JournalError(f"a journal of side {header.side!r}")
 
 

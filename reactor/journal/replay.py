@@ -199,11 +199,11 @@ class ServerReplay:
 _MESSAGE = FrameType.MESSAGE.value
 
 
-def check(event: Event, effects: list[Any], scrubber: scrub.Scrubber) -> None:
+def check(event: Event, effects: list[Any], scrubber: scrub.Scrubber, keep_texts: bool = False) -> None:
     """Departure if ``effects`` are not what the recording's digest says."""
     if event.digest is None:
         return
-    got = scrub.digest(effects, scrubber)
+    got = scrub.digest(effects, scrubber, keep_texts)
     if got == event.digest:
         return
     recorded, replayed = scrub.count_of(event.digest), scrub.count_of(got)

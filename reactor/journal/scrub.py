@@ -23,6 +23,8 @@ ones did, and a 32-bit digest of a canonical rendering with the stand-ins in pla
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import re
@@ -33,6 +35,8 @@ from dataclasses import is_dataclass
 from enum import Enum
 from typing import Any
 
+from ..protocol import MAX_CERT
+
 __all__ = ["placeholder", "Scrubber", "digest", "relay_digest", "count_of", "render", "TAGS", "SECRET_KEYS",
            "HASH_PREFIX", "ONE"]
 
@@ -41,7 +45,8 @@ _FILL = {1: "x", 2: "\u00e9", 3: "\u3042", 4: "\U0001f600"}   # a printable char
 HASH_PREFIX = "$scrypt$journal-"   # a made-up hash field: passwords.is_hashed says yes, nothing can match it
 TAGS = {"token": "tok", "cert": "cert", "certificate": "cert", "password": "pw"}   # secret field -> its stand-ins' tag
 SECRET_KEYS = frozenset(TAGS)   # the fields (of frames, events, effects) whose values are secrets
-_STANDIN = re.compile(r"(?:pw|tok|cert|user)-[0-9a-f]{16}")
+_STANDIN = re.compile(r"(?:pw|tok|cert|user|line)-[0-9a-f]{16}")
+CERT_MARK = b"\x00journal-certificate\x00"   # how a made-up certificate (DER) begins
 
 
 def _filled(run: str) -> str:
@@ -98,12 +103,29 @@ class Scrubber:
         return {user: self.account(user, field) for user, field in accounts.items()}
 
     def secret(self, kind: str, value: Any) -> Any:
-        """A token's, certificate's or user name's stand-in (itself if it is one); what is no string stays."""
-        if type(value) is bytes:
-            return self._mark(kind, value.hex())
+        """A token's, password's or user name's stand-in (itself if it is one); what is no string stays.
+        A certificate's is ``certificate``'s."""
+        if kind == "cert":
+            return self.certificate(value)
         if type(value) is not str or _STANDIN.fullmatch(value):
             return value
         return self._mark(kind, value)
+
+    def certificate(self, value: Any) -> Any:
+        """A certificate's stand-in, of its kind: DER (bytes) for DER, base64 of DER for base64 (a client
+        decodes it), so the same certificate is the same stand-in either way; itself if it is one. A text
+        that is no base64 stands in as a ``cert-`` mark, one too long as as many ``c``."""
+        if type(value) is bytes:
+            return value if value.startswith(CERT_MARK) else CERT_MARK + bytes.fromhex(self._mark("c", value.hex())[2:])
+        if type(value) is not str or not value or _STANDIN.fullmatch(value):
+            return value
+        if len(value) > MAX_CERT:
+            return "c" * len(value)
+        try:
+            der = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            return self._mark("cert", value)
+        return base64.b64encode(self.certificate(der)).decode("ascii")
 
     def frame(self, frame: Any) -> Any:
         """A frame (or event) with its texts as placeholders and its secrets as stand-ins, all the way down."""
@@ -125,41 +147,43 @@ _ATOMS = frozenset({str, int, float, bool, type(None)})
 _dumps = json.JSONEncoder(separators=(",", ":"), default=repr).encode
 
 
-def render(value: Any, scrubber: Scrubber) -> Any:
-    """An effect (or what it holds) as JSON: its type's name and fields, texts as placeholders, secrets as
-    stand-ins; a ``CheckPassword`` without its password and hash."""
+def render(value: Any, scrubber: Scrubber, keep_texts: bool = False) -> Any:
+    """An effect (or what it holds) as JSON: its type's name and fields, texts as placeholders (unless
+    ``keep_texts``: a client's shadow has nothing but placeholders), secrets as stand-ins; a ``CheckPassword``
+    without its password and hash."""
     kind = type(value)
     if kind in _ATOMS:
         return value
     if kind is dict:
-        return {str(key): _render_field(str(key), v, scrubber) for key, v in value.items()}
+        return {str(key): _render_field(str(key), v, scrubber, keep_texts) for key, v in value.items()}
     if kind is list or kind is tuple:
         if set(map(type, value)) <= _ATOMS:   # (the connections of a Send, a presence frame's users: C speed)
             return value
-        return [render(v, scrubber) for v in value]
+        return [render(v, scrubber, keep_texts) for v in value]
     if kind is frozenset or kind is set:
-        return sorted((render(v, scrubber) for v in value), key=repr)
+        return sorted((render(v, scrubber, keep_texts) for v in value), key=repr)
     if isinstance(value, Enum):
         return value.value
     if kind is bytes:
-        return scrubber.secret("cert", value)
+        return base64.b64encode(scrubber.certificate(value)).decode("ascii")
     if is_dataclass(value):
         if kind.__name__ == "CheckPassword":
             return ["CheckPassword", getattr(value, "conn")]   # noqa: B009  (a dataclass's field, by name)
         fields = getattr(kind, "__slots__", ())
-        return [kind.__name__, *(_render_field(name, getattr(value, name), scrubber) for name in fields)]
+        return [kind.__name__, *(_render_field(name, getattr(value, name), scrubber, keep_texts) for name in fields)]
     return repr(value)
 
 
-def _render_field(name: str, value: Any, scrubber: Scrubber) -> Any:
-    if name == "text" and type(value) is str:
+def _render_field(name: str, value: Any, scrubber: Scrubber, keep_texts: bool) -> Any:
+    if name == "text" and type(value) is str and not keep_texts:
         return placeholder(value)   # (in a digest, always: a short text's CRC would give it away)
     if name in SECRET_KEYS:
-        return scrubber.secret(TAGS[name], value)
-    return render(value, scrubber)
+        value = scrubber.secret(TAGS[name], value)
+        return base64.b64encode(value).decode("ascii") if type(value) is bytes else value
+    return render(value, scrubber, keep_texts)
 
 
-def digest(effects: Iterable[Any], scrubber: Scrubber) -> int:
+def digest(effects: Iterable[Any], scrubber: Scrubber, keep_texts: bool = False) -> int:
     """The digest of ``effects`` (see the module's docstring): their number (at most 255) in the top byte, and
     the low 24 bits of the CRC-32 of their rendering, so a departure can say at once whether it is the count."""
     if type(effects) is list and len(effects) == 1:
@@ -170,7 +194,7 @@ def digest(effects: Iterable[Any], scrubber: Scrubber) -> int:
             if type(text) is str and frame.get("type") == "message" and text.isascii():
                 return relay_digest(effect.conns[0], len(text))
     effects = list(effects)
-    rendered = [render(effect, scrubber) for effect in effects]
+    rendered = [render(effect, scrubber, keep_texts) for effect in effects]
     crc = zlib.crc32(_dumps(rendered).encode("ascii"))
     return min(len(effects), 255) << 24 | crc & 0xFFFFFF
 
