@@ -179,3 +179,44 @@ def test_a_client_on_pipes_records_a_journal_that_replays(tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"typed message luke {'x' * 19}" in done.stdout   # (typed before the welcome's pong, taken with it)
     assert "server: pong (to server: message; to server: ping)" in done.stdout
+
+
+def test_a_cluster_node_records_the_engines_answers_and_its_journal_replays(tmp_path, engine):
+    """Two nodes on a real engine; node a records. Its journal holds the engine's answers (logins decided,
+    the resync, the other node's news) and replays exactly, with no engine."""
+    nodes = {}
+    for name in ("a", "b"):
+        directory = tmp_path / name
+        directory.mkdir()
+        extra = ["--cluster", f"redis://127.0.0.1:{engine.port}", "--node-id", name, "--rate", "0",
+                 *(["--record", str(directory / "node.journal")] if name == "a" else [])]
+        nodes[name] = ServerProcess(directory, block=30, timeout=120, extra=extra)
+    try:
+        wait_for(lambda: "joined" in nodes["a"].log() and "joined" in nodes["b"].log(), what="both nodes joined")
+        yoda = nodes["a"].client()
+        yoda.login("yoda")
+        luke = nodes["b"].client()
+        luke.login("luke")
+        yoda.until("presence")
+        yoda.send({"type": "message", "to": "luke", "text": "across the nodes"})
+        assert luke.until("message")["text"] == "across the nodes"
+        luke.send({"type": "message", "to": "yoda", "text": "and back"})
+        assert yoda.until("message")["text"] == "and back"
+        luke.send({"type": "broadcast", "text": "to everyone"})
+        assert yoda.until("message")["text"] == "to everyone"
+        yoda.send({"type": "message", "to": "hans", "text": "kept by the engine"})
+        yoda.until("stored")
+        luke.send({"type": "logout"})
+        yoda.until("presence")
+    finally:
+        for node in nodes.values():
+            node.stop()
+    journal = tmp_path / "a" / "node.journal"
+    text = journal.read_text()
+    assert json.loads(text.splitlines()[0])["rules"] == "ClusterChatServer"
+    ops = {json.loads(line)[1] for line in text.splitlines()[1:] if not line.startswith('["draw"')}
+    assert {"i", "R", "L", "rl", "rr", "rB", "ro"} <= ops
+    assert "across the nodes" not in text and "and back" not in text and ACCOUNTS["yoda"] not in text
+    done = replay(journal, "--print", "--user", "luke")
+    assert done.returncode == 0, done.stderr
+    assert "every event's effects as recorded" in done.stderr

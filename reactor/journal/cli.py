@@ -106,11 +106,13 @@ def _replay_for(header: Any) -> Any:
 
 
 def _debug(replay: Any, event: Event, why: str, effects: list[Any] | None = None) -> None:
-    """Stop in pdb with ``rules``, ``event``, ``replay`` (and ``effects``) at hand."""
+    """Stop in pdb with ``rules``, ``event``, ``replay`` (and ``effects``) at hand; ``c`` goes on."""
     rules = replay.rules   # noqa: F841  (for the person at the prompt)
     print(f"-- {why}. At hand: rules, event ({event.op} {event.args!r:.120}), replay, effects; "
           "c goes on --", file=sys.stderr)
-    pdb.Pdb().set_trace(sys._getframe())
+    debugger = pdb.Pdb()
+    debugger.reset()
+    debugger.interaction(sys._getframe(), None)   # (no tracing: c goes back to the replay)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -174,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             if first_now is None:
                 first_now = event.now
             last_now = event.now
-            if timeline is not None:
+            if timeline is not None and (effects or event.op != "e"):   # (a turn's end that did nothing: quiet)
                 line = timeline.line(event, effects)
                 if args.user is None or timeline.involves(args.user):
                     print(line)
@@ -184,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.screen and replay.side == "client":
             sys.stdout.buffer.flush()
+    sys.stdout.flush()   # (the timeline before the summary)
     took = time.perf_counter() - started
     span = (last_now - first_now) if first_now is not None and last_now is not None else 0.0
     speed = f", {span / took:,.0f} times real speed" if took > 0 and span > 0 else ""
