@@ -485,3 +485,18 @@ def test_a_departure_is_said_with_its_event_and_exits_1(tmp_path, capsys):
     (tmp_path / "no").write_text("hello\n")
     assert cli.main([str(tmp_path / "no")]) == 2
     assert "is not JSON" in capsys.readouterr().err
+
+
+def test_an_input_the_journal_cannot_write_stops_the_recording_not_the_rules(tmp_path, caplog):
+    r = Recorded(tmp_path / "j", cls=ClusterChatServer, first_id=1, rate=None)
+    r.login("yoda")
+    r.call("login_decided", r.conns["yoda"], "yoda", LoginOutcome.WELCOME, r.now)
+    odd = {"kind": "message", "to": "yoda", "from": "luke", "text": "hi", "extra": {1, 2}}   # no JSON for a set
+    with caplog.at_level(logging.ERROR, logger="reactor.journal.writer"):
+        effects = r.call("relayed", odd, r.now)
+    assert [e.frame for e in effects] == [{"type": "message", "from": "luke", "text": "hi"}]
+    assert r.writer.stopped and "cannot be written" in caplog.text
+    assert len(caplog.records) == 1
+    effects = r.say("yoda", {"type": "whoelse"})   # and the rules go on
+    assert [e.frame for e in effects] == [{"type": "users", "names": []}]
+    assert [e.op for e in open_journal(str(r.path)).events()] == ["c", "r", "r", "r", "L"]   # what came before stays

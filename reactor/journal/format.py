@@ -101,8 +101,9 @@ def quantize(now: float) -> float:
 
 
 def dumps(value: Any) -> str:
-    """One line's JSON: compact, ASCII (so the file is too), NaN refused."""
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    """One line's JSON: compact, ASCII (so the file is too); NaN and the infinities as Python's json writes and
+    reads them (a frame cannot hold them, but an event another node relayed through the engine may)."""
+    return json.dumps(value, separators=(",", ":"))
 
 
 @dataclass

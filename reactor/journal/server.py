@@ -104,11 +104,15 @@ class ServerRecorder:
         if not self.recording:
             self._draws.clear()
             return effects
+        try:
+            line = dumps([t - self.last, op, scrub.digest(effects, self._scrub), *args]) + "\n"
+        except (TypeError, ValueError, RecursionError) as exc:   # (what the rules took, the journal cannot write)
+            self.writer.stop(f"event {op!r} cannot be written ({exc})")
+            return effects
         if self._draws:
             self._write_draws()
-        dt = t - self.last
         self.last = t
-        self._append(dumps([dt, op, scrub.digest(effects, self._scrub), *args]) + "\n")
+        self._append(line)
         return effects
 
     def _write_draws(self) -> None:

@@ -162,6 +162,13 @@ class JournalWriter:
         self._backlog = self.header.line().encode("ascii")
         self._write()
 
+    def stop(self, why: str) -> None:
+        """Stop recording for ``why`` (one log line): the lines so far are written, nothing after them."""
+        if not self.stopped:
+            self.flush()
+        if not self.stopped:
+            self._stop(why)
+
     def _stop(self, why: str) -> None:
         self.stopped = True
         self._backlog = b""
