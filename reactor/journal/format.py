@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from json.scanner import make_scanner
 from typing import IO, Any
 
 __all__ = ["MAGIC", "VERSION", "SERVER_OPS", "CLIENT_OPS", "DRAW", "Event", "Header", "JournalError", "quantize",
@@ -84,6 +85,20 @@ CLIENT_OPS: dict[str, tuple[str, str]] = {
     "y": ("measurement_timeout", ""),
     "Z": ("redraw", ""),
 }
+
+
+_scan = make_scanner(json.JSONDecoder())   # type: ignore[arg-type]  # (the scanner alone: a replay reads every line)
+
+
+def _parsed(text: str) -> Any:
+    """One line's JSON value (ValueError if it is none)."""
+    try:
+        value, end = _scan(text, 0)
+        if not text[end:].isspace() and text[end:]:
+            raise ValueError("extra data")
+        return value
+    except (StopIteration, ValueError):
+        return json.loads(text)   # (what the scanner alone refuses, such as leading blanks; or its error)
 
 
 class JournalError(ValueError):
@@ -177,7 +192,7 @@ def read_events(stream: IO[str], header: Header, *, strict_end: bool = False) ->
         if pending is not None:   # the line before did not parse, and it was not the last
             raise JournalError(f"line {index - 1}: {pending}")
         try:
-            item = json.loads(text)
+            item = _parsed(text)
         except ValueError as exc:
             pending = f"not JSON ({exc})"
             continue

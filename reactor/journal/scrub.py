@@ -26,13 +26,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import re
 import secrets
 import zlib
+from _json import make_encoder
 from collections.abc import Iterable
 from dataclasses import is_dataclass
 from enum import Enum
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from ..protocol import MAX_CERT
@@ -144,33 +145,54 @@ class Scrubber:
 
 
 _ATOMS = frozenset({str, int, float, bool, type(None)})
-_dumps = json.JSONEncoder(separators=(",", ":"), default=repr).encode
+# The C encoder behind JSONEncoder, made once (JSONEncoder.encode makes one a call): a replay digests every event.
+_encoder = make_encoder({}, repr, encode_basestring_ascii, None, ":", ",", False, False, True)
+
+
+def _dumps(value: Any) -> str:
+    return "".join(_encoder(value, 0))
+
+
+_SPECIAL = SECRET_KEYS | {"text"}   # fields rendered otherwise than as they are
+_FIELDS: dict[type, tuple[str, ...]] = {}   # a dataclass -> its fields (a cache)
 
 
 def render(value: Any, scrubber: Scrubber, keep_texts: bool = False) -> Any:
     """An effect (or what it holds) as JSON: its type's name and fields, texts as placeholders (unless
     ``keep_texts``: a client's shadow has nothing but placeholders), secrets as stand-ins; a ``CheckPassword``
-    without its password and hash."""
+    without its password and hash. (The fields that are plain values are taken as they are, inline: a replay
+    digests every event.)"""
     kind = type(value)
     if kind in _ATOMS:
         return value
     if kind is dict:
-        return {str(key): _render_field(str(key), v, scrubber, keep_texts) for key, v in value.items()}
+        return {key if type(key) is str else str(key):
+                v if type(v) in _ATOMS and key not in _SPECIAL else _render_field(str(key), v, scrubber, keep_texts)
+                for key, v in value.items()}
     if kind is list or kind is tuple:
         if set(map(type, value)) <= _ATOMS:   # (the connections of a Send, a presence frame's users: C speed)
             return value
         return [render(v, scrubber, keep_texts) for v in value]
-    if kind is frozenset or kind is set:
+    fields = _FIELDS.get(kind)
+    if fields is None:
+        if not is_dataclass(value):
+            return _other(value, scrubber, keep_texts)
+        fields = _FIELDS[kind] = ("conn",) if kind.__name__ == "CheckPassword" else getattr(kind, "__slots__", ())
+    rendered: list[Any] = [kind.__name__]
+    for name in fields:
+        v = getattr(value, name)
+        rendered.append(v if type(v) in _ATOMS and name not in _SPECIAL else
+                        _render_field(name, v, scrubber, keep_texts))
+    return rendered
+
+
+def _other(value: Any, scrubber: Scrubber, keep_texts: bool) -> Any:
+    if type(value) is frozenset or type(value) is set:
         return sorted((render(v, scrubber, keep_texts) for v in value), key=repr)
     if isinstance(value, Enum):
         return value.value
-    if kind is bytes:
+    if type(value) is bytes:
         return base64.b64encode(scrubber.certificate(value)).decode("ascii")
-    if is_dataclass(value):
-        if kind.__name__ == "CheckPassword":
-            return ["CheckPassword", getattr(value, "conn")]   # noqa: B009  (a dataclass's field, by name)
-        fields = getattr(kind, "__slots__", ())
-        return [kind.__name__, *(_render_field(name, getattr(value, name), scrubber, keep_texts) for name in fields)]
     return repr(value)
 
 
@@ -194,6 +216,8 @@ def digest(effects: Iterable[Any], scrubber: Scrubber, keep_texts: bool = False)
             if type(text) is str and frame.get("type") == "message" and text.isascii():
                 return relay_digest(effect.conns[0], len(text))
     effects = list(effects)
+    if not effects:
+        return _NOTHING
     rendered = [render(effect, scrubber, keep_texts) for effect in effects]
     crc = zlib.crc32(_dumps(rendered).encode("ascii"))
     return min(len(effects), 255) << 24 | crc & 0xFFFFFF
@@ -207,6 +231,7 @@ def relay_digest(conn: int, chars: int) -> int:
 
 
 ONE = 1 << 24
+_NOTHING = zlib.crc32(b"[]") & 0xFFFFFF   # the digest of no effect (count 0)
 
 
 def count_of(value: int) -> int:
