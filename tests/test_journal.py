@@ -188,7 +188,7 @@ def test_a_replay_gives_the_rules_the_same_inputs_and_gets_the_same_effects(tmp_
     r = session(tmp_path)
     replay, events, effects = replayed(r.path)
     assert len(events) > 60
-    assert {e.op for e in events} >= {"c", "r", "M", "m", "b", "d", "w", "t", "p", "a", "n", "e", "s"}
+    assert {e.op for e in events} >= {"c", "r", "M", "P", "m", "b", "d", "w", "t", "p", "a", "n", "e", "s"}
     assert sum(e for e in (len(x) for x in effects)) == len(r.effects)   # and each event's matched its digest
     assert replay.rules.online_users() == r.online_users() == []
     assert replay.rules.stored("leia") == r.stored("leia")

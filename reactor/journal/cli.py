@@ -66,7 +66,7 @@ class Condition:
         return False
 
 
-_FROM_A_CONN = frozenset({"c", "r", "m", "M", "b", "d", "w", "p"})   # server ops whose first argument is a conn
+_FROM_A_CONN = frozenset({"c", "r", "m", "M", "P", "b", "d", "w", "p"})   # server ops whose first argument is a conn
 
 
 def _facts(replay: Any, event: Event) -> dict[str, Any]:
@@ -78,6 +78,8 @@ def _facts(replay: Any, event: Event) -> dict[str, Any]:
         frame = {"type": "message", "to": args[1]}
     elif event.op == "M":
         frame = {"type": "message", "to": replay.rules.user_of(args[1])}
+    elif event.op == "P":
+        frame = {"type": "ping"}
     elif event.op in ("r", "f", "pF"):
         frame = args[-1]
     if type(frame) is dict:

@@ -12,7 +12,12 @@ A journal is UTF-8 JSON lines, ASCII in practice (JSON escapes the rest):
   digest of the effects the rules returned for it (``reactor.journal.scrub``) or
   null, ``args`` the input's arguments;
 - a line ``["draw", value]`` is no event: it is a value the rules drew (a
-  private chat's token), given back to the rules of the event after it.
+  private chat's token), given back to the rules of the event after it;
+- a line ``[0, "R", 0, records]`` holds several events, the hot path's: its
+  records are doubles in base64 (little-endian), four an event: the time the
+  rules were given, conn, target, N: a message relayed to connection target
+  with N ASCII characters (an ``M`` event), or with N = -1 a ping answered
+  with a pong (a ``P`` event, target = conn).
 
 An event's time is ``(t0 + the sum of dt so far) / 1e6`` seconds: the rules
 are given that very float while recording (``quantize``), so a replay gives
@@ -20,7 +25,10 @@ them the same one.
 """
 from __future__ import annotations
 
+import base64
 import json
+import sys
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from json.scanner import make_scanner
@@ -39,6 +47,7 @@ SERVER_OPS: dict[str, tuple[str, str]] = {
     "r": ("received", "conn, frame (its type and the fields the command declares, secrets scrubbed)"),
     "m": ("received", "conn, to, text: a message frame (its text scrubbed)"),
     "M": ("received", "conn, target, N: a message relayed to connection target: to its user, N times 'x'"),
+    "P": ("received", "conn: a ping answered with a pong"),
     "b": ("bad_frame", "conn, detail"),
     "d": ("disconnected", "conn"),
     "w": ("writable", "conn"),
@@ -173,6 +182,20 @@ class Event:
     line: int                      # its line in its file (for messages)
 
 
+def _records(text: Any, line: int) -> Iterator[tuple[float, float, float, float]]:
+    """An R line's records: (time, conn, target, N) each."""
+    try:
+        records = array("d", base64.b64decode(text, validate=True))
+    except (TypeError, ValueError) as exc:
+        raise JournalError(f"line {line}: an R line's records do not read ({exc})") from None
+    if sys.byteorder != "little":
+        records.byteswap()
+    if len(records) % 4:
+        raise JournalError(f"line {line}: an R line's records are four numbers each")
+    for k in range(0, len(records), 4):
+        yield records[k], records[k + 1], records[k + 2], records[k + 3]
+
+
 def read_header(stream: IO[str]) -> Header:
     """The header of the journal ``stream`` is at the start of."""
     first = stream.readline()
@@ -200,6 +223,12 @@ def read_events(stream: IO[str], header: Header, *, strict_end: bool = False) ->
             raise JournalError(f"line {index}: an event is a JSON array")
         if item[0] == DRAW and len(item) == 2:
             draws.append(item[1])
+            continue
+        if item[1:2] == ["R"] and len(item) == 4:
+            for now, conn, target, chars in _records(item[3], index):
+                number += 1
+                yield Event(number, now, "P" if chars < 0 else "M", None,
+                            [int(conn)] if chars < 0 else [int(conn), int(target), int(chars)], [], index)
             continue
         if len(item) < 3 or type(item[0]) is not int or type(item[1]) is not str:
             raise JournalError(f"line {index}: an event is [dt, op, digest, args...]")

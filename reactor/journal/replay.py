@@ -133,8 +133,11 @@ class ServerReplay:
             raise JournalError(f"the header's arguments do not build {header.rules}: {exc}") from None
         self._ops: dict[str, Callable[[Any, float, list[Any]], list[Any]]] = {
             "c": lambda r, now, a: r.connected(a[0], now, a[1]),
-            "r": lambda r, now, a: r.received(a[0], a[1], now),
-            "m": lambda r, now, a: r.received(a[0], {"type": _MESSAGE, "to": a[1], "text": a[2]}, now),
+            # (a message or a ping was given its very time, the line's last number)
+            "r": lambda r, now, a: r.received(a[0], a[1], a[2] if len(a) > 2 else now),
+            "m": lambda r, now, a: r.received(a[0], {"type": _MESSAGE, "to": a[1],
+                                                     "text": "x" * a[2] if type(a[2]) is int else a[2]},
+                                              a[3] if len(a) > 3 else now),
             "b": lambda r, now, a: r.bad_frame(a[0], a[1], now),
             "d": lambda r, now, a: r.disconnected(a[0], now),
             "w": lambda r, now, a: r.writable(a[0], now),
@@ -172,6 +175,16 @@ class ServerReplay:
                                    f"return {len(effects)} other effect(s)", effects)
         return effects
 
+    def _pong(self, event: Event) -> list[Any]:
+        """A ``P`` event: a ping from ``conn``, answered at once with a pong."""
+        conn = event.args[0]
+        effects: list[Any] = self.rules.received(conn, {"type": _PING}, event.now)
+        effect = effects[0] if len(effects) == 1 else None
+        if type(effect) is not server_effects.Send or effect.conns != (conn,) or effect.frame != {"type": _PONG}:
+            raise Departure(event, f"the recording answered this ping with a pong; the rules return {len(effects)} "
+                                   "other effect(s)", effects)
+        return effects
+
     def _draw(self) -> Any:
         if not self._draws:
             assert self._event is not None
@@ -182,6 +195,8 @@ class ServerReplay:
         """Give the rules ``event``; its effects, or Departure if they are not what the recording's were."""
         if event.op == "M":
             return self._relay(event)
+        if event.op == "P":
+            return self._pong(event)
         call = self._ops.get(event.op)
         if call is None:
             raise JournalError(f"line {event.line}: unknown op {event.op!r} in a {self.side} journal")
@@ -197,6 +212,8 @@ class ServerReplay:
 
 
 _MESSAGE = FrameType.MESSAGE.value
+_PING = FrameType.PING.value
+_PONG = FrameType.PONG.value
 
 
 def check(event: Event, effects: list[Any], scrubber: scrub.Scrubber, keep_texts: bool = False) -> None:

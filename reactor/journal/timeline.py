@@ -56,7 +56,7 @@ class ServerTimeline:
         """``event`` is about to be taken: who it comes from."""
         self._users = set()
         args = event.args
-        if event.op in ("c", "r", "m", "M", "b", "d", "w", "p") and args:
+        if event.op in ("c", "r", "m", "M", "P", "b", "d", "w", "p") and args:
             conn = args[0]
             if event.op == "c" and type(conn) is int:
                 self._addresses[conn] = str(args[1])
@@ -97,6 +97,8 @@ class ServerTimeline:
             return f"{actor} -> {a[1]}: message"
         if op == "M":
             return f"{actor} -> {self._who(a[1])}: message"
+        if op == "P":
+            return f"{actor}: ping"
         if op == "r":
             return self._frame(actor, a[1])
         if op == "p":

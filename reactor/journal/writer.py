@@ -48,9 +48,10 @@ class JournalWriter:
         self.lines: list[str] = []   # finished lines waiting for the turn's write (the recorders append here)
         self.last = header.t0        # the last event's time, microseconds, as ``event`` wrote it
         self.clock: Callable[[], int] = lambda: self.last   # the last event's time (a recorder's, if it keeps it)
+        self.before_flush: Callable[[], Any] | None = None  # a recorder's: finish its lines before the write
         self.events = header.first - 1   # events written so far (the number of the last one written)
         self._queued = 0             # events in the backlog, not yet written
-        self.draws = 0               # draw lines among ``lines`` (they are not events)
+        self.draws = 0               # lines among ``lines`` that are no event, less the events beyond one a line
         self.stopped = False         # written to the end, or stopped for a failure: nothing more is written
         self.on_stop = on_stop   # called once, with why, if the recording stops
         self._max_bytes = max_bytes
@@ -95,6 +96,8 @@ class JournalWriter:
 
     def flush(self) -> None:
         """Write the lines waiting (see the module's docstring)."""
+        if self.before_flush is not None and not self.stopped:
+            self.before_flush()
         lines = self.lines
         if self.stopped:
             lines.clear()
