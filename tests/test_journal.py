@@ -3,11 +3,13 @@ behind a ``ServerRecorder``, the journal written to a file, replayed, and checke
 from __future__ import annotations
 
 import ast
+import base64
 import inspect
 import io
 import json
 import logging
 import re
+import struct
 
 import pytest
 
@@ -500,3 +502,15 @@ def test_an_input_the_journal_cannot_write_stops_the_recording_not_the_rules(tmp
     effects = r.say("yoda", {"type": "whoelse"})   # and the rules go on
     assert [e.frame for e in effects] == [{"type": "users", "names": []}]
     assert [e.op for e in open_journal(str(r.path)).events()] == ["c", "r", "r", "r", "L"]   # what came before stays
+
+
+def test_an_r_line_holds_the_hot_paths_events_and_a_garbled_one_is_an_error():
+    header = Header(side="server", rules="ChatServer", t0=0, args={})
+    records = base64.b64encode(struct.pack("<8d", 1.5, 3, 4, 11, 1.75, 4, 4, -1)).decode()   # (little-endian)
+    events = list(read_events(io.StringIO(f'[5,"e",0]\n[0,"R",0,"{records}"]\n[5,"e",0]\n'), header))
+    assert [(e.number, e.op, e.now, e.args, e.digest) for e in events] == [
+        (1, "e", 5e-6, [], 0), (2, "M", 1.5, [3, 4, 11], None), (3, "P", 1.75, [4], None), (4, "e", 10e-6, [], 0)]
+    with pytest.raises(JournalError, match="line 2: an R line's records do not read"):
+        list(read_events(io.StringIO('[0,"R",0,"not base64!"]\n'), header))
+    with pytest.raises(JournalError, match="four numbers each"):
+        list(read_events(io.StringIO(f'[0,"R",0,"{base64.b64encode(bytes(8)).decode()}"]\n'), header))
