@@ -506,11 +506,14 @@ def test_an_input_the_journal_cannot_write_stops_the_recording_not_the_rules(tmp
 
 def test_an_r_line_holds_the_hot_paths_events_and_a_garbled_one_is_an_error():
     header = Header(side="server", rules="ChatServer", t0=0, args={})
-    records = base64.b64encode(struct.pack("<8d", 1.5, 3, 4, 11, 1.75, 4, 4, -1)).decode()   # (little-endian)
-    events = list(read_events(io.StringIO(f'[5,"e",0]\n[0,"R",0,"{records}"]\n[5,"e",0]\n'), header))
+    times = base64.b64encode(struct.pack("<2d", 1.5, 1.75)).decode()   # (little-endian)
+    numbers = base64.b64encode(struct.pack("<6i", 3, 4, 11, 4, 4, -1)).decode()
+    events = list(read_events(io.StringIO(f'[5,"e",0]\n[0,"R",0,"{times}","{numbers}",4]\n[5,"e",0]\n'), header))
     assert [(e.number, e.op, e.now, e.args, e.digest) for e in events] == [
         (1, "e", 5e-6, [], 0), (2, "M", 1.5, [3, 4, 11], None), (3, "P", 1.75, [4], None), (4, "e", 10e-6, [], 0)]
     with pytest.raises(JournalError, match="line 2: an R line's records do not read"):
-        list(read_events(io.StringIO('[0,"R",0,"not base64!"]\n'), header))
-    with pytest.raises(JournalError, match="four numbers each"):
-        list(read_events(io.StringIO(f'[0,"R",0,"{base64.b64encode(bytes(8)).decode()}"]\n'), header))
+        list(read_events(io.StringIO(f'[0,"R",0,"not base64!","{numbers}",4]\n'), header))
+    with pytest.raises(JournalError, match="line 2: an R line's records do not read"):
+        list(read_events(io.StringIO(f'[0,"R",0,"{times}","{numbers}",3]\n'), header))
+    with pytest.raises(JournalError, match="three numbers for each time"):
+        list(read_events(io.StringIO(f'[0,"R",0,"{times}","{base64.b64encode(bytes(8)).decode()}",4]\n'), header))

@@ -13,11 +13,11 @@ A journal is UTF-8 JSON lines, ASCII in practice (JSON escapes the rest):
   null, ``args`` the input's arguments;
 - a line ``["draw", value]`` is no event: it is a value the rules drew (a
   private chat's token), given back to the rules of the event after it;
-- a line ``[0, "R", 0, records]`` holds several events, the hot path's: its
-  records are doubles in base64 (little-endian), four an event: the time the
-  rules were given, conn, target, N: a message relayed to connection target
-  with N ASCII characters (an ``M`` event), or with N = -1 a ping answered
-  with a pong (a ``P`` event, target = conn).
+- a line ``[0, "R", 0, times, numbers, width]`` holds several events, the hot
+  path's, in base64 of little-endian arrays: the time each was given
+  (doubles), and three integers each (``width`` bytes apiece: 4 or 8): conn,
+  target, N: a message relayed to connection target with N ASCII characters
+  (an ``M`` event), or with N = -1 a ping answered with a pong (a ``P`` event).
 
 An event's time is ``(t0 + the sum of dt so far) / 1e6`` seconds: the rules
 are given that very float while recording (``quantize``), so a replay gives
@@ -182,18 +182,20 @@ class Event:
     line: int                      # its line in its file (for messages)
 
 
-def _records(text: Any, line: int) -> Iterator[tuple[float, float, float, float]]:
-    """An R line's records: (time, conn, target, N) each."""
+def _records(times_b64: Any, numbers_b64: Any, width: Any, line: int) -> Iterator[tuple[float, int, int, int]]:
+    """An R line's events: (time, conn, target, N) each."""
     try:
-        records = array("d", base64.b64decode(text, validate=True))
-    except (TypeError, ValueError) as exc:
-        raise JournalError(f"line {line}: an R line's records do not read ({exc})") from None
+        times = array("d", base64.b64decode(times_b64, validate=True))
+        numbers = array({4: "i", 8: "q"}[width], base64.b64decode(numbers_b64, validate=True))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise JournalError(f"line {line}: an R line's records do not read ({exc!r})") from None
     if sys.byteorder != "little":
-        records.byteswap()
-    if len(records) % 4:
-        raise JournalError(f"line {line}: an R line's records are four numbers each")
-    for k in range(0, len(records), 4):
-        yield records[k], records[k + 1], records[k + 2], records[k + 3]
+        times.byteswap()
+        numbers.byteswap()
+    if len(numbers) != 3 * len(times):
+        raise JournalError(f"line {line}: an R line has three numbers for each time")
+    for k, now in enumerate(times):
+        yield now, numbers[3 * k], numbers[3 * k + 1], numbers[3 * k + 2]
 
 
 def read_header(stream: IO[str]) -> Header:
@@ -224,11 +226,11 @@ def read_events(stream: IO[str], header: Header, *, strict_end: bool = False) ->
         if item[0] == DRAW and len(item) == 2:
             draws.append(item[1])
             continue
-        if item[1:2] == ["R"] and len(item) == 4:
-            for now, conn, target, chars in _records(item[3], index):
+        if item[1:2] == ["R"] and len(item) == 6:
+            for now, conn, target, chars in _records(item[3], item[4], item[5], index):
                 number += 1
                 yield Event(number, now, "P" if chars < 0 else "M", None,
-                            [int(conn)] if chars < 0 else [int(conn), int(target), int(chars)], [], index)
+                            [conn] if chars < 0 else [conn, target, chars], [], index)
             continue
         if len(item) < 3 or type(item[0]) is not int or type(item[1]) is not str:
             raise JournalError(f"line {index}: an event is [dt, op, digest, args...]")

@@ -133,16 +133,24 @@ class ServerRecorder:
         self._draws.clear()
 
     def _write_relays(self) -> None:
-        """The relays and pongs so far, as one ``R`` line (their records, 4 doubles each, in base64)."""
+        """The relays and pongs so far, as one ``R`` line: their times (doubles), then conn, target, N each
+        (32-bit integers, or 64-bit if one does not fit), both little-endian in base64."""
         relays = self._relays
         if not relays or not self.recording:
             relays.clear()
             return
-        records = array("d", relays)
+        times = array("d", relays[0::4])
+        del relays[0::4]
+        try:
+            numbers = array("i", relays)
+        except OverflowError:
+            numbers = array("q", relays)
         if sys.byteorder != "little":
-            records.byteswap()
-        self._append(f'[0,"R",0,"{base64.b64encode(records.tobytes()).decode("ascii")}"]\n')
-        self.writer.draws -= len(relays) // 4 - 1   # (one line, so many events)
+            times.byteswap()
+            numbers.byteswap()
+        self._append(f'[0,"R",0,"{base64.b64encode(times.tobytes()).decode("ascii")}",'
+                     f'"{base64.b64encode(numbers.tobytes()).decode("ascii")}",{numbers.itemsize}]\n')
+        self.writer.draws -= len(times) - 1   # (one line, so many events)
         relays.clear()
 
     # -- the host's events -----------------------------------------------------------
