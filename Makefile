@@ -123,7 +123,8 @@ bench: $(VENV)/.bench-installed
 # (plaintext and TLS) and a flooding user against a bystander's round trip, password guessing with hashed and plain accounts,
 # 200 hashed logins at once, reloading 20,000 accounts (SIGHUP),
 # the server's memory with many stored messages, cluster mode on 1, 2 and 4 nodes against the single process,
-# and what the operator's tools cost: relay with metrics off and on side by side, a scrape of 10,000 users.
+# and what the operator's tools cost: relay with metrics off and on side by side, a scrape of 10,000 users;
+# what --record costs the relay (with the journal's bytes per message) and how fast an hour of 1,000 users replays.
 bench-more: $(VENV)/.installed $(VENV)/.engine $(VENV)/.prometheus
 	$(VPY) -m tests.bench.tls
 	$(VPY) -m tests.bench.attacks
@@ -135,6 +136,8 @@ bench-more: $(VENV)/.installed $(VENV)/.engine $(VENV)/.prometheus
 	$(VPY) -m tests.bench.mailbox_memory
 	$(VPY) -m tests.bench.cluster
 	$(VPY) -m tests.bench.metrics
+	$(VPY) -m tests.bench.record
+	$(VPY) -m tests.bench.replay
 
 # Cluster mode alone: 1, 2 and 4 nodes on one engine against the single process on SQLite, side by side.
 bench-cluster: $(VENV)/.installed $(VENV)/.engine

@@ -3,6 +3,7 @@
 ``python3 server_main.py hash-password [--user NAME]`` prints a hashed password for the accounts file instead;
 ``python3 server_main.py admin PATH COMMAND`` speaks to a running server's admin socket (``reactor-chat-admin``).
 Installed, the command is ``reactor-chat-server``: its usage and hints name the command as it was run.
+``python3 server_main.py replay FILE`` replays a journal written with ``--record`` (``reactor-chat-replay``).
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import time
 from typing import Any
 
 from reactor.handshakes import HANDSHAKE_RATE
+from reactor.journal.server import RulesBuilder
+from reactor.journal.server import add_arguments as add_record_arguments
 from reactor.loop import EventLoop
 from reactor.ops import admin_cli, options
 from reactor.ops.logs import FORMATS, configure_logging
@@ -191,6 +194,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reuse-port", action="store_true",
                         help="share the port with other servers on this machine (SO_REUSEPORT: the kernel spreads "
                              "connections among them; for the nodes of a cluster)")
+    add_record_arguments(parser, byte_count)
     parser.add_argument("--log-level", default="INFO", type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     parser.add_argument("--log-format", default="text", choices=FORMATS,
@@ -219,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         return hash_password_command(argv[1:], prog=command_name())
     if argv[:1] == ["admin"]:
         return admin_cli.main(argv[1:])
+    if argv[:1] == ["replay"]:
+        from reactor.journal.cli import main as replay  # (pdb and the rest only for a replay)
+        return replay(argv[1:])
     args = parse_args(argv)
     # A reload asked for before the loop takes SIGHUP, or after it let go of it, has nothing to act on.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -300,6 +307,7 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
                                         failure_log_interval=args.failure_log_interval,
                                         password_helpers=args.password_helpers,
                                         handshake_rate=args.tls_handshake_rate)
+    rules = RulesBuilder.from_args(loop, args)   # the rules' classes themselves, or recording them (--record)
     host: ServerHost
     reload = AccountsReload(loop, args.credentials, lambda accounts: host.accounts_changed(accounts), accounts)
     operator: ServerOperator
@@ -313,7 +321,8 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
             loop.close()
             return 2
         from reactor.cluster.operator import ClusterOperator
-        node = ClusterChatServer(accounts, args.block_duration, args.timeout, first_id=1, **logic_options)
+        node = rules.build(ClusterChatServer, accounts, args.block_duration, args.timeout, first_id=1,
+                           **logic_options)
         host = cluster = ClusterHost(loop, node, args.cluster, args.node_id, **host_options)
         operator = ClusterOperator(loop, cluster, node, reload)
         # Joined before listening: a node id in use by a live node is refused before any client comes. (An
@@ -327,8 +336,8 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
             loop.close()
             return 2
     else:
-        logic = ChatServer(accounts, args.block_duration, args.timeout, blocks=blocks, offline=offline,
-                           **logic_options)
+        logic = rules.build(ChatServer, accounts, args.block_duration, args.timeout, blocks=blocks, offline=offline,
+                            **logic_options)
         host = ServerHost(loop, logic, guard, **host_options)
         operator = ServerOperator(loop, host, logic, reload, store=guard)
     try:   # the operator's endpoint and socket first: nothing is served if they cannot be
@@ -375,6 +384,7 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
     try:
         loop.run()
     finally:
+        rules.close()
         ops.close()
         loop.close()
     if guard is not None and guard.failure is not None:

@@ -161,6 +161,11 @@ class ChatClient:
         """The user logged in, or None."""
         return self._user
 
+    @property
+    def typed_ahead(self) -> int:
+        """Lines typed that wait for the server's answer before they are taken."""
+        return len(self._typed)
+
     def _done(self) -> bool:
         """The client has exited: events change nothing any more."""
         return self._state is State.DONE

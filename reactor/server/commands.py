@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from ..protocol import ErrorCode, FrameType
 
 __all__ = ["State", "LOGGED_IN", "LOGGING_IN", "STRANGER", "Field", "typed", "valid", "any_value", "string",
-           "seconds_problem", "Command", "command", "bind"]
+           "seconds_problem", "Command", "command", "bind", "declared_fields"]
 
 
 class State(Enum):
@@ -135,3 +135,9 @@ def bind(*parts: object) -> dict[str, Command]:
                 table[declared.kind.value] = Command(getattr(part, name), declared.fields, declared.states,
                                                declared.activity, declared.states == LOGGED_IN)
     return table
+
+
+def declared_fields() -> dict[str, tuple[str, ...]]:
+    """Each frame type declared so far -> the names of its fields: all of a frame the rules look at (a journal
+    records no more of it, reactor/journal/server.py)."""
+    return {declared.kind.value: tuple(f.name for f in declared.fields) for declared in _DECLARED.values()}
