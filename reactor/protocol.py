@@ -11,8 +11,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Frame", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS", "MAX_TEXT", "MAX_CERT", "FrameType", "ErrorCode",
-           "ByeReason", "CLIENT_FRAMES", "LOGIN_FRAMES"]
+__all__ = ["Frame", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS", "MAX_TEXT", "MAX_CERT", "MAX_REF", "FrameType",
+           "ErrorCode", "ByeReason", "CLIENT_FRAMES", "LOGIN_FRAMES"]
 
 Frame = dict[str, Any]         # one decoded frame: a JSON object
 
@@ -20,6 +20,7 @@ PROTOCOL_VERSION = 2          # the newest version spoken (2: a presence frame m
 PROTOCOL_VERSIONS = (1, 2)    # the versions spoken; they differ only in presence frames
 MAX_TEXT = 4096               # characters in one message or broadcast text, as the server enforces by default
 MAX_CERT = 2048               # characters of a client's private-chat certificate (base64 DER; about 430 in use)
+MAX_REF = 64                  # characters of a message's ``ref``, the id its sender's client gave it (14 in use)
 
 
 class FrameType(StrEnum):

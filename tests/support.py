@@ -572,15 +572,19 @@ def deliver_all(w, effects, user="yoda", now=0.0):
 
 
 def contents(store):
-    """What ``store`` keeps: blocks, and offline messages as they were given, (id, to, sender, text[, sent]):
-    ``load``'s rows (checked against the texts) with the texts read back by ``texts``."""
+    """What ``store`` keeps: blocks, and offline messages as they were given, (id, to, sender, text[, sent]), or
+    with a ref (id, to, sender, text, sent, None, ref) as ``KeepMessage`` takes it: ``load``'s rows (checked
+    against the texts) with the texts read back by ``texts``."""
     blocks, offline = store.load()
     texts = store.texts([row[0] for row in offline])
     rows = []
-    for mid, to, sender, size, chars, sent in offline:
+    for mid, to, sender, size, chars, sent, ref in offline:
         text = texts[mid]
         assert (size, chars) == (len(text.encode()), len(text))
-        rows.append((mid, to, sender, text) if sent is None else (mid, to, sender, text, sent))
+        if ref is not None:
+            rows.append((mid, to, sender, text, sent, None, ref))
+        else:
+            rows.append((mid, to, sender, text) if sent is None else (mid, to, sender, text, sent))
     return blocks, rows
 
 

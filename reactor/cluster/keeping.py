@@ -7,7 +7,8 @@ reply answers for it, in order, and what the logic said after it waits in the
 host's queue until then. With ``appendfsync always`` the engine syncs once per
 turn of its own loop for all its clients: a group commit. The engine checks
 what only it can count: the recipient's cap (``queue_full``) and the sender's
-quota (``quota_exceeded``), both the logic's figures.
+quota (``quota_exceeded``), both the logic's figures; and whether a message with
+the same ref is kept already (``again``: nothing is kept, and it is confirmed).
 
 The texts of the messages kept for this node's users are cached here as they
 come (kept here, read at login, or told through the inbox) and dropped when
@@ -54,10 +55,12 @@ class EngineDurability:
             if self._logic.here(change.to):
                 self.cache(change.to, change.id, change.text)
             size = len(change.text.encode("utf-8", "surrogatepass"))
-            record = json.dumps({"to": change.to, "from": change.sender, "text": change.text, "sent": change.sent,
-                                 "size": size, "chars": len(change.text), "cost": stored_size(size)})
-            script, args = scripts.KEEP, [change.id, change.to, change.sender, record, stored_size(size),
-                                          self._logic.queue_cap, self._logic.quota or 0]
+            fields = {"to": change.to, "from": change.sender, "text": change.text, "sent": change.sent,
+                      "size": size, "chars": len(change.text), "cost": stored_size(size)}
+            if change.ref is not None:
+                fields["ref"] = change.ref
+            script, args = scripts.KEEP, [change.id, change.to, change.sender, json.dumps(fields), stored_size(size),
+                                          self._logic.queue_cap, self._logic.quota or 0, change.ref or ""]
         elif isinstance(change, ForgetMessages):
             script, args = scripts.FORGET, list(change.ids)
             for mid in change.ids:
@@ -69,7 +72,10 @@ class EngineDurability:
     def _written(self, number: int, change: StoreChange, reply: Reply) -> None:
         """The engine's reply to change ``number`` (replies come in order)."""
         refused: list[tuple[StoreChange, ErrorCode]] = []
-        if isinstance(change, KeepMessage) and reply != "kept":
+        if isinstance(change, KeepMessage) and reply == "again":   # kept already: confirmed, and not kept twice
+            log.info("message %s from %s to %s was kept already", change.ref, change.sender, change.to)
+            self._texts.pop(change.id, None)
+        elif isinstance(change, KeepMessage) and reply != "kept":
             code = ErrorCode.STORE_FULL
             if reply in (ErrorCode.QUEUE_FULL, ErrorCode.QUOTA_EXCEEDED):
                 code = ErrorCode(reply)

@@ -12,11 +12,12 @@ is decided by the engine, atomically, and comes back as an event:
 - a message for a user on no node is kept by the engine (``KeepMessage``),
   which checks the mailbox's cap and the sender's quota (``not_stored`` with why).
 
-The node reaches ``ChatServer`` through its public seam alone: the three hooks
+The node reaches ``ChatServer`` through its public seam alone: the four hooks
 a single process runs too (``claim_login``: the engine decides a password's
 outcome, which ``Logins.conclude`` carries out as for one decided here;
 ``keep_away``: a message for a user not here is relayed or kept by the engine;
-``release_login``: a session's end frees its login), and the public methods
+``resent``: a message sent again goes through the engine, which knows the refs
+of the messages it kept; ``release_login``: a session's end frees its login), and the public methods
 of its parts (``sessions``, ``presence``, ``logins``, ``mail``, ``privates``,
 ``blocks``, ``door``). A private-chat request from another node is checked
 by ``PrivateChats.refusal``, as one from a user of this node.
@@ -25,8 +26,8 @@ Effects beyond ``ChatServer``'s: ``ClaimLogin``, ``ReleaseLogin`` (a user
 left this node), ``Relay`` (an event for one node) and ``Publish`` (an
 event for all). Events between nodes, as dicts (``kind``):
 
-- to one node (``relayed``): ``message`` (to, from, text): deliver it, or
-  keep it if its user is gone; ``deliver`` (to, frame): send this frame to
+- to one node (``relayed``): ``message`` (to, from, text, ref if it has one):
+  deliver it, or keep it if its user is gone; ``deliver`` (to, frame): send this frame to
   this user if it is still here; ``startprivate`` (from, to, cert): a
   private-chat request, which lives on its target's node; ``stored`` (to, id,
   from, size, chars, sent): the engine kept a message for a user of this node;
@@ -55,6 +56,7 @@ from ..server.effects import (
     bye,
 )
 from ..server.logins import LoginOutcome
+from ..server.mail import stored_frame
 from ..server.rules import ChatServer
 from ..server.sessions import Conn, Remote, Session, route
 
@@ -97,18 +99,40 @@ class ClusterChatServer(ChatServer):
             c.state = State.CHECKING
         return [ClaimLogin(c.id if c is not None else None, user, ok)]
 
-    def keep_away(self, s: Session, to: str, text: str, cost: int, now: float) -> list[Step]:
+    def keep_away(self, s: Session, to: str, text: str, cost: int, now: float, ref: str | None = None
+                  ) -> list[Step]:
         """A message (paid for here) to ``to``, who is not on this node: relayed to its node, or kept by the
-        engine (which checks its mailbox's cap and the sender's quota) and then confirmed."""
+        engine (which checks its mailbox's cap and the sender's quota, and that no message with its ``ref`` is
+        kept already) and then confirmed."""
         refusal = self.limits.spend(s.id, s.user, cost, "message", now)
         if refusal:
             return refusal
         elsewhere = self.sessions.remote.get(to)
         if elsewhere is not None:
-            return [Relay(elsewhere.node, {"kind": "message", "to": to, "from": s.user, "text": text})]
+            event = {"kind": "message", "to": to, "from": s.user, "text": text}
+            if ref is not None:
+                event["ref"] = ref
+            return [Relay(elsewhere.node, event)]
         mail = self.mail
-        return [KeepMessage(mail.new_id(), to, s.user, text, mail.sent(now),
-                            Send((s.id,), {"type": FrameType.STORED.value, "to": to}))]
+        return [KeepMessage(mail.new_id(), to, s.user, text, mail.sent(now), Send((s.id,), stored_frame(to, ref)),
+                            ref)]
+
+    def resent(self, s: Session, to: str, text: str, cost: int, now: float, ref: str) -> list[Step] | None:
+        """A message sent again goes through the engine, wherever ``to`` is: the engine alone knows whether an
+        earlier sending was kept (a node may have been told "not kept" of a script that ran after all, once the
+        engine came back). Its KEEP answers ``again`` for a ref it keeps (until ``REF_MEMORY`` after the message
+        was acknowledged): confirmed, and nothing kept; else it keeps the message, and its recipient, if online
+        anywhere, gets it as a stored message through its node's inbox. Confirmed as a new message would be:
+        ``stored`` while ``to`` is offline, else by the pong alone."""
+        again = self.mail.again(s, to, ref, now)   # (kept behind a mailbox on its way here, say)
+        if again is not None:
+            return again
+        refusal = self.limits.spend(s.id, s.user, cost, "message", now)
+        if refusal:
+            return refusal
+        confirm = None if self.sessions.where(to) is not None else Send((s.id,), stored_frame(to, ref))
+        mail = self.mail
+        return [KeepMessage(mail.new_id(), to, s.user, text, mail.sent(now), confirm, ref, handed_here=False)]
 
     def release_login(self, s: Session) -> list[Step]:
         """What is left of its mailbox stays in the engine; the engine frees its login and tells the nodes."""
@@ -206,7 +230,9 @@ class ClusterChatServer(ChatServer):
         try:
             kind = event["kind"]
             if kind == "message":
-                effects = self._take_message(event["to"], event["from"], event["text"], now)
+                ref = event.get("ref")
+                effects = self._take_message(event["to"], event["from"], event["text"], now,
+                                             ref if type(ref) is str else None)
             elif kind == "deliver":
                 s = self.sessions.online.get(event["to"])
                 effects = [] if s is None else [Send((s.id,), event["frame"])]
@@ -222,9 +248,10 @@ class ClusterChatServer(ChatServer):
             return []
         return self.presence.settle(effects)
 
-    def _take_message(self, to: str, sender: str, text: str, now: float) -> list[Step]:
+    def _take_message(self, to: str, sender: str, text: str, now: float, ref: str | None) -> list[Step]:
         """A message from another node for ``to``: sent if it is here with no mailbox on its way, else kept
-        (behind its mailbox, or for its next login: it left meanwhile). Its sender was promised nothing."""
+        (behind its mailbox, or for its next login: it left meanwhile), with its ``ref``. Its sender was
+        promised nothing."""
         s = self.sessions.online.get(to)
         if s is not None and not s.mailbox:
             return [Send((s.id,), {"type": _MESSAGE, "from": sender, "text": text})]
@@ -233,8 +260,8 @@ class ClusterChatServer(ChatServer):
         mid = self.mail.new_id()
         sent = self.mail.sent(now)
         if s is not None:
-            self.mail.keep_behind(s, mid, sender, text, sent)
-        return [KeepMessage(mid, to, sender, text, sent)]
+            self.mail.keep_behind(s, mid, sender, text, sent, ref)
+        return [KeepMessage(mid, to, sender, text, sent, ref=ref)]
 
     def _take_stored(self, to: str, record: StoredRecord) -> list[Step]:
         """The engine kept a message for ``to``, who is here (it logged in meanwhile): deliver it as stored."""

@@ -9,9 +9,12 @@ are a hash tag, so in a Redis Cluster every key lands in one slot):
 - ``:last``      hash: user -> when it last logged out (engine ms);
 - ``:failures``  hash: user -> wrong passwords in a row; ``:locks``: user -> lockout's end (ms);
 - ``:blocks``    set of ``blocker\\nblocked``;
-- ``:msg``       hash: message id -> its record (JSON: to, from, text, sent, size, chars, cost);
+- ``:msg``       hash: message id -> its record (JSON: to, from, text, sent, size, chars, cost, and ref if
+  the sender's client gave one);
   ``:mbox:USER`` sorted set of the ids kept for USER, by when they were kept;
   ``:kept``      hash: sender -> the bytes it has kept for others (its quota's count);
+  ``:ref:SENDER\nTO\nREF`` string: the id of SENDER's message REF to TO, while it is kept and for
+  ``REF_MEMORY`` after it was forgotten (acknowledged): a message with a ref kept already is not kept twice;
 - ``:events``    stream every node reads: logins, logouts, blocks, lockouts, broadcasts;
   ``:inbox:NODE`` stream only NODE reads: what other nodes send its users;
 - ``:epoch``     counter: each join takes the next, and its node numbers its messages from it.
@@ -22,6 +25,7 @@ so the nodes' clocks never have to agree.
 """
 from __future__ import annotations
 
+from ..server.mail import REF_MEMORY
 from .engine import Script
 
 __all__ = ["PREFIX", "IDS_PER_EPOCH", "JOIN", "RENEW", "REAP", "LEAVE", "LOGIN", "LOGOUT", "KEEP", "FORGET",
@@ -152,9 +156,15 @@ event({kind = 'logout', user = ARGV[1], node = ARGV[2], at = now})
 return 1
 """)
 
-# ARGV: id, to, sender, record (JSON), cost, cap, quota (0: none). Keep a message unless the mailbox or the
-# sender's quota is full; if its user is logged in somewhere, its node is told. -> 'kept' | the refusal's code
+# ARGV: id, to, sender, record (JSON), cost, cap, quota (0: none), ref ('': none). Keep a message unless one
+# with its ref is kept already ('again': nothing more is done), or the mailbox or the sender's quota is full; if
+# its user is logged in somewhere, its node is told. -> 'kept' | 'again' | the refusal's code
 KEEP = _script("""
+local ref
+if ARGV[8] ~= '' then
+  ref = P .. ':ref:' .. ARGV[3] .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[8]
+  if redis.call('EXISTS', ref) == 1 then return 'again' end
+end
 local mbox = P .. ':mbox:' .. ARGV[2]
 if redis.call('ZCARD', mbox) >= tonumber(ARGV[6]) then return 'queue_full' end
 local quota = tonumber(ARGV[7])
@@ -163,6 +173,7 @@ if quota > 0 and kept + tonumber(ARGV[5]) > quota then return 'quota_exceeded' e
 redis.call('HSET', P .. ':msg', ARGV[1], ARGV[4])
 redis.call('ZADD', mbox, now_ms(), ARGV[1])
 redis.call('HINCRBY', P .. ':kept', ARGV[3], ARGV[5])
+if ref then redis.call('SET', ref, ARGV[1]) end
 local holder = redis.call('HGET', P .. ':online', ARGV[2])
 if holder then
   redis.call('XADD', P .. ':inbox:' .. holder, 'MAXLEN', '~', $INBOX_KEPT, '*', 'e',
@@ -171,7 +182,8 @@ end
 return 'kept'
 """.replace("$INBOX_KEPT", str(INBOX_KEPT)))
 
-# ARGV: ids. Forget these kept messages (acknowledged), giving their bytes back to their senders' quotas.
+# ARGV: ids. Forget these kept messages (acknowledged), giving their bytes back to their senders' quotas; their
+# refs are remembered for REF_MEMORY more.
 FORGET = _script("""
 for _, id in ipairs(ARGV) do
   local record = redis.call('HGET', P .. ':msg', id)
@@ -180,10 +192,13 @@ for _, id in ipairs(ARGV) do
     redis.call('HDEL', P .. ':msg', id)
     redis.call('ZREM', P .. ':mbox:' .. r.to, id)
     if redis.call('HINCRBY', P .. ':kept', r.from, -r.cost) <= 0 then redis.call('HDEL', P .. ':kept', r.from) end
+    if type(r.ref) == 'string' then
+      redis.call('PEXPIRE', P .. ':ref:' .. r.from .. '\\n' .. r.to .. '\\n' .. r.ref, $REF_MEMORY)
+    end
   end
 end
 return #ARGV
-""")
+""".replace("$REF_MEMORY", str(int(REF_MEMORY * 1000))))
 
 # ARGV: blocker, blocked, on (1/0), node. -> 1
 BLOCK = _script("""

@@ -6,6 +6,13 @@ at once (the relay: the hot path); to one whose stored messages are on their
 way, kept behind them; to anyone else, handed to the ``away`` hook: kept here
 for its next login (``Mail.keep``), or on a cluster relayed to its node or kept
 by the engine (``reactor/cluster/rules.py``).
+
+A message may carry a ``ref``, the id its sender's client gave it; a client
+sends a message again (``retry``) with the same ref when it was not confirmed.
+Such a message goes first to the ``resent`` hook, which answers it if it was
+kept before (here, ``Mail.again``; a cluster node asks the engine), so that
+nothing is kept or delivered twice. Only a retry is asked about on the way to a
+user online: the relay of a first sending checks nothing.
 """
 from __future__ import annotations
 
@@ -13,7 +20,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable
 
-from ..protocol import MAX_CERT, ByeReason, ErrorCode, FrameType
+from ..protocol import MAX_CERT, MAX_REF, ByeReason, ErrorCode, FrameType
 from ..text import CONTROL
 from .blocks import NOBODY, Blocks
 from .commands import LOGGED_IN, STRANGER, Field, command, seconds_problem, string, valid
@@ -24,24 +31,29 @@ from .mail import Mail
 from .privates import PrivateChats
 from .sessions import Conn, Session, Sessions
 
-__all__ = ["ChatCommands", "Away"]
+__all__ = ["ChatCommands", "Away", "Resent"]
 
 log = logging.getLogger(__name__)
 
-Away = Callable[[Session, str, str, int, float], list[Step]]   # a message for one not here: ChatServer.keep_away
+Away = Callable[[Session, str, str, int, float, "str | None"], list[Step]]   # one not here: ChatServer.keep_away
+Resent = Callable[[Session, str, str, int, float, str], "list[Step] | None"]   # sent again: ChatServer.resent
 # Plain strs: an enum member in a frame costs a class attribute lookup (~1,000 instructions) per relayed message.
 _MESSAGE = FrameType.MESSAGE.value
 _CONTROL_CHARACTERS = error(ErrorCode.CONTROL_CHARACTERS)
 # One precompiled search (about 0.3 us on a 100-character text), skipped for printable ASCII, the common case
 # (two C string checks: tab, the one control character allowed, is not printable, so it goes to the search).
 _has_control = CONTROL.search
+# The optional fields of a message: its ref (printable ASCII, tested in C), and whether it is sent again.
+_REF = valid("ref", f"a string of 1 to {MAX_REF} printable ASCII characters", lambda ref: ref is None or (
+    type(ref) is str and 0 < len(ref) <= MAX_REF and ref.isascii() and ref.isprintable()))
+_RETRY = valid("retry", "true or false", lambda retry: retry is None or type(retry) is bool)
 
 
 class ChatCommands:
     """What a user says once logged in; the state is its collaborators'."""
 
     def __init__(self, sessions: Sessions, blocks: Blocks, limits: Limits, mail: Mail, privates: PrivateChats,
-                 door: Door, accounts: dict[str, str], *, max_text: int, away: Away) -> None:
+                 door: Door, accounts: dict[str, str], *, max_text: int, away: Away, resent: Resent) -> None:
         self._sessions = sessions
         self._blocks = blocks
         self._mail = mail
@@ -49,6 +61,7 @@ class ChatCommands:
         self._door = door
         self._max_text = max_text
         self._away = away
+        self._resent = resent
         # What every message asks, held here: each lookup through another object costs the relay ~2%.
         self._accounts = accounts            # (changed in place by Logins.replace)
         self._online = sessions.online
@@ -57,8 +70,8 @@ class ChatCommands:
         self._blockers = blocks.blockers
         self._spend = limits.spend
 
-    @command(FrameType.MESSAGE, string("to"), string("text"))
-    def message(self, s: Session, now: float, to: str, text: str) -> list[Step]:
+    @command(FrameType.MESSAGE, string("to"), string("text"), _REF, _RETRY)
+    def message(self, s: Session, now: float, to: str, text: str, ref: str | None, retry: bool | None) -> list[Step]:
         if not (text.isascii() and text.isprintable()) and _has_control(text):
             return reply(s.id, _CONTROL_CHARACTERS)
         if to not in self._accounts:
@@ -71,14 +84,18 @@ class ChatCommands:
         if sender in self._blocking.get(to, NOBODY):
             return reply(s.id, error(ErrorCode.BLOCKED_BY_RECIPIENT, user=to))
         tokens = cost(text)
+        if retry and ref is not None:   # sent again: answered here if it was taken before
+            again = self._resent(s, to, text, tokens, now, ref)
+            if again is not None:
+                return again
         target = self._online.get(to)
         if target is None:
-            return self._away(s, to, text, tokens, now)
+            return self._away(s, to, text, tokens, now, ref)
         mailbox = target.mailbox
         if not mailbox:
             return self._spend(s.id, sender, tokens, "message", now) or [
                 Send((target.id,), {"type": _MESSAGE, "from": sender, "text": text})]
-        return self._mail.keep(s, to, text, tokens, now, mailbox)
+        return self._mail.keep(s, to, text, tokens, now, mailbox, ref)
 
     @command(FrameType.BROADCAST, string("text"))
     def broadcast(self, s: Session, now: float, text: str) -> list[Step]:

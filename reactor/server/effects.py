@@ -98,13 +98,19 @@ class Close:
 @dataclass(frozen=True, slots=True)
 class KeepMessage:
     """A durable change: keep message ``id`` from ``sender`` for ``to`` (``sent``: wall-clock seconds, or None).
-    ``confirm``, as in each store change: the reply sent, in this place, once the change is stored."""
+    ``confirm``, as in each store change: the reply sent, in this place, once the change is stored. ``ref``: the
+    id the sender's client gave the message (or None), kept with it so that the message is not kept twice.
+    ``handed_here``: see ``Mail.refused``."""
     id: int
     to: str
     sender: str
     text: str
     sent: float | None = None
     confirm: Send | None = None
+    ref: str | None = None
+    # Its recipient, if online here, is handed it by this process's mail (so once handed, a refusal comes too
+    # late: it stands confirmed); False: a cluster node's retry, which reaches anyone only once the engine kept it.
+    handed_here: bool = True
 
 
 @dataclass(frozen=True, slots=True)
