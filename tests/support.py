@@ -403,8 +403,13 @@ def frames(effects):
     return [e.frame for e in effects if type(e) is ToServer]
 
 
+NONCE = "n0nce"   # a client's nonce in logic tests: its messages' refs are n0nce.1, n0nce.2, ...
+
+
 def logged_in(user="yoda", now=0.0, server=None, **options):
-    """A client logged in as ``user`` to a server at ``server`` ((IP address, port), or unknown)."""
+    """A client logged in as ``user`` to a server at ``server`` ((IP address, port), or unknown); its nonce is
+    ``NONCE`` unless ``options`` say otherwise."""
+    options.setdefault("nonce", NONCE)
     c = ChatClient(token_ttl=30, peer_hello_timeout=10, **options)
     c.start(now, server)
     c.server_frame({"type": "hello", "version": 2}, now)

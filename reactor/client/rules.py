@@ -4,9 +4,11 @@
 one method per event with the current monotonic time ``now`` and carries out
 the returned effects in order (reactor/client/effects.py). It is the one
 façade over the client's parts, each owning its state: the words it shows
-(``words``), the commands the user types (``commands``) and the private-chat
-handshake (``private_chat``); the session itself (the login, the order of
-typed lines and answers, stored messages, the goodbye) is kept here.
+(``words``), the commands the user types (``commands``), the messages sent and
+not confirmed yet, tried again while the server cannot keep them (``outbox``),
+and the private-chat handshake (``private_chat``); the session itself (the
+login, the order of typed lines and answers, stored messages, the goodbye) is
+kept here.
 
 The host asks to ``Listen`` for peers from the start: the server learns the
 address before the login completes, so no private request can overtake it.
@@ -60,6 +62,7 @@ from .effects import (
     ToPeer,
     ToServer,
 )
+from .outbox import Outbox, new_nonce
 from .private_chat import PrivateChats
 from .words import ERRORS, FRAME_WORDS, PASSWORD_PROMPT, SAY, USERNAME_PROMPT, Words
 
@@ -116,13 +119,15 @@ class ChatClient:
 
     def __init__(self, *, token_ttl: float = 30.0, peer_hello_timeout: float = 10.0, timestamps: bool = False,
                  wall_offset: float | None = None, tz: tzinfo | None = None,
-                 certificate: bytes | None = None) -> None:
+                 certificate: bytes | None = None, nonce: str | None = None) -> None:
         """``timestamps``: live messages show the time they came (it takes ``wall_offset``);
         stored messages always show when they were sent. ``certificate``: TLS mode, private chats
-        end to end encrypted (reactor/client/private_chat.py)."""
+        end to end encrypted (reactor/client/private_chat.py). ``nonce``: the first part of each
+        message's ref (by default a random one, ``new_nonce``)."""
         self._private = PrivateChats(token_ttl=token_ttl, peer_hello_timeout=peer_hello_timeout,
                                      certificate=certificate)
-        self._command_line = CommandLine(self._private, leave=self._leave)
+        self._outbox = Outbox(nonce if nonce is not None else new_nonce())
+        self._command_line = CommandLine(self._private, leave=self._leave, outbox=self._outbox)
         self._live_stamps = timestamps and wall_offset is not None
         self._wall_offset = wall_offset or 0.0
         self._tz = tz
@@ -229,6 +234,9 @@ class ChatClient:
         kind = key[0]
         if kind == "ack":
             return self._acknowledge()
+        if kind == "retry":            # a message the server could not keep goes again
+            effects = self._outbox.retry(key[1]) if self._state == State.ACTIVE else []
+            return [*effects, ToServer(PING)] if effects else []
         if kind == "expect":           # the requester never came: its token is no longer good
             self._private.ticket_expired(key[1])
             return []
@@ -339,15 +347,22 @@ class ChatClient:
 
     @on_frame(FrameType.PONG)
     def _on_pong(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        """Every answer to what was sent before the ping is in: the next typed line may go."""
-        if self._state == State.ACTIVE:
-            self._waiting = False
-        return []
+        """Every answer to what was sent before the ping is in: the next typed line may go, unless a message
+        the server could not keep goes again first (``outbox``)."""
+        if self._state != State.ACTIVE:
+            return []
+        effects = self._outbox.answered(now)
+        self._waiting = self._outbox.retrying()
+        return effects
 
     @on_frame(FrameType.ERROR)
     def _on_error(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         """In ``ERRORS``' words; a login step's error asks for the step again (at another time it is
         not understood), a fatal one ends the client."""
+        if self._state == State.ACTIVE:
+            waiting = self._outbox.refused(frame, now)   # (store_full: the message goes again)
+            if waiting is not None:
+                return waiting
         code = frame.get("code")
         code = code if type(code) is str else "?"
         rule = ERRORS.get(code)
@@ -401,6 +416,7 @@ class ChatClient:
 
     @on_frame(FrameType.STORED)
     def _on_stored(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        self._outbox.stored(frame)
         return [Print(say("stored", frame))]
 
     @on_frame(FrameType.BROADCAST_PARTIAL)
@@ -499,8 +515,9 @@ class ChatClient:
         return [ToServer({"type": FrameType.ACK, "ids": ids})] if ids else []
 
     def _finish(self, words: str | None, status: int) -> list[ClientEffect]:
-        """End every private chat, say ``words``, exit with ``status``."""
-        effects = self._private.close_all()
+        """End every private chat, say ``words`` (after what is said of a message not confirmed), exit with
+        ``status``."""
+        effects = [*self._private.close_all(), *self._outbox.abandoned()]
         if words is not None:
             effects.append(Print(words))
         self._state, self._waiting = State.DONE, False
