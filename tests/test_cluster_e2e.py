@@ -324,3 +324,42 @@ def test_a_node_cut_off_from_the_engine_ends_its_sessions_and_refuses_logins(clu
     with pytest.raises(AssertionError, match="no frame"):   # the node is back for good: no bye within a lease
         client.recv(timeout=LEASE)
     assert client.silent()
+
+
+def test_a_message_the_node_was_told_not_kept_while_the_engine_stopped_arrives_once_after_a_retry(cluster, engine):
+    """Issue 21 item 3. The engine stopped (SIGSTOP) for longer than a node waits for a reply: the sender may be
+    told its message was not kept, yet the node's KEEP is carried out once the engine runs again. The sender's
+    client sends it again with its ref (on its session if the node kept it, else after logging in again): it is
+    confirmed, and the recipient gets it once (on main: twice)."""
+    hans = cluster.login("c", "hans")
+    message = {"type": "message", "to": "vader", "text": "not twice", "ref": "e2e.1"}
+    engine.signal(signal.SIGSTOP)
+    try:
+        stopped = time.monotonic()
+        hans.send(message)
+        hans.send({"type": "ping"})
+        answers = []
+        try:
+            while {"type": "pong"} not in answers:
+                answers.append(hans.recv(timeout=2 * LEASE))
+        except (EOFError, ConnectionError):
+            pass
+        assert {"type": "stored", "to": "vader", "ref": "e2e.1"} not in answers, answers   # not kept, it heard
+        wait_for(lambda: time.monotonic() - stopped > LEASE, what="the engine stopped long enough")
+    finally:
+        engine.signal(signal.SIGCONT)
+    try:
+        assert hans.silent()
+    except (EOFError, ConnectionError, AssertionError):   # its node ended the session meanwhile
+        hans = cluster.login("c", "hans")
+    hans.send({**message, "retry": True})
+    hans.send({"type": "ping"})
+    confirmed = hans.until("stored", to="vader")
+    hans.expect("pong")
+    vader = cluster.login("ab", "vader")
+    vader.send({"type": "ping"})
+    got = []
+    while (frame := vader.recv())["type"] != "pong":
+        got.append(frame)
+    assert [(f["from"], f["text"]) for f in got if f["type"] == "message"] == [("hans", "not twice")]
+    assert confirmed == {"type": "stored", "to": "vader", "ref": "e2e.1"}

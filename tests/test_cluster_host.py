@@ -9,6 +9,7 @@ import pytest
 from reactor.cluster.engine import Engine
 from reactor.cluster.host import ClusterHost
 from reactor.cluster.rules import ClusterChatServer, LoginOutcome
+from reactor.server.mail import REF_MEMORY
 from tests.support import ACCOUNTS, PATIENCE, login_peer, run_until
 
 pytestmark = pytest.mark.e2e
@@ -101,4 +102,48 @@ def test_the_engine_keeps_to_the_cap_the_rules_were_given(loop, engine):
     assert [f for f in hans.got if f["type"] in ("stored", "error")] == [
         {"type": "stored", "to": "yoda"}, {"type": "error", "code": "queue_full", "user": "yoda"}]
     assert logic.queue_cap == 1
+    host.shutdown()
+
+
+def test_the_engine_keeps_a_message_once_per_ref_and_remembers_the_ref_after_the_acknowledgement(loop, engine):
+    """KEEP and FORGET on the real engine: a ref kept is answered 'again' (confirmed, not kept twice), and its
+    key outlives the message by REF_MEMORY."""
+    logic = ClusterChatServer(ACCOUNTS, 10.0, 60.0, first_id=1, rate=None)
+    host = ClusterHost(loop, logic, ("127.0.0.1", engine.port), "n1")
+    host.serve("127.0.0.1", 0)
+    host.start_cluster()
+    other = Engine(loop, "127.0.0.1", engine.port)
+    other.start()
+    hans = log_in(loop, host, "hans")
+    for retry in (None, True, True):
+        frame = {"type": "message", "to": "yoda", "text": "once", "ref": "r.1"}
+        hans.send(frame if retry is None else {**frame, "retry": retry})
+    hans.send({"type": "ping"})
+    run_until(loop, lambda: hans.has("pong"), timeout=PATIENCE)
+    assert [f for f in hans.got if f["type"] != "pong"] == [{"type": "stored", "to": "yoda", "ref": "r.1"}] * 3
+    answers = []
+
+    def ask(*command):
+        other.call(*command, reply=answers.append)
+        run_until(loop, lambda: len(answers) == 1, timeout=PATIENCE)
+        return answers.pop()
+
+    key = "{chat}:ref:hans\nyoda\nr.1"
+    assert ask("HLEN", "{chat}:msg") == 1 and ask("PTTL", key) == -1   # kept: remembered while it is
+    yoda = log_in(loop, host, "yoda")
+    yoda.send({"type": "ping"})
+    run_until(loop, lambda: yoda.has("pong"), timeout=PATIENCE)
+    (message,) = yoda.messages()
+    yoda.send({"type": "ack", "ids": [message["id"]]}, {"type": "ping"})
+    run_until(loop, lambda: len([f for f in yoda.read() if f["type"] == "pong"]) == 2, timeout=PATIENCE)
+    assert ask("HLEN", "{chat}:msg") == 0
+    assert 0 < ask("PTTL", key) <= REF_MEMORY * 1000   # forgotten: remembered for REF_MEMORY more
+    hans.got.clear()
+    hans.send({"type": "message", "to": "yoda", "text": "once", "ref": "r.1", "retry": True}, {"type": "ping"})
+    run_until(loop, lambda: hans.has("pong"), timeout=PATIENCE)
+    yoda.send({"type": "ping"})
+    run_until(loop, lambda: len([f for f in yoda.read() if f["type"] == "pong"]) == 3, timeout=PATIENCE)
+    assert [f for f in hans.got if f["type"] != "presence"] == [{"type": "pong"}]   # taken ...
+    assert len(yoda.messages()) == 1                                                # ... not delivered again
+    other.close()
     host.shutdown()

@@ -62,6 +62,8 @@ class Fake:
         self.blocks: set[tuple[str, str]] = set()
         self.kept: dict[int, dict[str, Any]] = {}   # id -> record
         self.refuse: ErrorCode | None = None          # the engine refuses every KeepMessage with this code
+        self.reply_lost = False   # the engine keeps each message, but its node hears store_full (the reply was lost)
+        self.refs: dict[tuple[str, str, str], int] = {}   # (sender, to, ref) -> id: the engine's :ref: keys
         self.frames: dict[tuple[str, int], list[dict]] = defaultdict(list)
         self.closed: set[tuple[str, int]] = set()
         self.effects: dict[str, list[Any]] = defaultdict(list)   # every effect a node returned
@@ -159,6 +161,11 @@ class Fake:
 
     def _KeepMessage(self, node, e):
         logic = self.nodes[node]
+        ref = (e.sender, e.to, e.ref) if e.ref is not None else None
+        if ref in self.refs:   # KEEP's 'again': confirmed, nothing kept
+            if e.confirm is not None:
+                self.apply(node, [e.confirm])
+            return
         mine = sum(1 for r in self.kept.values() if r["to"] == e.to)
         code = self.refuse or (ErrorCode.QUEUE_FULL if mine >= self.cap else None)
         if code is not None:
@@ -167,11 +174,16 @@ class Fake:
         size = len(e.text.encode())
         record = {"to": e.to, "from": e.sender, "text": e.text, "sent": e.sent, "size": size, "chars": len(e.text),
                   "cost": stored_size(size)}
+        if ref is not None:
+            record["ref"] = e.ref
+            self.refs[ref] = e.id
         self.kept[e.id] = record
-        if e.confirm is not None:
+        if self.reply_lost:
+            self.apply(node, logic.not_stored(e, self.now, ErrorCode.STORE_FULL))
+        elif e.confirm is not None:
             self.apply(node, [e.confirm])
         holder = self.online.get(e.to)
-        if holder is not None and holder != node:
+        if holder is not None and (holder != node or not e.handed_here):   # (a node has its own kept behind)
             self.apply(holder, self.nodes[holder].relayed({"kind": "stored", "id": e.id, **record}, self.now))
 
     def _ForgetMessages(self, node, e):
@@ -389,6 +401,89 @@ def test_a_message_the_engine_refuses_to_keep_is_refused_with_its_code(code, ans
     fake.refuse = code
     assert hans.do({"type": "message", "to": "yoda", "text": "no room"}) == [answer]
     assert fake.kept == {}
+
+
+# -- a message sent again (its ref) ------------------------------------------------------------
+
+def ref_msg(to, text, ref, retry=None):
+    frame = {"type": "message", "to": to, "text": text, "ref": ref}
+    return frame if retry is None else {**frame, "retry": retry}
+
+
+STORE_FULL = {"type": "error", "code": "store_full", "command": "message", "user": "yoda"}
+STORED = {"type": "stored", "to": "yoda", "ref": "r.1"}
+
+
+def kept_once(fake):
+    """The one message the engine keeps: its (from, to, text, ref)."""
+    (record,) = fake.kept.values()
+    return record["from"], record["to"], record["text"], record.get("ref")
+
+
+def test_a_retry_of_a_message_the_engine_kept_after_all_is_confirmed_and_kept_once(fake):
+    hans = fake.login("a", "hans")
+    fake.reply_lost = True   # the engine ran KEEP, but node a heard "not kept" (its connection went down)
+    assert hans.do(ref_msg("yoda", "once", "r.1")) == [STORE_FULL]
+    fake.reply_lost = False
+    assert hans.do(ref_msg("yoda", "once", "r.1", True)) == [STORED]
+    assert kept_once(fake) == ("hans", "yoda", "once", "r.1")
+    yoda = fake.login("b", "yoda")
+    assert [f["text"] for f in yoda.take()] == ["once"]
+
+
+@pytest.mark.parametrize("where", ["a", "b"], ids=["on-the-senders-node", "on-another-node"])
+def test_a_retry_to_a_user_who_got_the_first_sending_is_not_delivered_again(fake, where):
+    hans = fake.login("a", "hans")
+    fake.reply_lost = True
+    hans.do(ref_msg("yoda", "once", "r.1"))
+    fake.reply_lost = False
+    yoda = fake.login(where, "yoda")
+    (first,) = yoda.take()
+    hans.take()
+    assert hans.do(ref_msg("yoda", "once", "r.1", True)) == []   # taken: the pong says so
+    assert yoda.take() == []
+    yoda.do({"type": "ack", "ids": [first["id"]]})
+    assert hans.do(ref_msg("yoda", "once", "r.1", True)) == []   # remembered after the acknowledgement too
+    assert yoda.take() == [] and fake.kept == {}
+
+
+@pytest.mark.parametrize("where", ["a", "b"], ids=["on-the-senders-node", "on-another-node"])
+def test_a_retry_the_engine_never_kept_reaches_its_user_online_once_as_a_stored_message(fake, where):
+    hans = fake.login("a", "hans")
+    fake.refuse = ErrorCode.STORE_FULL   # (the engine was away: nothing kept)
+    assert hans.do(ref_msg("yoda", "once", "r.1")) == [STORE_FULL]
+    fake.refuse = None
+    yoda = fake.login(where, "yoda")
+    assert yoda.take() == [] and hans.take() == [presence(["yoda"], True)]
+    assert hans.do(ref_msg("yoda", "once", "r.1", True)) == []   # yoda is online: no `stored`
+    (mid,) = fake.kept
+    assert yoda.take() == [msg("hans", "once", id=mid)]
+    assert hans.do(ref_msg("yoda", "once", "r.1", True)) == [] and yoda.take() == []
+
+
+@pytest.mark.parametrize("where", ["a", "b"], ids=["on-the-senders-node", "on-another-node"])
+def test_a_retry_the_engine_refuses_again_is_refused_even_to_a_user_online(fake, where):
+    hans = fake.login("a", "hans")
+    yoda = fake.login(where, "yoda")
+    fake.all_take(hans, yoda)
+    fake.refuse = ErrorCode.STORE_FULL
+    assert hans.do(ref_msg("yoda", "once", "r.1", True)) == [STORE_FULL]
+    assert yoda.take() == [] and fake.kept == {}
+
+
+def test_a_first_sending_to_a_user_online_goes_live_with_its_ref_and_is_kept_with_it_if_they_left(fake):
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    assert hans.do(ref_msg("yoda", "live", "r.1")) == []
+    assert yoda.take() == [msg("hans", "live")]
+    hans.send(ref_msg("yoda", "too late", "r.2"))
+    yoda.send({"type": "logout"})   # before the relay reaches node b
+    fake.run()
+    assert kept_once(fake) == ("hans", "yoda", "too late", "r.2")
+    assert hans.do(ref_msg("yoda", "too late", "r.2", True)) == [{"type": "presence", "users": ["yoda"],
+                                                                  "online": False},
+                                                                 {"type": "stored", "to": "yoda", "ref": "r.2"}]
+    assert len(fake.kept) == 1
 
 
 def test_the_mailbox_cap_is_the_engines(fake):
