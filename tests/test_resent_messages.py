@@ -105,6 +105,14 @@ def test_a_bad_ref_or_retry_is_a_bad_frame(w, field, value):
     assert w.stored("yoda") == []
 
 
+def test_a_ref_is_checked_where_it_is_used_not_on_the_relay_to_a_user_online(w):
+    w.login("hans")
+    w.login("yoda")
+    assert w.to(w.send("hans", ref_msg("yoda", "hi", 7)), "yoda") == [{"type": "message", "from": "hans",
+                                                                      "text": "hi"}]
+    assert w.to(w.send("hans", ref_msg("yoda", "hi", 7, True)), "hans")[0]["code"] == "bad_frame"
+
+
 def test_a_ref_of_64_printable_characters_will_do(w):
     w.login("hans")
     assert w.to(w.send("hans", ref_msg("yoda", "hi", "~" * 64)), "hans") == [stored("yoda", "~" * 64)]

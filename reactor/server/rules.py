@@ -187,6 +187,8 @@ class ChatServer:
                     return self.door.bad(c, problem, now)
                 return [Send((c.id,), error(field.code, detail=problem))]
             values.append(value)
+        if command.optional:   # its handler reads and checks them where it uses them
+            values.append(frame)
         return command.handler(session if command.session else c, now, *values)
 
     def _misplaced(self, c: Conn, kind: str, command: Command | None, now: float) -> list[Step]:
