@@ -1,10 +1,15 @@
-# make run-server / make run-client run the product (standard library only).
+# make run-server / make run-client run the product (standard library only), in the foreground, with the
+# project's .venv when it exists (TLS mode's private chats need its cryptography), else $(PYTHON). make reports
+# a program's error exit as "make: *** [...] Error 1" and exits 2 itself: for the program's own status, run
+# python3 server_main.py / client_main.py directly (README.md has the commands).
 # make lint runs ruff and mypy (settings in pyproject.toml); make test runs lint, then the suite with coverage.
 # Both set up .venv first: the project installed editable with its pinned dev extras (pyproject.toml, the one list).
 # make bench / make bench-quick also install the pinned bench-only tools (tests/bench/requirements.txt).
 PYTHON ?= python3
 VENV   := .venv
 VPY    := $(VENV)/bin/python
+# What run-server and run-client run on: the project's venv when it exists.
+RUNPY  := $(if $(wildcard $(VPY)),$(VPY),$(PYTHON))
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 BLOCK  ?= 10
@@ -22,12 +27,12 @@ ENGINE_PORT ?= 6379
 CERTS  ?= .certs
 BENCH_ARGS ?=
 
-.PHONY: run-server run-client run-engine dev-certs lint test test-fast coverage bench bench-more bench-quick bench-tls bench-cluster clean
+.PHONY: run-server run-client run-engine dev-certs lint test test-fast coverage bench bench-more bench-quick bench-tls bench-cluster bench-metrics clean
 
 # CLUSTER=redis://HOST:PORT NODE=ID runs one node of a cluster instead (with the venv's hiredis; nodes on one
 # machine may share PORT):  make run-engine, then  make run-server CLUSTER=redis://127.0.0.1:6379 NODE=a
 run-server: $(if $(CLUSTER),$(VENV)/.installed)
-	$(if $(CLUSTER),$(VPY),$(PYTHON)) server_main.py $(PORT) $(BLOCK) $(TIMEOUT) --host $(HOST) \
+	$(if $(CLUSTER),$(VPY),$(RUNPY)) server_main.py $(PORT) $(BLOCK) $(TIMEOUT) --host $(HOST) \
 		--credentials $(CREDENTIALS) --state $(STATE) \
 		$(if $(CLUSTER),--cluster $(CLUSTER) --node-id $(NODE) --reuse-port) \
 		$(if $(TLS_CERT),--tls-cert $(TLS_CERT)) $(if $(TLS_KEY),--tls-key $(TLS_KEY)) $(ARGS)
@@ -41,7 +46,7 @@ run-engine: $(VENV)/.engine
 
 # TLS=1 speaks TLS, trusting the system's CAs; CA=FILE trusts only that CA (and implies TLS).
 run-client:
-	$(PYTHON) client_main.py $(HOST) $(PORT) $(if $(TLS),--tls) $(if $(CA),--ca $(CA))
+	$(RUNPY) client_main.py $(HOST) $(PORT) $(if $(TLS),--tls) $(if $(CA),--ca $(CA))
 
 # A development CA and a server certificate for localhost, 127.0.0.1 and ::1 in $(CERTS)/ (git-ignored;
 # the CA for 10 years, the server certificate for 825 days). Not for production: the CA key lies beside them.
@@ -111,8 +116,9 @@ bench: $(VENV)/.bench-installed
 # The rest of make bench, each a script that prints its own figures: what TLS costs, attacks by strangers
 # and a flooding user against a bystander's round trip, password guessing with hashed and plain accounts,
 # 200 hashed logins at once, reloading 20,000 accounts (SIGHUP),
-# the server's memory with many stored messages, and cluster mode on 1, 2 and 4 nodes against the single process.
-bench-more: $(VENV)/.installed $(VENV)/.engine
+# the server's memory with many stored messages, cluster mode on 1, 2 and 4 nodes against the single process,
+# and what the operator's tools cost: relay with metrics off and on side by side, a scrape of 10,000 users.
+bench-more: $(VENV)/.installed $(VENV)/.engine $(VENV)/.prometheus
 	$(VPY) -m tests.bench.tls
 	$(VPY) -m tests.bench.attacks
 	$(VPY) -m tests.bench.flood
@@ -121,6 +127,7 @@ bench-more: $(VENV)/.installed $(VENV)/.engine
 	$(VPY) -m tests.bench.reload
 	$(VPY) -m tests.bench.mailbox_memory
 	$(VPY) -m tests.bench.cluster
+	$(VPY) -m tests.bench.metrics
 
 # Cluster mode alone: 1, 2 and 4 nodes on one engine against the single process on SQLite, side by side.
 bench-cluster: $(VENV)/.installed $(VENV)/.engine
@@ -128,6 +135,11 @@ bench-cluster: $(VENV)/.installed $(VENV)/.engine
 
 bench-quick: $(VENV)/.bench-installed
 	$(VPY) -m tests.bench.run --quick $(BENCH_ARGS)
+
+# What metrics cost: the real server's relay with metrics off and on (a real Prometheus scraping it), side by side;
+# 10,000 users scraped; reactor-chat-admin who on 1,000 and 10,000 users.
+bench-metrics: $(VENV)/.installed $(VENV)/.prometheus
+	$(VPY) -m tests.bench.metrics $(BENCH_ARGS)
 
 # What TLS costs: the real server's relay throughput and latency, plaintext and TLS side by side.
 bench-tls: $(VENV)/.installed

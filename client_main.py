@@ -1,5 +1,6 @@
 """Runs the chat client: python3 client_main.py <server_host> <server_port> [--timestamps] [--tls [--ca FILE]]."""
 import argparse
+import os
 import sys
 import time
 
@@ -7,6 +8,7 @@ from reactor.client.console import open_console
 from reactor.client.host import ClientHost
 from reactor.client.peer_certs import MissingLibrary, PeerIdentity
 from reactor.client.rules import ChatClient
+from reactor.client.words import SAY
 from reactor.loop import EventLoop
 from reactor.tls import TLSConfigError, client_context
 
@@ -22,30 +24,36 @@ port_number.__name__ = "port (1-65535)"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="client_main.py", description="The chat client.")
+    parser = argparse.ArgumentParser(description="The chat client.")   # (prog: client_main.py, or reactor-chat-client)
     parser.add_argument("server_host", help="the server's name or address")
     parser.add_argument("server_port", type=port_number, help="the server's port")
     parser.add_argument("--timestamps", action="store_true",
                         help="show the time live messages arrive (stored messages always show when they were sent)")
     parser.add_argument("--tls", action="store_true",
                         help="speak TLS to the server, verifying its certificate and host name; private chats "
-                             "are then encrypted end to end (needs the cryptography package)")
+                             "are then encrypted end to end (they need the cryptography package)")
     parser.add_argument("--ca", metavar="FILE",
                         help="trust only the CA certificates in FILE (PEM) for the server (implies --tls; "
                              "default: the system's CAs)")
     args = parser.parse_args(argv)
-    tls = identity = None
+    tls = identity = no_private_chats = None
     if args.tls or args.ca is not None:   # private chats too are encrypted, end to end (reactor.client.peer_certs)
         try:
             tls = client_context(args.ca)
-            identity = PeerIdentity.generate()
-        except (TLSConfigError, MissingLibrary) as exc:
+        except TLSConfigError as exc:
             print(f"Error. {exc}", file=sys.stderr)
             return 2
+        try:
+            identity = PeerIdentity.generate()
+        except MissingLibrary as exc:     # the chat works; only private chats need the library
+            no_private_chats = str(exc)
+            print(SAY("no_private_chats", {"reason": no_private_chats}), file=sys.stderr)
     loop = EventLoop()
     logic = ChatClient(timestamps=args.timestamps, wall_offset=time.time() - loop.time(),
-                       certificate=None if identity is None else identity.certificate)
-    console = open_console(complete=logic.completions)
+                       certificate=None if identity is None else identity.certificate,
+                       scripted=not os.isatty(0),   # a script waits out the rate limit; a person decides
+                       no_private_chats=no_private_chats)
+    console = open_console(complete=logic.completions, limit=logic.text_limit)
     host = ClientHost(loop, logic, console, tls, identity)
     try:
         host.start(args.server_host, args.server_port)

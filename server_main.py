@@ -2,13 +2,16 @@
 
 ``python3 server_main.py hash-password [--user NAME]`` prints a hashed password for the accounts file instead;
 ``python3 server_main.py admin PATH COMMAND`` speaks to a running server's admin socket (``reactor-chat-admin``).
+Installed, the command is ``reactor-chat-server``: its usage and hints name the command as it was run.
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import errno
 import logging
 import math
+import os
 import resource
 import signal
 import ssl
@@ -17,9 +20,9 @@ import time
 from typing import Any
 
 from reactor.loop import EventLoop
-from reactor.ops import admin_cli
+from reactor.ops import admin_cli, options
 from reactor.ops.logs import FORMATS, configure_logging
-from reactor.server.credentials import CredentialsError, load_credentials, plain_accounts
+from reactor.server.credentials import CredentialsError, CredentialsMissing, load_credentials, plain_accounts
 from reactor.server.host import (
     FAILURE_LOG_INTERVAL,
     MAX_STRANGERS,
@@ -28,12 +31,13 @@ from reactor.server.host import (
     StopOnStoreFailure,
 )
 from reactor.server.limits import BURST, RATE, SENDER_QUOTA
+from reactor.server.operator import ServerOperator
 from reactor.server.passwords import hash_password_command
 from reactor.server.reload import AccountsReload
 from reactor.server.rules import ChatServer
 from reactor.server.store import Store, StoreError
 from reactor.server.verifier import default_helpers
-from reactor.tls import TLSConfigError, server_context
+from reactor.tls import TLSConfigError, certificate_expiry, server_context
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +119,24 @@ byte_cap.__name__ = "size in bytes (0: no cap; K, M, G allowed)"
 rate.__name__ = "rate (a number >= 0; 0: no limit)"
 
 STATE_MAX_BYTES = 1 << 30   # default cap on the state file
+CERTIFICATE_WARNING = datetime.timedelta(days=14)   # a TLS certificate that expires sooner is warned of at start
+
+
+def command_name() -> str:
+    """The command as it was run, for usage and hints: ``server_main.py``, or the installed
+    ``reactor-chat-server``."""
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "server_main.py"
+
+
+def invocation() -> str:
+    """How to run the command again: ``python3 server_main.py``, or ``reactor-chat-server``."""
+    name = command_name()
+    return f"python3 {name}" if name.endswith(".py") else name
+JOIN_WAIT = 2.0             # seconds a cluster node waits for the engine to let it join before it listens anyway
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="server_main.py", description="The chat server.")
+    parser = argparse.ArgumentParser(prog=command_name(), description="The chat server.")
     parser.add_argument("server_port", type=port_number, help="TCP port to listen on (0: the OS picks)")
     parser.add_argument("block_duration", type=seconds,
                         help="seconds an account stays locked after 3 bad passwords (at most a year)")
@@ -172,6 +190,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     parser.add_argument("--log-format", default="text", choices=FORMATS,
                         help="text (default), or json: one object a line for a log collector")
+    options.add_arguments(parser)
     args = parser.parse_args(argv)
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key go together")
@@ -192,7 +211,7 @@ def raise_open_files_limit() -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["hash-password"]:   # no port is spelled so: the server's own arguments are untouched
-        return hash_password_command(argv[1:])
+        return hash_password_command(argv[1:], prog=command_name())
     if argv[:1] == ["admin"]:
         return admin_cli.main(argv[1:])
     args = parse_args(argv)
@@ -201,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_level, args.log_format)
     try:
         accounts = load_credentials(args.credentials)
+    except CredentialsMissing as exc:
+        print(f"Error. {exc} (name the accounts file with --credentials FILE: one '<username> <password>' line "
+              "per account)", file=sys.stderr)
+        return 2
     except CredentialsError as exc:
         print(f"Error. {exc}", file=sys.stderr)
         return 2
@@ -225,6 +248,21 @@ def main(argv: list[str] | None = None) -> int:
     return status if closed else 1
 
 
+def warn_of_expiry(cert_file: str, now: datetime.datetime | None = None) -> None:
+    """Log a warning if the certificate in ``cert_file`` has expired (clients refuse it) or expires within
+    ``CERTIFICATE_WARNING``."""
+    expires = certificate_expiry(cert_file)
+    now = now or datetime.datetime.now(datetime.UTC)
+    if expires is None:
+        log.warning("cannot tell when the TLS certificate %s expires", cert_file)
+    elif expires <= now:
+        log.warning("the TLS certificate %s expired on %s UTC: clients refuse it", cert_file,
+                    f"{expires:%Y-%m-%d %H:%M}")
+    elif expires - now <= CERTIFICATE_WARNING:
+        log.warning("the TLS certificate %s expires on %s UTC, in %d days: renew it", cert_file,
+                    f"{expires:%Y-%m-%d %H:%M}", (expires - now).days)
+
+
 def close_store(store: Store) -> bool:
     """Commit what the last loop iteration applied and release the file; False (said on stderr) if that failed."""
     try:
@@ -247,15 +285,18 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
     max_strangers = args.max_strangers
     if max_strangers is None:   # strangers never take the descriptors that logins and users need
         max_strangers = max(1, min(MAX_STRANGERS, open_files // 4))
-    loop = EventLoop()
+    # The loop's turns are timed (chat_loop_turn_seconds) only for an operator who can read them.
+    loop = EventLoop(turn_stats=args.metrics is not None or args.admin_socket is not None)
     guard = StopOnStoreFailure(store, loop) if store is not None else None
-    options: dict[str, Any] = dict(wall_offset=time.time() - loop.time(),  # stamps kept messages with when sent
-                                   rate=args.rate, burst=args.burst, sender_quota=args.sender_quota)
+    logic_options: dict[str, Any] = dict(wall_offset=time.time() - loop.time(),  # stamps kept messages with when sent
+                                         rate=args.rate, burst=args.burst, sender_quota=args.sender_quota)
     host_options: dict[str, Any] = dict(max_strangers=max_strangers, tls=tls,
                                         max_strangers_per_address=args.max_strangers_per_address,
                                         failure_log_interval=args.failure_log_interval,
                                         password_helpers=args.password_helpers)
     host: ServerHost
+    reload = AccountsReload(loop, args.credentials, lambda accounts: host.accounts_changed(accounts), accounts)
+    operator: ServerOperator
     if guard is None:
         try:
             from reactor.cluster.host import ClusterHost  # (needs hiredis: the cluster extra)
@@ -265,45 +306,77 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
                   file=sys.stderr)
             loop.close()
             return 2
-        node = ClusterChatServer(accounts, args.block_duration, args.timeout, first_id=1, **options)
+        from reactor.cluster.operator import ClusterOperator
+        node = ClusterChatServer(accounts, args.block_duration, args.timeout, first_id=1, **logic_options)
         host = cluster = ClusterHost(loop, node, args.cluster, args.node_id, **host_options)
+        operator = ClusterOperator(loop, cluster, node, reload)
+        # Joined before listening: a node id in use by a live node is refused before any client comes. (An
+        # engine that does not answer is waited for while serving: logins wait.)
+        cluster.start_cluster()
+        deadline = loop.time() + JOIN_WAIT
+        while cluster.starting and loop.time() < deadline:
+            loop.run_once(timeout=0.05)
+        if cluster.failure is not None:
+            print(f"Error. {cluster.failure}", file=sys.stderr)
+            loop.close()
+            return 2
     else:
-        logic = ChatServer(accounts, args.block_duration, args.timeout, blocks=blocks, offline=offline, **options)
+        logic = ChatServer(accounts, args.block_duration, args.timeout, blocks=blocks, offline=offline,
+                           **logic_options)
         host = ServerHost(loop, logic, guard, **host_options)
+        operator = ServerOperator(loop, host, logic, reload, store=guard)
+    try:   # the operator's endpoint and socket first: nothing is served if they cannot be
+        ops = options.start(loop, args, operator.metrics, operator.ready, operator)
+    except options.OpsError as exc:
+        print(f"Error. {exc}", file=sys.stderr)
+        loop.close()
+        return 2
     try:
         host.serve(args.host, args.server_port, reuse_port=args.reuse_port)
     except OSError as exc:
         reason = "the port is already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
         print(f"Error. Cannot listen on {args.host}:{args.server_port}: {reason}", file=sys.stderr)
+        ops.close()
         loop.close()
         return 1
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, host.shutdown)
     # SIGHUP reads the accounts file again, a slice per loop turn (a big file stalls nobody).
-    loop.add_signal_handler(signal.SIGHUP, AccountsReload(loop, args.credentials, host.accounts_changed,
-                                                                  accounts).request)
+    loop.add_signal_handler(signal.SIGHUP, reload.request)
     bound_host, bound_port = host.address[:2]
     print(f"Server listening on {bound_host}:{bound_port}", flush=True)
+    if ops.endpoint is not None:
+        metrics_host, metrics_port = ops.endpoint.address[:2]
+        print(f"Metrics on http://{metrics_host}:{metrics_port}/metrics", flush=True)
+    if ops.admin is not None:
+        log.info("admin socket %s", ops.admin.path)
     if tls is not None:
         log.info("TLS only, certificate %s", args.tls_cert)
+        warn_of_expiry(args.tls_cert)
     plain = plain_accounts(accounts)
     if plain:
-        log.warning("%d of %d accounts in %s have a plain password; hash them with: python3 server_main.py "
-                    "hash-password --user NAME", plain, len(accounts), args.credentials)
+        log.warning("%d of %d accounts in %s have a plain password; hash them with: %s hash-password --user NAME",
+                    plain, len(accounts), args.credentials, invocation())
+    if not accounts:
+        log.warning("%s holds no accounts: nobody can log in (one '<username> <password>' line per account; "
+                    "SIGHUP reads it again)", args.credentials)
     log.info("serving %d accounts, block %.3gs, timeout %.3gs; at most %d strangers (%d per address)",
              len(accounts), args.block_duration, args.timeout, max_strangers, args.max_strangers_per_address)
     if guard is None:
         log.info("node %s of the cluster on %s:%d", args.node_id, *args.cluster)
-        cluster.start_cluster()
     else:
         log.info("state %s: %d blocks, %d offline messages", args.state, len(blocks), len(offline))
     try:
         loop.run()
     finally:
+        ops.close()
         loop.close()
     if guard is not None and guard.failure is not None:
         print(f"Error. {guard.failure}", file=sys.stderr)
         return 1
+    if guard is None and cluster.failure is not None:
+        print(f"Error. {cluster.failure}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -50,6 +50,7 @@ _markers: dict[int, Any] = {}   # what the encoder is inside of, to refuse a cir
 _encode = make_encoder(_markers, _encoder.default, encode_basestring_ascii, None, _encoder.key_separator,
                        _encoder.item_separator, False, False, False)
 _scan = make_scanner(_decoder)   # type: ignore[arg-type]  # (typeshed wants a make_scanner; it reads the hooks)
+_TLS_HANDSHAKE = 0x16   # the first byte of a TLS handshake record
 _BACKSLASH = ord("\\")   # an int: `in` a bytes line is a memchr, far cheaper than a bytes needle
 _SURROGATE = re.compile(r"[\ud800-\udfff]")   # left in a decoded str only by a lone \udXXX escape
 
@@ -81,7 +82,10 @@ class FrameDecoder:
 
     Many frames may arrive in one chunk and one frame over many chunks. A line
     longer than ``max_frame`` bytes is fatal: the decoder yields a fatal
-    BadFrame and then nothing more. Blank lines are skipped. ``split`` leaves
+    BadFrame and then nothing more. So is an unfinished line that starts as a
+    TLS handshake record (byte 0x16, which no JSON line starts with): a TLS
+    client's hello holds no line end, and would wait for an answer until a
+    deadline; told at once, it says the port does not speak TLS. Blank lines are skipped. ``split`` leaves
     the lines undecoded (``decode`` each when its turn comes); ``feed`` decodes
     them all at once. The bytes held between calls (an unfinished line) are
     never more than ``max_frame``, which ``max_frame`` may change at any time.
@@ -114,6 +118,8 @@ class FrameDecoder:
             lines = data.split(b"\n")
             tail = lines.pop()
             if tail:
+                if tail[0] == _TLS_HANDSHAKE:   # (only an unfinished line is looked at: no cost to whole lines;
+                    return self._fatal([], "a TLS handshake: this port speaks plaintext")   # the read's are dropped)
                 buffer += tail
         out: list[bytes | BadFrame] = []
         limit = self.max_frame
@@ -127,9 +133,12 @@ class FrameDecoder:
         return out
 
     def _too_long(self, out: list[bytes | BadFrame]) -> list[bytes | BadFrame]:
+        return self._fatal(out, f"frame longer than {self.max_frame} bytes")
+
+    def _fatal(self, out: list[bytes | BadFrame], detail: str) -> list[bytes | BadFrame]:
         self._dead = True
         self._buffer.clear()
-        out.append(BadFrame(f"frame longer than {self.max_frame} bytes", fatal=True))
+        out.append(BadFrame(detail, fatal=True))
         return out
 
 

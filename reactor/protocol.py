@@ -50,6 +50,7 @@ class FrameType(StrEnum):
     WELCOME = "welcome"
     ERROR = "error"
     STORED = "stored"
+    DELIVERED = "delivered"           # cluster mode: a message relayed to another node was taken there
     BROADCAST_PARTIAL = "broadcast_partial"
     USERS = "users"
     BLOCKED = "blocked"
@@ -61,6 +62,7 @@ class FrameType(StrEnum):
     PRIVATE_EXPECT = "private_expect"
     PRIVATE_CONNECT = "private_connect"
     PRIVATE_CANCELLED = "private_cancelled"
+    NOTICE = "notice"                 # the operator's words to every user
     # peer <-> peer
     PEER_HELLO = "peer_hello"
     PEER_WELCOME = "peer_welcome"
@@ -85,6 +87,7 @@ class ErrorCode(StrEnum):
     INVALID_USERNAME = "invalid_username"
     INVALID_PASSWORD = "invalid_password"
     TRY_AGAIN = "try_again"                   # the password could not be checked: give it again
+    CLUSTER_UNAVAILABLE = "cluster_unavailable"   # cluster mode: the node is out of touch with the cluster now
     ALREADY_LOGGED_IN = "already_logged_in"
     ACCOUNT_LOCKED = "account_locked"
     ACCOUNT_BLOCKED = "account_blocked"
@@ -119,3 +122,5 @@ class ByeReason(StrEnum):
     TIMEOUT = "timeout"
     SHUTDOWN = "shutdown"
     ACCOUNT_REMOVED = "account_removed"
+    CUT_OFF = "cut_off"               # cluster mode: the node lost touch with the cluster (or the login moved)
+    OPERATOR = "operator"             # the operator ended the session (kick, lock); a ``text`` may say why

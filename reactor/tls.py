@@ -28,10 +28,16 @@ A plaintext client of a JSON-lines protocol speaks first: a server-side stream
 whose first byte is ``{`` answers ``plaintext_answer`` (the owner's words, in
 plaintext; none by default) and closes, so such a client shows an error
 instead of waiting. Anything else that is not TLS fails the handshake and is
-closed.
+closed. A client-side stream whose first bytes from the server are no TLS
+record (a plaintext server's answer) fails with ``NOT_A_TLS_SERVER``, words a
+person understands, where OpenSSL would say "wrong version number".
+
+``certificate_expiry`` reads when a certificate file's certificate expires, so
+a server can warn of one that has expired or soon will.
 """
 from __future__ import annotations
 
+import datetime
 import logging
 import socket
 import ssl
@@ -46,6 +52,8 @@ log = logging.getLogger(__name__)
 HANDSHAKE_TIMEOUT = 10.0   # seconds a TLS handshake may take before the stream fails
 READ_CHUNK = 64 * 1024     # plaintext taken from the session per ``SSLObject.read``
 VERIFY_FAILED = "certificate verify failed"   # how ``describe_error`` begins for a certificate refused
+NOT_A_TLS_SERVER = "the server does not speak TLS on this port"
+TLS_RECORDS = b"\x14\x15\x16\x17"   # the content types a TLS record begins with (a server's first: 0x16, 0x15)
 
 
 class TLSConfigError(Exception):
@@ -88,7 +96,50 @@ def describe_error(exc: BaseException) -> str:
 
 
 class NotTLS(ssl.SSLError):
-    """A client spoke plaintext JSON where a TLS handshake was due."""
+    """The peer spoke plaintext where a TLS handshake was due (a JSON line from a client, anything but a TLS
+    record from a server); its message says which."""
+
+
+def certificate_expiry(cert_file: str) -> datetime.datetime | None:
+    """When the first certificate in the PEM file ``cert_file`` expires (its notAfter, in UTC), or None if it
+    cannot be read. (The standard library loads a certificate chain but cannot say when it expires: the
+    date is read from the certificate's DER, a few fields into it.)"""
+    try:
+        with open(cert_file, encoding="ascii", errors="replace") as f:
+            text = f.read()
+        begin = text.index("-----BEGIN CERTIFICATE-----")
+        end = text.index("-----END CERTIFICATE-----", begin) + len("-----END CERTIFICATE-----")
+        return _not_after(ssl.PEM_cert_to_DER_cert(text[begin:end]))
+    except (OSError, ValueError, IndexError):   # (UnicodeDecodeError is a ValueError)
+        return None
+
+
+def _element(der: bytes, at: int) -> tuple[int, int, int]:
+    """The DER element at ``at``: its tag, where its value begins and where it ends."""
+    tag, length, at = der[at], der[at + 1], at + 2
+    if length & 0x80:
+        size = length & 0x7F
+        length, at = int.from_bytes(der[at:at + size], "big"), at + size
+    if at + length > len(der):
+        raise ValueError("a DER element longer than the certificate")
+    return tag, at, at + length
+
+
+def _not_after(der: bytes) -> datetime.datetime:
+    """The notAfter of a DER certificate: Certificate { tbsCertificate { [0] version, serialNumber, signature,
+    issuer, validity { notBefore, notAfter } ... } ... }."""
+    _, at, _ = _element(der, 0)          # into the certificate
+    _, at, _ = _element(der, at)         # into tbsCertificate
+    tag, _, after = _element(der, at)
+    if tag == 0xA0:                      # the version, when given
+        at = after
+    for _ in range(3):                   # serialNumber, signature, issuer
+        at = _element(der, at)[2]
+    _, at, _ = _element(der, at)         # into validity
+    at = _element(der, at)[2]            # past notBefore
+    tag, start, end = _element(der, at)
+    layout = "%y%m%d%H%M%SZ" if tag == 0x17 else "%Y%m%d%H%M%SZ"   # UTCTime, else GeneralizedTime
+    return datetime.datetime.strptime(der[start:end].decode("ascii"), layout).replace(tzinfo=datetime.UTC)
 
 
 class TLSLayer:
@@ -128,7 +179,9 @@ class TLSLayer:
         if self._fresh:
             self._fresh = False
             if self.server_side and data[:1] == b"{":
-                raise NotTLS("a plaintext client")
+                raise NotTLS("a plaintext client on the TLS port")
+            if not self.server_side and data[:1] not in TLS_RECORDS:
+                raise NotTLS(NOT_A_TLS_SERVER)
         self._incoming.write(data)
         if not self.established and not self.handshake():
             return b""
@@ -192,6 +245,11 @@ class TLSStream(Stream[P]):
         """The certificate the peer presented (DER), once the handshake is done; None if it presented none."""
         return self._tls.peer_certificate()
 
+    @property
+    def secure(self) -> bool:
+        """Whether the handshake is done."""
+        return self._tls.established
+
     def write(self, data: bytes) -> None:
         if self.closed:
             return
@@ -230,6 +288,7 @@ class TLSStream(Stream[P]):
         if not data:
             self._end_of_input()
             return
+        self._traffic.received += len(data)
         plain = self._advance(data)
         if plain and not self.closed:
             self._protocol.data_received(self, plain)
@@ -247,9 +306,9 @@ class TLSStream(Stream[P]):
             else:
                 tls.handshake()
                 plain = b""
-        except NotTLS:
+        except NotTLS as exc:
             self._append(self._plaintext_answer)
-            self._close("a plaintext client on the TLS port")
+            self._close(exc.args[0])
             return b""
         except ssl.SSLError as exc:   # the alert that says why goes out before the close
             self._append(tls.take())

@@ -9,7 +9,7 @@ from reactor.framing import JsonLines
 from reactor.loop import EventLoop
 from reactor.stream import Stream
 from tests.redis_binary import EngineProcess
-from tests.support import FakeClock, Recorder, World
+from tests.support import Cluster, FakeClock, Recorder, World
 
 
 @pytest.fixture
@@ -41,6 +41,14 @@ def engine():
 
 
 @pytest.fixture
+def cluster(tmp_path, engine):
+    """Three real nodes on ``engine``: a and b sharing one port, c on its own (``Cluster`` in tests/support.py)."""
+    nodes = Cluster(tmp_path, engine)
+    yield nodes
+    nodes.stop()
+
+
+@pytest.fixture
 def pair(loop):
     """A Stream with JSON lines on one end of a socketpair (its frames to a Recorder), the raw socket on the other:
     (stream, raw socket, recorder)."""
@@ -62,7 +70,8 @@ def ca():
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory, ca):
-    """PEM files: the CA, a good server certificate and key, an expired one, one for another host, another CA."""
+    """PEM files: the CA, a good server certificate and key, an expired one, one that expires in 5 days, one for
+    another host, another CA."""
     folder = tmp_path_factory.mktemp("certs")
     now = datetime.datetime.now(datetime.UTC)
     paths = {"ca": folder / "ca.pem", "other_ca": folder / "other-ca.pem"}
@@ -71,6 +80,7 @@ def certs(tmp_path_factory, ca):
     for name, cert in (("good", ca.issue_cert("localhost", "127.0.0.1")),
                        ("expired", ca.issue_cert("localhost", "127.0.0.1", not_before=now - datetime.timedelta(days=30),
                                                  not_after=now - datetime.timedelta(days=1))),
+                       ("soon", ca.issue_cert("localhost", "127.0.0.1", not_after=now + datetime.timedelta(days=5))),
                        ("other_host", ca.issue_cert("chat.example.org"))):
         paths[name] = folder / f"{name}.pem"
         cert.private_key_and_cert_chain_pem.write_to_path(str(paths[name]))

@@ -160,6 +160,29 @@ class EngineProcess:
         self.kill9()
         return self.start()
 
+    def restart_empty(self) -> EngineProcess:
+        """kill -9, then start again on the same port with its data gone (an engine restarted without its
+        append-only file)."""
+        self.kill9()
+        shutil.rmtree(self.dir / "appendonlydir", ignore_errors=True)
+        for rdb in self.dir.glob("*.rdb"):
+            rdb.unlink()
+        return self.start()
+
+    def command(self, *args: str) -> bytes:
+        """Send one command (``FLUSHALL``); its reply's first line (``+OK``)."""
+        packed = f"*{len(args)}\r\n".encode() + b"".join(
+            f"${len(arg.encode())}\r\n".encode() + arg.encode() + b"\r\n" for arg in args)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=START_TIMEOUT) as sock:
+            sock.sendall(packed)
+            reply = b""
+            while b"\r\n" not in reply:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        return reply.split(b"\r\n", 1)[0]
+
     def stop(self) -> None:
         """SIGTERM (SIGKILL if it lingers; SIGCONT first, in case it was stopped), and remove its directory."""
         if self.process is not None and self.process.poll() is None:

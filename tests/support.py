@@ -16,6 +16,8 @@ import subprocess
 import sys
 import termios
 import time
+import urllib.error
+import urllib.request
 
 from reactor.client.effects import ToServer
 from reactor.client.line_editor import LineEditor
@@ -106,11 +108,18 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "server_main.py"), str(port), str(block), str(timeout),
              "--credentials", str(creds), "--log-level", "DEBUG", *extra],
-            cwd=tmp_path, stdout=subprocess.PIPE, stderr=self._log, env=coverage_env())
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=self._log, env=coverage_env(),
+            bufsize=0)   # (unbuffered: a line read leaves the next for select to see)
         line = self._readline(PATIENCE)
         assert line.startswith("Server listening on "), line + self.log()
         self.host, port = line.rsplit(" ", 1)[1].rsplit(":", 1)
         self.port = int(port)
+        self.metrics_address = None   # with --metrics: where its endpoint listens
+        if "--metrics" in extra:
+            line = self._readline(PATIENCE)
+            assert line.startswith("Metrics on http://"), line + self.log()
+            metrics_host, metrics_port = line.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+            self.metrics_address = (metrics_host, int(metrics_port))
 
     def _readline(self, timeout):
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
@@ -134,6 +143,22 @@ class ServerProcess:
                 self.proc.wait()
             self.proc.stdout.close()
             self._log.close()
+
+
+def admin(*args, command=None):
+    """Run the operator's command (``server_main.py admin``, or ``command``); (exit status, stdout, stderr)."""
+    argv = command or [sys.executable, str(ROOT / "server_main.py"), "admin"]
+    out = subprocess.run([*argv, *args], capture_output=True, text=True, timeout=60, env=coverage_env(), cwd=ROOT)
+    return out.returncode, out.stdout, out.stderr
+
+
+def scrape(address, path="/metrics"):
+    """GET ``path`` of the metrics endpoint at ``address``: (status, body as text)."""
+    try:
+        with urllib.request.urlopen(f"http://{address[0]}:{address[1]}{path}", timeout=PATIENCE) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
 
 
 def coverage_env() -> dict:
@@ -510,7 +535,7 @@ class World:
             SetTimer(("login", conn), now + min(self.timeout, MAX_LOGIN_TIME))]
         if hello:
             hello = {"type": "hello", "version": version}
-            assert self.s.received(conn, hello, now) == [Send((conn,), hello)]
+            assert self.s.received(conn, hello, now) == [Send((conn,), {**hello, "timeout": self.timeout})]
         return conn
 
     def login(self, user, now=0.0, listen=True, version=1, address="10.0.0.1"):
@@ -973,3 +998,112 @@ def place_of(before, cols, next_char=" "):
     if screen.pending_wrap and width(next_char) == 2:
         col -= 1
     return row, col
+
+
+# -- cluster mode end to end: real nodes on a real engine (the ``cluster`` fixture in conftest.py) ------------------
+
+LEASE = 4.0   # reactor.cluster.host.LEASE: a dead node is reaped within about this
+GRACE = 3.0   # reactor.cluster.host.GRACE: a node cut off from the engine ends its sessions after this
+
+
+class Cluster:
+    """Nodes a and b on one shared port, c on its own, all on ``engine``."""
+
+    def __init__(self, tmp_path, engine):
+        self.tmp_path = tmp_path
+        self.engine = engine
+        self.nodes: dict[str, ServerProcess] = {}
+        self.clients: list[WireClient] = []
+        self.start("a", 0, reuse=True)
+        self.shared = self.nodes["a"].port
+        self.start("b", self.shared, reuse=True)
+        self.start("c", 0)
+
+    def start(self, name, port, reuse=False, node_id=None):
+        """Node ``name`` (its id too, unless ``node_id``), on ``port`` (0: a port of its own)."""
+        directory = self.tmp_path / name
+        directory.mkdir(exist_ok=True)
+        extra = ["--cluster", f"redis://127.0.0.1:{self.engine.port}", "--node-id", node_id or name, "--rate", "0"]
+        self.nodes[name] = ServerProcess(directory, block=30, timeout=120, port=port,
+                                         extra=extra + (["--reuse-port"] if reuse else []))
+
+    def stop(self):
+        for client in self.clients:
+            client.close()
+        for node in self.nodes.values():
+            node.stop()
+
+    def connect(self, node):
+        """A client of node ``node`` (c, or one started later), or (``node`` "ab") of whichever of a and b the kernel
+        picks."""
+        port = self.shared if node == "ab" else self.nodes[node].port
+        client = WireClient("127.0.0.1", port)
+        self.clients.append(client)
+        return client
+
+    def logins(self):
+        """How many times each user logged in on each node, by the nodes' logs."""
+        return {(name, user): node.log().count(f" {user} logged in, conn")
+                for name, node in self.nodes.items() for user in ACCOUNTS}
+
+    def login(self, node, user, password=None):
+        """``user`` logged in on ``node`` ("c", or "ab": either of the pair); the node it landed on."""
+        before = self.logins()
+        client = self.connect(node)
+        cluster_login(client, user, password)
+        after = wait_for(lambda: [name for (name, u), n in self.logins().items() if u == user
+                                  and n > before[(name, u)]], what=f"{user}'s login in a log")
+        client.node = after[0]
+        return client
+
+    def login_on(self, node, user):
+        """``user`` logged in on the node ``node`` itself: on a or b, by trying connections to the shared port."""
+        if node == "c":
+            return self.login("c", user)
+        for _ in range(40):
+            client = self.login("ab", user)
+            if client.node == node:
+                return client
+            logout(client)
+        raise AssertionError(f"no connection to the shared port landed on {node}")
+
+
+NOT_YET = ({"type": "error", "code": "try_again"}, {"type": "error", "code": "cluster_unavailable"})
+
+
+def cluster_login(client, user, password=None):
+    """Log in, the password sent again while the node cannot decide logins (it has not joined the cluster yet,
+    or the engine is settling: a new engine decides no login for a lease)."""
+    client.send({"type": "username", "username": user})
+    client.expect("username_ok")
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        client.send({"type": "password", "password": password or ACCOUNTS[user]})
+        frame = client.recv()
+        if frame not in NOT_YET:
+            break
+        assert time.monotonic() < deadline, "the node never took the login"
+        time.sleep(0.05)
+    assert frame == {"type": "welcome", "user": user}, frame
+    client.user = user
+    client.send({"type": "listen", "port": 9})
+    return frame
+
+
+def logout(client):
+    client.send({"type": "logout"})
+    client.until("bye", reason="logout")
+    client.expect_closed()
+
+
+def names(client, command="whoelse", **fields):
+    client.send({"type": command, **fields})
+    return client.until("users")["names"]
+
+
+def presence_until(client, user, online):
+    """Skip frames until a presence frame says ``user`` came (``online``) or went."""
+    while True:
+        frame = client.until("presence", online=online)
+        if user in frame.get("users", [frame.get("user")]):
+            return frame

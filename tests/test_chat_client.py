@@ -12,10 +12,13 @@ from reactor.client.effects import (
     Listen,
     Print,
     Prompt,
+    Reconnect,
     SetTimer,
+    ShowDraft,
     ToPeer,
     ToServer,
 )
+from reactor.client.retries import BUSY_WAITS
 from reactor.client.rules import ChatClient
 from reactor.client.words import COMMAND_HELP
 from reactor.protocol import MAX_TEXT
@@ -62,6 +65,24 @@ def test_unknown_and_busy_names_ask_again():
         Print("Error. hans is already logged in"), Prompt("Username: ")]
 
 
+def test_a_cluster_node_out_of_touch_says_so_and_asks_for_the_password_again():
+    c = ChatClient()
+    c.start(0)
+    c.server_frame({"type": "hello", "version": 2}, 0)
+    c.line("yoda", 0)
+    c.server_frame({"type": "username_ok"}, 0)
+    c.line("wise@!man", 0)
+    assert c.server_frame({"type": "error", "code": "cluster_unavailable"}, 0) == [
+        Print("Error. The server is out of touch with the other servers of the chat and cannot log anyone in; "
+              "try again in a few seconds"), Prompt("Password: ", secret=True)]
+
+
+def test_a_session_a_cluster_node_cut_off_ends_saying_why():
+    c = logged_in()
+    assert c.server_frame({"type": "bye", "reason": "cut_off"}, 1) == [
+        Print("Error. The server lost touch with the other servers of the chat; log in again"), DRAFT, Exit(1)]
+
+
 def test_lines_typed_ahead_wait_for_each_answer():
     c = ChatClient()
     c.start(0)
@@ -77,26 +98,40 @@ def test_lines_typed_ahead_wait_for_each_answer():
     assert frames(c.server_frame(PONG, 0)) == [{"type": "whoelse"}, PING]
 
 
-@pytest.mark.parametrize("code, words", [
-    ("account_blocked", "Invalid Password. Your account has been blocked. Please try again later"),
-    ("account_locked", "Your account is blocked due to multiple login failures. Please try again later"),
-    ("login_timeout", "Error. Login timed out"),
+@pytest.mark.parametrize("code, fields, words", [
+    ("account_blocked", {}, "Invalid Password. Your account has been blocked. Please try again later"),
+    ("account_blocked", {"retry": 30}, "Invalid Password. Your account has been blocked. Please try again later "
+                                       "(in 30 s)"),
+    ("account_locked", {}, "Your account is blocked due to multiple login failures. Please try again later"),
+    ("account_locked", {"retry": 9}, "Your account is blocked due to multiple login failures. Please try again "
+                                     "later (in 9 s)"),
+    ("account_locked", {"retry": "9"}, "Your account is blocked due to multiple login failures. Please try again "
+                                       "later"),
+    ("login_timeout", {}, "Error. Login timed out"),
 ])
-def test_fatal_login_errors_exit_1(code, words):
+def test_fatal_login_errors_exit_1_dropping_what_is_being_typed(code, fields, words):
     c = ChatClient()
     c.start(0)
     c.server_frame({"type": "hello", "version": 2}, 0)
     c.line("vader", 0)
     c.line("typed ahead", 0)
-    assert c.server_frame({"type": "error", "code": code}, 0) == [Print(words), Exit(1)]
+    assert c.server_frame({"type": "error", "code": code, **fields}, 0) == [Print(words), Exit(1, drain=True)]
     assert c.line("more", 0) == [] and c.server_frame({"type": "username_ok"}, 0) == []
 
 
-def test_a_busy_server_ends_the_client_before_hello():
+def test_a_busy_server_is_tried_again_with_backoff_then_the_client_gives_up_before_hello():
     c = ChatClient()
     c.start(0)
-    assert c.server_frame({"type": "error", "code": "busy"}, 0) == [Print("Error. Server busy, try again later"),
-                                                                    Exit(1)]
+    now = 0
+    for wait in BUSY_WAITS:                      # (reactor/client/retries.py; tests/test_client_patience.py)
+        assert c.server_frame({"type": "error", "code": "busy"}, now) == [
+            Print(f"Server busy; trying again in {wait} s"), SetTimer(("reconnect",), now + wait)]
+        assert c.server_lost(now) == []
+        now += wait
+        assert c.timer_fired(("reconnect",), now) == [Reconnect()]
+        assert c.start(now) == [ToServer({"type": "hello", "version": 2}), Listen()]
+    assert c.server_frame({"type": "error", "code": "busy"}, now) == [Print("Error. Server busy, try again later"),
+                                                                      Exit(1)]
 
 
 def test_a_version_1_server_is_spoken_to_and_true_is_no_version():
@@ -247,6 +282,11 @@ def test_help_and_empty_lines_are_activity_too():
 def test_server_frames_in_the_specs_words(frame, words):
     c = logged_in()
     assert prints(c.server_frame(frame, 1)) == [words]
+
+
+def test_a_message_delivered_through_another_cluster_node_shows_nothing():
+    c = logged_in()
+    assert c.server_frame({"type": "delivered", "to": "luke"}, 1) == []
 
 
 def test_odd_server_frames_are_ignored_or_reported():
@@ -495,22 +535,41 @@ def test_logout_without_a_goodbye_exits_anyway():
     assert c.timer_fired(("leave",), 5) == []
 
 
-@pytest.mark.parametrize("reason, words, status", [
-    ("timeout", "You have been logged out due to inactivity", 0),
-    ("shutdown", "Error. Server is shutting down", 1),
-    ("account_removed", "Error. Your account was removed", 1),
-    ("vacation", "Logged out", 0),        # a reason the client does not know, or no reason: logged out
-    (["shutdown"], "Logged out", 0),
+DRAFT = ShowDraft("Not sent, as you left it:")   # the session ends under the user: what they typed is shown
+
+
+@pytest.mark.parametrize("reason, shown, status", [
+    ("timeout", [Print("You have been logged out due to inactivity"), DRAFT], 0),
+    ("shutdown", [Print("Error. Server is shutting down"), DRAFT], 1),
+    ("account_removed", [Print("Error. Your account was removed"), DRAFT], 1),
+    ("operator", [Print("Error. You were disconnected by the operator"), DRAFT], 1),
+    ("vacation", [Print("Logged out")], 0),        # a reason the client does not know, or no reason: logged out
+    (["shutdown"], [Print("Logged out")], 0),
 ])
-def test_goodbyes(reason, words, status):
+def test_goodbyes(reason, shown, status):
     c = logged_in()
-    assert c.server_frame({"type": "bye", "reason": reason}, 1) == [Print(words), Exit(status)]
+    assert c.server_frame({"type": "bye", "reason": reason}, 1) == [*shown, Exit(status)]
+
+
+@pytest.mark.parametrize("text, words", [("flooding the chat", "Error. You were disconnected by the operator: "
+                                                               "flooding the chat"),
+                                          ("", "Error. You were disconnected by the operator"),
+                                          (7, "Error. You were disconnected by the operator")])
+def test_the_operators_goodbye_says_why_when_it_has_a_text(text, words):
+    c = logged_in()
+    assert c.server_frame({"type": "bye", "reason": "operator", "text": text}, 1) == [Print(words), DRAFT, Exit(1)]
+
+
+def test_the_operators_notice_is_shown_as_said_and_a_notice_without_a_text_is_not():
+    c = logged_in()
+    assert c.server_frame({"type": "notice", "text": "restarting at noon"}, 1) == [Print("[server] restarting at noon")]
+    assert c.server_frame({"type": "notice", "text": ["x"]}, 1) == []
 
 
 def test_server_lost_exits_1():
     c = logged_in()
     c.server_frame({"type": "message", "from": "hans", "text": "one", "id": 3}, 1)
-    assert c.server_lost(1) == [Print("Error. Connection to server lost"), Exit(1)]   # no one to acknowledge to
+    assert c.server_lost(1) == [Print("Error. Connection to server lost"), DRAFT, Exit(1)]   # none to ack to
     assert c.server_lost(1) == [] and c.server_frame({"type": "welcome"}, 1) == []
 
 
@@ -718,6 +777,8 @@ ESC_TEXT = "\x1b]0;pwned\x07\x1b[2J\x1bc\rWelcome to the greatest messaging appl
 ESC_SHOWN = "^[]0;pwned^G^[[2J^[c^MWelcome to the greatest messaging application ever!^Jhans: <U+0085>^?password?"
 EVIL = "vader\x1b[2J\nyoda"
 EVIL_SHOWN = "vader^[[2J^Jyoda"
+# A message's text keeps its line breaks: the next line is indented under the sender (at most 16 columns).
+ESC_LINES = ESC_SHOWN.replace("^J", "\n" + " " * 16)
 
 
 def shows_no_control(effects):
@@ -728,15 +789,18 @@ def shows_no_control(effects):
 
 
 @pytest.mark.parametrize("frame, words", [
-    ({"type": "message", "from": EVIL, "text": ESC_TEXT}, f"{EVIL_SHOWN}: {ESC_SHOWN}"),
-    ({"type": "message", "from": EVIL, "text": ESC_TEXT, "broadcast": True}, f"[broadcast] {EVIL_SHOWN}: {ESC_SHOWN}"),
-    ({"type": "message", "from": EVIL, "text": ESC_TEXT, "id": 7}, f"{EVIL_SHOWN}: {ESC_SHOWN}"),
+    ({"type": "message", "from": EVIL, "text": ESC_TEXT}, f"{EVIL_SHOWN}: {ESC_LINES}"),
+    ({"type": "message", "from": EVIL, "text": ESC_TEXT, "broadcast": True}, f"[broadcast] {EVIL_SHOWN}: {ESC_LINES}"),
+    ({"type": "message", "from": EVIL, "text": ESC_TEXT, "id": 7}, f"{EVIL_SHOWN}: {ESC_LINES}"),
     ({"type": "presence", "user": EVIL, "online": True}, f"{EVIL_SHOWN} logged in"),
     ({"type": "stored", "to": EVIL}, f"{EVIL_SHOWN} is offline; the message will be delivered when they log in"),
     ({"type": "blocked", "user": EVIL}, f"{EVIL_SHOWN} is blocked"),
     ({"type": "unblocked", "user": EVIL}, f"{EVIL_SHOWN} is unblocked"),
     ({"type": "private_request", "from": EVIL}, f"{EVIL_SHOWN} would like to start private messaging. Accept? (y/n)"),
     ({"type": "private_cancelled", "user": EVIL}, f"Private messaging request with {EVIL_SHOWN} was cancelled"),
+    ({"type": "notice", "text": ESC_TEXT}, f"[server] {ESC_SHOWN}"),
+    ({"type": "bye", "reason": "operator", "text": EVIL},
+     f"Error. You were disconnected by the operator: {EVIL_SHOWN}"),
     ({"type": "error", "code": "bad_frame", "detail": ESC_TEXT}, f"Error. Bad request: {ESC_SHOWN}"),
     ({"type": "error", "code": "bad_argument", "detail": ESC_TEXT}, f"Error. {ESC_SHOWN}"),
     ({"type": "error", "code": "offline", "user": EVIL}, f"Error. {EVIL_SHOWN} is offline"),
@@ -776,7 +840,7 @@ def test_a_peer_text_is_shown_made_visible():
     c = logged_in("yoda")
     open_as_requester(c)
     assert shows_no_control(c.peer_frame(1, {"type": "private", "text": ESC_TEXT}, 2)) == [
-        f"hans(private): {ESC_SHOWN}"]
+        "hans(private): " + ESC_SHOWN.replace("^J", "\n" + " " * len("hans(private): "))]
 
 
 def test_the_client_keeps_its_own_line_breaks():

@@ -70,10 +70,10 @@ def test_connecting_arms_the_login_deadline(w):
 
 
 @pytest.mark.parametrize("version", [1, 2])
-def test_hello_versions_1_and_2_are_answered_in_kind(w, version):
+def test_hello_versions_1_and_2_are_answered_in_kind_with_the_inactivity_timeout(w, version):
     conn = w.connect(hello=False)
     assert w.s.received(conn, {"type": "hello", "version": version, "extra": "ignored"}, 0.0) == [
-        Send((conn,), {"type": "hello", "version": version})]
+        Send((conn,), {"type": "hello", "version": version, "timeout": TIMEOUT})]
 
 
 @pytest.mark.parametrize("version", [3, 0, "1", 1.0, True, None, [1]])
@@ -90,7 +90,7 @@ def test_a_frame_before_hello_is_a_bad_frame_and_hello_still_works(w):
     conn = w.connect(hello=False)
     effects = w.s.received(conn, {"type": "username", "username": "hans"}, 0.0)
     assert effects == [Send((conn,), error("bad_frame", detail="the first frame must be hello"))]
-    assert w.s.received(conn, HELLO, 0.0) == [Send((conn,), HELLO)]
+    assert w.s.received(conn, HELLO, 0.0) == [Send((conn,), {**HELLO, "timeout": TIMEOUT})]
 
 
 def test_a_second_hello_is_a_bad_frame(w):
@@ -154,7 +154,7 @@ def test_a_wrong_password_for_an_online_user_still_counts_toward_the_lock(w):
     w.username(conn, "vader")
     fail(w, conn)
     fail(w, conn)
-    assert unfailed(fail(w, conn)) == [Send((conn,), error("account_blocked")), Close(conn),
+    assert unfailed(fail(w, conn)) == [Send((conn,), error("account_blocked", retry=BLOCK)), Close(conn),
                                        CancelTimer(("login", conn))]
     assert w.s.is_locked("vader", 0.0) and w.s.online_users() == ["vader"]   # the session goes on
 
@@ -230,8 +230,8 @@ def lock(w, user="vader", now=0.0):
     conn = w.connect(now)
     w.username(conn, user, now)
     effects = fail(w, conn, now)
-    assert effects == [LoginFailed(conn, "wrong password"), Send((conn,), error("account_blocked")), Close(conn),
-                       CancelTimer(("login", conn))]
+    assert effects == [LoginFailed(conn, "wrong password"), Send((conn,), error("account_blocked", retry=BLOCK)),
+                       Close(conn), CancelTimer(("login", conn))]
     return effects
 
 
@@ -246,15 +246,15 @@ def test_three_wrong_passwords_on_one_connection_lock_too(w):
     w.username(conn, "vader")
     fail(w, conn)
     fail(w, conn)
-    assert unfailed(fail(w, conn))[:2] == [Send((conn,), error("account_blocked")), Close(conn)]
+    assert unfailed(fail(w, conn))[:2] == [Send((conn,), error("account_blocked", retry=BLOCK)), Close(conn)]
 
 
 def test_the_lock_lasts_exactly_block_duration(w):
     lock(w, now=100.0)
     conn = w.connect(100.0 + BLOCK - 1e-6)
     effects = w.username(conn, "vader", 100.0 + BLOCK - 1e-6)
-    assert effects == [LoginFailed(conn, "locked account"), Send((conn,), error("account_locked")), Close(conn),
-                       CancelTimer(("login", conn))]
+    assert effects == [LoginFailed(conn, "locked account"), Send((conn,), error("account_locked", retry=1)),
+                       Close(conn), CancelTimer(("login", conn))]   # (a microsecond left: 1 s, rounded up)
     conn = w.connect(100.0 + BLOCK)
     assert w.username(conn, "vader", 100.0 + BLOCK) == [Send((conn,), {"type": "username_ok"})]
     assert frames_to(w.password(conn, "sithlord**", 100.0 + BLOCK), conn)[0]["type"] == "welcome"
@@ -265,14 +265,15 @@ def test_the_right_password_during_the_lock_is_refused(w):
     w.username(conn, "vader", 0.0)   # asked for the password before the lock began
     lock(w, now=1.0)
     effects = unfailed(w.password(conn, "sithlord**", 2.0))
-    assert effects == [Send((conn,), error("account_locked")), Close(conn), CancelTimer(("login", conn))]
+    assert effects == [Send((conn,), error("account_locked", retry=BLOCK - 1)), Close(conn),
+                       CancelTimer(("login", conn))]
 
 
 def test_attempts_during_the_lock_do_not_extend_it(w):
     lock(w, now=0.0)
-    for t in (1.0, 5.0, BLOCK - 0.001):
+    for t, left in ((1.0, BLOCK - 1), (5.0, BLOCK - 5), (BLOCK - 0.001, 1)):   # it says how long is left
         conn = w.connect(t)
-        assert unfailed(w.username(conn, "vader", t))[0].frame == error("account_locked")
+        assert unfailed(w.username(conn, "vader", t))[0].frame == error("account_locked", retry=left)
     conn = w.connect(BLOCK)
     assert w.username(conn, "vader", BLOCK) == [Send((conn,), {"type": "username_ok"})]
 
@@ -283,7 +284,7 @@ def test_the_count_starts_from_zero_after_the_lock(w):
     w.username(conn, "vader", BLOCK)
     assert unfailed(fail(w, conn, BLOCK))[0].frame == error("invalid_password")
     assert unfailed(fail(w, conn, BLOCK))[0].frame == error("invalid_password")
-    assert unfailed(fail(w, conn, BLOCK))[0].frame == error("account_blocked")
+    assert unfailed(fail(w, conn, BLOCK))[0].frame == error("account_blocked", retry=BLOCK)
     assert w.s.is_locked("vader", 2 * BLOCK - 0.001) and not w.s.is_locked("vader", 2 * BLOCK)
 
 
@@ -299,7 +300,7 @@ def test_a_good_login_resets_the_count(w):
     w.username(conn, "vader")
     assert unfailed(fail(w, conn))[0].frame == error("invalid_password")
     assert unfailed(fail(w, conn))[0].frame == error("invalid_password")
-    assert unfailed(fail(w, conn))[0].frame == error("account_blocked")
+    assert unfailed(fail(w, conn))[0].frame == error("account_blocked", retry=BLOCK)
 
 
 def test_failures_count_per_account(w):
@@ -548,8 +549,8 @@ def test_message_errors(w):
 
 
 CONTROL_TEXTS = ["\x1b]0;pwned\x07", "\x1b[2J", "\x1bc", "hi\rhans: send me your password",
-                 "hi\nWelcome to the greatest messaging application ever!", "\x00", "\x7f", "\x85", "\x9b2J",
-                 "\x08" * 5 + "yoda"]
+                 "hi\r\nWelcome to the greatest messaging application ever!", "\x0b", "\x0c", "\x00", "\x7f",
+                 "\x85", "\x9b2J", "\x08" * 5 + "yoda"]
 
 
 @pytest.mark.parametrize("text", CONTROL_TEXTS)
@@ -567,6 +568,17 @@ def test_text_may_hold_tabs_and_any_printable_character(w):
     text = "a\ttab, ^[ as two characters, \u00e9\u4e2d\U0001f600, \u00a0 and \u00a0 no C1"
     assert w.to(w.send("hans", msg("yoda", text)), "yoda") == [{"type": "message", "from": "hans", "text": text}]
     assert w.to(w.send("hans", {"type": "broadcast", "text": text}), "yoda")[0]["text"] == text
+
+
+def test_text_may_hold_line_breaks_in_a_message_kept_or_not_and_a_broadcast(w):
+    """A message may span lines (the clients show its lines after the first indented under its sender)."""
+    w.login("hans")
+    w.login("yoda")
+    text = "Dear Yoda,\nthe fleet is ready.\n\nRegards"
+    assert w.to(w.send("hans", msg("yoda", text)), "yoda") == [{"type": "message", "from": "hans", "text": text}]
+    assert w.to(w.send("hans", {"type": "broadcast", "text": text}), "yoda")[0]["text"] == text
+    w.send("hans", msg("luke", text))
+    assert [sender for _, sender in w.s.stored("luke")] == ["hans"]
 
 
 def test_refused_text_costs_no_rate_tokens():
@@ -1199,7 +1211,8 @@ def test_the_tenth_bad_frame_closes_the_connection(w):
     for i in range(9):
         effects = w.s.bad_frame(conn, "invalid JSON", 0.0) if i % 2 else w.s.received(conn, [], 0.0)
         assert of_type(effects, Close) == []
-    assert w.s.received(conn, HELLO, 0.0) == [Send((conn,), HELLO)]  # good frames do not reset the count
+    assert w.s.received(conn, HELLO, 0.0) == [Send((conn,), {**HELLO, "timeout": TIMEOUT})]   # good frames do
+    # not reset the count
     assert unfailed(w.s.bad_frame(conn, "invalid JSON", 0.0)) == [
         Send((conn,), error("bad_frame", detail="invalid JSON")), Close(conn), CancelTimer(("login", conn))]
     assert w.s.received(conn, HELLO, 0.0) == []

@@ -16,7 +16,7 @@ class BrokenConsole:
     def __init__(self):
         self.closed = False
 
-    def start(self, loop, on_line, on_eof):
+    def start(self, loop, on_line, on_eof, on_interrupt=None):
         pass
 
     def print(self, text):

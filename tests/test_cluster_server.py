@@ -23,6 +23,7 @@ from reactor.server.effects import (
     LoginFailed,
     Publish,
     Relay,
+    RelayMessage,
     ReleaseLogin,
     RemoveBlock,
     Send,
@@ -62,8 +63,10 @@ class Fake:
         self.blocks: set[tuple[str, str]] = set()
         self.kept: dict[int, dict[str, Any]] = {}   # id -> record
         self.refuse: ErrorCode | None = None          # the engine refuses every KeepMessage with this code
-        self.reply_lost = False   # the engine keeps each message, but its node hears store_full (the reply was lost)
+        self.reply_lost = False   # the engine keeps (or relays) each message, but its node hears store_full
         self.refs: dict[tuple[str, str, str], int] = {}   # (sender, to, ref) -> id: the engine's :ref: keys
+        self.dead: set[str] = set()                   # nodes killed, whose leases have not run out yet
+        self.unread: dict[str, list[dict]] = defaultdict(list)   # a dead node's inbox: the messages it never took
         self.frames: dict[tuple[str, int], list[dict]] = defaultdict(list)
         self.closed: set[tuple[str, int]] = set()
         self.effects: dict[str, list[Any]] = defaultdict(list)   # every effect a node returned
@@ -93,7 +96,8 @@ class Fake:
                     self.claims.append((node, e))
                 else:
                     self.pending.append(lambda node=node, e=e: self.decide(node, e))
-            elif type(e) in (ReleaseLogin, Relay, Publish, KeepMessage, ForgetMessages, AddBlock, RemoveBlock):
+            elif type(e) in (ReleaseLogin, Relay, RelayMessage, Publish, KeepMessage, ForgetMessages, AddBlock,
+                             RemoveBlock):
                 self.pending.append(lambda node=node, e=e: getattr(self, "_" + type(e).__name__)(node, e))
             else:
                 assert type(e) in (SetTimer, CancelTimer, LoggedIn, LoginFailed), e
@@ -155,22 +159,36 @@ class Fake:
         self.apply(e.node, self.nodes[e.node].relayed(event, self.now))
 
     def _Publish(self, node, e):
-        assert e.event["kind"] == "broadcast"
+        assert e.event["kind"] in ("broadcast", "notice")
         for name, logic in self.others(node):
-            self.apply(name, logic.remote_broadcast(e.event["from"], e.event["text"], self.now))
+            if e.event["kind"] == "notice":
+                self.apply(name, logic.remote_notice(e.event["text"], self.now))
+            else:
+                self.apply(name, logic.remote_broadcast(e.event["from"], e.event["text"], self.now))
 
     def _KeepMessage(self, node, e):
         logic = self.nodes[node]
-        ref = (e.sender, e.to, e.ref) if e.ref is not None else None
-        if ref in self.refs:   # KEEP's 'again': confirmed, nothing kept
+        code = self._keep(node, e, fresh=not e.relayed)
+        if code == "again":   # KEEP's 'again': confirmed, nothing kept
             if e.confirm is not None:
                 self.apply(node, [e.confirm])
-            return
+        elif code is not None:
+            self.apply(node, logic.not_stored(e, self.now, code))
+        elif self.reply_lost:
+            self.apply(node, logic.not_stored(e, self.now, ErrorCode.STORE_FULL))
+        elif e.confirm is not None:
+            self.apply(node, [e.confirm])
+
+    def _keep(self, node, e, fresh):
+        """Keep message ``e`` (a KeepMessage's or RelayMessage's fields) as keep_for does; None, or why not
+        (``again``: ``fresh``, and its ref is known)."""
+        ref = (e.sender, e.to, e.ref) if e.ref is not None else None
+        if fresh and ref in self.refs:
+            return "again"
         mine = sum(1 for r in self.kept.values() if r["to"] == e.to)
         code = self.refuse or (ErrorCode.QUEUE_FULL if mine >= self.cap else None)
         if code is not None:
-            self.apply(node, logic.not_stored(e, self.now, code))
-            return
+            return code
         size = len(e.text.encode())
         record = {"to": e.to, "from": e.sender, "text": e.text, "sent": e.sent, "size": size, "chars": len(e.text),
                   "cost": stored_size(size)}
@@ -178,13 +196,58 @@ class Fake:
             record["ref"] = e.ref
             self.refs[ref] = e.id
         self.kept[e.id] = record
-        if self.reply_lost:
-            self.apply(node, logic.not_stored(e, self.now, ErrorCode.STORE_FULL))
-        elif e.confirm is not None:
-            self.apply(node, [e.confirm])
         holder = self.online.get(e.to)
-        if holder is not None and (holder != node or not e.handed_here):   # (a node has its own kept behind)
+        # (a node has its own kept behind its mailbox; a retry it sent through the engine comes to it too)
+        if holder is not None and holder not in self.dead and (holder != node or not getattr(e, "handed_here", True)):
             self.apply(holder, self.nodes[holder].relayed({"kind": "stored", "id": e.id, **record}, self.now))
+        return None
+
+    def _RelayMessage(self, node, e):
+        """RELAY: dropped (``again``) if it is its sender's node's and its ref is known; to the node ``e.to`` is
+        logged in on, if not ``node`` (the inbox of a dead one, ``unread``, until it is reaped), its ref
+        remembered; else kept; the answer to ``node`` (``store_full`` if ``reply_lost``)."""
+        ref = (e.sender, e.to, e.ref) if e.ref is not None else None
+        holder = self.online.get(e.to)
+        if e.origin is None and ref in self.refs:
+            answer = "again"
+        elif holder is not None and holder != node:
+            fields = {"kind": "message", "to": e.to, "from": e.sender, "text": e.text, "sent": e.sent, "id": e.id,
+                      "node": e.origin or node}
+            if ref is not None:
+                fields["ref"] = e.ref
+                self.refs[ref] = e.id
+            event = json.loads(json.dumps(fields))
+            if holder in self.dead:
+                self.unread[holder].append((e, event))
+            else:
+                self.apply(holder, self.nodes[holder].relayed(event, self.now))
+            answer = "relayed"
+        else:
+            answer = self._keep(node, e, fresh=False) or "kept"
+        if self.reply_lost:
+            answer = "store_full"
+        self.apply(node, self.nodes[node].relay_answered(e, answer, self.now))
+
+    def kill(self, node):
+        """``node`` dies: what it is sent from now on waits in its inbox, unread."""
+        self.dead.add(node)
+
+    def reap(self, node):
+        """The dead ``node``'s lease ran out (REAP): its users logged out, the messages it never took kept for
+        them and their senders' nodes told."""
+        for user in [user for user, where in self.online.items() if where == node]:
+            del self.online[user]
+            self.last[user] = self.now
+            for name, logic in self.others(node):
+                if name not in self.dead:
+                    self.apply(name, logic.remote_logout(user, node, self.now, self.now))
+        for e, event in self.unread.pop(node, []):
+            code = self._keep(node, e, fresh=False)
+            fate = {"to": e.to, "from": e.sender, "how": "stored" if code is None else code.value}
+            if e.ref is not None:
+                fate["ref"] = e.ref
+            origin = event["node"]
+            self.apply(origin, self.nodes[origin].relayed({"kind": "taken", "list": [fate]}, self.now))
 
     def _ForgetMessages(self, node, e):
         for mid in e.ids:
@@ -212,7 +275,7 @@ class Fake:
         self.apply(node, self.nodes[node].connected(conn, self.now, "127.0.0.1"))
         client = Client(self, node, conn)
         client.send({"type": "hello", "version": 2})
-        assert client.take() == [{"type": "hello", "version": 2}]
+        assert client.take() == [{"type": "hello", "version": 2, "timeout": TIMEOUT}]
         return client
 
     def login(self, node: str, user: str, listen: bool = True) -> Client:
@@ -342,23 +405,27 @@ def test_a_remote_user_who_blocked_me_is_hidden_from_presence_and_whoelse(fake):
 
 # -- messages ----------------------------------------------------------------
 
-def test_a_message_to_a_user_on_another_node_is_relayed(fake):
+def test_a_message_to_a_user_on_another_node_is_relayed_and_its_sender_told_it_was_delivered(fake):
     hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
     fake.all_take(hans, yoda)
-    assert hans.do({"type": "message", "to": "yoda", "text": "hello there"}) == []
-    assert Relay("b", {"kind": "message", "to": "yoda", "from": "hans", "text": "hello there"}) in fake.effects["a"]
+    assert hans.do({"type": "message", "to": "yoda", "text": "hello there"}) == [
+        {"type": "delivered", "to": "yoda"}]   # once node b took it
+    (relay,) = [e for e in fake.effects["a"] if type(e) is RelayMessage]
+    assert (relay.to, relay.sender, relay.text, relay.origin) == ("yoda", "hans", "hello there", None)
     assert yoda.take() == [msg("hans", "hello there")]
     assert fake.kept == {}
+    # counted once, by the node that handed it to its recipient
+    assert [fake.nodes[n].counts.messages_relayed for n in NODES] == [0, 1, 0]
 
 
-def test_a_message_to_a_user_who_left_meanwhile_is_kept_without_a_confirm(fake):
+def test_a_message_to_a_user_who_left_meanwhile_is_kept_and_its_sender_told_so(fake):
     hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
     fake.all_take(hans, yoda)
     hans.send({"type": "message", "to": "yoda", "text": "are you there"})
     yoda.send({"type": "logout"})   # before the relay reaches node b
     fake.run()
     assert [(r["to"], r["from"], r["text"]) for r in fake.kept.values()] == [("yoda", "hans", "are you there")]
-    assert hans.take() == [presence(["yoda"], False)]   # no `stored`: nothing was promised
+    assert hans.take() == [presence(["yoda"], False), {"type": "stored", "to": "yoda"}]   # b had it kept
     yoda = fake.login("c", "yoda")
     assert yoda.take() == [msg("hans", "are you there", id=next(iter(fake.kept)))]
 
@@ -474,15 +541,16 @@ def test_a_retry_the_engine_refuses_again_is_refused_even_to_a_user_online(fake,
 def test_a_first_sending_to_a_user_online_goes_live_with_its_ref_and_is_kept_with_it_if_they_left(fake):
     hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
     fake.all_take(hans, yoda)
-    assert hans.do(ref_msg("yoda", "live", "r.1")) == []
+    assert hans.do(ref_msg("yoda", "live", "r.1")) == [{"type": "delivered", "to": "yoda", "ref": "r.1"}]
     assert yoda.take() == [msg("hans", "live")]
     hans.send(ref_msg("yoda", "too late", "r.2"))
     yoda.send({"type": "logout"})   # before the relay reaches node b
     fake.run()
     assert kept_once(fake) == ("hans", "yoda", "too late", "r.2")
-    assert hans.do(ref_msg("yoda", "too late", "r.2", True)) == [{"type": "presence", "users": ["yoda"],
-                                                                  "online": False},
-                                                                 {"type": "stored", "to": "yoda", "ref": "r.2"}]
+    # Its answer after its pong: kept, naming its ref (a client that missed it sends it again, below).
+    assert hans.take() == [{"type": "presence", "users": ["yoda"], "online": False},
+                           {"type": "stored", "to": "yoda", "ref": "r.2"}]
+    assert hans.do(ref_msg("yoda", "too late", "r.2", True)) == [{"type": "stored", "to": "yoda", "ref": "r.2"}]
     assert len(fake.kept) == 1
 
 
@@ -493,6 +561,81 @@ def test_the_mailbox_cap_is_the_engines(fake):
     assert hans.do({"type": "message", "to": "yoda", "text": "2"}) == [{"type": "stored", "to": "yoda"}]
     assert hans.do({"type": "message", "to": "yoda", "text": "3"}) == [
         {"type": "error", "code": "queue_full", "user": "yoda"}]
+
+
+# -- what became of a relayed message: a node's death loses none ------------------------
+
+def test_messages_to_the_users_of_a_dead_node_are_kept_when_its_lease_runs_out_and_their_senders_told(fake):
+    hans, luke, yoda = fake.login("a", "hans"), fake.login("a", "luke"), fake.login("b", "yoda")
+    fake.all_take(hans, luke, yoda)
+    fake.kill("b")   # its lease runs on: messages for yoda go to its inbox, which nobody reads
+    for n in range(3):
+        assert hans.do({"type": "message", "to": "yoda", "text": f"are you there {n}"}) == []   # nothing yet
+    assert luke.do({"type": "message", "to": "yoda", "text": "me too"}) == []
+    fake.reap("b")
+    assert hans.take() == [presence(["yoda"], False)] + [{"type": "stored", "to": "yoda"}] * 3
+    assert luke.take() == [presence(["yoda"], False), {"type": "stored", "to": "yoda"}]
+    yoda = fake.login("c", "yoda")   # once, on any node
+    assert [(m["from"], m["text"]) for m in yoda.take()] == [("hans", f"are you there {n}") for n in range(3)] + [
+        ("luke", "me too")]
+    hans.take()
+    assert hans.do({"type": "message", "to": "yoda", "text": "welcome back"}) == [{"type": "delivered", "to": "yoda"}]
+
+
+def test_a_message_for_a_dead_node_that_does_not_fit_is_refused_to_its_sender_when_it_is_reaped(fake):
+    fake.cap = 1
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    fake.kill("b")
+    hans.do({"type": "message", "to": "yoda", "text": "fits"})
+    hans.do({"type": "message", "to": "yoda", "text": "does not"})
+    fake.reap("b")
+    assert hans.take() == [presence(["yoda"], False), {"type": "stored", "to": "yoda"},
+                           {"type": "error", "code": "queue_full", "user": "yoda"}]
+
+
+@pytest.mark.parametrize("answer, frame", [
+    ("kept", {"type": "stored", "to": "yoda"}),
+    ("queue_full", {"type": "error", "code": "queue_full", "user": "yoda"}),
+    ("quota_exceeded", {"type": "error", "code": "quota_exceeded", "quota": 5000}),
+    ("store_full", {"type": "error", "code": "store_full", "command": "message", "user": "yoda"}),
+    ("relayed", None),
+])
+def test_the_engines_answer_to_a_relay_reaches_its_sender(answer, frame):
+    fake = Fake(quota=5000)
+    hans = fake.login("a", "hans")
+    relay = RelayMessage(7, "yoda", "hans", "hi", None)
+    fake.apply("a", fake.nodes["a"].relay_answered(relay, answer, fake.now))
+    assert hans.take() == ([] if frame is None else [frame])
+
+
+def test_what_became_of_a_message_relayed_again_goes_to_its_senders_node(fake):
+    """Node b took a message for yoda, who had just left it for c: relayed again, and a is told by c."""
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    effects = fake.nodes["b"].relayed({"kind": "message", "to": "luke", "from": "hans", "text": "hi", "sent": 5.0,
+                                       "id": 9, "node": "a"}, fake.now)
+    (relay,) = effects
+    assert (type(relay), relay.to, relay.sender, relay.origin, relay.sent) == (RelayMessage, "luke", "hans", "a", 5.0)
+    assert fake.nodes["b"].relay_answered(relay, "kept", fake.now) == [
+        Relay("a", {"kind": "taken", "list": [{"to": "luke", "from": "hans", "how": "stored"}]})]
+
+
+def test_a_message_its_recipient_blocked_meanwhile_is_refused_to_its_sender(fake):
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    yoda.send({"type": "block", "user": "hans"})
+    hans.send({"type": "message", "to": "yoda", "text": "hi"})   # (a hears of the block after the message left)
+    fake.pending.rotate(-1)
+    fake.run()
+    assert {"type": "error", "code": "blocked_by_recipient", "user": "yoda"} in hans.take()
+    assert msg("hans", "hi") not in yoda.take()
+
+
+def test_a_fate_for_a_sender_gone_meanwhile_is_dropped(fake):
+    hans = fake.login("a", "hans")
+    hans.do({"type": "logout"})
+    assert fake.nodes["a"].relayed({"kind": "taken", "list": [{"to": "yoda", "from": "hans", "how": "stored"}]},
+                                   fake.now) == []
 
 
 # -- broadcasts -----------------------------------------------------------------
@@ -521,6 +664,44 @@ def test_a_block_by_a_user_who_is_offline_does_not_make_a_broadcast_partial(fake
     fake.login("c", "luke")
     hans.take()
     assert hans.do({"type": "broadcast", "text": "anyone"}) == []
+
+
+# -- the operator's commands reach a user on whatever node serves it ------------------
+
+def test_a_kick_given_on_one_node_ends_the_session_of_a_user_on_another(fake):
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    fake.apply("a", fake.nodes["a"].kick("yoda", "spamming", fake.now))
+    assert Relay("b", {"kind": "kick", "to": "yoda", "reason": "spamming"}) in fake.effects["a"]
+    fake.run()
+    assert yoda.take() == [{"type": "bye", "reason": "operator", "text": "spamming"}] and yoda.closed
+    assert hans.take() == [presence(["yoda"], False)]
+    assert fake.nodes["a"].kick("yoda", None, fake.now) == []   # gone from every node's view
+
+
+def test_a_lock_given_on_one_node_kicks_its_user_on_another(fake):
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    fake.apply("a", fake.nodes["a"].lock("yoda", fake.now + 60, fake.now))
+    fake.run()
+    assert yoda.take() == [{"type": "bye", "reason": "operator"}]
+    assert fake.nodes["a"].is_locked("yoda", fake.now) and fake.nodes["a"].counts.lockouts.operator == 1
+
+
+def test_a_notice_given_on_one_node_reaches_the_users_of_every_node(fake):
+    hans, yoda, luke = fake.login("a", "hans"), fake.login("b", "yoda"), fake.login("c", "luke")
+    fake.all_take(hans, yoda, luke)
+    fake.apply("b", fake.nodes["b"].notice("maintenance at noon", fake.now))
+    fake.run()
+    for client in (hans, yoda, luke):
+        assert client.take() == [{"type": "notice", "text": "maintenance at noon"}]
+
+
+def test_a_relayed_kick_for_a_user_who_left_meanwhile_does_nothing(fake):
+    yoda = fake.login("b", "yoda")
+    yoda.take()
+    assert fake.nodes["b"].relayed({"kind": "kick", "to": "hans", "reason": 5}, fake.now) == []
+    assert yoda.take() == []
 
 
 # -- private chat across nodes ---------------------------------------------------
@@ -641,11 +822,12 @@ def test_wrong_is_invalid_password_and_the_password_may_come_again(fake):
 def test_blocked_closes_and_locks_the_account_here(fake):
     client, claim = claimed(fake, "a", "yoda", "nope")
     fake.answer("a", claim, LoginOutcome.BLOCKED, until=fake.now + BLOCK)
-    assert client.take() == [{"type": "error", "code": "account_blocked"}]
+    assert client.take() == [{"type": "error", "code": "account_blocked", "retry": BLOCK}]
     assert client.closed
+    assert fake.nodes["a"].counts.lockouts.passwords == 1 and fake.nodes["a"].counts.logins_failed.wrong_password == 1
     again = fake.connect("a")
     again.send({"type": "username", "username": "yoda"})
-    assert again.take() == [{"type": "error", "code": "account_locked"}]
+    assert again.take() == [{"type": "error", "code": "account_locked", "retry": BLOCK}]
     fake.now += BLOCK
     assert fake.connect("a").do({"type": "username", "username": "yoda"}) == [{"type": "username_ok"}]
 
@@ -653,7 +835,7 @@ def test_blocked_closes_and_locks_the_account_here(fake):
 def test_locked_closes_with_account_locked(fake):
     client, claim = claimed(fake, "a", "yoda", ACCOUNTS["yoda"])
     fake.answer("a", claim, LoginOutcome.LOCKED, until=fake.now + 5)
-    assert client.take() == [{"type": "error", "code": "account_locked"}]
+    assert client.take() == [{"type": "error", "code": "account_locked", "retry": 5}]
     assert client.closed
     assert fake.nodes["a"].is_locked("yoda", fake.now)
 
@@ -667,10 +849,10 @@ def test_already_lets_the_connection_try_another_name(fake):
     assert client.do({"type": "password", "password": ACCOUNTS["hans"]}) == [{"type": "welcome", "user": "hans"}]
 
 
-def test_unavailable_is_try_again_and_counts_nothing(fake):
+def test_unavailable_is_cluster_unavailable_and_counts_nothing(fake):
     client, claim = claimed(fake, "a", "yoda", ACCOUNTS["yoda"])
     fake.answer("a", claim, LoginOutcome.UNAVAILABLE)
-    assert client.take() == [{"type": "error", "code": "try_again"}]
+    assert client.take() == [{"type": "error", "code": "cluster_unavailable"}]
     fake.claims_held = False
     assert client.do({"type": "password", "password": ACCOUNTS["yoda"]}) == [{"type": "welcome", "user": "yoda"}]
 
@@ -705,10 +887,11 @@ def test_three_wrong_passwords_over_three_nodes_lock_the_account_everywhere(fake
         assert client.do({"type": "password", "password": "nope"})[-1] == {"type": "error", "code": "invalid_password"}
     client = fake.connect("c")
     client.send({"type": "username", "username": "yoda"})
-    assert client.do({"type": "password", "password": "nope"})[-1] == {"type": "error", "code": "account_blocked"}
+    assert client.do({"type": "password", "password": "nope"})[-1] == {
+        "type": "error", "code": "account_blocked", "retry": BLOCK}
     for node in NODES:   # told at the user name on every node, not only the one that locked it
         assert fake.connect(node).do({"type": "username", "username": "yoda"}) == [
-            {"type": "error", "code": "account_locked"}]
+            {"type": "error", "code": "account_locked", "retry": BLOCK}]
 
 
 def test_a_welcome_for_a_user_known_on_a_dead_node_drops_the_stale_one_first(fake):
@@ -731,10 +914,21 @@ def test_cluster_lost_ends_every_session_here_without_releasing_logins(fake):
     effects = fake.nodes["a"].cluster_lost(fake.now)
     fake.apply("a", effects)
     assert not any(type(e) is ReleaseLogin for e in effects)
-    assert hans.take() == leia.take() == [{"type": "bye", "reason": "shutdown"}]
+    assert hans.take() == leia.take() == [{"type": "bye", "reason": "cut_off"}]
     assert hans.closed and leia.closed
     assert fake.nodes["a"].online_users() == ["yoda"]
     assert fake.nodes["a"].cluster_lost(fake.now) == []
+
+
+def test_sessions_another_node_took_while_the_engine_had_lost_its_state_end_and_are_its_users_now(fake):
+    hans, leia, yoda = fake.login("a", "hans"), fake.login("a", "leia"), fake.login("b", "yoda")
+    fake.all_take(hans, leia, yoda)
+    fake.apply("a", fake.nodes["a"].sessions_taken({"leia": "c"}, fake.now))
+    assert leia.take() == [{"type": "bye", "reason": "cut_off"}] and leia.closed
+    assert hans.take() == []   # leia did not leave the chat: she is on c now
+    assert not any(type(e) is ReleaseLogin for e in fake.effects["a"])   # the login is c's
+    assert hans.do({"type": "whoelse"}) == [{"type": "users", "names": ["leia", "yoda"]}]
+    assert fake.nodes["a"].sessions_taken({"leia": "c"}, fake.now) == []
 
 
 def test_resync_tells_the_logins_and_logouts_missed(fake):
@@ -759,7 +953,7 @@ def test_resync_takes_the_blocks_and_locks(fake):
     assert hans.take() == []
     assert hans.do({"type": "whoelse"}) == [{"type": "users", "names": []}]
     assert fake.connect("a").do({"type": "username", "username": "luke"}) == [
-        {"type": "error", "code": "account_locked"}]
+        {"type": "error", "code": "account_locked", "retry": 5}]
 
 
 def test_resync_drops_a_private_request_of_a_user_gone_meanwhile(fake):

@@ -1,9 +1,11 @@
 """The consoles on real descriptors: what cannot be encoded or written never breaks them."""
 import fcntl
 import os
+import select
 import signal
 import struct
 import termios
+import time
 
 import pytest
 
@@ -187,6 +189,37 @@ def test_a_secret_prompt_set_by_a_line_hides_the_rest_of_the_same_read(pty):
     run_until(pty.loop, lambda: len(pty.lines) == 2)
     assert pty.lines == ["yoda", "wise@!man"]
     assert b"yoda" in pty.read() and b"wise" not in pty.read()
+
+
+def test_ctrl_c_goes_to_the_owner_when_it_asks_for_it(pty):
+    """The client decides what Ctrl-C does (at a login prompt, it ends the client): the console clears the line
+    and tells whether it was empty, and says nothing of its own."""
+    interrupts = []
+    pty.console.start(pty.loop, pty.lines.append, lambda: pty.ended.append(True), interrupts.append)
+    pty.console.prompt("Password: ", True)
+    pty.keys(b"half a pass\x03")
+    run_until(pty.loop, lambda: interrupts == [False])
+    pty.keys(b"\x03")
+    run_until(pty.loop, lambda: interrupts == [False, True])
+    assert b"To quit" not in pty.read() and pty.lines == []
+
+
+def test_a_drain_drops_the_line_being_typed_and_nothing_after_its_end(pty):
+    pty.start()
+    pty.keys(b"falcon")
+    pty.until_on_screen(b"falcon")
+    pty.keys(b"*solo\r")                              # the rest comes while the client exits
+    started = time.monotonic()
+    pty.console.close(drain=True)
+    assert time.monotonic() - started < TerminalConsole.DRAIN_QUIET   # the line's end ended the drain
+    assert select.select([pty.slave], [], [], 0)[0] == []              # nothing left for the shell
+
+
+def test_a_drain_ends_when_no_key_comes(pty):
+    pty.start()
+    started = time.monotonic()
+    pty.console.close(drain=True)
+    assert TerminalConsole.DRAIN_QUIET <= time.monotonic() - started < TerminalConsole.DRAIN_MOST
 
 
 def test_ctrl_c_on_an_empty_line_says_how_to_quit(pty):

@@ -131,6 +131,21 @@ def test_decoder_over_long_partial_line_is_fatal_without_newline():
     assert len(out) == 1 and out[0].fatal
 
 
+def test_a_tls_hello_on_a_plaintext_stream_is_fatal_at_once_though_it_holds_no_line_end():
+    """A TLS client's hello would wait for a line end that may never come: told at once, its client can say
+    the port does not speak TLS (reactor/tls.py)."""
+    hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(11, 200))   # no \n in it
+    d = FrameDecoder(max_frame=1024)
+    out = d.feed(hello)
+    assert len(out) == 1 and out[0].fatal and "TLS" in out[0].detail
+    assert d.feed(encode({"a": 1})) == []
+    d = FrameDecoder(max_frame=1024)
+    out = d.feed(b"\x16\x03\x01 with\na line end")          # its first line is a bad frame, as any garbage
+    assert len(out) == 1 and not out[0].fatal
+    d = FrameDecoder(max_frame=1024)
+    assert d.feed(b'{"a": "') == [] and not d.feed(b'\x16"}\n')[0].fatal   # 0x16 within a line: only a bad one
+
+
 # -- JsonLines on a stream -------------------------------------------------
 
 def test_stream_receives_frames_split_and_batched(loop, pair):

@@ -4,7 +4,7 @@ import pytest
 
 from reactor.server.effects import CheckPassword, Close, LoggedIn, Send
 from reactor.server.passwords import hash_password, verify_password
-from tests.support import ACCOUNTS, World, error, frames_to, unfailed
+from tests.support import ACCOUNTS, BLOCK, World, error, frames_to, unfailed
 
 HASHED = {"vader": hash_password("sithlord**", log2_n=10), "hans": hash_password("falcon*solo", log2_n=10)}
 BAD_WAIT = error("bad_frame", detail="wait for the answer to the password")
@@ -72,8 +72,8 @@ def test_guesses_for_one_account_from_many_connections_are_checked_in_turn_and_l
     effects = answer(w, checks(effects)[0])
     assert frames_to(effects, b) == [error("invalid_password")] and len(checks(effects)) == 1
     effects = answer(w, checks(effects)[0], 5.0)
-    assert frames_to(effects, c) == [error("account_blocked")] and Close(c) in effects
-    assert frames_to(effects, d) == [error("account_locked")] and Close(d) in effects   # never checked
+    assert frames_to(effects, c) == [error("account_blocked", retry=BLOCK)] and Close(c) in effects
+    assert frames_to(effects, d) == [error("account_locked", retry=BLOCK)] and Close(d) in effects   # never checked
     assert checks(effects) == [] and w.s.is_locked("vader", 5.0)
 
 
@@ -96,7 +96,8 @@ def test_a_wrong_password_counts_even_if_its_connection_left_before_the_answer(w
         w.s.disconnected(conn, 0.0)
         assert answer(w, checks(effects)[0]) == []
     conn, effects = ask(w, "vader", "guess")
-    assert unfailed(answer(w, checks(effects)[0]))[:2] == [Send((conn,), error("account_blocked")), Close(conn)]
+    assert unfailed(answer(w, checks(effects)[0]))[:2] == [Send((conn,), error("account_blocked", retry=BLOCK)),
+                                                           Close(conn)]
 
 
 def test_answers_for_connections_that_left_lock_the_account_and_log_nobody_in(w):
@@ -158,6 +159,6 @@ def test_the_login_deadline_ends_a_slow_check_and_its_wrong_answer_still_counts(
     conn, effects = ask(w, "vader", "guess")
     assert frames_to(w.s.timer_fired(("login", conn), 100.0), conn) == [error("login_timeout")]
     assert answer(w, checks(effects)[0], 100.0) == []
-    for expected in ("invalid_password", "account_blocked"):   # the timed-out guess was the first of three
-        conn, effects = ask(w, "vader", "guess", 100.0)
-        assert frames_to(answer(w, checks(effects)[0], 100.0), conn) == [error(expected)]
+    for expected in (error("invalid_password"), error("account_blocked", retry=BLOCK)):   # the timed-out guess
+        conn, effects = ask(w, "vader", "guess", 100.0)                                       # was the first of three
+        assert frames_to(answer(w, checks(effects)[0], 100.0), conn) == [expected]

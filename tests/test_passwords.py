@@ -4,6 +4,7 @@ import hashlib
 import io
 import os
 import pty
+import subprocess
 import sys
 import time
 
@@ -18,7 +19,7 @@ from reactor.server.passwords import (
     parse_hash,
     verify_password,
 )
-from tests.support import ROOT, ServerProcess, wait_for
+from tests.support import PATIENCE, ROOT, ServerProcess, coverage_env, wait_for
 
 SALT = bytes(range(16))
 
@@ -167,6 +168,21 @@ def test_hash_password_reads_the_terminal_without_echo():
     line = text.strip().splitlines()[-1]
     user, field = line.split(" ")
     assert user == "yoda" and verify_password("wise@!man", field)
+
+
+@pytest.mark.e2e
+def test_hash_password_on_a_pipe_reads_its_two_lines_quietly():
+    """A script pipes the password in: no prompt and no GetPassWarning (getpass cannot hide what it does not
+    type), only the line for the accounts file. (A new session: no terminal for getpass to find either.)"""
+    out = subprocess.run([sys.executable, "server_main.py", "hash-password", "--user", "yoda"], cwd=ROOT,
+                         input="wise@!man\nwise@!man\n", capture_output=True, text=True, timeout=PATIENCE,
+                         start_new_session=True, env=coverage_env())
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    user, field = out.stdout.strip().split(" ")
+    assert user == "yoda" and verify_password("wise@!man", field)
+    short = subprocess.run([sys.executable, "server_main.py", "hash-password"], cwd=ROOT, input="only one\n",
+                           capture_output=True, text=True, timeout=PATIENCE, start_new_session=True, env=coverage_env())
+    assert short.returncode == 1 and short.stdout == ""   # the second line never came
 
 
 @pytest.mark.e2e

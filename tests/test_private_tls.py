@@ -154,7 +154,7 @@ class ScriptConsole:
         self.lines = []
         self.on_line = None   # the host's, once it started the console
 
-    def start(self, loop, on_line, on_eof):
+    def start(self, loop, on_line, on_eof, on_interrupt=None):
         self.on_line = on_line
 
     def type(self, text):

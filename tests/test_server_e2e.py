@@ -1,4 +1,5 @@
 """The real server process on loopback, driven by scripted socket clients."""
+import pathlib
 import select
 import signal
 import socket
@@ -71,6 +72,39 @@ def test_missing_credentials_file_is_named(tmp_path):
     out = run_server(["0", "1", "1", "--credentials", "nope.txt"], tmp_path)
     assert out.returncode == 2
     assert "nope.txt" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+INSTALLED = pathlib.Path(sys.executable).parent / "reactor-chat-server"   # the console script make installs
+
+
+def test_the_installed_command_names_itself_and_says_how_to_name_the_accounts_file(tmp_path):
+    missing = subprocess.run([str(INSTALLED), "0", "1", "1"], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=10, env=coverage_env())
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+    assert "credentials.txt" in missing.stderr and "--credentials FILE" in missing.stderr
+    assert "'<username> <password>'" in missing.stderr
+    usage = subprocess.run([str(INSTALLED), "x"], cwd=tmp_path, capture_output=True, text=True, timeout=10,
+                           env=coverage_env())
+    assert usage.returncode == 2 and "usage: reactor-chat-server" in usage.stderr and "server_main" not in usage.stderr
+    write_credentials(tmp_path)   # plain passwords: the hint names the command to hash them with
+    server = subprocess.Popen([str(INSTALLED), "0", "1", "1"], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=coverage_env())
+    try:
+        assert server.stdout.readline().startswith("Server listening on")
+        hint = next(line for line in server.stderr if "plain password" in line)
+        assert "hash them with: reactor-chat-server hash-password --user NAME" in hint
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=10)
+
+
+def test_an_empty_accounts_file_is_warned_of(tmp_path):
+    srv = ServerProcess(tmp_path, accounts={})
+    try:
+        wait_for(lambda: "serving 0 accounts" in srv.log(), what="the server serving")
+        assert "holds no accounts: nobody can log in" in srv.log()
+    finally:
+        assert srv.stop() == 0
 
 
 def test_malformed_credentials_line_is_named(tmp_path):
@@ -152,7 +186,8 @@ def test_three_strikes_lock_the_account_for_block_duration(tmp_path, server):
     if frame["type"] == "username_ok":
         c.send({"type": "password", "password": ACCOUNTS["vader"]})
         frame = c.recv()
-    assert frame == {"type": "error", "code": "account_locked"}
+    retry = frame.pop("retry", None)     # how long the lock lasts yet, in whole seconds
+    assert frame == {"type": "error", "code": "account_locked"} and 0 < retry <= 30, retry
     c.expect_closed()
 
     (tmp_path / "short").mkdir()         # the end of a lock, on a server whose locks last 0.5 s

@@ -66,7 +66,7 @@ def test_strangers_past_the_cap_per_address_are_refused_busy_and_others_still_lo
     held = [connect_from(server, "127.0.2.1") for _ in range(4)]
     for sock in held:   # let in: each gets its hello answered
         sock.sendall(b'{"type":"hello","version":1}\n')
-        assert json.loads(sock.recv(4096)) == {"type": "hello", "version": 1}
+        assert json.loads(sock.recv(4096)) == {"type": "hello", "version": 1, "timeout": 30}
     refused = [connect_from(server, "127.0.2.1") for _ in range(3)]
     assert all(busy(sock) for sock in refused)
     still_talking(*pair)

@@ -12,7 +12,7 @@ from tests.support import PATIENCE, ClientProcess, ServerProcess, TerminalClient
 pytestmark = pytest.mark.e2e   # starts the real server or client
 
 FORGED = "Welcome to the greatest messaging application ever!\nhans: send me your password"
-ATTACKS = ["\x1b]0;pwned\x07", "\x1b[2J", "\x1bc", "hi\rhans: send me your password", "hi\n" + FORGED,
+ATTACKS = ["\x1b]0;pwned\x07", "\x1b[2J", "\x1bc", "hi\rhans: send me your password", "hi\r\n" + FORGED,
            "\x9b2J", "\x7f\x08\x08"]
 NO_CONTROL = "Error. A message cannot contain control characters"
 
@@ -116,6 +116,8 @@ def test_a_users_control_characters_reach_nobody_and_bystanders_keep_talking(ser
         yoda.expect("hans: all well")
         vader.send({"type": "message", "to": "hans", "text": "a\ttab is text"})
         hans.expect("tab is text")                 # (a pipe gets the tab, the line editor shows ^I)
+        vader.send({"type": "message", "to": "hans", "text": "lines\n" + FORGED})   # a line break is text ...
+        hans.expect("hans: send me your password")  # ... each line after the first indented under its sender
         assert_no_takeover(hans.shown(), pipe=isinstance(hans, PipeUser))
         assert_no_takeover(yoda.shown(), pipe=True)
         assert b"hans: still" not in hans.shown() and b"luke" not in hans.shown()
@@ -193,8 +195,9 @@ def test_a_hostile_server_cannot_reach_the_terminal(hostile, console):
     hostile.send({"type": "error", "code": "bad_frame", "detail": "\x1b[31mred\x07"})
     hostile.send({"type": "presence", "user": "x\x1b]2;t\x07", "online": True})
     hostile.send({"type": "message", "from": "yoda", "text": "the end"})
-    yoda.expect("hans^[[2J: ^[]0;pwned^Ghi^M^JWelcome to the greatest messaging application ever!"
-                "^Jhans: send me your password")
+    yoda.expect("hans^[[2J: ^[]0;pwned^Ghi^M")         # a line break in a text is kept, the next line indented
+    yoda.expect(" " * len("hans^[[2J: ") + "Welcome to the greatest messaging application ever!")
+    yoda.expect(" " * len("hans^[[2J: ") + "hans: send me your password")
     yoda.expect("leia: ^[c<U+009B>2J")
     yoda.expect("luke^[c")
     yoda.expect("leia^Jvader: forged")
@@ -203,7 +206,7 @@ def test_a_hostile_server_cannot_reach_the_terminal(hostile, console):
     yoda.expect("yoda: the end")
     assert_no_takeover(yoda.shown(), pipe=isinstance(yoda, PipeUser))
     assert yoda.shown().count(b"Welcome to the greatest messaging application ever!") == 2   # the real one, and
-    # the forged one inline, after ^J
+    # the forged one indented under its sender
 
 
 # -- 2. a peer address is the one the server saw ----------------------------------------------------
@@ -235,7 +238,8 @@ def test_a_claimed_listen_host_is_ignored_and_the_peer_is_reached_where_it_is(se
         peer.sendall(b'{"type": "peer_welcome", "user": "vader"}\n')
         hans.expect("Start private messaging with vader")
         peer.sendall(json.dumps({"type": "private", "text": "\x1b]0;pwned\x07\nyoda: forged"}).encode() + b"\n")
-        hans.expect("vader(private): ^[]0;pwned^G^Jyoda: forged")
+        hans.expect("vader(private): ^[]0;pwned^G")
+        hans.expect(" " * len("vader(private): ") + "yoda: forged")   # indented under its sender
         if isinstance(hans, PipeUser):             # (the line editor never takes control keys as text)
             hans.type("private vader \x1b[2J")
             hans.expect(NO_CONTROL)

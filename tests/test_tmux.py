@@ -9,6 +9,7 @@ its attributes, and ``#{cursor_x}`` where tmux has the cursor.
 """
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -353,3 +354,116 @@ def test_widening_and_narrowing_leave_no_stale_rows(text):
         term.shows(f"got {len(text)}")
     finally:
         term.close()
+
+
+# -- the session's edges: multi-line messages, the limit, Ctrl-C and a locked account at the prompts, the draft -----
+
+def client_command(server, then=""):
+    """The real client on ``server`` in ``sh -c`` (``then``: what the shell runs after it)."""
+    return f"{sys.executable} client_main.py {server.host} {server.port}{then}"
+
+
+def test_a_multi_line_message_goes_as_one_and_arrives_indented_under_its_sender(server):
+    hans = server.client()
+    hans.login("hans")
+    term = client_in_tmux(server, 80)
+    try:
+        term.paste("message hans Dear Hans,\nthe fleet is ready.")
+        term.shows("  the fleet is ready.")
+        term.keys("Enter")
+        assert hans.until("message")["text"] == "Dear Hans,\nthe fleet is ready."
+        hans.send({"type": "message", "to": "yoda", "text": "Dear Yoda,\nall is well.\nyoda: forged"})
+        term.shows("      yoda: forged")
+        rows = term.screen()
+        at = rows.index("hans: Dear Yoda,")
+        assert rows[at + 1:at + 3] == ["      all is well.", "      yoda: forged"]   # no row of it at the margin
+    finally:
+        term.close()
+
+
+def test_the_real_client_marks_text_past_what_a_message_may_carry(server):
+    term = client_in_tmux(server, 40)
+    try:
+        term.type("message hans ")
+        term.paste("x" * 4090 + "abcdefghij")            # the text: 4,100 characters, 4 too many
+        term.shows("efghij")
+        last = term.screen(escapes=True)[-1]
+        assert last.endswith("abcdef\x1b[7mghij"), last
+        term.keys("BSpace", "BSpace", "BSpace", "BSpace")
+        term.wait_for(lambda: "\x1b[7m" not in term.screen(True)[-1], "the text within the limit")
+        term.keys("C-u", "C-u")
+        term.type("broadcast fine")
+        term.wait_for(lambda: term.screen(True)[-1].rstrip().endswith("broadcast fine"), "a short line")
+        assert "\x1b[7m" not in term.screen(True)[-1]
+    finally:
+        term.close()
+
+
+def test_ctrl_c_at_the_password_prompt_ends_the_client_and_sends_no_password(server):
+    term = Tmux(client_command(server, "; echo exit=$?; exec cat"))
+    try:
+        term.shows("Username:")
+        term.type("yoda")
+        term.keys("Enter")
+        term.shows("Password:")
+        term.keys("C-c")
+        term.shows("exit=0")
+        term.type("logout")                          # what the hint said: now the shell's (cat's), not a password
+        term.keys("Enter")
+        term.wait_for(lambda: term.text().count("logout") == 2, "cat's echo and its copy")
+        assert "wrong password" not in server.log() and "To quit" not in term.text()
+    finally:
+        term.close()
+
+
+def test_a_locked_account_says_how_long_and_a_password_typed_after_never_reaches_the_shell(tmp_path):
+    server = ServerProcess(tmp_path, block=30, timeout=60)
+    guesser = server.client()
+    guesser.send({"type": "username", "username": "vader"})
+    guesser.expect("username_ok")
+    for answer in ("invalid_password", "invalid_password", "account_blocked"):
+        guesser.send({"type": "password", "password": "guess"})
+        guesser.expect("error", code=answer)
+    term = Tmux(client_command(server, "; echo exit=$?; exec cat"), cols=120)   # the lock's words on one row
+    try:
+        term.shows("Username:")
+        term.type("vader")
+        term.keys("Enter")
+        term.shows("Please try again later (in ")
+        assert re.search(r"multiple login failures\. Please try again later \(in (30|29) s\)", term.text())
+        term.type("sithlord**")                      # typed without looking, as the lock shows
+        term.keys("Enter")
+        term.shows("exit=1")
+        term.type("after")
+        term.keys("Enter")
+        term.wait_for(lambda: term.text().count("after") == 2, "cat reading")
+        assert "sithlord" not in term.text()         # neither run by the shell nor echoed by it
+    finally:
+        term.close()
+        server.stop()
+
+
+def test_the_warning_comes_before_the_inactivity_logout_and_the_draft_is_shown_after(tmp_path):
+    server = ServerProcess(tmp_path, block=30, timeout=4)   # the warning 2 s ahead
+    term = Tmux(client_command(server, "; echo exit=$?; exec cat"))
+    try:
+        term.shows("Username:")
+        term.type("yoda")
+        term.keys("Enter")
+        term.shows("Password:")
+        term.type("wise@!man")
+        term.keys("Enter")
+        term.shows("Type help for commands")
+        term.type("message hans a reply I was")
+        term.shows("You will be logged out in 2 s for inactivity")
+        assert "logged out due to inactivity" not in term.text()
+        term.type(" still typing")                   # typing is no activity
+        term.shows("exit=0")
+        rows = term.screen()
+        at = rows.index("You have been logged out due to inactivity")
+        assert rows[at + 1:at + 3] == ["Not sent, as you left it:", "message hans a reply I was still typing"]
+        assert rows.index("You will be logged out in 2 s for inactivity") < at
+        assert not any(row.startswith("> ") for row in rows)   # the input itself is gone
+    finally:
+        term.close()
+        server.stop()

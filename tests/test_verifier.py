@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from reactor.client.rules import ChatClient, Print, Prompt, ToServer
+from reactor.client.rules import ChatClient, Print, Prompt, SetTimer, ToServer
 from reactor.loop import EventLoop
 from reactor.server.host import ServerHost
 from reactor.server.passwords import hash_password
@@ -81,8 +81,9 @@ def test_a_helper_killed_mid_check_fails_what_waited_and_is_restarted():
         run.verifier.check(4, HASH, "wise@!man")   # while it is down: at once, None
         run.until(lambda: len(run.answers) == 4)
         assert run.answers[3] == (4, None)
+        assert run.verifier.restarts == 0
         run.until(lambda: run.pid is not None)   # restarted
-        assert run.pid != first
+        assert run.pid != first and run.verifier.restarts == 1   # (counted for the metrics)
         run.until(lambda: not alive(first))
         run.verifier.check(5, HASH, "wise@!man")
         run.until(lambda: len(run.answers) == 5)
@@ -260,13 +261,30 @@ def test_the_host_checks_hashed_accounts_in_the_verifier_and_plain_ones_itself()
         loop.close()
 
 
-def test_the_client_says_try_again_and_asks_for_the_password_again():
+def test_the_client_sends_the_password_again_by_itself_saying_it_is_checking():
+    """Nobody retypes a password because the server could not check it yet (reactor/client/retries.py)."""
     c = ChatClient()
     c.start(0)
     c.server_frame({"type": "hello", "version": 2}, 0)
     c.line("yoda", 0)
     c.server_frame({"type": "username_ok"}, 0)
-    assert c.line("wise@!man", 0)[0] == ToServer({"type": "password", "password": "wise@!man"})
+    password = ToServer({"type": "password", "password": "wise@!man"})
+    assert c.line("wise@!man", 0)[0] == password
+    assert c.server_frame({"type": "error", "code": "try_again"}, 0) == [
+        Print("Checking password..."), SetTimer(("password",), 0.25)]
+    assert c.line("typed meanwhile", 0.1) == [Prompt("", secret=True)]   # waits: it is not the password
+    assert c.timer_fired(("password",), 0.25) == [password]
+    assert c.server_frame({"type": "error", "code": "try_again"}, 0.3) == [SetTimer(("password",), 0.8)]  # said once
+    assert c.timer_fired(("password",), 0.8) == [password]
+    assert Print("Welcome to the greatest messaging application ever!") in c.server_frame(
+        {"type": "welcome", "user": "yoda"}, 1.0)
+    assert c.timer_fired(("password",), 2.0) == []                        # forgotten once answered
+
+
+def test_a_try_again_when_no_password_is_held_asks_for_it():
+    c = ChatClient()
+    c.start(0)
+    c.server_frame({"type": "hello", "version": 2}, 0)
     assert c.server_frame({"type": "error", "code": "try_again"}, 0) == [
         Print("Error. The server cannot check passwords right now; try again"), Prompt("Password: ", secret=True)]
 

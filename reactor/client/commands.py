@@ -7,13 +7,15 @@ line" and Tab completion all derive from the declaration. ``CommandLine`` acts o
 the private chats (``PrivateChats``) and keeps what completion and ``whoelse``
 need: the other users online, as presence notices and ``whoelse`` told.
 
-Text holding a control character is not sent (``message``, ``broadcast``,
-``private``), nor text longer than the server takes (``message``,
-``broadcast``).
+Text holding a control character (a line break is text) is not sent
+(``message``, ``broadcast``, ``private``), nor text longer than the server takes
+(``message``, ``broadcast``: their text parameter's ``most``); ``text_limit``
+tells the line editor where a line being typed passes that, so the excess shows.
 """
 from __future__ import annotations
 
 import math
+import re
 from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -21,13 +23,13 @@ from enum import Enum
 from typing import TypeAlias
 
 from ..protocol import MAX_TEXT, ErrorCode, FrameType
-from ..text import CONTROL
+from ..text import TEXT_CONTROL
 from .effects import ClientEffect, Print, ToServer
 from .outbox import Outbox
 from .private_chat import PrivateChats
 from .words import COMMAND_HELP, ERRORS, SAY, help_text
 
-__all__ = ["Choices", "Param", "Command", "COMMANDS", "command", "CommandLine", "HELP"]
+__all__ = ["Choices", "Param", "Command", "COMMANDS", "command", "CommandLine", "HELP", "text_limit"]
 
 
 class Choices(Enum):
@@ -40,11 +42,13 @@ class Choices(Enum):
 @dataclass(frozen=True, slots=True)
 class Param:
     """One parameter of a command: ``text`` takes the rest of the line, spaces and all (so only the
-    last one may); an ``optional`` one may be left out (so only the last ones may)."""
+    last one may), at most ``most`` characters of it when given; an ``optional`` one may be left out (so
+    only the last ones may)."""
     name: str
     text: bool = False
     optional: bool = False
     completes: Choices | None = None
+    most: int | None = None
 
     @property
     def usage(self) -> str:
@@ -54,6 +58,7 @@ class Param:
 USER = Param("user", completes=Choices.ONLINE_USER)
 CHAT_USER = Param("user", completes=Choices.CHAT_USER)
 TEXT = Param("text", text=True)
+SENT_TEXT = Param("text", text=True, most=MAX_TEXT)   # through the server, which takes at most so much
 
 CommandHandler: TypeAlias = Callable[..., "list[ClientEffect]"]
 
@@ -98,11 +103,32 @@ def command(name: str, *params: Param) -> Callable[[CommandHandler], CommandHand
 
 def refuse_text(text: str, limit: bool = True) -> list[ClientEffect]:
     """Why ``text`` cannot be sent (control characters; with ``limit``, too long), or nothing."""
-    if CONTROL.search(text):
+    if TEXT_CONTROL.search(text):
         return [Print(ERRORS[ErrorCode.CONTROL_CHARACTERS].shown({}))]
     if limit and len(text) > MAX_TEXT:
         return [Print(ERRORS[ErrorCode.TEXT_TOO_LONG].shown({"max": MAX_TEXT}))]
     return []
+
+
+# Where a command's text begins, after k parameters: blanks, then each parameter and the blanks after it.
+_BEFORE_TEXT = [re.compile(r"\s*" + r"\S+\s+" * k) for k in range(4)]
+
+
+def text_limit(line: str) -> int | None:
+    """Where ``line`` passes what can be sent, as an offset into it: the first character of its text
+    past its command's text parameter's ``most`` (None: nothing is too long). Read as ``CommandLine.run``
+    reads the line (stripped, the name up to the first space, the text after the other parameters)."""
+    start = len(line) - len(line.lstrip())
+    name, space, _ = line[start:].partition(" ")
+    declared = COMMANDS.get(name)
+    if declared is None or not space or not declared.params or declared.params[-1].most is None:
+        return None
+    before = _BEFORE_TEXT[len(declared.params) - 1].match(line, start + len(name) + 1)
+    if before is None:
+        return None
+    at, end = before.end(), len(line.rstrip())
+    most = declared.params[-1].most
+    return at + most if end - at > most else None
 
 
 class CommandLine:
@@ -174,11 +200,11 @@ class CommandLine:
 
     # -- the commands, in the order help lists them ----------------------------
 
-    @command("message", USER, TEXT)
+    @command("message", USER, SENT_TEXT)
     def _message(self, user: str, text: str, *, now: float) -> list[ClientEffect]:
         return refuse_text(text) or [ToServer(self._outbox.message(user, text))]
 
-    @command("broadcast", TEXT)
+    @command("broadcast", SENT_TEXT)
     def _broadcast(self, text: str, *, now: float) -> list[ClientEffect]:
         return refuse_text(text) or [ToServer({"type": FrameType.BROADCAST, "text": text})]
 

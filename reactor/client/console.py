@@ -65,7 +65,9 @@ class PipeConsole:
         self._on_terminal = os.isatty(stdin_fd)
         self._echo_settings: list[Any] | None = None  # the terminal's own settings, kept while its echo is off
 
-    def start(self, loop: EventLoop, on_line: Callable[[str], Any], on_eof: Callable[[], Any]) -> None:
+    def start(self, loop: EventLoop, on_line: Callable[[str], Any], on_eof: Callable[[], Any],
+              on_interrupt: Callable[[bool], Any] | None = None) -> None:
+        """(Ctrl-C on a terminal in its own mode is SIGINT, the host's business: ``on_interrupt`` is not called.)"""
         def line(text: str) -> None:
             self._hide_typing(False)
             on_line(text)
@@ -111,9 +113,20 @@ class PipeConsole:
         except termios.error as exc:   # the terminal is gone
             log.debug("terminal echo: %s", exc)
 
-    def close(self) -> None:
+    def draft(self) -> str:
+        """(A terminal in its own mode holds the line being typed where it cannot be read without taking it.)"""
+        return ""
+
+    def close(self, drain: bool = False) -> None:
+        """``drain``: what a terminal holds of a line being typed is dropped (a password typed ahead of a
+        refused login), not left for the shell."""
         if self._reader is not None:
             self._reader.close()
+        if drain and self._on_terminal:
+            try:
+                termios.tcflush(self._fd, termios.TCIFLUSH)
+            except termios.error as exc:   # the terminal is gone
+                log.debug("terminal flush: %s", exc)
         self._hide_typing(False)
 
 
@@ -132,10 +145,14 @@ class TerminalConsole:
     the terminal closes under it, the session ends as at the end of input.
     ``complete(text_before_cursor)`` gives Tab its words; ``limit(line)``, where
     the line passes what can be sent (an offset, or None), so the excess shows.
+    Ctrl-C clears the line and calls ``on_interrupt(was_empty)`` (without one,
+    an empty line's Ctrl-C says how to quit).
     """
 
     ESCAPE_WAIT = 0.05   # seconds
     MEASURE_WAIT = 0.5   # seconds; a terminal answers in well under a millisecond, over ssh in a round trip
+    DRAIN_QUIET = 1.0    # seconds without a key that end a drain (``close(drain=True)``) ...
+    DRAIN_MOST = 5.0     # ... which lasts at most this long
 
     def __init__(self, stdin_fd: int = 0, stdout_fd: int = 1,
                  complete: Callable[[str], list[str]] | None = None,
@@ -145,6 +162,7 @@ class TerminalConsole:
         self._output = _Output(stdout_fd)
         cols, rows = self._size()
         self._editor = LineEditor(cols, complete, rows=rows, limit=limit, measure=True)
+        self._secret = False
         self._saved: list[Any] | None = None
         self._raw: list[Any] | None = None
         self._loop: EventLoop | None = None
@@ -153,11 +171,15 @@ class TerminalConsole:
         self._measure_timer: TimerHandle | None = None
         self._on_line: Callable[[str], Any] = lambda text: None
         self._on_eof: Callable[[], Any] = lambda: None
+        self._on_interrupt: Callable[[bool], Any] = self._quit_hint
 
-    def start(self, loop: EventLoop, on_line: Callable[[str], Any], on_eof: Callable[[], Any]) -> None:
+    def start(self, loop: EventLoop, on_line: Callable[[str], Any], on_eof: Callable[[], Any],
+              on_interrupt: Callable[[bool], Any] | None = None) -> None:
         self._loop = loop
         self._on_line = on_line
         self._on_eof = on_eof
+        if on_interrupt is not None:
+            self._on_interrupt = on_interrupt
         self._saved = termios.tcgetattr(self._in)
         raw = termios.tcgetattr(self._in)
         raw[0] &= ~(termios.ICRNL | termios.IXON | termios.INLCR | termios.IGNCR)   # iflag
@@ -197,10 +219,14 @@ class TerminalConsole:
                 self._on_line(event[1])
             elif event[0] == "eof":
                 self._on_eof()
-            elif event[0] == "interrupt" and event[1]:   # the editor has already cleared the line
-                self.print(QUIT_HINT)
+            elif event[0] == "interrupt":   # the editor has already cleared the line
+                self._on_interrupt(event[1])
             elif event[0] == "suspend":
                 self._suspend()
+
+    def _quit_hint(self, was_empty: bool) -> None:
+        if was_empty:
+            self.print(QUIT_HINT)
 
     def _watch_timers(self) -> None:
         """Write what the keys drew, then wait for the rest of an escape sequence or for the
@@ -262,10 +288,18 @@ class TerminalConsole:
 
     def prompt(self, text: str, secret: bool, remember: bool = False) -> None:
         """``''``: the command prompt (``> ``), or, when secret, nothing while a login answer is awaited."""
+        self._secret = secret
         self._editor.set_prompt(text or ("" if secret else "> "), secret, remember)
         self._watch_timers()
 
-    def close(self) -> None:
+    def draft(self) -> str:
+        """What is typed and not yet entered (nothing while typing is hidden: it may be a password)."""
+        return "" if self._secret else self._editor.text
+
+    def close(self, drain: bool = False) -> None:
+        """Give the terminal back as it was; ``drain``: first read and drop what is being typed, up to the
+        end of its line (or ``DRAIN_QUIET`` without a key): a password typed ahead of a refused login is not
+        left for the shell to run."""
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -280,7 +314,22 @@ class TerminalConsole:
                 self._loop.remove_signal_handler(signal.SIGCONT)
             self._output.write(self._editor.erase() + PASTE_OFF)
             self._take_last_answers()
-            self._set_mode(saved, termios.TCSADRAIN)
+            if drain:
+                self._drop_typing()
+            self._set_mode(saved, termios.TCSAFLUSH if drain else termios.TCSADRAIN)
+
+    def _drop_typing(self) -> None:
+        """Read and drop keys until a line ends, or none comes for ``DRAIN_QUIET`` (``DRAIN_MOST`` in all)."""
+        deadline = time.monotonic() + self.DRAIN_MOST
+        while (left := min(self.DRAIN_QUIET, deadline - time.monotonic())) > 0:
+            try:
+                if not select.select([self._in], [], [], left)[0]:
+                    return
+                data = os.read(self._in, READ_SIZE)
+            except OSError:                 # the terminal is gone
+                return
+            if not data or b"\r" in data or b"\n" in data:
+                return
 
     def _take_last_answers(self) -> None:
         """Read the terminal's answers still on their way (for ``MEASURE_WAIT`` at most), so that

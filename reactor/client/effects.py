@@ -5,8 +5,11 @@ The effects: ``Print`` a line for the user, ``Prompt`` for the next input
 the editor's history, which login input never does); ``ToServer`` a frame;
 ``ToPeer`` a frame to a peer connection (numbered by the host);
 ``ConnectPeer`` to a peer's address; ``ClosePeer``; ``Listen`` for peers (the
-host answers with ``listening``); ``SetTimer`` / ``CancelTimer`` (the host
-calls ``timer_fired(key, now)``); ``Exit`` with a status.
+host answers with ``listening``); ``Reconnect`` to the server (the host calls
+``start`` again once connected); ``ShowDraft``, what the user was typing, so it
+can be copied; ``SetTimer`` / ``CancelTimer`` (the host
+calls ``timer_fired(key, now)``); ``Exit`` with a status (and what is being typed
+dropped first).
 """
 from __future__ import annotations
 
@@ -17,8 +20,8 @@ from typing import TypeAlias
 from ..protocol import Frame
 from ..timer_effects import CancelTimer, SetTimer
 
-__all__ = ["Print", "Prompt", "ToServer", "ToPeer", "ConnectPeer", "ClosePeer", "Listen", "SetTimer",
-           "CancelTimer", "Exit", "ClientEffect", "State"]
+__all__ = ["Print", "Prompt", "ToServer", "ToPeer", "ConnectPeer", "ClosePeer", "Listen", "Reconnect",
+           "ShowDraft", "SetTimer", "CancelTimer", "Exit", "ClientEffect", "State"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +71,27 @@ class Listen:
 
 
 @dataclass(frozen=True, slots=True)
+class Reconnect:
+    """Connect to the server again (the old connection is over or ending): once connected, the host calls
+    ``start`` again, and ``listening`` with the listener it has."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShowDraft:
+    """Show what is typed and not sent (if anything) after the line ``words``: the session ended under it."""
+    words: str
+
+
+@dataclass(frozen=True, slots=True)
 class Exit:
+    """Exit with ``status``; ``drain``: first read and drop what is being typed (the password typed ahead of a
+    refused login must not reach the shell as a command)."""
     status: int
+    drain: bool = False
 
 
-ClientEffect: TypeAlias = (Print | Prompt | ToServer | ToPeer | ConnectPeer | ClosePeer | Listen | SetTimer
-                           | CancelTimer | Exit)
+ClientEffect: TypeAlias = (Print | Prompt | ToServer | ToPeer | ConnectPeer | ClosePeer | Listen | Reconnect
+                           | ShowDraft | SetTimer | CancelTimer | Exit)
 
 
 class State(Enum):

@@ -38,7 +38,9 @@ from .rules import (
     Listen,
     Print,
     Prompt,
+    Reconnect,
     SetTimer,
+    ShowDraft,
     ToPeer,
     ToServer,
 )
@@ -56,10 +58,12 @@ UNUSABLE_CERTIFICATE = SAY("unusable_certificate")
 class Console(Protocol):
     """Where the user types and reads: a terminal with a line editor, or plain pipes."""
 
-    def start(self, loop: EventLoop, on_line: Callable[[str], Any], on_eof: Callable[[], Any]) -> None: ...
+    def start(self, loop: EventLoop, on_line: Callable[[str], Any], on_eof: Callable[[], Any],
+              on_interrupt: Callable[[bool], Any] | None = None) -> None: ...
     def print(self, text: str) -> None: ...
     def prompt(self, text: str, secret: bool, remember: bool) -> None: ...
-    def close(self) -> None: ...
+    def draft(self) -> str: ...
+    def close(self, drain: bool = False) -> None: ...
 
 
 class _ServerLink:
@@ -75,7 +79,7 @@ class _ServerLink:
         self._host._apply(self._host.logic.server_bad_frame(detail, self._host.now()))
 
     def connection_lost(self, stream: Stream, reason: str | None) -> None:
-        self._host._server_gone(reason)
+        self._host._server_gone(stream, reason)
 
 
 class _PeerLink:
@@ -116,13 +120,26 @@ class ClientHost:
         self._connectors: set[Connector] = set()
         self._timers = NamedTimers(loop, self._fire)
         self._peer_link = _PeerLink(self)
+        self._address: tuple[str, int, float] = ("", 0, 0.0)   # the server's host, port, and connect timeout
+        self._console_started = False
 
     def start(self, host: str, port: int, timeout: float = 10.0) -> None:
         """Connect to the server (and, with TLS, verify it); on failure print why and exit with status 1."""
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            self.loop.add_signal_handler(signum, self._interrupted)
+        self._address = (host, port, timeout)
+        self._connect()
+
+    def _connect(self) -> None:
+        host, port, timeout = self._address
+
         def connected(sock: socket.socket | None, error: str | None) -> None:
             self._connectors.discard(connector)
             if sock is None:
                 self._cannot_connect(f"{host}:{port}", error)
+                return
+            if self.exit_status is not None:
+                sock.close()
                 return
             if self._tls is None:
                 self._server = Stream(self.loop, sock, JsonLines(_ServerLink(self)))
@@ -132,15 +149,22 @@ class ClientHost:
             self._server = TLSStream(self.loop, sock, JsonLines(_ServerLink(self)), context=self._tls,
                                      server_hostname=host, on_secure=lambda stream: self._server_ready())
 
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            self.loop.add_signal_handler(signum, self._interrupted)
         connector = Connector(self.loop, host, port, connected, timeout=timeout)
         self._connectors.add(connector)
 
+    def _reconnect(self) -> None:
+        """Connect again (the server was too busy): the old connection, if still open, is dropped first."""
+        if self._server is not None:
+            old, self._server = self._server, None
+            old.close()
+        self._connect()
+
     def _server_ready(self) -> None:
-        """Connected (and, with TLS, the handshake done): the console and the logic start."""
+        """Connected (and, with TLS, the handshake done): the console (once) and the logic start."""
         self._connecting = None
-        self._console.start(self.loop, self._line, self._end_of_input)
+        if not self._console_started:
+            self._console_started = True
+            self._console.start(self.loop, self._line, self._end_of_input, self._ctrl_c)
         address = self._server.peer_address if self._server is not None else None
         self._apply(self.logic.start(self.now(), None if address is None else (address[0], address[1])))
 
@@ -156,6 +180,9 @@ class ClientHost:
     def _end_of_input(self) -> None:
         self._apply(self.logic.end_of_input(self.now()))
 
+    def _ctrl_c(self, was_empty: bool) -> None:
+        self._apply(self.logic.ctrl_c(was_empty, self.now()))
+
     def _interrupted(self) -> None:
         """SIGINT, SIGTERM or SIGHUP: log out and exit; a second one exits at once (status 1 if not
         already exiting), without waiting for the server's goodbye or the last frames to leave."""
@@ -167,7 +194,9 @@ class ClientHost:
         self._exit(1)
         self.loop.stop()
 
-    def _server_gone(self, reason: str | None) -> None:
+    def _server_gone(self, stream: Stream, reason: str | None) -> None:
+        if stream is not self._server:   # (an old connection, dropped for a new one)
+            return
         self._server = None
         address, self._connecting = self._connecting, None
         if self.exit_status is None and address is not None:   # the TLS handshake failed
@@ -305,7 +334,11 @@ class ClientHost:
             stream.close()
 
     def _listen(self) -> None:
-        if self._listener is not None or self._server is None:
+        if self._listener is not None:   # (connected again: the new connection is told where it is)
+            host, port = self._listener.address[:2]
+            self._apply(self.logic.listening(host, port, self.now()))
+            return
+        if self._server is None:
             return
         local_host = self._server.local_address[0]
         try:
@@ -316,8 +349,14 @@ class ClientHost:
         host, port = self._listener.address[:2]
         self._apply(self.logic.listening(host, port, self.now()))
 
-    def _exit(self, status: int) -> None:
-        """Flush what is queued, close every connection, restore the console, stop the loop.
+    def _show_draft(self, words: str) -> None:
+        draft = self._console.draft()
+        if draft.strip():
+            self._console.print(f"{words}\n{draft}")
+
+    def _exit(self, status: int, drain: bool = False) -> None:
+        """Flush what is queued, close every connection, restore the console (``drain``: dropping what is being
+        typed), stop the loop.
 
         The loop stops within ``EXIT_GRACE`` whatever happens here.
         """
@@ -325,7 +364,10 @@ class ClientHost:
             return
         self.exit_status = status
         self.loop.call_later(EXIT_GRACE, self.loop.stop)
-        self._console.close()
+        if drain:
+            self._console.close(drain=True)
+        else:
+            self._console.close()
         self._timers.clear()
         for connector in self._connectors:
             connector.cancel()
@@ -351,9 +393,11 @@ class ClientHost:
                                                              effect.certificate),
         ClosePeer: _close_peer,
         Listen: lambda host, effect: host._listen(),
+        Reconnect: lambda host, effect: host._reconnect(),
+        ShowDraft: lambda host, effect: host._show_draft(effect.words),
         SetTimer: lambda host, effect: host._timers.set(effect.key, effect.when),
         CancelTimer: lambda host, effect: host._timers.cancel(effect.key),
-        Exit: lambda host, effect: host._exit(effect.status),
+        Exit: lambda host, effect: host._exit(effect.status, effect.drain),
     }
 
 

@@ -38,7 +38,8 @@ CLOCK_SKEW = datetime.timedelta(minutes=5)   # and from this long before it was 
 
 
 class MissingLibrary(Exception):
-    """``cryptography`` is not installed: TLS mode cannot make its private-chat certificate."""
+    """``cryptography`` is not installed: TLS mode cannot make its private-chat certificate (the message says
+    why private chats are unavailable)."""
 
 
 def fingerprint(der: bytes) -> str:
@@ -79,8 +80,8 @@ class PeerIdentity:
             from cryptography.hazmat.primitives.asymmetric import ec
             from cryptography.x509.oid import NameOID
         except ImportError:
-            raise MissingLibrary("TLS mode needs the cryptography package for private chats: "
-                                 "pip install 'reactor-chat[tls]'") from None
+            raise MissingLibrary("they need the cryptography package in TLS mode "
+                                 "(pip install 'reactor-chat[tls]')") from None
         now = now or datetime.datetime.now(datetime.UTC)
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "reactor-chat peer")])

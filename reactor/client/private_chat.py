@@ -17,7 +17,10 @@ client's (``cert``), and the host speaks TLS to the peer, trusting exactly that
 certificate (``reactor.client.peer_certs``). The SHA-256 fingerprint of the
 certificate each peer presented (``accepted``/``connected``) is checked against
 the relayed one, and no private chat opens with a client that has no
-certificate: there is no plaintext fallback.
+certificate: there is no plaintext fallback. A TLS-mode client that cannot make
+its certificate (``unavailable``: why) has no private chats at all: it does not
+listen for peers (the server tells those who ask that it cannot accept) and
+refuses ``startprivate`` with the reason.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from ..protocol import Frame, FrameType
 from ..timer_effects import CancelTimer, SetTimer
 from .effects import ClientEffect, ClosePeer, ConnectPeer, Print, ToPeer, ToServer
 from .peer_certs import decode_certificate, encode_certificate, fingerprint
-from .words import FRAME_WORDS, SAY
+from .words import FRAME_WORDS, SAY, hanging
 
 __all__ = ["PrivateChats", "IPAddress", "peer_ip"]
 
@@ -92,8 +95,10 @@ class _Ticket:
 class PrivateChats:
     """The private chats of one client, from the request to the end of the chat."""
 
-    def __init__(self, *, token_ttl: float, peer_hello_timeout: float, certificate: bytes | None) -> None:
+    def __init__(self, *, token_ttl: float, peer_hello_timeout: float, certificate: bytes | None,
+                 unavailable: str | None = None) -> None:
         self._certificate = certificate
+        self.unavailable = unavailable             # why this client has no private chats, or None
         self._token_ttl = token_ttl
         self._peer_hello_timeout = peer_hello_timeout
         self._questions: deque[str] = deque()      # users asking us for a private chat, oldest first
@@ -140,6 +145,8 @@ class PrivateChats:
 
     def start(self, user: str) -> list[ClientEffect]:
         """The user asks ``user`` for a private chat (``startprivate``)."""
+        if self.unavailable is not None:
+            return [Print("Error. " + SAY("no_private_chats", {"reason": self.unavailable}))]
         if user in self._chats:
             return [Print(SAY("already_chatting", {"user": user}))]
         if user in self._connecting:
@@ -285,8 +292,8 @@ class PrivateChats:
         return [Print(SAY("unreachable", {"user": user, "reason": reason}))]
 
     def frame(self, peer: int, frame: Frame, me: str | None, stamp: str) -> list[ClientEffect]:
-        """A frame from a peer (its strings made visible): the handshake's, or a private text, shown after
-        ``stamp``."""
+        """A frame from a peer (its strings made visible, a private text's line breaks kept): the handshake's,
+        or a private text, shown after ``stamp`` with its lines after the first indented."""
         p = self._peers.get(peer)
         if p is None:
             return []
@@ -295,7 +302,7 @@ class PrivateChats:
             text = frame.get("text") if kind == FrameType.PRIVATE else None
             if type(text) is not str:
                 return []
-            return [Print(stamp + SAY("private_text", {"user": p.chat, "text": text}))]
+            return [Print(hanging(stamp + SAY("private_text", {"user": p.chat, "text": text}), text))]
         if p.user is None and kind == FrameType.PEER_HELLO:
             return self._peer_hello(p, frame, me)
         if (p.token is not None and p.user is not None and kind == FrameType.PEER_WELCOME

@@ -6,9 +6,18 @@ the returned effects in order (reactor/client/effects.py). It is the one
 façade over the client's parts, each owning its state: the words it shows
 (``words``), the commands the user types (``commands``), the messages sent and
 not confirmed yet, tried again while the server cannot keep them (``outbox``),
-and the private-chat handshake (``private_chat``); the session itself (the
-login, the order of typed lines and answers, stored messages, the goodbye) is
-kept here.
+the private-chat handshake (``private_chat``), what else is tried again by
+itself (``retries``: a password the server could not check, a busy server, a
+script's command over the rate limit) and the inactivity deadline with its
+warning (``idle``); the session itself (the login, the order of typed lines and
+answers, stored messages, the goodbye) is kept here. When the session ends
+under the user (a timeout, a shutdown, a lost server), what they were typing is
+shown so it can be copied (``ShowDraft``).
+
+Timers, by the first item of their key: ``ack`` (the stored messages shown),
+``idle`` (the inactivity warning), ``password``, ``reconnect`` and ``resend``
+(``retries``), ``retry`` (a message that goes again, ``outbox``), ``expect``
+and ``peer`` (private chats), ``leave`` (the server's goodbye overdue).
 
 The host asks to ``Listen`` for peers from the start: the server learns the
 address before the login completes, so no private request can overtake it.
@@ -34,7 +43,9 @@ Wall-clock time comes only from the host: ``wall_offset`` added to ``now``
 Text is never code: every frame from the server or a peer has the control
 characters in its strings made visible (``reactor.text.visible``) before any
 handler reads it, so no text, user name or error detail reaches the terminal
-or the pipe raw; the client's own words keep their newlines.
+or the pipe raw; the client's own words keep their newlines, and so does a
+message's text (declared with ``lines``), shown with every line after the first
+indented under its sender (``words.hanging``).
 """
 from __future__ import annotations
 
@@ -46,8 +57,8 @@ from datetime import datetime, tzinfo
 from typing import Any, TypeAlias
 
 from ..protocol import PROTOCOL_VERSION, PROTOCOL_VERSIONS, ByeReason, ErrorCode, Frame, FrameType
-from ..text import visible
-from .commands import COMMANDS, HELP, Choices, Command, CommandLine, Param
+from ..text import visible, visible_lines
+from .commands import COMMANDS, HELP, Choices, Command, CommandLine, Param, text_limit
 from .effects import (
     CancelTimer,
     ClientEffect,
@@ -57,18 +68,22 @@ from .effects import (
     Listen,
     Print,
     Prompt,
+    Reconnect,
     SetTimer,
+    ShowDraft,
     State,
     ToPeer,
     ToServer,
 )
+from .idle import IdleWatch
 from .outbox import Outbox, new_nonce
 from .private_chat import PrivateChats
-from .words import ERRORS, FRAME_WORDS, PASSWORD_PROMPT, SAY, USERNAME_PROMPT, Words
+from .retries import Retries
+from .words import ERRORS, FRAME_WORDS, PASSWORD_PROMPT, QUIT_HINT, SAY, USERNAME_PROMPT, Words, hanging
 
-__all__ = ["Print", "Prompt", "ToServer", "ToPeer", "ConnectPeer", "ClosePeer", "Listen", "SetTimer",
-           "CancelTimer", "Exit", "ClientEffect", "ChatClient", "State", "Command", "Param", "Choices", "COMMANDS",
-           "HELP", "FRAMES", "ERRORS", "LEAVE_GRACE"]
+__all__ = ["Print", "Prompt", "ToServer", "ToPeer", "ConnectPeer", "ClosePeer", "Listen", "Reconnect", "ShowDraft",
+           "SetTimer", "CancelTimer", "Exit", "ClientEffect", "ChatClient", "State", "Command", "Param", "Choices",
+           "COMMANDS", "HELP", "FRAMES", "ERRORS", "LEAVE_GRACE"]
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +93,8 @@ ACTIVITY = {"type": FrameType.ACTIVITY}
 LOGIN_STEPS = (State.USERNAME, State.PASSWORD)
 PROMPTS = {State.USERNAME: Prompt(USERNAME_PROMPT), State.PASSWORD: Prompt(PASSWORD_PROMPT, secret=True)}
 BYE_REASONS = frozenset(ByeReason)
-BYE_IN_ERROR = frozenset({ByeReason.SHUTDOWN, ByeReason.ACCOUNT_REMOVED})   # the client exits with status 1
+BYE_IN_ERROR = frozenset({ByeReason.SHUTDOWN, ByeReason.ACCOUNT_REMOVED, ByeReason.CUT_OFF,
+                          ByeReason.OPERATOR})   # the client exits with status 1
 
 
 # -- frames from the server: each declared once, on its handler (``@on_frame``) -------
@@ -89,26 +105,30 @@ FrameHandler: TypeAlias = Callable[["ChatClient", Frame, float, Words], "list[Cl
 @dataclass(frozen=True, slots=True)
 class FrameRule:
     """How the client takes one type of frame from the server: its handler is called with the
-    frame (its strings made visible), ``now`` and its ``words`` (``FRAME_WORDS``' entry)."""
+    frame (its strings made visible, but for the line breaks of its ``lines`` field), ``now`` and its
+    ``words`` (``FRAME_WORDS``' entry)."""
     handler: FrameHandler
     words: Words
+    lines: str | None = None
 
 
 FRAMES: dict[str, FrameRule] = {}   # keyed by FrameType (a str): every frame the server sends
 
 
-def on_frame(kind: FrameType) -> Callable[[FrameHandler], FrameHandler]:
-    """Declare the decorated method the handler of the server's ``kind`` frames."""
+def on_frame(kind: FrameType, lines: str | None = None) -> Callable[[FrameHandler], FrameHandler]:
+    """Declare the decorated method the handler of the server's ``kind`` frames (``lines``: the field
+    whose text may hold line breaks)."""
     def declare(handler: FrameHandler) -> FrameHandler:
-        FRAMES[kind] = FrameRule(handler, FRAME_WORDS.get(kind, Words()))
+        FRAMES[kind] = FrameRule(handler, FRAME_WORDS.get(kind, Words()), lines)
         return handler
     return declare
 
 
-def _shown_fields(frame: Frame) -> Frame:
+def _shown_fields(frame: Frame, lines: str | None = None) -> Frame:
     """``frame`` with the control characters made visible in its strings, and in the strings of its
-    lists: all a handler shows (anything deeper is shown only as a ``repr``, which escapes them)."""
-    return {key: visible(value) if type(value) is str
+    lists: all a handler shows (anything deeper is shown only as a ``repr``, which escapes them); the
+    field ``lines`` keeps its line breaks."""
+    return {key: (visible_lines(value) if key == lines else visible(value)) if type(value) is str
             else [visible(v) if type(v) is str else v for v in value] if type(value) is list
             else value
             for key, value in frame.items()}
@@ -119,13 +139,16 @@ class ChatClient:
 
     def __init__(self, *, token_ttl: float = 30.0, peer_hello_timeout: float = 10.0, timestamps: bool = False,
                  wall_offset: float | None = None, tz: tzinfo | None = None,
-                 certificate: bytes | None = None, nonce: str | None = None) -> None:
+                 certificate: bytes | None = None, scripted: bool = False,
+                 no_private_chats: str | None = None, nonce: str | None = None) -> None:
         """``timestamps``: live messages show the time they came (it takes ``wall_offset``);
         stored messages always show when they were sent. ``certificate``: TLS mode, private chats
-        end to end encrypted (reactor/client/private_chat.py). ``nonce``: the first part of each
-        message's ref (by default a random one, ``new_nonce``)."""
+        end to end encrypted (reactor/client/private_chat.py); ``no_private_chats``: why there are none (TLS
+        mode that cannot make its certificate: no listening for peers). ``scripted``: the input is a script,
+        not a person at a terminal (reactor/client/retries.py). ``nonce``: the first part of each message's
+        ref (by default a random one, ``new_nonce``)."""
         self._private = PrivateChats(token_ttl=token_ttl, peer_hello_timeout=peer_hello_timeout,
-                                     certificate=certificate)
+                                     certificate=certificate, unavailable=no_private_chats)
         self._outbox = Outbox(nonce if nonce is not None else new_nonce())
         self._command_line = CommandLine(self._private, leave=self._leave, outbox=self._outbox)
         self._live_stamps = timestamps and wall_offset is not None
@@ -139,6 +162,8 @@ class ChatClient:
         self._claimed: str | None = None           # the name sent, awaiting its password
         self._shown: set[int] = set()              # ids of stored messages already shown
         self._unacked: list[int] = []
+        self._retries = Retries(scripted)
+        self._idle = IdleWatch()
 
     @property
     def user(self) -> str | None:
@@ -169,13 +194,20 @@ class ChatClient:
             return []
         return self._command_line.completions(before_cursor)
 
+    def text_limit(self, line: str) -> int | None:
+        """Where the command ``line`` being typed passes what can be sent (an offset into it), or None:
+        the line editor shows the excess (``open_console(limit=...)``)."""
+        return text_limit(line) if self._state == State.ACTIVE else None
+
     # -- events from the host ------------------------------------------------
 
     def start(self, now: float, server: tuple[str, int] | None = None) -> list[ClientEffect]:
         """Connected to the server, at ``server`` (its IP address and port, if known): say hello."""
         if server is not None:
             self._private.server_at(*server)
-        return [ToServer({"type": FrameType.HELLO, "version": PROTOCOL_VERSION}), Listen()]
+        self._retries.reconnecting = False
+        hello = ToServer({"type": FrameType.HELLO, "version": PROTOCOL_VERSION})
+        return [hello] if self._private.unavailable is not None else [hello, Listen()]
 
     def line(self, text: str, now: float) -> list[ClientEffect]:
         """The user typed a line."""
@@ -184,17 +216,25 @@ class ChatClient:
         if self._waiting:
             self._typed.append(text)
             return [Prompt("", secret=True)] if self._state in (State.CONNECTING, *LOGIN_STEPS) else []
-        return self._take(text, now)
+        return self._noted(self._take(text, now), now)
 
     def end_of_input(self, now: float) -> list[ClientEffect]:
         """Standard input ended (Ctrl-D, a closed pipe): log out and exit 0, once the lines
         typed before it have had their turn (a script may pipe a whole session and close)."""
         self._input_ended = True
-        return self._drain(now)
+        return self._noted(self._drain(now), now)
 
     def interrupt(self, now: float) -> list[ClientEffect]:
         """A signal asked the client to stop: as the end of input."""
         return self._leave(now)
+
+    def ctrl_c(self, was_empty: bool, now: float) -> list[ClientEffect]:
+        """Ctrl-C in the line editor (it cleared the line): before the login it ends the client, as a
+        signal does (at a prompt a typed ``logout`` would be a user name or a password); once logged in, on
+        an empty line, it says how to quit."""
+        if self._state in (State.CONNECTING, *LOGIN_STEPS):
+            return self._leave(now)
+        return [Print(QUIT_HINT)] if was_empty and self._state == State.ACTIVE else []
 
     def listening(self, host: str, port: int, now: float) -> list[ClientEffect]:
         """The peer listener is bound: tell the server where (it takes this before the login, too)."""
@@ -213,30 +253,49 @@ class ChatClient:
         if rule is None:
             log.debug("ignoring a %.40r frame from the server", kind)
             return []
-        effects = rule.handler(self, _shown_fields(frame), now, rule.words)
+        effects = rule.handler(self, _shown_fields(frame, rule.lines), now, rule.words)
         if not self._waiting and not self._done():
             effects += self._drain(now)
-        return effects
+        return self._noted(effects, now)
 
     def server_bad_frame(self, detail: str, now: float) -> list[ClientEffect]:
         """The server sent something that is not a frame."""
         return [] if self._done() else [Print(SAY("bad_frame", {"detail": detail}))]
 
     def server_lost(self, now: float) -> list[ClientEffect]:
-        """The server connection closed without a goodbye."""
-        if self._done():
+        """The server connection closed without a goodbye (not lost when it was too busy: a new one comes)."""
+        if self._done() or self._retries.reconnecting:
             return []
-        return self._finish(SAY("server_lost"), 1)
+        return self._finish(SAY("server_lost"), 1, draft=self._state == State.ACTIVE)
 
     def timer_fired(self, key: Any, now: float) -> list[ClientEffect]:
         if self._done():
             return []
-        kind = key[0]
+        return self._noted(self._timer_fired(key[0], key, now), now)
+
+    def _timer_fired(self, kind: str, key: Any, now: float) -> list[ClientEffect]:
         if kind == "ack":
             return self._acknowledge()
-        if kind == "retry":            # a message the server could not keep goes again
-            effects = self._outbox.retry(key[1]) if self._state == State.ACTIVE else []
-            return [*effects, ToServer(PING)] if effects else []
+        if kind == "idle":             # the warning before the inactivity logout (reactor/client/idle.py)
+            return self._idle.due(now) if self._state == State.ACTIVE else []
+        if kind == "password":         # the password the server could not check goes again
+            return self._retries.password_due() if self._state == State.PASSWORD and self._waiting else []
+        if kind == "reconnect":        # the server was too busy: try again
+            return [Reconnect()] if self._state == State.CONNECTING else []
+        if kind == "resend":           # a script's command refused for the rate limit goes again (a message
+            if self._state != State.ACTIVE:   # with its ref: the outbox awaits its new answer)
+                return []
+            resent = self._retries.resend_due()
+            for effect in resent:
+                if type(effect) is ToServer:
+                    self._outbox.sending(effect.frame)
+            return [*resent, ToServer(PING)]
+        if kind == "retry":            # a message the server could not keep goes again (reactor/client/outbox.py)
+            again = self._outbox.retry(key[1]) if self._state == State.ACTIVE else None
+            if again is None:
+                return []
+            self._retries.command_sent(again)   # (refused for the rate limit, a script sends it again as it is)
+            return [ToServer(again), ToServer(PING)]
         if kind == "expect":           # the requester never came: its token is no longer good
             self._private.ticket_expired(key[1])
             return []
@@ -269,7 +328,9 @@ class ChatClient:
         return self._private.failed(user, reason)
 
     def peer_frame(self, peer: int, frame: Any, now: float) -> list[ClientEffect]:
-        frame = _shown_fields(frame) if type(frame) is dict else {}
+        if type(frame) is not dict:
+            frame = {}
+        frame = _shown_fields(frame, "text" if frame.get("type") == FrameType.PRIVATE else None)
         return self._private.frame(peer, frame, self._user, self._live_stamp(now))
 
     def peer_bad_frame(self, peer: int, detail: str, now: float) -> list[ClientEffect]:
@@ -291,8 +352,17 @@ class ChatClient:
             return [ToServer({"type": FrameType.USERNAME, "username": name}), Prompt("", secret=True)]
         if self._state == State.PASSWORD:
             self._waiting = True
+            self._retries.password_sent(text.strip())
             return [ToServer({"type": FrameType.PASSWORD, "password": text.strip()}), Prompt("", secret=True)]
         return self._command(text, now)
+
+    def _noted(self, effects: list[ClientEffect], now: float) -> list[ClientEffect]:
+        """``effects``, and the inactivity warning's timer if they send the server the user's activity (any
+        frame but ``ping``, as the server counts it)."""
+        if self._state == State.ACTIVE and any(type(e) is ToServer and e.frame.get("type") != FrameType.PING
+                                               for e in effects):
+            effects += self._idle.sent(now)
+        return effects
 
     def _drain(self, now: float) -> list[ClientEffect]:
         """Run lines typed ahead, until one needs the server's answer first; then the end of input."""
@@ -306,6 +376,7 @@ class ChatClient:
     def _ask(self, step: State) -> list[ClientEffect]:
         """Ask for the login ``step``'s line."""
         self._state, self._waiting = step, False
+        self._retries.password_answered()
         return [PROMPTS[step]]
 
     def _command(self, text: str, now: float) -> list[ClientEffect]:
@@ -314,8 +385,10 @@ class ChatClient:
         effects = self._command_line.run(text.strip(), now)
         if self._state != State.ACTIVE:
             return effects
-        if any(type(e) is ToServer for e in effects):
+        sent = [e.frame for e in effects if type(e) is ToServer]
+        if sent:
             self._waiting = True
+            self._retries.command_sent(sent[-1])
             effects.append(ToServer(PING))
         else:
             effects.append(ToServer(ACTIVITY))
@@ -328,6 +401,7 @@ class ChatClient:
         version = frame.get("version")
         if type(version) is not int or version not in PROTOCOL_VERSIONS:   # 1: one user a presence frame
             return self._finish(ERRORS[ErrorCode.VERSION].shown(frame), 1)
+        self._idle.told(frame.get("timeout"))
         return self._ask(State.USERNAME)
 
     @on_frame(FrameType.USERNAME_OK)
@@ -342,14 +416,17 @@ class ChatClient:
         if type(frame.get("user")) is str:
             self._user = frame["user"]
         self._state, self._waiting = State.ACTIVE, True
+        self._retries.password_answered()
         # The command prompt first: a terminal whose output is piped echoes again before the welcome shows.
-        return [Prompt("", remember=True), Print(say("welcome")), Print(say("hint")), ToServer(PING)]
+        return [Prompt("", remember=True), Print(say("welcome")), Print(say("hint")), ToServer(PING),
+                *self._idle.sent(now)]   # (the login began the inactivity count)
 
     @on_frame(FrameType.PONG)
     def _on_pong(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        """Every answer to what was sent before the ping is in: the next typed line may go, unless a message
-        the server could not keep goes again first (``outbox``)."""
-        if self._state != State.ACTIVE:
+        """Every answer to what was sent before the ping is in: the next typed line may go, unless the command
+        goes again, refused for the rate limit (then after its own pong), or a message the server could not keep
+        goes again first (``outbox``)."""
+        if not self._retries.pong_answers() or self._state != State.ACTIVE:
             return []
         effects = self._outbox.answered(now)
         self._waiting = self._outbox.retrying()
@@ -362,14 +439,20 @@ class ChatClient:
         if self._state == State.ACTIVE:
             waiting = self._outbox.refused(frame, now)   # (store_full: the message goes again)
             if waiting is not None:
+                if not self._waiting:   # a late answer (cluster mode), no pong to come: its timer now
+                    waiting += self._outbox.arm(now)
+                    self._waiting = self._outbox.retrying()
                 return waiting
         code = frame.get("code")
         code = code if type(code) is str else "?"
+        retried = self._retried(code, frame, now)
+        if retried is not None:
+            return retried
         rule = ERRORS.get(code)
         if rule is None or rule.ask_again is not None and self._state not in LOGIN_STEPS:
             return [Print(SAY("unknown_error", {"code": code}))]
-        if rule.fatal:
-            return self._finish(rule.shown(frame), 1)
+        if rule.fatal:   # (at a login step the user may be typing a password: it must not reach the shell)
+            return self._finish(rule.shown(frame), 1, drain=self._state in LOGIN_STEPS)
         if rule.ends_request and type(frame.get("user")) is str:
             self._private.request_ended(frame["user"])
         effects: list[ClientEffect] = [Print(rule.shown(frame))]
@@ -377,7 +460,18 @@ class ChatClient:
             effects += self._ask(rule.ask_again)
         return effects
 
-    @on_frame(FrameType.MESSAGE)
+    def _retried(self, code: str, frame: Frame, now: float) -> list[ClientEffect] | None:
+        """What the client does itself about an error it may try again (reactor/client/retries.py); None:
+        the error is shown."""
+        if code == ErrorCode.TRY_AGAIN and self._state == State.PASSWORD and self._waiting:
+            return self._retries.cannot_check(now)
+        if code == ErrorCode.BUSY and self._state == State.CONNECTING:
+            return self._retries.busy(now)
+        if code == ErrorCode.RATE_LIMITED and self._state == State.ACTIVE:
+            return self._retries.rate_limited(frame, now)
+        return None
+
+    @on_frame(FrameType.MESSAGE, lines="text")
     def _on_message(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         sender, text = frame.get("from"), frame.get("text")
         if type(sender) is not str or type(text) is not str:
@@ -395,7 +489,7 @@ class ChatClient:
             self._shown.add(mid)
         stamp = self._sent_stamp(frame.get("sent")) if type(mid) is int else self._live_stamp(now)
         shown = say("broadcast" if frame.get("broadcast") is True else "message", {"from": sender, "text": text})
-        effects.append(Print(stamp + shown))
+        effects.append(Print(hanging(stamp + shown, text)))
         return effects
 
     def _sent_stamp(self, sent: Any) -> str:
@@ -418,6 +512,14 @@ class ChatClient:
     def _on_stored(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         self._outbox.stored(frame)
         return [Print(say("stored", frame))]
+
+    @on_frame(FrameType.DELIVERED)
+    def _on_delivered(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        """A message relayed to another node of a cluster was taken there: shown as nothing, as a message
+        delivered on the sender's own server is (what matters is the ``stored`` or error that may come instead);
+        the outbox stops listening for its answer."""
+        self._outbox.delivered(frame)
+        return []
 
     @on_frame(FrameType.BROADCAST_PARTIAL)
     def _on_broadcast_partial(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
@@ -494,7 +596,18 @@ class ChatClient:
         reason = frame.get("reason")
         if type(reason) is not str or reason not in BYE_REASONS:
             reason = ByeReason.LOGOUT
-        return self._finish(say(reason), 1 if reason in BYE_IN_ERROR else 0)
+        status = 1 if reason in BYE_IN_ERROR else 0
+        draft = reason != ByeReason.LOGOUT and self._state == State.ACTIVE
+        if reason == ByeReason.OPERATOR and type(frame.get("text")) is str and frame["text"]:
+            return self._finish(say("operator_text", frame), status, draft=draft)   # (the operator's why, made visible)
+        return self._finish(say(reason), status, draft=draft)
+
+    @on_frame(FrameType.NOTICE)
+    def _on_notice(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        """The operator's words (made visible, as every string from the network)."""
+        if type(frame.get("text")) is not str:
+            return []
+        return [Print(say("notice", frame))]
 
     # -- ending -------------------------------------------------------------
 
@@ -514,13 +627,17 @@ class ChatClient:
         ids, self._unacked = self._unacked, []
         return [ToServer({"type": FrameType.ACK, "ids": ids})] if ids else []
 
-    def _finish(self, words: str | None, status: int) -> list[ClientEffect]:
+    def _finish(self, words: str | None, status: int, drain: bool = False, draft: bool = False) -> list[ClientEffect]:
         """End every private chat, say ``words`` (after what is said of a message not confirmed), exit with
-        ``status``."""
+        ``status`` (1 for a script whose command finally failed, or a message never confirmed); ``drain``:
+        dropping what is being typed; ``draft``: showing it, the session ended under it."""
         effects = [*self._private.close_all(), *self._outbox.abandoned()]
         if words is not None:
             effects.append(Print(words))
+        if draft:
+            effects.append(ShowDraft(SAY("draft")))
         self._state, self._waiting = State.DONE, False
         self._typed.clear()
-        effects.append(Exit(status))
+        self._retries.password_answered()
+        effects.append(Exit(1 if status == 0 and (self._retries.failed or self._outbox.failed) else status, drain))
         return effects

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..protocol import ByeReason, ErrorCode, Frame, FrameType
+from ..text import LINE_BREAK
 from .effects import State
+from .graphemes import estimated_width
 
-__all__ = ["fill", "Words", "USERNAME_PROMPT", "PASSWORD_PROMPT", "HINT", "QUIT_HINT", "FRAME_WORDS", "ErrorRule",
-           "ERRORS", "SAY", "COMMAND_HELP", "help_text"]
+__all__ = ["fill", "hanging", "Words", "USERNAME_PROMPT", "PASSWORD_PROMPT", "HINT", "QUIT_HINT", "FRAME_WORDS",
+           "ErrorRule", "ERRORS", "SAY", "COMMAND_HELP", "help_text"]
 
 
 class _Fields(dict[str, Any]):
@@ -31,6 +33,20 @@ class _Fields(dict[str, Any]):
 def fill(template: str, fields: Mapping[str, Any]) -> str:
     """``template`` with its ``{field}`` filled in from ``fields`` (strings and numbers only; '?' for the others)."""
     return template.format_map(_Fields({k: v for k, v in fields.items() if isinstance(v, (str, int, float))}))
+
+
+MAX_INDENT = 16   # columns: a long name does not push a message's later lines off a narrow terminal
+
+
+def hanging(shown: str, text: str) -> str:
+    """``shown``, words that end with a message's ``text``, with every line of the text after the first
+    indented to where the text began (at most ``MAX_INDENT`` columns, at least 2): so no line of a message
+    starts at the margin, where it could pass for a line of its own."""
+    if LINE_BREAK not in text:
+        return shown
+    head = shown[:len(shown) - len(text)] if shown.endswith(text) else ""
+    indent = LINE_BREAK + " " * min(max(estimated_width(head), 2), MAX_INDENT)
+    return shown.replace(LINE_BREAK, indent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +82,15 @@ FRAME_WORDS: dict[FrameType, Words] = {
                                       "accepted": "Accepted private messaging with {from}",
                                       "declined": "Declined private messaging with {from}"}),
     FrameType.PRIVATE_CANCELLED: Words({"cancelled": "Private messaging request with {user} was cancelled"}),
-    FrameType.BYE: Words({   # by the frame's reason
+    FrameType.NOTICE: Words({"notice": "[server] {text}"}),
+    FrameType.BYE: Words({   # by the frame's reason (and the operator's, with its text)
         ByeReason.LOGOUT: "Logged out",
         ByeReason.TIMEOUT: "You have been logged out due to inactivity",
         ByeReason.SHUTDOWN: "Error. Server is shutting down",
-        ByeReason.ACCOUNT_REMOVED: "Error. Your account was removed"}),
+        ByeReason.ACCOUNT_REMOVED: "Error. Your account was removed",
+        ByeReason.CUT_OFF: "Error. The server lost touch with the other servers of the chat; log in again",
+        ByeReason.OPERATOR: "Error. You were disconnected by the operator",
+        "operator_text": "Error. You were disconnected by the operator: {text}"}),
 }
 
 
@@ -83,12 +103,18 @@ class ErrorRule:
     fatal: bool = False                # the client exits with status 1
     ask_again: State | None = None     # a login step's error: that step is asked again (else the code is unknown)
     ends_request: bool = False         # it answers a startprivate, which is no longer open
+    lasts: str | None = None           # said after the words when the frame gives ``retry``, whole seconds
 
     def shown(self, frame: Frame) -> str:
         command = frame.get("command")
         by_command = self.by_command.get(command) if type(command) is str else None
-        return fill(by_command or self.words or next(iter(self.by_command.values())), frame)
+        words = fill(by_command or self.words or next(iter(self.by_command.values())), frame)
+        if self.lasts is not None and type(frame.get("retry")) is int:
+            words += fill(self.lasts, frame)
+        return words
 
+
+LOCK_LASTS = " (in {retry} s)"   # how long a lock lasts, when the server says
 
 ERRORS: dict[str, ErrorRule] = {   # keyed by ErrorCode (a str): every code the server sends
     ErrorCode.VERSION: ErrorRule("Error. Server speaks protocol version {version}", fatal=True),
@@ -99,10 +125,14 @@ ERRORS: dict[str, ErrorRule] = {   # keyed by ErrorCode (a str): every code the 
     ErrorCode.INVALID_PASSWORD: ErrorRule("Invalid Password. Please try again", ask_again=State.PASSWORD),
     ErrorCode.TRY_AGAIN: ErrorRule(
         "Error. The server cannot check passwords right now; try again", ask_again=State.PASSWORD),
+    ErrorCode.CLUSTER_UNAVAILABLE: ErrorRule(
+        "Error. The server is out of touch with the other servers of the chat and cannot log anyone in; "
+        "try again in a few seconds", ask_again=State.PASSWORD),
     ErrorCode.ACCOUNT_BLOCKED: ErrorRule("Invalid Password. Your account has been blocked. Please try again later",
-                                         fatal=True),
+                                         fatal=True, lasts=LOCK_LASTS),
     ErrorCode.ACCOUNT_LOCKED: ErrorRule(
-        "Your account is blocked due to multiple login failures. Please try again later", fatal=True),
+        "Your account is blocked due to multiple login failures. Please try again later", fatal=True,
+        lasts=LOCK_LASTS),
     ErrorCode.LOGIN_TIMEOUT: ErrorRule("Error. Login timed out", fatal=True),
     ErrorCode.BUSY: ErrorRule("Error. Server busy, try again later", fatal=True),
     ErrorCode.TLS_REQUIRED: ErrorRule(
@@ -144,6 +174,11 @@ SAY = Words({
     "unknown_error": "Error. {code}",   # an error code the client has no words for, or a login step's out of turn
     "bad_frame": "Error. Bad frame from server: {detail}",
     "server_lost": "Error. Connection to server lost",
+    "checking": "Checking password...",                       # the server could not check it yet: it goes again
+    "busy_retry": "Server busy; trying again in {seconds} s",
+    "resending": "Sending too fast; trying again in {seconds} s",   # (a script's command over the rate limit)
+    "idle_warning": "You will be logged out in {seconds} s for inactivity",
+    "draft": "Not sent, as you left it:",                     # what was being typed when the session ended
     # the commands
     "invalid_command": "Error. Invalid command",
     "usage_error": "Error. Usage: {usage}",
@@ -161,6 +196,7 @@ SAY = Words({
     "unconfirmed": "Error. Message to {user} not confirmed: the server cannot keep messages right now",
     "unconfirmed_at_exit": "Error. Message to {user} not confirmed",
     # the private chats
+    "no_private_chats": "Private chats are unavailable: {reason}",   # (TLS mode without its library)
     "unencrypted_peer": ("Error. Cannot start private messaging with {user}: "
                          "their client does not encrypt private chats"),
     "host_name": "Error. Cannot reach {user} for private messaging: the server named a host ({host}), "

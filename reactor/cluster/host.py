@@ -9,10 +9,31 @@ what the other nodes tell all nodes and this one. Nothing blocks.
   said after it (to any connection) waits for its answer in ``ServerHost``'s one
   queue, as it waits for a store's commit: the sender's ``stored`` line means the
   engine has the message on disk.
-- **The lease.** The node renews it every ``lease/4``; the others reap a node
-  whose lease ran out and log its users out. If this node cannot renew for
-  ``lease/2``, it ends its sessions (``cluster_lost``) and takes no login until
-  it has joined again: a user is never logged in on two nodes.
+- **The lease.** The node renews it every ``RENEW_EVERY``; the others reap a
+  node whose lease ran out and log its users out. If this node has renewed
+  nothing for ``GRACE`` (3 s, a second before its lease can run out), it ends
+  its sessions (``cluster_lost``, bye ``cut_off``) and takes no login until it
+  has joined again: a user is never logged in on two nodes. An engine outage
+  shorter than that (less the time since the last renewal, and the wait to
+  reconnect) ends no session: the node tries to reconnect every ``RECONNECT``
+  and renews at once. While it is out of touch, logins get ``cluster_unavailable``.
+- **One process per id.** The lease is held by a token of this process: a
+  second process started under a live node's id is refused (``failure``: the
+  caller exits saying which id and for how long it is held), and a node that
+  finds its id held by another process (it was paused past its lease, and
+  another took the id) ends its sessions and stops.
+- **The engine's state.** Each join learns the engine's incarnation; a renewal
+  that finds another (or none: a ``FLUSHALL``, an engine restarted empty) means
+  the engine lost its state: the node claims its users again (``CLAIM``),
+  ending those another node logged in meanwhile (``sessions_taken``). The
+  engine decides no login for a lease after it finds itself without state, so
+  every node that still serves users has claimed them or ended them first.
+- **Messages for a dead node's users.** A message for a user of another node
+  goes through ``RELAY``, which hands it to that node's inbox only while its
+  lease is live (else keeps it); the node records what it took (``TOOK``), and
+  what a dead node never took is kept for its users when its lease runs out.
+  The node that took a message tells the sender's (``taken``), in one entry
+  per node a turn.
 - **Resync.** On every (re)connection the node reads the engine's whole view
   (``SNAPSHOT``) and its users hear what they missed; the streams go on from there.
 """
@@ -20,24 +41,30 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
 
 from ..loop import EventLoop, TimerHandle
-from ..server.effects import ClaimLogin, Publish, Relay, ReleaseLogin
+from ..protocol import ErrorCode
+from ..server.effects import ClaimLogin, Publish, Relay, RelayMessage, ReleaseLogin
 from ..server.host import ServerHost
 from ..server.logins import MAX_LOGIN_FAILURES
 from . import scripts
 from .engine import Engine, EngineError, Reply
-from .keeping import EngineDurability
+from .keeping import EngineDurability, message_record
 from .rules import ClusterChatServer, LoginOutcome, StoredRecord
 
-__all__ = ["ClusterHost", "LEASE"]
+__all__ = ["ClusterHost", "LEASE", "GRACE", "RENEW_EVERY"]
 
 log = logging.getLogger(__name__)
 
-LEASE = 4.0          # seconds a node's lease lasts; renewed every LEASE/4, given up (sessions ended) after LEASE/2
+LEASE = 4.0          # seconds a node's lease lasts in the engine
+GRACE = LEASE * 3 / 4     # no renewal for this long: the node ends its sessions, a second before its lease can end
+RENEW_EVERY = LEASE / 16  # renewals (and the reaper's look for dead nodes), 0.25 s
+RECONNECT = 0.1           # the longest wait between tries to reach an engine that is away
+# So an engine outage of up to GRACE - RENEW_EVERY - RECONNECT (2.65 s, less a round trip) ends no session.
 READ_BLOCK = 1000    # ms one XREAD waits for news
 READ_COUNT = 1000    # entries one XREAD takes at most
 
@@ -51,37 +78,65 @@ class ClusterHost(ServerHost):
     """``ServerHost`` for a ``ClusterChatServer``: the engine in place of the local store."""
 
     CARRY_OUT = {**ServerHost.CARRY_OUT, ClaimLogin: "_claim", ReleaseLogin: "_release", Relay: "_relay",
-                 Publish: "_publish"}
+                 RelayMessage: "_relay_message", Publish: "_publish"}
 
     def __init__(self, loop: EventLoop, logic: ClusterChatServer, engine: tuple[str, int], node: str, *,
                  lease: float = LEASE, prefix: str = scripts.PREFIX, **options: Any) -> None:
+        """``lease``: seconds; the renewals, the grace and the reconnects scale with it."""
         self._cluster = logic
         self._node = node
         self._lease = lease
+        self._renew_every = lease * RENEW_EVERY / LEASE
+        self._grace = lease * GRACE / LEASE
         self._prefix = prefix
+        self._token = secrets.token_hex(8)   # this process's, on its lease: one process per node id
         host, port = engine
+        backoff = (0.05, RECONNECT)   # back within the grace after an outage shorter than it
         self._engine = Engine(loop, host, port, name=f"engine ({node})", on_up=self._engine_up,
-                              on_down=self._engine_down, reply_timeout=lease / 2)
+                              on_down=self._engine_down, reply_timeout=lease / 2, backoff=backoff,
+                              round_trips=logic.counts.engine_round_trip)
         self.keeping = EngineDurability(self._script, node, logic, self._answered)   # the engine keeps the changes
         super().__init__(loop, logic, durability=self.keeping, **options)
         self._reader = Engine(loop, host, port, name=f"engine reader ({node})", on_up=self._read,
-                              reply_timeout=READ_BLOCK / 1000 + lease)
+                              reply_timeout=READ_BLOCK / 1000 + lease, backoff=backoff)
         self._joined = False          # holds a lease: may log users in
+        self._joined_once = False     # ever joined: a node id held by another process now means stop
+        self._fenced = False          # lost its lease, and has not joined again yet
         self._joining = False         # a JOIN is on its way
-        self._generation = 0          # joins so far: an answer to an older one's login is void
+        self._answered_once = False   # the engine answered a JOIN (or the connection failed): start is over
+        self._claiming = False        # a CLAIM is on its way
+        self._failure: str | None = None   # why this node stopped by itself
+        self._generation = 0          # joins, claims and fences so far: an answer to an older one's login is void
         self._renewed = 0.0           # when the last renewal that succeeded was sent
+        self._grace_timer: TimerHandle | None = None
+        self._settle_timer: TimerHandle | None = None
+        self._incarnation = ""        # the engine's state this node joined
+        self._epoch = 0
         self._reading = False
+        self._reads = 0               # reads issued; a read's answer older than a resync or join is not used
         self._events_from = "$"       # the last entry read of each stream
         self._inbox_from = "$"
+        self._took = ""               # the last entry of the inbox this node took (RENEW keeps it on disk)
         self._floor: dict[str, tuple[int, int]] = {}   # user -> its inbox's last entry when it logged in
+        self._taken: dict[str, list[dict[str, Any]]] = {}   # node -> the fates of its users' messages to tell it
         self._wall_offset = time.time() - loop.time()
         self._tick: TimerHandle | None = None
+
+    @property
+    def failure(self) -> str | None:
+        """Why this node stopped by itself (its id is held by another live process), or None."""
+        return self._failure
+
+    @property
+    def starting(self) -> bool:
+        """Whether the node's first join is still on its way (the engine has neither answered nor failed)."""
+        return not self._answered_once and self._failure is None and self._engine.failed_attempts == 0
 
     def start_cluster(self) -> None:
         """Connect to the engine; the node joins as soon as it answers, and logins wait until then."""
         self._engine.start()
         self._reader.start()
-        self._tick = self._loop.call_later(self._lease / 4, self._on_tick)
+        self._tick = self._loop.call_later(self._renew_every, self._on_tick)
 
     def _clock(self, engine_ms: Any) -> float:
         """A time of the engine's (ms since the epoch) on this host's loop clock."""
@@ -95,67 +150,151 @@ class ClusterHost(ServerHost):
     def _engine_up(self) -> None:
         log.info("node %s: engine up", self._node)
         if self._joined:
-            sent = self._loop.time()
-            self._script(scripts.RENEW, [self._node, int(self._lease * 1000)],
-                         lambda reply: self._renewed_after_gap(reply, sent))
+            self._renew(after_gap=True)
         else:
             self._join()
 
     def _engine_down(self, reason: str) -> None:
         log.warning("node %s: engine down (%s)", self._node, reason)
 
+    def _limits(self) -> list[Any]:
+        """The cap and quota the engine keeps a message to (a dead node's, too): the logic's."""
+        return [self._cluster.queue_cap, self._cluster.quota or 0]
+
     def _join(self) -> None:
-        if self._joining:
+        if self._joining or self._failure is not None:
             return
         self._joining = True
         sent = self._loop.time()
-        self._script(scripts.JOIN, [self._node, int(self._lease * 1000)], lambda reply: self._joined_as(reply, sent))
+        self._script(scripts.JOIN, [self._node, int(self._lease * 1000), self._token, secrets.token_hex(8),
+                                    *self._limits()], lambda reply: self._joined_as(reply, sent))
 
     def _joined_as(self, reply: Reply, sent: float) -> None:
         self._joining = False
         if isinstance(reply, EngineError):
             log.warning("node %s: could not join: %s", self._node, reply)
+            self._answered_once = True
             return
-        epoch, inbox = reply
+        self._answered_once = True
+        if reply[0] == "taken":
+            self._held(int(reply[1]))
+            return
+        _, epoch, inbox, incarnation, settle = reply
         if self._loop.time() - sent > self._lease / 4:   # too late to count on: the lease may be half gone
             log.warning("node %s: joined too slowly (%.1fs); joining again", self._node, self._loop.time() - sent)
             self._join()
             return
-        self._cluster.take_ids(int(epoch) * scripts.IDS_PER_EPOCH + 1)
-        if self._inbox_from == "$":
-            self._inbox_from = inbox
-        self._joined, self._renewed = True, sent
+        self._took_epoch(epoch)
+        self._incarnation = incarnation
+        self._inbox_from = self._took = inbox   # (what came before, the engine kept for its users at the join)
+        self._joined = self._joined_once = True
+        self._fenced = False
         self._generation += 1
-        log.info("node %s: joined (epoch %s)", self._node, epoch)
+        self._reads += 1
+        self._renewed_at(sent)
+        log.info("node %s: joined (epoch %s)%s", self._node, epoch,
+                 f"; logins wait {int(settle) / 1000:.1f}s: the engine has a new state" if int(settle) else "")
         self._snapshot()
 
-    def _renewed_after_gap(self, reply: Reply, sent: float) -> None:
-        if reply == 1:
-            self._renewed = sent
-            self._snapshot()
-        elif not isinstance(reply, EngineError):
-            self._fence("its lease ran out")
-            self._join()
+    def _took_epoch(self, epoch: Any) -> None:
+        self._epoch = int(epoch)
+        self._cluster.take_ids(self._epoch * scripts.IDS_PER_EPOCH + 1)
+
+    def _held(self, left_ms: int) -> None:
+        """Another live process holds this node's id, for ``left_ms`` more (as far as the engine knows)."""
+        held = (f"node id {self._node} is in use by another live node: its lease is held for "
+                f"{left_ms / 1000:.1f}s more")
+        if self._joined_once:
+            self._fence("another process took its node id")
+            self._failure = f"{held}; this node stops (start only one node with each --node-id)"
+        else:
+            self._failure = (f"{held} (a node that died holds it until then): start this node after that, "
+                             "or give it another --node-id")
+        log.error("node %s: %s", self._node, self._failure)
+        self.shutdown()
 
     def _on_tick(self) -> None:
-        self._tick = self._loop.call_later(self._lease / 4, self._on_tick)
-        now = self._loop.time()
-        if self._joined and now - self._renewed > self._lease / 2:
-            self._fence(f"no lease renewed for {now - self._renewed:.1f}s")
+        self._tick = self._loop.call_later(self._renew_every, self._on_tick)
         if not self._engine.up:
             return
         if self._joined:
-            self._script(scripts.RENEW, [self._node, int(self._lease * 1000)], lambda reply: self._renew(reply, now))
+            if not self._claiming:
+                self._renew()
         else:   # it left (or never got in) while the connection stayed up: in again
             self._join()
-        self._script(scripts.REAP, [], self._reaped)
+        self._script(scripts.REAP, self._limits(), self._reaped)
 
-    def _renew(self, reply: Reply, sent: float) -> None:
-        if reply == 1:
-            self._renewed = max(self._renewed, sent)
-        elif reply == 0 and self._joined:
+    def _renew(self, after_gap: bool = False) -> None:
+        """Renew the lease; ``after_gap``: the engine was away, so read its view again once renewed."""
+        sent, generation = self._loop.time(), self._generation
+        self._script(scripts.RENEW, [self._node, int(self._lease * 1000), self._token, self._incarnation, self._took],
+                     lambda reply: self._renewed_as(reply, sent, generation, after_gap))
+
+    def _renewed_as(self, reply: Reply, sent: float, generation: int, after_gap: bool) -> None:
+        if isinstance(reply, EngineError) or generation != self._generation or not self._joined:
+            return   # (the grace runs on from the last renewal)
+        what = reply[0]
+        if what == "renewed":
+            self._renewed_at(sent)
+            if after_gap:
+                self._snapshot()
+        elif what == "expired":
             self._fence("its lease ran out")
             self._join()
+        elif what == "taken":
+            self._held(int(reply[1]))
+        elif what == "lost":
+            self._claim_again()
+
+    def _renewed_at(self, sent: float) -> None:
+        """A renewal sent at ``sent`` succeeded: the grace runs from then."""
+        if sent <= self._renewed:
+            return
+        self._renewed = sent
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+        self._grace_timer = self._loop.call_at(sent + self._grace, self._grace_over)
+
+    def _grace_over(self) -> None:
+        self._grace_timer = None
+        self._fence(f"no lease renewed for {self._loop.time() - self._renewed:.1f}s")
+
+    def _claim_again(self) -> None:
+        """The engine lost the state this node joined: claim its users again (a login answered meanwhile was
+        decided in the lost state, or not at all: void)."""
+        if self._claiming:
+            return
+        self._claiming = True
+        self._generation += 1
+        sent, generation = self._loop.time(), self._generation
+        users = list(self._cluster.sessions.online)
+        log.warning("node %s: the engine lost its state; claiming %d users again", self._node, len(users))
+        self._script(scripts.CLAIM, [self._node, int(self._lease * 1000), self._token, secrets.token_hex(8),
+                                     self._epoch, *users],
+                     lambda reply: self._claimed(reply, sent, generation))
+
+    def _claimed(self, reply: Reply, sent: float, generation: int) -> None:
+        self._claiming = False
+        if generation != self._generation or not self._joined:
+            return
+        if isinstance(reply, EngineError):
+            log.warning("node %s: could not claim its users again: %s", self._node, reply)
+            return   # (the next renewal finds the state lost again, and claims again)
+        if reply[0] == "taken":
+            self._held(int(reply[1]))
+            return
+        _, epoch, inbox, incarnation, settle, taken = reply
+        self._took_epoch(epoch)
+        self._incarnation = incarnation
+        self._inbox_from = self._took = inbox
+        self._reads += 1
+        self._renewed_at(sent)
+        elsewhere = dict(_pairs(taken))
+        log.warning("node %s: users claimed again; %d had logged in on other nodes meanwhile: %s", self._node,
+                    len(elsewhere), ", ".join(sorted(elsewhere)) or "none")
+        self._apply(self._cluster.sessions_taken(elsewhere, self._loop.time()))
+        # The view is read again once every node has claimed its users (or ended them): after the settling.
+        self._settle_timer = self._loop.call_later(int(settle) / 1000, self._snapshot)
 
     def _reaped(self, reply: Reply) -> None:
         if isinstance(reply, int) and reply:
@@ -165,9 +304,17 @@ class ClusterHost(ServerHost):
         """End every session here: this node can no longer vouch for its logins."""
         if not self._joined:
             return
-        log.warning("node %s: leaving the cluster: %s", self._node, why)
+        log.warning("node %s: leaving the cluster: %s", self._node, why, extra={"reason": why})
         self._joined = False
+        self._claiming = False
+        self._fenced = True
+        self._cluster.counts.cluster_fencings += 1
         self._generation += 1
+        self._reads += 1
+        for timer in (self._grace_timer, self._settle_timer):
+            if timer is not None:
+                timer.cancel()
+        self._grace_timer = self._settle_timer = None
         self._apply(self._cluster.cluster_lost(self._loop.time()))
         self.keeping.clear()
         self._floor.clear()
@@ -195,31 +342,39 @@ class ClusterHost(ServerHost):
         if self._reading or not self._joined or not self._reader.up:
             return
         self._reading = True
+        reads = self._reads
         self._reader.call("XREAD", "COUNT", READ_COUNT, "BLOCK", READ_BLOCK, "STREAMS",
                           f"{self._prefix}:events", f"{self._prefix}:inbox:{self._node}",
-                          self._events_from, self._inbox_from, reply=self._news)
+                          self._events_from, self._inbox_from, reply=lambda reply: self._news(reply, reads))
 
-    def _news(self, reply: Reply) -> None:
+    def _news(self, reply: Reply, reads: int) -> None:
         self._reading = False
         if isinstance(reply, EngineError):
             return   # (the reader's on_up reads again)
+        if reads != self._reads:   # asked before this node left, joined or claimed: read again from where it is
+            self._read()
+            return
+        took = None
         try:
             for stream, entries in reply or ():
                 inbox = stream.endswith(f":inbox:{self._node}")
                 for entry_id, fields in entries:
                     if inbox:
-                        self._inbox_from = entry_id
+                        self._inbox_from = took = entry_id
                     else:
                         self._events_from = entry_id
                     try:
                         event = json.loads(fields[1])
                         if inbox:
-                            self._take_inbox(entry_id, event)
+                            self._take_inbox(entry_id, event, fields)
                         else:
                             self._take_event(event)
                     except (ValueError, KeyError, TypeError, IndexError) as exc:
                         log.warning("node %s: an entry dropped (%s): %.200r", self._node, exc, fields)
         finally:   # whatever an entry did (the loop logs what raised), the node goes on reading its news
+            if took is not None and self._joined:   # what a death of this node would leave is what follows
+                self._took = took
+                self._tell_taken(took)
             self._read()
 
     def _take_event(self, event: dict[str, Any]) -> None:
@@ -236,9 +391,13 @@ class ClusterHost(ServerHost):
             self._apply(logic.remote_locked(event["user"], self._clock(event["until"]), now))
         elif kind == "broadcast":
             self._apply(logic.remote_broadcast(event["from"], event["text"], now))
+        elif kind == "notice":
+            self._apply(logic.remote_notice(event["text"], now))
 
-    def _take_inbox(self, entry_id: str, event: dict[str, Any]) -> None:
-        if event["kind"] == "stored":
+    def _take_inbox(self, entry_id: str, event: dict[str, Any], fields: list[Any]) -> None:
+        if event["kind"] == "message" and len(fields) >= 4:   # (RELAY's: the record in the second field)
+            event = {**json.loads(fields[3]), "kind": "message", "node": event["node"]}
+        elif event["kind"] == "stored":
             record = event["rec"]
             to = record["to"]
             floor = self._floor.get(to)
@@ -256,7 +415,8 @@ class ClusterHost(ServerHost):
             self._loop.call_soon(self._decided, effect, generation, LoginOutcome.UNAVAILABLE)
             return
         self._script(scripts.LOGIN, [effect.user, int(effect.ok), self._node,
-                                     int(self._cluster.block_duration * 1000), MAX_LOGIN_FAILURES],
+                                     int(self._cluster.block_duration * 1000), MAX_LOGIN_FAILURES, self._token,
+                                     self._incarnation, *self._limits()],
                      lambda reply: self._login_answer(effect, generation, reply))
 
     def _login_answer(self, effect: ClaimLogin, generation: int, reply: Reply) -> None:
@@ -265,7 +425,8 @@ class ClusterHost(ServerHost):
             return
         outcome = LoginOutcome(reply[0])
         if outcome is LoginOutcome.WELCOME and (generation != self._generation or not self._joined):
-            self._script(scripts.LOGOUT, [effect.user, self._node])   # taken before this node left: give it up
+            # taken before this node left (or before the engine lost its state): give it up
+            self._script(scripts.LOGOUT, [effect.user, self._node, self._token])
             outcome = LoginOutcome.UNAVAILABLE
         until = self._clock(reply[1]) if outcome in (LoginOutcome.LOCKED, LoginOutcome.BLOCKED) else None
         mailbox: list[StoredRecord] = []
@@ -289,15 +450,76 @@ class ClusterHost(ServerHost):
         self.keeping.release(user)
         self._floor.pop(user, None)
         if self._joined:
-            self._script(scripts.LOGOUT, [user, self._node])
+            self._script(scripts.LOGOUT, [user, self._node, self._token])
 
     def _relay(self, effect: Relay) -> None:
+        event = effect.event
+        if event.get("kind") == "taken":   # the fates of a node's users' messages: one entry a turn
+            if not self._taken:
+                self._loop.call_soon(self._tell_taken)
+            self._taken.setdefault(effect.node, []).extend(event["list"])
+            return
         self._engine.call("XADD", f"{self._prefix}:inbox:{effect.node}", "MAXLEN", "~", scripts.INBOX_KEPT, "*",
-                          "e", json.dumps(effect.event))
+                          "e", json.dumps(event))
+
+    def _tell_taken(self, took: str = "") -> None:
+        """The fates of other nodes' users' messages, one entry per node, and what this node took of its inbox
+        (up to entry ``took``): one TOOK script."""
+        taken, self._taken = self._taken, {}
+        if not took and not taken:
+            return
+        args = [self._node, self._token, took]
+        for node, fates in taken.items():
+            args += [node, json.dumps({"kind": "taken", "list": fates})]
+        self._script(scripts.TOOK, args)
+
+    def _relay_message(self, effect: RelayMessage) -> None:
+        """To the node of its recipient through the engine (``RELAY``), or kept; the answer to the logic."""
+        record, cost = message_record(effect.to, effect.sender, effect.text, effect.sent, effect.ref)
+        self._script(scripts.RELAY, [effect.id, effect.to, effect.sender, record, cost, *self._limits(),
+                                     effect.origin or self._node, self._node, effect.ref or "",
+                                     int(effect.origin is None)],
+                     lambda reply: self._relay_answered(effect, reply))
+
+    def _relay_answered(self, effect: RelayMessage, reply: Reply) -> None:
+        if isinstance(reply, EngineError) or not isinstance(reply, str):
+            log.warning("message %d to %s not relayed: %s", effect.id, effect.to, reply)
+            reply = ErrorCode.STORE_FULL.value
+        self._apply(self._cluster.relay_answered(effect, reply, self._loop.time()))
 
     def _publish(self, effect: Publish) -> None:
         self._engine.call("XADD", f"{self._prefix}:events", "MAXLEN", "~", scripts.EVENTS_KEPT, "*",
                           "e", json.dumps({**effect.event, "node": self._node}))
+
+    # -- for the operator (reactor/cluster/operator.py) ---------------------------------
+
+    @property
+    def node(self) -> str:
+        return self._node
+
+    @property
+    def engine(self) -> Engine:
+        """The connection for commands (the news have one of their own)."""
+        return self._engine
+
+    @property
+    def joined(self) -> bool:
+        """Whether it holds a lease: it may log users in."""
+        return self._joined
+
+    @property
+    def fenced(self) -> bool:
+        """Whether it lost its lease (its sessions ended) and has not joined again yet."""
+        return self._fenced
+
+    def lock_everywhere(self, user: str, seconds: float) -> None:
+        """The operator's lockout of ``user`` for ``seconds`` (0: lifted, its wrong passwords forgotten), in the
+        engine and told to every other node (a ``locked`` event; this node's own view is the caller's)."""
+        self._script(scripts.LOCK, [user, int(seconds * 1000), self._node], self._locked_everywhere)
+
+    def _locked_everywhere(self, reply: Reply) -> None:
+        if isinstance(reply, EngineError):
+            log.warning("node %s: the operator's lock or unlock did not reach the engine: %s", self._node, reply)
 
     # -- shutdown ------------------------------------------------------------------
 
@@ -307,7 +529,7 @@ class ClusterHost(ServerHost):
             if self._tick is not None:
                 self._tick.cancel()
             if self._joined:
-                self._script(scripts.LEAVE, [self._node])
+                self._script(scripts.LEAVE, [self._node, self._token, *self._limits()])
                 self._joined = False
         super().shutdown()
 

@@ -10,29 +10,53 @@ is decided by the engine, atomically, and comes back as an event:
 - a password's outcome (``ClaimLogin``): the count of wrong ones in a row,
   the lockout, and the one login per user; answered by ``login_decided``;
 - a message for a user on no node is kept by the engine (``KeepMessage``),
-  which checks the mailbox's cap and the sender's quota (``not_stored`` with why).
+  which checks the mailbox's cap and the sender's quota (``not_stored`` with why);
+- a message for a user on another node (``RelayMessage``) goes to that node's
+  inbox if its lease is live, else it is kept (``relay_answered``); the node
+  that takes it says so to the sender's (``taken``), and a node that dies
+  before taking it has it kept when its lease runs out (the engine says so
+  to the sender's node, ``taken`` too). So a sender hears, for each such
+  message, ``delivered``, ``stored`` or why not: nothing goes silently.
+- a message's ``ref`` (the id its sender's client gave it) goes with it all
+  the way: into the engine's record, the relayed event, each keep, each
+  ``taken`` and the sender's answer. The engine remembers a ref while its
+  message is kept (and ``REF_MEMORY`` after it was acknowledged), and a while
+  after it relayed it to a live node; a message sent again (``retry``) goes
+  through the engine (``resent``), which keeps it only if it knows not its ref.
 
 The node reaches ``ChatServer`` through its public seam alone: the four hooks
 a single process runs too (``claim_login``: the engine decides a password's
 outcome, which ``Logins.conclude`` carries out as for one decided here;
 ``keep_away``: a message for a user not here is relayed or kept by the engine;
 ``resent``: a message sent again goes through the engine, which knows the refs
-of the messages it kept; ``release_login``: a session's end frees its login), and the public methods
+of the messages it kept or relayed; ``release_login``: a session's end frees
+its login), and the public methods
 of its parts (``sessions``, ``presence``, ``logins``, ``mail``, ``privates``,
 ``blocks``, ``door``). A private-chat request from another node is checked
 by ``PrivateChats.refusal``, as one from a user of this node.
 
 Effects beyond ``ChatServer``'s: ``ClaimLogin``, ``ReleaseLogin`` (a user
-left this node), ``Relay`` (an event for one node) and ``Publish`` (an
-event for all). Events between nodes, as dicts (``kind``):
+left this node), ``Relay`` (an event for one node), ``RelayMessage`` (a
+message for a user of another node) and ``Publish`` (an event for all).
+Events between nodes, as dicts (``kind``):
 
-- to one node (``relayed``): ``message`` (to, from, text, ref if it has one):
-  deliver it, or keep it if its user is gone; ``deliver`` (to, frame): send this frame to
-  this user if it is still here; ``startprivate`` (from, to, cert): a
-  private-chat request, which lives on its target's node; ``stored`` (to, id,
-  from, size, chars, sent): the engine kept a message for a user of this node;
+- to one node (``relayed``): ``message`` (to, from, text; id, sent, the
+  sender's ``node``, and ``ref`` if it has one): deliver it, or have it kept if
+  its user is gone, and tell the sender's node; ``taken`` (a ``list`` of to,
+  from, how, and ref if it has one): what became of messages of users of this
+  node (``delivered``, ``stored``, or a refusal's code);
+  ``deliver`` (to, frame): send this frame to this user if it is still here;
+  ``startprivate`` (from, to, cert): a private-chat request, which lives on
+  its target's node; ``stored`` (to, id, from, size, chars, sent): the engine
+  kept a message for a user of this node;
+  ``kick`` (to, reason): the operator ends this user's session;
 - to all (``remote_*``): a login, a logout, a block or unblock, a lockout,
-  a broadcast.
+  a broadcast, the operator's notice.
+
+The node's standing in the cluster is the host's (``reactor/cluster/host.py``):
+when it can no longer vouch for its logins it ends its sessions
+(``cluster_lost``, bye ``cut_off``); when the engine lost its state and
+another node took some of its users meanwhile, those end (``sessions_taken``).
 
 A user's node is the one it logged in on; it alone talks to its connection.
 """
@@ -42,18 +66,22 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from ..protocol import ByeReason, FrameType
+from ..protocol import ByeReason, ErrorCode, FrameType
 from ..server.commands import State
 from ..server.effects import (
     ClaimLogin,
     Close,
     KeepMessage,
+    Publish,
     Relay,
+    RelayMessage,
     ReleaseLogin,
     Send,
     ServerEffect,
     Step,
     bye,
+    error,
+    reply,
 )
 from ..server.logins import LoginOutcome
 from ..server.mail import stored_frame
@@ -66,6 +94,14 @@ log = logging.getLogger(__name__)
 
 StoredRecord = tuple[int, str, int, int, "float | None"]   # a kept message: id, sender, UTF-8 bytes, characters, sent
 _MESSAGE = FrameType.MESSAGE.value   # (a plain str, as in reactor/server/chat.py: messages are the hot path)
+_DELIVERED = "delivered"   # a relayed message's fate (``taken``): its node took it; else "stored" or a code
+_STORED = "stored"
+
+
+def _ref_of(item: dict[str, Any]) -> str | None:
+    """The ``ref`` an event from another node names, if it is a string."""
+    ref = item.get("ref")
+    return ref if type(ref) is str else None
 
 
 class ClusterChatServer(ChatServer):
@@ -107,23 +143,21 @@ class ClusterChatServer(ChatServer):
         refusal = self.limits.spend(s.id, s.user, cost, "message", now)
         if refusal:
             return refusal
-        elsewhere = self.sessions.remote.get(to)
-        if elsewhere is not None:
-            event = {"kind": "message", "to": to, "from": s.user, "text": text}
-            if ref is not None:
-                event["ref"] = ref
-            return [Relay(elsewhere.node, event)]
         mail = self.mail
+        if to in self.sessions.remote:
+            return [RelayMessage(mail.new_id(), to, s.user, text, mail.sent(now), ref=ref)]
         return [KeepMessage(mail.new_id(), to, s.user, text, mail.sent(now), Send((s.id,), stored_frame(to, ref)),
                             ref)]
 
     def resent(self, s: Session, to: str, text: str, cost: int, now: float, ref: str) -> list[Step] | None:
         """A message sent again goes through the engine, wherever ``to`` is: the engine alone knows whether an
-        earlier sending was kept (a node may have been told "not kept" of a script that ran after all, once the
-        engine came back). Its KEEP answers ``again`` for a ref it keeps (until ``REF_MEMORY`` after the message
-        was acknowledged): confirmed, and nothing kept; else it keeps the message, and its recipient, if online
-        anywhere, gets it as a stored message through its node's inbox. Confirmed as a new message would be:
-        ``stored`` while ``to`` is offline, else by the pong alone."""
+        earlier sending was kept or relayed (a node may have been told "not kept" of a script that ran after
+        all, once the engine came back). Its KEEP answers ``again`` for a ref it knows (a message kept, until
+        ``REF_MEMORY`` after it was acknowledged; one relayed to a live node, for ``RELAYED_REF_MEMORY``):
+        confirmed, and nothing kept; else it keeps the message, and its recipient, if online anywhere, gets it
+        as a stored message through its node's inbox. Confirmed as a new message would be: ``stored`` while
+        ``to`` is offline, else by the pong alone (a retry of a message relayed and delivered on another node
+        is confirmed so, never delivered twice)."""
         again = self.mail.again(s, to, ref, now)   # (kept behind a mailbox on its way here, say)
         if again is not None:
             return again
@@ -139,6 +173,23 @@ class ClusterChatServer(ChatServer):
         self.mail.drop(s.user)
         return [ReleaseLogin(s.user)]
 
+    # -- the operator's commands: they reach a user on whatever node serves it ------------
+
+    def kick(self, user: str, reason: str | None, now: float) -> list[ServerEffect]:
+        """As ``ChatServer.kick`` for a user here; a user on another node is kicked by its node (relayed)."""
+        elsewhere = self.sessions.remote.get(user)
+        if elsewhere is not None:
+            return self.presence.settle([Relay(elsewhere.node, {"kind": "kick", "to": user, "reason": reason})])
+        return super().kick(user, reason, now)
+
+    def notice(self, text: str, now: float) -> list[ServerEffect]:
+        """As ``ChatServer.notice`` here, and published for the other nodes to tell theirs (``remote_notice``)."""
+        return [*super().notice(text, now), *self.presence.settle([Publish({"kind": "notice", "text": text})])]
+
+    def remote_notice(self, text: str, now: float) -> list[ServerEffect]:
+        """The operator's notice, given on another node: every user here gets it."""
+        return super().notice(text, now)
+
     # -- logins ------------------------------------------------------------
 
     def login_decided(self, conn: int | None, user: str, outcome: LoginOutcome, now: float, *,
@@ -152,8 +203,14 @@ class ClusterChatServer(ChatServer):
             return self.presence.settle([ReleaseLogin(user)])   # gone meanwhile: the login is not kept
         if outcome in (LoginOutcome.BLOCKED, LoginOutcome.LOCKED) and until is not None:
             self.logins.lock(user, until)
+        if outcome is LoginOutcome.BLOCKED:   # (counted by the node that heard the password that locked it)
+            self.counts.lockouts.passwords += 1
         if c is None:
             return []
+        if outcome is LoginOutcome.UNAVAILABLE:   # the engine was not reached, or would decide nothing now
+            c.state = State.PASSWORD
+            log.info("conn %d: no login decided for %s: out of touch with the cluster", c.id, user)
+            return self.presence.settle(reply(c.id, error(ErrorCode.CLUSTER_UNAVAILABLE)))
         effects: list[Any] = []
         if outcome is LoginOutcome.WELCOME:
             stale = self.sessions.remote.get(user)
@@ -161,20 +218,36 @@ class ClusterChatServer(ChatServer):
                 effects += self.presence.settle(self._drop_remote(stale, now))
             self.mail.load(user, mailbox)
         elif outcome is LoginOutcome.BLOCKED:
-            log.warning("conn %d: wrong password for %s: locked", c.id, user)
+            log.warning("conn %d: wrong password for %s: locked", c.id, user,
+                        extra={"conn": c.id, "user": user, "reason": "locked"})
         return effects + self.presence.settle(self.logins.conclude(c, user, outcome, now))
 
     def cluster_lost(self, now: float) -> list[ServerEffect]:
-        """This node can no longer vouch for its logins (it could not renew its lease in time): end every
-        session here (bye ``shutdown``), before another node may log the same users in. Their logins are
-        freed by the engine (when the lease runs out, or when this node joins again)."""
-        here = list(self.sessions.online.values())
+        """This node can no longer vouch for its logins (it could not renew its lease in time, or another
+        process took its id): end every session here (bye ``cut_off``), before another node may log the same
+        users in. Their logins are freed by the engine (when the lease runs out, or when this node joins
+        again)."""
+        return self._cut_off(list(self.sessions.online.values()), "cluster lost", now)
+
+    def sessions_taken(self, taken: dict[str, str], now: float) -> list[ServerEffect]:
+        """The engine lost its state, and by the time this node claimed its sessions again other nodes had
+        logged some of its users in (``taken``: user -> that node): those sessions end here (bye
+        ``cut_off``); the users are the other nodes' now (nobody is told they left: they did not)."""
+        online = self.sessions.online
+        effects = self._cut_off([online[user] for user in taken if user in online], "logged in on another node", now)
+        for user, node in taken.items():
+            if user not in online:
+                self.sessions.add_remote(user, node)
+        return effects
+
+    def _cut_off(self, here: list[Session], why: str, now: float) -> list[ServerEffect]:
+        """End the sessions ``here`` (bye ``cut_off``) without freeing their logins: the engine does."""
         if not here:
             return []
-        log.warning("cluster lost: ending %d sessions", len(here))
-        effects: list[Step] = [Send(tuple(s.id for s in here), bye(ByeReason.SHUTDOWN))]
-        for s in here:   # no ReleaseLogin: the engine frees them (see above)
-            effects += [Close(s.id), *self.door.forget(s.conn, now, "cluster lost", announce=False, release=False)]
+        log.warning("%s: ending %d sessions", why, len(here))
+        effects: list[Step] = [Send(tuple(s.id for s in here), bye(ByeReason.CUT_OFF))]
+        for s in here:   # no ReleaseLogin (see above)
+            effects += [Close(s.id), *self.door.forget(s.conn, now, why, announce=False, release=False)]
             self.mail.drop(s.user)
         return self.presence.settle(effects)
 
@@ -230,9 +303,13 @@ class ClusterChatServer(ChatServer):
         try:
             kind = event["kind"]
             if kind == "message":
-                ref = event.get("ref")
+                origin, ref = event.get("node"), event.get("ref")
                 effects = self._take_message(event["to"], event["from"], event["text"], now,
+                                             None if origin is None else str(origin), event.get("sent"),
                                              ref if type(ref) is str else None)
+            elif kind == "taken":
+                effects = [step for item in event["list"]
+                           for step in self._fate(item["to"], item["from"], str(item["how"]), _ref_of(item))]
             elif kind == "deliver":
                 s = self.sessions.online.get(event["to"])
                 effects = [] if s is None else [Send((s.id,), event["frame"])]
@@ -241,6 +318,9 @@ class ClusterChatServer(ChatServer):
             elif kind == "stored":
                 effects = self._take_stored(event["to"], (int(event["id"]), event["from"], int(event["size"]),
                                                           int(event["chars"]), event.get("sent")))
+            elif kind == "kick":
+                reason = event.get("reason")
+                return super().kick(event["to"], reason if type(reason) is str else None, now)
             else:
                 raise KeyError(kind)
         except (KeyError, TypeError, ValueError) as exc:
@@ -248,20 +328,78 @@ class ClusterChatServer(ChatServer):
             return []
         return self.presence.settle(effects)
 
-    def _take_message(self, to: str, sender: str, text: str, now: float, ref: str | None) -> list[Step]:
-        """A message from another node for ``to``: sent if it is here with no mailbox on its way, else kept
-        (behind its mailbox, or for its next login: it left meanwhile), with its ``ref``. Its sender was
-        promised nothing."""
+    def _take_message(self, to: str, sender: str, text: str, now: float, origin: str | None,
+                      sent: Any, ref: str | None = None) -> list[Step]:
+        """A message from ``sender``, a user of the node ``origin``, for ``to``: sent if it is here with no
+        mailbox on its way, or kept behind its mailbox, and ``origin`` told it was delivered; if ``to`` left
+        meanwhile, relayed again (to its node, or kept by the engine), and ``origin`` told what became of it.
+        (A message without ``origin`` is kept here as it comes, its sender told nothing.) Its ``ref`` goes
+        with it: kept with it, and named to its sender. Each keep or relay here carries the message on its way
+        (``relayed``): its ref is known to the engine already, as this very message's, and is not taken for a
+        repeat of it."""
+        if self.blocks.blocks(to, sender):   # (blocked since its node looked)
+            return self._tell(origin, to, sender, ErrorCode.BLOCKED_BY_RECIPIENT.value, ref)
         s = self.sessions.online.get(to)
         if s is not None and not s.mailbox:
-            return [Send((s.id,), {"type": _MESSAGE, "from": sender, "text": text})]
-        if self.blocks.blocks(to, sender):
-            return []
-        mid = self.mail.new_id()
-        sent = self.mail.sent(now)
+            self.counts.messages_relayed += 1   # (by the recipient's node: the sender's relayed it to this one)
+            return [Send((s.id,), {"type": _MESSAGE, "from": sender, "text": text}),
+                    *self._tell(origin, to, sender, _DELIVERED, ref)]
+        mail = self.mail
+        mid = mail.new_id()
+        if type(sent) is not float and type(sent) is not int:
+            sent = mail.sent(now)
         if s is not None:
-            self.mail.keep_behind(s, mid, sender, text, sent, ref)
-        return [KeepMessage(mid, to, sender, text, sent, ref=ref)]
+            mail.keep_behind(s, mid, sender, text, sent, ref)
+            return [KeepMessage(mid, to, sender, text, sent, ref=ref, relayed=True),
+                    *self._tell(origin, to, sender, _DELIVERED, ref)]
+        if origin is None:
+            return [KeepMessage(mid, to, sender, text, sent, ref=ref, relayed=True)]
+        return [RelayMessage(mid, to, sender, text, sent, origin, ref)]
+
+    def relay_answered(self, relay: RelayMessage, answer: str, now: float) -> list[ServerEffect]:
+        """The engine's answer to ``relay``: ``relayed`` (to the node of its recipient, which will say what
+        became of it), ``kept`` (for the recipient's next login), or why not (``queue_full``,
+        ``quota_exceeded``; ``store_full``: the engine could not be reached), or ``again`` (its ref is known:
+        the message was taken before, and the sending that took it was answered). Its sender's node is told."""
+        if answer == "relayed" or answer == "again":
+            return []
+        return self.presence.settle(self._tell(relay.origin, relay.to, relay.sender,
+                                               _STORED if answer == "kept" else answer, relay.ref))
+
+    def _tell(self, origin: str | None, to: str, sender: str, how: str, ref: str | None) -> list[Step]:
+        """What became of ``sender``'s message ``ref`` to ``to``, for the sender: here (``origin`` None), or to
+        its node."""
+        if origin is None:
+            return self._fate(to, sender, how, ref)
+        item = {"to": to, "from": sender, "how": how}
+        if ref is not None:
+            item["ref"] = ref
+        return [Relay(origin, {"kind": "taken", "list": [item]})]
+
+    def _fate(self, to: str, sender: str, how: str, ref: str | None) -> list[Step]:
+        """Tell ``sender``, if it is here, what became of its message to ``to``: ``delivered`` (taken by
+        ``to``'s node), ``stored``, or the code of why it was not kept (``store_full`` for any other); each
+        naming the message's ``ref``, if it has one (the answer comes after its pong: the client finds its
+        message by it)."""
+        s = self.sessions.online.get(sender)
+        if s is None:
+            return []
+        frame: dict[str, Any]
+        if how == _DELIVERED:
+            frame = {"type": FrameType.DELIVERED.value, "to": to}
+        elif how == _STORED:
+            return [Send((s.id,), stored_frame(to, ref))]
+        elif how == ErrorCode.QUEUE_FULL:
+            frame = error(ErrorCode.QUEUE_FULL, user=to)
+        elif how == ErrorCode.QUOTA_EXCEEDED:
+            frame = error(ErrorCode.QUOTA_EXCEEDED, quota=self.limits.sender_quota)
+        elif how == ErrorCode.BLOCKED_BY_RECIPIENT:
+            frame = error(ErrorCode.BLOCKED_BY_RECIPIENT, user=to)
+        else:
+            frame = error(ErrorCode.STORE_FULL, command=FrameType.MESSAGE.value, user=to)
+        if ref is not None:
+            frame["ref"] = ref
+        return [Send((s.id,), frame)]
 
     def _take_stored(self, to: str, record: StoredRecord) -> list[Step]:
         """The engine kept a message for ``to``, who is here (it logged in meanwhile): deliver it as stored."""

@@ -4,6 +4,7 @@ Every key starts with the cluster's prefix (``{chat}`` by default: the braces
 are a hash tag, so in a Redis Cluster every key lands in one slot):
 
 - ``:nodes``     sorted set: node id -> the end of its lease (engine ms);
+  ``:holders``   hash: node id -> the token of the process that holds its lease (one process per id);
 - ``:online``    hash: user -> the node it is logged in on (the one login);
   ``:users:NODE`` set: the users logged in on NODE (so a node's end touches its users only);
 - ``:last``      hash: user -> when it last logged out (engine ms);
@@ -13,13 +14,20 @@ are a hash tag, so in a Redis Cluster every key lands in one slot):
   the sender's client gave one);
   ``:mbox:USER`` sorted set of the ids kept for USER, by when they were kept;
   ``:kept``      hash: sender -> the bytes it has kept for others (its quota's count);
-  ``:ref:SENDER\nTO\nREF`` string: the id of SENDER's message REF to TO, while it is kept and for
-  ``REF_MEMORY`` after it was forgotten (acknowledged): a message with a ref kept already is not kept twice;
+  ``:ref:SENDER\\nTO\\nREF`` string: the id of SENDER's message REF to TO, while it is kept and for
+  ``REF_MEMORY`` after it was forgotten (acknowledged), or for ``RELAYED_REF_MEMORY`` after it was relayed
+  to a live node: a sending of a message whose ref is known is dropped (``again``), not kept or relayed twice;
 - ``:events``    stream every node reads: logins, logouts, blocks, lockouts, broadcasts;
   ``:inbox:NODE`` stream only NODE reads: what other nodes send its users;
-- ``:epoch``     counter: each join takes the next, and its node numbers its messages from it.
+  ``:taken:NODE`` the last entry of NODE's inbox that NODE took: the messages after it are kept for their
+  users when NODE's lease runs out (``rescue``), not lost with the node;
+- ``:epoch``     counter: each join takes the next, and its node numbers its messages from it;
+- ``:incarnation`` a token for the engine's state, made by the first node that finds none: a node that finds
+  another one (or none) knows the engine lost its state; ``:settle`` (expires): until then no login is
+  decided, so that every node that still serves users has claimed them again (``CLAIM``) or ended them.
 
-Each event or inbox entry has one field, ``e``: a JSON object with a ``kind``.
+Each event or inbox entry has a field ``e``: a JSON object with a ``kind``; a relayed message's inbox entry
+has a second, ``r``: the message's record, kept as it is if the node dies before taking it.
 Only commands of the Redis 7.0 set are used. Times are the engine's (``TIME``),
 so the nodes' clocks never have to agree.
 """
@@ -28,13 +36,18 @@ from __future__ import annotations
 from ..server.mail import REF_MEMORY
 from .engine import Script
 
-__all__ = ["PREFIX", "IDS_PER_EPOCH", "JOIN", "RENEW", "REAP", "LEAVE", "LOGIN", "LOGOUT", "KEEP", "FORGET",
-           "BLOCK", "SNAPSHOT", "EVENTS_KEPT", "INBOX_KEPT"]
+__all__ = ["PREFIX", "IDS_PER_EPOCH", "JOIN", "RENEW", "CLAIM", "REAP", "LEAVE", "LOGIN", "LOGOUT", "KEEP",
+           "FORGET", "RELAY", "TOOK", "BLOCK", "LOCK", "SNAPSHOT", "EVENTS_KEPT", "INBOX_KEPT", "RELAYED_REF_MEMORY"]
 
 PREFIX = "{chat}"
 IDS_PER_EPOCH = 1 << 32    # message ids a node may give per join: epoch * IDS_PER_EPOCH + n (exact in a double)
 EVENTS_KEPT = 100_000      # about the entries a stream keeps (MAXLEN ~): a node further behind resyncs
 INBOX_KEPT = 100_000
+# Seconds the ref of a message relayed to a live node is remembered: its sender's client sends it again only
+# while it was not confirmed (about 31 s from the first "not confirmed", and a node tells that within its
+# engine's reply timeout), so twice that is ample; REF_MEMORY's 10 minutes for each cross-node message would
+# hold about 100 bytes of engine memory per message for that long (120 MB at 2,000 relayed messages a second).
+RELAYED_REF_MEMORY = 120.0
 
 _PRELUDE = """
 local P = KEYS[1]
@@ -50,7 +63,75 @@ local function last_id(stream)
   if top[1] then return top[1][1] end
   return '0-0'
 end
-local function release_all(node, now)
+local function lease_left(node, now)   -- ms left of node's lease; false if it has none, or it ran out
+  local lease = redis.call('ZSCORE', P .. ':nodes', node)
+  if lease and tonumber(lease) >= now then return tonumber(lease) - now end
+  return false
+end
+local function incarnation(fresh, lease, now)   -- the engine's; none: it lost its state (or is new), so `fresh`
+  local known = redis.call('GET', P .. ':incarnation')
+  if known then return known end
+  redis.call('SET', P .. ':incarnation', fresh)
+  redis.call('SET', P .. ':settle', now + lease, 'PX', lease)
+  return fresh
+end
+local function settle_left(now)
+  local till = redis.call('GET', P .. ':settle')
+  if till and tonumber(till) > now then return tonumber(till) - now end
+  return 0
+end
+local function ref_key(from, to, ref)   -- where a message's ref ('': none) is remembered; false: nowhere
+  if ref == '' then return false end
+  return P .. ':ref:' .. from .. '\\n' .. to .. '\\n' .. ref
+end
+local function seen(rkey)   -- whether a message with this ref was kept or relayed, and is remembered
+  return rkey and redis.call('EXISTS', rkey) == 1
+end
+-- KEEP's and RELAY's one way to keep a message, with its ref (remembered while it is kept): unless `fresh` (a
+-- sending by its sender's node, not a message on its way) and its ref is known ('again'), or the mailbox or the
+-- sender's quota is full; if its user is logged in somewhere, its node is told.
+local function keep_for(id, to, from, record, cost, cap, quota, ref, fresh)
+  local rkey = ref_key(from, to, ref)
+  if fresh and seen(rkey) then return 'again' end
+  local mbox = P .. ':mbox:' .. to
+  if redis.call('ZCARD', mbox) >= cap then return 'queue_full' end
+  local kept = tonumber(redis.call('HGET', P .. ':kept', from) or '0')
+  if quota > 0 and kept + cost > quota then return 'quota_exceeded' end
+  redis.call('HSET', P .. ':msg', id, record)
+  redis.call('ZADD', mbox, now_ms(), id)
+  redis.call('HINCRBY', P .. ':kept', from, cost)
+  if rkey then redis.call('SET', rkey, id) end   -- (no expiry while kept: FORGET gives it REF_MEMORY)
+  local holder = redis.call('HGET', P .. ':online', to)
+  if holder then
+    redis.call('XADD', P .. ':inbox:' .. holder, 'MAXLEN', '~', $INBOX_KEPT, '*', 'e',
+               '{"kind":"stored","id":' .. id .. ',"rec":' .. record .. '}')
+  end
+  return 'kept'
+end
+local function rescue(node, cap, quota)   -- the messages relayed to node that it never took, kept; senders told
+  local from = redis.call('GET', P .. ':taken:' .. node)
+  if not from then return 0 end
+  redis.call('DEL', P .. ':taken:' .. node)
+  local told, n = {}, 0
+  for _, entry in ipairs(redis.call('XRANGE', P .. ':inbox:' .. node, '(' .. from, '+')) do
+    local f = entry[2]
+    if f[3] == 'r' then
+      local e, r = cjson.decode(f[2]), cjson.decode(f[4])
+      local ref = type(r.ref) == 'string' and r.ref or ''
+      local how = keep_for(string.format('%.0f', e.id), r.to, r['from'], f[4], r.cost, cap, quota, ref, false)
+      if how == 'kept' then how = 'stored' end
+      if not told[e.node] then told[e.node] = {} end
+      table.insert(told[e.node], {to = r.to, ['from'] = r['from'], how = how, ref = r.ref})
+      n = n + 1
+    end
+  end
+  for origin, list in pairs(told) do
+    redis.call('XADD', P .. ':inbox:' .. origin, 'MAXLEN', '~', $INBOX_KEPT, '*', 'e',
+               cjson.encode({kind = 'taken', list = list}))
+  end
+  return n
+end
+local function release_all(node, now, cap, quota)   -- the node's users logged out (told), its untaken kept
   local users = P .. ':users:' .. node
   local n = 0
   for _, user in ipairs(redis.call('SMEMBERS', users)) do
@@ -62,56 +143,122 @@ local function release_all(node, now)
     end
   end
   redis.call('DEL', users)
+  rescue(node, cap, quota)
   return n
 end
-""".replace("$EVENTS_KEPT", str(EVENTS_KEPT))
+local function reap(node, now, cap, quota)   -- a node whose lease ran out: forgotten, its users logged out
+  redis.call('ZREM', P .. ':nodes', node)
+  redis.call('HDEL', P .. ':holders', node)
+  return release_all(node, now, cap, quota)
+end
+""".replace("$EVENTS_KEPT", str(EVENTS_KEPT)).replace("$INBOX_KEPT", str(INBOX_KEPT))
 
 
 def _script(body: str) -> Script:
     return Script(_PRELUDE + body)
 
 
-# ARGV: node, lease (ms). Free what an earlier life of this node left (its users' logins, told as logouts),
-# take a lease and the next epoch. -> {epoch, the last id of the node's inbox}
+# ARGV: node, lease (ms), the process's token, a fresh incarnation (taken if the engine has none), cap, quota.
+# Unless a live process holds the id: free what an earlier life of this node left (its users' logins, told as
+# logouts; the messages it never took, kept), take a lease and the next epoch.
+# -> {'joined', epoch, the last id of the node's inbox, the incarnation, ms it settles} | {'taken', ms left}
 JOIN = _script("""
-local now = now_ms()
-release_all(ARGV[1], now)
-redis.call('ZADD', P .. ':nodes', now + tonumber(ARGV[2]), ARGV[1])
-return {redis.call('INCR', P .. ':epoch'), last_id(P .. ':inbox:' .. ARGV[1])}
+local node, lease, now = ARGV[1], tonumber(ARGV[2]), now_ms()
+local inc = incarnation(ARGV[4], lease, now)
+local left = lease_left(node, now)
+if left and redis.call('HGET', P .. ':holders', node) ~= ARGV[3] then return {'taken', left} end
+release_all(node, now, tonumber(ARGV[5]), tonumber(ARGV[6]))
+redis.call('ZADD', P .. ':nodes', now + lease, node)
+redis.call('HSET', P .. ':holders', node, ARGV[3])
+local inbox = last_id(P .. ':inbox:' .. node)
+redis.call('SET', P .. ':taken:' .. node, inbox)
+return {'joined', redis.call('INCR', P .. ':epoch'), inbox, inc, settle_left(now)}
 """)
 
-# ARGV: node, lease (ms). -> 1, or 0 if the lease has run out (the node must end its sessions and join again)
+# ARGV: node, lease (ms), token, incarnation, the last entry of its inbox it took (or ''), kept on disk here.
+# -> {'renewed'} | {'expired'} (the lease ran out: the node ends its sessions and joins again) | {'taken', ms
+# left} (another process holds the id) | {'lost'} (not this engine state: it lost the one the node joined, which
+# claims its sessions again)
 RENEW = _script("""
-local now = now_ms()
-local lease = redis.call('ZSCORE', P .. ':nodes', ARGV[1])
-if not lease or tonumber(lease) < now then return 0 end
-redis.call('ZADD', P .. ':nodes', now + tonumber(ARGV[2]), ARGV[1])
-return 1
+local node, now = ARGV[1], now_ms()
+if redis.call('GET', P .. ':incarnation') ~= ARGV[4] then return {'lost'} end
+local left = lease_left(node, now)
+if redis.call('HGET', P .. ':holders', node) ~= ARGV[3] then
+  if left then return {'taken', left} end
+  return {'expired'}
+end
+if not left then return {'expired'} end
+redis.call('ZADD', P .. ':nodes', now + tonumber(ARGV[2]), node)
+if ARGV[5] ~= '' then redis.call('SET', P .. ':taken:' .. node, ARGV[5]) end
+return {'renewed'}
 """)
 
-# Every node whose lease ran out: forgotten, and each of its users logged out (told to all). -> dead nodes
+# ARGV: node, lease (ms), token, a fresh incarnation, the node's epoch, then each user the node serves.
+# The engine lost its state: unless a live process holds the id, the node takes a lease and each of its users
+# again (a login, told), but those another live node has logged in meanwhile.
+# -> {'claimed', epoch, inbox's last id, incarnation, ms it settles, {user, its node, ...} taken} | {'taken', ms}
+CLAIM = _script("""
+local node, lease, now = ARGV[1], tonumber(ARGV[2]), now_ms()
+local inc = incarnation(ARGV[4], lease, now)
+local left = lease_left(node, now)
+if left and redis.call('HGET', P .. ':holders', node) ~= ARGV[3] then return {'taken', left} end
+redis.call('ZADD', P .. ':nodes', now + lease, node)
+redis.call('HSET', P .. ':holders', node, ARGV[3])
+local epoch = redis.call('INCR', P .. ':epoch')
+if epoch <= tonumber(ARGV[5]) then   -- (the counter was lost too: no id this node gave may come again)
+  epoch = tonumber(ARGV[5]) + 1
+  redis.call('SET', P .. ':epoch', epoch)
+end
+local taken = {}
+for i = 6, #ARGV do
+  local user = ARGV[i]
+  local holder = redis.call('HGET', P .. ':online', user)
+  if holder ~= node then
+    if holder and lease_left(holder, now) then
+      table.insert(taken, user)
+      table.insert(taken, holder)
+    else
+      if holder then redis.call('SREM', P .. ':users:' .. holder, user) end
+      redis.call('HSET', P .. ':online', user, node)
+      redis.call('SADD', P .. ':users:' .. node, user)
+      event({kind = 'login', user = user, node = node})
+    end
+  end
+end
+local inbox = last_id(P .. ':inbox:' .. node)
+redis.call('SET', P .. ':taken:' .. node, inbox)
+return {'claimed', epoch, inbox, inc, settle_left(now), taken}
+""")
+
+# ARGV: cap, quota. Every node whose lease ran out: forgotten, each of its users logged out (told to all), the
+# messages relayed to it that it never took kept for their users (their senders' nodes told). -> dead nodes
 REAP = _script("""
 local now = now_ms()
 local dead = redis.call('ZRANGEBYSCORE', P .. ':nodes', '-inf', '(' .. now)
 for _, node in ipairs(dead) do
-  redis.call('ZREM', P .. ':nodes', node)
-  release_all(node, now)
+  reap(node, now, tonumber(ARGV[1]), tonumber(ARGV[2]))
 end
 return #dead
 """)
 
-# ARGV: node. The node stops: its users logged out (told), its lease given up. -> users logged out
+# ARGV: node, token, cap, quota. The node stops: its users logged out (told), its untaken messages kept, its
+# lease given up (if this process holds it). -> users logged out
 LEAVE = _script("""
-local n = release_all(ARGV[1], now_ms())
-redis.call('ZREM', P .. ':nodes', ARGV[1])
-return n
+if redis.call('HGET', P .. ':holders', ARGV[1]) ~= ARGV[2] then return 0 end
+return reap(ARGV[1], now_ms(), tonumber(ARGV[3]), tonumber(ARGV[4]))
 """)
 
-# ARGV: user, ok (1/0), node, lockout (ms), wrong passwords that lock. The lockout, the count, the one login.
-# -> {'locked', until} | {'wrong'} | {'blocked', until} | {'already'}
+# ARGV: user, ok (1/0), node, lockout (ms), wrong passwords that lock, token, incarnation, cap, quota. Nothing is
+# decided for a node that holds no lease, or knows another engine state, or while the engine settles; then the
+# lockout, the count, the one login (a holder whose lease ran out is reaped first).
+# -> {'unavailable'} | {'locked', until} | {'wrong'} | {'blocked', until} | {'already'}
 #    | {'welcome', the last id of the node's inbox, kept ids, their records}
 LOGIN = _script("""
 local user, node, now = ARGV[1], ARGV[3], now_ms()
+if redis.call('GET', P .. ':incarnation') ~= ARGV[7] or redis.call('HGET', P .. ':holders', node) ~= ARGV[6]
+    or not lease_left(node, now) or settle_left(now) > 0 then
+  return {'unavailable'}
+end
 local lock = redis.call('HGET', P .. ':locks', user)
 if lock then
   if tonumber(lock) > now then return {'locked', lock} end
@@ -129,11 +276,8 @@ if ARGV[2] ~= '1' then
 end
 local holder = redis.call('HGET', P .. ':online', user)
 if holder then
-  local lease = redis.call('ZSCORE', P .. ':nodes', holder)
-  if lease and tonumber(lease) >= now then return {'already'} end
-  redis.call('HSET', P .. ':last', user, now)   -- its node died before it could say so
-  redis.call('SREM', P .. ':users:' .. holder, user)
-  event({kind = 'logout', user = user, node = holder, at = now})
+  if lease_left(holder, now) then return {'already'} end
+  reap(holder, now, tonumber(ARGV[8]), tonumber(ARGV[9]))   -- its node died, and was not reaped yet
 end
 redis.call('HSET', P .. ':online', user, node)
 redis.call('SADD', P .. ':users:' .. node, user)
@@ -145,9 +289,10 @@ if #ids > 0 then records = redis.call('HMGET', P .. ':msg', unpack(ids)) end
 return {'welcome', last_id(P .. ':inbox:' .. node), ids, records}
 """)
 
-# ARGV: user, node. The user left the node (if the login is still that node's). -> 1 or 0
+# ARGV: user, node, token. The user left the node (if the login is still that node's, held by this process). -> 1/0
 LOGOUT = _script("""
 if redis.call('HGET', P .. ':online', ARGV[1]) ~= ARGV[2] then return 0 end
+if redis.call('HGET', P .. ':holders', ARGV[2]) ~= ARGV[3] then return 0 end
 local now = now_ms()
 redis.call('HDEL', P .. ':online', ARGV[1])
 redis.call('SREM', P .. ':users:' .. ARGV[2], ARGV[1])
@@ -156,31 +301,15 @@ event({kind = 'logout', user = ARGV[1], node = ARGV[2], at = now})
 return 1
 """)
 
-# ARGV: id, to, sender, record (JSON), cost, cap, quota (0: none), ref ('': none). Keep a message unless one
-# with its ref is kept already ('again': nothing more is done), or the mailbox or the sender's quota is full; if
-# its user is logged in somewhere, its node is told. -> 'kept' | 'again' | the refusal's code
+# ARGV: id, to, sender, record (JSON), cost, cap, quota (0: none), ref ('': none), fresh (1: a sending by the
+# sender's node; 0: a message relayed to this node on its way, whose ref the engine knows as its own). Keep a
+# message (``keep_for``) unless it is fresh and its ref is known ('again': nothing more is done), or the mailbox
+# or the sender's quota is full; if its user is logged in somewhere, its node is told.
+# -> 'kept' | 'again' | the refusal's code
 KEEP = _script("""
-local ref
-if ARGV[8] ~= '' then
-  ref = P .. ':ref:' .. ARGV[3] .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[8]
-  if redis.call('EXISTS', ref) == 1 then return 'again' end
-end
-local mbox = P .. ':mbox:' .. ARGV[2]
-if redis.call('ZCARD', mbox) >= tonumber(ARGV[6]) then return 'queue_full' end
-local quota = tonumber(ARGV[7])
-local kept = tonumber(redis.call('HGET', P .. ':kept', ARGV[3]) or '0')
-if quota > 0 and kept + tonumber(ARGV[5]) > quota then return 'quota_exceeded' end
-redis.call('HSET', P .. ':msg', ARGV[1], ARGV[4])
-redis.call('ZADD', mbox, now_ms(), ARGV[1])
-redis.call('HINCRBY', P .. ':kept', ARGV[3], ARGV[5])
-if ref then redis.call('SET', ref, ARGV[1]) end
-local holder = redis.call('HGET', P .. ':online', ARGV[2])
-if holder then
-  redis.call('XADD', P .. ':inbox:' .. holder, 'MAXLEN', '~', $INBOX_KEPT, '*', 'e',
-             '{"kind":"stored","id":' .. ARGV[1] .. ',"rec":' .. ARGV[4] .. '}')
-end
-return 'kept'
-""".replace("$INBOX_KEPT", str(INBOX_KEPT)))
+return keep_for(ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]),
+                ARGV[8], ARGV[9] == '1')
+""")
 
 # ARGV: ids. Forget these kept messages (acknowledged), giving their bytes back to their senders' quotas; their
 # refs are remembered for REF_MEMORY more.
@@ -192,13 +321,50 @@ for _, id in ipairs(ARGV) do
     redis.call('HDEL', P .. ':msg', id)
     redis.call('ZREM', P .. ':mbox:' .. r.to, id)
     if redis.call('HINCRBY', P .. ':kept', r.from, -r.cost) <= 0 then redis.call('HDEL', P .. ':kept', r.from) end
-    if type(r.ref) == 'string' then
-      redis.call('PEXPIRE', P .. ':ref:' .. r.from .. '\\n' .. r.to .. '\\n' .. r.ref, $REF_MEMORY)
+    if type(r.ref) == 'string' and r.ref ~= '' then
+      redis.call('PEXPIRE', ref_key(r.from, r.to, r.ref), $REF_MEMORY)
     end
   end
 end
 return #ARGV
 """.replace("$REF_MEMORY", str(int(REF_MEMORY * 1000))))
+
+# ARGV: id, to, sender, record (JSON, as KEEP's), cost, cap, quota, the sender's node, a node to pass by, ref ('':
+# none), fresh (1/0, as KEEP's). A message for a user logged in on another node: dropped if it is fresh and its
+# ref is known ('again': taken before); else to that node's inbox if its lease is live (and it is not the one to
+# pass by: it has not the user), its ref remembered for RELAYED_REF_MEMORY; else kept as KEEP keeps it (after
+# what that node never took, if it is dead: reaped first, so the user gets its messages in the order they were
+# sent). -> 'relayed' | 'kept' | 'again' | the refusal's code
+RELAY = _script("""
+local rkey = ref_key(ARGV[3], ARGV[2], ARGV[10])
+if ARGV[11] == '1' and seen(rkey) then return 'again' end
+local holder, now = redis.call('HGET', P .. ':online', ARGV[2]), now_ms()
+if holder and holder ~= ARGV[9] then
+  if lease_left(holder, now) then
+    redis.call('XADD', P .. ':inbox:' .. holder, 'MAXLEN', '~', $INBOX_KEPT, '*',
+               'e', '{"kind":"message","id":' .. ARGV[1] .. ',"node":"' .. ARGV[8] .. '"}', 'r', ARGV[4])
+    if rkey then redis.call('SET', rkey, ARGV[1], 'PX', $RELAYED_REF_MEMORY) end
+    return 'relayed'
+  end
+  reap(holder, now, tonumber(ARGV[6]), tonumber(ARGV[7]))
+end
+return keep_for(ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]),
+                ARGV[10], false)   -- (looked up above)
+""".replace("$INBOX_KEPT", str(INBOX_KEPT)).replace("$RELAYED_REF_MEMORY", str(int(RELAYED_REF_MEMORY * 1000))))
+
+# ARGV: node, token, the last entry of its inbox it took (or ''), then (node, entry) pairs: the fates of those
+# nodes' users' messages. If this process holds the id: the position, and an entry to each node's inbox. Neither
+# is written to the engine's disk, so a message costs the engine one write to disk (RELAY's), as before there
+# were fates: a fate lost with the engine leaves a sender unconfirmed, and the position on disk is RENEW's.
+TOOK = _script("""
+redis.set_repl(redis.REPL_NONE)
+if redis.call('HGET', P .. ':holders', ARGV[1]) ~= ARGV[2] then return 0 end
+if ARGV[3] ~= '' then redis.call('SET', P .. ':taken:' .. ARGV[1], ARGV[3]) end
+for i = 4, #ARGV, 2 do
+  redis.call('XADD', P .. ':inbox:' .. ARGV[i], 'MAXLEN', '~', $INBOX_KEPT, '*', 'e', ARGV[i + 1])
+end
+return 1
+""".replace("$INBOX_KEPT", str(INBOX_KEPT)))
 
 # ARGV: blocker, blocked, on (1/0), node. -> 1
 BLOCK = _script("""
@@ -210,6 +376,21 @@ else
 end
 event({kind = 'block', blocker = ARGV[1], blocked = ARGV[2], on = ARGV[3] == '1', node = ARGV[4]})
 return 1
+""")
+
+# ARGV: user, ms (0: lift the lock), node. The operator's lockout of a user for every node, or its lifting
+# (which forgets the wrong passwords in a row too), told to all as a lockout ending then. -> its end (ms)
+LOCK = _script("""
+local user, ms = ARGV[1], tonumber(ARGV[2])
+local till = tostring(now_ms() + ms)
+redis.call('HDEL', P .. ':failures', user)
+if ms > 0 then
+  redis.call('HSET', P .. ':locks', user, till)
+else
+  redis.call('HDEL', P .. ':locks', user)
+end
+event({kind = 'locked', user = user, ['until'] = till, node = ARGV[3]})
+return till
 """)
 
 # The whole shared view at once. -> {online (flat), last (flat), blocks, locks (flat), last event id, now}

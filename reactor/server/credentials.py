@@ -27,7 +27,8 @@ from collections.abc import Mapping
 
 from .passwords import is_hashed, parse_hash
 
-__all__ = ["CredentialsError", "CredentialsParser", "LINES_PER_SLICE", "load_credentials", "plain_accounts"]
+__all__ = ["CredentialsError", "CredentialsMissing", "CredentialsParser", "LINES_PER_SLICE", "load_credentials",
+           "plain_accounts"]
 
 # Lines one parse_slice takes: a line with a hash takes 4.5 us to check here (11 us on a loaded machine), so a
 # slice takes 2.2 ms (6 ms), and a reload of 20,000 hashed accounts is 41 loop turns of that, not one of 90-250 ms.
@@ -40,6 +41,10 @@ _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCH
 
 class CredentialsError(Exception):
     """The accounts file cannot be used; the message names the file (and line) for a person."""
+
+
+class CredentialsMissing(CredentialsError):
+    """There is no accounts file at the path given."""
 
 
 def load_credentials(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -69,7 +74,7 @@ class CredentialsParser:
                 _refuse_unless_regular(name, os.fstat(f.fileno()).st_mode)
                 data = f.read()
         except FileNotFoundError:
-            raise CredentialsError(f"credentials file not found: {name}") from None
+            raise CredentialsMissing(f"credentials file not found: {name}") from None
         except OSError as exc:
             raise CredentialsError(f"cannot read credentials file {name}: {exc.strerror or exc}") from None
         if data.startswith(b"\xef\xbb\xbf"):

@@ -28,8 +28,8 @@ The host carries out the effects of one event in order:
   the host has it checked off the loop and calls ``password_checked(conn, ok,
   now)`` with the answer (``ok`` None: it could not be checked).
 
-A cluster node's rules (``reactor/cluster/rules.py``) return four more, the
-``ClusterEffect``s: ``ClaimLogin``, ``ReleaseLogin``, ``Relay`` and ``Publish``.
+A cluster node's rules (``reactor/cluster/rules.py``) return five more, the
+``ClusterEffect``s: ``ClaimLogin``, ``ReleaseLogin``, ``Relay``, ``RelayMessage`` and ``Publish``.
 """
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Send", "SendBatch", "SendStored", "Close", "SetTimer", "CancelTimer", "KeepMessage", "ForgetMessages",
            "AddBlock", "RemoveBlock", "WhenWritable", "LoggedIn", "LoginFailed", "CheckPassword", "StoreChange",
-           "STORE_CHANGES", "ServerEffect", "SERVER_EFFECTS", "ClaimLogin", "ReleaseLogin", "Relay", "Publish",
-           "ClusterEffect", "CLUSTER_EFFECTS", "PresenceNote", "Step", "error", "reply", "bye"]
+           "STORE_CHANGES", "ServerEffect", "SERVER_EFFECTS", "ClaimLogin", "ReleaseLogin", "Relay", "RelayMessage",
+           "Publish", "ClusterEffect", "CLUSTER_EFFECTS", "PresenceNote", "Step", "error", "reply", "bye"]
 
 
 # The frames the rules build name their type (and a bye its reason) by the protocol's words, as plain strs
@@ -62,9 +62,11 @@ def error(code: ErrorCode, **fields: Any) -> Frame:
     return frame
 
 
-def bye(reason: ByeReason) -> Frame:
-    """A ``bye`` frame: the server closes the connection, for ``reason``."""
-    return {"type": FrameType.BYE.value, "reason": reason.value}
+def bye(reason: ByeReason, **fields: Any) -> Frame:
+    """A ``bye`` frame: the server closes the connection, for ``reason`` (and ``fields``: an operator's ``text``)."""
+    frame: Frame = {"type": FrameType.BYE.value, "reason": reason.value}
+    frame.update(fields)
+    return frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +102,8 @@ class KeepMessage:
     """A durable change: keep message ``id`` from ``sender`` for ``to`` (``sent``: wall-clock seconds, or None).
     ``confirm``, as in each store change: the reply sent, in this place, once the change is stored. ``ref``: the
     id the sender's client gave the message (or None), kept with it so that the message is not kept twice.
-    ``handed_here``: see ``Mail.refused``."""
+    ``handed_here``: see ``Mail.refused``. ``relayed``: a cluster node keeps a message another node relayed to
+    it (its ref is known to the engine as this very message's, so it is kept, not taken for a repeat)."""
     id: int
     to: str
     sender: str
@@ -111,6 +114,7 @@ class KeepMessage:
     # Its recipient, if online here, is handed it by this process's mail (so once handed, a refusal comes too
     # late: it stands confirmed); False: a cluster node's retry, which reaches anyone only once the engine kept it.
     handed_here: bool = True
+    relayed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,13 +191,30 @@ class Relay:
 
 
 @dataclass(frozen=True, slots=True)
+class RelayMessage:
+    """Cluster mode: message ``id`` from ``sender`` for ``to``, a user logged in on another node (as this one
+    knows): the engine hands it to the node ``to`` is logged in on if that node's lease is live, else keeps it
+    for ``to``'s next login; the host answers with ``relay_answered``. ``origin``: the node whose user
+    ``sender`` is, to be told what became of it (None: this one, which sends it for the first time: the engine
+    drops it, ``again``, if it knows its ``ref`` already). ``ref``: the id the sender's client gave it, or None."""
+    id: int
+    to: str
+    sender: str
+    text: str
+    sent: float | None = None
+    origin: str | None = None
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Publish:
     """Cluster mode: ``event`` for every other node (a broadcast)."""
     event: dict[str, Any]
 
 
-ClusterEffect = ClaimLogin | ReleaseLogin | Relay | Publish   # what only a cluster node's logic returns besides
-CLUSTER_EFFECTS: tuple[type[ClusterEffect], ...] = (ClaimLogin, ReleaseLogin, Relay, Publish)
+# What only a cluster node's logic returns besides.
+ClusterEffect = ClaimLogin | ReleaseLogin | Relay | RelayMessage | Publish
+CLUSTER_EFFECTS: tuple[type[ClusterEffect], ...] = (ClaimLogin, ReleaseLogin, Relay, RelayMessage, Publish)
 StoreChange = KeepMessage | ForgetMessages | AddBlock | RemoveBlock   # a durable change; the store takes these
 STORE_CHANGES: tuple[type[StoreChange], ...] = (KeepMessage, ForgetMessages, AddBlock, RemoveBlock)
 ServerEffect = (Send | SendBatch | SendStored | Close | SetTimer | CancelTimer | KeepMessage | ForgetMessages

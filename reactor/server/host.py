@@ -41,6 +41,13 @@ owns (``reactor/server/verifier.py``, one per core): started when checks need th
 if they die, spoken to through socket pairs on the same loop. An answer goes to
 the logic's ``password_checked``; a check that cannot be done (no helper, too
 many waiting) is answered None, which the client hears as ``try_again``.
+
+The host counts, for the metrics, what only it sees (``logic.counts``, the
+rules' own counts, ``reactor/ops/catalog.py``): connections turned away, TLS
+handshakes and their failures, messages the durability kept, and the bytes its
+client connections read and send (``traffic``: one addition per recv and send).
+``carry_out`` carries out effects the logic returned to someone else's call
+(the operator's commands, ``reactor/server/operator.py``).
 """
 from __future__ import annotations
 
@@ -55,7 +62,7 @@ from typing import Any, TypeVar
 from ..framing import MAX_FRAME, JsonLines, encode
 from ..loop import EventLoop, NamedTimers, TimerHandle
 from ..protocol import ErrorCode
-from ..stream import MAX_OUTPUT, RECV_SIZE, Listener, Stream, listen
+from ..stream import MAX_OUTPUT, RECV_SIZE, Listener, Stream, Traffic, listen
 from ..tls import TLSStream
 from .durability import Durability, StoreDurability, TransactionalStore, with_texts
 from .effects import (
@@ -178,11 +185,13 @@ class ServerHost:
         self._loop = loop
         self._tls = tls   # with a context, every connection speaks TLS (reactor/tls.py)
         self._logic = logic
+        self._counts = logic.counts   # what the host sees, counted beside what the rules decide
+        self.traffic = Traffic()      # the bytes of the client connections
         # Where store changes go: ``store`` (by default a MemoryStore), or a durability of the caller's (a cluster
         # node's engine); never both.
         assert store is None or durability is None, "a store or a durability, not both"
         self.durability: Durability = durability if durability is not None else StoreDurability(
-            store if store is not None else MemoryStore(), self._answered)
+            store if store is not None else MemoryStore(), self._answered, commits=logic.counts.store_commit)
         self._streams: dict[int, Stream] = {}
         self._timers = NamedTimers(loop, self._fire)
         self._ids = itertools.count(1)
@@ -234,17 +243,21 @@ class ServerHost:
             log.debug("accept: %s", exc)
             sock.close()
             return
-        if len(self._strangers) >= self._max_strangers or self._per_address[address] >= self._max_per_address:
-            self._turn_away(sock, address)
+        if len(self._strangers) >= self._max_strangers:
+            self._turn_away(sock, address, "too_many_strangers")
+            return
+        if self._per_address[address] >= self._max_per_address:
+            self._turn_away(sock, address, "too_many_from_address")
             return
         lines = JsonLines(self, max_frame=STRANGER_MAX_FRAME)
-        limits: dict[str, Any] = {"max_output": STRANGER_MAX_OUTPUT, "read_size": STRANGER_READ_SIZE}
+        limits: dict[str, Any] = {"max_output": STRANGER_MAX_OUTPUT, "read_size": STRANGER_READ_SIZE,
+                                  "traffic": self.traffic}
         try:
             if self._tls is None:
                 stream = Stream(self._loop, sock, lines, **limits)
             else:
                 stream = TLSStream(self._loop, sock, lines, context=self._tls, server_side=True,
-                                   plaintext_answer=TLS_REQUIRED, **limits)
+                                   plaintext_answer=TLS_REQUIRED, on_secure=self._secured, **limits)
         except OSError as exc:  # the peer is already gone
             log.debug("accept: %s", exc)
             sock.close()
@@ -257,10 +270,11 @@ class ServerHost:
         log.debug("connection %d from %s", conn, stream.peer_address)
         self._apply(self._logic.connected(conn, self._loop.time(), address))
 
-    def _turn_away(self, sock: socket.socket, address: str) -> None:
-        """Too many strangers (in all, or from ``address``): one ``busy`` frame, if it fits, and close.
+    def _turn_away(self, sock: socket.socket, address: str, reason: str) -> None:
+        """Too many strangers (in all, or from ``address``: ``reason``): one ``busy`` frame, if it fits, and close.
 
         Over TLS it is just closed: a handshake first would cost what the cap is there to save."""
+        self._counts.connections_refused.add(reason)
         if self._tls is None:
             try:
                 sock.setblocking(False)
@@ -269,6 +283,9 @@ class ServerHost:
                 pass
         sock.close()
         self._note_failure(address, "refused (busy)")
+
+    def _secured(self, stream: Stream) -> None:
+        self._counts.tls_handshakes += 1
 
     def _logged_in(self, effect: LoggedIn) -> None:
         """The connection is a user's now: no stranger's limits, not counted as one."""
@@ -294,6 +311,21 @@ class ServerHost:
         return len(self._strangers)
 
     @property
+    def connections(self) -> int:
+        """Client connections open now (strangers' and users')."""
+        return len(self._streams)
+
+    @property
+    def tls(self) -> bool:
+        """Whether every connection speaks TLS."""
+        return self._tls is not None
+
+    @property
+    def stopping(self) -> bool:
+        """Whether it is shutting down."""
+        return self._stopping
+
+    @property
     def buffered(self) -> int:
         """Bytes queued for the connections and not yet written to them: the memory slow readers cost."""
         return sum(stream.buffered for stream in self._streams.values())
@@ -307,7 +339,8 @@ class ServerHost:
         self._failure_timer = None
         lines = self._failures.take()
         for line in lines:
-            log.info("failed logins and refused connections in the last %gs from %s", self._failure_interval, line)
+            log.info("failed logins and refused connections in the last %gs from %s", self._failure_interval, line,
+                     extra={"address": line.split(": ", 1)[0], "reason": "failed logins"})
 
     def frame_received(self, stream: Stream, frame: Any) -> None:
         effects = self._logic.received(stream.tag, frame, self._loop.time())
@@ -334,7 +367,11 @@ class ServerHost:
             return
         if reason is not None:   # a stranger's is not worth a line each
             level = logging.DEBUG if conn in self._strangers else logging.INFO
-            log.log(level, "connection %d from %s lost: %s", conn, stream.peer_address, reason)
+            address = stream.peer_address[0] if isinstance(stream.peer_address, tuple) else None
+            log.log(level, "connection %d from %s lost: %s", conn, stream.peer_address, reason,
+                    extra={"conn": conn, "address": address, "reason": reason})
+        if isinstance(stream, TLSStream) and not stream.secure:
+            self._counts.tls_handshake_failures += 1
         self._forget_stranger(conn)
         self._apply(self._logic.disconnected(conn, self._loop.time()))
         if self._stopping and not self._streams:
@@ -405,8 +442,11 @@ class ServerHost:
             elif id(effect) in answers:   # in the confirmation's place, so straight out
                 self._dirty = False
                 self._apply(answers[id(effect)])
-            elif effect.confirm is not None:
-                self._deliver(effect.confirm)
+            else:
+                if type(effect) is KeepMessage:
+                    self._counts.messages_stored += 1
+                if effect.confirm is not None:
+                    self._deliver(effect.confirm)
         self._dirty = bool(waiting) or upto < self._asked
 
     def _stored(self, effect: SendStored) -> SendBatch:
@@ -459,6 +499,12 @@ class ServerHost:
     def _commit(self) -> None:
         """Before the loop sleeps: the durability's turn ends (a store commits this iteration's changes)."""
         self.durability.end_turn()
+
+    def carry_out(self, effects: list[ServerEffect]) -> None:
+        """Carry out ``effects`` the logic returned to a call of someone else's (the operator's commands), as
+        those of an event; none once shutting down."""
+        if not self._stopping:
+            self._apply(effects)
 
     # -- accounts ------------------------------------------------------
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+from ..ops.catalog import RefusedMessages
 from ..protocol import ErrorCode
 from .effects import Send, Step, error
 
@@ -56,11 +57,13 @@ class Limits:
     """Each user's token bucket and the bytes it has kept for others.
 
     ``rate`` None: no rate limit; ``sender_quota`` None: no quota. ``checks_quota`` False: the quota is
-    counted and checked elsewhere (a cluster node: the engine does), ``over_quota`` never says so here."""
+    counted and checked elsewhere (a cluster node: the engine does), ``over_quota`` never says so here.
+    ``refused``: where a message or broadcast refused for want of tokens is counted (``rate_limited``)."""
 
     def __init__(self, rate: float | None = RATE, burst: int = BURST, sender_quota: int | None = SENDER_QUOTA,
-                 checks_quota: bool = True) -> None:
+                 checks_quota: bool = True, refused: RefusedMessages | None = None) -> None:
         self.rate = rate
+        self._refused = refused if refused is not None else RefusedMessages()
         self.burst = burst
         self.sender_quota = sender_quota
         self._checks_quota = checks_quota
@@ -80,6 +83,8 @@ class Limits:
         if tokens < cost:
             self._buckets[user] = (tokens, now)
             retry = max(1, math.ceil((cost - tokens) / rate))
+            if command == "message" or command == "broadcast":
+                self._refused.rate_limited += 1
             return [Send((conn,), error(ErrorCode.RATE_LIMITED, command=command, retry=retry))]
         self._buckets[user] = (tokens - cost, now)
         return []

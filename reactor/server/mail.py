@@ -8,6 +8,9 @@ while it is not empty, a message to that user is stored behind them rather than
 sent at once, so no live message overtakes a stored one; and a ``ping`` is
 answered after the last of them.
 
+It keeps running totals of what it knows is kept (``kept``, ``kept_bytes``: the texts' UTF-8 bytes), so the
+operator's gauges cost a scrape nothing, however many users wait for mail.
+
 A kept message holds the ``ref`` its sender's client gave it, if any, and that
 ref is remembered for ``REF_MEMORY`` after its recipient acknowledged it: a
 message sent again with a ref remembered (the client retries what was not
@@ -21,6 +24,7 @@ import sys
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 
+from ..ops.catalog import ChatCounts
 from ..protocol import ErrorCode, Frame, FrameType
 from .commands import command, valid
 from .effects import ForgetMessages, KeepMessage, Send, SendStored, Step, WhenWritable, error, reply
@@ -53,24 +57,35 @@ class Mail:
     """The messages kept for each user (``to`` -> id -> sender, sizes, sent), the next id, and the cap."""
 
     def __init__(self, sessions: Sessions, limits: Limits, *, queue_cap: int = QUEUE_CAP,
-                 wall_offset: float | None = None, offline: Iterable[OfflineRow] = ()) -> None:
+                 wall_offset: float | None = None, offline: Iterable[OfflineRow] = (),
+                 counts: ChatCounts | None = None) -> None:
         """``offline``: the stored messages as (id, to, sender, size, chars, sent, ref): their texts' UTF-8 bytes
         and characters, when they were sent (or None), and the ref their sender's client gave them (or None).
         ``wall_offset``: ``now + wall_offset`` is the wall-clock time stamped as ``sent`` on kept messages; None
-        leaves ``sent`` out (the logic cannot read a clock)."""
+        leaves ``sent`` out (the logic cannot read a clock). ``counts``: where messages delivered from storage
+        and refused for want of room are counted."""
         self._sessions = sessions
         self._limits = limits
         self.queue_cap = queue_cap
         self._wall_offset = wall_offset
+        self._counts = counts if counts is not None else ChatCounts()
         self._offline: dict[str, dict[int, _Kept]] = {}
         # (to, sender, ref) of the messages acknowledged less than REF_MEMORY ago -> until when, oldest first
         self._acknowledged: OrderedDict[tuple[str, str, str], float] = OrderedDict()
         self._next_id = 1
+        self.kept = 0         # messages known to be kept, in all
+        self.kept_bytes = 0   # ... and their texts' UTF-8 bytes
         for mid, to, sender, size, chars, sent, ref in sorted(offline, key=lambda r: r[0]):
             sender = sys.intern(sender)   # one string per sender, not one per message
-            self._offline.setdefault(to, {})[mid] = (sender, size, wire_bytes(size, chars), sent, ref)
+            self._add(self._offline.setdefault(to, {}), mid, (sender, size, wire_bytes(size, chars), sent, ref))
             limits.charge(sender, stored_size(size))
             self._next_id = max(self._next_id, mid + 1)
+
+    def _add(self, queue: dict[int, _Kept], mid: int, kept: _Kept) -> None:
+        """Message ``mid`` is in ``queue`` now (counted in the totals)."""
+        queue[mid] = kept
+        self.kept += 1
+        self.kept_bytes += kept[1]
 
     # -- views and ids -----------------------------------------------------
 
@@ -105,12 +120,14 @@ class Mail:
                 return again
         queue = self._offline.get(to, _NO_QUEUE)
         if len(queue) >= self.queue_cap:
+            self._counts.messages_refused.queue_full += 1
             return reply(s.id, error(ErrorCode.QUEUE_FULL, user=to))
         sender = s.user
         utf8 = len(text.encode("utf-8", "surrogatepass"))
         size = stored_size(utf8)
         limits = self._limits
         if limits.over_quota(sender, size):
+            self._counts.messages_refused.quota_exceeded += 1
             return reply(s.id, error(ErrorCode.QUOTA_EXCEEDED, quota=limits.sender_quota))
         refusal = limits.spend(s.id, sender, cost, "message", now)
         if refusal:
@@ -120,7 +137,7 @@ class Mail:
         limits.charge(sender, size)
         mid = self.new_id()
         sent = self.sent(now)
-        queue[mid] = (sender, utf8, wire_bytes(utf8, len(text)), sent, ref)
+        self._add(queue, mid, (sender, utf8, wire_bytes(utf8, len(text)), sent, ref))
         if mailbox:   # online, its stored messages still on their way: this one goes behind them
             mailbox.append(mid)
             return [KeepMessage(mid, to, sender, text, sent, ref=ref)]
@@ -130,8 +147,8 @@ class Mail:
                     ref: str | None = None) -> None:
         """Message ``mid`` (kept elsewhere, with no quota counted here) goes behind ``s``'s mailbox on its way."""
         utf8 = len(text.encode("utf-8", "surrogatepass"))
-        self._offline.setdefault(s.user, {})[mid] = (sys.intern(sender), utf8, wire_bytes(utf8, len(text)), sent,
-                                                     ref)
+        self._add(self._offline.setdefault(s.user, {}), mid, (sys.intern(sender), utf8, wire_bytes(utf8, len(text)),
+                                                             sent, ref))
         assert s.mailbox is not None
         s.mailbox.append(mid)
 
@@ -141,7 +158,7 @@ class Mail:
         queue = self._offline.setdefault(s.user, {})
         if mid in queue:
             return []
-        queue[mid] = (sys.intern(sender), size, wire_bytes(size, chars), sent, None)
+        self._add(queue, mid, (sys.intern(sender), size, wire_bytes(size, chars), sent, None))
         if s.mailbox:
             s.mailbox.append(mid)
             return []
@@ -150,19 +167,26 @@ class Mail:
 
     def load(self, user: str, records: Iterable[tuple[int, str, int, int, float | None]]) -> None:
         """The messages kept for ``user`` elsewhere, as (id, sender, size, chars, sent), are its mail here now."""
-        queue: dict[int, _Kept] = {mid: (sys.intern(sender), size, wire_bytes(size, chars), sent, None)
-                                   for mid, sender, size, chars, sent in sorted(records)}
+        self.drop(user)
+        queue: dict[int, _Kept] = {}
+        for mid, sender, size, chars, sent in sorted(records):
+            self._add(queue, mid, (sys.intern(sender), size, wire_bytes(size, chars), sent, None))
         if queue:
             self._offline[user] = queue
 
     def drop(self, user: str) -> None:
         """Forget what is known here of ``user``'s mail (it is kept elsewhere: the engine)."""
-        self._offline.pop(user, None)
+        queue = self._offline.pop(user, None)
+        if queue:
+            self.kept -= len(queue)
+            self.kept_bytes -= sum(kept[1] for kept in queue.values())
 
     def _unkeep(self, to: str, queue: dict[int, _Kept], mid: int, now: float | None = None) -> None:
         """Forget the kept message ``mid`` of ``to``'s ``queue`` and give its bytes back to its sender's quota;
         given ``now`` (it was acknowledged, not refused), its ref is remembered until ``now + REF_MEMORY``."""
         sender, size, _, _, ref = queue.pop(mid)
+        self.kept -= 1
+        self.kept_bytes -= size
         self._limits.refund(sender, stored_size(size))
         if ref is not None and now is not None:
             self._acknowledged[(to, sender, ref)] = now + REF_MEMORY
@@ -214,7 +238,9 @@ class Mail:
         if not conns and source is not None:   # queued behind a mailbox on its way: no confirm was due
             conns = (source.id,)
         refusal = refusal or error(ErrorCode.STORE_FULL, command="message", user=to)
-        log.info("message %d to %s not kept: %s", mid, to, refusal["code"])
+        self._counts.messages_refused.add(refusal["code"])   # (store_full, queue_full, quota_exceeded)
+        log.info("message %d to %s not kept: %s", mid, to, refusal["code"],
+                 extra={"user": to, "reason": refusal["code"]})
         return [Send(conns, refusal)] if conns else []
 
     # -- the mailbox on its way ------------------------------------------------
@@ -245,6 +271,7 @@ class Mail:
                 frame["sent"] = sent
             frames.append(frame)
             size += _FRAME_OVERHEAD + wire_size(sender) + wire
+        self._counts.messages_delivered_from_storage += len(frames)
         effects: list[Step] = [SendStored(s.id, tuple(frames))] if frames else []
         if mailbox:
             effects.append(WhenWritable(s.id))

@@ -119,13 +119,17 @@ def password_problem(password: str) -> str | None:
     return None
 
 
-def hash_password_command(argv: list[str], *, ask: Callable[[str], str] = getpass.getpass,
-                          out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """``server_main.py hash-password [--user NAME]``: ask for a password twice without echo and print its
-    hash field, or with ``--user`` the whole ``NAME <hash>`` line for the accounts file; the exit status."""
+def hash_password_command(argv: list[str], *, ask: Callable[[str], str] | None = None, out: TextIO | None = None,
+                          err: TextIO | None = None, prog: str = "server_main.py") -> int:
+    """``server_main.py hash-password [--user NAME]`` (``prog``: the command run): ask for a password twice
+    without echo and print its hash field, or with ``--user`` the whole ``NAME <hash>`` line for the accounts
+    file; the exit status. On a pipe the two lines are read from it, without prompts (and without ``getpass``'s
+    warning that it cannot hide them)."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
-    parser = argparse.ArgumentParser(prog="server_main.py hash-password",
+    if ask is None:
+        ask = getpass.getpass if sys.stdin.isatty() else _piped_line
+    parser = argparse.ArgumentParser(prog=f"{prog} hash-password",
                                      description="Print a hashed password for the accounts file (typed without echo).")
     parser.add_argument("--user", metavar="NAME", help="print the whole line '<NAME> <hash>'")
     args = parser.parse_args(argv)
@@ -148,6 +152,14 @@ def hash_password_command(argv: list[str], *, ask: Callable[[str], str] = getpas
     field = hash_password(password)
     print(field if user is None else f"{user} {field}", file=out)
     return 0
+
+
+def _piped_line(prompt: str) -> str:
+    """The next line of standard input (not a terminal: nothing to hide, no prompt to show)."""
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line.rstrip("\r\n")
 
 
 def _b64(data: bytes) -> str:

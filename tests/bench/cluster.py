@@ -110,8 +110,9 @@ def measure(nodes: int, clients: int, workdir: str, credentials: str) -> dict[st
     gens = None
     figures: dict[str, Any] = {}
     try:
-        # wait until every node has joined: a login before that is refused with try_again (and retried by nobody)
-        time.sleep(0.5 if nodes else 0.0)
+        # wait until every node has joined and the new engine settled (it decides no login for a lease, 4 s, after
+        # the first node finds it without state): a login before that is refused (and retried by nobody)
+        time.sleep(4.5 if nodes else 0.0)
         gens = LoadGenerators(GENERATORS, servers.port, clients, cwd=ROOT, env=child_env())
         started = time.monotonic()
         replies = gens.command("login", wait=150.0, concurrency=LOGINS_IN_FLIGHT, within=120.0)

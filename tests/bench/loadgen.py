@@ -46,6 +46,7 @@ TICK = 0.001  # seconds between paced sends in the latency workload
 SOURCE_ADDRESSES = 250
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # pick the port at connect, per peer
 ACTIVITY = encode({"type": "activity"})
+DELIVERED = b'"type":"delivered"'
 
 # client states
 CONNECTING, HELLO, USERNAME, PASSWORD, PAIRING, REGISTERING, READY, GONE = range(8)
@@ -416,7 +417,8 @@ class Generator:
         return True
 
     def _relay_lines(self, client: Client, data: bytes) -> None:
-        count = data.count(b"\n")
+        # (a cluster node confirms a message it relayed to another node with a delivered frame: not a message)
+        count = data.count(b"\n") - data.count(DELIVERED)
         mode = self._mode
         mode["received"] += count
         if mode["sending"]:  # the partner refills the window it sent to this client
@@ -597,11 +599,14 @@ class LoadGenerators:
         return [process_cpu_seconds(pid) for pid in self.pids]
 
     def command(self, name: str, wait: float = 120.0, per_worker: list[dict] | None = None,
-                **args: Any) -> list[dict]:
-        """Send one command to every worker (``per_worker`` adds arguments to each); their replies."""
+                meanwhile: Callable[[], Any] | None = None, **args: Any) -> list[dict]:
+        """Send one command to every worker (``per_worker`` adds arguments to each); their replies.
+        ``meanwhile()`` runs once the command is sent, while the workers carry it out."""
         for k, proc in enumerate(self._procs):
             extra = per_worker[k] if per_worker else {}
             self._send(proc, {"cmd": name, **args, **extra})
+        if meanwhile is not None:
+            meanwhile()
         replies = [self._receive(proc, wait) for proc in self._procs]
         for reply in replies:
             if "error" in reply:
