@@ -36,7 +36,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from ..protocol import ErrorCode, Frame, FrameType
-from .effects import ClientEffect, Print, SetTimer
+from .effects import ClientEffect, Print, SetTimer, ToServer
 from .words import SAY
 
 __all__ = ["RETRY_DELAYS", "LATE_KEPT", "Outbox", "new_nonce"]
@@ -98,6 +98,8 @@ class Outbox:
         if found is None:
             return None
         waiting, late = found
+        if late and waiting.answer is not None:   # taken already (delivered, stored): a late error about its
+            return []                             # relay comes from a node that lost the engine's reply
         if code != ErrorCode.STORE_FULL:
             waiting.answer = "refused"
             self._late.pop(waiting.frame["ref"], None)
@@ -120,14 +122,14 @@ class Outbox:
         found = self._find(frame, frame.get("to"))
         if found is not None:
             found[0].answer = "stored"
-            self._late.pop(found[0].frame["ref"], None)
 
     def delivered(self, frame: Frame) -> None:
-        """A ``delivered`` frame: the message it names reached its recipient's node (cluster mode)."""
+        """A ``delivered`` frame: the message it names reached its recipient's node (cluster mode). (One
+        listened for after its pong stays so, taken: an error about its relay may still come, from a node
+        that did not hear the engine's reply; it is not shown.)"""
         found = self._find(frame, frame.get("to"))
         if found is not None:
             found[0].answer = "delivered"
-            self._late.pop(found[0].frame["ref"], None)
 
     def answered(self, now: float) -> list[ClientEffect]:
         """The pong after a message is in: it was taken (once sent again, the user is told so, unless ``stored``
@@ -156,16 +158,23 @@ class Outbox:
         waiting.timed = True
         return [SetTimer(("retry", ref), now + RETRY_DELAYS[waiting.retries])]
 
-    def retry(self, ref: str) -> Frame | None:
-        """The timer of message ``ref`` is due: its frame again, with the same ref, marked as a retry (None: it
-        is not waiting any more)."""
+    def retry(self, ref: str, now: float) -> list[ClientEffect] | None:
+        """The timer of message ``ref`` is due: its frame again (``ToServer``), with the same ref, marked as a
+        retry; or, if a late ``delivered`` or ``stored`` naming it came meanwhile, nothing sent: it was taken
+        (the user told so) and the next message that goes again is timed. None: it is not waiting any more."""
         waiting = self._waiting.get(ref)
         if waiting is None or not waiting.timed:
             return None
+        if waiting.answer in ("delivered", "stored"):   # (its first sending was carried out after all)
+            del self._waiting[ref]
+            said: list[ClientEffect] = []
+            if waiting.answer == "delivered":   # (stored said so itself)
+                said.append(Print(SAY("sent_after_all", {"user": waiting.frame["to"]})))
+            return said + self.arm(now)
         waiting.again = waiting.timed = False
         waiting.retries += 1
         waiting.answer = None
-        return {**waiting.frame, "retry": True}
+        return [ToServer({**waiting.frame, "retry": True})]
 
     def sending(self, frame: Frame) -> None:
         """``frame`` goes again as it was (a script's command refused for the rate limit): if it is a message

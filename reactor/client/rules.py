@@ -291,11 +291,15 @@ class ChatClient:
                     self._outbox.sending(effect.frame)
             return [*resent, ToServer(PING)]
         if kind == "retry":            # a message the server could not keep goes again (reactor/client/outbox.py)
-            again = self._outbox.retry(key[1]) if self._state == State.ACTIVE else None
-            if again is None:
+            effects = self._outbox.retry(key[1], now) if self._state == State.ACTIVE else None
+            if effects is None:
                 return []
-            self._retries.command_sent(again)   # (refused for the rate limit, a script sends it again as it is)
-            return [ToServer(again), ToServer(PING)]
+            sent = [e.frame for e in effects if type(e) is ToServer]
+            if sent:   # (refused for the rate limit, a script sends it again as it is)
+                self._retries.command_sent(sent[-1])
+                return [*effects, ToServer(PING)]
+            self._waiting = self._outbox.retrying()   # taken meanwhile: the typed lines go, unless another waits
+            return effects if self._waiting else effects + self._drain(now)
         if kind == "expect":           # the requester never came: its token is no longer good
             self._private.ticket_expired(key[1])
             return []
