@@ -6,8 +6,10 @@ import time
 
 import pytest
 
+from reactor.cluster import scripts
 from reactor.cluster.engine import Engine
 from reactor.cluster.host import ClusterHost
+from reactor.cluster.keeping import message_record
 from reactor.cluster.rules import ClusterChatServer, LoginOutcome
 from reactor.server.mail import REF_MEMORY
 from tests.support import ACCOUNTS, PATIENCE, login_peer, run_until
@@ -147,3 +149,56 @@ def test_the_engine_keeps_a_message_once_per_ref_and_remembers_the_ref_after_the
     assert len(yoda.messages()) == 1                                                # ... not delivered again
     other.close()
     host.shutdown()
+
+
+def test_relay_and_keep_share_one_keep_with_the_ref_on_the_engine(loop, engine):
+    """The scripts on the real engine: RELAY to a live node remembers the ref for RELAYED_REF_MEMORY, and a sending
+    of the sender's node with that ref (a retry's KEEP, or a RELAY) is 'again', while a keep of the message on its
+    way (its node keeps it behind a mailbox: not fresh) is kept with its ref, remembered while it is kept and
+    REF_MEMORY once forgotten; a dead node's untaken message is kept with its ref, and its fate names it."""
+    conn = Engine(loop, "127.0.0.1", engine.port)
+    conn.start()
+    run_until(loop, lambda: conn.up, timeout=PATIENCE)
+    answers = []
+
+    def ask(*command):
+        conn.call(*command, reply=answers.append)
+        run_until(loop, lambda: len(answers) == 1, timeout=PATIENCE)
+        return answers.pop()
+
+    def run(script, *args):
+        conn.script(script, (scripts.PREFIX,), args, reply=answers.append)
+        run_until(loop, lambda: len(answers) == 1, timeout=PATIENCE)
+        return answers.pop()
+
+    def relay(mid, to, ref, fresh=1):
+        record, cost = message_record(to, "hans", "hi", None, ref)
+        return run(scripts.RELAY, mid, to, "hans", record, cost, 10, 0, "a", "a", ref, fresh)
+
+    def keep(mid, to, ref, fresh):
+        record, cost = message_record(to, "hans", "hi", None, ref)
+        return run(scripts.KEEP, mid, to, "hans", record, cost, 10, 0, ref, fresh)
+
+    for user, node, lease in (("yoda", "b", 10**15), ("luke", "c", 10**15)):
+        ask("HSET", "{chat}:online", user, node)
+        ask("SADD", f"{{chat}}:users:{node}", user)
+        ask("ZADD", "{chat}:nodes", lease, node)
+        ask("SET", f"{{chat}}:taken:{node}", "0-0")
+    key = "{chat}:ref:hans\nyoda\nr.1"
+    assert relay(1, "yoda", "r.1") == "relayed"
+    assert ask("GET", key) == "1" and 0 < ask("PTTL", key) <= scripts.RELAYED_REF_MEMORY * 1000
+    assert relay(2, "yoda", "r.1") == "again" and ask("XLEN", "{chat}:inbox:b") == 1   # not relayed twice
+    assert keep(3, "yoda", "r.1", fresh=1) == "again" and ask("HLEN", "{chat}:msg") == 0   # a retry: not kept
+    assert keep(4, "yoda", "r.1", fresh=0) == "kept"   # node b keeps it on its way: the message's own ref
+    assert json.loads(ask("HGET", "{chat}:msg", "4"))["ref"] == "r.1" and ask("PTTL", key) == -1
+    assert run(scripts.FORGET, 4) == 1 and 0 < ask("PTTL", key) <= REF_MEMORY * 1000
+    assert relay(5, "luke", "r.5") == "relayed"
+    ask("ZADD", "{chat}:nodes", 0, "c")   # c dies before taking it: its lease runs out
+    assert run(scripts.REAP, 10, 0) == 1
+    assert json.loads(ask("HGET", "{chat}:msg", "5"))["ref"] == "r.5"
+    assert ask("PTTL", "{chat}:ref:hans\nluke\nr.5") == -1   # kept: remembered while it is
+    (_, fields), = ask("XREVRANGE", "{chat}:inbox:a", "+", "-", "COUNT", 1)
+    assert json.loads(fields[1]) == {"kind": "taken", "list": [{"to": "luke", "from": "hans", "how": "stored",
+                                                                "ref": "r.5"}]}
+    assert keep(6, "luke", "r.5", fresh=1) == "again" and ask("HLEN", "{chat}:msg") == 1
+    conn.close()

@@ -554,6 +554,84 @@ def test_a_first_sending_to_a_user_online_goes_live_with_its_ref_and_is_kept_wit
     assert len(fake.kept) == 1
 
 
+# -- refs on a relayed message's way: RELAY remembers them, each keep on the way keeps them -------------------------
+
+def test_a_retry_of_a_message_relayed_and_delivered_on_another_node_is_taken_by_the_pong_and_not_delivered_twice(
+        fake):
+    """RELAY handed the message to node b, but node a heard store_full (the engine's reply was lost): its
+    sender's client sends it again; the engine knows its ref (RELAY remembered it), so the retry is confirmed
+    by the pong alone and yoda does not get it twice."""
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    fake.reply_lost = True
+    answers = hans.do(ref_msg("yoda", "once", "r.1"))
+    assert sorted(answers, key=lambda f: f["type"]) == [
+        {"type": "delivered", "to": "yoda", "ref": "r.1"},   # (node b took it: its fate)
+        {**STORE_FULL, "ref": "r.1"}]                         # (what node a heard of RELAY: after its pong)
+    assert yoda.take() == [msg("hans", "once")]
+    fake.reply_lost = False
+    assert hans.do(ref_msg("yoda", "once", "r.1", True)) == []
+    assert yoda.take() == [] and fake.kept == {}
+
+
+def test_a_first_relay_whose_ref_the_engine_knows_is_dropped_and_nothing_more_is_said(fake):
+    """Its retry's KEEP ran first (the relay's bytes waited in a stopped engine): the relay does nothing."""
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    fake.refs[("hans", "yoda", "r.1")] = 5
+    assert hans.do(ref_msg("yoda", "late", "r.1")) == []
+    assert yoda.take() == [] and fake.kept == {}
+
+
+def test_a_message_relayed_behind_a_mailbox_on_its_way_is_kept_with_its_ref_not_taken_for_a_repeat(fake):
+    hans = fake.login("a", "hans")
+    for n in range(10):   # more than one chunk of a mailbox
+        assert hans.do({"type": "message", "to": "yoda", "text": f"{n} " + "x" * 4000}) == [
+            {"type": "stored", "to": "yoda"}]
+    yoda = fake.connect("b")
+    yoda.send({"type": "username", "username": "yoda"})
+    yoda.send({"type": "password", "password": ACCOUNTS["yoda"]})
+    while {"type": "welcome", "user": "yoda"} not in fake.frames[("b", yoda.conn)]:
+        fake.pending.popleft()()
+    fake.refs[("hans", "yoda", "r.1")] = 99   # RELAY remembered its ref as it handed it to node b
+    fake.apply("b", fake.nodes["b"].relayed({"kind": "message", "to": "yoda", "from": "hans", "text": "behind",
+                                             "sent": 5.0, "id": 99, "node": "a", "ref": "r.1"}, fake.now))
+    (keep,) = [e for e in fake.effects["b"] if type(e) is KeepMessage]
+    assert (keep.ref, keep.relayed) == ("r.1", True)
+    fake.pending.rotate(2)   # (the keep and the fate before the mailbox's next chunk: a host has the text at hand)
+    fake.run()
+    assert [(r["text"], r.get("ref")) for r in fake.kept.values()][-1] == ("behind", "r.1")
+    got = yoda.take()
+    assert [f["text"] for f in got if f["type"] == "message"][-1] == "behind" and "id" in got[-1]
+    assert hans.take() == [presence(["yoda"], True), {"type": "delivered", "to": "yoda", "ref": "r.1"}]
+
+
+def test_a_message_relayed_to_a_node_its_user_left_is_relayed_again_and_kept_with_its_ref(fake):
+    hans = fake.login("a", "hans")
+    fake.all_take(hans)
+    fake.refs[("hans", "luke", "r.1")] = 9
+    effects = fake.nodes["b"].relayed({"kind": "message", "to": "luke", "from": "hans", "text": "hi", "sent": 5.0,
+                                       "id": 9, "node": "a", "ref": "r.1"}, fake.now)
+    (relay,) = effects
+    assert (type(relay), relay.origin, relay.ref) == (RelayMessage, "a", "r.1")
+    fake.apply("b", effects)
+    fake.run()
+    assert kept_once(fake) == ("hans", "luke", "hi", "r.1")   # on its way: not taken for a repeat
+    assert hans.take() == [{"type": "stored", "to": "luke", "ref": "r.1"}]
+
+
+def test_a_dead_nodes_untaken_message_is_kept_with_its_ref_and_a_retry_of_it_is_confirmed_and_kept_once(fake):
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    fake.kill("b")
+    assert hans.do(ref_msg("yoda", "into the void", "r.1")) == []
+    fake.reap("b")
+    assert hans.take() == [presence(["yoda"], False), {"type": "stored", "to": "yoda", "ref": "r.1"}]
+    assert kept_once(fake) == ("hans", "yoda", "into the void", "r.1")
+    assert hans.do(ref_msg("yoda", "into the void", "r.1", True)) == [{"type": "stored", "to": "yoda", "ref": "r.1"}]
+    assert len(fake.kept) == 1
+
+
 def test_the_mailbox_cap_is_the_engines(fake):
     fake.cap = 2
     hans = fake.login("a", "hans")
