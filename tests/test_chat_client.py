@@ -36,7 +36,7 @@ def prints(effects):
 
 def test_login_dialogue():
     c = ChatClient()
-    assert c.start(0) == [ToServer({"type": "hello", "version": 2}), Listen()]
+    assert c.start(0) == [ToServer({"type": "hello", "version": 3}), Listen()]
     assert c.listening("127.0.0.1", 4242, 0) == [ToServer({"type": "listen", "host": "127.0.0.1", "port": 4242})]
     assert c.server_frame({"type": "hello", "version": 2}, 0) == [Prompt("Username: ")]
     assert c.line(" yoda ", 0) == [ToServer({"type": "username", "username": "yoda"}), HIDDEN]
@@ -129,7 +129,7 @@ def test_a_busy_server_is_tried_again_with_backoff_then_the_client_gives_up_befo
         assert c.server_lost(now) == []
         now += wait
         assert c.timer_fired(("reconnect",), now) == [Reconnect()]
-        assert c.start(now) == [ToServer({"type": "hello", "version": 2}), Listen()]
+        assert c.start(now) == [ToServer({"type": "hello", "version": 3}), Listen()]
     assert c.server_frame({"type": "error", "code": "busy"}, now) == [Print("Error. Server busy, try again later"),
                                                                       Exit(1)]
 
@@ -146,8 +146,8 @@ def test_a_version_1_server_is_spoken_to_and_true_is_no_version():
 def test_another_protocol_version_is_refused():
     c = ChatClient()
     c.start(0)
-    assert c.server_frame({"type": "hello", "version": 3}, 0) == [
-        Print("Error. Server speaks protocol version 3"), Exit(1)]
+    assert c.server_frame({"type": "hello", "version": 4}, 0) == [
+        Print("Error. Server speaks protocol version 4"), Exit(1)]
     c = ChatClient()
     assert c.server_frame({"type": "error", "code": "version", "version": 7}, 0) == [
         Print("Error. Server speaks protocol version 7"), Exit(1)]

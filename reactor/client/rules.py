@@ -184,7 +184,7 @@ class ChatClient:
         return self._private.chats()
 
     def online_users(self) -> frozenset[str]:
-        """The other users online, as far as presence notices and ``whoelse`` have told."""
+        """The other users online, as far as the login, presence notices and ``whoelse`` have told."""
         return self._command_line.online_users()
 
     def completions(self, before_cursor: str) -> list[str]:
@@ -531,13 +531,23 @@ class ChatClient:
 
     @on_frame(FrameType.USERS)
     def _on_users(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        """The names one a line (the answer to whoelse or whoelsesince)."""
+        """The names one a line (the answer to whoelse or whoelsesince), once its last page is in."""
         names = frame.get("names")
         if type(names) is not list:
             return []
-        names = [n for n in names if type(n) is str]
-        self._command_line.users_listed(names)
-        return [Print("\n".join(names) if names else say("nobody"))]
+        listed = self._command_line.users_listed([n for n in names if type(n) is str], frame.get("more") is True)
+        if listed is None:
+            return []
+        return [Print("\n".join(listed) if listed else say("nobody"))]
+
+    @on_frame(FrameType.ONLINE)
+    def _on_online(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        """Who else was online at the login (a page of them): for completion, not shown."""
+        users = frame.get("users")
+        for user in users if type(users) is list else ():
+            if type(user) is str:
+                self._command_line.presence(user, True)
+        return []
 
     @on_frame(FrameType.PRESENCE)
     def _on_presence(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:

@@ -27,9 +27,10 @@ from ..text import TEXT_CONTROL
 from .blocks import NOBODY, Blocks
 from .commands import LOGGED_IN, STRANGER, Field, command, seconds_problem, string, valid
 from .door import Door
-from .effects import AddBlock, Publish, RemoveBlock, Send, Step, bye, error, reply
+from .effects import AddBlock, Publish, RemoveBlock, Send, SendBatch, Step, bye, error, reply
 from .limits import Limits, cost
 from .mail import Mail
+from .pages import users_frames
 from .privates import PrivateChats
 from .sessions import Conn, Session, Sessions
 
@@ -172,10 +173,15 @@ class ChatCommands:
         blockers = self._blockers.get(me, NOBODY)
         return sorted(n for n in names if n != me and n not in blockers)
 
+    def _users(self, s: Session, names: list[str]) -> list[Step]:
+        """The answer listing ``names``: one ``users`` frame, or a page each when they do not fit in one."""
+        frames = users_frames(names)
+        return reply(s.id, frames[0]) if len(frames) == 1 else [SendBatch((s.id,), tuple(frames))]
+
     @command(FrameType.WHOELSE)
     def whoelse(self, s: Session, now: float) -> list[Step]:
         names = self._sessions.names() if self._remote else self._online
-        return reply(s.id, {"type": FrameType.USERS.value, "names": self._others(s.user, names)})
+        return self._users(s, self._others(s.user, names))
 
     @command(FrameType.WHOELSESINCE, Field("seconds", seconds_problem, ErrorCode.BAD_ARGUMENT))
     def whoelsesince(self, s: Session, now: float, seconds: float) -> list[Step]:
@@ -183,7 +189,7 @@ class ChatCommands:
             cutoff = now - seconds
         except OverflowError:   # an int too large for a float: the window covers everything
             cutoff = -math.inf
-        return reply(s.id, {"type": FrameType.USERS.value, "names": self._others(s.user, self._sessions.since(cutoff))})
+        return self._users(s, self._others(s.user, self._sessions.since(cutoff)))
 
     @command(FrameType.BLOCK, string("user"))
     def block(self, s: Session, now: float, user: str) -> list[Step]:
