@@ -62,7 +62,7 @@ class _Waiting:
     retries: int = 0             # times sent again so far
     again: bool = False          # its last sending got store_full: it goes again after its delay
     timed: bool = False          # ... and its timer is set
-    answer: str | None = None    # what its last sending was answered before its pong: stored, delivered, refused
+    answer: str | None = None    # its last sending's answer (before its pong, or late): stored, delivered, refused
 
 
 class Outbox:
