@@ -11,8 +11,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Frame", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS", "MAX_TEXT", "MAX_CERT", "MAX_USERNAME", "FrameType",
-           "ErrorCode", "ByeReason", "CLIENT_FRAMES", "LOGIN_FRAMES"]
+__all__ = ["Frame", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS", "MAX_TEXT", "MAX_CERT", "MAX_REF", "MAX_USERNAME",
+           "FrameType", "ErrorCode", "ByeReason", "CLIENT_FRAMES", "LOGIN_FRAMES"]
 
 Frame = dict[str, Any]         # one decoded frame: a JSON object
 
@@ -20,6 +20,7 @@ PROTOCOL_VERSION = 3          # the newest version spoken (3: the welcome is fol
 PROTOCOL_VERSIONS = (1, 2, 3)  # the versions spoken (2: a presence frame may list several users)
 MAX_TEXT = 4096               # characters in one message or broadcast text, as the server enforces by default
 MAX_CERT = 2048               # characters of a client's private-chat certificate (base64 DER; about 430 in use)
+MAX_REF = 64                  # characters of a message's ``ref``, the id its sender's client gave it (14 in use)
 # Characters in a user name, at most: 256 bytes of UTF-8 even beyond the BMP, so a name always fits in a
 # frame with room to spare, a page of names holds over a hundred of them (reactor/server/pages.py), and a
 # client that escapes every character (12 bytes beyond the BMP) still says its name in the 1 KiB a client

@@ -26,6 +26,7 @@ from typing import TypeAlias
 from ..protocol import MAX_TEXT, ErrorCode, FrameType
 from ..text import TEXT_CONTROL
 from .effects import ClientEffect, Print, ToServer
+from .outbox import Outbox
 from .private_chat import PrivateChats
 from .words import COMMAND_HELP, ERRORS, SAY, help_text
 
@@ -132,11 +133,13 @@ def text_limit(line: str) -> int | None:
 
 
 class CommandLine:
-    """Runs the lines typed while logged in; ``leave(now)``: what the user's wish to log out does."""
+    """Runs the lines typed while logged in; ``leave(now)``: what the user's wish to log out does; ``outbox``
+    gives each message its ref and waits for its answer."""
 
-    def __init__(self, private: PrivateChats, leave: Callable[[float], list[ClientEffect]]) -> None:
+    def __init__(self, private: PrivateChats, leave: Callable[[float], list[ClientEffect]], outbox: Outbox) -> None:
         self._private = private
         self._leave = leave
+        self._outbox = outbox
         self._online: set[str] = set()             # other users online, as the login, presence and whoelse told
         self._asked: deque[bool] = deque()         # users answers to come: True for whoelse, False for since
         self._listed: list[str] = []               # the names of the answer whose pages are coming, so far
@@ -207,7 +210,7 @@ class CommandLine:
 
     @command("message", USER, SENT_TEXT)
     def _message(self, user: str, text: str, *, now: float) -> list[ClientEffect]:
-        return refuse_text(text) or [ToServer({"type": FrameType.MESSAGE, "to": user, "text": text})]
+        return refuse_text(text) or [ToServer(self._outbox.message(user, text))]
 
     @command("broadcast", SENT_TEXT)
     def _broadcast(self, text: str, *, now: float) -> list[ClientEffect]:

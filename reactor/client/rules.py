@@ -4,14 +4,20 @@
 one method per event with the current monotonic time ``now`` and carries out
 the returned effects in order (reactor/client/effects.py). It is the one
 façade over the client's parts, each owning its state: the words it shows
-(``words``), the commands the user types (``commands``) and the private-chat
-handshake (``private_chat``), what is tried again by itself (``retries``: a
-password the server could not check, a busy server, a script's command over
-the rate limit) and the inactivity deadline with its warning (``idle``); the
-session itself (the login, the order of typed lines and answers, stored
-messages, the goodbye) is kept here. When the session ends under the user (a
-timeout, a shutdown, a lost server), what they were typing is shown so it can
-be copied (``ShowDraft``).
+(``words``), the commands the user types (``commands``), the messages sent and
+not confirmed yet, tried again while the server cannot keep them (``outbox``),
+the private-chat handshake (``private_chat``), what else is tried again by
+itself (``retries``: a password the server could not check, a busy server, a
+script's command over the rate limit) and the inactivity deadline with its
+warning (``idle``); the session itself (the login, the order of typed lines and
+answers, stored messages, the goodbye) is kept here. When the session ends
+under the user (a timeout, a shutdown, a lost server), what they were typing is
+shown so it can be copied (``ShowDraft``).
+
+Timers, by the first item of their key: ``ack`` (the stored messages shown),
+``idle`` (the inactivity warning), ``password``, ``reconnect`` and ``resend``
+(``retries``), ``retry`` (a message that goes again, ``outbox``), ``expect``
+and ``peer`` (private chats), ``leave`` (the server's goodbye overdue).
 
 The host asks to ``Listen`` for peers from the start: the server learns the
 address before the login completes, so no private request can overtake it.
@@ -70,6 +76,7 @@ from .effects import (
     ToServer,
 )
 from .idle import IdleWatch
+from .outbox import Outbox, new_nonce
 from .private_chat import PrivateChats
 from .retries import Retries
 from .words import ERRORS, FRAME_WORDS, PASSWORD_PROMPT, QUIT_HINT, SAY, USERNAME_PROMPT, Words, hanging
@@ -133,15 +140,17 @@ class ChatClient:
     def __init__(self, *, token_ttl: float = 30.0, peer_hello_timeout: float = 10.0, timestamps: bool = False,
                  wall_offset: float | None = None, tz: tzinfo | None = None,
                  certificate: bytes | None = None, scripted: bool = False,
-                 no_private_chats: str | None = None) -> None:
+                 no_private_chats: str | None = None, nonce: str | None = None) -> None:
         """``timestamps``: live messages show the time they came (it takes ``wall_offset``);
         stored messages always show when they were sent. ``certificate``: TLS mode, private chats
         end to end encrypted (reactor/client/private_chat.py); ``no_private_chats``: why there are none (TLS
         mode that cannot make its certificate: no listening for peers). ``scripted``: the input is a script,
-        not a person at a terminal (reactor/client/retries.py)."""
+        not a person at a terminal (reactor/client/retries.py). ``nonce``: the first part of each message's
+        ref (by default a random one, ``new_nonce``)."""
         self._private = PrivateChats(token_ttl=token_ttl, peer_hello_timeout=peer_hello_timeout,
                                      certificate=certificate, unavailable=no_private_chats)
-        self._command_line = CommandLine(self._private, leave=self._leave)
+        self._outbox = Outbox(nonce if nonce is not None else new_nonce())
+        self._command_line = CommandLine(self._private, leave=self._leave, outbox=self._outbox)
         self._live_stamps = timestamps and wall_offset is not None
         self._wall_offset = wall_offset or 0.0
         self._tz = tz
@@ -278,8 +287,24 @@ class ChatClient:
             return self._retries.password_due() if self._state == State.PASSWORD and self._waiting else []
         if kind == "reconnect":        # the server was too busy: try again
             return [Reconnect()] if self._state == State.CONNECTING else []
-        if kind == "resend":           # a script's command refused for the rate limit goes again
-            return [*self._retries.resend_due(), ToServer(PING)] if self._state == State.ACTIVE else []
+        if kind == "resend":           # a script's command refused for the rate limit goes again (a message
+            if self._state != State.ACTIVE:   # with its ref: the outbox awaits its new answer)
+                return []
+            resent = self._retries.resend_due()
+            for effect in resent:
+                if type(effect) is ToServer:
+                    self._outbox.sending(effect.frame)
+            return [*resent, ToServer(PING)]
+        if kind == "retry":            # a message the server could not keep goes again (reactor/client/outbox.py)
+            effects = self._outbox.retry(key[1], now) if self._state == State.ACTIVE else None
+            if effects is None:
+                return []
+            sent = [e.frame for e in effects if type(e) is ToServer]
+            if sent:   # (refused for the rate limit, a script sends it again as it is)
+                self._retries.command_sent(sent[-1])
+                return [*effects, ToServer(PING)]
+            self._waiting = self._outbox.retrying()   # taken meanwhile: the typed lines go, unless another waits
+            return effects if self._waiting else effects + self._drain(now)
         if kind == "expect":           # the requester never came: its token is no longer good
             self._private.ticket_expired(key[1])
             return []
@@ -407,16 +432,26 @@ class ChatClient:
 
     @on_frame(FrameType.PONG)
     def _on_pong(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        """Every answer to what was sent before the ping is in: the next typed line may go (unless the
-        command goes again, refused for the rate limit: then after its own pong)."""
-        if self._retries.pong_answers() and self._state == State.ACTIVE:
-            self._waiting = False
-        return []
+        """Every answer to what was sent before the ping is in: the next typed line may go, unless the command
+        goes again, refused for the rate limit (then after its own pong), or a message the server could not keep
+        goes again first (``outbox``)."""
+        if not self._retries.pong_answers() or self._state != State.ACTIVE:
+            return []
+        effects = self._outbox.answered(now)
+        self._waiting = self._outbox.retrying()
+        return effects
 
     @on_frame(FrameType.ERROR)
     def _on_error(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         """In ``ERRORS``' words; a login step's error asks for the step again (at another time it is
         not understood), a fatal one ends the client."""
+        if self._state == State.ACTIVE:
+            waiting = self._outbox.refused(frame, now)   # (store_full: the message goes again)
+            if waiting is not None:
+                if not self._waiting:   # a late answer (cluster mode), no pong to come: its timer now
+                    waiting += self._outbox.arm(now)
+                    self._waiting = self._outbox.retrying()
+                return waiting
         code = frame.get("code")
         code = code if type(code) is str else "?"
         retried = self._retried(code, frame, now)
@@ -484,12 +519,15 @@ class ChatClient:
 
     @on_frame(FrameType.STORED)
     def _on_stored(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        self._outbox.stored(frame)
         return [Print(say("stored", frame))]
 
     @on_frame(FrameType.DELIVERED)
     def _on_delivered(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         """A message relayed to another node of a cluster was taken there: shown as nothing, as a message
-        delivered on the sender's own server is (what matters is the ``stored`` or error that may come instead)."""
+        delivered on the sender's own server is (what matters is the ``stored`` or error that may come instead);
+        the outbox stops listening for its answer."""
+        self._outbox.delivered(frame)
         return []
 
     @on_frame(FrameType.BROADCAST_PARTIAL)
@@ -609,9 +647,10 @@ class ChatClient:
         return [ToServer({"type": FrameType.ACK, "ids": ids})] if ids else []
 
     def _finish(self, words: str | None, status: int, drain: bool = False, draft: bool = False) -> list[ClientEffect]:
-        """End every private chat, say ``words``, exit with ``status`` (1 for a script whose command finally
-        failed); ``drain``: dropping what is being typed; ``draft``: showing it, the session ended under it."""
-        effects = self._private.close_all()
+        """End every private chat, say ``words`` (after what is said of a message not confirmed), exit with
+        ``status`` (1 for a script whose command finally failed, or a message never confirmed); ``drain``:
+        dropping what is being typed; ``draft``: showing it, the session ended under it."""
+        effects = [*self._private.close_all(), *self._outbox.abandoned()]
         if words is not None:
             effects.append(Print(words))
         if draft:
@@ -619,5 +658,5 @@ class ChatClient:
         self._state, self._waiting = State.DONE, False
         self._typed.clear()
         self._retries.password_answered()
-        effects.append(Exit(1 if status == 0 and self._retries.failed else status, drain))
+        effects.append(Exit(1 if status == 0 and (self._retries.failed or self._outbox.failed) else status, drain))
         return effects

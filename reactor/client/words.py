@@ -190,6 +190,11 @@ SAY = Words({
     "already_chatting": "Error. Private messaging with {user} is already enabled",
     "already_starting": "Error. Private messaging with {user} is starting already",
     "not_chatting": "Error. Private messaging to {user} not enabled",
+    # a message not confirmed (reactor/client/outbox.py)
+    "waiting": "Message to {user} not confirmed yet; trying again in {seconds} s",
+    "sent_after_all": "Message to {user} sent",
+    "unconfirmed": "Error. Message to {user} not confirmed: the server cannot keep messages right now",
+    "unconfirmed_at_exit": "Error. Message to {user} not confirmed",
     # the private chats
     "no_private_chats": "Private chats are unavailable: {reason}",   # (TLS mode without its library)
     "unencrypted_peer": ("Error. Cannot start private messaging with {user}: "
