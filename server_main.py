@@ -39,7 +39,7 @@ from reactor.server.operator import ServerOperator
 from reactor.server.passwords import hash_password_command
 from reactor.server.reload import AccountsReload
 from reactor.server.rules import ChatServer
-from reactor.server.store import Store, StoreError
+from reactor.server.store import HISTORY_CAP, Store, StoreError
 from reactor.server.verifier import default_helpers
 from reactor.tls import TLSConfigError, certificate_expiry, server_context
 
@@ -116,6 +116,23 @@ def positive_int(text: str) -> int:
     return value
 
 
+def days(text: str) -> float:
+    """A number of days, 0 or more and at most 100 years."""
+    value = float(text)
+    if not 0 <= value <= 36500:
+        raise ValueError(text)
+    return value
+
+
+def whole_number(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+days.__name__ = "number of days (0 to 36500; 0: no history)"
+whole_number.__name__ = "whole number (>= 0)"
 port_number.__name__ = "port (0-65535)"
 positive_int.__name__ = "whole number (> 0)"
 byte_count.__name__ = "size in bytes (> 0; K, M, G allowed)"
@@ -123,6 +140,7 @@ byte_cap.__name__ = "size in bytes (0: no cap; K, M, G allowed)"
 rate.__name__ = "rate (a number >= 0; 0: no limit)"
 
 STATE_MAX_BYTES = 1 << 30   # default cap on the state file
+HISTORY_DAYS = 7.0          # days history is kept by default
 CERTIFICATE_WARNING = datetime.timedelta(days=14)   # a TLS certificate that expires sooner is warned of at start
 
 
@@ -158,6 +176,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--state-max-bytes", type=byte_cap, default=STATE_MAX_BYTES, metavar="N",
                         help="cap on the state file (bytes; K, M, G allowed): when it is full a message "
                              "that would be kept is refused and its sender told (default 1G; 0: no cap)")
+    parser.add_argument("--history-days", type=days, default=HISTORY_DAYS, metavar="N",
+                        help="days the server keeps direct messages and broadcasts for each user's history "
+                             f"(default {HISTORY_DAYS:g}; 0: keeps none, and drops what the state file kept)")
+    parser.add_argument("--history-cap", type=positive_int, default=HISTORY_CAP, metavar="N",
+                        help="messages of their own each user's history keeps, at most; the oldest go first "
+                             f"(default {HISTORY_CAP})")
     parser.add_argument("--rate", type=rate, default=RATE, metavar="R",
                         help=f"messages a second each user may send, sustained (default {RATE:g}; "
                              "0: no limit); a message counts once per started 4 KiB on the wire")
@@ -249,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cluster is not None:
         return serve(args, accounts, None, tls)
     try:
-        store = Store.open(args.state, args.synchronous, args.state_max_bytes)
+        store = Store.open(args.state, args.synchronous, args.state_max_bytes,
+                           history_cap=args.history_cap if args.history_days else 0)
     except StoreError as exc:
         print(f"Error. {exc}", file=sys.stderr)
         return 2
@@ -301,11 +326,12 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
     loop = EventLoop(turn_stats=args.metrics is not None or args.admin_socket is not None)
     guard = StopOnStoreFailure(store, loop) if store is not None else None
     logic_options: dict[str, Any] = dict(wall_offset=time.time() - loop.time(),  # stamps kept messages with when sent
-                                         rate=args.rate, burst=args.burst, sender_quota=args.sender_quota)
+                                         rate=args.rate, burst=args.burst, sender_quota=args.sender_quota,
+                                         history=args.history_days > 0)
     host_options: dict[str, Any] = dict(max_strangers=max_strangers, tls=tls,
                                         max_strangers_per_address=args.max_strangers_per_address,
                                         failure_log_interval=args.failure_log_interval,
-                                        password_helpers=args.password_helpers,
+                                        password_helpers=args.password_helpers, history_days=args.history_days,
                                         handshake_rate=args.tls_handshake_rate)
     rules = RulesBuilder.from_args(loop, args)   # the rules' classes themselves, or recording them (--record)
     host: ServerHost
@@ -323,7 +349,8 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
         from reactor.cluster.operator import ClusterOperator
         node = rules.build(ClusterChatServer, accounts, args.block_duration, args.timeout, first_id=1,
                            **logic_options)
-        host = cluster = ClusterHost(loop, node, args.cluster, args.node_id, **host_options)
+        host = cluster = ClusterHost(loop, node, args.cluster, args.node_id, history_cap=args.history_cap,
+                                     **host_options)
         operator = ClusterOperator(loop, cluster, node, reload)
         # Joined before listening: a node id in use by a live node is refused before any client comes. (An
         # engine that does not answer is waited for while serving: logins wait.)
@@ -377,6 +404,11 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
                     "SIGHUP reads it again)", args.credentials)
     log.info("serving %d accounts, block %.3gs, timeout %.3gs; at most %d strangers (%d per address)",
              len(accounts), args.block_duration, args.timeout, max_strangers, args.max_strangers_per_address)
+    if args.history_days:
+        log.info("history: direct messages and broadcasts kept %g days, at most %d of each user's own",
+                 args.history_days, args.history_cap)
+    else:
+        log.info("history: none kept (--history-days 0); what was kept is being dropped")
     if guard is None:
         log.info("node %s of the cluster on %s:%d", args.node_id, *args.cluster)
     else:

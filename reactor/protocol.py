@@ -12,7 +12,8 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = ["Frame", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS", "MAX_TEXT", "MAX_CERT", "MAX_REF", "MAX_USERNAME",
-           "FrameType", "ErrorCode", "ByeReason", "CLIENT_FRAMES", "LOGIN_FRAMES"]
+           "MAX_AWAY", "HISTORY_COUNT", "MAX_HISTORY", "FrameType", "ErrorCode", "ByeReason", "CLIENT_FRAMES",
+           "LOGIN_FRAMES"]
 
 Frame = dict[str, Any]         # one decoded frame: a JSON object
 
@@ -26,6 +27,9 @@ MAX_REF = 64                  # characters of a message's ``ref``, the id its se
 # client that escapes every character (12 bytes beyond the BMP) still says its name in the 1 KiB a client
 # may send before it logs in.
 MAX_USERNAME = 64
+MAX_AWAY = 200                # characters of an away text
+HISTORY_COUNT = 20            # messages a history shows when it is not told how many
+MAX_HISTORY = 500             # ... and at most
 
 
 class FrameType(StrEnum):
@@ -50,6 +54,10 @@ class FrameType(StrEnum):
     STARTPRIVATE = "startprivate"
     PRIVATE_ANSWER = "private_answer"
     PRIVATE_READY = "private_ready"
+    HISTORY = "history"               # also server -> client, the messages kept (a frame within MAX_FRAME each)
+    FORGET = "forget"
+    AWAY = "away"                     # also server -> client, the answer
+    BACK = "back"                     # also server -> client, the answer
     # server -> client
     USERNAME_OK = "username_ok"
     WELCOME = "welcome"
@@ -69,6 +77,8 @@ class FrameType(StrEnum):
     PRIVATE_CONNECT = "private_connect"
     PRIVATE_CANCELLED = "private_cancelled"
     NOTICE = "notice"                 # the operator's words to every user
+    FORGOTTEN = "forgotten"           # the answer to forget
+    AWAY_REPLY = "away_reply"         # a message's recipient is away: its words, once per sender per away period
     # peer <-> peer
     PEER_HELLO = "peer_hello"
     PEER_WELCOME = "peer_welcome"
@@ -80,7 +90,8 @@ LOGIN_FRAMES = frozenset({FrameType.HELLO, FrameType.USERNAME, FrameType.PASSWOR
 CLIENT_FRAMES = LOGIN_FRAMES | {
     FrameType.LISTEN, FrameType.MESSAGE, FrameType.BROADCAST, FrameType.WHOELSE, FrameType.WHOELSESINCE,
     FrameType.BLOCK, FrameType.UNBLOCK, FrameType.LOGOUT, FrameType.ACTIVITY, FrameType.PING, FrameType.ACK,
-    FrameType.STARTPRIVATE, FrameType.PRIVATE_ANSWER, FrameType.PRIVATE_READY}   # what a client sends the server
+    FrameType.STARTPRIVATE, FrameType.PRIVATE_ANSWER, FrameType.PRIVATE_READY, FrameType.HISTORY,
+    FrameType.FORGET, FrameType.AWAY, FrameType.BACK}   # what a client sends the server
 
 
 class ErrorCode(StrEnum):
@@ -119,6 +130,8 @@ class ErrorCode(StrEnum):
     PRIVATE_UNAVAILABLE = "private_unavailable"
     PRIVATE_DECLINED = "private_declined"
     NO_REQUEST = "no_request"
+    NOT_AWAY = "not_away"                     # back, when not away
+    HISTORY_OFF = "history_off"               # history or forget on a server that keeps none (--history-days 0)
 
 
 class ByeReason(StrEnum):

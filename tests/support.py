@@ -1123,3 +1123,15 @@ def presence_until(client, user, online):
         frame = client.until("presence", online=online)
         if user in frame.get("users", [frame.get("user")]):
             return frame
+
+
+def history_with(client, user):
+    """``client``'s history with ``user`` (a WireClient's, on a single server or a node), as (from, text), oldest
+    first: its ``history`` frames until the pong; other frames are skipped."""
+    client.send({"type": "history", "user": user})
+    client.send({"type": "ping"})
+    kept = []
+    while (frame := client.recv())["type"] != "pong":
+        if frame["type"] == "history":
+            kept += [(m["from"], m["text"]) for m in frame["messages"]]
+    return kept

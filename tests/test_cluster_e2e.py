@@ -13,7 +13,17 @@ import time
 import pytest
 
 from reactor.cluster.host import GRACE, RECONNECT, RENEW_EVERY
-from tests.support import ACCOUNTS, LEASE, ClientProcess, cluster_login, logout, names, presence_until, wait_for
+from tests.support import (
+    ACCOUNTS,
+    LEASE,
+    ClientProcess,
+    cluster_login,
+    history_with,
+    logout,
+    names,
+    presence_until,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -263,6 +273,7 @@ def test_a_message_the_node_was_told_not_kept_while_the_engine_stopped_arrives_o
         got.append(frame)
     assert [(f["from"], f["text"]) for f in got if f["type"] == "message"] == [("hans", "not twice")]
     assert confirmed == {"type": "stored", "to": "vader", "ref": "e2e.1"}
+    assert history_with(vader, "hans") == [("hans", "not twice")]   # its KEEP's history, and none from the retry
 
 
 @pytest.mark.parametrize("where", ["offline", "on-another-node"])
@@ -306,6 +317,9 @@ def test_the_real_client_sends_again_a_message_its_node_could_not_confirm_while_
                 assert frame["from"] == "hans", frame
                 got.append(frame["text"])
         assert got == ["not twice", "barrier"]
+        # In the history once: written by KEEP (vader offline: the retry's KEEP was 'again') or by vader's node
+        # when it delivered the RELAY's (the retry's KEEP was 'again' too).
+        assert history_with(vader, "hans") == [("hans", "not twice"), ("hans", "barrier")]
         client.type("whoelse")   # hans's session outlived the outage, and so did vader's
         client.expect("vader")
         vader.send({"type": "ping"})

@@ -202,3 +202,56 @@ def test_relay_and_keep_share_one_keep_with_the_ref_on_the_engine(loop, engine):
                                                                 "ref": "r.5"}]}
     assert keep(6, "luke", "r.5", fresh=1) == "again" and ask("HLEN", "{chat}:msg") == 1
     conn.close()
+
+
+def test_a_repeat_of_a_ref_writes_no_history_twice_on_the_engine(loop, engine):
+    """KEEP and RELAY on the real engine, history kept: a message kept is in the history once however often its
+    ref comes again ('again' writes nothing); one relayed to a live node is in none here (the node that delivers
+    it notes it), and its keep on its way by that node is in it once; so is a dead node's untaken message, kept
+    by the rescue."""
+    conn = Engine(loop, "127.0.0.1", engine.port)
+    conn.start()
+    run_until(loop, lambda: conn.up, timeout=PATIENCE)
+    answers = []
+
+    def ask(*command):
+        conn.call(*command, reply=answers.append)
+        run_until(loop, lambda: len(answers) == 1, timeout=PATIENCE)
+        return answers.pop()
+
+    def run(script, *args):
+        conn.script(script, (scripts.PREFIX,), args, reply=answers.append)
+        run_until(loop, lambda: len(answers) == 1, timeout=PATIENCE)
+        return answers.pop()
+
+    def relay(mid, to, ref, fresh=1):
+        record, cost = message_record(to, "hans", f"to {to} {ref}", None, ref)
+        return run(scripts.RELAY, mid, to, "hans", record, cost, 10, 0, "a", "a", ref, fresh)
+
+    def keep(mid, to, ref, fresh):
+        record, cost = message_record(to, "hans", f"to {to} {ref}", None, ref)
+        return run(scripts.KEEP, mid, to, "hans", record, cost, 10, 0, ref, fresh)
+
+    def history(user):
+        return [json.loads(record)["x"] for record in run(scripts.READH, user, "hans", 100)]
+
+    ask("HSET", "{chat}:h:cfg", "keep", 86_400_000, "cap", 100)   # (as JOIN sets it: a day, 100 each)
+    for user, node in (("yoda", "b"), ("luke", "c")):
+        ask("HSET", "{chat}:online", user, node)
+        ask("SADD", f"{{chat}}:users:{node}", user)
+        ask("ZADD", "{chat}:nodes", 10**15, node)
+        ask("SET", f"{{chat}}:taken:{node}", "0-0")
+    assert keep(1, "leia", "r.1", fresh=1) == "kept"   # leia offline
+    assert keep(2, "leia", "r.1", fresh=1) == "again" and relay(3, "leia", "r.1") == "again"
+    assert history("leia") == ["to leia r.1"]
+    assert relay(4, "yoda", "r.4") == "relayed" and history("yoda") == []   # node b notes it when it delivers it
+    assert keep(5, "yoda", "r.4", fresh=0) == "kept"   # ... or, behind yoda's mailbox, keeps it
+    assert keep(6, "yoda", "r.4", fresh=1) == "again" and relay(7, "yoda", "r.4") == "again"
+    assert history("yoda") == ["to yoda r.4"]
+    assert relay(8, "luke", "r.8") == "relayed"
+    ask("ZADD", "{chat}:nodes", 0, "c")   # c dies before taking it: its lease runs out, and the rescue keeps it
+    assert run(scripts.REAP, 10, 0) == 1
+    assert keep(9, "luke", "r.8", fresh=1) == "again" and relay(10, "luke", "r.8") == "again"
+    assert history("luke") == ["to luke r.8"]
+    assert ask("HLEN", "{chat}:h:m") == 3
+    conn.close()

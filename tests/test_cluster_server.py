@@ -735,6 +735,15 @@ def test_a_broadcast_nobody_blocked_is_not_partial(fake):
     assert yoda.take() == [msg("hans", "hi all", broadcast=True)]
 
 
+def test_a_broadcast_read_late_by_the_node_its_sender_moved_to_is_not_shown_to_its_sender(fake):
+    """hans broadcast on a, logged out and in again on b before b read the broadcast (the simulator's seed 5)."""
+    hans, yoda = fake.login("b", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    fake.apply("b", fake.nodes["b"].remote_broadcast("hans", "sent from a", fake.now))
+    assert yoda.take() == [msg("hans", "sent from a", broadcast=True)]
+    assert hans.take() == []
+
+
 def test_a_block_by_a_user_who_is_offline_does_not_make_a_broadcast_partial(fake):
     hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
     yoda.do({"type": "block", "user": "hans"})

@@ -404,7 +404,7 @@ def test_the_time_given_to_the_rules_is_the_one_a_replay_computes():
 VIEWS = {"user_of", "online_users", "here", "is_locked", "kept_by", "stored", "block_duration", "queue_cap", "counts",
          "sessions",
          "quota"}
-HOOKS = {"claim_login", "keep_away", "release_login"}   # called by the rules' own parts, never by a host
+HOOKS = {"claim_login", "keep_away", "release_login", "resent"}   # called by the rules' own parts, never by a host
 
 
 def test_every_input_method_of_the_rules_is_recorded():

@@ -29,7 +29,8 @@ class Clock:
 
 
 def recorder(path, texts=False, clock=None):
-    args = {"timestamps": True, "wall_offset": 1_700_000_000.0, "tz_offset": 3600.0, "certificate": None}
+    args = {"timestamps": True, "wall_offset": 1_700_000_000.0, "tz_offset": 3600.0, "certificate": None,
+            "nonce": "n0nce-of-yoda"}
     header = Header(side="client", rules="ChatClient", t0=0, args=args, texts=texts, run="test")
     scrubber = scrub.Scrubber(texts=texts)
     live = ChatClient(**client_args(args))
@@ -52,7 +53,8 @@ def scripted_session(r, clock):
     clock.now += 1
     r.server_frame({"type": "welcome", "user": "yoda"}, clock())
     taken = r.server_frame({"type": "pong"}, clock())
-    assert sent(taken)[0] == {"type": "message", "to": "luke", "text": "the death star plans"}
+    message = sent(taken)[0]
+    assert message.pop("ref") and message == {"type": "message", "to": "luke", "text": "the death star plans"}
     r.server_frame({"type": "pong"}, clock())
     r.server_frame({"type": "users", "names": ["luke"]}, clock())
     r.server_frame({"type": "pong"}, clock())

@@ -1,10 +1,10 @@
 """A message is kept and delivered once however often it is sent (issue 21 item 3), on the real single server:
 the real client sends a message the full store refused again by itself, with its ref, until it is kept, and the
 user sees it wait; and a message sent again after a restart is confirmed, not kept twice, because the state file
-keeps its ref. (A cluster's engine stopped: test_cluster_e2e.py.)"""
+keeps its ref; it is in the history once. (A cluster's engine stopped: test_cluster_e2e.py.)"""
 import pytest
 
-from tests.support import NO_LIMITS, ClientProcess, ServerProcess
+from tests.support import NO_LIMITS, ClientProcess, ServerProcess, history_with
 
 pytestmark = pytest.mark.e2e
 
@@ -86,5 +86,6 @@ def test_a_kept_message_sent_again_after_a_restart_is_confirmed_and_arrives_once
         yoda.login("yoda")
         assert [(m["from"], m["text"]) for m in messages(yoda)] == [("hans", "once")]
         assert first == confirmed == {"type": "stored", "to": "yoda", "ref": "restart.1"}
+        assert history_with(yoda, "hans") == history_with(hans, "yoda") == [("hans", "once")]   # in it once
     finally:
         assert srv.stop() == 0

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TypeAlias
 
-from ..protocol import MAX_TEXT, ErrorCode, FrameType
+from ..protocol import HISTORY_COUNT, MAX_AWAY, MAX_HISTORY, MAX_TEXT, ErrorCode, FrameType
 from ..text import TEXT_CONTROL
 from .effects import ClientEffect, Print, ToServer
 from .outbox import Outbox
@@ -258,6 +258,36 @@ class CommandLine:
         if not self._private.chatting(user):
             return [Print(SAY("not_chatting", {"user": user}))]
         return self._private.stop(user)
+
+    @command("history", Param("user", completes=Choices.ONLINE_USER), Param("n", optional=True))
+    def _history(self, user: str, n: str | None = None, *, now: float) -> list[ClientEffect]:
+        """``user``'s history, or (``broadcast``) the broadcasts'."""
+        count = HISTORY_COUNT
+        if n is not None:
+            count = int(n) if n.isascii() and n.isdigit() else 0
+            if not 1 <= count <= MAX_HISTORY:
+                return [Print(SAY("bad_count", {"most": MAX_HISTORY, "count": n}))]
+        frame: dict[str, object] = {"type": FrameType.HISTORY, "n": count}
+        frame.update({"broadcast": True} if user == "broadcast" else {"user": user})
+        return [ToServer(frame)]
+
+    @command("forget", Param("user", completes=Choices.ONLINE_USER))
+    def _forget(self, user: str, *, now: float) -> list[ClientEffect]:
+        frame: dict[str, object] = {"type": FrameType.FORGET}
+        frame.update({"broadcast": True} if user == "broadcast" else {"user": user})
+        return [ToServer(frame)]
+
+    @command("away", Param("text", text=True, optional=True, most=MAX_AWAY))
+    def _away(self, text: str | None = None, *, now: float) -> list[ClientEffect]:
+        if text is not None and TEXT_CONTROL.search(text):
+            return [Print(SAY("away_control"))]
+        if text is not None and len(text) > MAX_AWAY:
+            return [Print(SAY("away_too_long", {"max": MAX_AWAY}))]
+        return [ToServer({"type": FrameType.AWAY, "text": text or ""})]
+
+    @command("back")
+    def _back(self, *, now: float) -> list[ClientEffect]:
+        return [ToServer({"type": FrameType.BACK})]
 
     @command("logout")
     def _logout(self, *, now: float) -> list[ClientEffect]:

@@ -151,6 +151,7 @@ class ChatClient:
                                      certificate=certificate, unavailable=no_private_chats)
         self._outbox = Outbox(nonce if nonce is not None else new_nonce())
         self._command_line = CommandLine(self._private, leave=self._leave, outbox=self._outbox)
+        self._listed_away: set[str] = set()        # those marked away in a users answer's pages so far
         self._live_stamps = timestamps and wall_offset is not None
         self._wall_offset = wall_offset or 0.0
         self._tz = tz
@@ -536,14 +537,20 @@ class ChatClient:
 
     @on_frame(FrameType.USERS)
     def _on_users(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        """The names one a line (the answer to whoelse or whoelsesince), once its last page is in."""
+        """The names one a line (the answer to whoelse or whoelsesince), those away marked, once its last page
+        is in."""
         names = frame.get("names")
         if type(names) is not list:
             return []
+        away = frame.get("away")
+        if type(away) is list:
+            self._listed_away.update(n for n in away if type(n) is str)
         listed = self._command_line.users_listed([n for n in names if type(n) is str], frame.get("more") is True)
         if listed is None:
             return []
-        return [Print("\n".join(listed) if listed else say("nobody"))]
+        away, self._listed_away = self._listed_away, set()
+        shown = [say("away", {"user": n}) if n in away else n for n in listed]
+        return [Print("\n".join(shown) if listed else say("nobody"))]
 
     @on_frame(FrameType.ONLINE)
     def _on_online(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
@@ -553,6 +560,45 @@ class ChatClient:
             if type(user) is str:
                 self._command_line.presence(user, True)
         return []
+
+    @on_frame(FrameType.HISTORY)
+    def _on_history(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        """Each message a line (or more), oldest first, with when it was sent and who wrote it; none: so said.
+        The messages are a list of objects, whose strings are made visible here."""
+        messages = frame.get("messages")
+        if type(messages) is not list:
+            return []
+        broadcast = frame.get("broadcast") is True
+        lines = []
+        for item in messages:
+            if type(item) is not dict or type(item.get("from")) is not str or type(item.get("text")) is not str:
+                continue
+            text = visible_lines(item["text"])
+            shown = say("broadcast" if broadcast else "message", {"from": visible(item["from"]), "text": text})
+            lines.append(hanging(self._sent_stamp(item.get("sent")) + shown, text))
+        if lines:
+            return [Print("\n".join(lines))]
+        if messages:
+            return []
+        return [Print(say("no_broadcasts") if broadcast else say("none", frame))]
+
+    @on_frame(FrameType.FORGOTTEN)
+    def _on_forgotten(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        return [Print(say("broadcasts") if frame.get("broadcast") is True else say("forgotten", frame))]
+
+    @on_frame(FrameType.AWAY)
+    def _on_away(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        return [Print(say("away_text", frame) if frame.get("text") else say("away"))]
+
+    @on_frame(FrameType.BACK)
+    def _on_back(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        return [Print(say("back"))]
+
+    @on_frame(FrameType.AWAY_REPLY)
+    def _on_away_reply(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        if type(frame.get("user")) is not str:
+            return []
+        return [Print(say("away_text", frame) if frame.get("text") else say("away", frame))]
 
     @on_frame(FrameType.PRESENCE)
     def _on_presence(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:

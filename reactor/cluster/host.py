@@ -49,8 +49,9 @@ from typing import Any
 from ..loop import EventLoop, TimerHandle
 from ..protocol import ErrorCode
 from ..server.effects import ClaimLogin, Publish, Relay, RelayMessage, ReleaseLogin
-from ..server.host import ServerHost
+from ..server.host import DAY, ServerHost
 from ..server.logins import MAX_LOGIN_FAILURES
+from ..server.store import HISTORY_CAP
 from . import scripts
 from .engine import Engine, EngineError, Reply
 from .keeping import EngineDurability, message_record
@@ -81,8 +82,10 @@ class ClusterHost(ServerHost):
                  RelayMessage: "_relay_message", Publish: "_publish"}
 
     def __init__(self, loop: EventLoop, logic: ClusterChatServer, engine: tuple[str, int], node: str, *,
-                 lease: float = LEASE, prefix: str = scripts.PREFIX, **options: Any) -> None:
-        """``lease``: seconds; the renewals, the grace and the reconnects scale with it."""
+                 lease: float = LEASE, prefix: str = scripts.PREFIX, history_cap: int = HISTORY_CAP,
+                 **options: Any) -> None:
+        """``lease``: seconds; the renewals, the grace and the reconnects scale with it. ``history_cap``: the
+        messages of its own a user's history keeps (with ``history_days``, the engine's settings for every node)."""
         self._cluster = logic
         self._node = node
         self._lease = lease
@@ -95,7 +98,10 @@ class ClusterHost(ServerHost):
         self._engine = Engine(loop, host, port, name=f"engine ({node})", on_up=self._engine_up,
                               on_down=self._engine_down, reply_timeout=lease / 2, backoff=backoff,
                               round_trips=logic.counts.engine_round_trip)
-        self.keeping = EngineDurability(self._script, node, logic, self._answered)   # the engine keeps the changes
+        days = options.get("history_days")
+        self.keeping = EngineDurability(   # the engine keeps the changes, and the history
+            self._script, node, logic, self._answered, history_keep_ms=int((days or 0) * DAY * 1000),
+            history_cap=history_cap)
         super().__init__(loop, logic, durability=self.keeping, **options)
         self._reader = Engine(loop, host, port, name=f"engine reader ({node})", on_up=self._read,
                               reply_timeout=READ_BLOCK / 1000 + lease, backoff=backoff)
@@ -167,7 +173,8 @@ class ClusterHost(ServerHost):
         self._joining = True
         sent = self._loop.time()
         self._script(scripts.JOIN, [self._node, int(self._lease * 1000), self._token, secrets.token_hex(8),
-                                    *self._limits()], lambda reply: self._joined_as(reply, sent))
+                                    *self._limits(), self.keeping.history_keep_ms, self.keeping.history_cap],
+                     lambda reply: self._joined_as(reply, sent))
 
     def _joined_as(self, reply: Reply, sent: float) -> None:
         self._joining = False
@@ -325,13 +332,13 @@ class ClusterHost(ServerHost):
     def _resync(self, reply: Reply) -> None:
         if isinstance(reply, EngineError) or not self._joined:
             return
-        online, last, blocks, locks, events_from, now_ms = reply
+        online, last, blocks, locks, events_from, now_ms, away = reply
         now = self._loop.time()
         pairs = (pair.split("\n", 1) for pair in blocks)
         locked = {user: self._clock(until) for user, until in _pairs(locks) if float(until) > float(now_ms)}
         self._apply(self._cluster.resync(
             dict(_pairs(online)), {user: self._clock(at) for user, at in _pairs(last)},
-            [(blocker, blocked) for blocker, blocked in pairs], locked, self._node, now))
+            [(blocker, blocked) for blocker, blocked in pairs], locked, self._node, now, away=dict(_pairs(away))))
         if not self._reading:   # (a read under way goes on from where it is: its news are no older than ours)
             self._events_from = events_from
         self._read()
@@ -393,6 +400,9 @@ class ClusterHost(ServerHost):
             self._apply(logic.remote_broadcast(event["from"], event["text"], now))
         elif kind == "notice":
             self._apply(logic.remote_notice(event["text"], now))
+        elif kind == "away":
+            text = event.get("text")
+            logic.remote_away(event["user"], text if type(text) is str else None)
 
     def _take_inbox(self, entry_id: str, event: dict[str, Any], fields: list[Any]) -> None:
         if event["kind"] == "message" and len(fields) >= 4:   # (RELAY's: the record in the second field)
@@ -488,6 +498,11 @@ class ClusterHost(ServerHost):
         self._apply(self._cluster.relay_answered(effect, reply, self._loop.time()))
 
     def _publish(self, effect: Publish) -> None:
+        event = effect.event
+        if event.get("kind") == "away":   # kept in the engine too, for a node that reads its view again
+            text = event.get("text")
+            self._script(scripts.AWAY, [event["user"], int(text is not None), text or "", self._node])
+            return
         self._engine.call("XADD", f"{self._prefix}:events", "MAXLEN", "~", scripts.EVENTS_KEPT, "*",
                           "e", json.dumps({**effect.event, "node": self._node}))
 

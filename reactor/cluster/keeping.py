@@ -12,6 +12,14 @@ the same ref was kept or relayed already (``again``: nothing is kept, and it is
 confirmed). A message relayed to this node on its way (``relayed``) is not asked
 about: its ref is the engine's own record of it.
 
+History: the turn's ``Remember``s go in one ``REMEMBER`` script at the turn's end
+(or before the next change or read, so they keep their order); nothing waits
+for it. A message kept for later is in the history by ``KEEP`` itself (once: a
+repeat of its ref, ``again``, writes none), and the
+sessions by ``LOGIN`` and ``LOGOUT``: ``NoteSession`` is nothing here. Reads are
+``READH``, forgetting ``FORGETH``, trimming ``TRIMH`` (which also tells the
+engine how long history is kept, and its cap, as ``JOIN`` does).
+
 The texts of the messages kept for this node's users are cached here as they
 come (kept here, read at login, or told through the inbox) and dropped when
 their user leaves; ``texts`` answers from the cache alone, and a text it has not
@@ -25,8 +33,19 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..protocol import ErrorCode
-from ..server.durability import Answered
-from ..server.effects import AddBlock, ForgetMessages, KeepMessage, RemoveBlock, StoreChange
+from ..server.durability import Answered, HistoryAnswer
+from ..server.effects import (
+    AddBlock,
+    ForgetHistory,
+    ForgetMessages,
+    HistoryNote,
+    HistoryRow,
+    KeepMessage,
+    ReadHistory,
+    Remember,
+    RemoveBlock,
+    StoreChange,
+)
 from ..server.limits import stored_size
 from . import scripts
 from .engine import EngineError, Reply
@@ -53,18 +72,61 @@ def message_record(to: str, sender: str, text: str, sent: float | None, ref: str
 class EngineDurability:
     """The engine as a node's durability (see the module's docstring)."""
 
-    def __init__(self, run: RunScript, node: str, logic: ClusterChatServer, answered: Answered) -> None:
+    def __init__(self, run: RunScript, node: str, logic: ClusterChatServer, answered: Answered, *,
+                 history_keep_ms: int = 0, history_cap: int = 0) -> None:
+        """``history_keep_ms``: how long the engine keeps history (0: none); ``history_cap``: the messages of its
+        own a user's history keeps."""
         self._run = run
         self._node = node
         self._logic = logic
         self._answered = answered
         self._texts: dict[int, str] = {}           # texts of the kept messages of this node's users
         self._texts_of: dict[str, list[int]] = {}  # user -> the ids in _texts that are its
+        self._notes: list[Any] = []                # the turn's history, as REMEMBER's arguments
+        self.history_keep_ms = history_keep_ms
+        self.history_cap = history_cap
+
+    # -- history ---------------------------------------------------------------
+
+    def remember(self, note: HistoryNote) -> None:
+        """A message or broadcast for the turn's REMEMBER (a session: LOGIN and LOGOUT note it themselves)."""
+        if type(note) is Remember:
+            self._notes += (note.sender, note.to or "", note.text, "" if note.sent is None else note.sent,
+                            "\n" + "\n".join(note.hidden) + "\n" if note.hidden else "")
+
+    def _write_notes(self) -> None:
+        notes, self._notes = self._notes, []
+        self._run(scripts.REMEMBER, notes, self._remembered)
+
+    def _remembered(self, reply: Reply) -> None:
+        if isinstance(reply, EngineError):
+            log.warning("history not kept: %s", reply)
+
+    def read_history(self, request: ReadHistory, answer: HistoryAnswer) -> None:
+        """READH, after the history before it; its records as rows (a record that will not do is left out)."""
+        if self._notes:
+            self._write_notes()
+        self._run(scripts.READH, [request.owner, request.peer or "", request.count],
+                  lambda reply: answer(_rows(reply)))
+
+    def trim_history(self, before: float) -> bool:
+        """TRIMH (the engine's clock says what is too old), again while it drops whole batches."""
+        def trimmed(reply: Reply) -> None:
+            if reply == scripts.HISTORY_TRIM_BATCH:
+                self.trim_history(before)
+        self._run(scripts.TRIMH, [self.history_keep_ms, self.history_cap], trimmed)
+        return False
+
+    # -- store changes -------------------------------------------------------------
 
     def write(self, number: int, change: StoreChange) -> None:
         """A script on the engine; its reply answers for change ``number``."""
         args: list[Any]
-        if isinstance(change, KeepMessage):
+        if self._notes:
+            self._write_notes()
+        if isinstance(change, ForgetHistory):
+            script, args = scripts.FORGETH, [change.owner, change.peer or ""]
+        elif isinstance(change, KeepMessage):
             if self._logic.here(change.to):
                 self.cache(change.to, change.id, change.text)
             record, cost = message_record(change.to, change.sender, change.text, change.sent, change.ref)
@@ -91,7 +153,7 @@ class EngineDurability:
             if isinstance(reply, EngineError):
                 log.warning("message %d to %s not kept: %s", change.id, change.to, reply)
             refused.append((change, code))
-        elif isinstance(change, (AddBlock, RemoveBlock)) and isinstance(reply, EngineError):
+        elif isinstance(change, (AddBlock, RemoveBlock, ForgetHistory)) and isinstance(reply, EngineError):
             refused.append((change, ErrorCode.STORE_FULL))
         elif isinstance(reply, EngineError):
             log.warning("%r not stored: %s", change, reply)
@@ -103,7 +165,10 @@ class EngineDurability:
         return {mid: texts[mid] for mid in ids if mid in texts}
 
     def end_turn(self) -> None:
-        """Nothing to commit: the engine connection writes the turn's scripts once, by itself."""
+        """The turn's history in one script; nothing to commit: the engine connection writes the turn's scripts
+        once, by itself."""
+        if self._notes:
+            self._write_notes()
 
     def cache(self, user: str, mid: int, text: str) -> None:
         """The text of message ``mid``, kept for ``user`` of this node."""
@@ -120,3 +185,19 @@ class EngineDurability:
         """Every user of this node left it."""
         self._texts.clear()
         self._texts_of.clear()
+
+
+def _rows(reply: Reply) -> list[HistoryRow]:
+    """READH's records as history rows (sender, text, sent); an error reads as no history (logged)."""
+    if isinstance(reply, EngineError) or not isinstance(reply, list):
+        log.warning("history not read: %s", reply)
+        return []
+    rows: list[HistoryRow] = []
+    for record in reply:
+        try:
+            r = json.loads(record)
+            sent = r.get("s")
+            rows.append((str(r["f"]), str(r["x"]), float(sent) if type(sent) in (int, float) else None))
+        except (TypeError, ValueError, KeyError):
+            continue
+    return rows

@@ -76,6 +76,7 @@ from ..server.effects import (
     Relay,
     RelayMessage,
     ReleaseLogin,
+    Remember,
     Send,
     ServerEffect,
     Step,
@@ -278,6 +279,7 @@ class ClusterChatServer(ChatServer):
         """``known`` is gone: its requests here end (its peer is told) and everyone here hears it left."""
         user = known.user
         self.sessions.drop_remote(user, at)
+        self.away.left(user)
         return [*self.privates.leave(known), self.presence.note(user, False)]
 
     def remote_block(self, blocker: str, blocked: str, on: bool, now: float) -> list[ServerEffect]:
@@ -291,9 +293,11 @@ class ClusterChatServer(ChatServer):
         return []
 
     def remote_broadcast(self, sender: str, text: str, now: float) -> list[ServerEffect]:
-        """A broadcast from ``sender``, a user of another node: to everyone here who has not blocked it."""
+        """A broadcast from ``sender``, a user of another node: to everyone here who has not blocked it (but
+        ``sender`` itself, logged in here since, before this node read the broadcast: the simulator's seed 5)."""
         blockers = self.blocks.blockers.get(sender)
-        conns = tuple(s.id for name, s in self.sessions.online.items() if not blockers or name not in blockers)
+        conns = tuple(s.id for name, s in self.sessions.online.items()
+                      if name != sender and (not blockers or name not in blockers))
         if not conns:
             return []
         return self.presence.settle([Send(conns, {"type": _MESSAGE, "from": sender, "text": text, "broadcast": True})])
@@ -340,21 +344,38 @@ class ClusterChatServer(ChatServer):
         if self.blocks.blocks(to, sender):   # (blocked since its node looked)
             return self._tell(origin, to, sender, ErrorCode.BLOCKED_BY_RECIPIENT.value, ref)
         s = self.sessions.online.get(to)
-        if s is not None and not s.mailbox:
-            self.counts.messages_relayed += 1   # (by the recipient's node: the sender's relayed it to this one)
-            return [Send((s.id,), {"type": _MESSAGE, "from": sender, "text": text}),
-                    *self._tell(origin, to, sender, _DELIVERED, ref)]
         mail = self.mail
-        mid = mail.new_id()
         if type(sent) is not float and type(sent) is not int:
             sent = mail.sent(now)
+        if s is not None and not s.mailbox:
+            self.counts.messages_relayed += 1   # (by the recipient's node: the sender's relayed it to this one)
+            effects: list[Step] = [Send((s.id,), {"type": _MESSAGE, "from": sender, "text": text}),
+                                   *self._tell(origin, to, sender, _DELIVERED, ref)]
+            if self.history.keeps:   # (its node notes it: the node that delivers, or keeps, a message)
+                effects.append(Remember(sender, to, text, sent))
+            return effects + self._away_reply(origin, to, sender)
+        mid = mail.new_id()
         if s is not None:
             mail.keep_behind(s, mid, sender, text, sent, ref)
             return [KeepMessage(mid, to, sender, text, sent, ref=ref, relayed=True),
-                    *self._tell(origin, to, sender, _DELIVERED, ref)]
+                    *self._tell(origin, to, sender, _DELIVERED, ref), *self._away_reply(origin, to, sender)]
         if origin is None:
             return [KeepMessage(mid, to, sender, text, sent, ref=ref, relayed=True)]
         return [RelayMessage(mid, to, sender, text, sent, origin, ref)]
+
+    def _away_reply(self, origin: str | None, to: str, sender: str) -> list[Step]:
+        """``to`` (here) is away: its words for ``sender``, here or on its node ``origin``, once an away period."""
+        answer = self.away.reply(to, sender)
+        if answer is None:
+            return []
+        if origin is None:
+            s = self.sessions.online.get(sender)
+            return [] if s is None else [Send((s.id,), answer)]
+        return [Relay(origin, {"kind": "deliver", "to": sender, "frame": answer})]
+
+    def remote_away(self, user: str, text: str | None) -> None:
+        """``user``, of another node, is away with ``text`` (None: back)."""
+        self.away.remote(user, text)
 
     def relay_answered(self, relay: RelayMessage, answer: str, now: float) -> list[ServerEffect]:
         """The engine's answer to ``relay``: ``relayed`` (to the node of its recipient, which will say what
@@ -423,10 +444,12 @@ class ClusterChatServer(ChatServer):
     # -- the engine's answers and views ------------------------------------------
 
     def resync(self, online: dict[str, str], last_logout: dict[str, float], blocks: Iterable[tuple[str, str]],
-               locks: dict[str, float], node: str, now: float) -> list[ServerEffect]:
+               locks: dict[str, float], node: str, now: float, away: dict[str, str] | None = None
+               ) -> list[ServerEffect]:
         """The engine's whole view, read at once (at start, and after any gap): ``online`` user -> node,
-        the last logouts and lockouts' ends (the host's clock), every block. This node's view becomes it;
-        its users hear of each login and logout it had missed. This node's own users are its own business."""
+        the last logouts and lockouts' ends (the host's clock), every block, who is away. This node's view
+        becomes it; its users hear of each login and logout it had missed. This node's own users are its own
+        business."""
         sessions = self.sessions
         for user, at in last_logout.items():
             sessions.logged_out(user, at)
@@ -445,4 +468,6 @@ class ClusterChatServer(ChatServer):
                 there.node = where
         self.blocks.reset(blocks)
         self.logins.reset(locks)
+        if away is not None:
+            self.away.reset(away)
         return self.presence.settle(effects)

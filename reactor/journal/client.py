@@ -40,6 +40,7 @@ from typing import Any, cast
 
 from ..client.commands import COMMANDS
 from ..client.effects import Exit, Prompt, ToServer
+from ..client.outbox import new_nonce
 from ..client.rules import ChatClient
 from ..loop import EventLoop
 from ..protocol import FrameType
@@ -337,6 +338,7 @@ class ClientRecording:
     def build(self, **kwargs: Any) -> ChatClient:
         if self._record is None:
             return ChatClient(**kwargs)
+        kwargs.setdefault("nonce", new_nonce())   # (its refs: the shadow and a replay make the same ones)
         scrubber = scrub.Scrubber(texts=self._texts)
         offset = datetime.datetime.now().astimezone().utcoffset()
         shown = {k: v for k, v in kwargs.items() if k not in ("certificate", "tz")}

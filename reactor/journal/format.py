@@ -55,6 +55,7 @@ SERVER_OPS: dict[str, tuple[str, str]] = {
     "p": ("password_checked", "conn, ok (true, false or null)"),
     "a": ("accounts_changed", "accounts (made-up passwords)"),
     "n": ("not_stored", "change, code"),
+    "h": ("history_read", "conn, request (a ReadHistory), rows (sender, text scrubbed, sent)"),
     "e": ("end_turn", ""),
     "s": ("shutdown", ""),
     # the operator's commands
@@ -73,6 +74,7 @@ SERVER_OPS: dict[str, tuple[str, str]] = {
     "rk": ("remote_locked", "user, until"),
     "rB": ("remote_broadcast", "sender, text"),
     "rr": ("relayed", "event"),
+    "rA": ("remote_away", "user, text (scrubbed) or null (back)"),
     "rN": ("remote_notice", "text (scrubbed)"),
     "ra": ("relay_answered", "relay (a RelayMessage, its text scrubbed), answer"),
     "rt": ("sessions_taken", "taken (user -> node)"),

@@ -40,7 +40,7 @@ from typing import Any, TypeVar, cast
 from ..loop import EventLoop
 from ..protocol import ErrorCode, FrameType
 from ..server.commands import declared_fields
-from ..server.effects import RelayMessage, StoreChange
+from ..server.effects import HistoryRow, ReadHistory, RelayMessage, StoreChange
 from ..server.privates import new_token
 from ..server.rules import ChatServer
 from . import scrub
@@ -66,7 +66,7 @@ RECORDED = frozenset({
     "password_checked", "accounts_changed", "not_stored", "end_turn", "shutdown",
     "take_ids", "login_decided", "cluster_lost", "resync", "remote_login", "remote_logout", "remote_block",
     "remote_locked", "remote_broadcast", "relayed", "relay_answered", "sessions_taken", "remote_notice",
-    "kick", "lock", "unlock", "notice"})
+    "kick", "lock", "unlock", "notice", "history_read", "remote_away"})
 
 
 class ServerRecorder:
@@ -264,6 +264,12 @@ class ServerRecorder:
         return self._line(t, "n", self.rules.not_stored(change, t / 1e6, code), scrub.render(change, self._scrub),
                           str(code))
 
+    def history_read(self, conn: int, request: ReadHistory, rows: list[HistoryRow], now: float) -> list[Any]:
+        t = micros(now)
+        shown = [[sender, self._scrub.text(text), sent] for sender, text, sent in rows]
+        return self._line(t, "h", self.rules.history_read(conn, request, rows, t / 1e6), conn,
+                          scrub.render(request, self._scrub), shown)
+
     def end_turn(self, now: float) -> list[Any]:
         t = micros(now)
         return self._line(t, "e", self.rules.end_turn(t / 1e6))
@@ -340,6 +346,10 @@ class ServerRecorder:
     def remote_notice(self, text: str, now: float) -> list[Any]:
         t = micros(now)
         return self._line(t, "rN", self.rules.remote_notice(text, t / 1e6), self._scrub.text(text))
+
+    def remote_away(self, user: str, text: str | None) -> None:
+        self.rules.remote_away(user, text)
+        self._line(self.last, "rA", [], user, None if text is None else self._scrub.text(text))
 
     def relay_answered(self, relay: RelayMessage, answer: str, now: float) -> list[Any]:
         t = micros(now)

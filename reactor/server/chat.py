@@ -24,21 +24,22 @@ from typing import Any
 from ..ops.catalog import ChatCounts
 from ..protocol import MAX_CERT, MAX_REF, ByeReason, ErrorCode, Frame, FrameType
 from ..text import TEXT_CONTROL
+from .away import Away
 from .blocks import NOBODY, Blocks
 from .commands import LOGGED_IN, STRANGER, Field, command, seconds_problem, string, valid
 from .door import Door
-from .effects import AddBlock, Publish, RemoveBlock, Send, SendBatch, Step, bye, error, reply
+from .effects import AddBlock, KeepMessage, Publish, Remember, RemoveBlock, Send, SendBatch, Step, bye, error, reply
 from .limits import Limits, cost
 from .mail import Mail
 from .pages import users_frames
 from .privates import PrivateChats
 from .sessions import Conn, Session, Sessions
 
-__all__ = ["ChatCommands", "Away", "Resent"]
+__all__ = ["ChatCommands", "AwayHook", "Resent"]
 
 log = logging.getLogger(__name__)
 
-Away = Callable[[Session, str, str, int, float, "str | None"], list[Step]]   # one not here: ChatServer.keep_away
+AwayHook = Callable[[Session, str, str, int, float, "str | None"], list[Step]]   # not here: ChatServer.keep_away
 Resent = Callable[[Session, str, str, int, float, str], "list[Step] | None"]   # sent again: ChatServer.resent
 # Plain strs: an enum member in a frame costs a class attribute lookup (~1,000 instructions) per relayed message.
 _MESSAGE = FrameType.MESSAGE.value
@@ -65,8 +66,11 @@ class ChatCommands:
     """What a user says once logged in; the state is its collaborators'."""
 
     def __init__(self, sessions: Sessions, blocks: Blocks, limits: Limits, mail: Mail, privates: PrivateChats,
-                 door: Door, accounts: dict[str, str], *, max_text: int, away: Away, resent: Resent,
-                 counts: ChatCounts) -> None:
+                 door: Door, accounts: dict[str, str], *, max_text: int, away: AwayHook, resent: Resent,
+                 counts: ChatCounts, absent: Away | None = None, remember: bool = False) -> None:
+        """``away``: the hook for a message to a user not here; ``resent``: the hook for a message sent again;
+        ``absent``: who is away (``reactor/server/away.py``); ``remember``: relayed messages and broadcasts are
+        noted for the history (``Remember``)."""
         self._sessions = sessions
         self._blocks = blocks
         self._mail = mail
@@ -84,6 +88,9 @@ class ChatCommands:
         self._spend = limits.spend
         self._counts = counts
         self._refused = counts.messages_refused
+        self._absent = absent if absent is not None else Away(sessions)
+        self._away_now = self._absent.texts   # who is away (changed in place): the relay asks it of every message
+        self._remember = remember
 
     @command(FrameType.MESSAGE, string("to"), string("text"), optional=_OPTIONAL)
     def message(self, s: Session, now: float, to: str, text: str, frame: Frame) -> list[Step]:
@@ -129,7 +136,12 @@ class ChatCommands:
                 if refusal:
                     return refusal
                 self._counts.messages_relayed += 1
-                return [Send((target.id,), {"type": _MESSAGE, "from": sender, "text": text})]
+                if not self._remember and not self._away_now:   # (the relay as it was: one Send)
+                    return [Send((target.id,), {"type": _MESSAGE, "from": sender, "text": text})]
+                effects: list[Step] = [Send((target.id,), {"type": _MESSAGE, "from": sender, "text": text})]
+                if self._remember:   # (after the Send: the host sends it at once, whatever the history costs)
+                    effects.append(Remember(sender, to, text, self._mail.sent(now)))
+                return self._away_reply(s, to, sender, effects)
         ref = frame.get("ref")
         if ref is not None:   # to be kept, or relayed by a cluster node: with its ref
             problem = _ref_problem(ref)
@@ -137,7 +149,18 @@ class ChatCommands:
                 return self._door.bad(s.conn, problem, now)
         if target is None:
             return self._away(s, to, text, tokens, now, ref)
-        return self._mail.keep(s, to, text, tokens, now, mailbox, ref)
+        effects = self._mail.keep(s, to, text, tokens, now, mailbox, ref)   # (its history: with its KeepMessage)
+        if not effects or type(effects[0]) is not KeepMessage:   # refused, or kept already (its ref: ``again``)
+            return effects
+        return self._away_reply(s, to, sender, effects)
+
+    def _away_reply(self, s: Session, to: str, sender: str, effects: list[Step]) -> list[Step]:
+        """``effects``, and ``to``'s away words for ``sender`` if it is away (once an away period)."""
+        if self._away_now and to in self._away_now:
+            answer = self._absent.reply(to, sender)
+            if answer is not None:
+                effects.append(Send((s.id,), answer))
+        return effects
 
     @command(FrameType.BROADCAST, string("text"))
     def broadcast(self, s: Session, now: float, text: str) -> list[Step]:
@@ -163,6 +186,8 @@ class ChatCommands:
             effects.append(Send(conns, {"type": _MESSAGE, "from": sender, "text": text, "broadcast": True}))
         if self._remote:   # cluster mode: the other nodes tell theirs
             effects.append(Publish({"kind": "broadcast", "from": sender, "text": text}))
+        if self._remember:   # one row, whoever got it: those logged in then, but those who blocked the sender
+            effects.append(Remember(sender, None, text, self._mail.sent(now), tuple(sorted(blockers or ()))))
         if len(conns) < len(online) - 1 or blockers and not blockers.isdisjoint(self._remote):
             # someone online blocked the sender
             effects.append(Send((s.id,), {"type": FrameType.BROADCAST_PARTIAL.value}))
@@ -173,15 +198,19 @@ class ChatCommands:
         blockers = self._blockers.get(me, NOBODY)
         return sorted(n for n in names if n != me and n not in blockers)
 
-    def _users(self, s: Session, names: list[str]) -> list[Step]:
-        """The answer listing ``names``: one ``users`` frame, or a page each when they do not fit in one."""
-        frames = users_frames(names)
+    def _users(self, s: Session, names: list[str], away: list[str] | None = None) -> list[Step]:
+        """The answer listing ``names`` (and those of them ``away``): one ``users`` frame, or a page each when
+        they do not fit in one."""
+        frames = users_frames(names, away)
         return reply(s.id, frames[0]) if len(frames) == 1 else [SendBatch((s.id,), tuple(frames))]
 
     @command(FrameType.WHOELSE)
     def whoelse(self, s: Session, now: float) -> list[Step]:
+        """The others online; those away listed again in ``away`` (when any is)."""
         names = self._sessions.names() if self._remote else self._online
-        return self._users(s, self._others(s.user, names))
+        others = self._others(s.user, names)
+        texts = self._away_now
+        return self._users(s, others, [name for name in others if name in texts] if texts else None)
 
     @command(FrameType.WHOELSESINCE, Field("seconds", seconds_problem, ErrorCode.BAD_ARGUMENT))
     def whoelsesince(self, s: Session, now: float, seconds: float) -> list[Step]:

@@ -16,6 +16,13 @@ The host carries out the effects of one event in order:
   kept: sent in its place once stored; if the store cannot keep it (full),
   the host calls ``not_stored(change, now)`` instead, which undoes it and
   answers for it;
+- ``Remember``, ``NoteSession``: history (``reactor/server/history.py``): a
+  message or broadcast, a session's start or end, written with the turn's
+  changes; nothing waits for them (a live message is not confirmed by its
+  history), and what the durability cannot keep of them is lost;
+- ``ReadHistory``: read a user's history; the host answers with
+  ``history_read(conn, request, rows, now)``;
+- ``ForgetHistory`` (a ``StoreChange``): a user forgets its copy of a conversation;
 - ``WhenWritable``: once this connection has room for more output (what was
   sent to it before has mostly left), call ``writable(conn, now)``;
 - ``LoggedIn``: this connection is a user's now, no longer a stranger's (it
@@ -44,8 +51,10 @@ if TYPE_CHECKING:
     from .sessions import Session
 
 __all__ = ["Send", "SendBatch", "SendStored", "Close", "SetTimer", "CancelTimer", "KeepMessage", "ForgetMessages",
-           "AddBlock", "RemoveBlock", "WhenWritable", "LoggedIn", "LoginFailed", "CheckPassword", "StoreChange",
-           "STORE_CHANGES", "ServerEffect", "SERVER_EFFECTS", "ClaimLogin", "ReleaseLogin", "Relay", "RelayMessage",
+           "AddBlock", "RemoveBlock", "ForgetHistory", "Remember", "NoteSession", "ReadHistory",
+           "WhenWritable", "LoggedIn", "LoginFailed", "CheckPassword", "StoreChange",
+           "STORE_CHANGES", "HistoryNote", "HistoryRow",
+           "ServerEffect", "SERVER_EFFECTS", "ClaimLogin", "ReleaseLogin", "Relay", "RelayMessage",
            "Publish", "ClusterEffect", "CLUSTER_EFFECTS", "PresenceNote", "Step", "error", "reply", "bye"]
 
 
@@ -141,6 +150,47 @@ class RemoveBlock:
 
 
 @dataclass(frozen=True, slots=True)
+class ForgetHistory:
+    """A durable change: ``owner`` forgets its copy of its history with ``peer`` (None: its broadcasts), up to
+    the last message kept so far."""
+    owner: str
+    peer: str | None
+    confirm: Send | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Remember:
+    """History: ``sender`` sent ``text`` to ``to`` (None: a broadcast, which those in ``hidden``, blocking the
+    sender then, did not get) at ``sent`` (wall-clock seconds, or None). Written with the turn's changes;
+    nothing waits for it."""
+    sender: str
+    to: str | None
+    text: str
+    sent: float | None = None
+    hidden: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NoteSession:
+    """History: ``user`` logged in (``online``) or out here at ``at`` (wall-clock seconds): the broadcasts it
+    got are those sent while it was logged in. Nothing waits for it."""
+    user: str
+    online: bool
+    at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadHistory:
+    """Read the last ``count`` messages of ``owner``'s history with ``peer`` (None: its broadcasts, sent or
+    got), newest first; the host answers with ``history_read(conn, self, rows, now)``, each row (sender, text,
+    sent)."""
+    conn: int
+    owner: str
+    peer: str | None
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class WhenWritable:
     """Call ``writable(conn, now)`` once this connection has room for more output."""
     conn: int
@@ -215,13 +265,16 @@ class Publish:
 # What only a cluster node's logic returns besides.
 ClusterEffect = ClaimLogin | ReleaseLogin | Relay | RelayMessage | Publish
 CLUSTER_EFFECTS: tuple[type[ClusterEffect], ...] = (ClaimLogin, ReleaseLogin, Relay, RelayMessage, Publish)
-StoreChange = KeepMessage | ForgetMessages | AddBlock | RemoveBlock   # a durable change; the store takes these
-STORE_CHANGES: tuple[type[StoreChange], ...] = (KeepMessage, ForgetMessages, AddBlock, RemoveBlock)
+StoreChange = KeepMessage | ForgetMessages | AddBlock | RemoveBlock | ForgetHistory   # durable; the store takes these
+STORE_CHANGES: tuple[type[StoreChange], ...] = (KeepMessage, ForgetMessages, AddBlock, RemoveBlock, ForgetHistory)
+HistoryNote = Remember | NoteSession   # history the durability writes with the turn's changes, unwaited for
+HistoryRow = tuple[str, str, "float | None"]   # a message of a history as read: sender, text, sent
 ServerEffect = (Send | SendBatch | SendStored | Close | SetTimer | CancelTimer | KeepMessage | ForgetMessages
-                | AddBlock | RemoveBlock | WhenWritable | LoggedIn | LoginFailed
-                | CheckPassword)   # what ChatServer's methods return
+                | AddBlock | RemoveBlock | ForgetHistory | Remember | NoteSession | ReadHistory | WhenWritable
+                | LoggedIn | LoginFailed | CheckPassword)   # what ChatServer's methods return
 SERVER_EFFECTS: tuple[type[ServerEffect], ...] = (Send, SendBatch, SendStored, Close, SetTimer, CancelTimer,
-                                                  *STORE_CHANGES, WhenWritable, LoggedIn, LoginFailed, CheckPassword)
+                                                  *STORE_CHANGES, Remember, NoteSession, ReadHistory, WhenWritable,
+                                                  LoggedIn, LoginFailed, CheckPassword)
 
 
 @dataclass(frozen=True, slots=True)

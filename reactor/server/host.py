@@ -58,8 +58,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import socket
 import ssl
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -77,10 +79,16 @@ from .effects import (
     CancelTimer,
     CheckPassword,
     Close,
+    ForgetHistory,
     ForgetMessages,
+    HistoryNote,
+    HistoryRow,
     KeepMessage,
     LoggedIn,
     LoginFailed,
+    NoteSession,
+    ReadHistory,
+    Remember,
     RemoveBlock,
     Send,
     SendBatch,
@@ -106,6 +114,8 @@ STRANGER_READ_SIZE = 4096         # bytes one read of a stranger takes
 STRANGER_MAX_OUTPUT = 16 * 1024   # bytes a stranger may leave unread before it is cut off
 FAILURE_LOG_INTERVAL = 60.0       # seconds between the lines that count failed logins per address
 FAILURE_LOG_ADDRESSES = 1000      # addresses counted one by one per interval; the rest are counted together
+HISTORY_TRIM_EVERY = 60.0         # seconds between the trims of the history that is too old
+DAY = 24 * 3600.0
 _BUSY = encode(error(ErrorCode.BUSY))
 # What the failure log says of a connection refused at accept, by the reason the metrics count.
 _REFUSED = {"too_many_strangers": "refused (busy)", "too_many_from_address": "refused (busy)",
@@ -163,6 +173,15 @@ class StopOnStoreFailure:
     def texts(self, ids: Iterable[int]) -> dict[int, str]:
         return self._guard(self.store.texts, ids)
 
+    def remember(self, notes: list[HistoryNote]) -> None:
+        self._guard(self.store.remember, notes)
+
+    def history(self, owner: str, peer: str | None, count: int) -> list[HistoryRow]:
+        return self._guard(self.store.history, owner, peer, count)
+
+    def trim_history(self, before: float) -> int:
+        return self._guard(self.store.trim_history, before)
+
     def _guard(self, call: Callable[..., _T], *args: Any) -> _T:
         try:
             return call(*args)
@@ -184,14 +203,17 @@ class ServerHost:
         Send: "_send", SendBatch: "_send", Close: "_send", WhenWritable: "_send", SendStored: "_send_stored",
         SetTimer: "_set_timer", CancelTimer: "_cancel_timer", LoggedIn: "_logged_in", LoginFailed: "_login_failed",
         CheckPassword: "_check_password", KeepMessage: "_change", ForgetMessages: "_change", AddBlock: "_change",
-        RemoveBlock: "_change"}
+        RemoveBlock: "_change", ForgetHistory: "_change", Remember: "_remember", NoteSession: "_remember",
+        ReadHistory: "_read_history"}
 
     def __init__(self, loop: EventLoop, logic: ChatServer, store: TransactionalStore | None = None, *,
                  durability: Durability | None = None, max_strangers: int = MAX_STRANGERS,
                  max_strangers_per_address: int = MAX_STRANGERS_PER_ADDRESS,
                  failure_log_interval: float = FAILURE_LOG_INTERVAL, tls: ssl.SSLContext | None = None,
                  verifier_command: list[str] | None = None, password_helpers: int | None = None,
-                 handshake_rate: float | None = HANDSHAKE_RATE) -> None:
+                 handshake_rate: float | None = HANDSHAKE_RATE, history_days: float | None = None) -> None:
+        """``history_days``: how long history is kept (0: none; what a state file keeps is dropped), trimmed
+        every ``HISTORY_TRIM_EVERY``; None: never trimmed here."""
         self._loop = loop
         self._tls = tls   # with a context, every connection speaks TLS (reactor/tls.py), within these limits:
         self._handshakes = None if tls is None else Handshakes(loop, rate=handshake_rate,
@@ -231,6 +253,10 @@ class ServerHost:
             kind: getattr(self, name) for kind, name in self.CARRY_OUT.items()}
         loop.add_before_sleep(self._end_turn)   # first: its notices may wait for the commit
         loop.add_before_sleep(self._commit)
+        self._history_days = history_days
+        self._trim_timer: TimerHandle | None = None
+        if history_days is not None:
+            self._trim_timer = loop.call_later(0, self._trim_history)
 
     @property
     def address(self) -> tuple[Any, ...]:
@@ -363,7 +389,8 @@ class ServerHost:
         effects = self._logic.received(stream.tag, frame, self._loop.time())
         if len(effects) == 1 and not self._dirty:
             # The relay's one Send carried out here, as _apply and _deliver would: two calls and two
-            # type tests less per relayed message.
+            # type tests less per relayed message. (With history, its Remember follows: _apply sends the Send
+            # at once all the same, and hands the Remember to the durability; nothing waits for it.)
             effect = effects[0]
             if type(effect) is Send:
                 data = encode(effect.frame)
@@ -438,6 +465,24 @@ class ServerHost:
 
     def _check_password(self, effect: CheckPassword) -> None:
         self.verifier.check(effect.conn, effect.hashed, effect.password)
+
+    def _remember(self, note: HistoryNote) -> None:
+        """History: to the durability, with the turn's changes; nothing waits for it."""
+        self.durability.remember(note)
+
+    def _read_history(self, request: ReadHistory) -> None:
+        self.durability.read_history(request, lambda rows: self._history_read(request, rows))
+
+    def _history_read(self, request: ReadHistory, rows: list[HistoryRow]) -> None:
+        if not self._stopping:
+            self._apply(self._logic.history_read(request.conn, request, rows, self._loop.time()))
+
+    def _trim_history(self) -> None:
+        """Drop the history older than it is kept (a batch a turn while a backlog lasts), then again later."""
+        assert self._history_days is not None
+        before = time.time() - self._history_days * DAY if self._history_days else math.inf
+        more = self.durability.trim_history(before)
+        self._trim_timer = self._loop.call_later(0 if more else HISTORY_TRIM_EVERY, self._trim_history)
 
     def _change(self, change: StoreChange) -> None:
         """To the durability; it, and what follows, wait until the durability has answered for it."""
@@ -542,6 +587,8 @@ class ServerHost:
             self._listener.close()
         self._timers.clear()
         self.verifier.close()
+        if self._trim_timer is not None:
+            self._trim_timer.cancel()
         if self._failure_timer is not None:
             self._failure_timer.cancel()
             self._log_failures()

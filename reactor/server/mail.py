@@ -277,7 +277,7 @@ class Mail:
             effects.append(WhenWritable(s.id))
             return effects
         s.mailbox = None
-        if s.pongs:
+        if s.pongs and s.history is None:   # (a history on its way sends them after its last frame)
             effects += [Send((s.id,), _PONG)] * s.pongs
             s.pongs = 0
         return effects
@@ -287,8 +287,9 @@ class Mail:
     @command(FrameType.PING, activity=False)
     def ping(self, s: Session, now: float) -> list[Step]:
         """Answer in order: the pong follows every answer to the frames before it (and any store commit),
-        and the whole mailbox: while stored messages are on their way, it goes out after the last."""
-        if s.mailbox:
+        and the whole mailbox and history: while stored messages or a history are on their way, it goes out
+        after the last."""
+        if s.mailbox or s.history is not None:
             s.pongs += 1
             return []
         return reply(s.id, _PONG)

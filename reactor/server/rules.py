@@ -19,6 +19,8 @@ the owner of its state (``reactor/server/``):
 - ``mail.py``: the stored messages and each session's cursor through its own;
 - ``privates.py``: private-chat requests and their tokens;
 - ``blocks.py``: who blocked whom; ``chat.py``: the commands of a logged-in user;
+- ``history.py``: reading and forgetting one's history (what is kept is the
+  durability's), and the reads on their way; ``away.py``: who is away;
 - ``commands.py``: how each client frame is declared (its fields and states).
 
 A cluster node (``reactor/cluster/rules.py``) is a ``ChatServer`` whose four
@@ -36,6 +38,7 @@ from typing import Any
 
 from ..ops.catalog import ChatCounts
 from ..protocol import CLIENT_FRAMES, LOGIN_FRAMES, MAX_TEXT, ByeReason, ErrorCode, FrameType
+from .away import Away
 from .blocks import Blocks
 from .chat import ChatCommands
 from .commands import Command, State, bind
@@ -43,7 +46,10 @@ from .door import MAX_BAD_FRAMES, Door
 from .effects import (
     AddBlock,
     Close,
+    ForgetHistory,
+    HistoryRow,
     KeepMessage,
+    ReadHistory,
     RemoveBlock,
     Send,
     ServerEffect,
@@ -52,6 +58,7 @@ from .effects import (
     bye,
     error,
 )
+from .history import History
 from .limits import BURST, RATE, SENDER_QUOTA, Limits
 from .logins import Logins
 from .mail import QUEUE_CAP, Mail, OfflineRow
@@ -82,7 +89,8 @@ class ChatServer:
                  blocks: Iterable[tuple[str, str]] = (), offline: Iterable[OfflineRow] = (),
                  wall_offset: float | None = None,
                  rate: float | None = RATE, burst: int = BURST,
-                 sender_quota: int | None = SENDER_QUOTA, counts: ChatCounts | None = None) -> None:
+                 sender_quota: int | None = SENDER_QUOTA, counts: ChatCounts | None = None,
+                 history: bool = False) -> None:
         """``blocks``: (blocker, blocked) pairs; ``offline``: the stored messages as (id, to, sender, size,
         chars, sent): their texts' UTF-8 bytes and characters (the texts stay in the host's store), and
         when they were sent (or None).
@@ -97,6 +105,9 @@ class ChatServer:
 
         ``counts``: what the parts count as they decide (``reactor/ops/catalog.py``: messages relayed and
         refused, logins, lockouts...), for the host's metrics; by default counts of its own.
+
+        ``history``: this server keeps history (``--history-days`` more than 0): relayed messages, broadcasts and
+        sessions are noted for the durability (``Remember``, ``NoteSession``), and ``history`` reads it.
         """
         self.counts = counts = counts if counts is not None else ChatCounts()
         self.sessions = sessions = Sessions()
@@ -108,13 +119,17 @@ class ChatServer:
         accounts = dict(accounts)   # Logins' from now on; the parts that ask who exists hold this very dict
         self.privates = PrivateChats(sessions, self.blocks, self.limits, accounts, token_ttl=token_ttl,
                                      token_factory=token_factory)
+        self.history = History(self.limits, self.mail, accounts, keeps=history)
+        self.away = Away(sessions)
         self.door = Door(sessions, self.presence, self.privates, self.mail, timeout=timeout,
-                         max_bad_frames=max_bad_frames, release=self.release_login, counts=counts)
+                         max_bad_frames=max_bad_frames, release=self.release_login, counts=counts,
+                         noted=self._session_noted)
         self.logins = Logins(accounts, block_duration, sessions, self.door, claim=self.claim_login, counts=counts)
         chat = ChatCommands(sessions, self.blocks, self.limits, self.mail, self.privates, self.door,
                             accounts, max_text=max_text, away=self.keep_away, resent=self.resent,
-                            counts=counts)
-        self._commands: dict[str, Command] = bind(self.logins, chat, self.mail, self.privates)
+                            counts=counts, absent=self.away, remember=history)
+        self._commands: dict[str, Command] = bind(self.logins, chat, self.mail, self.privates, self.history,
+                                                  self.away)
         assert self._commands.keys() == CLIENT_FRAMES, "each frame a client may send has one handler"
         # Held here for every frame (the hot path): the parts' own dict and method, not a copy.
         self._conns = sessions.conns
@@ -228,9 +243,31 @@ class ChatServer:
         return self._settle(self.door.forget(c, now, "connection lost"))
 
     def writable(self, conn: int, now: float) -> list[ServerEffect]:
-        """``conn`` has room for more output (the answer to ``WhenWritable``): the next stored messages."""
+        """``conn`` has room for more output (the answer to ``WhenWritable``): the next stored messages, or once
+        they are out, the next frame of a history on its way."""
         c = self._conns.get(conn)
-        return [] if c is None or c.session is None else self._settle(self.mail.next_stored(c.session))
+        s = c.session if c is not None else None
+        if s is None:
+            return []
+        effects = self.mail.next_stored(s) if s.mailbox else []
+        if s.history is not None and not s.mailbox:
+            effects += self.history.next_chunk(s)
+        return self._settle(effects)
+
+    def history_read(self, conn: int, request: ReadHistory, rows: list[HistoryRow], now: float
+                     ) -> list[ServerEffect]:
+        """The answer to ``ReadHistory``: its rows, newest first, as (sender, text, sent); they go out as
+        history frames, paced as a mailbox is (nothing if the session is gone)."""
+        c = self._conns.get(conn)
+        s = c.session if c is not None else None
+        return [] if s is None else self._settle(self.history.read(s, request, rows))
+
+    def _session_noted(self, user: str, online: bool, now: float) -> list[Step]:
+        """A session began or ended here: noted for the history; at its end, its user is no longer away."""
+        if not online:
+            self.away.left(user)
+            return self.history.ended(user, now)
+        return self.history.began(user, now)
 
     def timer_fired(self, key: Any, now: float) -> list[ServerEffect]:
         """The timer ``key`` came due."""
@@ -296,6 +333,12 @@ class ChatServer:
             elif code is ErrorCode.QUOTA_EXCEEDED:
                 refusal = error(code, quota=self.limits.sender_quota)
             return self._settle(self.mail.refused(change, refusal))
+        if type(change) is ForgetHistory:
+            log.warning("%s's forgetting of its history with %s not kept: %s", change.owner, change.peer, code)
+            conns = change.confirm.conns if change.confirm is not None else ()
+            fields = {"user": change.peer} if change.peer is not None else {"broadcast": True}
+            return self._settle([Send(conns, error(ErrorCode.STORE_FULL, command="forget", **fields))]
+                                if conns else [])
         if type(change) is AddBlock or type(change) is RemoveBlock:
             command = "block" if type(change) is AddBlock else "unblock"
             self.blocks.set(change.blocker, change.blocked, type(change) is RemoveBlock)

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..cluster import scripts
 from ..cluster.engine import EngineError, Reply
-from ..cluster.keeping import EngineDurability
+from ..cluster.keeping import EngineDurability, message_record
 from ..cluster.rules import ClusterChatServer, LoginOutcome
+from ..cluster.scripts import REF_MEMORY, RELAYED_REF_MEMORY
 from ..server.effects import ClaimLogin, Publish, Relay, RelayMessage, ReleaseLogin
 from ..server.limits import stored_size
 from ..server.logins import MAX_LOGIN_FAILURES
@@ -75,12 +76,12 @@ class SimClusterHost(SimServerHost):
 
     def _relay_message(self, effect: RelayMessage) -> None:
         """``RELAY``, as ``ClusterHost`` calls it: to its recipient's node, or kept; the answer to the rules."""
-        size = len(effect.text.encode("utf-8", "surrogatepass"))
-        record = {"to": effect.to, "from": effect.sender, "text": effect.text, "sent": effect.sent, "size": size,
-                  "chars": len(effect.text), "cost": stored_size(size)}
+        record, cost = message_record(effect.to, effect.sender, effect.text, effect.sent, effect.ref)
         logic: Any = self._logic
-        self.engine.script(self.node, scripts.RELAY, [effect.id, record, logic.queue_cap, logic.quota or 0,
-                                                       effect.origin or str(self.node)],
+        self.engine.script(self.node, scripts.RELAY,
+                           [effect.id, effect.to, effect.sender, record, cost, logic.queue_cap, logic.quota or 0,
+                            effect.origin or str(self.node), str(self.node), effect.ref or "",
+                            int(effect.origin is None)],
                            lambda reply: self._apply(logic.relay_answered(
                                effect, reply if isinstance(reply, str) else "store_full", self._loop.time())))
 
@@ -112,6 +113,7 @@ class SimEngine:
         self.locks: dict[str, float] = {}
         self.kept: dict[int, dict[str, Any]] = {}
         self.kept_by: dict[str, int] = {}
+        self.refs: dict[tuple[str, str, str], float] = {}   # (from, to, ref) -> until when it is known
 
     def request(self, node: int, call: Callable[[], None]) -> None:
         self._queue.append(call)
@@ -188,17 +190,25 @@ class SimEngine:
         """A script (KEEP, RELAY, FORGET, BLOCK), answered in order with the rest."""
         self.request(node, lambda: self._on(node, reply, self._run(node, script, args)))
 
-    def _keep(self, mid: int, to: str, sender: str, record: str, cost: int, cap: int, quota: int) -> Reply:
-        """``keep_for``: the message kept for ``to`` within its cap and its sender's quota, told to ``to``'s
-        node if it is online."""
+    def _seen(self, sender: str, to: str, ref: str) -> bool:
+        return bool(ref) and self.refs.get((sender, to, ref), 0.0) > self.world.now
+
+    def _keep(self, mid: int, to: str, sender: str, record: str, cost: int, cap: int, quota: int, ref: str,
+              fresh: bool) -> Reply:
+        """``keep_for``: unless fresh and its ref known (``again``), the message kept for ``to`` within its cap
+        and its sender's quota (its ref known while kept), told to ``to``'s node if it is online."""
         if self.world.store.mode != "ok":
             return EngineError("simulated: the engine cannot keep it")
+        if fresh and self._seen(sender, to, ref):
+            return "again"
         if sum(1 for r in self.kept.values() if r["to"] == to) >= cap:
             return "queue_full"
         if quota and self.kept_by.get(sender, 0) + cost > quota:
             return "quota_exceeded"
         self.kept[mid] = json.loads(record)
         self.kept_by[sender] = self.kept_by.get(sender, 0) + cost
+        if ref:
+            self.refs[(sender, to, ref)] = float("inf")
         holder = self.online.get(to)
         if holder is not None:
             self.tell(holder, "relayed", {"kind": "stored", "id": mid, **self.kept[mid]})
@@ -209,14 +219,19 @@ class SimEngine:
         if script is scripts.RELAY:
             if mode == "broken":
                 return EngineError("simulated: the engine cannot relay it")
-            mid, record, cap, quota, origin = args
-            holder = self.online.get(record["to"])
-            if holder is not None and holder != node:   # (the nodes never lose their lease here)
-                self.tell(holder, "relayed", {**record, "kind": "message", "node": origin})
+            mid, to, sender, record, cost, cap, quota, origin, passing, ref, fresh = args
+            if fresh and self._seen(sender, to, ref):
+                return "again"
+            holder = self.online.get(to)
+            if holder is not None and str(holder) != passing:   # (the nodes never lose their lease here)
+                self.tell(holder, "relayed", {**json.loads(record), "kind": "message", "node": origin})
+                if ref:
+                    self.refs[(sender, to, ref)] = self.world.now + RELAYED_REF_MEMORY
                 return "relayed"
-            return self._keep(mid, record["to"], record["from"], json.dumps(record), record["cost"], cap, quota)
+            return self._keep(mid, to, sender, record, cost, cap, quota, ref, False)
         if script is scripts.KEEP:
-            return self._keep(*args)
+            mid, to, sender, record, cost, cap, quota, ref, fresh = args
+            return self._keep(mid, to, sender, record, cost, cap, quota, ref, fresh == 1)
         if script is scripts.FORGET:
             if mode == "broken":
                 self.world.checks.unforgotten.update(args)   # (they stay: the next login reads them again)
@@ -224,6 +239,8 @@ class SimEngine:
             for mid in args:
                 record = self.kept.pop(mid, None)
                 if record is not None:
+                    if record.get("ref"):
+                        self.refs[(record["from"], record["to"], record["ref"])] = self.world.now + REF_MEMORY
                     left = self.kept_by.get(record["from"], 0) - stored_size(record["size"])
                     self.kept_by[record["from"]] = max(0, left)
             return len(args)

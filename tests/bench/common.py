@@ -13,7 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 from reactor.framing import encode
 from reactor.server.durability import with_texts
-from reactor.server.effects import STORE_CHANGES, CheckPassword, LoggedIn, LoginFailed, SendBatch, SendStored
+from reactor.server.effects import (
+    STORE_CHANGES,
+    CheckPassword,
+    LoggedIn,
+    LoginFailed,
+    NoteSession,
+    ReadHistory,
+    Remember,
+    SendBatch,
+    SendStored,
+)
 from reactor.server.store import MemoryStore
 
 if TYPE_CHECKING:
@@ -112,7 +122,7 @@ def decode_line(line: bytes) -> dict | str:
     return frame if type(frame) is dict else "frame is not a JSON object"
 
 
-def store_effect(store: MemoryStore, effect: Any) -> list[Any]:
+def store_effect(store: MemoryStore, effect: Any, logic: Any = None, now: float = 0.0) -> list[Any]:
     """What the asyncio and threaded bench hosts do alike with an effect that is not I/O, and the effects
     that follow it: stored messages get their texts from ``store`` and store changes go to it (as the
     reactor host without a file); password checks (the bench's accounts are plain: none is ever hashed)
@@ -126,6 +136,13 @@ def store_effect(store: MemoryStore, effect: Any) -> list[Any]:
         return [] if effect.confirm is None else [effect.confirm]
     if kind is CheckPassword or kind is LoggedIn or kind is LoginFailed:
         return []
+    if kind is Remember or kind is NoteSession:   # (a MemoryStore keeps no history)
+        store.remember([effect])
+        return []
+    if kind is ReadHistory:
+        if logic is None:
+            return []
+        return logic.history_read(effect.conn, effect, store.history(effect.owner, effect.peer, effect.count), now)
     raise TypeError(f"unknown effect {effect!r}")
 
 
