@@ -267,9 +267,15 @@ class _Helper:
 
     def frame_received(self, stream: Stream, frame: dict[str, object]) -> None:
         job, request_id = self._job, frame.get("id")
-        answer = None if job is None else frame.get("ok") if job[1] is not None else frame.get("hash")
-        if job is None or type(request_id) is not int or request_id != self._request_id or not (
-                type(answer) is bool if job[1] is not None else type(answer) is str and is_hashed(answer)):
+        answer: bool | str | None = None   # a check's ok, or a new hash: what the job asked for
+        if job is not None and type(request_id) is int and request_id == self._request_id:
+            if job[1] is not None:
+                ok = frame.get("ok")
+                answer = ok if isinstance(ok, bool) else None
+            else:
+                field = frame.get("hash")
+                answer = field if isinstance(field, str) and is_hashed(field) else None
+        if job is None or answer is None:
             self._lost("it answered what was not asked")
             return
         self._job = None
