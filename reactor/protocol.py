@@ -44,6 +44,7 @@ class FrameType(StrEnum):
     STARTPRIVATE = "startprivate"
     PRIVATE_ANSWER = "private_answer"
     PRIVATE_READY = "private_ready"
+    CHANGE_PASSWORD = "change_password"
     # server -> client
     USERNAME_OK = "username_ok"
     WELCOME = "welcome"
@@ -62,6 +63,7 @@ class FrameType(StrEnum):
     PRIVATE_CONNECT = "private_connect"
     PRIVATE_CANCELLED = "private_cancelled"
     NOTICE = "notice"                 # the operator's words to every user
+    PASSWORD_CHANGED = "password_changed"
     # peer <-> peer
     PEER_HELLO = "peer_hello"
     PEER_WELCOME = "peer_welcome"
@@ -73,7 +75,8 @@ LOGIN_FRAMES = frozenset({FrameType.HELLO, FrameType.USERNAME, FrameType.PASSWOR
 CLIENT_FRAMES = LOGIN_FRAMES | {
     FrameType.LISTEN, FrameType.MESSAGE, FrameType.BROADCAST, FrameType.WHOELSE, FrameType.WHOELSESINCE,
     FrameType.BLOCK, FrameType.UNBLOCK, FrameType.LOGOUT, FrameType.ACTIVITY, FrameType.PING, FrameType.ACK,
-    FrameType.STARTPRIVATE, FrameType.PRIVATE_ANSWER, FrameType.PRIVATE_READY}   # what a client sends the server
+    FrameType.STARTPRIVATE, FrameType.PRIVATE_ANSWER, FrameType.PRIVATE_READY,
+    FrameType.CHANGE_PASSWORD}   # what a client sends the server
 
 
 class ErrorCode(StrEnum):
@@ -112,6 +115,12 @@ class ErrorCode(StrEnum):
     PRIVATE_UNAVAILABLE = "private_unavailable"
     PRIVATE_DECLINED = "private_declined"
     NO_REQUEST = "no_request"
+    # changing one's password
+    WRONG_PASSWORD = "wrong_password"                 # the current password given is wrong (it counts)
+    PASSWORD_REFUSED = "password_refused"             # the new one will not do: ``detail`` says why
+    PASSWORD_UNCHANGEABLE = "password_unchangeable"   # not on this server (turned off, or its file is not writable)
+    PASSWORD_NOT_CHANGED = "password_not_changed"     # not now (the account is locked, the server cannot hash...)
+    ACCOUNT_CHANGED = "account_changed"               # the operator changed the account meanwhile
 
 
 class ByeReason(StrEnum):

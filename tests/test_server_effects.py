@@ -16,6 +16,7 @@ from reactor.server.effects import (
     Close,
     ClusterEffect,
     ForgetMessages,
+    HashPassword,
     KeepMessage,
     LoggedIn,
     LoginFailed,
@@ -24,6 +25,7 @@ from reactor.server.effects import (
     SendBatch,
     SendStored,
     ServerEffect,
+    SetPassword,
     SetTimer,
     StoreChange,
     WhenWritable,
@@ -49,6 +51,8 @@ SAMPLES: dict[type, typing.Any] = {
     LoggedIn: LoggedIn(NOBODY),
     LoginFailed: LoginFailed(NOBODY, "wrong password"),
     CheckPassword: CheckPassword(NOBODY, "$scrypt$ln=10,r=8,p=1$c2FsdA$aGFzaA", "guess"),
+    HashPassword: HashPassword(NOBODY, "new*secret"),
+    SetPassword: SetPassword(NOBODY, "yoda", "$scrypt$ln=10,r=8,p=1$c2FsdA$aGFzaA", "x"),
 }
 
 
