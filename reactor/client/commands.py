@@ -131,11 +131,14 @@ def text_limit(line: str) -> int | None:
 
 
 class CommandLine:
-    """Runs the lines typed while logged in; ``leave(now)``: what the user's wish to log out does."""
+    """Runs the lines typed while logged in; ``leave(now)``: what the user's wish to log out does;
+    ``change_password()``: what the password command does (its dialogue begins)."""
 
-    def __init__(self, private: PrivateChats, leave: Callable[[float], list[ClientEffect]]) -> None:
+    def __init__(self, private: PrivateChats, leave: Callable[[float], list[ClientEffect]],
+                 change_password: Callable[[], list[ClientEffect]] = list) -> None:
         self._private = private
         self._leave = leave
+        self._change_password = change_password   # begins the password dialogue (reactor/client/password_change.py)
         self._online: set[str] = set()             # other users online, as presence and whoelse told
         self._asked: deque[bool] = deque()         # users answers to come: True for whoelse, False for since
 
@@ -247,6 +250,10 @@ class CommandLine:
         if not self._private.chatting(user):
             return [Print(SAY("not_chatting", {"user": user}))]
         return self._private.stop(user)
+
+    @command("password")
+    def _password(self, *, now: float) -> list[ClientEffect]:
+        return self._change_password()
 
     @command("logout")
     def _logout(self, *, now: float) -> list[ClientEffect]:

@@ -4,10 +4,11 @@
 one method per event with the current monotonic time ``now`` and carries out
 the returned effects in order (reactor/client/effects.py). It is the one
 façade over the client's parts, each owning its state: the words it shows
-(``words``), the commands the user types (``commands``) and the private-chat
-handshake (``private_chat``), what is tried again by itself (``retries``: a
-password the server could not check, a busy server, a script's command over
-the rate limit) and the inactivity deadline with its warning (``idle``); the
+(``words``), the commands the user types (``commands``), the private-chat
+handshake (``private_chat``), the ``password`` dialogue (``password_change``),
+what is tried again by itself (``retries``: a password the server could not
+check, a busy server, a script's command over the rate limit) and the
+inactivity deadline with its warning (``idle``); the
 session itself (the login, the order of typed lines and answers, stored
 messages, the goodbye) is kept here. When the session ends under the user (a
 timeout, a shutdown, a lost server), what they were typing is shown so it can
@@ -70,6 +71,7 @@ from .effects import (
     ToServer,
 )
 from .idle import IdleWatch
+from .password_change import PasswordChange
 from .private_chat import PrivateChats
 from .retries import Retries
 from .words import ERRORS, FRAME_WORDS, PASSWORD_PROMPT, QUIT_HINT, SAY, USERNAME_PROMPT, Words, hanging
@@ -141,7 +143,8 @@ class ChatClient:
         not a person at a terminal (reactor/client/retries.py)."""
         self._private = PrivateChats(token_ttl=token_ttl, peer_hello_timeout=peer_hello_timeout,
                                      certificate=certificate, unavailable=no_private_chats)
-        self._command_line = CommandLine(self._private, leave=self._leave)
+        self._password = PasswordChange()
+        self._command_line = CommandLine(self._private, leave=self._leave, change_password=self._password.begin)
         self._live_stamps = timestamps and wall_offset is not None
         self._wall_offset = wall_offset or 0.0
         self._tz = tz
@@ -206,7 +209,8 @@ class ChatClient:
             return []
         if self._waiting:
             self._typed.append(text)
-            return [Prompt("", secret=True)] if self._state in (State.CONNECTING, *LOGIN_STEPS) else []
+            hide = self._state in (State.CONNECTING, *LOGIN_STEPS) or text.strip() == "password"   # (a password next)
+            return [Prompt("", secret=True)] if hide else []
         return self._noted(self._take(text, now), now)
 
     def end_of_input(self, now: float) -> list[ClientEffect]:
@@ -225,6 +229,8 @@ class ChatClient:
         an empty line, it says how to quit."""
         if self._state in (State.CONNECTING, *LOGIN_STEPS):
             return self._leave(now)
+        if self._state == State.ACTIVE and self._password.asking:
+            return self._password.cancel()
         return [Print(QUIT_HINT)] if was_empty and self._state == State.ACTIVE else []
 
     def listening(self, host: str, port: int, now: float) -> list[ClientEffect]:
@@ -333,6 +339,10 @@ class ChatClient:
             self._waiting = True
             self._retries.password_sent(text.strip())
             return [ToServer({"type": FrameType.PASSWORD, "password": text.strip()}), Prompt("", secret=True)]
+        if self._password.asking:   # one of the password command's passwords
+            effects = self._password.take(text.strip())
+            self._waiting = self._password.awaiting   # (its answer, not a pong, lets the next line go)
+            return effects if self._waiting else [*effects, ToServer(ACTIVITY)]
         return self._command(text, now)
 
     def _noted(self, effects: list[ClientEffect], now: float) -> list[ClientEffect]:
@@ -414,6 +424,8 @@ class ChatClient:
         not understood), a fatal one ends the client."""
         code = frame.get("code")
         code = code if type(code) is str else "?"
+        if self._password.answered(code):
+            self._waiting = False
         retried = self._retried(code, frame, now)
         if retried is not None:
             return retried
@@ -567,6 +579,12 @@ class ChatClient:
         if reason == ByeReason.OPERATOR and type(frame.get("text")) is str and frame["text"]:
             return self._finish(say("operator_text", frame), status, draft=draft)   # (the operator's why, made visible)
         return self._finish(say(reason), status, draft=draft)
+
+    @on_frame(FrameType.PASSWORD_CHANGED)
+    def _on_password_changed(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        if self._password.answered(None):
+            self._waiting = False
+        return [Print(say("changed"))]
 
     @on_frame(FrameType.NOTICE)
     def _on_notice(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:

@@ -19,8 +19,9 @@ from ..text import LINE_BREAK
 from .effects import State
 from .graphemes import estimated_width
 
-__all__ = ["fill", "hanging", "Words", "USERNAME_PROMPT", "PASSWORD_PROMPT", "HINT", "QUIT_HINT", "FRAME_WORDS",
-           "ErrorRule", "ERRORS", "SAY", "COMMAND_HELP", "help_text"]
+__all__ = ["fill", "hanging", "Words", "USERNAME_PROMPT", "PASSWORD_PROMPT", "CURRENT_PASSWORD_PROMPT",
+           "NEW_PASSWORD_PROMPT", "NEW_PASSWORD_AGAIN_PROMPT", "HINT", "QUIT_HINT", "FRAME_WORDS", "ErrorRule",
+           "ERRORS", "SAY", "COMMAND_HELP", "help_text"]
 
 
 class _Fields(dict[str, Any]):
@@ -60,6 +61,9 @@ class Words:
 
 USERNAME_PROMPT = "Username: "
 PASSWORD_PROMPT = "Password: "
+CURRENT_PASSWORD_PROMPT = "Current password: "   # the password command's three (none echoed)
+NEW_PASSWORD_PROMPT = "New password: "
+NEW_PASSWORD_AGAIN_PROMPT = "New password again: "
 HINT = "Type help for commands"
 QUIT_HINT = "To quit, type logout or press Ctrl-D"   # the terminal console's answer to Ctrl-C
 
@@ -83,6 +87,7 @@ FRAME_WORDS: dict[FrameType, Words] = {
                                       "declined": "Declined private messaging with {from}"}),
     FrameType.PRIVATE_CANCELLED: Words({"cancelled": "Private messaging request with {user} was cancelled"}),
     FrameType.NOTICE: Words({"notice": "[server] {text}"}),
+    FrameType.PASSWORD_CHANGED: Words({"changed": "Password changed"}),
     FrameType.BYE: Words({   # by the frame's reason (and the operator's, with its text)
         ByeReason.LOGOUT: "Logged out",
         ByeReason.TIMEOUT: "You have been logged out due to inactivity",
@@ -164,6 +169,12 @@ ERRORS: dict[str, ErrorRule] = {   # keyed by ErrorCode (a str): every code the 
         "Error. {user} cannot accept private messaging right now", ends_request=True),
     ErrorCode.PRIVATE_DECLINED: ErrorRule("Error. {user} declined private messaging", ends_request=True),
     ErrorCode.NO_REQUEST: ErrorRule("Error. No private messaging request from {user}"),
+    ErrorCode.WRONG_PASSWORD: ErrorRule("Error. Wrong password; your password was not changed"),
+    ErrorCode.PASSWORD_REFUSED: ErrorRule("Error. That password cannot be used: {detail}"),
+    ErrorCode.PASSWORD_UNCHANGEABLE: ErrorRule("Error. Passwords cannot be changed on this server"),
+    ErrorCode.PASSWORD_NOT_CHANGED: ErrorRule("Error. Your password was not changed; try again later",
+                                              lasts=LOCK_LASTS),
+    ErrorCode.ACCOUNT_CHANGED: ErrorRule("Error. Your account was changed meanwhile; your password was not changed"),
 }
 
 
@@ -190,6 +201,8 @@ SAY = Words({
     "already_chatting": "Error. Private messaging with {user} is already enabled",
     "already_starting": "Error. Private messaging with {user} is starting already",
     "not_chatting": "Error. Private messaging to {user} not enabled",
+    "passwords_differ": "Error. The new passwords differ; your password was not changed",
+    "password_kept": "Password not changed",                  # the password command given up
     # the private chats
     "no_private_chats": "Private chats are unavailable: {reason}",   # (TLS mode without its library)
     "unencrypted_peer": ("Error. Cannot start private messaging with {user}: "
@@ -232,6 +245,7 @@ COMMAND_HELP = {
     "startprivate": "ask <user> for a peer-to-peer chat",
     "private": "send <text> straight to <user>'s client",
     "stopprivate": "end the peer-to-peer chat with <user>",
+    "password": "change your password (asked for without echo)",
     "logout": "log out and exit",
     "help": "this list, or how to use one command",
 }
