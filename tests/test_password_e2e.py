@@ -10,7 +10,7 @@ import pytest
 
 from reactor.server.credentials import load_credentials
 from reactor.server.passwords import verify_password
-from tests.support import ACCOUNTS, ServerProcess, cluster_login, wait_for
+from tests.support import ACCOUNTS, ClientProcess, ServerProcess, cluster_login, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -162,6 +162,26 @@ def test_a_line_the_operator_changed_on_disk_is_not_overwritten(tmp_path, creds)
         assert change(yoda, "wise@!man") == {"type": "error", "code": "account_changed"}
         assert creds.read_bytes() == edited
     finally:
+        server.stop()
+
+
+def test_a_piped_script_changes_its_password_and_the_answer_comes_before_what_it_typed_next(tmp_path, creds):
+    """The whole dialogue piped at once: the line after it waits for the change's answer, and the end of input
+    for both (the logout does not overtake the change)."""
+    server = start(tmp_path, creds)
+    client = ClientProcess(server.host, server.port)
+    try:
+        client.login("yoda")
+        for line in ("password", "wise@!man", NEW, NEW, "whoelse"):
+            client.type(line)
+        client.end_input()
+        assert client.wait() == 0
+        out = client.text()
+        assert out.index("Password changed") < out.index("No other users online") < out.index("Logged out")
+        assert "Current password: " in out and "New password again: " in out
+        assert verify_password(NEW, load_credentials(creds)["yoda"])
+    finally:
+        client.kill()
         server.stop()
 
 
