@@ -114,13 +114,14 @@ bench: $(VENV)/.bench-installed
 	$(MAKE) --no-print-directory bench-more
 
 # The rest of make bench, each a script that prints its own figures: what TLS costs, attacks by strangers
-# and a flooding user against a bystander's round trip, password guessing with hashed and plain accounts,
+# (plaintext and TLS) and a flooding user against a bystander's round trip, password guessing with hashed and plain accounts,
 # 200 hashed logins at once, reloading 20,000 accounts (SIGHUP),
 # the server's memory with many stored messages, cluster mode on 1, 2 and 4 nodes against the single process,
 # and what the operator's tools cost: relay with metrics off and on side by side, a scrape of 10,000 users.
 bench-more: $(VENV)/.installed $(VENV)/.engine $(VENV)/.prometheus
 	$(VPY) -m tests.bench.tls
 	$(VPY) -m tests.bench.attacks
+	$(VPY) -m tests.bench.tls_attacks
 	$(VPY) -m tests.bench.flood
 	$(VPY) -m tests.bench.passwords
 	$(VPY) -m tests.bench.logins --retry-after 0.1

@@ -19,6 +19,7 @@ import sys
 import time
 from typing import Any
 
+from reactor.handshakes import HANDSHAKE_RATE
 from reactor.loop import EventLoop
 from reactor.ops import admin_cli, options
 from reactor.ops.logs import FORMATS, configure_logging
@@ -182,6 +183,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tls-cert", metavar="FILE",
                         help="speak TLS only, with this certificate chain (PEM); needs --tls-key")
     parser.add_argument("--tls-key", metavar="FILE", help="the private key (PEM) of --tls-cert")
+    parser.add_argument("--tls-handshake-rate", type=rate, default=HANDSHAKE_RATE, metavar="R",
+                        help=f"TLS handshakes a second each source address may start, sustained (default "
+                             f"{HANDSHAKE_RATE:g}; as many as --max-strangers-per-address at once; 0: no limit); "
+                             "a connection past that is closed at once and counts against its address too")
     parser.add_argument("--cluster", type=engine_url, metavar="redis://HOST:PORT",
                         help="run as one node of a cluster whose state is in this Valkey or Redis (7.0 or newer); "
                              "needs the cluster extra (hiredis); --state is then unused")
@@ -303,7 +308,8 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
     host_options: dict[str, Any] = dict(max_strangers=max_strangers, tls=tls,
                                         max_strangers_per_address=args.max_strangers_per_address,
                                         failure_log_interval=args.failure_log_interval,
-                                        password_helpers=args.password_helpers, accounts_file=accounts_file)
+                                        password_helpers=args.password_helpers, accounts_file=accounts_file,
+                                        handshake_rate=args.tls_handshake_rate)
     operator: ServerOperator
     if guard is None:
         try:

@@ -11,15 +11,21 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Frame", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS", "MAX_TEXT", "MAX_CERT", "FrameType", "ErrorCode",
-           "ByeReason", "CLIENT_FRAMES", "LOGIN_FRAMES"]
+__all__ = ["Frame", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS", "MAX_TEXT", "MAX_CERT", "MAX_REF", "MAX_USERNAME",
+           "FrameType", "ErrorCode", "ByeReason", "CLIENT_FRAMES", "LOGIN_FRAMES"]
 
 Frame = dict[str, Any]         # one decoded frame: a JSON object
 
-PROTOCOL_VERSION = 2          # the newest version spoken (2: a presence frame may list several users)
-PROTOCOL_VERSIONS = (1, 2)    # the versions spoken; they differ only in presence frames
+PROTOCOL_VERSION = 3          # the newest version spoken (3: the welcome is followed by who else is online)
+PROTOCOL_VERSIONS = (1, 2, 3)  # the versions spoken (2: a presence frame may list several users)
 MAX_TEXT = 4096               # characters in one message or broadcast text, as the server enforces by default
 MAX_CERT = 2048               # characters of a client's private-chat certificate (base64 DER; about 430 in use)
+MAX_REF = 64                  # characters of a message's ``ref``, the id its sender's client gave it (14 in use)
+# Characters in a user name, at most: 256 bytes of UTF-8 even beyond the BMP, so a name always fits in a
+# frame with room to spare, a page of names holds over a hundred of them (reactor/server/pages.py), and a
+# client that escapes every character (12 bytes beyond the BMP) still says its name in the 1 KiB a client
+# may send before it logs in.
+MAX_USERNAME = 64
 
 
 class FrameType(StrEnum):
@@ -58,6 +64,7 @@ class FrameType(StrEnum):
     BYE = "bye"
     PONG = "pong"
     PRESENCE = "presence"
+    ONLINE = "online"                 # (version 3) who else is online, right after the welcome
     PRIVATE_REQUEST = "private_request"
     PRIVATE_EXPECT = "private_expect"
     PRIVATE_CONNECT = "private_connect"

@@ -101,14 +101,16 @@ NO_LIMITS = ("--rate", "0", "--sender-quota", "0")   # for tests of something el
 class ServerProcess:
     """``server_main.py`` on 127.0.0.1 with an OS-picked port; stderr goes to a file."""
 
-    def __init__(self, tmp_path: pathlib.Path, block=1.0, timeout=30.0, extra=(), accounts=ACCOUNTS, port=0):
+    def __init__(self, tmp_path: pathlib.Path, block=1.0, timeout=30.0, extra=(), accounts=ACCOUNTS, port=0,
+                 measured=True):
+        """``measured``: by coverage, when the suite is (a test at size runs faster without)."""
         self.log_path = tmp_path / "server.log"
         creds = write_credentials(tmp_path, accounts)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "server_main.py"), str(port), str(block), str(timeout),
              "--credentials", str(creds), "--log-level", "DEBUG", *extra],
-            cwd=tmp_path, stdout=subprocess.PIPE, stderr=self._log, env=coverage_env(),
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=self._log, env=coverage_env(measured),
             bufsize=0)   # (unbuffered: a line read leaves the next for select to see)
         line = self._readline(PATIENCE)
         assert line.startswith("Server listening on "), line + self.log()
@@ -161,12 +163,14 @@ def scrape(address, path="/metrics"):
         return exc.code, exc.read().decode()
 
 
-def coverage_env() -> dict:
-    """The environment for child processes: measured by coverage when the suite is."""
+def coverage_env(measured=True) -> dict:
+    """The environment for child processes: measured by coverage when the suite is (and ``measured``)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    if os.environ.get("COVERAGE_PROCESS_START"):
+    if os.environ.get("COVERAGE_PROCESS_START") and measured:
         env["COVERAGE_PROCESS_START"] = os.environ["COVERAGE_PROCESS_START"]
+    else:
+        env.pop("COVERAGE_PROCESS_START", None)
     return env
 
 
@@ -190,6 +194,7 @@ class WireClient:
         self.sock = sock
         self.timeout = timeout
         self.buffer = b""
+        self.longest = 0   # bytes in the longest line received, newline excluded
         self.user = None
         if hello:
             self.send({"type": "hello", "version": 1})
@@ -219,6 +224,7 @@ class WireClient:
             if self.pause:
                 time.sleep(self.pause)   # pacing only: a reader slow on purpose
         line, self.buffer = self.buffer.split(b"\n", 1)
+        self.longest = max(self.longest, len(line))
         return json.loads(line)
 
     def expect(self, type_, timeout=None, **fields) -> dict:
@@ -268,6 +274,15 @@ class WireClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class TLSWireClient(WireClient):
+    """A ``WireClient`` over TLS: ``context`` verifies the server as ``server_hostname``."""
+
+    def __init__(self, host, port, context, hello=True, timeout=PATIENCE, source=None, server_hostname="localhost"):
+        sock = socket.create_connection((host, port), timeout=timeout,
+                                        source_address=None if source is None else (source, 0))
+        self._begin(context.wrap_socket(sock, server_hostname=server_hostname), hello, timeout)
 
 
 class ClientProcess:
@@ -428,8 +443,13 @@ def frames(effects):
     return [e.frame for e in effects if type(e) is ToServer]
 
 
+NONCE = "n0nce"   # a client's nonce in logic tests: its messages' refs are n0nce.1, n0nce.2, ...
+
+
 def logged_in(user="yoda", now=0.0, server=None, **options):
-    """A client logged in as ``user`` to a server at ``server`` ((IP address, port), or unknown)."""
+    """A client logged in as ``user`` to a server at ``server`` ((IP address, port), or unknown); its nonce is
+    ``NONCE`` unless ``options`` say otherwise."""
+    options.setdefault("nonce", NONCE)
     c = ChatClient(token_ttl=30, peer_hello_timeout=10, **options)
     c.start(now, server)
     c.server_frame({"type": "hello", "version": 2}, now)
@@ -533,13 +553,14 @@ class World:
             assert self.s.received(conn, hello, now) == [Send((conn,), {**hello, "timeout": self.timeout})]
         return conn
 
-    def login(self, user, now=0.0, listen=True, version=1, address="10.0.0.1"):
+    def login(self, user, now=0.0, listen=True, version=1, address="10.0.0.1", password=None):
         """Log ``user`` in on a new connection from ``address``; returns the effects of the password frame.
-        Its client claims to listen on a host of its own, which the server must ignore."""
+        Its client claims to listen on a host of its own, which the server must ignore. ``password``: the
+        user's, if it is not one of ACCOUNTS."""
         conn = self.connect(now, version=version, address=address)
         assert self.s.received(conn, {"type": "username", "username": user}, now) == \
             [Send((conn,), {"type": "username_ok"})]
-        effects = self.s.received(conn, {"type": "password", "password": ACCOUNTS[user]}, now)
+        effects = self.s.received(conn, {"type": "password", "password": password or ACCOUNTS[user]}, now)
         assert frames_to(effects, conn, self.store)[0] == {"type": "welcome", "user": user}
         self.conn[user] = conn
         if listen:
@@ -573,7 +594,7 @@ def msg(to, text):
     return {"type": "message", "to": to, "text": text}
 
 
-EMOJI = "\U0001F600"   # 12 bytes on the wire once JSON-escaped (a surrogate pair)
+EMOJI = "\U0001F600"   # 4 bytes on the wire (UTF-8; JSON-escaped as a surrogate pair it was 12)
 
 
 def big_mailbox(count, text, **kw):
@@ -597,15 +618,19 @@ def deliver_all(w, effects, user="yoda", now=0.0):
 
 
 def contents(store):
-    """What ``store`` keeps: blocks, and offline messages as they were given, (id, to, sender, text[, sent]):
-    ``load``'s rows (checked against the texts) with the texts read back by ``texts``."""
+    """What ``store`` keeps: blocks, and offline messages as they were given, (id, to, sender, text[, sent]), or
+    with a ref (id, to, sender, text, sent, None, ref) as ``KeepMessage`` takes it: ``load``'s rows (checked
+    against the texts) with the texts read back by ``texts``."""
     blocks, offline = store.load()
     texts = store.texts([row[0] for row in offline])
     rows = []
-    for mid, to, sender, size, chars, sent in offline:
+    for mid, to, sender, size, chars, sent, ref in offline:
         text = texts[mid]
         assert (size, chars) == (len(text.encode()), len(text))
-        rows.append((mid, to, sender, text) if sent is None else (mid, to, sender, text, sent))
+        if ref is not None:
+            rows.append((mid, to, sender, text, sent, None, ref))
+        else:
+            rows.append((mid, to, sender, text) if sent is None else (mid, to, sender, text, sent))
     return blocks, rows
 
 

@@ -36,7 +36,7 @@ def prints(effects):
 
 def test_login_dialogue():
     c = ChatClient()
-    assert c.start(0) == [ToServer({"type": "hello", "version": 2}), Listen()]
+    assert c.start(0) == [ToServer({"type": "hello", "version": 3}), Listen()]
     assert c.listening("127.0.0.1", 4242, 0) == [ToServer({"type": "listen", "host": "127.0.0.1", "port": 4242})]
     assert c.server_frame({"type": "hello", "version": 2}, 0) == [Prompt("Username: ")]
     assert c.line(" yoda ", 0) == [ToServer({"type": "username", "username": "yoda"}), HIDDEN]
@@ -129,7 +129,7 @@ def test_a_busy_server_is_tried_again_with_backoff_then_the_client_gives_up_befo
         assert c.server_lost(now) == []
         now += wait
         assert c.timer_fired(("reconnect",), now) == [Reconnect()]
-        assert c.start(now) == [ToServer({"type": "hello", "version": 2}), Listen()]
+        assert c.start(now) == [ToServer({"type": "hello", "version": 3}), Listen()]
     assert c.server_frame({"type": "error", "code": "busy"}, now) == [Print("Error. Server busy, try again later"),
                                                                       Exit(1)]
 
@@ -146,8 +146,8 @@ def test_a_version_1_server_is_spoken_to_and_true_is_no_version():
 def test_another_protocol_version_is_refused():
     c = ChatClient()
     c.start(0)
-    assert c.server_frame({"type": "hello", "version": 3}, 0) == [
-        Print("Error. Server speaks protocol version 3"), Exit(1)]
+    assert c.server_frame({"type": "hello", "version": 4}, 0) == [
+        Print("Error. Server speaks protocol version 4"), Exit(1)]
     c = ChatClient()
     assert c.server_frame({"type": "error", "code": "version", "version": 7}, 0) == [
         Print("Error. Server speaks protocol version 7"), Exit(1)]
@@ -189,7 +189,7 @@ def test_end_of_input_before_login_exits_0():
 # -- commands -------------------------------------------------------------
 
 @pytest.mark.parametrize("line, frame", [
-    ("message hans Do or  do not", {"type": "message", "to": "hans", "text": "Do or  do not"}),
+    ("message hans Do or  do not", {"type": "message", "to": "hans", "text": "Do or  do not", "ref": "n0nce.1"}),
     ("broadcast there is no try", {"type": "broadcast", "text": "there is no try"}),
     ("whoelse", {"type": "whoelse"}),
     ("whoelsesince 60", {"type": "whoelsesince", "seconds": 60}),
@@ -387,7 +387,7 @@ def test_answers_come_in_the_order_of_the_commands():
 
 def test_a_line_typed_before_the_pong_waits_for_it():
     c = logged_in()
-    assert c.line("message hans hi", 1) == [ToServer({"type": "message", "to": "hans", "text": "hi"}),
+    assert c.line("message hans hi", 1) == [ToServer({"type": "message", "to": "hans", "text": "hi", "ref": "n0nce.1"}),
                                             ToServer(PING)]   # no answer comes to this one: the pong says so
     assert c.line("help", 1) == []
     assert c.line("whoelse", 1) == []

@@ -103,7 +103,7 @@ def test_what_is_typed_ahead_after_a_password_command_is_hidden():
     assert c.line("password", 1) == [Prompt("", secret=True)]
     assert c.line("wise@!man", 1) == []
     effects = c.server_frame({"type": "users", "names": []}, 2) + c.server_frame(PONG, 2)
-    assert frames(effects) == [{"type": "message", "to": "hans", "text": "hi"}, PING]
+    assert frames(effects) == [{"type": "message", "to": "hans", "text": "hi", "ref": "n0nce.1"}, PING]
     assert c.server_frame(PONG, 2) == [CURRENT, ACTIVITY, NEW, ACTIVITY]   # the dialogue takes the typed-ahead line
 
 

@@ -68,6 +68,8 @@ class Fake:
         self.blocks: set[tuple[str, str]] = set()
         self.kept: dict[int, dict[str, Any]] = {}   # id -> record
         self.refuse: ErrorCode | None = None          # the engine refuses every KeepMessage with this code
+        self.reply_lost = False   # the engine keeps (or relays) each message, but its node hears store_full
+        self.refs: dict[tuple[str, str, str], int] = {}   # (sender, to, ref) -> id: the engine's :ref: keys
         self.dead: set[str] = set()                   # nodes killed, whose leases have not run out yet
         self.unread: dict[str, list[dict]] = defaultdict(list)   # a dead node's inbox: the messages it never took
         self.frames: dict[tuple[str, int], list[dict]] = defaultdict(list)
@@ -203,14 +205,23 @@ class Fake:
 
     def _KeepMessage(self, node, e):
         logic = self.nodes[node]
-        code = self._keep(node, e)
-        if code is not None:
+        code = self._keep(node, e, fresh=not e.relayed)
+        if code == "again":   # KEEP's 'again': confirmed, nothing kept
+            if e.confirm is not None:
+                self.apply(node, [e.confirm])
+        elif code is not None:
             self.apply(node, logic.not_stored(e, self.now, code))
+        elif self.reply_lost:
+            self.apply(node, logic.not_stored(e, self.now, ErrorCode.STORE_FULL))
         elif e.confirm is not None:
             self.apply(node, [e.confirm])
 
-    def _keep(self, node, e):
-        """Keep message ``e`` (a KeepMessage's or RelayMessage's fields) as KEEP does; None, or why not."""
+    def _keep(self, node, e, fresh):
+        """Keep message ``e`` (a KeepMessage's or RelayMessage's fields) as keep_for does; None, or why not
+        (``again``: ``fresh``, and its ref is known)."""
+        ref = (e.sender, e.to, e.ref) if e.ref is not None else None
+        if fresh and ref in self.refs:
+            return "again"
         mine = sum(1 for r in self.kept.values() if r["to"] == e.to)
         code = self.refuse or (ErrorCode.QUEUE_FULL if mine >= self.cap else None)
         if code is not None:
@@ -218,26 +229,40 @@ class Fake:
         size = len(e.text.encode())
         record = {"to": e.to, "from": e.sender, "text": e.text, "sent": e.sent, "size": size, "chars": len(e.text),
                   "cost": stored_size(size)}
+        if ref is not None:
+            record["ref"] = e.ref
+            self.refs[ref] = e.id
         self.kept[e.id] = record
         holder = self.online.get(e.to)
-        if holder is not None and holder != node and holder not in self.dead:
+        # (a node has its own kept behind its mailbox; a retry it sent through the engine comes to it too)
+        if holder is not None and holder not in self.dead and (holder != node or not getattr(e, "handed_here", True)):
             self.apply(holder, self.nodes[holder].relayed({"kind": "stored", "id": e.id, **record}, self.now))
         return None
 
     def _RelayMessage(self, node, e):
-        """RELAY: to the node ``e.to`` is logged in on, if not ``node`` (the inbox of a dead one, ``unread``, until
-        it is reaped), else kept; the answer to ``node``."""
+        """RELAY: dropped (``again``) if it is its sender's node's and its ref is known; to the node ``e.to`` is
+        logged in on, if not ``node`` (the inbox of a dead one, ``unread``, until it is reaped), its ref
+        remembered; else kept; the answer to ``node`` (``store_full`` if ``reply_lost``)."""
+        ref = (e.sender, e.to, e.ref) if e.ref is not None else None
         holder = self.online.get(e.to)
-        if holder is not None and holder != node:
-            event = json.loads(json.dumps({"kind": "message", "to": e.to, "from": e.sender, "text": e.text,
-                                           "sent": e.sent, "id": e.id, "node": e.origin or node}))
+        if e.origin is None and ref in self.refs:
+            answer = "again"
+        elif holder is not None and holder != node:
+            fields = {"kind": "message", "to": e.to, "from": e.sender, "text": e.text, "sent": e.sent, "id": e.id,
+                      "node": e.origin or node}
+            if ref is not None:
+                fields["ref"] = e.ref
+                self.refs[ref] = e.id
+            event = json.loads(json.dumps(fields))
             if holder in self.dead:
                 self.unread[holder].append((e, event))
             else:
                 self.apply(holder, self.nodes[holder].relayed(event, self.now))
             answer = "relayed"
         else:
-            answer = self._keep(node, e) or "kept"
+            answer = self._keep(node, e, fresh=False) or "kept"
+        if self.reply_lost:
+            answer = "store_full"
         self.apply(node, self.nodes[node].relay_answered(e, answer, self.now))
 
     def kill(self, node):
@@ -254,8 +279,10 @@ class Fake:
                 if name not in self.dead:
                     self.apply(name, logic.remote_logout(user, node, self.now, self.now))
         for e, event in self.unread.pop(node, []):
-            code = self._keep(node, e)
+            code = self._keep(node, e, fresh=False)
             fate = {"to": e.to, "from": e.sender, "how": "stored" if code is None else code.value}
+            if e.ref is not None:
+                fate["ref"] = e.ref
             origin = event["node"]
             self.apply(origin, self.nodes[origin].relayed({"kind": "taken", "list": [fate]}, self.now))
 
@@ -478,6 +505,168 @@ def test_a_message_the_engine_refuses_to_keep_is_refused_with_its_code(code, ans
     fake.refuse = code
     assert hans.do({"type": "message", "to": "yoda", "text": "no room"}) == [answer]
     assert fake.kept == {}
+
+
+# -- a message sent again (its ref) ------------------------------------------------------------
+
+def ref_msg(to, text, ref, retry=None):
+    frame = {"type": "message", "to": to, "text": text, "ref": ref}
+    return frame if retry is None else {**frame, "retry": retry}
+
+
+STORE_FULL = {"type": "error", "code": "store_full", "command": "message", "user": "yoda"}
+STORED = {"type": "stored", "to": "yoda", "ref": "r.1"}
+
+
+def kept_once(fake):
+    """The one message the engine keeps: its (from, to, text, ref)."""
+    (record,) = fake.kept.values()
+    return record["from"], record["to"], record["text"], record.get("ref")
+
+
+def test_a_retry_of_a_message_the_engine_kept_after_all_is_confirmed_and_kept_once(fake):
+    hans = fake.login("a", "hans")
+    fake.reply_lost = True   # the engine ran KEEP, but node a heard "not kept" (its connection went down)
+    assert hans.do(ref_msg("yoda", "once", "r.1")) == [STORE_FULL]
+    fake.reply_lost = False
+    assert hans.do(ref_msg("yoda", "once", "r.1", True)) == [STORED]
+    assert kept_once(fake) == ("hans", "yoda", "once", "r.1")
+    yoda = fake.login("b", "yoda")
+    assert [f["text"] for f in yoda.take()] == ["once"]
+
+
+@pytest.mark.parametrize("where", ["a", "b"], ids=["on-the-senders-node", "on-another-node"])
+def test_a_retry_to_a_user_who_got_the_first_sending_is_not_delivered_again(fake, where):
+    hans = fake.login("a", "hans")
+    fake.reply_lost = True
+    hans.do(ref_msg("yoda", "once", "r.1"))
+    fake.reply_lost = False
+    yoda = fake.login(where, "yoda")
+    (first,) = yoda.take()
+    hans.take()
+    assert hans.do(ref_msg("yoda", "once", "r.1", True)) == []   # taken: the pong says so
+    assert yoda.take() == []
+    yoda.do({"type": "ack", "ids": [first["id"]]})
+    assert hans.do(ref_msg("yoda", "once", "r.1", True)) == []   # remembered after the acknowledgement too
+    assert yoda.take() == [] and fake.kept == {}
+
+
+@pytest.mark.parametrize("where", ["a", "b"], ids=["on-the-senders-node", "on-another-node"])
+def test_a_retry_the_engine_never_kept_reaches_its_user_online_once_as_a_stored_message(fake, where):
+    hans = fake.login("a", "hans")
+    fake.refuse = ErrorCode.STORE_FULL   # (the engine was away: nothing kept)
+    assert hans.do(ref_msg("yoda", "once", "r.1")) == [STORE_FULL]
+    fake.refuse = None
+    yoda = fake.login(where, "yoda")
+    assert yoda.take() == [] and hans.take() == [presence(["yoda"], True)]
+    assert hans.do(ref_msg("yoda", "once", "r.1", True)) == []   # yoda is online: no `stored`
+    (mid,) = fake.kept
+    assert yoda.take() == [msg("hans", "once", id=mid)]
+    assert hans.do(ref_msg("yoda", "once", "r.1", True)) == [] and yoda.take() == []
+
+
+@pytest.mark.parametrize("where", ["a", "b"], ids=["on-the-senders-node", "on-another-node"])
+def test_a_retry_the_engine_refuses_again_is_refused_even_to_a_user_online(fake, where):
+    hans = fake.login("a", "hans")
+    yoda = fake.login(where, "yoda")
+    fake.all_take(hans, yoda)
+    fake.refuse = ErrorCode.STORE_FULL
+    assert hans.do(ref_msg("yoda", "once", "r.1", True)) == [STORE_FULL]
+    assert yoda.take() == [] and fake.kept == {}
+
+
+def test_a_first_sending_to_a_user_online_goes_live_with_its_ref_and_is_kept_with_it_if_they_left(fake):
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    assert hans.do(ref_msg("yoda", "live", "r.1")) == [{"type": "delivered", "to": "yoda", "ref": "r.1"}]
+    assert yoda.take() == [msg("hans", "live")]
+    hans.send(ref_msg("yoda", "too late", "r.2"))
+    yoda.send({"type": "logout"})   # before the relay reaches node b
+    fake.run()
+    assert kept_once(fake) == ("hans", "yoda", "too late", "r.2")
+    # Its answer after its pong: kept, naming its ref (a client that missed it sends it again, below).
+    assert hans.take() == [{"type": "presence", "users": ["yoda"], "online": False},
+                           {"type": "stored", "to": "yoda", "ref": "r.2"}]
+    assert hans.do(ref_msg("yoda", "too late", "r.2", True)) == [{"type": "stored", "to": "yoda", "ref": "r.2"}]
+    assert len(fake.kept) == 1
+
+
+# -- refs on a relayed message's way: RELAY remembers them, each keep on the way keeps them -------------------------
+
+def test_a_retry_of_a_message_relayed_and_delivered_on_another_node_is_taken_by_the_pong_and_not_delivered_twice(
+        fake):
+    """RELAY handed the message to node b, but node a heard store_full (the engine's reply was lost): its
+    sender's client sends it again; the engine knows its ref (RELAY remembered it), so the retry is confirmed
+    by the pong alone and yoda does not get it twice."""
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    fake.reply_lost = True
+    answers = hans.do(ref_msg("yoda", "once", "r.1"))
+    assert sorted(answers, key=lambda f: f["type"]) == [
+        {"type": "delivered", "to": "yoda", "ref": "r.1"},   # (node b took it: its fate)
+        {**STORE_FULL, "ref": "r.1"}]                         # (what node a heard of RELAY: after its pong)
+    assert yoda.take() == [msg("hans", "once")]
+    fake.reply_lost = False
+    assert hans.do(ref_msg("yoda", "once", "r.1", True)) == []
+    assert yoda.take() == [] and fake.kept == {}
+
+
+def test_a_first_relay_whose_ref_the_engine_knows_is_dropped_and_nothing_more_is_said(fake):
+    """Its retry's KEEP ran first (the relay's bytes waited in a stopped engine): the relay does nothing."""
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    fake.refs[("hans", "yoda", "r.1")] = 5
+    assert hans.do(ref_msg("yoda", "late", "r.1")) == []
+    assert yoda.take() == [] and fake.kept == {}
+
+
+def test_a_message_relayed_behind_a_mailbox_on_its_way_is_kept_with_its_ref_not_taken_for_a_repeat(fake):
+    hans = fake.login("a", "hans")
+    for n in range(10):   # more than one chunk of a mailbox
+        assert hans.do({"type": "message", "to": "yoda", "text": f"{n} " + "x" * 4000}) == [
+            {"type": "stored", "to": "yoda"}]
+    yoda = fake.connect("b")
+    yoda.send({"type": "username", "username": "yoda"})
+    yoda.send({"type": "password", "password": ACCOUNTS["yoda"]})
+    while {"type": "welcome", "user": "yoda"} not in fake.frames[("b", yoda.conn)]:
+        fake.pending.popleft()()
+    fake.refs[("hans", "yoda", "r.1")] = 99   # RELAY remembered its ref as it handed it to node b
+    fake.apply("b", fake.nodes["b"].relayed({"kind": "message", "to": "yoda", "from": "hans", "text": "behind",
+                                             "sent": 5.0, "id": 99, "node": "a", "ref": "r.1"}, fake.now))
+    (keep,) = [e for e in fake.effects["b"] if type(e) is KeepMessage]
+    assert (keep.ref, keep.relayed) == ("r.1", True)
+    fake.pending.rotate(2)   # (the keep and the fate before the mailbox's next chunk: a host has the text at hand)
+    fake.run()
+    assert [(r["text"], r.get("ref")) for r in fake.kept.values()][-1] == ("behind", "r.1")
+    got = yoda.take()
+    assert [f["text"] for f in got if f["type"] == "message"][-1] == "behind" and "id" in got[-1]
+    assert hans.take() == [presence(["yoda"], True), {"type": "delivered", "to": "yoda", "ref": "r.1"}]
+
+
+def test_a_message_relayed_to_a_node_its_user_left_is_relayed_again_and_kept_with_its_ref(fake):
+    hans = fake.login("a", "hans")
+    fake.all_take(hans)
+    fake.refs[("hans", "luke", "r.1")] = 9
+    effects = fake.nodes["b"].relayed({"kind": "message", "to": "luke", "from": "hans", "text": "hi", "sent": 5.0,
+                                       "id": 9, "node": "a", "ref": "r.1"}, fake.now)
+    (relay,) = effects
+    assert (type(relay), relay.origin, relay.ref) == (RelayMessage, "a", "r.1")
+    fake.apply("b", effects)
+    fake.run()
+    assert kept_once(fake) == ("hans", "luke", "hi", "r.1")   # on its way: not taken for a repeat
+    assert hans.take() == [{"type": "stored", "to": "luke", "ref": "r.1"}]
+
+
+def test_a_dead_nodes_untaken_message_is_kept_with_its_ref_and_a_retry_of_it_is_confirmed_and_kept_once(fake):
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    fake.kill("b")
+    assert hans.do(ref_msg("yoda", "into the void", "r.1")) == []
+    fake.reap("b")
+    assert hans.take() == [presence(["yoda"], False), {"type": "stored", "to": "yoda", "ref": "r.1"}]
+    assert kept_once(fake) == ("hans", "yoda", "into the void", "r.1")
+    assert hans.do(ref_msg("yoda", "into the void", "r.1", True)) == [{"type": "stored", "to": "yoda", "ref": "r.1"}]
+    assert len(fake.kept) == 1
 
 
 def test_the_mailbox_cap_is_the_engines(fake):

@@ -13,10 +13,19 @@ from tests.support import Recorder, run_until
 
 # -- the codec --------------------------------------------------------------
 
-def test_encode_is_one_ascii_line():
+def test_encode_is_one_utf8_line():
     data = encode({"type": "message", "text": "héllo\nworld"})
     assert data.endswith(b"\n") and data.count(b"\n") == 1
     assert json.loads(data) == {"type": "message", "text": "héllo\nworld"}
+    assert "héllo".encode() in data   # not escaped: a Cyrillic name is not six times longer on the wire
+    assert len(encode({"names": ["Пользователь"]})) == len('{"names":[""]}\n') + 2 * 12
+
+
+def test_a_lone_surrogate_leaves_escaped_and_the_other_side_refuses_it_not_fatally():
+    data = encode({"type": "message", "text": "a\ud800b", "from": "Йода"})
+    assert data == b'{"type":"message","text":"a\\ud800b","from":"\\u0419\\u043e\\u0434\\u0430"}\n'
+    bad = decode(data[:-1])
+    assert isinstance(bad, BadFrame) and not bad.fatal
 
 
 @pytest.mark.parametrize("frame", [
@@ -25,8 +34,9 @@ def test_encode_is_one_ascii_line():
     {"nested": {"a": [{"b": []}, {}]}, "": ""},
 ])
 def test_encode_is_what_the_json_module_writes(frame):
-    """The prebuilt C encoder (framing._encode) writes the very bytes json.dumps would."""
-    assert encode(frame) == (json.dumps(frame, separators=(",", ":"), allow_nan=False) + "\n").encode("ascii")
+    """The prebuilt C encoder (framing._encode) writes the very bytes json.dumps would, as UTF-8."""
+    expected = json.dumps(frame, separators=(",", ":"), allow_nan=False, ensure_ascii=False) + "\n"
+    assert encode(frame) == expected.encode("utf-8")
 
 
 def test_encode_refuses_what_json_refuses_and_goes_on():

@@ -5,7 +5,8 @@
 and the help list, a command's usage, its arity, "text takes the rest of the
 line" and Tab completion all derive from the declaration. ``CommandLine`` acts on
 the private chats (``PrivateChats``) and keeps what completion and ``whoelse``
-need: the other users online, as presence notices and ``whoelse`` told.
+need: the other users online, as the login (protocol version 3), presence
+notices and ``whoelse`` told.
 
 Text holding a control character (a line break is text) is not sent
 (``message``, ``broadcast``, ``private``), nor text longer than the server takes
@@ -25,6 +26,7 @@ from typing import TypeAlias
 from ..protocol import MAX_TEXT, ErrorCode, FrameType
 from ..text import TEXT_CONTROL
 from .effects import ClientEffect, Print, ToServer
+from .outbox import Outbox
 from .private_chat import PrivateChats
 from .words import COMMAND_HELP, ERRORS, SAY, help_text
 
@@ -131,16 +133,19 @@ def text_limit(line: str) -> int | None:
 
 
 class CommandLine:
-    """Runs the lines typed while logged in; ``leave(now)``: what the user's wish to log out does;
-    ``change_password()``: what the password command does (its dialogue begins)."""
+    """Runs the lines typed while logged in; ``leave(now)``: what the user's wish to log out does; ``outbox``
+    gives each message its ref and waits for its answer; ``change_password()``: what the password command does
+    (its dialogue begins)."""
 
-    def __init__(self, private: PrivateChats, leave: Callable[[float], list[ClientEffect]],
+    def __init__(self, private: PrivateChats, leave: Callable[[float], list[ClientEffect]], outbox: Outbox,
                  change_password: Callable[[], list[ClientEffect]] = list) -> None:
         self._private = private
         self._leave = leave
+        self._outbox = outbox
         self._change_password = change_password   # begins the password dialogue (reactor/client/password_change.py)
-        self._online: set[str] = set()             # other users online, as presence and whoelse told
+        self._online: set[str] = set()             # other users online, as the login, presence and whoelse told
         self._asked: deque[bool] = deque()         # users answers to come: True for whoelse, False for since
+        self._listed: list[str] = []               # the names of the answer whose pages are coming, so far
 
     def run(self, line: str, now: float) -> list[ClientEffect]:
         """One typed line (stripped): a ``y`` or ``n`` answers the oldest private-chat request, if one waits."""
@@ -160,14 +165,20 @@ class CommandLine:
     # -- who is online, for completion ----------------------------------------
 
     def online_users(self) -> frozenset[str]:
-        """The other users online, as far as presence notices and ``whoelse`` have told."""
+        """The other users online, as far as the login, presence notices and ``whoelse`` have told."""
         return frozenset(self._online)
 
-    def users_listed(self, names: list[str]) -> None:
-        """The server answered a ``whoelse`` or a ``whoelsesince`` (in the order asked) with ``names``:
-        the answer to ``whoelse`` is exactly who is online."""
+    def users_listed(self, names: list[str], more: bool) -> list[str] | None:
+        """The server answered a ``whoelse`` or a ``whoelsesince`` (in the order asked) with ``names``, a
+        page of the answer (``more``: pages of it follow). The whole answer once its last page is in, else
+        None; the answer to ``whoelse`` is exactly who is online."""
+        self._listed += names
+        if more:
+            return None
+        listed, self._listed = self._listed, []
         if self._asked and self._asked.popleft():
-            self._online = set(names)
+            self._online = set(listed)
+        return listed
 
     def presence(self, user: str, online: bool) -> None:
         """``user`` came online, or went."""
@@ -202,7 +213,7 @@ class CommandLine:
 
     @command("message", USER, SENT_TEXT)
     def _message(self, user: str, text: str, *, now: float) -> list[ClientEffect]:
-        return refuse_text(text) or [ToServer({"type": FrameType.MESSAGE, "to": user, "text": text})]
+        return refuse_text(text) or [ToServer(self._outbox.message(user, text))]
 
     @command("broadcast", SENT_TEXT)
     def _broadcast(self, text: str, *, now: float) -> list[ClientEffect]:

@@ -4,15 +4,21 @@
 one method per event with the current monotonic time ``now`` and carries out
 the returned effects in order (reactor/client/effects.py). It is the one
 façade over the client's parts, each owning its state: the words it shows
-(``words``), the commands the user types (``commands``), the private-chat
-handshake (``private_chat``), the ``password`` dialogue (``password_change``),
-what is tried again by itself (``retries``: a password the server could not
-check, a busy server, a script's command over the rate limit) and the
-inactivity deadline with its warning (``idle``); the
+(``words``), the commands the user types (``commands``), the messages sent and
+not confirmed yet, tried again while the server cannot keep them (``outbox``),
+the private-chat handshake (``private_chat``), the ``password`` dialogue
+(``password_change``), what else is tried again by itself (``retries``: a
+password the server could not check, a busy server, a script's command over
+the rate limit) and the inactivity deadline with its warning (``idle``); the
 session itself (the login, the order of typed lines and answers, stored
 messages, the goodbye) is kept here. When the session ends under the user (a
 timeout, a shutdown, a lost server), what they were typing is shown so it can
 be copied (``ShowDraft``).
+
+Timers, by the first item of their key: ``ack`` (the stored messages shown),
+``idle`` (the inactivity warning), ``password``, ``reconnect`` and ``resend``
+(``retries``), ``retry`` (a message that goes again, ``outbox``), ``expect``
+and ``peer`` (private chats), ``leave`` (the server's goodbye overdue).
 
 The host asks to ``Listen`` for peers from the start: the server learns the
 address before the login completes, so no private request can overtake it.
@@ -71,6 +77,7 @@ from .effects import (
     ToServer,
 )
 from .idle import IdleWatch
+from .outbox import Outbox, new_nonce
 from .password_change import PasswordChange
 from .private_chat import PrivateChats
 from .retries import Retries
@@ -135,16 +142,19 @@ class ChatClient:
     def __init__(self, *, token_ttl: float = 30.0, peer_hello_timeout: float = 10.0, timestamps: bool = False,
                  wall_offset: float | None = None, tz: tzinfo | None = None,
                  certificate: bytes | None = None, scripted: bool = False,
-                 no_private_chats: str | None = None) -> None:
+                 no_private_chats: str | None = None, nonce: str | None = None) -> None:
         """``timestamps``: live messages show the time they came (it takes ``wall_offset``);
         stored messages always show when they were sent. ``certificate``: TLS mode, private chats
         end to end encrypted (reactor/client/private_chat.py); ``no_private_chats``: why there are none (TLS
         mode that cannot make its certificate: no listening for peers). ``scripted``: the input is a script,
-        not a person at a terminal (reactor/client/retries.py)."""
+        not a person at a terminal (reactor/client/retries.py). ``nonce``: the first part of each message's
+        ref (by default a random one, ``new_nonce``)."""
         self._private = PrivateChats(token_ttl=token_ttl, peer_hello_timeout=peer_hello_timeout,
                                      certificate=certificate, unavailable=no_private_chats)
+        self._outbox = Outbox(nonce if nonce is not None else new_nonce())
         self._password = PasswordChange()
-        self._command_line = CommandLine(self._private, leave=self._leave, change_password=self._password.begin)
+        self._command_line = CommandLine(self._private, leave=self._leave, outbox=self._outbox,
+                                         change_password=self._password.begin)
         self._live_stamps = timestamps and wall_offset is not None
         self._wall_offset = wall_offset or 0.0
         self._tz = tz
@@ -178,7 +188,7 @@ class ChatClient:
         return self._private.chats()
 
     def online_users(self) -> frozenset[str]:
-        """The other users online, as far as presence notices and ``whoelse`` have told."""
+        """The other users online, as far as the login, presence notices and ``whoelse`` have told."""
         return self._command_line.online_users()
 
     def completions(self, before_cursor: str) -> list[str]:
@@ -209,7 +219,8 @@ class ChatClient:
             return []
         if self._waiting:
             self._typed.append(text)
-            hide = self._state in (State.CONNECTING, *LOGIN_STEPS) or text.strip() == "password"   # (a password next)
+            hide = (self._state in (State.CONNECTING, *LOGIN_STEPS) or self._password.asking   # (a password, or
+                    or text.strip() == "password")                                            # one next)
             return [Prompt("", secret=True)] if hide else []
         return self._noted(self._take(text, now), now)
 
@@ -279,8 +290,24 @@ class ChatClient:
             return self._retries.password_due() if self._state == State.PASSWORD and self._waiting else []
         if kind == "reconnect":        # the server was too busy: try again
             return [Reconnect()] if self._state == State.CONNECTING else []
-        if kind == "resend":           # a script's command refused for the rate limit goes again
-            return [*self._retries.resend_due(), ToServer(PING)] if self._state == State.ACTIVE else []
+        if kind == "resend":           # a script's command refused for the rate limit goes again (a message
+            if self._state != State.ACTIVE:   # with its ref: the outbox awaits its new answer)
+                return []
+            resent = self._retries.resend_due()
+            for effect in resent:
+                if type(effect) is ToServer:
+                    self._outbox.sending(effect.frame)
+            return [*resent, ToServer(PING)]
+        if kind == "retry":            # a message the server could not keep goes again (reactor/client/outbox.py)
+            effects = self._outbox.retry(key[1], now) if self._state == State.ACTIVE else None
+            if effects is None:
+                return []
+            sent = [e.frame for e in effects if type(e) is ToServer]
+            if sent:   # (refused for the rate limit, a script sends it again as it is)
+                self._retries.command_sent(sent[-1])
+                return [*effects, ToServer(PING)]
+            self._waiting = self._lines_wait()   # taken meanwhile: the typed lines go, unless another waits
+            return effects if self._waiting else effects + self._drain(now)
         if kind == "expect":           # the requester never came: its token is no longer good
             self._private.ticket_expired(key[1])
             return []
@@ -412,31 +439,55 @@ class ChatClient:
 
     @on_frame(FrameType.PONG)
     def _on_pong(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        """Every answer to what was sent before the ping is in: the next typed line may go (unless the
-        command goes again, refused for the rate limit: then after its own pong)."""
-        if self._retries.pong_answers() and self._state == State.ACTIVE:
-            self._waiting = False
-        return []
+        """Every answer to what was sent before the ping is in: the next typed line may go, unless the command
+        goes again, refused for the rate limit (then after its own pong), or a message the server could not keep
+        goes again first (``outbox``)."""
+        if not self._retries.pong_answers() or self._state != State.ACTIVE:
+            return []
+        effects = self._outbox.answered(now)
+        self._waiting = self._lines_wait()
+        return effects
+
+    def _lines_wait(self) -> bool:
+        """Once no pong is awaited: whether the typed lines still wait, for a message that goes again (``outbox``)
+        or for the answer to the password change sent (``password_change``: it has no ping)."""
+        return self._outbox.retrying() or self._password.awaiting
+
+    def _password_answered(self, code: str | None, now: float) -> list[ClientEffect]:
+        """A ``password_changed`` (``code`` None) or an error with ``code`` came: if it answers the password change
+        sent, the typed lines go, unless a message goes again; its timer is set now (a ``store_full`` that came late
+        meanwhile waited for this answer, as it waits for a pong: the client never has two pings out)."""
+        if not self._password.answered(code):
+            return []
+        effects = self._outbox.arm(now)
+        self._waiting = self._outbox.retrying()
+        return effects
 
     @on_frame(FrameType.ERROR)
     def _on_error(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         """In ``ERRORS``' words; a login step's error asks for the step again (at another time it is
         not understood), a fatal one ends the client."""
+        if self._state == State.ACTIVE:
+            waiting = self._outbox.refused(frame, now)   # (store_full: the message goes again)
+            if waiting is not None:
+                if not self._waiting:   # a late answer (cluster mode), no pong to come: its timer now (else the
+                    waiting += self._outbox.arm(now)   # pong's, or the password change's answer's)
+                    self._waiting = self._outbox.retrying()
+                return waiting
         code = frame.get("code")
         code = code if type(code) is str else "?"
-        if self._password.answered(code):
-            self._waiting = False
+        answered = self._password_answered(code, now)   # (the typed lines may go: a message's timer, if one waits)
         retried = self._retried(code, frame, now)
         if retried is not None:
             return retried
         rule = ERRORS.get(code)
         if rule is None or rule.ask_again is not None and self._state not in LOGIN_STEPS:
-            return [Print(SAY("unknown_error", {"code": code}))]
+            return [Print(SAY("unknown_error", {"code": code})), *answered]
         if rule.fatal:   # (at a login step the user may be typing a password: it must not reach the shell)
             return self._finish(rule.shown(frame), 1, drain=self._state in LOGIN_STEPS)
         if rule.ends_request and type(frame.get("user")) is str:
             self._private.request_ended(frame["user"])
-        effects: list[ClientEffect] = [Print(rule.shown(frame))]
+        effects: list[ClientEffect] = [Print(rule.shown(frame)), *answered]
         if rule.ask_again is not None:
             effects += self._ask(rule.ask_again)
         return effects
@@ -491,12 +542,15 @@ class ChatClient:
 
     @on_frame(FrameType.STORED)
     def _on_stored(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        self._outbox.stored(frame)
         return [Print(say("stored", frame))]
 
     @on_frame(FrameType.DELIVERED)
     def _on_delivered(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         """A message relayed to another node of a cluster was taken there: shown as nothing, as a message
-        delivered on the sender's own server is (what matters is the ``stored`` or error that may come instead)."""
+        delivered on the sender's own server is (what matters is the ``stored`` or error that may come instead);
+        the outbox stops listening for its answer."""
+        self._outbox.delivered(frame)
         return []
 
     @on_frame(FrameType.BROADCAST_PARTIAL)
@@ -505,13 +559,23 @@ class ChatClient:
 
     @on_frame(FrameType.USERS)
     def _on_users(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        """The names one a line (the answer to whoelse or whoelsesince)."""
+        """The names one a line (the answer to whoelse or whoelsesince), once its last page is in."""
         names = frame.get("names")
         if type(names) is not list:
             return []
-        names = [n for n in names if type(n) is str]
-        self._command_line.users_listed(names)
-        return [Print("\n".join(names) if names else say("nobody"))]
+        listed = self._command_line.users_listed([n for n in names if type(n) is str], frame.get("more") is True)
+        if listed is None:
+            return []
+        return [Print("\n".join(listed) if listed else say("nobody"))]
+
+    @on_frame(FrameType.ONLINE)
+    def _on_online(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        """Who else was online at the login (a page of them): for completion, not shown."""
+        users = frame.get("users")
+        for user in users if type(users) is list else ():
+            if type(user) is str:
+                self._command_line.presence(user, True)
+        return []
 
     @on_frame(FrameType.PRESENCE)
     def _on_presence(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
@@ -582,9 +646,7 @@ class ChatClient:
 
     @on_frame(FrameType.PASSWORD_CHANGED)
     def _on_password_changed(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        if self._password.answered(None):
-            self._waiting = False
-        return [Print(say("changed"))]
+        return [Print(say("changed")), *self._password_answered(None, now)]
 
     @on_frame(FrameType.NOTICE)
     def _on_notice(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
@@ -612,9 +674,10 @@ class ChatClient:
         return [ToServer({"type": FrameType.ACK, "ids": ids})] if ids else []
 
     def _finish(self, words: str | None, status: int, drain: bool = False, draft: bool = False) -> list[ClientEffect]:
-        """End every private chat, say ``words``, exit with ``status`` (1 for a script whose command finally
-        failed); ``drain``: dropping what is being typed; ``draft``: showing it, the session ended under it."""
-        effects = self._private.close_all()
+        """End every private chat, say ``words`` (after what is said of a message not confirmed), exit with
+        ``status`` (1 for a script whose command finally failed, or a message never confirmed); ``drain``:
+        dropping what is being typed; ``draft``: showing it, the session ended under it."""
+        effects = [*self._private.close_all(), *self._outbox.abandoned()]
         if words is not None:
             effects.append(Print(words))
         if draft:
@@ -622,5 +685,5 @@ class ChatClient:
         self._state, self._waiting = State.DONE, False
         self._typed.clear()
         self._retries.password_answered()
-        effects.append(Exit(1 if status == 0 and self._retries.failed else status, drain))
+        effects.append(Exit(1 if status == 0 and (self._retries.failed or self._outbox.failed) else status, drain))
         return effects

@@ -203,6 +203,11 @@ SAY = Words({
     "not_chatting": "Error. Private messaging to {user} not enabled",
     "passwords_differ": "Error. The new passwords differ; your password was not changed",
     "password_kept": "Password not changed",                  # the password command given up
+    # a message not confirmed (reactor/client/outbox.py)
+    "waiting": "Message to {user} not confirmed yet; trying again in {seconds} s",
+    "sent_after_all": "Message to {user} sent",
+    "unconfirmed": "Error. Message to {user} not confirmed: the server cannot keep messages right now",
+    "unconfirmed_at_exit": "Error. Message to {user} not confirmed",
     # the private chats
     "no_private_chats": "Private chats are unavailable: {reason}",   # (TLS mode without its library)
     "unencrypted_peer": ("Error. Cannot start private messaging with {user}: "

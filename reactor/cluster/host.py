@@ -57,12 +57,11 @@ from ..loop import EventLoop, TimerHandle
 from ..protocol import ErrorCode
 from ..server.effects import ClaimLogin, CountPassword, Publish, Relay, RelayMessage, ReleaseLogin
 from ..server.host import ServerHost
-from ..server.limits import stored_size
 from ..server.logins import MAX_LOGIN_FAILURES
 from ..server.passwords import parse_hash
 from . import scripts
 from .engine import Engine, EngineError, Reply
-from .keeping import EngineDurability
+from .keeping import EngineDurability, message_record
 from .rules import ClusterChatServer, LoginOutcome, StoredRecord
 
 __all__ = ["ClusterHost", "LEASE", "GRACE", "RENEW_EVERY"]
@@ -514,13 +513,10 @@ class ClusterHost(ServerHost):
 
     def _relay_message(self, effect: RelayMessage) -> None:
         """To the node of its recipient through the engine (``RELAY``), or kept; the answer to the logic."""
-        text = effect.text
-        size = len(text.encode("utf-8", "surrogatepass"))
-        cost = stored_size(size)
-        record = json.dumps({"to": effect.to, "from": effect.sender, "text": text, "sent": effect.sent,
-                             "size": size, "chars": len(text), "cost": cost})
+        record, cost = message_record(effect.to, effect.sender, effect.text, effect.sent, effect.ref)
         self._script(scripts.RELAY, [effect.id, effect.to, effect.sender, record, cost, *self._limits(),
-                                     effect.origin or self._node, self._node],
+                                     effect.origin or self._node, self._node, effect.ref or "",
+                                     int(effect.origin is None)],
                      lambda reply: self._relay_answered(effect, reply))
 
     def _relay_answered(self, effect: RelayMessage, reply: Reply) -> None:

@@ -7,7 +7,10 @@ reply answers for it, in order, and what the logic said after it waits in the
 host's queue until then. With ``appendfsync always`` the engine syncs once per
 turn of its own loop for all its clients: a group commit. The engine checks
 what only it can count: the recipient's cap (``queue_full``) and the sender's
-quota (``quota_exceeded``), both the logic's figures.
+quota (``quota_exceeded``), both the logic's figures; and whether a message with
+the same ref was kept or relayed already (``again``: nothing is kept, and it is
+confirmed). A message relayed to this node on its way (``relayed``) is not asked
+about: its ref is the engine's own record of it.
 
 The texts of the messages kept for this node's users are cached here as they
 come (kept here, read at login, or told through the inbox) and dropped when
@@ -29,11 +32,22 @@ from . import scripts
 from .engine import EngineError, Reply
 from .rules import ClusterChatServer
 
-__all__ = ["EngineDurability"]
+__all__ = ["EngineDurability", "message_record"]
 
 log = logging.getLogger(__name__)
 
 RunScript = Callable[[Any, list[Any], Callable[[Reply], Any]], None]   # (script, args, reply): on the engine
+
+
+def message_record(to: str, sender: str, text: str, sent: float | None, ref: str | None) -> tuple[str, int]:
+    """A message's record in the engine (JSON: to, from, text, sent, size, chars, cost, and ref if it has one),
+    as KEEP and RELAY take it and a node reads it back, and its cost against its sender's quota."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    cost = stored_size(size)
+    fields = {"to": to, "from": sender, "text": text, "sent": sent, "size": size, "chars": len(text), "cost": cost}
+    if ref is not None:
+        fields["ref"] = ref
+    return json.dumps(fields), cost
 
 
 class EngineDurability:
@@ -53,11 +67,9 @@ class EngineDurability:
         if isinstance(change, KeepMessage):
             if self._logic.here(change.to):
                 self.cache(change.to, change.id, change.text)
-            size = len(change.text.encode("utf-8", "surrogatepass"))
-            record = json.dumps({"to": change.to, "from": change.sender, "text": change.text, "sent": change.sent,
-                                 "size": size, "chars": len(change.text), "cost": stored_size(size)})
-            script, args = scripts.KEEP, [change.id, change.to, change.sender, record, stored_size(size),
-                                          self._logic.queue_cap, self._logic.quota or 0]
+            record, cost = message_record(change.to, change.sender, change.text, change.sent, change.ref)
+            script, args = scripts.KEEP, [change.id, change.to, change.sender, record, cost, self._logic.queue_cap,
+                                          self._logic.quota or 0, change.ref or "", int(not change.relayed)]
         elif isinstance(change, ForgetMessages):
             script, args = scripts.FORGET, list(change.ids)
             for mid in change.ids:
@@ -69,7 +81,10 @@ class EngineDurability:
     def _written(self, number: int, change: StoreChange, reply: Reply) -> None:
         """The engine's reply to change ``number`` (replies come in order)."""
         refused: list[tuple[StoreChange, ErrorCode]] = []
-        if isinstance(change, KeepMessage) and reply != "kept":
+        if isinstance(change, KeepMessage) and reply == "again":   # kept already: confirmed, and not kept twice
+            log.info("message %s from %s to %s was kept already", change.ref, change.sender, change.to)
+            self._texts.pop(change.id, None)
+        elif isinstance(change, KeepMessage) and reply != "kept":
             code = ErrorCode.STORE_FULL
             if reply in (ErrorCode.QUEUE_FULL, ErrorCode.QUOTA_EXCEEDED):
                 code = ErrorCode(reply)

@@ -10,9 +10,13 @@ are a hash tag, so in a Redis Cluster every key lands in one slot):
 - ``:last``      hash: user -> when it last logged out (engine ms);
 - ``:failures``  hash: user -> wrong passwords in a row; ``:locks``: user -> lockout's end (ms);
 - ``:blocks``    set of ``blocker\\nblocked``;
-- ``:msg``       hash: message id -> its record (JSON: to, from, text, sent, size, chars, cost);
+- ``:msg``       hash: message id -> its record (JSON: to, from, text, sent, size, chars, cost, and ref if
+  the sender's client gave one);
   ``:mbox:USER`` sorted set of the ids kept for USER, by when they were kept;
   ``:kept``      hash: sender -> the bytes it has kept for others (its quota's count);
+  ``:ref:SENDER\\nTO\\nREF`` string: the id of SENDER's message REF to TO, while it is kept and for
+  ``REF_MEMORY`` after it was forgotten (acknowledged), or for ``RELAYED_REF_MEMORY`` after it was relayed
+  to a live node: a sending of a message whose ref is known is dropped (``again``), not kept or relayed twice;
 - ``:events``    stream every node reads: logins, logouts, blocks, lockouts, broadcasts;
   ``:inbox:NODE`` stream only NODE reads: what other nodes send its users;
   ``:taken:NODE`` the last entry of NODE's inbox that NODE took: the messages after it are kept for their
@@ -29,15 +33,21 @@ so the nodes' clocks never have to agree.
 """
 from __future__ import annotations
 
+from ..server.mail import REF_MEMORY
 from .engine import Script
 
 __all__ = ["PREFIX", "IDS_PER_EPOCH", "JOIN", "RENEW", "CLAIM", "REAP", "LEAVE", "LOGIN", "LOGOUT", "KEEP",
-           "FORGET", "RELAY", "TOOK", "BLOCK", "LOCK", "SNAPSHOT", "EVENTS_KEPT", "INBOX_KEPT"]
+           "FORGET", "RELAY", "TOOK", "BLOCK", "LOCK", "SNAPSHOT", "EVENTS_KEPT", "INBOX_KEPT", "RELAYED_REF_MEMORY"]
 
 PREFIX = "{chat}"
 IDS_PER_EPOCH = 1 << 32    # message ids a node may give per join: epoch * IDS_PER_EPOCH + n (exact in a double)
 EVENTS_KEPT = 100_000      # about the entries a stream keeps (MAXLEN ~): a node further behind resyncs
 INBOX_KEPT = 100_000
+# Seconds the ref of a message relayed to a live node is remembered: its sender's client sends it again only
+# while it was not confirmed (about 31 s from the first "not confirmed", and a node tells that within its
+# engine's reply timeout), so twice that is ample; REF_MEMORY's 10 minutes for each cross-node message would
+# hold about 100 bytes of engine memory per message for that long (120 MB at 2,000 relayed messages a second).
+RELAYED_REF_MEMORY = 120.0
 
 _PRELUDE = """
 local P = KEYS[1]
@@ -70,7 +80,19 @@ local function settle_left(now)
   if till and tonumber(till) > now then return tonumber(till) - now end
   return 0
 end
-local function keep_for(id, to, from, record, cost, cap, quota)   -- as KEEP
+local function ref_key(from, to, ref)   -- where a message's ref ('': none) is remembered; false: nowhere
+  if ref == '' then return false end
+  return P .. ':ref:' .. from .. '\\n' .. to .. '\\n' .. ref
+end
+local function seen(rkey)   -- whether a message with this ref was kept or relayed, and is remembered
+  return rkey and redis.call('EXISTS', rkey) == 1
+end
+-- KEEP's and RELAY's one way to keep a message, with its ref (remembered while it is kept): unless `fresh` (a
+-- sending by its sender's node, not a message on its way) and its ref is known ('again'), or the mailbox or the
+-- sender's quota is full; if its user is logged in somewhere, its node is told.
+local function keep_for(id, to, from, record, cost, cap, quota, ref, fresh)
+  local rkey = ref_key(from, to, ref)
+  if fresh and seen(rkey) then return 'again' end
   local mbox = P .. ':mbox:' .. to
   if redis.call('ZCARD', mbox) >= cap then return 'queue_full' end
   local kept = tonumber(redis.call('HGET', P .. ':kept', from) or '0')
@@ -78,6 +100,7 @@ local function keep_for(id, to, from, record, cost, cap, quota)   -- as KEEP
   redis.call('HSET', P .. ':msg', id, record)
   redis.call('ZADD', mbox, now_ms(), id)
   redis.call('HINCRBY', P .. ':kept', from, cost)
+  if rkey then redis.call('SET', rkey, id) end   -- (no expiry while kept: FORGET gives it REF_MEMORY)
   local holder = redis.call('HGET', P .. ':online', to)
   if holder then
     redis.call('XADD', P .. ':inbox:' .. holder, 'MAXLEN', '~', $INBOX_KEPT, '*', 'e',
@@ -94,10 +117,11 @@ local function rescue(node, cap, quota)   -- the messages relayed to node that i
     local f = entry[2]
     if f[3] == 'r' then
       local e, r = cjson.decode(f[2]), cjson.decode(f[4])
-      local how = keep_for(string.format('%.0f', e.id), r.to, r['from'], f[4], r.cost, cap, quota)
+      local ref = type(r.ref) == 'string' and r.ref or ''
+      local how = keep_for(string.format('%.0f', e.id), r.to, r['from'], f[4], r.cost, cap, quota, ref, false)
       if how == 'kept' then how = 'stored' end
       if not told[e.node] then told[e.node] = {} end
-      table.insert(told[e.node], {to = r.to, ['from'] = r['from'], how = how})
+      table.insert(told[e.node], {to = r.to, ['from'] = r['from'], how = how, ref = r.ref})
       n = n + 1
     end
   end
@@ -277,26 +301,18 @@ event({kind = 'logout', user = ARGV[1], node = ARGV[2], at = now})
 return 1
 """)
 
-# ARGV: id, to, sender, record (JSON), cost, cap, quota (0: none). Keep a message unless the mailbox or the
-# sender's quota is full; if its user is logged in somewhere, its node is told. -> 'kept' | the refusal's code
+# ARGV: id, to, sender, record (JSON), cost, cap, quota (0: none), ref ('': none), fresh (1: a sending by the
+# sender's node; 0: a message relayed to this node on its way, whose ref the engine knows as its own). Keep a
+# message (``keep_for``) unless it is fresh and its ref is known ('again': nothing more is done), or the mailbox
+# or the sender's quota is full; if its user is logged in somewhere, its node is told.
+# -> 'kept' | 'again' | the refusal's code
 KEEP = _script("""
-local mbox = P .. ':mbox:' .. ARGV[2]
-if redis.call('ZCARD', mbox) >= tonumber(ARGV[6]) then return 'queue_full' end
-local quota = tonumber(ARGV[7])
-local kept = tonumber(redis.call('HGET', P .. ':kept', ARGV[3]) or '0')
-if quota > 0 and kept + tonumber(ARGV[5]) > quota then return 'quota_exceeded' end
-redis.call('HSET', P .. ':msg', ARGV[1], ARGV[4])
-redis.call('ZADD', mbox, now_ms(), ARGV[1])
-redis.call('HINCRBY', P .. ':kept', ARGV[3], ARGV[5])
-local holder = redis.call('HGET', P .. ':online', ARGV[2])
-if holder then
-  redis.call('XADD', P .. ':inbox:' .. holder, 'MAXLEN', '~', $INBOX_KEPT, '*', 'e',
-             '{"kind":"stored","id":' .. ARGV[1] .. ',"rec":' .. ARGV[4] .. '}')
-end
-return 'kept'
-""".replace("$INBOX_KEPT", str(INBOX_KEPT)))
+return keep_for(ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]),
+                ARGV[8], ARGV[9] == '1')
+""")
 
-# ARGV: ids. Forget these kept messages (acknowledged), giving their bytes back to their senders' quotas.
+# ARGV: ids. Forget these kept messages (acknowledged), giving their bytes back to their senders' quotas; their
+# refs are remembered for REF_MEMORY more.
 FORGET = _script("""
 for _, id in ipairs(ARGV) do
   local record = redis.call('HGET', P .. ':msg', id)
@@ -305,27 +321,36 @@ for _, id in ipairs(ARGV) do
     redis.call('HDEL', P .. ':msg', id)
     redis.call('ZREM', P .. ':mbox:' .. r.to, id)
     if redis.call('HINCRBY', P .. ':kept', r.from, -r.cost) <= 0 then redis.call('HDEL', P .. ':kept', r.from) end
+    if type(r.ref) == 'string' and r.ref ~= '' then
+      redis.call('PEXPIRE', ref_key(r.from, r.to, r.ref), $REF_MEMORY)
+    end
   end
 end
 return #ARGV
-""")
+""".replace("$REF_MEMORY", str(int(REF_MEMORY * 1000))))
 
-# ARGV: id, to, sender, record (JSON, as KEEP's), cost, cap, quota, the sender's node, a node to pass by. A message
-# for a user logged in on another node: to that node's inbox if its lease is live (and it is not the one to pass
-# by: it has not the user), else kept as KEEP keeps it (after what that node never took, if it is dead: reaped
-# first, so the user gets its messages in the order they were sent). -> 'relayed' | 'kept' | the refusal's code
+# ARGV: id, to, sender, record (JSON, as KEEP's), cost, cap, quota, the sender's node, a node to pass by, ref ('':
+# none), fresh (1/0, as KEEP's). A message for a user logged in on another node: dropped if it is fresh and its
+# ref is known ('again': taken before); else to that node's inbox if its lease is live (and it is not the one to
+# pass by: it has not the user), its ref remembered for RELAYED_REF_MEMORY; else kept as KEEP keeps it (after
+# what that node never took, if it is dead: reaped first, so the user gets its messages in the order they were
+# sent). -> 'relayed' | 'kept' | 'again' | the refusal's code
 RELAY = _script("""
+local rkey = ref_key(ARGV[3], ARGV[2], ARGV[10])
+if ARGV[11] == '1' and seen(rkey) then return 'again' end
 local holder, now = redis.call('HGET', P .. ':online', ARGV[2]), now_ms()
 if holder and holder ~= ARGV[9] then
   if lease_left(holder, now) then
     redis.call('XADD', P .. ':inbox:' .. holder, 'MAXLEN', '~', $INBOX_KEPT, '*',
                'e', '{"kind":"message","id":' .. ARGV[1] .. ',"node":"' .. ARGV[8] .. '"}', 'r', ARGV[4])
+    if rkey then redis.call('SET', rkey, ARGV[1], 'PX', $RELAYED_REF_MEMORY) end
     return 'relayed'
   end
   reap(holder, now, tonumber(ARGV[6]), tonumber(ARGV[7]))
 end
-return keep_for(ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
-""".replace("$INBOX_KEPT", str(INBOX_KEPT)))
+return keep_for(ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]),
+                ARGV[10], false)   -- (looked up above)
+""".replace("$INBOX_KEPT", str(INBOX_KEPT)).replace("$RELAYED_REF_MEMORY", str(int(RELAYED_REF_MEMORY * 1000))))
 
 # ARGV: node, token, the last entry of its inbox it took (or ''), then (node, entry) pairs: the fates of those
 # nodes' users' messages. If this process holds the id: the position, and an entry to each node's inbox. Neither

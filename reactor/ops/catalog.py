@@ -52,11 +52,12 @@ class Lockouts(LabelCounts):
 
 
 class RefusedConnections(LabelCounts):
-    """Connections closed at accept: too many strangers in all, or from one address."""
+    """Connections closed at accept: too many strangers in all, or from one address, or TLS handshakes from it."""
 
-    __slots__ = ("too_many_strangers", "too_many_from_address", OTHER)
+    __slots__ = ("too_many_strangers", "too_many_from_address", "too_many_handshakes", OTHER)
     too_many_strangers: int
     too_many_from_address: int
+    too_many_handshakes: int
     other: int
 
 

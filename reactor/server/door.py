@@ -58,13 +58,15 @@ class Door:
         return SetTimer(("login", conn), deadline)
 
     def welcome(self, c: Conn, user: str, now: float) -> list[Step]:
-        """``c`` logs in as ``user``: welcomed, its inactivity deadline armed, the others told, its stored
-        messages on their way."""
+        """``c`` logs in as ``user``: welcomed (in version 3, then told who else is online), its inactivity
+        deadline armed, the others told, its stored messages on their way."""
         s = self._sessions.begin(c, user, now, self._presence.logged)   # changes logged before are not its news
         self._counts.logins_succeeded += 1
         log.info("%s logged in, conn %d", user, c.id, extra={"user": user, "conn": c.id, "address": c.address})
         effects: list[Step] = [CancelTimer(("login", c.id)), SetTimer(("idle", c.id), now + self.timeout),
                                LoggedIn(c.id), Send((c.id,), {"type": FrameType.WELCOME.value, "user": user})]
+        if c.version >= 3:
+            effects += self._presence.online(s)
         effects.append(self._presence.note(user, True, s))
         effects += self._mail.start(s)
         return effects

@@ -108,13 +108,21 @@ class Close:
 @dataclass(frozen=True, slots=True)
 class KeepMessage:
     """A durable change: keep message ``id`` from ``sender`` for ``to`` (``sent``: wall-clock seconds, or None).
-    ``confirm``, as in each store change: the reply sent, in this place, once the change is stored."""
+    ``confirm``, as in each store change: the reply sent, in this place, once the change is stored. ``ref``: the
+    id the sender's client gave the message (or None), kept with it so that the message is not kept twice.
+    ``handed_here``: see ``Mail.refused``. ``relayed``: a cluster node keeps a message another node relayed to
+    it (its ref is known to the engine as this very message's, so it is kept, not taken for a repeat)."""
     id: int
     to: str
     sender: str
     text: str
     sent: float | None = None
     confirm: Send | None = None
+    ref: str | None = None
+    # Its recipient, if online here, is handed it by this process's mail (so once handed, a refusal comes too
+    # late: it stands confirmed); False: a cluster node's retry, which reaches anyone only once the engine kept it.
+    handed_here: bool = True
+    relayed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,13 +231,15 @@ class RelayMessage:
     """Cluster mode: message ``id`` from ``sender`` for ``to``, a user logged in on another node (as this one
     knows): the engine hands it to the node ``to`` is logged in on if that node's lease is live, else keeps it
     for ``to``'s next login; the host answers with ``relay_answered``. ``origin``: the node whose user
-    ``sender`` is, to be told what became of it (None: this one)."""
+    ``sender`` is, to be told what became of it (None: this one, which sends it for the first time: the engine
+    drops it, ``again``, if it knows its ``ref`` already). ``ref``: the id the sender's client gave it, or None."""
     id: int
     to: str
     sender: str
     text: str
     sent: float | None = None
     origin: str | None = None
+    ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

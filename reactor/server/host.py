@@ -27,7 +27,12 @@ a new connection gets one ``error`` ``busy`` frame and is closed at accept, whil
 users and logins from other addresses go on. A stranger's stream takes lines
 of at most ``STRANGER_MAX_FRAME`` bytes, reads ``STRANGER_READ_SIZE`` at a time and
 may leave ``STRANGER_MAX_OUTPUT`` bytes unread, so all strangers together hold
-at most ``max_strangers`` x (those three) bytes. The logic's ``LoggedIn``
+at most ``max_strangers`` x (those three) bytes. Over TLS a stranger holds besides at most
+``reactor.tls.MAX_FIRST_FLIGHT`` bytes of its hello, and the TLS library's 45 KiB
+from its hello to the end of its handshake only while ``reactor.handshakes``
+lets it (a few at once per address, 64 in all); each source address may start
+``handshake_rate`` handshakes a second, ``max_strangers_per_address`` at once:
+a connection past that is closed at accept (and counts against it). The logic's ``LoggedIn``
 lifts these limits (the host counts strangers itself, so it needs to be told;
 asking ``logic.user_of`` after every frame would cost every frame a lookup).
 
@@ -67,6 +72,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from ..framing import MAX_FRAME, JsonLines, encode
+from ..handshakes import HANDSHAKE_RATE, Handshakes
 from ..loop import EventLoop, NamedTimers, TimerHandle
 from ..protocol import ErrorCode
 from ..stream import MAX_OUTPUT, RECV_SIZE, Listener, Stream, Traffic, listen
@@ -111,6 +117,9 @@ STRANGER_MAX_OUTPUT = 16 * 1024   # bytes a stranger may leave unread before it 
 FAILURE_LOG_INTERVAL = 60.0       # seconds between the lines that count failed logins per address
 FAILURE_LOG_ADDRESSES = 1000      # addresses counted one by one per interval; the rest are counted together
 _BUSY = encode(error(ErrorCode.BUSY))
+# What the failure log says of a connection refused at accept, by the reason the metrics count.
+_REFUSED = {"too_many_strangers": "refused (busy)", "too_many_from_address": "refused (busy)",
+            "too_many_handshakes": "refused (TLS handshakes)"}
 TLS_REQUIRED = encode(error(ErrorCode.TLS_REQUIRED))   # what a plaintext client hears on the TLS port
 # What the user hears of a password the accounts file does not hold (None: it holds it now).
 PASSWORD_REFUSALS: dict[Rewrite, ErrorCode | None] = {
@@ -196,9 +205,12 @@ class ServerHost:
                  max_strangers_per_address: int = MAX_STRANGERS_PER_ADDRESS,
                  failure_log_interval: float = FAILURE_LOG_INTERVAL, tls: ssl.SSLContext | None = None,
                  verifier_command: list[str] | None = None, password_helpers: int | None = None,
-                 accounts_file: AccountsFile | None = None) -> None:
+                 accounts_file: AccountsFile | None = None,
+                 handshake_rate: float | None = HANDSHAKE_RATE) -> None:
         self._loop = loop
-        self._tls = tls   # with a context, every connection speaks TLS (reactor/tls.py)
+        self._tls = tls   # with a context, every connection speaks TLS (reactor/tls.py), within these limits:
+        self._handshakes = None if tls is None else Handshakes(loop, rate=handshake_rate,
+                                                                burst=max_strangers_per_address)
         self._logic = logic
         self._counts = logic.counts   # what the host sees, counted beside what the rules decide
         self.traffic = Traffic()      # the bytes of the client connections
@@ -265,6 +277,9 @@ class ServerHost:
         if self._per_address[address] >= self._max_per_address:
             self._turn_away(sock, address, "too_many_from_address")
             return
+        if self._handshakes is not None and not self._handshakes.admit(address):
+            self._turn_away(sock, address, "too_many_handshakes")
+            return
         lines = JsonLines(self, max_frame=STRANGER_MAX_FRAME)
         limits: dict[str, Any] = {"max_output": STRANGER_MAX_OUTPUT, "read_size": STRANGER_READ_SIZE,
                                   "traffic": self.traffic}
@@ -273,7 +288,8 @@ class ServerHost:
                 stream = Stream(self._loop, sock, lines, **limits)
             else:
                 stream = TLSStream(self._loop, sock, lines, context=self._tls, server_side=True,
-                                   plaintext_answer=TLS_REQUIRED, on_secure=self._secured, **limits)
+                                   plaintext_answer=TLS_REQUIRED, on_secure=self._secured,
+                                   handshakes=self._handshakes, **limits)
         except OSError as exc:  # the peer is already gone
             log.debug("accept: %s", exc)
             sock.close()
@@ -287,7 +303,8 @@ class ServerHost:
         self._apply(self._logic.connected(conn, self._loop.time(), address))
 
     def _turn_away(self, sock: socket.socket, address: str, reason: str) -> None:
-        """Too many strangers (in all, or from ``address``: ``reason``): one ``busy`` frame, if it fits, and close.
+        """Too many strangers (in all, or from ``address``), or TLS handshakes from it (``reason``, as the
+        metrics count it): one ``busy`` frame, if it fits, and close.
 
         Over TLS it is just closed: a handshake first would cost what the cap is there to save."""
         self._counts.connections_refused.add(reason)
@@ -298,7 +315,7 @@ class ServerHost:
             except OSError:
                 pass
         sock.close()
-        self._note_failure(address, "refused (busy)")
+        self._note_failure(address, _REFUSED[reason])
 
     def _secured(self, stream: Stream) -> None:
         self._counts.tls_handshakes += 1

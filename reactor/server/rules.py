@@ -22,12 +22,13 @@ the owner of its state (``reactor/server/``):
 - ``blocks.py``: who blocked whom; ``chat.py``: the commands of a logged-in user;
 - ``commands.py``: how each client frame is declared (its fields and states).
 
-A cluster node (``reactor/cluster/rules.py``) is a ``ChatServer`` whose five
+A cluster node (``reactor/cluster/rules.py``) is a ``ChatServer`` whose six
 hooks decide otherwise what a single process decides alone: ``claim_login``
 (a password's outcome), ``keep_away`` (a message for a user not here),
-``release_login`` (a session ended), ``count_password`` (a current password
-given to change it) and ``password_changed`` (a user's new password, for the
-other nodes). The single process calls the very same hooks; it has no other seam.
+``resent`` (a message sent again: was it kept before?), ``release_login`` (a
+session ended), ``count_password`` (a current password given to change it) and
+``password_changed`` (a user's new password, for the other nodes). The single
+process calls the very same hooks; it has no other seam.
 """
 from __future__ import annotations
 
@@ -117,7 +118,8 @@ class ChatServer:
                          max_bad_frames=max_bad_frames, release=self.release_login, counts=counts)
         self.logins = Logins(accounts, block_duration, sessions, self.door, claim=self.claim_login, counts=counts)
         chat = ChatCommands(sessions, self.blocks, self.limits, self.mail, self.privates, self.door,
-                            accounts, max_text=max_text, away=self.keep_away, counts=counts)
+                            accounts, max_text=max_text, away=self.keep_away, resent=self.resent,
+                            counts=counts)
         self.changes = PasswordChanges(sessions, self.logins, self.door, count=self.count_password,
                                        changed=self.password_changed, enabled=password_changes)
         self._commands: dict[str, Command] = bind(self.logins, chat, self.mail, self.privates, self.changes)
@@ -200,6 +202,8 @@ class ChatServer:
                     return self.door.bad(c, problem, now)
                 return [Send((c.id,), error(field.code, detail=problem))]
             values.append(value)
+        if command.optional:   # its handler reads and checks them where it uses them
+            values.append(frame)
         return command.handler(session if command.session else c, now, *values)
 
     def _misplaced(self, c: Conn, kind: str, command: Command | None, now: float) -> list[Step]:
@@ -381,10 +385,17 @@ class ChatServer:
         login. Here this process decides (``Logins.decide``)."""
         return self.logins.decide(c, user, ok, now)
 
-    def keep_away(self, s: Session, to: str, text: str, cost: int, now: float) -> list[Step]:
-        """``s``'s message for ``to``, who is not logged in here (checked, but not paid for, ``cost`` tokens):
-        kept here for its next login."""
-        return self.mail.keep(s, to, text, cost, now, None)
+    def keep_away(self, s: Session, to: str, text: str, cost: int, now: float, ref: str | None = None
+                  ) -> list[Step]:
+        """``s``'s message for ``to``, who is not logged in here (checked, but not paid for, ``cost`` tokens;
+        ``ref``: the id its sender's client gave it, or None): kept here for its next login."""
+        return self.mail.keep(s, to, text, cost, now, None, ref)
+
+    def resent(self, s: Session, to: str, text: str, cost: int, now: float, ref: str) -> list[Step] | None:
+        """``s`` sent its message ``ref`` to ``to`` again (``retry``: it was not confirmed): the answer, if it was
+        kept before (``Mail.again``: confirmed, not kept or delivered twice); None takes it as a new message.
+        Here every message kept is this process's, so it knows (a cluster node asks the engine)."""
+        return self.mail.again(s, to, ref, now)
 
     def release_login(self, s: Session) -> list[Step]:
         """``s``'s session here ended (its user is logged out): nothing more to do in a single process."""

@@ -18,16 +18,20 @@ from .wal import inspect_wal, keep_copy
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-StoredRow = tuple[int, str, str, int, int, float | None]   # a kept message as load gives it (see there)
+SCHEMA_VERSION = 2   # 2: a kept message's ref (the id its sender's client gave it); version 1 is upgraded at open
+StoredRow = tuple[int, str, str, int, int, float | None, str | None]   # a kept message as load gives it (see there)
 _IDS_PER_QUERY = 500   # ids read in one query (SQLite allows 999 parameters or more)
 MEMORY = ":memory:"
 SYNCHRONOUS = ("FULL", "NORMAL")
 
+# What each older version needs to become the next: ``_UPGRADES[v]`` turns version v into v + 1.
+_UPGRADES = {
+    1: ("ALTER TABLE offline ADD COLUMN ref TEXT",),
+}
 _SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE offline (id INTEGER PRIMARY KEY, recipient TEXT NOT NULL, sender TEXT NOT NULL,"
-    " text TEXT NOT NULL, sent REAL)",
+    " text TEXT NOT NULL, sent REAL, ref TEXT)",
     "CREATE TABLE blocks (blocker TEXT NOT NULL, blocked TEXT NOT NULL, PRIMARY KEY (blocker, blocked))",
 )
 
@@ -50,7 +54,9 @@ class Store:
     Everything applied since the last ``commit`` is one transaction, so the
     host commits once per loop iteration however many messages it stored
     (group commit). A file is opened in WAL mode and locked for this process
-    alone: a second server on the same file is refused. A write that does not
+    alone: a second server on the same file is refused. A file of an older
+    schema version is upgraded at open, in one transaction, after it was checked.
+    A write that does not
     fit (SQLITE_FULL: the disk or ``max_bytes`` is full) rolls back the whole
     open transaction and raises ``StoreFull``; the store goes on working, so a
     later transaction is kept once there is room. After any other failed write
@@ -126,7 +132,7 @@ class Store:
             # Read and check what is there before changing a byte of it: the
             # journal mode of someone else's database is theirs to keep.
             conn.execute("BEGIN")
-            empty = _check_contents(conn, path)
+            version = _check_contents(conn, path)
             conn.execute("COMMIT")
             if path != MEMORY:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -136,10 +142,15 @@ class Store:
             if max_bytes is not None:
                 page_size = conn.execute("PRAGMA page_size").fetchone()[0]
                 conn.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page_size)}")
-            if empty:
+            if version is None:
                 conn.execute("BEGIN IMMEDIATE")
                 _create(conn)
                 conn.execute("COMMIT")
+            elif version < SCHEMA_VERSION:
+                conn.execute("BEGIN IMMEDIATE")
+                _upgrade(conn, version)
+                conn.execute("COMMIT")
+                log.info("State file %s: upgraded from schema version %d to %d", path, version, SCHEMA_VERSION)
         except StoreError:
             conn.close()
             raise
@@ -152,17 +163,18 @@ class Store:
 
     def load(self) -> tuple[list[tuple[str, str]], list[StoredRow]]:
         """What the logic keeps at start: blocks as (blocker, blocked); offline messages by id, without
-        their texts, as (id, to, sender, size, chars, sent).
+        their texts, as (id, to, sender, size, chars, sent, ref).
 
         ``size``: the text's UTF-8 bytes; ``chars``: its characters (up to a NUL, if it has one);
-        ``sent``: wall-clock seconds, or None for a message stored without.
+        ``sent``: wall-clock seconds, or None for a message stored without; ``ref``: the id its sender's
+        client gave it, or None.
         """
         self._check()
         try:
             rows = self._conn.execute("SELECT blocker, blocked FROM blocks")
             blocks: list[tuple[str, str]] = [(blocker, blocked) for blocker, blocked in rows]
             offline = self._conn.execute("SELECT id, recipient, sender, length(CAST(text AS BLOB)), length(text),"
-                                         " sent FROM offline ORDER BY id").fetchall()
+                                         " sent, ref FROM offline ORDER BY id").fetchall()
         except sqlite3.Error as exc:
             raise _error(self.path, exc) from None
         return blocks, offline
@@ -199,8 +211,8 @@ class Store:
             raise self._fail(exc) from None
 
     def _keep(self, change: KeepMessage) -> None:
-        self._conn.execute("INSERT INTO offline (id, recipient, sender, text, sent) VALUES (?, ?, ?, ?, ?)",
-                           (change.id, change.to, change.sender, change.text, change.sent))
+        self._conn.execute("INSERT INTO offline (id, recipient, sender, text, sent, ref) VALUES (?, ?, ?, ?, ?, ?)",
+                           (change.id, change.to, change.sender, change.text, change.sent, change.ref))
 
     def _forget(self, change: ForgetMessages) -> None:
         self._conn.executemany("DELETE FROM offline WHERE id = ?", [(i,) for i in change.ids])
@@ -271,14 +283,15 @@ class MemoryStore:
     exit. It keeps the texts of offline messages, as a state file does, so the logic need not."""
 
     def __init__(self) -> None:
-        self._offline: dict[int, tuple[str, str, str, float | None]] = {}   # id -> (to, sender, text, sent)
+        self._offline: dict[int, tuple[str, str, str, float | None, str | None]] = {}   # id -> (to, sender,
+        # text, sent, ref)
         self._blocks: set[tuple[str, str]] = set()
 
     def load(self) -> tuple[list[tuple[str, str]], list[StoredRow]]:
         """As ``Store.load``."""
         return sorted(self._blocks), [
-            (mid, to, sender, len(text.encode("utf-8", "surrogatepass")), len(text), sent)
-            for mid, (to, sender, text, sent) in sorted(self._offline.items())]
+            (mid, to, sender, len(text.encode("utf-8", "surrogatepass")), len(text), sent, ref)
+            for mid, (to, sender, text, sent, ref) in sorted(self._offline.items())]
 
     def texts(self, ids: Iterable[int]) -> dict[int, str]:
         """As ``Store.texts``."""
@@ -293,7 +306,7 @@ class MemoryStore:
         write(self, change)
 
     def _keep(self, change: KeepMessage) -> None:
-        self._offline[change.id] = (change.to, change.sender, change.text, change.sent)
+        self._offline[change.id] = (change.to, change.sender, change.text, change.sent, change.ref)
 
     def _forget(self, change: ForgetMessages) -> None:
         for mid in change.ids:
@@ -325,14 +338,15 @@ def _check_path(path: str) -> None:
         raise StoreError(f"Cannot use state file {path}: it is not readable and writable")
 
 
-def _check_contents(conn: sqlite3.Connection, path: str) -> bool:
-    """Whether the database is empty; raises StoreError unless it is empty or a sound state file.
+def _check_contents(conn: sqlite3.Connection, path: str) -> int | None:
+    """The schema version of a sound state file, or None for an empty database; raises StoreError for anything
+    else (a version newer than this server's, or unknown, among others).
 
     Reads only: a file that is refused is left as it was found.
     """
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if not tables:
-        return True
+        return None
     if "meta" not in tables:
         raise StoreError(f"{path} is a database but not a chat state file (no meta table); "
                          "give --state another file")
@@ -345,7 +359,7 @@ def _check_contents(conn: sqlite3.Connection, path: str) -> bool:
     if version > SCHEMA_VERSION:
         raise StoreError(f"State file {path} was written by a newer server (schema version {version}; "
                          f"this server reads version {SCHEMA_VERSION})")
-    if version != SCHEMA_VERSION:
+    if version != SCHEMA_VERSION and version not in _UPGRADES:
         raise StoreError(f"State file {path} has an unknown schema version {version}")
     missing = {"offline", "blocks"} - tables
     if missing:
@@ -353,7 +367,7 @@ def _check_contents(conn: sqlite3.Connection, path: str) -> bool:
     problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
     if problems != ["ok"]:
         raise StoreError(f"State file {path} is corrupt ({problems[0]}); move it aside to start afresh")
-    return False
+    return version
 
 
 def _create(conn: sqlite3.Connection) -> None:
@@ -361,6 +375,14 @@ def _create(conn: sqlite3.Connection) -> None:
     for statement in _SCHEMA:
         conn.execute(statement)
     conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+
+def _upgrade(conn: sqlite3.Connection, version: int) -> None:
+    """A sound state file of schema ``version`` brought to ``SCHEMA_VERSION``, one version at a time."""
+    for step in range(version, SCHEMA_VERSION):
+        for statement in _UPGRADES[step]:
+            conn.execute(statement)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
 
 def _error(path: str, exc: sqlite3.Error) -> StoreError:
