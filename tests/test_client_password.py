@@ -2,9 +2,9 @@
 frame to the server, and the next line held until its answer; giving up, and every answer in words."""
 import pytest
 
-from reactor.client.effects import Exit, Print, Prompt, ToServer
+from reactor.client.effects import Exit, Print, Prompt, SetTimer, ToServer
 from reactor.client.rules import HELP
-from tests.support import PING, PONG, frames, logged_in
+from tests.support import NONCE, PING, PONG, frames, logged_in
 
 ACTIVITY = ToServer({"type": "activity"})
 CURRENT = Prompt("Current password: ", secret=True)
@@ -85,6 +85,48 @@ def test_an_error_that_answers_something_else_does_not_let_the_next_line_go():
     assert c.server_frame({"type": "error", "code": "queue_full", "user": "hans"}, 3) == [
         Print("Error. hans has too many messages waiting; yours was not kept")]
     assert frames(c.server_frame({"type": "password_changed"}, 3)) == [{"type": "whoelse"}, PING]
+
+
+# -- beside the outbox (reactor/client/outbox.py): a message the server could not keep goes again meanwhile ---------
+
+REF = f"{NONCE}.1"
+LATE_STORE_FULL = {"type": "error", "code": "store_full", "command": "message", "user": "hans", "ref": REF}
+WAITS = Print("Message to hans not confirmed yet; trying again in 1 s")
+RETRY = ToServer({"type": "message", "to": "hans", "text": "hi", "ref": REF, "retry": True})
+
+
+def sent_to_hans(c):
+    """A message to hans taken at its pong (cluster mode: hans is on another node, whose answer may come late)."""
+    assert frames(c.line("message hans hi", 1)) == [{"type": "message", "to": "hans", "text": "hi", "ref": REF}, PING]
+    assert c.server_frame(PONG, 1) == []
+
+
+def test_a_message_goes_again_while_a_password_prompt_is_up_and_the_password_typed_meanwhile_waits_hidden():
+    c = logged_in()
+    sent_to_hans(c)
+    assert c.line("password", 1) == [CURRENT, ACTIVITY]
+    assert c.server_frame(LATE_STORE_FULL, 1.2) == [WAITS, SetTimer(("retry", REF), 2.2)]
+    assert c.line("wise@!man", 1.3) == [Prompt("", secret=True)]   # waits for the message, not echoed
+    assert c.timer_fired(("retry", REF), 2.2) == [RETRY, ToServer(PING)]
+    assert c.server_frame(PONG, 2.3) == [Print("Message to hans sent"), NEW, ACTIVITY]   # the dialogue goes on
+    assert c.line("new*secret", 2.4) == [AGAIN, ACTIVITY]
+    assert c.line("new*secret", 2.4) == [ToServer(CHANGE), COMMAND]
+
+
+@pytest.mark.parametrize("answer, words", [({"type": "password_changed"}, "Password changed"),
+                                           ({"type": "error", "code": "wrong_password"},
+                                            "Error. Wrong password; your password was not changed")])
+def test_a_message_that_must_go_again_while_the_change_is_answered_goes_at_its_answer_and_the_lines_wait_for_it(
+        answer, words):
+    c = logged_in()
+    sent_to_hans(c)
+    asked(c)
+    assert c.server_frame(LATE_STORE_FULL, 1.2) == [WAITS]   # no timer yet: its ping would be a second one out
+    assert c.line("whoelse", 1.3) == []
+    assert c.server_frame(answer, 1.5) == [Print(words), SetTimer(("retry", REF), 2.5)]   # whoelse still waits
+    assert c.timer_fired(("retry", REF), 2.5) == [RETRY, ToServer(PING)]
+    assert c.server_frame(PONG, 2.6) == [Print("Message to hans sent"), ToServer({"type": "whoelse"}),
+                                         ToServer(PING)]
 
 
 def test_the_third_wrong_password_ends_the_client_as_at_a_login():
