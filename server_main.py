@@ -26,6 +26,7 @@ from reactor.journal.server import add_arguments as add_record_arguments
 from reactor.loop import EventLoop
 from reactor.ops import admin_cli, options
 from reactor.ops.logs import FORMATS, configure_logging
+from reactor.server.accounts_file import AccountsFile
 from reactor.server.credentials import CredentialsError, CredentialsMissing, load_credentials, plain_accounts
 from reactor.server.host import (
     FAILURE_LOG_INTERVAL,
@@ -203,6 +204,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="helper processes that check hashed passwords side by side, so many logins at once "
                              f"are not told to try again (default: one per core this server may run on, here "
                              f"{default_helpers()})")
+    parser.add_argument("--no-password-change", action="store_true",
+                        help="users may not change their own password (by default they may: the server rewrites "
+                             "their line of the credentials file, which it must own and be able to write)")
     parser.add_argument("--tls-cert", metavar="FILE",
                         help="speak TLS only, with this certificate chain (PEM); needs --tls-key")
     parser.add_argument("--tls-key", metavar="FILE", help="the private key (PEM) of --tls-cert")
@@ -327,15 +331,19 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
     guard = StopOnStoreFailure(store, loop) if store is not None else None
     logic_options: dict[str, Any] = dict(wall_offset=time.time() - loop.time(),  # stamps kept messages with when sent
                                          rate=args.rate, burst=args.burst, sender_quota=args.sender_quota,
-                                         history=args.history_days > 0)
+                                         history=args.history_days > 0,
+                                         password_changes=not args.no_password_change)
+    host: ServerHost
+    reload = AccountsReload(loop, args.credentials, lambda accounts: host.accounts_changed(accounts), accounts)
+    # Where users' new passwords are written (on a cluster, also those changed on other nodes); a reload under
+    # way is told, so that it does not undo one.
+    accounts_file = AccountsFile(args.credentials, on_written=reload.changed)
     host_options: dict[str, Any] = dict(max_strangers=max_strangers, tls=tls,
                                         max_strangers_per_address=args.max_strangers_per_address,
                                         failure_log_interval=args.failure_log_interval,
                                         password_helpers=args.password_helpers, history_days=args.history_days,
-                                        handshake_rate=args.tls_handshake_rate)
+                                        accounts_file=accounts_file, handshake_rate=args.tls_handshake_rate)
     rules = RulesBuilder.from_args(loop, args)   # the rules' classes themselves, or recording them (--record)
-    host: ServerHost
-    reload = AccountsReload(loop, args.credentials, lambda accounts: host.accounts_changed(accounts), accounts)
     operator: ServerOperator
     if guard is None:
         try:
@@ -399,6 +407,10 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
     if plain:
         log.warning("%d of %d accounts in %s have a plain password; hash them with: %s hash-password --user NAME",
                     plain, len(accounts), args.credentials, invocation())
+    unwritable = None if args.no_password_change else accounts_file.writable()
+    if unwritable is not None:
+        log.warning("users cannot change their passwords: %s cannot be written: %s (the server changes only a file it "
+                    "owns and may write; --no-password-change turns the command off)", args.credentials, unwritable.why)
     if not accounts:
         log.warning("%s holds no accounts: nobody can log in (one '<username> <password>' line per account; "
                     "SIGHUP reads it again)", args.credentials)

@@ -58,6 +58,7 @@ class FrameType(StrEnum):
     FORGET = "forget"
     AWAY = "away"                     # also server -> client, the answer
     BACK = "back"                     # also server -> client, the answer
+    CHANGE_PASSWORD = "change_password"
     # server -> client
     USERNAME_OK = "username_ok"
     WELCOME = "welcome"
@@ -79,6 +80,7 @@ class FrameType(StrEnum):
     NOTICE = "notice"                 # the operator's words to every user
     FORGOTTEN = "forgotten"           # the answer to forget
     AWAY_REPLY = "away_reply"         # a message's recipient is away: its words, once per sender per away period
+    PASSWORD_CHANGED = "password_changed"
     # peer <-> peer
     PEER_HELLO = "peer_hello"
     PEER_WELCOME = "peer_welcome"
@@ -91,7 +93,7 @@ CLIENT_FRAMES = LOGIN_FRAMES | {
     FrameType.LISTEN, FrameType.MESSAGE, FrameType.BROADCAST, FrameType.WHOELSE, FrameType.WHOELSESINCE,
     FrameType.BLOCK, FrameType.UNBLOCK, FrameType.LOGOUT, FrameType.ACTIVITY, FrameType.PING, FrameType.ACK,
     FrameType.STARTPRIVATE, FrameType.PRIVATE_ANSWER, FrameType.PRIVATE_READY, FrameType.HISTORY,
-    FrameType.FORGET, FrameType.AWAY, FrameType.BACK}   # what a client sends the server
+    FrameType.FORGET, FrameType.AWAY, FrameType.BACK, FrameType.CHANGE_PASSWORD}   # what a client sends the server
 
 
 class ErrorCode(StrEnum):
@@ -132,6 +134,12 @@ class ErrorCode(StrEnum):
     NO_REQUEST = "no_request"
     NOT_AWAY = "not_away"                     # back, when not away
     HISTORY_OFF = "history_off"               # history or forget on a server that keeps none (--history-days 0)
+    # changing one's password
+    WRONG_PASSWORD = "wrong_password"                 # the current password given is wrong (it counts)
+    PASSWORD_REFUSED = "password_refused"             # the new one will not do: ``detail`` says why
+    PASSWORD_UNCHANGEABLE = "password_unchangeable"   # not on this server (turned off, or its file is not writable)
+    PASSWORD_NOT_CHANGED = "password_not_changed"     # not now (the account is locked, the server cannot hash...)
+    ACCOUNT_CHANGED = "account_changed"               # the operator changed the account meanwhile
 
 
 class ByeReason(StrEnum):

@@ -15,9 +15,12 @@ from reactor.protocol import ErrorCode
 from reactor.server.effects import (
     AddBlock,
     CancelTimer,
+    CheckPassword,
     ClaimLogin,
     Close,
+    CountPassword,
     ForgetMessages,
+    HashPassword,
     KeepMessage,
     LoggedIn,
     LoginFailed,
@@ -29,10 +32,12 @@ from reactor.server.effects import (
     Send,
     SendBatch,
     SendStored,
+    SetPassword,
     SetTimer,
     WhenWritable,
 )
 from reactor.server.limits import stored_size
+from reactor.server.passwords import hash_password, verify_password
 from tests.support import ACCOUNTS
 
 BLOCK = 10.0
@@ -74,6 +79,7 @@ class Fake:
         self.conns = itertools.count(1)
         self.claims_held = False                    # ClaimLogins wait in `claims` until the test answers
         self.claims: list[tuple[str, ClaimLogin]] = []
+        self.files: dict[str, dict[str, str]] = {name: dict(ACCOUNTS) for name in nodes}   # each node's own file
 
     # -- carrying out ---------------------------------------------------------
 
@@ -97,7 +103,7 @@ class Fake:
                 else:
                     self.pending.append(lambda node=node, e=e: self.decide(node, e))
             elif type(e) in (ReleaseLogin, Relay, RelayMessage, Publish, KeepMessage, ForgetMessages, AddBlock,
-                             RemoveBlock):
+                             RemoveBlock, CountPassword, CheckPassword, HashPassword, SetPassword):
                 self.pending.append(lambda node=node, e=e: getattr(self, "_" + type(e).__name__)(node, e))
             else:
                 assert type(e) in (SetTimer, CancelTimer, LoggedIn, LoginFailed), e
@@ -123,14 +129,7 @@ class Fake:
         if until is not None and until > now:
             outcome = LoginOutcome.LOCKED
         elif not claim.ok:
-            self.failures[user] = self.failures.get(user, 0) + 1
-            outcome = LoginOutcome.WRONG
-            if self.failures[user] >= 3:
-                del self.failures[user]
-                until = self.locks[user] = now + BLOCK
-                outcome = LoginOutcome.BLOCKED
-                for _, logic in self.others(node):
-                    logic.remote_locked(user, until, now)
+            outcome, until = self._count_wrong(node, user)
         elif user in self.online:
             outcome = LoginOutcome.ALREADY
         else:
@@ -141,6 +140,41 @@ class Fake:
             mailbox = [(mid, r["from"], r["size"], r["chars"], r["sent"])
                        for mid, r in sorted(self.kept.items()) if r["to"] == user]
         self.answer(node, claim, outcome, until, mailbox)
+
+    def _count_wrong(self, node: str, user: str) -> tuple[LoginOutcome, float | None]:
+        """A wrong password counted as LOGIN counts it: WRONG, or BLOCKED (and the lock told to the others)."""
+        self.failures[user] = self.failures.get(user, 0) + 1
+        if self.failures[user] < 3:
+            return LoginOutcome.WRONG, None
+        del self.failures[user]
+        until = self.locks[user] = self.now + BLOCK
+        for _, logic in self.others(node):
+            logic.remote_locked(user, until, self.now)
+        return LoginOutcome.BLOCKED, until
+
+    def _CountPassword(self, node, e):
+        """A current password given to change it: a right one ends the count; a wrong one is counted by LOGIN."""
+        if e.ok:
+            self.failures.pop(e.user, None)
+            return
+        until = self.locks.get(e.user)
+        outcome = LoginOutcome.LOCKED if until is not None and until > self.now else None
+        if outcome is None:
+            outcome, until = self._count_wrong(node, e.user)
+        self.apply(node, self.nodes[node].password_counted(e.conn, e.user, outcome, self.now, until=until))
+
+    def _CheckPassword(self, node, e):
+        """The node's host's helpers."""
+        self.apply(node, self.nodes[node].password_checked(e.conn, verify_password(e.password, e.hashed), self.now))
+
+    def _HashPassword(self, node, e):
+        self.apply(node, self.nodes[node].password_hashed(e.conn, hash_password(e.password, log2_n=10), self.now))
+
+    def _SetPassword(self, node, e):
+        """The node's host writes its own file."""
+        assert self.files[node][e.user] == e.expected
+        self.files[node][e.user] = e.field
+        self.apply(node, self.nodes[node].password_written(e.conn, e.user, e.field, None, self.now))
 
     def answer(self, node, claim, outcome, until=None, mailbox=()):
         self.apply(node, self.nodes[node].login_decided(claim.conn, claim.user, outcome, self.now, until=until,
@@ -159,9 +193,12 @@ class Fake:
         self.apply(e.node, self.nodes[e.node].relayed(event, self.now))
 
     def _Publish(self, node, e):
-        assert e.event["kind"] in ("broadcast", "notice")
+        assert e.event["kind"] in ("broadcast", "notice", "password")
         for name, logic in self.others(node):
-            if e.event["kind"] == "notice":
+            if e.event["kind"] == "password":   # (each host writes its own file too)
+                self.files[name][e.event["user"]] = e.event["field"]
+                self.apply(name, logic.remote_password(e.event["user"], e.event["field"], self.now))
+            elif e.event["kind"] == "notice":
                 self.apply(name, logic.remote_notice(e.event["text"], self.now))
             else:
                 self.apply(name, logic.remote_broadcast(e.event["from"], e.event["text"], self.now))
@@ -991,6 +1028,65 @@ def test_a_welcome_for_a_user_known_on_a_dead_node_drops_the_stale_one_first(fak
         {"type": "username_ok"}, {"type": "welcome", "user": "yoda"}]   # not told of its own old logout
     assert hans.take() == [presence(["yoda"], False), presence(["yoda"], True)]
     assert fake.nodes["a"].online_users() == ["hans", "yoda"]
+
+
+# -- a user's own new password, counted by the engine and told to every node --------------------------
+
+def change(client, current, new="new*secret"):
+    return client.do({"type": "change_password", "current": current, "new": new})
+
+
+def test_a_password_changed_on_one_node_is_in_force_on_every_node(fake):
+    yoda = fake.login("a", "yoda")
+    assert change(yoda, ACCOUNTS["yoda"]) == [{"type": "password_changed"}]
+    field = fake.files["a"]["yoda"]
+    assert verify_password("new*secret", field) and all(fake.files[n]["yoda"] == field for n in NODES)
+    assert all(logic.logins.accounts["yoda"] == field for logic in fake.nodes.values())
+    publish = [e for e in fake.effects["a"] if type(e) is Publish and e.event["kind"] == "password"]
+    assert [e.event for e in publish] == [{"kind": "password", "user": "yoda", "field": field}]
+    yoda.do({"type": "logout"})
+    client = fake.connect("c")
+    client.send({"type": "username", "username": "yoda"})
+    assert client.do({"type": "password", "password": ACCOUNTS["yoda"]})[-1] == {
+        "type": "error", "code": "invalid_password"}
+    assert client.do({"type": "password", "password": "new*secret"}) == [{"type": "welcome", "user": "yoda"}]
+
+
+def test_wrong_current_passwords_are_counted_by_the_engine_with_the_logins_of_every_node(fake):
+    yoda = fake.login("a", "yoda")
+    assert change(yoda, "guess") == [{"type": "error", "code": "wrong_password"}]
+    client = fake.connect("b")
+    client.send({"type": "username", "username": "yoda"})
+    assert client.do({"type": "password", "password": "nope"})[-1] == {"type": "error", "code": "invalid_password"}
+    assert change(yoda, "guess") == [{"type": "error", "code": "account_blocked", "retry": BLOCK}]
+    assert yoda.closed and fake.online == {}
+    for node in NODES:   # locked on every node
+        assert fake.connect(node).do({"type": "username", "username": "yoda"}) == [
+            {"type": "error", "code": "account_locked", "retry": BLOCK}]
+
+
+def test_a_right_current_password_ends_the_engines_count(fake):
+    fake.failures["yoda"] = 2
+    yoda = fake.login("a", "yoda")   # (a login ends it too: so it begins again after)
+    fake.failures["yoda"] = 2
+    assert change(yoda, ACCOUNTS["yoda"]) == [{"type": "password_changed"}]
+    assert "yoda" not in fake.failures
+
+
+def test_a_count_the_engine_could_not_make_changes_nothing(fake):
+    yoda = fake.login("a", "yoda")
+    yoda.send({"type": "change_password", "current": "guess", "new": "new*secret"})
+    assert fake.effects["a"][-1] == CountPassword(yoda.conn, "yoda", False)
+    fake.pending.clear()   # the engine never answers: the host says UNAVAILABLE
+    fake.apply("a", fake.nodes["a"].password_counted(yoda.conn, "yoda", LoginOutcome.UNAVAILABLE, fake.now))
+    assert yoda.take() == [{"type": "error", "code": "password_not_changed"}]
+    assert "yoda" not in fake.failures and fake.nodes["a"].logins.accounts["yoda"] == ACCOUNTS["yoda"]
+
+
+def test_a_new_password_for_an_account_this_node_has_not_is_only_logged(fake, caplog):
+    assert fake.nodes["b"].remote_password("nobody", "$scrypt$x", fake.now) == []
+    assert "nobody" not in fake.nodes["b"].logins.accounts
+    assert "nobody changed their password on another node, but has no account here" in caplog.text
 
 
 # -- losing the cluster, and resyncing -------------------------------------------------

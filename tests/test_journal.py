@@ -123,6 +123,25 @@ def replayed(path):
     return replay, events, [replay.apply(event) for event in events]
 
 
+NEW_PASSWORD = "N3w*Secret-of-hans"
+NEW_FIELD = hash_password(NEW_PASSWORD, log2_n=10)
+
+
+def change_password(r, user, current, new):
+    """``user`` changes its password, each answer given as a host gives it: the check of the current one, the
+    new one's hash, the file written."""
+    conn = r.conns[user]
+    effects = r.say(user, {"type": "change_password", "current": current, "new": new})
+    kinds = {type(e).__name__: e for e in effects}
+    assert "CheckPassword" in kinds
+    effects = r.call("password_checked", conn, True, r.now)
+    assert "HashPassword" in {type(e).__name__ for e in effects}
+    effects = r.call("password_hashed", conn, NEW_FIELD, r.now)
+    (written,) = [e for e in effects if type(e).__name__ == "SetPassword"]
+    effects = r.call("password_written", conn, user, written.field, None, r.now)
+    assert {"type": "password_changed"} in [getattr(e, "frame", None) for e in effects]
+
+
 def session(tmp_path, texts=False):
     """A recorded session that gives every server input something to do; the journal's path, the recorder."""
     hashed = dict(ACCOUNTS, hans=hash_password(ACCOUNTS["hans"], log2_n=10))
@@ -137,6 +156,7 @@ def session(tmp_path, texts=False):
     checking = r.login("hans")                   # a hashed account: checked off the rules
     assert [type(e) for e in checking] == [CheckPassword]
     r.call("password_checked", r.conns["hans"], True, r.now)
+    change_password(r, "hans", ACCOUNTS["hans"], NEW_PASSWORD)
     r.login("nobody-typed-a-password", "x")
     r.turn()
     for text in TEXTS:
@@ -204,7 +224,7 @@ def test_a_journal_holds_no_password_hash_token_certificate_or_text(tmp_path):
     assert len(tokens) >= 2
     secrets = [*ACCOUNTS.values(), "not-lukes", "guess1", "guess2", "guess3", "new*pw", "not-the-token",
                "nobody-typed-a-password", "MIIB-yodas-certificate", "MIIB-lukes-certificate", *tokens,
-               hash_password(ACCOUNTS["hans"], log2_n=10)[:20], "$scrypt$ln=",
+               hash_password(ACCOUNTS["hans"], log2_n=10)[:20], "$scrypt$ln=", NEW_PASSWORD, NEW_FIELD[-20:],
                "secret plans", "kept for leia", "to all of you", "h\u00e9llo", "there", "inside", "break", "[2J"]
     found = [s for s in secrets if s in journal or json.dumps(s)[1:-1] in journal]
     assert found == []
@@ -404,7 +424,8 @@ def test_the_time_given_to_the_rules_is_the_one_a_replay_computes():
 VIEWS = {"user_of", "online_users", "here", "is_locked", "kept_by", "stored", "block_duration", "queue_cap", "counts",
          "sessions",
          "quota"}
-HOOKS = {"claim_login", "keep_away", "release_login", "resent"}   # called by the rules' own parts, never by a host
+HOOKS = {"claim_login", "keep_away", "release_login", "resent", "count_password",
+         "password_changed"}   # called by the rules' own parts, never by a host
 
 
 def test_every_input_method_of_the_rules_is_recorded():

@@ -120,6 +120,30 @@ def test_texts_recorded_when_asked_but_never_the_password(tmp_path):
     assert any("I am your son" in text for text in printed)
 
 
+def test_the_passwords_of_a_password_change_are_never_in_the_journal_even_with_texts(tmp_path):
+    clock = Clock()
+    r = recorder(tmp_path / "client.journal", texts=True, clock=clock)
+    r.start(clock(), ("127.0.0.1", 5000))
+    r.line("yoda", clock())
+    r.line(PASSWORD, clock())
+    r.server_frame({"type": "hello", "version": 2}, clock())
+    r.server_frame({"type": "username_ok"}, clock())
+    r.server_frame({"type": "welcome", "user": "yoda"}, clock())
+    r.server_frame({"type": "pong"}, clock())
+    changed = []
+    for line in ("password", "message luke old-Secret-1", "New Secret 22", "New Secret 22"):
+        changed += sent(r.line(line, clock()))
+    assert [frame for frame in changed if frame["type"] != "activity"] == [
+        {"type": "change_password", "current": "message luke old-Secret-1", "new": "New Secret 22"}]
+    r.server_frame({"type": "password_changed"}, clock())
+    r.close()
+    r.writer.close()
+    journal = (tmp_path / "client.journal").read_text()
+    assert "old-Secret" not in journal and "New Secret" not in journal and PASSWORD not in journal
+    typed = [json.loads(line)[3] for line in journal.splitlines()[1:] if json.loads(line)[1] == "l"]
+    assert typed[2] == "password" and all(t.startswith("line-") for t in typed[3:])
+
+
 def test_a_line_typed_while_logged_in_keeps_its_command_and_users_not_its_text():
     s = scrub.Scrubber()
     assert command_line("message luke  hello  there", s) == "message luke " + "x" * len("hello  there")

@@ -17,6 +17,7 @@ from reactor.server.effects import (
     ClusterEffect,
     ForgetHistory,
     ForgetMessages,
+    HashPassword,
     KeepMessage,
     LoggedIn,
     LoginFailed,
@@ -28,6 +29,7 @@ from reactor.server.effects import (
     SendBatch,
     SendStored,
     ServerEffect,
+    SetPassword,
     SetTimer,
     StoreChange,
     WhenWritable,
@@ -57,6 +59,8 @@ SAMPLES: dict[type, typing.Any] = {
     LoggedIn: LoggedIn(NOBODY),
     LoginFailed: LoginFailed(NOBODY, "wrong password"),
     CheckPassword: CheckPassword(NOBODY, "$scrypt$ln=10,r=8,p=1$c2FsdA$aGFzaA", "guess"),
+    HashPassword: HashPassword(NOBODY, "new*secret"),
+    SetPassword: SetPassword(NOBODY, "yoda", "$scrypt$ln=10,r=8,p=1$c2FsdA$aGFzaA", "x"),
 }
 
 

@@ -134,12 +134,15 @@ def text_limit(line: str) -> int | None:
 
 class CommandLine:
     """Runs the lines typed while logged in; ``leave(now)``: what the user's wish to log out does; ``outbox``
-    gives each message its ref and waits for its answer."""
+    gives each message its ref and waits for its answer; ``change_password()``: what the password command does
+    (its dialogue begins)."""
 
-    def __init__(self, private: PrivateChats, leave: Callable[[float], list[ClientEffect]], outbox: Outbox) -> None:
+    def __init__(self, private: PrivateChats, leave: Callable[[float], list[ClientEffect]], outbox: Outbox,
+                 change_password: Callable[[], list[ClientEffect]] = list) -> None:
         self._private = private
         self._leave = leave
         self._outbox = outbox
+        self._change_password = change_password   # begins the password dialogue (reactor/client/password_change.py)
         self._online: set[str] = set()             # other users online, as the login, presence and whoelse told
         self._asked: deque[bool] = deque()         # users answers to come: True for whoelse, False for since
         self._listed: list[str] = []               # the names of the answer whose pages are coming, so far
@@ -288,6 +291,9 @@ class CommandLine:
     @command("back")
     def _back(self, *, now: float) -> list[ClientEffect]:
         return [ToServer({"type": FrameType.BACK})]
+    @command("password")
+    def _password(self, *, now: float) -> list[ClientEffect]:
+        return self._change_password()
 
     @command("logout")
     def _logout(self, *, now: float) -> list[ClientEffect]:

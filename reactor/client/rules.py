@@ -6,13 +6,14 @@ the returned effects in order (reactor/client/effects.py). It is the one
 façade over the client's parts, each owning its state: the words it shows
 (``words``), the commands the user types (``commands``), the messages sent and
 not confirmed yet, tried again while the server cannot keep them (``outbox``),
-the private-chat handshake (``private_chat``), what else is tried again by
-itself (``retries``: a password the server could not check, a busy server, a
-script's command over the rate limit) and the inactivity deadline with its
-warning (``idle``); the session itself (the login, the order of typed lines and
-answers, stored messages, the goodbye) is kept here. When the session ends
-under the user (a timeout, a shutdown, a lost server), what they were typing is
-shown so it can be copied (``ShowDraft``).
+the private-chat handshake (``private_chat``), the ``password`` dialogue
+(``password_change``), what else is tried again by itself (``retries``: a
+password the server could not check, a busy server, a script's command over
+the rate limit) and the inactivity deadline with its warning (``idle``); the
+session itself (the login, the order of typed lines and answers, stored
+messages, the goodbye) is kept here. When the session ends under the user (a
+timeout, a shutdown, a lost server), what they were typing is shown so it can
+be copied (``ShowDraft``).
 
 Timers, by the first item of their key: ``ack`` (the stored messages shown),
 ``idle`` (the inactivity warning), ``password``, ``reconnect`` and ``resend``
@@ -77,6 +78,7 @@ from .effects import (
 )
 from .idle import IdleWatch
 from .outbox import Outbox, new_nonce
+from .password_change import PasswordChange
 from .private_chat import PrivateChats
 from .retries import Retries
 from .words import ERRORS, FRAME_WORDS, PASSWORD_PROMPT, QUIT_HINT, SAY, USERNAME_PROMPT, Words, hanging
@@ -150,7 +152,9 @@ class ChatClient:
         self._private = PrivateChats(token_ttl=token_ttl, peer_hello_timeout=peer_hello_timeout,
                                      certificate=certificate, unavailable=no_private_chats)
         self._outbox = Outbox(nonce if nonce is not None else new_nonce())
-        self._command_line = CommandLine(self._private, leave=self._leave, outbox=self._outbox)
+        self._password = PasswordChange()
+        self._command_line = CommandLine(self._private, leave=self._leave, outbox=self._outbox,
+                                         change_password=self._password.begin)
         self._listed_away: set[str] = set()        # those marked away in a users answer's pages so far
         self._live_stamps = timestamps and wall_offset is not None
         self._wall_offset = wall_offset or 0.0
@@ -221,7 +225,9 @@ class ChatClient:
             return []
         if self._waiting:
             self._typed.append(text)
-            return [Prompt("", secret=True)] if self._state in (State.CONNECTING, *LOGIN_STEPS) else []
+            hide = (self._state in (State.CONNECTING, *LOGIN_STEPS) or self._password.asking   # (a password, or
+                    or text.strip() == "password")                                            # one next)
+            return [Prompt("", secret=True)] if hide else []
         return self._noted(self._take(text, now), now)
 
     def end_of_input(self, now: float) -> list[ClientEffect]:
@@ -240,6 +246,8 @@ class ChatClient:
         an empty line, it says how to quit."""
         if self._state in (State.CONNECTING, *LOGIN_STEPS):
             return self._leave(now)
+        if self._state == State.ACTIVE and self._password.asking:
+            return self._password.cancel()
         return [Print(QUIT_HINT)] if was_empty and self._state == State.ACTIVE else []
 
     def listening(self, host: str, port: int, now: float) -> list[ClientEffect]:
@@ -304,7 +312,7 @@ class ChatClient:
             if sent:   # (refused for the rate limit, a script sends it again as it is)
                 self._retries.command_sent(sent[-1])
                 return [*effects, ToServer(PING)]
-            self._waiting = self._outbox.retrying()   # taken meanwhile: the typed lines go, unless another waits
+            self._waiting = self._lines_wait()   # taken meanwhile: the typed lines go, unless another waits
             return effects if self._waiting else effects + self._drain(now)
         if kind == "expect":           # the requester never came: its token is no longer good
             self._private.ticket_expired(key[1])
@@ -364,6 +372,10 @@ class ChatClient:
             self._waiting = True
             self._retries.password_sent(text.strip())
             return [ToServer({"type": FrameType.PASSWORD, "password": text.strip()}), Prompt("", secret=True)]
+        if self._password.asking:   # one of the password command's passwords
+            effects = self._password.take(text.strip())
+            self._waiting = self._password.awaiting   # (its answer, not a pong, lets the next line go)
+            return effects if self._waiting else [*effects, ToServer(ACTIVITY)]
         return self._command(text, now)
 
     def _noted(self, effects: list[ClientEffect], now: float) -> list[ClientEffect]:
@@ -439,6 +451,21 @@ class ChatClient:
         if not self._retries.pong_answers() or self._state != State.ACTIVE:
             return []
         effects = self._outbox.answered(now)
+        self._waiting = self._lines_wait()
+        return effects
+
+    def _lines_wait(self) -> bool:
+        """Once no pong is awaited: whether the typed lines still wait, for a message that goes again (``outbox``)
+        or for the answer to the password change sent (``password_change``: it has no ping)."""
+        return self._outbox.retrying() or self._password.awaiting
+
+    def _password_answered(self, code: str | None, now: float) -> list[ClientEffect]:
+        """A ``password_changed`` (``code`` None) or an error with ``code`` came: if it answers the password change
+        sent, the typed lines go, unless a message goes again; its timer is set now (a ``store_full`` that came late
+        meanwhile waited for this answer, as it waits for a pong: the client never has two pings out)."""
+        if not self._password.answered(code):
+            return []
+        effects = self._outbox.arm(now)
         self._waiting = self._outbox.retrying()
         return effects
 
@@ -449,23 +476,24 @@ class ChatClient:
         if self._state == State.ACTIVE:
             waiting = self._outbox.refused(frame, now)   # (store_full: the message goes again)
             if waiting is not None:
-                if not self._waiting:   # a late answer (cluster mode), no pong to come: its timer now
-                    waiting += self._outbox.arm(now)
+                if not self._waiting:   # a late answer (cluster mode), no pong to come: its timer now (else the
+                    waiting += self._outbox.arm(now)   # pong's, or the password change's answer's)
                     self._waiting = self._outbox.retrying()
                 return waiting
         code = frame.get("code")
         code = code if type(code) is str else "?"
+        answered = self._password_answered(code, now)   # (the typed lines may go: a message's timer, if one waits)
         retried = self._retried(code, frame, now)
         if retried is not None:
             return retried
         rule = ERRORS.get(code)
         if rule is None or rule.ask_again is not None and self._state not in LOGIN_STEPS:
-            return [Print(SAY("unknown_error", {"code": code}))]
+            return [Print(SAY("unknown_error", {"code": code})), *answered]
         if rule.fatal:   # (at a login step the user may be typing a password: it must not reach the shell)
             return self._finish(rule.shown(frame), 1, drain=self._state in LOGIN_STEPS)
         if rule.ends_request and type(frame.get("user")) is str:
             self._private.request_ended(frame["user"])
-        effects: list[ClientEffect] = [Print(rule.shown(frame))]
+        effects: list[ClientEffect] = [Print(rule.shown(frame)), *answered]
         if rule.ask_again is not None:
             effects += self._ask(rule.ask_again)
         return effects
@@ -666,6 +694,10 @@ class ChatClient:
         if reason == ByeReason.OPERATOR and type(frame.get("text")) is str and frame["text"]:
             return self._finish(say("operator_text", frame), status, draft=draft)   # (the operator's why, made visible)
         return self._finish(say(reason), status, draft=draft)
+
+    @on_frame(FrameType.PASSWORD_CHANGED)
+    def _on_password_changed(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        return [Print(say("changed")), *self._password_answered(None, now)]
 
     @on_frame(FrameType.NOTICE)
     def _on_notice(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:

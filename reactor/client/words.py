@@ -19,8 +19,9 @@ from ..text import LINE_BREAK
 from .effects import State
 from .graphemes import estimated_width
 
-__all__ = ["fill", "hanging", "Words", "USERNAME_PROMPT", "PASSWORD_PROMPT", "HINT", "QUIT_HINT", "FRAME_WORDS",
-           "ErrorRule", "ERRORS", "SAY", "COMMAND_HELP", "help_text"]
+__all__ = ["fill", "hanging", "Words", "USERNAME_PROMPT", "PASSWORD_PROMPT", "CURRENT_PASSWORD_PROMPT",
+           "NEW_PASSWORD_PROMPT", "NEW_PASSWORD_AGAIN_PROMPT", "HINT", "QUIT_HINT", "FRAME_WORDS", "ErrorRule",
+           "ERRORS", "SAY", "COMMAND_HELP", "help_text"]
 
 
 class _Fields(dict[str, Any]):
@@ -60,6 +61,9 @@ class Words:
 
 USERNAME_PROMPT = "Username: "
 PASSWORD_PROMPT = "Password: "
+CURRENT_PASSWORD_PROMPT = "Current password: "   # the password command's three (none echoed)
+NEW_PASSWORD_PROMPT = "New password: "
+NEW_PASSWORD_AGAIN_PROMPT = "New password again: "
 HINT = "Type help for commands"
 QUIT_HINT = "To quit, type logout or press Ctrl-D"   # the terminal console's answer to Ctrl-C
 
@@ -90,6 +94,7 @@ FRAME_WORDS: dict[FrameType, Words] = {
     FrameType.AWAY: Words({"away": "You are away", "away_text": "You are away: {text}"}),
     FrameType.BACK: Words({"back": "You are back"}),
     FrameType.AWAY_REPLY: Words({"away": "{user} is away", "away_text": "{user} is away: {text}"}),
+    FrameType.PASSWORD_CHANGED: Words({"changed": "Password changed"}),
     FrameType.BYE: Words({   # by the frame's reason (and the operator's, with its text)
         ByeReason.LOGOUT: "Logged out",
         ByeReason.TIMEOUT: "You have been logged out due to inactivity",
@@ -176,6 +181,12 @@ ERRORS: dict[str, ErrorRule] = {   # keyed by ErrorCode (a str): every code the 
     ErrorCode.NO_REQUEST: ErrorRule("Error. No private messaging request from {user}"),
     ErrorCode.NOT_AWAY: ErrorRule("Error. You are not away"),
     ErrorCode.HISTORY_OFF: ErrorRule("Error. This server keeps no history"),
+    ErrorCode.WRONG_PASSWORD: ErrorRule("Error. Wrong password; your password was not changed"),
+    ErrorCode.PASSWORD_REFUSED: ErrorRule("Error. That password cannot be used: {detail}"),
+    ErrorCode.PASSWORD_UNCHANGEABLE: ErrorRule("Error. Passwords cannot be changed on this server"),
+    ErrorCode.PASSWORD_NOT_CHANGED: ErrorRule("Error. Your password was not changed; try again later",
+                                              lasts=LOCK_LASTS),
+    ErrorCode.ACCOUNT_CHANGED: ErrorRule("Error. Your account was changed meanwhile; your password was not changed"),
 }
 
 
@@ -205,6 +216,8 @@ SAY = Words({
     "bad_count": "Error. history shows from 1 to {most} messages, not {count!r}",
     "away_too_long": "Error. Away text too long (at most {max} characters)",
     "away_control": "Error. Away text cannot contain control characters",
+    "passwords_differ": "Error. The new passwords differ; your password was not changed",
+    "password_kept": "Password not changed",                  # the password command given up
     # a message not confirmed (reactor/client/outbox.py)
     "waiting": "Message to {user} not confirmed yet; trying again in {seconds} s",
     "sent_after_all": "Message to {user} sent",
@@ -256,6 +269,7 @@ COMMAND_HELP = {
     "forget": "delete your copy of your history with <user> (or broadcast)",
     "away": "tell those who message you that you are away",
     "back": "you are not away any more",
+    "password": "change your password (asked for without echo)",
     "logout": "log out and exit",
     "help": "this list, or how to use one command",
 }

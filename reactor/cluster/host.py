@@ -36,6 +36,13 @@ what the other nodes tell all nodes and this one. Nothing blocks.
   per node a turn.
 - **Resync.** On every (re)connection the node reads the engine's whole view
   (``SNAPSHOT``) and its users hear what they missed; the streams go on from there.
+- **Passwords.** A user's current password, given to change it, is counted by
+  the engine as a login's (``CountPassword``: a wrong one by the ``LOGIN``
+  script, which logs nobody in for one; a right one ends the count). The node
+  that took the change writes its own accounts file and publishes the new hash
+  (``password``); every other node sets it in its logins and writes it into its
+  own file too, unless the file already holds it (nodes that share one file:
+  the first node wrote it). So nodes may share a file or each have their own.
 """
 from __future__ import annotations
 
@@ -48,9 +55,10 @@ from typing import Any
 
 from ..loop import EventLoop, TimerHandle
 from ..protocol import ErrorCode
-from ..server.effects import ClaimLogin, Publish, Relay, RelayMessage, ReleaseLogin
+from ..server.effects import ClaimLogin, CountPassword, Publish, Relay, RelayMessage, ReleaseLogin
 from ..server.host import DAY, ServerHost
 from ..server.logins import MAX_LOGIN_FAILURES
+from ..server.passwords import parse_hash
 from ..server.store import HISTORY_CAP
 from . import scripts
 from .engine import Engine, EngineError, Reply
@@ -78,8 +86,8 @@ def _stream_id(entry_id: str) -> tuple[int, int]:
 class ClusterHost(ServerHost):
     """``ServerHost`` for a ``ClusterChatServer``: the engine in place of the local store."""
 
-    CARRY_OUT = {**ServerHost.CARRY_OUT, ClaimLogin: "_claim", ReleaseLogin: "_release", Relay: "_relay",
-                 RelayMessage: "_relay_message", Publish: "_publish"}
+    CARRY_OUT = {**ServerHost.CARRY_OUT, ClaimLogin: "_claim", CountPassword: "_count_password",
+                 ReleaseLogin: "_release", Relay: "_relay", RelayMessage: "_relay_message", Publish: "_publish"}
 
     def __init__(self, loop: EventLoop, logic: ClusterChatServer, engine: tuple[str, int], node: str, *,
                  lease: float = LEASE, prefix: str = scripts.PREFIX, history_cap: int = HISTORY_CAP,
@@ -403,6 +411,17 @@ class ClusterHost(ServerHost):
         elif kind == "away":
             text = event.get("text")
             logic.remote_away(event["user"], text if type(text) is str else None)
+        elif kind == "password":
+            self._password_elsewhere(event["user"], event["field"])
+
+    def _password_elsewhere(self, user: Any, field: Any) -> None:
+        """``user`` changed their password on another node: this node's file gets it (unless it holds it
+        already: a file shared with that node), and this node's logins need it from now."""
+        if type(user) is not str or type(field) is not str:
+            raise TypeError("a password event needs a user and a field")
+        parse_hash(field)   # (ValueError: dropped) never a malformed line in the file: its reload would fail
+        self.write_password(user, field, None)
+        self._apply(self._cluster.remote_password(user, field, self._loop.time()))
 
     def _take_inbox(self, entry_id: str, event: dict[str, Any], fields: list[Any]) -> None:
         if event["kind"] == "message" and len(fields) >= 4:   # (RELAY's: the record in the second field)
@@ -424,10 +443,29 @@ class ClusterHost(ServerHost):
         if not self._joined:
             self._loop.call_soon(self._decided, effect, generation, LoginOutcome.UNAVAILABLE)
             return
-        self._script(scripts.LOGIN, [effect.user, int(effect.ok), self._node,
-                                     int(self._cluster.block_duration * 1000), MAX_LOGIN_FAILURES, self._token,
-                                     self._incarnation, *self._limits()],
-                     lambda reply: self._login_answer(effect, generation, reply))
+        self._login_script(effect.user, effect.ok, lambda reply: self._login_answer(effect, generation, reply))
+
+    def _login_script(self, user: str, ok: bool, answer: Callable[[Reply], Any]) -> None:
+        self._script(scripts.LOGIN, [user, int(ok), self._node, int(self._cluster.block_duration * 1000),
+                                     MAX_LOGIN_FAILURES, self._token, self._incarnation, *self._limits()], answer)
+
+    def _count_password(self, effect: CountPassword) -> None:
+        """A current password given to change it: a right one ends the count of wrong ones in the engine (no
+        answer needed); a wrong one is counted by the ``LOGIN`` script, as a login's, and answered."""
+        if effect.ok:
+            if self._joined:
+                self._engine.call("HDEL", f"{self._prefix}:failures", effect.user)
+            return
+        if not self._joined:
+            self._loop.call_soon(self._counted, effect, EngineError("not in the cluster"))
+            return
+        self._login_script(effect.user, False, lambda reply: self._counted(effect, reply))
+
+    def _counted(self, effect: CountPassword, reply: Reply) -> None:
+        outcome = LoginOutcome.UNAVAILABLE if isinstance(reply, EngineError) else LoginOutcome(reply[0])
+        until = self._clock(reply[1]) if outcome in (LoginOutcome.LOCKED, LoginOutcome.BLOCKED) else None
+        self._apply(self._cluster.password_counted(effect.conn, effect.user, outcome, self._loop.time(),
+                                                   until=until))
 
     def _login_answer(self, effect: ClaimLogin, generation: int, reply: Reply) -> None:
         if isinstance(reply, EngineError):

@@ -8,7 +8,9 @@ engine after any gap (``resync``). What must be decided once for every node
 is decided by the engine, atomically, and comes back as an event:
 
 - a password's outcome (``ClaimLogin``): the count of wrong ones in a row,
-  the lockout, and the one login per user; answered by ``login_decided``;
+  the lockout, and the one login per user; answered by ``login_decided``; a
+  current password given to change it is counted alike (``CountPassword``,
+  answered by ``password_counted``);
 - a message for a user on no node is kept by the engine (``KeepMessage``),
   which checks the mailbox's cap and the sender's quota (``not_stored`` with why);
 - a message for a user on another node (``RelayMessage``) goes to that node's
@@ -24,18 +26,20 @@ is decided by the engine, atomically, and comes back as an event:
   after it relayed it to a live node; a message sent again (``retry``) goes
   through the engine (``resent``), which keeps it only if it knows not its ref.
 
-The node reaches ``ChatServer`` through its public seam alone: the four hooks
+The node reaches ``ChatServer`` through its public seam alone: the six hooks
 a single process runs too (``claim_login``: the engine decides a password's
 outcome, which ``Logins.conclude`` carries out as for one decided here;
 ``keep_away``: a message for a user not here is relayed or kept by the engine;
 ``resent``: a message sent again goes through the engine, which knows the refs
 of the messages it kept or relayed; ``release_login``: a session's end frees
-its login), and the public methods
+its login; ``count_password``: the engine counts a current password given to
+change it; ``password_changed``: a user's new password is published for every
+node), and the public methods
 of its parts (``sessions``, ``presence``, ``logins``, ``mail``, ``privates``,
 ``blocks``, ``door``). A private-chat request from another node is checked
 by ``PrivateChats.refusal``, as one from a user of this node.
 
-Effects beyond ``ChatServer``'s: ``ClaimLogin``, ``ReleaseLogin`` (a user
+Effects beyond ``ChatServer``'s: ``ClaimLogin``, ``CountPassword``, ``ReleaseLogin`` (a user
 left this node), ``Relay`` (an event for one node), ``RelayMessage`` (a
 message for a user of another node) and ``Publish`` (an event for all).
 Events between nodes, as dicts (``kind``):
@@ -51,7 +55,9 @@ Events between nodes, as dicts (``kind``):
   kept a message for a user of this node;
   ``kick`` (to, reason): the operator ends this user's session;
 - to all (``remote_*``): a login, a logout, a block or unblock, a lockout,
-  a broadcast, the operator's notice.
+  a broadcast, the operator's notice, a user's new password (``password``:
+  user, field; every node's logins need it from now, and the host writes it
+  into its own accounts file too, if that file does not hold it yet).
 
 The node's standing in the cluster is the host's (``reactor/cluster/host.py``):
 when it can no longer vouch for its logins it ends its sessions
@@ -71,6 +77,7 @@ from ..server.commands import State
 from ..server.effects import (
     ClaimLogin,
     Close,
+    CountPassword,
     KeepMessage,
     Publish,
     Relay,
@@ -174,6 +181,14 @@ class ClusterChatServer(ChatServer):
         self.mail.drop(s.user)
         return [ReleaseLogin(s.user)]
 
+    def count_password(self, conn: int, user: str, ok: bool, now: float) -> list[Step]:
+        """The engine counts it, for every node (a wrong one is answered with ``password_counted``)."""
+        return [CountPassword(conn, user, ok)]
+
+    def password_changed(self, user: str, field: str) -> list[Step]:
+        """Every other node takes the new password too (``remote_password``; its host writes its own file)."""
+        return [Publish({"kind": "password", "user": user, "field": field})]
+
     # -- the operator's commands: they reach a user on whatever node serves it ------------
 
     def kick(self, user: str, reason: str | None, now: float) -> list[ServerEffect]:
@@ -193,6 +208,27 @@ class ClusterChatServer(ChatServer):
 
     # -- logins ------------------------------------------------------------
 
+    def password_counted(self, conn: int, user: str, outcome: LoginOutcome, now: float, *,
+                         until: float | None = None) -> list[ServerEffect]:
+        """The engine's answer to ``CountPassword`` for a wrong current password: ``WRONG``, ``BLOCKED`` (locked
+        until ``until``, the host's clock), ``LOCKED`` (it was: nothing counted) or ``UNAVAILABLE``."""
+        self._lockout(user, outcome, until)
+        return self.presence.settle(self.changes.counted(conn, user, outcome, now))
+
+    def remote_password(self, user: str, field: str, now: float) -> list[ServerEffect]:
+        """``user`` changed their password on another node: its logins here need ``field`` from now."""
+        if not self.logins.set_password(user, field):
+            log.warning("%s changed their password on another node, but has no account here", user)
+        return []
+
+    def _lockout(self, user: str, outcome: LoginOutcome, until: float | None) -> None:
+        """The engine locked ``user`` (``BLOCKED``: just now, counted by this node, which heard the password that
+        locked it) or found it locked, until ``until``: this node's view has it too."""
+        if outcome in (LoginOutcome.BLOCKED, LoginOutcome.LOCKED) and until is not None:
+            self.logins.lock(user, until)
+        if outcome is LoginOutcome.BLOCKED:
+            self.counts.lockouts.passwords += 1
+
     def login_decided(self, conn: int | None, user: str, outcome: LoginOutcome, now: float, *,
                       until: float | None = None, mailbox: Iterable[StoredRecord] = ()) -> list[ServerEffect]:
         """The engine's answer to ``ClaimLogin``: ``until`` (a lockout's end, on the host's clock) for
@@ -202,10 +238,7 @@ class ClusterChatServer(ChatServer):
             c = None
         if outcome is LoginOutcome.WELCOME and (c is None or self.sessions.shut):
             return self.presence.settle([ReleaseLogin(user)])   # gone meanwhile: the login is not kept
-        if outcome in (LoginOutcome.BLOCKED, LoginOutcome.LOCKED) and until is not None:
-            self.logins.lock(user, until)
-        if outcome is LoginOutcome.BLOCKED:   # (counted by the node that heard the password that locked it)
-            self.counts.lockouts.passwords += 1
+        self._lockout(user, outcome, until)
         if c is None:
             return []
         if outcome is LoginOutcome.UNAVAILABLE:   # the engine was not reached, or would decide nothing now

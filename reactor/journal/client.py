@@ -198,10 +198,14 @@ class ClientRecorder:
             return
         login = any(type(e) is ToServer and e.frame.get("type") in _LOGIN_FRAMES for e in effects)
         gone = any(type(e) is Exit for e in effects)
+        # A line that answered a secret prompt (a password to change one's own) is a secret: the first line
+        # taken answered the prompt before this call, the others those of this call (if one was secret).
+        asked = any(type(e) is Prompt and e.secret for e in effects)
         for index in range(count):
             held = self._untaken.popleft()
             line = held.line or ""
-            secret = login and index == count - 1 or gone or self.live.user is None
+            secret = login and index == count - 1 or gone or self.live.user is None or (
+                self._secret if index == 0 else asked)
             held.args = [self._scrub.secret("line", line) if secret and line.strip() else
                          line if secret or self._scrub.texts else command_line(line, self._scrub)]
 

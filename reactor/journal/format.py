@@ -56,6 +56,8 @@ SERVER_OPS: dict[str, tuple[str, str]] = {
     "a": ("accounts_changed", "accounts (made-up passwords)"),
     "n": ("not_stored", "change, code"),
     "h": ("history_read", "conn, request (a ReadHistory), rows (sender, text scrubbed, sent)"),
+    "ph": ("password_hashed", "conn, the new field (a stand-in) or null"),
+    "pw": ("password_written", "conn, user, field (a stand-in), refusal or null"),
     "e": ("end_turn", ""),
     "s": ("shutdown", ""),
     # the operator's commands
@@ -74,6 +76,8 @@ SERVER_OPS: dict[str, tuple[str, str]] = {
     "rk": ("remote_locked", "user, until"),
     "rB": ("remote_broadcast", "sender, text"),
     "rr": ("relayed", "event"),
+    "pc": ("password_counted", "conn, user, outcome, until"),
+    "rP": ("remote_password", "user, field (a stand-in)"),
     "rA": ("remote_away", "user, text (scrubbed) or null (back)"),
     "rN": ("remote_notice", "text (scrubbed)"),
     "ra": ("relay_answered", "relay (a RelayMessage, its text scrubbed), answer"),

@@ -44,9 +44,15 @@ __all__ = ["placeholder", "Scrubber", "digest", "relay_digest", "count_of", "ren
 _KEEP = re.compile("[\x00-\x1f\x7f-\x9f]")   # control characters and tab: kept in place (reactor/text.py's rule)
 _FILL = {1: "x", 2: "\u00e9", 3: "\u3042", 4: "\U0001f600"}   # a printable character of each UTF-8 length
 HASH_PREFIX = "$scrypt$journal-"   # a made-up hash field: passwords.is_hashed says yes, nothing can match it
-TAGS = {"token": "tok", "cert": "cert", "certificate": "cert", "password": "pw"}   # secret field -> its stand-ins' tag
+# secret field -> its stand-ins' tag (``current``, ``new``: a password change's; ``field``: a new password's
+# hash field)
+TAGS = {"token": "tok", "cert": "cert", "certificate": "cert", "password": "pw", "current": "pw", "new": "pw",
+        "field": "hash"}
+# Fields never written, not even as a stand-in: ``expected``, the account's field a password change replaces
+# (the header's made-up accounts give a replay its own, alike).
+UNWRITTEN = frozenset({"expected"})
 SECRET_KEYS = frozenset(TAGS)   # the fields (of frames, events, effects) whose values are secrets
-_STANDIN = re.compile(r"(?:pw|tok|cert|user|line)-[0-9a-f]{16}")
+_STANDIN = re.compile(r"(?:pw|tok|cert|user|line|hash)-[0-9a-f]{16}")
 CERT_MARK = b"\x00journal-certificate\x00"   # how a made-up certificate (DER) begins
 
 
@@ -153,7 +159,7 @@ def _dumps(value: Any) -> str:
     return "".join(_encoder(value, 0))
 
 
-_SPECIAL = SECRET_KEYS | {"text"}   # fields rendered otherwise than as they are
+_SPECIAL = SECRET_KEYS | UNWRITTEN | {"text"}   # fields rendered otherwise than as they are
 _FIELDS: dict[type, tuple[str, ...]] = {}   # a dataclass -> its fields (a cache)
 
 
@@ -199,6 +205,8 @@ def _other(value: Any, scrubber: Scrubber, keep_texts: bool) -> Any:
 def _render_field(name: str, value: Any, scrubber: Scrubber, keep_texts: bool) -> Any:
     if name == "text" and type(value) is str and not keep_texts:
         return placeholder(value)   # (in a digest, always: a short text's CRC would give it away)
+    if name in UNWRITTEN:
+        return None
     if name in SECRET_KEYS:
         value = scrubber.secret(TAGS[name], value)
         return base64.b64encode(value).decode("ascii") if type(value) is bytes else value

@@ -66,7 +66,8 @@ RECORDED = frozenset({
     "password_checked", "accounts_changed", "not_stored", "end_turn", "shutdown",
     "take_ids", "login_decided", "cluster_lost", "resync", "remote_login", "remote_logout", "remote_block",
     "remote_locked", "remote_broadcast", "relayed", "relay_answered", "sessions_taken", "remote_notice",
-    "kick", "lock", "unlock", "notice", "history_read", "remote_away"})
+    "kick", "lock", "unlock", "notice", "history_read", "remote_away", "password_hashed", "password_written",
+    "password_counted", "remote_password"})
 
 
 class ServerRecorder:
@@ -270,6 +271,17 @@ class ServerRecorder:
         return self._line(t, "h", self.rules.history_read(conn, request, rows, t / 1e6), conn,
                           scrub.render(request, self._scrub), shown)
 
+    def password_hashed(self, conn: int, field: str | None, now: float) -> list[Any]:
+        t = micros(now)
+        return self._line(t, "ph", self.rules.password_hashed(conn, field, t / 1e6), conn,
+                          self._scrub.secret(scrub.TAGS["field"], field))
+
+    def password_written(self, conn: int, user: str, field: str, refusal: ErrorCode | None,
+                         now: float) -> list[Any]:
+        t = micros(now)
+        return self._line(t, "pw", self.rules.password_written(conn, user, field, refusal, t / 1e6), conn, user,
+                          self._scrub.secret(scrub.TAGS["field"], field), None if refusal is None else str(refusal))
+
     def end_turn(self, now: float) -> list[Any]:
         t = micros(now)
         return self._line(t, "e", self.rules.end_turn(t / 1e6))
@@ -346,6 +358,17 @@ class ServerRecorder:
     def remote_notice(self, text: str, now: float) -> list[Any]:
         t = micros(now)
         return self._line(t, "rN", self.rules.remote_notice(text, t / 1e6), self._scrub.text(text))
+
+    def password_counted(self, conn: int, user: str, outcome: Any, now: float, *,
+                         until: float | None = None) -> list[Any]:
+        t = micros(now)
+        return self._line(t, "pc", self.rules.password_counted(conn, user, outcome, t / 1e6, until=until), conn,
+                          user, str(outcome), until)
+
+    def remote_password(self, user: str, field: str, now: float) -> list[Any]:
+        t = micros(now)
+        return self._line(t, "rP", self.rules.remote_password(user, field, t / 1e6), user,
+                          self._scrub.secret(scrub.TAGS["field"], field))
 
     def remote_away(self, user: str, text: str | None) -> None:
         self.rules.remote_away(user, text)

@@ -125,10 +125,11 @@ class ServerTimeline:
             return f"conn {a[0]}: the engine decided {a[1]}'s login: {a[2]}"
         names = {"i": "ids from", "X": "cluster lost", "R": "resync with the engine", "rl": "remote login",
                  "ro": "remote logout", "rb": "remote block", "rk": "remote lockout", "rB": "remote broadcast from",
-                 "rr": "relayed", "rN": "remote notice", "rA": "remote away", "h": "history read for conn",
-                 "ra": "the engine answered a relay", "rt": "sessions taken",
-                 "ok": "the operator kicked", "oL": "the operator locked", "oU": "the operator unlocked",
-                 "oN": "the operator's notice"}
+                 "rr": "relayed", "rN": "remote notice", "ph": "new password hashed for conn",
+                 "pw": "password written for conn", "pc": "wrong current password counted for conn",
+                 "rP": "password changed on another node for", "rA": "remote away", "h": "history read for conn",
+                 "ra": "the engine answered a relay", "rt": "sessions taken", "ok": "the operator kicked",
+                 "oL": "the operator locked", "oU": "the operator unlocked", "oN": "the operator's notice"}
         if op in ("rl", "ro", "rk", "rB"):
             self._users.add(str(a[0]))
         shown = [str(v) for v in a if type(v) in (str, int, float, bool)]

@@ -33,10 +33,17 @@ The host carries out the effects of one event in order:
 - ``CheckPassword``: check this password against this hash (an account
   whose password field is a scrypt hash, ``reactor/server/passwords.py``): slow, so
   the host has it checked off the loop and calls ``password_checked(conn, ok,
-  now)`` with the answer (``ok`` None: it could not be checked).
+  now)`` with the answer (``ok`` None: it could not be checked);
+- ``HashPassword``: make a hash field of this new password, off the loop too;
+  the host answers ``password_hashed(conn, field, now)`` (None: it could not);
+- ``SetPassword``: write this account's new password field into the accounts
+  file (``reactor/server/accounts_file.py``), if its line still holds the
+  password checked; the host answers ``password_written(conn, user, field,
+  refusal, now)`` (``refusal`` None: the file holds it now).
 
-A cluster node's rules (``reactor/cluster/rules.py``) return five more, the
-``ClusterEffect``s: ``ClaimLogin``, ``ReleaseLogin``, ``Relay``, ``RelayMessage`` and ``Publish``.
+A cluster node's rules (``reactor/cluster/rules.py``) return six more, the
+``ClusterEffect``s: ``ClaimLogin``, ``CountPassword``, ``ReleaseLogin``, ``Relay``, ``RelayMessage`` and
+``Publish``.
 """
 from __future__ import annotations
 
@@ -52,9 +59,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Send", "SendBatch", "SendStored", "Close", "SetTimer", "CancelTimer", "KeepMessage", "ForgetMessages",
            "AddBlock", "RemoveBlock", "ForgetHistory", "Remember", "NoteSession", "ReadHistory",
-           "WhenWritable", "LoggedIn", "LoginFailed", "CheckPassword", "StoreChange",
+           "WhenWritable", "LoggedIn", "LoginFailed", "CheckPassword", "HashPassword", "SetPassword", "StoreChange",
            "STORE_CHANGES", "HistoryNote", "HistoryRow",
-           "ServerEffect", "SERVER_EFFECTS", "ClaimLogin", "ReleaseLogin", "Relay", "RelayMessage",
+           "ServerEffect", "SERVER_EFFECTS", "ClaimLogin", "CountPassword", "ReleaseLogin", "Relay", "RelayMessage",
            "Publish", "ClusterEffect", "CLUSTER_EFFECTS", "PresenceNote", "Step", "error", "reply", "bye"]
 
 
@@ -218,11 +225,39 @@ class CheckPassword:
 
 
 @dataclass(frozen=True, slots=True)
+class HashPassword:
+    """Make a hash field of the new ``password`` the user on ``conn`` chose, off the loop; answer with
+    ``password_hashed``."""
+    conn: int
+    password: str = dataclass_field(repr=False)   # never in a log line
+
+
+@dataclass(frozen=True, slots=True)
+class SetPassword:
+    """Write ``field`` as ``user``'s password in the accounts file if its line still holds ``expected`` (the
+    password the user's current one was checked against); answer with ``password_written`` for ``conn``."""
+    conn: int
+    user: str
+    field: str
+    expected: str = dataclass_field(repr=False)   # (a plain password, for an account that had one)
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimLogin:
     """Cluster mode: the password given for ``user`` on ``conn`` (None: gone since) was right (``ok``) or
     wrong; the engine decides the rest for every node at once (the count of wrong ones, the lockout, the one
     login per user) and the host answers with ``login_decided``."""
     conn: int | None
+    user: str
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CountPassword:
+    """Cluster mode: the current password ``user`` gave on ``conn`` to change it was right (``ok``) or wrong; the
+    engine counts it as a login's for every node (a wrong one toward the lockout, a right one ends the count).
+    A wrong one is answered with ``password_counted``; a right one needs no answer."""
+    conn: int
     user: str
     ok: bool
 
@@ -263,18 +298,19 @@ class Publish:
 
 
 # What only a cluster node's logic returns besides.
-ClusterEffect = ClaimLogin | ReleaseLogin | Relay | RelayMessage | Publish
-CLUSTER_EFFECTS: tuple[type[ClusterEffect], ...] = (ClaimLogin, ReleaseLogin, Relay, RelayMessage, Publish)
+ClusterEffect = ClaimLogin | CountPassword | ReleaseLogin | Relay | RelayMessage | Publish
+CLUSTER_EFFECTS: tuple[type[ClusterEffect], ...] = (ClaimLogin, CountPassword, ReleaseLogin, Relay, RelayMessage,
+                                                    Publish)
 StoreChange = KeepMessage | ForgetMessages | AddBlock | RemoveBlock | ForgetHistory   # durable; the store takes these
 STORE_CHANGES: tuple[type[StoreChange], ...] = (KeepMessage, ForgetMessages, AddBlock, RemoveBlock, ForgetHistory)
 HistoryNote = Remember | NoteSession   # history the durability writes with the turn's changes, unwaited for
 HistoryRow = tuple[str, str, "float | None"]   # a message of a history as read: sender, text, sent
 ServerEffect = (Send | SendBatch | SendStored | Close | SetTimer | CancelTimer | KeepMessage | ForgetMessages
                 | AddBlock | RemoveBlock | ForgetHistory | Remember | NoteSession | ReadHistory | WhenWritable
-                | LoggedIn | LoginFailed | CheckPassword)   # what ChatServer's methods return
+                | LoggedIn | LoginFailed | CheckPassword | HashPassword | SetPassword)   # what ChatServer returns
 SERVER_EFFECTS: tuple[type[ServerEffect], ...] = (Send, SendBatch, SendStored, Close, SetTimer, CancelTimer,
                                                   *STORE_CHANGES, Remember, NoteSession, ReadHistory, WhenWritable,
-                                                  LoggedIn, LoginFailed, CheckPassword)
+                                                  LoggedIn, LoginFailed, CheckPassword, HashPassword, SetPassword)
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,13 @@ if they die, spoken to through socket pairs on the same loop. An answer goes to
 the logic's ``password_checked``; a check that cannot be done (no helper, too
 many waiting) is answered None, which the client hears as ``try_again``.
 
+A user's new password (``HashPassword``) is hashed by the same helpers, and
+written (``SetPassword``) into the accounts file by the host's ``AccountsFile``
+(``reactor/server/accounts_file.py``), on the loop (a few milliseconds and two
+syncs, once per change); the logic hears how it went (``password_written``),
+and the operator reads it in the log. A host given no accounts file cannot
+write one: every change is answered ``password_unchangeable``.
+
 The host counts, for the metrics, what only it sees (``logic.counts``, the
 rules' own counts, ``reactor/ops/catalog.py``): connections turned away, TLS
 handshakes and their failures, messages the durability kept, and the bytes its
@@ -72,6 +79,7 @@ from ..loop import EventLoop, NamedTimers, TimerHandle
 from ..protocol import ErrorCode
 from ..stream import MAX_OUTPUT, RECV_SIZE, Listener, Stream, Traffic, listen
 from ..tls import TLSStream
+from .accounts_file import AccountsFile, Rewrite
 from .durability import Durability, StoreDurability, TransactionalStore, with_texts
 from .effects import (
     STORE_CHANGES,
@@ -81,6 +89,7 @@ from .effects import (
     Close,
     ForgetHistory,
     ForgetMessages,
+    HashPassword,
     HistoryNote,
     HistoryRow,
     KeepMessage,
@@ -94,6 +103,7 @@ from .effects import (
     SendBatch,
     SendStored,
     ServerEffect,
+    SetPassword,
     SetTimer,
     StoreChange,
     WhenWritable,
@@ -121,6 +131,10 @@ _BUSY = encode(error(ErrorCode.BUSY))
 _REFUSED = {"too_many_strangers": "refused (busy)", "too_many_from_address": "refused (busy)",
             "too_many_handshakes": "refused (TLS handshakes)"}
 TLS_REQUIRED = encode(error(ErrorCode.TLS_REQUIRED))   # what a plaintext client hears on the TLS port
+# What the user hears of a password the accounts file does not hold (None: it holds it now).
+PASSWORD_REFUSALS: dict[Rewrite, ErrorCode | None] = {
+    Rewrite.WRITTEN: None, Rewrite.UNCHANGED: None, Rewrite.UNWRITABLE: ErrorCode.PASSWORD_UNCHANGEABLE,
+    Rewrite.CHANGED: ErrorCode.ACCOUNT_CHANGED, Rewrite.FAILED: ErrorCode.PASSWORD_NOT_CHANGED}
 
 
 class FailureLog:
@@ -202,15 +216,16 @@ class ServerHost:
     CARRY_OUT: dict[type, str] = {
         Send: "_send", SendBatch: "_send", Close: "_send", WhenWritable: "_send", SendStored: "_send_stored",
         SetTimer: "_set_timer", CancelTimer: "_cancel_timer", LoggedIn: "_logged_in", LoginFailed: "_login_failed",
-        CheckPassword: "_check_password", KeepMessage: "_change", ForgetMessages: "_change", AddBlock: "_change",
-        RemoveBlock: "_change", ForgetHistory: "_change", Remember: "_remember", NoteSession: "_remember",
-        ReadHistory: "_read_history"}
+        CheckPassword: "_check_password", HashPassword: "_hash_password", SetPassword: "_set_password",
+        KeepMessage: "_change", ForgetMessages: "_change", AddBlock: "_change", RemoveBlock: "_change",
+        ForgetHistory: "_change", Remember: "_remember", NoteSession: "_remember", ReadHistory: "_read_history"}
 
     def __init__(self, loop: EventLoop, logic: ChatServer, store: TransactionalStore | None = None, *,
                  durability: Durability | None = None, max_strangers: int = MAX_STRANGERS,
                  max_strangers_per_address: int = MAX_STRANGERS_PER_ADDRESS,
                  failure_log_interval: float = FAILURE_LOG_INTERVAL, tls: ssl.SSLContext | None = None,
                  verifier_command: list[str] | None = None, password_helpers: int | None = None,
+                 accounts_file: AccountsFile | None = None,
                  handshake_rate: float | None = HANDSHAKE_RATE, history_days: float | None = None) -> None:
         """``history_days``: how long history is kept (0: none; what a state file keeps is dropped), trimmed
         every ``HISTORY_TRIM_EVERY``; None: never trimmed here."""
@@ -248,7 +263,8 @@ class ServerHost:
         self._quiet_until = 0.0                    # no presence told before this (see _end_turn)
         self._wake: TimerHandle | None = None
         self.verifier = Verifier(loop, self._password_checked, command=verifier_command,   # checks hashed passwords
-                                 helpers=password_helpers)
+                                 on_hashed=self._password_hashed, helpers=password_helpers)
+        self.accounts_file = accounts_file   # where a user's new password is written (None: nowhere)
         self._carry_out: dict[type, Callable[[Any], None]] = {
             kind: getattr(self, name) for kind, name in self.CARRY_OUT.items()}
         loop.add_before_sleep(self._end_turn)   # first: its notices may wait for the commit
@@ -425,6 +441,10 @@ class ServerHost:
         """The verifier's answer to a ``CheckPassword`` (None: it could not check)."""
         self._apply(self._logic.password_checked(conn, ok, self._loop.time()))
 
+    def _password_hashed(self, conn: int, field: str | None) -> None:
+        """The verifier's answer to a ``HashPassword`` (None: it could not hash)."""
+        self._apply(self._logic.password_hashed(conn, field, self._loop.time()))
+
     def _writable(self, stream: Stream) -> None:
         """The stream asked for in a WhenWritable has room for more."""
         self._apply(self._logic.writable(stream.tag, self._loop.time()))
@@ -483,6 +503,37 @@ class ServerHost:
         before = time.time() - self._history_days * DAY if self._history_days else math.inf
         more = self.durability.trim_history(before)
         self._trim_timer = self._loop.call_later(0 if more else HISTORY_TRIM_EVERY, self._trim_history)
+
+    def _hash_password(self, effect: HashPassword) -> None:
+        self.verifier.hash(effect.conn, effect.password)
+
+    def _set_password(self, effect: SetPassword) -> None:
+        """Write the new password into the accounts file now; the logic hears how it went in a callback of its
+        own (as it hears of a check)."""
+        outcome = self.write_password(effect.user, effect.field, effect.expected)
+        self._loop.call_soon(self._password_written, effect, PASSWORD_REFUSALS[outcome])
+
+    def _password_written(self, effect: SetPassword, refusal: ErrorCode | None) -> None:
+        self._apply(self._logic.password_written(effect.conn, effect.user, effect.field, refusal, self._loop.time()))
+
+    def write_password(self, user: str, field: str, expected: str | None) -> Rewrite:
+        """Write ``field`` as ``user``'s password in the accounts file (if its line holds ``expected``; None: whatever
+        it holds) and log how it went, for the operator (never quoting a password)."""
+        file = self.accounts_file
+        if file is None:
+            log.error("%s's password not changed: this server was given no accounts file to write", user)
+            return Rewrite.UNWRITABLE
+        result = file.set_password(user, field, expected)
+        outcome, extra = result.outcome, {"user": user, "reason": result.outcome.value}
+        if outcome is Rewrite.WRITTEN:
+            log.info("%s's new password written to %s", user, file.path, extra=extra)
+        elif outcome is Rewrite.UNWRITABLE:
+            log.error("%s's password not changed: the accounts file %s cannot be written: %s (the server changes "
+                      "only a file it owns and may write; --no-password-change turns the command off)",
+                      user, file.path, result.why, extra=extra)
+        elif outcome is not Rewrite.UNCHANGED:
+            log.warning("%s's password not changed in %s: %s", user, file.path, result.why, extra=extra)
+        return outcome
 
     def _change(self, change: StoreChange) -> None:
         """To the durability; it, and what follows, wait until the durability has answered for it."""

@@ -13,6 +13,7 @@ the owner of its state (``reactor/server/``):
   welcomed, spends its budget of bad frames, times out and leaves;
 - ``logins.py``: the accounts, the handshake, wrong passwords and lockouts,
   the queue of passwords being checked, and what a password's outcome means;
+  ``password_change.py``: a user's change of their own password;
 - ``presence.py``: who came and went, told to everyone in as few frames as
   order allows (``end_turn``);
 - ``limits.py``: each user's token bucket and quota;
@@ -23,12 +24,13 @@ the owner of its state (``reactor/server/``):
   durability's), and the reads on their way; ``away.py``: who is away;
 - ``commands.py``: how each client frame is declared (its fields and states).
 
-A cluster node (``reactor/cluster/rules.py``) is a ``ChatServer`` whose four
+A cluster node (``reactor/cluster/rules.py``) is a ``ChatServer`` whose six
 hooks decide otherwise what a single process decides alone: ``claim_login``
 (a password's outcome), ``keep_away`` (a message for a user not here),
-``resent`` (a message sent again: was it kept before?) and ``release_login``
-(a session ended). The single process calls the very same hooks; it has no
-other seam.
+``resent`` (a message sent again: was it kept before?), ``release_login`` (a
+session ended), ``count_password`` (a current password given to change it) and
+``password_changed`` (a user's new password, for the other nodes). The single
+process calls the very same hooks; it has no other seam.
 """
 from __future__ import annotations
 
@@ -62,6 +64,7 @@ from .history import History
 from .limits import BURST, RATE, SENDER_QUOTA, Limits
 from .logins import Logins
 from .mail import QUEUE_CAP, Mail, OfflineRow
+from .password_change import PasswordChanges
 from .presence import Presence
 from .privates import TOKEN_TTL, PrivateChats, new_token
 from .sessions import Conn, Session, Sessions
@@ -90,7 +93,7 @@ class ChatServer:
                  wall_offset: float | None = None,
                  rate: float | None = RATE, burst: int = BURST,
                  sender_quota: int | None = SENDER_QUOTA, counts: ChatCounts | None = None,
-                 history: bool = False) -> None:
+                 history: bool = False, password_changes: bool = True) -> None:
         """``blocks``: (blocker, blocked) pairs; ``offline``: the stored messages as (id, to, sender, size,
         chars, sent): their texts' UTF-8 bytes and characters (the texts stay in the host's store), and
         when they were sent (or None).
@@ -108,6 +111,7 @@ class ChatServer:
 
         ``history``: this server keeps history (``--history-days`` more than 0): relayed messages, broadcasts and
         sessions are noted for the durability (``Remember``, ``NoteSession``), and ``history`` reads it.
+        ``password_changes``: whether users may change their own password (``--no-password-change``: no).
         """
         self.counts = counts = counts if counts is not None else ChatCounts()
         self.sessions = sessions = Sessions()
@@ -128,8 +132,10 @@ class ChatServer:
         chat = ChatCommands(sessions, self.blocks, self.limits, self.mail, self.privates, self.door,
                             accounts, max_text=max_text, away=self.keep_away, resent=self.resent,
                             counts=counts, absent=self.away, remember=history)
+        self.changes = PasswordChanges(sessions, self.logins, self.door, count=self.count_password,
+                                       changed=self.password_changed, enabled=password_changes)
         self._commands: dict[str, Command] = bind(self.logins, chat, self.mail, self.privates, self.history,
-                                                  self.away)
+                                                  self.away, self.changes)
         assert self._commands.keys() == CLIENT_FRAMES, "each frame a client may send has one handler"
         # Held here for every frame (the hot path): the parts' own dict and method, not a copy.
         self._conns = sessions.conns
@@ -295,8 +301,21 @@ class ChatServer:
 
     def password_checked(self, conn: int, ok: bool | None, now: float) -> list[ServerEffect]:
         """The answer to ``CheckPassword`` for ``conn``: whether the password matched (None: it could not be
-        checked); then the passwords waiting for the same account, in order, until one needs checking."""
+        checked); then the passwords waiting for the same account, in order, until one needs checking. (Or
+        the current password of a change on ``conn``: its change goes on.)"""
+        if self.changes.checking(conn):
+            return self._settle(self.changes.checked(conn, ok, now))
         return self._settle(self.logins.password_checked(conn, ok, now))
+
+    def password_hashed(self, conn: int, field: str | None, now: float) -> list[ServerEffect]:
+        """The answer to ``HashPassword`` for ``conn``: the new password's hash field (None: it could not be made)."""
+        return self._settle(self.changes.hashed(conn, field, now))
+
+    def password_written(self, conn: int, user: str, field: str, refusal: ErrorCode | None,
+                         now: float) -> list[ServerEffect]:
+        """The answer to ``SetPassword``: the accounts file holds ``field`` as ``user``'s password now
+        (``refusal`` None: in force from now), or why not, as the code the user is answered."""
+        return self._settle(self.changes.written(conn, user, field, refusal, now))
 
     def accounts_changed(self, accounts: dict[str, str], now: float) -> list[ServerEffect]:
         """The accounts file was read again: new accounts can log in, a changed password counts from the
@@ -421,4 +440,16 @@ class ChatServer:
 
     def release_login(self, s: Session) -> list[Step]:
         """``s``'s session here ended (its user is logged out): nothing more to do in a single process."""
+        return []
+
+    def count_password(self, conn: int, user: str, ok: bool, now: float) -> list[Step]:
+        """The current password ``user`` gave on ``conn`` to change it was right (``ok``: the count of wrong ones
+        ends) or wrong: counted here as a login's (``Logins.count_wrong``), and the change told."""
+        if ok:
+            self.logins.forget_failures(user)
+            return []
+        return self.changes.counted(conn, user, self.logins.count_wrong(conn, user, now), now)
+
+    def password_changed(self, user: str, field: str) -> list[Step]:
+        """``user``'s password is ``field`` now, in the accounts file and here: nobody else to tell here."""
         return []
