@@ -437,6 +437,19 @@ def test_every_input_method_of_the_rules_is_recorded():
     assert RECORDED <= every and all(callable(getattr(ServerRecorder, name)) for name in RECORDED)
 
 
+def test_each_recorded_method_takes_what_the_rules_method_takes():
+    """A host calls the recorder as it calls the rules: the same parameters, by name and kind."""
+    for cls in (ChatServer, ClusterChatServer):
+        for name in sorted(RECORDED):
+            method = getattr(cls, name, None)
+            if method is None:
+                continue
+            ours = inspect.signature(getattr(ServerRecorder, name)).parameters
+            theirs = inspect.signature(method).parameters
+            assert [(p.name, p.kind) for p in ours.values() if not p.name.startswith("_")] == \
+                [(p.name, p.kind) for p in theirs.values() if not p.name.startswith("_")], (cls.__name__, name)
+
+
 def test_the_hosts_reach_the_rules_only_through_recorded_methods_and_views():
     called = set()
     for path in ("reactor/server/host.py", "reactor/cluster/host.py", "reactor/cluster/keeping.py"):

@@ -69,7 +69,7 @@ SERVER_OPS: dict[str, tuple[str, str]] = {
     "i": ("take_ids", "first"),
     "L": ("login_decided", "conn, user, outcome, until, mailbox"),
     "X": ("cluster_lost", ""),
-    "R": ("resync", "online, last_logout, blocks, locks, node"),
+    "R": ("resync", "online, last_logout, blocks, locks, node, away (texts scrubbed)"),
     "rl": ("remote_login", "user, node"),
     "ro": ("remote_logout", "user, node, at"),
     "rb": ("remote_block", "blocker, blocked, on"),

@@ -329,11 +329,13 @@ class ServerRecorder:
         return self._line(t, "X", self.rules.cluster_lost(t / 1e6))
 
     def resync(self, online: dict[str, str], last_logout: dict[str, float], blocks: Iterable[tuple[str, str]],
-               locks: dict[str, float], node: str, now: float) -> list[Any]:
+               locks: dict[str, float], node: str, now: float, away: dict[str, str] | None = None) -> list[Any]:
         t = micros(now)
         pairs = [list(pair) for pair in blocks]
-        effects = self.rules.resync(online, last_logout, [(a, b) for a, b in pairs], locks, node, t / 1e6)
-        return self._line(t, "R", effects, online, last_logout, pairs, locks, node)
+        effects = self.rules.resync(online, last_logout, [(a, b) for a, b in pairs], locks, node, t / 1e6,
+                                    away=away)
+        shown = None if away is None else {user: self._scrub.text(text) for user, text in away.items()}
+        return self._line(t, "R", effects, online, last_logout, pairs, locks, node, shown)
 
     def remote_login(self, user: str, node: str, now: float) -> list[Any]:
         t = micros(now)
