@@ -138,7 +138,7 @@ class Fake:
             self.failures.pop(user, None)
             for name, logic in self.others(node):
                 self.apply(name, logic.remote_login(user, node, now))
-            mailbox = [(mid, r["from"], r["size"], r["chars"], r["sent"])
+            mailbox = [(mid, r["from"], r["size"], r["chars"], r["sent"], r.get("ref"))
                        for mid, r in sorted(self.kept.items()) if r["to"] == user]
         self.answer(node, claim, outcome, until, mailbox)
 
@@ -510,6 +510,7 @@ def test_a_retry_to_a_user_who_got_the_first_sending_is_not_delivered_again(fake
     assert hans.do(ref_msg("yoda", "once", "r.1", True)) == []   # taken: the pong says so
     assert yoda.take() == []
     yoda.do({"type": "ack", "ids": [first["id"]]})
+    assert hans.take() == [{"type": "read", "by": "yoda", "refs": ["r.1"]}]   # shown: its receipt, once
     assert hans.do(ref_msg("yoda", "once", "r.1", True)) == []   # remembered after the acknowledgement too
     assert yoda.take() == [] and fake.kept == {}
 
@@ -884,7 +885,7 @@ def test_welcome_brings_the_mailbox(fake):
     client, claim = claimed(fake, "a", "yoda", ACCOUNTS["yoda"])
     assert claim.ok
     fake.kept[7] = {"to": "yoda", "from": "hans", "text": "kept for you", "sent": 123.0, "size": 12, "chars": 12}
-    fake.answer("a", claim, LoginOutcome.WELCOME, mailbox=[(7, "hans", 12, 12, 123.0)])
+    fake.answer("a", claim, LoginOutcome.WELCOME, mailbox=[(7, "hans", 12, 12, 123.0, None)])
     assert client.take() == [{"type": "welcome", "user": "yoda"}, msg("hans", "kept for you", id=7, sent=123.0)]
 
 

@@ -85,6 +85,7 @@ from ..server.effects import (
 )
 from ..server.logins import LoginOutcome
 from ..server.mail import stored_frame
+from ..server.receipts import hand
 from ..server.rules import ChatServer
 from ..server.sessions import Conn, Remote, Session, route
 
@@ -92,7 +93,8 @@ __all__ = ["ClusterChatServer", "LoginOutcome", "StoredRecord"]
 
 log = logging.getLogger(__name__)
 
-StoredRecord = tuple[int, str, int, int, "float | None"]   # a kept message: id, sender, UTF-8 bytes, characters, sent
+StoredRecord = tuple[int, str, int, int, "float | None", "str | None"]   # a kept message: id, sender, UTF-8 bytes,
+#                                                                          characters, sent, ref
 _MESSAGE = FrameType.MESSAGE.value   # (a plain str, as in reactor/server/chat.py: messages are the hot path)
 _DELIVERED = "delivered"   # a relayed message's fate (``taken``): its node took it; else "stored" or a code
 _STORED = "stored"
@@ -317,7 +319,7 @@ class ClusterChatServer(ChatServer):
                 effects = self._remote_request(event["from"], event["to"], event.get("cert"))
             elif kind == "stored":
                 effects = self._take_stored(event["to"], (int(event["id"]), event["from"], int(event["size"]),
-                                                          int(event["chars"]), event.get("sent")))
+                                                          int(event["chars"]), event.get("sent"), _ref_of(event)))
             elif kind == "kick":
                 reason = event.get("reason")
                 return super().kick(event["to"], reason if type(reason) is str else None, now)
@@ -342,8 +344,11 @@ class ClusterChatServer(ChatServer):
         s = self.sessions.online.get(to)
         if s is not None and not s.mailbox:
             self.counts.messages_relayed += 1   # (by the recipient's node: the sender's relayed it to this one)
-            return [Send((s.id,), {"type": _MESSAGE, "from": sender, "text": text}),
-                    *self._tell(origin, to, sender, _DELIVERED, ref)]
+            frame = {"type": _MESSAGE, "from": sender, "text": text}
+            if ref is not None and s.unread is not None:   # its client says what it shows: the sender hears it
+                hand(s.unread, ref, sender)
+                frame["ref"] = ref
+            return [Send((s.id,), frame), *self._tell(origin, to, sender, _DELIVERED, ref)]
         mail = self.mail
         mid = mail.new_id()
         if type(sent) is not float and type(sent) is not int:

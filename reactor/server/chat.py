@@ -12,7 +12,9 @@ sends a message again (``retry``) with the same ref when it was not confirmed.
 Such a message goes first to the ``resent`` hook, which answers it if it was
 kept before (here, ``Mail.again``; a cluster node asks the engine), so that
 nothing is kept or delivered twice. Only a retry is asked about on the way to a
-user online: the relay of a first sending checks nothing.
+user online: the relay of a first sending checks nothing. A user online whose
+client sends receipts is handed the message with its ref, which its session
+remembers until the client says it showed it (``receipts.py``).
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from .limits import Limits, cost
 from .mail import Mail
 from .pages import users_frames
 from .privates import PrivateChats
+from .receipts import UNREAD_CAP
 from .sessions import Conn, Session, Sessions
 
 __all__ = ["ChatCommands", "Away", "Resent"]
@@ -125,11 +128,23 @@ class ChatCommands:
         if target is not None:
             mailbox = target.mailbox
             if not mailbox:
+                unread = target.unread   # (None: its client sends no receipts, and the ref is not read)
+                ref = frame.get("ref") if unread is not None else None
+                if ref is not None:
+                    problem = _ref_problem(ref)
+                    if problem is not None:
+                        return self._door.bad(s.conn, problem, now)
                 refusal = self._spend(s.id, sender, tokens, "message", now)
                 if refusal:
                     return refusal
                 self._counts.messages_relayed += 1
-                return [Send((target.id,), {"type": _MESSAGE, "from": sender, "text": text})]
+                if ref is None or unread is None:
+                    return [Send((target.id,), {"type": _MESSAGE, "from": sender, "text": text})]
+                # Handed with its ref, remembered until the client says it showed it (receipts.hand, inline).
+                if len(unread) >= UNREAD_CAP:
+                    del unread[next(iter(unread))]
+                unread.setdefault(ref, sender)
+                return [Send((target.id,), {"type": _MESSAGE, "from": sender, "text": text, "ref": ref})]
         ref = frame.get("ref")
         if ref is not None:   # to be kept, or relayed by a cluster node: with its ref
             problem = _ref_problem(ref)

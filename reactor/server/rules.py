@@ -17,6 +17,7 @@ the owner of its state (``reactor/server/``):
   order allows (``end_turn``);
 - ``limits.py``: each user's token bucket and quota;
 - ``mail.py``: the stored messages and each session's cursor through its own;
+- ``receipts.py``: which messages a recipient's client showed, told to their senders (``read``);
 - ``privates.py``: private-chat requests and their tokens;
 - ``blocks.py``: who blocked whom; ``chat.py``: the commands of a logged-in user;
 - ``commands.py``: how each client frame is declared (its fields and states).
@@ -57,6 +58,7 @@ from .logins import Logins
 from .mail import QUEUE_CAP, Mail, OfflineRow
 from .presence import Presence
 from .privates import TOKEN_TTL, PrivateChats, new_token
+from .receipts import Receipts
 from .sessions import Conn, Session, Sessions
 
 __all__ = ["ChatServer"]
@@ -114,7 +116,7 @@ class ChatServer:
         chat = ChatCommands(sessions, self.blocks, self.limits, self.mail, self.privates, self.door,
                             accounts, max_text=max_text, away=self.keep_away, resent=self.resent,
                             counts=counts)
-        self._commands: dict[str, Command] = bind(self.logins, chat, self.mail, self.privates)
+        self._commands: dict[str, Command] = bind(self.logins, chat, self.mail, self.privates, Receipts(sessions))
         assert self._commands.keys() == CLIENT_FRAMES, "each frame a client may send has one handler"
         # Held here for every frame (the hot path): the parts' own dict and method, not a copy.
         self._conns = sessions.conns

@@ -21,7 +21,8 @@ __all__ = ["Conn", "Session", "Remote", "Party", "Sessions", "route", "with_cert
 class Conn:
     """One connection: its login progress and, once logged in, its ``session``."""
 
-    __slots__ = ("id", "address", "state", "claimed", "bad", "deadline", "listen", "cert", "version", "session")
+    __slots__ = ("id", "address", "state", "claimed", "bad", "deadline", "listen", "cert", "version", "receipts",
+                 "session")
 
     def __init__(self, conn: int, address: str, deadline: float) -> None:
         self.id = conn
@@ -33,13 +34,15 @@ class Conn:
         self.listen: tuple[str, int] | None = None   # where the client accepts peers: its address, its port
         self.cert: str | None = None          # its private-chat certificate (TLS mode), relayed to its peers
         self.version = PROTOCOL_VERSION       # the protocol version its hello said
+        self.receipts = False                 # its hello said it answers ``shown`` for the live messages it shows
         self.session: Session | None = None   # set once logged in
 
 
 class Session:
     """The logged-in part of a connection: whose it is and what it is owed."""
 
-    __slots__ = ("conn", "id", "user", "since", "last_active", "requests", "mailbox", "pongs", "version", "seen")
+    __slots__ = ("conn", "id", "user", "since", "last_active", "requests", "mailbox", "pongs", "version", "seen",
+                 "unread")
 
     def __init__(self, conn: Conn, user: str, now: float, seen: int) -> None:
         self.conn = conn
@@ -55,6 +58,9 @@ class Session:
         self.pongs = 0                        # pings answered once the mailbox is out
         self.version = conn.version           # the protocol version its hello said
         self.seen = seen                      # presence changes logged before this one it has been told of
+        # The refs of the live messages handed to it that its client has not said it showed (``shown``) -> their
+        # senders, oldest first, at most UNREAD_CAP (reactor/server/receipts.py); None: its client does not say.
+        self.unread: dict[str, str] | None = {} if conn.receipts else None
 
 
 class Remote:
