@@ -6,7 +6,7 @@ import pytest
 
 from reactor.client.effects import Print, SetTimer, ToServer
 from reactor.client.receipts import READ_WAIT, RECEIPTS_KEPT, start_of
-from reactor.client.rules import ChatClient
+from reactor.client.rules import SHOWN_DELAY, ChatClient
 from tests.support import NONCE, PONG, error, frames, logged_in
 
 REF = f"{NONCE}.1"
@@ -133,18 +133,21 @@ def test_a_message_is_named_by_the_start_of_its_text(text, start):
     assert start_of(text) == start
 
 
-def test_live_messages_shown_are_said_shown_with_the_ack_in_one_frame():
+def test_live_messages_shown_are_said_shown_a_second_later_or_with_the_ack_in_one_frame():
     c = logged_in(receipts="quiet")
     effects = c.server_frame({"type": "message", "from": "hans", "text": "hi", "ref": "h.1"}, 5.0)
-    assert effects == [SetTimer(("ack",), 5.0), Print("hans: hi")]
+    assert effects == [SetTimer(("shown",), 5.0 + SHOWN_DELAY), Print("hans: hi")]
     c.server_frame({"type": "message", "from": "luke", "text": "yo", "ref": "l.1"}, 5.0)
-    c.server_frame({"type": "message", "from": "hans", "text": "kept", "id": 4}, 5.0)
+    assert c.server_frame({"type": "message", "from": "hans", "text": "kept", "id": 4}, 5.0)[0] == SetTimer(
+        ("ack",), 5.0)
     c.server_frame({"type": "message", "from": "hans", "text": "no ref"}, 5.0)
     c.server_frame({"type": "message", "from": "hans", "text": "all", "ref": "h.2", "broadcast": True}, 5.0)
     assert c.timer_fired(("ack",), 5.0) == [ToServer({"type": "ack", "ids": [4]}),
                                             ToServer({"type": "shown", "refs": ["h.1", "l.1", "h.2"]})]
-    c.server_frame({"type": "message", "from": "hans", "text": "again", "ref": "h.3"}, 6.0)
-    assert c.timer_fired(("ack",), 6.0) == [ToServer({"type": "shown", "refs": ["h.3"]})]
+    assert c.timer_fired(("shown",), 5.0 + SHOWN_DELAY) == []   # (said with the ack)
+    assert c.server_frame({"type": "message", "from": "hans", "text": "again", "ref": "h.3"}, 6.0) == [
+        SetTimer(("shown",), 6.0 + SHOWN_DELAY), Print("hans: again")]
+    assert c.timer_fired(("shown",), 6.0 + SHOWN_DELAY) == [ToServer({"type": "shown", "refs": ["h.3"]})]
 
 
 def test_saying_shown_is_not_the_users_activity():
@@ -158,7 +161,7 @@ def test_saying_shown_is_not_the_users_activity():
     c.server_frame({"type": "welcome", "user": "yoda"}, 0.0)   # the login is the last activity: warned at 50
     c.server_frame(PONG, 0.0)
     c.server_frame({"type": "message", "from": "hans", "text": "hi", "ref": "h.1"}, 40.0)
-    assert c.timer_fired(("ack",), 40.0) == [ToServer({"type": "shown", "refs": ["h.1"]})]
+    assert c.timer_fired(("shown",), 41.0) == [ToServer({"type": "shown", "refs": ["h.1"]})]
     assert prints(c.timer_fired(("idle",), 50.0)) == ["You will be logged out in 10 s for inactivity"]
 
 
@@ -166,7 +169,7 @@ def test_many_live_messages_are_said_shown_in_pages():
     c = logged_in(receipts="quiet")
     for n in range(1200):
         c.server_frame({"type": "message", "from": "hans", "text": "hi", "ref": f"h.{n}"}, 5.0)
-    said = frames(c.timer_fired(("ack",), 5.0))
+    said = frames(c.timer_fired(("shown",), 5.0 + SHOWN_DELAY))
     assert [len(f["refs"]) for f in said] == [500, 500, 200]
     assert [ref for f in said for ref in f["refs"]] == [f"h.{n}" for n in range(1200)]
 

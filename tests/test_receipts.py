@@ -6,7 +6,7 @@ test_client_receipts.py; a cluster's: test_cluster_server.py; the real processes
 import pytest
 
 from reactor.server.effects import ForgetMessages, KeepMessage, Send
-from reactor.server.receipts import READ_PAGE, UNREAD_CAP
+from reactor.server.receipts import GENERATION, READ_PAGE, UNREAD_CAP
 from tests.support import World, big_mailbox, deliver_all, error
 
 
@@ -121,14 +121,21 @@ def test_the_receipts_of_a_big_mailbox_come_in_pages():
         [f"h.{i}" for i in range(1, READ_PAGE + 1)], [f"h.{i}" for i in range(READ_PAGE + 1, count + 1)]]
 
 
-def test_what_a_session_remembers_is_bounded_and_the_oldest_is_forgotten_first(hy):
-    for i in range(UNREAD_CAP + 5):
+def test_what_a_session_remembers_is_bounded_and_the_oldest_are_forgotten_first(hy):
+    """A client that never says shown (or a flood of messages to it): at most UNREAD_CAP refs, the newest
+    GENERATION (half) always among them."""
+    sizes = []
+    for i in range(4 * UNREAD_CAP):
         hy.send("hans", ref_msg("yoda", "hi", f"h.{i}"))
-    unread = hy.s.sessions.online["yoda"].unread
-    assert len(unread) == UNREAD_CAP and "h.0" not in unread
-    assert hy.send("yoda", shown("h.0", "h.4")) == []
-    assert hy.send("yoda", shown("h.5", f"h.{UNREAD_CAP + 4}")) == [
-        Send((hy.conn["hans"],), read("yoda", "h.5", f"h.{UNREAD_CAP + 4}"))]
+        yoda = hy.s.sessions.online["yoda"]
+        unread = {**(yoda.unread_before or {}), **yoda.unread}
+        sizes.append(len(unread))
+        assert all(f"h.{n}" in unread for n in range(max(0, i + 1 - GENERATION), i + 1))
+    assert max(sizes) == UNREAD_CAP
+    last = 4 * UNREAD_CAP - 1
+    assert hy.send("yoda", shown("h.0", f"h.{UNREAD_CAP}")) == []   # forgotten
+    assert hy.send("yoda", shown(f"h.{last}", f"h.{last - 1}")) == [
+        Send((hy.conn["hans"],), read("yoda", f"h.{last}", f"h.{last - 1}"))]
 
 
 def test_a_flood_of_shown_keeps_nothing_and_tells_nobody(hy):
@@ -140,9 +147,13 @@ def test_a_flood_of_shown_keeps_nothing_and_tells_nobody(hy):
     assert hy.send("yoda", shown("h.1", 7, None, ["h.1"], {"r": 1})) == [Send((hy.conn["hans"],), read("yoda", "h.1"))]
 
 
-def test_another_sender_cannot_take_over_a_ref_handed_and_not_yet_shown(hy):
+@pytest.mark.parametrize("between", [0, GENERATION - 1, GENERATION + 3])
+def test_another_sender_cannot_take_over_a_ref_handed_and_not_yet_shown(hy, between):
+    """However many messages came between (the ref in the newer or the older half of what is remembered)."""
     hy.login("luke")
     hy.send("hans", ref_msg("yoda", "hi", "same.1"))
+    for i in range(between):
+        hy.send("hans", ref_msg("yoda", "filler", f"f.{i}"))
     hy.send("luke", ref_msg("yoda", "me too", "same.1"))   # (a client's refs hold a random nonce: a copy is hostile)
     assert hy.send("yoda", shown("same.1")) == [Send((hy.conn["hans"],), read("yoda", "same.1"))]
 
@@ -153,11 +164,19 @@ def test_shown_needs_a_list(hy, refs):
         error("bad_frame", detail="'refs' must be a list")]
 
 
-@pytest.mark.parametrize("ref", ["", "x" * 65, "tab\there", 17, ["h.1"], "caf\u00e9"])
+@pytest.mark.parametrize("ref", ["", "x" * 65, 17, ["h.1"], {"h": 1}, True])
 def test_a_bad_ref_to_a_client_with_receipts_is_a_bad_frame_and_nothing_is_sent(hy, ref):
     effects = hy.send("hans", ref_msg("yoda", "hi", ref))
     assert hy.to(effects, "yoda") == [] and hy.to(effects, "hans")[0]["code"] == "bad_frame"
     assert hy.s.sessions.online["yoda"].unread == {}
+
+
+def test_a_ref_that_is_not_printable_ascii_is_only_handed_on_live(hy):
+    """Checked only for what the relay uses (a string of at most 64 characters); it goes on as JSON."""
+    for ref in ("tab\there", "caf\u00e9"):
+        assert hy.to(hy.send("hans", ref_msg("yoda", "hi", ref)), "yoda") == [
+            {"type": "message", "from": "hans", "text": "hi", "ref": ref}]
+        assert hy.send("yoda", shown(ref)) == [Send((hy.conn["hans"],), read("yoda", ref))]
 
 
 def test_shown_is_not_the_users_activity(hy):

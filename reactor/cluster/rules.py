@@ -346,7 +346,7 @@ class ClusterChatServer(ChatServer):
             self.counts.messages_relayed += 1   # (by the recipient's node: the sender's relayed it to this one)
             frame = {"type": _MESSAGE, "from": sender, "text": text}
             if ref is not None and s.unread is not None:   # its client says what it shows: the sender hears it
-                hand(s.unread, ref, sender)
+                hand(s, ref, sender)
                 frame["ref"] = ref
             return [Send((s.id,), frame), *self._tell(origin, to, sender, _DELIVERED, ref)]
         mail = self.mail

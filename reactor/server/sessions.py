@@ -42,7 +42,7 @@ class Session:
     """The logged-in part of a connection: whose it is and what it is owed."""
 
     __slots__ = ("conn", "id", "user", "since", "last_active", "requests", "mailbox", "pongs", "version", "seen",
-                 "unread")
+                 "unread", "unread_before")
 
     def __init__(self, conn: Conn, user: str, now: float, seen: int) -> None:
         self.conn = conn
@@ -59,8 +59,9 @@ class Session:
         self.version = conn.version           # the protocol version its hello said
         self.seen = seen                      # presence changes logged before this one it has been told of
         # The refs of the live messages handed to it that its client has not said it showed (``shown``) -> their
-        # senders, oldest first, at most UNREAD_CAP (reactor/server/receipts.py); None: its client does not say.
+        # senders, the newest (reactor/server/receipts.py); None: its client does not say.
         self.unread: dict[str, str] | None = {} if conn.receipts else None
+        self.unread_before: dict[str, str] | None = None   # ... the older ones (receipts.hand)
 
 
 class Remote:
