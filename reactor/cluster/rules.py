@@ -24,6 +24,12 @@ is decided by the engine, atomically, and comes back as an event:
   after it relayed it to a live node; a message sent again (``retry``) goes
   through the engine (``resent``), which keeps it only if it knows not its ref.
 
+- receipts (``reactor/server/receipts.py``): the recipient's node hands a
+  relayed message with its ref to a client that sends receipts and remembers
+  it; a ``read`` for a sender on another node goes as a ``deliver`` event to
+  that node (so does the ``read`` of a stored message, which a mailbox loaded
+  from the engine knows the ref of).
+
 The node reaches ``ChatServer`` through its public seam alone: the four hooks
 a single process runs too (``claim_login``: the engine decides a password's
 outcome, which ``Logins.conclude`` carries out as for one decided here;
