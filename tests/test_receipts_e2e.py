@@ -57,10 +57,10 @@ def test_by_default_only_a_message_not_read_in_time_is_shown_and_then_its_receip
         hans.type("message yoda read at once")
         yoda.expect("hans: read at once")
         hans.type("message luke not read yet")
-        (message,) = [f for f in frames_until_pong(luke) if f["type"] == "message"]
+        message = luke.until("message")   # (when hans's client has sent it)
         assert message["text"] == "not read yet" and message["ref"]
         # yoda's line would come first (its message went first): it never does, as yoda's client showed it.
-        assert "yoda" not in hans.expect("Not yet read by luke: not read yet")
+        assert "Not yet read by yoda" not in hans.expect("Not yet read by luke: not read yet")
         luke.send({"type": "shown", "refs": [message["ref"]]})
         hans.expect("Read by luke: not read yet")
         hans.never_shows("Read by yoda")
