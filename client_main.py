@@ -1,5 +1,5 @@
-"""Runs the chat client: python3 client_main.py <server_host> <server_port> [--timestamps] [--tls [--ca FILE]]
-[--record FILE [--record-texts]]."""
+"""Runs the chat client: python3 client_main.py <server_host> <server_port> [--timestamps] [--receipts]
+[--tls [--ca FILE]] [--record FILE [--record-texts]]."""
 import argparse
 import os
 import sys
@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("server_port", type=port_number, help="the server's port")
     parser.add_argument("--timestamps", action="store_true",
                         help="show the time live messages arrive (stored messages always show when they were sent)")
+    parser.add_argument("--receipts", action="store_true",
+                        help="show when each message you send is read (by default only a message not read within "
+                             "a few seconds is shown)")
     parser.add_argument("--tls", action="store_true",
                         help="speak TLS to the server, verifying its certificate and host name; private chats "
                              "are then encrypted end to end (they need the cryptography package)")
@@ -57,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             print(SAY("no_private_chats", {"reason": no_private_chats}), file=sys.stderr)
     loop = EventLoop()
     recording = ClientRecording(loop, args.record, texts=args.record_texts)   # (the client itself without --record)
-    logic = recording.build(timestamps=args.timestamps, wall_offset=time.time() - loop.time(),
+    logic = recording.build(timestamps=args.timestamps, receipts="every" if args.receipts else "quiet",
+                            wall_offset=time.time() - loop.time(),
                             certificate=None if identity is None else identity.certificate,
                             scripted=not os.isatty(0),   # a script waits out the rate limit; a person decides
                             no_private_chats=no_private_chats)

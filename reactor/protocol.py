@@ -51,6 +51,7 @@ class FrameType(StrEnum):
     ACTIVITY = "activity"
     PING = "ping"
     ACK = "ack"
+    SHOWN = "shown"                   # the live messages this client showed, by ref: their senders get ``read``
     STARTPRIVATE = "startprivate"
     PRIVATE_ANSWER = "private_answer"
     PRIVATE_READY = "private_ready"
@@ -65,6 +66,7 @@ class FrameType(StrEnum):
     ERROR = "error"
     STORED = "stored"
     DELIVERED = "delivered"           # cluster mode: a message relayed to another node was taken there
+    READ = "read"                     # the recipient's client showed these messages (a receipt)
     BROADCAST_PARTIAL = "broadcast_partial"
     USERS = "users"
     BLOCKED = "blocked"
@@ -92,7 +94,7 @@ LOGIN_FRAMES = frozenset({FrameType.HELLO, FrameType.USERNAME, FrameType.PASSWOR
 CLIENT_FRAMES = LOGIN_FRAMES | {
     FrameType.LISTEN, FrameType.MESSAGE, FrameType.BROADCAST, FrameType.WHOELSE, FrameType.WHOELSESINCE,
     FrameType.BLOCK, FrameType.UNBLOCK, FrameType.LOGOUT, FrameType.ACTIVITY, FrameType.PING, FrameType.ACK,
-    FrameType.STARTPRIVATE, FrameType.PRIVATE_ANSWER, FrameType.PRIVATE_READY, FrameType.HISTORY,
+    FrameType.SHOWN, FrameType.STARTPRIVATE, FrameType.PRIVATE_ANSWER, FrameType.PRIVATE_READY, FrameType.HISTORY,
     FrameType.FORGET, FrameType.AWAY, FrameType.BACK, FrameType.CHANGE_PASSWORD}   # what a client sends the server
 
 

@@ -263,6 +263,11 @@ class WireClient:
             self.send({"type": "listen", "host": "127.0.0.1", "port": 9})
         return welcome
 
+    def hello(self, version=3, **fields) -> dict:
+        """Say hello (made with ``hello=False``) in ``version``, with ``fields`` (``receipts=True``, say)."""
+        self.send({"type": "hello", "version": version, **fields})
+        return self.expect("hello", version=version)
+
     def silent(self) -> bool:
         """True if the server has nothing more for this logged-in client: the answer to a ``ping`` comes
         first (the server answers in order, and a pong waits for every stored message still on its way)."""
@@ -544,20 +549,24 @@ class World:
         self._ids = itertools.count(1)
         self.conn = {}   # user -> conn of its last login
 
-    def connect(self, now=0.0, hello=True, version=1, address="10.0.0.1"):
+    def connect(self, now=0.0, hello=True, version=1, address="10.0.0.1", receipts=False):
+        """A new connection; ``hello``: it says hello in ``version`` (and, ``receipts``, that it sends them)."""
         conn = next(self._ids)
         assert self.s.connected(conn, now, address) == [
             SetTimer(("login", conn), now + min(self.timeout, MAX_LOGIN_TIME))]
         if hello:
             hello = {"type": "hello", "version": version}
-            assert self.s.received(conn, hello, now) == [Send((conn,), {**hello, "timeout": self.timeout})]
+            answer = {**hello, "timeout": self.timeout}
+            if receipts:
+                hello["receipts"] = True
+            assert self.s.received(conn, hello, now) == [Send((conn,), answer)]
         return conn
 
-    def login(self, user, now=0.0, listen=True, version=1, address="10.0.0.1", password=None):
+    def login(self, user, now=0.0, listen=True, version=1, address="10.0.0.1", password=None, receipts=False):
         """Log ``user`` in on a new connection from ``address``; returns the effects of the password frame.
         Its client claims to listen on a host of its own, which the server must ignore. ``password``: the
-        user's, if it is not one of ACCOUNTS."""
-        conn = self.connect(now, version=version, address=address)
+        user's, if it is not one of ACCOUNTS; ``receipts``: its client says which live messages it shows."""
+        conn = self.connect(now, version=version, address=address, receipts=receipts)
         assert self.s.received(conn, {"type": "username", "username": user}, now) == \
             [Send((conn,), {"type": "username_ok"})]
         effects = self.s.received(conn, {"type": "password", "password": password or ACCOUNTS[user]}, now)

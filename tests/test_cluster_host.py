@@ -54,7 +54,7 @@ class WithAPhantom(ClusterChatServer):
 
     def login_decided(self, conn, user, outcome, now, *, until=None, mailbox=()):
         if outcome is LoginOutcome.WELCOME:
-            mailbox = [*mailbox, (999, "leia", 4, 4, None)]
+            mailbox = [*mailbox, (999, "leia", 4, 4, None, None)]
         return super().login_decided(conn, user, outcome, now, until=until, mailbox=mailbox)
 
 
@@ -140,6 +140,8 @@ def test_the_engine_keeps_a_message_once_per_ref_and_remembers_the_ref_after_the
     run_until(loop, lambda: len([f for f in yoda.read() if f["type"] == "pong"]) == 2, timeout=PATIENCE)
     assert ask("HLEN", "{chat}:msg") == 0
     assert 0 < ask("PTTL", key) <= REF_MEMORY * 1000   # forgotten: remembered for REF_MEMORY more
+    run_until(loop, lambda: hans.has("read"), timeout=PATIENCE)   # shown: its sender hears it (receipts), once
+    assert [f for f in hans.got if f["type"] == "read"] == [{"type": "read", "by": "yoda", "refs": ["r.1"]}]
     hans.got.clear()
     hans.send({"type": "message", "to": "yoda", "text": "once", "ref": "r.1", "retry": True}, {"type": "ping"})
     run_until(loop, lambda: hans.has("pong"), timeout=PATIENCE)

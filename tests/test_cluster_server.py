@@ -137,7 +137,7 @@ class Fake:
             self.failures.pop(user, None)
             for name, logic in self.others(node):
                 self.apply(name, logic.remote_login(user, node, now))
-            mailbox = [(mid, r["from"], r["size"], r["chars"], r["sent"])
+            mailbox = [(mid, r["from"], r["size"], r["chars"], r["sent"], r.get("ref"))
                        for mid, r in sorted(self.kept.items()) if r["to"] == user]
         self.answer(node, claim, outcome, until, mailbox)
 
@@ -307,16 +307,17 @@ class Fake:
 
     # -- clients --------------------------------------------------------------
 
-    def connect(self, node: str) -> Client:
+    def connect(self, node: str, receipts: bool = False) -> Client:
+        """A client of ``node`` (``receipts``: one that says which live messages it shows)."""
         conn = next(self.conns)
         self.apply(node, self.nodes[node].connected(conn, self.now, "127.0.0.1"))
         client = Client(self, node, conn)
-        client.send({"type": "hello", "version": 2})
+        client.send({"type": "hello", "version": 2, **({"receipts": True} if receipts else {})})
         assert client.take() == [{"type": "hello", "version": 2, "timeout": TIMEOUT}]
         return client
 
-    def login(self, node: str, user: str, listen: bool = True) -> Client:
-        client = self.connect(node)
+    def login(self, node: str, user: str, listen: bool = True, receipts: bool = False) -> Client:
+        client = self.connect(node, receipts)
         client.send({"type": "username", "username": user})
         client.send({"type": "password", "password": ACCOUNTS[user]})
         self.run()
@@ -547,6 +548,7 @@ def test_a_retry_to_a_user_who_got_the_first_sending_is_not_delivered_again(fake
     assert hans.do(ref_msg("yoda", "once", "r.1", True)) == []   # taken: the pong says so
     assert yoda.take() == []
     yoda.do({"type": "ack", "ids": [first["id"]]})
+    assert hans.take() == [{"type": "read", "by": "yoda", "refs": ["r.1"]}]   # shown: its receipt, once
     assert hans.do(ref_msg("yoda", "once", "r.1", True)) == []   # remembered after the acknowledgement too
     assert yoda.take() == [] and fake.kept == {}
 
@@ -753,6 +755,59 @@ def test_a_fate_for_a_sender_gone_meanwhile_is_dropped(fake):
                                    fake.now) == []
 
 
+# -- receipts: a message shown on one node is told to its sender on another ------------------------
+
+def read(by, *refs):
+    return {"type": "read", "by": by, "refs": list(refs)}
+
+
+def test_a_message_shown_on_another_node_is_told_to_its_sender_once(fake):
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda", receipts=True)
+    fake.all_take(hans, yoda)
+    assert hans.do(ref_msg("yoda", "hi", "r.1")) == [{"type": "delivered", "to": "yoda", "ref": "r.1"}]
+    assert yoda.take() == [msg("hans", "hi", ref="r.1")]
+    yoda.do({"type": "shown", "refs": ["r.1"]})
+    assert hans.take() == [read("yoda", "r.1")]
+    yoda.do({"type": "shown", "refs": ["r.1"]})   # none twice
+    luke = fake.login("c", "luke", receipts=True)   # another node's session never handed r.1
+    hans.take()
+    luke.do({"type": "shown", "refs": ["r.1"]})
+    assert hans.take() == []
+
+
+def test_a_receipt_finds_its_sender_on_the_node_it_is_logged_in_on_now(fake):
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda", receipts=True)
+    hans.do(ref_msg("yoda", "hi", "r.1"))
+    hans.drop()
+    hans = fake.login("c", "hans")
+    fake.all_take(hans, yoda)
+    yoda.do({"type": "shown", "refs": ["r.1"]})
+    assert hans.take() == [read("yoda", "r.1")]
+
+
+def test_a_message_the_engine_kept_is_told_to_its_sender_when_it_is_acknowledged_on_any_node(fake):
+    hans = fake.login("a", "hans")
+    assert hans.do(ref_msg("yoda", "kept", "r.1")) == [STORED]
+    yoda = fake.login("c", "yoda")   # (its client sends no receipts: a stored message is acknowledged by id)
+    (kept,) = yoda.take()
+    hans.take()
+    yoda.do({"type": "ack", "ids": [kept["id"]]})
+    assert hans.take() == [read("yoda", "r.1")]
+    yoda.do({"type": "ack", "ids": [kept["id"]]})
+    assert hans.take() == []
+
+
+def test_a_message_kept_while_its_recipient_was_logging_in_elsewhere_is_told_when_acknowledged(fake):
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda", receipts=True)
+    fake.all_take(hans, yoda)
+    fake.kept[77] = {"to": "yoda", "from": "hans", "text": "hi"}
+    fake.apply("b", fake.nodes["b"].relayed({"kind": "stored", "id": 77, "to": "yoda", "from": "hans", "size": 2,
+                                             "chars": 2, "sent": 5.0, "ref": "r.7"}, fake.now))
+    assert [m.get("id") for m in yoda.take()] == [77]
+    yoda.do({"type": "ack", "ids": [77]})
+    assert hans.take() == [read("yoda", "r.7")]
+
+
 # -- broadcasts -----------------------------------------------------------------
 
 def test_a_broadcast_reaches_every_node_but_those_who_blocked_the_sender(fake):
@@ -930,7 +985,7 @@ def test_welcome_brings_the_mailbox(fake):
     client, claim = claimed(fake, "a", "yoda", ACCOUNTS["yoda"])
     assert claim.ok
     fake.kept[7] = {"to": "yoda", "from": "hans", "text": "kept for you", "sent": 123.0, "size": 12, "chars": 12}
-    fake.answer("a", claim, LoginOutcome.WELCOME, mailbox=[(7, "hans", 12, 12, 123.0)])
+    fake.answer("a", claim, LoginOutcome.WELCOME, mailbox=[(7, "hans", 12, 12, 123.0, None)])
     assert client.take() == [{"type": "welcome", "user": "yoda"}, msg("hans", "kept for you", id=7, sent=123.0)]
 
 

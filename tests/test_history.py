@@ -146,7 +146,8 @@ def test_a_message_sent_again_with_its_ref_is_noted_for_the_history_once(retry):
     assert type(behind) is KeepMessage and behind.ref == "r.2"
     assert send("yoda", "r.2") == []   # taken: the pong says so
     w.login("luke", now=2.0)
-    assert w.send("luke", {"type": "ack", "ids": [kept.id]}, 2.0) == [ForgetMessages((kept.id,))]
+    assert w.send("luke", {"type": "ack", "ids": [kept.id]}, 2.0) == [
+        ForgetMessages((kept.id,)), Send((hans,), {"type": "read", "by": "luke", "refs": ["r.1"]})]
     # Shown and acknowledged: a retry is remembered, not relayed (nor noted) again. (The same frame again is a
     # new message to a user online: the relay checks no ref.)
     assert w.send("hans", {"type": "message", "to": "luke", "text": "once", "ref": "r.1", "retry": True}, 3.0) == []

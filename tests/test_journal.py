@@ -310,7 +310,7 @@ def test_a_cluster_node_replays_the_engines_answers_and_the_other_nodes_news(tmp
     r.frame(conn, {"type": "username", "username": "yoda"})
     r.frame(conn, {"type": "password", "password": ACCOUNTS["yoda"]})
     r.call("login_decided", conn, "yoda", LoginOutcome.WELCOME, r.now,
-           mailbox=[(9, "luke", 5, 5, 1_700_000_000.5)])
+           mailbox=[(9, "luke", 5, 5, 1_700_000_000.5, "n0nce-of-luke.1")])
     r.conns["yoda"] = conn
     r.say("yoda", {"type": "message", "to": "luke", "text": "to the other node"})
     r.say("yoda", {"type": "message", "to": "leia", "text": "kept by the engine"})

@@ -58,7 +58,8 @@ def test_a_retry_reaches_its_recipient_online_once_whether_it_was_shown_or_ackno
     w.send("hans", ref_msg("yoda", "hi", "abc.1"))
     w.login("yoda", now=1.0)                                  # it is shown (stored, id 1), not yet acknowledged
     assert w.send("hans", ref_msg("yoda", "hi", "abc.1", True), 2.0) == []   # taken: the pong says so
-    assert w.send("yoda", {"type": "ack", "ids": [1]}, 3.0) == [ForgetMessages((1,))]
+    assert w.send("yoda", {"type": "ack", "ids": [1]}, 3.0) == [   # (shown: hans hears it, reactor/server/receipts.py)
+        ForgetMessages((1,)), Send((w.conn["hans"],), {"type": "read", "by": "yoda", "refs": ["abc.1"]})]
     assert w.send("hans", ref_msg("yoda", "hi", "abc.1", True), 3.0 + REF_MEMORY - 1) == []
     # Remembered for REF_MEMORY after the acknowledgement; then a retry is taken as a new message.
     assert w.to(w.send("hans", ref_msg("yoda", "hi", "abc.1", True), 3.0 + REF_MEMORY), "yoda") == [

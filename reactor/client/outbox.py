@@ -23,6 +23,10 @@ last retry it gives up and says so (``unconfirmed``). A ``store_full`` that
 comes late is taken so too: the message goes again once the command on its way,
 if any, has its pong.
 
+Each message taken (handed on, or kept) is told to ``receipts``
+(``receipts.py``), which listens for its recipient's client to show it; one
+that turns out kept or refused later is told too.
+
 One message goes again at a time, with its own ``ping`` (timer key ``("retry",
 ref)``): the client never has two pings out, so each pong answers what it
 follows. A command the server refused for the rate limit and a script sends
@@ -37,6 +41,7 @@ from dataclasses import dataclass
 
 from ..protocol import ErrorCode, Frame, FrameType
 from .effects import ClientEffect, Print, SetTimer, ToServer
+from .receipts import Receipts
 from .words import SAY
 
 __all__ = ["RETRY_DELAYS", "LATE_KEPT", "Outbox", "new_nonce"]
@@ -68,8 +73,10 @@ class _Waiting:
 class Outbox:
     """The messages sent and not confirmed, by ref (see the module's docstring)."""
 
-    def __init__(self, nonce: str) -> None:
+    def __init__(self, nonce: str, receipts: Receipts | None = None) -> None:
+        """``receipts``: told of each message taken, or kept or refused after all (None: no receipts)."""
         self._nonce = nonce
+        self._receipts = receipts if receipts is not None else Receipts(listening=False)
         self._count = 0
         self._waiting: dict[str, _Waiting] = {}            # before their pong, or going again
         self._late: OrderedDict[str, _Waiting] = OrderedDict()   # pong in, no answer: one may yet come
@@ -102,13 +109,16 @@ class Outbox:
             return []                             # relay comes from a node that lost the engine's reply
         if code != ErrorCode.STORE_FULL:
             waiting.answer = "refused"
-            self._late.pop(waiting.frame["ref"], None)
+            if late:
+                del self._late[waiting.frame["ref"]]
+                self._receipts.dropped(waiting.frame["ref"])
             return None
         if waiting.again:   # (said already: it goes again)
             return []
         ref, to = waiting.frame["ref"], waiting.frame["to"]
         if late:   # after its pong: it waits again
             del self._late[ref]
+            self._receipts.dropped(ref)
             self._waiting[ref] = waiting
         if waiting.retries >= len(RETRY_DELAYS):
             del self._waiting[ref]
@@ -122,6 +132,8 @@ class Outbox:
         found = self._find(frame, frame.get("to"))
         if found is not None:
             found[0].answer = "stored"
+            if found[1]:   # after its pong (cluster mode: its recipient's node had died): kept for later
+                self._receipts.kept(found[0].frame["ref"])
 
     def delivered(self, frame: Frame) -> None:
         """A ``delivered`` frame: the message it names reached its recipient's node (cluster mode). (One
@@ -146,6 +158,8 @@ class Outbox:
                     self._late.popitem(last=False)
             elif waiting.answer in (None, "delivered") and waiting.retries:
                 effects.append(Print(SAY("sent_after_all", {"user": waiting.frame["to"]})))
+            if waiting.answer != "refused":
+                effects += self._receipts.taken(waiting.frame, waiting.answer == "stored", now)
         return effects + self.arm(now)
 
     def arm(self, now: float) -> list[ClientEffect]:
@@ -170,7 +184,7 @@ class Outbox:
             said: list[ClientEffect] = []
             if waiting.answer == "delivered":   # (stored said so itself)
                 said.append(Print(SAY("sent_after_all", {"user": waiting.frame["to"]})))
-            return said + self.arm(now)
+            return said + self._receipts.taken(waiting.frame, waiting.answer == "stored", now) + self.arm(now)
         waiting.again = waiting.timed = False
         waiting.retries += 1
         waiting.answer = None
@@ -191,6 +205,7 @@ class Outbox:
         self.failed = self.failed or bool(effects)
         self._waiting.clear()
         self._late.clear()
+        self._receipts.clear()
         return effects
 
     def _find(self, frame: Frame, user: object) -> tuple[_Waiting, bool] | None:

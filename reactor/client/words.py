@@ -77,6 +77,7 @@ FRAME_WORDS: dict[FrameType, Words] = {
     FrameType.WELCOME: Words({"welcome": "Welcome to the greatest messaging application ever!", "hint": HINT}),
     FrameType.MESSAGE: Words({"message": "{from}: {text}", "broadcast": "[broadcast] {from}: {text}"}),
     FrameType.STORED: Words({"stored": "{to} is offline; the message will be delivered when they log in"}),
+    FrameType.READ: Words({"read": "Read by {user}: {start}"}),   # (reactor/client/receipts.py)
     FrameType.BROADCAST_PARTIAL: Words({"partial": "Your message could not be delivered to some recipients"}),
     FrameType.USERS: Words({"nobody": "No other users online", "away": "{user} (away)"}),
     FrameType.PRESENCE: Words({"online": "{user} logged in", "offline": "{user} logged out"}),
@@ -223,6 +224,8 @@ SAY = Words({
     "sent_after_all": "Message to {user} sent",
     "unconfirmed": "Error. Message to {user} not confirmed: the server cannot keep messages right now",
     "unconfirmed_at_exit": "Error. Message to {user} not confirmed",
+    # a message not shown to its recipient in time (reactor/client/receipts.py)
+    "unread": "Not yet read by {user}: {start}",
     # the private chats
     "no_private_chats": "Private chats are unavailable: {reason}",   # (TLS mode without its library)
     "unencrypted_peer": ("Error. Cannot start private messaging with {user}: "

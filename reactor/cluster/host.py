@@ -485,7 +485,9 @@ class ClusterHost(ServerHost):
                     continue
                 r = json.loads(record)
                 self.keeping.cache(effect.user, int(mid), r["text"])
-                mailbox.append((int(mid), r["from"], r["size"], r["chars"], r.get("sent")))
+                ref = r.get("ref")
+                mailbox.append((int(mid), r["from"], r["size"], r["chars"], r.get("sent"),
+                                ref if type(ref) is str else None))
         self._decided(effect, generation, outcome, until, mailbox)
 
     def _decided(self, effect: ClaimLogin, generation: int, outcome: LoginOutcome, until: float | None = None,

@@ -26,6 +26,12 @@ is decided by the engine, atomically, and comes back as an event:
   after it relayed it to a live node; a message sent again (``retry``) goes
   through the engine (``resent``), which keeps it only if it knows not its ref.
 
+- receipts (``reactor/server/receipts.py``): the recipient's node hands a
+  relayed message with its ref to a client that sends receipts and remembers
+  it; a ``read`` for a sender on another node goes as a ``deliver`` event to
+  that node (so does the ``read`` of a stored message, which a mailbox loaded
+  from the engine knows the ref of).
+
 The node reaches ``ChatServer`` through its public seam alone: the six hooks
 a single process runs too (``claim_login``: the engine decides a password's
 outcome, which ``Logins.conclude`` carries out as for one decided here;
@@ -93,6 +99,7 @@ from ..server.effects import (
 )
 from ..server.logins import LoginOutcome
 from ..server.mail import stored_frame
+from ..server.receipts import hand
 from ..server.rules import ChatServer
 from ..server.sessions import Conn, Remote, Session, route
 
@@ -100,7 +107,8 @@ __all__ = ["ClusterChatServer", "LoginOutcome", "StoredRecord"]
 
 log = logging.getLogger(__name__)
 
-StoredRecord = tuple[int, str, int, int, "float | None"]   # a kept message: id, sender, UTF-8 bytes, characters, sent
+StoredRecord = tuple[int, str, int, int, "float | None", "str | None"]   # a kept message: id, sender, UTF-8 bytes,
+#                                                                          characters, sent, ref
 _MESSAGE = FrameType.MESSAGE.value   # (a plain str, as in reactor/server/chat.py: messages are the hot path)
 _DELIVERED = "delivered"   # a relayed message's fate (``taken``): its node took it; else "stored" or a code
 _STORED = "stored"
@@ -354,7 +362,7 @@ class ClusterChatServer(ChatServer):
                 effects = self._remote_request(event["from"], event["to"], event.get("cert"))
             elif kind == "stored":
                 effects = self._take_stored(event["to"], (int(event["id"]), event["from"], int(event["size"]),
-                                                          int(event["chars"]), event.get("sent")))
+                                                          int(event["chars"]), event.get("sent"), _ref_of(event)))
             elif kind == "kick":
                 reason = event.get("reason")
                 return super().kick(event["to"], reason if type(reason) is str else None, now)
@@ -382,8 +390,11 @@ class ClusterChatServer(ChatServer):
             sent = mail.sent(now)
         if s is not None and not s.mailbox:
             self.counts.messages_relayed += 1   # (by the recipient's node: the sender's relayed it to this one)
-            effects: list[Step] = [Send((s.id,), {"type": _MESSAGE, "from": sender, "text": text}),
-                                   *self._tell(origin, to, sender, _DELIVERED, ref)]
+            frame = {"type": _MESSAGE, "from": sender, "text": text}
+            if ref is not None and s.unread is not None:   # its client says what it shows: the sender hears it
+                hand(s, ref, sender)
+                frame["ref"] = ref
+            effects: list[Step] = [Send((s.id,), frame), *self._tell(origin, to, sender, _DELIVERED, ref)]
             if self.history.keeps:   # (its node notes it: the node that delivers, or keeps, a message)
                 effects.append(Remember(sender, to, text, sent))
             return effects + self._away_reply(origin, to, sender)

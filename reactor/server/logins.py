@@ -147,10 +147,11 @@ class Logins:
 
     # -- the handshake and login -------------------------------------------------
 
-    @command(FrameType.HELLO, any_value("version"), states=frozenset({State.HELLO}))
-    def hello(self, c: Conn, now: float, version: Any) -> list[Step]:
+    @command(FrameType.HELLO, any_value("version"), any_value("receipts"), states=frozenset({State.HELLO}))
+    def hello(self, c: Conn, now: float, version: Any, receipts: Any) -> list[Step]:
+        """``receipts`` (true): the client answers ``shown`` for the live messages it shows (receipts.py)."""
         if type(version) is int and version in PROTOCOL_VERSIONS:
-            c.state, c.version = State.LOGIN, version
+            c.state, c.version, c.receipts = State.LOGIN, version, receipts is True
             return reply(c.id, {"type": FrameType.HELLO.value, "version": version, "timeout": self._door.timeout})
         log.info("conn %d: protocol version %.40r refused", c.id, version, extra={"conn": c.id})
         return self._door.close(c, error(ErrorCode.VERSION, version=PROTOCOL_VERSION), now, "wrong version")

@@ -29,6 +29,7 @@ from ..protocol import ErrorCode, Frame, FrameType
 from .commands import command, valid
 from .effects import ForgetMessages, KeepMessage, Send, SendStored, Step, WhenWritable, error, reply
 from .limits import Limits, stored_size, wire_bytes, wire_size
+from .receipts import read_receipts
 from .sessions import Session, Sessions
 
 __all__ = ["MAILBOX_CHUNK", "QUEUE_CAP", "REF_MEMORY", "Mail", "OfflineRow", "stored_frame"]
@@ -152,25 +153,28 @@ class Mail:
         assert s.mailbox is not None
         s.mailbox.append(mid)
 
-    def arrived(self, s: Session, mid: int, sender: str, size: int, chars: int, sent: float | None) -> list[Step]:
-        """Message ``mid`` was kept for ``s``'s user elsewhere (the engine, after it logged in): delivered as
-        stored, behind the mailbox on its way if there is one; nothing if it is known already."""
+    def arrived(self, s: Session, mid: int, sender: str, size: int, chars: int, sent: float | None,
+                ref: str | None = None) -> list[Step]:
+        """Message ``mid`` (``ref``: its sender's client's id for it, or None) was kept for ``s``'s user elsewhere
+        (the engine, after it logged in): delivered as stored, behind the mailbox on its way if there is one;
+        nothing if it is known already."""
         queue = self._offline.setdefault(s.user, {})
         if mid in queue:
             return []
-        self._add(queue, mid, (sys.intern(sender), size, wire_bytes(size, chars), sent, None))
+        self._add(queue, mid, (sys.intern(sender), size, wire_bytes(size, chars), sent, ref))
         if s.mailbox:
             s.mailbox.append(mid)
             return []
         s.mailbox = deque([mid])
         return self.next_stored(s)
 
-    def load(self, user: str, records: Iterable[tuple[int, str, int, int, float | None]]) -> None:
-        """The messages kept for ``user`` elsewhere, as (id, sender, size, chars, sent), are its mail here now."""
+    def load(self, user: str, records: Iterable[tuple[int, str, int, int, float | None, str | None]]) -> None:
+        """The messages kept for ``user`` elsewhere, as (id, sender, size, chars, sent, ref), are its mail here
+        now."""
         self.drop(user)
         queue: dict[int, _Kept] = {}
-        for mid, sender, size, chars, sent in sorted(records):
-            self._add(queue, mid, (sys.intern(sender), size, wire_bytes(size, chars), sent, None))
+        for mid, sender, size, chars, sent, ref in sorted(records, key=lambda r: r[0]):
+            self._add(queue, mid, (sys.intern(sender), size, wire_bytes(size, chars), sent, ref))
         if queue:
             self._offline[user] = queue
 
@@ -181,15 +185,18 @@ class Mail:
             self.kept -= len(queue)
             self.kept_bytes -= sum(kept[1] for kept in queue.values())
 
-    def _unkeep(self, to: str, queue: dict[int, _Kept], mid: int, now: float | None = None) -> None:
+    def _unkeep(self, to: str, queue: dict[int, _Kept], mid: int, now: float | None = None
+                ) -> tuple[str, str | None]:
         """Forget the kept message ``mid`` of ``to``'s ``queue`` and give its bytes back to its sender's quota;
-        given ``now`` (it was acknowledged, not refused), its ref is remembered until ``now + REF_MEMORY``."""
+        given ``now`` (it was acknowledged, not refused), its ref is remembered until ``now + REF_MEMORY``.
+        Its sender and ref."""
         sender, size, _, _, ref = queue.pop(mid)
         self.kept -= 1
         self.kept_bytes -= size
         self._limits.refund(sender, stored_size(size))
         if ref is not None and now is not None:
             self._acknowledged[(to, sender, ref)] = now + REF_MEMORY
+        return sender, ref
 
     # -- refs: a message sent again is not kept twice ----------------------------------
 
@@ -297,12 +304,19 @@ class Mail:
     @command(FrameType.ACK, valid("ids", "a list of integers",
                                   lambda ids: type(ids) is list and all(type(i) is int for i in ids)))
     def ack(self, s: Session, now: float, ids: list[int]) -> list[Step]:
+        """The client showed these stored messages: forgotten, and their senders told (a ``read`` receipt for
+        each that has a ref). An id not kept for this user (or given twice) does nothing."""
         queue = self._offline.get(s.user)
         if not queue:
             return []
         gone = tuple(dict.fromkeys(i for i in ids if i in queue))   # (an id given twice is forgotten once)
+        shown = []
         for mid in gone:
-            self._unkeep(s.user, queue, mid, now)
+            sender, ref = self._unkeep(s.user, queue, mid, now)
+            if ref is not None:
+                shown.append((sender, ref))
         if not queue:
             del self._offline[s.user]
-        return [ForgetMessages(gone)] if gone else []
+        if not gone:
+            return []
+        return [ForgetMessages(gone), *read_receipts(self._sessions, s.user, shown)]

@@ -18,6 +18,7 @@ the owner of its state (``reactor/server/``):
   order allows (``end_turn``);
 - ``limits.py``: each user's token bucket and quota;
 - ``mail.py``: the stored messages and each session's cursor through its own;
+- ``receipts.py``: which messages a recipient's client showed, told to their senders (``read``);
 - ``privates.py``: private-chat requests and their tokens;
 - ``blocks.py``: who blocked whom; ``chat.py``: the commands of a logged-in user;
 - ``history.py``: reading and forgetting one's history (what is kept is the
@@ -67,6 +68,7 @@ from .mail import QUEUE_CAP, Mail, OfflineRow
 from .password_change import PasswordChanges
 from .presence import Presence
 from .privates import TOKEN_TTL, PrivateChats, new_token
+from .receipts import Receipts
 from .sessions import Conn, Session, Sessions
 
 __all__ = ["ChatServer"]
@@ -135,7 +137,7 @@ class ChatServer:
         self.changes = PasswordChanges(sessions, self.logins, self.door, count=self.count_password,
                                        changed=self.password_changed, enabled=password_changes)
         self._commands: dict[str, Command] = bind(self.logins, chat, self.mail, self.privates, self.history,
-                                                  self.away, self.changes)
+                                                  self.away, self.changes, Receipts(sessions))
         assert self._commands.keys() == CLIENT_FRAMES, "each frame a client may send has one handler"
         # Held here for every frame (the hot path): the parts' own dict and method, not a copy.
         self._conns = sessions.conns

@@ -25,7 +25,8 @@ __all__ = ["Conn", "Session", "Remote", "Party", "Sessions", "route", "with_cert
 class Conn:
     """One connection: its login progress and, once logged in, its ``session``."""
 
-    __slots__ = ("id", "address", "state", "claimed", "bad", "deadline", "listen", "cert", "version", "session")
+    __slots__ = ("id", "address", "state", "claimed", "bad", "deadline", "listen", "cert", "version", "receipts",
+                 "session")
 
     def __init__(self, conn: int, address: str, deadline: float) -> None:
         self.id = conn
@@ -37,6 +38,7 @@ class Conn:
         self.listen: tuple[str, int] | None = None   # where the client accepts peers: its address, its port
         self.cert: str | None = None          # its private-chat certificate (TLS mode), relayed to its peers
         self.version = PROTOCOL_VERSION       # the protocol version its hello said
+        self.receipts = False                 # its hello said it answers ``shown`` for the live messages it shows
         self.session: Session | None = None   # set once logged in
 
 
@@ -44,7 +46,7 @@ class Session:
     """The logged-in part of a connection: whose it is and what it is owed."""
 
     __slots__ = ("conn", "id", "user", "since", "last_active", "requests", "mailbox", "pongs", "version", "seen",
-                 "history")
+                 "history", "unread", "unread_before")
 
     def __init__(self, conn: Conn, user: str, now: float, seen: int) -> None:
         self.conn = conn
@@ -61,6 +63,10 @@ class Session:
         self.version = conn.version           # the protocol version its hello said
         self.seen = seen                      # presence changes logged before this one it has been told of
         self.history: Reading | None = None   # its history reads on their way (reactor/server/history.py)
+        # The refs of the live messages handed to it that its client has not said it showed (``shown``) -> their
+        # senders, the newest (reactor/server/receipts.py); None: its client does not say.
+        self.unread: dict[str, str] | None = {} if conn.receipts else None
+        self.unread_before: dict[str, str] | None = None   # ... the older ones (receipts.hand)
 
 
 class Remote:

@@ -61,7 +61,7 @@ class SimClusterHost(SimServerHost):
         records = []
         for mid, record in mailbox:
             self.keeping.cache(effect.user, mid, record["text"])
-            records.append((mid, record["from"], record["size"], record["chars"], record["sent"]))
+            records.append((mid, record["from"], record["size"], record["chars"], record["sent"], record.get("ref")))
         logic: Any = self._logic
         self._apply(logic.login_decided(effect.conn, effect.user, outcome, self._loop.time(), until=until,
                                         mailbox=records))
