@@ -44,8 +44,9 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
+from .compiled import mypyc_attr
 from .loop import EventLoop, TimerHandle
-from .stream import PEER_CLOSED, P, Stream, describe_os_error
+from .stream import HIGH_WATER, LOW_WATER, MAX_OUTPUT, PEER_CLOSED, RECV_SIZE, P, Stream, describe_os_error
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def describe_error(exc: BaseException) -> str:
     return describe_os_error(exc)
 
 
+@mypyc_attr(native_class=False)   # (compiled, a subclass of ssl's exception stays a Python class)
 class NotTLS(ssl.SSLError):
     """The peer spoke plaintext where a TLS handshake was due (a JSON line from a client, anything but a TLS
     record from a server); its message says which."""
@@ -200,7 +202,9 @@ class TLSLayer:
         """Seal plaintext into records (the handshake must be done); ``take`` gives them."""
         view = memoryview(data)
         while view:   # SSLObject.write may take less than all
-            view = view[self._session.write(view):]
+            # (a call in a slice's bound is made twice by mypyc 2.4's code: the fast build would seal it twice)
+            taken = self._session.write(view)
+            view = view[taken:]
 
     def close(self) -> None:
         """Say close_notify (best effort: whatever the peer does, nothing more is read)."""
@@ -226,13 +230,16 @@ class TLSStream(Stream[P]):
     def __init__(self, loop: EventLoop, sock: socket.socket, protocol: P, *,
                  context: ssl.SSLContext, server_side: bool = False, server_hostname: str | None = None,
                  on_secure: Callable[[TLSStream[P]], Any] | None = None, plaintext_answer: bytes = b"",
-                 handshake_timeout: float = HANDSHAKE_TIMEOUT, **limits: Any) -> None:
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT, max_output: int = MAX_OUTPUT,
+                 high_water: int = HIGH_WATER, low_water: int = LOW_WATER, read_size: int = RECV_SIZE,
+                 count_sends: bool = False) -> None:
         self._tls = TLSLayer(context, server_side=server_side, server_hostname=server_hostname)
         self._plain = bytearray()   # written, not yet encrypted
         self._on_secure = on_secure
         self._plaintext_answer = plaintext_answer
         self._handshake_timer: TimerHandle | None = None
-        super().__init__(loop, sock, protocol, **limits)
+        super().__init__(loop, sock, protocol, max_output=max_output, high_water=high_water, low_water=low_water,
+                         read_size=read_size, count_sends=count_sends)   # (named: compiled, ** passes none)
         self._handshake_timer = loop.call_later(handshake_timeout, self._fail, "TLS handshake timed out")
         if not server_side:   # the client speaks first: its hello goes out now
             self._advance(b"")
@@ -245,7 +252,7 @@ class TLSStream(Stream[P]):
         """The certificate the peer presented (DER), once the handshake is done; None if it presented none."""
         return self._tls.peer_certificate()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         if self.closed:
             return
         self._plain += data
@@ -300,9 +307,9 @@ class TLSStream(Stream[P]):
             else:
                 tls.handshake()
                 plain = b""
-        except NotTLS as exc:
+        except NotTLS as not_tls:   # (its own name: compiled, one name holds one type in a function)
             self._append(self._plaintext_answer)
-            self._close(exc.args[0])
+            self._close(not_tls.args[0])
             return b""
         except ssl.SSLError as exc:   # the alert that says why goes out before the close
             self._append(tls.take())

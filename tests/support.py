@@ -20,6 +20,7 @@ import time
 from reactor.client.effects import ToServer
 from reactor.client.line_editor import LineEditor
 from reactor.client.rules import ChatClient
+from reactor.framing import JsonLines
 from reactor.loop import EventLoop
 from reactor.server.door import MAX_LOGIN_TIME
 from reactor.server.effects import (
@@ -34,6 +35,7 @@ from reactor.server.effects import (
 from reactor.server.host import ServerHost
 from reactor.server.rules import ChatServer
 from reactor.server.store import MemoryStore, Store
+from reactor.stream import Stream
 from tests.terminal_model import Screen, width
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -865,6 +867,21 @@ class Recorder:
 
     def connection_lost(self, stream, reason):
         self.lost.append(reason)
+
+
+class StandIn:
+    """A real ``Stream`` tagged ``tag`` (on a socketpair of its own, its frames to a ``Recorder``), to hand a
+    host's ``frame_received`` frames as if that connection's stream had read them: a host takes a Stream (a
+    duck-typed stand-in is refused by the compiled build, ``make fast``). Close it after (``close``)."""
+
+    def __init__(self, loop, tag):
+        ours, self.peer = socket.socketpair()
+        self.stream = Stream(loop, ours, JsonLines(Recorder()))
+        self.stream.tag = tag
+
+    def close(self):
+        self.stream.abort()
+        self.peer.close()
 
 
 class FlakySocket(socket.socket):

@@ -118,7 +118,7 @@ class ChatCommands:
         return reply(s.id, {"type": FrameType.USERS.value, "names": self._others(s.user, names)})
 
     @command(FrameType.WHOELSESINCE, Field("seconds", seconds_problem, ErrorCode.BAD_ARGUMENT))
-    def whoelsesince(self, s: Session, now: float, seconds: float) -> list[Step]:
+    def whoelsesince(self, s: Session, now: float, seconds: int | float) -> list[Step]:   # (an int may not fit one)
         try:
             cutoff = now - seconds
         except OverflowError:   # an int too large for a float: the window covers everything

@@ -50,8 +50,9 @@ import socket
 import ssl
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
+from ..compiled import mypyc_attr
 from ..framing import MAX_FRAME, JsonLines, encode
 from ..loop import EventLoop, NamedTimers, TimerHandle
 from ..protocol import ErrorCode
@@ -160,11 +161,12 @@ class StopOnStoreFailure:
             raise  # the host must not go on as if it had been kept
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)   # cluster mode's host
 class ServerHost:
     """Runs one ``ChatServer`` over a listening socket on ``loop``."""
 
     # Each ServerEffect type -> the method that carries it out (``_apply``); a test checks that none is missing.
-    CARRY_OUT: dict[type, str] = {
+    CARRY_OUT: ClassVar[dict[type, str]] = {
         Send: "_send", SendBatch: "_send", Close: "_send", WhenWritable: "_send", SendStored: "_send_stored",
         SetTimer: "_set_timer", CancelTimer: "_cancel_timer", LoggedIn: "_logged_in", LoginFailed: "_login_failed",
         CheckPassword: "_check_password", KeepMessage: "_change", ForgetMessages: "_change", AddBlock: "_change",
