@@ -20,7 +20,6 @@ import importlib.util
 import json
 import os
 import sys
-import sysconfig
 from collections.abc import Sequence
 from types import ModuleType
 
@@ -47,7 +46,7 @@ class BuildError(ImportError):
 
 def interpreter_tag() -> str:
     """What a compiled module is bound to: the interpreter's ABI (``cpython-311-x86_64-linux-gnu``)."""
-    suffix = sysconfig.get_config_var("EXT_SUFFIX") or importlib.machinery.EXTENSION_SUFFIXES[0]
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]   # (sysconfig's EXT_SUFFIX, without loading sysconfig's data)
     return suffix.strip(".").removesuffix(".so").removesuffix(".pyd") or sys.implementation.cache_tag
 
 
@@ -143,15 +142,16 @@ def use(root: str = ROOT) -> str:
     else:
         stale = stale_sources(manifest, root)
         files = manifest.get("files")
+        what = "is older than the source of"
         if not stale and isinstance(files, dict):
             paths = {name: os.path.join(folder, str(file)) for name, file in files.items()}
             missing = sorted(name for name, path in paths.items() if not os.path.exists(path))
             if not missing and set(HOT_MODULES) <= set(paths):
                 sys.meta_path.insert(0, CompiledFinder(paths))
                 return "fast"
-            stale = missing or sorted(set(HOT_MODULES) - set(paths))
+            stale, what = missing or sorted(set(HOT_MODULES) - set(paths)), "lacks the compiled"
         shown = ", ".join(stale[:3]) + (f" and {len(stale) - 3} more" if len(stale) > 3 else "")
-        reason = (f"the fast build in {folder} is older than the source of {shown}: run make fast to rebuild it "
-                  f"(make clean-fast removes it), or set {ENV}=pure to run the pure-Python modules")
+        reason = (f"the fast build in {folder} {what} {shown}: run make fast to rebuild it (make clean-fast "
+                  f"removes it), or set {ENV}=pure to run the pure-Python modules")
     sys.meta_path.insert(0, RefusingFinder(reason))
     return "refused"

@@ -11,6 +11,8 @@ from reactor.framing import BadFrame, FrameDecoder, JsonLines, decode, encode
 from reactor.stream import Stream
 from tests.support import Recorder, run_until
 
+pytestmark = pytest.mark.compiled   # run again on the compiled build (make test-compiled)
+
 # -- the codec --------------------------------------------------------------
 
 def test_encode_is_one_ascii_line():

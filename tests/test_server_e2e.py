@@ -11,7 +11,7 @@ import pytest
 
 from tests.support import ACCOUNTS, NO_LIMITS, ROOT, ServerProcess, coverage_env, wait_for, write_credentials
 
-pytestmark = pytest.mark.e2e   # starts the real server or client
+pytestmark = [pytest.mark.e2e, pytest.mark.compiled]   # starts the real server or client (and on the compiled build)
 
 
 @pytest.fixture

@@ -32,6 +32,8 @@ from reactor.server.rules import ChatServer
 from reactor.server.store import MemoryStore, Store, StoreError
 from tests.support import StandIn
 
+pytestmark = pytest.mark.compiled   # run again on the compiled build (make test-compiled)
+
 NOBODY = 99   # a connection that is not there: carrying out its effects must still find a way
 
 SAMPLES: dict[type, typing.Any] = {

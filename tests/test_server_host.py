@@ -5,6 +5,8 @@ import logging
 import socket
 import sqlite3
 
+import pytest
+
 from reactor.loop import EventLoop
 from reactor.server.durability import with_texts
 from reactor.server.effects import KeepMessage
@@ -12,6 +14,8 @@ from reactor.server.host import FailureLog, ServerHost
 from reactor.server.rules import ChatServer
 from reactor.server.store import MemoryStore
 from tests.support import ACCOUNTS, FakeClock, StandIn, login_peer, opened, run_until
+
+pytestmark = pytest.mark.compiled   # run again on the compiled build (make test-compiled)
 
 
 def test_failure_log_counts_per_address_and_kind_and_starts_anew():

@@ -16,6 +16,8 @@ from reactor.framing import FrameDecoder, JsonLines, encode
 from reactor.stream import PEER_CLOSED, Connector, Stream, describe_os_error, listen
 from tests.support import FlakySocket, Recorder, run_until
 
+pytestmark = pytest.mark.compiled   # run again on the compiled build (make test-compiled)
+
 # -- writing, pacing and closing -------------------------------------------------
 
 def test_stream_sends_coalesce_into_one_flush(loop, pair):
