@@ -73,7 +73,6 @@ from .effects import (
     Send,
     SendBatch,
     SendStored,
-    ServerEffect,
     SetTimer,
     StoreChange,
     WhenWritable,
@@ -312,7 +311,7 @@ class ServerHost:
             log.info("failed logins and refused connections in the last %gs from %s", self._failure_interval, line)
 
     def frame_received(self, stream: Stream, frame: Any) -> None:
-        effects = self._logic.received(stream.tag, frame, self._loop.time())
+        effects: list[Any] = self._logic.received(stream.tag, frame, self._loop.time())   # (Any: see _apply)
         if len(effects) == 1 and not self._dirty:
             # The relay's one Send carried out here, as _apply and _deliver would: two calls and two
             # type tests less per relayed message.
@@ -356,7 +355,9 @@ class ServerHost:
 
     # -- effects -> sockets --------------------------------------------
 
-    def _apply(self, effects: list[ServerEffect]) -> None:
+    def _apply(self, effects: list[Any]) -> None:
+        """Carry out ``effects``: ``ServerEffect``s, and a cluster node's too (``ClusterHost``): Any, as compiled
+        (make fast) a declared union is checked for each effect, and refuses those of a cluster."""
         carry_out = self._carry_out
         for effect in effects:
             if type(effect) is Send and not self._dirty:   # the relay's effect, straight out (as _send would)
