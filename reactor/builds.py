@@ -27,8 +27,8 @@ from types import ModuleType
 # -> host -> write) and what it calls on the way. Anything that subclasses one of their classes from outside
 # this list needs ``@mypyc_attr(allow_interpreted_subclasses=True)`` on that class (reactor/compiled.py).
 HOT_MODULES = (
-    "reactor.loop", "reactor.stream", "reactor.tls", "reactor.framing", "reactor.protocol", "reactor.text",
-    "reactor.timer_effects",
+    "reactor.loop", "reactor.stream", "reactor.tls", "reactor.fastjson", "reactor.framing", "reactor.protocol",
+    "reactor.text", "reactor.timer_effects",
     "reactor.server.effects", "reactor.server.commands", "reactor.server.blocks", "reactor.server.sessions",
     "reactor.server.limits", "reactor.server.mail", "reactor.server.presence", "reactor.server.privates",
     "reactor.server.door", "reactor.server.logins", "reactor.server.chat", "reactor.server.rules",

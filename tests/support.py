@@ -180,6 +180,10 @@ class WireClient:
 
     def recv(self, timeout=None) -> dict:
         """The next frame; AssertionError if none comes in time, EOFError if the server closed."""
+        return json.loads(self.recv_line(timeout))
+
+    def recv_line(self, timeout=None) -> bytes:
+        """The next line as it came on the wire (no newline); as ``recv`` fails."""
         deadline = time.monotonic() + (timeout or self.timeout)
         while b"\n" not in self.buffer:
             left = deadline - time.monotonic()
@@ -196,7 +200,7 @@ class WireClient:
             if self.pause:
                 time.sleep(self.pause)   # pacing only: a reader slow on purpose
         line, self.buffer = self.buffer.split(b"\n", 1)
-        return json.loads(line)
+        return line
 
     def expect(self, type_, timeout=None, **fields) -> dict:
         """The next frame must be of ``type_`` with these fields."""
