@@ -132,7 +132,8 @@ $(VENV)/.bench-installed: tests/bench/requirements.txt $(VENV)/.installed
 	$(VPY) -m pip install --quiet --disable-pip-version-check -r tests/bench/requirements.txt
 	touch $@
 
-bench: $(VENV)/.bench-installed
+# Both builds side by side: the fast one is built first where there is a C compiler.
+bench: $(VENV)/.bench-installed $(if $(CC_FOUND),fast)
 	$(VPY) -m tests.bench.run $(BENCH_ARGS)
 	$(MAKE) --no-print-directory bench-more
 
@@ -154,7 +155,7 @@ bench-more: $(VENV)/.installed $(VENV)/.engine
 bench-cluster: $(VENV)/.installed $(VENV)/.engine
 	$(VPY) -m tests.bench.cluster $(BENCH_ARGS)
 
-bench-quick: $(VENV)/.bench-installed
+bench-quick: $(VENV)/.bench-installed $(if $(CC_FOUND),fast)
 	$(VPY) -m tests.bench.run --quick $(BENCH_ARGS)
 
 # What TLS costs: the real server's relay throughput and latency, plaintext and TLS side by side.

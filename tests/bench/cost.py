@@ -123,6 +123,28 @@ def syscalls(kind: str, workdir: str, credentials: str) -> tuple[float, str]:
     return total / max(messages, 1), busiest
 
 
+def user_and_system(pid: int) -> tuple[float, float]:
+    """The CPU seconds process ``pid`` has spent in user space and in the kernel so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def kernel_share(kind: str, workdir: str, credentials: str) -> tuple[float, float]:
+    """Untraced: the server's CPU microseconds a relayed message, and the share of them spent in the kernel (its
+    system calls: a loopback send wakes the peer's socket there)."""
+    def begin(pid: int) -> tuple[float, float]:
+        return user_and_system(pid)
+
+    def end(pid: int, before: tuple[float, float]) -> tuple[float, float]:
+        after = user_and_system(pid)
+        return after[0] - before[0], after[1] - before[1]
+
+    messages, (user, system) = relay(kind, workdir, credentials, [], (begin, end))
+    return (user + system) / max(messages, 1) * 1e6, system / max(user + system, 1e-9)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.cost")
     parser.add_argument("--hosts", default=f"reactor,{FAST},miniircd")
@@ -142,19 +164,25 @@ def main(argv: list[str] | None = None) -> int:
                 os.makedirs(args.keep, exist_ok=True)
                 shutil.copy(dumps[kind], os.path.join(args.keep, f"callgrind-{kind}.out"))
             calls, busiest = syscalls(kind, workdir, credentials)
+            cpu, kernel = kernel_share(kind, workdir, credentials)
             figures[kind] = per_message
             print(f"{kind:<13} {per_message:>9,.0f} instructions/message   {calls:5.2f} system calls/message "
-                  f"({busiest})", flush=True)
+                  f"({busiest}); untraced {cpu:.1f} us of CPU a message, {kernel:.0%} of it in the kernel", flush=True)
         if "miniircd" in figures:
             for kind in (k for k in figures if k != "miniircd"):
                 print(f"{kind} costs {figures[kind] / figures['miniircd']:.2f}x miniircd's instructions a message")
         if FAST in dumps:
             print(f"\nthe fast build's instructions by function (own cost), {args.top} most:")
-            annotated = subprocess.run(["callgrind_annotate", "--inclusive=no", dumps[FAST]], capture_output=True,
-                                       text=True).stdout.splitlines()
+            annotated = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", dumps[FAST]],
+                                       capture_output=True, text=True).stdout.splitlines()
             start = next((i for i, line in enumerate(annotated) if "file:function" in line), 0)
-            for line in annotated[start:start + args.top + 2]:
-                print(line[:160])
+            # (the lines of 50% and more are the callers of everything: main, the loop's run, the calls' glue)
+            rows = [line for line in annotated[start + 2:] if re.match(r"\s*[\d,]+ \(\s*(\d|[1-4]\d)\.", line)]
+            for line in rows[:args.top]:
+                ir, _, where = line.strip().partition(" ")
+                function = where.split(":", 1)[-1].split(" [")[0] if ":" in where else where
+                library = where.rsplit("/", 1)[-1].rstrip("]") if where.endswith("]") else ""
+                print(f"{ir:>14} {function[:70]:<70} {library[:50]}")
     return 0
 
 

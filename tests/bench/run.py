@@ -722,8 +722,9 @@ def print_fast(bench: Bench) -> None:
         row = rows.get(figure, Row(figure))
         per_round = bench.fast_ratios.get(figure, {}).get("reactor")
         gain = statistics.median(per_round) if per_round else advantage(row, values[FAST], values["reactor"])
-        if figure.startswith("A: ") or figure.startswith("generator") or "CPU (s)" in figure and "server" not in figure:
-            gain_text = "-"   # (not the server's figure)
+        if (figure.startswith(("A: ", "generator", "server CPU during", "clients logged in"))
+                or "CPU (s)" in figure and "server" not in figure):
+            gain_text = "-"   # (not a figure of the server's speed: its share of a core, the generators', a count)
         else:
             gain_text = "-" if gain is None else f"{gain:.2f}x"
             if gain is not None and gain < 0.95:   # (5%: below that, the machine's noise)
