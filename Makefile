@@ -30,7 +30,7 @@ CERTS  ?= .certs
 BENCH_ARGS ?=
 
 .PHONY: run-server run-client run-engine dev-certs lint test test-fast test-compiled coverage bench bench-more bench-quick \
-	bench-tls bench-cluster fast clean-fast clean
+	bench-tls bench-cluster bench-metrics fast clean-fast clean
 # A C compiler: make test runs the fast tests again on the compiled build only where there is one.
 CC_FOUND := $(shell command -v $${CC:-cc} 2>/dev/null)
 # The fast build there is (of any interpreter): run-server keeps it current.
@@ -138,18 +138,21 @@ bench: $(VENV)/.bench-installed $(if $(CC_FOUND),fast)
 	$(MAKE) --no-print-directory bench-more
 
 # The rest of make bench, each a script that prints its own figures: what TLS costs, attacks by strangers
-# and a flooding user against a bystander's round trip, password guessing with hashed and plain accounts,
+# (plaintext and TLS) and a flooding user against a bystander's round trip, password guessing with hashed and plain accounts,
 # 200 hashed logins at once, reloading 20,000 accounts (SIGHUP),
-# the server's memory with many stored messages, and cluster mode on 1, 2 and 4 nodes against the single process.
-bench-more: $(VENV)/.installed $(VENV)/.engine
+# the server's memory with many stored messages, cluster mode on 1, 2 and 4 nodes against the single process,
+# and what the operator's tools cost: relay with metrics off and on side by side, a scrape of 10,000 users.
+bench-more: $(VENV)/.installed $(VENV)/.engine $(VENV)/.prometheus
 	$(VPY) -m tests.bench.tls
 	$(VPY) -m tests.bench.attacks
+	$(VPY) -m tests.bench.tls_attacks
 	$(VPY) -m tests.bench.flood
 	$(VPY) -m tests.bench.passwords
 	$(VPY) -m tests.bench.logins --retry-after 0.1
 	$(VPY) -m tests.bench.reload
 	$(VPY) -m tests.bench.mailbox_memory
 	$(VPY) -m tests.bench.cluster
+	$(VPY) -m tests.bench.metrics
 
 # Cluster mode alone: 1, 2 and 4 nodes on one engine against the single process on SQLite, side by side.
 bench-cluster: $(VENV)/.installed $(VENV)/.engine
@@ -157,6 +160,11 @@ bench-cluster: $(VENV)/.installed $(VENV)/.engine
 
 bench-quick: $(VENV)/.bench-installed $(if $(CC_FOUND),fast)
 	$(VPY) -m tests.bench.run --quick $(BENCH_ARGS)
+
+# What metrics cost: the real server's relay with metrics off and on (a real Prometheus scraping it), side by side;
+# 10,000 users scraped; reactor-chat-admin who on 1,000 and 10,000 users.
+bench-metrics: $(VENV)/.installed $(VENV)/.prometheus
+	$(VPY) -m tests.bench.metrics $(BENCH_ARGS)
 
 # What TLS costs: the real server's relay throughput and latency, plaintext and TLS side by side.
 bench-tls: $(VENV)/.installed

@@ -19,8 +19,9 @@ import sys
 import time
 from typing import Any
 
+from reactor.handshakes import HANDSHAKE_RATE
 from reactor.loop import EventLoop
-from reactor.ops import admin_cli
+from reactor.ops import admin_cli, options
 from reactor.ops.logs import FORMATS, configure_logging
 from reactor.server.credentials import CredentialsError, CredentialsMissing, load_credentials, plain_accounts
 from reactor.server.host import (
@@ -31,6 +32,7 @@ from reactor.server.host import (
     StopOnStoreFailure,
 )
 from reactor.server.limits import BURST, RATE, SENDER_QUOTA
+from reactor.server.operator import ServerOperator
 from reactor.server.passwords import hash_password_command
 from reactor.server.reload import AccountsReload
 from reactor.server.rules import ChatServer
@@ -177,6 +179,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tls-cert", metavar="FILE",
                         help="speak TLS only, with this certificate chain (PEM); needs --tls-key")
     parser.add_argument("--tls-key", metavar="FILE", help="the private key (PEM) of --tls-cert")
+    parser.add_argument("--tls-handshake-rate", type=rate, default=HANDSHAKE_RATE, metavar="R",
+                        help=f"TLS handshakes a second each source address may start, sustained (default "
+                             f"{HANDSHAKE_RATE:g}; as many as --max-strangers-per-address at once; 0: no limit); "
+                             "a connection past that is closed at once and counts against its address too")
     parser.add_argument("--cluster", type=engine_url, metavar="redis://HOST:PORT",
                         help="run as one node of a cluster whose state is in this Valkey or Redis (7.0 or newer); "
                              "needs the cluster extra (hiredis); --state is then unused")
@@ -189,6 +195,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     parser.add_argument("--log-format", default="text", choices=FORMATS,
                         help="text (default), or json: one object a line for a log collector")
+    options.add_arguments(parser)
     args = parser.parse_args(argv)
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key go together")
@@ -283,15 +290,19 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
     max_strangers = args.max_strangers
     if max_strangers is None:   # strangers never take the descriptors that logins and users need
         max_strangers = max(1, min(MAX_STRANGERS, open_files // 4))
-    loop = EventLoop()
+    # The loop's turns are timed (chat_loop_turn_seconds) only for an operator who can read them.
+    loop = EventLoop(turn_stats=args.metrics is not None or args.admin_socket is not None)
     guard = StopOnStoreFailure(store, loop) if store is not None else None
-    options: dict[str, Any] = dict(wall_offset=time.time() - loop.time(),  # stamps kept messages with when sent
-                                   rate=args.rate, burst=args.burst, sender_quota=args.sender_quota)
+    logic_options: dict[str, Any] = dict(wall_offset=time.time() - loop.time(),  # stamps kept messages with when sent
+                                         rate=args.rate, burst=args.burst, sender_quota=args.sender_quota)
     host_options: dict[str, Any] = dict(max_strangers=max_strangers, tls=tls,
                                         max_strangers_per_address=args.max_strangers_per_address,
                                         failure_log_interval=args.failure_log_interval,
-                                        password_helpers=args.password_helpers)
+                                        password_helpers=args.password_helpers,
+                                        handshake_rate=args.tls_handshake_rate)
     host: ServerHost
+    reload = AccountsReload(loop, args.credentials, lambda accounts: host.accounts_changed(accounts), accounts)
+    operator: ServerOperator
     if guard is None:
         try:
             from reactor.cluster.host import ClusterHost  # (needs hiredis: the cluster extra)
@@ -301,8 +312,10 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
                   file=sys.stderr)
             loop.close()
             return 2
-        node = ClusterChatServer(accounts, args.block_duration, args.timeout, first_id=1, **options)
+        from reactor.cluster.operator import ClusterOperator
+        node = ClusterChatServer(accounts, args.block_duration, args.timeout, first_id=1, **logic_options)
         host = cluster = ClusterHost(loop, node, args.cluster, args.node_id, **host_options)
+        operator = ClusterOperator(loop, cluster, node, reload)
         # Joined before listening: a node id in use by a live node is refused before any client comes. (An
         # engine that does not answer is waited for while serving: logins wait.)
         cluster.start_cluster()
@@ -314,22 +327,35 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
             loop.close()
             return 2
     else:
-        logic = ChatServer(accounts, args.block_duration, args.timeout, blocks=blocks, offline=offline, **options)
+        logic = ChatServer(accounts, args.block_duration, args.timeout, blocks=blocks, offline=offline,
+                           **logic_options)
         host = ServerHost(loop, logic, guard, **host_options)
+        operator = ServerOperator(loop, host, logic, reload, store=guard)
+    try:   # the operator's endpoint and socket first: nothing is served if they cannot be
+        ops = options.start(loop, args, operator.metrics, operator.ready, operator)
+    except options.OpsError as exc:
+        print(f"Error. {exc}", file=sys.stderr)
+        loop.close()
+        return 2
     try:
         host.serve(args.host, args.server_port, reuse_port=args.reuse_port)
     except OSError as exc:
         reason = "the port is already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
         print(f"Error. Cannot listen on {args.host}:{args.server_port}: {reason}", file=sys.stderr)
+        ops.close()
         loop.close()
         return 1
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, host.shutdown)
     # SIGHUP reads the accounts file again, a slice per loop turn (a big file stalls nobody).
-    loop.add_signal_handler(signal.SIGHUP, AccountsReload(loop, args.credentials, host.accounts_changed,
-                                                                  accounts).request)
+    loop.add_signal_handler(signal.SIGHUP, reload.request)
     bound_host, bound_port = host.address[:2]
     print(f"Server listening on {bound_host}:{bound_port}", flush=True)
+    if ops.endpoint is not None:
+        metrics_host, metrics_port = ops.endpoint.address[:2]
+        print(f"Metrics on http://{metrics_host}:{metrics_port}/metrics", flush=True)
+    if ops.admin is not None:
+        log.info("admin socket %s", ops.admin.path)
     if tls is not None:
         log.info("TLS only, certificate %s", args.tls_cert)
         warn_of_expiry(args.tls_cert)
@@ -349,6 +375,7 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
     try:
         loop.run()
     finally:
+        ops.close()
         loop.close()
     if guard is not None and guard.failure is not None:
         print(f"Error. {guard.failure}", file=sys.stderr)

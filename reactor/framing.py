@@ -1,8 +1,11 @@
 """JSON-lines framing: one JSON object per UTF-8 line; ``JsonLines``, the protocol that hands a stream's lines on.
 
-``encode``, ``decode`` and ``FrameDecoder`` cut and join lines without I/O. A
-decoded frame holds only valid Unicode: a line whose strings (keys or values)
-keep a lone surrogate escape (``\\ud800``) is a BadFrame, not fatal.
+``encode``, ``decode`` and ``FrameDecoder`` cut and join lines without I/O. Text
+leaves as UTF-8 (JSON escapes only the quote, the backslash and control
+characters, so no raw newline is ever inside a line), not as ``\\uXXXX``
+escapes, which made a Cyrillic name six times longer. A decoded frame holds
+only valid Unicode: a line whose strings (keys or values) keep a lone
+surrogate escape (``\\ud800``) is a BadFrame, not fatal.
 
 ``JsonLines`` is a stream's protocol object (``reactor.stream.StreamProtocol``):
 it cuts the bytes a ``Stream`` (or a ``TLSStream``) reads into frames and hands
@@ -23,7 +26,7 @@ import json
 import logging
 import re
 from _json import make_encoder
-from json.encoder import encode_basestring_ascii
+from json.encoder import encode_basestring, encode_basestring_ascii
 from json.scanner import make_scanner
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -47,10 +50,16 @@ _decoder = json.JSONDecoder(parse_constant=_reject_constant)
 # The C encoder and scanner behind those two, made once. ``JSONEncoder.encode`` makes a new C encoder for
 # every call (``iterencode``), and ``JSONDecoder.decode`` runs two whitespace regexes around the scanner;
 # calling them directly takes a frame's encoding from 1.7 to 1.0 us and its decoding from 1.3 to 0.55 us
-# (a 90-byte message frame, CPython 3.11), the same bytes and the same frames.
+# (a 90-byte message frame, CPython 3.11), the same bytes and the same frames. Leaving text as UTF-8 costs
+# ASCII nothing (a relayed message: 12,722 -> 12,602 instructions, callgrind; about 0.8 us either way), and a
+# Cyrillic message 14,844 -> 15,511 for 349 -> 149 bytes on the wire (docs/performance.md).
 _markers: dict[int, Any] = {}   # what the encoder is inside of, to refuse a circular frame as JSONEncoder does
-_encode = make_encoder(_markers, _encoder.default, encode_basestring_ascii, None, _encoder.key_separator,
+_encode = make_encoder(_markers, _encoder.default, encode_basestring, None, _encoder.key_separator,
                        _encoder.item_separator, False, False, False)
+# Text holding a lone surrogate (no character: UTF-8 cannot carry it) leaves as JSON's ASCII escapes, as all
+# text did before: the same bytes as ever, which the other side refuses as a BadFrame, not fatal.
+_encode_ascii = make_encoder(_markers, _encoder.default, encode_basestring_ascii, None, _encoder.key_separator,
+                             _encoder.item_separator, False, False, False)
 _scan = make_scanner(_decoder)   # type: ignore[arg-type]  # (typeshed wants a make_scanner; it reads the hooks)
 _TLS_HANDSHAKE = 0x16   # the first byte of a TLS handshake record
 _BACKSLASH = ord("\\")   # an int: `in` a bytes line is a memchr, far cheaper than a bytes needle
@@ -59,16 +68,20 @@ FAST_JSON: Final = fastjson.ENABLED   # the fast build with orjson: it writes th
 
 
 def encode(frame: dict[str, Any]) -> bytes:
-    """The bytes of one frame, newline included (ASCII: JSON escapes the rest)."""
+    """The bytes of one frame, newline included: UTF-8, one line (JSON escapes newlines inside strings)."""
     if FAST_JSON:
         fast = fastjson.encode(frame)
         if fast is not None:
             return fast
     try:
-        return ("".join(_encode(frame, 0)) + "\n").encode("ascii")
+        line = "".join(_encode(frame, 0)) + "\n"
     except BaseException:   # (a value JSON has not, NaN, a circular frame) the encoder may leave markers behind
         _markers.clear()
         raise
+    try:
+        return line.encode("utf-8")
+    except UnicodeEncodeError:   # a lone surrogate: escaped, as ASCII
+        return ("".join(_encode_ascii(frame, 0)) + "\n").encode("ascii")
 
 
 class BadFrame:

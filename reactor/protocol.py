@@ -11,15 +11,20 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Frame", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS", "MAX_TEXT", "MAX_CERT", "FrameType", "ErrorCode",
-           "ByeReason", "CLIENT_FRAMES", "LOGIN_FRAMES"]
+__all__ = ["Frame", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS", "MAX_TEXT", "MAX_CERT", "MAX_USERNAME", "FrameType",
+           "ErrorCode", "ByeReason", "CLIENT_FRAMES", "LOGIN_FRAMES"]
 
 Frame = dict[str, Any]         # one decoded frame: a JSON object
 
-PROTOCOL_VERSION = 2          # the newest version spoken (2: a presence frame may list several users)
-PROTOCOL_VERSIONS = (1, 2)    # the versions spoken; they differ only in presence frames
+PROTOCOL_VERSION = 3          # the newest version spoken (3: the welcome is followed by who else is online)
+PROTOCOL_VERSIONS = (1, 2, 3)  # the versions spoken (2: a presence frame may list several users)
 MAX_TEXT = 4096               # characters in one message or broadcast text, as the server enforces by default
 MAX_CERT = 2048               # characters of a client's private-chat certificate (base64 DER; about 430 in use)
+# Characters in a user name, at most: 256 bytes of UTF-8 even beyond the BMP, so a name always fits in a
+# frame with room to spare, a page of names holds over a hundred of them (reactor/server/pages.py), and a
+# client that escapes every character (12 bytes beyond the BMP) still says its name in the 1 KiB a client
+# may send before it logs in.
+MAX_USERNAME = 64
 
 
 class FrameType(StrEnum):
@@ -57,10 +62,12 @@ class FrameType(StrEnum):
     BYE = "bye"
     PONG = "pong"
     PRESENCE = "presence"
+    ONLINE = "online"                 # (version 3) who else is online, right after the welcome
     PRIVATE_REQUEST = "private_request"
     PRIVATE_EXPECT = "private_expect"
     PRIVATE_CONNECT = "private_connect"
     PRIVATE_CANCELLED = "private_cancelled"
+    NOTICE = "notice"                 # the operator's words to every user
     # peer <-> peer
     PEER_HELLO = "peer_hello"
     PEER_WELCOME = "peer_welcome"
@@ -121,3 +128,4 @@ class ByeReason(StrEnum):
     SHUTDOWN = "shutdown"
     ACCOUNT_REMOVED = "account_removed"
     CUT_OFF = "cut_off"               # cluster mode: the node lost touch with the cluster (or the login moved)
+    OPERATOR = "operator"             # the operator ended the session (kick, lock); a ``text`` may say why

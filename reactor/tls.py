@@ -24,6 +24,18 @@ may send its first frame together with its last handshake message): a handler
 hears of a secure stream before its first frame. Closing sends close_notify
 after the last words; an abort does not.
 
+A server-side stream reads the client's first flight by hand before the TLS
+library sees a byte of it (``ClientHelloReader``, sans-I/O): its record and
+handshake headers are checked as they come, and the library's session is made
+only once the whole ClientHello is here. OpenSSL takes any ClientHello up to
+128 KiB and makes room for the size a handshake header declares (a stranger that
+sent 9 bytes declaring 131,000 held 153 KiB until the handshake deadline); a
+hello longer than ``MAX_FIRST_FLIGHT`` is refused at its header, with an alert,
+so a stranger holds at most that many bytes before its hello is whole. With
+``handshakes`` (a server's ``reactor.handshakes.Handshakes``), a stream whose
+hello is whole waits there, holding only those bytes, until the limits on
+handshakes at once and per loop turn let it go on.
+
 A plaintext client of a JSON-lines protocol speaks first: a server-side stream
 whose first byte is ``{`` answers ``plaintext_answer`` (the owner's words, in
 plaintext; none by default) and closes, so such a client shows an error
@@ -42,11 +54,14 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .compiled import mypyc_attr
 from .loop import EventLoop, TimerHandle
-from .stream import HIGH_WATER, LOW_WATER, MAX_OUTPUT, PEER_CLOSED, RECV_SIZE, P, Stream, describe_os_error
+from .stream import HIGH_WATER, LOW_WATER, MAX_OUTPUT, PEER_CLOSED, RECV_SIZE, P, Stream, Traffic, describe_os_error
+
+if TYPE_CHECKING:   # (a server's, given to its streams: a client's streams never load it)
+    from .handshakes import Handshake, Handshakes
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +70,14 @@ READ_CHUNK = 64 * 1024     # plaintext taken from the session per ``SSLObject.re
 VERIFY_FAILED = "certificate verify failed"   # how ``describe_error`` begins for a certificate refused
 NOT_A_TLS_SERVER = "the server does not speak TLS on this port"
 TLS_RECORDS = b"\x14\x15\x16\x17"   # the content types a TLS record begins with (a server's first: 0x16, 0x15)
+# Bytes of a client's first flight (its ClientHello, record headers and all) a server takes. Real ones are far
+# shorter: 517 bytes from Python's OpenSSL 3.0, about 1,800 from a browser with a post-quantum key share.
+MAX_FIRST_FLIGHT = 8 * 1024
+MAX_RECORD = 1 << 14          # bytes of plaintext one TLS record may carry
+HANDSHAKE_RECORD = 22         # the content type of records that carry handshake messages
+CLIENT_HELLO = 1              # the handshake message type of a ClientHello
+# TLS alert descriptions a refused first flight is answered with (RFC 8446, 6.2)
+UNEXPECTED_MESSAGE, RECORD_OVERFLOW, ILLEGAL_PARAMETER, PROTOCOL_VERSION = 10, 22, 47, 70
 
 
 class TLSConfigError(Exception):
@@ -94,6 +117,11 @@ def describe_error(exc: BaseException) -> str:
         reason = exc.reason or exc.strerror or type(exc).__name__
         return "TLS: " + reason.lower().replace("_", " ")
     return describe_os_error(exc)
+
+
+def source_address(peer: Any) -> str:
+    """The host part of a stream's ``peer_address`` (the whole of it for a socket with no host part)."""
+    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
 
 
 @mypyc_attr(native_class=False)   # (compiled, a subclass of ssl's exception stays a Python class)
@@ -144,19 +172,114 @@ def _not_after(der: bytes) -> datetime.datetime:
     return datetime.datetime.strptime(der[start:end].decode("ascii"), layout).replace(tzinfo=datetime.UTC)
 
 
-class TLSLayer:
-    """One end of a TLS session over memory buffers: no socket, no loop, no clock."""
+class BadHello(Exception):
+    """A first flight no real TLS client sends; ``alert``: the TLS alert description that says so."""
 
-    __slots__ = ("_incoming", "_outgoing", "_session", "server_side", "established", "_fresh")
+    def __init__(self, message: str, alert: int) -> None:
+        super().__init__(message)
+        self.alert = alert
+
+
+def alert_record(description: int) -> bytes:
+    """A fatal TLS alert in a plaintext record (what a server says before any keys are agreed)."""
+    return bytes((21, 3, 3, 0, 2, 2, description))
+
+
+class ClientHelloReader:
+    """A TLS server's first flight read by hand, sans-I/O: the records that carry the client's ClientHello.
+
+    ``feed`` takes the bytes as they come and gives them all back once they hold the whole hello (ending
+    with its last record). Each header is checked when it is here, so nothing is waited for that would be
+    refused: handshake records of TLS's major version, at most ``MAX_RECORD`` each; a first handshake message
+    that is a ClientHello; all of it, record headers and all, within ``limit`` bytes.
+    """
+
+    __slots__ = ("_limit", "_buffer", "_parsed", "_header", "_seen", "_length")
+
+    def __init__(self, limit: int = MAX_FIRST_FLIGHT) -> None:
+        self._limit = limit
+        self._buffer = bytearray()
+        self._parsed = 0             # bytes of the buffer in whole records looked at
+        self._header = bytearray()   # the hello's handshake header (4 bytes), as far as it came
+        self._seen = 0               # bytes of the hello (its header included) in those records
+        self._length: int | None = None   # the hello's whole length, its header included, once known
+
+    def feed(self, data: bytes) -> bytes | None:
+        """Take ``data``; all the bytes taken so far once they hold the whole ClientHello, else None.
+
+        Raises ``NotTLS`` for a JSON line, ``BadHello`` for anything else no real client sends.
+        """
+        buffer = self._buffer
+        if not buffer and data[:1] == b"{":
+            raise NotTLS("a plaintext client")
+        buffer += data
+        while len(buffer) - self._parsed >= 5:
+            start = self._parsed
+            kind, major, size = buffer[start], buffer[start + 1], int.from_bytes(buffer[start + 3:start + 5], "big")
+            if kind != HANDSHAKE_RECORD:
+                raise BadHello("not a TLS handshake", UNEXPECTED_MESSAGE)
+            if major != 3:
+                raise BadHello("wrong version number", PROTOCOL_VERSION)
+            if not 0 < size <= MAX_RECORD:
+                raise BadHello(f"a record of {size} bytes", RECORD_OVERFLOW)
+            end = start + 5 + size
+            if end > self._limit:
+                raise BadHello(f"a first flight over {self._limit} bytes", ILLEGAL_PARAMETER)
+            if self._length is not None and self._seen + size > self._length:
+                raise BadHello("a record past the ClientHello", UNEXPECTED_MESSAGE)
+            if end > len(buffer):
+                return None   # the rest of this record is to come
+            self._hello_bytes(buffer[start + 5:end])
+            self._parsed = end
+            if self._seen == self._length:
+                whole = bytes(buffer)
+                buffer.clear()
+                return whole
+        return None
+
+    def _hello_bytes(self, fragment: bytearray) -> None:
+        """A record's payload: the next part of the hello."""
+        if self._length is None:
+            self._header += fragment[:4 - len(self._header)]
+            if len(self._header) == 4:
+                if self._header[0] != CLIENT_HELLO:
+                    raise BadHello("the first handshake message is not a ClientHello", UNEXPECTED_MESSAGE)
+                self._length = 4 + int.from_bytes(self._header[1:4], "big")
+                if self._length + 5 > self._limit:
+                    raise BadHello(f"a ClientHello of {self._length} bytes, over {self._limit - 5}",
+                                   ILLEGAL_PARAMETER)
+        self._seen += len(fragment)
+        if self._length is not None and self._seen > self._length:
+            raise BadHello("a record past the ClientHello", UNEXPECTED_MESSAGE)
+
+
+class TLSLayer:
+    """One end of a TLS session over memory buffers: no socket, no loop, no clock.
+
+    The library's session is made when it is first needed (the first ``handshake`` or ``receive``): a server
+    stream waiting for a client's hello holds none of it.
+    """
+
+    __slots__ = ("_context", "_server_hostname", "_incoming", "_outgoing", "_session", "server_side", "established",
+                 "_fresh")
 
     def __init__(self, context: ssl.SSLContext, *, server_side: bool, server_hostname: str | None = None) -> None:
-        self._incoming = ssl.MemoryBIO()
-        self._outgoing = ssl.MemoryBIO()
-        self._session = context.wrap_bio(self._incoming, self._outgoing, server_side=server_side,
-                                         server_hostname=server_hostname)
+        self._context = context
+        self._server_hostname = server_hostname
+        self._incoming: ssl.MemoryBIO | None = None
+        self._outgoing: ssl.MemoryBIO | None = None
+        self._session: ssl.SSLObject | None = None
         self.server_side = server_side
         self.established = False
         self._fresh = True   # nothing received yet
+
+    def _begin(self) -> ssl.SSLObject:
+        if self._session is None:
+            self._incoming = ssl.MemoryBIO()
+            self._outgoing = ssl.MemoryBIO()
+            self._session = self._context.wrap_bio(self._incoming, self._outgoing, server_side=self.server_side,
+                                                   server_hostname=self._server_hostname)
+        return self._session
 
     def handshake(self) -> bool:
         """Go on with the handshake as far as the bytes received allow; True once it is done.
@@ -164,7 +287,7 @@ class TLSLayer:
         Raises ``ssl.SSLError`` (``SSLCertVerificationError`` among them) if it failed.
         """
         try:
-            self._session.do_handshake()
+            self._begin().do_handshake()
         except ssl.SSLWantReadError:
             return False
         self.established = True
@@ -175,22 +298,21 @@ class TLSLayer:
 
         Goes on with the handshake first while it is not done. After the peer's
         close_notify there is no more plaintext. Raises ``ssl.SSLError`` on
-        anything that is not a good TLS record (``NotTLS`` for a JSON line
-        where the handshake should start).
+        anything that is not a good TLS record.
         """
-        if self._fresh:
-            self._fresh = False
-            if self.server_side and data[:1] == b"{":
-                raise NotTLS("a plaintext client on the TLS port")
+        if self._fresh:   # a client's first bytes from the server: a plaintext server is told apart (a server's
+            self._fresh = False   # first flight is read by hand: ClientHelloReader)
             if not self.server_side and data[:1] not in TLS_RECORDS:
                 raise NotTLS(NOT_A_TLS_SERVER)
+        session = self._begin()
+        assert self._incoming is not None
         self._incoming.write(data)
         if not self.established and not self.handshake():
             return b""
         chunks = []
         while True:   # until the session holds no whole record: the loop would not wake for those bytes
             try:
-                chunk = self._session.read(READ_CHUNK)
+                chunk = session.read(READ_CHUNK)
             except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
                 break
             if not chunk:
@@ -200,14 +322,17 @@ class TLSLayer:
 
     def encrypt(self, data: bytes | bytearray) -> None:
         """Seal plaintext into records (the handshake must be done); ``take`` gives them."""
+        session = self._begin()
         view = memoryview(data)
         while view:   # SSLObject.write may take less than all
             # (a call in a slice's bound is made twice by mypyc 2.4's code: the fast build would seal it twice)
-            taken = self._session.write(view)
+            taken = session.write(view)
             view = view[taken:]
 
     def close(self) -> None:
         """Say close_notify (best effort: whatever the peer does, nothing more is read)."""
+        if self._session is None:
+            return
         try:
             self._session.unwrap()
         except ssl.SSLError:   # SSLWantReadError: the peer's close_notify is not awaited
@@ -215,31 +340,41 @@ class TLSLayer:
 
     def take(self) -> bytes:
         """The wire bytes produced so far, to send in order."""
-        return self._outgoing.read()
+        return b"" if self._outgoing is None else self._outgoing.read()
 
     def peer_certificate(self) -> bytes | None:
         """The certificate the peer presented (DER), once the handshake is done; None if it presented none."""
-        return self._session.getpeercert(binary_form=True) if self.established else None
+        if not self.established or self._session is None:
+            return None
+        return self._session.getpeercert(binary_form=True)
 
 
 class TLSStream(Stream[P]):
     """A ``Stream`` over TLS (see the module's docstring); the same API, plaintext in and out."""
 
-    __slots__ = ("_tls", "_plain", "_handshake_timer", "_on_secure", "_plaintext_answer")
+    __slots__ = ("_tls", "_plain", "_handshake_timer", "_on_secure", "_plaintext_answer", "_hello", "_handshakes",
+                 "_handshake", "_flight")
 
     def __init__(self, loop: EventLoop, sock: socket.socket, protocol: P, *,
                  context: ssl.SSLContext, server_side: bool = False, server_hostname: str | None = None,
                  on_secure: Callable[[TLSStream[P]], Any] | None = None, plaintext_answer: bytes = b"",
-                 handshake_timeout: float = HANDSHAKE_TIMEOUT, max_output: int = MAX_OUTPUT,
-                 high_water: int = HIGH_WATER, low_water: int = LOW_WATER, read_size: int = RECV_SIZE,
-                 count_sends: bool = False) -> None:
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT, handshakes: Handshakes | None = None,
+                 max_output: int = MAX_OUTPUT, high_water: int = HIGH_WATER, low_water: int = LOW_WATER,
+                 read_size: int = RECV_SIZE, count_sends: bool = False, traffic: Traffic | None = None) -> None:
         self._tls = TLSLayer(context, server_side=server_side, server_hostname=server_hostname)
         self._plain = bytearray()   # written, not yet encrypted
         self._on_secure = on_secure
         self._plaintext_answer = plaintext_answer
         self._handshake_timer: TimerHandle | None = None
+        # A server's: the client's hello, read by hand until it is whole; then its place with ``handshakes``
+        # until the handshake is over, and the hello itself while it waits for its turn there.
+        self._hello = ClientHelloReader() if server_side else None
+        self._handshakes = handshakes if server_side else None
+        self._handshake: Handshake | None = None
+        self._flight = b""
         super().__init__(loop, sock, protocol, max_output=max_output, high_water=high_water, low_water=low_water,
-                         read_size=read_size, count_sends=count_sends)   # (named: compiled, ** passes none)
+                         read_size=read_size, count_sends=count_sends,
+                         traffic=traffic)   # (named: compiled, ** passes none)
         self._handshake_timer = loop.call_later(handshake_timeout, self._fail, "TLS handshake timed out")
         if not server_side:   # the client speaks first: its hello goes out now
             self._advance(b"")
@@ -251,6 +386,11 @@ class TLSStream(Stream[P]):
     def peer_certificate(self) -> bytes | None:
         """The certificate the peer presented (DER), once the handshake is done; None if it presented none."""
         return self._tls.peer_certificate()
+
+    @property
+    def secure(self) -> bool:
+        """Whether the handshake is done."""
+        return self._tls.established
 
     def write(self, data: bytes | bytearray) -> None:
         if self.closed:
@@ -290,6 +430,7 @@ class TLSStream(Stream[P]):
         if not data:
             self._end_of_input()
             return
+        self._traffic.received += len(data)
         plain = self._advance(data)
         if plain and not self.closed:
             self._protocol.data_received(self, plain)
@@ -298,8 +439,13 @@ class TLSStream(Stream[P]):
         return PEER_CLOSED if self._tls.established else "connection closed during the TLS handshake"
 
     def _advance(self, data: bytes) -> bytes:
-        """Give the TLS layer the bytes read; send what it answers; the plaintext, if any."""
+        """Give the TLS layer the bytes read (a server's first flight once it is whole: ``_read_hello``); send
+        what it answers; the plaintext, if any."""
         tls = self._tls
+        if self._hello is not None:
+            data = self._read_hello(self._hello, data)
+            if not data:
+                return b""
         was_established = tls.established
         try:
             if data:
@@ -320,9 +466,7 @@ class TLSStream(Stream[P]):
             self._fail(f"output buffer over {self._max_output} bytes: peer not reading")
             return b""
         if tls.established and not was_established:
-            if self._handshake_timer is not None:
-                self._handshake_timer.cancel()
-                self._handshake_timer = None
+            self._handshake_over()
             if self._on_secure is not None:   # now: before the plaintext this read brought (_on_readable)
                 try:
                     self._on_secure(self)
@@ -331,6 +475,47 @@ class TLSStream(Stream[P]):
         if (self._out or self._plain and tls.established) and not self._flush_pending and not self._writing:
             self._flush_soon()
         return plain
+
+    def _read_hello(self, hello: ClientHelloReader, data: bytes) -> bytes:
+        """The client's first flight, by hand: once it is whole, its bytes for the TLS layer (b"" while the rest
+        is to come, or it waits for its turn, or it was refused and the stream closes)."""
+        try:
+            flight = hello.feed(data)
+        except NotTLS:
+            self._append(self._plaintext_answer)
+            self._close("a plaintext client on the TLS port")
+            return b""
+        except BadHello as exc:
+            self._append(alert_record(exc.alert))
+            self._close(f"TLS: {exc}")
+            return b""
+        if flight is None:
+            return b""
+        self._hello = None
+        if self._handshakes is not None:
+            self._handshake = self._handshakes.begin(source_address(self.peer_address), self._start_handshake)
+            if not self._handshake.running:   # what the client sends next waits in the kernel meanwhile
+                self._flight = flight
+                self._loop.remove_reader(self._sock)
+                return b""
+        return flight
+
+    def _start_handshake(self) -> None:
+        """The hello that waited may go on (``Handshakes``, from a fresh loop callback)."""
+        if self.closed:
+            return
+        flight, self._flight = self._flight, b""
+        self._loop.add_reader(self._sock, self._on_readable)
+        self._advance(flight)   # (a hello alone ends no handshake: no plaintext comes of it)
+
+    def _handshake_over(self) -> None:
+        """Done or failed: no deadline any more, and its slot with ``handshakes`` frees."""
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+        if self._handshake is not None and self._handshakes is not None:
+            self._handshakes.end(self._handshake)
+            self._handshake = None
 
     def _close(self, reason: str | None) -> None:
         if not self.closed and self._tls.established:   # the last words, then close_notify
@@ -343,8 +528,7 @@ class TLSStream(Stream[P]):
         super()._close(reason)
 
     def _finish(self, reason: str | None) -> None:
-        if self._handshake_timer is not None:
-            self._handshake_timer.cancel()
-            self._handshake_timer = None
+        self._handshake_over()
         self._plain.clear()
+        self._flight = b""
         super()._finish(reason)

@@ -1,24 +1,11 @@
-"""A stand-in chat server for the operator's tools, until the hosts carry them: the real loop, the metrics
-endpoint and the admin socket over a fake chat (``FakeChat``: users, accounts, locks, the counts).
-
-``python -m tests.ops_harness [--users N] [--metrics HOST:PORT] [--admin PATH]`` prints ``metrics HOST PORT``
-(with --metrics) then ``ready``, and takes lines on stdin that stand for what users do: ``login NAME``
-(a user comes online: counted as a login), ``logout NAME``, ``relay N`` (N messages relayed), ``fail N``
-(N wrong passwords). SIGTERM or the end of stdin stops it.
-"""
+"""A fake chat for the operator's tools' own tests (``FakeChat``: users, accounts, locks, the counts, as an
+``AdminHost``), so the admin socket and the options are tested without a server; the real server's are
+tested end to end (tests/test_ops_admin_e2e.py, tests/test_prometheus_e2e.py)."""
 from __future__ import annotations
 
-import argparse
-import os
-import pathlib
-import select
-import signal
-import subprocess
-import sys
 import time
 
-from reactor.loop import EventLoop
-from reactor.ops.admin import AdminServer, WhoRow
+from reactor.ops.admin import WhoRow
 from reactor.ops.catalog import chat_registry, loop_turns
 
 
@@ -96,113 +83,11 @@ class FakeChat:
         self.notices.append(text)
         return len(self.online)
 
-    def reload(self):
+    def reload(self, done):
         self._check()
         self.reloads += 1
-        return self.reload_error
+        done(self.reload_error)
 
     def stats(self):
         self._check()
         return self.registry.samples()
-
-
-class HarnessProcess:
-    """``python -m tests.ops_harness`` as a child process (measured by coverage when the suite is)."""
-
-    def __init__(self, tmp_path: pathlib.Path, *args: str):
-        from tests.support import ROOT, coverage_env
-        self.log_path = tmp_path / "harness.log"
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.ops_harness", *args], cwd=ROOT,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-                                     env=coverage_env(), bufsize=0)   # (unbuffered: select sees every line)
-        self.metrics_address = None
-        while (line := self.readline()) != "ready":
-            word, *rest = line.split()
-            assert word == "metrics", line + self.log()
-            self.metrics_address = (rest[0], int(rest[1]))
-
-    def readline(self, timeout=20.0) -> str:
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        assert ready, "the harness printed nothing\n" + self.log()
-        line = self.proc.stdout.readline().decode().strip()
-        assert line, "the harness ended\n" + self.log()
-        return line
-
-    def tell(self, line: str) -> None:
-        """One line of what users do (``login NAME``, ``relay N``...), once the harness has done it."""
-        self.proc.stdin.write(line.encode() + b"\n")
-        self.proc.stdin.flush()
-        assert self.readline() == f"done {line}", self.log()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, sig=signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(20)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-            for stream in (self.proc.stdin, self.proc.stdout):
-                try:
-                    stream.close()
-                except OSError:
-                    pass
-            self._log.close()
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--users", type=int, default=0)
-    parser.add_argument("--metrics")
-    parser.add_argument("--admin")
-    args = parser.parse_args(argv)
-    loop = EventLoop(turn_stats=True)
-    chat = FakeChat(args.users)
-    chat.provide_sources(loop)
-    if args.metrics:
-        from reactor.ops.http import serve_metrics
-        host, _, port = args.metrics.rpartition(":")
-        endpoint = serve_metrics(loop, host, int(port), chat.registry.render, lambda: None)
-        print("metrics", *endpoint.address[:2], flush=True)
-    admin = AdminServer(loop, args.admin, chat, chat.counts.admin_commands) if args.admin else None
-    pending = b""
-
-    def on_stdin():
-        nonlocal pending
-        data = os.read(0, 65536)
-        if not data:
-            loop.stop()
-            return
-        pending += data
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            word, _, arg = line.decode().partition(" ")
-            if word == "login":
-                chat.login(arg)
-            elif word == "logout":
-                chat.online.pop(arg, None)
-            elif word == "relay":
-                chat.counts.messages_relayed += int(arg)
-            elif word == "fail":
-                chat.counts.logins_failed.wrong_password += int(arg)
-            print("done", line.decode(), flush=True)
-
-    loop.add_reader(0, on_stdin)
-    loop.add_signal_handler(signal.SIGTERM, loop.stop)
-    print("ready", flush=True)
-    try:
-        loop.run()
-    finally:
-        if admin is not None:
-            admin.close()
-        loop.close()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -78,8 +78,9 @@ def fetch() -> None:
 class PrometheusProcess:
     """Prometheus on a free loopback port scraping ``targets`` (``host:port`` each, job ``chat``)."""
 
-    def __init__(self, targets: list[str], binary: pathlib.Path | None = None) -> None:
+    def __init__(self, targets: list[str], binary: pathlib.Path | None = None, interval: str = SCRAPE_INTERVAL) -> None:
         self.binary = binary or prometheus_binary()
+        self.interval = interval   # between scrapes, and how long one may take
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="prometheus-"))
         self.port = free_port()
         self.targets = targets
@@ -88,7 +89,7 @@ class PrometheusProcess:
     def start(self) -> PrometheusProcess:
         config = self.dir / "prometheus.yml"
         config.write_text(json.dumps({   # (JSON is YAML)
-            "global": {"scrape_interval": SCRAPE_INTERVAL, "scrape_timeout": SCRAPE_INTERVAL},
+            "global": {"scrape_interval": self.interval, "scrape_timeout": self.interval},
             "scrape_configs": [{"job_name": "chat", "static_configs": [{"targets": self.targets}]}]}))
         self.log_path = self.dir / "prometheus.log"
         with open(self.log_path, "wb") as log:

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import termios
 import time
+import urllib.error
+import urllib.request
 
 from reactor.client.effects import ToServer
 from reactor.client.line_editor import LineEditor
@@ -101,18 +103,27 @@ NO_LIMITS = ("--rate", "0", "--sender-quota", "0")   # for tests of something el
 class ServerProcess:
     """``server_main.py`` on 127.0.0.1 with an OS-picked port; stderr goes to a file."""
 
-    def __init__(self, tmp_path: pathlib.Path, block=1.0, timeout=30.0, extra=(), accounts=ACCOUNTS, port=0):
+    def __init__(self, tmp_path: pathlib.Path, block=1.0, timeout=30.0, extra=(), accounts=ACCOUNTS, port=0,
+                 measured=True):
+        """``measured``: by coverage, when the suite is (a test at size runs faster without)."""
         self.log_path = tmp_path / "server.log"
         creds = write_credentials(tmp_path, accounts)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "server_main.py"), str(port), str(block), str(timeout),
              "--credentials", str(creds), "--log-level", "DEBUG", *extra],
-            cwd=tmp_path, stdout=subprocess.PIPE, stderr=self._log, env=coverage_env())
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=self._log, env=coverage_env(measured),
+            bufsize=0)   # (unbuffered: a line read leaves the next for select to see)
         line = self._readline(PATIENCE)
         assert line.startswith("Server listening on "), line + self.log()
         self.host, port = line.rsplit(" ", 1)[1].rsplit(":", 1)
         self.port = int(port)
+        self.metrics_address = None   # with --metrics: where its endpoint listens
+        if "--metrics" in extra:
+            line = self._readline(PATIENCE)
+            assert line.startswith("Metrics on http://"), line + self.log()
+            metrics_host, metrics_port = line.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+            self.metrics_address = (metrics_host, int(metrics_port))
 
     def _readline(self, timeout):
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
@@ -138,12 +149,30 @@ class ServerProcess:
             self._log.close()
 
 
-def coverage_env() -> dict:
-    """The environment for child processes: measured by coverage when the suite is."""
+def admin(*args, command=None):
+    """Run the operator's command (``server_main.py admin``, or ``command``); (exit status, stdout, stderr)."""
+    argv = command or [sys.executable, str(ROOT / "server_main.py"), "admin"]
+    out = subprocess.run([*argv, *args], capture_output=True, text=True, timeout=60, env=coverage_env(), cwd=ROOT)
+    return out.returncode, out.stdout, out.stderr
+
+
+def scrape(address, path="/metrics"):
+    """GET ``path`` of the metrics endpoint at ``address``: (status, body as text)."""
+    try:
+        with urllib.request.urlopen(f"http://{address[0]}:{address[1]}{path}", timeout=PATIENCE) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def coverage_env(measured=True) -> dict:
+    """The environment for child processes: measured by coverage when the suite is (and ``measured``)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    if os.environ.get("COVERAGE_PROCESS_START"):
+    if os.environ.get("COVERAGE_PROCESS_START") and measured:
         env["COVERAGE_PROCESS_START"] = os.environ["COVERAGE_PROCESS_START"]
+    else:
+        env.pop("COVERAGE_PROCESS_START", None)
     return env
 
 
@@ -167,6 +196,7 @@ class WireClient:
         self.sock = sock
         self.timeout = timeout
         self.buffer = b""
+        self.longest = 0   # bytes in the longest line received, newline excluded
         self.user = None
         if hello:
             self.send({"type": "hello", "version": 1})
@@ -200,6 +230,7 @@ class WireClient:
             if self.pause:
                 time.sleep(self.pause)   # pacing only: a reader slow on purpose
         line, self.buffer = self.buffer.split(b"\n", 1)
+        self.longest = max(self.longest, len(line))
         return line
 
     def expect(self, type_, timeout=None, **fields) -> dict:
@@ -249,6 +280,15 @@ class WireClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class TLSWireClient(WireClient):
+    """A ``WireClient`` over TLS: ``context`` verifies the server as ``server_hostname``."""
+
+    def __init__(self, host, port, context, hello=True, timeout=PATIENCE, source=None, server_hostname="localhost"):
+        sock = socket.create_connection((host, port), timeout=timeout,
+                                        source_address=None if source is None else (source, 0))
+        self._begin(context.wrap_socket(sock, server_hostname=server_hostname), hello, timeout)
 
 
 class ClientProcess:
@@ -514,13 +554,14 @@ class World:
             assert self.s.received(conn, hello, now) == [Send((conn,), {**hello, "timeout": self.timeout})]
         return conn
 
-    def login(self, user, now=0.0, listen=True, version=1, address="10.0.0.1"):
+    def login(self, user, now=0.0, listen=True, version=1, address="10.0.0.1", password=None):
         """Log ``user`` in on a new connection from ``address``; returns the effects of the password frame.
-        Its client claims to listen on a host of its own, which the server must ignore."""
+        Its client claims to listen on a host of its own, which the server must ignore. ``password``: the
+        user's, if it is not one of ACCOUNTS."""
         conn = self.connect(now, version=version, address=address)
         assert self.s.received(conn, {"type": "username", "username": user}, now) == \
             [Send((conn,), {"type": "username_ok"})]
-        effects = self.s.received(conn, {"type": "password", "password": ACCOUNTS[user]}, now)
+        effects = self.s.received(conn, {"type": "password", "password": password or ACCOUNTS[user]}, now)
         assert frames_to(effects, conn, self.store)[0] == {"type": "welcome", "user": user}
         self.conn[user] = conn
         if listen:
@@ -554,7 +595,7 @@ def msg(to, text):
     return {"type": "message", "to": to, "text": text}
 
 
-EMOJI = "\U0001F600"   # 12 bytes on the wire once JSON-escaped (a surrogate pair)
+EMOJI = "\U0001F600"   # 4 bytes on the wire (UTF-8; JSON-escaped as a surrogate pair it was 12)
 
 
 def big_mailbox(count, text, **kw):

@@ -36,7 +36,7 @@ def prints(effects):
 
 def test_login_dialogue():
     c = ChatClient()
-    assert c.start(0) == [ToServer({"type": "hello", "version": 2}), Listen()]
+    assert c.start(0) == [ToServer({"type": "hello", "version": 3}), Listen()]
     assert c.listening("127.0.0.1", 4242, 0) == [ToServer({"type": "listen", "host": "127.0.0.1", "port": 4242})]
     assert c.server_frame({"type": "hello", "version": 2}, 0) == [Prompt("Username: ")]
     assert c.line(" yoda ", 0) == [ToServer({"type": "username", "username": "yoda"}), HIDDEN]
@@ -129,7 +129,7 @@ def test_a_busy_server_is_tried_again_with_backoff_then_the_client_gives_up_befo
         assert c.server_lost(now) == []
         now += wait
         assert c.timer_fired(("reconnect",), now) == [Reconnect()]
-        assert c.start(now) == [ToServer({"type": "hello", "version": 2}), Listen()]
+        assert c.start(now) == [ToServer({"type": "hello", "version": 3}), Listen()]
     assert c.server_frame({"type": "error", "code": "busy"}, now) == [Print("Error. Server busy, try again later"),
                                                                       Exit(1)]
 
@@ -146,8 +146,8 @@ def test_a_version_1_server_is_spoken_to_and_true_is_no_version():
 def test_another_protocol_version_is_refused():
     c = ChatClient()
     c.start(0)
-    assert c.server_frame({"type": "hello", "version": 3}, 0) == [
-        Print("Error. Server speaks protocol version 3"), Exit(1)]
+    assert c.server_frame({"type": "hello", "version": 4}, 0) == [
+        Print("Error. Server speaks protocol version 4"), Exit(1)]
     c = ChatClient()
     assert c.server_frame({"type": "error", "code": "version", "version": 7}, 0) == [
         Print("Error. Server speaks protocol version 7"), Exit(1)]
@@ -542,12 +542,28 @@ DRAFT = ShowDraft("Not sent, as you left it:")   # the session ends under the us
     ("timeout", [Print("You have been logged out due to inactivity"), DRAFT], 0),
     ("shutdown", [Print("Error. Server is shutting down"), DRAFT], 1),
     ("account_removed", [Print("Error. Your account was removed"), DRAFT], 1),
+    ("operator", [Print("Error. You were disconnected by the operator"), DRAFT], 1),
     ("vacation", [Print("Logged out")], 0),        # a reason the client does not know, or no reason: logged out
     (["shutdown"], [Print("Logged out")], 0),
 ])
 def test_goodbyes(reason, shown, status):
     c = logged_in()
     assert c.server_frame({"type": "bye", "reason": reason}, 1) == [*shown, Exit(status)]
+
+
+@pytest.mark.parametrize("text, words", [("flooding the chat", "Error. You were disconnected by the operator: "
+                                                               "flooding the chat"),
+                                          ("", "Error. You were disconnected by the operator"),
+                                          (7, "Error. You were disconnected by the operator")])
+def test_the_operators_goodbye_says_why_when_it_has_a_text(text, words):
+    c = logged_in()
+    assert c.server_frame({"type": "bye", "reason": "operator", "text": text}, 1) == [Print(words), DRAFT, Exit(1)]
+
+
+def test_the_operators_notice_is_shown_as_said_and_a_notice_without_a_text_is_not():
+    c = logged_in()
+    assert c.server_frame({"type": "notice", "text": "restarting at noon"}, 1) == [Print("[server] restarting at noon")]
+    assert c.server_frame({"type": "notice", "text": ["x"]}, 1) == []
 
 
 def test_server_lost_exits_1():
@@ -782,6 +798,9 @@ def shows_no_control(effects):
     ({"type": "unblocked", "user": EVIL}, f"{EVIL_SHOWN} is unblocked"),
     ({"type": "private_request", "from": EVIL}, f"{EVIL_SHOWN} would like to start private messaging. Accept? (y/n)"),
     ({"type": "private_cancelled", "user": EVIL}, f"Private messaging request with {EVIL_SHOWN} was cancelled"),
+    ({"type": "notice", "text": ESC_TEXT}, f"[server] {ESC_SHOWN}"),
+    ({"type": "bye", "reason": "operator", "text": EVIL},
+     f"Error. You were disconnected by the operator: {EVIL_SHOWN}"),
     ({"type": "error", "code": "bad_frame", "detail": ESC_TEXT}, f"Error. Bad request: {ESC_SHOWN}"),
     ({"type": "error", "code": "bad_argument", "detail": ESC_TEXT}, f"Error. {ESC_SHOWN}"),
     ({"type": "error", "code": "offline", "user": EVIL}, f"Error. {EVIL_SHOWN} is offline"),

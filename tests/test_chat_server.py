@@ -71,19 +71,19 @@ def test_connecting_arms_the_login_deadline(w):
     assert w.s.connected(7, 5.0, "10.0.0.7") == [SetTimer(("login", 7), 5.0 + TIMEOUT)]
 
 
-@pytest.mark.parametrize("version", [1, 2])
-def test_hello_versions_1_and_2_are_answered_in_kind_with_the_inactivity_timeout(w, version):
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_hello_versions_1_to_3_are_answered_in_kind_with_the_inactivity_timeout(w, version):
     conn = w.connect(hello=False)
     assert w.s.received(conn, {"type": "hello", "version": version, "extra": "ignored"}, 0.0) == [
         Send((conn,), {"type": "hello", "version": version, "timeout": TIMEOUT})]
 
 
-@pytest.mark.parametrize("version", [3, 0, "1", 1.0, True, None, [1]])
+@pytest.mark.parametrize("version", [4, 0, "1", 1.0, True, None, [1]])
 def test_another_version_is_refused_and_closed(w, version):
     conn = w.connect(hello=False)
     frame = {"type": "hello"} if version is None else {"type": "hello", "version": version}
     effects = w.s.received(conn, frame, 1.0)
-    assert effects == [Send((conn,), error("version", version=2)), Close(conn), CancelTimer(("login", conn))]
+    assert effects == [Send((conn,), error("version", version=3)), Close(conn), CancelTimer(("login", conn))]
     assert w.s.received(conn, HELLO, 1.0) == []      # forgotten once closed
     assert w.s.disconnected(conn, 1.0) == []
 

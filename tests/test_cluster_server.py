@@ -157,9 +157,12 @@ class Fake:
         self.apply(e.node, self.nodes[e.node].relayed(event, self.now))
 
     def _Publish(self, node, e):
-        assert e.event["kind"] == "broadcast"
+        assert e.event["kind"] in ("broadcast", "notice")
         for name, logic in self.others(node):
-            self.apply(name, logic.remote_broadcast(e.event["from"], e.event["text"], self.now))
+            if e.event["kind"] == "notice":
+                self.apply(name, logic.remote_notice(e.event["text"], self.now))
+            else:
+                self.apply(name, logic.remote_broadcast(e.event["from"], e.event["text"], self.now))
 
     def _KeepMessage(self, node, e):
         logic = self.nodes[node]
@@ -384,6 +387,8 @@ def test_a_message_to_a_user_on_another_node_is_relayed_and_its_sender_told_it_w
     assert (relay.to, relay.sender, relay.text, relay.origin) == ("yoda", "hans", "hello there", None)
     assert yoda.take() == [msg("hans", "hello there")]
     assert fake.kept == {}
+    # counted once, by the node that handed it to its recipient
+    assert [fake.nodes[n].counts.messages_relayed for n in NODES] == [0, 1, 0]
 
 
 def test_a_message_to_a_user_who_left_meanwhile_is_kept_and_its_sender_told_so(fake):
@@ -550,6 +555,44 @@ def test_a_block_by_a_user_who_is_offline_does_not_make_a_broadcast_partial(fake
     assert hans.do({"type": "broadcast", "text": "anyone"}) == []
 
 
+# -- the operator's commands reach a user on whatever node serves it ------------------
+
+def test_a_kick_given_on_one_node_ends_the_session_of_a_user_on_another(fake):
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    fake.apply("a", fake.nodes["a"].kick("yoda", "spamming", fake.now))
+    assert Relay("b", {"kind": "kick", "to": "yoda", "reason": "spamming"}) in fake.effects["a"]
+    fake.run()
+    assert yoda.take() == [{"type": "bye", "reason": "operator", "text": "spamming"}] and yoda.closed
+    assert hans.take() == [presence(["yoda"], False)]
+    assert fake.nodes["a"].kick("yoda", None, fake.now) == []   # gone from every node's view
+
+
+def test_a_lock_given_on_one_node_kicks_its_user_on_another(fake):
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    fake.apply("a", fake.nodes["a"].lock("yoda", fake.now + 60, fake.now))
+    fake.run()
+    assert yoda.take() == [{"type": "bye", "reason": "operator"}]
+    assert fake.nodes["a"].is_locked("yoda", fake.now) and fake.nodes["a"].counts.lockouts.operator == 1
+
+
+def test_a_notice_given_on_one_node_reaches_the_users_of_every_node(fake):
+    hans, yoda, luke = fake.login("a", "hans"), fake.login("b", "yoda"), fake.login("c", "luke")
+    fake.all_take(hans, yoda, luke)
+    fake.apply("b", fake.nodes["b"].notice("maintenance at noon", fake.now))
+    fake.run()
+    for client in (hans, yoda, luke):
+        assert client.take() == [{"type": "notice", "text": "maintenance at noon"}]
+
+
+def test_a_relayed_kick_for_a_user_who_left_meanwhile_does_nothing(fake):
+    yoda = fake.login("b", "yoda")
+    yoda.take()
+    assert fake.nodes["b"].relayed({"kind": "kick", "to": "hans", "reason": 5}, fake.now) == []
+    assert yoda.take() == []
+
+
 # -- private chat across nodes ---------------------------------------------------
 
 def request(fake):
@@ -670,6 +713,7 @@ def test_blocked_closes_and_locks_the_account_here(fake):
     fake.answer("a", claim, LoginOutcome.BLOCKED, until=fake.now + BLOCK)
     assert client.take() == [{"type": "error", "code": "account_blocked", "retry": BLOCK}]
     assert client.closed
+    assert fake.nodes["a"].counts.lockouts.passwords == 1 and fake.nodes["a"].counts.logins_failed.wrong_password == 1
     again = fake.connect("a")
     again.send({"type": "username", "username": "yoda"})
     assert again.take() == [{"type": "error", "code": "account_locked", "retry": BLOCK}]

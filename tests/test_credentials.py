@@ -113,6 +113,13 @@ def test_a_username_with_a_control_character_names_the_line(tmp_path, char):
     assert error_of(path) == f"{path}:3: the username holds a control character (U+{ord(char):04X})"
 
 
+def test_a_username_has_at_most_64_characters_whatever_their_script(tmp_path):
+    longest = {"a" * 64: "pw", "Я" * 64: "pw", "\U0001F600" * 64: "pw"}
+    assert load_credentials(write(tmp_path, "".join(f"{u} {p}\n" for u, p in longest.items()))) == longest
+    path = write(tmp_path, "yoda wise\n" + "л" * 65 + " pw\n", name="creds.txt")
+    assert error_of(path) == f"{path}:2: the username is longer than 64 characters"
+
+
 def test_a_password_may_hold_what_a_username_may_not(tmp_path):
     assert load_credentials(write(tmp_path, "hans pa\x1bss\n")) == {"hans": "pa\x1bss"}
 

@@ -82,7 +82,8 @@ def test_the_check_itself_sees_a_private_import(tmp_path):
 
 # The modules of cluster mode alone, and the packages each may import besides the standard library (its extra's).
 CLUSTER_ONLY = {"reactor.cluster.engine": {"hiredis"}, "reactor.cluster.scripts": {"hiredis"},
-                "reactor.cluster.keeping": {"hiredis"}, "reactor.cluster.host": {"hiredis"}}
+                "reactor.cluster.keeping": {"hiredis"}, "reactor.cluster.host": {"hiredis"},
+                "reactor.cluster.operator": {"hiredis"}}
 # The modules of --metrics alone (the operator's HTTP endpoint), and its extra's packages.
 METRICS_ONLY = {"reactor.ops.http": {"h11"}}
 EXTRAS_ONLY = CLUSTER_ONLY | METRICS_ONLY

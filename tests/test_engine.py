@@ -6,6 +6,7 @@ import time
 import pytest
 
 from reactor.cluster.engine import Engine, EngineError, EngineUnavailable, Script
+from reactor.ops.metrics import Histogram
 from reactor.stream import listen
 from tests.support import run_until
 
@@ -59,6 +60,20 @@ def test_set_then_get_round_trip(loop, engine):
     assert answer(loop, client, "GET", "nothing") is None
     assert answer(loop, client, "RPUSH", "list", b"a", 2, 3.5) == 3
     assert answer(loop, client, "LRANGE", "list", 0, -1) == ["a", "2", "3.5"]
+    client.close()
+
+
+def test_each_reply_tells_its_round_trip_and_pending_counts_the_commands_not_answered_yet(loop, engine):
+    round_trips = Histogram((0.001, 0.01, 1.0))
+    client, _ = started(loop, engine.port, round_trips=round_trips)
+    observed = round_trips.count   # (the PING that brought it up)
+    replies = []
+    for _ in range(3):
+        client.call("INCR", "trips", reply=replies.append)
+    assert client.pending == 3
+    run_until(loop, lambda: len(replies) == 3)
+    assert client.pending == 0 and round_trips.count == observed + 3
+    assert 0 < round_trips.sum < 3.0
     client.close()
 
 

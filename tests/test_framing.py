@@ -23,13 +23,21 @@ AWKWARD_FRAMES = [
     {"x": 1e-7}, {"x": 1e16}, {"x": 1e22}, {"x": 123456789012345680.0}, {"x": 0.1}, {"x": -0.0}, {"x": 5e-324},
     {"t": "é😀"}, {"t": "\x1b[2J\x7f\u2028\x85"}, {"t": "a\nb\tc\\d\"e/"}, {"t": "\ud800"}, {1: "an int key"},
     {"type": FrameType.MESSAGE, "list": [1, "two", None, True, [{"deep": []}]], "tuple": (1, 2)},
-    {"deep": json.loads("[" * 40 + "]" * 40)},
+    {"deep": json.loads("[" * 40 + "]" * 40)}, {"t": "Йода", "k\udfff": "a key's lone surrogate"},
 ]
+
+
+def standard(frame):
+    """``frame`` as the standard library writes it: UTF-8; all ASCII escapes where text has a lone surrogate."""
+    try:
+        return (json.dumps(frame, separators=(",", ":"), allow_nan=False, ensure_ascii=False) + "\n").encode()
+    except UnicodeEncodeError:
+        return (json.dumps(frame, separators=(",", ":"), allow_nan=False) + "\n").encode("ascii")
 
 
 @pytest.mark.parametrize("frame", AWKWARD_FRAMES, ids=range(len(AWKWARD_FRAMES)))
 def test_a_frame_is_written_as_the_standard_library_writes_it(frame):
-    assert encode(frame) == (json.dumps(frame, separators=(",", ":"), allow_nan=False) + "\n").encode("ascii")
+    assert encode(frame) == standard(frame)
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), object()])
@@ -69,10 +77,20 @@ def test_a_line_is_read_as_the_standard_library_reads_it(line, expected):
         assert frame == expected
         assert [type(v) for v in frame.values()] == [type(v) for v in expected.values()]   # (an int is no float)
 
-def test_encode_is_one_ascii_line():
+
+def test_encode_is_one_utf8_line():
     data = encode({"type": "message", "text": "héllo\nworld"})
     assert data.endswith(b"\n") and data.count(b"\n") == 1
     assert json.loads(data) == {"type": "message", "text": "héllo\nworld"}
+    assert "héllo".encode() in data   # not escaped: a Cyrillic name is not six times longer on the wire
+    assert len(encode({"names": ["Пользователь"]})) == len('{"names":[""]}\n') + 2 * 12
+
+
+def test_a_lone_surrogate_leaves_escaped_and_the_other_side_refuses_it_not_fatally():
+    data = encode({"type": "message", "text": "a\ud800b", "from": "Йода"})
+    assert data == b'{"type":"message","text":"a\\ud800b","from":"\\u0419\\u043e\\u0434\\u0430"}\n'
+    bad = decode(data[:-1])
+    assert isinstance(bad, BadFrame) and not bad.fatal
 
 
 @pytest.mark.parametrize("frame", [
@@ -81,8 +99,9 @@ def test_encode_is_one_ascii_line():
     {"nested": {"a": [{"b": []}, {}]}, "": ""},
 ])
 def test_encode_is_what_the_json_module_writes(frame):
-    """The prebuilt C encoder (framing._encode) writes the very bytes json.dumps would."""
-    assert encode(frame) == (json.dumps(frame, separators=(",", ":"), allow_nan=False) + "\n").encode("ascii")
+    """The prebuilt C encoder (framing._encode) writes the very bytes json.dumps would, as UTF-8."""
+    expected = json.dumps(frame, separators=(",", ":"), allow_nan=False, ensure_ascii=False) + "\n"
+    assert encode(frame) == expected.encode("utf-8")
 
 
 def test_encode_refuses_what_json_refuses_and_goes_on():

@@ -17,7 +17,9 @@ HASHED = {**ACCOUNTS, "yoda": hash_password(ACCOUNTS["yoda"]), "vader": hash_pas
 
 @pytest.fixture
 def server(tmp_path):
-    server = ServerProcess(tmp_path, accounts=HASHED)
+    """With its metrics, which tell when a check is under way (chat_password_checks_pending), and one helper: the
+    tests stop and kill "the" verifier (with one per core, a check could go to a second one)."""
+    server = ServerProcess(tmp_path, accounts=HASHED, extra=("--metrics", "127.0.0.1:0", "--password-helpers", "1"))
     yield server
     server.stop()
 

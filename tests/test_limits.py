@@ -77,23 +77,24 @@ def test_a_message_costs_one_token_per_started_unit_of_its_text_on_the_wire():
     assert w.to(w.send("hans", msg("yoda", "x" * (RATE_UNIT + 1))), "hans") == [limited("message", 2)]
 
 
-def test_the_biggest_message_costs_a_dozen_tokens():
-    w = online("hans", "yoda", rate=1.0, burst=20)
-    big = EMOJI * 4096   # 49,152 bytes on the wire
+def test_the_biggest_message_costs_four_tokens():
+    w = online("hans", "yoda", rate=1.0, burst=6)
+    big = EMOJI * 4096   # 16,384 bytes on the wire (UTF-8)
+    assert len(encode({"text": big})) == 4 * 4096 + len('{"text":""}\n')
     assert w.to(w.send("hans", msg("yoda", big)), "yoda")[0]["text"] == big
     refused = w.to(w.send("hans", msg("yoda", big)), "hans")
-    assert refused[0]["code"] == "rate_limited" and refused[0]["retry"] >= 4   # at most 8 left, at least 12 due
+    assert refused[0]["code"] == "rate_limited" and refused[0]["retry"] >= 2   # at most 2 left, 4 due
 
 
 def test_a_message_bigger_than_the_burst_passes_once_the_bucket_is_full():
     w = online("hans", "yoda", rate=1.0, burst=2)
-    assert w.to(w.send("hans", msg("yoda", EMOJI * 4096)), "yoda")   # costs 12, taken as 2
+    assert w.to(w.send("hans", msg("yoda", EMOJI * 4096)), "yoda")   # costs 4, taken as 2
     assert w.to(w.send("hans", msg("yoda", "x")), "hans") == [limited("message", 1)]
 
 
 def test_a_broadcast_costs_what_a_message_does_and_a_refused_one_reaches_nobody():
     w = online("hans", "yoda", "luke", rate=1.0, burst=2)
-    effects = w.send("hans", bcast("x" * (RATE_UNIT // 2 + 1) + EMOJI * 200))   # over one unit: two tokens
+    effects = w.send("hans", bcast("x" * (RATE_UNIT // 2 + 1) + EMOJI * 600))   # over one unit: two tokens
     assert w.to(effects, "yoda") == w.to(effects, "luke") != []
     effects = w.send("hans", bcast("again"))
     assert sends(effects) == [Send((w.conn["hans"],), limited("broadcast", 1))]

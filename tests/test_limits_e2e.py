@@ -95,6 +95,7 @@ def test_one_user_flooding_broadcasts_neither_slows_nor_cuts_off_honest_readers(
         assert limited and limited[0]["command"] == "broadcast" and limited[0]["retry"] >= 1, flooder.replies[:3]
         assert flooder.sent > 10 * (BURST + RATE * elapsed)   # it did try far more than it was allowed
         for client, other in zip(honest, ("luke", "yoda"), strict=True):   # both still logged in
+            client.until("presence", online=False)   # the flooder's end reached the server (behind its flood)
             client.send({"type": "whoelse"})
             assert client.until("users")["names"] == [other]   # (the flooder has closed)
         assert server.proc.poll() is None

@@ -1,5 +1,6 @@
-"""docs/operating-observability.md stays true: its metrics are the catalog's, its Prometheus configuration and
-alert rules pass promtool, its systemd unit runs the server with options it has, its commands are the admin's."""
+"""docs/operating.md's part on seeing inside a running server stays true: its metrics are the catalog's, its
+Prometheus configuration and alert rules pass promtool, its systemd unit runs the server with options it has,
+its commands are the admin's."""
 import re
 import subprocess
 
@@ -9,7 +10,7 @@ from reactor.ops.admin_commands import COMMANDS
 from reactor.ops.catalog import CHAT_METRICS
 from tests.support import ROOT
 
-DOC = ROOT / "docs" / "operating-observability.md"
+DOC = ROOT / "docs" / "operating.md"
 TEXT = DOC.read_text()
 
 

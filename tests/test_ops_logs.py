@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from reactor.ops.logs import JsonFormatter, configure_logging
-from tests.support import ACCOUNTS, ServerProcess, wait_for
+from tests.support import ACCOUNTS, ServerProcess, admin, wait_for
 
 
 def record(message, *args, level=logging.INFO, exc_info=None, **extra):
@@ -71,10 +71,12 @@ def test_configure_logging_picks_the_format(log_format, check):
 
 
 SECRET_TEXT = "the launch code is 0000"
+NOTICE_TEXT = "the operator's own words"
 
 
 def a_session_with_failures_a_lockout_a_message_and_a_reload(server):
-    """Wrong passwords until a lockout, a login, a message kept and one relayed, a reload: what the log saw."""
+    """Wrong passwords until a lockout, a login, a message kept and one relayed, a private chat's token handed
+    out, a reload by SIGHUP and one by the admin socket, a notice and a kick: what the log saw, and the token."""
     for _ in range(3):
         c = server.client()
         c.send({"type": "username", "username": "vader"})
@@ -89,24 +91,43 @@ def a_session_with_failures_a_lockout_a_message_and_a_reload(server):
     luke.login("luke")
     yoda.send({"type": "message", "to": "luke", "text": SECRET_TEXT + " (relayed)"})
     luke.until("message", text=SECRET_TEXT + " (relayed)")
+    luke.send({"type": "listen", "port": 9})
+    yoda.send({"type": "startprivate", "user": "luke"})
+    luke.until("private_request")
+    luke.send({"type": "private_answer", "user": "yoda", "accept": True})
+    token = luke.until("private_expect")["token"]
     server.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: "accounts reloaded: no change" in server.log(), what="the reload logged")
+    assert admin(server.socket_path, "reload")[0] == 0
+    assert admin(server.socket_path, "notice", NOTICE_TEXT)[0] == 0
+    assert admin(server.socket_path, "kick", "luke", "for", "the", "test")[0] == 0
+    luke.until("bye", reason="operator", text="for the test")
     yoda.close()
     luke.close()
     server.stop()
-    return server.log()
+    return server.log(), token
 
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("log_format", ["text", "json"])
-def test_no_password_or_message_text_reaches_the_log(tmp_path, log_format):
-    server = ServerProcess(tmp_path, block=30, extra=("--log-format", log_format))
-    log = a_session_with_failures_a_lockout_a_message_and_a_reload(server)
+def test_no_password_token_or_message_text_reaches_the_log(tmp_path, log_format):
+    socket_path = str(tmp_path / "admin.sock")
+    server = ServerProcess(tmp_path, block=30, extra=("--log-format", log_format, "--admin-socket", socket_path))
+    server.socket_path = socket_path
+    log, token = a_session_with_failures_a_lockout_a_message_and_a_reload(server)
     lines = log.splitlines()
     assert lines
     if log_format == "json":
         entries = [json.loads(line) for line in lines]
         assert all({"time", "level", "logger", "message"} <= entry.keys() for entry in entries)
         assert any(entry["level"] == "DEBUG" for entry in entries)
-    for secret in ["hunter2-wrong", SECRET_TEXT, *ACCOUNTS.values()]:
+        fields = [{k: v for k, v in entry.items() if k not in ("time", "level", "logger", "message")}
+                  for entry in entries]
+        assert {"user": "luke", "conn": 5, "address": "127.0.0.1"} in fields          # a login
+        assert {"action": "kick", "user": "luke", "reason": "for the test"} in fields   # the kick
+        assert any(f.get("user") == "vader" and f.get("reason") == "locked" for f in fields)   # the lockout
+        assert any(f.get("user") == "luke" and f.get("reason") == "disconnected by the operator" for f in fields)
+    else:
+        assert "admin: kicked luke (for the test)" in log and "admin: reloaded the accounts" in log
+    for secret in ["hunter2-wrong", SECRET_TEXT, NOTICE_TEXT, token, *ACCOUNTS.values()]:
         assert secret not in log, secret

@@ -14,11 +14,28 @@ import trustme
 
 from reactor.client.effects import ClosePeer, ConnectPeer, Print, SetTimer, ToPeer, ToServer
 from reactor.client.host import ClientHost
-from reactor.client.peer_certs import PeerIdentity, decode_certificate, encode_certificate, fingerprint
+from reactor.client.peer_certs import (
+    NoUsableCertificate,
+    PeerIdentity,
+    decode_certificate,
+    encode_certificate,
+    fingerprint,
+)
 from reactor.client.rules import ChatClient
 from reactor.server.host import ServerHost
 from reactor.server.rules import ChatServer
-from tests.support import ACCOUNTS, PONG, ClientProcess, RecordingProxy, World, ask, logged_in, run_until, tls_server
+from tests.support import (
+    ACCOUNTS,
+    PONG,
+    ClientProcess,
+    RecordingProxy,
+    TLSWireClient,
+    World,
+    ask,
+    logged_in,
+    run_until,
+    tls_server,
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +61,47 @@ def test_a_session_certificate_is_fresh_short_lived_and_its_fingerprint_is_sha25
     from cryptography import x509
     cert = x509.load_der_x509_certificate(der)
     assert (cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds() <= 86400 + 300
+
+
+def handshake_in_memory(server_ctx, client_ctx):
+    """A TLS handshake between the two contexts over memory buffers; the SSLError that ended it, or None."""
+    server_in, server_out, client_in, client_out = (ssl.MemoryBIO() for _ in range(4))
+    server = server_ctx.wrap_bio(server_in, server_out, server_side=True)
+    client = client_ctx.wrap_bio(client_in, client_out)
+    done = set()
+    for _ in range(10):
+        for name, session in (("client", client), ("server", server)):
+            try:
+                session.do_handshake()
+                done.add(name)
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLError as exc:
+                return exc
+        server_in.write(client_out.read())
+        client_in.write(server_out.read())
+        if done == {"client", "server"}:
+            return None
+    raise AssertionError("the handshake went on and on")
+
+
+def test_a_listener_context_trusts_each_genuine_certificate_whatever_junk_is_expected_beside_it(ids):
+    """Junk among the certificates expected is left out on its own: yoda's genuine one is still trusted
+    (trusted together, the junk failed the whole context and so every peer)."""
+    yoda_side = ids["yoda"].context([ids["hans"].certificate], server_side=False)
+    for trusted in ([b"junk!", ids["yoda"].certificate], [ids["yoda"].certificate, b"junk!", b"\x30\x03abc"]):
+        assert handshake_in_memory(ids["hans"].context(trusted, server_side=True), yoda_side) is None
+    relay_side = ids["relay"].context([ids["hans"].certificate], server_side=False)
+    failure = handshake_in_memory(ids["hans"].context([b"junk!", ids["yoda"].certificate], server_side=True),
+                                  relay_side)
+    assert failure is not None   # and nobody else is
+
+
+def test_a_context_with_only_junk_to_trust_is_refused_and_one_with_nothing_trusts_nobody(ids):
+    with pytest.raises(NoUsableCertificate):
+        ids["hans"].context([b"junk!"], server_side=True)
+    yoda_side = ids["yoda"].context([ids["hans"].certificate], server_side=False)
+    assert handshake_in_memory(ids["hans"].context([], server_side=True), yoda_side) is not None
 
 
 # -- the client logic ---------------------------------------------------------
@@ -398,6 +456,45 @@ def test_e2e_the_real_clients_in_tls_mode_chat_privately(tmp_path, certs):
             client.end_input()
             assert client.wait() == 0
     finally:
+        for client in clients:
+            client.kill()
+        assert server.stop() == 0
+
+
+@pytest.mark.e2e
+def test_e2e_a_junk_certificate_pending_does_not_touch_another_users_private_chat(tmp_path, certs):
+    """vader's client (a script) relays 5 bytes as its certificate and asks hans; hans accepts, so his client
+    expects vader's junk; yoda's genuine private chat with hans opens meanwhile (it was reset by hans's client,
+    whose listener trusted all its expected certificates in one load that the junk failed)."""
+    server = tls_server(tmp_path, certs["good"])
+    clients = []
+    vader = None
+    try:
+        for user in ("hans", "yoda"):
+            clients.append(ClientProcess("127.0.0.1", server.port, extra=("--ca", str(certs["ca"]))))
+            clients[-1].login(user)
+        hans, yoda = clients
+        vader = TLSWireClient("127.0.0.1", server.port, ssl.create_default_context(cafile=str(certs["ca"])))
+        vader.login("vader", listen=False)
+        vader.send({"type": "listen", "host": "127.0.0.1", "port": 9, "cert": base64.b64encode(b"junk!").decode()})
+        vader.send({"type": "startprivate", "user": "hans"})
+        hans.expect("vader would like to start private messaging. Accept? (y/n)")
+        hans.type("y")
+        assert vader.until("private_connect")["user"] == "hans"   # hans's client now expects vader's junk
+        yoda.type("startprivate hans")
+        hans.expect("yoda would like to start private messaging. Accept? (y/n)")
+        hans.type("y")
+        yoda.expect("Start private messaging with hans")
+        hans.expect("Start private messaging with yoda")
+        yoda.type(f"private hans {SECRET}")
+        hans.expect(f"yoda(private): {SECRET}")
+        for client in clients:
+            client.end_input()
+            assert client.wait() == 0
+        assert "Connection reset" not in yoda.text() + hans.text()
+    finally:
+        if vader is not None:
+            vader.close()
         for client in clients:
             client.kill()
         assert server.stop() == 0

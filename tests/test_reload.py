@@ -120,6 +120,23 @@ def test_a_bad_line_found_in_a_later_slice_keeps_the_accounts_and_a_reload_asked
         "expected '<username> <password>'"]
 
 
+def test_whoever_asked_is_told_how_the_reload_that_read_the_file_after_its_asking_ended(tmp_path, reloads):
+    told = []
+    write_credentials(tmp_path, big_accounts())
+    reloads.reload.request(lambda why: told.append(("first", why)))
+    reloads.loop.run_once(timeout=0)   # under way
+    reloads.reload.request(lambda why: told.append(("second", why)))
+    reloads.reload.request(lambda why: told.append(("third", why)))   # coalesced with the second
+    (tmp_path / "credentials.txt").write_text("broken line here\n")   # what the one that follows reads
+    reloads.turns_until_idle()
+    assert told[0] == ("first", None) and [name for name, _ in told[1:]] == ["second", "third"]
+    assert all(why.endswith("expected '<username> <password>'") for _, why in told[1:])
+    (tmp_path / "credentials.txt").unlink()
+    reloads.reload.request(lambda why: told.append(("gone", why)))   # told at once: nothing to read
+    assert told[-1][0] == "gone" and "credentials file not found" in told[-1][1]
+    assert reloads.loaded == [big_accounts()]
+
+
 def test_a_file_gone_is_logged_and_nothing_handed_on(tmp_path, reloads, caplog):
     with caplog.at_level(logging.ERROR, logger="reactor.server.reload"):
         reloads.reload.request()

@@ -13,7 +13,7 @@ import pytest
 
 from reactor import stream as stream_mod
 from reactor.framing import FrameDecoder, JsonLines, encode
-from reactor.stream import PEER_CLOSED, Connector, Stream, describe_os_error, listen
+from reactor.stream import PEER_CLOSED, UNOWNED, Connector, Stream, Traffic, describe_os_error, listen
 from tests.support import FlakySocket, Recorder, run_until
 
 pytestmark = pytest.mark.compiled   # run again on the compiled build (make test-compiled)
@@ -30,6 +30,29 @@ def test_stream_sends_coalesce_into_one_flush(loop, pair):
     while got.count(b"\n") < 10:
         got += raw.recv(4096)
     assert [json.loads(x) for x in got.splitlines()] == [{"i": i} for i in range(10)]
+
+
+def test_a_stream_counts_the_bytes_it_reads_and_sends_into_its_owners_traffic_or_the_unowned(loop):
+    owned, raw = socket.socketpair()
+    other, other_raw = socket.socketpair()
+    traffic = Traffic()
+    rec = Recorder()
+    counted = Stream(loop, owned, JsonLines(rec), traffic=traffic)
+    uncounted = Stream(loop, other, JsonLines(Recorder()))
+    before = (UNOWNED.received, UNOWNED.sent)
+    counted.write(b'{"a":1}\n')
+    raw.sendall(b'{"b":2}\n{"c":3}\n')
+    run_until(loop, lambda: len(rec.frames) == 2 and counted.buffered == 0)
+    assert (traffic.received, traffic.sent) == (16, 8)
+    uncounted.write(b"xyz\n")
+    other_raw.sendall(b"{}\n")
+    run_until(loop, lambda: UNOWNED.received == before[0] + 3 and uncounted.buffered == 0)
+    assert UNOWNED.sent == before[1] + 4
+    assert (traffic.received, traffic.sent) == (16, 8)   # (the other stream counts into the unowned alone)
+    for end in (counted, uncounted):
+        end.abort()
+    raw.close()
+    other_raw.close()
 
 
 def test_partial_writes_keep_every_byte_in_order(loop):

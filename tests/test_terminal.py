@@ -194,6 +194,22 @@ def test_tab_completes_a_command_and_an_online_user(server, term):
     assert hans.until("message")["text"] == "hello there"
 
 
+def test_tab_completes_users_who_were_online_before_the_login_without_whoelse(server, term):
+    hans, luke = server.client(), server.client()
+    hans.login("hans")
+    luke.login("luke")
+    login(term)
+    term.expect("Type help for commands")
+    term.keys(b"message h\t")
+    term.expect("hans ")
+    term.keys(b"hi\r")
+    assert hans.until("message")["text"] == "hi"
+    luke.send({"type": "logout"})
+    term.expect("luke logged out")
+    term.keys(b"block l\t\r")   # luke is no longer online: nothing to complete, "l" is blocked
+    term.expect("Error. Invalid user")
+
+
 def test_ctrl_r_finds_an_earlier_line(server, term):
     login(term)
     hans = server.client()

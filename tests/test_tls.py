@@ -15,6 +15,7 @@ import pytest
 from reactor import tls as tls_mod
 from reactor.framing import JsonLines, encode
 from reactor.server.host import TLS_REQUIRED
+from reactor.stream import Traffic
 from reactor.tls import TLSStream
 from tests.support import (
     ACCOUNTS,
@@ -102,6 +103,18 @@ def test_handshake_then_frames_both_ways(loop, contexts):
     server.write(encode({"type": "hello", "n": 2}))
     run_until(loop, lambda: cli.frames)
     assert cli.frames == [{"type": "hello", "n": 2}]
+    server.abort()
+    client.abort()
+
+
+def test_a_tls_stream_counts_the_bytes_on_the_wire_and_says_when_it_is_secure(loop, contexts):
+    traffic = Traffic()
+    server, srv, client, cli = tls_pair(loop, contexts, server_options={"traffic": traffic})
+    assert not server.secure
+    client.write(encode({"type": "hello", "text": "x" * 1000}))
+    run_until(loop, lambda: srv.frames)
+    assert server.secure and client.secure
+    assert traffic.received > 1000 and traffic.sent > 0   # the handshake, and the record sealing the frame
     server.abort()
     client.abort()
 

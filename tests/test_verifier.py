@@ -81,8 +81,9 @@ def test_a_helper_killed_mid_check_fails_what_waited_and_is_restarted():
         run.verifier.check(4, HASH, "wise@!man")   # while it is down: at once, None
         run.until(lambda: len(run.answers) == 4)
         assert run.answers[3] == (4, None)
+        assert run.verifier.restarts == 0
         run.until(lambda: run.pid is not None)   # restarted
-        assert run.pid != first
+        assert run.pid != first and run.verifier.restarts == 1   # (counted for the metrics)
         run.until(lambda: not alive(first))
         run.verifier.check(5, HASH, "wise@!man")
         run.until(lambda: len(run.answers) == 5)

@@ -5,7 +5,8 @@
 and the help list, a command's usage, its arity, "text takes the rest of the
 line" and Tab completion all derive from the declaration. ``CommandLine`` acts on
 the private chats (``PrivateChats``) and keeps what completion and ``whoelse``
-need: the other users online, as presence notices and ``whoelse`` told.
+need: the other users online, as the login (protocol version 3), presence
+notices and ``whoelse`` told.
 
 Text holding a control character (a line break is text) is not sent
 (``message``, ``broadcast``, ``private``), nor text longer than the server takes
@@ -136,8 +137,9 @@ class CommandLine:
     def __init__(self, private: PrivateChats, leave: Callable[[float], list[ClientEffect]]) -> None:
         self._private = private
         self._leave = leave
-        self._online: set[str] = set()             # other users online, as presence and whoelse told
+        self._online: set[str] = set()             # other users online, as the login, presence and whoelse told
         self._asked: deque[bool] = deque()         # users answers to come: True for whoelse, False for since
+        self._listed: list[str] = []               # the names of the answer whose pages are coming, so far
 
     def run(self, line: str, now: float) -> list[ClientEffect]:
         """One typed line (stripped): a ``y`` or ``n`` answers the oldest private-chat request, if one waits."""
@@ -157,14 +159,20 @@ class CommandLine:
     # -- who is online, for completion ----------------------------------------
 
     def online_users(self) -> frozenset[str]:
-        """The other users online, as far as presence notices and ``whoelse`` have told."""
+        """The other users online, as far as the login, presence notices and ``whoelse`` have told."""
         return frozenset(self._online)
 
-    def users_listed(self, names: list[str]) -> None:
-        """The server answered a ``whoelse`` or a ``whoelsesince`` (in the order asked) with ``names``:
-        the answer to ``whoelse`` is exactly who is online."""
+    def users_listed(self, names: list[str], more: bool) -> list[str] | None:
+        """The server answered a ``whoelse`` or a ``whoelsesince`` (in the order asked) with ``names``, a
+        page of the answer (``more``: pages of it follow). The whole answer once its last page is in, else
+        None; the answer to ``whoelse`` is exactly who is online."""
+        self._listed += names
+        if more:
+            return None
+        listed, self._listed = self._listed, []
         if self._asked and self._asked.popleft():
-            self._online = set(names)
+            self._online = set(listed)
+        return listed
 
     def presence(self, user: str, online: bool) -> None:
         """``user`` came online, or went."""

@@ -233,8 +233,8 @@ class ClientHost:
         self._add_peer(sock, None, context)
 
     def _peer_context(self, trusted: list[bytes], *, server_side: bool) -> ssl.SSLContext | None:
-        """The TLS context of a peer connection trusting ``trusted``; None if the server relayed something
-        that is no certificate."""
+        """The TLS context of a peer connection trusting those of ``trusted`` that are certificates (each on its
+        own: one peer's junk touches no other's); None if none is."""
         assert self._identity is not None
         try:
             return self._identity.context(trusted, server_side=server_side)

@@ -14,7 +14,11 @@ fingerprint, and a peer connection's context trusts exactly the certificates
 it expects (``cadata``): a relay that presents any other certificate, on
 either side, fails the handshake. The SHA-256 fingerprint of the certificate
 presented is then compared with the expected one (``fingerprint``) by the chat
-logic.
+logic. The listener's context trusts the certificates of every client expected,
+each loaded on its own: what one peer relayed as its certificate may be junk
+(only the server checked it, for being short base64), and junk left out spoils
+nobody else's (loaded together, it failed the load, and every genuine peer
+was reset while one junk certificate was expected).
 
 The standard library cannot make a certificate, so ``PeerIdentity.generate``
 takes it from ``cryptography``, imported there and only there: the plaintext
@@ -26,12 +30,15 @@ import base64
 import binascii
 import datetime
 import hashlib
+import logging
 import os
 import ssl
 import tempfile
 from collections.abc import Iterable
 
 from ..protocol import MAX_CERT
+
+log = logging.getLogger(__name__)
 
 VALIDITY = datetime.timedelta(days=1)    # a session's certificate is good for this long
 CLOCK_SKEW = datetime.timedelta(minutes=5)   # and from this long before it was made
@@ -40,6 +47,10 @@ CLOCK_SKEW = datetime.timedelta(minutes=5)   # and from this long before it was 
 class MissingLibrary(Exception):
     """``cryptography`` is not installed: TLS mode cannot make its private-chat certificate (the message says
     why private chats are unavailable)."""
+
+
+class NoUsableCertificate(ssl.SSLError):
+    """None of the certificates a context was to trust is one (the server relayed junk)."""
 
 
 def fingerprint(der: bytes) -> str:
@@ -96,15 +107,28 @@ class PeerIdentity:
 
     def context(self, trusted: Iterable[bytes], *, server_side: bool) -> ssl.SSLContext:
         """A context for one peer connection: it presents this client's certificate and requires the
-        peer's to be one of ``trusted`` (DER), exactly; no host name (a peer has none to check)."""
+        peer's to be one of ``trusted`` (DER), exactly; no host name (a peer has none to check).
+
+        Each of ``trusted`` is loaded on its own, and one that is no certificate is left out (logged): the
+        others are trusted still. ``NoUsableCertificate`` if there were some and none is one; none at all:
+        every certificate fails."""
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server_side else ssl.PROTOCOL_TLS_CLIENT)
         context.minimum_version = ssl.TLSVersion.TLSv1_3
         context.check_hostname = False
         context.verify_mode = ssl.CERT_REQUIRED
         self._load_into(context)
-        anchors = b"".join(trusted)
-        if anchors:   # (none: every certificate fails)
-            context.load_verify_locations(cadata=anchors)
+        given = usable = 0
+        for certificate in trusted:
+            given += 1
+            try:
+                context.load_verify_locations(cadata=certificate)
+            except (ssl.SSLError, ValueError) as exc:
+                log.warning("a relayed certificate (%d bytes, SHA-256 %s) cannot be used: %s",
+                            len(certificate), fingerprint(certificate), exc)
+                continue
+            usable += 1
+        if given and not usable:
+            raise NoUsableCertificate("none of the certificates relayed can be used")
         return context
 
     def _load_into(self, context: ssl.SSLContext) -> None:

@@ -86,8 +86,8 @@ ACTIVITY = {"type": FrameType.ACTIVITY}
 LOGIN_STEPS = (State.USERNAME, State.PASSWORD)
 PROMPTS = {State.USERNAME: Prompt(USERNAME_PROMPT), State.PASSWORD: Prompt(PASSWORD_PROMPT, secret=True)}
 BYE_REASONS = frozenset(ByeReason)
-BYE_IN_ERROR = frozenset({ByeReason.SHUTDOWN, ByeReason.ACCOUNT_REMOVED,
-                          ByeReason.CUT_OFF})   # the client exits with status 1
+BYE_IN_ERROR = frozenset({ByeReason.SHUTDOWN, ByeReason.ACCOUNT_REMOVED, ByeReason.CUT_OFF,
+                          ByeReason.OPERATOR})   # the client exits with status 1
 
 
 # -- frames from the server: each declared once, on its handler (``@on_frame``) -------
@@ -175,7 +175,7 @@ class ChatClient:
         return self._private.chats()
 
     def online_users(self) -> frozenset[str]:
-        """The other users online, as far as presence notices and ``whoelse`` have told."""
+        """The other users online, as far as the login, presence notices and ``whoelse`` have told."""
         return self._command_line.online_users()
 
     def completions(self, before_cursor: str) -> list[str]:
@@ -493,13 +493,23 @@ class ChatClient:
 
     @on_frame(FrameType.USERS)
     def _on_users(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        """The names one a line (the answer to whoelse or whoelsesince)."""
+        """The names one a line (the answer to whoelse or whoelsesince), once its last page is in."""
         names = frame.get("names")
         if type(names) is not list:
             return []
-        names = [n for n in names if type(n) is str]
-        self._command_line.users_listed(names)
-        return [Print("\n".join(names) if names else say("nobody"))]
+        listed = self._command_line.users_listed([n for n in names if type(n) is str], frame.get("more") is True)
+        if listed is None:
+            return []
+        return [Print("\n".join(listed) if listed else say("nobody"))]
+
+    @on_frame(FrameType.ONLINE)
+    def _on_online(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        """Who else was online at the login (a page of them): for completion, not shown."""
+        users = frame.get("users")
+        for user in users if type(users) is list else ():
+            if type(user) is str:
+                self._command_line.presence(user, True)
+        return []
 
     @on_frame(FrameType.PRESENCE)
     def _on_presence(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
@@ -562,8 +572,18 @@ class ChatClient:
         reason = frame.get("reason")
         if type(reason) is not str or reason not in BYE_REASONS:
             reason = ByeReason.LOGOUT
-        return self._finish(say(reason), 1 if reason in BYE_IN_ERROR else 0,
-                            draft=reason != ByeReason.LOGOUT and self._state == State.ACTIVE)
+        status = 1 if reason in BYE_IN_ERROR else 0
+        draft = reason != ByeReason.LOGOUT and self._state == State.ACTIVE
+        if reason == ByeReason.OPERATOR and type(frame.get("text")) is str and frame["text"]:
+            return self._finish(say("operator_text", frame), status, draft=draft)   # (the operator's why, made visible)
+        return self._finish(say(reason), status, draft=draft)
+
+    @on_frame(FrameType.NOTICE)
+    def _on_notice(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        """The operator's words (made visible, as every string from the network)."""
+        if type(frame.get("text")) is not str:
+            return []
+        return [Print(say("notice", frame))]
 
     # -- ending -------------------------------------------------------------
 

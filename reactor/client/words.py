@@ -82,12 +82,15 @@ FRAME_WORDS: dict[FrameType, Words] = {
                                       "accepted": "Accepted private messaging with {from}",
                                       "declined": "Declined private messaging with {from}"}),
     FrameType.PRIVATE_CANCELLED: Words({"cancelled": "Private messaging request with {user} was cancelled"}),
-    FrameType.BYE: Words({   # by the frame's reason
+    FrameType.NOTICE: Words({"notice": "[server] {text}"}),
+    FrameType.BYE: Words({   # by the frame's reason (and the operator's, with its text)
         ByeReason.LOGOUT: "Logged out",
         ByeReason.TIMEOUT: "You have been logged out due to inactivity",
         ByeReason.SHUTDOWN: "Error. Server is shutting down",
         ByeReason.ACCOUNT_REMOVED: "Error. Your account was removed",
-        ByeReason.CUT_OFF: "Error. The server lost touch with the other servers of the chat; log in again"}),
+        ByeReason.CUT_OFF: "Error. The server lost touch with the other servers of the chat; log in again",
+        ByeReason.OPERATOR: "Error. You were disconnected by the operator",
+        "operator_text": "Error. You were disconnected by the operator: {text}"}),
 }
 
 

@@ -44,6 +44,7 @@ from typing import Any
 import hiredis
 
 from ..loop import EventLoop, TimerHandle
+from ..ops.metrics import Observer
 from ..stream import Connector, Stream
 
 log = logging.getLogger(__name__)
@@ -125,14 +126,17 @@ _NOT_YET = object()   # what the reader gives while no reply is whole
 class Engine:
     """One connection to a Valkey/Redis engine at ``host:port``, kept up from ``start()`` until ``close()``.
 
-    ``sends`` counts the socket sends of commands (for tests and figures).
+    ``sends`` counts the socket sends of commands (for tests and figures); ``round_trips`` (if given) is told
+    each command's round trip, from its write to its reply, in seconds.
     """
 
     def __init__(self, loop: EventLoop, host: str, port: int, *, name: str = "engine",
                  on_up: Callable[[], None] | None = None, on_down: Callable[[str], None] | None = None,
                  connect_timeout: float = 2.0, reply_timeout: float | None = 5.0,
-                 backoff: tuple[float, float] = (0.05, 2.0), max_output: int = MAX_OUTPUT) -> None:
+                 backoff: tuple[float, float] = (0.05, 2.0), max_output: int = MAX_OUTPUT,
+                 round_trips: Observer | None = None) -> None:
         self._loop = loop
+        self._round_trips = round_trips
         self._host = host
         self._port = port
         self.name = name
@@ -165,6 +169,11 @@ class Engine:
         """The socket sends of commands so far, on every connection."""
         current = self._stream.sends if self._stream is not None else None
         return self._earlier_sends + (current or 0)
+
+    @property
+    def pending(self) -> int:
+        """Commands written and not answered yet."""
+        return len(self._waiting)
 
     @property
     def failed_attempts(self) -> int:
@@ -249,6 +258,8 @@ class Engine:
                 self._waiting.append(command)
                 return
             command.script = None
+        if self._round_trips is not None:
+            self._round_trips.observe(self._loop.time() - command.sent)
         command.reply = reply
         command.done = True
         queue = self._queue   # (a callback that closes the engine, or loses it, empties this one)

@@ -94,13 +94,15 @@ class ClusterHost(ServerHost):
         host, port = engine
         backoff = (0.05, RECONNECT)   # back within the grace after an outage shorter than it
         self._engine = Engine(loop, host, port, name=f"engine ({node})", on_up=self._engine_up,
-                              on_down=self._engine_down, reply_timeout=lease / 2, backoff=backoff)
+                              on_down=self._engine_down, reply_timeout=lease / 2, backoff=backoff,
+                              round_trips=logic.counts.engine_round_trip)
         self.keeping = EngineDurability(self._script, node, logic, self._answered)   # the engine keeps the changes
         super().__init__(loop, logic, durability=self.keeping, **options)
         self._reader = Engine(loop, host, port, name=f"engine reader ({node})", on_up=self._read,
                               reply_timeout=READ_BLOCK / 1000 + lease, backoff=backoff)
         self._joined = False          # holds a lease: may log users in
         self._joined_once = False     # ever joined: a node id held by another process now means stop
+        self._fenced = False          # lost its lease, and has not joined again yet
         self._joining = False         # a JOIN is on its way
         self._answered_once = False   # the engine answered a JOIN (or the connection failed): start is over
         self._claiming = False        # a CLAIM is on its way
@@ -187,6 +189,7 @@ class ClusterHost(ServerHost):
         self._incarnation = incarnation
         self._inbox_from = self._took = inbox   # (what came before, the engine kept for its users at the join)
         self._joined = self._joined_once = True
+        self._fenced = False
         self._generation += 1
         self._reads += 1
         self._renewed_at(sent)
@@ -302,9 +305,11 @@ class ClusterHost(ServerHost):
         """End every session here: this node can no longer vouch for its logins."""
         if not self._joined:
             return
-        log.warning("node %s: leaving the cluster: %s", self._node, why)
+        log.warning("node %s: leaving the cluster: %s", self._node, why, extra={"reason": why})
         self._joined = False
         self._claiming = False
+        self._fenced = True
+        self._cluster.counts.cluster_fencings += 1
         self._generation += 1
         self._reads += 1
         for timer in (self._grace_timer, self._settle_timer):
@@ -387,6 +392,8 @@ class ClusterHost(ServerHost):
             self._apply(logic.remote_locked(event["user"], self._clock(event["until"]), now))
         elif kind == "broadcast":
             self._apply(logic.remote_broadcast(event["from"], event["text"], now))
+        elif kind == "notice":
+            self._apply(logic.remote_notice(event["text"], now))
 
     def _take_inbox(self, entry_id: str, event: dict[str, Any], fields: list[Any]) -> None:
         if event["kind"] == "message" and len(fields) >= 4:   # (RELAY's: the record in the second field)
@@ -487,6 +494,36 @@ class ClusterHost(ServerHost):
     def _publish(self, effect: Publish) -> None:
         self._engine.call("XADD", f"{self._prefix}:events", "MAXLEN", "~", scripts.EVENTS_KEPT, "*",
                           "e", json.dumps({**effect.event, "node": self._node}))
+
+    # -- for the operator (reactor/cluster/operator.py) ---------------------------------
+
+    @property
+    def node(self) -> str:
+        return self._node
+
+    @property
+    def engine(self) -> Engine:
+        """The connection for commands (the news have one of their own)."""
+        return self._engine
+
+    @property
+    def joined(self) -> bool:
+        """Whether it holds a lease: it may log users in."""
+        return self._joined
+
+    @property
+    def fenced(self) -> bool:
+        """Whether it lost its lease (its sessions ended) and has not joined again yet."""
+        return self._fenced
+
+    def lock_everywhere(self, user: str, seconds: float) -> None:
+        """The operator's lockout of ``user`` for ``seconds`` (0: lifted, its wrong passwords forgotten), in the
+        engine and told to every other node (a ``locked`` event; this node's own view is the caller's)."""
+        self._script(scripts.LOCK, [user, int(seconds * 1000), self._node], self._locked_everywhere)
+
+    def _locked_everywhere(self, reply: Reply) -> None:
+        if isinstance(reply, EngineError):
+            log.warning("node %s: the operator's lock or unlock did not reach the engine: %s", self._node, reply)
 
     # -- shutdown ------------------------------------------------------------------
 

@@ -40,8 +40,9 @@ Events between nodes, as dicts (``kind``):
   ``startprivate`` (from, to, cert): a private-chat request, which lives on
   its target's node; ``stored`` (to, id, from, size, chars, sent): the engine
   kept a message for a user of this node;
+  ``kick`` (to, reason): the operator ends this user's session;
 - to all (``remote_*``): a login, a logout, a block or unblock, a lockout,
-  a broadcast.
+  a broadcast, the operator's notice.
 
 The node's standing in the cluster is the host's (``reactor/cluster/host.py``):
 when it can no longer vouch for its logins it ends its sessions
@@ -62,6 +63,7 @@ from ..server.effects import (
     ClaimLogin,
     Close,
     KeepMessage,
+    Publish,
     Relay,
     RelayMessage,
     ReleaseLogin,
@@ -134,6 +136,23 @@ class ClusterChatServer(ChatServer):
         self.mail.drop(s.user)
         return [ReleaseLogin(s.user)]
 
+    # -- the operator's commands: they reach a user on whatever node serves it ------------
+
+    def kick(self, user: str, reason: str | None, now: float) -> list[ServerEffect]:
+        """As ``ChatServer.kick`` for a user here; a user on another node is kicked by its node (relayed)."""
+        elsewhere = self.sessions.remote.get(user)
+        if elsewhere is not None:
+            return self.presence.settle([Relay(elsewhere.node, {"kind": "kick", "to": user, "reason": reason})])
+        return super().kick(user, reason, now)
+
+    def notice(self, text: str, now: float) -> list[ServerEffect]:
+        """As ``ChatServer.notice`` here, and published for the other nodes to tell theirs (``remote_notice``)."""
+        return [*super().notice(text, now), *self.presence.settle([Publish({"kind": "notice", "text": text})])]
+
+    def remote_notice(self, text: str, now: float) -> list[ServerEffect]:
+        """The operator's notice, given on another node: every user here gets it."""
+        return super().notice(text, now)
+
     # -- logins ------------------------------------------------------------
 
     def login_decided(self, conn: int | None, user: str, outcome: LoginOutcome, now: float, *,
@@ -147,6 +166,8 @@ class ClusterChatServer(ChatServer):
             return self.presence.settle([ReleaseLogin(user)])   # gone meanwhile: the login is not kept
         if outcome in (LoginOutcome.BLOCKED, LoginOutcome.LOCKED) and until is not None:
             self.logins.lock(user, until)
+        if outcome is LoginOutcome.BLOCKED:   # (counted by the node that heard the password that locked it)
+            self.counts.lockouts.passwords += 1
         if c is None:
             return []
         if outcome is LoginOutcome.UNAVAILABLE:   # the engine was not reached, or would decide nothing now
@@ -160,7 +181,8 @@ class ClusterChatServer(ChatServer):
                 effects += self.presence.settle(self._drop_remote(stale, now))
             self.mail.load(user, mailbox)
         elif outcome is LoginOutcome.BLOCKED:
-            log.warning("conn %d: wrong password for %s: locked", c.id, user)
+            log.warning("conn %d: wrong password for %s: locked", c.id, user,
+                        extra={"conn": c.id, "user": user, "reason": "locked"})
         return effects + self.presence.settle(self.logins.conclude(c, user, outcome, now))
 
     def cluster_lost(self, now: float) -> list[ServerEffect]:
@@ -258,6 +280,9 @@ class ClusterChatServer(ChatServer):
             elif kind == "stored":
                 effects = self._take_stored(event["to"], (int(event["id"]), event["from"], int(event["size"]),
                                                           int(event["chars"]), event.get("sent")))
+            elif kind == "kick":
+                reason = event.get("reason")
+                return super().kick(event["to"], reason if type(reason) is str else None, now)
             else:
                 raise KeyError(kind)
         except (KeyError, TypeError, ValueError) as exc:
@@ -275,6 +300,7 @@ class ClusterChatServer(ChatServer):
             return self._tell(origin, to, sender, ErrorCode.BLOCKED_BY_RECIPIENT.value)
         s = self.sessions.online.get(to)
         if s is not None and not s.mailbox:
+            self.counts.messages_relayed += 1   # (by the recipient's node: the sender's relayed it to this one)
             return [Send((s.id,), {"type": _MESSAGE, "from": sender, "text": text}),
                     *self._tell(origin, to, sender, _DELIVERED)]
         mail = self.mail

@@ -32,7 +32,7 @@ from __future__ import annotations
 from .engine import Script
 
 __all__ = ["PREFIX", "IDS_PER_EPOCH", "JOIN", "RENEW", "CLAIM", "REAP", "LEAVE", "LOGIN", "LOGOUT", "KEEP",
-           "FORGET", "RELAY", "TOOK", "BLOCK", "SNAPSHOT", "EVENTS_KEPT", "INBOX_KEPT"]
+           "FORGET", "RELAY", "TOOK", "BLOCK", "LOCK", "SNAPSHOT", "EVENTS_KEPT", "INBOX_KEPT"]
 
 PREFIX = "{chat}"
 IDS_PER_EPOCH = 1 << 32    # message ids a node may give per join: epoch * IDS_PER_EPOCH + n (exact in a double)
@@ -351,6 +351,21 @@ else
 end
 event({kind = 'block', blocker = ARGV[1], blocked = ARGV[2], on = ARGV[3] == '1', node = ARGV[4]})
 return 1
+""")
+
+# ARGV: user, ms (0: lift the lock), node. The operator's lockout of a user for every node, or its lifting
+# (which forgets the wrong passwords in a row too), told to all as a lockout ending then. -> its end (ms)
+LOCK = _script("""
+local user, ms = ARGV[1], tonumber(ARGV[2])
+local till = tostring(now_ms() + ms)
+redis.call('HDEL', P .. ':failures', user)
+if ms > 0 then
+  redis.call('HSET', P .. ':locks', user, till)
+else
+  redis.call('HDEL', P .. ':locks', user)
+end
+event({kind = 'locked', user = user, ['until'] = till, node = ARGV[3]})
+return till
 """)
 
 # The whole shared view at once. -> {online (flat), last (flat), blocks, locks (flat), last event id, now}

@@ -21,7 +21,7 @@ import logging
 import os
 import socket
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, Protocol
 
 from ..framing import JsonLines, encode
@@ -39,13 +39,13 @@ BACKLOG = 16
 
 
 class WhoRow(NamedTuple):
-    """One user online, as ``who`` lists them."""
+    """One user online, as ``who`` lists them (None: not known here, as for a user of another cluster node)."""
 
     user: str
-    address: str          # the address their connection came from
-    since: float          # when they logged in: Unix time (seconds)
-    idle: float           # seconds since they last sent anything
-    tls: bool             # whether their connection speaks TLS
+    address: str | None   # the address their connection came from
+    since: float | None   # when they logged in: Unix time (seconds)
+    idle: float | None    # seconds since they last sent anything
+    tls: bool | None      # whether their connection speaks TLS
     node: str | None      # the node serving them (cluster mode); None on a single server
 
 
@@ -69,8 +69,9 @@ class AdminHost(Protocol):
     def notice(self, text: str) -> int:
         """Every user online sees ``[server] TEXT``; how many users that is."""
 
-    def reload(self) -> str | None:
-        """Read the accounts file again, as SIGHUP does; None if done, else why not (the old accounts stay)."""
+    def reload(self, done: Callable[[str | None], object]) -> None:
+        """Read the accounts file again, as SIGHUP does (a slice a loop turn); then ``done(why)``: None if done,
+        else why not (the old accounts stay)."""
 
     def stats(self) -> Iterable[tuple[str, float]]:
         """The metrics' figures: (series, value) rows (``Registry.samples``)."""
@@ -314,7 +315,10 @@ class AdminServer:
         self._done(stream, f"Notice sent to {reached} users.")
 
     def _reload(self, stream: Stream[JsonLines]) -> None:
-        why = self._host.reload()
+        self._host.reload(lambda why: self._reloaded(stream, why))
+
+    def _reloaded(self, stream: Stream[JsonLines], why: str | None) -> None:
+        """The reload asked on ``stream`` has ended (the operator may have hung up meanwhile)."""
         if why is None:
             log.info("admin: reloaded the accounts", extra={"action": "reload"})
             self._done(stream, "Reloaded the accounts.")

@@ -4,7 +4,7 @@
 (``counts.messages_relayed += 1``; ``counts.messages_refused.rate_limited += 1``). The others are read at
 scrape time from the callbacks the hosts provide by ``source`` name (``registry.provide("users_online",
 ...)``). A metric whose source is never provided is not served: cluster mode's, on a single server.
-``docs/operating-observability.md`` says what each means to an operator.
+``docs/operating.md`` (Seeing inside a running server) says what each means to an operator.
 """
 from __future__ import annotations
 
@@ -24,24 +24,53 @@ class RefusedMessages(LabelCounts):
 
     __slots__ = ("blocked", "rate_limited", "quota_exceeded", "queue_full", "too_long", "store_full",
                  "control_characters", "invalid_user", OTHER)
+    blocked: int
+    rate_limited: int
+    quota_exceeded: int
+    queue_full: int
+    too_long: int
+    store_full: int
+    control_characters: int
+    invalid_user: int
+    other: int
 
 
 class FailedLogins(LabelCounts):
     __slots__ = ("unknown_user", "wrong_password", "locked", "too_many_errors", OTHER)
+    unknown_user: int
+    wrong_password: int
+    locked: int
+    too_many_errors: int
+    other: int
 
 
 class Lockouts(LabelCounts):
     __slots__ = ("passwords", "operator", OTHER)
+    passwords: int
+    operator: int
+    other: int
 
 
 class RefusedConnections(LabelCounts):
-    """Connections closed at accept: too many strangers in all, or from one address."""
+    """Connections closed at accept: too many strangers in all, or from one address, or TLS handshakes from it."""
 
-    __slots__ = ("too_many_strangers", "too_many_from_address", OTHER)
+    __slots__ = ("too_many_strangers", "too_many_from_address", "too_many_handshakes", OTHER)
+    too_many_strangers: int
+    too_many_from_address: int
+    too_many_handshakes: int
+    other: int
 
 
 class AdminCommands(LabelCounts):
     __slots__ = ("who", "kick", "lock", "unlock", "notice", "reload", "stats", OTHER)
+    who: int
+    kick: int
+    lock: int
+    unlock: int
+    notice: int
+    reload: int
+    stats: int
+    other: int
 
 
 class ChatCounts:
@@ -156,9 +185,11 @@ def loop_turns(stats: TurnStats) -> TurnHistogram:
 CLUSTER_ONLY = "chat_cluster_"   # the names of cluster mode's metrics begin so
 
 
-def chat_registry(node: str | None = None) -> Registry:
-    """The chat server's metrics with fresh counts (``registry.counts``). With a ``node`` (cluster mode), it
-    labels every series; without, cluster mode's metrics are left out."""
+def chat_registry(node: str | None = None, counts: ChatCounts | None = None) -> Registry:
+    """The chat server's metrics on ``counts`` (the rules', ``ChatServer.counts``; by default fresh ones:
+    ``registry.counts``). With a ``node`` (cluster mode), it labels every series; without, cluster mode's
+    metrics are left out."""
+    counts = counts if counts is not None else ChatCounts()
     if node:
-        return Registry(CHAT_METRICS, ChatCounts(), {"node": node})
-    return Registry([m for m in CHAT_METRICS if not m.name.startswith(CLUSTER_ONLY)], ChatCounts())
+        return Registry(CHAT_METRICS, counts, {"node": node})
+    return Registry([m for m in CHAT_METRICS if not m.name.startswith(CLUSTER_ONLY)], counts)

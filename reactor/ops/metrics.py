@@ -112,6 +112,12 @@ class HistogramData(Protocol):
     def count(self) -> int: ...
 
 
+class Observer(Protocol):
+    """What times something tells each duration to (a ``Histogram``): the store's commits, the engine's replies."""
+
+    def observe(self, value: float) -> None: ...
+
+
 class Histogram:
     """Observations counted in bands: ``observe`` costs a bisection and three additions."""
 

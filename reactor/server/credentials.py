@@ -12,8 +12,10 @@ second space, a tab, or an empty field is malformed). Blank lines (empty or
 whitespace only) and lines whose first character is ``#`` are skipped, so a
 user name cannot start with ``#``. A line may end in ``\\r\\n``; a UTF-8 byte
 order mark at the start of the file is ignored. User names are case-sensitive
-and may appear only once, and hold no control character (C0, DEL, C1: they
-would reach other users' terminals). Any other line is malformed:
+and may appear only once, hold no control character (C0, DEL, C1: they
+would reach other users' terminals), and have at most ``MAX_USERNAME`` (64)
+characters (so one always fits in a frame, and many in a page of names). Any
+other line is malformed:
 ``CredentialsError`` names the file and the line, and never quotes the line
 (it holds a password). The path must be a regular file: a FIFO, a directory
 or a device is refused without being read (a FIFO would wait for a writer).
@@ -25,6 +27,7 @@ import re
 import stat
 from collections.abc import Mapping
 
+from ..protocol import MAX_USERNAME
 from .passwords import is_hashed, parse_hash
 
 __all__ = ["CredentialsError", "CredentialsMissing", "CredentialsParser", "LINES_PER_SLICE", "load_credentials",
@@ -109,6 +112,8 @@ class CredentialsParser:
             if len(fields) != 2 or any(f.split() != [f] for f in fields):  # empty or holds whitespace
                 raise CredentialsError(f"{name}:{number}: {_EXPECTED}")
             user, password = fields
+            if len(user) > MAX_USERNAME:
+                raise CredentialsError(f"{name}:{number}: the username is longer than {MAX_USERNAME} characters")
             if user in accounts:
                 raise CredentialsError(f"{name}:{number}: duplicate username {user!r} "
                                        f"(first on line {first_line[user]})")

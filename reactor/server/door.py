@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..ops.catalog import ChatCounts
 from ..protocol import ErrorCode, Frame, FrameType
 from .effects import CancelTimer, Close, LoggedIn, LoginFailed, Send, SetTimer, Step, error
 from .mail import Mail
@@ -38,7 +39,8 @@ class Door:
     """How connections come in, log in and leave; the parts it tells of a login or logout do the rest."""
 
     def __init__(self, sessions: Sessions, presence: Presence, privates: PrivateChats, mail: Mail, *,
-                 timeout: float, max_bad_frames: int = MAX_BAD_FRAMES, release: Release) -> None:
+                 timeout: float, max_bad_frames: int = MAX_BAD_FRAMES, release: Release,
+                 counts: ChatCounts | None = None) -> None:
         self._sessions = sessions
         self._presence = presence
         self._privates = privates
@@ -47,6 +49,7 @@ class Door:
         self._login_time = min(self.timeout, MAX_LOGIN_TIME)
         self._max_bad = max_bad_frames
         self._release = release
+        self._counts = counts if counts is not None else ChatCounts()   # logins, strangers closed for errors
 
     def connect(self, conn: int, now: float, address: str) -> SetTimer:
         """A new connection: its login deadline (``timeout``, at most ``MAX_LOGIN_TIME``)."""
@@ -55,12 +58,15 @@ class Door:
         return SetTimer(("login", conn), deadline)
 
     def welcome(self, c: Conn, user: str, now: float) -> list[Step]:
-        """``c`` logs in as ``user``: welcomed, its inactivity deadline armed, the others told, its stored
-        messages on their way."""
+        """``c`` logs in as ``user``: welcomed (in version 3, then told who else is online), its inactivity
+        deadline armed, the others told, its stored messages on their way."""
         s = self._sessions.begin(c, user, now, self._presence.logged)   # changes logged before are not its news
-        log.info("%s logged in, conn %d", user, c.id)
+        self._counts.logins_succeeded += 1
+        log.info("%s logged in, conn %d", user, c.id, extra={"user": user, "conn": c.id, "address": c.address})
         effects: list[Step] = [CancelTimer(("login", c.id)), SetTimer(("idle", c.id), now + self.timeout),
                                LoggedIn(c.id), Send((c.id,), {"type": FrameType.WELCOME.value, "user": user})]
+        if c.version >= 3:
+            effects += self._presence.online(s)
         effects.append(self._presence.note(user, True, s))
         effects += self._mail.start(s)
         return effects
@@ -78,8 +84,10 @@ class Door:
             log.debug("conn %d: refused: %s", c.id, answer.get("detail", answer["code"]))
             return effects
         if c.session is not None:
-            log.warning("conn %d: %d bad frames, closing (last: %s)", c.id, c.bad, answer.get("detail", answer["code"]))
+            log.warning("conn %d: %d bad frames, closing (last: %s)", c.id, c.bad, answer.get("detail", answer["code"]),
+                        extra={"conn": c.id, "user": c.session.user, "reason": "bad frames"})
         else:
+            self._counts.logins_failed.too_many_errors += 1
             effects.append(LoginFailed(c.id, "closed after too many errors"))
         effects.append(Close(c.id))
         return effects + self.forget(c, now, "too many bad frames")
@@ -103,7 +111,7 @@ class Door:
         self._presence.left(s)
         if announce:
             effects.append(self._presence.note(user, False))
-        log.info("%s logged out (%s), conn %d", user, why, c.id)
+        log.info("%s logged out (%s), conn %d", user, why, c.id, extra={"user": user, "conn": c.id, "reason": why})
         if release:
             effects += self._release(s)
         return effects
@@ -127,6 +135,6 @@ class Door:
             return []
         if c.deadline > now:
             return [SetTimer(key, c.deadline)]
-        log.info("conn %d: login timed out", c.id)
+        log.info("conn %d: login timed out", c.id, extra={"conn": c.id, "reason": "login timeout"})
         return [Send((c.id,), error(ErrorCode.LOGIN_TIMEOUT)), Close(c.id),
                 *self.forget(c, now, "login timeout", fired=True)]

@@ -27,9 +27,11 @@ stays kept (on a cluster node its next login reads it from the engine again).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+from ..ops.metrics import Observer
 from ..protocol import ErrorCode, Frame
 from .effects import KeepMessage, StoreChange
 from .store import StoreFull
@@ -88,11 +90,14 @@ class StoreDurability:
 
     The texts of the messages the turn keeps are held here until its commit (``texts`` gives them: even a
     turn the store rolled back gives the messages the host has already handed on); older ones the store reads.
-    So the texts of waiting messages are on disk, not in memory."""
+    So the texts of waiting messages are on disk, not in memory.
 
-    def __init__(self, store: TransactionalStore, answered: Answered) -> None:
+    ``commits`` (a histogram, ``observe(seconds)``) is told how long each turn's commit took."""
+
+    def __init__(self, store: TransactionalStore, answered: Answered, commits: Observer | None = None) -> None:
         self.store = store
         self._answered = answered
+        self._commits = commits
         self._turn: list[StoreChange] = []    # the changes of the open transaction
         self._kept: dict[int, str] = {}       # the texts of the messages it adds, by id, until its commit
         self._full = False                    # the store refused this turn's transaction
@@ -124,7 +129,10 @@ class StoreDurability:
         them in the reverse order it made them)."""
         if not self._turn:
             return
+        started = time.perf_counter()
         refused = self._store_turn()
+        if self._commits is not None:
+            self._commits.observe(time.perf_counter() - started)
         self._full = False
         self._turn = []
         self._kept = {}

@@ -62,9 +62,11 @@ def error(code: ErrorCode, **fields: Any) -> Frame:
     return frame
 
 
-def bye(reason: ByeReason) -> Frame:
-    """A ``bye`` frame: the server closes the connection, for ``reason``."""
-    return {"type": FrameType.BYE.value, "reason": reason.value}
+def bye(reason: ByeReason, **fields: Any) -> Frame:
+    """A ``bye`` frame: the server closes the connection, for ``reason`` (and ``fields``: an operator's ``text``)."""
+    frame: Frame = {"type": FrameType.BYE.value, "reason": reason.value}
+    frame.update(fields)
+    return frame
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,12 @@ a new connection gets one ``error`` ``busy`` frame and is closed at accept, whil
 users and logins from other addresses go on. A stranger's stream takes lines
 of at most ``STRANGER_MAX_FRAME`` bytes, reads ``STRANGER_READ_SIZE`` at a time and
 may leave ``STRANGER_MAX_OUTPUT`` bytes unread, so all strangers together hold
-at most ``max_strangers`` x (those three) bytes. The logic's ``LoggedIn``
+at most ``max_strangers`` x (those three) bytes. Over TLS a stranger holds besides at most
+``reactor.tls.MAX_FIRST_FLIGHT`` bytes of its hello, and the TLS library's 45 KiB
+from its hello to the end of its handshake only while ``reactor.handshakes``
+lets it (a few at once per address, 64 in all); each source address may start
+``handshake_rate`` handshakes a second, ``max_strangers_per_address`` at once:
+a connection past that is closed at accept (and counts against it). The logic's ``LoggedIn``
 lifts these limits (the host counts strangers itself, so it needs to be told;
 asking ``logic.user_of`` after every frame would cost every frame a lookup).
 
@@ -41,6 +46,13 @@ owns (``reactor/server/verifier.py``, one per core): started when checks need th
 if they die, spoken to through socket pairs on the same loop. An answer goes to
 the logic's ``password_checked``; a check that cannot be done (no helper, too
 many waiting) is answered None, which the client hears as ``try_again``.
+
+The host counts, for the metrics, what only it sees (``logic.counts``, the
+rules' own counts, ``reactor/ops/catalog.py``): connections turned away, TLS
+handshakes and their failures, messages the durability kept, and the bytes its
+client connections read and send (``traffic``: one addition per recv and send).
+``carry_out`` carries out effects the logic returned to someone else's call
+(the operator's commands, ``reactor/server/operator.py``).
 """
 from __future__ import annotations
 
@@ -54,9 +66,10 @@ from typing import Any, ClassVar, TypeVar
 
 from ..compiled import mypyc_attr
 from ..framing import MAX_FRAME, JsonLines, encode
+from ..handshakes import HANDSHAKE_RATE, Handshakes
 from ..loop import EventLoop, NamedTimers, TimerHandle
 from ..protocol import ErrorCode
-from ..stream import MAX_OUTPUT, RECV_SIZE, Listener, Stream, listen
+from ..stream import MAX_OUTPUT, RECV_SIZE, Listener, Stream, Traffic, listen
 from ..tls import TLSStream
 from .durability import Durability, StoreDurability, TransactionalStore, with_texts
 from .effects import (
@@ -94,6 +107,9 @@ STRANGER_MAX_OUTPUT = 16 * 1024   # bytes a stranger may leave unread before it 
 FAILURE_LOG_INTERVAL = 60.0       # seconds between the lines that count failed logins per address
 FAILURE_LOG_ADDRESSES = 1000      # addresses counted one by one per interval; the rest are counted together
 _BUSY = encode(error(ErrorCode.BUSY))
+# What the failure log says of a connection refused at accept, by the reason the metrics count.
+_REFUSED = {"too_many_strangers": "refused (busy)", "too_many_from_address": "refused (busy)",
+            "too_many_handshakes": "refused (TLS handshakes)"}
 TLS_REQUIRED = encode(error(ErrorCode.TLS_REQUIRED))   # what a plaintext client hears on the TLS port
 
 
@@ -175,15 +191,20 @@ class ServerHost:
                  durability: Durability | None = None, max_strangers: int = MAX_STRANGERS,
                  max_strangers_per_address: int = MAX_STRANGERS_PER_ADDRESS,
                  failure_log_interval: float = FAILURE_LOG_INTERVAL, tls: ssl.SSLContext | None = None,
-                 verifier_command: list[str] | None = None, password_helpers: int | None = None) -> None:
+                 verifier_command: list[str] | None = None, password_helpers: int | None = None,
+                 handshake_rate: float | None = HANDSHAKE_RATE) -> None:
         self._loop = loop
-        self._tls = tls   # with a context, every connection speaks TLS (reactor/tls.py)
+        self._tls = tls   # with a context, every connection speaks TLS (reactor/tls.py), within these limits:
+        self._handshakes = None if tls is None else Handshakes(loop, rate=handshake_rate,
+                                                                burst=max_strangers_per_address)
         self._logic = logic
+        self._counts = logic.counts   # what the host sees, counted beside what the rules decide
+        self.traffic = Traffic()      # the bytes of the client connections
         # Where store changes go: ``store`` (by default a MemoryStore), or a durability of the caller's (a cluster
         # node's engine); never both.
         assert store is None or durability is None, "a store or a durability, not both"
         self.durability: Durability = durability if durability is not None else StoreDurability(
-            store if store is not None else MemoryStore(), self._answered)
+            store if store is not None else MemoryStore(), self._answered, commits=logic.counts.store_commit)
         self._streams: dict[int, Stream] = {}
         self._timers = NamedTimers(loop, self._fire)
         self._ids = itertools.count(1)
@@ -235,17 +256,25 @@ class ServerHost:
             log.debug("accept: %s", exc)
             sock.close()
             return
-        if len(self._strangers) >= self._max_strangers or self._per_address[address] >= self._max_per_address:
-            self._turn_away(sock, address)
+        if len(self._strangers) >= self._max_strangers:
+            self._turn_away(sock, address, "too_many_strangers")
+            return
+        if self._per_address[address] >= self._max_per_address:
+            self._turn_away(sock, address, "too_many_from_address")
+            return
+        if self._handshakes is not None and not self._handshakes.admit(address):
+            self._turn_away(sock, address, "too_many_handshakes")
             return
         lines = JsonLines(self, max_frame=STRANGER_MAX_FRAME)
-        limits: dict[str, Any] = {"max_output": STRANGER_MAX_OUTPUT, "read_size": STRANGER_READ_SIZE}
+        limits: dict[str, Any] = {"max_output": STRANGER_MAX_OUTPUT, "read_size": STRANGER_READ_SIZE,
+                                  "traffic": self.traffic}
         try:
             if self._tls is None:
                 stream = Stream(self._loop, sock, lines, **limits)
             else:
                 stream = TLSStream(self._loop, sock, lines, context=self._tls, server_side=True,
-                                   plaintext_answer=TLS_REQUIRED, **limits)
+                                   plaintext_answer=TLS_REQUIRED, on_secure=self._secured,
+                                   handshakes=self._handshakes, **limits)
         except OSError as exc:  # the peer is already gone
             log.debug("accept: %s", exc)
             sock.close()
@@ -258,10 +287,12 @@ class ServerHost:
         log.debug("connection %d from %s", conn, stream.peer_address)
         self._apply(self._logic.connected(conn, self._loop.time(), address))
 
-    def _turn_away(self, sock: socket.socket, address: str) -> None:
-        """Too many strangers (in all, or from ``address``): one ``busy`` frame, if it fits, and close.
+    def _turn_away(self, sock: socket.socket, address: str, reason: str) -> None:
+        """Too many strangers (in all, or from ``address``), or TLS handshakes from it (``reason``, as the
+        metrics count it): one ``busy`` frame, if it fits, and close.
 
         Over TLS it is just closed: a handshake first would cost what the cap is there to save."""
+        self._counts.connections_refused.add(reason)
         if self._tls is None:
             try:
                 sock.setblocking(False)
@@ -269,7 +300,10 @@ class ServerHost:
             except OSError:
                 pass
         sock.close()
-        self._note_failure(address, "refused (busy)")
+        self._note_failure(address, _REFUSED[reason])
+
+    def _secured(self, stream: Stream) -> None:
+        self._counts.tls_handshakes += 1
 
     def _logged_in(self, effect: LoggedIn) -> None:
         """The connection is a user's now: no stranger's limits, not counted as one."""
@@ -295,6 +329,21 @@ class ServerHost:
         return len(self._strangers)
 
     @property
+    def connections(self) -> int:
+        """Client connections open now (strangers' and users')."""
+        return len(self._streams)
+
+    @property
+    def tls(self) -> bool:
+        """Whether every connection speaks TLS."""
+        return self._tls is not None
+
+    @property
+    def stopping(self) -> bool:
+        """Whether it is shutting down."""
+        return self._stopping
+
+    @property
     def buffered(self) -> int:
         """Bytes queued for the connections and not yet written to them: the memory slow readers cost."""
         return sum(stream.buffered for stream in self._streams.values())
@@ -308,7 +357,8 @@ class ServerHost:
         self._failure_timer = None
         lines = self._failures.take()
         for line in lines:
-            log.info("failed logins and refused connections in the last %gs from %s", self._failure_interval, line)
+            log.info("failed logins and refused connections in the last %gs from %s", self._failure_interval, line,
+                     extra={"address": line.split(": ", 1)[0], "reason": "failed logins"})
 
     def frame_received(self, stream: Stream, frame: Any) -> None:
         effects: list[Any] = self._logic.received(stream.tag, frame, self._loop.time())   # (Any: see _apply)
@@ -335,7 +385,11 @@ class ServerHost:
             return
         if reason is not None:   # a stranger's is not worth a line each
             level = logging.DEBUG if conn in self._strangers else logging.INFO
-            log.log(level, "connection %d from %s lost: %s", conn, stream.peer_address, reason)
+            address = stream.peer_address[0] if isinstance(stream.peer_address, tuple) else None
+            log.log(level, "connection %d from %s lost: %s", conn, stream.peer_address, reason,
+                    extra={"conn": conn, "address": address, "reason": reason})
+        if isinstance(stream, TLSStream) and not stream.secure:
+            self._counts.tls_handshake_failures += 1
         self._forget_stranger(conn)
         self._apply(self._logic.disconnected(conn, self._loop.time()))
         if self._stopping and not self._streams:
@@ -408,8 +462,11 @@ class ServerHost:
             elif id(effect) in answers:   # in the confirmation's place, so straight out
                 self._dirty = False
                 self._apply(answers[id(effect)])
-            elif effect.confirm is not None:
-                self._deliver(effect.confirm)
+            else:
+                if type(effect) is KeepMessage:
+                    self._counts.messages_stored += 1
+                if effect.confirm is not None:
+                    self._deliver(effect.confirm)
         self._dirty = bool(waiting) or upto < self._asked
 
     def _stored(self, effect: SendStored) -> SendBatch:
@@ -462,6 +519,12 @@ class ServerHost:
     def _commit(self) -> None:
         """Before the loop sleeps: the durability's turn ends (a store commits this iteration's changes)."""
         self.durability.end_turn()
+
+    def carry_out(self, effects: list[Any]) -> None:
+        """Carry out ``effects`` the logic returned to a call of someone else's (the operator's commands), as
+        those of an event; none once shutting down."""
+        if not self._stopping:
+            self._apply(effects)
 
     # -- accounts ------------------------------------------------------
 

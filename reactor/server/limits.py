@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+from ..ops.catalog import RefusedMessages
 from ..protocol import ErrorCode
 from .effects import Send, Step, error
 
@@ -32,14 +33,15 @@ def wire_size(text: str) -> int:
     """About the bytes of ``text`` in a frame (see ``wire_bytes``)."""
     if text.isascii():
         return len(text)
-    return wire_bytes(len(text.encode("utf-8", "surrogatepass")), len(text))
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def wire_bytes(size: int, chars: int) -> int:
-    """About the bytes in a frame of a text of ``size`` UTF-8 bytes and ``chars`` characters: JSON escapes
-    each non-ASCII character as ``\\uXXXX`` (6 bytes), or two of them (12) beyond the BMP; 4 x UTF-8
-    bytes - 3 x characters is close to both, and exact for ASCII."""
-    return 4 * size - 3 * chars
+    """About the bytes in a frame of a text of ``size`` UTF-8 bytes and ``chars`` characters: its UTF-8, since
+    frames leave as UTF-8 (``reactor.framing.encode``), JSON escaping only a quote, a backslash or a tab (one
+    byte more each), which this leaves out. (Before text left as UTF-8, each non-ASCII character was a 6-byte
+    ``\\uXXXX`` escape, and ``chars`` counted.)"""
+    return size
 
 
 def cost(text: str) -> int:
@@ -56,11 +58,13 @@ class Limits:
     """Each user's token bucket and the bytes it has kept for others.
 
     ``rate`` None: no rate limit; ``sender_quota`` None: no quota. ``checks_quota`` False: the quota is
-    counted and checked elsewhere (a cluster node: the engine does), ``over_quota`` never says so here."""
+    counted and checked elsewhere (a cluster node: the engine does), ``over_quota`` never says so here.
+    ``refused``: where a message or broadcast refused for want of tokens is counted (``rate_limited``)."""
 
     def __init__(self, rate: float | None = RATE, burst: int = BURST, sender_quota: int | None = SENDER_QUOTA,
-                 checks_quota: bool = True) -> None:
+                 checks_quota: bool = True, refused: RefusedMessages | None = None) -> None:
         self.rate = rate
+        self._refused = refused if refused is not None else RefusedMessages()
         self.burst = burst
         self.sender_quota = sender_quota
         self._checks_quota = checks_quota
@@ -80,6 +84,8 @@ class Limits:
         if tokens < cost:
             self._buckets[user] = (tokens, now)
             retry = max(1, math.ceil((cost - tokens) / rate))
+            if command == "message" or command == "broadcast":
+                self._refused.rate_limited += 1
             return [Send((conn,), error(ErrorCode.RATE_LIMITED, command=command, retry=retry))]
         self._buckets[user] = (tokens - cost, now)
         return []

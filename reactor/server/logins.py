@@ -27,6 +27,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
+from ..ops.catalog import ChatCounts
 from ..protocol import PROTOCOL_VERSION, PROTOCOL_VERSIONS, ErrorCode, FrameType
 from .commands import LOGGING_IN, State, any_value, command, string
 from .door import Door
@@ -62,7 +63,7 @@ class Logins:
     waiting to be checked."""
 
     def __init__(self, accounts: dict[str, str], block_duration: float, sessions: Sessions, door: Door,
-                 claim: Claim) -> None:
+                 claim: Claim, counts: ChatCounts | None = None) -> None:
         # ``accounts`` is this part's from now on, changed in place only (``replace``): the other parts that ask
         # who exists hold this very dict.
         self.accounts = accounts
@@ -70,6 +71,7 @@ class Logins:
         self._sessions = sessions
         self._door = door
         self._claim = claim
+        self._counts = counts if counts is not None else ChatCounts()   # failed logins by reason, lockouts
         self._failures: dict[str, int] = {}          # wrong passwords in a row
         self._locked_until: dict[str, float] = {}
         # A hashed account's passwords, checked one at a time: an account is a key of _checks while one is
@@ -111,6 +113,14 @@ class Logins:
         """``user``'s account is locked until ``until`` (decided elsewhere: a cluster's engine)."""
         self._locked_until[user] = until
 
+    def unlock(self, user: str, now: float) -> bool:
+        """Lift ``user``'s lockout (the operator's or the wrong passwords') and forget its wrong passwords in a
+        row; whether it was locked at ``now``."""
+        locked = self.is_locked(user, now)
+        self._locked_until.pop(user, None)
+        self._failures.pop(user, None)
+        return locked
+
     def reset(self, locks: dict[str, float]) -> None:
         """The lockouts are ``locks`` (user -> until) now, and no wrong password counts (decided elsewhere)."""
         self._locked_until = dict(locks)
@@ -134,13 +144,14 @@ class Logins:
         if type(version) is int and version in PROTOCOL_VERSIONS:
             c.state, c.version = State.LOGIN, version
             return reply(c.id, {"type": FrameType.HELLO.value, "version": version, "timeout": self._door.timeout})
-        log.info("conn %d: protocol version %.40r refused", c.id, version)
+        log.info("conn %d: protocol version %.40r refused", c.id, version, extra={"conn": c.id})
         return self._door.close(c, error(ErrorCode.VERSION, version=PROTOCOL_VERSION), now, "wrong version")
 
     @command(FrameType.USERNAME, string("username"), states=LOGGING_IN)
     def username(self, c: Conn, now: float, user: str) -> list[Step]:
         c.state, c.claimed = State.LOGIN, None
         if user not in self.accounts:   # the name is not logged: it may be a mistyped password
+            self._counts.logins_failed.unknown_user += 1
             return [LoginFailed(c.id, "unknown user name"),
                     *self._door.refuse(c, error(ErrorCode.INVALID_USERNAME), now)]
         if self._locked(user, now):
@@ -163,7 +174,7 @@ class Logins:
         """Answer ``password`` for ``user`` on ``c``, or have it checked (``CheckPassword``) if it is hashed."""
         if user not in self.accounts:   # removed since the name was given
             c.state, c.claimed = State.LOGIN, None
-            log.info("conn %d: %s was removed during its login", c.id, user)
+            log.info("conn %d: %s was removed during its login", c.id, user, extra={"conn": c.id, "user": user})
             return reply(c.id, error(ErrorCode.INVALID_USERNAME))
         if self._locked(user, now):
             return self.locked_out(c, user, now)
@@ -205,11 +216,12 @@ class Logins:
     def cannot_check(self, c: Conn) -> list[Step]:
         """The password could not be checked: the client may send it again (nothing counts)."""
         c.state = State.PASSWORD
-        log.info("conn %d: its password could not be checked", c.id)
+        log.info("conn %d: its password could not be checked", c.id, extra={"conn": c.id})
         return reply(c.id, _TRY_AGAIN)
 
     def locked_out(self, c: Conn, user: str, now: float) -> list[Step]:
-        log.debug("conn %d: %s is locked", c.id, user)
+        log.debug("conn %d: %s is locked", c.id, user, extra={"conn": c.id, "user": user, "reason": "locked"})
+        self._counts.logins_failed.locked += 1
         return [LoginFailed(c.id, "locked account"),
                 *self._door.close(c, error(ErrorCode.ACCOUNT_LOCKED, **self._lock_left(user, now)), now,
                                   "account locked")]
@@ -229,12 +241,15 @@ class Logins:
             if failures >= MAX_LOGIN_FAILURES:
                 self._failures.pop(user, None)
                 self._locked_until[user] = now + self.block_duration
+                self._counts.lockouts.passwords += 1
                 log.warning("conn %s: wrong password for %s (%d in a row): locked for %gs",
-                            c.id if c else "(gone)", user, failures, self.block_duration)
+                            c.id if c else "(gone)", user, failures, self.block_duration,
+                            extra={"conn": c.id if c else None, "user": user, "reason": "locked"})
                 outcome = LoginOutcome.BLOCKED
             else:
                 self._failures[user] = failures
-                log.debug("conn %s: wrong password for %s (%d in a row)", c.id if c else "(gone)", user, failures)
+                log.debug("conn %s: wrong password for %s (%d in a row)", c.id if c else "(gone)", user, failures,
+                          extra={"conn": c.id if c else None, "user": user, "reason": "wrong password"})
                 outcome = LoginOutcome.WRONG
         elif user in self._sessions.online:   # told only now, to whoever knows the password
             outcome = LoginOutcome.ALREADY
@@ -251,8 +266,10 @@ class Logins:
             return self._door.welcome(c, user, now)
         if outcome is LoginOutcome.WRONG:
             c.state = State.PASSWORD
+            self._counts.logins_failed.wrong_password += 1
             return [LoginFailed(c.id, "wrong password"), *self._door.refuse(c, error(ErrorCode.INVALID_PASSWORD), now)]
         if outcome is LoginOutcome.BLOCKED:
+            self._counts.logins_failed.wrong_password += 1
             return [LoginFailed(c.id, "wrong password"),
                     *self._door.close(c, error(ErrorCode.ACCOUNT_BLOCKED, **self._lock_left(user, now)), now,
                                       "account blocked")]
@@ -260,6 +277,6 @@ class Logins:
             return self.locked_out(c, user, now)
         if outcome is LoginOutcome.ALREADY:
             c.state, c.claimed = State.LOGIN, None
-            log.info("conn %d: %s is already logged in", c.id, user)
+            log.info("conn %d: %s is already logged in", c.id, user, extra={"conn": c.id, "user": user})
             return reply(c.id, error(ErrorCode.ALREADY_LOGGED_IN, user=user))
         return self.cannot_check(c)

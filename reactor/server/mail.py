@@ -7,6 +7,9 @@ Stored messages go out paced by the reader: at login the first chunk of them
 while it is not empty, a message to that user is stored behind them rather than
 sent at once, so no live message overtakes a stored one; and a ``ping`` is
 answered after the last of them.
+
+It keeps running totals of what it knows is kept (``kept``, ``kept_bytes``: the texts' UTF-8 bytes), so the
+operator's gauges cost a scrape nothing, however many users wait for mail.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import sys
 from collections import deque
 from collections.abc import Iterable
 
+from ..ops.catalog import ChatCounts
 from ..protocol import ErrorCode, Frame, FrameType
 from .commands import command, valid
 from .effects import ForgetMessages, KeepMessage, Send, SendStored, Step, WhenWritable, error, reply
@@ -41,21 +45,32 @@ class Mail:
     """The messages kept for each user (``to`` -> id -> sender, sizes, sent), the next id, and the cap."""
 
     def __init__(self, sessions: Sessions, limits: Limits, *, queue_cap: int = QUEUE_CAP,
-                 wall_offset: float | None = None, offline: Iterable[OfflineRow] = ()) -> None:
+                 wall_offset: float | None = None, offline: Iterable[OfflineRow] = (),
+                 counts: ChatCounts | None = None) -> None:
         """``offline``: the stored messages as (id, to, sender, size, chars, sent): their texts' UTF-8 bytes and
         characters, and when they were sent (or None). ``wall_offset``: ``now + wall_offset`` is the wall-clock
-        time stamped as ``sent`` on kept messages; None leaves ``sent`` out (the logic cannot read a clock)."""
+        time stamped as ``sent`` on kept messages; None leaves ``sent`` out (the logic cannot read a clock).
+        ``counts``: where messages delivered from storage and refused for want of room are counted."""
         self._sessions = sessions
         self._limits = limits
         self.queue_cap = queue_cap
         self._wall_offset = wall_offset
+        self._counts = counts if counts is not None else ChatCounts()
         self._offline: dict[str, dict[int, _Kept]] = {}
         self._next_id = 1
+        self.kept = 0         # messages known to be kept, in all
+        self.kept_bytes = 0   # ... and their texts' UTF-8 bytes
         for mid, to, sender, size, chars, sent in sorted(offline, key=lambda r: r[0]):
             sender = sys.intern(sender)   # one string per sender, not one per message
-            self._offline.setdefault(to, {})[mid] = (sender, size, wire_bytes(size, chars), sent)
+            self._add(self._offline.setdefault(to, {}), mid, (sender, size, wire_bytes(size, chars), sent))
             limits.charge(sender, stored_size(size))
             self._next_id = max(self._next_id, mid + 1)
+
+    def _add(self, queue: dict[int, _Kept], mid: int, kept: _Kept) -> None:
+        """Message ``mid`` is in ``queue`` now (counted in the totals)."""
+        queue[mid] = kept
+        self.kept += 1
+        self.kept_bytes += kept[1]
 
     # -- views and ids -----------------------------------------------------
 
@@ -84,12 +99,14 @@ class Mail:
         or (``mailbox``: its stored messages on their way) behind them."""
         queue = self._offline.get(to, _NO_QUEUE)
         if len(queue) >= self.queue_cap:
+            self._counts.messages_refused.queue_full += 1
             return reply(s.id, error(ErrorCode.QUEUE_FULL, user=to))
         sender = s.user
         utf8 = len(text.encode("utf-8", "surrogatepass"))
         size = stored_size(utf8)
         limits = self._limits
         if limits.over_quota(sender, size):
+            self._counts.messages_refused.quota_exceeded += 1
             return reply(s.id, error(ErrorCode.QUOTA_EXCEEDED, quota=limits.sender_quota))
         refusal = limits.spend(s.id, sender, cost, "message", now)
         if refusal:
@@ -99,7 +116,7 @@ class Mail:
         limits.charge(sender, size)
         mid = self.new_id()
         sent = self.sent(now)
-        queue[mid] = (sender, utf8, wire_bytes(utf8, len(text)), sent)
+        self._add(queue, mid, (sender, utf8, wire_bytes(utf8, len(text)), sent))
         if mailbox:   # online, its stored messages still on their way: this one goes behind them
             mailbox.append(mid)
             return [KeepMessage(mid, to, sender, text, sent)]
@@ -108,7 +125,8 @@ class Mail:
     def keep_behind(self, s: Session, mid: int, sender: str, text: str, sent: float | None) -> None:
         """Message ``mid`` (kept elsewhere, with no quota counted here) goes behind ``s``'s mailbox on its way."""
         utf8 = len(text.encode("utf-8", "surrogatepass"))
-        self._offline.setdefault(s.user, {})[mid] = (sys.intern(sender), utf8, wire_bytes(utf8, len(text)), sent)
+        self._add(self._offline.setdefault(s.user, {}), mid, (sys.intern(sender), utf8, wire_bytes(utf8, len(text)),
+                                                             sent))
         assert s.mailbox is not None
         s.mailbox.append(mid)
 
@@ -118,7 +136,7 @@ class Mail:
         queue = self._offline.setdefault(s.user, {})
         if mid in queue:
             return []
-        queue[mid] = (sys.intern(sender), size, wire_bytes(size, chars), sent)
+        self._add(queue, mid, (sys.intern(sender), size, wire_bytes(size, chars), sent))
         if s.mailbox:
             s.mailbox.append(mid)
             return []
@@ -127,18 +145,25 @@ class Mail:
 
     def load(self, user: str, records: Iterable[tuple[int, str, int, int, float | None]]) -> None:
         """The messages kept for ``user`` elsewhere, as (id, sender, size, chars, sent), are its mail here now."""
-        queue = {mid: (sys.intern(sender), size, wire_bytes(size, chars), sent)
-                 for mid, sender, size, chars, sent in sorted(records)}
+        self.drop(user)
+        queue: dict[int, _Kept] = {}
+        for mid, sender, size, chars, sent in sorted(records):
+            self._add(queue, mid, (sys.intern(sender), size, wire_bytes(size, chars), sent))
         if queue:
             self._offline[user] = queue
 
     def drop(self, user: str) -> None:
         """Forget what is known here of ``user``'s mail (it is kept elsewhere: the engine)."""
-        self._offline.pop(user, None)
+        queue = self._offline.pop(user, None)
+        if queue:
+            self.kept -= len(queue)
+            self.kept_bytes -= sum(kept[1] for kept in queue.values())
 
     def _unkeep(self, queue: dict[int, _Kept], mid: int) -> None:
         """Forget the kept message ``mid`` of ``queue`` and give its bytes back to its sender's quota."""
         sender, size, _, _ = queue.pop(mid)
+        self.kept -= 1
+        self.kept_bytes -= size
         self._limits.refund(sender, stored_size(size))
 
     def refused(self, change: KeepMessage, refusal: Frame | None = None) -> list[Step]:
@@ -162,7 +187,9 @@ class Mail:
         if not conns and source is not None:   # queued behind a mailbox on its way: no confirm was due
             conns = (source.id,)
         refusal = refusal or error(ErrorCode.STORE_FULL, command="message", user=to)
-        log.info("message %d to %s not kept: %s", mid, to, refusal["code"])
+        self._counts.messages_refused.add(refusal["code"])   # (store_full, queue_full, quota_exceeded)
+        log.info("message %d to %s not kept: %s", mid, to, refusal["code"],
+                 extra={"user": to, "reason": refusal["code"]})
         return [Send(conns, refusal)] if conns else []
 
     # -- the mailbox on its way ------------------------------------------------
@@ -193,6 +220,7 @@ class Mail:
                 frame["sent"] = sent
             frames.append(frame)
             size += _FRAME_OVERHEAD + wire_size(sender) + wire
+        self._counts.messages_delivered_from_storage += len(frames)
         effects: list[Step] = [SendStored(s.id, tuple(frames))] if frames else []
         if mailbox:
             effects.append(WhenWritable(s.id))

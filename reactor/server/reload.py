@@ -9,7 +9,8 @@ they are (logged, without quoting a line).
 
 A reload asked while one runs coalesces: the one running finishes (what it read was the file then), and one
 more follows to read the file as it is now, however many were asked meanwhile. So a burst of signals costs at
-most two reloads, and the last change to the file is always read.
+most two reloads, and the last change to the file is always read. Whoever asked with a ``done`` callback (the
+admin's ``reload``) is told how the reload that read the file after its asking ended: None, or why it failed.
 """
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ from collections.abc import Callable
 from ..loop import EventLoop
 from .credentials import CredentialsError, CredentialsParser
 
-__all__ = ["AccountsReload"]
+__all__ = ["AccountsReload", "Done"]
 
 log = logging.getLogger(__name__)
+
+Done = Callable[[str | None], object]   # told how a reload ended: None, or why the old accounts stay
 
 
 class AccountsReload:
@@ -36,6 +39,8 @@ class AccountsReload:
         self._accounts = accounts   # the accounts last handed on (or read at start): their hashes are known good
         self._parser: CredentialsParser | None = None   # the reload under way, if any
         self._again = False                              # another was asked while it ran
+        self._told: list[Done] = []                      # to be told how the one under way ends
+        self._told_next: list[Done] = []                 # ... how the one that follows it ends
         self.reloads = 0                                 # reloads begun (for tests and figures)
 
     @property
@@ -43,14 +48,20 @@ class AccountsReload:
         """Whether a reload is under way."""
         return self._parser is not None
 
-    def request(self) -> None:
-        """Read the file again: now, or once the reload under way is done (asked again meanwhile: once)."""
+    def request(self, done: Done | None = None) -> None:
+        """Read the file again: now, or once the reload under way is done (asked again meanwhile: once).
+        ``done(why)`` is called once that reload has ended: ``why`` None if the accounts were handed on."""
         if self._parser is not None:
             if not self._again:
                 log.info("accounts reload asked while one runs: one more follows it")
             self._again = True
+            if done is not None:
+                self._told_next.append(done)
             return
         self._again = False
+        self._told, self._told_next = self._told_next, []
+        if done is not None:
+            self._told.append(done)
         self.reloads += 1
         try:
             self._parser = CredentialsParser(self._path, known=self._accounts)
@@ -78,11 +89,21 @@ class AccountsReload:
         self._parser = None
         self._accounts = accounts
         self._on_loaded(accounts)
+        self._tell(None)
         self._follow()
 
     def _failed(self, exc: CredentialsError) -> None:
-        log.error("accounts not reloaded, the old ones stay: %s", exc)
+        log.error("accounts not reloaded, the old ones stay: %s", exc, extra={"reason": str(exc)})
+        self._tell(str(exc))
         self._follow()
+
+    def _tell(self, why: str | None) -> None:
+        told, self._told = self._told, []
+        for done in told:
+            try:
+                done(why)
+            except Exception:   # (one listener's bug does not keep the reloads going from the others)
+                log.exception("accounts reload: telling how it ended failed")
 
     def _follow(self) -> None:
         """The reload is over: the one asked meanwhile, if any, begins."""

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from ..compiled import mypyc_attr
+from ..ops.catalog import ChatCounts
 from ..protocol import CLIENT_FRAMES, LOGIN_FRAMES, MAX_TEXT, ByeReason, ErrorCode, FrameType
 from .blocks import Blocks
 from .chat import ChatCommands
@@ -83,7 +84,7 @@ class ChatServer:
                  blocks: Iterable[tuple[str, str]] = (), offline: Iterable[OfflineRow] = (),
                  wall_offset: float | None = None,
                  rate: float | None = RATE, burst: int = BURST,
-                 sender_quota: int | None = SENDER_QUOTA) -> None:
+                 sender_quota: int | None = SENDER_QUOTA, counts: ChatCounts | None = None) -> None:
         """``blocks``: (blocker, blocked) pairs; ``offline``: the stored messages as (id, to, sender, size,
         chars, sent): their texts' UTF-8 bytes and characters (the texts stay in the host's store), and
         when they were sent (or None).
@@ -95,20 +96,25 @@ class ChatServer:
         ``wall_offset``: ``now + wall_offset`` is the wall-clock time (seconds
         since the epoch) stamped as ``sent`` on stored messages; None leaves
         ``sent`` out (the logic cannot read a clock itself).
+
+        ``counts``: what the parts count as they decide (``reactor/ops/catalog.py``: messages relayed and
+        refused, logins, lockouts...), for the host's metrics; by default counts of its own.
         """
+        self.counts = counts = counts if counts is not None else ChatCounts()
         self.sessions = sessions = Sessions()
         self.blocks = Blocks(blocks)
-        self.limits = Limits(rate, burst, sender_quota, checks_quota=self.KEEPS_ALL)
+        self.limits = Limits(rate, burst, sender_quota, checks_quota=self.KEEPS_ALL, refused=counts.messages_refused)
         self.presence = Presence(sessions, self.blocks)
-        self.mail = Mail(sessions, self.limits, queue_cap=queue_cap, wall_offset=wall_offset, offline=offline)
+        self.mail = Mail(sessions, self.limits, queue_cap=queue_cap, wall_offset=wall_offset, offline=offline,
+                         counts=counts)
         accounts = dict(accounts)   # Logins' from now on; the parts that ask who exists hold this very dict
         self.privates = PrivateChats(sessions, self.blocks, self.limits, accounts, token_ttl=token_ttl,
                                      token_factory=token_factory)
         self.door = Door(sessions, self.presence, self.privates, self.mail, timeout=timeout,
-                         max_bad_frames=max_bad_frames, release=self.release_login)
-        self.logins = Logins(accounts, block_duration, sessions, self.door, claim=self.claim_login)
+                         max_bad_frames=max_bad_frames, release=self.release_login, counts=counts)
+        self.logins = Logins(accounts, block_duration, sessions, self.door, claim=self.claim_login, counts=counts)
         chat = ChatCommands(sessions, self.blocks, self.limits, self.mail, self.privates, self.door,
-                            accounts, max_text=max_text, away=self.keep_away)
+                            accounts, max_text=max_text, away=self.keep_away, counts=counts)
         self._commands: dict[str, Command] = bind(self.logins, chat, self.mail, self.privates)
         assert self._commands.keys() == CLIENT_FRAMES, "each frame a client may send has one handler"
         # Held here for every frame (the hot path): the parts' own dict and method, not a copy.
@@ -320,6 +326,35 @@ class ChatServer:
         of logins costs each user one frame a turn, not one a login), except that a user's pending ones
         always go before any other frame to it; a host that never calls it gets them at once."""
         return self.presence.end_turn()
+
+    # -- the operator's commands (reactor/server/operator.py; a cluster node reaches the other nodes' users) --
+
+    def kick(self, user: str, reason: str | None, now: float) -> list[ServerEffect]:
+        """End ``user``'s session here: bye ``operator`` (``reason``, if any, as its ``text``); the others hear
+        it left. Nothing if it is not logged in here."""
+        s = self.sessions.online.get(user)
+        if s is None:
+            return []
+        frame = bye(ByeReason.OPERATOR, text=reason) if reason else bye(ByeReason.OPERATOR)
+        return self._settle(self.door.close(s.conn, frame, now, "disconnected by the operator"))
+
+    def lock(self, user: str, until: float, now: float) -> list[ServerEffect]:
+        """The operator locks ``user``'s account until ``until``: its logins are refused (``account_locked``) and
+        its session ends as a kick's does."""
+        self.logins.lock(user, until)
+        self.counts.lockouts.operator += 1
+        return self.kick(user, None, now)
+
+    def unlock(self, user: str, now: float) -> bool:
+        """The operator lifts ``user``'s lockout, its own or the wrong passwords'; whether it was locked."""
+        return self.logins.unlock(user, now)
+
+    def notice(self, text: str, now: float) -> list[ServerEffect]:
+        """Every user logged in here gets the operator's ``text`` (a ``notice`` frame)."""
+        conns = tuple(s.id for s in self.sessions.online.values())
+        if not conns:
+            return []
+        return self._settle([Send(conns, {"type": FrameType.NOTICE.value, "text": text})])
 
     # -- hooks: what a cluster node decides otherwise (reactor/cluster/rules.py overrides them) --------
 

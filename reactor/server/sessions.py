@@ -39,12 +39,13 @@ class Conn:
 class Session:
     """The logged-in part of a connection: whose it is and what it is owed."""
 
-    __slots__ = ("conn", "id", "user", "last_active", "requests", "mailbox", "pongs", "version", "seen")
+    __slots__ = ("conn", "id", "user", "since", "last_active", "requests", "mailbox", "pongs", "version", "seen")
 
     def __init__(self, conn: Conn, user: str, now: float, seen: int) -> None:
         self.conn = conn
         self.id = conn.id                     # its connection's number
         self.user = user
+        self.since = now                      # when it logged in (for the operator's who)
         self.last_active = now
         # Made when first needed (the mailbox dropped once sent): most sessions never have either, and an
         # empty set and deque cost 216 + 760 bytes. An idle user's Python objects (tracemalloc, 10,000 users):

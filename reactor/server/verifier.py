@@ -90,6 +90,7 @@ class Verifier:
         self._helpers = [_Helper(self, loop) for _ in range(count)]
         self._queue: deque[tuple[int, str, str]] = deque()   # (key, hash, password) waiting for an idle helper
         self.closed = False
+        self.restarts = 0   # helpers started again after one died (for the metrics)
 
     @property
     def pids(self) -> list[int]:
@@ -149,7 +150,8 @@ class Verifier:
             self._fail_queue()
 
     def helper_ready(self, helper: _Helper) -> None:
-        """``helper`` was (re)started: it takes the first queued check."""
+        """``helper`` was restarted: it takes the first queued check."""
+        self.restarts += 1
         if self._queue:
             helper.send(*self._queue.popleft())
 

@@ -164,7 +164,7 @@ def bench_unfinished(server_main: pathlib.Path, size: int) -> dict:
                 except OSError:
                     pass
                 socks.append(sock)
-            rss = _settled_rss(server.proc.pid)
+            rss = settled_rss(server.proc.pid)
             yoda, hans = honest_pair(server.host, server.port)   # and a login still works
             rt = round_trips(yoda, hans, 20)
         finally:
@@ -174,7 +174,7 @@ def bench_unfinished(server_main: pathlib.Path, size: int) -> dict:
     return {"idle_rss_mib": idle / 1024, "rss_mib": rss / 1024, "login_then_p50_ms": 1e3 * percentile(rt, 0.5)}
 
 
-def _settled_rss(pid: int) -> int:
+def settled_rss(pid: int) -> int:
     """The RSS once it has stopped growing for half a second (at most 20 s)."""
     last, deadline = rss_kib(pid), time.monotonic() + 20
     while time.monotonic() < deadline:

@@ -8,7 +8,9 @@ helps) and fans commands out to them; the runner drives it.
 
 Clients speak protocol version 2 (presence frames list users) and log in as
 a person's client would (hello, username, password, each
-waiting for its answer, then ``listen``). User ``2k`` and ``2k+1`` are
+waiting for its answer, then ``listen``), as ``user<k>`` (or, ``names``
+``cyrillic-cjk``, ``Пользователь<k>`` and ``用户<k>号``: common.user_name); ``logout``
+logs them all out at once. User ``2k`` and ``2k+1`` are
 partners, always in the same worker. Against the raw relay a client sends
 ``{"type":"relay","pair":k}`` instead and waits for the relay's welcome.
 Against an IRC server (``protocol="irc"``: miniircd) a client registers with
@@ -36,7 +38,7 @@ from typing import Any
 from reactor.framing import encode
 from reactor.loop import EventLoop, TimerHandle
 
-from .common import password, process_cpu_seconds, raise_open_files_limit
+from .common import password, process_cpu_seconds, raise_open_files_limit, user_name
 
 RECV_SIZE = 256 * 1024
 TEXT = "the quick brown fox jumps over the lazy dog"  # the payload of a relayed message
@@ -47,9 +49,10 @@ SOURCE_ADDRESSES = 250
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # pick the port at connect, per peer
 ACTIVITY = encode({"type": "activity"})
 DELIVERED = b'"type":"delivered"'
+LOGOUT = encode({"type": "logout"})
 
 # client states
-CONNECTING, HELLO, USERNAME, PASSWORD, PAIRING, REGISTERING, READY, GONE = range(8)
+CONNECTING, HELLO, USERNAME, PASSWORD, PAIRING, REGISTERING, READY, LEAVING, GONE = range(9)
 PROTOCOLS = ("chat", "relay", "irc")
 IRC_WELCOMED = (b"376", b"422")  # end of the MOTD, or no MOTD: the registration burst is over
 IRC_REFUSED = (b"432", b"433")   # erroneous nickname, nickname in use
@@ -68,7 +71,7 @@ class Client:
     def __init__(self, gen: Generator, index: int) -> None:
         self.gen = gen
         self.index = index
-        self.name = f"user{index}"
+        self.name = user_name(index, gen.names)
         self.sock: socket.socket | None = None
         self.state = CONNECTING
         self.tail = b""            # a partial line received so far
@@ -166,6 +169,8 @@ class Client:
             self.tail = b""
         if self.state == READY:
             self.gen.on_lines(self, data)
+        elif self.state == LEAVING:   # what comes before the bye
+            pass
         elif self.state == REGISTERING:
             self._irc_login_lines(data)
         else:
@@ -226,6 +231,9 @@ class Client:
     def lost(self, reason: str) -> None:
         if self.state == GONE:
             return
+        if self.state == LEAVING:   # the server closed it after its logout, as it should
+            self._close()
+            return
         if self.state != READY:
             self.fail(reason)
             return
@@ -256,6 +264,7 @@ class Generator:
         self.clients: list[Client] = []
         self.address: tuple[str, int] = ("127.0.0.1", 0)
         self.protocol = "chat"
+        self.names = "ascii"       # how the users are named (common.user_name)
         self.on_lines: Callable[[Client, bytes], None] = self._count
         self.lines = 0             # lines received by logged-in clients in counting modes
         self.lost = 0
@@ -308,9 +317,10 @@ class Generator:
 
     # -- commands ------------------------------------------------------
 
-    def cmd_setup(self, port: int, first: int, count: int, protocol: str) -> Callable[[], dict]:
+    def cmd_setup(self, port: int, first: int, count: int, protocol: str, names: str = "ascii") -> Callable[[], dict]:
         self.address = ("127.0.0.1", port)
         self.protocol = protocol
+        self.names = names
         self.clients = [Client(self, index) for index in range(first, first + count)]
         for a, b in zip(self.clients[0::2], self.clients[1::2], strict=False):
             a.partner, b.partner = b, a
@@ -355,13 +365,29 @@ class Generator:
         if len(self.lost_reasons) < 5:
             self.lost_reasons.append(f"{client.name}: {reason}")
 
+    def cmd_logout(self, within: float) -> Callable[[], dict | None]:
+        """Every logged-in client logs out at once; answer once the server has closed them all (``left``),
+        or after ``within`` s (``stuck``: those still open)."""
+        leaving = self.ready_clients()
+        for client in leaving:
+            client.state = LEAVING
+            client.write(LOGOUT)
+        started = time.monotonic()
+
+        def done() -> dict | None:
+            stuck = sum(client.state != GONE for client in leaving)
+            if stuck and time.monotonic() - started < within:
+                return None
+            return {"left": len(leaving) - stuck, "stuck": stuck}
+        return done
+
     def cmd_lines(self) -> Callable[[], dict]:
         """How many lines the logged-in clients have received (presence notices, for settling)."""
         return lambda: {"lines": self.lines, "lost": self.lost, "lost_reasons": self.lost_reasons}
 
     def _count(self, client: Client, data: bytes) -> None:
         """Presence notices, one per user: a version 2 frame lists them, ``"presence","users":["a","b"]``,
-        so it holds one ``","`` per user (the names are userN); other lines count one each."""
+        so it holds one ``","`` per user (no name holds one); other lines count one each."""
         if b'"users"' in data:
             self.lines += data.count(b'","') + data.count(b"\n") - data.count(b'"users"')
         else:
@@ -566,7 +592,7 @@ class LoadGenerators:
     """Runner side: ``count`` worker processes sharing users ``0..users-1`` (pairs kept together)."""
 
     def __init__(self, count: int, port: int, users: int, *, protocol: str = "chat", cpus: set[int] | None = None,
-                 cwd: str | None = None, env: dict | None = None) -> None:
+                 cwd: str | None = None, env: dict | None = None, names: str = "ascii") -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}")
         share = users // count
@@ -582,7 +608,8 @@ class LoadGenerators:
                 self._procs.append(proc)
                 if cpus:
                     os.sched_setaffinity(proc.pid, cpus)
-                self._send(proc, {"cmd": "setup", "port": port, "first": first, "count": n, "protocol": protocol})
+                self._send(proc, {"cmd": "setup", "port": port, "first": first, "count": n, "protocol": protocol,
+                                  "names": names})
                 first += n
             for proc in self._procs:
                 self._receive(proc, 10.0)
@@ -599,11 +626,14 @@ class LoadGenerators:
         return [process_cpu_seconds(pid) for pid in self.pids]
 
     def command(self, name: str, wait: float = 120.0, per_worker: list[dict] | None = None,
-                **args: Any) -> list[dict]:
-        """Send one command to every worker (``per_worker`` adds arguments to each); their replies."""
+                meanwhile: Callable[[], Any] | None = None, **args: Any) -> list[dict]:
+        """Send one command to every worker (``per_worker`` adds arguments to each); their replies.
+        ``meanwhile()`` runs once the command is sent, while the workers carry it out."""
         for k, proc in enumerate(self._procs):
             extra = per_worker[k] if per_worker else {}
             self._send(proc, {"cmd": name, **args, **extra})
+        if meanwhile is not None:
+            meanwhile()
         replies = [self._receive(proc, wait) for proc in self._procs]
         for reply in replies:
             if "error" in reply:
