@@ -40,6 +40,13 @@ def test_a_frame_is_written_as_the_standard_library_writes_it(frame):
     assert encode(frame) == standard(frame)
 
 
+def test_every_character_but_a_surrogate_is_written_as_the_standard_library_writes_it():
+    for start in range(0, 0x110000, 512):
+        text = "".join(chr(c) for c in range(start, start + 512) if not 0xD800 <= c <= 0xDFFF)
+        frame = {"type": "message", "text": text, text[:4]: start}
+        assert encode(frame) == standard(frame), hex(start)
+
+
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), object()])
 def test_a_value_json_has_not_is_refused_as_the_standard_library_refuses_it(value):
     with pytest.raises((ValueError, TypeError)) as refused:
