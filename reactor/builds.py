@@ -26,6 +26,9 @@ from types import ModuleType
 # The modules compiled, in dependency order: the hot path of a relayed message (stream read -> framing -> rules
 # -> host -> write) and what it calls on the way. Anything that subclasses one of their classes from outside
 # this list needs ``@mypyc_attr(allow_interpreted_subclasses=True)`` on that class (reactor/compiled.py).
+# Not here, as no relayed message runs them: reactor.handshakes (a TLS stranger's accept and handshake start, beside
+# OpenSSL's 0.3 ms), reactor.server.pages (who is online, cut in C already), reactor.ops (the counts are slotted
+# attributes the compiled rules and host add to; a scrape's rendering) (docs/performance.md, 2026-12-05).
 HOT_MODULES = (
     "reactor.loop", "reactor.stream", "reactor.tls", "reactor.fastjson", "reactor.framing", "reactor.protocol",
     "reactor.text", "reactor.timer_effects",
