@@ -29,7 +29,7 @@ ENGINE_PORT ?= 6379
 CERTS  ?= .certs
 BENCH_ARGS ?=
 
-.PHONY: run-server run-client run-engine dev-certs lint test test-fast test-compiled coverage bench bench-more bench-quick \
+.PHONY: run-server run-client run-engine dev-certs lint test test-fast test-compiled sim coverage bench bench-more bench-quick \
 	bench-tls bench-cluster bench-metrics fast clean-fast clean
 # A C compiler: make test runs the fast tests again on the compiled build only where there is one.
 CC_FOUND := $(shell command -v $${CC:-cc} 2>/dev/null)
@@ -119,9 +119,15 @@ $(VENV)/.prometheus: tests/prometheus.py tests/debian.py $(VENV)/.installed
 	$(VPY) -m tests.prometheus
 	touch $@
 
-# The inner loop: the logic and loop tests only, no real processes, no coverage.
+# The inner loop: the logic and loop tests only, no real processes, no simulator seeds, no coverage.
 test-fast: $(VENV)/.installed
-	$(VPY) -m pytest -q -m "not e2e" tests
+	$(VPY) -m pytest -q -m "not e2e and not sim" tests
+
+# The simulator (reactor/sim/, docs/debugging.md): seeds until Ctrl-C, or for SIM_MINUTES; a failing run is shrunk
+# and written to sim-failures/.  make sim SIM_MINUTES=10   make sim SIM_ARGS="--seed 42"
+SIM_ARGS ?=
+sim: $(VENV)/.installed
+	$(VPY) -m reactor.sim $(SIM_ARGS)
 
 coverage: test
 	$(VPY) -m coverage html
@@ -141,7 +147,8 @@ bench: $(VENV)/.bench-installed $(if $(CC_FOUND),fast)
 # (plaintext and TLS) and a flooding user against a bystander's round trip, password guessing with hashed and plain accounts,
 # 200 hashed logins at once, reloading 20,000 accounts (SIGHUP),
 # the server's memory with many stored messages, cluster mode on 1, 2 and 4 nodes against the single process,
-# and what the operator's tools cost: relay with metrics off and on side by side, a scrape of 10,000 users.
+# and what the operator's tools cost: relay with metrics off and on side by side, a scrape of 10,000 users;
+# what --record costs the relay (with the journal's bytes per message) and how fast an hour of 1,000 users replays.
 bench-more: $(VENV)/.installed $(VENV)/.engine $(VENV)/.prometheus
 	$(VPY) -m tests.bench.tls
 	$(VPY) -m tests.bench.attacks
@@ -153,6 +160,8 @@ bench-more: $(VENV)/.installed $(VENV)/.engine $(VENV)/.prometheus
 	$(VPY) -m tests.bench.mailbox_memory
 	$(VPY) -m tests.bench.cluster
 	$(VPY) -m tests.bench.metrics
+	$(VPY) -m tests.bench.record
+	$(VPY) -m tests.bench.replay
 
 # Cluster mode alone: 1, 2 and 4 nodes on one engine against the single process on SQLite, side by side.
 bench-cluster: $(VENV)/.installed $(VENV)/.engine

@@ -1,4 +1,5 @@
-"""Runs the chat client: python3 client_main.py <server_host> <server_port> [--timestamps] [--tls [--ca FILE]]."""
+"""Runs the chat client: python3 client_main.py <server_host> <server_port> [--timestamps] [--tls [--ca FILE]]
+[--record FILE [--record-texts]]."""
 import argparse
 import os
 import sys
@@ -7,8 +8,8 @@ import time
 from reactor.client.console import open_console
 from reactor.client.host import ClientHost
 from reactor.client.peer_certs import MissingLibrary, PeerIdentity
-from reactor.client.rules import ChatClient
 from reactor.client.words import SAY
+from reactor.journal.client import ClientRecording
 from reactor.loop import EventLoop
 from reactor.tls import TLSConfigError, client_context
 
@@ -35,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ca", metavar="FILE",
                         help="trust only the CA certificates in FILE (PEM) for the server (implies --tls; "
                              "default: the system's CAs)")
+    parser.add_argument("--record", metavar="FILE",
+                        help="write a journal of this session to FILE, to replay it (reactor-chat-replay FILE "
+                             "--screen: a bug report); no password, token or certificate is written, and message "
+                             "texts only with --record-texts")
+    parser.add_argument("--record-texts", action="store_true",
+                        help="with --record: write what was typed and shown as it was (default: made up)")
     args = parser.parse_args(argv)
     tls = identity = no_private_chats = None
     if args.tls or args.ca is not None:   # private chats too are encrypted, end to end (reactor.client.peer_certs)
@@ -49,17 +56,20 @@ def main(argv: list[str] | None = None) -> int:
             no_private_chats = str(exc)
             print(SAY("no_private_chats", {"reason": no_private_chats}), file=sys.stderr)
     loop = EventLoop()
-    logic = ChatClient(timestamps=args.timestamps, wall_offset=time.time() - loop.time(),
-                       certificate=None if identity is None else identity.certificate,
-                       scripted=not os.isatty(0),   # a script waits out the rate limit; a person decides
-                       no_private_chats=no_private_chats)
+    recording = ClientRecording(loop, args.record, texts=args.record_texts)   # (the client itself without --record)
+    logic = recording.build(timestamps=args.timestamps, wall_offset=time.time() - loop.time(),
+                            certificate=None if identity is None else identity.certificate,
+                            scripted=not os.isatty(0),   # a script waits out the rate limit; a person decides
+                            no_private_chats=no_private_chats)
     console = open_console(complete=logic.completions, limit=logic.text_limit)
+    recording.watch(console)
     host = ClientHost(loop, logic, console, tls, identity)
     try:
         host.start(args.server_host, args.server_port)
         loop.run()
     finally:
         console.close()  # the terminal is restored on every way out, an exception included
+        recording.close()
         loop.close()
     return 1 if host.exit_status is None else host.exit_status
 

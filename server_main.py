@@ -3,6 +3,7 @@
 ``python3 server_main.py hash-password [--user NAME]`` prints a hashed password for the accounts file instead;
 ``python3 server_main.py admin PATH COMMAND`` speaks to a running server's admin socket (``reactor-chat-admin``).
 Installed, the command is ``reactor-chat-server``: its usage and hints name the command as it was run.
+``python3 server_main.py replay FILE`` replays a journal written with ``--record`` (``reactor-chat-replay``).
 """
 from __future__ import annotations
 
@@ -20,9 +21,12 @@ import time
 from typing import Any
 
 from reactor.handshakes import HANDSHAKE_RATE
+from reactor.journal.server import RulesBuilder
+from reactor.journal.server import add_arguments as add_record_arguments
 from reactor.loop import EventLoop
 from reactor.ops import admin_cli, options
 from reactor.ops.logs import FORMATS, configure_logging
+from reactor.server.accounts_file import AccountsFile
 from reactor.server.credentials import CredentialsError, CredentialsMissing, load_credentials, plain_accounts
 from reactor.server.host import (
     FAILURE_LOG_INTERVAL,
@@ -36,7 +40,7 @@ from reactor.server.operator import ServerOperator
 from reactor.server.passwords import hash_password_command
 from reactor.server.reload import AccountsReload
 from reactor.server.rules import ChatServer
-from reactor.server.store import Store, StoreError
+from reactor.server.store import HISTORY_CAP, Store, StoreError
 from reactor.server.verifier import default_helpers
 from reactor.tls import TLSConfigError, certificate_expiry, server_context
 
@@ -113,6 +117,23 @@ def positive_int(text: str) -> int:
     return value
 
 
+def days(text: str) -> float:
+    """A number of days, 0 or more and at most 100 years."""
+    value = float(text)
+    if not 0 <= value <= 36500:
+        raise ValueError(text)
+    return value
+
+
+def whole_number(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+days.__name__ = "number of days (0 to 36500; 0: no history)"
+whole_number.__name__ = "whole number (>= 0)"
 port_number.__name__ = "port (0-65535)"
 positive_int.__name__ = "whole number (> 0)"
 byte_count.__name__ = "size in bytes (> 0; K, M, G allowed)"
@@ -120,6 +141,7 @@ byte_cap.__name__ = "size in bytes (0: no cap; K, M, G allowed)"
 rate.__name__ = "rate (a number >= 0; 0: no limit)"
 
 STATE_MAX_BYTES = 1 << 30   # default cap on the state file
+HISTORY_DAYS = 7.0          # days history is kept by default
 CERTIFICATE_WARNING = datetime.timedelta(days=14)   # a TLS certificate that expires sooner is warned of at start
 
 
@@ -155,6 +177,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--state-max-bytes", type=byte_cap, default=STATE_MAX_BYTES, metavar="N",
                         help="cap on the state file (bytes; K, M, G allowed): when it is full a message "
                              "that would be kept is refused and its sender told (default 1G; 0: no cap)")
+    parser.add_argument("--history-days", type=days, default=HISTORY_DAYS, metavar="N",
+                        help="days the server keeps direct messages and broadcasts for each user's history "
+                             f"(default {HISTORY_DAYS:g}; 0: keeps none, and drops what the state file kept)")
+    parser.add_argument("--history-cap", type=positive_int, default=HISTORY_CAP, metavar="N",
+                        help="messages of their own each user's history keeps, at most; the oldest go first "
+                             f"(default {HISTORY_CAP})")
     parser.add_argument("--rate", type=rate, default=RATE, metavar="R",
                         help=f"messages a second each user may send, sustained (default {RATE:g}; "
                              "0: no limit); a message counts once per started 4 KiB on the wire")
@@ -176,6 +204,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="helper processes that check hashed passwords side by side, so many logins at once "
                              f"are not told to try again (default: one per core this server may run on, here "
                              f"{default_helpers()})")
+    parser.add_argument("--no-password-change", action="store_true",
+                        help="users may not change their own password (by default they may: the server rewrites "
+                             "their line of the credentials file, which it must own and be able to write)")
     parser.add_argument("--tls-cert", metavar="FILE",
                         help="speak TLS only, with this certificate chain (PEM); needs --tls-key")
     parser.add_argument("--tls-key", metavar="FILE", help="the private key (PEM) of --tls-cert")
@@ -191,6 +222,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reuse-port", action="store_true",
                         help="share the port with other servers on this machine (SO_REUSEPORT: the kernel spreads "
                              "connections among them; for the nodes of a cluster)")
+    add_record_arguments(parser, byte_count)
     parser.add_argument("--log-level", default="INFO", type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     parser.add_argument("--log-format", default="text", choices=FORMATS,
@@ -219,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         return hash_password_command(argv[1:], prog=command_name())
     if argv[:1] == ["admin"]:
         return admin_cli.main(argv[1:])
+    if argv[:1] == ["replay"]:
+        from reactor.journal.cli import main as replay  # (pdb and the rest only for a replay)
+        return replay(argv[1:])
     args = parse_args(argv)
     # A reload asked for before the loop takes SIGHUP, or after it let go of it, has nothing to act on.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -242,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cluster is not None:
         return serve(args, accounts, None, tls)
     try:
-        store = Store.open(args.state, args.synchronous, args.state_max_bytes)
+        store = Store.open(args.state, args.synchronous, args.state_max_bytes,
+                           history_cap=args.history_cap if args.history_days else 0)
     except StoreError as exc:
         print(f"Error. {exc}", file=sys.stderr)
         return 2
@@ -294,14 +330,20 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
     loop = EventLoop(turn_stats=args.metrics is not None or args.admin_socket is not None)
     guard = StopOnStoreFailure(store, loop) if store is not None else None
     logic_options: dict[str, Any] = dict(wall_offset=time.time() - loop.time(),  # stamps kept messages with when sent
-                                         rate=args.rate, burst=args.burst, sender_quota=args.sender_quota)
+                                         rate=args.rate, burst=args.burst, sender_quota=args.sender_quota,
+                                         history=args.history_days > 0,
+                                         password_changes=not args.no_password_change)
+    host: ServerHost
+    reload = AccountsReload(loop, args.credentials, lambda accounts: host.accounts_changed(accounts), accounts)
+    # Where users' new passwords are written (on a cluster, also those changed on other nodes); a reload under
+    # way is told, so that it does not undo one.
+    accounts_file = AccountsFile(args.credentials, on_written=reload.changed)
     host_options: dict[str, Any] = dict(max_strangers=max_strangers, tls=tls,
                                         max_strangers_per_address=args.max_strangers_per_address,
                                         failure_log_interval=args.failure_log_interval,
-                                        password_helpers=args.password_helpers,
-                                        handshake_rate=args.tls_handshake_rate)
-    host: ServerHost
-    reload = AccountsReload(loop, args.credentials, lambda accounts: host.accounts_changed(accounts), accounts)
+                                        password_helpers=args.password_helpers, history_days=args.history_days,
+                                        accounts_file=accounts_file, handshake_rate=args.tls_handshake_rate)
+    rules = RulesBuilder.from_args(loop, args)   # the rules' classes themselves, or recording them (--record)
     operator: ServerOperator
     if guard is None:
         try:
@@ -313,8 +355,10 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
             loop.close()
             return 2
         from reactor.cluster.operator import ClusterOperator
-        node = ClusterChatServer(accounts, args.block_duration, args.timeout, first_id=1, **logic_options)
-        host = cluster = ClusterHost(loop, node, args.cluster, args.node_id, **host_options)
+        node = rules.build(ClusterChatServer, accounts, args.block_duration, args.timeout, first_id=1,
+                           **logic_options)
+        host = cluster = ClusterHost(loop, node, args.cluster, args.node_id, history_cap=args.history_cap,
+                                     **host_options)
         operator = ClusterOperator(loop, cluster, node, reload)
         # Joined before listening: a node id in use by a live node is refused before any client comes. (An
         # engine that does not answer is waited for while serving: logins wait.)
@@ -327,8 +371,8 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
             loop.close()
             return 2
     else:
-        logic = ChatServer(accounts, args.block_duration, args.timeout, blocks=blocks, offline=offline,
-                           **logic_options)
+        logic = rules.build(ChatServer, accounts, args.block_duration, args.timeout, blocks=blocks, offline=offline,
+                            **logic_options)
         host = ServerHost(loop, logic, guard, **host_options)
         operator = ServerOperator(loop, host, logic, reload, store=guard)
     try:   # the operator's endpoint and socket first: nothing is served if they cannot be
@@ -363,11 +407,20 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
     if plain:
         log.warning("%d of %d accounts in %s have a plain password; hash them with: %s hash-password --user NAME",
                     plain, len(accounts), args.credentials, invocation())
+    unwritable = None if args.no_password_change else accounts_file.writable()
+    if unwritable is not None:
+        log.warning("users cannot change their passwords: %s cannot be written: %s (the server changes only a file it "
+                    "owns and may write; --no-password-change turns the command off)", args.credentials, unwritable.why)
     if not accounts:
         log.warning("%s holds no accounts: nobody can log in (one '<username> <password>' line per account; "
                     "SIGHUP reads it again)", args.credentials)
     log.info("serving %d accounts, block %.3gs, timeout %.3gs; at most %d strangers (%d per address)",
              len(accounts), args.block_duration, args.timeout, max_strangers, args.max_strangers_per_address)
+    if args.history_days:
+        log.info("history: direct messages and broadcasts kept %g days, at most %d of each user's own",
+                 args.history_days, args.history_cap)
+    else:
+        log.info("history: none kept (--history-days 0); what was kept is being dropped")
     if guard is None:
         log.info("node %s of the cluster on %s:%d", args.node_id, *args.cluster)
     else:
@@ -375,6 +428,7 @@ def serve(args: argparse.Namespace, accounts: dict[str, str], store: Store | Non
     try:
         loop.run()
     finally:
+        rules.close()
         ops.close()
         loop.close()
     if guard is not None and guard.failure is not None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Frame", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS", "MAX_TEXT", "MAX_CERT", "MAX_USERNAME", "FrameType",
-           "ErrorCode", "ByeReason", "CLIENT_FRAMES", "LOGIN_FRAMES"]
+__all__ = ["Frame", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS", "MAX_TEXT", "MAX_CERT", "MAX_REF", "MAX_USERNAME",
+           "MAX_AWAY", "HISTORY_COUNT", "MAX_HISTORY", "FrameType", "ErrorCode", "ByeReason", "CLIENT_FRAMES",
+           "LOGIN_FRAMES"]
 
 Frame = dict[str, Any]         # one decoded frame: a JSON object
 
@@ -20,11 +21,15 @@ PROTOCOL_VERSION = 3          # the newest version spoken (3: the welcome is fol
 PROTOCOL_VERSIONS = (1, 2, 3)  # the versions spoken (2: a presence frame may list several users)
 MAX_TEXT = 4096               # characters in one message or broadcast text, as the server enforces by default
 MAX_CERT = 2048               # characters of a client's private-chat certificate (base64 DER; about 430 in use)
+MAX_REF = 64                  # characters of a message's ``ref``, the id its sender's client gave it (14 in use)
 # Characters in a user name, at most: 256 bytes of UTF-8 even beyond the BMP, so a name always fits in a
 # frame with room to spare, a page of names holds over a hundred of them (reactor/server/pages.py), and a
 # client that escapes every character (12 bytes beyond the BMP) still says its name in the 1 KiB a client
 # may send before it logs in.
 MAX_USERNAME = 64
+MAX_AWAY = 200                # characters of an away text
+HISTORY_COUNT = 20            # messages a history shows when it is not told how many
+MAX_HISTORY = 500             # ... and at most
 
 
 class FrameType(StrEnum):
@@ -49,6 +54,11 @@ class FrameType(StrEnum):
     STARTPRIVATE = "startprivate"
     PRIVATE_ANSWER = "private_answer"
     PRIVATE_READY = "private_ready"
+    HISTORY = "history"               # also server -> client, the messages kept (a frame within MAX_FRAME each)
+    FORGET = "forget"
+    AWAY = "away"                     # also server -> client, the answer
+    BACK = "back"                     # also server -> client, the answer
+    CHANGE_PASSWORD = "change_password"
     # server -> client
     USERNAME_OK = "username_ok"
     WELCOME = "welcome"
@@ -68,6 +78,9 @@ class FrameType(StrEnum):
     PRIVATE_CONNECT = "private_connect"
     PRIVATE_CANCELLED = "private_cancelled"
     NOTICE = "notice"                 # the operator's words to every user
+    FORGOTTEN = "forgotten"           # the answer to forget
+    AWAY_REPLY = "away_reply"         # a message's recipient is away: its words, once per sender per away period
+    PASSWORD_CHANGED = "password_changed"
     # peer <-> peer
     PEER_HELLO = "peer_hello"
     PEER_WELCOME = "peer_welcome"
@@ -79,7 +92,8 @@ LOGIN_FRAMES = frozenset({FrameType.HELLO, FrameType.USERNAME, FrameType.PASSWOR
 CLIENT_FRAMES = LOGIN_FRAMES | {
     FrameType.LISTEN, FrameType.MESSAGE, FrameType.BROADCAST, FrameType.WHOELSE, FrameType.WHOELSESINCE,
     FrameType.BLOCK, FrameType.UNBLOCK, FrameType.LOGOUT, FrameType.ACTIVITY, FrameType.PING, FrameType.ACK,
-    FrameType.STARTPRIVATE, FrameType.PRIVATE_ANSWER, FrameType.PRIVATE_READY}   # what a client sends the server
+    FrameType.STARTPRIVATE, FrameType.PRIVATE_ANSWER, FrameType.PRIVATE_READY, FrameType.HISTORY,
+    FrameType.FORGET, FrameType.AWAY, FrameType.BACK, FrameType.CHANGE_PASSWORD}   # what a client sends the server
 
 
 class ErrorCode(StrEnum):
@@ -118,6 +132,14 @@ class ErrorCode(StrEnum):
     PRIVATE_UNAVAILABLE = "private_unavailable"
     PRIVATE_DECLINED = "private_declined"
     NO_REQUEST = "no_request"
+    NOT_AWAY = "not_away"                     # back, when not away
+    HISTORY_OFF = "history_off"               # history or forget on a server that keeps none (--history-days 0)
+    # changing one's password
+    WRONG_PASSWORD = "wrong_password"                 # the current password given is wrong (it counts)
+    PASSWORD_REFUSED = "password_refused"             # the new one will not do: ``detail`` says why
+    PASSWORD_UNCHANGEABLE = "password_unchangeable"   # not on this server (turned off, or its file is not writable)
+    PASSWORD_NOT_CHANGED = "password_not_changed"     # not now (the account is locked, the server cannot hash...)
+    ACCOUNT_CHANGED = "account_changed"               # the operator changed the account meanwhile
 
 
 class ByeReason(StrEnum):

@@ -449,8 +449,13 @@ def frames(effects):
     return [e.frame for e in effects if type(e) is ToServer]
 
 
+NONCE = "n0nce"   # a client's nonce in logic tests: its messages' refs are n0nce.1, n0nce.2, ...
+
+
 def logged_in(user="yoda", now=0.0, server=None, **options):
-    """A client logged in as ``user`` to a server at ``server`` ((IP address, port), or unknown)."""
+    """A client logged in as ``user`` to a server at ``server`` ((IP address, port), or unknown); its nonce is
+    ``NONCE`` unless ``options`` say otherwise."""
+    options.setdefault("nonce", NONCE)
     c = ChatClient(token_ttl=30, peer_hello_timeout=10, **options)
     c.start(now, server)
     c.server_frame({"type": "hello", "version": 2}, now)
@@ -619,15 +624,19 @@ def deliver_all(w, effects, user="yoda", now=0.0):
 
 
 def contents(store):
-    """What ``store`` keeps: blocks, and offline messages as they were given, (id, to, sender, text[, sent]):
-    ``load``'s rows (checked against the texts) with the texts read back by ``texts``."""
+    """What ``store`` keeps: blocks, and offline messages as they were given, (id, to, sender, text[, sent]), or
+    with a ref (id, to, sender, text, sent, None, ref) as ``KeepMessage`` takes it: ``load``'s rows (checked
+    against the texts) with the texts read back by ``texts``."""
     blocks, offline = store.load()
     texts = store.texts([row[0] for row in offline])
     rows = []
-    for mid, to, sender, size, chars, sent in offline:
+    for mid, to, sender, size, chars, sent, ref in offline:
         text = texts[mid]
         assert (size, chars) == (len(text.encode()), len(text))
-        rows.append((mid, to, sender, text) if sent is None else (mid, to, sender, text, sent))
+        if ref is not None:
+            rows.append((mid, to, sender, text, sent, None, ref))
+        else:
+            rows.append((mid, to, sender, text) if sent is None else (mid, to, sender, text, sent))
     return blocks, rows
 
 
@@ -1135,3 +1144,15 @@ def presence_until(client, user, online):
         frame = client.until("presence", online=online)
         if user in frame.get("users", [frame.get("user")]):
             return frame
+
+
+def history_with(client, user):
+    """``client``'s history with ``user`` (a WireClient's, on a single server or a node), as (from, text), oldest
+    first: its ``history`` frames until the pong; other frames are skipped."""
+    client.send({"type": "history", "user": user})
+    client.send({"type": "ping"})
+    kept = []
+    while (frame := client.recv())["type"] != "pong":
+        if frame["type"] == "history":
+            kept += [(m["from"], m["text"]) for m in frame["messages"]]
+    return kept

@@ -189,7 +189,7 @@ def test_end_of_input_before_login_exits_0():
 # -- commands -------------------------------------------------------------
 
 @pytest.mark.parametrize("line, frame", [
-    ("message hans Do or  do not", {"type": "message", "to": "hans", "text": "Do or  do not"}),
+    ("message hans Do or  do not", {"type": "message", "to": "hans", "text": "Do or  do not", "ref": "n0nce.1"}),
     ("broadcast there is no try", {"type": "broadcast", "text": "there is no try"}),
     ("whoelse", {"type": "whoelse"}),
     ("whoelsesince 60", {"type": "whoelsesince", "seconds": 60}),
@@ -387,7 +387,7 @@ def test_answers_come_in_the_order_of_the_commands():
 
 def test_a_line_typed_before_the_pong_waits_for_it():
     c = logged_in()
-    assert c.line("message hans hi", 1) == [ToServer({"type": "message", "to": "hans", "text": "hi"}),
+    assert c.line("message hans hi", 1) == [ToServer({"type": "message", "to": "hans", "text": "hi", "ref": "n0nce.1"}),
                                             ToServer(PING)]   # no answer comes to this one: the pong says so
     assert c.line("help", 1) == []
     assert c.line("whoelse", 1) == []

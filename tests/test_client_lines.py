@@ -18,9 +18,9 @@ def prints(effects):
 
 
 @pytest.mark.parametrize("line, frame", [
-    (f"message hans {LETTER}", {"type": "message", "to": "hans", "text": LETTER}),
+    (f"message hans {LETTER}", {"type": "message", "to": "hans", "text": LETTER, "ref": "n0nce.1"}),
     (f"broadcast {LETTER}", {"type": "broadcast", "text": LETTER}),
-    ("message hans\nDear Hans,\nhi", {"type": "message", "to": "hans", "text": "Dear Hans,\nhi"}),
+    ("message hans\nDear Hans,\nhi", {"type": "message", "to": "hans", "text": "Dear Hans,\nhi", "ref": "n0nce.1"}),
 ])
 def test_a_message_with_line_breaks_is_sent_as_it_is(line, frame):
     c = logged_in("yoda")

@@ -7,7 +7,7 @@ from reactor.client.effects import Exit, Print, Prompt, Reconnect, SetTimer, Sho
 from reactor.client.retries import RESENDS
 from reactor.client.rules import ChatClient
 from reactor.client.words import QUIT_HINT
-from tests.support import PONG, frames, logged_in
+from tests.support import NONCE, PONG, frames, logged_in
 
 HIDDEN = Prompt("", secret=True)
 
@@ -166,13 +166,13 @@ def test_the_connection_lost_after_a_busy_answer_before_the_next_try_is_no_loss_
 
 
 def scripted_client():
-    c, _ = logged_in_to(300, scripted=True)
+    c, _ = logged_in_to(300, scripted=True, nonce=NONCE)
     return c
 
 
 def test_a_script_sends_a_command_refused_for_the_rate_limit_again_after_the_wait():
     c = scripted_client()
-    message = {"type": "message", "to": "hans", "text": "hi"}
+    message = {"type": "message", "to": "hans", "text": "hi", "ref": f"{NONCE}.1"}   # (a resend keeps its ref)
     assert frames(c.line("message hans hi", 1)) == [message, {"type": "ping"}]
     assert c.line("whoelse", 1) == []                     # waits for the message's answer
     assert c.server_frame({"type": "error", "code": "rate_limited", "command": "message", "retry": 2}, 1) == [
@@ -189,7 +189,8 @@ def test_a_resend_due_before_the_refusals_pong_still_waits_for_its_own_pong():
     c.line("message hans hi", 1)
     c.line("whoelse", 1)
     c.server_frame({"type": "error", "code": "rate_limited", "command": "message", "retry": 0}, 1)
-    assert frames(c.timer_fired(("resend",), 1)) == [{"type": "message", "to": "hans", "text": "hi"}, {"type": "ping"}]
+    assert frames(c.timer_fired(("resend",), 1)) == [
+        {"type": "message", "to": "hans", "text": "hi", "ref": f"{NONCE}.1"}, {"type": "ping"}]
     assert frames(c.server_frame(PONG, 1)) == []          # the refusal's pong
     assert frames(c.server_frame(PONG, 1)) == [{"type": "whoelse"}, {"type": "ping"}]   # the message's
 

@@ -6,9 +6,12 @@ import time
 
 import pytest
 
+from reactor.cluster import scripts
 from reactor.cluster.engine import Engine
 from reactor.cluster.host import ClusterHost
+from reactor.cluster.keeping import message_record
 from reactor.cluster.rules import ClusterChatServer, LoginOutcome
+from reactor.server.mail import REF_MEMORY
 from tests.support import ACCOUNTS, PATIENCE, login_peer, run_until
 
 pytestmark = pytest.mark.e2e
@@ -102,3 +105,153 @@ def test_the_engine_keeps_to_the_cap_the_rules_were_given(loop, engine):
         {"type": "stored", "to": "yoda"}, {"type": "error", "code": "queue_full", "user": "yoda"}]
     assert logic.queue_cap == 1
     host.shutdown()
+
+
+def test_the_engine_keeps_a_message_once_per_ref_and_remembers_the_ref_after_the_acknowledgement(loop, engine):
+    """KEEP and FORGET on the real engine: a ref kept is answered 'again' (confirmed, not kept twice), and its
+    key outlives the message by REF_MEMORY."""
+    logic = ClusterChatServer(ACCOUNTS, 10.0, 60.0, first_id=1, rate=None)
+    host = ClusterHost(loop, logic, ("127.0.0.1", engine.port), "n1")
+    host.serve("127.0.0.1", 0)
+    host.start_cluster()
+    other = Engine(loop, "127.0.0.1", engine.port)
+    other.start()
+    hans = log_in(loop, host, "hans")
+    for retry in (None, True, True):
+        frame = {"type": "message", "to": "yoda", "text": "once", "ref": "r.1"}
+        hans.send(frame if retry is None else {**frame, "retry": retry})
+    hans.send({"type": "ping"})
+    run_until(loop, lambda: hans.has("pong"), timeout=PATIENCE)
+    assert [f for f in hans.got if f["type"] != "pong"] == [{"type": "stored", "to": "yoda", "ref": "r.1"}] * 3
+    answers = []
+
+    def ask(*command):
+        other.call(*command, reply=answers.append)
+        run_until(loop, lambda: len(answers) == 1, timeout=PATIENCE)
+        return answers.pop()
+
+    key = "{chat}:ref:hans\nyoda\nr.1"
+    assert ask("HLEN", "{chat}:msg") == 1 and ask("PTTL", key) == -1   # kept: remembered while it is
+    yoda = log_in(loop, host, "yoda")
+    yoda.send({"type": "ping"})
+    run_until(loop, lambda: yoda.has("pong"), timeout=PATIENCE)
+    (message,) = yoda.messages()
+    yoda.send({"type": "ack", "ids": [message["id"]]}, {"type": "ping"})
+    run_until(loop, lambda: len([f for f in yoda.read() if f["type"] == "pong"]) == 2, timeout=PATIENCE)
+    assert ask("HLEN", "{chat}:msg") == 0
+    assert 0 < ask("PTTL", key) <= REF_MEMORY * 1000   # forgotten: remembered for REF_MEMORY more
+    hans.got.clear()
+    hans.send({"type": "message", "to": "yoda", "text": "once", "ref": "r.1", "retry": True}, {"type": "ping"})
+    run_until(loop, lambda: hans.has("pong"), timeout=PATIENCE)
+    yoda.send({"type": "ping"})
+    run_until(loop, lambda: len([f for f in yoda.read() if f["type"] == "pong"]) == 3, timeout=PATIENCE)
+    assert [f for f in hans.got if f["type"] != "presence"] == [{"type": "pong"}]   # taken ...
+    assert len(yoda.messages()) == 1                                                # ... not delivered again
+    other.close()
+    host.shutdown()
+
+
+def test_relay_and_keep_share_one_keep_with_the_ref_on_the_engine(loop, engine):
+    """The scripts on the real engine: RELAY to a live node remembers the ref for RELAYED_REF_MEMORY, and a sending
+    of the sender's node with that ref (a retry's KEEP, or a RELAY) is 'again', while a keep of the message on its
+    way (its node keeps it behind a mailbox: not fresh) is kept with its ref, remembered while it is kept and
+    REF_MEMORY once forgotten; a dead node's untaken message is kept with its ref, and its fate names it."""
+    conn = Engine(loop, "127.0.0.1", engine.port)
+    conn.start()
+    run_until(loop, lambda: conn.up, timeout=PATIENCE)
+    answers = []
+
+    def ask(*command):
+        conn.call(*command, reply=answers.append)
+        run_until(loop, lambda: len(answers) == 1, timeout=PATIENCE)
+        return answers.pop()
+
+    def run(script, *args):
+        conn.script(script, (scripts.PREFIX,), args, reply=answers.append)
+        run_until(loop, lambda: len(answers) == 1, timeout=PATIENCE)
+        return answers.pop()
+
+    def relay(mid, to, ref, fresh=1):
+        record, cost = message_record(to, "hans", "hi", None, ref)
+        return run(scripts.RELAY, mid, to, "hans", record, cost, 10, 0, "a", "a", ref, fresh)
+
+    def keep(mid, to, ref, fresh):
+        record, cost = message_record(to, "hans", "hi", None, ref)
+        return run(scripts.KEEP, mid, to, "hans", record, cost, 10, 0, ref, fresh)
+
+    for user, node, lease in (("yoda", "b", 10**15), ("luke", "c", 10**15)):
+        ask("HSET", "{chat}:online", user, node)
+        ask("SADD", f"{{chat}}:users:{node}", user)
+        ask("ZADD", "{chat}:nodes", lease, node)
+        ask("SET", f"{{chat}}:taken:{node}", "0-0")
+    key = "{chat}:ref:hans\nyoda\nr.1"
+    assert relay(1, "yoda", "r.1") == "relayed"
+    assert ask("GET", key) == "1" and 0 < ask("PTTL", key) <= scripts.RELAYED_REF_MEMORY * 1000
+    assert relay(2, "yoda", "r.1") == "again" and ask("XLEN", "{chat}:inbox:b") == 1   # not relayed twice
+    assert keep(3, "yoda", "r.1", fresh=1) == "again" and ask("HLEN", "{chat}:msg") == 0   # a retry: not kept
+    assert keep(4, "yoda", "r.1", fresh=0) == "kept"   # node b keeps it on its way: the message's own ref
+    assert json.loads(ask("HGET", "{chat}:msg", "4"))["ref"] == "r.1" and ask("PTTL", key) == -1
+    assert run(scripts.FORGET, 4) == 1 and 0 < ask("PTTL", key) <= REF_MEMORY * 1000
+    assert relay(5, "luke", "r.5") == "relayed"
+    ask("ZADD", "{chat}:nodes", 0, "c")   # c dies before taking it: its lease runs out
+    assert run(scripts.REAP, 10, 0) == 1
+    assert json.loads(ask("HGET", "{chat}:msg", "5"))["ref"] == "r.5"
+    assert ask("PTTL", "{chat}:ref:hans\nluke\nr.5") == -1   # kept: remembered while it is
+    (_, fields), = ask("XREVRANGE", "{chat}:inbox:a", "+", "-", "COUNT", 1)
+    assert json.loads(fields[1]) == {"kind": "taken", "list": [{"to": "luke", "from": "hans", "how": "stored",
+                                                                "ref": "r.5"}]}
+    assert keep(6, "luke", "r.5", fresh=1) == "again" and ask("HLEN", "{chat}:msg") == 1
+    conn.close()
+
+
+def test_a_repeat_of_a_ref_writes_no_history_twice_on_the_engine(loop, engine):
+    """KEEP and RELAY on the real engine, history kept: a message kept is in the history once however often its
+    ref comes again ('again' writes nothing); one relayed to a live node is in none here (the node that delivers
+    it notes it), and its keep on its way by that node is in it once; so is a dead node's untaken message, kept
+    by the rescue."""
+    conn = Engine(loop, "127.0.0.1", engine.port)
+    conn.start()
+    run_until(loop, lambda: conn.up, timeout=PATIENCE)
+    answers = []
+
+    def ask(*command):
+        conn.call(*command, reply=answers.append)
+        run_until(loop, lambda: len(answers) == 1, timeout=PATIENCE)
+        return answers.pop()
+
+    def run(script, *args):
+        conn.script(script, (scripts.PREFIX,), args, reply=answers.append)
+        run_until(loop, lambda: len(answers) == 1, timeout=PATIENCE)
+        return answers.pop()
+
+    def relay(mid, to, ref, fresh=1):
+        record, cost = message_record(to, "hans", f"to {to} {ref}", None, ref)
+        return run(scripts.RELAY, mid, to, "hans", record, cost, 10, 0, "a", "a", ref, fresh)
+
+    def keep(mid, to, ref, fresh):
+        record, cost = message_record(to, "hans", f"to {to} {ref}", None, ref)
+        return run(scripts.KEEP, mid, to, "hans", record, cost, 10, 0, ref, fresh)
+
+    def history(user):
+        return [json.loads(record)["x"] for record in run(scripts.READH, user, "hans", 100)]
+
+    ask("HSET", "{chat}:h:cfg", "keep", 86_400_000, "cap", 100)   # (as JOIN sets it: a day, 100 each)
+    for user, node in (("yoda", "b"), ("luke", "c")):
+        ask("HSET", "{chat}:online", user, node)
+        ask("SADD", f"{{chat}}:users:{node}", user)
+        ask("ZADD", "{chat}:nodes", 10**15, node)
+        ask("SET", f"{{chat}}:taken:{node}", "0-0")
+    assert keep(1, "leia", "r.1", fresh=1) == "kept"   # leia offline
+    assert keep(2, "leia", "r.1", fresh=1) == "again" and relay(3, "leia", "r.1") == "again"
+    assert history("leia") == ["to leia r.1"]
+    assert relay(4, "yoda", "r.4") == "relayed" and history("yoda") == []   # node b notes it when it delivers it
+    assert keep(5, "yoda", "r.4", fresh=0) == "kept"   # ... or, behind yoda's mailbox, keeps it
+    assert keep(6, "yoda", "r.4", fresh=1) == "again" and relay(7, "yoda", "r.4") == "again"
+    assert history("yoda") == ["to yoda r.4"]
+    assert relay(8, "luke", "r.8") == "relayed"
+    ask("ZADD", "{chat}:nodes", 0, "c")   # c dies before taking it: its lease runs out, and the rescue keeps it
+    assert run(scripts.REAP, 10, 0) == 1
+    assert keep(9, "luke", "r.8", fresh=1) == "again" and relay(10, "luke", "r.8") == "again"
+    assert history("luke") == ["to luke r.8"]
+    assert ask("HLEN", "{chat}:h:m") == 3
+    conn.close()

@@ -15,9 +15,12 @@ from reactor.protocol import ErrorCode
 from reactor.server.effects import (
     AddBlock,
     CancelTimer,
+    CheckPassword,
     ClaimLogin,
     Close,
+    CountPassword,
     ForgetMessages,
+    HashPassword,
     KeepMessage,
     LoggedIn,
     LoginFailed,
@@ -29,10 +32,12 @@ from reactor.server.effects import (
     Send,
     SendBatch,
     SendStored,
+    SetPassword,
     SetTimer,
     WhenWritable,
 )
 from reactor.server.limits import stored_size
+from reactor.server.passwords import hash_password, verify_password
 from tests.support import ACCOUNTS
 
 BLOCK = 10.0
@@ -63,6 +68,8 @@ class Fake:
         self.blocks: set[tuple[str, str]] = set()
         self.kept: dict[int, dict[str, Any]] = {}   # id -> record
         self.refuse: ErrorCode | None = None          # the engine refuses every KeepMessage with this code
+        self.reply_lost = False   # the engine keeps (or relays) each message, but its node hears store_full
+        self.refs: dict[tuple[str, str, str], int] = {}   # (sender, to, ref) -> id: the engine's :ref: keys
         self.dead: set[str] = set()                   # nodes killed, whose leases have not run out yet
         self.unread: dict[str, list[dict]] = defaultdict(list)   # a dead node's inbox: the messages it never took
         self.frames: dict[tuple[str, int], list[dict]] = defaultdict(list)
@@ -72,6 +79,7 @@ class Fake:
         self.conns = itertools.count(1)
         self.claims_held = False                    # ClaimLogins wait in `claims` until the test answers
         self.claims: list[tuple[str, ClaimLogin]] = []
+        self.files: dict[str, dict[str, str]] = {name: dict(ACCOUNTS) for name in nodes}   # each node's own file
 
     # -- carrying out ---------------------------------------------------------
 
@@ -95,7 +103,7 @@ class Fake:
                 else:
                     self.pending.append(lambda node=node, e=e: self.decide(node, e))
             elif type(e) in (ReleaseLogin, Relay, RelayMessage, Publish, KeepMessage, ForgetMessages, AddBlock,
-                             RemoveBlock):
+                             RemoveBlock, CountPassword, CheckPassword, HashPassword, SetPassword):
                 self.pending.append(lambda node=node, e=e: getattr(self, "_" + type(e).__name__)(node, e))
             else:
                 assert type(e) in (SetTimer, CancelTimer, LoggedIn, LoginFailed), e
@@ -121,14 +129,7 @@ class Fake:
         if until is not None and until > now:
             outcome = LoginOutcome.LOCKED
         elif not claim.ok:
-            self.failures[user] = self.failures.get(user, 0) + 1
-            outcome = LoginOutcome.WRONG
-            if self.failures[user] >= 3:
-                del self.failures[user]
-                until = self.locks[user] = now + BLOCK
-                outcome = LoginOutcome.BLOCKED
-                for _, logic in self.others(node):
-                    logic.remote_locked(user, until, now)
+            outcome, until = self._count_wrong(node, user)
         elif user in self.online:
             outcome = LoginOutcome.ALREADY
         else:
@@ -139,6 +140,41 @@ class Fake:
             mailbox = [(mid, r["from"], r["size"], r["chars"], r["sent"])
                        for mid, r in sorted(self.kept.items()) if r["to"] == user]
         self.answer(node, claim, outcome, until, mailbox)
+
+    def _count_wrong(self, node: str, user: str) -> tuple[LoginOutcome, float | None]:
+        """A wrong password counted as LOGIN counts it: WRONG, or BLOCKED (and the lock told to the others)."""
+        self.failures[user] = self.failures.get(user, 0) + 1
+        if self.failures[user] < 3:
+            return LoginOutcome.WRONG, None
+        del self.failures[user]
+        until = self.locks[user] = self.now + BLOCK
+        for _, logic in self.others(node):
+            logic.remote_locked(user, until, self.now)
+        return LoginOutcome.BLOCKED, until
+
+    def _CountPassword(self, node, e):
+        """A current password given to change it: a right one ends the count; a wrong one is counted by LOGIN."""
+        if e.ok:
+            self.failures.pop(e.user, None)
+            return
+        until = self.locks.get(e.user)
+        outcome = LoginOutcome.LOCKED if until is not None and until > self.now else None
+        if outcome is None:
+            outcome, until = self._count_wrong(node, e.user)
+        self.apply(node, self.nodes[node].password_counted(e.conn, e.user, outcome, self.now, until=until))
+
+    def _CheckPassword(self, node, e):
+        """The node's host's helpers."""
+        self.apply(node, self.nodes[node].password_checked(e.conn, verify_password(e.password, e.hashed), self.now))
+
+    def _HashPassword(self, node, e):
+        self.apply(node, self.nodes[node].password_hashed(e.conn, hash_password(e.password, log2_n=10), self.now))
+
+    def _SetPassword(self, node, e):
+        """The node's host writes its own file."""
+        assert self.files[node][e.user] == e.expected
+        self.files[node][e.user] = e.field
+        self.apply(node, self.nodes[node].password_written(e.conn, e.user, e.field, None, self.now))
 
     def answer(self, node, claim, outcome, until=None, mailbox=()):
         self.apply(node, self.nodes[node].login_decided(claim.conn, claim.user, outcome, self.now, until=until,
@@ -157,23 +193,35 @@ class Fake:
         self.apply(e.node, self.nodes[e.node].relayed(event, self.now))
 
     def _Publish(self, node, e):
-        assert e.event["kind"] in ("broadcast", "notice")
+        assert e.event["kind"] in ("broadcast", "notice", "password")
         for name, logic in self.others(node):
-            if e.event["kind"] == "notice":
+            if e.event["kind"] == "password":   # (each host writes its own file too)
+                self.files[name][e.event["user"]] = e.event["field"]
+                self.apply(name, logic.remote_password(e.event["user"], e.event["field"], self.now))
+            elif e.event["kind"] == "notice":
                 self.apply(name, logic.remote_notice(e.event["text"], self.now))
             else:
                 self.apply(name, logic.remote_broadcast(e.event["from"], e.event["text"], self.now))
 
     def _KeepMessage(self, node, e):
         logic = self.nodes[node]
-        code = self._keep(node, e)
-        if code is not None:
+        code = self._keep(node, e, fresh=not e.relayed)
+        if code == "again":   # KEEP's 'again': confirmed, nothing kept
+            if e.confirm is not None:
+                self.apply(node, [e.confirm])
+        elif code is not None:
             self.apply(node, logic.not_stored(e, self.now, code))
+        elif self.reply_lost:
+            self.apply(node, logic.not_stored(e, self.now, ErrorCode.STORE_FULL))
         elif e.confirm is not None:
             self.apply(node, [e.confirm])
 
-    def _keep(self, node, e):
-        """Keep message ``e`` (a KeepMessage's or RelayMessage's fields) as KEEP does; None, or why not."""
+    def _keep(self, node, e, fresh):
+        """Keep message ``e`` (a KeepMessage's or RelayMessage's fields) as keep_for does; None, or why not
+        (``again``: ``fresh``, and its ref is known)."""
+        ref = (e.sender, e.to, e.ref) if e.ref is not None else None
+        if fresh and ref in self.refs:
+            return "again"
         mine = sum(1 for r in self.kept.values() if r["to"] == e.to)
         code = self.refuse or (ErrorCode.QUEUE_FULL if mine >= self.cap else None)
         if code is not None:
@@ -181,26 +229,40 @@ class Fake:
         size = len(e.text.encode())
         record = {"to": e.to, "from": e.sender, "text": e.text, "sent": e.sent, "size": size, "chars": len(e.text),
                   "cost": stored_size(size)}
+        if ref is not None:
+            record["ref"] = e.ref
+            self.refs[ref] = e.id
         self.kept[e.id] = record
         holder = self.online.get(e.to)
-        if holder is not None and holder != node and holder not in self.dead:
+        # (a node has its own kept behind its mailbox; a retry it sent through the engine comes to it too)
+        if holder is not None and holder not in self.dead and (holder != node or not getattr(e, "handed_here", True)):
             self.apply(holder, self.nodes[holder].relayed({"kind": "stored", "id": e.id, **record}, self.now))
         return None
 
     def _RelayMessage(self, node, e):
-        """RELAY: to the node ``e.to`` is logged in on, if not ``node`` (the inbox of a dead one, ``unread``, until
-        it is reaped), else kept; the answer to ``node``."""
+        """RELAY: dropped (``again``) if it is its sender's node's and its ref is known; to the node ``e.to`` is
+        logged in on, if not ``node`` (the inbox of a dead one, ``unread``, until it is reaped), its ref
+        remembered; else kept; the answer to ``node`` (``store_full`` if ``reply_lost``)."""
+        ref = (e.sender, e.to, e.ref) if e.ref is not None else None
         holder = self.online.get(e.to)
-        if holder is not None and holder != node:
-            event = json.loads(json.dumps({"kind": "message", "to": e.to, "from": e.sender, "text": e.text,
-                                           "sent": e.sent, "id": e.id, "node": e.origin or node}))
+        if e.origin is None and ref in self.refs:
+            answer = "again"
+        elif holder is not None and holder != node:
+            fields = {"kind": "message", "to": e.to, "from": e.sender, "text": e.text, "sent": e.sent, "id": e.id,
+                      "node": e.origin or node}
+            if ref is not None:
+                fields["ref"] = e.ref
+                self.refs[ref] = e.id
+            event = json.loads(json.dumps(fields))
             if holder in self.dead:
                 self.unread[holder].append((e, event))
             else:
                 self.apply(holder, self.nodes[holder].relayed(event, self.now))
             answer = "relayed"
         else:
-            answer = self._keep(node, e) or "kept"
+            answer = self._keep(node, e, fresh=False) or "kept"
+        if self.reply_lost:
+            answer = "store_full"
         self.apply(node, self.nodes[node].relay_answered(e, answer, self.now))
 
     def kill(self, node):
@@ -217,8 +279,10 @@ class Fake:
                 if name not in self.dead:
                     self.apply(name, logic.remote_logout(user, node, self.now, self.now))
         for e, event in self.unread.pop(node, []):
-            code = self._keep(node, e)
+            code = self._keep(node, e, fresh=False)
             fate = {"to": e.to, "from": e.sender, "how": "stored" if code is None else code.value}
+            if e.ref is not None:
+                fate["ref"] = e.ref
             origin = event["node"]
             self.apply(origin, self.nodes[origin].relayed({"kind": "taken", "list": [fate]}, self.now))
 
@@ -443,6 +507,168 @@ def test_a_message_the_engine_refuses_to_keep_is_refused_with_its_code(code, ans
     assert fake.kept == {}
 
 
+# -- a message sent again (its ref) ------------------------------------------------------------
+
+def ref_msg(to, text, ref, retry=None):
+    frame = {"type": "message", "to": to, "text": text, "ref": ref}
+    return frame if retry is None else {**frame, "retry": retry}
+
+
+STORE_FULL = {"type": "error", "code": "store_full", "command": "message", "user": "yoda"}
+STORED = {"type": "stored", "to": "yoda", "ref": "r.1"}
+
+
+def kept_once(fake):
+    """The one message the engine keeps: its (from, to, text, ref)."""
+    (record,) = fake.kept.values()
+    return record["from"], record["to"], record["text"], record.get("ref")
+
+
+def test_a_retry_of_a_message_the_engine_kept_after_all_is_confirmed_and_kept_once(fake):
+    hans = fake.login("a", "hans")
+    fake.reply_lost = True   # the engine ran KEEP, but node a heard "not kept" (its connection went down)
+    assert hans.do(ref_msg("yoda", "once", "r.1")) == [STORE_FULL]
+    fake.reply_lost = False
+    assert hans.do(ref_msg("yoda", "once", "r.1", True)) == [STORED]
+    assert kept_once(fake) == ("hans", "yoda", "once", "r.1")
+    yoda = fake.login("b", "yoda")
+    assert [f["text"] for f in yoda.take()] == ["once"]
+
+
+@pytest.mark.parametrize("where", ["a", "b"], ids=["on-the-senders-node", "on-another-node"])
+def test_a_retry_to_a_user_who_got_the_first_sending_is_not_delivered_again(fake, where):
+    hans = fake.login("a", "hans")
+    fake.reply_lost = True
+    hans.do(ref_msg("yoda", "once", "r.1"))
+    fake.reply_lost = False
+    yoda = fake.login(where, "yoda")
+    (first,) = yoda.take()
+    hans.take()
+    assert hans.do(ref_msg("yoda", "once", "r.1", True)) == []   # taken: the pong says so
+    assert yoda.take() == []
+    yoda.do({"type": "ack", "ids": [first["id"]]})
+    assert hans.do(ref_msg("yoda", "once", "r.1", True)) == []   # remembered after the acknowledgement too
+    assert yoda.take() == [] and fake.kept == {}
+
+
+@pytest.mark.parametrize("where", ["a", "b"], ids=["on-the-senders-node", "on-another-node"])
+def test_a_retry_the_engine_never_kept_reaches_its_user_online_once_as_a_stored_message(fake, where):
+    hans = fake.login("a", "hans")
+    fake.refuse = ErrorCode.STORE_FULL   # (the engine was away: nothing kept)
+    assert hans.do(ref_msg("yoda", "once", "r.1")) == [STORE_FULL]
+    fake.refuse = None
+    yoda = fake.login(where, "yoda")
+    assert yoda.take() == [] and hans.take() == [presence(["yoda"], True)]
+    assert hans.do(ref_msg("yoda", "once", "r.1", True)) == []   # yoda is online: no `stored`
+    (mid,) = fake.kept
+    assert yoda.take() == [msg("hans", "once", id=mid)]
+    assert hans.do(ref_msg("yoda", "once", "r.1", True)) == [] and yoda.take() == []
+
+
+@pytest.mark.parametrize("where", ["a", "b"], ids=["on-the-senders-node", "on-another-node"])
+def test_a_retry_the_engine_refuses_again_is_refused_even_to_a_user_online(fake, where):
+    hans = fake.login("a", "hans")
+    yoda = fake.login(where, "yoda")
+    fake.all_take(hans, yoda)
+    fake.refuse = ErrorCode.STORE_FULL
+    assert hans.do(ref_msg("yoda", "once", "r.1", True)) == [STORE_FULL]
+    assert yoda.take() == [] and fake.kept == {}
+
+
+def test_a_first_sending_to_a_user_online_goes_live_with_its_ref_and_is_kept_with_it_if_they_left(fake):
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    assert hans.do(ref_msg("yoda", "live", "r.1")) == [{"type": "delivered", "to": "yoda", "ref": "r.1"}]
+    assert yoda.take() == [msg("hans", "live")]
+    hans.send(ref_msg("yoda", "too late", "r.2"))
+    yoda.send({"type": "logout"})   # before the relay reaches node b
+    fake.run()
+    assert kept_once(fake) == ("hans", "yoda", "too late", "r.2")
+    # Its answer after its pong: kept, naming its ref (a client that missed it sends it again, below).
+    assert hans.take() == [{"type": "presence", "users": ["yoda"], "online": False},
+                           {"type": "stored", "to": "yoda", "ref": "r.2"}]
+    assert hans.do(ref_msg("yoda", "too late", "r.2", True)) == [{"type": "stored", "to": "yoda", "ref": "r.2"}]
+    assert len(fake.kept) == 1
+
+
+# -- refs on a relayed message's way: RELAY remembers them, each keep on the way keeps them -------------------------
+
+def test_a_retry_of_a_message_relayed_and_delivered_on_another_node_is_taken_by_the_pong_and_not_delivered_twice(
+        fake):
+    """RELAY handed the message to node b, but node a heard store_full (the engine's reply was lost): its
+    sender's client sends it again; the engine knows its ref (RELAY remembered it), so the retry is confirmed
+    by the pong alone and yoda does not get it twice."""
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    fake.reply_lost = True
+    answers = hans.do(ref_msg("yoda", "once", "r.1"))
+    assert sorted(answers, key=lambda f: f["type"]) == [
+        {"type": "delivered", "to": "yoda", "ref": "r.1"},   # (node b took it: its fate)
+        {**STORE_FULL, "ref": "r.1"}]                         # (what node a heard of RELAY: after its pong)
+    assert yoda.take() == [msg("hans", "once")]
+    fake.reply_lost = False
+    assert hans.do(ref_msg("yoda", "once", "r.1", True)) == []
+    assert yoda.take() == [] and fake.kept == {}
+
+
+def test_a_first_relay_whose_ref_the_engine_knows_is_dropped_and_nothing_more_is_said(fake):
+    """Its retry's KEEP ran first (the relay's bytes waited in a stopped engine): the relay does nothing."""
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    fake.refs[("hans", "yoda", "r.1")] = 5
+    assert hans.do(ref_msg("yoda", "late", "r.1")) == []
+    assert yoda.take() == [] and fake.kept == {}
+
+
+def test_a_message_relayed_behind_a_mailbox_on_its_way_is_kept_with_its_ref_not_taken_for_a_repeat(fake):
+    hans = fake.login("a", "hans")
+    for n in range(10):   # more than one chunk of a mailbox
+        assert hans.do({"type": "message", "to": "yoda", "text": f"{n} " + "x" * 4000}) == [
+            {"type": "stored", "to": "yoda"}]
+    yoda = fake.connect("b")
+    yoda.send({"type": "username", "username": "yoda"})
+    yoda.send({"type": "password", "password": ACCOUNTS["yoda"]})
+    while {"type": "welcome", "user": "yoda"} not in fake.frames[("b", yoda.conn)]:
+        fake.pending.popleft()()
+    fake.refs[("hans", "yoda", "r.1")] = 99   # RELAY remembered its ref as it handed it to node b
+    fake.apply("b", fake.nodes["b"].relayed({"kind": "message", "to": "yoda", "from": "hans", "text": "behind",
+                                             "sent": 5.0, "id": 99, "node": "a", "ref": "r.1"}, fake.now))
+    (keep,) = [e for e in fake.effects["b"] if type(e) is KeepMessage]
+    assert (keep.ref, keep.relayed) == ("r.1", True)
+    fake.pending.rotate(2)   # (the keep and the fate before the mailbox's next chunk: a host has the text at hand)
+    fake.run()
+    assert [(r["text"], r.get("ref")) for r in fake.kept.values()][-1] == ("behind", "r.1")
+    got = yoda.take()
+    assert [f["text"] for f in got if f["type"] == "message"][-1] == "behind" and "id" in got[-1]
+    assert hans.take() == [presence(["yoda"], True), {"type": "delivered", "to": "yoda", "ref": "r.1"}]
+
+
+def test_a_message_relayed_to_a_node_its_user_left_is_relayed_again_and_kept_with_its_ref(fake):
+    hans = fake.login("a", "hans")
+    fake.all_take(hans)
+    fake.refs[("hans", "luke", "r.1")] = 9
+    effects = fake.nodes["b"].relayed({"kind": "message", "to": "luke", "from": "hans", "text": "hi", "sent": 5.0,
+                                       "id": 9, "node": "a", "ref": "r.1"}, fake.now)
+    (relay,) = effects
+    assert (type(relay), relay.origin, relay.ref) == (RelayMessage, "a", "r.1")
+    fake.apply("b", effects)
+    fake.run()
+    assert kept_once(fake) == ("hans", "luke", "hi", "r.1")   # on its way: not taken for a repeat
+    assert hans.take() == [{"type": "stored", "to": "luke", "ref": "r.1"}]
+
+
+def test_a_dead_nodes_untaken_message_is_kept_with_its_ref_and_a_retry_of_it_is_confirmed_and_kept_once(fake):
+    hans, yoda = fake.login("a", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    fake.kill("b")
+    assert hans.do(ref_msg("yoda", "into the void", "r.1")) == []
+    fake.reap("b")
+    assert hans.take() == [presence(["yoda"], False), {"type": "stored", "to": "yoda", "ref": "r.1"}]
+    assert kept_once(fake) == ("hans", "yoda", "into the void", "r.1")
+    assert hans.do(ref_msg("yoda", "into the void", "r.1", True)) == [{"type": "stored", "to": "yoda", "ref": "r.1"}]
+    assert len(fake.kept) == 1
+
+
 def test_the_mailbox_cap_is_the_engines(fake):
     fake.cap = 2
     hans = fake.login("a", "hans")
@@ -544,6 +770,15 @@ def test_a_broadcast_nobody_blocked_is_not_partial(fake):
     fake.all_take(hans, yoda)
     assert hans.do({"type": "broadcast", "text": "hi all"}) == []
     assert yoda.take() == [msg("hans", "hi all", broadcast=True)]
+
+
+def test_a_broadcast_read_late_by_the_node_its_sender_moved_to_is_not_shown_to_its_sender(fake):
+    """hans broadcast on a, logged out and in again on b before b read the broadcast (the simulator's seed 5)."""
+    hans, yoda = fake.login("b", "hans"), fake.login("b", "yoda")
+    fake.all_take(hans, yoda)
+    fake.apply("b", fake.nodes["b"].remote_broadcast("hans", "sent from a", fake.now))
+    assert yoda.take() == [msg("hans", "sent from a", broadcast=True)]
+    assert hans.take() == []
 
 
 def test_a_block_by_a_user_who_is_offline_does_not_make_a_broadcast_partial(fake):
@@ -793,6 +1028,65 @@ def test_a_welcome_for_a_user_known_on_a_dead_node_drops_the_stale_one_first(fak
         {"type": "username_ok"}, {"type": "welcome", "user": "yoda"}]   # not told of its own old logout
     assert hans.take() == [presence(["yoda"], False), presence(["yoda"], True)]
     assert fake.nodes["a"].online_users() == ["hans", "yoda"]
+
+
+# -- a user's own new password, counted by the engine and told to every node --------------------------
+
+def change(client, current, new="new*secret"):
+    return client.do({"type": "change_password", "current": current, "new": new})
+
+
+def test_a_password_changed_on_one_node_is_in_force_on_every_node(fake):
+    yoda = fake.login("a", "yoda")
+    assert change(yoda, ACCOUNTS["yoda"]) == [{"type": "password_changed"}]
+    field = fake.files["a"]["yoda"]
+    assert verify_password("new*secret", field) and all(fake.files[n]["yoda"] == field for n in NODES)
+    assert all(logic.logins.accounts["yoda"] == field for logic in fake.nodes.values())
+    publish = [e for e in fake.effects["a"] if type(e) is Publish and e.event["kind"] == "password"]
+    assert [e.event for e in publish] == [{"kind": "password", "user": "yoda", "field": field}]
+    yoda.do({"type": "logout"})
+    client = fake.connect("c")
+    client.send({"type": "username", "username": "yoda"})
+    assert client.do({"type": "password", "password": ACCOUNTS["yoda"]})[-1] == {
+        "type": "error", "code": "invalid_password"}
+    assert client.do({"type": "password", "password": "new*secret"}) == [{"type": "welcome", "user": "yoda"}]
+
+
+def test_wrong_current_passwords_are_counted_by_the_engine_with_the_logins_of_every_node(fake):
+    yoda = fake.login("a", "yoda")
+    assert change(yoda, "guess") == [{"type": "error", "code": "wrong_password"}]
+    client = fake.connect("b")
+    client.send({"type": "username", "username": "yoda"})
+    assert client.do({"type": "password", "password": "nope"})[-1] == {"type": "error", "code": "invalid_password"}
+    assert change(yoda, "guess") == [{"type": "error", "code": "account_blocked", "retry": BLOCK}]
+    assert yoda.closed and fake.online == {}
+    for node in NODES:   # locked on every node
+        assert fake.connect(node).do({"type": "username", "username": "yoda"}) == [
+            {"type": "error", "code": "account_locked", "retry": BLOCK}]
+
+
+def test_a_right_current_password_ends_the_engines_count(fake):
+    fake.failures["yoda"] = 2
+    yoda = fake.login("a", "yoda")   # (a login ends it too: so it begins again after)
+    fake.failures["yoda"] = 2
+    assert change(yoda, ACCOUNTS["yoda"]) == [{"type": "password_changed"}]
+    assert "yoda" not in fake.failures
+
+
+def test_a_count_the_engine_could_not_make_changes_nothing(fake):
+    yoda = fake.login("a", "yoda")
+    yoda.send({"type": "change_password", "current": "guess", "new": "new*secret"})
+    assert fake.effects["a"][-1] == CountPassword(yoda.conn, "yoda", False)
+    fake.pending.clear()   # the engine never answers: the host says UNAVAILABLE
+    fake.apply("a", fake.nodes["a"].password_counted(yoda.conn, "yoda", LoginOutcome.UNAVAILABLE, fake.now))
+    assert yoda.take() == [{"type": "error", "code": "password_not_changed"}]
+    assert "yoda" not in fake.failures and fake.nodes["a"].logins.accounts["yoda"] == ACCOUNTS["yoda"]
+
+
+def test_a_new_password_for_an_account_this_node_has_not_is_only_logged(fake, caplog):
+    assert fake.nodes["b"].remote_password("nobody", "$scrypt$x", fake.now) == []
+    assert "nobody" not in fake.nodes["b"].logins.accounts
+    assert "nobody changed their password on another node, but has no account here" in caplog.text
 
 
 # -- losing the cluster, and resyncing -------------------------------------------------

@@ -86,7 +86,13 @@ CLUSTER_ONLY = {"reactor.cluster.engine": {"hiredis"}, "reactor.cluster.scripts"
                 "reactor.cluster.operator": {"hiredis"}}
 # The modules of --metrics alone (the operator's HTTP endpoint), and its extra's packages.
 METRICS_ONLY = {"reactor.ops.http": {"h11"}}
-EXTRAS_ONLY = CLUSTER_ONLY | METRICS_ONLY
+# The simulator's modules that need the dev extra's Hypothesis (and what it loads), or cluster mode's.
+HYPOTHESIS = {"hypothesis", "_hypothesis_globals", "sortedcontainers", "typing_extensions",
+              # (the standard library's sysconfig data, named for the platform, which Hypothesis reads)
+              f"_sysconfigdata_{sys.abiflags}_{sys.platform}_{getattr(sys.implementation, '_multiarch', '')}"}
+SIM_ONLY = {"reactor.sim.machine": HYPOTHESIS, "reactor.sim.runner": HYPOTHESIS, "reactor.sim.journal": HYPOTHESIS,
+            "reactor.sim.__main__": HYPOTHESIS, "reactor.sim.cluster": {"hiredis"}}
+EXTRAS_ONLY = CLUSTER_ONLY | METRICS_ONLY | SIM_ONLY
 
 # Imports every module of the package but the cluster-only and metrics-only ones (argv[1], JSON), and both
 # mains (the rest of argv), then names each module they loaded that is neither the standard library's nor the
@@ -171,11 +177,15 @@ def test_the_package_installs_the_library_and_both_mains():
 def test_the_console_commands_call_what_the_mains_call():
     """``reactor-chat-server``/``-client`` run ``sys.exit(main())`` on the very ``main`` that
     ``python3 server_main.py``/``client_main.py`` run it on; ``reactor-chat-admin`` the one that
-    ``python3 server_main.py admin`` hands its arguments to."""
+    ``python3 server_main.py admin`` hands its arguments to, ``reactor-chat-replay`` the one that
+    ``python3 server_main.py replay`` does."""
     scripts = PYPROJECT["project"]["scripts"]
     assert scripts == {"reactor-chat-server": "server_main:main", "reactor-chat-client": "client_main:main",
-                       "reactor-chat-admin": "reactor.ops.admin_cli:main"}
+                       "reactor-chat-admin": "reactor.ops.admin_cli:main",
+                       "reactor-chat-replay": "reactor.journal.cli:main"}
     assert "return admin_cli.main(argv[1:])" in (ROOT / "server_main.py").read_text()
+    assert "from reactor.journal.cli import main as replay" in (ROOT / "server_main.py").read_text()
+    assert "return replay(argv[1:])" in (ROOT / "server_main.py").read_text()
     for module in MAINS:
         source = (ROOT / f"{module}.py").read_text()
         assert source.rstrip().endswith('if __name__ == "__main__":\n    sys.exit(main())'), module
@@ -187,11 +197,12 @@ def test_the_installed_commands_load_the_mains_main():
 
     import client_main
     import server_main
+    from reactor.journal import cli as replay_cli
     from reactor.ops import admin_cli
     commands = {ep.name: ep.load() for ep in metadata.entry_points(group="console_scripts")
                 if ep.name.startswith("reactor-chat-")}
     assert commands == {"reactor-chat-server": server_main.main, "reactor-chat-client": client_main.main,
-                        "reactor-chat-admin": admin_cli.main}
+                        "reactor-chat-admin": admin_cli.main, "reactor-chat-replay": replay_cli.main}
 
 
 def logger_names(path):

@@ -12,10 +12,13 @@ import pytest
 
 from reactor.server.credentials import CredentialsError, load_credentials, plain_accounts
 from reactor.server.passwords import (
+    MAX_PASSWORD,
+    MIN_PASSWORD,
     ScryptHash,
     hash_password,
     hash_password_command,
     is_hashed,
+    new_password_problem,
     parse_hash,
     verify_password,
 )
@@ -201,3 +204,27 @@ def test_the_server_warns_once_at_start_how_many_accounts_are_plain(tmp_path):
         assert "plain password" not in quiet.log()
     finally:
         quiet.stop()
+
+
+@pytest.mark.parametrize("password, problem", [
+    ("", "the password is empty"),
+    ("two words", "a password cannot hold whitespace"),
+    ("tab\there", "a password cannot hold whitespace"),
+    ("esc\x1bape*long", "a password cannot hold control characters"),
+    ("c1\x85control", "a password cannot hold whitespace"),   # NEL is whitespace too
+    ("del\x7fdelete", "a password cannot hold control characters"),
+    ("short*7", f"a password needs at least {MIN_PASSWORD} characters"),
+    ("x" * (MAX_PASSWORD + 1), f"a password may have at most {MAX_PASSWORD} characters"),
+    ("YodaYoda", "a password cannot be the user name"),
+])
+def test_a_new_password_must_be_one_word_of_8_to_64_characters_without_control_characters(password, problem):
+    assert new_password_problem(password, "yodayoda") == problem
+
+
+def test_a_new_password_at_the_limits_will_do_and_its_login_frame_fits_a_strangers_line():
+    from reactor.framing import encode
+    from reactor.server.host import STRANGER_MAX_FRAME
+    assert new_password_problem("x" * MIN_PASSWORD, "yoda") is None
+    longest = "\U0001F600" * MAX_PASSWORD   # 12 bytes each once JSON-escaped
+    assert new_password_problem(longest, "yoda") is None
+    assert len(encode({"type": "password", "password": longest})) <= STRANGER_MAX_FRAME

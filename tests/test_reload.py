@@ -8,6 +8,7 @@ import signal
 import pytest
 
 from reactor.loop import EventLoop
+from reactor.server.accounts_file import AccountsFile
 from reactor.server.credentials import LINES_PER_SLICE, CredentialsParser
 from reactor.server.passwords import hash_password
 from reactor.server.reload import AccountsReload
@@ -99,6 +100,22 @@ def test_reloads_asked_while_one_runs_coalesce_into_one_more_that_reads_the_file
     reloads.reload.request()   # asked once nothing runs: a reload of its own
     reloads.turns_until_idle()
     assert len(reloads.loaded) == 3 and reloads.reload.reloads == 3
+
+
+def test_a_password_the_server_wrote_while_a_reload_ran_is_not_undone_by_it(tmp_path, reloads):
+    """A user changed their password (the server rewrote its line) after the reload under way read the file:
+    what that reload hands on has the new password, and the next reload finds it in the file."""
+    path = write_credentials(tmp_path, big_accounts())
+    reloads.reload.request()
+    reloads.loop.run_once(timeout=0)   # under way: the file was read
+    new = hash_password("new*secret", log2_n=10)
+    AccountsFile(path, on_written=reloads.reload.changed).set_password("user7", new, HASH)
+    reloads.turns_until_idle()
+    assert reloads.loaded == [{**big_accounts(), "user7": new}]
+    reloads.reload.changed("user8", new)   # told with no reload under way: the next one reads the file
+    reloads.reload.request()
+    reloads.turns_until_idle()
+    assert reloads.loaded[1] == {**big_accounts(), "user7": new}   # (user8's line was never written)
 
 
 def test_a_bad_line_found_in_a_later_slice_keeps_the_accounts_and_a_reload_asked_meanwhile_follows(

@@ -96,7 +96,7 @@ def test_a_stored_message_whose_text_the_store_has_not_is_left_out_logged_and_th
     a message is never shown with a text that is not its own (nor acknowledged, and so lost)."""
     store = MemoryStore()
     store.apply(KeepMessage(2, "yoda", "luke", "still here"))
-    offline = [(1, "yoda", "hans", 4, 4, None), *store.load()[1]]   # the store has not the text of message 1
+    offline = [(1, "yoda", "hans", 4, 4, None, None), *store.load()[1]]   # the store has not the text of message 1
     host = ServerHost(loop, ChatServer(dict(ACCOUNTS), 10.0, 60.0, offline=offline), store)
     host.serve("127.0.0.1", 0)
     yoda = login_peer(loop, host, "yoda", password=False)

@@ -18,6 +18,8 @@ import time
 
 import pytest
 
+from reactor.server.credentials import load_credentials
+from reactor.server.passwords import verify_password
 from tests.support import PATIENCE, ROOT, ServerProcess, coverage_env
 
 pytestmark = pytest.mark.e2e   # starts tmux, the real client and server
@@ -467,3 +469,25 @@ def test_the_warning_comes_before_the_inactivity_logout_and_the_draft_is_shown_a
     finally:
         term.close()
         server.stop()
+
+
+def test_the_password_commands_passwords_are_never_shown_nor_kept_in_the_history(server):
+    term = client_in_tmux(server, 80)
+    try:
+        term.type("password")
+        term.keys("Enter")
+        for prompt, typed in (("Current password:", "wise@!man"), ("New password:", "new*secret"),
+                              ("New password again:", "new*secret")):
+            term.shows(prompt)
+            term.type(typed)
+            term.wait_for(lambda: term.screen()[-1].rstrip() == prompt, f"{prompt} with nothing after it")  # noqa: B023
+            term.keys("Enter")
+        term.shows("Password changed")
+        for _ in range(3):                           # back through the history: the command, never a password
+            term.keys("Up")
+        term.wait_for(lambda: term.screen()[-1].rstrip() == "> password", "the command from the history")
+        text = term.text()
+        assert "wise@!man" not in text and "new*secret" not in text
+        assert verify_password("new*secret", load_credentials(server.log_path.parent / "credentials.txt")["yoda"])
+    finally:
+        term.close()

@@ -12,7 +12,7 @@ import pytest
 from reactor.client.rules import ChatClient, Print, Prompt, SetTimer, ToServer
 from reactor.loop import EventLoop
 from reactor.server.host import ServerHost
-from reactor.server.passwords import hash_password
+from reactor.server.passwords import hash_password, parse_hash, verify_password
 from reactor.server.rules import ChatServer
 from reactor.server.verifier import HELPER_NICENESS, MAX_PENDING_PER_HELPER, Verifier, default_helpers
 from tests.support import ACCOUNTS, PATIENCE, run_until
@@ -26,7 +26,9 @@ class Run:
     def __init__(self, helpers=1, **kw):
         self.loop = EventLoop()
         self.answers = []
-        self.verifier = Verifier(self.loop, lambda key, ok: self.answers.append((key, ok)), helpers=helpers, **kw)
+        self.hashes = []
+        self.verifier = Verifier(self.loop, lambda key, ok: self.answers.append((key, ok)),
+                                 on_hashed=lambda key, field: self.hashes.append((key, field)), helpers=helpers, **kw)
 
     @property
     def pid(self):
@@ -61,6 +63,34 @@ def test_it_checks_in_a_process_of_its_own_and_answers_in_order():
         assert run.answers == [(1, True), (2, False), (3, False)]
         run.verifier.close()
         run.until(lambda: not alive(pid))   # end of input: the helper exits, and is reaped
+    finally:
+        run.close()
+
+
+@pytest.mark.e2e   # starts the verifier process
+def test_it_hashes_a_new_password_in_the_same_queue_as_the_checks():
+    """A password being changed is hashed in the helper, as slow as a check: never on the server's loop."""
+    run = Run()
+    try:
+        run.verifier.check(1, HASH, "wise@!man")
+        run.verifier.hash(2, "new*secret")
+        run.verifier.check(3, HASH, "wrong")
+        assert run.verifier.pending == 3 and len(run.verifier.pids) == 1
+        run.until(lambda: len(run.answers) == 2 and run.hashes)
+        assert run.answers == [(1, True), (3, False)]
+        [(key, field)] = run.hashes
+        assert key == 2 and str(parse_hash(field)) == field and verify_password("new*secret", field)
+        assert not verify_password("wise@!man", field)
+    finally:
+        run.close()
+
+
+def test_a_hash_that_cannot_be_made_is_answered_none(tmp_path):
+    run = Run(command=[str(tmp_path / "no-such-helper")])
+    try:
+        run.verifier.hash(1, "new*secret")
+        run.until(lambda: run.hashes)
+        assert run.hashes == [(1, None)] and run.answers == []
     finally:
         run.close()
 
@@ -215,6 +245,24 @@ def test_a_helper_that_misbehaves_is_killed_and_its_check_answered_none(helper, 
         pid = run.pid
         run.until(lambda: run.answers)
         assert run.answers == [(1, None)]
+        run.until(lambda: not alive(pid))
+    finally:
+        run.close()
+
+
+# Answers a hash request with a check's answer (its first request's id is 1): not what was asked.
+CHECKS_NOT_HASHES = [sys.executable, "-c", "import socket, sys; s = socket.socket(fileno=int(sys.argv[1])); "
+                                           "s.recv(100); s.sendall(b'{\"id\": 1, \"ok\": true}\\n'); s.recv(100)"]
+
+
+@pytest.mark.e2e   # starts a helper process
+def test_a_helper_answering_a_hash_request_with_anything_but_a_hash_is_killed():
+    run = Run(command=CHECKS_NOT_HASHES)
+    try:
+        run.verifier.hash(1, "new*secret")
+        pid = run.pid
+        run.until(lambda: run.hashes)
+        assert run.hashes == [(1, None)] and run.answers == []
         run.until(lambda: not alive(pid))
     finally:
         run.close()

@@ -13,13 +13,15 @@ from reactor.server.wal import inspect_wal
 from tests.support import NO_LIMITS, ServerProcess
 
 HEADER, FRAME_HEADER, PAGE = 32, 24, 4096
+SCHEMA = 12   # frames of the schema's transaction (a page for each table and index, and the schema's own)
 
 
 def crashed_copy(tmp_path, messages, text="x"):
     """A state file and its write-ahead log as a crash leaves them: ``messages`` kept, one transaction each
-    (copied while the store is open, before closing checkpoints the log away)."""
+    (copied while the store is open, before closing checkpoints the log away); no history, so each takes one
+    frame."""
     live = tmp_path / "live.db"
-    store = Store.open(str(live))
+    store = Store.open(str(live), history_cap=0)
     for i in range(1, messages + 1):
         store.apply(KeepMessage(i, "yoda", "hans", f"{text}{i}", 1.0))
         store.commit()
@@ -58,12 +60,12 @@ def test_an_intact_log_left_by_a_crash_loses_nothing(tmp_path):
     assert kept_after_recovery(state) == 10
 
 
-@pytest.mark.parametrize("bad", [20, 33, 46])
+@pytest.mark.parametrize("bad", [SCHEMA + 14, SCHEMA + 27, SCHEMA + 40])
 def test_a_damaged_frame_discards_it_and_all_after_as_sqlite_recovery_does(tmp_path, bad):
     state = crashed_copy(tmp_path, 40)
     wal = f"{state}-wal"
     total = frames(wal)
-    assert total == 46   # the schema's transaction (6 frames), then one frame a message
+    assert total == SCHEMA + 40   # the schema's transaction, then one frame a message
     damage(wal, bad)
     report = inspect_wal(wal)
     assert report is not None and not report.bad_header
@@ -75,9 +77,9 @@ def test_a_damaged_frame_discards_it_and_all_after_as_sqlite_recovery_does(tmp_p
 
 def test_a_damaged_salt_counts_as_damage_too(tmp_path):
     state = crashed_copy(tmp_path, 40)
-    damage(f"{state}-wal", 30, at=9)   # the frame's first salt
+    damage(f"{state}-wal", SCHEMA + 24, at=9)   # the frame's first salt
     report = inspect_wal(f"{state}-wal")
-    assert (report.bad_frame, report.transactions) == (30, 17)
+    assert (report.bad_frame, report.transactions) == (SCHEMA + 24, 17)
     assert kept_after_recovery(state) == 40 - 17
 
 
@@ -85,7 +87,8 @@ def test_a_damaged_header_makes_recovery_ignore_the_whole_log(tmp_path):
     state = crashed_copy(tmp_path, 12)
     damage(f"{state}-wal", 1, at=-HEADER + 20)   # (the header's second salt)
     report = inspect_wal(f"{state}-wal")
-    assert report.bad_header and (report.frames, report.discarded, report.transactions) == (18, 18, 13)
+    assert report.bad_header and (report.frames, report.discarded, report.transactions) == (SCHEMA + 12,
+                                                                                             SCHEMA + 12, 13)
     assert "header is damaged" in report.describe()
     assert kept_after_recovery(state) == 0   # all 12 were in the log
 
@@ -104,7 +107,7 @@ def test_frames_of_a_transaction_never_committed_are_counted_apart_from_damage(t
 
 def test_the_store_says_what_was_lost_and_keeps_the_log_as_found_before_sqlite_touches_it(tmp_path, caplog):
     state = crashed_copy(tmp_path, 40)
-    damage(f"{state}-wal", 24)
+    damage(f"{state}-wal", SCHEMA + 18)
     found = open(f"{state}-wal", "rb").read()
     with caplog.at_level(logging.WARNING, logger="reactor.server.store"):
         store = Store.open(str(state))
@@ -139,7 +142,8 @@ def test_a_log_in_use_by_another_server_is_not_reported_nor_kept(tmp_path, caplo
 def test_the_real_server_killed_and_its_log_damaged_says_how_much_was_lost_and_keeps_the_log(tmp_path):
     state = tmp_path / "state.db"
     (tmp_path / "first").mkdir()
-    srv = ServerProcess(tmp_path / "first", extra=("--state", str(state), *NO_LIMITS))
+    # (no history: each message one frame)
+    srv = ServerProcess(tmp_path / "first", extra=("--state", str(state), "--history-days", "0", *NO_LIMITS))
     try:
         hans = srv.client()
         hans.login("hans")
@@ -149,7 +153,7 @@ def test_the_real_server_killed_and_its_log_damaged_says_how_much_was_lost_and_k
         srv.proc.send_signal(signal.SIGKILL)
     finally:
         assert srv.stop() == -signal.SIGKILL
-    damage(f"{state}-wal", 24)
+    damage(f"{state}-wal", SCHEMA + 18)
     found = open(f"{state}-wal", "rb").read()
     (tmp_path / "second").mkdir()
     srv = ServerProcess(tmp_path / "second", extra=("--state", str(state), *NO_LIMITS))
@@ -198,7 +202,7 @@ def test_a_copy_that_cannot_be_kept_stops_the_start_and_leaves_the_log(tmp_path,
     def cannot(path):
         raise OSError(28, "No space left on device")
     state = crashed_copy(tmp_path, 40)
-    damage(f"{state}-wal", 24)
+    damage(f"{state}-wal", SCHEMA + 18)
     found = open(f"{state}-wal", "rb").read()
     monkeypatch.setattr(store, "keep_copy", cannot)
     with pytest.raises(store.StoreError) as info:

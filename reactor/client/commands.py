@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TypeAlias
 
-from ..protocol import MAX_TEXT, ErrorCode, FrameType
+from ..protocol import HISTORY_COUNT, MAX_AWAY, MAX_HISTORY, MAX_TEXT, ErrorCode, FrameType
 from ..text import TEXT_CONTROL
 from .effects import ClientEffect, Print, ToServer
+from .outbox import Outbox
 from .private_chat import PrivateChats
 from .words import COMMAND_HELP, ERRORS, SAY, help_text
 
@@ -132,11 +133,16 @@ def text_limit(line: str) -> int | None:
 
 
 class CommandLine:
-    """Runs the lines typed while logged in; ``leave(now)``: what the user's wish to log out does."""
+    """Runs the lines typed while logged in; ``leave(now)``: what the user's wish to log out does; ``outbox``
+    gives each message its ref and waits for its answer; ``change_password()``: what the password command does
+    (its dialogue begins)."""
 
-    def __init__(self, private: PrivateChats, leave: Callable[[float], list[ClientEffect]]) -> None:
+    def __init__(self, private: PrivateChats, leave: Callable[[float], list[ClientEffect]], outbox: Outbox,
+                 change_password: Callable[[], list[ClientEffect]] = list) -> None:
         self._private = private
         self._leave = leave
+        self._outbox = outbox
+        self._change_password = change_password   # begins the password dialogue (reactor/client/password_change.py)
         self._online: set[str] = set()             # other users online, as the login, presence and whoelse told
         self._asked: deque[bool] = deque()         # users answers to come: True for whoelse, False for since
         self._listed: list[str] = []               # the names of the answer whose pages are coming, so far
@@ -207,7 +213,7 @@ class CommandLine:
 
     @command("message", USER, SENT_TEXT)
     def _message(self, user: str, text: str, *, now: float) -> list[ClientEffect]:
-        return refuse_text(text) or [ToServer({"type": FrameType.MESSAGE, "to": user, "text": text})]
+        return refuse_text(text) or [ToServer(self._outbox.message(user, text))]
 
     @command("broadcast", SENT_TEXT)
     def _broadcast(self, text: str, *, now: float) -> list[ClientEffect]:
@@ -255,6 +261,39 @@ class CommandLine:
         if not self._private.chatting(user):
             return [Print(SAY("not_chatting", {"user": user}))]
         return self._private.stop(user)
+
+    @command("history", Param("user", completes=Choices.ONLINE_USER), Param("n", optional=True))
+    def _history(self, user: str, n: str | None = None, *, now: float) -> list[ClientEffect]:
+        """``user``'s history, or (``broadcast``) the broadcasts'."""
+        count = HISTORY_COUNT
+        if n is not None:
+            count = int(n) if n.isascii() and n.isdigit() else 0
+            if not 1 <= count <= MAX_HISTORY:
+                return [Print(SAY("bad_count", {"most": MAX_HISTORY, "count": n}))]
+        frame: dict[str, object] = {"type": FrameType.HISTORY, "n": count}
+        frame.update({"broadcast": True} if user == "broadcast" else {"user": user})
+        return [ToServer(frame)]
+
+    @command("forget", Param("user", completes=Choices.ONLINE_USER))
+    def _forget(self, user: str, *, now: float) -> list[ClientEffect]:
+        frame: dict[str, object] = {"type": FrameType.FORGET}
+        frame.update({"broadcast": True} if user == "broadcast" else {"user": user})
+        return [ToServer(frame)]
+
+    @command("away", Param("text", text=True, optional=True, most=MAX_AWAY))
+    def _away(self, text: str | None = None, *, now: float) -> list[ClientEffect]:
+        if text is not None and TEXT_CONTROL.search(text):
+            return [Print(SAY("away_control"))]
+        if text is not None and len(text) > MAX_AWAY:
+            return [Print(SAY("away_too_long", {"max": MAX_AWAY}))]
+        return [ToServer({"type": FrameType.AWAY, "text": text or ""})]
+
+    @command("back")
+    def _back(self, *, now: float) -> list[ClientEffect]:
+        return [ToServer({"type": FrameType.BACK})]
+    @command("password")
+    def _password(self, *, now: float) -> list[ClientEffect]:
+        return self._change_password()
 
     @command("logout")
     def _logout(self, *, now: float) -> list[ClientEffect]:

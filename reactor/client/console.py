@@ -147,6 +147,9 @@ class TerminalConsole:
     the line passes what can be sent (an offset, or None), so the excess shows.
     Ctrl-C clears the line and calls ``on_interrupt(was_empty)`` (without one,
     an empty line's Ctrl-C says how to quit).
+    ``tap``, when set, is told each input of the line editor, as ``(op, *args)``
+    (``reactor.journal.client`` records them: the screen can be drawn again);
+    ``size`` is the terminal's (columns, rows) as the editor was last given it.
     """
 
     ESCAPE_WAIT = 0.05   # seconds
@@ -160,9 +163,10 @@ class TerminalConsole:
         self._in = stdin_fd
         self._out = stdout_fd
         self._output = _Output(stdout_fd)
-        cols, rows = self._size()
+        cols, rows = self.size = self._size()
         self._editor = LineEditor(cols, complete, rows=rows, limit=limit, measure=True)
         self._secret = False
+        self.tap: Callable[..., Any] | None = None
         self._saved: list[Any] | None = None
         self._raw: list[Any] | None = None
         self._loop: EventLoop | None = None
@@ -211,6 +215,8 @@ class TerminalConsole:
         self._watch_timers()
 
     def _take(self, data: bytes) -> None:
+        if self.tap is not None:
+            self.tap("k", data)
         events = self._editor.feed(data)
         if events:                          # (inside a bracketed paste there are none, and nothing to draw)
             self._output.write(self._editor.take_output())
@@ -247,11 +253,15 @@ class TerminalConsole:
 
     def _escape_timeout(self) -> None:
         self._escape_timer = None
+        if self.tap is not None:
+            self.tap("x")
         self._editor.escape_timeout()
         self._watch_timers()
 
     def _measurement_timeout(self) -> None:
         self._measure_timer = None
+        if self.tap is not None:
+            self.tap("y")
         self._editor.measurement_timeout()
         self._watch_timers()
 
@@ -269,11 +279,16 @@ class TerminalConsole:
             return
         self._set_mode(self._raw, termios.TCSANOW)
         self._output.write(PASTE_ON)
+        if self.tap is not None:
+            self.tap("Z")
         self._editor.redraw()
         self._watch_timers()
 
     def _resized(self) -> None:
-        self._editor.resize(*self._size())
+        self.size = self._size()
+        if self.tap is not None:
+            self.tap("z", *self.size)
+        self._editor.resize(*self.size)
         self._watch_timers()
 
     def _set_mode(self, settings: list[Any], when: int) -> None:

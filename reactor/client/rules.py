@@ -4,14 +4,21 @@
 one method per event with the current monotonic time ``now`` and carries out
 the returned effects in order (reactor/client/effects.py). It is the one
 façade over the client's parts, each owning its state: the words it shows
-(``words``), the commands the user types (``commands``) and the private-chat
-handshake (``private_chat``), what is tried again by itself (``retries``: a
+(``words``), the commands the user types (``commands``), the messages sent and
+not confirmed yet, tried again while the server cannot keep them (``outbox``),
+the private-chat handshake (``private_chat``), the ``password`` dialogue
+(``password_change``), what else is tried again by itself (``retries``: a
 password the server could not check, a busy server, a script's command over
 the rate limit) and the inactivity deadline with its warning (``idle``); the
 session itself (the login, the order of typed lines and answers, stored
 messages, the goodbye) is kept here. When the session ends under the user (a
 timeout, a shutdown, a lost server), what they were typing is shown so it can
 be copied (``ShowDraft``).
+
+Timers, by the first item of their key: ``ack`` (the stored messages shown),
+``idle`` (the inactivity warning), ``password``, ``reconnect`` and ``resend``
+(``retries``), ``retry`` (a message that goes again, ``outbox``), ``expect``
+and ``peer`` (private chats), ``leave`` (the server's goodbye overdue).
 
 The host asks to ``Listen`` for peers from the start: the server learns the
 address before the login completes, so no private request can overtake it.
@@ -70,6 +77,8 @@ from .effects import (
     ToServer,
 )
 from .idle import IdleWatch
+from .outbox import Outbox, new_nonce
+from .password_change import PasswordChange
 from .private_chat import PrivateChats
 from .retries import Retries
 from .words import ERRORS, FRAME_WORDS, PASSWORD_PROMPT, QUIT_HINT, SAY, USERNAME_PROMPT, Words, hanging
@@ -133,15 +142,20 @@ class ChatClient:
     def __init__(self, *, token_ttl: float = 30.0, peer_hello_timeout: float = 10.0, timestamps: bool = False,
                  wall_offset: float | None = None, tz: tzinfo | None = None,
                  certificate: bytes | None = None, scripted: bool = False,
-                 no_private_chats: str | None = None) -> None:
+                 no_private_chats: str | None = None, nonce: str | None = None) -> None:
         """``timestamps``: live messages show the time they came (it takes ``wall_offset``);
         stored messages always show when they were sent. ``certificate``: TLS mode, private chats
         end to end encrypted (reactor/client/private_chat.py); ``no_private_chats``: why there are none (TLS
         mode that cannot make its certificate: no listening for peers). ``scripted``: the input is a script,
-        not a person at a terminal (reactor/client/retries.py)."""
+        not a person at a terminal (reactor/client/retries.py). ``nonce``: the first part of each message's
+        ref (by default a random one, ``new_nonce``)."""
         self._private = PrivateChats(token_ttl=token_ttl, peer_hello_timeout=peer_hello_timeout,
                                      certificate=certificate, unavailable=no_private_chats)
-        self._command_line = CommandLine(self._private, leave=self._leave)
+        self._outbox = Outbox(nonce if nonce is not None else new_nonce())
+        self._password = PasswordChange()
+        self._command_line = CommandLine(self._private, leave=self._leave, outbox=self._outbox,
+                                         change_password=self._password.begin)
+        self._listed_away: set[str] = set()        # those marked away in a users answer's pages so far
         self._live_stamps = timestamps and wall_offset is not None
         self._wall_offset = wall_offset or 0.0
         self._tz = tz
@@ -160,6 +174,11 @@ class ChatClient:
     def user(self) -> str | None:
         """The user logged in, or None."""
         return self._user
+
+    @property
+    def typed_ahead(self) -> int:
+        """Lines typed that wait for the server's answer before they are taken."""
+        return len(self._typed)
 
     def _done(self) -> bool:
         """The client has exited: events change nothing any more."""
@@ -206,7 +225,9 @@ class ChatClient:
             return []
         if self._waiting:
             self._typed.append(text)
-            return [Prompt("", secret=True)] if self._state in (State.CONNECTING, *LOGIN_STEPS) else []
+            hide = (self._state in (State.CONNECTING, *LOGIN_STEPS) or self._password.asking   # (a password, or
+                    or text.strip() == "password")                                            # one next)
+            return [Prompt("", secret=True)] if hide else []
         return self._noted(self._take(text, now), now)
 
     def end_of_input(self, now: float) -> list[ClientEffect]:
@@ -225,6 +246,8 @@ class ChatClient:
         an empty line, it says how to quit."""
         if self._state in (State.CONNECTING, *LOGIN_STEPS):
             return self._leave(now)
+        if self._state == State.ACTIVE and self._password.asking:
+            return self._password.cancel()
         return [Print(QUIT_HINT)] if was_empty and self._state == State.ACTIVE else []
 
     def listening(self, host: str, port: int, now: float) -> list[ClientEffect]:
@@ -273,8 +296,24 @@ class ChatClient:
             return self._retries.password_due() if self._state == State.PASSWORD and self._waiting else []
         if kind == "reconnect":        # the server was too busy: try again
             return [Reconnect()] if self._state == State.CONNECTING else []
-        if kind == "resend":           # a script's command refused for the rate limit goes again
-            return [*self._retries.resend_due(), ToServer(PING)] if self._state == State.ACTIVE else []
+        if kind == "resend":           # a script's command refused for the rate limit goes again (a message
+            if self._state != State.ACTIVE:   # with its ref: the outbox awaits its new answer)
+                return []
+            resent = self._retries.resend_due()
+            for effect in resent:
+                if type(effect) is ToServer:
+                    self._outbox.sending(effect.frame)
+            return [*resent, ToServer(PING)]
+        if kind == "retry":            # a message the server could not keep goes again (reactor/client/outbox.py)
+            effects = self._outbox.retry(key[1], now) if self._state == State.ACTIVE else None
+            if effects is None:
+                return []
+            sent = [e.frame for e in effects if type(e) is ToServer]
+            if sent:   # (refused for the rate limit, a script sends it again as it is)
+                self._retries.command_sent(sent[-1])
+                return [*effects, ToServer(PING)]
+            self._waiting = self._lines_wait()   # taken meanwhile: the typed lines go, unless another waits
+            return effects if self._waiting else effects + self._drain(now)
         if kind == "expect":           # the requester never came: its token is no longer good
             self._private.ticket_expired(key[1])
             return []
@@ -333,6 +372,10 @@ class ChatClient:
             self._waiting = True
             self._retries.password_sent(text.strip())
             return [ToServer({"type": FrameType.PASSWORD, "password": text.strip()}), Prompt("", secret=True)]
+        if self._password.asking:   # one of the password command's passwords
+            effects = self._password.take(text.strip())
+            self._waiting = self._password.awaiting   # (its answer, not a pong, lets the next line go)
+            return effects if self._waiting else [*effects, ToServer(ACTIVITY)]
         return self._command(text, now)
 
     def _noted(self, effects: list[ClientEffect], now: float) -> list[ClientEffect]:
@@ -402,29 +445,55 @@ class ChatClient:
 
     @on_frame(FrameType.PONG)
     def _on_pong(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        """Every answer to what was sent before the ping is in: the next typed line may go (unless the
-        command goes again, refused for the rate limit: then after its own pong)."""
-        if self._retries.pong_answers() and self._state == State.ACTIVE:
-            self._waiting = False
-        return []
+        """Every answer to what was sent before the ping is in: the next typed line may go, unless the command
+        goes again, refused for the rate limit (then after its own pong), or a message the server could not keep
+        goes again first (``outbox``)."""
+        if not self._retries.pong_answers() or self._state != State.ACTIVE:
+            return []
+        effects = self._outbox.answered(now)
+        self._waiting = self._lines_wait()
+        return effects
+
+    def _lines_wait(self) -> bool:
+        """Once no pong is awaited: whether the typed lines still wait, for a message that goes again (``outbox``)
+        or for the answer to the password change sent (``password_change``: it has no ping)."""
+        return self._outbox.retrying() or self._password.awaiting
+
+    def _password_answered(self, code: str | None, now: float) -> list[ClientEffect]:
+        """A ``password_changed`` (``code`` None) or an error with ``code`` came: if it answers the password change
+        sent, the typed lines go, unless a message goes again; its timer is set now (a ``store_full`` that came late
+        meanwhile waited for this answer, as it waits for a pong: the client never has two pings out)."""
+        if not self._password.answered(code):
+            return []
+        effects = self._outbox.arm(now)
+        self._waiting = self._outbox.retrying()
+        return effects
 
     @on_frame(FrameType.ERROR)
     def _on_error(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         """In ``ERRORS``' words; a login step's error asks for the step again (at another time it is
         not understood), a fatal one ends the client."""
+        if self._state == State.ACTIVE:
+            waiting = self._outbox.refused(frame, now)   # (store_full: the message goes again)
+            if waiting is not None:
+                if not self._waiting:   # a late answer (cluster mode), no pong to come: its timer now (else the
+                    waiting += self._outbox.arm(now)   # pong's, or the password change's answer's)
+                    self._waiting = self._outbox.retrying()
+                return waiting
         code = frame.get("code")
         code = code if type(code) is str else "?"
+        answered = self._password_answered(code, now)   # (the typed lines may go: a message's timer, if one waits)
         retried = self._retried(code, frame, now)
         if retried is not None:
             return retried
         rule = ERRORS.get(code)
         if rule is None or rule.ask_again is not None and self._state not in LOGIN_STEPS:
-            return [Print(SAY("unknown_error", {"code": code}))]
+            return [Print(SAY("unknown_error", {"code": code})), *answered]
         if rule.fatal:   # (at a login step the user may be typing a password: it must not reach the shell)
             return self._finish(rule.shown(frame), 1, drain=self._state in LOGIN_STEPS)
         if rule.ends_request and type(frame.get("user")) is str:
             self._private.request_ended(frame["user"])
-        effects: list[ClientEffect] = [Print(rule.shown(frame))]
+        effects: list[ClientEffect] = [Print(rule.shown(frame)), *answered]
         if rule.ask_again is not None:
             effects += self._ask(rule.ask_again)
         return effects
@@ -479,12 +548,15 @@ class ChatClient:
 
     @on_frame(FrameType.STORED)
     def _on_stored(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        self._outbox.stored(frame)
         return [Print(say("stored", frame))]
 
     @on_frame(FrameType.DELIVERED)
     def _on_delivered(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         """A message relayed to another node of a cluster was taken there: shown as nothing, as a message
-        delivered on the sender's own server is (what matters is the ``stored`` or error that may come instead)."""
+        delivered on the sender's own server is (what matters is the ``stored`` or error that may come instead);
+        the outbox stops listening for its answer."""
+        self._outbox.delivered(frame)
         return []
 
     @on_frame(FrameType.BROADCAST_PARTIAL)
@@ -493,14 +565,20 @@ class ChatClient:
 
     @on_frame(FrameType.USERS)
     def _on_users(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        """The names one a line (the answer to whoelse or whoelsesince), once its last page is in."""
+        """The names one a line (the answer to whoelse or whoelsesince), those away marked, once its last page
+        is in."""
         names = frame.get("names")
         if type(names) is not list:
             return []
+        away = frame.get("away")
+        if type(away) is list:
+            self._listed_away.update(n for n in away if type(n) is str)
         listed = self._command_line.users_listed([n for n in names if type(n) is str], frame.get("more") is True)
         if listed is None:
             return []
-        return [Print("\n".join(listed) if listed else say("nobody"))]
+        away, self._listed_away = self._listed_away, set()
+        shown = [say("away", {"user": n}) if n in away else n for n in listed]
+        return [Print("\n".join(shown) if listed else say("nobody"))]
 
     @on_frame(FrameType.ONLINE)
     def _on_online(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
@@ -510,6 +588,45 @@ class ChatClient:
             if type(user) is str:
                 self._command_line.presence(user, True)
         return []
+
+    @on_frame(FrameType.HISTORY)
+    def _on_history(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        """Each message a line (or more), oldest first, with when it was sent and who wrote it; none: so said.
+        The messages are a list of objects, whose strings are made visible here."""
+        messages = frame.get("messages")
+        if type(messages) is not list:
+            return []
+        broadcast = frame.get("broadcast") is True
+        lines = []
+        for item in messages:
+            if type(item) is not dict or type(item.get("from")) is not str or type(item.get("text")) is not str:
+                continue
+            text = visible_lines(item["text"])
+            shown = say("broadcast" if broadcast else "message", {"from": visible(item["from"]), "text": text})
+            lines.append(hanging(self._sent_stamp(item.get("sent")) + shown, text))
+        if lines:
+            return [Print("\n".join(lines))]
+        if messages:
+            return []
+        return [Print(say("no_broadcasts") if broadcast else say("none", frame))]
+
+    @on_frame(FrameType.FORGOTTEN)
+    def _on_forgotten(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        return [Print(say("broadcasts") if frame.get("broadcast") is True else say("forgotten", frame))]
+
+    @on_frame(FrameType.AWAY)
+    def _on_away(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        return [Print(say("away_text", frame) if frame.get("text") else say("away"))]
+
+    @on_frame(FrameType.BACK)
+    def _on_back(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        return [Print(say("back"))]
+
+    @on_frame(FrameType.AWAY_REPLY)
+    def _on_away_reply(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        if type(frame.get("user")) is not str:
+            return []
+        return [Print(say("away_text", frame) if frame.get("text") else say("away", frame))]
 
     @on_frame(FrameType.PRESENCE)
     def _on_presence(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
@@ -578,6 +695,10 @@ class ChatClient:
             return self._finish(say("operator_text", frame), status, draft=draft)   # (the operator's why, made visible)
         return self._finish(say(reason), status, draft=draft)
 
+    @on_frame(FrameType.PASSWORD_CHANGED)
+    def _on_password_changed(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        return [Print(say("changed")), *self._password_answered(None, now)]
+
     @on_frame(FrameType.NOTICE)
     def _on_notice(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         """The operator's words (made visible, as every string from the network)."""
@@ -604,9 +725,10 @@ class ChatClient:
         return [ToServer({"type": FrameType.ACK, "ids": ids})] if ids else []
 
     def _finish(self, words: str | None, status: int, drain: bool = False, draft: bool = False) -> list[ClientEffect]:
-        """End every private chat, say ``words``, exit with ``status`` (1 for a script whose command finally
-        failed); ``drain``: dropping what is being typed; ``draft``: showing it, the session ended under it."""
-        effects = self._private.close_all()
+        """End every private chat, say ``words`` (after what is said of a message not confirmed), exit with
+        ``status`` (1 for a script whose command finally failed, or a message never confirmed); ``drain``:
+        dropping what is being typed; ``draft``: showing it, the session ended under it."""
+        effects = [*self._private.close_all(), *self._outbox.abandoned()]
         if words is not None:
             effects.append(Print(words))
         if draft:
@@ -614,5 +736,5 @@ class ChatClient:
         self._state, self._waiting = State.DONE, False
         self._typed.clear()
         self._retries.password_answered()
-        effects.append(Exit(1 if status == 0 and self._retries.failed else status, drain))
+        effects.append(Exit(1 if status == 0 and (self._retries.failed or self._outbox.failed) else status, drain))
         return effects

@@ -19,8 +19,9 @@ from ..text import LINE_BREAK
 from .effects import State
 from .graphemes import estimated_width
 
-__all__ = ["fill", "hanging", "Words", "USERNAME_PROMPT", "PASSWORD_PROMPT", "HINT", "QUIT_HINT", "FRAME_WORDS",
-           "ErrorRule", "ERRORS", "SAY", "COMMAND_HELP", "help_text"]
+__all__ = ["fill", "hanging", "Words", "USERNAME_PROMPT", "PASSWORD_PROMPT", "CURRENT_PASSWORD_PROMPT",
+           "NEW_PASSWORD_PROMPT", "NEW_PASSWORD_AGAIN_PROMPT", "HINT", "QUIT_HINT", "FRAME_WORDS", "ErrorRule",
+           "ERRORS", "SAY", "COMMAND_HELP", "help_text"]
 
 
 class _Fields(dict[str, Any]):
@@ -60,6 +61,9 @@ class Words:
 
 USERNAME_PROMPT = "Username: "
 PASSWORD_PROMPT = "Password: "
+CURRENT_PASSWORD_PROMPT = "Current password: "   # the password command's three (none echoed)
+NEW_PASSWORD_PROMPT = "New password: "
+NEW_PASSWORD_AGAIN_PROMPT = "New password again: "
 HINT = "Type help for commands"
 QUIT_HINT = "To quit, type logout or press Ctrl-D"   # the terminal console's answer to Ctrl-C
 
@@ -74,7 +78,7 @@ FRAME_WORDS: dict[FrameType, Words] = {
     FrameType.MESSAGE: Words({"message": "{from}: {text}", "broadcast": "[broadcast] {from}: {text}"}),
     FrameType.STORED: Words({"stored": "{to} is offline; the message will be delivered when they log in"}),
     FrameType.BROADCAST_PARTIAL: Words({"partial": "Your message could not be delivered to some recipients"}),
-    FrameType.USERS: Words({"nobody": "No other users online"}),
+    FrameType.USERS: Words({"nobody": "No other users online", "away": "{user} (away)"}),
     FrameType.PRESENCE: Words({"online": "{user} logged in", "offline": "{user} logged out"}),
     FrameType.BLOCKED: Words({"blocked": "{user} is blocked"}),
     FrameType.UNBLOCKED: Words({"unblocked": "{user} is unblocked"}),
@@ -83,6 +87,14 @@ FRAME_WORDS: dict[FrameType, Words] = {
                                       "declined": "Declined private messaging with {from}"}),
     FrameType.PRIVATE_CANCELLED: Words({"cancelled": "Private messaging request with {user} was cancelled"}),
     FrameType.NOTICE: Words({"notice": "[server] {text}"}),
+    FrameType.HISTORY: Words({"message": "{from}: {text}", "broadcast": "[broadcast] {from}: {text}",
+                              "none": "No history with {user}", "no_broadcasts": "No broadcasts in your history"}),
+    FrameType.FORGOTTEN: Words({"forgotten": "Your history with {user} is forgotten",
+                                "broadcasts": "Your broadcast history is forgotten"}),
+    FrameType.AWAY: Words({"away": "You are away", "away_text": "You are away: {text}"}),
+    FrameType.BACK: Words({"back": "You are back"}),
+    FrameType.AWAY_REPLY: Words({"away": "{user} is away", "away_text": "{user} is away: {text}"}),
+    FrameType.PASSWORD_CHANGED: Words({"changed": "Password changed"}),
     FrameType.BYE: Words({   # by the frame's reason (and the operator's, with its text)
         ByeReason.LOGOUT: "Logged out",
         ByeReason.TIMEOUT: "You have been logged out due to inactivity",
@@ -141,7 +153,9 @@ ERRORS: dict[str, ErrorRule] = {   # keyed by ErrorCode (a str): every code the 
     ErrorCode.SELF: ErrorRule("Error. Not with yourself", by_command={
         FrameType.MESSAGE: "Error. Cannot message yourself",
         FrameType.BLOCK: "Error. Cannot block yourself",
-        FrameType.STARTPRIVATE: "Error. Cannot start private messaging with yourself"}),
+        FrameType.STARTPRIVATE: "Error. Cannot start private messaging with yourself",
+        FrameType.HISTORY: "Error. There is no history with yourself",
+        FrameType.FORGET: "Error. There is no history with yourself to forget"}),
     ErrorCode.BLOCKED_BY_RECIPIENT: ErrorRule("Your message could not be delivered as the recipient has blocked you"),
     ErrorCode.ALREADY_BLOCKED: ErrorRule("Error. {user} is already blocked"),
     ErrorCode.NOT_BLOCKED: ErrorRule("Error. {user} was not blocked"),
@@ -154,7 +168,8 @@ ERRORS: dict[str, ErrorRule] = {   # keyed by ErrorCode (a str): every code the 
     ErrorCode.STORE_FULL: ErrorRule(by_command={   # the server had no room to keep it
         FrameType.MESSAGE: "Error. The server cannot keep messages right now; {user} did not get yours",
         FrameType.BLOCK: "Error. The server cannot keep blocks right now; {user} is not blocked",
-        FrameType.UNBLOCK: "Error. The server cannot keep blocks right now; {user} is still blocked"}),
+        FrameType.UNBLOCK: "Error. The server cannot keep blocks right now; {user} is still blocked",
+        FrameType.FORGET: "Error. The server cannot keep changes right now; your history is not forgotten"}),
     ErrorCode.BAD_ARGUMENT: ErrorRule("Error. {detail}"),
     ErrorCode.OFFLINE: ErrorRule("Error. {user} is offline", ends_request=True),
     ErrorCode.PRIVATE_BLOCKED: ErrorRule("Error. Cannot start private messaging with {user}: you are blocked",
@@ -164,6 +179,14 @@ ERRORS: dict[str, ErrorRule] = {   # keyed by ErrorCode (a str): every code the 
         "Error. {user} cannot accept private messaging right now", ends_request=True),
     ErrorCode.PRIVATE_DECLINED: ErrorRule("Error. {user} declined private messaging", ends_request=True),
     ErrorCode.NO_REQUEST: ErrorRule("Error. No private messaging request from {user}"),
+    ErrorCode.NOT_AWAY: ErrorRule("Error. You are not away"),
+    ErrorCode.HISTORY_OFF: ErrorRule("Error. This server keeps no history"),
+    ErrorCode.WRONG_PASSWORD: ErrorRule("Error. Wrong password; your password was not changed"),
+    ErrorCode.PASSWORD_REFUSED: ErrorRule("Error. That password cannot be used: {detail}"),
+    ErrorCode.PASSWORD_UNCHANGEABLE: ErrorRule("Error. Passwords cannot be changed on this server"),
+    ErrorCode.PASSWORD_NOT_CHANGED: ErrorRule("Error. Your password was not changed; try again later",
+                                              lasts=LOCK_LASTS),
+    ErrorCode.ACCOUNT_CHANGED: ErrorRule("Error. Your account was changed meanwhile; your password was not changed"),
 }
 
 
@@ -190,6 +213,16 @@ SAY = Words({
     "already_chatting": "Error. Private messaging with {user} is already enabled",
     "already_starting": "Error. Private messaging with {user} is starting already",
     "not_chatting": "Error. Private messaging to {user} not enabled",
+    "bad_count": "Error. history shows from 1 to {most} messages, not {count!r}",
+    "away_too_long": "Error. Away text too long (at most {max} characters)",
+    "away_control": "Error. Away text cannot contain control characters",
+    "passwords_differ": "Error. The new passwords differ; your password was not changed",
+    "password_kept": "Password not changed",                  # the password command given up
+    # a message not confirmed (reactor/client/outbox.py)
+    "waiting": "Message to {user} not confirmed yet; trying again in {seconds} s",
+    "sent_after_all": "Message to {user} sent",
+    "unconfirmed": "Error. Message to {user} not confirmed: the server cannot keep messages right now",
+    "unconfirmed_at_exit": "Error. Message to {user} not confirmed",
     # the private chats
     "no_private_chats": "Private chats are unavailable: {reason}",   # (TLS mode without its library)
     "unencrypted_peer": ("Error. Cannot start private messaging with {user}: "
@@ -232,6 +265,11 @@ COMMAND_HELP = {
     "startprivate": "ask <user> for a peer-to-peer chat",
     "private": "send <text> straight to <user>'s client",
     "stopprivate": "end the peer-to-peer chat with <user>",
+    "history": "the last [<n>] (20, at most 500) messages with <user>, or of broadcast",
+    "forget": "delete your copy of your history with <user> (or broadcast)",
+    "away": "tell those who message you that you are away",
+    "back": "you are not away any more",
+    "password": "change your password (asked for without echo)",
     "logout": "log out and exit",
     "help": "this list, or how to use one command",
 }

@@ -36,6 +36,13 @@ what the other nodes tell all nodes and this one. Nothing blocks.
   per node a turn.
 - **Resync.** On every (re)connection the node reads the engine's whole view
   (``SNAPSHOT``) and its users hear what they missed; the streams go on from there.
+- **Passwords.** A user's current password, given to change it, is counted by
+  the engine as a login's (``CountPassword``: a wrong one by the ``LOGIN``
+  script, which logs nobody in for one; a right one ends the count). The node
+  that took the change writes its own accounts file and publishes the new hash
+  (``password``); every other node sets it in its logins and writes it into its
+  own file too, unless the file already holds it (nodes that share one file:
+  the first node wrote it). So nodes may share a file or each have their own.
 """
 from __future__ import annotations
 
@@ -48,13 +55,14 @@ from typing import Any
 
 from ..loop import EventLoop, TimerHandle
 from ..protocol import ErrorCode
-from ..server.effects import ClaimLogin, Publish, Relay, RelayMessage, ReleaseLogin
-from ..server.host import ServerHost
-from ..server.limits import stored_size
+from ..server.effects import ClaimLogin, CountPassword, Publish, Relay, RelayMessage, ReleaseLogin
+from ..server.host import DAY, ServerHost
 from ..server.logins import MAX_LOGIN_FAILURES
+from ..server.passwords import parse_hash
+from ..server.store import HISTORY_CAP
 from . import scripts
 from .engine import Engine, EngineError, Reply
-from .keeping import EngineDurability
+from .keeping import EngineDurability, message_record
 from .rules import ClusterChatServer, LoginOutcome, StoredRecord
 
 __all__ = ["ClusterHost", "LEASE", "GRACE", "RENEW_EVERY"]
@@ -78,12 +86,14 @@ def _stream_id(entry_id: str) -> tuple[int, int]:
 class ClusterHost(ServerHost):
     """``ServerHost`` for a ``ClusterChatServer``: the engine in place of the local store."""
 
-    CARRY_OUT = {**ServerHost.CARRY_OUT, ClaimLogin: "_claim", ReleaseLogin: "_release", Relay: "_relay",
-                 RelayMessage: "_relay_message", Publish: "_publish"}
+    CARRY_OUT = {**ServerHost.CARRY_OUT, ClaimLogin: "_claim", CountPassword: "_count_password",
+                 ReleaseLogin: "_release", Relay: "_relay", RelayMessage: "_relay_message", Publish: "_publish"}
 
     def __init__(self, loop: EventLoop, logic: ClusterChatServer, engine: tuple[str, int], node: str, *,
-                 lease: float = LEASE, prefix: str = scripts.PREFIX, **options: Any) -> None:
-        """``lease``: seconds; the renewals, the grace and the reconnects scale with it."""
+                 lease: float = LEASE, prefix: str = scripts.PREFIX, history_cap: int = HISTORY_CAP,
+                 **options: Any) -> None:
+        """``lease``: seconds; the renewals, the grace and the reconnects scale with it. ``history_cap``: the
+        messages of its own a user's history keeps (with ``history_days``, the engine's settings for every node)."""
         self._cluster = logic
         self._node = node
         self._lease = lease
@@ -96,7 +106,10 @@ class ClusterHost(ServerHost):
         self._engine = Engine(loop, host, port, name=f"engine ({node})", on_up=self._engine_up,
                               on_down=self._engine_down, reply_timeout=lease / 2, backoff=backoff,
                               round_trips=logic.counts.engine_round_trip)
-        self.keeping = EngineDurability(self._script, node, logic, self._answered)   # the engine keeps the changes
+        days = options.get("history_days")
+        self.keeping = EngineDurability(   # the engine keeps the changes, and the history
+            self._script, node, logic, self._answered, history_keep_ms=int((days or 0) * DAY * 1000),
+            history_cap=history_cap)
         super().__init__(loop, logic, durability=self.keeping, **options)
         self._reader = Engine(loop, host, port, name=f"engine reader ({node})", on_up=self._read,
                               reply_timeout=READ_BLOCK / 1000 + lease, backoff=backoff)
@@ -168,7 +181,8 @@ class ClusterHost(ServerHost):
         self._joining = True
         sent = self._loop.time()
         self._script(scripts.JOIN, [self._node, int(self._lease * 1000), self._token, secrets.token_hex(8),
-                                    *self._limits()], lambda reply: self._joined_as(reply, sent))
+                                    *self._limits(), self.keeping.history_keep_ms, self.keeping.history_cap],
+                     lambda reply: self._joined_as(reply, sent))
 
     def _joined_as(self, reply: Reply, sent: float) -> None:
         self._joining = False
@@ -326,13 +340,13 @@ class ClusterHost(ServerHost):
     def _resync(self, reply: Reply) -> None:
         if isinstance(reply, EngineError) or not self._joined:
             return
-        online, last, blocks, locks, events_from, now_ms = reply
+        online, last, blocks, locks, events_from, now_ms, away = reply
         now = self._loop.time()
         pairs = (pair.split("\n", 1) for pair in blocks)
         locked = {user: self._clock(until) for user, until in _pairs(locks) if float(until) > float(now_ms)}
         self._apply(self._cluster.resync(
             dict(_pairs(online)), {user: self._clock(at) for user, at in _pairs(last)},
-            [(blocker, blocked) for blocker, blocked in pairs], locked, self._node, now))
+            [(blocker, blocked) for blocker, blocked in pairs], locked, self._node, now, away=dict(_pairs(away))))
         if not self._reading:   # (a read under way goes on from where it is: its news are no older than ours)
             self._events_from = events_from
         self._read()
@@ -394,6 +408,20 @@ class ClusterHost(ServerHost):
             self._apply(logic.remote_broadcast(event["from"], event["text"], now))
         elif kind == "notice":
             self._apply(logic.remote_notice(event["text"], now))
+        elif kind == "away":
+            text = event.get("text")
+            logic.remote_away(event["user"], text if type(text) is str else None)
+        elif kind == "password":
+            self._password_elsewhere(event["user"], event["field"])
+
+    def _password_elsewhere(self, user: Any, field: Any) -> None:
+        """``user`` changed their password on another node: this node's file gets it (unless it holds it
+        already: a file shared with that node), and this node's logins need it from now."""
+        if type(user) is not str or type(field) is not str:
+            raise TypeError("a password event needs a user and a field")
+        parse_hash(field)   # (ValueError: dropped) never a malformed line in the file: its reload would fail
+        self.write_password(user, field, None)
+        self._apply(self._cluster.remote_password(user, field, self._loop.time()))
 
     def _take_inbox(self, entry_id: str, event: dict[str, Any], fields: list[Any]) -> None:
         if event["kind"] == "message" and len(fields) >= 4:   # (RELAY's: the record in the second field)
@@ -415,10 +443,29 @@ class ClusterHost(ServerHost):
         if not self._joined:
             self._loop.call_soon(self._decided, effect, generation, LoginOutcome.UNAVAILABLE)
             return
-        self._script(scripts.LOGIN, [effect.user, int(effect.ok), self._node,
-                                     int(self._cluster.block_duration * 1000), MAX_LOGIN_FAILURES, self._token,
-                                     self._incarnation, *self._limits()],
-                     lambda reply: self._login_answer(effect, generation, reply))
+        self._login_script(effect.user, effect.ok, lambda reply: self._login_answer(effect, generation, reply))
+
+    def _login_script(self, user: str, ok: bool, answer: Callable[[Reply], Any]) -> None:
+        self._script(scripts.LOGIN, [user, int(ok), self._node, int(self._cluster.block_duration * 1000),
+                                     MAX_LOGIN_FAILURES, self._token, self._incarnation, *self._limits()], answer)
+
+    def _count_password(self, effect: CountPassword) -> None:
+        """A current password given to change it: a right one ends the count of wrong ones in the engine (no
+        answer needed); a wrong one is counted by the ``LOGIN`` script, as a login's, and answered."""
+        if effect.ok:
+            if self._joined:
+                self._engine.call("HDEL", f"{self._prefix}:failures", effect.user)
+            return
+        if not self._joined:
+            self._loop.call_soon(self._counted, effect, EngineError("not in the cluster"))
+            return
+        self._login_script(effect.user, False, lambda reply: self._counted(effect, reply))
+
+    def _counted(self, effect: CountPassword, reply: Reply) -> None:
+        outcome = LoginOutcome.UNAVAILABLE if isinstance(reply, EngineError) else LoginOutcome(reply[0])
+        until = self._clock(reply[1]) if outcome in (LoginOutcome.LOCKED, LoginOutcome.BLOCKED) else None
+        self._apply(self._cluster.password_counted(effect.conn, effect.user, outcome, self._loop.time(),
+                                                   until=until))
 
     def _login_answer(self, effect: ClaimLogin, generation: int, reply: Reply) -> None:
         if isinstance(reply, EngineError):
@@ -476,13 +523,10 @@ class ClusterHost(ServerHost):
 
     def _relay_message(self, effect: RelayMessage) -> None:
         """To the node of its recipient through the engine (``RELAY``), or kept; the answer to the logic."""
-        text = effect.text
-        size = len(text.encode("utf-8", "surrogatepass"))
-        cost = stored_size(size)
-        record = json.dumps({"to": effect.to, "from": effect.sender, "text": text, "sent": effect.sent,
-                             "size": size, "chars": len(text), "cost": cost})
+        record, cost = message_record(effect.to, effect.sender, effect.text, effect.sent, effect.ref)
         self._script(scripts.RELAY, [effect.id, effect.to, effect.sender, record, cost, *self._limits(),
-                                     effect.origin or self._node, self._node],
+                                     effect.origin or self._node, self._node, effect.ref or "",
+                                     int(effect.origin is None)],
                      lambda reply: self._relay_answered(effect, reply))
 
     def _relay_answered(self, effect: RelayMessage, reply: Reply) -> None:
@@ -492,6 +536,11 @@ class ClusterHost(ServerHost):
         self._apply(self._cluster.relay_answered(effect, reply, self._loop.time()))
 
     def _publish(self, effect: Publish) -> None:
+        event = effect.event
+        if event.get("kind") == "away":   # kept in the engine too, for a node that reads its view again
+            text = event.get("text")
+            self._script(scripts.AWAY, [event["user"], int(text is not None), text or "", self._node])
+            return
         self._engine.call("XADD", f"{self._prefix}:events", "MAXLEN", "~", scripts.EVENTS_KEPT, "*",
                           "e", json.dumps({**effect.event, "node": self._node}))
 

@@ -10,7 +10,10 @@ and ``ChatServer`` binds the handlers of all its parts into one table
 (``bind``), which ``received`` looks a frame's ``type`` up in. The fields are
 checked in order before the handler runs; a field whose value will not do
 refuses the frame (``bad_frame``, counted toward the connection's budget, or
-an answer with the field's ``code``).
+an answer with the field's ``code``). A command may also name ``optional``
+fields: its handler gets the frame itself after the fields' values, and reads
+and checks those where it uses them (a relayed message uses none of its
+optional fields: checking each before would cost every message a call).
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from typing import Any, TypeVar
 from ..protocol import ErrorCode, FrameType
 
 __all__ = ["State", "LOGGED_IN", "LOGGING_IN", "STRANGER", "Field", "typed", "valid", "any_value", "string",
-           "seconds_problem", "Command", "command", "bind"]
+           "seconds_problem", "Command", "command", "bind", "declared_fields"]
 
 
 class State(Enum):
@@ -91,12 +94,14 @@ class Command:
     """How the server takes one type of client frame: in which connection ``states``, with which ``fields``
     (checked in order before ``handler`` runs), and whether it counts as the user's ``activity`` (it re-arms
     the inactivity timer). ``handler(who, now, *values)``: ``who`` is the ``Session`` of a command taken only
-    after login (``session``), else the ``Conn``; ``values`` are the fields' values, checked."""
+    after login (``session``), else the ``Conn``; ``values`` are the fields' values, checked, then (if it has
+    ``optional`` fields, which its handler reads and checks itself) the frame."""
     handler: Callable[..., Any]
     fields: tuple[Field, ...]
     states: frozenset[State]
     activity: bool
     session: bool
+    optional: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,18 +110,20 @@ class _Declared:
     fields: tuple[Field, ...]
     states: frozenset[State]
     activity: bool
+    optional: tuple[str, ...]
 
 
 _DECLARED: dict[Callable[..., Any], _Declared] = {}   # handler function -> its declaration (filled by @command)
 _Handler = TypeVar("_Handler", bound=Callable[..., Any])
 
 
-def command(kind: FrameType, *fields: Field, states: frozenset[State] = LOGGED_IN,
-            activity: bool = True) -> Callable[[_Handler], _Handler]:
+def command(kind: FrameType, *fields: Field, states: frozenset[State] = LOGGED_IN, activity: bool = True,
+            optional: tuple[str, ...] = ()) -> Callable[[_Handler], _Handler]:
     """Declare the method it decorates the handler of client frames of type ``kind``: their fields, and when
-    they are taken (by default after login only; a frame that comes in another state is refused)."""
+    they are taken (by default after login only; a frame that comes in another state is refused); the names of
+    its ``optional`` fields, if any (the handler gets the frame, and reads them itself)."""
     def declare(handler: _Handler) -> _Handler:
-        _DECLARED[handler] = _Declared(kind, fields, states, activity)
+        _DECLARED[handler] = _Declared(kind, fields, states, activity, optional)
         return handler
     return declare
 
@@ -133,5 +140,11 @@ def bind(*parts: object) -> dict[str, Command]:
                 assert declared.kind not in table, f"two handlers of {declared.kind!r}"
                 # Keyed by the plain string: a peer's ``type`` is found by the fast path of a dict of str keys.
                 table[declared.kind.value] = Command(getattr(part, name), declared.fields, declared.states,
-                                               declared.activity, declared.states == LOGGED_IN)
+                                               declared.activity, declared.states == LOGGED_IN, declared.optional)
     return table
+
+
+def declared_fields() -> dict[str, tuple[str, ...]]:
+    """Each frame type declared so far -> the names of its fields: all of a frame the rules look at (a journal
+    records no more of it, reactor/journal/server.py)."""
+    return {declared.kind.value: tuple(f.name for f in declared.fields) for declared in _DECLARED.values()}

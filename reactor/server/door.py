@@ -33,6 +33,7 @@ MAX_LOGIN_TIME = 60.0    # seconds: a connection must log in within timeout, but
 MAX_BAD_FRAMES = 10      # refused frames that close a connection
 
 Release = Callable[[Session], list[Step]]   # the hook told of a session that ended (see ChatServer.release_login)
+Noted = Callable[[str, bool, float], list[Step]]   # a session began (True) or ended here: what else follows
 
 
 class Door:
@@ -40,7 +41,8 @@ class Door:
 
     def __init__(self, sessions: Sessions, presence: Presence, privates: PrivateChats, mail: Mail, *,
                  timeout: float, max_bad_frames: int = MAX_BAD_FRAMES, release: Release,
-                 counts: ChatCounts | None = None) -> None:
+                 counts: ChatCounts | None = None, noted: Noted | None = None) -> None:
+        """``noted(user, online, now)``: what else a session's start or end here means (history, away)."""
         self._sessions = sessions
         self._presence = presence
         self._privates = privates
@@ -50,6 +52,7 @@ class Door:
         self._max_bad = max_bad_frames
         self._release = release
         self._counts = counts if counts is not None else ChatCounts()   # logins, strangers closed for errors
+        self._noted = noted
 
     def connect(self, conn: int, now: float, address: str) -> SetTimer:
         """A new connection: its login deadline (``timeout``, at most ``MAX_LOGIN_TIME``)."""
@@ -68,6 +71,8 @@ class Door:
         if c.version >= 3:
             effects += self._presence.online(s)
         effects.append(self._presence.note(user, True, s))
+        if self._noted is not None:
+            effects += self._noted(user, True, now)
         effects += self._mail.start(s)
         return effects
 
@@ -112,6 +117,8 @@ class Door:
         if announce:
             effects.append(self._presence.note(user, False))
         log.info("%s logged out (%s), conn %d", user, why, c.id, extra={"user": user, "conn": c.id, "reason": why})
+        if self._noted is not None:
+            effects += self._noted(user, False, now)
         if release:
             effects += self._release(s)
         return effects

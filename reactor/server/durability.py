@@ -18,6 +18,14 @@ A durability answers through the ``Answered`` callback it was given:
 also ``queue_full`` or ``quota_exceeded``). The logic's ``not_stored`` answers
 for each of those in place of its confirmation; what waited goes out.
 
+History (``Remember``, ``NoteSession``) goes to the durability too, but
+nothing waits for it: a relayed message is sent at once, and its history is
+written with the turn's changes (``remember``: the store buffers the turn's and
+writes them in one statement before anything else of the turn, and commits them
+with it; the engine sends them in one script). A read (``read_history``) sees
+everything written before it. ``trim_history`` drops what is older than the
+history is kept.
+
 Stored messages (``SendStored``) get their texts from the durability where the
 effect is carried out (``texts``). A message whose text it has not is left out
 and logged (``with_texts``), on either host: sent with an empty or made-up
@@ -33,14 +41,15 @@ from typing import Protocol
 
 from ..ops.metrics import Observer
 from ..protocol import ErrorCode, Frame
-from .effects import KeepMessage, StoreChange
-from .store import StoreFull
+from .effects import HistoryNote, HistoryRow, KeepMessage, ReadHistory, StoreChange
+from .store import HISTORY_TRIM_BATCH, StoreFull
 
-__all__ = ["Durability", "Answered", "TransactionalStore", "StoreDurability", "with_texts"]
+__all__ = ["Durability", "Answered", "HistoryAnswer", "TransactionalStore", "StoreDurability", "with_texts"]
 
 log = logging.getLogger(__name__)
 
 Answered = Callable[[int, list[tuple[StoreChange, ErrorCode]]], None]   # (upto, refused): see the docstring
+HistoryAnswer = Callable[[list[HistoryRow]], None]   # a history read: its rows, newest first
 
 
 class Durability(Protocol):
@@ -57,14 +66,29 @@ class Durability(Protocol):
     def end_turn(self) -> None:
         """The loop is about to sleep."""
 
+    def remember(self, note: HistoryNote) -> None:
+        """Write this history with the turn's changes; nothing waits for it."""
+
+    def read_history(self, request: ReadHistory, answer: HistoryAnswer) -> None:
+        """Read the history ``request`` asks for (everything written before it included); ``answer`` its rows."""
+
+    def trim_history(self, before: float) -> bool:
+        """Drop (some of) the history sent before ``before`` (wall-clock seconds); whether more of it is left
+        for the next turn."""
+        ...
+
 
 class TransactionalStore(Protocol):
     """Durable state: ``apply`` takes store changes, ``commit`` makes them durable; either raises
-    ``StoreFull`` (the open transaction rolled back) when there is no room. ``texts`` reads kept messages."""
+    ``StoreFull`` (the open transaction rolled back) when there is no room. ``texts`` reads kept messages;
+    ``remember``, ``history`` and ``trim_history`` write, read and trim the history."""
 
     def apply(self, change: StoreChange) -> None: ...
     def commit(self) -> None: ...
     def texts(self, ids: Iterable[int]) -> dict[int, str]: ...
+    def remember(self, notes: list[HistoryNote]) -> None: ...
+    def history(self, owner: str, peer: str | None, count: int) -> list[HistoryRow]: ...
+    def trim_history(self, before: float) -> int: ...
 
 
 def with_texts(frames: tuple[Frame, ...], texts: dict[int, str]) -> list[Frame]:
@@ -102,18 +126,54 @@ class StoreDurability:
         self._kept: dict[int, str] = {}       # the texts of the messages it adds, by id, until its commit
         self._full = False                    # the store refused this turn's transaction
         self._last = 0                        # the number of the last change written
+        self._notes: list[HistoryNote] = []   # history not yet written into the transaction
 
     def write(self, number: int, change: StoreChange) -> None:
-        """Into the store's open transaction (``end_turn`` ends it)."""
+        """Into the store's open transaction (``end_turn`` ends it), after the history before it."""
         self._last = number
         if type(change) is KeepMessage:
             self._kept[change.id] = change.text
         self._turn.append(change)
+        if self._notes:
+            self._write_notes()
         if not self._full:
             try:
                 self.store.apply(change)
             except StoreFull:
                 self._full = True
+
+    def remember(self, note: HistoryNote) -> None:
+        """Buffered until the turn's next change, read or commit: written then in one statement. (A relayed
+        message's cost, callgrind: see docs/performance.md.)"""
+        self._notes.append(note)
+
+    def _write_notes(self) -> None:
+        """The buffered history into the open transaction; no room rolls the turn back, as a change would."""
+        notes, self._notes = self._notes, []
+        if self._full:
+            return
+        try:
+            self.store.remember(notes)
+        except StoreFull:
+            self._full = True
+
+    def read_history(self, request: ReadHistory, answer: HistoryAnswer) -> None:
+        """Read from the store at once (its open transaction included)."""
+        if self._notes:
+            self._write_notes()
+        answer(self.store.history(request.owner, request.peer, request.count))
+
+    def trim_history(self, before: float) -> bool:
+        """A batch into the open transaction: whether it was a whole one (more may be left)."""
+        if self._notes:
+            self._write_notes()
+        if self._full:
+            return False
+        try:
+            return self.store.trim_history(before) >= HISTORY_TRIM_BATCH
+        except StoreFull:
+            self._full = True
+            return False
 
     def texts(self, ids: Iterable[int]) -> dict[int, str]:
         """This turn's from what it keeps, the others' from the store."""
@@ -127,7 +187,15 @@ class StoreDurability:
     def end_turn(self) -> None:
         """Make this turn's changes durable, then answer for them (those refused last first: the logic undoes
         them in the reverse order it made them)."""
-        if not self._turn:
+        if self._notes:
+            self._write_notes()
+        if not self._turn:   # the history alone, if any (nothing waits for it); nothing open: a no-op
+            if not self._full:
+                try:
+                    self.store.commit()
+                except StoreFull:
+                    log.warning("the store is full: this turn's history is not kept")
+            self._full = False
             return
         started = time.perf_counter()
         refused = self._store_turn()

@@ -16,6 +16,13 @@ The host carries out the effects of one event in order:
   kept: sent in its place once stored; if the store cannot keep it (full),
   the host calls ``not_stored(change, now)`` instead, which undoes it and
   answers for it;
+- ``Remember``, ``NoteSession``: history (``reactor/server/history.py``): a
+  message or broadcast, a session's start or end, written with the turn's
+  changes; nothing waits for them (a live message is not confirmed by its
+  history), and what the durability cannot keep of them is lost;
+- ``ReadHistory``: read a user's history; the host answers with
+  ``history_read(conn, request, rows, now)``;
+- ``ForgetHistory`` (a ``StoreChange``): a user forgets its copy of a conversation;
 - ``WhenWritable``: once this connection has room for more output (what was
   sent to it before has mostly left), call ``writable(conn, now)``;
 - ``LoggedIn``: this connection is a user's now, no longer a stranger's (it
@@ -26,10 +33,17 @@ The host carries out the effects of one event in order:
 - ``CheckPassword``: check this password against this hash (an account
   whose password field is a scrypt hash, ``reactor/server/passwords.py``): slow, so
   the host has it checked off the loop and calls ``password_checked(conn, ok,
-  now)`` with the answer (``ok`` None: it could not be checked).
+  now)`` with the answer (``ok`` None: it could not be checked);
+- ``HashPassword``: make a hash field of this new password, off the loop too;
+  the host answers ``password_hashed(conn, field, now)`` (None: it could not);
+- ``SetPassword``: write this account's new password field into the accounts
+  file (``reactor/server/accounts_file.py``), if its line still holds the
+  password checked; the host answers ``password_written(conn, user, field,
+  refusal, now)`` (``refusal`` None: the file holds it now).
 
-A cluster node's rules (``reactor/cluster/rules.py``) return five more, the
-``ClusterEffect``s: ``ClaimLogin``, ``ReleaseLogin``, ``Relay``, ``RelayMessage`` and ``Publish``.
+A cluster node's rules (``reactor/cluster/rules.py``) return six more, the
+``ClusterEffect``s: ``ClaimLogin``, ``CountPassword``, ``ReleaseLogin``, ``Relay``, ``RelayMessage`` and
+``Publish``.
 """
 from __future__ import annotations
 
@@ -44,8 +58,10 @@ if TYPE_CHECKING:
     from .sessions import Session
 
 __all__ = ["Send", "SendBatch", "SendStored", "Close", "SetTimer", "CancelTimer", "KeepMessage", "ForgetMessages",
-           "AddBlock", "RemoveBlock", "WhenWritable", "LoggedIn", "LoginFailed", "CheckPassword", "StoreChange",
-           "STORE_CHANGES", "ServerEffect", "SERVER_EFFECTS", "ClaimLogin", "ReleaseLogin", "Relay", "RelayMessage",
+           "AddBlock", "RemoveBlock", "ForgetHistory", "Remember", "NoteSession", "ReadHistory",
+           "WhenWritable", "LoggedIn", "LoginFailed", "CheckPassword", "HashPassword", "SetPassword", "StoreChange",
+           "STORE_CHANGES", "HistoryNote", "HistoryRow",
+           "ServerEffect", "SERVER_EFFECTS", "ClaimLogin", "CountPassword", "ReleaseLogin", "Relay", "RelayMessage",
            "Publish", "ClusterEffect", "CLUSTER_EFFECTS", "PresenceNote", "Step", "error", "reply", "bye"]
 
 
@@ -100,13 +116,21 @@ class Close:
 @dataclass(frozen=True, slots=True)
 class KeepMessage:
     """A durable change: keep message ``id`` from ``sender`` for ``to`` (``sent``: wall-clock seconds, or None).
-    ``confirm``, as in each store change: the reply sent, in this place, once the change is stored."""
+    ``confirm``, as in each store change: the reply sent, in this place, once the change is stored. ``ref``: the
+    id the sender's client gave the message (or None), kept with it so that the message is not kept twice.
+    ``handed_here``: see ``Mail.refused``. ``relayed``: a cluster node keeps a message another node relayed to
+    it (its ref is known to the engine as this very message's, so it is kept, not taken for a repeat)."""
     id: int
     to: str
     sender: str
     text: str
     sent: float | None = None
     confirm: Send | None = None
+    ref: str | None = None
+    # Its recipient, if online here, is handed it by this process's mail (so once handed, a refusal comes too
+    # late: it stands confirmed); False: a cluster node's retry, which reaches anyone only once the engine kept it.
+    handed_here: bool = True
+    relayed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +154,47 @@ class RemoveBlock:
     blocker: str
     blocked: str
     confirm: Send | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetHistory:
+    """A durable change: ``owner`` forgets its copy of its history with ``peer`` (None: its broadcasts), up to
+    the last message kept so far."""
+    owner: str
+    peer: str | None
+    confirm: Send | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Remember:
+    """History: ``sender`` sent ``text`` to ``to`` (None: a broadcast, which those in ``hidden``, blocking the
+    sender then, did not get) at ``sent`` (wall-clock seconds, or None). Written with the turn's changes;
+    nothing waits for it."""
+    sender: str
+    to: str | None
+    text: str
+    sent: float | None = None
+    hidden: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NoteSession:
+    """History: ``user`` logged in (``online``) or out here at ``at`` (wall-clock seconds): the broadcasts it
+    got are those sent while it was logged in. Nothing waits for it."""
+    user: str
+    online: bool
+    at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadHistory:
+    """Read the last ``count`` messages of ``owner``'s history with ``peer`` (None: its broadcasts, sent or
+    got), newest first; the host answers with ``history_read(conn, self, rows, now)``, each row (sender, text,
+    sent)."""
+    conn: int
+    owner: str
+    peer: str | None
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,11 +225,39 @@ class CheckPassword:
 
 
 @dataclass(frozen=True, slots=True)
+class HashPassword:
+    """Make a hash field of the new ``password`` the user on ``conn`` chose, off the loop; answer with
+    ``password_hashed``."""
+    conn: int
+    password: str = dataclass_field(repr=False)   # never in a log line
+
+
+@dataclass(frozen=True, slots=True)
+class SetPassword:
+    """Write ``field`` as ``user``'s password in the accounts file if its line still holds ``expected`` (the
+    password the user's current one was checked against); answer with ``password_written`` for ``conn``."""
+    conn: int
+    user: str
+    field: str
+    expected: str = dataclass_field(repr=False)   # (a plain password, for an account that had one)
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimLogin:
     """Cluster mode: the password given for ``user`` on ``conn`` (None: gone since) was right (``ok``) or
     wrong; the engine decides the rest for every node at once (the count of wrong ones, the lockout, the one
     login per user) and the host answers with ``login_decided``."""
     conn: int | None
+    user: str
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CountPassword:
+    """Cluster mode: the current password ``user`` gave on ``conn`` to change it was right (``ok``) or wrong; the
+    engine counts it as a login's for every node (a wrong one toward the lockout, a right one ends the count).
+    A wrong one is answered with ``password_counted``; a right one needs no answer."""
+    conn: int
     user: str
     ok: bool
 
@@ -187,13 +280,15 @@ class RelayMessage:
     """Cluster mode: message ``id`` from ``sender`` for ``to``, a user logged in on another node (as this one
     knows): the engine hands it to the node ``to`` is logged in on if that node's lease is live, else keeps it
     for ``to``'s next login; the host answers with ``relay_answered``. ``origin``: the node whose user
-    ``sender`` is, to be told what became of it (None: this one)."""
+    ``sender`` is, to be told what became of it (None: this one, which sends it for the first time: the engine
+    drops it, ``again``, if it knows its ``ref`` already). ``ref``: the id the sender's client gave it, or None."""
     id: int
     to: str
     sender: str
     text: str
     sent: float | None = None
     origin: str | None = None
+    ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,15 +298,19 @@ class Publish:
 
 
 # What only a cluster node's logic returns besides.
-ClusterEffect = ClaimLogin | ReleaseLogin | Relay | RelayMessage | Publish
-CLUSTER_EFFECTS: tuple[type[ClusterEffect], ...] = (ClaimLogin, ReleaseLogin, Relay, RelayMessage, Publish)
-StoreChange = KeepMessage | ForgetMessages | AddBlock | RemoveBlock   # a durable change; the store takes these
-STORE_CHANGES: tuple[type[StoreChange], ...] = (KeepMessage, ForgetMessages, AddBlock, RemoveBlock)
+ClusterEffect = ClaimLogin | CountPassword | ReleaseLogin | Relay | RelayMessage | Publish
+CLUSTER_EFFECTS: tuple[type[ClusterEffect], ...] = (ClaimLogin, CountPassword, ReleaseLogin, Relay, RelayMessage,
+                                                    Publish)
+StoreChange = KeepMessage | ForgetMessages | AddBlock | RemoveBlock | ForgetHistory   # durable; the store takes these
+STORE_CHANGES: tuple[type[StoreChange], ...] = (KeepMessage, ForgetMessages, AddBlock, RemoveBlock, ForgetHistory)
+HistoryNote = Remember | NoteSession   # history the durability writes with the turn's changes, unwaited for
+HistoryRow = tuple[str, str, "float | None"]   # a message of a history as read: sender, text, sent
 ServerEffect = (Send | SendBatch | SendStored | Close | SetTimer | CancelTimer | KeepMessage | ForgetMessages
-                | AddBlock | RemoveBlock | WhenWritable | LoggedIn | LoginFailed
-                | CheckPassword)   # what ChatServer's methods return
+                | AddBlock | RemoveBlock | ForgetHistory | Remember | NoteSession | ReadHistory | WhenWritable
+                | LoggedIn | LoginFailed | CheckPassword | HashPassword | SetPassword)   # what ChatServer returns
 SERVER_EFFECTS: tuple[type[ServerEffect], ...] = (Send, SendBatch, SendStored, Close, SetTimer, CancelTimer,
-                                                  *STORE_CHANGES, WhenWritable, LoggedIn, LoginFailed, CheckPassword)
+                                                  *STORE_CHANGES, Remember, NoteSession, ReadHistory, WhenWritable,
+                                                  LoggedIn, LoginFailed, CheckPassword, HashPassword, SetPassword)
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,13 @@ if they die, spoken to through socket pairs on the same loop. An answer goes to
 the logic's ``password_checked``; a check that cannot be done (no helper, too
 many waiting) is answered None, which the client hears as ``try_again``.
 
+A user's new password (``HashPassword``) is hashed by the same helpers, and
+written (``SetPassword``) into the accounts file by the host's ``AccountsFile``
+(``reactor/server/accounts_file.py``), on the loop (a few milliseconds and two
+syncs, once per change); the logic hears how it went (``password_written``),
+and the operator reads it in the log. A host given no accounts file cannot
+write one: every change is answered ``password_unchangeable``.
+
 The host counts, for the metrics, what only it sees (``logic.counts``, the
 rules' own counts, ``reactor/ops/catalog.py``): connections turned away, TLS
 handshakes and their failures, messages the durability kept, and the bytes its
@@ -58,8 +65,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import socket
 import ssl
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
@@ -71,6 +80,7 @@ from ..loop import EventLoop, NamedTimers, TimerHandle
 from ..protocol import ErrorCode
 from ..stream import MAX_OUTPUT, RECV_SIZE, Listener, Stream, Traffic, listen
 from ..tls import TLSStream
+from .accounts_file import AccountsFile, Rewrite
 from .durability import Durability, StoreDurability, TransactionalStore, with_texts
 from .effects import (
     STORE_CHANGES,
@@ -78,14 +88,22 @@ from .effects import (
     CancelTimer,
     CheckPassword,
     Close,
+    ForgetHistory,
     ForgetMessages,
+    HashPassword,
+    HistoryNote,
+    HistoryRow,
     KeepMessage,
     LoggedIn,
     LoginFailed,
+    NoteSession,
+    ReadHistory,
+    Remember,
     RemoveBlock,
     Send,
     SendBatch,
     SendStored,
+    SetPassword,
     SetTimer,
     StoreChange,
     WhenWritable,
@@ -106,11 +124,17 @@ STRANGER_READ_SIZE = 4096         # bytes one read of a stranger takes
 STRANGER_MAX_OUTPUT = 16 * 1024   # bytes a stranger may leave unread before it is cut off
 FAILURE_LOG_INTERVAL = 60.0       # seconds between the lines that count failed logins per address
 FAILURE_LOG_ADDRESSES = 1000      # addresses counted one by one per interval; the rest are counted together
+HISTORY_TRIM_EVERY = 60.0         # seconds between the trims of the history that is too old
+DAY = 24 * 3600.0
 _BUSY = encode(error(ErrorCode.BUSY))
 # What the failure log says of a connection refused at accept, by the reason the metrics count.
 _REFUSED = {"too_many_strangers": "refused (busy)", "too_many_from_address": "refused (busy)",
             "too_many_handshakes": "refused (TLS handshakes)"}
 TLS_REQUIRED = encode(error(ErrorCode.TLS_REQUIRED))   # what a plaintext client hears on the TLS port
+# What the user hears of a password the accounts file does not hold (None: it holds it now).
+PASSWORD_REFUSALS: dict[Rewrite, ErrorCode | None] = {
+    Rewrite.WRITTEN: None, Rewrite.UNCHANGED: None, Rewrite.UNWRITABLE: ErrorCode.PASSWORD_UNCHANGEABLE,
+    Rewrite.CHANGED: ErrorCode.ACCOUNT_CHANGED, Rewrite.FAILED: ErrorCode.PASSWORD_NOT_CHANGED}
 
 
 class FailureLog:
@@ -163,6 +187,15 @@ class StopOnStoreFailure:
     def texts(self, ids: Iterable[int]) -> dict[int, str]:
         return self._guard(self.store.texts, ids)
 
+    def remember(self, notes: list[HistoryNote]) -> None:
+        self._guard(self.store.remember, notes)
+
+    def history(self, owner: str, peer: str | None, count: int) -> list[HistoryRow]:
+        return self._guard(self.store.history, owner, peer, count)
+
+    def trim_history(self, before: float) -> int:
+        return self._guard(self.store.trim_history, before)
+
     def _guard(self, call: Callable[..., _T], *args: Any) -> _T:
         try:
             return call(*args)
@@ -184,15 +217,19 @@ class ServerHost:
     CARRY_OUT: ClassVar[dict[type, str]] = {
         Send: "_send", SendBatch: "_send", Close: "_send", WhenWritable: "_send", SendStored: "_send_stored",
         SetTimer: "_set_timer", CancelTimer: "_cancel_timer", LoggedIn: "_logged_in", LoginFailed: "_login_failed",
-        CheckPassword: "_check_password", KeepMessage: "_change", ForgetMessages: "_change", AddBlock: "_change",
-        RemoveBlock: "_change"}
+        CheckPassword: "_check_password", HashPassword: "_hash_password", SetPassword: "_set_password",
+        KeepMessage: "_change", ForgetMessages: "_change", AddBlock: "_change", RemoveBlock: "_change",
+        ForgetHistory: "_change", Remember: "_remember", NoteSession: "_remember", ReadHistory: "_read_history"}
 
     def __init__(self, loop: EventLoop, logic: ChatServer, store: TransactionalStore | None = None, *,
                  durability: Durability | None = None, max_strangers: int = MAX_STRANGERS,
                  max_strangers_per_address: int = MAX_STRANGERS_PER_ADDRESS,
                  failure_log_interval: float = FAILURE_LOG_INTERVAL, tls: ssl.SSLContext | None = None,
                  verifier_command: list[str] | None = None, password_helpers: int | None = None,
-                 handshake_rate: float | None = HANDSHAKE_RATE) -> None:
+                 accounts_file: AccountsFile | None = None,
+                 handshake_rate: float | None = HANDSHAKE_RATE, history_days: float | None = None) -> None:
+        """``history_days``: how long history is kept (0: none; what a state file keeps is dropped), trimmed
+        every ``HISTORY_TRIM_EVERY``; None: never trimmed here."""
         self._loop = loop
         self._tls = tls   # with a context, every connection speaks TLS (reactor/tls.py), within these limits:
         self._handshakes = None if tls is None else Handshakes(loop, rate=handshake_rate,
@@ -227,11 +264,16 @@ class ServerHost:
         self._quiet_until = 0.0                    # no presence told before this (see _end_turn)
         self._wake: TimerHandle | None = None
         self.verifier = Verifier(loop, self._password_checked, command=verifier_command,   # checks hashed passwords
-                                 helpers=password_helpers)
+                                 on_hashed=self._password_hashed, helpers=password_helpers)
+        self.accounts_file = accounts_file   # where a user's new password is written (None: nowhere)
         self._carry_out: dict[type, Callable[[Any], None]] = {
             kind: getattr(self, name) for kind, name in self.CARRY_OUT.items()}
         loop.add_before_sleep(self._end_turn)   # first: its notices may wait for the commit
         loop.add_before_sleep(self._commit)
+        self._history_days = history_days
+        self._trim_timer: TimerHandle | None = None
+        if history_days is not None:
+            self._trim_timer = loop.call_later(0, self._trim_history)
 
     @property
     def address(self) -> tuple[Any, ...]:
@@ -364,7 +406,8 @@ class ServerHost:
         effects: list[Any] = self._logic.received(stream.tag, frame, self._loop.time())   # (Any: see _apply)
         if len(effects) == 1 and not self._dirty:
             # The relay's one Send carried out here, as _apply and _deliver would: two calls and two
-            # type tests less per relayed message.
+            # type tests less per relayed message. (With history, its Remember follows: _apply sends the Send
+            # at once all the same, and hands the Remember to the durability; nothing waits for it.)
             effect = effects[0]
             if type(effect) is Send:
                 data = encode(effect.frame)
@@ -398,6 +441,10 @@ class ServerHost:
     def _password_checked(self, conn: int, ok: bool | None) -> None:
         """The verifier's answer to a ``CheckPassword`` (None: it could not check)."""
         self._apply(self._logic.password_checked(conn, ok, self._loop.time()))
+
+    def _password_hashed(self, conn: int, field: str | None) -> None:
+        """The verifier's answer to a ``HashPassword`` (None: it could not hash)."""
+        self._apply(self._logic.password_hashed(conn, field, self._loop.time()))
 
     def _writable(self, stream: Stream) -> None:
         """The stream asked for in a WhenWritable has room for more."""
@@ -441,6 +488,55 @@ class ServerHost:
 
     def _check_password(self, effect: CheckPassword) -> None:
         self.verifier.check(effect.conn, effect.hashed, effect.password)
+
+    def _remember(self, note: HistoryNote) -> None:
+        """History: to the durability, with the turn's changes; nothing waits for it."""
+        self.durability.remember(note)
+
+    def _read_history(self, request: ReadHistory) -> None:
+        self.durability.read_history(request, lambda rows: self._history_read(request, rows))
+
+    def _history_read(self, request: ReadHistory, rows: list[HistoryRow]) -> None:
+        if not self._stopping:
+            self._apply(self._logic.history_read(request.conn, request, rows, self._loop.time()))
+
+    def _trim_history(self) -> None:
+        """Drop the history older than it is kept (a batch a turn while a backlog lasts), then again later."""
+        assert self._history_days is not None
+        before = time.time() - self._history_days * DAY if self._history_days else math.inf
+        more = self.durability.trim_history(before)
+        self._trim_timer = self._loop.call_later(0 if more else HISTORY_TRIM_EVERY, self._trim_history)
+
+    def _hash_password(self, effect: HashPassword) -> None:
+        self.verifier.hash(effect.conn, effect.password)
+
+    def _set_password(self, effect: SetPassword) -> None:
+        """Write the new password into the accounts file now; the logic hears how it went in a callback of its
+        own (as it hears of a check)."""
+        outcome = self.write_password(effect.user, effect.field, effect.expected)
+        self._loop.call_soon(self._password_written, effect, PASSWORD_REFUSALS[outcome])
+
+    def _password_written(self, effect: SetPassword, refusal: ErrorCode | None) -> None:
+        self._apply(self._logic.password_written(effect.conn, effect.user, effect.field, refusal, self._loop.time()))
+
+    def write_password(self, user: str, field: str, expected: str | None) -> Rewrite:
+        """Write ``field`` as ``user``'s password in the accounts file (if its line holds ``expected``; None: whatever
+        it holds) and log how it went, for the operator (never quoting a password)."""
+        file = self.accounts_file
+        if file is None:
+            log.error("%s's password not changed: this server was given no accounts file to write", user)
+            return Rewrite.UNWRITABLE
+        result = file.set_password(user, field, expected)
+        outcome, extra = result.outcome, {"user": user, "reason": result.outcome.value}
+        if outcome is Rewrite.WRITTEN:
+            log.info("%s's new password written to %s", user, file.path, extra=extra)
+        elif outcome is Rewrite.UNWRITABLE:
+            log.error("%s's password not changed: the accounts file %s cannot be written: %s (the server changes "
+                      "only a file it owns and may write; --no-password-change turns the command off)",
+                      user, file.path, result.why, extra=extra)
+        elif outcome is not Rewrite.UNCHANGED:
+            log.warning("%s's password not changed in %s: %s", user, file.path, result.why, extra=extra)
+        return outcome
 
     def _change(self, change: StoreChange) -> None:
         """To the durability; it, and what follows, wait until the durability has answered for it."""
@@ -545,6 +641,8 @@ class ServerHost:
             self._listener.close()
         self._timers.clear()
         self.verifier.close()
+        if self._trim_timer is not None:
+            self._trim_timer.cancel()
         if self._failure_timer is not None:
             self._failure_timer.cancel()
             self._log_failures()

@@ -104,6 +104,14 @@ class Logins:
             self._locked_until.pop(user, None)
         return removed
 
+    def set_password(self, user: str, field: str) -> bool:
+        """``user``'s password is ``field`` from now on (the user changed it, here or on another node of a
+        cluster); False if there is no such account here."""
+        if user not in self.accounts:
+            return False
+        self.accounts[user] = field
+        return True
+
     def is_locked(self, user: str, now: float) -> bool:
         """Whether ``user``'s account is in its lockout at ``now``."""
         until = self._locked_until.get(user)
@@ -223,10 +231,10 @@ class Logins:
         log.debug("conn %d: %s is locked", c.id, user, extra={"conn": c.id, "user": user, "reason": "locked"})
         self._counts.logins_failed.locked += 1
         return [LoginFailed(c.id, "locked account"),
-                *self._door.close(c, error(ErrorCode.ACCOUNT_LOCKED, **self._lock_left(user, now)), now,
+                *self._door.close(c, error(ErrorCode.ACCOUNT_LOCKED, **self.lock_left(user, now)), now,
                                   "account locked")]
 
-    def _lock_left(self, user: str, now: float) -> dict[str, int]:
+    def lock_left(self, user: str, now: float) -> dict[str, int]:
         """``retry``: the whole seconds until ``user``'s lock ends (its client says how long it lasts), if known."""
         until = self._locked_until.get(user)
         return {} if until is None or until <= now else {"retry": math.ceil(until - now)}
@@ -237,25 +245,33 @@ class Logins:
         """This process decides whether the password given for ``user`` on ``c`` (None: gone since) was right
         (a wrong one counts, and locks the account at the ``MAX_LOGIN_FAILURES``-th), then ``conclude``s."""
         if not ok:
-            failures = self._failures.get(user, 0) + 1
-            if failures >= MAX_LOGIN_FAILURES:
-                self._failures.pop(user, None)
-                self._locked_until[user] = now + self.block_duration
-                self._counts.lockouts.passwords += 1
-                log.warning("conn %s: wrong password for %s (%d in a row): locked for %gs",
-                            c.id if c else "(gone)", user, failures, self.block_duration,
-                            extra={"conn": c.id if c else None, "user": user, "reason": "locked"})
-                outcome = LoginOutcome.BLOCKED
-            else:
-                self._failures[user] = failures
-                log.debug("conn %s: wrong password for %s (%d in a row)", c.id if c else "(gone)", user, failures,
-                          extra={"conn": c.id if c else None, "user": user, "reason": "wrong password"})
-                outcome = LoginOutcome.WRONG
+            outcome = self.count_wrong(c.id if c else None, user, now)
         elif user in self._sessions.online:   # told only now, to whoever knows the password
             outcome = LoginOutcome.ALREADY
         else:
             outcome = LoginOutcome.WELCOME
         return self.conclude(c, user, outcome, now)
+
+    def count_wrong(self, conn: int | None, user: str, now: float) -> LoginOutcome:
+        """A wrong password for ``user`` (at a login, or given as the current one to change it, on ``conn``):
+        counted, and the account locked at the ``MAX_LOGIN_FAILURES``-th in a row (BLOCKED), else WRONG."""
+        failures = self._failures.get(user, 0) + 1
+        where = "(gone)" if conn is None else conn
+        if failures >= MAX_LOGIN_FAILURES:
+            self._failures.pop(user, None)
+            self._locked_until[user] = now + self.block_duration
+            self._counts.lockouts.passwords += 1
+            log.warning("conn %s: wrong password for %s (%d in a row): locked for %gs", where, user, failures,
+                        self.block_duration, extra={"conn": conn, "user": user, "reason": "locked"})
+            return LoginOutcome.BLOCKED
+        self._failures[user] = failures
+        log.debug("conn %s: wrong password for %s (%d in a row)", where, user, failures,
+                  extra={"conn": conn, "user": user, "reason": "wrong password"})
+        return LoginOutcome.WRONG
+
+    def forget_failures(self, user: str) -> None:
+        """The right password for ``user`` was given (its current one, to change it): the count starts anew."""
+        self._failures.pop(user, None)
 
     def conclude(self, c: Conn | None, user: str, outcome: LoginOutcome, now: float) -> list[Step]:
         """What ``outcome`` of the password given for ``user`` means for its connection ``c`` (None: gone)."""
@@ -271,7 +287,7 @@ class Logins:
         if outcome is LoginOutcome.BLOCKED:
             self._counts.logins_failed.wrong_password += 1
             return [LoginFailed(c.id, "wrong password"),
-                    *self._door.close(c, error(ErrorCode.ACCOUNT_BLOCKED, **self._lock_left(user, now)), now,
+                    *self._door.close(c, error(ErrorCode.ACCOUNT_BLOCKED, **self.lock_left(user, now)), now,
                                       "account blocked")]
         if outcome is LoginOutcome.LOCKED:
             return self.locked_out(c, user, now)

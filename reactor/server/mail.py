@@ -10,12 +10,18 @@ answered after the last of them.
 
 It keeps running totals of what it knows is kept (``kept``, ``kept_bytes``: the texts' UTF-8 bytes), so the
 operator's gauges cost a scrape nothing, however many users wait for mail.
+
+A kept message holds the ``ref`` its sender's client gave it, if any, and that
+ref is remembered for ``REF_MEMORY`` after its recipient acknowledged it: a
+message sent again with a ref remembered (the client retries what was not
+confirmed) is answered as a new one would be and is neither kept nor delivered
+twice (``again``).
 """
 from __future__ import annotations
 
 import logging
 import sys
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 
 from ..ops.catalog import ChatCounts
@@ -25,20 +31,26 @@ from .effects import ForgetMessages, KeepMessage, Send, SendStored, Step, WhenWr
 from .limits import Limits, stored_size, wire_bytes, wire_size
 from .sessions import Session, Sessions
 
-__all__ = ["MAILBOX_CHUNK", "QUEUE_CAP", "Mail", "OfflineRow"]
+__all__ = ["MAILBOX_CHUNK", "QUEUE_CAP", "REF_MEMORY", "Mail", "OfflineRow", "stored_frame"]
 
 log = logging.getLogger(__name__)
 
 MAILBOX_CHUNK = 32 * 1024   # about the bytes of stored messages sent per turn of a mailbox delivery
 QUEUE_CAP = 1000            # messages kept for one user, at most
+REF_MEMORY = 600.0          # seconds a kept message's ref is remembered once acknowledged (a client retries ~30 s)
 _FRAME_OVERHEAD = 64        # about the bytes of a stored message's frame besides its sender and text
 _PONG = {"type": FrameType.PONG.value}
 _MESSAGE = FrameType.MESSAGE.value   # (plain strs: an enum member costs a lookup of ~1,000 instructions a frame)
 _STORED = FrameType.STORED.value
 
-OfflineRow = tuple[int, str, str, int, int, "float | None"]   # a kept message: id, to, sender, size, chars, sent
-_Kept = tuple[str, int, int, "float | None"]   # what is known of a kept message: sender, size, wire bytes, sent
+OfflineRow = tuple[int, str, str, int, int, "float | None", "str | None"]   # id, to, sender, size, chars, sent, ref
+_Kept = tuple[str, int, int, "float | None", "str | None"]   # of a kept message: sender, size, wire bytes, sent, ref
 _NO_QUEUE: dict[int, _Kept] = {}   # read-only stand-in for a user with no kept messages
+
+
+def stored_frame(to: str, ref: str | None) -> Frame:
+    """The ``stored`` frame that confirms a message to ``to`` is kept (with its ``ref``, if it had one)."""
+    return {"type": _STORED, "to": to} if ref is None else {"type": _STORED, "to": to, "ref": ref}
 
 
 class Mail:
@@ -47,22 +59,25 @@ class Mail:
     def __init__(self, sessions: Sessions, limits: Limits, *, queue_cap: int = QUEUE_CAP,
                  wall_offset: float | None = None, offline: Iterable[OfflineRow] = (),
                  counts: ChatCounts | None = None) -> None:
-        """``offline``: the stored messages as (id, to, sender, size, chars, sent): their texts' UTF-8 bytes and
-        characters, and when they were sent (or None). ``wall_offset``: ``now + wall_offset`` is the wall-clock
-        time stamped as ``sent`` on kept messages; None leaves ``sent`` out (the logic cannot read a clock).
-        ``counts``: where messages delivered from storage and refused for want of room are counted."""
+        """``offline``: the stored messages as (id, to, sender, size, chars, sent, ref): their texts' UTF-8 bytes
+        and characters, when they were sent (or None), and the ref their sender's client gave them (or None).
+        ``wall_offset``: ``now + wall_offset`` is the wall-clock time stamped as ``sent`` on kept messages; None
+        leaves ``sent`` out (the logic cannot read a clock). ``counts``: where messages delivered from storage
+        and refused for want of room are counted."""
         self._sessions = sessions
         self._limits = limits
         self.queue_cap = queue_cap
         self._wall_offset = wall_offset
         self._counts = counts if counts is not None else ChatCounts()
         self._offline: dict[str, dict[int, _Kept]] = {}
+        # (to, sender, ref) of the messages acknowledged less than REF_MEMORY ago -> until when, oldest first
+        self._acknowledged: OrderedDict[tuple[str, str, str], float] = OrderedDict()
         self._next_id = 1
         self.kept = 0         # messages known to be kept, in all
         self.kept_bytes = 0   # ... and their texts' UTF-8 bytes
-        for mid, to, sender, size, chars, sent in sorted(offline, key=lambda r: r[0]):
+        for mid, to, sender, size, chars, sent, ref in sorted(offline, key=lambda r: r[0]):
             sender = sys.intern(sender)   # one string per sender, not one per message
-            self._add(self._offline.setdefault(to, {}), mid, (sender, size, wire_bytes(size, chars), sent))
+            self._add(self._offline.setdefault(to, {}), mid, (sender, size, wire_bytes(size, chars), sent, ref))
             limits.charge(sender, stored_size(size))
             self._next_id = max(self._next_id, mid + 1)
 
@@ -94,9 +109,15 @@ class Mail:
 
     # -- keeping -----------------------------------------------------------
 
-    def keep(self, s: Session, to: str, text: str, cost: int, now: float, mailbox: deque[int] | None) -> list[Step]:
+    def keep(self, s: Session, to: str, text: str, cost: int, now: float, mailbox: deque[int] | None,
+             ref: str | None = None) -> list[Step]:
         """Keep ``s``'s message for ``to`` (checked but for the cap, the quota and its cost): for its next login,
-        or (``mailbox``: its stored messages on their way) behind them."""
+        or (``mailbox``: its stored messages on their way) behind them; unless its ``ref`` says it is kept already
+        (``again``)."""
+        if ref is not None:
+            again = self.again(s, to, ref, now)
+            if again is not None:
+                return again
         queue = self._offline.get(to, _NO_QUEUE)
         if len(queue) >= self.queue_cap:
             self._counts.messages_refused.queue_full += 1
@@ -116,17 +137,18 @@ class Mail:
         limits.charge(sender, size)
         mid = self.new_id()
         sent = self.sent(now)
-        self._add(queue, mid, (sender, utf8, wire_bytes(utf8, len(text)), sent))
+        self._add(queue, mid, (sender, utf8, wire_bytes(utf8, len(text)), sent, ref))
         if mailbox:   # online, its stored messages still on their way: this one goes behind them
             mailbox.append(mid)
-            return [KeepMessage(mid, to, sender, text, sent)]
-        return [KeepMessage(mid, to, sender, text, sent, Send((s.id,), {"type": _STORED, "to": to}))]
+            return [KeepMessage(mid, to, sender, text, sent, ref=ref)]
+        return [KeepMessage(mid, to, sender, text, sent, Send((s.id,), stored_frame(to, ref)), ref)]
 
-    def keep_behind(self, s: Session, mid: int, sender: str, text: str, sent: float | None) -> None:
+    def keep_behind(self, s: Session, mid: int, sender: str, text: str, sent: float | None,
+                    ref: str | None = None) -> None:
         """Message ``mid`` (kept elsewhere, with no quota counted here) goes behind ``s``'s mailbox on its way."""
         utf8 = len(text.encode("utf-8", "surrogatepass"))
         self._add(self._offline.setdefault(s.user, {}), mid, (sys.intern(sender), utf8, wire_bytes(utf8, len(text)),
-                                                             sent))
+                                                             sent, ref))
         assert s.mailbox is not None
         s.mailbox.append(mid)
 
@@ -136,7 +158,7 @@ class Mail:
         queue = self._offline.setdefault(s.user, {})
         if mid in queue:
             return []
-        self._add(queue, mid, (sys.intern(sender), size, wire_bytes(size, chars), sent))
+        self._add(queue, mid, (sys.intern(sender), size, wire_bytes(size, chars), sent, None))
         if s.mailbox:
             s.mailbox.append(mid)
             return []
@@ -148,7 +170,7 @@ class Mail:
         self.drop(user)
         queue: dict[int, _Kept] = {}
         for mid, sender, size, chars, sent in sorted(records):
-            self._add(queue, mid, (sys.intern(sender), size, wire_bytes(size, chars), sent))
+            self._add(queue, mid, (sys.intern(sender), size, wire_bytes(size, chars), sent, None))
         if queue:
             self._offline[user] = queue
 
@@ -159,27 +181,56 @@ class Mail:
             self.kept -= len(queue)
             self.kept_bytes -= sum(kept[1] for kept in queue.values())
 
-    def _unkeep(self, queue: dict[int, _Kept], mid: int) -> None:
-        """Forget the kept message ``mid`` of ``queue`` and give its bytes back to its sender's quota."""
-        sender, size, _, _ = queue.pop(mid)
+    def _unkeep(self, to: str, queue: dict[int, _Kept], mid: int, now: float | None = None) -> None:
+        """Forget the kept message ``mid`` of ``to``'s ``queue`` and give its bytes back to its sender's quota;
+        given ``now`` (it was acknowledged, not refused), its ref is remembered until ``now + REF_MEMORY``."""
+        sender, size, _, _, ref = queue.pop(mid)
         self.kept -= 1
         self.kept_bytes -= size
         self._limits.refund(sender, stored_size(size))
+        if ref is not None and now is not None:
+            self._acknowledged[(to, sender, ref)] = now + REF_MEMORY
+
+    # -- refs: a message sent again is not kept twice ----------------------------------
+
+    def remembers(self, to: str, sender: str, ref: str, now: float) -> bool:
+        """Whether ``sender``'s message ``ref`` to ``to`` is kept, or was acknowledged less than ``REF_MEMORY``
+        ago. (A scan of ``to``'s kept messages: only a message to be kept, or sent again, asks.)"""
+        acknowledged = self._acknowledged
+        while acknowledged:   # the oldest first: forget those past their time
+            _, until = next(iter(acknowledged.items()))
+            if until > now:
+                break
+            acknowledged.popitem(last=False)
+        if (to, sender, ref) in acknowledged:
+            return True
+        return any(kept[4] == ref and kept[0] == sender for kept in self._offline.get(to, _NO_QUEUE).values())
+
+    def again(self, s: Session, to: str, ref: str, now: float) -> list[Step] | None:
+        """``s``'s message ``ref`` to ``to``, sent again: if it was kept (``remembers``), the answer a new message
+        to ``to`` would get now (``stored`` while ``to`` is offline, else nothing: the pong says it was taken),
+        and nothing is kept or delivered twice; None if it was not kept (it is taken as a new message)."""
+        if not self.remembers(to, s.user, ref, now):
+            return None
+        log.info("%s sent message %s to %s again: it was kept already", s.user, ref, to)
+        if self._sessions.where(to) is not None:
+            return []
+        return reply(s.id, stored_frame(to, ref))
 
     def refused(self, change: KeepMessage, refusal: Frame | None = None) -> list[Step]:
         """The store did not keep ``change``: forget it, and its sender gets ``refusal`` (by default
         ``store_full``) in place of its confirmation; unless its recipient logged in meanwhile and was handed
-        it: then it is confirmed after all."""
+        it (``change.handed_here``: it may have been): then it is confirmed after all."""
         conns = change.confirm.conns if change.confirm is not None else ()
         mid, to = change.id, change.to
         queue = self._offline.get(to)
         if queue is not None and mid in queue:
-            self._unkeep(queue, mid)
+            self._unkeep(to, queue, mid)
             if not queue:
                 del self._offline[to]
         online = self._sessions.online
         target = online.get(to)
-        if target is not None:
+        if target is not None and change.handed_here:
             if not target.mailbox or mid not in target.mailbox:   # already handed to its recipient
                 return [change.confirm] if change.confirm is not None else []
             target.mailbox.remove(mid)
@@ -214,7 +265,7 @@ class Mail:
             stored = queue.get(mid)
             if stored is None:   # acknowledged meanwhile
                 continue
-            sender, _, wire, sent = stored
+            sender, _, wire, sent, _ = stored
             frame = {"type": _MESSAGE, "from": sender, "id": mid}
             if sent is not None:
                 frame["sent"] = sent
@@ -226,7 +277,7 @@ class Mail:
             effects.append(WhenWritable(s.id))
             return effects
         s.mailbox = None
-        if s.pongs:
+        if s.pongs and s.history is None:   # (a history on its way sends them after its last frame)
             effects += [Send((s.id,), _PONG)] * s.pongs
             s.pongs = 0
         return effects
@@ -236,8 +287,9 @@ class Mail:
     @command(FrameType.PING, activity=False)
     def ping(self, s: Session, now: float) -> list[Step]:
         """Answer in order: the pong follows every answer to the frames before it (and any store commit),
-        and the whole mailbox: while stored messages are on their way, it goes out after the last."""
-        if s.mailbox:
+        and the whole mailbox and history: while stored messages or a history are on their way, it goes out
+        after the last."""
+        if s.mailbox or s.history is not None:
             s.pongs += 1
             return []
         return reply(s.id, _PONG)
@@ -250,7 +302,7 @@ class Mail:
             return []
         gone = tuple(dict.fromkeys(i for i in ids if i in queue))   # (an id given twice is forgotten once)
         for mid in gone:
-            self._unkeep(queue, mid)
+            self._unkeep(s.user, queue, mid, now)
         if not queue:
             del self._offline[s.user]
         return [ForgetMessages(gone)] if gone else []

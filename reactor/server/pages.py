@@ -63,7 +63,23 @@ def pages(names: list[str]) -> list[list[str]]:
     return [names[start:end] for start, end in zip(starts, [*starts[1:], len(names)], strict=True)]
 
 
-def users_frames(names: list[str]) -> list[Frame]:
-    """The ``users`` frames listing ``names``: one a page, each but the last marked ``"more": true``."""
-    *first, last = pages(names)
-    return [*({"type": _USERS, "names": page, "more": True} for page in first), {"type": _USERS, "names": last}]
+def users_frames(names: list[str], away: list[str] | None = None) -> list[Frame]:
+    """The ``users`` frames listing ``names``: one a page, each but the last marked ``"more": true``. Given
+    ``away`` (those of ``names`` who are away), a page lists its own of them again in ``"away"``, and a name
+    away counts twice toward its page's bytes."""
+    if not away:
+        *first, last = pages(names)
+        return [*({"type": _USERS, "names": page, "more": True} for page in first), {"type": _USERS, "names": last}]
+    marked = set(away)
+    starts = page_starts([name * 2 if name in marked else name for name in names])
+    frames: list[Frame] = []
+    for start, end in zip(starts, [*starts[1:], len(names)], strict=True):
+        page = names[start:end]
+        frame: Frame = {"type": _USERS, "names": page}
+        if end < len(names):
+            frame["more"] = True
+        here = [name for name in page if name in marked]
+        if here:
+            frame["away"] = here
+        frames.append(frame)
+    return frames

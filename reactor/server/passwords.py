@@ -35,8 +35,9 @@ from typing import TextIO
 
 from ..text import CONTROL
 
-__all__ = ["SCHEME", "LOG2_N", "BLOCK_SIZE", "PARALLELISM", "MAX_MEMORY", "ScryptHash", "is_hashed",
-           "parse_hash", "hash_password", "verify_password", "password_problem", "hash_password_command"]
+__all__ = ["SCHEME", "LOG2_N", "BLOCK_SIZE", "PARALLELISM", "MAX_MEMORY", "MIN_PASSWORD", "MAX_PASSWORD",
+           "ScryptHash", "is_hashed", "parse_hash", "hash_password", "verify_password", "password_problem",
+           "new_password_problem", "hash_password_command"]
 
 SCHEME = "$scrypt$"
 LOG2_N = 14          # N = 16384
@@ -45,6 +46,11 @@ PARALLELISM = 1      # p
 SALT_BYTES = 16
 HASH_BYTES = 32
 MAX_MEMORY = 256 << 20   # bytes one check may take (128 x r x N), whatever the file says
+# A password a user chooses (``new_password_problem``): at least MIN_PASSWORD characters, and at most
+# MAX_PASSWORD, so that its login frame fits the 1 KiB line a stranger may send even when every character is
+# JSON-escaped as a surrogate pair (12 bytes: 64 x 12 + 32 = 800).
+MIN_PASSWORD = 8
+MAX_PASSWORD = 64
 _FIELDS = re.compile(r"\$scrypt\$ln=([1-9][0-9]?),r=([1-9][0-9]?),p=([1-9])\$([A-Za-z0-9+/]+)\$([A-Za-z0-9+/]+)")
 
 
@@ -116,6 +122,23 @@ def password_problem(password: str) -> str | None:
         return "the password is empty"
     if password.split() != [password]:
         return "a password cannot hold whitespace"
+    return None
+
+
+def new_password_problem(password: str, user: str) -> str | None:
+    """Why ``password`` cannot be the new password ``user`` chose (the file's rule, then the server's: no
+    control character, ``MIN_PASSWORD`` to ``MAX_PASSWORD`` characters, not the user's name), or None."""
+    problem = password_problem(password)
+    if problem is not None:
+        return problem
+    if CONTROL.search(password):
+        return "a password cannot hold control characters"
+    if len(password) < MIN_PASSWORD:
+        return f"a password needs at least {MIN_PASSWORD} characters"
+    if len(password) > MAX_PASSWORD:
+        return f"a password may have at most {MAX_PASSWORD} characters"
+    if password.casefold() == user.casefold():
+        return "a password cannot be the user name"
     return None
 
 

@@ -11,6 +11,10 @@ A reload asked while one runs coalesces: the one running finishes (what it read 
 more follows to read the file as it is now, however many were asked meanwhile. So a burst of signals costs at
 most two reloads, and the last change to the file is always read. Whoever asked with a ``done`` callback (the
 admin's ``reload``) is told how the reload that read the file after its asking ended: None, or why it failed.
+
+A user's own password change is written to the file by the server (``reactor/server/accounts_file.py``), which
+says so (``changed``): a reload that read the file before it would hand on the old password, so the new one is
+put in what it hands on; a reload that reads the file after it finds the new one there.
 """
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ class AccountsReload:
         self._again = False                              # another was asked while it ran
         self._told: list[Done] = []                      # to be told how the one under way ends
         self._told_next: list[Done] = []                 # ... how the one that follows it ends
+        self._written: dict[str, str] = {}               # user -> the password field written since it read
         self.reloads = 0                                 # reloads begun (for tests and figures)
 
     @property
@@ -63,12 +68,21 @@ class AccountsReload:
         if done is not None:
             self._told.append(done)
         self.reloads += 1
+        self._written = {}
         try:
             self._parser = CredentialsParser(self._path, known=self._accounts)
         except CredentialsError as exc:
             self._failed(exc)
             return
         self._loop.call_soon(self._parse_slice)
+
+    def changed(self, user: str, field: str) -> None:
+        """The server wrote ``field`` as ``user``'s password in the file itself (the user changed it): a reload
+        under way read the file before, so what it hands on gets ``field`` too."""
+        if self._accounts is not None and user in self._accounts:
+            self._accounts[user] = field   # (a hash this server made: well-formed)
+        if self._parser is not None:
+            self._written[user] = field
 
     def _parse_slice(self) -> None:
         parser = self._parser
@@ -87,6 +101,10 @@ class AccountsReload:
 
     def _loaded(self, accounts: dict[str, str]) -> None:
         self._parser = None
+        for user, field in self._written.items():
+            if user in accounts:   # (its line was there when written, and so when read before)
+                accounts[user] = field
+        self._written = {}
         self._accounts = accounts
         self._on_loaded(accounts)
         self._tell(None)

@@ -13,19 +13,24 @@ the owner of its state (``reactor/server/``):
   welcomed, spends its budget of bad frames, times out and leaves;
 - ``logins.py``: the accounts, the handshake, wrong passwords and lockouts,
   the queue of passwords being checked, and what a password's outcome means;
+  ``password_change.py``: a user's change of their own password;
 - ``presence.py``: who came and went, told to everyone in as few frames as
   order allows (``end_turn``);
 - ``limits.py``: each user's token bucket and quota;
 - ``mail.py``: the stored messages and each session's cursor through its own;
 - ``privates.py``: private-chat requests and their tokens;
 - ``blocks.py``: who blocked whom; ``chat.py``: the commands of a logged-in user;
+- ``history.py``: reading and forgetting one's history (what is kept is the
+  durability's), and the reads on their way; ``away.py``: who is away;
 - ``commands.py``: how each client frame is declared (its fields and states).
 
-A cluster node (``reactor/cluster/rules.py``) is a ``ChatServer`` whose three
+A cluster node (``reactor/cluster/rules.py``) is a ``ChatServer`` whose six
 hooks decide otherwise what a single process decides alone: ``claim_login``
-(a password's outcome), ``keep_away`` (a message for a user not here) and
-``release_login`` (a session ended). The single process calls the very same
-hooks; it has no other seam.
+(a password's outcome), ``keep_away`` (a message for a user not here),
+``resent`` (a message sent again: was it kept before?), ``release_login`` (a
+session ended), ``count_password`` (a current password given to change it) and
+``password_changed`` (a user's new password, for the other nodes). The single
+process calls the very same hooks; it has no other seam.
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ from typing import Any, ClassVar
 from ..compiled import mypyc_attr
 from ..ops.catalog import ChatCounts
 from ..protocol import CLIENT_FRAMES, LOGIN_FRAMES, MAX_TEXT, ByeReason, ErrorCode, FrameType
+from .away import Away
 from .blocks import Blocks
 from .chat import ChatCommands
 from .commands import Command, State, bind
@@ -43,7 +49,10 @@ from .door import MAX_BAD_FRAMES, Door
 from .effects import (
     AddBlock,
     Close,
+    ForgetHistory,
+    HistoryRow,
     KeepMessage,
+    ReadHistory,
     RemoveBlock,
     Send,
     ServerEffect,
@@ -52,9 +61,11 @@ from .effects import (
     bye,
     error,
 )
+from .history import History
 from .limits import BURST, RATE, SENDER_QUOTA, Limits
 from .logins import Logins
 from .mail import QUEUE_CAP, Mail, OfflineRow
+from .password_change import PasswordChanges
 from .presence import Presence
 from .privates import TOKEN_TTL, PrivateChats, new_token
 from .sessions import Conn, Session, Sessions
@@ -84,7 +95,8 @@ class ChatServer:
                  blocks: Iterable[tuple[str, str]] = (), offline: Iterable[OfflineRow] = (),
                  wall_offset: float | None = None,
                  rate: float | None = RATE, burst: int = BURST,
-                 sender_quota: int | None = SENDER_QUOTA, counts: ChatCounts | None = None) -> None:
+                 sender_quota: int | None = SENDER_QUOTA, counts: ChatCounts | None = None,
+                 history: bool = False, password_changes: bool = True) -> None:
         """``blocks``: (blocker, blocked) pairs; ``offline``: the stored messages as (id, to, sender, size,
         chars, sent): their texts' UTF-8 bytes and characters (the texts stay in the host's store), and
         when they were sent (or None).
@@ -99,6 +111,10 @@ class ChatServer:
 
         ``counts``: what the parts count as they decide (``reactor/ops/catalog.py``: messages relayed and
         refused, logins, lockouts...), for the host's metrics; by default counts of its own.
+
+        ``history``: this server keeps history (``--history-days`` more than 0): relayed messages, broadcasts and
+        sessions are noted for the durability (``Remember``, ``NoteSession``), and ``history`` reads it.
+        ``password_changes``: whether users may change their own password (``--no-password-change``: no).
         """
         self.counts = counts = counts if counts is not None else ChatCounts()
         self.sessions = sessions = Sessions()
@@ -110,12 +126,19 @@ class ChatServer:
         accounts = dict(accounts)   # Logins' from now on; the parts that ask who exists hold this very dict
         self.privates = PrivateChats(sessions, self.blocks, self.limits, accounts, token_ttl=token_ttl,
                                      token_factory=token_factory)
+        self.history = History(self.limits, self.mail, accounts, keeps=history)
+        self.away = Away(sessions)
         self.door = Door(sessions, self.presence, self.privates, self.mail, timeout=timeout,
-                         max_bad_frames=max_bad_frames, release=self.release_login, counts=counts)
+                         max_bad_frames=max_bad_frames, release=self.release_login, counts=counts,
+                         noted=self._session_noted)
         self.logins = Logins(accounts, block_duration, sessions, self.door, claim=self.claim_login, counts=counts)
         chat = ChatCommands(sessions, self.blocks, self.limits, self.mail, self.privates, self.door,
-                            accounts, max_text=max_text, away=self.keep_away, counts=counts)
-        self._commands: dict[str, Command] = bind(self.logins, chat, self.mail, self.privates)
+                            accounts, max_text=max_text, away=self.keep_away, resent=self.resent,
+                            counts=counts, absent=self.away, remember=history)
+        self.changes = PasswordChanges(sessions, self.logins, self.door, count=self.count_password,
+                                       changed=self.password_changed, enabled=password_changes)
+        self._commands: dict[str, Command] = bind(self.logins, chat, self.mail, self.privates, self.history,
+                                                  self.away, self.changes)
         assert self._commands.keys() == CLIENT_FRAMES, "each frame a client may send has one handler"
         # Held here for every frame (the hot path): the parts' own dict and method, not a copy.
         self._conns = sessions.conns
@@ -195,6 +218,8 @@ class ChatServer:
                     return self.door.bad(c, problem, now)
                 return [Send((c.id,), error(field.code, detail=problem))]
             values.append(value)
+        if command.optional:   # its handler reads and checks them where it uses them
+            values.append(frame)
         return command.handler(session if command.session else c, now, *values)
 
     def _misplaced(self, c: Conn, kind: str, command: Command | None, now: float) -> list[Step]:
@@ -227,9 +252,31 @@ class ChatServer:
         return self._settle(self.door.forget(c, now, "connection lost"))
 
     def writable(self, conn: int, now: float) -> list[ServerEffect]:
-        """``conn`` has room for more output (the answer to ``WhenWritable``): the next stored messages."""
+        """``conn`` has room for more output (the answer to ``WhenWritable``): the next stored messages, or once
+        they are out, the next frame of a history on its way."""
         c = self._conns.get(conn)
-        return [] if c is None or c.session is None else self._settle(self.mail.next_stored(c.session))
+        s = c.session if c is not None else None
+        if s is None:
+            return []
+        effects = self.mail.next_stored(s) if s.mailbox else []
+        if s.history is not None and not s.mailbox:
+            effects += self.history.next_chunk(s)
+        return self._settle(effects)
+
+    def history_read(self, conn: int, request: ReadHistory, rows: list[HistoryRow], now: float
+                     ) -> list[ServerEffect]:
+        """The answer to ``ReadHistory``: its rows, newest first, as (sender, text, sent); they go out as
+        history frames, paced as a mailbox is (nothing if the session is gone)."""
+        c = self._conns.get(conn)
+        s = c.session if c is not None else None
+        return [] if s is None else self._settle(self.history.read(s, request, rows))
+
+    def _session_noted(self, user: str, online: bool, now: float) -> list[Step]:
+        """A session began or ended here: noted for the history; at its end, its user is no longer away."""
+        if not online:
+            self.away.left(user)
+            return self.history.ended(user, now)
+        return self.history.began(user, now)
 
     def timer_fired(self, key: Any, now: float) -> list[ServerEffect]:
         """The timer ``key`` came due."""
@@ -257,8 +304,21 @@ class ChatServer:
 
     def password_checked(self, conn: int, ok: bool | None, now: float) -> list[ServerEffect]:
         """The answer to ``CheckPassword`` for ``conn``: whether the password matched (None: it could not be
-        checked); then the passwords waiting for the same account, in order, until one needs checking."""
+        checked); then the passwords waiting for the same account, in order, until one needs checking. (Or
+        the current password of a change on ``conn``: its change goes on.)"""
+        if self.changes.checking(conn):
+            return self._settle(self.changes.checked(conn, ok, now))
         return self._settle(self.logins.password_checked(conn, ok, now))
+
+    def password_hashed(self, conn: int, field: str | None, now: float) -> list[ServerEffect]:
+        """The answer to ``HashPassword`` for ``conn``: the new password's hash field (None: it could not be made)."""
+        return self._settle(self.changes.hashed(conn, field, now))
+
+    def password_written(self, conn: int, user: str, field: str, refusal: ErrorCode | None,
+                         now: float) -> list[ServerEffect]:
+        """The answer to ``SetPassword``: the accounts file holds ``field`` as ``user``'s password now
+        (``refusal`` None: in force from now), or why not, as the code the user is answered."""
+        return self._settle(self.changes.written(conn, user, field, refusal, now))
 
     def accounts_changed(self, accounts: dict[str, str], now: float) -> list[ServerEffect]:
         """The accounts file was read again: new accounts can log in, a changed password counts from the
@@ -295,6 +355,12 @@ class ChatServer:
             elif code is ErrorCode.QUOTA_EXCEEDED:
                 refusal = error(code, quota=self.limits.sender_quota)
             return self._settle(self.mail.refused(change, refusal))
+        if type(change) is ForgetHistory:
+            log.warning("%s's forgetting of its history with %s not kept: %s", change.owner, change.peer, code)
+            conns = change.confirm.conns if change.confirm is not None else ()
+            fields = {"user": change.peer} if change.peer is not None else {"broadcast": True}
+            return self._settle([Send(conns, error(ErrorCode.STORE_FULL, command="forget", **fields))]
+                                if conns else [])
         if type(change) is AddBlock or type(change) is RemoveBlock:
             command = "block" if type(change) is AddBlock else "unblock"
             self.blocks.set(change.blocker, change.blocked, type(change) is RemoveBlock)
@@ -363,11 +429,30 @@ class ChatServer:
         login. Here this process decides (``Logins.decide``)."""
         return self.logins.decide(c, user, ok, now)
 
-    def keep_away(self, s: Session, to: str, text: str, cost: int, now: float) -> list[Step]:
-        """``s``'s message for ``to``, who is not logged in here (checked, but not paid for, ``cost`` tokens):
-        kept here for its next login."""
-        return self.mail.keep(s, to, text, cost, now, None)
+    def keep_away(self, s: Session, to: str, text: str, cost: int, now: float, ref: str | None = None
+                  ) -> list[Step]:
+        """``s``'s message for ``to``, who is not logged in here (checked, but not paid for, ``cost`` tokens;
+        ``ref``: the id its sender's client gave it, or None): kept here for its next login."""
+        return self.mail.keep(s, to, text, cost, now, None, ref)
+
+    def resent(self, s: Session, to: str, text: str, cost: int, now: float, ref: str) -> list[Step] | None:
+        """``s`` sent its message ``ref`` to ``to`` again (``retry``: it was not confirmed): the answer, if it was
+        kept before (``Mail.again``: confirmed, not kept or delivered twice); None takes it as a new message.
+        Here every message kept is this process's, so it knows (a cluster node asks the engine)."""
+        return self.mail.again(s, to, ref, now)
 
     def release_login(self, s: Session) -> list[Step]:
         """``s``'s session here ended (its user is logged out): nothing more to do in a single process."""
+        return []
+
+    def count_password(self, conn: int, user: str, ok: bool, now: float) -> list[Step]:
+        """The current password ``user`` gave on ``conn`` to change it was right (``ok``: the count of wrong ones
+        ends) or wrong: counted here as a login's (``Logins.count_wrong``), and the change told."""
+        if ok:
+            self.logins.forget_failures(user)
+            return []
+        return self.changes.counted(conn, user, self.logins.count_wrong(conn, user, now), now)
+
+    def password_changed(self, user: str, field: str) -> list[Step]:
+        """``user``'s password is ``field`` now, in the accounts file and here: nobody else to tell here."""
         return []

@@ -10,10 +10,14 @@ user live" and "how does this frame reach it" for either.
 from __future__ import annotations
 
 from collections import deque
+from typing import TYPE_CHECKING
 
 from ..protocol import PROTOCOL_VERSION, Frame
 from .commands import State
 from .effects import Relay, Send
+
+if TYPE_CHECKING:
+    from .history import Reading
 
 __all__ = ["Conn", "Session", "Remote", "Party", "Sessions", "route", "with_cert"]
 
@@ -39,7 +43,8 @@ class Conn:
 class Session:
     """The logged-in part of a connection: whose it is and what it is owed."""
 
-    __slots__ = ("conn", "id", "user", "since", "last_active", "requests", "mailbox", "pongs", "version", "seen")
+    __slots__ = ("conn", "id", "user", "since", "last_active", "requests", "mailbox", "pongs", "version", "seen",
+                 "history")
 
     def __init__(self, conn: Conn, user: str, now: float, seen: int) -> None:
         self.conn = conn
@@ -55,6 +60,7 @@ class Session:
         self.pongs = 0                        # pings answered once the mailbox is out
         self.version = conn.version           # the protocol version its hello said
         self.seen = seen                      # presence changes logged before this one it has been told of
+        self.history: Reading | None = None   # its history reads on their way (reactor/server/history.py)
 
 
 class Remote:

@@ -1,9 +1,24 @@
-"""Keeps the server's durable state, blocks and offline messages, in one SQLite file that survives restarts.
+"""Keeps the server's durable state, blocks, offline messages and history, in one SQLite file that survives restarts.
 
 The texts of offline messages stay in the store: ``load`` gives what the logic
 keeps of each (its sizes, not its text), and the host reads the texts with
 ``texts`` when it sends them. ``MemoryStore`` is the same interface in this
-process alone, for a host without a state file.
+process alone, for a host without a state file (it keeps no history).
+
+Version 2 of the schema adds a kept message's ``ref`` (the id its sender's
+client gave it) and the history; a version 1 file is upgraded when opened.
+
+History: one row
+per direct message or broadcast, written by its sender, whatever its
+recipients (``history``: a broadcast's recipient is ``''`` and ``hidden``
+names who blocked its sender then), the sessions (``sessions``: a broadcast
+was got by those logged in when it was sent), and how far each user forgot
+each conversation (``forgotten``: a user's copy ends there; once both sides
+of a conversation forgot a message it is deleted). A user's history is bounded
+by what it wrote: at most ``history_cap`` messages (a little more between
+trims), the oldest dropped first, so nobody can push someone else's
+conversations out by writing to them; ``trim_history`` drops what is older than
+the history is kept, a batch at a time.
 """
 from __future__ import annotations
 
@@ -13,23 +28,68 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .effects import AddBlock, ForgetMessages, KeepMessage, RemoveBlock, StoreChange
+from .effects import (
+    AddBlock,
+    ForgetHistory,
+    ForgetMessages,
+    HistoryNote,
+    HistoryRow,
+    KeepMessage,
+    NoteSession,
+    Remember,
+    RemoveBlock,
+    StoreChange,
+)
 from .wal import inspect_wal, keep_copy
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-StoredRow = tuple[int, str, str, int, int, float | None]   # a kept message as load gives it (see there)
+SCHEMA_VERSION = 2          # 2: history and kept messages' refs (1: blocks and offline messages; upgraded at open)
+HISTORY_CAP = 5000          # messages of its own a user's history keeps, at most (0: no history is written)
+HISTORY_TRIM_BATCH = 500    # rows one trim_history deletes at most (a big backlog goes a batch a turn)
+StoredRow = tuple[int, str, str, int, int, float | None, str | None]   # a kept message as load gives it (see there)
 _IDS_PER_QUERY = 500   # ids read in one query (SQLite allows 999 parameters or more)
 MEMORY = ":memory:"
 SYNCHRONOUS = ("FULL", "NORMAL")
 
+_HISTORY_SCHEMA = (   # the history, which version 2 adds
+    "CREATE TABLE history (id INTEGER PRIMARY KEY, sender TEXT NOT NULL, recipient TEXT NOT NULL,"
+    " text TEXT NOT NULL, sent REAL, hidden TEXT)",
+    "CREATE INDEX history_pair ON history (sender, recipient, id)",
+    "CREATE INDEX history_broadcasts ON history (id) WHERE recipient = ''",
+    "CREATE TABLE sessions (user TEXT NOT NULL, start REAL NOT NULL, end REAL)",
+    "CREATE INDEX sessions_user ON sessions (user, start)",
+    "CREATE TABLE forgotten (owner TEXT NOT NULL, peer TEXT NOT NULL, upto INTEGER NOT NULL,"
+    " PRIMARY KEY (owner, peer)) WITHOUT ROWID",
+)
+# What each older version needs to become the next: ``_UPGRADES[v]`` turns version v into v + 1. Version 2: a
+# kept message's ref (the id its sender's client gave it), and the history.
+_UPGRADES = {
+    1: ("ALTER TABLE offline ADD COLUMN ref TEXT", *_HISTORY_SCHEMA),
+}
 _SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE offline (id INTEGER PRIMARY KEY, recipient TEXT NOT NULL, sender TEXT NOT NULL,"
-    " text TEXT NOT NULL, sent REAL)",
+    " text TEXT NOT NULL, sent REAL, ref TEXT)",
     "CREATE TABLE blocks (blocker TEXT NOT NULL, blocked TEXT NOT NULL, PRIMARY KEY (blocker, blocked))",
+    *_HISTORY_SCHEMA,
 )
+# The last ``count`` messages between two users still in ``owner``'s copy (``upto``: forgotten up to there).
+_DIRECT = ("SELECT id, sender, text, sent FROM"
+           " (SELECT id, sender, text, sent FROM history WHERE sender = :owner AND recipient = :peer AND id > :upto"
+           "  ORDER BY id DESC LIMIT :count)"
+           " UNION ALL SELECT * FROM"
+           " (SELECT id, sender, text, sent FROM history WHERE sender = :peer AND recipient = :owner AND id > :upto"
+           "  ORDER BY id DESC LIMIT :count)"
+           " ORDER BY id DESC LIMIT :count")
+# The last ``count`` broadcasts ``owner`` sent, or got: sent by another while it was logged in (the session that
+# began last before it had not ended), not hidden from it (it blocked the sender then).
+_BROADCASTS = ("SELECT h.sender, h.text, h.sent FROM history h INDEXED BY history_broadcasts"
+               " WHERE h.recipient = '' AND h.id > :upto AND (h.sender = :owner OR"
+               " (instr(coalesce(h.hidden, ''), :tag) = 0 AND EXISTS (SELECT 1 FROM"
+               "  (SELECT s.end FROM sessions s WHERE s.user = :owner AND s.start <= h.sent"
+               "   ORDER BY s.start DESC LIMIT 1) WHERE end IS NULL OR end >= h.sent)))"
+               " ORDER BY h.id DESC LIMIT :count")
 
 
 class StoreError(Exception):
@@ -50,7 +110,9 @@ class Store:
     Everything applied since the last ``commit`` is one transaction, so the
     host commits once per loop iteration however many messages it stored
     (group commit). A file is opened in WAL mode and locked for this process
-    alone: a second server on the same file is refused. A write that does not
+    alone: a second server on the same file is refused. A file of an older
+    schema version is upgraded at open, in one transaction, after it was checked.
+    A write that does not
     fit (SQLITE_FULL: the disk or ``max_bytes`` is full) rolls back the whole
     open transaction and raises ``StoreFull``; the store goes on working, so a
     later transaction is kept once there is room. After any other failed write
@@ -64,29 +126,33 @@ class Store:
     the file (``<file>-wal.damaged-<when>``), since SQLite overwrites them.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: str, history_cap: int = HISTORY_CAP) -> None:
         self._conn = conn
         self.path = path
         self.commits = 0         # transactions committed (for tests and figures)
         self._pending = False    # a transaction is open
         self._broken: str | None = None
+        self.history_cap = history_cap   # messages of its own a user's history keeps (0: none written)
+        # How many history rows each sender has (counted once at open): its oldest go past its cap.
+        self._written: dict[str, int] = dict(conn.execute("SELECT sender, count(*) FROM history GROUP BY sender"))
 
     # -- opening -------------------------------------------------------
 
     @classmethod
     def open(cls, path: str, synchronous: str = "FULL", max_bytes: int | None = None, *,
-             connect: Callable[..., sqlite3.Connection] = sqlite3.connect) -> Store:
+             history_cap: int = HISTORY_CAP, connect: Callable[..., sqlite3.Connection] = sqlite3.connect) -> Store:
         """Open (or create) the state at ``path``; ``':memory:'`` keeps it only while the process runs.
 
         ``max_bytes`` caps the database (its write-ahead log comes on top):
-        a change that would grow it further raises ``StoreFull``. ``connect``
+        a change that would grow it further raises ``StoreFull``. ``history_cap``: the
+        messages of its own each user's history keeps (0: no history is written). ``connect``
         makes the SQLite connection, as ``sqlite3.connect`` does (a test can
         hand in one that fails on cue, or keep it to look inside).
         """
         if synchronous not in SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS}, not {synchronous!r}")
         if path == MEMORY:
-            return cls._open(path, synchronous, max_bytes, connect)
+            return cls._open(path, synchronous, max_bytes, connect, history_cap)
         _check_path(path)
         # What SQLite's recovery will drop from the write-ahead log, seen (and the log kept) before it reads it.
         wal = f"{path}-wal"
@@ -100,7 +166,7 @@ class Store:
             raise StoreError(f"Cannot keep a copy of the damaged write-ahead log {wal}: {exc.strerror or exc}; "
                              "copy it aside before starting again") from None
         try:
-            store = cls._open(path, synchronous, max_bytes, connect)
+            store = cls._open(path, synchronous, max_bytes, connect, history_cap)
         except StoreInUse:   # the log is another server's, live: nothing was lost
             if copy is not None:
                 os.unlink(copy)
@@ -113,7 +179,7 @@ class Store:
 
     @classmethod
     def _open(cls, path: str, synchronous: str, max_bytes: int | None,
-              connect: Callable[..., sqlite3.Connection]) -> Store:
+              connect: Callable[..., sqlite3.Connection], history_cap: int = HISTORY_CAP) -> Store:
         try:
             conn = connect(path, isolation_level=None, timeout=0)
         except sqlite3.Error as exc:
@@ -126,7 +192,7 @@ class Store:
             # Read and check what is there before changing a byte of it: the
             # journal mode of someone else's database is theirs to keep.
             conn.execute("BEGIN")
-            empty = _check_contents(conn, path)
+            version = _check_contents(conn, path)
             conn.execute("COMMIT")
             if path != MEMORY:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -136,33 +202,43 @@ class Store:
             if max_bytes is not None:
                 page_size = conn.execute("PRAGMA page_size").fetchone()[0]
                 conn.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page_size)}")
-            if empty:
+            if version is None:
                 conn.execute("BEGIN IMMEDIATE")
                 _create(conn)
                 conn.execute("COMMIT")
+            elif version < SCHEMA_VERSION:
+                conn.execute("BEGIN IMMEDIATE")
+                _upgrade(conn, version)
+                conn.execute("COMMIT")
+                log.info("State file %s: upgraded from schema version %d to %d", path, version, SCHEMA_VERSION)
+            # Sessions a crash or a shutdown left open ended, at the latest, when the last history was written.
+            conn.execute("UPDATE sessions SET end = max(start, coalesce((SELECT max(sent) FROM history), start))"
+                         " WHERE end IS NULL")
+            store = cls(conn, path, history_cap)
         except StoreError:
             conn.close()
             raise
         except sqlite3.Error as exc:
             conn.close()
             raise _error(path, exc) from None
-        return cls(conn, path)
+        return store
 
     # -- reading -------------------------------------------------------
 
     def load(self) -> tuple[list[tuple[str, str]], list[StoredRow]]:
         """What the logic keeps at start: blocks as (blocker, blocked); offline messages by id, without
-        their texts, as (id, to, sender, size, chars, sent).
+        their texts, as (id, to, sender, size, chars, sent, ref).
 
         ``size``: the text's UTF-8 bytes; ``chars``: its characters (up to a NUL, if it has one);
-        ``sent``: wall-clock seconds, or None for a message stored without.
+        ``sent``: wall-clock seconds, or None for a message stored without; ``ref``: the id its sender's
+        client gave it, or None.
         """
         self._check()
         try:
             rows = self._conn.execute("SELECT blocker, blocked FROM blocks")
             blocks: list[tuple[str, str]] = [(blocker, blocked) for blocker, blocked in rows]
             offline = self._conn.execute("SELECT id, recipient, sender, length(CAST(text AS BLOB)), length(text),"
-                                         " sent FROM offline ORDER BY id").fetchall()
+                                         " sent, ref FROM offline ORDER BY id").fetchall()
         except sqlite3.Error as exc:
             raise _error(self.path, exc) from None
         return blocks, offline
@@ -199,8 +275,10 @@ class Store:
             raise self._fail(exc) from None
 
     def _keep(self, change: KeepMessage) -> None:
-        self._conn.execute("INSERT INTO offline (id, recipient, sender, text, sent) VALUES (?, ?, ?, ?, ?)",
-                           (change.id, change.to, change.sender, change.text, change.sent))
+        self._conn.execute("INSERT INTO offline (id, recipient, sender, text, sent, ref) VALUES (?, ?, ?, ?, ?, ?)",
+                           (change.id, change.to, change.sender, change.text, change.sent, change.ref))
+        if self.history_cap:   # its history, in the same transaction: a message refused is in no history
+            self._history([(change.sender, change.to, change.text, change.sent, None)])
 
     def _forget(self, change: ForgetMessages) -> None:
         self._conn.executemany("DELETE FROM offline WHERE id = ?", [(i,) for i in change.ids])
@@ -212,8 +290,104 @@ class Store:
     def _unblock(self, change: RemoveBlock) -> None:
         self._conn.execute("DELETE FROM blocks WHERE blocker = ? AND blocked = ?", (change.blocker, change.blocked))
 
+    def _forget_history(self, change: ForgetHistory) -> None:
+        """``owner``'s copy ends at the last message kept so far; what both sides forgot goes."""
+        conn, owner, peer = self._conn, change.owner, change.peer or ""
+        upto = conn.execute("SELECT coalesce(max(id), 0) FROM history").fetchone()[0]
+        conn.execute("INSERT OR REPLACE INTO forgotten (owner, peer, upto) VALUES (?, ?, ?)", (owner, peer, upto))
+        if not peer:
+            return
+        row = conn.execute("SELECT upto FROM forgotten WHERE owner = ? AND peer = ?", (peer, owner)).fetchone()
+        if row is not None:
+            both = min(upto, row[0])
+            gone = conn.execute("DELETE FROM history WHERE (sender = ? AND recipient = ? OR sender = ? AND"
+                                " recipient = ?) AND id <= ? RETURNING sender",
+                                (owner, peer, peer, owner, both)).fetchall()
+            for (sender,) in gone:
+                self._written[sender] -= 1
+
     _writes: dict[type, Callable[[Any, Any], None]] = {KeepMessage: _keep, ForgetMessages: _forget, AddBlock: _block,
-                                     RemoveBlock: _unblock}   # each store change -> how it is written
+                                     RemoveBlock: _unblock, ForgetHistory: _forget_history}   # change -> its write
+
+    # -- history -------------------------------------------------------
+
+    def remember(self, notes: list[HistoryNote]) -> None:
+        """Write history (messages and broadcasts, sessions begun and ended) into the open transaction, in order."""
+        self._check()
+        try:
+            if not self._pending:
+                self._conn.execute("BEGIN")
+                self._pending = True
+            rows: list[tuple[str, str, str, float | None, str | None]] = []
+            for note in notes:
+                if type(note) is Remember:
+                    hidden = "\n" + "\n".join(note.hidden) + "\n" if note.hidden else None
+                    rows.append((note.sender, note.to or "", note.text, note.sent, hidden))
+                    continue
+                assert type(note) is NoteSession
+                if rows:   # (in order: a broadcast before a login is not the login's)
+                    self._history(rows)
+                    rows = []
+                if note.online:
+                    self._conn.execute("UPDATE sessions SET end = ? WHERE user = ? AND end IS NULL",
+                                       (note.at, note.user))
+                    self._conn.execute("INSERT INTO sessions (user, start) VALUES (?, ?)", (note.user, note.at))
+                else:
+                    self._conn.execute("UPDATE sessions SET end = ? WHERE user = ? AND end IS NULL",
+                                       (note.at, note.user))
+            if rows:
+                self._history(rows)
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+
+    def _history(self, rows: list[tuple[str, str, str, float | None, str | None]]) -> None:
+        """History rows (sender, recipient, text, sent, hidden); a sender past its cap (and a little: the trim is
+        done once per ``cap // 16`` rows) loses its oldest."""
+        self._conn.executemany("INSERT INTO history (sender, recipient, text, sent, hidden) VALUES (?, ?, ?, ?, ?)",
+                               rows)
+        cap, written = self.history_cap, self._written
+        slack = max(1, cap // 16)
+        for row in rows:
+            sender = row[0]
+            n = written[sender] = written.get(sender, 0) + 1
+            if n > cap + slack:
+                self._conn.execute("DELETE FROM history WHERE id IN (SELECT id FROM history WHERE sender = ?"
+                                   " ORDER BY id LIMIT ?)", (sender, n - cap))
+                written[sender] = cap
+
+    def history(self, owner: str, peer: str | None, count: int) -> list[HistoryRow]:
+        """The last ``count`` messages of ``owner``'s history with ``peer`` (None: the broadcasts it sent or got),
+        newest first, as (sender, text, sent); the open transaction's too."""
+        self._check()
+        try:
+            row = self._conn.execute("SELECT upto FROM forgotten WHERE owner = ? AND peer = ?",
+                                     (owner, peer or "")).fetchone()
+            upto = row[0] if row is not None else 0
+            if peer is not None:
+                return [(sender, text, sent) for _, sender, text, sent in self._conn.execute(
+                    _DIRECT, {"owner": owner, "peer": peer, "upto": upto, "count": count})]
+            return self._conn.execute(_BROADCASTS, {"owner": owner, "upto": upto, "count": count,
+                                                    "tag": f"\n{owner}\n"}).fetchall()
+        except sqlite3.Error as exc:
+            raise self._fail(exc, "read") from None
+
+    def trim_history(self, before: float, batch: int = HISTORY_TRIM_BATCH) -> int:
+        """Delete (in the open transaction) up to ``batch`` of the oldest history rows sent before ``before``
+        (wall-clock seconds), and the sessions that ended before it; how many rows went (``batch``: call again)."""
+        self._check()
+        try:
+            if not self._pending:
+                self._conn.execute("BEGIN")
+                self._pending = True
+            gone = self._conn.execute(
+                "DELETE FROM history WHERE id IN (SELECT id FROM history ORDER BY id LIMIT ?) AND coalesce(sent, 0) < ?"
+                " RETURNING sender", (batch, before)).fetchall()
+            for (sender,) in gone:
+                self._written[sender] -= 1
+            self._conn.execute("DELETE FROM sessions WHERE end < ?", (before,))
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+        return len(gone)
 
     def commit(self) -> None:
         """Make everything applied since the last commit durable, as one transaction."""
@@ -268,17 +442,19 @@ class Store:
 
 class MemoryStore:
     """``Store``'s interface in this process alone, for a host without a state file: never full, and gone at
-    exit. It keeps the texts of offline messages, as a state file does, so the logic need not."""
+    exit. It keeps the texts of offline messages, as a state file does, so the logic need not; it keeps no
+    history (``--state :memory:`` is a SQLite store in memory, which does)."""
 
     def __init__(self) -> None:
-        self._offline: dict[int, tuple[str, str, str, float | None]] = {}   # id -> (to, sender, text, sent)
+        self._offline: dict[int, tuple[str, str, str, float | None, str | None]] = {}   # id -> (to, sender,
+        # text, sent, ref)
         self._blocks: set[tuple[str, str]] = set()
 
     def load(self) -> tuple[list[tuple[str, str]], list[StoredRow]]:
         """As ``Store.load``."""
         return sorted(self._blocks), [
-            (mid, to, sender, len(text.encode("utf-8", "surrogatepass")), len(text), sent)
-            for mid, (to, sender, text, sent) in sorted(self._offline.items())]
+            (mid, to, sender, len(text.encode("utf-8", "surrogatepass")), len(text), sent, ref)
+            for mid, (to, sender, text, sent, ref) in sorted(self._offline.items())]
 
     def texts(self, ids: Iterable[int]) -> dict[int, str]:
         """As ``Store.texts``."""
@@ -293,7 +469,7 @@ class MemoryStore:
         write(self, change)
 
     def _keep(self, change: KeepMessage) -> None:
-        self._offline[change.id] = (change.to, change.sender, change.text, change.sent)
+        self._offline[change.id] = (change.to, change.sender, change.text, change.sent, change.ref)
 
     def _forget(self, change: ForgetMessages) -> None:
         for mid in change.ids:
@@ -305,11 +481,25 @@ class MemoryStore:
     def _unblock(self, change: RemoveBlock) -> None:
         self._blocks.discard((change.blocker, change.blocked))
 
+    def _forget_history(self, change: ForgetHistory) -> None:
+        """It keeps no history."""
+
     _writes: dict[type, Callable[[Any, Any], None]] = {KeepMessage: _keep, ForgetMessages: _forget, AddBlock: _block,
-                                     RemoveBlock: _unblock}
+                                     RemoveBlock: _unblock, ForgetHistory: _forget_history}
 
     def commit(self) -> None:
         """Nothing to do: what was applied is kept already."""
+
+    def remember(self, notes: list[HistoryNote]) -> None:
+        """It keeps no history."""
+
+    def history(self, owner: str, peer: str | None, count: int) -> list[HistoryRow]:
+        """It keeps no history: none."""
+        return []
+
+    def trim_history(self, before: float, batch: int = HISTORY_TRIM_BATCH) -> int:
+        """It keeps no history: nothing to trim."""
+        return 0
 
 
 def _check_path(path: str) -> None:
@@ -325,14 +515,16 @@ def _check_path(path: str) -> None:
         raise StoreError(f"Cannot use state file {path}: it is not readable and writable")
 
 
-def _check_contents(conn: sqlite3.Connection, path: str) -> bool:
-    """Whether the database is empty; raises StoreError unless it is empty or a sound state file.
+def _check_contents(conn: sqlite3.Connection, path: str) -> int | None:
+    """The state file's schema version (None: the database is empty); raises StoreError unless it is empty or
+    a sound state file of this version or an older one this server upgrades (a version newer than this
+    server's, or unknown, among others).
 
     Reads only: a file that is refused is left as it was found.
     """
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if not tables:
-        return True
+        return None
     if "meta" not in tables:
         raise StoreError(f"{path} is a database but not a chat state file (no meta table); "
                          "give --state another file")
@@ -345,15 +537,17 @@ def _check_contents(conn: sqlite3.Connection, path: str) -> bool:
     if version > SCHEMA_VERSION:
         raise StoreError(f"State file {path} was written by a newer server (schema version {version}; "
                          f"this server reads version {SCHEMA_VERSION})")
-    if version != SCHEMA_VERSION:
+    if version != SCHEMA_VERSION and version not in _UPGRADES:
         raise StoreError(f"State file {path} has an unknown schema version {version}")
     missing = {"offline", "blocks"} - tables
+    if version == SCHEMA_VERSION:
+        missing |= {"history", "sessions", "forgotten"} - tables
     if missing:
         raise StoreError(f"State file {path} is damaged: table {', '.join(sorted(missing))} missing")
     problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
     if problems != ["ok"]:
         raise StoreError(f"State file {path} is corrupt ({problems[0]}); move it aside to start afresh")
-    return False
+    return version
 
 
 def _create(conn: sqlite3.Connection) -> None:
@@ -361,6 +555,14 @@ def _create(conn: sqlite3.Connection) -> None:
     for statement in _SCHEMA:
         conn.execute(statement)
     conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+
+def _upgrade(conn: sqlite3.Connection, version: int) -> None:
+    """A sound state file of schema ``version`` brought to ``SCHEMA_VERSION``, one version at a time."""
+    for step in range(version, SCHEMA_VERSION):
+        for statement in _UPGRADES[step]:
+            conn.execute(statement)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
 
 def _error(path: str, exc: sqlite3.Error) -> StoreError:

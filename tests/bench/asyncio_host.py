@@ -186,7 +186,7 @@ class AsyncioHost:
                 if old is not None:
                     old.cancel()
             else:
-                self._apply(store_effect(self._store, effect))
+                self._apply(store_effect(self._store, effect, self._logic, self._loop.time()))
 
     def abort_all(self) -> None:
         """Teardown: no more effects; every transport dropped without writing anything more."""

@@ -138,7 +138,7 @@ class ThreadedHost:
             elif kind is WhenWritable:   # sendall has waited for room already
                 self._apply(self._logic.writable(effect.conn, time.monotonic()))
             else:
-                self._apply(store_effect(self._store, effect))
+                self._apply(store_effect(self._store, effect, self._logic, time.monotonic()))
 
 
 def serve(logic: ChatServer, port: int, announce: Callable[[int], None]) -> None:

@@ -1,0 +1,1 @@
+"""Recording a run of the rules and replaying it: the journal (docs/debugging.md)."""
