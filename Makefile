@@ -5,6 +5,8 @@
 # make lint runs ruff and mypy (settings in pyproject.toml); make test runs lint, then the suite with coverage.
 # Both set up .venv first: the project installed editable with its pinned dev extras (pyproject.toml, the one list).
 # make bench / make bench-quick also install the pinned bench-only tools (tests/bench/requirements.txt).
+# make fast compiles the hot modules with mypyc (the fast build, docs/performance.md); run-server runs on it once
+# built (rebuilt first when a source changed), make clean-fast goes back to the pure-Python modules alone.
 PYTHON ?= python3
 VENV   := .venv
 VPY    := $(VENV)/bin/python
@@ -27,11 +29,16 @@ ENGINE_PORT ?= 6379
 CERTS  ?= .certs
 BENCH_ARGS ?=
 
-.PHONY: run-server run-client run-engine dev-certs lint test test-fast sim coverage bench bench-more bench-quick bench-tls bench-cluster bench-metrics clean
+.PHONY: run-server run-client run-engine dev-certs lint test test-fast test-compiled sim coverage bench bench-more bench-quick \
+	bench-tls bench-cluster bench-metrics fast clean-fast clean
+# A C compiler: make test runs the fast tests again on the compiled build only where there is one.
+CC_FOUND := $(shell command -v $${CC:-cc} 2>/dev/null)
+# The fast build there is (of any interpreter): run-server keeps it current.
+FAST_BUILT := $(wildcard reactor/_fast/*/manifest.json)
 
 # CLUSTER=redis://HOST:PORT NODE=ID runs one node of a cluster instead (with the venv's hiredis; nodes on one
 # machine may share PORT):  make run-engine, then  make run-server CLUSTER=redis://127.0.0.1:6379 NODE=a
-run-server: $(if $(CLUSTER),$(VENV)/.installed)
+run-server: $(if $(CLUSTER),$(VENV)/.installed) $(if $(FAST_BUILT),fast)
 	$(if $(CLUSTER),$(VPY),$(RUNPY)) server_main.py $(PORT) $(BLOCK) $(TIMEOUT) --host $(HOST) \
 		--credentials $(CREDENTIALS) --state $(STATE) \
 		$(if $(CLUSTER),--cluster $(CLUSTER) --node-id $(NODE) --reuse-port) \
@@ -71,18 +78,34 @@ $(VENV)/.installed: pyproject.toml
 	echo "import coverage; coverage.process_startup()" > "$$($(VPY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/coverage-subprocess.pth"
 	touch $@
 
+# The fast build: the hot modules compiled by mypyc (the venv's, a dev tool) for the venv's interpreter into
+# reactor/_fast/ (git-ignored), only when a source changed since the last build (reactor/fastbuild.py).
+fast: $(VENV)/.installed
+	$(VPY) -m reactor.fastbuild
+
+clean-fast:
+	rm -rf reactor/_fast
+
 # Any finding fails the target (and so make test, and CI); mypy runs even when ruff found something.
 lint: $(VENV)/.installed
 	$(VPY) -m ruff check .; ruff=$$?; $(VPY) -m mypy && exit $$ruff
 
-# Child processes (the real server and client in end-to-end tests) are measured too.
+# Child processes (the real server and client in end-to-end tests) are measured too. The whole suite runs on
+# the pure-Python modules (REACTOR_BUILD=pure); then, where there is a C compiler, the tests marked compiled run again
+# on the compiled build (make test-compiled: built or brought up to date first), as CI does.
 test: export COVERAGE_PROCESS_START = $(CURDIR)/.coveragerc
 test: export COVERAGE_DATA_DIR = $(CURDIR)
 test: $(VENV)/.installed $(VENV)/.engine $(VENV)/.prometheus lint
 	$(VPY) -m coverage erase
-	$(VPY) -m coverage run -m pytest -q tests
+	REACTOR_BUILD=pure $(VPY) -m coverage run -m pytest -q tests
 	$(VPY) -m coverage combine -q 2>/dev/null || true
 	$(VPY) -m coverage report
+	$(if $(CC_FOUND),$(MAKE) --no-print-directory test-compiled,@echo "no C compiler: the compiled build is not tested")
+
+# The tests marked compiled (pyproject.toml) on the compiled build, server processes included (no coverage: it cannot
+# see compiled code).
+test-compiled: fast $(VENV)/.engine
+	REACTOR_BUILD=fast COVERAGE_PROCESS_START= $(VPY) -m pytest -q -m compiled tests
 
 # Cluster mode's engine for the tests: valkey-server/redis-server >= 7.0 from PATH, else Debian bookworm's
 # redis 7.0 fetched by apt-get download into .venv/engine/ (no root needed; tests/redis_binary.py).
@@ -115,7 +138,8 @@ $(VENV)/.bench-installed: tests/bench/requirements.txt $(VENV)/.installed
 	$(VPY) -m pip install --quiet --disable-pip-version-check -r tests/bench/requirements.txt
 	touch $@
 
-bench: $(VENV)/.bench-installed
+# Both builds side by side: the fast one is built first where there is a C compiler.
+bench: $(VENV)/.bench-installed $(if $(CC_FOUND),fast)
 	$(VPY) -m tests.bench.run $(BENCH_ARGS)
 	$(MAKE) --no-print-directory bench-more
 
@@ -143,7 +167,7 @@ bench-more: $(VENV)/.installed $(VENV)/.engine $(VENV)/.prometheus
 bench-cluster: $(VENV)/.installed $(VENV)/.engine
 	$(VPY) -m tests.bench.cluster $(BENCH_ARGS)
 
-bench-quick: $(VENV)/.bench-installed
+bench-quick: $(VENV)/.bench-installed $(if $(CC_FOUND),fast)
 	$(VPY) -m tests.bench.run --quick $(BENCH_ARGS)
 
 # What metrics cost: the real server's relay with metrics off and on (a real Prometheus scraping it), side by side;
@@ -156,5 +180,5 @@ bench-tls: $(VENV)/.installed
 	$(VPY) -m tests.bench.tls $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .coverage .coverage.* htmlcov .pytest_cache bench-results
+	rm -rf $(VENV) .coverage .coverage.* htmlcov .pytest_cache bench-results reactor/_fast
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -28,7 +28,9 @@ import re
 from _json import make_encoder
 from json.encoder import encode_basestring, encode_basestring_ascii
 from json.scanner import make_scanner
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from . import fastjson
 
 if TYPE_CHECKING:
     from .stream import Stream
@@ -62,10 +64,15 @@ _scan = make_scanner(_decoder)   # type: ignore[arg-type]  # (typeshed wants a m
 _TLS_HANDSHAKE = 0x16   # the first byte of a TLS handshake record
 _BACKSLASH = ord("\\")   # an int: `in` a bytes line is a memchr, far cheaper than a bytes needle
 _SURROGATE = re.compile(r"[\ud800-\udfff]")   # left in a decoded str only by a lone \udXXX escape
+FAST_JSON: Final = fastjson.ENABLED   # the fast build with orjson: it writes the frames it writes as json would
 
 
 def encode(frame: dict[str, Any]) -> bytes:
     """The bytes of one frame, newline included: UTF-8, one line (JSON escapes newlines inside strings)."""
+    if FAST_JSON:
+        fast = fastjson.encode(frame)
+        if fast is not None:
+            return fast
     try:
         line = "".join(_encode(frame, 0)) + "\n"
     except BaseException:   # (a value JSON has not, NaN, a circular frame) the encoder may leave markers behind

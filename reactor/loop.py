@@ -23,7 +23,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,8 @@ class TurnStats:
     The wait itself is not counted.
     """
 
-    BOUNDS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05)   # seconds: the upper bounds of the bands
+    # seconds: the upper bounds of the bands (a ClassVar: compiled, a class constant is otherwise per instance)
+    BOUNDS: ClassVar[tuple[float, ...]] = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05)
 
     def __init__(self) -> None:
         self.turns = 0

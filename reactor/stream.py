@@ -19,7 +19,7 @@ a connection's limits small until it logs in.
 
 Every stream counts the bytes it reads and sends into a ``Traffic``, one
 addition per ``recv`` and per ``send`` (not per message): its owner's (the
-chat server's client connections share one, for its metrics), else its loop's.
+chat server's client connections share one, for its metrics), else ``UNOWNED``.
 
 Nothing a peer does raises into the loop: failures reach the protocol's
 ``connection_lost`` exactly once, always from a fresh loop callback.
@@ -31,7 +31,6 @@ import logging
 import os
 import socket
 import struct
-import weakref
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -65,41 +64,20 @@ class StreamProtocol(Protocol):
 P = TypeVar("P", bound=StreamProtocol)
 
 
-class _Flushes:
-    """The streams of one loop with output to send this turn, flushed together by one ready callback.
-
-    One loop callback a turn in place of one per stream written to (a Handle made, queued and run for
-    each): 385 -> 92 ns per stream written to, about 3% of a relayed message's ~9 us.
-    """
-
-    __slots__ = ("_loop", "_streams", "__weakref__")
-
-    def __init__(self, loop: EventLoop) -> None:
-        self._loop = loop
-        self._streams: list[Stream[Any]] = []
-
-    def add(self, stream: Stream[Any]) -> None:
-        if not self._streams:
-            self._loop.call_soon(self._run)
-        self._streams.append(stream)
-
-    def _run(self) -> None:
-        streams, self._streams = self._streams, []
-        for stream in streams:
-            try:
-                stream._flush()
-            except Exception:   # (as the loop does for each callback: one stream's bug does not keep the others')
-                log.exception("stream %s: flush failed", stream.peer_address)
+# The streams of each loop with output to send this turn (by the loop's id), flushed together by one ready
+# callback: one loop callback a turn in place of one per stream written to (a Handle made, queued and run for
+# each): 385 -> 92 ns per stream written to, about 3% of a relayed message's ~9 us. An entry lives from the
+# turn's first write to its ready phase (its streams keep the loop alive meanwhile, so the id is that loop's):
+# nothing is kept per loop, and no weak reference is needed (the fast build's loop has none).
+_to_flush: dict[int, list[Stream[Any]]] = {}
 
 
-_flushes: weakref.WeakKeyDictionary[EventLoop, _Flushes] = weakref.WeakKeyDictionary()   # each loop's
-
-
-def _flushes_of(loop: EventLoop) -> _Flushes:
-    flushes = _flushes.get(loop)
-    if flushes is None:
-        flushes = _flushes[loop] = _Flushes(loop)
-    return flushes
+def _flush_all(loop_id: int) -> None:
+    for stream in _to_flush.pop(loop_id, ()):
+        try:
+            stream._flush()
+        except Exception:   # (as the loop does for each callback: one stream's bug does not keep the others')
+            log.exception("stream %s: flush failed", stream.peer_address)
 
 
 class Traffic:
@@ -113,15 +91,9 @@ class Traffic:
         self.sent = 0
 
 
-_traffic: weakref.WeakKeyDictionary[EventLoop, Traffic] = weakref.WeakKeyDictionary()
-
-
-def loop_traffic(loop: EventLoop) -> Traffic:
-    """What the streams of ``loop`` that were given no ``Traffic`` of their owner's read and sent."""
-    traffic = _traffic.get(loop)
-    if traffic is None:
-        traffic = _traffic[loop] = Traffic()
-    return traffic
+# What the streams given no ``Traffic`` of their owner's read and sent: the process's, not each loop's (one per
+# loop needs a weak reference to the loop, which the fast build's compiled loop takes none of).
+UNOWNED = Traffic()
 
 
 class Stream(Generic[P]):
@@ -131,10 +103,10 @@ class Stream(Generic[P]):
     true once ``close()``/``abort()`` was called or the peer is gone. With ``count_sends``, ``sends`` counts
     the socket sends made (for tests and figures), else it is None: a new int each send would cost a relayed
     message 0.3% (270 of its 92,000 instructions; the test for None, 0.04%). ``traffic``: where its bytes are
-    counted (by default its loop's, ``loop_traffic``).
+    counted (by default ``UNOWNED``).
     """
 
-    __slots__ = ("_loop", "_flushes", "_sock", "_protocol", "_out", "_max_output", "_read_size",
+    __slots__ = ("_loop", "_sock", "_protocol", "_out", "_max_output", "_read_size",
                  "_high_water", "_low_water", "_on_drained", "_flush_pending", "_writing", "_released",
                  "_close_timer", "_reason", "_traffic", "closed", "sends", "tag", "peer_address", "local_address")
 
@@ -145,8 +117,7 @@ class Stream(Generic[P]):
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._loop = loop
-        self._flushes = _flushes_of(loop)
-        self._traffic = traffic if traffic is not None else loop_traffic(loop)
+        self._traffic = traffic if traffic is not None else UNOWNED
         self._sock = sock
         self._protocol = protocol
         self._out: bytes | bytearray = b""   # unsent output: the bytes written, or a buffer of our own (``write``)
@@ -191,7 +162,7 @@ class Stream(Generic[P]):
 
     # -- writing -------------------------------------------------------
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         """Queue bytes; they go out in order."""
         if self.closed:
             return
@@ -211,7 +182,7 @@ class Stream(Generic[P]):
         elif not self._flush_pending and not self._writing:
             self._flush_soon()
 
-    def _append(self, data: bytes) -> None:
+    def _append(self, data: bytes | bytearray) -> None:
         """Add bytes to the output buffer as ``write`` does (inline there, the hot path): the caller's bytes
         kept while the buffer is empty, else copied into a buffer of our own that grows in place."""
         out = self._out
@@ -223,9 +194,15 @@ class Stream(Generic[P]):
             out += data
 
     def _flush_soon(self) -> None:
-        """Flush in this turn's ready phase (with the other streams written to: ``_Flushes``)."""
+        """Flush in this turn's ready phase (with the other streams written to: ``_to_flush``)."""
         self._flush_pending = True
-        self._flushes.add(self)
+        loop_id = id(self._loop)
+        streams = _to_flush.get(loop_id)
+        if streams is None:
+            _to_flush[loop_id] = [self]
+            self._loop.call_soon(_flush_all, loop_id)
+        else:
+            streams.append(self)
 
     def when_drained(self, callback: Callable[[Stream[P]], Any]) -> None:
         """Call ``callback(self)`` once there is room for more output: soon if fewer than

@@ -56,8 +56,9 @@ import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .compiled import mypyc_attr
 from .loop import EventLoop, TimerHandle
-from .stream import PEER_CLOSED, P, Stream, describe_os_error
+from .stream import HIGH_WATER, LOW_WATER, MAX_OUTPUT, PEER_CLOSED, RECV_SIZE, P, Stream, Traffic, describe_os_error
 
 if TYPE_CHECKING:   # (a server's, given to its streams: a client's streams never load it)
     from .handshakes import Handshake, Handshakes
@@ -123,6 +124,7 @@ def source_address(peer: Any) -> str:
     return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
 
 
+@mypyc_attr(native_class=False)   # (compiled, a subclass of ssl's exception stays a Python class)
 class NotTLS(ssl.SSLError):
     """The peer spoke plaintext where a TLS handshake was due (a JSON line from a client, anything but a TLS
     record from a server); its message says which."""
@@ -323,7 +325,9 @@ class TLSLayer:
         session = self._begin()
         view = memoryview(data)
         while view:   # SSLObject.write may take less than all
-            view = view[session.write(view):]
+            # (a call in a slice's bound is made twice by mypyc 2.4's code: the fast build would seal it twice)
+            taken = session.write(view)
+            view = view[taken:]
 
     def close(self) -> None:
         """Say close_notify (best effort: whatever the peer does, nothing more is read)."""
@@ -355,7 +359,8 @@ class TLSStream(Stream[P]):
                  context: ssl.SSLContext, server_side: bool = False, server_hostname: str | None = None,
                  on_secure: Callable[[TLSStream[P]], Any] | None = None, plaintext_answer: bytes = b"",
                  handshake_timeout: float = HANDSHAKE_TIMEOUT, handshakes: Handshakes | None = None,
-                 **limits: Any) -> None:
+                 max_output: int = MAX_OUTPUT, high_water: int = HIGH_WATER, low_water: int = LOW_WATER,
+                 read_size: int = RECV_SIZE, count_sends: bool = False, traffic: Traffic | None = None) -> None:
         self._tls = TLSLayer(context, server_side=server_side, server_hostname=server_hostname)
         self._plain = bytearray()   # written, not yet encrypted
         self._on_secure = on_secure
@@ -367,7 +372,9 @@ class TLSStream(Stream[P]):
         self._handshakes = handshakes if server_side else None
         self._handshake: Handshake | None = None
         self._flight = b""
-        super().__init__(loop, sock, protocol, **limits)
+        super().__init__(loop, sock, protocol, max_output=max_output, high_water=high_water, low_water=low_water,
+                         read_size=read_size, count_sends=count_sends,
+                         traffic=traffic)   # (named: compiled, ** passes none)
         self._handshake_timer = loop.call_later(handshake_timeout, self._fail, "TLS handshake timed out")
         if not server_side:   # the client speaks first: its hello goes out now
             self._advance(b"")
@@ -385,7 +392,7 @@ class TLSStream(Stream[P]):
         """Whether the handshake is done."""
         return self._tls.established
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         if self.closed:
             return
         self._plain += data
@@ -446,9 +453,9 @@ class TLSStream(Stream[P]):
             else:
                 tls.handshake()
                 plain = b""
-        except NotTLS as exc:
+        except NotTLS as not_tls:   # (its own name: compiled, one name holds one type in a function)
             self._append(self._plaintext_answer)
-            self._close(exc.args[0])
+            self._close(not_tls.args[0])
             return b""
         except ssl.SSLError as exc:   # the alert that says why goes out before the close
             self._append(tls.take())

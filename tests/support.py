@@ -22,6 +22,7 @@ import urllib.request
 from reactor.client.effects import ToServer
 from reactor.client.line_editor import LineEditor
 from reactor.client.rules import ChatClient
+from reactor.framing import JsonLines
 from reactor.loop import EventLoop
 from reactor.server.door import MAX_LOGIN_TIME
 from reactor.server.effects import (
@@ -36,6 +37,7 @@ from reactor.server.effects import (
 from reactor.server.host import ServerHost
 from reactor.server.rules import ChatServer
 from reactor.server.store import MemoryStore, Store
+from reactor.stream import Stream
 from tests.terminal_model import Screen, width
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -208,6 +210,10 @@ class WireClient:
 
     def recv(self, timeout=None) -> dict:
         """The next frame; AssertionError if none comes in time, EOFError if the server closed."""
+        return json.loads(self.recv_line(timeout))
+
+    def recv_line(self, timeout=None) -> bytes:
+        """The next line as it came on the wire (no newline); as ``recv`` fails."""
         deadline = time.monotonic() + (timeout or self.timeout)
         while b"\n" not in self.buffer:
             left = deadline - time.monotonic()
@@ -225,7 +231,7 @@ class WireClient:
                 time.sleep(self.pause)   # pacing only: a reader slow on purpose
         line, self.buffer = self.buffer.split(b"\n", 1)
         self.longest = max(self.longest, len(line))
-        return json.loads(line)
+        return line
 
     def expect(self, type_, timeout=None, **fields) -> dict:
         """The next frame must be of ``type_`` with these fields."""
@@ -924,6 +930,21 @@ class Recorder:
 
     def connection_lost(self, stream, reason):
         self.lost.append(reason)
+
+
+class StandIn:
+    """A real ``Stream`` tagged ``tag`` (on a socketpair of its own, its frames to a ``Recorder``), to hand a
+    host's ``frame_received`` frames as if that connection's stream had read them: a host takes a Stream (a
+    duck-typed stand-in is refused by the compiled build, ``make fast``). Close it after (``close``)."""
+
+    def __init__(self, loop, tag):
+        ours, self.peer = socket.socketpair()
+        self.stream = Stream(loop, ours, JsonLines(Recorder()))
+        self.stream.tag = tag
+
+    def close(self):
+        self.stream.abort()
+        self.peer.close()
 
 
 class FlakySocket(socket.socket):

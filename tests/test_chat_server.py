@@ -39,6 +39,8 @@ from tests.support import (
     unfailed,
 )
 
+pytestmark = pytest.mark.compiled   # run again on the compiled build (make test-compiled)
+
 HELLO = {"type": "hello", "version": 1}
 
 

@@ -2,6 +2,7 @@
 alone at run time, a package that installs what the top level holds."""
 import ast
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -14,7 +15,7 @@ FORBIDDEN = {"threading", "_thread", "asyncio", "concurrent", "multiprocessing"}
 MAINS = ("server_main", "client_main")
 # What the top level may hold besides hidden files (.ci/, .gitignore, ...).
 TOP_LEVEL = {"Makefile", "reactor", *(f"{m}.py" for m in MAINS), "tests", "credentials.txt", "README.md",
-             "CONTRIBUTING.md", "docs", "pyproject.toml", "LICENSE"}
+             "CONTRIBUTING.md", "docs", "pyproject.toml", "setup.py", "LICENSE"}   # setup.py: the fast build's hook
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
@@ -95,7 +96,8 @@ EXTRAS_ONLY = CLUSTER_ONLY | METRICS_ONLY | SIM_ONLY
 
 # Imports every module of the package but the cluster-only and metrics-only ones (argv[1], JSON), and both
 # mains (the rest of argv), then names each module they loaded that is neither the standard library's nor the
-# project's own (not counting what the interpreter loaded at start-up: site's .pth hooks, with site-packages).
+# project's own (not counting what the interpreter loaded at start-up: site's .pth hooks, with site-packages; the
+# fast build's shared library, from its folder, is the project's own), the build it ran on, and the hot modules' files.
 LOADED_FROM_ELSEWHERE = """
 import sys
 at_start = set(sys.modules)
@@ -106,9 +108,12 @@ names = [m.name for m in pkgutil.walk_packages(reactor.__path__, "reactor.") if 
 for name in names + mains:
     importlib.import_module(name)
 own = {"reactor", *mains}
-print(json.dumps({"imported": names + mains, "loaded": sorted(sys.modules),
+files = {name: getattr(sys.modules[name], "__file__", None) for name in reactor.builds.HOT_MODULES}
+print(json.dumps({"imported": names + mains, "loaded": sorted(sys.modules), "build": reactor.BUILD, "files": files,
                   "foreign": sorted(m for m in set(sys.modules) - at_start
-                                    if m.split(".")[0] not in sys.stdlib_module_names | own | {"__main__"})}))
+                                    if m.split(".")[0] not in sys.stdlib_module_names | own | {"__main__"}
+                                    and not getattr(sys.modules[m], "__file__", "").startswith(
+                                        reactor.builds.build_dir()))}))
 """
 
 
@@ -126,9 +131,14 @@ def load_report(*python_flags, skip=(), mains=()):
 
 
 @pytest.mark.e2e
+@pytest.mark.compiled
 def test_the_product_imports_only_the_standard_library():
-    """Under -S (no site-packages, no .pth files): every module but cluster mode's and --metrics', and both mains."""
+    """Under -S (no site-packages, no .pth files): every module but cluster mode's and --metrics', and both mains;
+    on the build the suite runs on (make test-compiled: the fast build's compiled modules, which need no more)."""
     report = load_report("-S", skip=EXTRAS_ONLY, mains=MAINS)
+    assert report["build"] == os.environ["REACTOR_BUILD"]
+    compiled = [name for name, path in report["files"].items() if not path.endswith(".py")]
+    assert compiled == (list(report["files"]) if report["build"] == "fast" else [])
     default = {module_name(p) for p in ROOT.glob("reactor/**/*.py")} - set(EXTRAS_ONLY) - {"reactor"}
     assert default <= set(report["imported"])
     assert report["foreign"] == []
@@ -137,13 +147,15 @@ def test_the_product_imports_only_the_standard_library():
 
 
 @pytest.mark.e2e
+@pytest.mark.compiled
 def test_cluster_mode_imports_only_the_standard_library_and_its_extra():
     """With site-packages (the dev extras installed): all of the package, cluster mode's and --metrics' modules
-    included; they import nothing but their extras' packages."""
+    included; they import nothing but their extras' packages (and, on the fast build, the fast extra's orjson)."""
     assert all((ROOT / f"{name.replace('.', '/')}.py").exists() for name in EXTRAS_ONLY)
     report = load_report(mains=MAINS)
+    assert report["build"] == os.environ["REACTOR_BUILD"]
     assert set(EXTRAS_ONLY) <= set(report["imported"])
-    allowed = set().union(*EXTRAS_ONLY.values())
+    allowed = set().union(*EXTRAS_ONLY.values(), {"orjson"} if report["build"] == "fast" else set())
     assert {m.split(".")[0] for m in report["foreign"]} <= allowed, report["foreign"]
 
 

@@ -8,10 +8,82 @@ import pytest
 
 from reactor import framing
 from reactor.framing import BadFrame, FrameDecoder, JsonLines, decode, encode
+from reactor.protocol import FrameType
 from reactor.stream import Stream
 from tests.support import Recorder, run_until
 
+pytestmark = pytest.mark.compiled   # run again on the compiled build (make test-compiled)
+
 # -- the codec --------------------------------------------------------------
+
+# Frames whose bytes orjson (the fast build's, reactor/fastjson.py) would write otherwise than json: each must
+# come out as the standard library writes it, on both builds (make test-compiled runs this with orjson).
+AWKWARD_FRAMES = [
+    {"n": 2 ** 64}, {"n": -(2 ** 63) - 1}, {"n": 10 ** 400}, {"n": 2 ** 63 - 1, "m": -(2 ** 63)},
+    {"x": 1e-7}, {"x": 1e16}, {"x": 1e22}, {"x": 123456789012345680.0}, {"x": 0.1}, {"x": -0.0}, {"x": 5e-324},
+    {"t": "é😀"}, {"t": "\x1b[2J\x7f\u2028\x85"}, {"t": "a\nb\tc\\d\"e/"}, {"t": "\ud800"}, {1: "an int key"},
+    {"type": FrameType.MESSAGE, "list": [1, "two", None, True, [{"deep": []}]], "tuple": (1, 2)},
+    {"deep": json.loads("[" * 40 + "]" * 40)}, {"t": "Йода", "k\udfff": "a key's lone surrogate"},
+]
+
+
+def standard(frame):
+    """``frame`` as the standard library writes it: UTF-8; all ASCII escapes where text has a lone surrogate."""
+    try:
+        return (json.dumps(frame, separators=(",", ":"), allow_nan=False, ensure_ascii=False) + "\n").encode()
+    except UnicodeEncodeError:
+        return (json.dumps(frame, separators=(",", ":"), allow_nan=False) + "\n").encode("ascii")
+
+
+@pytest.mark.parametrize("frame", AWKWARD_FRAMES, ids=range(len(AWKWARD_FRAMES)))
+def test_a_frame_is_written_as_the_standard_library_writes_it(frame):
+    assert encode(frame) == standard(frame)
+
+
+def test_every_character_but_a_surrogate_is_written_as_the_standard_library_writes_it():
+    for start in range(0, 0x110000, 512):
+        text = "".join(chr(c) for c in range(start, start + 512) if not 0xD800 <= c <= 0xDFFF)
+        frame = {"type": "message", "text": text, text[:4]: start}
+        assert encode(frame) == standard(frame), hex(start)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), object()])
+def test_a_value_json_has_not_is_refused_as_the_standard_library_refuses_it(value):
+    with pytest.raises((ValueError, TypeError)) as refused:
+        encode({"x": value})
+    with pytest.raises(refused.type):
+        json.dumps({"x": value}, allow_nan=False)
+    assert encode({"x": 1}) == b'{"x":1}\n'   # (and the encoder goes on)
+
+
+# Lines orjson would read otherwise than json: the same frames (an int stays an int), or the same BadFrame.
+AWKWARD_LINES = [
+    (b'{"n":18446744073709551616}', {"n": 2 ** 64}),
+    (b'{"n":-9223372036854775809}', {"n": -(2 ** 63) - 1}),
+    (b'{"n":123456789012345678901234567890}', {"n": 123456789012345678901234567890}),
+    (b'{"n":18446744073709551615,"m":-9223372036854775808}', {"n": 2 ** 64 - 1, "m": -(2 ** 63)}),
+    (b'{"x":1E5,"y":1e-7,"z":-0.0}', {"x": 100000.0, "y": 1e-7, "z": -0.0}),
+    (b'{"x":1e400}', {"x": float("inf")}),
+    (b'{"a":1,"a":2,"b":3}', {"a": 2, "b": 3}),
+    (b' {"t":"\\u00e9\\ud83d\\ude00"}\r', {"t": "é😀"}),
+    (b'{"x":NaN}', "invalid JSON"), (b'{"x":Infinity}', "invalid JSON"),
+    (b'{"t":"\\ud800"}', "invalid Unicode: a lone surrogate escape"),
+    (b'{"t":"a\x01b"}', "invalid JSON"), (b'{"t":"\xff"}', "invalid UTF-8"),
+    (b'\xef\xbb\xbf{"t":"bom"}', "invalid JSON"), (b'[1,2]', "frame is not a JSON object"),
+    (b'{"d":' + b"[" * 5000 + b"]" * 5000 + b"}", "invalid JSON"),
+    (b'{"d":' + b"[" * 60 + b"]" * 60 + b"}", {"d": json.loads("[" * 60 + "]" * 60)}),
+]
+
+
+@pytest.mark.parametrize(("line", "expected"), AWKWARD_LINES, ids=range(len(AWKWARD_LINES)))
+def test_a_line_is_read_as_the_standard_library_reads_it(line, expected):
+    frame = decode(line)
+    if isinstance(expected, str):
+        assert isinstance(frame, BadFrame) and frame.detail == expected
+    else:
+        assert frame == expected
+        assert [type(v) for v in frame.values()] == [type(v) for v in expected.values()]   # (an int is no float)
+
 
 def test_encode_is_one_utf8_line():
     data = encode({"type": "message", "text": "héllo\nworld"})

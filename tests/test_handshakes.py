@@ -24,6 +24,8 @@ from reactor.tls import (
 from tests.bench.tls_attacks import client_hello, half_hello
 from tests.support import PATIENCE, Recorder, run_until
 
+pytestmark = pytest.mark.compiled   # run again on the compiled build (make test-compiled)
+
 
 @pytest.fixture(scope="module")
 def contexts(ca):

@@ -6,6 +6,8 @@ from reactor.server.effects import KeepMessage, Send
 from reactor.server.limits import BURST, RATE, RATE_UNIT, STORED_OVERHEAD
 from tests.support import EMOJI, World, error, msg, sends
 
+pytestmark = pytest.mark.compiled   # run again on the compiled build (make test-compiled)
+
 
 def bcast(text):
     return {"type": "broadcast", "text": text}

@@ -9,6 +9,8 @@ import pytest
 from reactor.loop import MAX_SELECT_TIMEOUT, EventLoop, NamedTimers
 from tests.support import FakeClock, NoWaitSelector, run_until
 
+pytestmark = pytest.mark.compiled   # run again on the compiled build (make test-compiled)
+
 
 def test_timers_fire_in_deadline_order(loop):
     clock = FakeClock()

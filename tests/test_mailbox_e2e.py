@@ -6,7 +6,7 @@ import pytest
 
 from tests.support import EMOJI, NO_LIMITS, InProcess, ServerProcess, WireClient, wait_for
 
-pytestmark = pytest.mark.e2e   # starts the real server or client
+pytestmark = [pytest.mark.e2e, pytest.mark.compiled]   # starts the real server or client (and on the compiled build)
 
 
 

@@ -7,6 +7,8 @@ from reactor import loop as loop_module
 from reactor.loop import EventLoop, NamedTimers
 from tests.support import FakeClock, NoWaitSelector
 
+pytestmark = pytest.mark.compiled   # run again on the compiled build (make test-compiled)
+
 
 @pytest.fixture
 def loop(clock):

@@ -1,10 +1,14 @@
 """The server's rules count what they decide, where they decide it (``ChatServer.counts``, the metrics' counts):
 messages relayed, refused by reason, broadcasts, delivered from storage, logins by outcome, lockouts; and the
 mail part's running totals of what is kept. Injected time, no host."""
+import pytest
+
 from reactor.ops.catalog import ChatCounts
 from reactor.protocol import ErrorCode
 from reactor.server.effects import KeepMessage
 from tests.support import World, msg, of_type
+
+pytestmark = pytest.mark.compiled   # run again on the compiled build (make test-compiled)
 
 
 def refused(w):

@@ -1,4 +1,5 @@
 """The real server process on loopback, driven by scripted socket clients."""
+import json
 import pathlib
 import select
 import signal
@@ -11,7 +12,7 @@ import pytest
 
 from tests.support import ACCOUNTS, NO_LIMITS, ROOT, ServerProcess, coverage_env, wait_for, write_credentials
 
-pytestmark = pytest.mark.e2e   # starts the real server or client
+pytestmark = [pytest.mark.e2e, pytest.mark.compiled]   # starts the real server or client (and on the compiled build)
 
 
 @pytest.fixture
@@ -294,6 +295,35 @@ def test_login_deadline_closes_idle_unauthenticated_connection(tmp_path):
 def assert_pair_still_talks(server, a, b, tag):
     a.send({"type": "message", "to": b.user, "text": tag})
     b.until("message", text=tag)
+
+
+def test_numbers_and_text_that_orjson_reads_or_writes_otherwise_get_the_standard_librarys_answers(server):
+    """The fast build reads and writes frames with orjson where it agrees with json (reactor/fastjson.py): each
+    case where it would not, sent through the real server, gets the answer and the bytes the pure build gives."""
+    yoda = server.client()
+    yoda.login("yoda")
+    hans = server.client()
+    hans.login("hans")
+    yoda.until("presence", user="hans")
+    for seconds in (b"123456789012345678901234567890", b"18446744073709551616", b"1E2", b"0.5e1", b"-0"):
+        hans.send_raw(b'{"type":"whoelsesince","seconds":' + seconds + b"}\n")
+        hans.expect("users", names=["yoda"])
+    for seconds in (b"1e400", b"-1"):
+        hans.send_raw(b'{"type":"whoelsesince","seconds":' + seconds + b"}\n")
+        hans.expect("error", code="bad_argument")
+    for line in (b'{"type":"whoelsesince","seconds":NaN}', b'{"type":"message","to":"yoda","text":"\\ud800"}',
+                 b'{"type":"message","to":"yoda","text":"a\x01b"}'):
+        hans.send_raw(line + b"\n")
+        hans.expect("error", code="bad_frame")
+    hans.send_raw(b'{"type":"message","to":"yoda","text":"\\u001b[2J"}\n')
+    hans.expect("error", code="control_characters")
+    hans.send({"type": "message", "to": "yoda", "text": "é😀\u2028 and 1e-07"})
+    line = yoda.recv_line()
+    frame = json.loads(line)
+    assert frame["text"] == "é😀\u2028 and 1e-07"
+    assert line == json.dumps(frame, separators=(",", ":"), ensure_ascii=False).encode()   # as json writes it
+    assert '"text":"é😀\u2028 and 1e-07"'.encode() in line   # (UTF-8 on the wire)
+    assert_pair_still_talks(server, yoda, hans, "after the awkward numbers and texts")
 
 
 def test_garbage_from_peers_never_hurts_the_others(server):

@@ -26,7 +26,7 @@ from tests.support import (
     write_credentials,
 )
 
-pytestmark = pytest.mark.e2e   # starts the real server or client
+pytestmark = [pytest.mark.e2e, pytest.mark.compiled]   # starts the real server or client (and on the compiled build)
 
 
 def frame(type_, **fields):

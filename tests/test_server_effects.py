@@ -1,7 +1,6 @@
 """Every effect the chat logic can return has a way to be carried out: in the reactor host, in both stores, and in
 the bench's other hosts. Adding an effect type without its entry fails here, not on the first busy day."""
 import asyncio
-import types
 import typing
 
 import pytest
@@ -37,6 +36,9 @@ from reactor.server.effects import (
 from reactor.server.host import ServerHost
 from reactor.server.rules import ChatServer
 from reactor.server.store import MemoryStore, Store, StoreError
+from tests.support import StandIn
+
+pytestmark = pytest.mark.compiled   # run again on the compiled build (make test-compiled)
 
 NOBODY = 99   # a connection that is not there: carrying out its effects must still find a way
 
@@ -87,14 +89,15 @@ def test_the_reactor_host_carries_out_every_effect(loop):
     logic = Scripted({"yoda": "x", "hans": "y"}, 10.0, 60.0)
     store = Store.open(":memory:")
     host = ServerHost(loop, logic, store)
-    nobody = types.SimpleNamespace(tag=NOBODY)
+    nobody = StandIn(loop, NOBODY)
     for kind in SERVER_EFFECTS:
         logic.script = [SAMPLES[kind]]
-        host.frame_received(nobody, {})
+        host.frame_received(nobody.stream, {})
     loop.run_once(0)   # the turn ends: its changes are committed
     assert store.commits == 1 and store.load() == ([], [])   # kept then forgotten, blocked then unblocked
     host.shutdown()
     store.close()
+    nobody.close()
 
 
 def test_the_cluster_host_has_a_method_for_every_effect_and_every_cluster_effect(loop):

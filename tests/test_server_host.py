@@ -4,7 +4,8 @@ import json
 import logging
 import socket
 import sqlite3
-import types
+
+import pytest
 
 from reactor.loop import EventLoop
 from reactor.server.durability import with_texts
@@ -12,7 +13,9 @@ from reactor.server.effects import KeepMessage
 from reactor.server.host import FailureLog, ServerHost
 from reactor.server.rules import ChatServer
 from reactor.server.store import MemoryStore
-from tests.support import ACCOUNTS, FakeClock, login_peer, opened, run_until
+from tests.support import ACCOUNTS, FakeClock, StandIn, login_peer, opened, run_until
+
+pytestmark = pytest.mark.compiled   # run again on the compiled build (make test-compiled)
 
 
 def test_failure_log_counts_per_address_and_kind_and_starts_anew():
@@ -134,11 +137,13 @@ def test_a_message_handed_on_in_a_turn_the_store_then_refuses_still_arrives_with
     yoda = login_peer(loop, host, "yoda", password=False)
     assert (logic.user_of(1), logic.user_of(2)) == ("hans", None)   # the host numbers connections from 1
 
+    stand_ins = {conn: StandIn(loop, conn) for conn in (1, 2)}
+
     def one_turn():   # the frames as the streams would hand them on, in this order, in one loop turn
         for conn, frame in ((1, {"type": "message", "to": "yoda", "text": "just in time"}),
                             (1, {"type": "message", "to": "luke", "text": "no room"}),
                             (2, {"type": "password", "password": ACCOUNTS["yoda"]}), (2, {"type": "ping"})):
-            host.frame_received(types.SimpleNamespace(tag=conn), frame)
+            host.frame_received(stand_ins[conn].stream, frame)
 
     loop.call_soon(one_turn)
     run_until(loop, lambda: yoda.has("pong") and hans.has("error"))
@@ -147,5 +152,7 @@ def test_a_message_handed_on_in_a_turn_the_store_then_refuses_still_arrives_with
         {"type": "stored", "to": "yoda"},
         {"type": "error", "code": "store_full", "command": "message", "user": "luke"}]
     assert store.load() == ([], []) and not store.broken
+    for stand_in in stand_ins.values():
+        stand_in.close()
     loop.close()
     store.close()

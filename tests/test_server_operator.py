@@ -16,6 +16,8 @@ from reactor.server.store import MemoryStore, StoreError
 from reactor.tls import server_context
 from tests.support import ACCOUNTS, LoopPeer, login_peer, run_until, write_credentials
 
+pytestmark = pytest.mark.compiled   # run again on the compiled build (make test-compiled)
+
 
 class Server:
     """A host, its rules and its operator on a loop of the test's (turns timed, as with --metrics)."""

@@ -30,6 +30,8 @@ from tests.support import (
     tls_server,
 )
 
+pytestmark = pytest.mark.compiled   # run again on the compiled build (make test-compiled)
+
 
 @pytest.fixture(scope="module")
 def contexts(ca):

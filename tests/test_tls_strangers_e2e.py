@@ -16,7 +16,7 @@ from tests.bench.common import percentile
 from tests.bench.tls_attacks import FLOOD_SOURCE, Flood, client_hello, half_hello
 from tests.support import PATIENCE, TLSWireClient, tls_server
 
-pytestmark = pytest.mark.e2e   # starts the real server
+pytestmark = [pytest.mark.e2e, pytest.mark.compiled]   # starts the real server; again on the compiled build
 
 STRANGERS, ADDRESSES = 450, 15
 

@@ -241,7 +241,7 @@ class ChatCommands:
         return self._users(s, others, [name for name in others if name in texts] if texts else None)
 
     @command(FrameType.WHOELSESINCE, Field("seconds", seconds_problem, ErrorCode.BAD_ARGUMENT))
-    def whoelsesince(self, s: Session, now: float, seconds: float) -> list[Step]:
+    def whoelsesince(self, s: Session, now: float, seconds: int | float) -> list[Step]:   # (an int may not fit one)
         try:
             cutoff = now - seconds
         except OverflowError:   # an int too large for a float: the window covers everything

@@ -71,8 +71,9 @@ import ssl
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
+from ..compiled import mypyc_attr
 from ..framing import MAX_FRAME, JsonLines, encode
 from ..handshakes import HANDSHAKE_RATE, Handshakes
 from ..loop import EventLoop, NamedTimers, TimerHandle
@@ -102,7 +103,6 @@ from .effects import (
     Send,
     SendBatch,
     SendStored,
-    ServerEffect,
     SetPassword,
     SetTimer,
     StoreChange,
@@ -209,11 +209,12 @@ class StopOnStoreFailure:
             raise  # the host must not go on as if it had been kept
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)   # cluster mode's host
 class ServerHost:
     """Runs one ``ChatServer`` over a listening socket on ``loop``."""
 
     # Each ServerEffect type -> the method that carries it out (``_apply``); a test checks that none is missing.
-    CARRY_OUT: dict[type, str] = {
+    CARRY_OUT: ClassVar[dict[type, str]] = {
         Send: "_send", SendBatch: "_send", Close: "_send", WhenWritable: "_send", SendStored: "_send_stored",
         SetTimer: "_set_timer", CancelTimer: "_cancel_timer", LoggedIn: "_logged_in", LoginFailed: "_login_failed",
         CheckPassword: "_check_password", HashPassword: "_hash_password", SetPassword: "_set_password",
@@ -402,7 +403,7 @@ class ServerHost:
                      extra={"address": line.split(": ", 1)[0], "reason": "failed logins"})
 
     def frame_received(self, stream: Stream, frame: Any) -> None:
-        effects = self._logic.received(stream.tag, frame, self._loop.time())
+        effects: list[Any] = self._logic.received(stream.tag, frame, self._loop.time())   # (Any: see _apply)
         if len(effects) == 1 and not self._dirty:
             # The relay's one Send carried out here, as _apply and _deliver would: two calls and two
             # type tests less per relayed message. (With history, its Remember follows: _apply sends the Send
@@ -455,7 +456,9 @@ class ServerHost:
 
     # -- effects -> sockets --------------------------------------------
 
-    def _apply(self, effects: list[ServerEffect]) -> None:
+    def _apply(self, effects: list[Any]) -> None:
+        """Carry out ``effects``: ``ServerEffect``s, and a cluster node's too (``ClusterHost``): Any, as compiled
+        (make fast) a declared union is checked for each effect, and refuses those of a cluster."""
         carry_out = self._carry_out
         for effect in effects:
             if type(effect) is Send and not self._dirty:   # the relay's effect, straight out (as _send would)
@@ -613,7 +616,7 @@ class ServerHost:
         """Before the loop sleeps: the durability's turn ends (a store commits this iteration's changes)."""
         self.durability.end_turn()
 
-    def carry_out(self, effects: list[ServerEffect]) -> None:
+    def carry_out(self, effects: list[Any]) -> None:
         """Carry out ``effects`` the logic returned to a call of someone else's (the operator's commands), as
         those of an event; none once shutting down."""
         if not self._stopping:

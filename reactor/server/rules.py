@@ -37,8 +37,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, ClassVar
 
+from ..compiled import mypyc_attr
 from ..ops.catalog import ChatCounts
 from ..protocol import CLIENT_FRAMES, LOGIN_FRAMES, MAX_TEXT, ByeReason, ErrorCode, FrameType
 from .away import Away
@@ -83,10 +84,12 @@ def _unknown(kind: str) -> str:
     return f"unknown frame type {kind[:40]!r}"
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)   # cluster mode's rules, tests' doubles
 class ChatServer:
     """Every server-side rule of the chat; one method per event, each returning effects in order."""
 
-    KEEPS_ALL = True   # every kept message is this server's, so it checks the quota (a cluster node's: the engine's)
+    # Every kept message is this server's, so it checks the quota (a cluster node's: the engine's).
+    KEEPS_ALL: ClassVar[bool] = True
 
     def __init__(self, accounts: dict[str, str], block_duration: float, timeout: float, *,
                  max_text: int = MAX_TEXT, queue_cap: int = QUEUE_CAP, max_bad_frames: int = MAX_BAD_FRAMES,

@@ -1,6 +1,7 @@
 """Starts one server under test: ``python -m tests.bench.hosts KIND --credentials FILE [options]``.
 
 KIND is ``reactor`` (reactor.server.host.ServerHost on reactor.loop.EventLoop),
+``reactor-fast`` (the same on the fast build: ``make fast``, run with ``REACTOR_BUILD=fast``),
 ``asyncio`` (asyncio_host on the stdlib loop), ``uvloop`` (asyncio_host on
 uvloop), ``threaded`` (threaded_host) or ``relay`` (raw_relay, no chat logic).
 All but the relay host the same sans-I/O ``ChatServer``; none has a state
@@ -19,7 +20,9 @@ import tracemalloc
 
 from .common import load_accounts, raise_open_files_limit
 
-KINDS = ("reactor", "asyncio", "uvloop", "threaded", "relay")
+KINDS = ("reactor", "reactor-fast", "asyncio", "uvloop", "threaded", "relay")
+# The build each kind must run on (REACTOR_BUILD, which the runner sets): the peers host the pure-Python rules.
+BUILDS = {"reactor-fast": "fast"}
 
 
 def announce(port: int) -> None:
@@ -77,7 +80,8 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--block", type=float, default=60.0)
     parser.add_argument("--timeout", type=float, default=600.0)
-    parser.add_argument("--profile", metavar="FILE", help="reactor only: write cProfile stats here at exit")
+    parser.add_argument("--profile", metavar="FILE", help="reactor only: write cProfile stats here at exit "
+                        "(of the fast build: its Python-level calls only)")
     parser.add_argument("--tracemalloc", metavar="FILE",
                         help="reactor only: trace allocations; at SIGTERM, before the clients are let go, "
                              "dump a tracemalloc snapshot here")
@@ -85,6 +89,10 @@ def main(argv=None) -> int:
                         help="reactor only: measure the loop's turns; each SIGUSR1 ... SIGUSR2 period's figures are "
                              "appended here as a JSON line")
     args = parser.parse_args(argv)
+    import reactor
+    if reactor.BUILD != BUILDS.get(args.kind, "pure"):   # a figure must be the build it is labelled with
+        parser.error(f"{args.kind} runs on the {BUILDS.get(args.kind, 'pure')} build, not {reactor.BUILD}: "
+                     f"set REACTOR_BUILD (make fast builds the fast one)")
     raise_open_files_limit()
     if args.kind == "relay":
         from .raw_relay import serve
@@ -93,7 +101,7 @@ def main(argv=None) -> int:
     from reactor.server.rules import ChatServer
     # Each simulated user sends far more than a person would: no per-user rate or quota (the I/O is measured).
     logic = ChatServer(load_accounts(args.credentials), args.block, args.timeout, rate=None, sender_quota=None)
-    if args.kind == "reactor":
+    if args.kind in ("reactor", "reactor-fast"):
         serve_reactor(logic, args.port, args.profile, args.turn_stats, args.tracemalloc)
     elif args.kind in ("asyncio", "uvloop"):
         from .asyncio_host import serve

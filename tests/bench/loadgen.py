@@ -430,7 +430,7 @@ class Generator:
             marks = mode["marks"]
             rates = [(n1 - n0) / (t1 - t0) for (t0, n0), (t1, n1) in zip(marks, marks[1:], strict=False)]
             return {"rates": rates, "pairs": len(pairs), "drained": drained, "lost": self.lost,
-                    "lost_reasons": self.lost_reasons}
+                    "lost_reasons": self.lost_reasons, "received": mode["received"]}
         return done
 
     def _finished(self, mode: dict) -> bool:

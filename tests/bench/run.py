@@ -20,6 +20,12 @@ are taken within each round, then their median is printed with its spread.
 Progress goes to stderr, the table to stdout, plots (PNG) to ``--plots``.
 ``--profile`` also runs the reactor server under cProfile during the relay
 workload and prints where its time goes.
+
+The reactor runs twice, side by side: ``reactor`` on the pure-Python modules
+and ``reactor-fast`` on the fast build (``make fast``; left out, with a note,
+when there is none); the other hosts run the pure-Python rules. The load
+generators run on the fast build when there is one (the same for every host in
+a run: the ratios are taken within it). ``--hosts`` picks the hosts.
 """
 from __future__ import annotations
 
@@ -52,11 +58,12 @@ from .common import (
 from .loadgen import GeneratorError, LoadGenerators
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CHAT_HOSTS = ("reactor", "asyncio", "uvloop", "threaded")
-PEERS = ("reactor", "miniircd", "uvloop", "asyncio", "threaded", "relay")  # the relay comparison
+CHAT_HOSTS = ("reactor", "reactor-fast", "asyncio", "uvloop", "threaded")
+PEERS = ("reactor", "reactor-fast", "miniircd", "uvloop", "asyncio", "threaded", "relay")  # the relay comparison
 ALL_HOSTS = PEERS
+FAST = "reactor-fast"   # the reactor on the fast build: compared with the pure-Python one and with the peers
 PARTS = ("micro", "chat", "peers", "capacity", "timeout", "store")  # what --only may pick
-LABELS = {"reactor": "reactor", "miniircd": "miniircd", "asyncio": "asyncio", "uvloop": "uvloop",
+LABELS = {"reactor": "reactor", FAST: "fast", "miniircd": "miniircd", "asyncio": "asyncio", "uvloop": "uvloop",
           "threaded": "threaded", "relay": "raw relay"}
 PROTOCOL = {"relay": "relay", "miniircd": "irc"}  # the load generator's protocol; "chat" for the others
 GENERATOR_BUSY = 0.8         # generator CPU (share of the cores it has) above which it may be what is measured
@@ -101,10 +108,18 @@ class Settings:
 # -- processes -----------------------------------------------------------------
 
 
-def child_env() -> dict:
+def fast_build_current() -> bool:
+    """Whether the fast build is there and matches the sources (``make fast``)."""
+    from reactor import fastbuild
+    return fastbuild.current()
+
+
+def child_env(build: str | None = None) -> dict:
+    """The environment of a server or generator process on ``build`` (REACTOR_BUILD; None: the generators')."""
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("COVERAGE_PROCESS_START", None)  # never measure the bench under coverage
+    env["REACTOR_BUILD"] = build or ("fast" if fast_build_current() else "pure")
     return env
 
 
@@ -152,10 +167,11 @@ class Server:
             if profile:
                 command += ["--profile", profile]
             command += options
-            if kind == "reactor":
+            if kind in ("reactor", FAST):
                 self.turn_stats = os.path.join(workdir, f"turns-{time.monotonic_ns()}.jsonl")
                 command += ["--turn-stats", self.turn_stats]
-            self.proc = subprocess.Popen(command, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE,
+            self.proc = subprocess.Popen(command, cwd=ROOT, env=child_env("fast" if kind == FAST else "pure"),
+                                         stdout=subprocess.PIPE,
                                          stderr=self._log, preexec_fn=pinned(cpus))
             ready, _, _ = select.select([self.proc.stdout], [], [], 15.0)
             line = self.proc.stdout.readline().decode() if ready else ""
@@ -170,7 +186,7 @@ class Server:
         command = [sys.executable, "-m", "miniircd", "--listen", "127.0.0.1", "--ports", str(self.port)]
         if os.getuid() == 0:
             command += ["--setuid", "root"]  # it refuses to run as root without saying so
-        self.proc = subprocess.Popen(command, cwd=ROOT, env=child_env(), stdout=self._log, stderr=self._log,
+        self.proc = subprocess.Popen(command, cwd=ROOT, env=child_env("pure"), stdout=self._log, stderr=self._log,
                                      preexec_fn=pinned(cpus))
         if not wait_accepting(self.proc, self.port, 15.0):
             self.stop()
@@ -251,10 +267,16 @@ class Bench:
     rounds: list[dict[str, dict[str, Any]]] = field(default_factory=list)  # the peers' rounds, as ``figures``
     spread: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)  # figure -> host -> (min, max)
     ratios: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # figure -> host -> one per round
+    fast_ratios: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # the same, of the fast build
+    hosts: tuple[str, ...] = ALL_HOSTS   # the hosts this run measures (--hosts)
     samples: dict[str, list[float]] = field(default_factory=dict)  # host -> latency samples (s), all rounds
     turn_bands: dict[str, list[dict]] = field(default_factory=dict)  # host -> its loop turn figures, per latency run
     started: float = field(default_factory=time.monotonic)
     in_round: bool = False
+
+    def of(self, kinds: tuple[str, ...]) -> list[str]:
+        """Those of ``kinds`` this run measures."""
+        return [kind for kind in kinds if kind in self.hosts]
 
     def put(self, figure: str, host: str, value: Any) -> None:
         target = self.rounds[-1] if self.in_round else self.figures
@@ -464,7 +486,8 @@ class Bench:
         for round_no in range(1, self.settings.repeat + 1):
             self.rounds.append({})
             for kind in PEERS:
-                self.peer_session(kind, round_no)
+                if kind in self.hosts:
+                    self.peer_session(kind, round_no)
         self.in_round = False
         for figure in {f for one in self.rounds for f in one}:
             row = next((r for r in rows_for(self) if r.figure == figure), Row(figure))
@@ -474,13 +497,14 @@ class Bench:
                     continue
                 self.put(figure, host, statistics.median(values))
                 self.spread.setdefault(figure, {})[host] = (min(values), max(values))
-                if host == "reactor":
-                    continue
-                per_round = [advantage(row, one[figure].get("reactor"), one[figure].get(host))
-                             for one in self.rounds if figure in one]
-                per_round = [r for r in per_round if r is not None]
-                if per_round:
-                    self.ratios.setdefault(figure, {})[host] = per_round
+                for ours, ratios in (("reactor", self.ratios), (FAST, self.fast_ratios)):
+                    if host == ours:
+                        continue
+                    per_round = [advantage(row, one[figure].get(ours), one[figure].get(host))
+                                 for one in self.rounds if figure in one]
+                    per_round = [r for r in per_round if r is not None]
+                    if per_round:
+                        ratios.setdefault(figure, {})[host] = per_round
 
     def capacity_session(self, kind: str, clients: int) -> None:
         def body(server: Server, gens: LoadGenerators) -> None:
@@ -607,7 +631,7 @@ def advantage(row: Row, ours: Any, theirs: Any) -> float | None:
 
 
 def print_table(bench: Bench) -> None:
-    hosts = list(ALL_HOSTS)
+    hosts = bench.of(ALL_HOSTS)
     others = [h for h in hosts if h != "reactor"]
     head = (f"{'figure':<50} {'goal':>10} {'met':>4} " + " ".join(f"{LABELS[h]:>10}" for h in hosts) + " | "
             + " ".join(f"{'vs ' + LABELS[h]:>15}" for h in others))
@@ -649,8 +673,9 @@ def print_peers(bench: Bench) -> None:
     rounds = len(bench.rounds)
     print(f"\nrelay, 500 pairs, {WINDOW} messages in flight each way per pair, {rounds} round(s): "
           f"median [min-max]; 'reactor is' = median of the ratios within each round [min-max]")
-    head = (f"{'peer':<10} {'msg/s':>10} {'[min-max]':>21} {'reactor is':>10} {'[min-max]':>15} "
-            f"{'server CPU':>10} {'msg/CPU-s':>10} {'reactor is':>10} {'gen CPU':>8} {'p99 ms':>8}")
+    head = (f"{'peer':<10} {'msg/s':>10} {'[min-max]':>21} {'reactor is':>10} {'[min-max]':>15} {'fast is':>8} "
+            f"{'[min-max]':>15} {'server CPU':>10} {'msg/CPU-s':>10} {'reactor is':>10} {'fast is':>8} {'gen CPU':>8} "
+            f"{'p99 ms':>8}")
     print(head)
     print("-" * len(head))
     for host in PEERS:
@@ -666,12 +691,57 @@ def print_peers(bench: Bench) -> None:
         per_cpu = bench.figures.get("relay per server CPU-second (msg)", {}).get(host)
         cpu_ratios = bench.ratios.get("relay per server CPU-second (msg)", {}).get(host)
         cpu_ratio = f"{statistics.median(cpu_ratios):.2f}x" if cpu_ratios else "-"
+        fast_round = bench.fast_ratios.get(figure, {}).get(host)
+        fast = f"{statistics.median(fast_round):.2f}x" if fast_round else "-"
+        fast_spread = f"[{min(fast_round):.2f}-{max(fast_round):.2f}]" if fast_round else ""
+        fast_cpu = bench.fast_ratios.get("relay per server CPU-second (msg)", {}).get(host)
+        fast_cpu_ratio = f"{statistics.median(fast_cpu):.2f}x" if fast_cpu else "-"
         print(f"{LABELS[host]:<10} {values[host]:>10,.0f} {f'[{low:,.0f}-{high:,.0f}]':>21} {ratio:>10} "
-              f"{ratio_spread:>15} {fmt(cpu) + '%':>10} {fmt(per_cpu):>10} {cpu_ratio:>10} {fmt(gen) + '%':>8} "
-              f"{fmt(p99):>8}")
+              f"{ratio_spread:>15} {fast:>8} {fast_spread:>15} {fmt(cpu) + '%':>10} {fmt(per_cpu):>10} "
+              f"{cpu_ratio:>10} {fast_cpu_ratio:>8} {fmt(gen) + '%':>8} {fmt(p99):>8}")
     print("peers: miniircd 2.3 relays PRIVMSG (IRC, select, no threads); uvloop and asyncio host the same ChatServer"
           " as the reactor, writing once per connection per loop pass; threaded: a thread per connection;"
           " raw relay: bytes forwarded with no chat logic (the ceiling)")
+
+
+def print_fast(bench: Bench) -> None:
+    """The two builds side by side on every figure both have, and the fast build's goals: relay at least 1.5x
+    miniircd's (the median of the ratios within each round), and no figure worse than the pure-Python build's."""
+    if FAST not in bench.hosts or "reactor" not in bench.hosts:
+        return
+    rows = {row.figure: row for row in rows_for(bench)}
+    print("\nthe two builds: pure Python ('reactor') and compiled ('fast', make fast); 'fast is' = how many times"
+          " better (per round for the peers' figures)")
+    head = f"{'figure':<52} {'reactor':>10} {'fast':>10} {'fast is':>8}  {'vs miniircd':>11} {'vs uvloop':>10}"
+    print(head)
+    print("-" * len(head))
+    worse = []
+    for figure, values in bench.figures.items():
+        if not isinstance(values.get("reactor"), (int, float)) or not isinstance(values.get(FAST), (int, float)):
+            continue
+        row = rows.get(figure, Row(figure))
+        per_round = bench.fast_ratios.get(figure, {}).get("reactor")
+        gain = statistics.median(per_round) if per_round else advantage(row, values[FAST], values["reactor"])
+        if (figure.startswith(("A: ", "generator", "server CPU during", "clients logged in"))
+                or "CPU (s)" in figure and "server" not in figure):
+            gain_text = "-"   # (not a figure of the server's speed: its share of a core, the generators', a count)
+        else:
+            gain_text = "-" if gain is None else f"{gain:.2f}x"
+            if gain is not None and gain < 0.95:   # (5%: below that, the machine's noise)
+                worse.append(f"{figure} ({gain:.2f}x)")
+        versus = []
+        for peer in ("miniircd", "uvloop"):
+            ratios = bench.fast_ratios.get(figure, {}).get(peer)
+            adv = statistics.median(ratios) if ratios else advantage(row, values[FAST], values.get(peer))
+            versus.append("-" if adv is None else f"{adv:.2f}x")
+        print(f"{figure:<52} {fmt(values['reactor']):>10} {fmt(values[FAST]):>10} {gain_text:>8}  {versus[0]:>11} "
+              f"{versus[1]:>10}")
+    relay = bench.fast_ratios.get("relay throughput, 500 pairs (msg/s)", {}).get("miniircd")
+    if relay:
+        print(f"goal: fast relay >= 1.5x miniircd: {'ok' if statistics.median(relay) >= 1.5 else 'MISS'} "
+              f"(median {statistics.median(relay):.2f}x of {len(relay)} round(s), [{min(relay):.2f}-{max(relay):.2f}])")
+    verdict = "ok" if not worse else "MISS: " + "; ".join(worse)
+    print(f"goal: fast not below pure Python on any server figure: {verdict}")
 
 
 def print_turns(bench: Bench) -> None:
@@ -719,6 +789,8 @@ def main(argv=None) -> int:
     parser.add_argument("--only", metavar="PARTS", default=",".join(PARTS),
                         help=f"comma-separated subset of {','.join(PARTS)} (default: all)")
     parser.add_argument("--repeat", type=int, metavar="N", help="rounds of the peers comparison (default: 3, quick: 1)")
+    parser.add_argument("--hosts", metavar="HOSTS", default=",".join(ALL_HOSTS),
+                        help=f"comma-separated subset of {','.join(ALL_HOSTS)} (default: all)")
     parser.add_argument("--generators", type=int, metavar="N", default=2, help="load generator processes (default: 2)")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="do not pin the server to the first core and the generators to the others")
@@ -728,6 +800,10 @@ def main(argv=None) -> int:
     only = set(args.only.split(","))
     if not only <= set(PARTS):
         parser.error(f"--only: unknown part(s) {', '.join(sorted(only - set(PARTS)))}")
+    hosts = tuple(args.hosts.split(","))
+    if not set(hosts) <= set(ALL_HOSTS):
+        parser.error(f"--hosts: unknown host(s) {', '.join(sorted(set(hosts) - set(ALL_HOSTS)))}")
+    fast = fast_build_current()
     raise_open_files_limit()
     settings = Settings.make(args.quick)
     settings.generators, settings.pin = max(1, args.generators), args.pin
@@ -737,11 +813,15 @@ def main(argv=None) -> int:
     print(f"bench ({'quick' if args.quick else 'full'}): {platform.python_implementation()} "
           f"{platform.python_version()}, {os.cpu_count()} cores, {platform.machine()}, loopback only; "
           f"{settings.generators} load generator processes; "
-          f"{'server pinned to one core, generators to the others' if settings.pin else 'not pinned'}", flush=True)
+          f"{'server pinned to one core, generators to the others' if settings.pin else 'not pinned'}; "
+          f"generators on the {'fast' if fast else 'pure-Python'} build; load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     with tempfile.TemporaryDirectory(prefix="chat-bench-") as workdir:
         credentials = os.path.join(workdir, "credentials.txt")
         write_accounts(credentials, max(settings.capacities))
-        bench = Bench(settings, workdir, credentials)
+        bench = Bench(settings, workdir, credentials, hosts=hosts if fast else tuple(h for h in hosts if h != FAST))
+        if FAST in hosts and not fast:
+            bench.notes.append("the fast build was left out: there is none, or it is stale (make fast builds it)")
 
         if "micro" in only:
             bench.say("start: part A: timers and streams, reactor beside asyncio")
@@ -753,25 +833,26 @@ def main(argv=None) -> int:
             bench.say(f"done: part A ({time.monotonic() - part_started:.1f}s)")
 
         if "chat" in only:
-            for kind in CHAT_HOSTS:
+            for kind in bench.of(CHAT_HOSTS):
                 bench.chat_session(kind)
         if "peers" in only:
             bench.peers()
         if "capacity" in only:
             for clients in settings.capacities[1:]:
-                for kind in CHAT_HOSTS:
+                for kind in bench.of(CHAT_HOSTS):
                     if kind == "threaded" and clients > settings.threaded_max:
                         bench.notes.append(f"threaded host skipped at {clients} clients"
                                            f"{' in quick mode' if args.quick else ''}")
                         continue
                     bench.capacity_session(kind, clients)
         if "timeout" in only:
-            for kind in CHAT_HOSTS:
+            for kind in bench.of(CHAT_HOSTS):
                 bench.timeout_session(kind)
         profiles = bench.profile_sessions() if args.profile else []
 
         print_table(bench)
         print_peers(bench)
+        print_fast(bench)
         print_turns(bench)
         for note in bench.notes:
             print(f"note: {note}")
