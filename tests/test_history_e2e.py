@@ -6,7 +6,7 @@ import time
 import pytest
 
 from reactor.framing import MAX_FRAME
-from tests.support import NO_LIMITS, ServerProcess, wait_for
+from tests.support import NO_LIMITS, ClientProcess, ServerProcess, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -66,6 +66,29 @@ def test_a_conversation_is_kept_for_both_oldest_first_with_its_time_and_writer(s
     assert again.until("message")["text"] == "three\nlines"
     assert history(again, user="hans")[0] == messages   # the other side's copy
     assert history(again, user="luke")[0] == [] and history(again, user="luke")[1][0]["messages"] == []
+
+
+def test_the_real_clients_keep_a_live_conversation_and_hear_that_its_other_side_is_away(server):
+    """The real client says it sends receipts: a live message handed to it with its ref is a live message like
+    any, in both histories, and its sender hears the away words (they were lost on that relay)."""
+    clients = []
+    try:
+        for user in ("yoda", "hans"):
+            clients.append(ClientProcess(server.host, server.port))
+            clients[-1].login(user)
+        yoda, hans = clients
+        yoda.type("away meditating")
+        yoda.expect("You are away: meditating")
+        hans.type("message yoda hello there")
+        hans.expect("yoda is away: meditating")
+        yoda.expect("hans: hello there")
+        hans.type("history yoda")
+        hans.expect("] hans: hello there")
+        yoda.type("history hans")
+        yoda.expect("] hans: hello there")
+    finally:
+        for client in clients:
+            client.kill()
 
 
 def test_broadcasts_kept_for_those_who_got_them_not_for_a_blocker_nor_for_one_logged_out(server):

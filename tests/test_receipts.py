@@ -38,6 +38,21 @@ def test_a_live_message_is_handed_with_its_ref_and_shown_tells_its_sender_once(h
     assert hy.send("yoda", shown("h.1")) == []   # none twice
 
 
+@pytest.mark.parametrize("ref", ["h.1", None], ids=["ref", "null-ref"])
+def test_a_message_handed_to_a_client_with_receipts_is_in_the_history_and_gets_the_away_reply(ref):
+    """The relay to a client that sends receipts is a live message like any: noted for the history, and its
+    sender told its recipient is away (the real client always says it sends receipts)."""
+    w = World(rate=None, history=True, wall_offset=1_700_000_000.0)
+    w.login("hans")
+    w.login("yoda", receipts=True)
+    w.send("yoda", {"type": "away", "text": "meditating"})
+    effects = w.send("hans", ref_msg("yoda", "hi", ref))
+    kinds = [type(e).__name__ for e in effects]
+    assert kinds == ["Send", "Remember", "Send"], effects
+    assert effects[1].sender == "hans" and effects[1].text == "hi"
+    assert effects[2] == Send((w.conn["hans"],), {"type": "away_reply", "user": "yoda", "text": "meditating"})
+
+
 def test_what_a_turn_showed_is_told_in_one_frame_per_sender(hy):
     hy.login("luke")
     for ref in ("h.1", "h.2"):

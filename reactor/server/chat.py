@@ -143,10 +143,8 @@ class ChatCommands:
                 self._counts.messages_relayed += 1
                 if not self._remember and not self._away_now:   # (the relay as it was: one Send)
                     return [Send((target.id,), {"type": _MESSAGE, "from": sender, "text": text})]
-                effects: list[Step] = [Send((target.id,), {"type": _MESSAGE, "from": sender, "text": text})]
-                if self._remember:   # (after the Send: the host sends it at once, whatever the history costs)
-                    effects.append(Remember(sender, to, text, self._mail.sent(now)))
-                return self._away_reply(s, to, sender, effects)
+                return self._noted(s, to, sender, text, [Send((target.id,), {"type": _MESSAGE, "from": sender,
+                                                                             "text": text})], now)
         ref = frame.get("ref")
         if ref is not None:   # to be kept, or relayed by a cluster node: with its ref
             problem = _ref_problem(ref)
@@ -157,6 +155,12 @@ class ChatCommands:
         effects = self._mail.keep(s, to, text, tokens, now, mailbox, ref)   # (its history: with its KeepMessage)
         if not effects or type(effects[0]) is not KeepMessage:   # refused, or kept already (its ref: ``again``)
             return effects
+        return self._away_reply(s, to, sender, effects)
+
+    def _noted(self, s: Session, to: str, sender: str, text: str, effects: list[Step], now: float) -> list[Step]:
+        """A live message's ``effects`` (its Send), then its history and ``to``'s away words for ``sender``."""
+        if self._remember:   # (after the Send: the host sends it at once, whatever the history costs)
+            effects.append(Remember(sender, to, text, self._mail.sent(now)))
         return self._away_reply(s, to, sender, effects)
 
     def _away_reply(self, s: Session, to: str, sender: str, effects: list[Step]) -> list[Step]:
@@ -182,13 +186,17 @@ class ChatCommands:
             return refusal
         self._counts.messages_relayed += 1
         if ref is None:
-            return [Send((target.id,), {"type": _MESSAGE, "from": sender, "text": text})]
-        unread = target.unread
-        if unread is None or len(unread) >= GENERATION:   # (the newer half is full: receipts.hand)
-            hand(target, ref, sender)
-        elif target.unread_before is None or ref not in target.unread_before:
-            unread.setdefault(ref, sender)
-        return [Send((target.id,), {"type": _MESSAGE, "from": sender, "text": text, "ref": ref})]
+            send = Send((target.id,), {"type": _MESSAGE, "from": sender, "text": text})
+        else:
+            unread = target.unread
+            if unread is None or len(unread) >= GENERATION:   # (the newer half is full: receipts.hand)
+                hand(target, ref, sender)
+            elif target.unread_before is None or ref not in target.unread_before:
+                unread.setdefault(ref, sender)
+            send = Send((target.id,), {"type": _MESSAGE, "from": sender, "text": text, "ref": ref})
+        if not self._remember and not self._away_now:
+            return [send]
+        return self._noted(s, target.user, sender, text, [send], now)   # (as any live message's)
 
     @command(FrameType.BROADCAST, string("text"))
     def broadcast(self, s: Session, now: float, text: str) -> list[Step]:
