@@ -7,7 +7,8 @@ façade over the client's parts, each owning its state: the words it shows
 (``words``), the commands the user types (``commands``), the messages sent and
 not confirmed yet, tried again while the server cannot keep them (``outbox``),
 the private-chat handshake (``private_chat``), the ``password`` dialogue
-(``password_change``), what else is tried again by itself (``retries``: a
+(``password_change``), the frames that list or report users and history, with
+who is online (``reports``), what else is tried again by itself (``retries``: a
 password the server could not check, a busy server, a script's command over
 the rate limit) and the inactivity deadline with its warning (``idle``); the
 session itself (the login, the order of typed lines and answers, stored
@@ -34,32 +35,24 @@ to the command come before it). Stored messages shown are acknowledged before
 any logout. From the moment a user name or password is sent until the server
 answers it, what is typed is not echoed (it may be the password).
 
-Each frame from the server is declared once, on its handler (``@on_frame``
-with its ``FrameType``); the words it shows are its entry in
-``words.FRAME_WORDS``, and each error code has one entry in ``words.ERRORS``.
+Each frame from the server is declared once, on the handler of the part that
+takes it (``@on_frame`` with its ``FrameType``, reactor/client/frames.py: its
+strings are made visible before the handler reads them); the words it shows
+are its entry in ``words.FRAME_WORDS``, and each error code has one entry in
+``words.ERRORS``.
 
 Wall-clock time comes only from the host: ``wall_offset`` added to ``now``
 (stored messages carry their own ``sent``); ``tz`` is the time zone shown
 (None: the machine's local time).
-
-Text is never code: every frame from the server or a peer has the control
-characters in its strings made visible (``reactor.text.visible``) before any
-handler reads it, so no text, user name or error detail reaches the terminal
-or the pipe raw; the client's own words keep their newlines, and so does a
-message's text (declared with ``lines``), shown with every line after the first
-indented under its sender (``words.hanging``).
 """
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Any, TypeAlias
+from typing import Any
 
 from ..protocol import PROTOCOL_VERSION, PROTOCOL_VERSIONS, ByeReason, ErrorCode, Frame, FrameType
-from ..text import visible, visible_lines
 from .commands import COMMANDS, HELP, Choices, Command, CommandLine, Param, text_limit
 from .effects import (
     CancelTimer,
@@ -77,11 +70,13 @@ from .effects import (
     ToPeer,
     ToServer,
 )
+from .frames import FRAMES, bind, on_frame, shown_fields
 from .idle import IdleWatch
 from .outbox import Outbox, new_nonce
 from .password_change import PasswordChange
 from .private_chat import PrivateChats
 from .receipts import Receipts
+from .reports import Reports
 from .retries import Retries
 from .words import ERRORS, FRAME_WORDS, PASSWORD_PROMPT, QUIT_HINT, SAY, USERNAME_PROMPT, Words, hanging
 
@@ -107,43 +102,6 @@ BYE_IN_ERROR = frozenset({ByeReason.SHUTDOWN, ByeReason.ACCOUNT_REMOVED, ByeReas
                           ByeReason.OPERATOR})   # the client exits with status 1
 
 
-# -- frames from the server: each declared once, on its handler (``@on_frame``) -------
-
-FrameHandler: TypeAlias = Callable[["ChatClient", Frame, float, Words], "list[ClientEffect]"]
-
-
-@dataclass(frozen=True, slots=True)
-class FrameRule:
-    """How the client takes one type of frame from the server: its handler is called with the
-    frame (its strings made visible, but for the line breaks of its ``lines`` field), ``now`` and its
-    ``words`` (``FRAME_WORDS``' entry)."""
-    handler: FrameHandler
-    words: Words
-    lines: str | None = None
-
-
-FRAMES: dict[str, FrameRule] = {}   # keyed by FrameType (a str): every frame the server sends
-
-
-def on_frame(kind: FrameType, lines: str | None = None) -> Callable[[FrameHandler], FrameHandler]:
-    """Declare the decorated method the handler of the server's ``kind`` frames (``lines``: the field
-    whose text may hold line breaks)."""
-    def declare(handler: FrameHandler) -> FrameHandler:
-        FRAMES[kind] = FrameRule(handler, FRAME_WORDS.get(kind, Words()), lines)
-        return handler
-    return declare
-
-
-def _shown_fields(frame: Frame, lines: str | None = None) -> Frame:
-    """``frame`` with the control characters made visible in its strings, and in the strings of its
-    lists: all a handler shows (anything deeper is shown only as a ``repr``, which escapes them); the
-    field ``lines`` keeps its line breaks."""
-    return {key: (visible_lines(value) if key == lines else visible(value)) if type(value) is str
-            else [visible(v) if type(v) is str else v for v in value] if type(value) is list
-            else value
-            for key, value in frame.items()}
-
-
 class ChatClient:
     """Every client-side rule of the chat; one method per event, each returning effects in order."""
 
@@ -165,9 +123,9 @@ class ChatClient:
         self._receipts = Receipts(every=receipts == "every") if receipts is not None else None
         self._outbox = Outbox(nonce if nonce is not None else new_nonce(), self._receipts)
         self._password = PasswordChange()
+        self._reports = Reports(self._sent_stamp)
         self._command_line = CommandLine(self._private, leave=self._leave, outbox=self._outbox,
-                                         change_password=self._password.begin)
-        self._listed_away: set[str] = set()        # those marked away in a users answer's pages so far
+                                         reports=self._reports, change_password=self._password.begin)
         self._live_stamps = timestamps and wall_offset is not None
         self._wall_offset = wall_offset or 0.0
         self._tz = tz
@@ -182,6 +140,8 @@ class ChatClient:
         self._unshown: list[str] = []              # refs of live messages shown, to say so (``shown``)
         self._retries = Retries(scripted)
         self._idle = IdleWatch()
+        self._frames = bind(self, self._reports)   # frame type -> its rule, its handler bound to its part
+        assert self._frames.keys() == FRAMES.keys(), "each frame declared is taken by a part"
 
     @property
     def user(self) -> str | None:
@@ -208,7 +168,7 @@ class ChatClient:
 
     def online_users(self) -> frozenset[str]:
         """The other users online, as far as the login, presence notices and ``whoelse`` have told."""
-        return self._command_line.online_users()
+        return self._reports.online_users()
 
     def completions(self, before_cursor: str) -> list[str]:
         """Whole words that can replace the blank-separated word before the cursor: a command
@@ -278,11 +238,11 @@ class ChatClient:
         kind = frame.get("type") if type(frame) is dict else None
         if type(kind) is not str:
             return self.server_bad_frame("a frame without a type", now)
-        rule = FRAMES.get(kind)
+        rule = self._frames.get(kind)
         if rule is None:
             log.debug("ignoring a %.40r frame from the server", kind)
             return []
-        effects = rule.handler(self, _shown_fields(frame, rule.lines), now, rule.words)
+        effects = rule.handler(shown_fields(frame, rule.lines), now, rule.words)
         if not self._waiting and not self._done():
             effects += self._drain(now)
         return self._noted(effects, now)
@@ -365,7 +325,7 @@ class ChatClient:
     def peer_frame(self, peer: int, frame: Any, now: float) -> list[ClientEffect]:
         if type(frame) is not dict:
             frame = {}
-        frame = _shown_fields(frame, "text" if frame.get("type") == FrameType.PRIVATE else None)
+        frame = shown_fields(frame, "text" if frame.get("type") == FrameType.PRIVATE else None)
         return self._private.frame(peer, frame, self._user, self._live_stamp(now))
 
     def peer_bad_frame(self, peer: int, detail: str, now: float) -> list[ClientEffect]:
@@ -591,85 +551,6 @@ class ChatClient:
     def _on_broadcast_partial(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         return [Print(say("partial"))]
 
-    @on_frame(FrameType.USERS)
-    def _on_users(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        """The names one a line (the answer to whoelse or whoelsesince), those away marked, once its last page
-        is in."""
-        names = frame.get("names")
-        if type(names) is not list:
-            return []
-        away = frame.get("away")
-        if type(away) is list:
-            self._listed_away.update(n for n in away if type(n) is str)
-        listed = self._command_line.users_listed([n for n in names if type(n) is str], frame.get("more") is True)
-        if listed is None:
-            return []
-        away, self._listed_away = self._listed_away, set()
-        shown = [say("away", {"user": n}) if n in away else n for n in listed]
-        return [Print("\n".join(shown) if listed else say("nobody"))]
-
-    @on_frame(FrameType.ONLINE)
-    def _on_online(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        """Who else was online at the login (a page of them): for completion, not shown."""
-        users = frame.get("users")
-        for user in users if type(users) is list else ():
-            if type(user) is str:
-                self._command_line.presence(user, True)
-        return []
-
-    @on_frame(FrameType.HISTORY)
-    def _on_history(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        """Each message a line (or more), oldest first, with when it was sent and who wrote it; none: so said.
-        The messages are a list of objects, whose strings are made visible here."""
-        messages = frame.get("messages")
-        if type(messages) is not list:
-            return []
-        broadcast = frame.get("broadcast") is True
-        lines = []
-        for item in messages:
-            if type(item) is not dict or type(item.get("from")) is not str or type(item.get("text")) is not str:
-                continue
-            text = visible_lines(item["text"])
-            shown = say("broadcast" if broadcast else "message", {"from": visible(item["from"]), "text": text})
-            lines.append(hanging(self._sent_stamp(item.get("sent")) + shown, text))
-        if lines:
-            return [Print("\n".join(lines))]
-        if messages:
-            return []
-        return [Print(say("no_broadcasts") if broadcast else say("none", frame))]
-
-    @on_frame(FrameType.FORGOTTEN)
-    def _on_forgotten(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        return [Print(say("broadcasts") if frame.get("broadcast") is True else say("forgotten", frame))]
-
-    @on_frame(FrameType.AWAY)
-    def _on_away(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        return [Print(say("away_text", frame) if frame.get("text") else say("away"))]
-
-    @on_frame(FrameType.BACK)
-    def _on_back(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        return [Print(say("back"))]
-
-    @on_frame(FrameType.AWAY_REPLY)
-    def _on_away_reply(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        if type(frame.get("user")) is not str:
-            return []
-        return [Print(say("away_text", frame) if frame.get("text") else say("away", frame))]
-
-    @on_frame(FrameType.PRESENCE)
-    def _on_presence(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        """One line per user, whether the frame lists them (``users``) or names one (``user``)."""
-        users, online = frame.get("users"), frame.get("online") is True
-        if type(users) is not list:
-            users = [frame.get("user")]
-        if not users:
-            return []
-        for user in users:
-            if type(user) is str:
-                self._command_line.presence(user, online)
-        went = "online" if online else "offline"
-        return [Print("\n".join(say(went, {"user": user}) for user in users))]
-
     @on_frame(FrameType.BLOCKED)
     def _on_blocked(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         """A block ends any private chat with that user, open or still being set up."""
@@ -726,13 +607,6 @@ class ChatClient:
     @on_frame(FrameType.PASSWORD_CHANGED)
     def _on_password_changed(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         return [Print(say("changed")), *self._password_answered(None, now)]
-
-    @on_frame(FrameType.NOTICE)
-    def _on_notice(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        """The operator's words (made visible, as every string from the network)."""
-        if type(frame.get("text")) is not str:
-            return []
-        return [Print(say("notice", frame))]
 
     # -- ending -------------------------------------------------------------
 
