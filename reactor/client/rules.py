@@ -140,7 +140,7 @@ class ChatClient:
         self._unshown: list[str] = []              # refs of live messages shown, to say so (``shown``)
         self._retries = Retries(scripted)
         self._idle = IdleWatch()
-        self._frames = bind(self, self._reports)   # frame type -> its rule, its handler bound to its part
+        self._frames = bind(self, self._reports, self._private)   # frame type -> its rule, bound to its part
         assert self._frames.keys() == FRAMES.keys(), "each frame declared is taken by a part"
 
     @property
@@ -551,46 +551,9 @@ class ChatClient:
     def _on_broadcast_partial(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         return [Print(say("partial"))]
 
-    @on_frame(FrameType.BLOCKED)
-    def _on_blocked(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        """A block ends any private chat with that user, open or still being set up."""
-        user = frame.get("user")
-        if type(user) is not str:
-            return []
-        return [Print(say("blocked", frame)), *self._private.blocked(user)]
-
     @on_frame(FrameType.UNBLOCKED)
     def _on_unblocked(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         return [Print(say("unblocked", frame))]
-
-    @on_frame(FrameType.PRIVATE_REQUEST)
-    def _on_private_request(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        """A question the next ``y`` or ``n`` typed answers, oldest first."""
-        sender = frame.get("from")
-        if type(sender) is not str:
-            return []
-        return self._private.asked_by(sender, frame)
-
-    @on_frame(FrameType.PRIVATE_EXPECT)
-    def _on_private_expect(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        user, token = frame.get("user"), frame.get("token")
-        if type(user) is not str or type(token) is not str:
-            return []
-        return self._private.expect(user, token, frame, now)
-
-    @on_frame(FrameType.PRIVATE_CONNECT)
-    def _on_private_connect(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        user, host, port, token = (frame.get(k) for k in ("user", "host", "port", "token"))
-        if type(user) is not str or type(host) is not str or type(port) is not int or type(token) is not str:
-            return []
-        return self._private.connect(user, host, port, token, frame)
-
-    @on_frame(FrameType.PRIVATE_CANCELLED)
-    def _on_private_cancelled(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        user = frame.get("user")
-        if type(user) is not str:
-            return []
-        return self._private.cancelled(user, frame)
 
     @on_frame(FrameType.BYE)
     def _on_bye(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
