@@ -4,20 +4,21 @@
 one method per event with the current monotonic time ``now`` and carries out
 the returned effects in order (reactor/client/effects.py). It is the one
 façade over the client's parts, each owning its state: the words it shows
-(``words``), the commands the user types (``commands``), the messages sent and
-not confirmed yet, tried again while the server cannot keep them (``outbox``),
-the private-chat handshake (``private_chat``), the ``password`` dialogue
+(``words``), the commands the user types (``commands``), the messages that
+come, acknowledged and said shown (``inbox``), the messages sent and not
+confirmed yet, tried again while the server cannot keep them (``outbox``), the
+private-chat handshake (``private_chat``), the ``password`` dialogue
 (``password_change``), the frames that list or report users and history, with
 who is online (``reports``), what else is tried again by itself (``retries``: a
 password the server could not check, a busy server, a script's command over
 the rate limit) and the inactivity deadline with its warning (``idle``); the
-session itself (the login, the order of typed lines and answers, stored
-messages, the goodbye) is kept here. When the session ends under the user (a
+session itself (the login, the order of typed lines and answers, the goodbye)
+is kept here. When the session ends under the user (a
 timeout, a shutdown, a lost server), what they were typing is shown so it can
 be copied (``ShowDraft``).
 
-Timers, by the first item of their key: ``ack`` (the stored messages shown), ``shown`` (the live ones),
-``unread`` (a message not shown to its recipient in time, ``receipts``),
+Timers, by the first item of their key: ``ack`` (the stored messages shown) and ``shown`` (the live ones,
+``inbox``), ``unread`` (a message not shown to its recipient in time, ``receipts``),
 ``idle`` (the inactivity warning), ``password``, ``reconnect`` and ``resend``
 (``retries``), ``retry`` (a message that goes again, ``outbox``), ``expect``
 and ``peer`` (private chats), ``leave`` (the server's goodbye overdue).
@@ -39,17 +40,14 @@ Each frame from the server is declared once, on the handler of the part that
 takes it (``@on_frame`` with its ``FrameType``, reactor/client/frames.py: its
 strings are made visible before the handler reads them); the words it shows
 are its entry in ``words.FRAME_WORDS``, and each error code has one entry in
-``words.ERRORS``.
-
-Wall-clock time comes only from the host: ``wall_offset`` added to ``now``
-(stored messages carry their own ``sent``); ``tz`` is the time zone shown
-(None: the machine's local time).
+``words.ERRORS``. Wall-clock time comes only from the host (``wall_offset``,
+reactor/client/inbox.py).
 """
 from __future__ import annotations
 
 import logging
 from collections import deque
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 from typing import Any
 
 from ..protocol import PROTOCOL_VERSION, PROTOCOL_VERSIONS, ByeReason, ErrorCode, Frame, FrameType
@@ -72,13 +70,14 @@ from .effects import (
 )
 from .frames import FRAMES, bind, on_frame, shown_fields
 from .idle import IdleWatch
+from .inbox import Inbox
 from .outbox import Outbox, new_nonce
 from .password_change import PasswordChange
 from .private_chat import PrivateChats
 from .receipts import Receipts
 from .reports import Reports
 from .retries import Retries
-from .words import ERRORS, FRAME_WORDS, PASSWORD_PROMPT, QUIT_HINT, SAY, USERNAME_PROMPT, Words, hanging
+from .words import ERRORS, FRAME_WORDS, PASSWORD_PROMPT, QUIT_HINT, SAY, USERNAME_PROMPT, Words
 
 __all__ = ["Print", "Prompt", "ToServer", "ToPeer", "ConnectPeer", "ClosePeer", "Listen", "Reconnect", "ShowDraft",
            "SetTimer", "CancelTimer", "Exit", "ClientEffect", "ChatClient", "State", "Command", "Param", "Choices",
@@ -91,11 +90,6 @@ PING = {"type": FrameType.PING}
 ACTIVITY = {"type": FrameType.ACTIVITY}
 LOGIN_STEPS = (State.USERNAME, State.PASSWORD)
 NOT_ACTIVITY = frozenset({FrameType.PING, FrameType.SHOWN})   # frames the server does not count as the user's doing
-SHOWN_PAGE = 500     # refs in one shown frame at most (at most 64 characters each: about 34 KB)
-# Seconds a live message's shown waits for others: one frame for a burst. A receipt costs the server about as much
-# as the relay of its message when each comes alone (callgrind, a message and its receipt: 94,600 -> 194,300
-# instructions; 56,000 -> 70,100 for 20 at a time); its sender hears of it only after READ_WAIT (5 s) anyway.
-SHOWN_DELAY = 1.0
 PROMPTS = {State.USERNAME: Prompt(USERNAME_PROMPT), State.PASSWORD: Prompt(PASSWORD_PROMPT, secret=True)}
 BYE_REASONS = frozenset(ByeReason)
 BYE_IN_ERROR = frozenset({ByeReason.SHUTDOWN, ByeReason.ACCOUNT_REMOVED, ByeReason.CUT_OFF,
@@ -123,24 +117,20 @@ class ChatClient:
         self._receipts = Receipts(every=receipts == "every") if receipts is not None else None
         self._outbox = Outbox(nonce if nonce is not None else new_nonce(), self._receipts)
         self._password = PasswordChange()
-        self._reports = Reports(self._sent_stamp)
+        self._inbox = Inbox(active=lambda: self._state == State.ACTIVE, receipts=self._receipts is not None,
+                            live_stamps=timestamps and wall_offset is not None, wall_offset=wall_offset or 0.0, tz=tz)
+        self._reports = Reports(self._inbox.sent_stamp)
         self._command_line = CommandLine(self._private, leave=self._leave, outbox=self._outbox,
                                          reports=self._reports, change_password=self._password.begin)
-        self._live_stamps = timestamps and wall_offset is not None
-        self._wall_offset = wall_offset or 0.0
-        self._tz = tz
         self._state = State.CONNECTING
         self._waiting = True                       # a login step, or a pong, awaits the server's answer
         self._typed: deque[str] = deque()          # lines typed while waiting
         self._input_ended = False                  # standard input is done (acted on once _typed is)
         self._user: str | None = None
         self._claimed: str | None = None           # the name sent, awaiting its password
-        self._shown: set[int] = set()              # ids of stored messages already shown
-        self._unacked: list[int] = []
-        self._unshown: list[str] = []              # refs of live messages shown, to say so (``shown``)
         self._retries = Retries(scripted)
         self._idle = IdleWatch()
-        self._frames = bind(self, self._reports, self._private)   # frame type -> its rule, bound to its part
+        self._frames = bind(self, self._inbox, self._reports, self._private)   # frame type -> its rule
         assert self._frames.keys() == FRAMES.keys(), "each frame declared is taken by a part"
 
     @property
@@ -264,7 +254,7 @@ class ChatClient:
 
     def _timer_fired(self, kind: str, key: Any, now: float) -> list[ClientEffect]:
         if kind == "ack" or kind == "shown":
-            return self._acknowledge()
+            return self._inbox.acknowledge()
         if kind == "unread":           # a message not shown in time (reactor/client/receipts.py)
             return self._receipts.due(key[1]) if self._state == State.ACTIVE and self._receipts is not None else []
         if kind == "idle":             # the warning before the inactivity logout (reactor/client/idle.py)
@@ -326,7 +316,7 @@ class ChatClient:
         if type(frame) is not dict:
             frame = {}
         frame = shown_fields(frame, "text" if frame.get("type") == FrameType.PRIVATE else None)
-        return self._private.frame(peer, frame, self._user, self._live_stamp(now))
+        return self._private.frame(peer, frame, self._user, self._inbox.live_stamp(now))
 
     def peer_bad_frame(self, peer: int, detail: str, now: float) -> list[ClientEffect]:
         return self._private.bad_frame(peer, detail)
@@ -486,48 +476,6 @@ class ChatClient:
             return self._retries.rate_limited(frame, now)
         return None
 
-    @on_frame(FrameType.MESSAGE, lines="text")
-    def _on_message(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        sender, text = frame.get("from"), frame.get("text")
-        if type(sender) is not str or type(text) is not str:
-            return []
-        effects: list[ClientEffect] = []
-        mid = frame.get("id")
-        if type(mid) is int:           # a stored message: acknowledge it, show it once
-            if self._state != State.ACTIVE:
-                return []              # logout is sent: no ack could precede it, so it waits for the next login
-            if not self._unacked:
-                effects.append(SetTimer(("ack",), now))   # one ack for the whole burst (and what else was shown)
-            self._unacked.append(mid)
-            if mid in self._shown:
-                return effects
-            self._shown.add(mid)
-        elif type(frame.get("ref")) is str and self._state == State.ACTIVE and self._receipts is not None:
-            # a live one with its sender's ref: say it was shown, a second later (with what else was shown by then)
-            if not self._unshown:
-                effects.append(SetTimer(("shown",), now + SHOWN_DELAY))
-            self._unshown.append(frame["ref"])
-        stamp = self._sent_stamp(frame.get("sent")) if type(mid) is int else self._live_stamp(now)
-        shown = say("broadcast" if frame.get("broadcast") is True else "message", {"from": sender, "text": text})
-        effects.append(Print(hanging(stamp + shown, text)))
-        return effects
-
-    def _sent_stamp(self, sent: Any) -> str:
-        """``[Nov 24 14:03] `` for a stored message's ``sent``; nothing when it is missing or absurd."""
-        if type(sent) not in (int, float):
-            return ""
-        try:
-            when = datetime.fromtimestamp(sent, self._tz)
-        except (OverflowError, OSError, ValueError):
-            return ""
-        return f"[{when:%b} {when.day} {when:%H:%M}] "
-
-    def _live_stamp(self, now: float) -> str:
-        """``[14:03] `` when the user asked for timestamps on live messages."""
-        if not self._live_stamps:
-            return ""
-        return f"[{datetime.fromtimestamp(now + self._wall_offset, self._tz):%H:%M}] "
-
     @on_frame(FrameType.STORED)
     def _on_stored(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         self._outbox.stored(frame)
@@ -578,20 +526,11 @@ class ChatClient:
         Every stored message shown is acknowledged first: after the logout the server reads nothing."""
         if self._state == State.ACTIVE:
             self._state = State.LEAVING
-            return [*self._acknowledge(), ToServer({"type": FrameType.LOGOUT}),
+            return [*self._inbox.acknowledge(), ToServer({"type": FrameType.LOGOUT}),
                     SetTimer(("leave",), now + LEAVE_GRACE)]
         if self._state in (State.LEAVING, State.DONE):
             return []
         return self._finish(None, 0)
-
-    def _acknowledge(self) -> list[ClientEffect]:
-        """The ack of the stored messages shown since the last one, and the ``shown`` of the live ones that had
-        a ref (an ack timer still armed then finds none)."""
-        ids, self._unacked = self._unacked, []
-        refs, self._unshown = self._unshown, []
-        said: list[ClientEffect] = [ToServer({"type": FrameType.ACK, "ids": ids})] if ids else []
-        return said + [ToServer({"type": FrameType.SHOWN, "refs": refs[i:i + SHOWN_PAGE]})
-                       for i in range(0, len(refs), SHOWN_PAGE)]
 
     def _finish(self, words: str | None, status: int, drain: bool = False, draft: bool = False) -> list[ClientEffect]:
         """End every private chat, say ``words`` (after what is said of a message not confirmed), exit with
