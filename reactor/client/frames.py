@@ -1,7 +1,8 @@
 """The frames the server sends, each declared once, on the handler of the client's part that takes it.
 
-A part of the client's rules (``ChatClient`` itself, ``Reports``) declares the
-handler of a frame type on one of its methods::
+A part of the client's rules (``ChatClient`` itself for the session's frames,
+``Inbox``, ``Reports``, ``PrivateChats``) declares the handler of a frame type
+on one of its methods::
 
     @on_frame(FrameType.NOTICE)
     def _on_notice(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]: ...

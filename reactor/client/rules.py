@@ -13,9 +13,9 @@ who is online (``reports``), what else is tried again by itself (``retries``: a
 password the server could not check, a busy server, a script's command over
 the rate limit) and the inactivity deadline with its warning (``idle``); the
 session itself (the login, the order of typed lines and answers, the goodbye)
-is kept here. When the session ends under the user (a
-timeout, a shutdown, a lost server), what they were typing is shown so it can
-be copied (``ShowDraft``).
+is kept here. When the session ends under the user (a timeout, a shutdown, a
+lost server), what they were typing is shown so it can be copied
+(``ShowDraft``).
 
 Timers, by the first item of their key: ``ack`` (the stored messages shown) and ``shown`` (the live ones,
 ``inbox``), ``unread`` (a message not shown to its recipient in time, ``receipts``),
