@@ -5,8 +5,9 @@ believed once, for a ref of this client's sent to the user it names. (The server
 import pytest
 
 from reactor.client.effects import Print, SetTimer, ToServer
+from reactor.client.inbox import SHOWN_DELAY
 from reactor.client.receipts import READ_WAIT, RECEIPTS_KEPT, start_of
-from reactor.client.rules import SHOWN_DELAY, ChatClient
+from reactor.client.rules import ChatClient
 from tests.support import NONCE, PONG, error, frames, logged_in
 
 REF = f"{NONCE}.1"

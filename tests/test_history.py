@@ -255,3 +255,15 @@ def test_the_client_asks_for_a_history_shows_it_stamped_and_visible_and_refuses_
     assert [e.text for e in c.server_frame({"type": "away_reply", "user": "vader", "text": "busy"}, 2.0)] == [
         "vader is away: busy"]
     assert frames(c.line("away gone fishing", 3.0)) == [{"type": "away", "text": "gone fishing"}, PING]
+
+
+def test_the_client_shows_the_answers_to_forget_away_and_back_in_their_words():
+    c = logged_in("yoda")
+    answers = ({"type": "forgotten", "user": "vader\x1b[2J"}, {"type": "forgotten", "broadcast": True},
+               {"type": "away"}, {"type": "away", "text": "gone fishing"}, {"type": "back"},
+               {"type": "history", "broadcast": True, "messages": []}, {"type": "away_reply", "user": "luke"})
+    shown = [[e.text for e in c.server_frame(frame, 1.0) if type(e) is Print] for frame in answers]
+    assert shown == [["Your history with vader^[[2J is forgotten"], ["Your broadcast history is forgotten"],
+                     ["You are away"], ["You are away: gone fishing"], ["You are back"],
+                     ["No broadcasts in your history"], ["luke is away"]]
+    assert c.server_frame({"type": "away_reply"}, 1.0) == []   # no user: nothing to say

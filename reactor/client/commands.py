@@ -4,9 +4,9 @@
 ``name``; its help text is ``COMMAND_HELP[name]`` (reactor/client/words.py),
 and the help list, a command's usage, its arity, "text takes the rest of the
 line" and Tab completion all derive from the declaration. ``CommandLine`` acts on
-the private chats (``PrivateChats``) and keeps what completion and ``whoelse``
-need: the other users online, as the login (protocol version 3), presence
-notices and ``whoelse`` told.
+the private chats (``PrivateChats``) and offers for completion the other users
+online that ``Reports`` keeps (reactor/client/reports.py), telling it of each
+``whoelse`` and ``whoelsesince`` sent.
 
 Text holding a control character (a line break is text) is not sent
 (``message``, ``broadcast``, ``private``), nor text longer than the server takes
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import Enum
@@ -28,6 +27,7 @@ from ..text import TEXT_CONTROL
 from .effects import ClientEffect, Print, ToServer
 from .outbox import Outbox
 from .private_chat import PrivateChats
+from .reports import Reports
 from .words import COMMAND_HELP, ERRORS, SAY, help_text
 
 __all__ = ["Choices", "Param", "Command", "COMMANDS", "command", "CommandLine", "HELP", "text_limit"]
@@ -134,18 +134,16 @@ def text_limit(line: str) -> int | None:
 
 class CommandLine:
     """Runs the lines typed while logged in; ``leave(now)``: what the user's wish to log out does; ``outbox``
-    gives each message its ref and waits for its answer; ``change_password()``: what the password command does
-    (its dialogue begins)."""
+    gives each message its ref and waits for its answer; ``reports`` keeps who is online; ``change_password()``:
+    what the password command does (its dialogue begins)."""
 
     def __init__(self, private: PrivateChats, leave: Callable[[float], list[ClientEffect]], outbox: Outbox,
-                 change_password: Callable[[], list[ClientEffect]] = list) -> None:
+                 reports: Reports, change_password: Callable[[], list[ClientEffect]] = list) -> None:
         self._private = private
         self._leave = leave
         self._outbox = outbox
+        self._reports = reports
         self._change_password = change_password   # begins the password dialogue (reactor/client/password_change.py)
-        self._online: set[str] = set()             # other users online, as the login, presence and whoelse told
-        self._asked: deque[bool] = deque()         # users answers to come: True for whoelse, False for since
-        self._listed: list[str] = []               # the names of the answer whose pages are coming, so far
 
     def run(self, line: str, now: float) -> list[ClientEffect]:
         """One typed line (stripped): a ``y`` or ``n`` answers the oldest private-chat request, if one waits."""
@@ -162,30 +160,7 @@ class CommandLine:
             return [Print(SAY("usage_error", {"usage": declared.usage}))]
         return declared.handler(self, *words, now=now)
 
-    # -- who is online, for completion ----------------------------------------
-
-    def online_users(self) -> frozenset[str]:
-        """The other users online, as far as the login, presence notices and ``whoelse`` have told."""
-        return frozenset(self._online)
-
-    def users_listed(self, names: list[str], more: bool) -> list[str] | None:
-        """The server answered a ``whoelse`` or a ``whoelsesince`` (in the order asked) with ``names``, a
-        page of the answer (``more``: pages of it follow). The whole answer once its last page is in, else
-        None; the answer to ``whoelse`` is exactly who is online."""
-        self._listed += names
-        if more:
-            return None
-        listed, self._listed = self._listed, []
-        if self._asked and self._asked.popleft():
-            self._online = set(listed)
-        return listed
-
-    def presence(self, user: str, online: bool) -> None:
-        """``user`` came online, or went."""
-        if online:
-            self._online.add(user)
-        else:
-            self._online.discard(user)
+    # -- completion ------------------------------------------------------------
 
     def completions(self, before_cursor: str) -> list[str]:
         """Whole words that can replace the blank-separated word before the cursor: a command
@@ -204,7 +179,7 @@ class CommandLine:
         if kind is Choices.COMMAND:
             return COMMANDS
         if kind is Choices.ONLINE_USER:
-            return self._online
+            return self._reports.online_users()
         if kind is Choices.CHAT_USER:
             return self._private.chats()
         return ()
@@ -221,7 +196,7 @@ class CommandLine:
 
     @command("whoelse")
     def _whoelse(self, *, now: float) -> list[ClientEffect]:
-        self._asked.append(True)
+        self._reports.asked(True)
         return [ToServer({"type": FrameType.WHOELSE})]
 
     @command("whoelsesince", Param("seconds"))
@@ -235,7 +210,7 @@ class CommandLine:
         if value < 0:
             return [Print(SAY("negative_seconds"))]
         number: int | float = int(value) if value.is_integer() and abs(value) < 2 ** 53 else value
-        self._asked.append(False)
+        self._reports.asked(False)
         return [ToServer({"type": FrameType.WHOELSESINCE, "seconds": number})]
 
     @command("block", USER)

@@ -1,8 +1,9 @@
 """The client's side of the private-chat handshake: who asked whom, the tickets peers must present, the open chats.
 
 ``PrivateChats`` owns every piece of a private chat's state and returns effects,
-as ``ChatClient`` does; the client hands it the frames and peer events that
-concern private chats.
+as ``ChatClient`` does; it takes the frames from the server that concern private
+chats (``@on_frame``, reactor/client/frames.py), and the client hands it the
+peer events.
 
 A peer is connected to only in answer to a ``private_connect`` for a user
 this client asked (``startprivate``), only at a numeric IP address (a name is
@@ -34,8 +35,9 @@ from typing import TypeAlias
 from ..protocol import Frame, FrameType
 from ..timer_effects import CancelTimer, SetTimer
 from .effects import ClientEffect, ClosePeer, ConnectPeer, Print, ToPeer, ToServer
+from .frames import on_frame
 from .peer_certs import decode_certificate, encode_certificate, fingerprint
-from .words import FRAME_WORDS, SAY, hanging
+from .words import FRAME_WORDS, SAY, Words, hanging
 
 __all__ = ["PrivateChats", "IPAddress", "peer_ip"]
 
@@ -158,11 +160,15 @@ class PrivateChats:
         """The server refused our request to ``user``: it is no longer open."""
         self._requested.discard(user)
 
-    def asked_by(self, sender: str, frame: Frame) -> list[ClientEffect]:
-        """``sender`` asks us (``private_request``): a question the next ``y`` or ``n`` answers, oldest first."""
+    @on_frame(FrameType.PRIVATE_REQUEST)
+    def _on_private_request(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        """``from`` asks us: a question the next ``y`` or ``n`` answers, oldest first."""
+        sender = frame.get("from")
+        if type(sender) is not str:
+            return []
         if sender not in self._questions:
             self._questions.append(sender)
-        return [Print(REQUEST_WORDS("ask", frame))]
+        return [Print(say("ask", frame))]
 
     def answer(self, accept: bool) -> list[ClientEffect]:
         """The oldest request is answered."""
@@ -170,8 +176,12 @@ class PrivateChats:
         return [ToServer({"type": FrameType.PRIVATE_ANSWER, "user": user, "accept": accept}),
                 Print(REQUEST_WORDS("accepted" if accept else "declined", {"from": user}))]
 
-    def expect(self, user: str, token: str, frame: Frame, now: float) -> list[ClientEffect]:
-        """We accepted ``user``'s request (``private_expect``): their client will present ``token``."""
+    @on_frame(FrameType.PRIVATE_EXPECT)
+    def _on_private_expect(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        """We accepted ``user``'s request: their client will present ``token``."""
+        user, token = frame.get("user"), frame.get("token")
+        if type(user) is not str or type(token) is not str:
+            return []
         certificate = self._their_certificate(frame)
         if self._certificate is not None and certificate is None:
             return [Print(SAY("unencrypted_peer", {"user": user}))]
@@ -179,8 +189,12 @@ class PrivateChats:
         return [SetTimer(("expect", user), now + self._token_ttl),
                 ToServer({"type": FrameType.PRIVATE_READY, "user": user, "token": token})]
 
-    def connect(self, user: str, host: str, port: int, token: str, frame: Frame) -> list[ClientEffect]:
-        """``user`` accepted our request (``private_connect``): connect to their client at ``host:port``."""
+    @on_frame(FrameType.PRIVATE_CONNECT)
+    def _on_private_connect(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        """``user`` accepted our request: connect to their client at ``host:port``, presenting ``token``."""
+        user, host, port, token = (frame.get(k) for k in ("user", "host", "port", "token"))
+        if type(user) is not str or type(host) is not str or type(port) is not int or type(token) is not str:
+            return []
         if user not in self._requested or user in self._chats or user in self._connecting:
             log.info("private_connect for %s, whom we did not ask (or are connecting to already): ignored", user)
             return []
@@ -208,20 +222,28 @@ class PrivateChats:
         server_ip, server_port = self._server
         return port == server_port and (ip == server_ip or ip.is_loopback and server_ip.is_loopback)
 
-    def cancelled(self, user: str, frame: Frame) -> list[ClientEffect]:
-        """The request between us and ``user`` was cancelled (``private_cancelled``)."""
+    @on_frame(FrameType.PRIVATE_CANCELLED)
+    def _on_private_cancelled(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
+        """The request between us and ``user`` was cancelled."""
+        user = frame.get("user")
+        if type(user) is not str:
+            return []
         self._requested.discard(user)
         if user in self._questions:
             self._questions.remove(user)
         effects: list[ClientEffect] = []
         if self._expected.pop(user, None) is not None:
             effects.append(CancelTimer(("expect", user)))
-        effects.append(Print(FRAME_WORDS[FrameType.PRIVATE_CANCELLED]("cancelled", frame)))
+        effects.append(Print(say("cancelled", frame)))
         return effects
 
-    def blocked(self, user: str) -> list[ClientEffect]:
+    @on_frame(FrameType.BLOCKED)
+    def _on_blocked(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         """The user blocked ``user``: that ends any private chat with them, open or still being set up."""
-        effects: list[ClientEffect] = []
+        user = frame.get("user")
+        if type(user) is not str:
+            return []
+        effects: list[ClientEffect] = [Print(say("blocked", frame))]
         self._requested.discard(user)
         if user in self._chats:
             effects += self.stop(user)

@@ -4,19 +4,21 @@
 one method per event with the current monotonic time ``now`` and carries out
 the returned effects in order (reactor/client/effects.py). It is the one
 façade over the client's parts, each owning its state: the words it shows
-(``words``), the commands the user types (``commands``), the messages sent and
-not confirmed yet, tried again while the server cannot keep them (``outbox``),
-the private-chat handshake (``private_chat``), the ``password`` dialogue
-(``password_change``), what else is tried again by itself (``retries``: a
+(``words``), the commands the user types (``commands``), the messages that
+come, acknowledged and said shown (``inbox``), the messages sent and not
+confirmed yet, tried again while the server cannot keep them (``outbox``), the
+private-chat handshake (``private_chat``), the ``password`` dialogue
+(``password_change``), the frames that list or report users and history, with
+who is online (``reports``), what else is tried again by itself (``retries``: a
 password the server could not check, a busy server, a script's command over
 the rate limit) and the inactivity deadline with its warning (``idle``); the
-session itself (the login, the order of typed lines and answers, stored
-messages, the goodbye) is kept here. When the session ends under the user (a
-timeout, a shutdown, a lost server), what they were typing is shown so it can
-be copied (``ShowDraft``).
+session itself (the login, the order of typed lines and answers, the goodbye)
+is kept here. When the session ends under the user (a timeout, a shutdown, a
+lost server), what they were typing is shown so it can be copied
+(``ShowDraft``).
 
-Timers, by the first item of their key: ``ack`` (the stored messages shown), ``shown`` (the live ones),
-``unread`` (a message not shown to its recipient in time, ``receipts``),
+Timers, by the first item of their key: ``ack`` (the stored messages shown) and ``shown`` (the live ones,
+``inbox``), ``unread`` (a message not shown to its recipient in time, ``receipts``),
 ``idle`` (the inactivity warning), ``password``, ``reconnect`` and ``resend``
 (``retries``), ``retry`` (a message that goes again, ``outbox``), ``expect``
 and ``peer`` (private chats), ``leave`` (the server's goodbye overdue).
@@ -34,32 +36,21 @@ to the command come before it). Stored messages shown are acknowledged before
 any logout. From the moment a user name or password is sent until the server
 answers it, what is typed is not echoed (it may be the password).
 
-Each frame from the server is declared once, on its handler (``@on_frame``
-with its ``FrameType``); the words it shows are its entry in
-``words.FRAME_WORDS``, and each error code has one entry in ``words.ERRORS``.
-
-Wall-clock time comes only from the host: ``wall_offset`` added to ``now``
-(stored messages carry their own ``sent``); ``tz`` is the time zone shown
-(None: the machine's local time).
-
-Text is never code: every frame from the server or a peer has the control
-characters in its strings made visible (``reactor.text.visible``) before any
-handler reads it, so no text, user name or error detail reaches the terminal
-or the pipe raw; the client's own words keep their newlines, and so does a
-message's text (declared with ``lines``), shown with every line after the first
-indented under its sender (``words.hanging``).
+Each frame from the server is declared once, on the handler of the part that
+takes it (``@on_frame`` with its ``FrameType``, reactor/client/frames.py: its
+strings are made visible before the handler reads them); the words it shows
+are its entry in ``words.FRAME_WORDS``, and each error code has one entry in
+``words.ERRORS``. Wall-clock time comes only from the host (``wall_offset``,
+reactor/client/inbox.py).
 """
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, tzinfo
-from typing import Any, TypeAlias
+from datetime import tzinfo
+from typing import Any
 
 from ..protocol import PROTOCOL_VERSION, PROTOCOL_VERSIONS, ByeReason, ErrorCode, Frame, FrameType
-from ..text import visible, visible_lines
 from .commands import COMMANDS, HELP, Choices, Command, CommandLine, Param, text_limit
 from .effects import (
     CancelTimer,
@@ -77,13 +68,16 @@ from .effects import (
     ToPeer,
     ToServer,
 )
+from .frames import FRAMES, bind, on_frame, shown_fields
 from .idle import IdleWatch
+from .inbox import Inbox
 from .outbox import Outbox, new_nonce
 from .password_change import PasswordChange
 from .private_chat import PrivateChats
 from .receipts import Receipts
+from .reports import Reports
 from .retries import Retries
-from .words import ERRORS, FRAME_WORDS, PASSWORD_PROMPT, QUIT_HINT, SAY, USERNAME_PROMPT, Words, hanging
+from .words import ERRORS, FRAME_WORDS, PASSWORD_PROMPT, QUIT_HINT, SAY, USERNAME_PROMPT, Words
 
 __all__ = ["Print", "Prompt", "ToServer", "ToPeer", "ConnectPeer", "ClosePeer", "Listen", "Reconnect", "ShowDraft",
            "SetTimer", "CancelTimer", "Exit", "ClientEffect", "ChatClient", "State", "Command", "Param", "Choices",
@@ -96,52 +90,10 @@ PING = {"type": FrameType.PING}
 ACTIVITY = {"type": FrameType.ACTIVITY}
 LOGIN_STEPS = (State.USERNAME, State.PASSWORD)
 NOT_ACTIVITY = frozenset({FrameType.PING, FrameType.SHOWN})   # frames the server does not count as the user's doing
-SHOWN_PAGE = 500     # refs in one shown frame at most (at most 64 characters each: about 34 KB)
-# Seconds a live message's shown waits for others: one frame for a burst. A receipt costs the server about as much
-# as the relay of its message when each comes alone (callgrind, a message and its receipt: 94,600 -> 194,300
-# instructions; 56,000 -> 70,100 for 20 at a time); its sender hears of it only after READ_WAIT (5 s) anyway.
-SHOWN_DELAY = 1.0
 PROMPTS = {State.USERNAME: Prompt(USERNAME_PROMPT), State.PASSWORD: Prompt(PASSWORD_PROMPT, secret=True)}
 BYE_REASONS = frozenset(ByeReason)
 BYE_IN_ERROR = frozenset({ByeReason.SHUTDOWN, ByeReason.ACCOUNT_REMOVED, ByeReason.CUT_OFF,
                           ByeReason.OPERATOR})   # the client exits with status 1
-
-
-# -- frames from the server: each declared once, on its handler (``@on_frame``) -------
-
-FrameHandler: TypeAlias = Callable[["ChatClient", Frame, float, Words], "list[ClientEffect]"]
-
-
-@dataclass(frozen=True, slots=True)
-class FrameRule:
-    """How the client takes one type of frame from the server: its handler is called with the
-    frame (its strings made visible, but for the line breaks of its ``lines`` field), ``now`` and its
-    ``words`` (``FRAME_WORDS``' entry)."""
-    handler: FrameHandler
-    words: Words
-    lines: str | None = None
-
-
-FRAMES: dict[str, FrameRule] = {}   # keyed by FrameType (a str): every frame the server sends
-
-
-def on_frame(kind: FrameType, lines: str | None = None) -> Callable[[FrameHandler], FrameHandler]:
-    """Declare the decorated method the handler of the server's ``kind`` frames (``lines``: the field
-    whose text may hold line breaks)."""
-    def declare(handler: FrameHandler) -> FrameHandler:
-        FRAMES[kind] = FrameRule(handler, FRAME_WORDS.get(kind, Words()), lines)
-        return handler
-    return declare
-
-
-def _shown_fields(frame: Frame, lines: str | None = None) -> Frame:
-    """``frame`` with the control characters made visible in its strings, and in the strings of its
-    lists: all a handler shows (anything deeper is shown only as a ``repr``, which escapes them); the
-    field ``lines`` keeps its line breaks."""
-    return {key: (visible_lines(value) if key == lines else visible(value)) if type(value) is str
-            else [visible(v) if type(v) is str else v for v in value] if type(value) is list
-            else value
-            for key, value in frame.items()}
 
 
 class ChatClient:
@@ -165,23 +117,21 @@ class ChatClient:
         self._receipts = Receipts(every=receipts == "every") if receipts is not None else None
         self._outbox = Outbox(nonce if nonce is not None else new_nonce(), self._receipts)
         self._password = PasswordChange()
+        self._inbox = Inbox(active=lambda: self._state == State.ACTIVE, receipts=self._receipts is not None,
+                            live_stamps=timestamps and wall_offset is not None, wall_offset=wall_offset or 0.0, tz=tz)
+        self._reports = Reports(self._inbox.sent_stamp)
         self._command_line = CommandLine(self._private, leave=self._leave, outbox=self._outbox,
-                                         change_password=self._password.begin)
-        self._listed_away: set[str] = set()        # those marked away in a users answer's pages so far
-        self._live_stamps = timestamps and wall_offset is not None
-        self._wall_offset = wall_offset or 0.0
-        self._tz = tz
+                                         reports=self._reports, change_password=self._password.begin)
         self._state = State.CONNECTING
         self._waiting = True                       # a login step, or a pong, awaits the server's answer
         self._typed: deque[str] = deque()          # lines typed while waiting
         self._input_ended = False                  # standard input is done (acted on once _typed is)
         self._user: str | None = None
         self._claimed: str | None = None           # the name sent, awaiting its password
-        self._shown: set[int] = set()              # ids of stored messages already shown
-        self._unacked: list[int] = []
-        self._unshown: list[str] = []              # refs of live messages shown, to say so (``shown``)
         self._retries = Retries(scripted)
         self._idle = IdleWatch()
+        self._frames = bind(self, self._inbox, self._reports, self._private)   # frame type -> its rule
+        assert self._frames.keys() == FRAMES.keys(), "each frame declared is taken by a part"
 
     @property
     def user(self) -> str | None:
@@ -208,7 +158,7 @@ class ChatClient:
 
     def online_users(self) -> frozenset[str]:
         """The other users online, as far as the login, presence notices and ``whoelse`` have told."""
-        return self._command_line.online_users()
+        return self._reports.online_users()
 
     def completions(self, before_cursor: str) -> list[str]:
         """Whole words that can replace the blank-separated word before the cursor: a command
@@ -278,11 +228,11 @@ class ChatClient:
         kind = frame.get("type") if type(frame) is dict else None
         if type(kind) is not str:
             return self.server_bad_frame("a frame without a type", now)
-        rule = FRAMES.get(kind)
+        rule = self._frames.get(kind)
         if rule is None:
             log.debug("ignoring a %.40r frame from the server", kind)
             return []
-        effects = rule.handler(self, _shown_fields(frame, rule.lines), now, rule.words)
+        effects = rule.handler(shown_fields(frame, rule.lines), now, rule.words)
         if not self._waiting and not self._done():
             effects += self._drain(now)
         return self._noted(effects, now)
@@ -304,7 +254,7 @@ class ChatClient:
 
     def _timer_fired(self, kind: str, key: Any, now: float) -> list[ClientEffect]:
         if kind == "ack" or kind == "shown":
-            return self._acknowledge()
+            return self._inbox.acknowledge()
         if kind == "unread":           # a message not shown in time (reactor/client/receipts.py)
             return self._receipts.due(key[1]) if self._state == State.ACTIVE and self._receipts is not None else []
         if kind == "idle":             # the warning before the inactivity logout (reactor/client/idle.py)
@@ -365,8 +315,8 @@ class ChatClient:
     def peer_frame(self, peer: int, frame: Any, now: float) -> list[ClientEffect]:
         if type(frame) is not dict:
             frame = {}
-        frame = _shown_fields(frame, "text" if frame.get("type") == FrameType.PRIVATE else None)
-        return self._private.frame(peer, frame, self._user, self._live_stamp(now))
+        frame = shown_fields(frame, "text" if frame.get("type") == FrameType.PRIVATE else None)
+        return self._private.frame(peer, frame, self._user, self._inbox.live_stamp(now))
 
     def peer_bad_frame(self, peer: int, detail: str, now: float) -> list[ClientEffect]:
         return self._private.bad_frame(peer, detail)
@@ -526,48 +476,6 @@ class ChatClient:
             return self._retries.rate_limited(frame, now)
         return None
 
-    @on_frame(FrameType.MESSAGE, lines="text")
-    def _on_message(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        sender, text = frame.get("from"), frame.get("text")
-        if type(sender) is not str or type(text) is not str:
-            return []
-        effects: list[ClientEffect] = []
-        mid = frame.get("id")
-        if type(mid) is int:           # a stored message: acknowledge it, show it once
-            if self._state != State.ACTIVE:
-                return []              # logout is sent: no ack could precede it, so it waits for the next login
-            if not self._unacked:
-                effects.append(SetTimer(("ack",), now))   # one ack for the whole burst (and what else was shown)
-            self._unacked.append(mid)
-            if mid in self._shown:
-                return effects
-            self._shown.add(mid)
-        elif type(frame.get("ref")) is str and self._state == State.ACTIVE and self._receipts is not None:
-            # a live one with its sender's ref: say it was shown, a second later (with what else was shown by then)
-            if not self._unshown:
-                effects.append(SetTimer(("shown",), now + SHOWN_DELAY))
-            self._unshown.append(frame["ref"])
-        stamp = self._sent_stamp(frame.get("sent")) if type(mid) is int else self._live_stamp(now)
-        shown = say("broadcast" if frame.get("broadcast") is True else "message", {"from": sender, "text": text})
-        effects.append(Print(hanging(stamp + shown, text)))
-        return effects
-
-    def _sent_stamp(self, sent: Any) -> str:
-        """``[Nov 24 14:03] `` for a stored message's ``sent``; nothing when it is missing or absurd."""
-        if type(sent) not in (int, float):
-            return ""
-        try:
-            when = datetime.fromtimestamp(sent, self._tz)
-        except (OverflowError, OSError, ValueError):
-            return ""
-        return f"[{when:%b} {when.day} {when:%H:%M}] "
-
-    def _live_stamp(self, now: float) -> str:
-        """``[14:03] `` when the user asked for timestamps on live messages."""
-        if not self._live_stamps:
-            return ""
-        return f"[{datetime.fromtimestamp(now + self._wall_offset, self._tz):%H:%M}] "
-
     @on_frame(FrameType.STORED)
     def _on_stored(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         self._outbox.stored(frame)
@@ -591,125 +499,9 @@ class ChatClient:
     def _on_broadcast_partial(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         return [Print(say("partial"))]
 
-    @on_frame(FrameType.USERS)
-    def _on_users(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        """The names one a line (the answer to whoelse or whoelsesince), those away marked, once its last page
-        is in."""
-        names = frame.get("names")
-        if type(names) is not list:
-            return []
-        away = frame.get("away")
-        if type(away) is list:
-            self._listed_away.update(n for n in away if type(n) is str)
-        listed = self._command_line.users_listed([n for n in names if type(n) is str], frame.get("more") is True)
-        if listed is None:
-            return []
-        away, self._listed_away = self._listed_away, set()
-        shown = [say("away", {"user": n}) if n in away else n for n in listed]
-        return [Print("\n".join(shown) if listed else say("nobody"))]
-
-    @on_frame(FrameType.ONLINE)
-    def _on_online(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        """Who else was online at the login (a page of them): for completion, not shown."""
-        users = frame.get("users")
-        for user in users if type(users) is list else ():
-            if type(user) is str:
-                self._command_line.presence(user, True)
-        return []
-
-    @on_frame(FrameType.HISTORY)
-    def _on_history(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        """Each message a line (or more), oldest first, with when it was sent and who wrote it; none: so said.
-        The messages are a list of objects, whose strings are made visible here."""
-        messages = frame.get("messages")
-        if type(messages) is not list:
-            return []
-        broadcast = frame.get("broadcast") is True
-        lines = []
-        for item in messages:
-            if type(item) is not dict or type(item.get("from")) is not str or type(item.get("text")) is not str:
-                continue
-            text = visible_lines(item["text"])
-            shown = say("broadcast" if broadcast else "message", {"from": visible(item["from"]), "text": text})
-            lines.append(hanging(self._sent_stamp(item.get("sent")) + shown, text))
-        if lines:
-            return [Print("\n".join(lines))]
-        if messages:
-            return []
-        return [Print(say("no_broadcasts") if broadcast else say("none", frame))]
-
-    @on_frame(FrameType.FORGOTTEN)
-    def _on_forgotten(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        return [Print(say("broadcasts") if frame.get("broadcast") is True else say("forgotten", frame))]
-
-    @on_frame(FrameType.AWAY)
-    def _on_away(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        return [Print(say("away_text", frame) if frame.get("text") else say("away"))]
-
-    @on_frame(FrameType.BACK)
-    def _on_back(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        return [Print(say("back"))]
-
-    @on_frame(FrameType.AWAY_REPLY)
-    def _on_away_reply(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        if type(frame.get("user")) is not str:
-            return []
-        return [Print(say("away_text", frame) if frame.get("text") else say("away", frame))]
-
-    @on_frame(FrameType.PRESENCE)
-    def _on_presence(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        """One line per user, whether the frame lists them (``users``) or names one (``user``)."""
-        users, online = frame.get("users"), frame.get("online") is True
-        if type(users) is not list:
-            users = [frame.get("user")]
-        if not users:
-            return []
-        for user in users:
-            if type(user) is str:
-                self._command_line.presence(user, online)
-        went = "online" if online else "offline"
-        return [Print("\n".join(say(went, {"user": user}) for user in users))]
-
-    @on_frame(FrameType.BLOCKED)
-    def _on_blocked(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        """A block ends any private chat with that user, open or still being set up."""
-        user = frame.get("user")
-        if type(user) is not str:
-            return []
-        return [Print(say("blocked", frame)), *self._private.blocked(user)]
-
     @on_frame(FrameType.UNBLOCKED)
     def _on_unblocked(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         return [Print(say("unblocked", frame))]
-
-    @on_frame(FrameType.PRIVATE_REQUEST)
-    def _on_private_request(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        """A question the next ``y`` or ``n`` typed answers, oldest first."""
-        sender = frame.get("from")
-        if type(sender) is not str:
-            return []
-        return self._private.asked_by(sender, frame)
-
-    @on_frame(FrameType.PRIVATE_EXPECT)
-    def _on_private_expect(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        user, token = frame.get("user"), frame.get("token")
-        if type(user) is not str or type(token) is not str:
-            return []
-        return self._private.expect(user, token, frame, now)
-
-    @on_frame(FrameType.PRIVATE_CONNECT)
-    def _on_private_connect(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        user, host, port, token = (frame.get(k) for k in ("user", "host", "port", "token"))
-        if type(user) is not str or type(host) is not str or type(port) is not int or type(token) is not str:
-            return []
-        return self._private.connect(user, host, port, token, frame)
-
-    @on_frame(FrameType.PRIVATE_CANCELLED)
-    def _on_private_cancelled(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        user = frame.get("user")
-        if type(user) is not str:
-            return []
-        return self._private.cancelled(user, frame)
 
     @on_frame(FrameType.BYE)
     def _on_bye(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
@@ -727,13 +519,6 @@ class ChatClient:
     def _on_password_changed(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
         return [Print(say("changed")), *self._password_answered(None, now)]
 
-    @on_frame(FrameType.NOTICE)
-    def _on_notice(self, frame: Frame, now: float, say: Words) -> list[ClientEffect]:
-        """The operator's words (made visible, as every string from the network)."""
-        if type(frame.get("text")) is not str:
-            return []
-        return [Print(say("notice", frame))]
-
     # -- ending -------------------------------------------------------------
 
     def _leave(self, now: float) -> list[ClientEffect]:
@@ -741,20 +526,11 @@ class ChatClient:
         Every stored message shown is acknowledged first: after the logout the server reads nothing."""
         if self._state == State.ACTIVE:
             self._state = State.LEAVING
-            return [*self._acknowledge(), ToServer({"type": FrameType.LOGOUT}),
+            return [*self._inbox.acknowledge(), ToServer({"type": FrameType.LOGOUT}),
                     SetTimer(("leave",), now + LEAVE_GRACE)]
         if self._state in (State.LEAVING, State.DONE):
             return []
         return self._finish(None, 0)
-
-    def _acknowledge(self) -> list[ClientEffect]:
-        """The ack of the stored messages shown since the last one, and the ``shown`` of the live ones that had
-        a ref (an ack timer still armed then finds none)."""
-        ids, self._unacked = self._unacked, []
-        refs, self._unshown = self._unshown, []
-        said: list[ClientEffect] = [ToServer({"type": FrameType.ACK, "ids": ids})] if ids else []
-        return said + [ToServer({"type": FrameType.SHOWN, "refs": refs[i:i + SHOWN_PAGE]})
-                       for i in range(0, len(refs), SHOWN_PAGE)]
 
     def _finish(self, words: str | None, status: int, drain: bool = False, draft: bool = False) -> list[ClientEffect]:
         """End every private chat, say ``words`` (after what is said of a message not confirmed), exit with

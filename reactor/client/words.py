@@ -71,7 +71,7 @@ QUIT_HINT = "To quit, type logout or press Ctrl-D"   # the terminal console's an
 # -- what the server says -----------------------------------------------------
 
 # The words each frame from the server shows, by name (frames that show nothing have none). The frame's
-# handler in reactor/client/rules.py (``@on_frame``) picks the name and gives the fields.
+# handler (``@on_frame``, reactor/client/frames.py) picks the name and gives the fields.
 FRAME_WORDS: dict[FrameType, Words] = {
     FrameType.USERNAME_OK: Words({"prompt": PASSWORD_PROMPT}),
     FrameType.WELCOME: Words({"welcome": "Welcome to the greatest messaging application ever!", "hint": HINT}),
