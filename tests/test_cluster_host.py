@@ -9,8 +9,9 @@ import pytest
 from reactor.cluster import scripts
 from reactor.cluster.engine import Engine
 from reactor.cluster.host import ClusterHost
-from reactor.cluster.keeping import message_record
+from reactor.cluster.keeping import EngineDurability, message_record
 from reactor.cluster.rules import ClusterChatServer, LoginOutcome
+from reactor.server.effects import Remember
 from reactor.server.mail import REF_MEMORY
 from tests.support import ACCOUNTS, PATIENCE, login_peer, run_until
 
@@ -257,3 +258,19 @@ def test_a_repeat_of_a_ref_writes_no_history_twice_on_the_engine(loop, engine):
     assert history("luke") == ["to luke r.8"]
     assert ask("HLEN", "{chat}:h:m") == 3
     conn.close()
+
+
+def test_history_written_while_the_engine_is_away_is_written_first_once_it_is_back():
+    """A node delivers what its inbox brought while its command connection reconnects (the engine stopped a
+    moment): that history waits for the engine, then goes first, once (it was lost: a flaky e2e test)."""
+    calls, up = [], [False]
+    keeping = EngineDurability(lambda script, args, reply: calls.append((script, list(args))), "a", None,
+                               lambda *answer: None, history_keep_ms=60_000, up=lambda: up[0])
+    keeping.remember(Remember("hans", "vader", "not twice", 1.0))
+    keeping.end_turn()
+    assert calls == []
+    up[0] = True
+    keeping.remember(Remember("hans", "vader", "barrier", 2.0))
+    keeping.resume()
+    keeping.end_turn()
+    assert calls == [(scripts.REMEMBER, ["hans", "vader", "not twice", 1.0, "", "hans", "vader", "barrier", 2.0, ""])]

@@ -109,7 +109,7 @@ class ClusterHost(ServerHost):
         days = options.get("history_days")
         self.keeping = EngineDurability(   # the engine keeps the changes, and the history
             self._script, node, logic, self._answered, history_keep_ms=int((days or 0) * DAY * 1000),
-            history_cap=history_cap)
+            history_cap=history_cap, up=lambda: self._engine.up)
         super().__init__(loop, logic, durability=self.keeping, **options)
         self._reader = Engine(loop, host, port, name=f"engine reader ({node})", on_up=self._read,
                               reply_timeout=READ_BLOCK / 1000 + lease, backoff=backoff)
@@ -163,6 +163,7 @@ class ClusterHost(ServerHost):
 
     def _engine_up(self) -> None:
         log.info("node %s: engine up", self._node)
+        self.keeping.resume()
         if self._joined:
             self._renew(after_gap=True)
         else:

@@ -69,14 +69,21 @@ def message_record(to: str, sender: str, text: str, sent: float | None, ref: str
     return json.dumps(fields), cost
 
 
+HELD_NOTES = 10_000   # messages of history held while the engine is not up; more are not kept (and logged)
+_NOTE_FIELDS = 5      # REMEMBER's arguments a message
+
+
 class EngineDurability:
     """The engine as a node's durability (see the module's docstring)."""
 
     def __init__(self, run: RunScript, node: str, logic: ClusterChatServer, answered: Answered, *,
-                 history_keep_ms: int = 0, history_cap: int = 0) -> None:
+                 history_keep_ms: int = 0, history_cap: int = 0, up: Callable[[], bool] = lambda: True) -> None:
         """``history_keep_ms``: how long the engine keeps history (0: none); ``history_cap``: the messages of its
-        own a user's history keeps."""
+        own a user's history keeps; ``up``: whether the engine connection is up (history written while it is
+        not waits for ``resume``)."""
         self._run = run
+        self._up = up
+        self._held: list[Any] = []                 # history written while the engine was not up (``resume``)
         self._node = node
         self._logic = logic
         self._answered = answered
@@ -92,11 +99,23 @@ class EngineDurability:
         """A message or broadcast for the turn's REMEMBER (a session: LOGIN and LOGOUT note it themselves)."""
         if type(note) is Remember:
             self._notes += (note.sender, note.to or "", note.text, "" if note.sent is None else note.sent,
-                            "\n" + "\n".join(note.hidden) + "\n" if note.hidden else "")
+                            "\n" + "\n".join(note.hidden) + "\n" if note.hidden else "")   # (_NOTE_FIELDS)
 
     def _write_notes(self) -> None:
         notes, self._notes = self._notes, []
+        if not self._up():   # (a node delivers what its inbox brought while its command connection reconnects)
+            if len(self._held) + len(notes) > HELD_NOTES * _NOTE_FIELDS:
+                log.warning("history not kept: %d messages while the engine was away", len(notes) // _NOTE_FIELDS)
+            else:
+                self._held += notes
+            return
         self._run(scripts.REMEMBER, notes, self._remembered)
+
+    def resume(self) -> None:
+        """The engine is up again: the history written meanwhile goes first."""
+        if self._held:
+            self._notes, self._held = self._held + self._notes, []
+            self._write_notes()
 
     def _remembered(self, reply: Reply) -> None:
         if isinstance(reply, EngineError):
