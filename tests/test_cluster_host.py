@@ -107,6 +107,26 @@ def test_the_engine_keeps_to_the_cap_the_rules_were_given(loop, engine):
     assert logic.queue_cap == 1
     host.shutdown()
 
+def engine_calls(loop, engine):
+    """A connection to the real engine, ``ask(*command)`` and ``run(script, *args)``: each its reply, waited for."""
+    conn = Engine(loop, "127.0.0.1", engine.port)
+    conn.start()
+    run_until(loop, lambda: conn.up, timeout=PATIENCE)
+    answers = []
+
+    def ask(*command):
+        conn.call(*command, reply=answers.append)
+        run_until(loop, lambda: len(answers) == 1, timeout=PATIENCE)
+        return answers.pop()
+
+    def run(script, *args):
+        conn.script(script, (scripts.PREFIX,), args, reply=answers.append)
+        run_until(loop, lambda: len(answers) == 1, timeout=PATIENCE)
+        return answers.pop()
+
+    return conn, ask, run
+
+
 
 def test_the_engine_keeps_a_message_once_per_ref_and_remembers_the_ref_after_the_acknowledgement(loop, engine):
     """KEEP and FORGET on the real engine: a ref kept is answered 'again' (confirmed, not kept twice), and its
@@ -159,20 +179,7 @@ def test_relay_and_keep_share_one_keep_with_the_ref_on_the_engine(loop, engine):
     of the sender's node with that ref (a retry's KEEP, or a RELAY) is 'again', while a keep of the message on its
     way (its node keeps it behind a mailbox: not fresh) is kept with its ref, remembered while it is kept and
     REF_MEMORY once forgotten; a dead node's untaken message is kept with its ref, and its fate names it."""
-    conn = Engine(loop, "127.0.0.1", engine.port)
-    conn.start()
-    run_until(loop, lambda: conn.up, timeout=PATIENCE)
-    answers = []
-
-    def ask(*command):
-        conn.call(*command, reply=answers.append)
-        run_until(loop, lambda: len(answers) == 1, timeout=PATIENCE)
-        return answers.pop()
-
-    def run(script, *args):
-        conn.script(script, (scripts.PREFIX,), args, reply=answers.append)
-        run_until(loop, lambda: len(answers) == 1, timeout=PATIENCE)
-        return answers.pop()
+    conn, ask, run = engine_calls(loop, engine)
 
     def relay(mid, to, ref, fresh=1):
         record, cost = message_record(to, "hans", "hi", None, ref)
@@ -212,20 +219,7 @@ def test_a_repeat_of_a_ref_writes_no_history_twice_on_the_engine(loop, engine):
     ref comes again ('again' writes nothing); one relayed to a live node is in none here (the node that delivers
     it notes it), and its keep on its way by that node is in it once; so is a dead node's untaken message, kept
     by the rescue."""
-    conn = Engine(loop, "127.0.0.1", engine.port)
-    conn.start()
-    run_until(loop, lambda: conn.up, timeout=PATIENCE)
-    answers = []
-
-    def ask(*command):
-        conn.call(*command, reply=answers.append)
-        run_until(loop, lambda: len(answers) == 1, timeout=PATIENCE)
-        return answers.pop()
-
-    def run(script, *args):
-        conn.script(script, (scripts.PREFIX,), args, reply=answers.append)
-        run_until(loop, lambda: len(answers) == 1, timeout=PATIENCE)
-        return answers.pop()
+    conn, ask, run = engine_calls(loop, engine)
 
     def relay(mid, to, ref, fresh=1):
         record, cost = message_record(to, "hans", f"to {to} {ref}", None, ref)
