@@ -9,6 +9,7 @@ import pytest
 from reactor.client.effects import Print
 from reactor.framing import MAX_FRAME, encode
 from reactor.protocol import MAX_HISTORY
+from reactor.server.durability import StoreDurability
 from reactor.server.effects import (
     ForgetHistory,
     ForgetMessages,
@@ -199,6 +200,55 @@ def test_the_store_keeps_both_sides_caps_each_writer_forgets_and_trims(tmp_path)
     assert store.trim_history(100.0) == 2   # the broadcast (61) and luke's old one
     store.commit()
     assert store.history("leia", "luke", 5) == [("luke", "new", 500.0)]
+    store.close()
+
+
+def test_history_alone_is_committed_without_a_sync_and_a_turn_with_changes_synced_whole(tmp_path):
+    store, conn = opened(str(tmp_path / "state.db"))   # synchronous FULL, the default
+    said = []
+    conn.set_trace_callback(lambda statement: said.append(statement.split(" (")[0]))
+
+    def levels_at_commit():   # the synchronous level of each COMMIT said (1 NORMAL, 2 FULL)
+        level, found = 2, []
+        for statement in said:
+            if statement.startswith("PRAGMA synchronous"):
+                level = 1 if statement.endswith("NORMAL") else 2
+            elif statement == "COMMIT":
+                found.append(level)
+        return found
+
+    store.remember([Remember("hans", "yoda", "live", 1.0)])   # a turn that only relayed: no sync
+    store.commit()
+    assert levels_at_commit() == [1]
+    said.clear()
+    store.remember([Remember("hans", "yoda", "live", 2.0)], changes=True)   # history, then a change: one
+    store.apply(KeepMessage(1, "vader", "hans", "kept", 2.0))                 # transaction, synced
+    store.remember([Remember("yoda", "hans", "after", 2.5)])
+    store.commit()
+    assert levels_at_commit() == [2] and said.count("BEGIN") == 1
+    said.clear()
+    store.remember([Remember("hans", "yoda", "read first", 3.0)])   # (written for a read) then a change: the
+    store.apply(ForgetMessages((1,)))                               # history committed as it is, the change synced
+    store.commit()
+    assert levels_at_commit() == [1, 2]
+    assert [text for _, text, _ in store.history("yoda", "hans", 9)] == ["read first", "after", "live", "live"]
+    assert store.history("vader", "hans", 9) == [("hans", "kept", 2.0)] and store.load()[1] == []
+    store.close()
+
+
+def test_the_durability_writes_a_turns_history_before_its_change_in_the_changes_synced_transaction(tmp_path):
+    store, conn = opened(str(tmp_path / "state.db"))
+    answered = []
+    durability = StoreDurability(store, lambda upto, refused: answered.append((upto, refused)))
+    durability.remember(Remember("hans", "yoda", "live", 1.0))
+    durability.end_turn()
+    assert store.commits == 1 and conn.execute("PRAGMA synchronous").fetchone() == (1,)   # NORMAL: no sync
+    durability.remember(Remember("hans", "yoda", "live again", 2.0))
+    durability.write(1, KeepMessage(1, "vader", "hans", "kept", 2.0))
+    durability.end_turn()
+    assert store.commits == 2 and answered == [(1, [])]   # one transaction, committed under FULL
+    assert conn.execute("PRAGMA synchronous").fetchone() == (2,)
+    assert [text for _, text, _ in store.history("yoda", "hans", 5)] == ["live again", "live"]
     store.close()
 
 

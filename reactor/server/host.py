@@ -187,8 +187,8 @@ class StopOnStoreFailure:
     def texts(self, ids: Iterable[int]) -> dict[int, str]:
         return self._guard(self.store.texts, ids)
 
-    def remember(self, notes: list[HistoryNote]) -> None:
-        self._guard(self.store.remember, notes)
+    def remember(self, notes: list[HistoryNote], changes: bool = False) -> None:
+        self._guard(self.store.remember, notes, changes)
 
     def history(self, owner: str, peer: str | None, count: int) -> list[HistoryRow]:
         return self._guard(self.store.history, owner, peer, count)
