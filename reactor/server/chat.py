@@ -199,6 +199,8 @@ class ChatCommands:
             send = Send((target.id,), {"type": _MESSAGE, "from": sender, "text": text, "ref": ref})
         if not self._remember and not self._away_now:
             return [send]
+        if not self._away_now:   # with its history, as _noted would, two calls less
+            return [send, Remember(sender, target.user, text, self._mail.sent(now))]
         return self._noted(s, target.user, sender, text, [send], now)   # (as any live message's)
 
     @command(FrameType.BROADCAST, string("text"))
