@@ -143,6 +143,9 @@ class ChatCommands:
                 self._counts.messages_relayed += 1
                 if not self._remember and not self._away_now:   # (the relay as it was: one Send)
                     return [Send((target.id,), {"type": _MESSAGE, "from": sender, "text": text})]
+                if not self._away_now:   # with its history, as _noted would, two calls less (~700 instructions)
+                    return [Send((target.id,), {"type": _MESSAGE, "from": sender, "text": text}),
+                            Remember(sender, to, text, self._mail.sent(now))]
                 return self._noted(s, to, sender, text, [Send((target.id,), {"type": _MESSAGE, "from": sender,
                                                                              "text": text})], now)
         ref = frame.get("ref")
@@ -196,6 +199,8 @@ class ChatCommands:
             send = Send((target.id,), {"type": _MESSAGE, "from": sender, "text": text, "ref": ref})
         if not self._remember and not self._away_now:
             return [send]
+        if not self._away_now:   # with its history, as _noted would, two calls less
+            return [send, Remember(sender, target.user, text, self._mail.sent(now))]
         return self._noted(s, target.user, sender, text, [send], now)   # (as any live message's)
 
     @command(FrameType.BROADCAST, string("text"))

@@ -21,8 +21,10 @@ for each of those in place of its confirmation; what waited goes out.
 History (``Remember``, ``NoteSession``) goes to the durability too, but
 nothing waits for it: a relayed message is sent at once, and its history is
 written with the turn's changes (``remember``: the store buffers the turn's and
-writes them in one statement before anything else of the turn, and commits them
-with it; the engine sends them in one script). A read (``read_history``) sees
+writes them in a few statements before anything else of the turn, and commits them
+with it, in the changes' transaction when it has any; a turn of history alone
+the store commits without waiting for the disk; the engine sends them in one
+script). A read (``read_history``) sees
 everything written before it. ``trim_history`` drops what is older than the
 history is kept.
 
@@ -81,12 +83,14 @@ class Durability(Protocol):
 class TransactionalStore(Protocol):
     """Durable state: ``apply`` takes store changes, ``commit`` makes them durable; either raises
     ``StoreFull`` (the open transaction rolled back) when there is no room. ``texts`` reads kept messages;
-    ``remember``, ``history`` and ``trim_history`` write, read and trim the history."""
+    ``remember``, ``history`` and ``trim_history`` write, read and trim the history (``remember``'s ``changes``:
+    store changes follow in the same transaction, whose commit they wait for; history alone nothing waits for, and
+    a store may commit it without waiting for the disk)."""
 
     def apply(self, change: StoreChange) -> None: ...
     def commit(self) -> None: ...
     def texts(self, ids: Iterable[int]) -> dict[int, str]: ...
-    def remember(self, notes: list[HistoryNote]) -> None: ...
+    def remember(self, notes: list[HistoryNote], changes: bool = False) -> None: ...
     def history(self, owner: str, peer: str | None, count: int) -> list[HistoryRow]: ...
     def trim_history(self, before: float) -> int: ...
 
@@ -135,7 +139,7 @@ class StoreDurability:
             self._kept[change.id] = change.text
         self._turn.append(change)
         if self._notes:
-            self._write_notes()
+            self._write_notes(changes=True)
         if not self._full:
             try:
                 self.store.apply(change)
@@ -147,13 +151,14 @@ class StoreDurability:
         message's cost, callgrind: see docs/performance.md.)"""
         self._notes.append(note)
 
-    def _write_notes(self) -> None:
-        """The buffered history into the open transaction; no room rolls the turn back, as a change would."""
+    def _write_notes(self, changes: bool = False) -> None:
+        """The buffered history into the open transaction (``changes``: a store change follows it there); no room
+        rolls the turn back, as a change would."""
         notes, self._notes = self._notes, []
         if self._full:
             return
         try:
-            self.store.remember(notes)
+            self.store.remember(notes, changes)
         except StoreFull:
             self._full = True
 

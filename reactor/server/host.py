@@ -187,8 +187,8 @@ class StopOnStoreFailure:
     def texts(self, ids: Iterable[int]) -> dict[int, str]:
         return self._guard(self.store.texts, ids)
 
-    def remember(self, notes: list[HistoryNote]) -> None:
-        self._guard(self.store.remember, notes)
+    def remember(self, notes: list[HistoryNote], changes: bool = False) -> None:
+        self._guard(self.store.remember, notes, changes)
 
     def history(self, owner: str, peer: str | None, count: int) -> list[HistoryRow]:
         return self._guard(self.store.history, owner, peer, count)
@@ -406,8 +406,7 @@ class ServerHost:
         effects: list[Any] = self._logic.received(stream.tag, frame, self._loop.time())   # (Any: see _apply)
         if len(effects) == 1 and not self._dirty:
             # The relay's one Send carried out here, as _apply and _deliver would: two calls and two
-            # type tests less per relayed message. (With history, its Remember follows: _apply sends the Send
-            # at once all the same, and hands the Remember to the durability; nothing waits for it.)
+            # type tests less per relayed message.
             effect = effects[0]
             if type(effect) is Send:
                 data = encode(effect.frame)
@@ -416,6 +415,19 @@ class ServerHost:
                     target = get(conn)
                     if target is not None:
                         target.write(data)
+                return
+        elif len(effects) == 2 and type(effects[1]) is Remember and not self._dirty:
+            # The relay with its history (the default): the Send as above, then the Remember straight to the
+            # durability (nothing waits for it), as _apply and _remember would: ~1,000 instructions less.
+            effect = effects[0]
+            if type(effect) is Send:
+                data = encode(effect.frame)
+                get = self._streams.get
+                for conn in effect.conns:
+                    target = get(conn)
+                    if target is not None:
+                        target.write(data)
+                self.durability.remember(effects[1])
                 return
         self._apply(effects)
 
