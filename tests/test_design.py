@@ -15,7 +15,7 @@ FORBIDDEN = {"threading", "_thread", "asyncio", "concurrent", "multiprocessing"}
 MAINS = ("server_main", "client_main")
 # What the top level may hold besides hidden files (.ci/, .gitignore, ...).
 TOP_LEVEL = {"Makefile", "reactor", *(f"{m}.py" for m in MAINS), "tests", "credentials.txt", "README.md",
-             "CONTRIBUTING.md", "docs", "pyproject.toml", "setup.py", "LICENSE"}   # setup.py: the fast build's hook
+             "CONTRIBUTING.md", "docs", "pyproject.toml", "LICENSE"}
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
